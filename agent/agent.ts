@@ -1,0 +1,219 @@
+/**
+ * The agent inside a session machine: runs the program under a PTY, numbers its output, keeps the
+ * ring and the screen mirror, and serves the server's requests over the link (catch-up for clients,
+ * input, resize, stop). When the program exits it reports the exit until the server acknowledges.
+ */
+import { userInfo } from "node:os";
+import {
+  encodeAgentOutput,
+  parseMessage,
+  PROTOCOL_VERSION,
+  ServerToAgent,
+  type AgentToServer,
+} from "../src/protocol/index.ts";
+import type { Log } from "../src/lib/log.ts";
+import type { AgentConfig } from "./config.ts";
+import type { Link, LinkHandlers } from "./link.ts";
+import type { PtyProcess, PtyRunner } from "./pty.ts";
+import { OutputRing } from "./ring.ts";
+import { ScreenMirror } from "./screen.ts";
+
+export interface AgentDeps {
+  config: AgentConfig;
+  pty: PtyRunner;
+  dial(handlers: LinkHandlers): Link;
+  log: Log;
+  /** Finds an executable on PATH (Bun.which). */
+  which?(name: string): string | null;
+}
+
+export interface Agent {
+  /** Resolves when the program has exited and the server has recorded it (or the session ended). */
+  done: Promise<number>;
+}
+
+/** Replays go out in pieces so one client's catch-up never becomes one giant frame. */
+const REPLAY_CHUNK = 256 * 1024;
+const STOP_GRACE_MS = 5_000;
+
+export const CLAUDE_NOTICE =
+  "\x1b[33mClaude Code is not installed on this machine; starting a shell instead. " +
+  "Install it with `npm install -g @anthropic-ai/claude-code`, then run `claude`.\x1b[0m\r\n";
+
+/** The program to run: the requested command, else Claude Code if installed, else the login shell. */
+export function resolveCommand(
+  command: string[],
+  which: (name: string) => string | null,
+  env: NodeJS.ProcessEnv,
+): { argv: string[]; notice: string | null } {
+  if (command.length > 0) return { argv: command, notice: null };
+  const claude = which("claude");
+  if (claude) return { argv: [claude], notice: null };
+  let shell = env.SHELL;
+  if (!shell) {
+    try {
+      shell = userInfo().shell ?? undefined;
+    } catch {
+      shell = undefined;
+    }
+  }
+  return { argv: [shell || "/bin/sh", "-l"], notice: CLAUDE_NOTICE };
+}
+
+function programEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (v !== undefined && !k.startsWith("CATTY_")) out[k] = v;
+  }
+  out.TERM = "xterm-256color";
+  out.COLORTERM = "truecolor";
+  out.CATTY = "1";
+  return out;
+}
+
+export function createAgent(deps: AgentDeps): Agent {
+  const { config, log } = deps;
+  const ring = new OutputRing(config.ringBytes);
+  const mirror = new ScreenMirror(config.cols, config.rows);
+  let exitReport: Extract<AgentToServer, { type: "exit" }> | null = null;
+  let finish: (code: number) => void = () => {};
+  const done = new Promise<number>((resolve) => (finish = resolve));
+  let stopReason: string | null = null;
+  let proc: PtyProcess | null = null;
+  let exited: Promise<number> = Promise.resolve(0);
+
+  const sendJson = (msg: AgentToServer): boolean => link.send(JSON.stringify(msg));
+
+  const output = (data: Uint8Array): void => {
+    const offset = ring.append(data);
+    mirror.write(data, ring.end);
+    link.send(encodeAgentOutput(0, offset, data));
+  };
+
+  const sendBytes = (clientId: number, from: number, bytes: Uint8Array): void => {
+    for (let at = 0; at < bytes.length; at += REPLAY_CHUNK) {
+      link.send(encodeAgentOutput(clientId, from + at, bytes.subarray(at, at + REPLAY_CHUNK)));
+    }
+  };
+
+  /** Catches a client up: the exact missing bytes if the ring still has them, else the screen. */
+  const catchUp = async (clientId: number, offset: number | null): Promise<void> => {
+    const missed = offset === null ? null : ring.since(offset);
+    if (missed && offset !== null) {
+      sendBytes(clientId, offset, missed);
+      sendJson({ type: "synced", clientId, offset: ring.end });
+      return;
+    }
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const snap = await mirror.snapshot();
+      const tail = ring.since(snap.offset);
+      if (!tail) continue; // the ring moved past the screen while it was serialized: take it again
+      sendJson({ type: "screen", clientId, offset: snap.offset, data: snap.data, cols: snap.cols, rows: snap.rows });
+      sendBytes(clientId, snap.offset, tail);
+      sendJson({ type: "synced", clientId, offset: ring.end });
+      return;
+    }
+    log.warn("could not catch a client up: output outran the screen mirror", { clientId });
+  };
+
+  const handlers: LinkHandlers = {
+    onOpen() {
+      sendJson({
+        type: "hello",
+        protocol: PROTOCOL_VERSION,
+        offset: ring.end,
+        cols: mirror.cols,
+        rows: mirror.rows,
+        pid: proc?.pid ?? null,
+      });
+      if (exitReport) sendJson(exitReport);
+    },
+    onText(text) {
+      const msg = parseMessage(ServerToAgent, text);
+      if (!msg) {
+        log.warn("malformed message from server", { text: text.slice(0, 200) });
+        return;
+      }
+      switch (msg.type) {
+        case "welcome":
+          log.info("session", { label: msg.label });
+          return;
+        case "attach":
+          void catchUp(msg.clientId, msg.offset);
+          return;
+        case "resize":
+          if (msg.cols === mirror.cols && msg.rows === mirror.rows) return;
+          mirror.resize(msg.cols, msg.rows);
+          proc?.resize(msg.cols, msg.rows);
+          return;
+        case "stop":
+          stop(msg.reason);
+          return;
+        case "exit_ack":
+          link.close();
+          finish(exitReport?.code ?? 0);
+          return;
+        case "ping":
+          sendJson({ type: "pong", id: msg.id });
+          return;
+        case "pong":
+          return;
+        case "error":
+          log.error("server error", { code: msg.code, message: msg.message });
+          return;
+        default: {
+          const never: never = msg;
+          return never;
+        }
+      }
+    },
+    onBinary(data) {
+      proc?.write(data);
+    },
+    onEnded(reason) {
+      log.warn("server says the session has ended; stopping", { reason });
+      stop(reason);
+      void exited.then((code) => finish(code));
+    },
+  };
+
+  const link = deps.dial(handlers);
+  const resolved = resolveCommand(config.command, deps.which ?? ((n) => Bun.which(n)), process.env);
+  if (resolved.notice) output(new TextEncoder().encode(resolved.notice));
+
+  try {
+    proc = deps.pty({
+      argv: resolved.argv,
+      cwd: config.workspace,
+      env: programEnv(process.env),
+      cols: config.cols,
+      rows: config.rows,
+      onData: output,
+    });
+    log.info("program started", { argv: resolved.argv, pid: proc.pid });
+    exited = proc.exited;
+  } catch (err) {
+    const message = `catty: could not start ${resolved.argv[0]}: ${(err as Error).message}\r\n`;
+    output(new TextEncoder().encode(message));
+    log.error("program failed to start", { argv: resolved.argv, err });
+    exited = Promise.resolve(127);
+  }
+
+  function stop(reason: string): void {
+    if (stopReason) return;
+    stopReason = reason;
+    log.info("stopping program", { reason });
+    proc?.kill("SIGHUP");
+    const timer = setTimeout(() => proc?.kill("SIGKILL"), STOP_GRACE_MS);
+    void exited.then(() => clearTimeout(timer));
+  }
+
+  void exited.then(async (code) => {
+    const snap = await mirror.snapshot({ scrollback: 200 });
+    exitReport = { type: "exit", code, reason: stopReason, screen: snap.data };
+    log.info("program exited", { code });
+    sendJson(exitReport);
+  });
+
+  return { done };
+}

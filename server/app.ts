@@ -1,0 +1,323 @@
+/**
+ * The server application: HTTP API under `/v1`, the WebSocket endpoints for agents and clients,
+ * and the session lifecycle. `createServer` builds it from its dependencies; `listen` (main.ts,
+ * tests) binds it to a socket with `Bun.serve`.
+ */
+import type { Server } from "bun";
+import { z } from "zod";
+import {
+  CattyError,
+  CreateSession,
+  httpStatus,
+  isLive,
+  Label,
+  type Session,
+  type SessionStatus,
+} from "../src/protocol/index.ts";
+import { randomLabel } from "../src/lib/labels.ts";
+import type { Log } from "../src/lib/log.ts";
+import { hashToken, newToken } from "../src/lib/tokens.ts";
+import { VERSION } from "../src/lib/version.ts";
+import type { Provider } from "./providers/types.ts";
+import { CLOSE, Relay, type SocketData } from "./relay.ts";
+import type { SessionRow, Store, User } from "./store/types.ts";
+
+export interface ServerDeps {
+  store: Store;
+  provider: Provider;
+  log: Log;
+  /** The URL agents dial; known once the server listens. */
+  agentUrl(): string;
+  /** How long a running session may miss its agent before it is marked failed. */
+  agentLostMs?: number;
+  /** How long `stop` waits for the program to end before destroying the machine. */
+  stopTimeoutMs?: number;
+}
+
+export interface CattyServer {
+  fetch(req: Request, server: Server<SocketData>): Promise<Response | undefined>;
+  websocket: Bun.WebSocketHandler<SocketData>;
+  /** Checks sessions left running by a previous server process. */
+  recover(): Promise<void>;
+  close(): void;
+}
+
+const json = (body: unknown, status = 200): Response => Response.json(body, { status });
+const fail = (err: CattyError): Response => json(err.toBody(), httpStatus[err.code]);
+
+export function toSession(row: SessionRow): Session {
+  return {
+    label: row.label,
+    status: row.status,
+    region: row.region,
+    command: row.command,
+    createdAt: row.createdAt,
+    endedAt: row.endedAt,
+    exitCode: row.exitCode,
+    endReason: row.endReason,
+  };
+}
+
+function bearer(req: Request): string | null {
+  const h = req.headers.get("authorization");
+  if (!h) return null;
+  const m = /^Bearer\s+(\S+)$/i.exec(h);
+  return m?.[1] ?? null;
+}
+
+const notFound = (label: string): CattyError =>
+  new CattyError("not_found", `Session ${label} not found.`, "Run `catty list` to see your sessions.");
+
+export function createServer(deps: ServerDeps): CattyServer {
+  const { store, provider, log } = deps;
+  const agentLostMs = deps.agentLostMs ?? 120_000;
+  const stopTimeoutMs = deps.stopTimeoutMs ?? 20_000;
+  const lostTimers = new Map<string, Timer>();
+
+  async function endSession(
+    row: SessionRow,
+    status: SessionStatus,
+    patch: { exitCode?: number | null; endReason: string | null; lastScreen?: string | null },
+  ): Promise<SessionRow> {
+    const updated = await store.updateSession(row.id, {
+      status,
+      endedAt: new Date().toISOString(),
+      exitCode: patch.exitCode ?? null,
+      endReason: patch.endReason,
+      ...(patch.lastScreen !== undefined ? { lastScreen: patch.lastScreen } : {}),
+    });
+    clearTimeout(lostTimers.get(row.id));
+    lostTimers.delete(row.id);
+    return updated ?? row;
+  }
+
+  const relay: Relay = new Relay(
+    {
+      async onAgentHello(sessionId) {
+        clearTimeout(lostTimers.get(sessionId));
+        lostTimers.delete(sessionId);
+        const row = await store.updateSession(sessionId, {});
+        if (row?.status === "starting") await store.updateSession(sessionId, { status: "running" });
+      },
+      async onExit(sessionId, exit) {
+        const row = await store.updateSession(sessionId, {});
+        if (!row) return { status: "stopped", reason: exit.reason };
+        if (!isLive(row.status)) return { status: row.status, reason: row.endReason };
+        const stopping = row.status === "stopping";
+        const reason = exit.reason ?? (stopping ? "stopped by user" : `program exited with code ${exit.code}`);
+        const ended = await endSession(row, "stopped", { exitCode: exit.code, endReason: reason, lastScreen: exit.screen });
+        log.info("session ended", { label: row.label, code: exit.code, reason });
+        return { status: ended.status, reason: ended.endReason };
+      },
+      onAgentGone(sessionId) {
+        watchLostAgent(sessionId);
+      },
+    },
+    log,
+  );
+
+  /** A session whose agent stays away, and whose machine is gone, has failed. */
+  function watchLostAgent(sessionId: string): void {
+    clearTimeout(lostTimers.get(sessionId));
+    const check = async (): Promise<void> => {
+      lostTimers.delete(sessionId);
+      const row = await store.updateSession(sessionId, {});
+      if (!row || !isLive(row.status) || relay.agentConnected(sessionId)) return;
+      const alive = row.machine ? await provider.isAlive(row.machine) : false;
+      if (alive) {
+        lostTimers.set(sessionId, setTimeout(check, agentLostMs));
+        return;
+      }
+      await failSession(row, "the session machine went away (crash or kill)");
+    };
+    lostTimers.set(sessionId, setTimeout(check, Math.min(agentLostMs, 5_000)));
+  }
+
+  async function failSession(row: SessionRow, reason: string): Promise<void> {
+    const ended = await endSession(row, "failed", { endReason: reason });
+    log.warn("session failed", { label: row.label, reason });
+    relay.endClients(row.id, { type: "exit", code: 1, status: ended.status, reason });
+  }
+
+  async function authUser(req: Request): Promise<User> {
+    const token = bearer(req);
+    if (!token) throw new CattyError("unauthorized", "Missing token.", "Run `catty login`.");
+    const user = await store.userByTokenHash(hashToken(token));
+    if (!user) throw new CattyError("unauthorized", "Invalid token.", "Run `catty login` again.");
+    return user;
+  }
+
+  async function sessionOf(user: User, label: string): Promise<SessionRow> {
+    if (!Label.safeParse(label).success) throw notFound(label);
+    const row = await store.sessionFor(user.id, label);
+    if (!row) throw notFound(label);
+    return row;
+  }
+
+  async function readJson<T>(req: Request, schema: z.ZodType<T>): Promise<T> {
+    const text = await req.text();
+    if (text.length > 1_000_000) throw new CattyError("too_large", "Request body too large.");
+    let raw: unknown = {};
+    if (text.trim() !== "") {
+      try {
+        raw = JSON.parse(text);
+      } catch {
+        throw new CattyError("bad_request", "Request body is not valid JSON.");
+      }
+    }
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new CattyError("bad_request", `Invalid request: ${issue?.path.join(".") || "body"}: ${issue?.message}`);
+    }
+    return parsed.data;
+  }
+
+  async function createSession(user: User, req: Request): Promise<Response> {
+    const body = await readJson(req, CreateSession);
+    let label = randomLabel();
+    for (let i = 0; (await store.labelTaken(label)) && i < 20; i++) label = randomLabel();
+    const agentToken = newToken("agt");
+    const row: SessionRow = {
+      id: crypto.randomUUID(),
+      label,
+      userId: user.id,
+      status: "starting",
+      region: provider.region,
+      provider: provider.name,
+      command: body.command,
+      cols: body.cols,
+      rows: body.rows,
+      agentTokenHash: hashToken(agentToken),
+      machine: null,
+      createdAt: new Date().toISOString(),
+      endedAt: null,
+      exitCode: null,
+      endReason: null,
+      lastScreen: null,
+    };
+    await store.insertSession(row);
+    try {
+      const machine = await provider.start({
+        label,
+        agentToken,
+        serverUrl: deps.agentUrl(),
+        command: body.command,
+        cols: body.cols,
+        rows: body.rows,
+      });
+      const updated = await store.updateSession(row.id, { machine });
+      log.info("session created", { label, user: user.name });
+      watchLostAgent(row.id);
+      return json(toSession(updated ?? row), 201);
+    } catch (err) {
+      const reason = `could not start the session machine: ${(err as Error).message}`;
+      await endSession(row, "failed", { endReason: reason });
+      throw new CattyError("unavailable", `Session ${label} could not start: ${(err as Error).message}`);
+    }
+  }
+
+  async function stopSession(row: SessionRow): Promise<Response> {
+    if (!isLive(row.status)) return json(toSession(row));
+    await store.updateSession(row.id, { status: "stopping" });
+    const exited = relay.stop(row.id, "stopped by user") && (await relay.waitForExit(row.id, stopTimeoutMs));
+    let current = (await store.updateSession(row.id, {})) ?? row;
+    if (!exited || isLive(current.status)) {
+      if (row.machine) await provider.destroy(row.machine);
+      if (isLive(current.status)) {
+        current = await endSession(current, "stopped", { endReason: "stopped by user (machine destroyed)" });
+        relay.endClients(row.id, { type: "exit", code: 129, status: "stopped", reason: current.endReason });
+      }
+    }
+    return json(toSession(current));
+  }
+
+  async function route(req: Request, server: Server<SocketData>): Promise<Response | undefined> {
+    const url = new URL(req.url);
+    const path = url.pathname;
+    if (path === "/healthz") return json({ ok: true, version: VERSION });
+
+    if (path === "/v1/agent/connect") {
+      const token = bearer(req);
+      const row = token ? await store.sessionByAgentTokenHash(hashToken(token)) : null;
+      if (!row) throw new CattyError("unauthorized", "Invalid agent token.");
+      // An agent of an ended session is told so on open and stops re-dialling.
+      const data: SocketData = { kind: "agent", sessionId: row.id, label: row.label, ended: !isLive(row.status) };
+      if (server.upgrade(req, { data })) return undefined;
+      throw new CattyError("bad_request", "Expected a WebSocket upgrade.");
+    }
+
+    if (!path.startsWith("/v1/")) throw new CattyError("not_found", `No route for ${req.method} ${path}.`);
+    const user = await authUser(req);
+    const parts = path.split("/").filter(Boolean); // ["v1", ...]
+    const method = req.method;
+
+    if (parts.length === 2 && parts[1] === "whoami" && method === "GET") return json({ user: user.name });
+    if (parts[1] !== "sessions") throw new CattyError("not_found", `No route for ${method} ${path}.`);
+    if (parts.length === 2) {
+      if (method === "GET") return json((await store.listSessions(user.id)).map(toSession));
+      if (method === "POST") return createSession(user, req);
+    }
+    const label = decodeURIComponent(parts[2] ?? "");
+    if (parts.length === 3 && method === "GET") return json(toSession(await sessionOf(user, label)));
+    if (parts.length === 4 && parts[3] === "stop" && method === "POST") return stopSession(await sessionOf(user, label));
+    if (parts.length === 4 && parts[3] === "attach" && method === "GET") {
+      const row = await sessionOf(user, label);
+      const data: SocketData = { kind: "client", sessionId: row.id, label: row.label, clientId: relay.newClientId() };
+      if (!isLive(row.status)) {
+        data.ended = {
+          type: "ended",
+          status: row.status,
+          exitCode: row.exitCode,
+          reason: row.endReason,
+          screen: row.lastScreen,
+        };
+      }
+      if (server.upgrade(req, { data })) return undefined;
+      throw new CattyError("bad_request", "Expected a WebSocket upgrade.");
+    }
+    throw new CattyError("not_found", `No route for ${method} ${path}.`);
+  }
+
+  return {
+    async fetch(req, server) {
+      try {
+        return await route(req, server);
+      } catch (err) {
+        if (err instanceof CattyError) return fail(err);
+        log.error("request failed", { method: req.method, url: req.url, err });
+        return fail(new CattyError("internal", "Internal server error."));
+      }
+    },
+    websocket: {
+      idleTimeout: 30,
+      sendPings: true,
+      maxPayloadLength: 16 * 1024 * 1024,
+      open(ws) {
+        if (!ws.data.ended) return;
+        if (ws.data.kind === "client") ws.send(JSON.stringify(ws.data.ended));
+        ws.close(CLOSE.ended, "session ended");
+      },
+      message(ws, msg) {
+        if (ws.data.ended) return;
+        if (ws.data.kind === "agent") relay.agentMessage(ws, msg);
+        else relay.clientMessage(ws, msg);
+      },
+      close(ws) {
+        if (ws.data.kind === "agent") relay.agentClose(ws);
+        else relay.clientClose(ws);
+      },
+    },
+    async recover() {
+      for (const row of await store.liveSessions()) {
+        const alive = row.machine ? await provider.isAlive(row.machine) : false;
+        if (!alive) await failSession(row, "the session machine was gone when the server started");
+        else watchLostAgent(row.id);
+      }
+    },
+    close() {
+      for (const t of lostTimers.values()) clearTimeout(t);
+      lostTimers.clear();
+    },
+  };
+}

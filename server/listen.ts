@@ -1,0 +1,72 @@
+/**
+ * Starting a server from its configuration: open the database, create the owner on first start,
+ * pick the provider, build the app and bind it. Used by `catty-server serve` and by tests.
+ */
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { binaryCommand } from "../src/lib/paths.ts";
+import type { Log } from "../src/lib/log.ts";
+import { hashToken, newToken } from "../src/lib/tokens.ts";
+import { createServer } from "./app.ts";
+import type { ServerConfig } from "./config.ts";
+import { createLocalProvider } from "./providers/local.ts";
+import type { SocketData } from "./relay.ts";
+import { openSqliteStore } from "./store/sqlite.ts";
+import type { Store } from "./store/types.ts";
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  /** Set on the very first start: the owner's token and where it was written. */
+  ownerTokenFile: string;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export function openStore(config: ServerConfig): Store {
+  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+  return openSqliteStore(join(config.dataDir, "catty.db"));
+}
+
+/** Creates a token for `name` (and the user if missing). The token is only ever shown here. */
+export async function createUserToken(store: Store, name: string): Promise<string> {
+  const user = (await store.userByName(name)) ?? (await store.createUser(name));
+  const token = newToken("cat");
+  await store.addToken(user.id, hashToken(token));
+  return token;
+}
+
+export async function startServer(config: ServerConfig, log: Log): Promise<RunningServer> {
+  const store = openStore(config);
+  const ownerTokenFile = join(config.dataDir, "owner-token");
+  if ((await store.countUsers()) === 0) {
+    const token = await createUserToken(store, "owner");
+    writeFileSync(ownerTokenFile, `${token}\n`, { mode: 0o600 });
+    chmodSync(ownerTokenFile, 0o600);
+    log.info(`first start: created user "owner"; its token is in ${ownerTokenFile}`);
+  }
+  const provider = createLocalProvider({
+    dataDir: config.dataDir,
+    agentCommand: binaryCommand("catty-agent", config.agentBin),
+    log,
+  });
+  let agentUrl = config.publicUrl ?? "";
+  const app = createServer({ store, provider, log, agentUrl: () => agentUrl, agentLostMs: config.agentLostMs });
+  const server = Bun.serve<SocketData>({
+    port: config.port,
+    hostname: config.host,
+    fetch: app.fetch,
+    websocket: app.websocket,
+  });
+  const port = server.port as number;
+  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  if (!agentUrl) agentUrl = `http://${config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host}:${port}`;
+  await app.recover();
+  log.info(`listening on ${url}`, { dataDir: config.dataDir });
+  const stop = async (): Promise<void> => {
+    app.close();
+    await server.stop(true);
+    store.close();
+  };
+  return { url, port, ownerTokenFile, stop, [Symbol.asyncDispose]: stop };
+}

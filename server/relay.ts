@@ -1,0 +1,359 @@
+/**
+ * The relay: per session, one agent link and any number of client links (one interactive, the
+ * rest viewers). PTY output from the agent goes to every synced client; a client that joins or
+ * comes back is first caught up by the agent (missed bytes or the screen) and only then gets live
+ * output, so nothing is shown twice or skipped. Input goes from the interactive client to the agent.
+ */
+import type { ServerWebSocket } from "bun";
+import {
+  AgentToServer,
+  ClientToServer,
+  decodeAgentOutput,
+  encodeClientOutput,
+  parseMessage,
+  PROTOCOL_VERSION,
+  type ClientMode,
+  type ServerToAgent,
+  type ServerToClient,
+} from "../src/protocol/index.ts";
+import type { Log } from "../src/lib/log.ts";
+
+export type SocketData =
+  | { kind: "agent"; sessionId: string; label: string; ended?: boolean }
+  | {
+      kind: "client";
+      sessionId: string;
+      label: string;
+      clientId: number;
+      /** Set when the session had ended before the attach: sent on open, then the link closes. */
+      ended?: Extract<ServerToClient, { type: "ended" }>;
+    };
+
+export type Socket = ServerWebSocket<SocketData>;
+
+/** Close codes the CLI and agent act on. */
+export const CLOSE = {
+  takeover: 4001,
+  ended: 4002,
+  protocol: 4003,
+  replaced: 4004,
+} as const;
+
+interface Client {
+  ws: Socket;
+  mode: ClientMode;
+  /** Caught up and receiving live output. */
+  live: boolean;
+  /** End offset of the last output this client was sent (null: nothing yet, wants the screen). */
+  offset: number | null;
+  toldViewOnly: boolean;
+}
+
+export interface ExitReport {
+  code: number;
+  reason: string | null;
+  screen: string;
+}
+
+export interface RelayHooks {
+  /** The agent said hello (first connect or re-dial). */
+  onAgentHello(sessionId: string, info: { cols: number; rows: number }): Promise<void>;
+  /** The program exited; resolves once it is recorded. Returns what clients are told. */
+  onExit(sessionId: string, exit: ExitReport): Promise<{ status: import("../src/protocol/index.ts").SessionStatus; reason: string | null }>;
+  /** The agent link dropped. */
+  onAgentGone(sessionId: string): void;
+}
+
+class SessionRelay {
+  agent: Socket | null = null;
+  readonly clients = new Map<number, Client>();
+  interactive: number | null = null;
+  /** The interactive client's terminal size, re-applied whenever the agent (re)connects. */
+  wantSize: { cols: number; rows: number } | null = null;
+  exitWaiters: Array<() => void> = [];
+  lastActivity = Date.now();
+  constructor(readonly sessionId: string, readonly label: string) {}
+}
+
+const send = (ws: Socket | null, msg: ServerToClient | ServerToAgent): void => {
+  if (ws && ws.readyState === 1) ws.send(JSON.stringify(msg));
+};
+
+export class Relay {
+  private readonly sessions = new Map<string, SessionRelay>();
+  private nextClientId = 1;
+
+  constructor(private readonly hooks: RelayHooks, private readonly log: Log) {}
+
+  private get(sessionId: string, label: string): SessionRelay {
+    let s = this.sessions.get(sessionId);
+    if (!s) {
+      s = new SessionRelay(sessionId, label);
+      this.sessions.set(sessionId, s);
+    }
+    return s;
+  }
+
+  newClientId(): number {
+    const id = this.nextClientId;
+    this.nextClientId = this.nextClientId >= 0xfffffffe ? 1 : this.nextClientId + 1;
+    return id;
+  }
+
+  agentConnected(sessionId: string): boolean {
+    return this.sessions.get(sessionId)?.agent != null;
+  }
+
+  lastActivity(sessionId: string): number | null {
+    return this.sessions.get(sessionId)?.lastActivity ?? null;
+  }
+
+  /** Asks the agent to end the program. False when no agent is connected. */
+  stop(sessionId: string, reason: string): boolean {
+    const s = this.sessions.get(sessionId);
+    if (!s?.agent) return false;
+    send(s.agent, { type: "stop", reason });
+    return true;
+  }
+
+  /** Resolves when the session's exit is recorded, or after `ms`. True if it exited. */
+  waitForExit(sessionId: string, ms: number): Promise<boolean> {
+    const s = this.sessions.get(sessionId);
+    if (!s) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      s.exitWaiters.push(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** Ends every client link of a session that ended without its agent (failed, destroyed). */
+  endClients(sessionId: string, msg: ServerToClient): void {
+    const s = this.sessions.get(sessionId);
+    if (!s) return;
+    for (const c of s.clients.values()) {
+      send(c.ws, msg);
+      c.ws.close(CLOSE.ended, "session ended");
+    }
+    for (const w of s.exitWaiters.splice(0)) w();
+    this.sessions.delete(sessionId);
+  }
+
+  // ── agent link ──────────────────────────────────────────────────────────────────────────────
+
+  agentMessage(ws: Socket, raw: string | Buffer): void {
+    const data = ws.data;
+    if (data.kind !== "agent") return;
+    const s = this.get(data.sessionId, data.label);
+    if (typeof raw !== "string") {
+      if (s.agent !== ws) return;
+      this.agentOutput(s, raw);
+      return;
+    }
+    const msg = parseMessage(AgentToServer, raw);
+    if (!msg) {
+      this.log.warn("malformed agent message", { label: data.label });
+      send(ws, { type: "error", code: "bad_request", message: "malformed message" });
+      return;
+    }
+    if (msg.type !== "hello" && s.agent !== ws) return;
+    switch (msg.type) {
+      case "hello":
+        this.agentHello(s, ws, msg);
+        return;
+      case "screen": {
+        const c = s.clients.get(msg.clientId);
+        if (!c) return;
+        send(c.ws, { type: "screen", offset: msg.offset, data: msg.data, cols: msg.cols, rows: msg.rows });
+        c.offset = msg.offset;
+        return;
+      }
+      case "synced": {
+        const c = s.clients.get(msg.clientId);
+        if (!c) return;
+        c.live = true;
+        c.offset = msg.offset;
+        return;
+      }
+      case "exit":
+        void this.agentExit(s, ws, msg);
+        return;
+      case "ping":
+        send(ws, { type: "pong", id: msg.id });
+        return;
+      case "pong":
+        return;
+      default: {
+        const never: never = msg;
+        return never;
+      }
+    }
+  }
+
+  private agentHello(s: SessionRelay, ws: Socket, msg: Extract<AgentToServer, { type: "hello" }>): void {
+    if (msg.protocol !== PROTOCOL_VERSION) {
+      send(ws, {
+        type: "error",
+        code: "protocol_mismatch",
+        message: `agent speaks protocol ${msg.protocol}, server ${PROTOCOL_VERSION}: update catty-agent`,
+      });
+      ws.close(CLOSE.protocol, "protocol mismatch");
+      return;
+    }
+    if (s.agent && s.agent !== ws) s.agent.close(CLOSE.replaced, "replaced by a newer agent link");
+    s.agent = ws;
+    send(ws, { type: "welcome", protocol: PROTOCOL_VERSION, label: s.label });
+    if (s.wantSize && (s.wantSize.cols !== msg.cols || s.wantSize.rows !== msg.rows)) {
+      send(ws, { type: "resize", ...s.wantSize });
+    }
+    void this.hooks.onAgentHello(s.sessionId, { cols: msg.cols, rows: msg.rows });
+    // Whatever was in flight on the old link may be lost: catch every client up again.
+    for (const [id, c] of s.clients) {
+      c.live = false;
+      send(ws, { type: "attach", clientId: id, offset: c.offset });
+    }
+    const interactive = s.interactive !== null ? s.clients.get(s.interactive) : undefined;
+    if (interactive) send(interactive.ws, { type: "status", message: "" });
+    for (const c of s.clients.values()) if (c !== interactive) send(c.ws, { type: "status", message: "" });
+  }
+
+  private agentOutput(s: SessionRelay, raw: Buffer): void {
+    const frame = decodeAgentOutput(raw);
+    if (!frame) return;
+    s.lastActivity = Date.now();
+    const end = frame.offset + frame.data.length;
+    if (frame.clientId !== 0) {
+      const c = s.clients.get(frame.clientId);
+      if (!c) return;
+      c.ws.send(encodeClientOutput(frame.offset, frame.data));
+      c.offset = end;
+      return;
+    }
+    let out: Uint8Array | null = null;
+    for (const c of s.clients.values()) {
+      if (!c.live) continue;
+      out ??= encodeClientOutput(frame.offset, frame.data);
+      c.ws.send(out);
+      c.offset = end;
+    }
+  }
+
+  private async agentExit(s: SessionRelay, ws: Socket, msg: Extract<AgentToServer, { type: "exit" }>): Promise<void> {
+    const ended = await this.hooks.onExit(s.sessionId, { code: msg.code, reason: msg.reason, screen: msg.screen });
+    for (const c of s.clients.values()) {
+      send(c.ws, { type: "exit", code: msg.code, status: ended.status, reason: ended.reason });
+      c.ws.close(1000, "program exited");
+    }
+    s.clients.clear();
+    send(ws, { type: "exit_ack" });
+    for (const w of s.exitWaiters.splice(0)) w();
+    this.sessions.delete(s.sessionId);
+  }
+
+  agentClose(ws: Socket): void {
+    const data = ws.data;
+    const s = this.sessions.get(data.sessionId);
+    if (!s || s.agent !== ws) return;
+    s.agent = null;
+    for (const c of s.clients.values()) {
+      c.live = false;
+      send(c.ws, { type: "status", message: "The session machine disconnected; waiting for it to come back…" });
+    }
+    this.hooks.onAgentGone(s.sessionId);
+  }
+
+  // ── client links ────────────────────────────────────────────────────────────────────────────
+
+  clientMessage(ws: Socket, raw: string | Buffer): void {
+    const data = ws.data;
+    if (data.kind !== "client") return;
+    const s = this.get(data.sessionId, data.label);
+    const me = s.clients.get(data.clientId);
+    if (typeof raw !== "string") {
+      if (!me) return;
+      if (me.mode !== "interactive" || s.interactive !== data.clientId) {
+        if (!me.toldViewOnly) send(ws, { type: "view_only" });
+        me.toldViewOnly = true;
+        return;
+      }
+      s.lastActivity = Date.now();
+      if (s.agent) s.agent.send(raw);
+      return;
+    }
+    const msg = parseMessage(ClientToServer, raw);
+    if (!msg) {
+      send(ws, { type: "error", code: "bad_request", message: "malformed message" });
+      return;
+    }
+    if (!me && msg.type !== "hello") {
+      send(ws, { type: "error", code: "bad_request", message: "the first message must be hello" });
+      ws.close(CLOSE.protocol, "expected hello");
+      return;
+    }
+    switch (msg.type) {
+      case "hello":
+        if (me) return;
+        this.clientHello(s, ws, msg);
+        return;
+      case "resize":
+        if (s.interactive !== data.clientId) return;
+        s.wantSize = { cols: msg.cols, rows: msg.rows };
+        send(s.agent, msg);
+        return;
+      case "ping":
+        send(ws, { type: "pong", id: msg.id });
+        return;
+      case "pong":
+        return;
+      default: {
+        const never: never = msg;
+        return never;
+      }
+    }
+  }
+
+  private clientHello(s: SessionRelay, ws: Socket, msg: Extract<ClientToServer, { type: "hello" }>): void {
+    const data = ws.data as Extract<SocketData, { kind: "client" }>;
+    if (msg.protocol !== PROTOCOL_VERSION) {
+      send(ws, {
+        type: "error",
+        code: "protocol_mismatch",
+        message: `this catty speaks protocol ${msg.protocol}, the server ${PROTOCOL_VERSION}`,
+        hint: "Update catty to the server's version.",
+      });
+      ws.close(CLOSE.protocol, "protocol mismatch");
+      return;
+    }
+    if (msg.mode === "interactive") {
+      const old = s.interactive !== null ? s.clients.get(s.interactive) : undefined;
+      if (old) {
+        send(old.ws, { type: "takeover" });
+        old.ws.close(CLOSE.takeover, "taken over by another client");
+        s.clients.delete(s.interactive as number);
+      }
+      s.interactive = data.clientId;
+    }
+    s.clients.set(data.clientId, { ws, mode: msg.mode, live: false, offset: msg.offset, toldViewOnly: false });
+    send(ws, { type: "attached", protocol: PROTOCOL_VERSION, label: s.label, mode: msg.mode });
+    if (msg.mode === "interactive") s.wantSize = { cols: msg.cols, rows: msg.rows };
+    if (!s.agent) {
+      send(ws, { type: "status", message: "Waiting for the session machine to connect…" });
+      return;
+    }
+    if (msg.mode === "interactive") send(s.agent, { type: "resize", cols: msg.cols, rows: msg.rows });
+    send(s.agent, { type: "attach", clientId: data.clientId, offset: msg.offset });
+  }
+
+  clientClose(ws: Socket): void {
+    const data = ws.data;
+    if (data.kind !== "client") return;
+    const s = this.sessions.get(data.sessionId);
+    if (!s) return;
+    const c = s.clients.get(data.clientId);
+    if (c?.ws !== ws) return;
+    s.clients.delete(data.clientId);
+    if (s.interactive === data.clientId) s.interactive = null;
+  }
+}

@@ -1,0 +1,172 @@
+/** The embedded database: one SQLite file in the data dir, through `bun:sqlite`. */
+import { Database } from "bun:sqlite";
+import type { SessionPatch, SessionRow, Store, User } from "./types.ts";
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+  hash TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  label TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  status TEXT NOT NULL,
+  region TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  command TEXT NOT NULL,
+  cols INTEGER NOT NULL,
+  rows INTEGER NOT NULL,
+  agent_token_hash TEXT NOT NULL UNIQUE,
+  machine TEXT,
+  created_at TEXT NOT NULL,
+  ended_at TEXT,
+  exit_code INTEGER,
+  end_reason TEXT,
+  last_screen TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, created_at);
+`;
+
+interface SessionRecord {
+  id: string;
+  label: string;
+  user_id: string;
+  status: string;
+  region: string;
+  provider: string;
+  command: string;
+  cols: number;
+  rows: number;
+  agent_token_hash: string;
+  machine: string | null;
+  created_at: string;
+  ended_at: string | null;
+  exit_code: number | null;
+  end_reason: string | null;
+  last_screen: string | null;
+}
+
+const fromRecord = (r: SessionRecord): SessionRow => ({
+  id: r.id,
+  label: r.label,
+  userId: r.user_id,
+  status: r.status as SessionRow["status"],
+  region: r.region,
+  provider: r.provider,
+  command: JSON.parse(r.command) as string[],
+  cols: r.cols,
+  rows: r.rows,
+  agentTokenHash: r.agent_token_hash,
+  machine: r.machine ? (JSON.parse(r.machine) as Record<string, unknown>) : null,
+  createdAt: r.created_at,
+  endedAt: r.ended_at,
+  exitCode: r.exit_code,
+  endReason: r.end_reason,
+  lastScreen: r.last_screen,
+});
+
+const COLUMNS: Record<keyof SessionPatch, string> = {
+  status: "status",
+  machine: "machine",
+  endedAt: "ended_at",
+  exitCode: "exit_code",
+  endReason: "end_reason",
+  lastScreen: "last_screen",
+  cols: "cols",
+  rows: "rows",
+};
+
+export function openSqliteStore(file: string): Store {
+  const db = new Database(file, { create: true, strict: true });
+  db.run("PRAGMA journal_mode = WAL");
+  db.run("PRAGMA busy_timeout = 5000");
+  db.run("PRAGMA foreign_keys = ON");
+  db.run(SCHEMA);
+
+  const userFrom = (r: { id: string; name: string; created_at: string } | null): User | null =>
+    r ? { id: r.id, name: r.name, createdAt: r.created_at } : null;
+  const sessionBy = (where: string, ...params: string[]): SessionRow | null => {
+    const r = db.query(`SELECT * FROM sessions WHERE ${where}`).get(...params) as SessionRecord | null;
+    return r ? fromRecord(r) : null;
+  };
+
+  return {
+    async countUsers() {
+      return (db.query("SELECT count(*) AS n FROM users").get() as { n: number }).n;
+    },
+    async createUser(name) {
+      const user = { id: crypto.randomUUID(), name, createdAt: new Date().toISOString() };
+      db.query("INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)").run(user.id, name, user.createdAt);
+      return user;
+    },
+    async userByName(name) {
+      return userFrom(db.query("SELECT * FROM users WHERE name = ?").get(name) as never);
+    },
+    async addToken(userId, tokenHash) {
+      db.query("INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)").run(
+        tokenHash,
+        userId,
+        new Date().toISOString(),
+      );
+    },
+    async userByTokenHash(tokenHash) {
+      return userFrom(
+        db.query("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?").get(tokenHash) as never,
+      );
+    },
+    async insertSession(s) {
+      db.query(
+        `INSERT INTO sessions (id, label, user_id, status, region, provider, command, cols, rows,
+           agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        s.id, s.label, s.userId, s.status, s.region, s.provider, JSON.stringify(s.command), s.cols, s.rows,
+        s.agentTokenHash, s.machine ? JSON.stringify(s.machine) : null, s.createdAt, s.endedAt, s.exitCode,
+        s.endReason, s.lastScreen,
+      );
+    },
+    async labelTaken(label) {
+      return db.query("SELECT 1 FROM sessions WHERE label = ?").get(label) !== null;
+    },
+    async sessionFor(userId, label) {
+      return sessionBy("user_id = ? AND label = ?", userId, label);
+    },
+    async sessionByAgentTokenHash(tokenHash) {
+      return sessionBy("agent_token_hash = ?", tokenHash);
+    },
+    async listSessions(userId) {
+      const rows = db
+        .query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")
+        .all(userId) as SessionRecord[];
+      return rows.map(fromRecord);
+    },
+    async liveSessions() {
+      const rows = db
+        .query("SELECT * FROM sessions WHERE status IN ('starting', 'running', 'stopping')")
+        .all() as SessionRecord[];
+      return rows.map(fromRecord);
+    },
+    async updateSession(id, patch) {
+      const keys = Object.keys(patch) as (keyof SessionPatch)[];
+      if (keys.length > 0) {
+        const sets = keys.map((k) => `${COLUMNS[k]} = ?`).join(", ");
+        const values = keys.map((k) => {
+          const v = patch[k];
+          return k === "machine" ? (v ? JSON.stringify(v) : null) : (v ?? null);
+        });
+        db.query(`UPDATE sessions SET ${sets} WHERE id = ?`).run(...(values as (string | number | null)[]), id);
+      }
+      return sessionBy("id = ?", id);
+    },
+    close() {
+      db.close();
+    },
+  };
+}

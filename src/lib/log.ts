@@ -1,0 +1,53 @@
+/**
+ * A small line logger. Servers log to stderr; the CLI logs to a file so that nothing lands in
+ * the user's terminal while it is in raw mode.
+ */
+import { appendFileSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+
+export type Level = "debug" | "info" | "warn" | "error";
+const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export interface Log {
+  debug(msg: string, extra?: Record<string, unknown>): void;
+  info(msg: string, extra?: Record<string, unknown>): void;
+  warn(msg: string, extra?: Record<string, unknown>): void;
+  error(msg: string, extra?: Record<string, unknown>): void;
+}
+
+function format(level: Level, scope: string, msg: string, extra?: Record<string, unknown>): string {
+  const tail = extra && Object.keys(extra).length > 0 ? ` ${JSON.stringify(extra, errorReplacer)}` : "";
+  return `${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} [${scope}] ${msg}${tail}\n`;
+}
+
+function errorReplacer(_key: string, value: unknown): unknown {
+  return value instanceof Error ? { message: value.message, stack: value.stack } : value;
+}
+
+export function createLog(opts: { scope: string; file?: string; level?: Level }): Log {
+  const min = ORDER[opts.level ?? (process.env.CATTY_LOG_LEVEL as Level | undefined) ?? "info"] ?? ORDER.info;
+  let fileReady = false;
+  const write = (line: string): void => {
+    if (!opts.file) {
+      process.stderr.write(line);
+      return;
+    }
+    try {
+      if (!fileReady) {
+        mkdirSync(dirname(opts.file), { recursive: true, mode: 0o700 });
+        fileReady = true;
+      }
+      appendFileSync(opts.file, line, { mode: 0o600 });
+    } catch {
+      // A log that cannot be written must never take the program down.
+    }
+  };
+  const at =
+    (level: Level) =>
+    (msg: string, extra?: Record<string, unknown>): void => {
+      if (ORDER[level] >= min) write(format(level, opts.scope, msg, extra));
+    };
+  return { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+export const silentLog: Log = { debug() {}, info() {}, warn() {}, error() {} };

@@ -1,0 +1,52 @@
+/**
+ * Binary frames: PTY bytes with the stream offset of their first byte.
+ *
+ * agent → server:  [kind=1][u32 client id, 0 = every client][u64 offset][bytes]
+ * server → client: [kind=1][u64 offset][bytes]
+ * client → server → agent: raw input bytes, no header (input has no offset to keep).
+ */
+export const FRAME_OUTPUT = 1;
+const AGENT_HEADER = 13;
+const CLIENT_HEADER = 9;
+
+export interface OutputFrame {
+  /** Client the bytes are for (a replay); 0 for live output every client gets. */
+  clientId: number;
+  offset: number;
+  data: Uint8Array;
+}
+
+export function encodeAgentOutput(clientId: number, offset: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(AGENT_HEADER + data.length);
+  const view = new DataView(out.buffer);
+  out[0] = FRAME_OUTPUT;
+  view.setUint32(1, clientId);
+  view.setBigUint64(5, BigInt(offset));
+  out.set(data, AGENT_HEADER);
+  return out;
+}
+
+export function decodeAgentOutput(frame: Uint8Array): OutputFrame | null {
+  if (frame.length < AGENT_HEADER || frame[0] !== FRAME_OUTPUT) return null;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return {
+    clientId: view.getUint32(1),
+    offset: Number(view.getBigUint64(5)),
+    data: frame.subarray(AGENT_HEADER),
+  };
+}
+
+/** Re-heads an agent frame for a client without copying the payload twice. */
+export function encodeClientOutput(offset: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(CLIENT_HEADER + data.length);
+  out[0] = FRAME_OUTPUT;
+  new DataView(out.buffer).setBigUint64(1, BigInt(offset));
+  out.set(data, CLIENT_HEADER);
+  return out;
+}
+
+export function decodeClientOutput(frame: Uint8Array): { offset: number; data: Uint8Array } | null {
+  if (frame.length < CLIENT_HEADER || frame[0] !== FRAME_OUTPUT) return null;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return { offset: Number(view.getBigUint64(1)), data: frame.subarray(CLIENT_HEADER) };
+}

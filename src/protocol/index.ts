@@ -1,0 +1,4 @@
+export * from "./errors.ts";
+export * from "./frames.ts";
+export * from "./messages.ts";
+export * from "./session.ts";

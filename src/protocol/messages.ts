@@ -1,0 +1,126 @@
+/**
+ * The wire protocol: one message union per WebSocket direction, as zod schemas.
+ *
+ * Links: the CLI (or browser) talks to the server on `/v1/sessions/<label>/attach`; the agent
+ * inside each session machine dials the server on `/v1/agent/connect`. The server relays between
+ * them. Control messages are JSON text frames; PTY output travels in binary frames (`frames.ts`).
+ * Each side parses incoming text once at the socket edge with `parse*` below.
+ */
+import { z } from "zod";
+import { ErrorBody } from "./errors.ts";
+import { SessionStatus } from "./session.ts";
+
+/** Bumped on any incompatible change; exchanged in the first message of every link. */
+export const PROTOCOL_VERSION = 1;
+
+const Dim = z.number().int().min(1).max(1000);
+const Offset = z.number().int().min(0);
+const ClientId = z.number().int().min(1).max(0xffffffff);
+
+export const ClientMode = z.enum(["interactive", "view"]);
+export type ClientMode = z.infer<typeof ClientMode>;
+
+// ── client → server ────────────────────────────────────────────────────────────────────────────
+
+export const ClientToServer = z.discriminatedUnion("type", [
+  /** Client, first message: who it is and the last output offset it holds (null: none). */
+  z.object({
+    type: z.literal("hello"),
+    protocol: z.number().int(),
+    mode: ClientMode,
+    offset: Offset.nullable(),
+    cols: Dim,
+    rows: Dim,
+  }),
+  /** Interactive client, when its terminal changes size. */
+  z.object({ type: z.literal("resize"), cols: Dim, rows: Dim }),
+  /** Client, every few seconds: keeps the link alive and measures it. */
+  z.object({ type: z.literal("ping"), id: z.number() }),
+  /** Client, in answer to a server ping. */
+  z.object({ type: z.literal("pong"), id: z.number() }),
+]);
+export type ClientToServer = z.infer<typeof ClientToServer>;
+
+// ── server → client ────────────────────────────────────────────────────────────────────────────
+
+export const ServerToClient = z.discriminatedUnion("type", [
+  /** Server, after hello: the attach is accepted; output follows. */
+  z.object({ type: z.literal("attached"), protocol: z.number().int(), label: z.string(), mode: ClientMode }),
+  /** Server, while the session machine is not connected yet (starting, or re-dialling). */
+  z.object({ type: z.literal("status"), message: z.string() }),
+  /** Server (from the agent): the whole screen as escape sequences, valid at `offset`. */
+  z.object({ type: z.literal("screen"), offset: Offset, data: z.string(), cols: Dim, rows: Dim }),
+  /** Server, when the program exited: the client exits with the same code. */
+  z.object({ type: z.literal("exit"), code: z.number().int(), status: SessionStatus, reason: z.string().nullable() }),
+  /** Server, when the session had already ended before this attach. */
+  z.object({
+    type: z.literal("ended"),
+    status: SessionStatus,
+    exitCode: z.number().int().nullable(),
+    reason: z.string().nullable(),
+    screen: z.string().nullable(),
+  }),
+  /** Server, to the interactive client another interactive client replaced. */
+  z.object({ type: z.literal("takeover") }),
+  /** Server, to a viewer that typed: its input is ignored. */
+  z.object({ type: z.literal("view_only") }),
+  z.object({ type: z.literal("ping"), id: z.number() }),
+  z.object({ type: z.literal("pong"), id: z.number() }),
+  ErrorBody,
+]);
+export type ServerToClient = z.infer<typeof ServerToClient>;
+
+// ── agent → server ─────────────────────────────────────────────────────────────────────────────
+
+export const AgentToServer = z.discriminatedUnion("type", [
+  /** Agent, first message on every (re)connect: where the output stream stands. */
+  z.object({
+    type: z.literal("hello"),
+    protocol: z.number().int(),
+    offset: Offset,
+    cols: Dim,
+    rows: Dim,
+    pid: z.number().int().nullable(),
+  }),
+  /** Agent, answering `attach`: the screen for a client that is new or too far behind. */
+  z.object({ type: z.literal("screen"), clientId: ClientId, offset: Offset, data: z.string(), cols: Dim, rows: Dim }),
+  /** Agent, after a client's catch-up (bytes or screen) is sent: live output follows from `offset`. */
+  z.object({ type: z.literal("synced"), clientId: ClientId, offset: Offset }),
+  /** Agent, when the program exited (all output was sent before it). Repeated until acknowledged. */
+  z.object({ type: z.literal("exit"), code: z.number().int(), reason: z.string().nullable(), screen: z.string() }),
+  /** Agent, in answer to a server ping. */
+  z.object({ type: z.literal("pong"), id: z.number() }),
+  z.object({ type: z.literal("ping"), id: z.number() }),
+]);
+export type AgentToServer = z.infer<typeof AgentToServer>;
+
+// ── server → agent ─────────────────────────────────────────────────────────────────────────────
+
+export const ServerToAgent = z.discriminatedUnion("type", [
+  /** Server, after the agent's hello. */
+  z.object({ type: z.literal("welcome"), protocol: z.number().int(), label: z.string() }),
+  /** Server, when a client attaches (or must be re-synced): send what it misses after `offset`. */
+  z.object({ type: z.literal("attach"), clientId: ClientId, offset: Offset.nullable() }),
+  /** Server, from the interactive client: the terminal size. */
+  z.object({ type: z.literal("resize"), cols: Dim, rows: Dim }),
+  /** Server, on `catty stop`: end the program and the session. */
+  z.object({ type: z.literal("stop"), reason: z.string() }),
+  /** Server, once the exit is recorded: the agent may go. */
+  z.object({ type: z.literal("exit_ack") }),
+  z.object({ type: z.literal("ping"), id: z.number() }),
+  z.object({ type: z.literal("pong"), id: z.number() }),
+  ErrorBody,
+]);
+export type ServerToAgent = z.infer<typeof ServerToAgent>;
+
+/** Parses one text frame; null when it is not JSON or not a known message. */
+export function parseMessage<T>(schema: z.ZodType<T>, text: string): T | null {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const result = schema.safeParse(raw);
+  return result.success ? result.data : null;
+}
