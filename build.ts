@@ -1,0 +1,52 @@
+/**
+ * Compiles the three executables with `bun build --compile`:
+ *   bun build.ts          → dist/catty, dist/catty-server, dist/catty-agent (this machine)
+ *   bun build.ts --all    → dist/<target>/… for every release target
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const ENTRIES = [
+  { name: "catty", entry: "src/cli.ts" },
+  { name: "catty-server", entry: "server/main.ts" },
+  { name: "catty-agent", entry: "agent/main.ts" },
+] as const;
+
+const TARGETS = ["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64"] as const;
+
+const args = process.argv.slice(2);
+const all = args.includes("--all");
+const quiet = args.includes("--quiet");
+const root = import.meta.dir;
+
+/** Ink optionally loads react-devtools-core, which must not end up in (or break) a binary. */
+const stubDevtools: Bun.BunPlugin = {
+  name: "stub-react-devtools",
+  setup(build) {
+    build.onResolve({ filter: /^react-devtools-core$/ }, () => ({ path: "react-devtools-core", namespace: "stub" }));
+    build.onLoad({ filter: /.*/, namespace: "stub" }, () => ({ contents: "export default {};", loader: "js" }));
+  },
+};
+
+async function compile(name: string, entry: string, target: string | null): Promise<void> {
+  const outdir = target ? join(root, "dist", target) : join(root, "dist");
+  mkdirSync(outdir, { recursive: true });
+  const outfile = join(outdir, name);
+  const started = performance.now();
+  const result = await Bun.build({
+    entrypoints: [join(root, entry)],
+    compile: target ? { target: `bun-${target}` as Bun.Build.CompileTarget, outfile } : { outfile },
+    minify: true,
+    sourcemap: "linked",
+    plugins: [stubDevtools],
+  });
+  if (!result.success) {
+    for (const log of result.logs) console.error(log);
+    throw new Error(`build of ${name}${target ? ` (${target})` : ""} failed`);
+  }
+  if (!quiet) console.log(`built ${outfile} in ${Math.round(performance.now() - started)} ms`);
+}
+
+for (const target of all ? [null, ...TARGETS] : [null]) {
+  for (const { name, entry } of ENTRIES) await compile(name, entry, target);
+}

@@ -1,0 +1,79 @@
+/**
+ * `catty`: the command line. Parses the command, runs it, and turns errors into a message, a hint
+ * and an exit code (0 ok, 1 error, 130 interrupted, else the program's own code).
+ */
+import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
+import { CattyError } from "./protocol/errors.ts";
+import { readCliConfig } from "./lib/config.ts";
+import { createLog } from "./lib/log.ts";
+import { ui } from "./lib/ui.ts";
+import { VERSION } from "./lib/version.ts";
+
+const load = (p: Promise<{ default: CommandDef<any> }>) => () => p.then((m) => m.default);
+
+const main = defineCommand({
+  meta: { name: "catty", version: VERSION, description: "Persistent remote sessions for Claude Code and any terminal program" },
+  subCommands: {
+    new: () => load(import("./commands/new.ts"))(),
+    connect: () => load(import("./commands/connect.ts"))(),
+    list: () => load(import("./commands/list.ts"))(),
+    stop: () => load(import("./commands/stop.ts"))(),
+    login: () => load(import("./commands/login.ts"))(),
+    logout: () => load(import("./commands/logout.ts"))(),
+  },
+});
+
+/** `catty --api URL list` → `catty list --api URL`: the global flag may come before the command. */
+function hoistGlobalFlags(argv: string[]): string[] {
+  const out = [...argv];
+  const lead: string[] = [];
+  while (out[0]?.startsWith("--api")) {
+    const flag = out.shift() as string;
+    lead.push(flag);
+    if (!flag.includes("=") && out[0] !== undefined) lead.push(out.shift() as string);
+  }
+  if (lead.length === 0 || out.length === 0) return argv;
+  const [sub, ...rest] = out;
+  return [sub as string, ...lead, ...rest];
+}
+
+async function run(input: string[]): Promise<number> {
+  const argv = hoistGlobalFlags(input);
+  const dashes = argv.indexOf("--");
+  const own = dashes === -1 ? argv : argv.slice(0, dashes);
+  if (own.length === 1 && (own[0] === "--version" || own[0] === "-v" || own[0] === "version")) {
+    console.log(VERSION);
+    return 0;
+  }
+  if (own.length === 0 || own.includes("--help") || own.includes("-h")) {
+    const sub = own.find((a) => !a.startsWith("-"));
+    const subs = main.subCommands as Record<string, () => Promise<CommandDef<any>>>;
+    const loader = sub ? subs[sub] : undefined;
+    if (loader) await showUsage(await loader(), main);
+    else await showUsage(main);
+    return own.length === 0 ? 1 : 0;
+  }
+  const sub = own[0] as string;
+  if (!(sub in (main.subCommands as object))) {
+    ui.error(`Unknown command "${sub}". Run \`catty --help\` to see the commands.`);
+    return 1;
+  }
+  await runCommand(main, { rawArgs: argv });
+  return typeof process.exitCode === "number" ? process.exitCode : 0;
+}
+
+let code: number;
+try {
+  code = await run(process.argv.slice(2));
+} catch (err) {
+  const log = createLog({ scope: "cli", file: readCliConfig({}).logFile });
+  log.error("command failed", { err });
+  if (err instanceof CattyError) {
+    ui.error(err.message);
+    if (err.hint) ui.info(err.hint);
+  } else {
+    ui.error((err as Error).message ?? String(err));
+  }
+  code = 1;
+}
+process.exit(code);

@@ -1,0 +1,34 @@
+import { defineCommand } from "citty";
+import { resolveContext } from "../lib/context.ts";
+import { ui } from "../lib/ui.ts";
+import { requireTty } from "../terminal/attach.ts";
+import { apiArg, commandAfterDashes } from "./_args.ts";
+import { attachAndReport } from "./_attach.ts";
+
+export default defineCommand({
+  meta: { name: "new", description: "Start a session in the current directory and attach (catty new -- CMD… runs CMD)" },
+  args: {
+    ...apiArg,
+    upload: { type: "boolean", default: true, description: "Upload the current directory (--no-upload starts empty)" },
+    "sync-back": { type: "boolean", default: true, description: "Sync changed files back here (--no-sync-back turns it off)" },
+    "auto-reconnect": { type: "boolean", default: true, description: "Reconnect by itself when the link drops" },
+  },
+  async run({ args, rawArgs }) {
+    requireTty();
+    const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
+    const command = commandAfterDashes(rawArgs);
+    const session = await ctx.client.create({
+      command,
+      cols: process.stdout.columns || 80,
+      rows: process.stdout.rows || 24,
+    });
+    ui.success(
+      `Session ${session.label} started (${session.region}). Detach with Ctrl+C twice; reconnect with \`catty connect ${session.label}\`.`,
+    );
+    process.exitCode = await attachAndReport(ctx, session.label, {
+      mode: "interactive",
+      offset: 0,
+      autoReconnect: args["auto-reconnect"],
+    });
+  },
+});

@@ -1,0 +1,21 @@
+import { defineCommand } from "citty";
+import { resolveContext } from "../lib/context.ts";
+import { ui } from "../lib/ui.ts";
+import { isLive } from "../protocol/index.ts";
+import { apiArg, labelArg } from "./_args.ts";
+
+export default defineCommand({
+  meta: { name: "stop", description: "Stop a session (its files stay downloadable)" },
+  args: { ...apiArg, ...labelArg },
+  async run({ args }) {
+    const ctx = await resolveContext(args);
+    const before = await ctx.client.get(args.label);
+    if (!isLive(before.status)) {
+      ui.info(`Session ${before.label} is already ${before.status}.`);
+      return;
+    }
+    ui.start(`Stopping ${before.label}…`);
+    const after = await ctx.client.stop(args.label);
+    ui.success(`Session ${after.label} ${after.status}${after.endReason ? ` (${after.endReason})` : ""}.`);
+  },
+});

@@ -1,0 +1,64 @@
+/**
+ * The CLI's HTTP client for the server API. Every failure becomes a `CattyError` whose message
+ * says what to do.
+ */
+import { z } from "zod";
+import { CattyError, ErrorBody } from "../protocol/errors.ts";
+import { Session, type CreateSession } from "../protocol/session.ts";
+
+export interface ApiClient {
+  readonly api: string;
+  readonly token: string;
+  whoami(): Promise<{ user: string }>;
+  list(): Promise<Session[]>;
+  get(label: string): Promise<Session>;
+  create(body: CreateSession): Promise<Session>;
+  stop(label: string): Promise<Session>;
+  /** The WebSocket URL of a session's attach endpoint. */
+  attachUrl(label: string): string;
+}
+
+export function createApiClient(api: string, token: string): ApiClient {
+  async function call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> {
+    let res: Response;
+    try {
+      res = await fetch(`${api}${path}`, {
+        method,
+        headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+    } catch (err) {
+      throw new CattyError(
+        "unavailable",
+        `Cannot reach the Catty server at ${api} (${(err as Error).message}).`,
+        "Check that it is running, or point catty elsewhere with --api URL.",
+      );
+    }
+    const text = await res.text();
+    let raw: unknown = null;
+    try {
+      raw = text ? JSON.parse(text) : null;
+    } catch {
+      // fall through to the status-based error
+    }
+    if (!res.ok) {
+      const err = ErrorBody.safeParse(raw);
+      if (err.success) throw CattyError.from(err.data);
+      throw new CattyError("internal", `The server answered ${res.status} ${res.statusText} to ${method} ${path}.`);
+    }
+    const parsed = schema.safeParse(raw);
+    if (!parsed.success) throw new CattyError("internal", `Unexpected answer from the server to ${method} ${path}.`);
+    return parsed.data;
+  }
+  const enc = encodeURIComponent;
+  return {
+    api,
+    token,
+    whoami: () => call("GET", "/v1/whoami", z.object({ user: z.string() })),
+    list: () => call("GET", "/v1/sessions", z.array(Session)),
+    get: (label) => call("GET", `/v1/sessions/${enc(label)}`, Session),
+    create: (body) => call("POST", "/v1/sessions", Session, body),
+    stop: (label) => call("POST", `/v1/sessions/${enc(label)}/stop`, Session, {}),
+    attachUrl: (label) => `${api.replace(/^http/, "ws")}/v1/sessions/${enc(label)}/attach`,
+  };
+}

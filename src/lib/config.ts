@@ -1,0 +1,83 @@
+/**
+ * CLI configuration: where Catty keeps its files, which server to talk to and with which token.
+ * Precedence: `--api` flag > `CATTY_API_ADDR` > `$CATTY_HOME/credentials.json` > a local server
+ * started on demand (zero setup).
+ */
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { CattyError } from "../protocol/errors.ts";
+import { cattyHome } from "./paths.ts";
+
+export const Credentials = z.object({
+  api: z.string().url(),
+  token: z.string().min(1),
+  /** True when this is the zero-setup server on this machine (restarted on demand). */
+  local: z.boolean().optional(),
+});
+export type Credentials = z.infer<typeof Credentials>;
+
+export interface CliConfig {
+  /** `$CATTY_HOME`, default `~/.catty`. */
+  home: string;
+  credentialsFile: string;
+  logFile: string;
+  /** Server URL from `--api` or `CATTY_API_ADDR`, if given. */
+  apiOverride: string | undefined;
+  /** `CATTY_TOKEN`: a token to use instead of the stored one. */
+  tokenOverride: string | undefined;
+  /** `CATTY_PORT`: port of the zero-setup local server (default 4815). */
+  localPort: number;
+  /** `CATTY_SERVER_BIN`: the `catty-server` executable for the zero-setup server. */
+  serverBin: string | undefined;
+}
+
+export function readCliConfig(flags: { api?: string }, env: NodeJS.ProcessEnv = process.env): Readonly<CliConfig> {
+  const home = cattyHome(env);
+  const port = Number(env.CATTY_PORT || 4815);
+  return Object.freeze({
+    home,
+    credentialsFile: join(home, "credentials.json"),
+    logFile: join(home, "logs", "catty.log"),
+    apiOverride: normalizeApi(flags.api || env.CATTY_API_ADDR),
+    tokenOverride: env.CATTY_TOKEN || undefined,
+    localPort: Number.isInteger(port) && port > 0 ? port : 4815,
+    serverBin: env.CATTY_SERVER_BIN || undefined,
+  });
+}
+
+export function normalizeApi(api: string | undefined): string | undefined {
+  if (!api) return undefined;
+  const withScheme = /^https?:\/\//.test(api) ? api : `http://${api}`;
+  try {
+    const url = new URL(withScheme);
+    return url.origin + url.pathname.replace(/\/+$/, "");
+  } catch {
+    throw new CattyError("bad_request", `"${api}" is not a server URL.`, "Use a URL like https://catty.example.com.");
+  }
+}
+
+export function readCredentials(config: CliConfig): Credentials | null {
+  if (!existsSync(config.credentialsFile)) return null;
+  try {
+    const parsed = Credentials.safeParse(JSON.parse(readFileSync(config.credentialsFile, "utf8")));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+export function writeCredentials(config: CliConfig, creds: Credentials): void {
+  mkdirSync(config.home, { recursive: true, mode: 0o700 });
+  chmodSync(config.home, 0o700);
+  const tmp = `${config.credentialsFile}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(creds, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, config.credentialsFile);
+}
+
+export function removeCredentials(config: CliConfig): boolean {
+  if (!existsSync(config.credentialsFile)) return false;
+  rmSync(config.credentialsFile);
+  return true;
+}

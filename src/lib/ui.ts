@@ -1,0 +1,4 @@
+/** User-facing messages: consola on stderr, so stdout stays clean for `--json` and pipes. */
+import { createConsola } from "consola";
+
+export const ui = createConsola({ stdout: process.stderr, stderr: process.stderr, formatOptions: { date: false } });

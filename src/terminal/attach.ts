@@ -1,0 +1,144 @@
+/**
+ * Local attach: puts the user's terminal in raw mode and joins it to a session. Every key goes
+ * to the program (a single Ctrl+C too); Ctrl+C twice within a second detaches. The terminal is
+ * restored on every way out: detach, program exit, takeover, error, signal.
+ */
+import { CattyError, type ClientMode } from "../protocol/index.ts";
+import type { ApiClient } from "../lib/api.ts";
+import type { Log } from "../lib/log.ts";
+import { DetachDetector } from "./keys.ts";
+import { ModeTracker } from "./modes.ts";
+import { SessionLink, type Outcome } from "./session-link.ts";
+
+export interface AttachOptions {
+  client: ApiClient;
+  label: string;
+  mode: ClientMode;
+  /** 0: everything since the session started (a new session); null: the current screen. */
+  offset: number | null;
+  autoReconnect: boolean;
+  log: Log;
+  stdin?: NodeJS.ReadStream;
+  stdout?: NodeJS.WriteStream;
+}
+
+export type AttachResult =
+  | { kind: "detached" }
+  | { kind: "signal"; signal: NodeJS.Signals }
+  | Outcome;
+
+/** Status shown only if a problem lasts longer than this, so brief blips stay invisible. */
+const STATUS_DELAY_MS = 500;
+
+export function requireTty(stdin: NodeJS.ReadStream = process.stdin): void {
+  if (!stdin.isTTY) {
+    throw new CattyError(
+      "bad_request",
+      "catty needs an interactive terminal, but stdin is not a terminal.",
+      "Run it from a terminal (or in tmux/ssh -t); `catty list`, `catty stop` and `catty download` work in scripts.",
+    );
+  }
+}
+
+export async function attachTerminal(opts: AttachOptions): Promise<AttachResult> {
+  const stdin = opts.stdin ?? process.stdin;
+  const stdout = opts.stdout ?? process.stdout;
+  requireTty(stdin);
+  const modes = new ModeTracker();
+  const detector = new DetachDetector();
+  const size = (): { cols: number; rows: number } => ({
+    cols: Math.max(1, stdout.columns || 80),
+    rows: Math.max(1, stdout.rows || 24),
+  });
+
+  let statusShown = false;
+  let statusTimer: Timer | undefined;
+  const showStatus = (message: string): void => {
+    clearTimeout(statusTimer);
+    if (!message) {
+      if (statusShown) stdout.write(`\x1b7\x1b[${size().rows};1H\x1b[2K\x1b8`);
+      statusShown = false;
+      return;
+    }
+    statusTimer = setTimeout(() => {
+      const { cols, rows } = size();
+      const text = ` catty: ${message} `.slice(0, cols);
+      stdout.write(`\x1b7\x1b[${rows};1H\x1b[2K\x1b[7m${text}\x1b[0m\x1b8`);
+      statusShown = true;
+    }, STATUS_DELAY_MS);
+  };
+
+  let toldViewOnly = false;
+  const link = new SessionLink(
+    {
+      url: opts.client.attachUrl(opts.label),
+      token: opts.client.token,
+      mode: opts.mode,
+      offset: opts.offset,
+      size,
+      autoReconnect: opts.autoReconnect,
+      log: opts.log,
+    },
+    {
+      output(data) {
+        modes.feed(data);
+        stdout.write(data);
+      },
+      screen(data) {
+        modes.reset();
+        modes.feed(data);
+        stdout.write(`\x1b[0m\x1b[H\x1b[2J${data}`);
+      },
+      status: showStatus,
+      viewOnly() {
+        if (toldViewOnly) return;
+        toldViewOnly = true;
+        showStatus("view only: your input is not sent");
+      },
+    },
+  );
+
+  let resolveLocal: (r: AttachResult) => void = () => {};
+  const local = new Promise<AttachResult>((resolve) => (resolveLocal = resolve));
+
+  const onData = (chunk: unknown): void => {
+    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Uint8Array);
+    const { forward, detach } = detector.feed(bytes);
+    if (forward.length > 0) link.send(forward);
+    if (detach) resolveLocal({ kind: "detached" });
+  };
+  const onResize = (): void => {
+    const { cols, rows } = size();
+    link.resize(cols, rows);
+  };
+  const signals: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGQUIT"];
+  const onSignal = (signal: NodeJS.Signals): void => resolveLocal({ kind: "signal", signal });
+  const restore = (): void => {
+    clearTimeout(statusTimer);
+    try {
+      stdout.write(modes.restoreSequence());
+      if (stdin.isTTY) stdin.setRawMode(false);
+    } catch {
+      // the terminal may already be gone (hang-up)
+    }
+  };
+
+  stdin.setRawMode(true);
+  stdin.resume();
+  stdin.on("data", onData);
+  stdout.on("resize", onResize);
+  for (const s of signals) process.on(s, onSignal);
+  process.on("exit", restore);
+  try {
+    const result = await Promise.race([link.start(), local]);
+    link.close();
+    return result;
+  } finally {
+    stdin.off("data", onData);
+    stdout.off("resize", onResize);
+    for (const s of signals) process.off(s, onSignal);
+    process.off("exit", restore);
+    stdin.pause();
+    restore();
+  }
+}
