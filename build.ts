@@ -2,6 +2,7 @@
  * Compiles the three executables with `bun build --compile`:
  *   bun build.ts          → dist/catty, dist/catty-server, dist/catty-agent (this machine)
  *   bun build.ts --all    → dist/<target>/… for every release target
+ *   --outdir DIR          → somewhere else than dist/ (tests); --quiet prints nothing
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
@@ -18,6 +19,8 @@ const args = process.argv.slice(2);
 const all = args.includes("--all");
 const quiet = args.includes("--quiet");
 const root = import.meta.dir;
+const outdirFlag = args.indexOf("--outdir");
+const distDir = outdirFlag === -1 ? join(root, "dist") : (args[outdirFlag + 1] ?? join(root, "dist"));
 
 /** Ink optionally loads react-devtools-core, which must not end up in (or break) a binary. */
 const stubDevtools: Bun.BunPlugin = {
@@ -29,7 +32,7 @@ const stubDevtools: Bun.BunPlugin = {
 };
 
 async function compile(name: string, entry: string, target: string | null): Promise<void> {
-  const outdir = target ? join(root, "dist", target) : join(root, "dist");
+  const outdir = target ? join(distDir, target) : distDir;
   mkdirSync(outdir, { recursive: true });
   const outfile = join(outdir, name);
   const started = performance.now();

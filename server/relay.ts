@@ -39,6 +39,8 @@ export const CLOSE = {
   replaced: 4004,
 } as const;
 
+const MAX_PENDING_INPUT = 64 * 1024;
+
 interface Client {
   ws: Socket;
   mode: ClientMode;
@@ -71,6 +73,9 @@ class SessionRelay {
   /** The interactive client's terminal size, re-applied whenever the agent (re)connects. */
   wantSize: { cols: number; rows: number } | null = null;
   exitWaiters: Array<() => void> = [];
+  /** Input typed while the agent was away (starting or re-dialling), delivered when it is back. */
+  pendingInput: Buffer[] = [];
+  pendingBytes = 0;
   lastActivity = Date.now();
   constructor(readonly sessionId: string, readonly label: string) {}
 }
@@ -209,6 +214,8 @@ export class Relay {
       send(ws, { type: "resize", ...s.wantSize });
     }
     void this.hooks.onAgentHello(s.sessionId, { cols: msg.cols, rows: msg.rows });
+    for (const input of s.pendingInput.splice(0)) ws.send(input);
+    s.pendingBytes = 0;
     // Whatever was in flight on the old link may be lost: catch every client up again.
     for (const [id, c] of s.clients) {
       c.live = false;
@@ -280,6 +287,10 @@ export class Relay {
       }
       s.lastActivity = Date.now();
       if (s.agent) s.agent.send(raw);
+      else if (s.pendingBytes + raw.length <= MAX_PENDING_INPUT) {
+        s.pendingInput.push(raw);
+        s.pendingBytes += raw.length;
+      }
       return;
     }
     const msg = parseMessage(ClientToServer, raw);

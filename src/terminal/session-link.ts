@@ -50,6 +50,8 @@ const CLOSE_TAKEOVER = 4001;
 const CLOSE_ENDED = 4002;
 const CLOSE_PROTOCOL = 4003;
 const HEARTBEAT_MS = 10_000;
+/** Keystrokes kept while the link is down, sent once it is back. */
+const MAX_PENDING_INPUT = 64 * 1024;
 const DEAD_AFTER_MS = 30_000;
 
 export class SessionLink {
@@ -63,6 +65,10 @@ export class SessionLink {
   private lastHeard = Date.now();
   private pingId = 0;
   private retryTimer: Timer | undefined;
+  /** Input typed while not attached (before the first attach, or during a reconnect). */
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private attached = false;
 
   constructor(private readonly opts: SessionLinkOptions, private readonly ev: LinkEvents) {
     this.offset = opts.offset;
@@ -76,7 +82,13 @@ export class SessionLink {
   }
 
   send(data: Uint8Array): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(data);
+    if (this.attached && this.ws?.readyState === WebSocket.OPEN) {
+      this.ws.send(data);
+      return;
+    }
+    if (this.pendingBytes + data.length > MAX_PENDING_INPUT) return;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
   }
 
   resize(cols: number, rows: number): void {
@@ -133,6 +145,7 @@ export class SessionLink {
     ws.onclose = (e) => {
       if (this.ws !== ws || this.done) return;
       this.ws = null;
+      this.attached = false;
       if (e.code === CLOSE_TAKEOVER) return this.finish({ kind: "takeover" });
       if (e.code === CLOSE_PROTOCOL) {
         return this.finish({ kind: "error", error: new CattyError("protocol_mismatch", e.reason || "protocol mismatch") });
@@ -181,6 +194,9 @@ export class SessionLink {
     }
     switch (msg.type) {
       case "attached":
+        this.attached = true;
+        for (const data of this.pending.splice(0)) this.ws?.send(data);
+        this.pendingBytes = 0;
         this.ev.attached?.();
         return;
       case "status":

@@ -1,0 +1,156 @@
+/**
+ * End to end through the real binaries: catty-server on a free port, catty driven inside tmux,
+ * sessions running bash and vim under a real PTY in detached catty-agent processes.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
+import { ServerProcess } from "../helpers/server-process.ts";
+import { Tmux } from "../helpers/tmux.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+let bins: Binaries;
+let server: ServerProcess;
+let tmux: Tmux;
+let home: string;
+let work: string;
+
+interface ListedSession {
+  label: string;
+  status: string;
+  exitCode: number | null;
+}
+
+function cattyJson(args: string[]): ListedSession[] {
+  const res = Bun.spawnSync([bins.catty, ...args], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
+  if (res.exitCode !== 0) throw new Error(`catty ${args.join(" ")}: ${res.stderr.toString()}`);
+  return JSON.parse(res.stdout.toString()) as ListedSession[];
+}
+
+const list = (): ListedSession[] => cattyJson(["list", "--json"]);
+const statusOf = (label: string): string | undefined => list().find((s) => s.label === label)?.status;
+
+/** Runs a command in the tmux shell and returns its exit code, printed behind a marker. */
+async function shellExitCode(marker: string): Promise<number> {
+  const screen = await tmux.waitFor(new RegExp(`${marker}=(\\d+)`));
+  return Number(new RegExp(`${marker}=(\\d+)`).exec(screen)?.[1]);
+}
+
+beforeAll(async () => {
+  bins = await buildBinaries();
+  server = new ServerProcess(bins.server);
+  await server.start();
+  home = mkdtempSync(join(tmpdir(), "catty-e2e-home-"));
+  work = mkdtempSync(join(tmpdir(), "catty-e2e-work-"));
+  tmux = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${bins.dir}:${process.env.PATH}`, PS1: "$ " });
+  tmux.start({ cols: 100, rows: 30, cwd: work });
+  const login = Bun.spawnSync([bins.catty, "login", "--api", server.url, "--token", server.ownerToken], {
+    env: { ...process.env, HOME: home, CATTY_HOME: home },
+  });
+  expect(login.exitCode).toBe(0);
+}, 60_000);
+
+afterAll(async () => {
+  tmux?.kill();
+  for (const s of list().filter((s) => s.status === "running")) {
+    Bun.spawnSync([bins.catty, "stop", s.label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
+  }
+  await server?.stop();
+});
+
+describe("a session end to end", () => {
+  test("type, resize, vim, detach, reconnect, exit code", async () => {
+    tmux.type("catty new --no-upload -- bash --norc --noprofile; echo CATTY_EXIT=$?");
+    const started = await tmux.waitFor(/Session ([a-z]+-[a-z]+-\d{4}) started/);
+    const label = /Session ([a-z]+-[a-z]+-\d{4}) started/.exec(started)?.[1] as string;
+    await waitFor(() => statusOf(label) === "running", { what: "session running" });
+
+    // Typing reaches the program and its output comes back.
+    tmux.type("echo product=$((6*7))");
+    await tmux.waitFor("product=42");
+
+    // The PTY follows the local terminal's size.
+    tmux.resize(91, 27);
+    await waitFor(
+      async () => {
+        tmux.type("stty size");
+        return (await tmux.waitFor(/\d+ \d+\s*\n/, 2_000).catch(() => "")).includes("27 91");
+      },
+      { timeoutMs: 15_000, what: "stty size 27 91" },
+    );
+
+    // A full-screen program draws its screen.
+    tmux.type("vim -u NONE -N /tmp/catty-e2e-vim.txt");
+    await tmux.waitFor(/^~\s*$/m);
+    tmux.keys("i");
+    tmux.type("hello from vim", false);
+    tmux.keys("Escape");
+    await tmux.waitFor("hello from vim");
+    tmux.type(":q!");
+    await waitFor(() => !/^~\s*$/m.test(tmux.capture()), { what: "vim to quit" });
+
+    // Detach with Ctrl+C twice: catty exits 0 and the session keeps running.
+    tmux.type("MYVAR=kept-$((40+2)); echo set-$MYVAR");
+    await tmux.waitFor("set-kept-42");
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    await tmux.waitFor(`Detached from ${label}`);
+    expect(await shellExitCode("CATTY_EXIT")).toBe(0);
+    expect(statusOf(label)).toBe("running");
+
+    // Reconnect: the shell (and its variable) is still there.
+    tmux.type("clear");
+    tmux.type(`catty connect ${label}; echo CONNECT_EXIT=$?`);
+    tmux.type("echo value=$MYVAR");
+    await tmux.waitFor("value=kept-42");
+
+    // The program's exit code becomes catty's, and the session is stopped.
+    tmux.type("exit 7");
+    expect(await shellExitCode("CONNECT_EXIT")).toBe(7);
+    await waitFor(() => statusOf(label) === "stopped", { what: "session stopped" });
+    expect(list().find((s) => s.label === label)?.exitCode).toBe(7);
+  }, 120_000);
+
+  test("a running session survives kill -9 of the server", async () => {
+    tmux.type("clear");
+    tmux.type("catty new --no-upload -- bash --norc --noprofile; echo NEW2_EXIT=$?");
+    const started = await tmux.waitFor(/Session ([a-z]+-[a-z]+-\d{4}) started/);
+    const label = /Session ([a-z]+-[a-z]+-\d{4}) started/.exec(started)?.[1] as string;
+    tmux.type("SURVIVOR=yes-$((1+1)); echo set-$SURVIVOR");
+    await tmux.waitFor("set-yes-2");
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    expect(await shellExitCode("NEW2_EXIT")).toBe(0);
+
+    await server.kill9();
+    await server.start();
+    await waitFor(() => statusOf(label) === "running", { what: "session listed as running after restart" });
+
+    tmux.type("clear");
+    tmux.type(`catty connect ${label}; echo CONNECT2_EXIT=$?`);
+    tmux.type("echo survivor=$SURVIVOR");
+    await tmux.waitFor("survivor=yes-2", 30_000);
+    tmux.type("exit 3");
+    expect(await shellExitCode("CONNECT2_EXIT")).toBe(3);
+  }, 120_000);
+
+  test("stdin that is not a terminal is a clear error with exit code 1", () => {
+    const res = Bun.spawnSync([bins.catty, "new", "--no-upload", "--", "bash"], {
+      stdin: "ignore",
+      env: { ...process.env, HOME: home, CATTY_HOME: home },
+    });
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr.toString()).toContain("stdin is not a terminal");
+  });
+
+  test("an unknown session says what to do", () => {
+    const res = Bun.spawnSync([bins.catty, "stop", "brave-tiger-0000"], {
+      env: { ...process.env, HOME: home, CATTY_HOME: home },
+    });
+    expect(res.exitCode).toBe(1);
+    expect(res.stderr.toString()).toContain("Session brave-tiger-0000 not found");
+    expect(res.stderr.toString()).toContain("catty list");
+  });
+});

@@ -1,0 +1,65 @@
+/**
+ * A real `catty-server` binary on a free loopback port with its own data dir, which tests can
+ * kill -9 and start again on the same port and data.
+ */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { freePort } from "./ports.ts";
+import { waitFor } from "./wait.ts";
+
+export class ServerProcess {
+  readonly port = freePort();
+  readonly url = `http://127.0.0.1:${this.port}`;
+  readonly dataDir = mkdtempSync(join(tmpdir(), "catty-server-"));
+  private proc: Subprocess | null = null;
+  private logs = "";
+
+  constructor(private readonly bin: string, private readonly env: Record<string, string> = {}) {}
+
+  async start(): Promise<void> {
+    const proc = Bun.spawn([this.bin, "serve", "--port", String(this.port), "--data-dir", this.dataDir], {
+      stdout: "pipe",
+      stderr: "pipe",
+      env: { ...process.env, ...this.env },
+    });
+    this.proc = proc;
+    void this.collect(proc.stderr as ReadableStream<Uint8Array>);
+    await waitFor(
+      async () => (await fetch(`${this.url}/healthz`).catch(() => null))?.ok,
+      { timeoutMs: 15_000, what: `catty-server on ${this.url}` },
+    );
+  }
+
+  private async collect(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    const reader = stream.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      this.logs += dec.decode(value);
+    }
+  }
+
+  get output(): string {
+    return this.logs;
+  }
+
+  get ownerToken(): string {
+    return readFileSync(join(this.dataDir, "owner-token"), "utf8").trim();
+  }
+
+  async kill9(): Promise<void> {
+    this.proc?.kill("SIGKILL");
+    await this.proc?.exited;
+    this.proc = null;
+  }
+
+  async stop(): Promise<void> {
+    if (!this.proc) return;
+    this.proc.kill("SIGTERM");
+    await this.proc.exited;
+    this.proc = null;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * A real terminal for end-to-end tests: a tmux server on its own socket, driven with send-keys
+ * and read with capture-pane.
+ */
+import { waitFor } from "./wait.ts";
+
+export class Tmux {
+  private readonly socket = `catty-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  readonly target = "t";
+
+  constructor(private readonly env: Record<string, string>) {}
+
+  private run(args: string[]): string {
+    const res = Bun.spawnSync(["tmux", "-L", this.socket, ...args], { env: { ...process.env, ...this.env } });
+    if (res.exitCode !== 0) throw new Error(`tmux ${args.join(" ")} failed: ${res.stderr.toString()}`);
+    return res.stdout.toString();
+  }
+
+  start(opts: { cols?: number; rows?: number; cwd?: string } = {}): void {
+    const env = Object.entries(this.env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
+    this.run([
+      "-f", "/dev/null", "new-session", "-d", "-s", this.target,
+      "-x", String(opts.cols ?? 100), "-y", String(opts.rows ?? 30),
+      ...(opts.cwd ? ["-c", opts.cwd] : []), ...env,
+      "bash --norc --noprofile",
+    ]);
+    this.run(["set-option", "-g", "status", "off"]);
+    this.run(["set-option", "-g", "window-size", "manual"]);
+  }
+
+  /** Types literal text (no key names) and optionally Enter. */
+  type(text: string, enter = true): void {
+    this.run(["send-keys", "-t", this.target, "-l", text]);
+    if (enter) this.run(["send-keys", "-t", this.target, "Enter"]);
+  }
+
+  keys(...keys: string[]): void {
+    this.run(["send-keys", "-t", this.target, ...keys]);
+  }
+
+  capture(): string {
+    return this.run(["capture-pane", "-p", "-t", this.target]);
+  }
+
+  resize(cols: number, rows: number): void {
+    this.run(["resize-window", "-t", this.target, "-x", String(cols), "-y", String(rows)]);
+  }
+
+  async waitFor(pattern: string | RegExp, timeoutMs = 15_000): Promise<string> {
+    let screen = "";
+    try {
+      return await waitFor(
+        () => {
+          screen = this.capture();
+          return (typeof pattern === "string" ? screen.includes(pattern) : pattern.test(screen)) ? screen : null;
+        },
+        { timeoutMs, what: `${pattern} on screen` },
+      );
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\n--- screen ---\n${screen}\n--------------`);
+    }
+  }
+
+  kill(): void {
+    try {
+      this.run(["kill-server"]);
+    } catch {
+      // already gone
+    }
+  }
+}

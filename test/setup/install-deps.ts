@@ -1,0 +1,31 @@
+/**
+ * Installs the system programs the test suite drives (tmux for the end-to-end tests, vim and bash
+ * as programs inside sessions) with apt-get when they are missing. Run by `npm test` before
+ * `bun test`; does nothing when everything is there.
+ */
+const NEEDED: Record<string, string> = { tmux: "tmux", vim: "vim", bash: "bash" };
+
+const missing = Object.entries(NEEDED)
+  .filter(([bin]) => !Bun.which(bin))
+  .map(([, pkg]) => pkg);
+
+if (missing.length > 0) {
+  const apt = Bun.which("apt-get");
+  if (!apt) {
+    console.error(`The tests need ${missing.join(", ")}; install them with your package manager.`);
+    process.exit(1);
+  }
+  const sudo = process.getuid?.() === 0 ? [] : ["sudo"];
+  console.error(`Installing ${missing.join(", ")} for the tests…`);
+  const run = (args: string[]): number =>
+    Bun.spawnSync([...sudo, ...args], {
+      stdio: ["ignore", "inherit", "inherit"],
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    }).exitCode;
+  if (run([apt, "install", "-y", "--no-install-recommends", ...missing]) !== 0) {
+    if (run([apt, "update"]) !== 0 || run([apt, "install", "-y", "--no-install-recommends", ...missing]) !== 0) {
+      console.error(`Could not install ${missing.join(", ")}.`);
+      process.exit(1);
+    }
+  }
+}
