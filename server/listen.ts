@@ -2,7 +2,7 @@
  * Starting a server from its configuration: open the database, create the owner on first start,
  * pick the provider, build the app and bind it. Used by `catty-server serve` and by tests.
  */
-import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { binaryCommand } from "../src/lib/paths.ts";
 import type { Log } from "../src/lib/log.ts";
@@ -10,6 +10,7 @@ import { hashToken, newToken } from "../src/lib/tokens.ts";
 import { createServer } from "./app.ts";
 import type { ServerConfig } from "./config.ts";
 import { createLocalProvider } from "./providers/local.ts";
+import type { Provider } from "./providers/types.ts";
 import type { SocketData } from "./relay.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
 import type { Store } from "./store/types.ts";
@@ -25,7 +26,10 @@ export interface RunningServer {
 
 export function openStore(config: ServerConfig): Store {
   mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-  return openSqliteStore(join(config.dataDir, "catty.db"));
+  const file = join(config.dataDir, "catty.db");
+  const store = openSqliteStore(file);
+  chmodSync(file, 0o600);
+  return store;
 }
 
 /** Creates a token for `name` (and the user if missing). The token is only ever shown here. */
@@ -36,7 +40,12 @@ export async function createUserToken(store: Store, name: string): Promise<strin
   return token;
 }
 
-export async function startServer(config: ServerConfig, log: Log): Promise<RunningServer> {
+export interface StartOptions {
+  /** Tests wrap the provider to observe it (the real local provider still does the work). */
+  wrapProvider?(provider: Provider): Provider;
+}
+
+export async function startServer(config: ServerConfig, log: Log, opts: StartOptions = {}): Promise<RunningServer> {
   const store = openStore(config);
   const ownerTokenFile = join(config.dataDir, "owner-token");
   if ((await store.countUsers()) === 0) {
@@ -45,11 +54,12 @@ export async function startServer(config: ServerConfig, log: Log): Promise<Runni
     chmodSync(ownerTokenFile, 0o600);
     log.info(`first start: created user "owner"; its token is in ${ownerTokenFile}`);
   }
-  const provider = createLocalProvider({
+  const local = createLocalProvider({
     dataDir: config.dataDir,
     agentCommand: binaryCommand("catty-agent", config.agentBin),
     log,
   });
+  const provider = opts.wrapProvider ? opts.wrapProvider(local) : local;
   let agentUrl = config.publicUrl ?? "";
   const app = createServer({ store, provider, log, agentUrl: () => agentUrl, agentLostMs: config.agentLostMs });
   const server = Bun.serve<SocketData>({
@@ -62,8 +72,11 @@ export async function startServer(config: ServerConfig, log: Log): Promise<Runni
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   if (!agentUrl) agentUrl = `http://${config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host}:${port}`;
   await app.recover();
+  const pidFile = join(config.dataDir, "server.pid");
+  writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
   log.info(`listening on ${url}`, { dataDir: config.dataDir });
   const stop = async (): Promise<void> => {
+    rmSync(pidFile, { force: true });
     app.close();
     await server.stop(true);
     store.close();

@@ -1,0 +1,25 @@
+/**
+ * An in-process server from source on port 0, with its own data dir. Agents are real
+ * `catty-agent` processes (run from source) started by the real local provider.
+ */
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { readServerConfig } from "../../server/config.ts";
+import { startServer, type RunningServer, type StartOptions } from "../../server/listen.ts";
+import { createApiClient, type ApiClient } from "../../src/lib/api.ts";
+import { createLog } from "../../src/lib/log.ts";
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+  ownerToken: string;
+  owner: ApiClient;
+}
+
+export async function startTestServer(opts: StartOptions & { env?: Record<string, string> } = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), "catty-srv-"));
+  const config = readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, ...opts.env });
+  const server = await startServer(config, createLog({ scope: "test-server", level: "warn" }), opts);
+  const ownerToken = readFileSync(server.ownerTokenFile, "utf8").trim();
+  return Object.assign(server, { dataDir, ownerToken, owner: createApiClient(server.url, ownerToken) });
+}
