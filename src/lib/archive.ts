@@ -1,0 +1,879 @@
+/**
+ * Project archives: `.tar.gz` of a directory tree, and safe extraction of untrusted ones.
+ * The CLI packs the user's project for upload and extracts downloads; the agent packs the
+ * workspace for periodic saves and extracts an uploaded project. Packing streams file by file
+ * (nothing close to the whole tree is held in memory); extraction writes into a private
+ * temporary directory beside the destination and moves it into place only once every entry
+ * has passed the checks, so a refused archive leaves nothing behind.
+ */
+import {
+  chmodSync,
+  closeSync,
+  constants as fsc,
+  fchmodSync,
+  futimesSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  readlinkSync,
+  symlinkSync,
+  unlinkSync,
+  writeSync,
+  type Stats,
+} from "node:fs";
+import { lstat, mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
+import { basename, dirname, join, posix } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { createGunzip, createGzip } from "node:zlib";
+import * as tar from "tar-stream";
+import { CattyError } from "../protocol/errors.ts";
+import { createExcluder, type PackMode } from "./exclude.ts";
+
+export { createExcluder, type Excluder, type PackMode } from "./exclude.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Packing
+
+export interface PackProgress {
+  /** Regular files and symlinks packed so far. */
+  files: number;
+  /** Uncompressed bytes of file contents packed so far. */
+  bytes: number;
+}
+
+export interface PackOptions {
+  /** Directory to pack; entries are stored relative to it. */
+  root: string;
+  mode: PackMode;
+  /** Pack `.git` directories (default true). */
+  includeGit?: boolean;
+  /** Called after every file, and once at the end. */
+  onProgress?: (progress: PackProgress) => void;
+  /** Stop with a `too_large` error as soon as the compressed output passes this. */
+  maxCompressedBytes?: number;
+  /** Aborting stops packing; the stats promise rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface PathSize {
+  path: string;
+  size: number;
+}
+
+export interface PackStats {
+  /** Regular files and symlinks in the archive. */
+  files: number;
+  /** Uncompressed bytes of file contents. */
+  bytes: number;
+  compressedBytes: number;
+  /** The five largest files, largest first. */
+  largest: PathSize[];
+  /** Entries that vanished or could not be read while packing (first 100). */
+  skipped: { path: string; reason: string }[];
+}
+
+export interface PackHandle {
+  /** The `.tar.gz` bytes; suitable as a `fetch` body. Errors if packing fails. */
+  stream: ReadableStream<Uint8Array>;
+  /** Resolves once the whole archive went through `stream`; rejects with the packing error. */
+  stats: Promise<PackStats>;
+}
+
+const GZIP_LEVEL = 6;
+/** Files up to this size are read in one call; larger ones are streamed in chunks of this size. */
+const READ_CHUNK = 1 << 20;
+/** Tar output is handed to gzip in batches of about this size (one zlib job per batch). */
+const GZIP_BATCH = 256 * 1024;
+const LARGEST_KEPT = 5;
+const SKIPPED_KEPT = 100;
+
+/**
+ * Packs `opts.root` into a `.tar.gz` and returns it as a stream. Packing runs as fast as the
+ * stream is read. Await `stats` for the result (or the error: `too_large`, an abort…).
+ */
+export function packDirectory(opts: PackOptions): PackHandle {
+  const abort = new AbortController();
+  const onAbort = () => abort.abort(opts.signal?.reason);
+  if (opts.signal?.aborted) onAbort();
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+
+  let controller!: ReadableStreamDefaultController<Uint8Array>;
+  let wake: (() => void) | undefined;
+  let failed = false;
+  const resume = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  abort.signal.addEventListener("abort", resume, { once: true });
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      start: (c) => void (controller = c),
+      pull: resume,
+      cancel: (reason) => abort.abort(reason ?? new CattyError("internal", "The archive stream was cancelled.")),
+    },
+    { highWaterMark: 8 },
+  );
+
+  const write = async (chunk: Uint8Array) => {
+    if (abort.signal.aborted) throw abort.signal.reason;
+    controller.enqueue(chunk);
+    if ((controller.desiredSize ?? 1) > 0) return;
+    await new Promise<void>((resolve) => (wake = resolve));
+    if (abort.signal.aborted) throw abort.signal.reason;
+    if (failed) throw new Error("packing failed");
+  };
+
+  const stats = runPack(opts, write, abort.signal)
+    .then(
+      (result) => {
+        controller.close();
+        return result;
+      },
+      (err: unknown) => {
+        failed = true;
+        resume();
+        try {
+          controller.error(err);
+        } catch {
+          // already cancelled by the reader
+        }
+        throw err;
+      },
+    )
+    .finally(() => opts.signal?.removeEventListener("abort", onAbort));
+  // The caller may only read the stream; a failure still shows there, so don't let an
+  // unobserved `stats` rejection count as unhandled.
+  stats.catch(() => {});
+  return { stream, stats };
+}
+
+/** Packs into the file `out` (created or truncated). On failure the partial file is removed. */
+export async function packToFile(opts: PackOptions & { out: string }): Promise<PackStats> {
+  const file = await open(opts.out, "w");
+  try {
+    const result = await runPack(
+      opts,
+      async (chunk) => {
+        await file.write(chunk);
+      },
+      opts.signal,
+    );
+    await file.close();
+    return result;
+  } catch (err) {
+    await file.close().catch(() => {});
+    await unlink(opts.out).catch(() => {});
+    throw err;
+  }
+}
+
+/** Packs into memory. For small trees and tests; prefer the stream or file forms for big ones. */
+export async function packToBytes(opts: PackOptions): Promise<PackStats & { data: Uint8Array }> {
+  const chunks: Uint8Array[] = [];
+  const result = await runPack(opts, (chunk) => void chunks.push(chunk), opts.signal);
+  return { ...result, data: Buffer.concat(chunks) };
+}
+
+type TarHeader = Partial<tar.Header> & { name: string };
+
+interface WalkEntry {
+  rel: string;
+  abs: string;
+  st: Stats;
+}
+
+type Skip = (path: string, err: unknown) => void;
+
+/** Depth-first, parents before children, names in a stable order. Excluded directories are not entered. */
+function* walk(root: string, exclude: (rel: string, isDir: boolean) => boolean, skip: Skip, rel = ""): Generator<WalkEntry> {
+  const dir = rel === "" ? root : join(root, rel);
+  let names: string[];
+  try {
+    names = readdirSync(dir).sort();
+  } catch (err) {
+    skip(rel, err);
+    return;
+  }
+  for (const name of names) {
+    const childRel = rel === "" ? name : `${rel}/${name}`;
+    const abs = join(dir, name);
+    let st: Stats;
+    try {
+      st = lstatSync(abs);
+    } catch (err) {
+      skip(childRel, err);
+      continue;
+    }
+    if (exclude(childRel, st.isDirectory())) continue;
+    if (st.isDirectory()) {
+      yield { rel: childRel, abs, st };
+      yield* walk(root, exclude, skip, childRel);
+    } else if (st.isFile() || st.isSymbolicLink()) {
+      yield { rel: childRel, abs, st };
+    }
+    // sockets, fifos and devices are not project content
+  }
+}
+
+type Sink = (chunk: Uint8Array) => Promise<void> | void;
+
+/** The packing pipeline: walker → tar-stream → gzip (in batches) → `sink`. */
+async function runPack(opts: PackOptions, sink: Sink, signal?: AbortSignal): Promise<PackStats> {
+  const root = opts.root;
+  const rootStat = await stat(root).catch(() => undefined);
+  if (!rootStat?.isDirectory()) throw new CattyError("bad_request", `${root} is not a directory.`);
+
+  const stats: PackStats = { files: 0, bytes: 0, compressedBytes: 0, largest: [], skipped: [] };
+  const skip: Skip = (path, err) => {
+    if (stats.skipped.length < SKIPPED_KEPT) stats.skipped.push({ path, reason: errorCode(err) });
+  };
+
+  const pack = tar.pack({ highWaterMark: 1 << 20 });
+  const gzip = createGzip({ level: GZIP_LEVEL, chunkSize: 64 * 1024 });
+  let failure: unknown;
+  let overLimit = false;
+  const fail = (err: unknown) => {
+    if (failure !== undefined) return;
+    failure = err;
+    pack.destroy(err instanceof Error ? err : new Error(String(err)));
+    gzip.destroy();
+  };
+  const onAbort = () => fail(signal?.reason ?? new Error("aborted"));
+  if (signal?.aborted) onAbort();
+  signal?.addEventListener("abort", onAbort, { once: true });
+
+  // tar → gzip, batched: zlib does one job per write, and a tree of small files makes tiny writes.
+  const toGzip = new Promise<void>((resolve, reject) => {
+    let batch: Uint8Array[] = [];
+    let batched = 0;
+    const flush = () => {
+      if (batched === 0) return true;
+      const data = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batched);
+      batch = [];
+      batched = 0;
+      return gzip.write(data);
+    };
+    pack.on("data", (data: unknown) => {
+      const chunk = data as Uint8Array;
+      batch.push(chunk);
+      batched += chunk.byteLength;
+      if (batched < GZIP_BATCH || flush()) return;
+      pack.pause();
+      gzip.once("drain", () => pack.resume());
+    });
+    pack.on("end", () => {
+      flush();
+      gzip.end();
+      resolve();
+    });
+    pack.on("error", reject);
+    pack.on("close", () => (failure !== undefined ? reject(failure) : resolve()));
+  });
+
+  // gzip → sink, counting and enforcing the compressed size limit.
+  const toSink = (async () => {
+    for await (const chunk of gzip as AsyncIterable<Buffer>) {
+      stats.compressedBytes += chunk.byteLength;
+      if (opts.maxCompressedBytes !== undefined && stats.compressedBytes > opts.maxCompressedBytes) {
+        overLimit = true;
+        throw new Error("over the size limit");
+      }
+      await sink(chunk);
+    }
+  })();
+  toSink.catch(fail);
+  toGzip.catch(fail);
+
+  const walker = walk(root, createExcluder(root, opts.mode, opts.includeGit ?? true), skip);
+  const track = (entry: WalkEntry) => {
+    if (entry.st.isFile()) noteLargest(stats.largest, entry.rel, entry.st.size);
+  };
+  try {
+    // Not `for…of`: leaving that loop would close the walker, and an oversized archive still
+    // needs the rest of the walk for its message.
+    for (let next = walker.next(); !next.done && failure === undefined; next = walker.next()) {
+      const entry = next.value;
+      track(entry);
+      await addEntry(pack, entry, stats, skip);
+      if (!entry.st.isDirectory()) opts.onProgress?.({ files: stats.files, bytes: stats.bytes });
+    }
+    if (failure === undefined) {
+      pack.finalize();
+      await Promise.all([toGzip, toSink]);
+    }
+  } catch (err) {
+    fail(err);
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+
+  if (overLimit) {
+    // Finish the walk without reading contents, so the message names the real largest files.
+    for (const entry of walker) track(entry);
+    throw tooLarge(opts, stats.largest);
+  }
+  if (failure !== undefined) throw failure;
+  opts.onProgress?.({ files: stats.files, bytes: stats.bytes });
+  return stats;
+}
+
+async function addEntry(pack: tar.Pack, { rel, abs, st }: WalkEntry, stats: PackStats, skip: Skip): Promise<void> {
+  const base = { name: rel, mode: st.mode & 0o7777, mtime: st.mtime, uid: 0, gid: 0 };
+  if (st.isDirectory()) return entry(pack, { ...base, name: `${rel}/`, type: "directory" });
+  if (st.isSymbolicLink()) {
+    let target: string;
+    try {
+      target = readlinkSync(abs);
+    } catch (err) {
+      return skip(rel, err);
+    }
+    stats.files++;
+    return entry(pack, { ...base, type: "symlink", linkname: target });
+  }
+
+  let fd: number;
+  try {
+    fd = openSync(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+  } catch (err) {
+    return skip(rel, err);
+  }
+  try {
+    if (st.size <= READ_CHUNK) {
+      const data = readFileSync(fd);
+      stats.files++;
+      stats.bytes += data.byteLength;
+      return await entry(pack, { ...base, type: "file", size: data.byteLength }, data);
+    }
+    stats.files++;
+    stats.bytes += st.size;
+    await streamEntry(pack, { ...base, type: "file", size: st.size }, fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function entry(pack: tar.Pack, header: TarHeader, data?: Uint8Array): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    const sink = data ? pack.entry(header, data, done) : pack.entry(header, done);
+    sink.on("error", () => {}); // reported through `done`
+  });
+}
+
+/**
+ * Streams a large file into the archive. The header promised `size` bytes, and a live tree may
+ * change under us: a file that grew is cut at `size`, one that shrank is padded with zeros.
+ */
+async function streamEntry(pack: tar.Pack, header: TarHeader & { size: number }, fd: number): Promise<void> {
+  const { promise: done, resolve, reject } = Promise.withResolvers<void>();
+  const out = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+  out.on("error", () => {}); // reported through `done`
+  done.catch(() => {}); // awaited below unless a write fails first, which then reports it
+  let left = header.size;
+  let eof = false;
+  while (left > 0) {
+    const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, left));
+    let filled = 0;
+    while (!eof && filled < buf.byteLength) {
+      const n = readOrEof(fd, buf, filled);
+      if (n === 0) eof = true;
+      filled += n;
+    }
+    buf.fill(0, filled);
+    left -= buf.byteLength;
+    if (!out.write(buf)) await drained(out);
+  }
+  out.end(undefined);
+  await done;
+}
+
+/** A read error mid-file (the file was replaced, the disk went away) counts as its end. */
+function readOrEof(fd: number, buf: Buffer, offset: number): number {
+  try {
+    return readSync(fd, buf, offset, buf.byteLength - offset, null);
+  } catch {
+    return 0;
+  }
+}
+
+interface Drainable {
+  once(event: "drain" | "close", fn: () => void): unknown;
+  off(event: "drain" | "close", fn: () => void): unknown;
+  destroyed: boolean;
+}
+
+/** Waits for a writable to take more; rejects if it is destroyed instead. */
+function drained(stream: Drainable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (stream.destroyed) return reject(new Error("stream destroyed"));
+    const onDrain = () => {
+      stream.off("close", onClose);
+      resolve();
+    };
+    const onClose = () => {
+      stream.off("drain", onDrain);
+      reject(new Error("stream closed"));
+    };
+    stream.once("drain", onDrain);
+    stream.once("close", onClose);
+  });
+}
+
+function noteLargest(largest: PathSize[], path: string, size: number): void {
+  if (largest.length === LARGEST_KEPT && size <= largest[LARGEST_KEPT - 1]!.size) return;
+  largest.push({ path, size });
+  largest.sort((a, b) => b.size - a.size);
+  if (largest.length > LARGEST_KEPT) largest.length = LARGEST_KEPT;
+}
+
+function tooLarge(opts: PackOptions, largest: PathSize[]): CattyError {
+  const limit = formatBytes(opts.maxCompressedBytes ?? 0);
+  const list = largest.map((f) => `  ${f.path} (${formatBytes(f.size)})`).join("\n");
+  const what = opts.mode === "upload" ? "The project" : "The workspace";
+  const message = `${what} is more than ${limit} compressed. Largest files:\n${list}`;
+  const hint =
+    opts.mode === "upload"
+      ? "Add large files or folders to .gitignore, or use --no-upload to start without uploading the project."
+      : "Remove large files from the workspace, or move them into a folder that saves skip, such as .cache/.";
+  return new CattyError("too_large", message, hint);
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = n / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+function errorCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? String(err);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extraction
+
+/** A `.tar.gz` as bytes, a stream of bytes, or a file path. */
+export type ArchiveSource = Uint8Array | ReadableStream<Uint8Array> | string;
+
+export interface ExtractLimits {
+  /** Cap on the decompressed archive size (default 1 GiB). */
+  maxBytes?: number;
+  /** Cap on the number of entries (default 100,000). */
+  maxEntries?: number;
+}
+
+export interface ExtractOptions extends ExtractLimits {
+  /**
+   * `empty` (default): `dest` must not exist or be an empty directory; it becomes the tree.
+   * `merge`: the tree is moved into `dest` over what is there (archive wins for files).
+   */
+  into?: "empty" | "merge";
+}
+
+export interface ExtractStats {
+  /** Regular files and symlinks extracted. */
+  files: number;
+  /** Bytes of file contents extracted. */
+  bytes: number;
+}
+
+/** A fully checked tree in a temporary directory beside its destination. */
+export interface ExtractedTree extends ExtractStats {
+  dir: string;
+  remove(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export const DEFAULT_EXTRACT_LIMITS: Readonly<Required<ExtractLimits>> = Object.freeze({
+  maxBytes: 1024 ** 3,
+  maxEntries: 100_000,
+});
+
+const MAX_NAME_BYTES = 4096;
+const MAX_COMPONENT_BYTES = 255;
+const MAX_SYMLINK_HOPS = 40;
+
+/**
+ * Extracts an untrusted `.tar.gz` into `dest`. Refuses (CattyError `bad_request`, naming the
+ * entry) absolute names, `..`, NUL, over-long names, writes through any symlink, symlinks that
+ * are absolute or resolve outside the tree, all hard links, devices and fifos, and archives over
+ * the limits. Nothing is written to `dest` unless the whole archive passed.
+ */
+export async function extractArchive(source: ArchiveSource, dest: string, options: ExtractOptions = {}): Promise<ExtractStats> {
+  const into = options.into ?? "empty";
+  const existing = await lstat(dest).catch(() => undefined);
+  if (into === "empty" && existing) await assertEmptyDir(dest, existing);
+  if (into === "merge" && existing && !(await stat(dest)).isDirectory()) {
+    throw new CattyError("conflict", `${dest} exists and is not a directory.`);
+  }
+
+  await using tree = await extractToTemp(source, dest, options);
+  if (into === "merge" && existing) {
+    await mergeTree(tree.dir, dest);
+  } else {
+    chmodSync(tree.dir, existing ? existing.mode & 0o7777 : 0o755);
+    await rename(tree.dir, dest).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === "ENOTEMPTY" || err.code === "EEXIST") {
+        throw new CattyError("conflict", `${dest} is not empty.`);
+      }
+      throw err;
+    });
+  }
+  return { files: tree.files, bytes: tree.bytes };
+}
+
+/**
+ * Extracts into a new temporary directory beside `dest` (same file system, so it can be renamed
+ * into place) and returns it for the caller to move or merge (see `mergeTree`). The directory is
+ * removed if extraction fails; otherwise the caller disposes of it.
+ */
+export async function extractToTemp(source: ArchiveSource, dest: string, limits: ExtractLimits = {}): Promise<ExtractedTree> {
+  const parent = dirname(dest);
+  await mkdir(parent, { recursive: true });
+  const dir = await mkdtemp(join(parent, `.${basename(dest)}.catty-extract-`));
+  const remove = () => rm(dir, { recursive: true, force: true });
+  try {
+    const result = await extractInto(source, dir, { ...DEFAULT_EXTRACT_LIMITS, ...definedOnly(limits) });
+    return { dir, ...result, remove, [Symbol.asyncDispose]: remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+}
+
+type Kind = "dir" | "file" | "symlink";
+
+/**
+ * What this extraction has created, by normalized path. `linkFolds` holds symlinks' paths
+ * case- and Unicode-folded: on macOS and Windows `Link/x` would be written through `link`.
+ */
+interface Kinds {
+  exact: Map<string, Kind>;
+  linkFolds: Set<string>;
+  /** Symlink path → target, for the final check that no chain of them leads outside. */
+  links: Map<string, string>;
+}
+
+const fold = (path: string) => path.normalize("NFD").toLowerCase();
+type TarEntry = tar.Extract extends AsyncIterable<infer E> ? E : never;
+
+async function extractInto(source: ArchiveSource, root: string, limits: Required<ExtractLimits>): Promise<ExtractStats> {
+  const stats: ExtractStats = { files: 0, bytes: 0 };
+  const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map() };
+  let decompressed = 0;
+  let entries = 0;
+
+  const extract = tar.extract();
+  const abort = new AbortController();
+
+  const capped = async function* (chunks: AsyncIterable<Buffer>) {
+    for await (const chunk of chunks) {
+      decompressed += chunk.byteLength;
+      if (decompressed > limits.maxBytes) {
+        throw refusal(`The archive is larger than ${formatBytes(limits.maxBytes)} uncompressed.`);
+      }
+      yield chunk;
+    }
+  };
+  const feed = async (chunks: AsyncIterable<Buffer>) => {
+    for await (const chunk of chunks) {
+      if (!extract.write(chunk)) await drained(extract);
+    }
+    extract.end(undefined);
+  };
+  const feeding = pipeline(chunksOf(source), createGunzip(), capped, feed, { signal: abort.signal }).catch((err: unknown) => {
+    extract.destroy(err instanceof Error ? err : new Error(String(err)));
+    throw err;
+  });
+
+  const consuming = (async () => {
+    for await (const entry of extract) {
+      entries++;
+      if (entries > limits.maxEntries) {
+        throw refusal(`The archive has more than ${limits.maxEntries.toLocaleString("en-US")} entries.`);
+      }
+      await extractEntry(entry, root, kinds, stats, limits);
+    }
+  })().catch((err: unknown) => {
+    abort.abort(err);
+    throw err;
+  });
+
+  const [fed, consumed] = await Promise.allSettled([feeding, consuming]);
+  // The side that failed first has the real reason; the other only saw the teardown.
+  const failures = [fed, consumed]
+    .filter((r) => r.status === "rejected")
+    .map((r) => r.reason as unknown)
+    .filter((err) => !(err instanceof Error && err.name === "AbortError"));
+  const refused = failures.find((err) => err instanceof CattyError);
+  if (refused) throw refused;
+  const first = failures[0];
+  if (first !== undefined) {
+    // A failed system call is ours (disk full, permissions), not the archive's fault.
+    if ((first as NodeJS.ErrnoException).syscall) throw first;
+    throw refusal(`The archive is not a valid .tar.gz (${first instanceof Error ? first.message : String(first)}).`);
+  }
+
+  for (const [rel, target] of kinds.links) {
+    if (escapes(rel, target, kinds.links)) throw refusedEntry(rel, `is a symlink to ${JSON.stringify(target)}, which leads outside the destination`);
+  }
+  return stats;
+}
+
+async function extractEntry(
+  entry: TarEntry,
+  root: string,
+  kinds: Kinds,
+  stats: ExtractStats,
+  limits: Required<ExtractLimits>,
+): Promise<void> {
+  const header = entry.header;
+  const rel = entryPath(header.name);
+  const abs = rel === "" ? root : join(root, rel);
+
+  switch (header.type) {
+    case "directory": {
+      await drain(entry);
+      if (rel === "") return;
+      prepareParents(rel, header.name, root, kinds);
+      const was = kinds.exact.get(rel);
+      if (was && was !== "dir") replaceable(rel, header.name, abs, kinds);
+      if (was !== "dir") mkdirSync(abs);
+      // Directories stay owner-writable so this and later extractions can write into them.
+      chmodSync(abs, (header.mode & 0o777) | 0o700);
+      kinds.exact.set(rel, "dir");
+      return;
+    }
+    case "file":
+    case "contiguous-file": {
+      if (rel === "") throw refusedEntry(header.name, "is a file at the root of the archive");
+      if (stats.bytes + header.size > limits.maxBytes) {
+        throw refusal(`The archive is larger than ${formatBytes(limits.maxBytes)} uncompressed (at entry ${quote(header.name)}).`);
+      }
+      prepareParents(rel, header.name, root, kinds);
+      replaceable(rel, header.name, abs, kinds);
+      await writeFileEntry(entry, abs, header, stats);
+      kinds.exact.set(rel, "file");
+      stats.files++;
+      return;
+    }
+    case "symlink": {
+      await drain(entry);
+      if (rel === "") throw refusedEntry(header.name, "is a symlink at the root of the archive");
+      const target = header.linkname ?? "";
+      checkLinkTarget(rel, header.name, target);
+      prepareParents(rel, header.name, root, kinds);
+      replaceable(rel, header.name, abs, kinds);
+      symlinkSync(target, abs);
+      kinds.exact.set(rel, "symlink");
+      kinds.linkFolds.add(fold(rel));
+      kinds.links.set(rel, target);
+      stats.files++;
+      return;
+    }
+    case "link":
+      throw refusedEntry(header.name, `is a hard link (to ${quote(header.linkname ?? "")}); archives with hard links are not accepted`);
+    default:
+      throw refusedEntry(header.name, `is a ${header.type ?? "unknown type of"} entry; only files, directories and symlinks are accepted`);
+  }
+}
+
+/** Validates an entry name and returns it normalized ("" for the root itself). */
+function entryPath(name: string): string {
+  if (name.includes("\0")) throw refusedEntry(name, "has a NUL character in its name");
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw refusedEntry(name, "has a name that is too long");
+  if (name.startsWith("/") || /^[A-Za-z]:/.test(name)) throw refusedEntry(name, "has an absolute path");
+  if (name.includes("\\")) throw refusedEntry(name, "has a backslash in its name");
+  const parts = name.split("/").filter((part) => part !== "" && part !== ".");
+  for (const part of parts) {
+    if (part === "..") throw refusedEntry(name, "has a `..` path component");
+    if (Buffer.byteLength(part) > MAX_COMPONENT_BYTES) throw refusedEntry(name, "has a path component that is too long");
+  }
+  return parts.join("/");
+}
+
+/**
+ * Makes sure every parent of `rel` is a real directory we created. A parent that is a symlink
+ * (made earlier by this archive) would redirect the write, so it is refused.
+ */
+function prepareParents(rel: string, name: string, root: string, kinds: Kinds): void {
+  let at = rel.indexOf("/");
+  while (at >= 0) {
+    const parent = rel.slice(0, at);
+    const kind = kinds.exact.get(parent);
+    if (kind === "symlink" || (kind === undefined && kinds.linkFolds.has(fold(parent)))) {
+      throw refusedEntry(name, `would be written through the symlink ${quote(parent)}`);
+    }
+    if (kind === "file") throw refusedEntry(name, `is inside ${quote(parent)}, which is a file`);
+    if (kind === undefined) {
+      mkdirSync(join(root, parent), 0o755);
+      kinds.exact.set(parent, "dir");
+    }
+    at = rel.indexOf("/", at + 1);
+  }
+}
+
+/** A later entry replaces an earlier file or symlink of the same name (as tar does); never a directory. */
+function replaceable(rel: string, name: string, abs: string, kinds: Kinds): void {
+  const kind = kinds.exact.get(rel);
+  if (kind === "dir") throw refusedEntry(name, "names a directory that the archive already created");
+  if (!kind) return;
+  unlinkSync(abs);
+  kinds.exact.delete(rel);
+  if (kind !== "symlink") return;
+  kinds.linkFolds.delete(fold(rel));
+  kinds.links.delete(rel);
+}
+
+async function writeFileEntry(entry: TarEntry, abs: string, header: tar.Header, stats: ExtractStats): Promise<void> {
+  // O_EXCL|O_NOFOLLOW: never open something that is already there, least of all a symlink.
+  const fd = openSync(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  try {
+    for await (const chunk of entry as AsyncIterable<Uint8Array>) {
+      let off = 0;
+      while (off < chunk.byteLength) off += writeSync(fd, chunk, off);
+      stats.bytes += chunk.byteLength;
+    }
+    fchmodSync(fd, header.mode & 0o777); // no setuid, setgid or sticky bits
+    if (header.mtime instanceof Date && !Number.isNaN(header.mtime.getTime())) futimesSync(fd, header.mtime, header.mtime);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function checkLinkTarget(rel: string, name: string, target: string): void {
+  if (target === "") throw refusedEntry(name, "is a symlink with an empty target");
+  if (target.includes("\0")) throw refusedEntry(name, "is a symlink whose target has a NUL character");
+  if (Buffer.byteLength(target) > MAX_NAME_BYTES) throw refusedEntry(name, "is a symlink with a target that is too long");
+  if (target.startsWith("/") || /^[A-Za-z]:/.test(target) || target.includes("\\")) {
+    throw refusedEntry(name, `is a symlink to the absolute path ${quote(target)}`);
+  }
+  const resolved = posix.normalize(posix.join(posix.dirname(rel), target));
+  if (resolved === ".." || resolved.startsWith("../")) {
+    throw refusedEntry(name, `is a symlink to ${quote(target)}, which leads outside the destination`);
+  }
+}
+
+/**
+ * Resolves a symlink the way the kernel would, following the archive's other symlinks, and
+ * reports whether any step climbs above the root. Catches chains like `b -> .` plus
+ * `a -> b/b/../..` that each look harmless on their own.
+ */
+function escapes(rel: string, target: string, links: Map<string, string>): boolean {
+  const stack = rel.split("/").slice(0, -1);
+  const pending = target.split("/");
+  let hops = 0;
+  while (pending.length > 0) {
+    const part = pending.shift()!;
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      if (stack.length === 0) return true;
+      stack.pop();
+      continue;
+    }
+    stack.push(part);
+    const next = links.get(stack.join("/"));
+    if (next === undefined) continue;
+    if (++hops > MAX_SYMLINK_HOPS) return true;
+    stack.pop();
+    pending.unshift(...next.split("/"));
+  }
+  return false;
+}
+
+/**
+ * Moves the tree at `from` into the existing directory `dest`: new paths are renamed in whole,
+ * files and symlinks replace what is there. Every destination path is checked before anything
+ * moves, and the merge is refused if it would go through a symlink already in `dest` or replace
+ * a directory with a file.
+ */
+export async function mergeTree(from: string, dest: string): Promise<void> {
+  const moves: { rel: string; replace: boolean }[] = [];
+  const plan = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(join(from, rel))).sort()) {
+      const childRel = rel === "" ? name : `${rel}/${name}`;
+      const incoming = await lstat(join(from, childRel));
+      const there = await lstat(join(dest, childRel)).catch(() => undefined);
+      if (!there) {
+        moves.push({ rel: childRel, replace: false });
+      } else if (there.isSymbolicLink() && incoming.isDirectory()) {
+        throw refusedEntry(childRel, `would be written through the symlink ${quote(childRel)} in ${dest}`);
+      } else if (there.isDirectory() && incoming.isDirectory()) {
+        await plan(childRel);
+      } else if (there.isDirectory()) {
+        throw new CattyError("conflict", `Cannot replace the directory ${join(dest, childRel)} with a file from the archive.`);
+      } else {
+        moves.push({ rel: childRel, replace: incoming.isDirectory() });
+      }
+    }
+  };
+  await plan("");
+  for (const { rel, replace } of moves) {
+    if (replace) await unlink(join(dest, rel));
+    await rename(join(from, rel), join(dest, rel));
+  }
+}
+
+async function assertEmptyDir(dest: string, st: Stats): Promise<void> {
+  if (!st.isDirectory()) throw new CattyError("conflict", `${dest} exists and is not a directory.`);
+  if ((await readdir(dest)).length > 0) {
+    throw new CattyError("conflict", `${dest} is not empty.`, "Extract into a new or empty directory.");
+  }
+}
+
+async function* chunksOf(source: ArchiveSource): AsyncGenerator<Uint8Array> {
+  if (typeof source === "string") {
+    const file = await open(source, "r").catch((err: NodeJS.ErrnoException) => {
+      throw new CattyError("not_found", `Cannot read the archive ${source} (${err.code ?? err.message}).`);
+    });
+    yield* file.createReadStream({ highWaterMark: 256 * 1024 }) as AsyncIterable<Uint8Array>;
+    return;
+  }
+  if (source instanceof Uint8Array) {
+    yield source;
+    return;
+  }
+  const reader = source.getReader();
+  let done = false;
+  try {
+    while (!done) {
+      const next = await reader.read();
+      done = next.done;
+      if (next.value) yield next.value;
+    }
+  } finally {
+    if (!done) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
+async function drain(entry: TarEntry): Promise<void> {
+  for await (const _ of entry as AsyncIterable<unknown>) {
+    // directories and symlinks carry no data; anything there is skipped
+  }
+}
+
+function refusal(message: string): CattyError {
+  return new CattyError("bad_request", message, "The archive was not extracted; nothing was written.");
+}
+
+function refusedEntry(name: string, why: string): CattyError {
+  return refusal(`Refusing to extract the archive: entry ${quote(name)} ${why}.`);
+}
+
+function quote(name: string): string {
+  return JSON.stringify(name.length > 200 ? `${name.slice(0, 200)}…` : name);
+}
+
+function definedOnly<T extends object>(obj: T): Partial<T> {
+  return Object.fromEntries(Object.entries(obj).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

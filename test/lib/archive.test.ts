@@ -1,0 +1,600 @@
+import { afterAll, describe, expect, test } from "bun:test";
+import {
+  chmodSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { gunzipSync, gzipSync } from "node:zlib";
+import * as tar from "tar-stream";
+import {
+  createExcluder,
+  extractArchive,
+  extractToTemp,
+  mergeTree,
+  packDirectory,
+  packToBytes,
+  packToFile,
+  type PackOptions,
+} from "../../src/lib/archive.ts";
+import { CattyError } from "../../src/protocol/errors.ts";
+
+const made: string[] = [];
+afterAll(() => {
+  for (const dir of made) {
+    chmodTree(dir);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "catty-archive-"));
+  made.push(dir);
+  return dir;
+}
+
+/** Lets cleanup remove trees whose modes a test restricted. */
+function chmodTree(dir: string): void {
+  if (!existsSync(dir)) return;
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isDirectory()) chmodSync(join(entry.parentPath, entry.name), 0o755);
+  }
+}
+
+/** Writes files (string contents) and directories (keys ending in `/`). */
+function tree(root: string, files: Record<string, string>): string {
+  for (const [rel, content] of Object.entries(files)) {
+    const abs = join(root, rel);
+    if (rel.endsWith("/")) {
+      mkdirSync(abs, { recursive: true });
+      continue;
+    }
+    mkdirSync(dirname(abs), { recursive: true });
+    writeFileSync(abs, content);
+  }
+  return root;
+}
+
+/** Every entry name in a .tar.gz, directories with a trailing slash. */
+async function names(data: Uint8Array): Promise<string[]> {
+  const out: string[] = [];
+  const extract = tar.extract();
+  const done = (async () => {
+    for await (const entry of extract) {
+      const { name, type } = entry.header;
+      out.push(type === "directory" && !name.endsWith("/") ? `${name}/` : name);
+      entry.resume();
+    }
+  })();
+  extract.end(gunzipSync(data));
+  await done;
+  return out.sort();
+}
+
+async function pack(opts: Omit<PackOptions, "mode"> & { mode?: PackOptions["mode"] }) {
+  return packToBytes({ mode: "upload", ...opts });
+}
+
+interface Crafted {
+  header: Partial<tar.Header> & { name: string; pax?: Record<string, string> };
+  data?: string | Uint8Array;
+}
+
+/** Builds a .tar.gz with tar-stream from hand-written headers. */
+async function craft(entries: Crafted[]): Promise<Uint8Array> {
+  const p = tar.pack();
+  const chunks: Buffer[] = [];
+  const collected = (async () => {
+    for await (const chunk of p) chunks.push(chunk as Buffer);
+  })();
+  for (const { header, data } of entries) {
+    await new Promise<void>((resolve, reject) => {
+      const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (data !== undefined) p.entry(header, data, cb);
+      else p.entry(header, cb);
+    });
+  }
+  p.finalize();
+  await collected;
+  return gzipSync(Buffer.concat(chunks));
+}
+
+const GOOD: Crafted[] = [
+  { header: { name: "ok/", type: "directory" } },
+  { header: { name: "ok/file.txt" }, data: "fine" },
+];
+
+/** All paths under `dir`, relative, sorted. */
+function listAll(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: "utf8" }).sort();
+}
+
+async function refuse(data: Uint8Array | ReadableStream<Uint8Array>, limits = {}): Promise<{ err: CattyError; base: string }> {
+  const base = tempDir();
+  writeFileSync(join(base, "marker"), "x");
+  const err = await extractArchive(data, join(base, "dest"), limits).catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(CattyError);
+  expect((err as CattyError).code).toBe("bad_request");
+  // Nothing half-written: no dest, no temporary directory, nothing new beside them.
+  expect(listAll(base)).toEqual(["marker"]);
+  return { err: err as CattyError, base };
+}
+
+describe("packing", () => {
+  test("honours nested .gitignore files relative to their own directory", async () => {
+    const root = tree(tempDir(), {
+      ".gitignore": "*.tmp\nbuild/\n# comment\n",
+      "a.txt": "a",
+      "x.tmp": "x",
+      "build/out.js": "o",
+      "src/build.ts": "kept: build/ is a directory pattern",
+      "sub/.gitignore": "secret.txt\n!keep.tmp\n/only-here.txt\n",
+      "sub/secret.txt": "s",
+      "sub/deep/secret.txt": "s",
+      "sub/keep.tmp": "k",
+      "sub/ok.txt": "ok",
+      "sub/only-here.txt": "o",
+      "sub/deep/only-here.txt": "o",
+      "other/secret.txt": "not ignored outside sub/",
+      ".git/info/exclude": "excluded-by-info\n",
+      "excluded-by-info": "e",
+    });
+    const { data } = await pack({ root });
+    const got = (await names(data)).filter((n) => !n.startsWith(".git/"));
+    expect(got).toEqual(
+      [
+        ".gitignore",
+        "a.txt",
+        "other/",
+        "other/secret.txt",
+        "src/",
+        "src/build.ts",
+        "sub/",
+        "sub/.gitignore",
+        "sub/deep/",
+        "sub/deep/only-here.txt",
+        "sub/keep.tmp",
+        "sub/ok.txt",
+      ].sort(),
+    );
+  });
+
+  test("a deeper .gitignore can re-include what a parent one ignores", async () => {
+    const root = tree(tempDir(), {
+      ".gitignore": "a/b/\n*.gen\n",
+      "a/.gitignore": "!b/\n",
+      "a/b/c.txt": "c",
+      "a/b/d.gen": "ignored by the root *.gen",
+    });
+    const got = await names((await pack({ root })).data);
+    expect(got).toContain("a/b/c.txt");
+    expect(got).not.toContain("a/b/d.gen");
+  });
+
+  test("always leaves out the default exclusions in upload mode, but nothing inside .git", async () => {
+    const root = tree(tempDir(), {
+      ".gitignore": "!node_modules/\n!.env\n",
+      "src/main.ts": "m",
+      "node_modules/x/index.js": "x",
+      "pkg/node_modules/y.js": "y",
+      "__pycache__/a.cpython.pyc": "p",
+      "lib/m.pyc": "p",
+      ".venv/bin/python": "p",
+      "venv/bin/python": "p",
+      ".env": "SECRET=1",
+      "sub/.env": "SECRET=2",
+      ".env.example": "SECRET=",
+      ".DS_Store": "d",
+      "debug.log": "l",
+      "logs/app.log": "l",
+      ".git/HEAD": "ref: refs/heads/main\n",
+      ".git/x.log": "git's own file",
+      ".git/node_modules/keep": "git's own file",
+    });
+    const got = await names((await pack({ root })).data);
+    expect(got).toEqual(
+      [
+        ".env.example",
+        ".git/",
+        ".git/HEAD",
+        ".git/node_modules/",
+        ".git/node_modules/keep",
+        ".git/x.log",
+        ".gitignore",
+        "lib/",
+        "logs/",
+        "pkg/",
+        "src/",
+        "src/main.ts",
+        "sub/",
+      ].sort(),
+    );
+  });
+
+  test("includeGit: false leaves out every .git", async () => {
+    const root = tree(tempDir(), {
+      "a.txt": "a",
+      ".git/HEAD": "h",
+      "vendor/lib/.git": "gitdir: ../../.git/modules/lib\n",
+      "vendor/lib/x.c": "x",
+    });
+    const got = await names((await pack({ root, includeGit: false })).data);
+    expect(got).toEqual(["a.txt", "vendor/", "vendor/lib/", "vendor/lib/x.c"]);
+  });
+
+  test("snapshot mode leaves out caches and dependencies at any depth, keeps .git and ignores .gitignore", async () => {
+    const root = tree(tempDir(), {
+      ".gitignore": "*.log\nbuild/\n",
+      "debug.log": "kept",
+      "build/out": "kept",
+      ".env": "kept",
+      ".git/HEAD": "kept",
+      "node_modules/a": "x",
+      "web/node_modules/b": "x",
+      "py/__pycache__/c.pyc": "x",
+      "py/other.pyc": "kept",
+      ".venv/d": "x",
+      "x/venv/e": "x",
+      ".cache/f": "x",
+      "home/.npm/g": "x",
+      ".yarn/h": "x",
+      "cache/kept": "kept",
+    });
+    const got = await names((await pack({ root, mode: "snapshot" })).data);
+    expect(got).toEqual(
+      [
+        ".env",
+        ".git/",
+        ".git/HEAD",
+        ".gitignore",
+        "build/",
+        "build/out",
+        "cache/",
+        "cache/kept",
+        "debug.log",
+        "home/",
+        "py/",
+        "py/other.pyc",
+        "web/",
+        "x/",
+      ].sort(),
+    );
+  });
+
+  test("createExcluder answers for single paths, as the watcher asks", () => {
+    const root = tree(tempDir(), { ".gitignore": "dist/\n", "sub/.gitignore": "*.bak\n" });
+    const upload = createExcluder(root, "upload");
+    expect(upload("dist", true)).toBe(true);
+    expect(upload("dist/a/b.js", false)).toBe(true);
+    expect(upload("dist", false)).toBe(false);
+    expect(upload("sub/x/y.bak", false)).toBe(true);
+    expect(upload("y.bak", false)).toBe(false);
+    expect(upload("deep/node_modules/z", false)).toBe(true);
+    expect(upload(".git/objects/ab", false)).toBe(false);
+    expect(upload("node_modules/pkg/.git/HEAD", false)).toBe(true);
+    expect(createExcluder(root, "upload", false)(".git/HEAD", false)).toBe(true);
+    const snapshot = createExcluder(root, "snapshot");
+    expect(snapshot("dist/a.js", false)).toBe(false);
+    expect(snapshot("a/.cache", true)).toBe(true);
+  });
+
+  test("modes, symlinks, empty directories, mtimes and long names round-trip; special files are skipped", async () => {
+    const root = tempDir();
+    tree(root, {
+      "run.sh": "#!/bin/sh\necho hi\n",
+      "secret": "s",
+      "readonly.txt": "r",
+      "suid": "u",
+      "target.txt": "t",
+      "sub/inner.txt": "i",
+      "empty/": "",
+      "a/b/c/": "",
+    });
+    chmodSync(join(root, "run.sh"), 0o755);
+    chmodSync(join(root, "secret"), 0o600);
+    chmodSync(join(root, "readonly.txt"), 0o444);
+    chmodSync(join(root, "suid"), 0o4755);
+    symlinkSync("target.txt", join(root, "link"));
+    symlinkSync("sub", join(root, "dirlink"));
+    symlinkSync("missing", join(root, "dangling"));
+    const longName = `${"long-directory-name-".repeat(6)}/${"ファイル".repeat(20)}.txt`;
+    mkdirSync(join(root, dirname(longName)), { recursive: true });
+    writeFileSync(join(root, longName), "long");
+    const mtime = new Date("2020-02-03T04:05:06Z");
+    utimesSync(join(root, "target.txt"), mtime, mtime);
+    Bun.spawnSync(["mkfifo", join(root, "fifo")]);
+    expect(lstatSync(join(root, "fifo")).isFIFO()).toBe(true);
+
+    const packed = await pack({ root, mode: "snapshot" });
+    expect(packed.files).toBe(10);
+    expect(packed.largest[0]).toEqual({ path: "run.sh", size: 18 });
+
+    const dest = join(tempDir(), "out");
+    const result = await extractArchive(packed.data, dest);
+    expect(result.files).toBe(10);
+    const mode = (rel: string) => lstatSync(join(dest, rel)).mode & 0o7777;
+    expect(mode("run.sh")).toBe(0o755);
+    expect(mode("secret")).toBe(0o600);
+    expect(mode("readonly.txt")).toBe(0o444);
+    expect(mode("suid")).toBe(0o755);
+    expect(readlinkSync(join(dest, "link"))).toBe("target.txt");
+    expect(readFileSync(join(dest, "link"), "utf8")).toBe("t");
+    expect(readlinkSync(join(dest, "dirlink"))).toBe("sub");
+    expect(readlinkSync(join(dest, "dangling"))).toBe("missing");
+    expect(readdirSync(join(dest, "empty"))).toEqual([]);
+    expect(statSync(join(dest, "a/b/c")).isDirectory()).toBe(true);
+    expect(readFileSync(join(dest, longName), "utf8")).toBe("long");
+    expect(statSync(join(dest, "target.txt")).mtime.getTime()).toBe(mtime.getTime());
+    expect(existsSync(join(dest, "fifo"))).toBe(false);
+  });
+
+  test("the stream, file and bytes forms give the same archive, with progress along the way", async () => {
+    const root = tree(tempDir(), { "a.txt": "a".repeat(1000), "b/c.txt": "c", "big.bin": "z".repeat(3 << 20) });
+    const seen: number[] = [];
+    const handle = packDirectory({ root, mode: "upload", onProgress: (p) => seen.push(p.files) });
+    const streamed = new Uint8Array(await new Response(handle.stream).arrayBuffer());
+    const stats = await handle.stats;
+    expect(stats.files).toBe(3);
+    expect(stats.bytes).toBe(1001 + (3 << 20));
+    expect(stats.compressedBytes).toBe(streamed.byteLength);
+    expect(seen.at(-1)).toBe(3);
+    expect(seen).toEqual([...seen].sort((a, b) => a - b));
+
+    const out = join(tempDir(), "out.tgz");
+    const fileStats = await packToFile({ root, mode: "upload", out });
+    expect(fileStats.compressedBytes).toBe(statSync(out).size);
+    const bytes = await pack({ root });
+    expect(await names(readFileSync(out))).toEqual(await names(streamed));
+    expect(await names(bytes.data)).toEqual(await names(streamed));
+
+    const dest = join(tempDir(), "from-file");
+    await extractArchive(out, dest);
+    expect(readFileSync(join(dest, "big.bin"), "utf8")).toBe("z".repeat(3 << 20));
+  });
+
+  test("over the compressed limit: too_large as soon as it passes, naming the five largest paths", async () => {
+    const root = tempDir();
+    const sizes: Record<string, number> = {
+      "a/huge.bin": 400_000,
+      "assets/video.bin": 300_000,
+      "b.bin": 200_000,
+      "c.bin": 100_000,
+      "small.bin": 1000,
+      "zzz-never-packed.bin": 500_000,
+    };
+    for (let i = 0; i < 100; i++) sizes[`fill/${String(i).padStart(3, "0")}.bin`] = 50_000;
+    for (const [rel, size] of Object.entries(sizes)) {
+      mkdirSync(dirname(join(root, rel)), { recursive: true });
+      writeFileSync(join(root, rel), crypto.getRandomValues(new Uint8Array(size)));
+    }
+    const out = join(tempDir(), "out.tgz");
+    let packed = 0;
+    const onProgress = (p: { files: number }) => void (packed = p.files);
+    const err = await packToFile({ root, mode: "upload", out, maxCompressedBytes: 150_000, onProgress }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CattyError);
+    const e = err as CattyError;
+    expect(e.code).toBe("too_large");
+    expect(packed).toBeLessThan(Object.keys(sizes).length / 2);
+    const named = ["zzz-never-packed.bin", "a/huge.bin", "assets/video.bin", "b.bin", "c.bin"];
+    for (const path of named) expect(e.message).toContain(path);
+    const positions = named.map((path) => e.message.indexOf(path));
+    expect(positions).toEqual([...positions].sort((x, y) => x - y));
+    expect(e.message).not.toContain("small.bin");
+    expect(e.message).not.toContain("fill/");
+    expect(e.hint).toContain(".gitignore");
+    expect(e.hint).toContain("--no-upload");
+    expect(existsSync(out)).toBe(false);
+
+    const handle = packDirectory({ root, mode: "upload", maxCompressedBytes: 150_000 });
+    const read = new Response(handle.stream).arrayBuffer().catch((x: unknown) => x);
+    expect(((await handle.stats.catch((x: unknown) => x)) as CattyError).code).toBe("too_large");
+    expect(await read).toBeInstanceOf(CattyError);
+  });
+
+  test("aborting or cancelling stops packing even when nobody reads the stream", async () => {
+    const root = tree(tempDir(), { "big.bin": "x".repeat(8 << 20) });
+    const abort = new AbortController();
+    const handle = packDirectory({ root, mode: "upload", signal: abort.signal });
+    abort.abort(new CattyError("unavailable", "shutting down"));
+    expect(((await handle.stats.catch((x: unknown) => x)) as CattyError).message).toBe("shutting down");
+
+    const cancelled = packDirectory({ root, mode: "upload" });
+    const reader = cancelled.stream.getReader();
+    await reader.read();
+    await reader.cancel();
+    expect(await cancelled.stats.catch((x: unknown) => x)).toBeInstanceOf(CattyError);
+  });
+});
+
+describe("extracting hostile archives", () => {
+  test("path traversal with ..", async () => {
+    const { err } = await refuse(await craft([...GOOD, { header: { name: "../x" }, data: "evil" }]));
+    expect(err.message).toContain('"../x"');
+    const again = await refuse(await craft([...GOOD, { header: { name: "ok/../../x" }, data: "evil" }]));
+    expect(again.err.message).toContain("..");
+  });
+
+  test("absolute paths", async () => {
+    const outside = join(tempDir(), "abs-target");
+    const { err } = await refuse(await craft([...GOOD, { header: { name: outside }, data: "evil" }]));
+    expect(err.message).toContain(outside);
+    expect(err.message).toContain("absolute");
+    expect(existsSync(outside)).toBe(false);
+  });
+
+  test("a symlink out of the tree, and a write through it", async () => {
+    const escape = await refuse(
+      await craft([...GOOD, { header: { name: "evil", type: "symlink", linkname: ".." } }, { header: { name: "evil/x" }, data: "evil" }]),
+    );
+    expect(escape.err.message).toContain('"evil"');
+    expect(existsSync(join(escape.base, "x"))).toBe(false);
+
+    const absolute = await refuse(await craft([{ header: { name: "etc", type: "symlink", linkname: "/etc" } }]));
+    expect(absolute.err.message).toContain("/etc");
+  });
+
+  test("a write through a symlink the archive made, even one pointing inside", async () => {
+    const { err } = await refuse(
+      await craft([...GOOD, { header: { name: "link", type: "symlink", linkname: "ok" } }, { header: { name: "link/x" }, data: "evil" }]),
+    );
+    expect(err.message).toContain('"link/x"');
+    expect(err.message).toContain("symlink");
+  });
+
+  test("a chain of symlinks that each look harmless but escape together", async () => {
+    const { err } = await refuse(
+      await craft([
+        ...GOOD,
+        { header: { name: "b", type: "symlink", linkname: "." } },
+        { header: { name: "a", type: "symlink", linkname: "b/b/../.." } },
+      ]),
+    );
+    expect(err.message).toContain('"a"');
+  });
+
+  test("a pre-existing symlink in the destination is not written through when merging", async () => {
+    const base = tempDir();
+    const outside = join(base, "outside");
+    mkdirSync(outside);
+    const dest = join(base, "dest");
+    mkdirSync(dest);
+    symlinkSync("../outside", join(dest, "data"));
+    writeFileSync(join(dest, "keep.txt"), "mine");
+    const data = await craft([...GOOD, { header: { name: "data/x" }, data: "evil" }]);
+    const err = await extractArchive(data, dest, { into: "merge" }).catch((e: unknown) => e);
+    expect((err as CattyError).code).toBe("bad_request");
+    expect((err as CattyError).message).toContain("data");
+    expect(readdirSync(outside)).toEqual([]);
+    expect(listAll(dest)).toEqual(["data", "keep.txt"]);
+    expect(listAll(base)).toEqual(["dest", "dest/data", "dest/keep.txt", "outside"]);
+  });
+
+  test("a write through a symlink by another spelling of its name", async () => {
+    const { err } = await refuse(
+      await craft([...GOOD, { header: { name: "Link", type: "symlink", linkname: "ok" } }, { header: { name: "link/x" }, data: "evil" }]),
+    );
+    expect(err.message).toContain('"link/x"');
+  });
+
+  test("a symlink replaced by a real directory may be written into", async () => {
+    const dest = join(tempDir(), "dest");
+    await extractArchive(
+      await craft([
+        ...GOOD,
+        { header: { name: "s", type: "symlink", linkname: "ok" } },
+        { header: { name: "s/", type: "directory" } },
+        { header: { name: "s/x" }, data: "x" },
+      ]),
+      dest,
+    );
+    expect(lstatSync(join(dest, "s")).isDirectory()).toBe(true);
+    expect(readdirSync(join(dest, "ok"))).toEqual(["file.txt"]);
+  });
+
+  test("hard links are refused", async () => {
+    const { err } = await refuse(await craft([...GOOD, { header: { name: "hard", type: "link", linkname: "ok/file.txt" } }]));
+    expect(err.message).toContain('"hard"');
+    expect(err.message).toContain("hard link");
+  });
+
+  test("devices and fifos are refused", async () => {
+    const chr = await refuse(await craft([...GOOD, { header: { name: "null", type: "character-device", devmajor: 1, devminor: 3 } }]));
+    expect(chr.err.message).toContain("character-device");
+    const blk = await refuse(await craft([...GOOD, { header: { name: "sda", type: "block-device", devmajor: 8, devminor: 0 } }]));
+    expect(blk.err.message).toContain('"sda"');
+    const fifo = await refuse(await craft([...GOOD, { header: { name: "pipe", type: "fifo" } }]));
+    expect(fifo.err.message).toContain('"pipe"');
+  });
+
+  test("a decompression bomb over the byte cap", async () => {
+    const zeros = new Uint8Array(4 << 20);
+    const { err } = await refuse(await craft([...GOOD, { header: { name: "bomb" }, data: zeros }]), { maxBytes: 1 << 20 });
+    expect(err.message).toContain("larger than 1.0 MB");
+
+    // An endless gzip stream of zeros is cut off soon after the cap, and its source cancelled.
+    let produced = 0;
+    let cancelled = false;
+    const zerosForever = new ReadableStream<Uint8Array<ArrayBuffer>>({
+      pull(controller) {
+        controller.enqueue(new Uint8Array(1 << 20));
+        produced += 1 << 20;
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    await refuse(zerosForever.pipeThrough(new CompressionStream("gzip")), { maxBytes: 1 << 20 });
+    expect(produced).toBeLessThan(256 << 20); // bounded read-ahead of a few dozen tiny compressed chunks
+    expect(cancelled).toBe(true);
+  });
+
+  test("too many entries", async () => {
+    const entries: Crafted[] = Array.from({ length: 50 }, (_, i) => ({ header: { name: `f${i}` }, data: "x" }));
+    const { err } = await refuse(await craft(entries), { maxEntries: 10 });
+    expect(err.message).toContain("more than 10 entries");
+  });
+
+  test("NUL characters and over-long names", async () => {
+    const nul = await refuse(await craft([...GOOD, { header: { name: "a\u0000b", pax: { comment: "force pax" } }, data: "x" }]));
+    expect(nul.err.message).toContain("NUL");
+    const long = await refuse(await craft([{ header: { name: `${"d/".repeat(2100)}f` }, data: "x" }]));
+    expect(long.err.message).toContain("too long");
+    const component = await refuse(await craft([{ header: { name: `${"c".repeat(300)}` }, data: "x" }]));
+    expect(component.err.message).toContain("too long");
+  });
+
+  test("garbage and truncated archives", async () => {
+    const garbage = await refuse(new TextEncoder().encode("this is not a tarball"));
+    expect(garbage.err.message).toContain("not a valid .tar.gz");
+    const whole = await craft([...GOOD, { header: { name: "big" }, data: crypto.getRandomValues(new Uint8Array(100_000)) }]);
+    await refuse(whole.subarray(0, whole.byteLength - 5000));
+  });
+});
+
+describe("extracting into place", () => {
+  test("refuses a non-empty destination in empty mode and leaves it alone", async () => {
+    const dest = tree(tempDir(), { "mine.txt": "mine" });
+    const err = await extractArchive(await craft(GOOD), dest).catch((e: unknown) => e);
+    expect((err as CattyError).code).toBe("conflict");
+    expect(listAll(dest)).toEqual(["mine.txt"]);
+    expect(readdirSync(dirname(dest)).filter((n) => n.includes("catty-extract"))).toEqual([]);
+  });
+
+  test("replaces an existing empty directory", async () => {
+    const dest = tempDir();
+    await extractArchive(await craft(GOOD), dest);
+    expect(readFileSync(join(dest, "ok/file.txt"), "utf8")).toBe("fine");
+  });
+
+  test("merge mode adds and replaces files, keeps the rest", async () => {
+    const dest = tree(tempDir(), { "mine.txt": "mine", "ok/file.txt": "old", "ok/other.txt": "other" });
+    const data = await craft([...GOOD, { header: { name: "new/n.txt" }, data: "n" }, { header: { name: "mine.txt" }, data: "theirs" }]);
+    const stats = await extractArchive(data, dest, { into: "merge" });
+    expect(stats).toEqual({ files: 3, bytes: 4 + 1 + 6 });
+    expect(readFileSync(join(dest, "ok/file.txt"), "utf8")).toBe("fine");
+    expect(readFileSync(join(dest, "ok/other.txt"), "utf8")).toBe("other");
+    expect(readFileSync(join(dest, "new/n.txt"), "utf8")).toBe("n");
+    expect(readFileSync(join(dest, "mine.txt"), "utf8")).toBe("theirs");
+    expect(readdirSync(dirname(dest)).filter((n) => n.includes("catty-extract"))).toEqual([]);
+  });
+
+  test("extractToTemp hands back a checked tree beside the destination for the caller to merge", async () => {
+    const dest = tree(tempDir(), { "keep.txt": "k" });
+    await using extracted = await extractToTemp(await craft(GOOD), dest);
+    expect(dirname(extracted.dir)).toBe(dirname(dest));
+    expect(readFileSync(join(extracted.dir, "ok/file.txt"), "utf8")).toBe("fine");
+    await mergeTree(extracted.dir, dest);
+    expect(listAll(dest)).toEqual(["keep.txt", "ok", "ok/file.txt"]);
+  });
+});
