@@ -1,0 +1,29 @@
+/**
+ * Blob storage: where workspace saves and uploads live. The embedded default is a directory in
+ * the data dir; any S3-compatible store scales out. Agents and the CLI never hold storage
+ * credentials: they get short-lived presigned URLs for each transfer. A presigned URL is either
+ * absolute (S3) or a path on this server (`/v1/blobs/<ticket>`, disk), resolved by the holder
+ * against the server URL it already uses.
+ */
+export interface BlobInfo {
+  key: string;
+  size: number;
+}
+
+export type BlobBody = ReadableStream<Uint8Array> | Uint8Array | Blob;
+
+export interface BlobStore {
+  readonly kind: "disk" | "s3";
+  /** Stores a blob (server-side writes). Readers never see a partial blob under `key`. */
+  put(key: string, body: BlobBody): Promise<void>;
+  /** The blob's bytes, or null when there is no such blob. */
+  get(key: string): Promise<ReadableStream<Uint8Array> | null>;
+  stat(key: string): Promise<BlobInfo | null>;
+  delete(key: string): Promise<void>;
+  /** Every blob whose key starts with `prefix`. */
+  list(prefix: string): Promise<BlobInfo[]>;
+  /** A URL the holder may PUT the blob's bytes to (with a Content-Length) until it expires. */
+  presignPut(key: string, expiresInSec: number): Promise<string>;
+  /** A URL the holder may GET the blob from until it expires. */
+  presignGet(key: string, expiresInSec: number): Promise<string>;
+}
