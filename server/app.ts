@@ -55,6 +55,7 @@ export function toSession(row: SessionRow): Session {
     endedAt: row.endedAt,
     exitCode: row.exitCode,
     endReason: row.endReason,
+    saves: [],
   };
 }
 

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
-import { Session, type CreateSession } from "../protocol/session.ts";
+import { SaveDownload, Session, type CreateSession } from "../protocol/session.ts";
 
 export interface ApiClient {
   readonly api: string;
@@ -14,6 +14,10 @@ export interface ApiClient {
   get(label: string): Promise<Session>;
   create(body: CreateSession): Promise<Session>;
   stop(label: string): Promise<Session>;
+  /** The newest complete save of a session, with a short-lived URL (resolve it with `resolveUrl`). */
+  latestSave(label: string): Promise<SaveDownload>;
+  /** Resolves a URL the server handed out (relative ones are on the API server). */
+  resolveUrl(url: string): string;
   /** The WebSocket URL of a session's attach endpoint. */
   attachUrl(label: string): string;
 }
@@ -59,6 +63,8 @@ export function createApiClient(api: string, token: string): ApiClient {
     get: (label) => call("GET", `/v1/sessions/${enc(label)}`, Session),
     create: (body) => call("POST", "/v1/sessions", Session, body),
     stop: (label) => call("POST", `/v1/sessions/${enc(label)}/stop`, Session, {}),
+    latestSave: (label) => call("GET", `/v1/sessions/${enc(label)}/saves/latest`, SaveDownload),
+    resolveUrl: (url) => new URL(url, `${api}/`).toString(),
     attachUrl: (label) => `${api.replace(/^http/, "ws")}/v1/sessions/${enc(label)}/attach`,
   };
 }

@@ -10,6 +10,24 @@ export type Label = z.infer<typeof Label>;
 export const SessionStatus = z.enum(["starting", "running", "stopping", "stopped", "failed", "timed_out"]);
 export type SessionStatus = z.infer<typeof SessionStatus>;
 
+/** One stored save of a session's workspace. */
+export const SaveInfo = z.object({
+  id: z.string(),
+  createdAt: z.string(),
+  /** Compressed size in bytes. */
+  size: z.number().int(),
+  files: z.number().int(),
+  reason: z.string(),
+});
+export type SaveInfo = z.infer<typeof SaveInfo>;
+
+/** `GET /v1/sessions/<label>/saves/latest`: the newest complete save and a short-lived URL to fetch it. */
+export const SaveDownload = SaveInfo.extend({
+  /** Absolute (S3) or relative to the API server (`/v1/blobs/<ticket>`). */
+  url: z.string(),
+});
+export type SaveDownload = z.infer<typeof SaveDownload>;
+
 export const Session = z.object({
   label: Label,
   status: SessionStatus,
@@ -19,6 +37,8 @@ export const Session = z.object({
   endedAt: z.string().nullable(),
   exitCode: z.number().int().nullable(),
   endReason: z.string().nullable(),
+  /** Stored saves, newest first (the first is the latest). */
+  saves: z.array(SaveInfo).default([]),
 });
 export type Session = z.infer<typeof Session>;
 
