@@ -18,6 +18,8 @@ const main = defineCommand({
     connect: () => load(import("./commands/connect.ts"))(),
     list: () => load(import("./commands/list.ts"))(),
     stop: () => load(import("./commands/stop.ts"))(),
+    download: () => load(import("./commands/download.ts"))(),
+    sync: () => load(import("./commands/sync.ts"))(),
     login: () => load(import("./commands/login.ts"))(),
     logout: () => load(import("./commands/logout.ts"))(),
   },

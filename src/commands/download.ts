@@ -1,0 +1,43 @@
+import { defineCommand } from "citty";
+import { isAbsolute, relative, resolve } from "node:path";
+import { formatBytes } from "../lib/archive.ts";
+import { resolveContext } from "../lib/context.ts";
+import { abortOnInterrupt, downloadSaveTo, formatCount, savedAgo } from "../lib/transfer.ts";
+import { ui } from "../lib/ui.ts";
+import { CattyError, Label } from "../protocol/index.ts";
+import { apiArg, labelArg } from "./_args.ts";
+
+export default defineCommand({
+  meta: { name: "download", description: "Download a session's latest save (running or stopped) into a new directory or a .tar.gz" },
+  args: {
+    ...apiArg,
+    ...labelArg,
+    path: { type: "positional", required: false, description: "Destination (default ./LABEL, or ./LABEL.tar.gz with --format tar.gz)" },
+    format: { type: "enum", options: ["dir", "tar.gz"], default: "dir", description: "dir: extract the files; tar.gz: keep the archive" },
+  },
+  async run({ args }) {
+    // The label becomes the default file name: never let it be a path.
+    if (!Label.safeParse(args.label).success) {
+      throw new CattyError("bad_request", `${JSON.stringify(args.label)} is not a session label.`, "Run `catty list` to see your sessions.");
+    }
+    const format = args.format === "tar.gz" ? "tar.gz" : "dir";
+    const dest = resolve(args.path ?? (format === "dir" ? args.label : `${args.label}.tar.gz`));
+    const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
+    using interrupt = abortOnInterrupt();
+    try {
+      const got = await downloadSaveTo({ client: ctx.client, label: args.label, dest, format, signal: interrupt.signal });
+      const what = `${formatBytes(got.bytes)}, ${formatCount(got.files, "file")}`;
+      ui.success(`Downloaded the save of ${args.label} from ${savedAgo(got.save.createdAt)} to ${shown(dest)}: ${what}.`);
+    } catch (err) {
+      if (!interrupt.signal.aborted) throw err;
+      ui.warn("Interrupted; nothing was written.");
+      process.exitCode = 130;
+    }
+  },
+});
+
+/** `./name` for paths under the current directory, the absolute path otherwise. */
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel === "" || rel === ".." || rel.startsWith("../") || isAbsolute(rel) ? path : `./${rel}`;
+}

@@ -1,0 +1,375 @@
+/**
+ * `catty sync`: bring a local directory up to date with a session's save. `planSync` compares an
+ * extracted save with the local tree and changes nothing; `applySync` carries a plan out. Local
+ * files that an upload leaves out (node_modules, .env, .gitignored files…) are never reported
+ * as local-only and never deleted. Writes are atomic (temporary file beside the target, then
+ * rename), and nothing is written through a symlink or outside the local directory, whatever
+ * the save or the plan contains.
+ */
+import { randomBytes } from "node:crypto";
+import { constants as fsc, type Stats } from "node:fs";
+import { lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink, unlink, type FileHandle } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { CattyError } from "../protocol/errors.ts";
+import { createExcluder, type Excluder } from "./exclude.ts";
+
+export interface SyncConflict {
+  path: string;
+  reason: string;
+}
+
+/** Relative, `/`-separated paths of files and symlinks, sorted. */
+export interface SyncPlan {
+  /** In the save, not here. */
+  create: string[];
+  /** Here and in the save, with different contents (or a file here, a symlink there). */
+  change: string[];
+  /** Here, not in the save (excluded paths are never listed). Deleted only with `delete`. */
+  localOnly: string[];
+  /** Files and symlinks that are the same here and in the save. */
+  unchanged: number;
+  /** Paths of the save that are left alone: writing them would go through a local symlink or replace a directory. */
+  conflicts: SyncConflict[];
+}
+
+export interface PlanOptions {
+  /** Which local paths are never local-only. Default: what an upload leaves out, `.git` included. */
+  excluder?: Excluder;
+  /** Absolute paths under `toDir` that are not looked at (e.g. the caller's own temporary files). */
+  ignore?: string[];
+}
+
+export interface ApplyOptions {
+  /** Delete the plan's `localOnly` files (and directories they leave empty that the save does not have). */
+  delete: boolean;
+}
+
+export interface ApplyResult {
+  created: number;
+  changed: number;
+  deleted: number;
+  /** Paths not written or deleted because the local tree no longer allowed it safely. */
+  skipped: SyncConflict[];
+}
+
+const COMPARE_CHUNK = 256 * 1024;
+const COPY_CHUNK = 1 << 20;
+
+/** Compares the save extracted at `fromDir` with the local tree at `toDir`. Changes nothing. */
+export async function planSync(fromDir: string, toDir: string, opts: PlanOptions = {}): Promise<SyncPlan> {
+  const plan: SyncPlan = { create: [], change: [], localOnly: [], unchanged: 0, conflicts: [] };
+  const saved = new Map<string, Stats>();
+  const savedDirs = new Set<string>([""]);
+  await walk(fromDir, "", (rel, st) => {
+    if (isGitDir(rel, st)) return false;
+    if (st.isDirectory()) savedDirs.add(rel);
+    else if (st.isFile() || st.isSymbolicLink()) saved.set(rel, st);
+    return true;
+  });
+
+  const parents = new Map<string, Stats | null>();
+  for (const [rel, src] of [...saved].sort(([a], [b]) => compare(a, b))) {
+    const blocked = await blockedParent(toDir, rel, parents);
+    if (blocked) {
+      plan.conflicts.push({ path: rel, reason: blocked });
+      continue;
+    }
+    const here = await lstat(join(toDir, rel)).catch(() => null);
+    if (!here) plan.create.push(rel);
+    else if (here.isDirectory()) plan.conflicts.push({ path: rel, reason: "is a directory here" });
+    else if (!here.isFile() && !here.isSymbolicLink()) plan.conflicts.push({ path: rel, reason: "is a special file here" });
+    else if (await same(join(fromDir, rel), src, join(toDir, rel), here)) plan.unchanged++;
+    else plan.change.push(rel);
+  }
+
+  const exclude = opts.excluder ?? createExcluder(toDir, "upload", true);
+  const ignored = new Set((opts.ignore ?? []).map((p) => resolve(p)));
+  await walk(toDir, "", (rel, st) => {
+    if (ignored.has(resolve(toDir, rel))) return false;
+    if (isGitDir(rel, st) || exclude(rel, st.isDirectory())) return false;
+    if ((st.isFile() || st.isSymbolicLink()) && !saved.has(rel)) plan.localOnly.push(rel);
+    return true;
+  });
+  plan.localOnly.sort(compare);
+  return plan;
+}
+
+/**
+ * Carries out `plan`: writes `create` and `change` from `fromDir` into `toDir`, and with
+ * `delete` removes `localOnly`. Every path is checked again here (it must be relative, stay
+ * inside `toDir`, and have only real directories above it), so a plan from anywhere is safe.
+ * An existing file keeps its mode; a new one gets the saved mode without setuid, setgid,
+ * sticky, group-write or other-write bits.
+ */
+export async function applySync(plan: SyncPlan, fromDir: string, toDir: string, opts: ApplyOptions): Promise<ApplyResult> {
+  for (const rel of [...plan.create, ...plan.change, ...(opts.delete ? plan.localOnly : [])]) checkRel(rel);
+  const result: ApplyResult = { created: 0, changed: 0, deleted: 0, skipped: [] };
+  const write = async (rel: string): Promise<boolean> => {
+    const problem = await prepareParents(toDir, rel);
+    if (problem) {
+      result.skipped.push({ path: rel, reason: problem });
+      return false;
+    }
+    const src = join(fromDir, rel);
+    const srcStat = await lstat(src);
+    const dest = join(toDir, rel);
+    const here = await lstat(dest).catch(() => null);
+    if (here && !here.isFile() && !here.isSymbolicLink()) {
+      result.skipped.push({ path: rel, reason: here.isDirectory() ? "is a directory here" : "is a special file here" });
+      return false;
+    }
+    if (srcStat.isSymbolicLink()) {
+      await replaceWithSymlink(dest, await readlink(src));
+    } else if (srcStat.isFile()) {
+      await replaceWithFile(dest, src, here?.isFile() ? here.mode & 0o7777 : srcStat.mode & 0o755);
+    } else {
+      throw new CattyError("internal", `${src} is neither a file nor a symlink.`);
+    }
+    return true;
+  };
+
+  for (const rel of plan.create) if (await write(rel)) result.created++;
+  for (const rel of plan.change) if (await write(rel)) result.changed++;
+  if (!opts.delete) return result;
+
+  const emptied = new Set<string>();
+  for (const rel of plan.localOnly) {
+    const problem = await blockedParent(toDir, rel, new Map());
+    if (problem) {
+      result.skipped.push({ path: rel, reason: problem });
+      continue;
+    }
+    const here = await lstat(join(toDir, rel)).catch(() => null);
+    if (!here) continue;
+    if (!here.isFile() && !here.isSymbolicLink()) {
+      result.skipped.push({ path: rel, reason: "is no longer a file here" });
+      continue;
+    }
+    await unlink(join(toDir, rel));
+    result.deleted++;
+    if (rel.includes("/")) emptied.add(rel.slice(0, rel.lastIndexOf("/")));
+  }
+  await pruneEmptyDirs(emptied, fromDir, toDir);
+  return result;
+}
+
+/** Depth-first, names sorted; `visit` returning false skips the entry (and a directory's contents). */
+/**
+ * A repository's `.git` is never synced either way: overwriting local refs and index with the
+ * session's would lose local work. The session's commits come with `catty download`.
+ */
+function isGitDir(rel: string, st: Stats): boolean {
+  return st.isDirectory() && (rel === ".git" || rel.endsWith("/.git"));
+}
+
+async function walk(root: string, rel: string, visit: (rel: string, st: Stats) => boolean): Promise<void> {
+  const names = await readdir(rel === "" ? root : join(root, rel)).catch(() => [] as string[]);
+  for (const name of names.sort()) {
+    const childRel = rel === "" ? name : `${rel}/${name}`;
+    const st = await lstat(join(root, childRel)).catch(() => null);
+    if (!st || !visit(childRel, st)) continue;
+    if (st.isDirectory()) await walk(root, childRel, visit);
+  }
+}
+
+/**
+ * Why `rel` cannot be written under `root` (a parent is a symlink or not a directory), or
+ * undefined when every parent is a real directory or missing. `cache` keeps lstat results by
+ * parent path across calls of one plan.
+ */
+async function blockedParent(root: string, rel: string, cache: Map<string, Stats | null>): Promise<string | undefined> {
+  let at = rel.indexOf("/");
+  while (at >= 0) {
+    const parent = rel.slice(0, at);
+    let st = cache.get(parent);
+    if (st === undefined) {
+      st = await lstat(join(root, parent)).catch(() => null);
+      cache.set(parent, st);
+    }
+    if (!st) return undefined; // missing: it and everything below it will be created
+    if (st.isSymbolicLink()) return `is inside ${parent}, which is a symlink here`;
+    if (!st.isDirectory()) return `is inside ${parent}, which is a file here`;
+    at = rel.indexOf("/", at + 1);
+  }
+  return undefined;
+}
+
+/** Checks each parent of `rel` with lstat and creates the missing ones. Returns why it cannot, if so. */
+async function prepareParents(root: string, rel: string): Promise<string | undefined> {
+  let at = rel.indexOf("/");
+  while (at >= 0) {
+    const parent = rel.slice(0, at);
+    const abs = join(root, parent);
+    let st = await lstat(abs).catch(() => null);
+    if (!st) {
+      // mkdir does not follow a symlink in the last component: if one appeared, EEXIST and recheck.
+      await mkdir(abs, 0o755).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== "EEXIST") throw err;
+      });
+      st = await lstat(abs);
+    }
+    if (st.isSymbolicLink()) return `is inside ${parent}, which is a symlink here`;
+    if (!st.isDirectory()) return `is inside ${parent}, which is a file here`;
+    at = rel.indexOf("/", at + 1);
+  }
+  return undefined;
+}
+
+/** A plan path must be relative, normalized and free of `..`, so `join(toDir, rel)` stays inside. */
+function checkRel(rel: string): void {
+  const parts = rel.split("/");
+  const bad =
+    rel === "" ||
+    rel.includes("\0") ||
+    rel.includes("\\") ||
+    rel.startsWith("/") ||
+    /^[A-Za-z]:/.test(rel) ||
+    parts.some((part) => part === "" || part === "." || part === "..");
+  if (bad) throw new CattyError("bad_request", `Refusing to sync the path ${JSON.stringify(rel)}: it is not a plain relative path.`);
+}
+
+async function same(a: string, aStat: Stats, b: string, bStat: Stats): Promise<boolean> {
+  if (aStat.isSymbolicLink() || bStat.isSymbolicLink()) {
+    return aStat.isSymbolicLink() && bStat.isSymbolicLink() && (await readlink(a)) === (await readlink(b));
+  }
+  if (aStat.size !== bStat.size) return false;
+  return sameBytes(a, b);
+}
+
+async function sameBytes(a: string, b: string): Promise<boolean> {
+  const fa = await open(a, "r");
+  try {
+    const fb = await open(b, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    try {
+      const ba = Buffer.allocUnsafe(COMPARE_CHUNK);
+      const bb = Buffer.allocUnsafe(COMPARE_CHUNK);
+      for (;;) {
+        const na = await readFull(fa, ba);
+        const nb = await readFull(fb, bb);
+        if (na !== nb || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false;
+        if (na < COMPARE_CHUNK) return true;
+      }
+    } finally {
+      await fb.close();
+    }
+  } finally {
+    await fa.close();
+  }
+}
+
+async function readFull(handle: FileHandle, buf: Buffer): Promise<number> {
+  let filled = 0;
+  while (filled < buf.byteLength) {
+    const { bytesRead } = await handle.read(buf, filled, buf.byteLength - filled, null);
+    if (bytesRead === 0) break;
+    filled += bytesRead;
+  }
+  return filled;
+}
+
+/** Copies `src` to a new temporary file beside `dest`, sets `mode`, and renames it over `dest`. */
+async function replaceWithFile(dest: string, src: string, mode: number): Promise<void> {
+  const tmp = tempBeside(dest);
+  // O_EXCL|O_NOFOLLOW: the temporary name is ours alone and never a symlink.
+  const out = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  try {
+    const input = await open(src, "r");
+    try {
+      const buf = Buffer.allocUnsafe(COPY_CHUNK);
+      for (;;) {
+        const n = await readFull(input, buf);
+        let off = 0;
+        while (off < n) off += (await out.write(buf, off, n - off)).bytesWritten;
+        if (n < COPY_CHUNK) break;
+      }
+    } finally {
+      await input.close();
+    }
+    await out.chmod(mode);
+    await out.close();
+    await rename(tmp, dest);
+  } catch (err) {
+    await out.close().catch(() => {});
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+async function replaceWithSymlink(dest: string, target: string): Promise<void> {
+  const tmp = tempBeside(dest);
+  await symlink(target, tmp);
+  await rename(tmp, dest).catch(async (err: unknown) => {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  });
+}
+
+/** Removes directories that deletes left empty and that the save does not have, deepest first. */
+async function pruneEmptyDirs(dirs: Set<string>, fromDir: string, toDir: string): Promise<void> {
+  const candidates = new Set<string>();
+  for (let dir of dirs) {
+    for (;;) {
+      candidates.add(dir);
+      const at = dir.lastIndexOf("/");
+      if (at < 0) break;
+      dir = dir.slice(0, at);
+    }
+  }
+  const deepestFirst = [...candidates].sort((a, b) => b.split("/").length - a.split("/").length || compare(a, b));
+  for (const dir of deepestFirst) {
+    if (await lstat(join(fromDir, dir)).catch(() => null)) continue;
+    if (await blockedParent(toDir, `${dir}/x`, new Map())) continue;
+    const st = await lstat(join(toDir, dir)).catch(() => null);
+    if (!st?.isDirectory()) continue;
+    await rmdir(join(toDir, dir)).catch(() => {}); // not empty (excluded files, new files): keep it
+  }
+}
+
+function tempBeside(path: string): string {
+  return join(dirname(path), `.${basename(path)}.catty-sync-${randomBytes(4).toString("hex")}`);
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+
+export interface PlanReport {
+  /** What would happen (dry run) or what happened. */
+  dryRun: boolean;
+  delete: boolean;
+  /** Paths listed per section at most (default all). */
+  limit?: number;
+}
+
+/** The plan as lines for the terminal: one section per kind of change, each path on its own line. */
+export function formatPlan(plan: SyncPlan, report: PlanReport): string[] {
+  const lines: string[] = [];
+  const limit = report.limit ?? Number.POSITIVE_INFINITY;
+  const section = (title: string, mark: string, paths: string[]) => {
+    if (paths.length === 0) return;
+    lines.push(title);
+    for (const path of paths.slice(0, limit)) lines.push(`  ${mark} ${path}`);
+    if (paths.length > limit) lines.push(`  … and ${paths.length - limit} more`);
+  };
+  const n = (count: number) => `${count} ${count === 1 ? "file" : "files"}`;
+  const dry = report.dryRun;
+  section(`${dry ? "Would create" : "Created"} (${n(plan.create.length)}):`, "+", plan.create);
+  section(`${dry ? "Would change" : "Changed"} (${n(plan.change.length)}):`, "~", plan.change);
+  const localTitle = report.delete
+    ? `${dry ? "Would delete" : "Deleted"}, only here (${n(plan.localOnly.length)}):`
+    : `Only here, kept (${n(plan.localOnly.length)}; --delete ${dry ? "would remove" : "removes"} them):`;
+  section(localTitle, "-", plan.localOnly);
+  section(
+    `Left alone (${n(plan.conflicts.length)}):`,
+    "!",
+    plan.conflicts.map((c) => `${c.path} (${c.reason})`),
+  );
+  lines.push(`${n(plan.unchanged)} unchanged.`);
+  return lines;
+}
+
+/** True when applying the plan would change nothing (local-only files count only with `delete`). */
+export function isEmptyPlan(plan: SyncPlan, withDelete: boolean): boolean {
+  return plan.create.length === 0 && plan.change.length === 0 && (!withDelete || plan.localOnly.length === 0);
+}
