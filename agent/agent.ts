@@ -3,7 +3,11 @@
  * ring and the screen mirror, and serves the server's requests over the link (catch-up for clients,
  * input, resize, stop). When the program exits it reports the exit until the server acknowledges.
  */
+import { mkdirSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { userInfo } from "node:os";
+import { join } from "node:path";
+import { extractArchive } from "../src/lib/archive.ts";
 import {
   encodeAgentOutput,
   parseMessage,
@@ -16,6 +20,7 @@ import type { AgentConfig } from "./config.ts";
 import type { Link, LinkHandlers } from "./link.ts";
 import type { PtyProcess, PtyRunner } from "./pty.ts";
 import { OutputRing } from "./ring.ts";
+import { WorkspaceSaver, type SaveOutcome } from "./saver.ts";
 import { ScreenMirror } from "./screen.ts";
 
 export interface AgentDeps {
@@ -35,6 +40,18 @@ export interface Agent {
 /** Replays go out in pieces so one client's catch-up never becomes one giant frame. */
 const REPLAY_CHUNK = 256 * 1024;
 const STOP_GRACE_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 60_000;
+
+function describeSave(outcome: SaveOutcome): string {
+  switch (outcome.kind) {
+    case "stored":
+      return "stored";
+    case "unchanged":
+      return "unchanged";
+    case "failed":
+      return `failed: ${outcome.error}`;
+  }
+}
 
 export const CLAUDE_NOTICE =
   "\x1b[33mClaude Code is not installed on this machine; starting a shell instead. " +
@@ -80,7 +97,29 @@ export function createAgent(deps: AgentDeps): Agent {
   const done = new Promise<number>((resolve) => (finish = resolve));
   let stopReason: string | null = null;
   let proc: PtyProcess | null = null;
-  let exited: Promise<number> = Promise.resolve(0);
+  let exited: Promise<number> = new Promise(() => {});
+  let killing = false;
+  let phase: "waiting" | "restoring" | "running" | "failed" = "waiting";
+  /** Requests to the server awaiting an answer, by save id and answer type. */
+  const waiting = new Map<string, (msg: ServerToAgent) => void>();
+  const request = <T extends ServerToAgent>(id: string, answer: T["type"], msg: AgentToServer): Promise<T> =>
+    new Promise<T>((resolve, reject) => {
+      const key = `${answer}:${id}`;
+      const timer = setTimeout(() => {
+        waiting.delete(key);
+        reject(new Error("the server did not answer in time"));
+      }, REQUEST_TIMEOUT_MS);
+      waiting.set(key, (m) => {
+        clearTimeout(timer);
+        waiting.delete(key);
+        resolve(m as T);
+      });
+      if (!sendJson(msg)) {
+        clearTimeout(timer);
+        waiting.delete(key);
+        reject(new Error("not connected to the server"));
+      }
+    });
 
   const sendJson = (msg: AgentToServer): boolean => link.send(JSON.stringify(msg));
 
@@ -137,6 +176,11 @@ export function createAgent(deps: AgentDeps): Agent {
       switch (msg.type) {
         case "welcome":
           log.info("session", { label: msg.label });
+          void begin(msg.restore);
+          return;
+        case "save_target":
+        case "save_result":
+          waiting.get(`${msg.type}:${msg.id}`)?.(msg);
           return;
         case "attach":
           void catchUp(msg.clientId, msg.offset);
@@ -151,7 +195,7 @@ export function createAgent(deps: AgentDeps): Agent {
           return;
         case "exit_ack":
           link.close();
-          finish(exitReport?.code ?? 0);
+          finish(exitReport?.code ?? 1);
           return;
         case "ping":
           sendJson({ type: "pong", id: msg.id });
@@ -172,48 +216,112 @@ export function createAgent(deps: AgentDeps): Agent {
     },
     onEnded(reason) {
       log.warn("server says the session has ended; stopping", { reason });
+      if (!proc) {
+        finish(1);
+        return;
+      }
       stop(reason);
       void exited.then((code) => finish(code));
     },
   };
 
   const link = deps.dial(handlers);
-  const resolved = resolveCommand(config.command, deps.which ?? ((n) => Bun.which(n)), process.env);
-  if (resolved.notice) output(new TextEncoder().encode(resolved.notice));
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const saver = new WorkspaceSaver({
+    workspace: config.workspace,
+    stateDir: config.stateDir,
+    log,
+    firstDelayMs: config.saveFirstMs,
+    intervalMs: config.saveIntervalMs,
+    transport: {
+      target: async (id, reason) => {
+        const answer = await request<Extract<ServerToAgent, { type: "save_target" }>>(id, "save_target", {
+          type: "save_request",
+          id,
+          reason,
+        });
+        if (!answer.url) throw new Error(answer.error ?? "the server gave no place to save to");
+        return new URL(answer.url, `${config.serverUrl}/`).toString();
+      },
+      done: async (id, stats) => {
+        const answer = await request<Extract<ServerToAgent, { type: "save_result" }>>(id, "save_result", {
+          type: "save_done",
+          id,
+          ...stats,
+        });
+        if (!answer.ok) throw new Error(answer.error ?? "the server refused the save");
+      },
+    },
+  });
 
-  try {
-    proc = deps.pty({
-      argv: resolved.argv,
-      cwd: config.workspace,
-      env: programEnv(process.env),
-      cols: config.cols,
-      rows: config.rows,
-      onData: output,
+  /** Restores the initial workspace (once), then starts the program. */
+  const begin = async (restore: { url: string; size: number | null } | null): Promise<void> => {
+    if (phase !== "waiting") return;
+    phase = "restoring";
+    if (restore) {
+      const file = join(config.stateDir, "restore.tar.gz");
+      try {
+        const res = await fetch(new URL(restore.url, `${config.serverUrl}/`));
+        if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${res.statusText}`);
+        await Bun.write(file, res);
+        const stats = await extractArchive(file, config.workspace, { into: "empty" });
+        sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
+        log.info("workspace restored", { ...stats });
+      } catch (err) {
+        const error = (err as Error).message;
+        log.error("workspace restore failed", { error });
+        exitReport = null;
+        phase = "failed";
+        sendJson({ type: "restore_failed", error });
+        return;
+      } finally {
+        await rm(file, { force: true });
+      }
+    }
+    startProgram();
+  };
+
+  const startProgram = (): void => {
+    phase = "running";
+    const resolved = resolveCommand(config.command, deps.which ?? ((n) => Bun.which(n)), process.env);
+    if (resolved.notice) output(new TextEncoder().encode(resolved.notice));
+    try {
+      proc = deps.pty({
+        argv: resolved.argv,
+        cwd: config.workspace,
+        env: programEnv(process.env),
+        cols: mirror.cols,
+        rows: mirror.rows,
+        onData: output,
+      });
+      log.info("program started", { argv: resolved.argv, pid: proc.pid });
+      exited = proc.exited;
+    } catch (err) {
+      const message = `catty: could not start ${resolved.argv[0]}: ${(err as Error).message}\r\n`;
+      output(new TextEncoder().encode(message));
+      log.error("program failed to start", { argv: resolved.argv, err });
+      exited = Promise.resolve(127);
+    }
+    saver.start();
+    void exited.then(async (code) => {
+      const finalSave = describeSave(await saver.finish());
+      const snap = await mirror.snapshot({ scrollback: 200 });
+      exitReport = { type: "exit", code, reason: stopReason, screen: snap.data, finalSave };
+      log.info("program exited", { code, finalSave });
+      sendJson(exitReport);
     });
-    log.info("program started", { argv: resolved.argv, pid: proc.pid });
-    exited = proc.exited;
-  } catch (err) {
-    const message = `catty: could not start ${resolved.argv[0]}: ${(err as Error).message}\r\n`;
-    output(new TextEncoder().encode(message));
-    log.error("program failed to start", { argv: resolved.argv, err });
-    exited = Promise.resolve(127);
-  }
+    if (stopReason) stop(stopReason);
+  };
 
   function stop(reason: string): void {
-    if (stopReason) return;
-    stopReason = reason;
+    stopReason ??= reason;
+    if (!proc || killing) return; // without a program yet, it stops as soon as it starts
+    killing = true;
     log.info("stopping program", { reason });
-    proc?.kill("SIGHUP");
+    proc.kill("SIGHUP");
     const timer = setTimeout(() => proc?.kill("SIGKILL"), STOP_GRACE_MS);
     void exited.then(() => clearTimeout(timer));
   }
-
-  void exited.then(async (code) => {
-    const snap = await mirror.snapshot({ scrollback: 200 });
-    exitReport = { type: "exit", code, reason: stopReason, screen: snap.data };
-    log.info("program exited", { code });
-    sendJson(exitReport);
-  });
 
   return { done };
 }

@@ -1,6 +1,8 @@
 /**
  * `catty-agent` configuration, read once from the environment the provider starts it with.
  */
+import { dirname, join } from "node:path";
+
 export interface AgentConfig {
   /** `CATTY_SERVER_URL`: the server to dial. */
   serverUrl: string;
@@ -15,6 +17,12 @@ export interface AgentConfig {
   rows: number;
   /** `CATTY_RING_BYTES`: output kept for exact replay (default 8 MiB). */
   ringBytes: number;
+  /** `CATTY_AGENT_STATE`: a private directory for temp archives (default: beside the workspace). */
+  stateDir: string;
+  /** `CATTY_SAVE_FIRST_MS`: first save after the program starts (default 10 s). */
+  saveFirstMs: number;
+  /** `CATTY_SAVE_INTERVAL_MS`: later saves, when something changed (default 30 s). */
+  saveIntervalMs: number;
 }
 
 function positive(value: string | undefined, fallback: number): number {
@@ -45,5 +53,8 @@ export function readAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     cols: positive(env.CATTY_COLS, 80),
     rows: positive(env.CATTY_ROWS, 24),
     ringBytes: positive(env.CATTY_RING_BYTES, 8 * 1024 * 1024),
+    stateDir: env.CATTY_AGENT_STATE || join(dirname(need("CATTY_WORKSPACE")), "agent-state"),
+    saveFirstMs: positive(env.CATTY_SAVE_FIRST_MS, 10_000),
+    saveIntervalMs: positive(env.CATTY_SAVE_INTERVAL_MS, 30_000),
   });
 }

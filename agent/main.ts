@@ -2,6 +2,7 @@
  * `catty-agent`: runs inside each session machine, started by the server's provider. It dials
  * the server, runs the program under a PTY and stays until the program ends.
  */
+import { mkdirSync } from "node:fs";
 import { createLog } from "../src/lib/log.ts";
 import { VERSION } from "../src/lib/version.ts";
 import { createAgent } from "./agent.ts";
@@ -17,7 +18,8 @@ if (process.argv.includes("--version")) {
 const log = createLog({ scope: "agent" });
 try {
   const config = readAgentConfig();
-  process.chdir(config.workspace);
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  process.chdir(config.stateDir);
   // The agent must outlive its parent and terminal: a hang-up is not a reason to stop.
   process.on("SIGHUP", () => log.info("ignoring SIGHUP"));
   const agent = createAgent({

@@ -18,13 +18,19 @@ import { randomLabel } from "../src/lib/labels.ts";
 import type { Log } from "../src/lib/log.ts";
 import { hashToken, newToken } from "../src/lib/tokens.ts";
 import { VERSION } from "../src/lib/version.ts";
+import type { BlobStore } from "./blobs/types.ts";
 import type { Provider } from "./providers/types.ts";
 import { CLOSE, Relay, type SocketData } from "./relay.ts";
+import { createSaves, type SaveLimits } from "./saves.ts";
 import type { SessionRow, Store, User } from "./store/types.ts";
 
 export interface ServerDeps {
   store: Store;
   provider: Provider;
+  blobs: BlobStore;
+  /** Serves `/v1/blobs/<ticket>` for stores whose presigned URLs point at this server (disk). */
+  blobRoute?(req: Request): Promise<Response>;
+  limits: SaveLimits;
   log: Log;
   /** The URL agents dial; known once the server listens. */
   agentUrl(): string;
@@ -45,7 +51,7 @@ export interface CattyServer {
 const json = (body: unknown, status = 200): Response => Response.json(body, { status });
 const fail = (err: CattyError): Response => json(err.toBody(), httpStatus[err.code]);
 
-export function toSession(row: SessionRow): Session {
+export function toSession(row: SessionRow, saves: Session["saves"] = []): Session {
   return {
     label: row.label,
     status: row.status,
@@ -55,7 +61,8 @@ export function toSession(row: SessionRow): Session {
     endedAt: row.endedAt,
     exitCode: row.exitCode,
     endReason: row.endReason,
-    saves: [],
+    saves,
+    finalSave: row.finalSave,
   };
 }
 
@@ -72,8 +79,10 @@ const notFound = (label: string): CattyError =>
 export function createServer(deps: ServerDeps): CattyServer {
   const { store, provider, log } = deps;
   const agentLostMs = deps.agentLostMs ?? 120_000;
-  const stopTimeoutMs = deps.stopTimeoutMs ?? 20_000;
+  const stopTimeoutMs = deps.stopTimeoutMs ?? 60_000;
   const lostTimers = new Map<string, Timer>();
+  const saves = createSaves({ store, blobs: deps.blobs, log, limits: deps.limits });
+  const sessionJson = async (row: SessionRow): Promise<Session> => toSession(row, await saves.savesOf(row.id));
 
   async function endSession(
     row: SessionRow,
@@ -98,7 +107,14 @@ export function createServer(deps: ServerDeps): CattyServer {
         clearTimeout(lostTimers.get(sessionId));
         lostTimers.delete(sessionId);
         const row = await store.updateSession(sessionId, {});
-        if (row?.status === "starting") await store.updateSession(sessionId, { status: "running" });
+        if (!row) return { restore: null };
+        if (row.status === "starting") await store.updateSession(sessionId, { status: "running" });
+        return { restore: await saves.restoreFor(row) };
+      },
+      async onAgentControl(sessionId, msg) {
+        const row = await store.updateSession(sessionId, {});
+        if (!row) return null;
+        return saves.control(row, msg, (reason) => failSession(row, reason));
       },
       async onExit(sessionId, exit) {
         const row = await store.updateSession(sessionId, {});
@@ -106,6 +122,7 @@ export function createServer(deps: ServerDeps): CattyServer {
         if (!isLive(row.status)) return { status: row.status, reason: row.endReason };
         const stopping = row.status === "stopping";
         const reason = exit.reason ?? (stopping ? "stopped by user" : `program exited with code ${exit.code}`);
+        await store.updateSession(row.id, { finalSave: exit.finalSave });
         const ended = await endSession(row, "stopped", { exitCode: exit.code, endReason: reason, lastScreen: exit.screen });
         log.info("session ended", { label: row.label, code: exit.code, reason });
         return { status: ended.status, reason: ended.endReason };
@@ -176,6 +193,14 @@ export function createServer(deps: ServerDeps): CattyServer {
 
   async function createSession(user: User, req: Request): Promise<Response> {
     const body = await readJson(req, CreateSession);
+    let restoreKey: string | null = null;
+    if (body.upload) {
+      const upload = await store.takeUpload(user.id, body.upload);
+      if (!upload) {
+        throw new CattyError("bad_request", `Upload ${body.upload} not found (each upload starts one session).`, "Run `catty new` again.");
+      }
+      restoreKey = upload.key;
+    }
     let label = randomLabel();
     for (let i = 0; (await store.labelTaken(label)) && i < 20; i++) label = randomLabel();
     const agentToken = newToken("agt");
@@ -196,6 +221,8 @@ export function createServer(deps: ServerDeps): CattyServer {
       exitCode: null,
       endReason: null,
       lastScreen: null,
+      restoreKey,
+      finalSave: null,
     };
     await store.insertSession(row);
     try {
@@ -210,7 +237,7 @@ export function createServer(deps: ServerDeps): CattyServer {
       const updated = await store.updateSession(row.id, { machine });
       log.info("session created", { label, user: user.name });
       watchLostAgent(row.id);
-      return json(toSession(updated ?? row), 201);
+      return json(await sessionJson(updated ?? row), 201);
     } catch (err) {
       const reason = `could not start the session machine: ${(err as Error).message}`;
       await endSession(row, "failed", { endReason: reason });
@@ -219,7 +246,7 @@ export function createServer(deps: ServerDeps): CattyServer {
   }
 
   async function stopSession(row: SessionRow): Promise<Response> {
-    if (!isLive(row.status)) return json(toSession(row));
+    if (!isLive(row.status)) return json(await sessionJson(row));
     await store.updateSession(row.id, { status: "stopping" });
     const exited = relay.stop(row.id, "stopped by user") && (await relay.waitForExit(row.id, stopTimeoutMs));
     let current = (await store.updateSession(row.id, {})) ?? row;
@@ -227,16 +254,19 @@ export function createServer(deps: ServerDeps): CattyServer {
       if (row.machine) await provider.destroy(row.machine);
       if (isLive(current.status)) {
         current = await endSession(current, "stopped", { endReason: "stopped by user (machine destroyed)" });
+        current = (await store.updateSession(row.id, { finalSave: "failed: the session did not stop in time" })) ?? current;
         relay.endClients(row.id, { type: "exit", code: 129, status: "stopped", reason: current.endReason });
       }
     }
-    return json(toSession(current));
+    return json(await sessionJson(current));
   }
 
   async function route(req: Request, server: Server<SocketData>): Promise<Response | undefined> {
     const url = new URL(req.url);
     const path = url.pathname;
     if (path === "/healthz") return json({ ok: true, version: VERSION });
+    // Presigned transfers carry their own signed ticket instead of a bearer token.
+    if (path.startsWith("/v1/blobs/") && deps.blobRoute) return deps.blobRoute(req);
 
     if (path === "/v1/agent/connect") {
       const token = bearer(req);
@@ -254,13 +284,20 @@ export function createServer(deps: ServerDeps): CattyServer {
     const method = req.method;
 
     if (parts.length === 2 && parts[1] === "whoami" && method === "GET") return json({ user: user.name });
+    if (parts.length === 2 && parts[1] === "config" && method === "GET") {
+      return json({ maxUploadBytes: deps.limits.maxUploadBytes });
+    }
+    if (parts.length === 2 && parts[1] === "uploads" && method === "POST") return json(await saves.receiveUpload(user, req), 201);
     if (parts[1] !== "sessions") throw new CattyError("not_found", `No route for ${method} ${path}.`);
     if (parts.length === 2) {
-      if (method === "GET") return json((await store.listSessions(user.id)).map(toSession));
+      if (method === "GET") return json(await Promise.all((await store.listSessions(user.id)).map(sessionJson)));
       if (method === "POST") return createSession(user, req);
     }
     const label = decodeURIComponent(parts[2] ?? "");
-    if (parts.length === 3 && method === "GET") return json(toSession(await sessionOf(user, label)));
+    if (parts.length === 3 && method === "GET") return json(await sessionJson(await sessionOf(user, label)));
+    if (parts.length === 5 && parts[3] === "saves" && parts[4] === "latest" && method === "GET") {
+      return json(await saves.latestDownload(await sessionOf(user, label)));
+    }
     if (parts.length === 4 && parts[3] === "stop" && method === "POST") return stopSession(await sessionOf(user, label));
     if (parts.length === 4 && parts[3] === "attach" && method === "GET") {
       const row = await sessionOf(user, label);
@@ -310,6 +347,7 @@ export function createServer(deps: ServerDeps): CattyServer {
       },
     },
     async recover() {
+      await saves.cleanUploads();
       for (const row of await store.liveSessions()) {
         const alive = row.machine ? await provider.isAlive(row.machine) : false;
         if (!alive) await failSession(row, "the session machine was gone when the server started");

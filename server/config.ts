@@ -18,12 +18,22 @@ export interface ServerConfig {
   publicUrl: string | undefined;
   /** `CATTY_AGENT_LOST_MS`: how long a running session may be without its agent before it is marked failed. */
   agentLostMs: number;
+  /** `CATTY_MAX_UPLOAD_BYTES`: cap on a compressed `catty new` upload (default 100 MB). */
+  maxUploadBytes: number;
+  /** `CATTY_MAX_SAVE_BYTES`: cap on one compressed workspace save (default 4 GiB). */
+  maxSaveBytes: number;
+  /** `CATTY_KEEP_SAVES`: saves kept per session (default 5). */
+  keepSaves: number;
+  /** `--s3-bucket` / `CATTY_S3_BUCKET` and friends: store saves in S3 instead of the data dir. */
+  s3Flags: { "s3-bucket"?: string; "s3-endpoint"?: string };
 }
 
 export interface ServerFlags {
   port?: string;
   host?: string;
   "data-dir"?: string;
+  "s3-bucket"?: string;
+  "s3-endpoint"?: string;
 }
 
 function int(value: string | undefined, name: string): number | undefined {
@@ -42,5 +52,9 @@ export function readServerConfig(flags: ServerFlags, env: NodeJS.ProcessEnv = pr
     agentBin: env.CATTY_AGENT_BIN || undefined,
     publicUrl: env.CATTY_PUBLIC_URL || undefined,
     agentLostMs: int(env.CATTY_AGENT_LOST_MS, "CATTY_AGENT_LOST_MS") ?? 120_000,
+    maxUploadBytes: int(env.CATTY_MAX_UPLOAD_BYTES, "CATTY_MAX_UPLOAD_BYTES") ?? 100_000_000,
+    maxSaveBytes: int(env.CATTY_MAX_SAVE_BYTES, "CATTY_MAX_SAVE_BYTES") ?? 4 * 1024 ** 3,
+    keepSaves: Math.max(1, int(env.CATTY_KEEP_SAVES, "CATTY_KEEP_SAVES") ?? 5),
+    s3Flags: { "s3-bucket": flags["s3-bucket"], "s3-endpoint": flags["s3-endpoint"] },
   });
 }

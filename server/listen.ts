@@ -8,6 +8,9 @@ import { binaryCommand } from "../src/lib/paths.ts";
 import type { Log } from "../src/lib/log.ts";
 import { hashToken, newToken } from "../src/lib/tokens.ts";
 import { createServer } from "./app.ts";
+import { createDiskBlobStore, handleBlobRequest, loadOrCreateSecret } from "./blobs/disk.ts";
+import { createS3BlobStore, s3ConfigFromEnv } from "./blobs/s3.ts";
+import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
 import { createLocalProvider } from "./providers/local.ts";
 import type { Provider } from "./providers/types.ts";
@@ -40,6 +43,17 @@ export async function createUserToken(store: Store, name: string): Promise<strin
   return token;
 }
 
+/** S3 when a bucket is configured, else a directory in the data dir. */
+export function openBlobs(config: ServerConfig, log: Log): { blobs: BlobStore; blobRoute?: (req: Request) => Promise<Response> } {
+  const s3 = s3ConfigFromEnv(process.env, config.s3Flags);
+  if (s3) {
+    log.info(`saves go to S3 bucket ${s3.bucket}${s3.endpoint ? ` at ${s3.endpoint}` : ""}`);
+    return { blobs: createS3BlobStore(s3) };
+  }
+  const disk = createDiskBlobStore({ dir: join(config.dataDir, "blobs"), secret: loadOrCreateSecret(config.dataDir) });
+  return { blobs: disk, blobRoute: (req) => handleBlobRequest(req, disk, { maxPutBytes: config.maxSaveBytes }) };
+}
+
 export interface StartOptions {
   /** Tests wrap the provider to observe it (the real local provider still does the work). */
   wrapProvider?(provider: Provider): Provider;
@@ -60,13 +74,25 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     log,
   });
   const provider = opts.wrapProvider ? opts.wrapProvider(local) : local;
+  const { blobs, blobRoute } = openBlobs(config, log);
   let agentUrl = config.publicUrl ?? "";
-  const app = createServer({ store, provider, log, agentUrl: () => agentUrl, agentLostMs: config.agentLostMs });
+  const app = createServer({
+    store,
+    provider,
+    blobs,
+    blobRoute,
+    limits: { maxUploadBytes: config.maxUploadBytes, keepSaves: config.keepSaves },
+    log,
+    agentUrl: () => agentUrl,
+    agentLostMs: config.agentLostMs,
+  });
   const server = Bun.serve<SocketData>({
     port: config.port,
     hostname: config.host,
     fetch: app.fetch,
     websocket: app.websocket,
+    // Saves and uploads stream through here (disk storage); the handlers enforce the real caps.
+    maxRequestBodySize: Math.max(config.maxSaveBytes, config.maxUploadBytes) + 1024 * 1024,
   });
   const port = server.port as number;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;

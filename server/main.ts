@@ -12,6 +12,8 @@ const common = {
   port: { type: "string", description: "Port to listen on (CATTY_PORT, default 4815)" },
   host: { type: "string", description: "Address to bind (CATTY_HOST, default 127.0.0.1)" },
   "data-dir": { type: "string", description: "Data directory (CATTY_DATA_DIR, default ~/.catty/server)" },
+  "s3-bucket": { type: "string", description: "Keep saves in this S3 bucket (CATTY_S3_BUCKET; keys from AWS_* variables)" },
+  "s3-endpoint": { type: "string", description: "S3-compatible endpoint URL (CATTY_S3_ENDPOINT)" },
 } as const;
 
 const serve = defineCommand({

@@ -55,11 +55,16 @@ export interface ExitReport {
   code: number;
   reason: string | null;
   screen: string;
+  finalSave: string | null;
 }
 
+export type AgentControl = Extract<AgentToServer, { type: "save_request" | "save_done" | "restored" | "restore_failed" }>;
+
 export interface RelayHooks {
-  /** The agent said hello (first connect or re-dial). */
-  onAgentHello(sessionId: string, info: { cols: number; rows: number }): Promise<void>;
+  /** The agent said hello (first connect or re-dial); answers where to restore the workspace from, if anywhere. */
+  onAgentHello(sessionId: string): Promise<{ restore: { url: string; size: number | null } | null }>;
+  /** Save and restore messages; the answer, if any, goes back to the agent. */
+  onAgentControl(sessionId: string, msg: AgentControl): Promise<ServerToAgent | null>;
   /** The program exited; resolves once it is recorded. Returns what clients are told. */
   onExit(sessionId: string, exit: ExitReport): Promise<{ status: import("../src/protocol/index.ts").SessionStatus; reason: string | null }>;
   /** The agent link dropped. */
@@ -185,6 +190,15 @@ export class Relay {
       case "exit":
         void this.agentExit(s, ws, msg);
         return;
+      case "save_request":
+      case "save_done":
+      case "restored":
+      case "restore_failed":
+        void this.hooks.onAgentControl(s.sessionId, msg).then(
+          (reply) => reply && send(ws, reply),
+          (err: unknown) => this.log.error("agent control message failed", { label: s.label, type: msg.type, err }),
+        );
+        return;
       case "ping":
         send(ws, { type: "pong", id: msg.id });
         return;
@@ -209,11 +223,21 @@ export class Relay {
     }
     if (s.agent && s.agent !== ws) s.agent.close(CLOSE.replaced, "replaced by a newer agent link");
     s.agent = ws;
-    send(ws, { type: "welcome", protocol: PROTOCOL_VERSION, label: s.label });
-    if (s.wantSize && (s.wantSize.cols !== msg.cols || s.wantSize.rows !== msg.rows)) {
+    void this.hooks.onAgentHello(s.sessionId).then(
+      ({ restore }) => {
+        if (s.agent !== ws) return;
+        send(ws, { type: "welcome", protocol: PROTOCOL_VERSION, label: s.label, restore });
+        this.resync(s, ws, { cols: msg.cols, rows: msg.rows });
+      },
+      (err: unknown) => this.log.error("agent hello failed", { label: s.label, err }),
+    );
+  }
+
+  /** After an agent (re)connects: deliver held input, apply the size, catch every client up. */
+  private resync(s: SessionRelay, ws: Socket, agentSize: { cols: number; rows: number }): void {
+    if (s.wantSize && (s.wantSize.cols !== agentSize.cols || s.wantSize.rows !== agentSize.rows)) {
       send(ws, { type: "resize", ...s.wantSize });
     }
-    void this.hooks.onAgentHello(s.sessionId, { cols: msg.cols, rows: msg.rows });
     for (const input of s.pendingInput.splice(0)) ws.send(input);
     s.pendingBytes = 0;
     // Whatever was in flight on the old link may be lost: catch every client up again.
@@ -221,9 +245,7 @@ export class Relay {
       c.live = false;
       send(ws, { type: "attach", clientId: id, offset: c.offset });
     }
-    const interactive = s.interactive !== null ? s.clients.get(s.interactive) : undefined;
-    if (interactive) send(interactive.ws, { type: "status", message: "" });
-    for (const c of s.clients.values()) if (c !== interactive) send(c.ws, { type: "status", message: "" });
+    for (const c of s.clients.values()) send(c.ws, { type: "status", message: "" });
   }
 
   private agentOutput(s: SessionRelay, raw: Buffer): void {
@@ -248,7 +270,12 @@ export class Relay {
   }
 
   private async agentExit(s: SessionRelay, ws: Socket, msg: Extract<AgentToServer, { type: "exit" }>): Promise<void> {
-    const ended = await this.hooks.onExit(s.sessionId, { code: msg.code, reason: msg.reason, screen: msg.screen });
+    const ended = await this.hooks.onExit(s.sessionId, {
+      code: msg.code,
+      reason: msg.reason,
+      screen: msg.screen,
+      finalSave: msg.finalSave,
+    });
     for (const c of s.clients.values()) {
       send(c.ws, { type: "exit", code: msg.code, status: ended.status, reason: ended.reason });
       c.ws.close(1000, "program exited");

@@ -33,7 +33,11 @@ function pidAlive(pid: number): boolean {
  * The environment a session starts with: the basics of the host user, never the server's own
  * settings or storage credentials (a session runs code an AI wrote).
  */
-const PASSED_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "CATTY_LOG_LEVEL"];
+const PASSED_ENV = [
+  "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+  // Agent tuning a server operator (or a test) may set for every session.
+  "CATTY_LOG_LEVEL", "CATTY_RING_BYTES", "CATTY_SAVE_FIRST_MS", "CATTY_SAVE_INTERVAL_MS",
+];
 function agentEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};
   for (const key of PASSED_ENV) if (env[key]) out[key] = env[key] as string;
@@ -61,6 +65,7 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
             CATTY_SERVER_URL: spec.serverUrl,
             CATTY_AGENT_TOKEN: spec.agentToken,
             CATTY_WORKSPACE: workspace,
+            CATTY_AGENT_STATE: join(dir, "agent-state"),
             CATTY_COMMAND: JSON.stringify(spec.command),
             CATTY_COLS: String(spec.cols),
             CATTY_ROWS: String(spec.rows),

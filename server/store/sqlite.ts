@@ -1,6 +1,6 @@
 /** The embedded database: one SQLite file in the data dir, through `bun:sqlite`. */
 import { Database } from "bun:sqlite";
-import type { SessionPatch, SessionRow, Store, User } from "./types.ts";
+import type { SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -29,9 +29,28 @@ CREATE TABLE IF NOT EXISTS sessions (
   ended_at TEXT,
   exit_code INTEGER,
   end_reason TEXT,
-  last_screen TEXT
+  last_screen TEXT,
+  restore_key TEXT,
+  final_save TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, created_at);
+CREATE TABLE IF NOT EXISTS saves (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  key TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  files INTEGER NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS saves_session ON saves(session_id, created_at);
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  key TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  created_at TEXT NOT NULL
+);
 `;
 
 interface SessionRecord {
@@ -51,7 +70,45 @@ interface SessionRecord {
   exit_code: number | null;
   end_reason: string | null;
   last_screen: string | null;
+  restore_key: string | null;
+  final_save: string | null;
 }
+
+interface SaveRecord {
+  id: string;
+  session_id: string;
+  key: string;
+  created_at: string;
+  size: number;
+  files: number;
+  reason: string;
+}
+
+interface UploadRecord {
+  id: string;
+  user_id: string;
+  key: string;
+  size: number;
+  created_at: string;
+}
+
+const saveFrom = (r: SaveRecord): SaveRow => ({
+  id: r.id,
+  sessionId: r.session_id,
+  key: r.key,
+  createdAt: r.created_at,
+  size: r.size,
+  files: r.files,
+  reason: r.reason,
+});
+
+const uploadFrom = (r: UploadRecord): UploadRow => ({
+  id: r.id,
+  userId: r.user_id,
+  key: r.key,
+  size: r.size,
+  createdAt: r.created_at,
+});
 
 const fromRecord = (r: SessionRecord): SessionRow => ({
   id: r.id,
@@ -70,6 +127,8 @@ const fromRecord = (r: SessionRecord): SessionRow => ({
   exitCode: r.exit_code,
   endReason: r.end_reason,
   lastScreen: r.last_screen,
+  restoreKey: r.restore_key,
+  finalSave: r.final_save,
 });
 
 const COLUMNS: Record<keyof SessionPatch, string> = {
@@ -81,6 +140,8 @@ const COLUMNS: Record<keyof SessionPatch, string> = {
   lastScreen: "last_screen",
   cols: "cols",
   rows: "rows",
+  restoreKey: "restore_key",
+  finalSave: "final_save",
 };
 
 export function openSqliteStore(file: string): Store {
@@ -124,12 +185,12 @@ export function openSqliteStore(file: string): Store {
     async insertSession(s) {
       db.query(
         `INSERT INTO sessions (id, label, user_id, status, region, provider, command, cols, rows,
-           agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen, restore_key, final_save)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         s.id, s.label, s.userId, s.status, s.region, s.provider, JSON.stringify(s.command), s.cols, s.rows,
         s.agentTokenHash, s.machine ? JSON.stringify(s.machine) : null, s.createdAt, s.endedAt, s.exitCode,
-        s.endReason, s.lastScreen,
+        s.endReason, s.lastScreen, s.restoreKey, s.finalSave,
       );
     },
     async labelTaken(label) {
@@ -164,6 +225,35 @@ export function openSqliteStore(file: string): Store {
         db.query(`UPDATE sessions SET ${sets} WHERE id = ?`).run(...(values as (string | number | null)[]), id);
       }
       return sessionBy("id = ?", id);
+    },
+    async insertSave(r) {
+      db.query(
+        "INSERT INTO saves (id, session_id, key, created_at, size, files, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      ).run(r.id, r.sessionId, r.key, r.createdAt, r.size, r.files, r.reason);
+    },
+    async listSaves(sessionId) {
+      const rows = db
+        .query("SELECT * FROM saves WHERE session_id = ? ORDER BY created_at DESC, rowid DESC")
+        .all(sessionId) as SaveRecord[];
+      return rows.map(saveFrom);
+    },
+    async deleteSave(id) {
+      db.query("DELETE FROM saves WHERE id = ?").run(id);
+    },
+    async insertUpload(r) {
+      db.query("INSERT INTO uploads (id, user_id, key, size, created_at) VALUES (?, ?, ?, ?, ?)").run(
+        r.id, r.userId, r.key, r.size, r.createdAt,
+      );
+    },
+    async takeUpload(userId, id) {
+      const r = db.query("DELETE FROM uploads WHERE id = ? AND user_id = ? RETURNING *").get(id, userId) as UploadRecord | null;
+      return r ? uploadFrom(r) : null;
+    },
+    async staleUploads(beforeIso) {
+      return (db.query("SELECT * FROM uploads WHERE created_at < ?").all(beforeIso) as UploadRecord[]).map(uploadFrom);
+    },
+    async deleteUpload(id) {
+      db.query("DELETE FROM uploads WHERE id = ?").run(id);
     },
     close() {
       db.close();

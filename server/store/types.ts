@@ -28,11 +28,36 @@ export interface SessionRow {
   exitCode: number | null;
   endReason: string | null;
   lastScreen: string | null;
+  /** Blob the workspace starts from (an upload, or another session's save) until restored. */
+  restoreKey: string | null;
+  /** How the save at the end went ("stored", "unchanged", "failed: …"). */
+  finalSave: string | null;
 }
 
 export type SessionPatch = Partial<
-  Pick<SessionRow, "status" | "machine" | "endedAt" | "exitCode" | "endReason" | "lastScreen" | "cols" | "rows">
+  Pick<
+    SessionRow,
+    "status" | "machine" | "endedAt" | "exitCode" | "endReason" | "lastScreen" | "cols" | "rows" | "restoreKey" | "finalSave"
+  >
 >;
+
+export interface SaveRow {
+  id: string;
+  sessionId: string;
+  key: string;
+  createdAt: string;
+  size: number;
+  files: number;
+  reason: string;
+}
+
+export interface UploadRow {
+  id: string;
+  userId: string;
+  key: string;
+  size: number;
+  createdAt: string;
+}
 
 export interface Store {
   countUsers(): Promise<number>;
@@ -50,5 +75,17 @@ export interface Store {
   listSessions(userId: string): Promise<SessionRow[]>;
   liveSessions(): Promise<SessionRow[]>;
   updateSession(id: string, patch: SessionPatch): Promise<SessionRow | null>;
+
+  insertSave(row: SaveRow): Promise<void>;
+  /** Newest first. */
+  listSaves(sessionId: string): Promise<SaveRow[]>;
+  deleteSave(id: string): Promise<void>;
+
+  insertUpload(row: UploadRow): Promise<void>;
+  /** Removes and returns a user's upload (each upload starts one session). */
+  takeUpload(userId: string, id: string): Promise<UploadRow | null>;
+  /** Uploads older than `beforeIso`, for cleanup. */
+  staleUploads(beforeIso: string): Promise<UploadRow[]>;
+  deleteUpload(id: string): Promise<void>;
   close(): void;
 }

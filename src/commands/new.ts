@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { resolveContext } from "../lib/context.ts";
+import { uploadDirectory } from "../lib/upload.ts";
 import { ui } from "../lib/ui.ts";
 import { requireTty } from "../terminal/attach.ts";
 import { apiArg, commandAfterDashes } from "./_args.ts";
@@ -10,6 +11,7 @@ export default defineCommand({
   args: {
     ...apiArg,
     upload: { type: "boolean", default: true, description: "Upload the current directory (--no-upload starts empty)" },
+    git: { type: "boolean", default: true, description: "Include .git in the upload (--no-git leaves it out)" },
     "sync-back": { type: "boolean", default: true, description: "Sync changed files back here (--no-sync-back turns it off)" },
     "auto-reconnect": { type: "boolean", default: true, description: "Reconnect by itself when the link drops" },
   },
@@ -17,8 +19,10 @@ export default defineCommand({
     requireTty();
     const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
     const command = commandAfterDashes(rawArgs);
+    const upload = args.upload ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git }) : null;
     const session = await ctx.client.create({
       command,
+      ...(upload ? { upload: upload.id } : {}),
       cols: process.stdout.columns || 80,
       rows: process.stdout.rows || 24,
     });

@@ -4,12 +4,15 @@
  */
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
-import { SaveDownload, Session, type CreateSession } from "../protocol/session.ts";
+import { SaveDownload, ServerLimits, Session, UploadResult, type CreateSession } from "../protocol/session.ts";
 
 export interface ApiClient {
   readonly api: string;
   readonly token: string;
   whoami(): Promise<{ user: string }>;
+  limits(): Promise<ServerLimits>;
+  /** Sends a workspace archive of `size` bytes; its id starts a session (`create({ upload })`). */
+  upload(body: ReadableStream<Uint8Array>, size: number): Promise<UploadResult>;
   list(): Promise<Session[]>;
   get(label: string): Promise<Session>;
   create(body: CreateSession): Promise<Session>;
@@ -23,13 +26,23 @@ export interface ApiClient {
 }
 
 export function createApiClient(api: string, token: string): ApiClient {
-  async function call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<T> {
+  async function call<T>(
+    method: string,
+    path: string,
+    schema: z.ZodType<T>,
+    body?: unknown,
+    file?: { stream: ReadableStream<Uint8Array>; size: number },
+  ): Promise<T> {
     let res: Response;
     try {
       res = await fetch(`${api}${path}`, {
         method,
-        headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
-        body: body ? JSON.stringify(body) : undefined,
+        headers: {
+          Authorization: `Bearer ${token}`,
+          ...(body ? { "Content-Type": "application/json" } : {}),
+          ...(file ? { "Content-Type": "application/gzip", "Content-Length": String(file.size) } : {}),
+        },
+        body: file ? file.stream : body ? JSON.stringify(body) : undefined,
       });
     } catch (err) {
       throw new CattyError(
@@ -59,6 +72,8 @@ export function createApiClient(api: string, token: string): ApiClient {
     api,
     token,
     whoami: () => call("GET", "/v1/whoami", z.object({ user: z.string() })),
+    limits: () => call("GET", "/v1/config", ServerLimits),
+    upload: (stream, size) => call("POST", "/v1/uploads", UploadResult, undefined, { stream, size }),
     list: () => call("GET", "/v1/sessions", z.array(Session)),
     get: (label) => call("GET", `/v1/sessions/${enc(label)}`, Session),
     create: (body) => call("POST", "/v1/sessions", Session, body),

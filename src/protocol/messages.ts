@@ -16,6 +16,9 @@ export const PROTOCOL_VERSION = 1;
 const Dim = z.number().int().min(1).max(1000);
 const Offset = z.number().int().min(0);
 const ClientId = z.number().int().min(1).max(0xffffffff);
+const SaveId = z.string().regex(/^[A-Za-z0-9-]{8,64}$/);
+export const SaveReason = z.enum(["initial", "periodic", "final"]);
+export type SaveReason = z.infer<typeof SaveReason>;
 
 export const ClientMode = z.enum(["interactive", "view"]);
 export type ClientMode = z.infer<typeof ClientMode>;
@@ -86,8 +89,22 @@ export const AgentToServer = z.discriminatedUnion("type", [
   z.object({ type: z.literal("screen"), clientId: ClientId, offset: Offset, data: z.string(), cols: Dim, rows: Dim }),
   /** Agent, after a client's catch-up (bytes or screen) is sent: live output follows from `offset`. */
   z.object({ type: z.literal("synced"), clientId: ClientId, offset: Offset }),
-  /** Agent, when the program exited (all output was sent before it). Repeated until acknowledged. */
-  z.object({ type: z.literal("exit"), code: z.number().int(), reason: z.string().nullable(), screen: z.string() }),
+  /** Agent, when the program exited and the final save is done (all output was sent before it). Repeated until acknowledged. */
+  z.object({
+    type: z.literal("exit"),
+    code: z.number().int(),
+    reason: z.string().nullable(),
+    screen: z.string(),
+    finalSave: z.string().nullable(),
+  }),
+  /** Agent, when the workspace it was given could not be restored: the session fails. */
+  z.object({ type: z.literal("restore_failed"), error: z.string() }),
+  /** Agent, once the workspace is restored (the server may drop the upload). */
+  z.object({ type: z.literal("restored"), files: z.number().int(), bytes: z.number().int() }),
+  /** Agent, to start a save: asks where to put it. */
+  z.object({ type: z.literal("save_request"), id: SaveId, reason: SaveReason }),
+  /** Agent, after the save's bytes were PUT to the target URL. */
+  z.object({ type: z.literal("save_done"), id: SaveId, size: z.number().int().min(0), files: z.number().int().min(0) }),
   /** Agent, in answer to a server ping. */
   z.object({ type: z.literal("pong"), id: z.number() }),
   z.object({ type: z.literal("ping"), id: z.number() }),
@@ -97,8 +114,17 @@ export type AgentToServer = z.infer<typeof AgentToServer>;
 // ── server → agent ─────────────────────────────────────────────────────────────────────────────
 
 export const ServerToAgent = z.discriminatedUnion("type", [
-  /** Server, after the agent's hello. */
-  z.object({ type: z.literal("welcome"), protocol: z.number().int(), label: z.string() }),
+  /** Server, after the agent's hello: `restore` is where to fetch the initial workspace, until it is restored. */
+  z.object({
+    type: z.literal("welcome"),
+    protocol: z.number().int(),
+    label: z.string(),
+    restore: z.object({ url: z.string(), size: z.number().int().nullable() }).nullable(),
+  }),
+  /** Server, answering save_request: a presigned URL to PUT the archive to (or why not). */
+  z.object({ type: z.literal("save_target"), id: SaveId, url: z.string().nullable(), error: z.string().nullable() }),
+  /** Server, answering save_done: whether the save is now stored as the latest. */
+  z.object({ type: z.literal("save_result"), id: SaveId, ok: z.boolean(), error: z.string().nullable() }),
   /** Server, when a client attaches (or must be re-synced): send what it misses after `offset`. */
   z.object({ type: z.literal("attach"), clientId: ClientId, offset: Offset.nullable() }),
   /** Server, from the interactive client: the terminal size. */

@@ -39,6 +39,8 @@ export const Session = z.object({
   endReason: z.string().nullable(),
   /** Stored saves, newest first (the first is the latest). */
   saves: z.array(SaveInfo).default([]),
+  /** How the save at the end went: "stored", "unchanged", or "failed: why"; null while running. */
+  finalSave: z.string().nullable().default(null),
 });
 export type Session = z.infer<typeof Session>;
 
@@ -47,9 +49,19 @@ const Dim = z.number().int().min(1).max(1000);
 /** Body of `POST /v1/sessions`. An empty `command` means the default (Claude Code or a shell). */
 export const CreateSession = z.object({
   command: z.array(z.string().max(4096)).max(256).default([]),
+  /** An upload id from `POST /v1/uploads`: the workspace starts as that archive. */
+  upload: z.string().regex(/^[A-Za-z0-9-]{8,64}$/).optional(),
   cols: Dim.default(80),
   rows: Dim.default(24),
 });
 export type CreateSession = z.input<typeof CreateSession>;
+
+/** `GET /v1/config`: the server's limits the CLI checks before sending anything. */
+export const ServerLimits = z.object({ maxUploadBytes: z.number().int() });
+export type ServerLimits = z.infer<typeof ServerLimits>;
+
+/** `POST /v1/uploads` answer. */
+export const UploadResult = z.object({ id: z.string(), size: z.number().int() });
+export type UploadResult = z.infer<typeof UploadResult>;
 
 export const isLive = (s: SessionStatus): boolean => s === "starting" || s === "running" || s === "stopping";

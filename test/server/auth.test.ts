@@ -73,7 +73,7 @@ describe("auth", () => {
     for (const [method, path] of routes()) {
       const res = await call(method, path);
       expect(`${method} ${path} ${res.status}`).toBe(`${method} ${path} 401`);
-      expect((await res.json()).code).toBe("unauthorized");
+      expect(((await res.json()) as { code: string }).code).toBe("unauthorized");
     }
   });
 

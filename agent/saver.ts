@@ -1,0 +1,128 @@
+/**
+ * Workspace saves: about 10 s after the program starts, then every 30 s only if something
+ * changed, and a final time when the session ends. Change detection is a cheap scan of the tree
+ * (path, type, size, mtime, mode, link target) hashed into a fingerprint; the file watcher marks
+ * the tree dirty in between. Each save is packed to a private temp file, PUT to a presigned URL,
+ * and counts only once the server confirms it is stored.
+ */
+import { lstat, readdir, readlink, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { createExcluder, packToFile } from "../src/lib/archive.ts";
+import type { Log } from "../src/lib/log.ts";
+import type { SaveReason } from "../src/protocol/index.ts";
+
+export interface SaveTransport {
+  /** Asks the server where to PUT save `id`; resolves to an absolute URL. */
+  target(id: string, reason: SaveReason): Promise<string>;
+  /** Reports the stored save; resolves when the server has checked it (throws if it refused). */
+  done(id: string, stats: { size: number; files: number }): Promise<void>;
+}
+
+export type SaveOutcome = { kind: "stored"; size: number; files: number } | { kind: "unchanged" } | { kind: "failed"; error: string };
+
+export interface SaverOptions {
+  workspace: string;
+  /** A private directory for temp archives (never inside the workspace). */
+  stateDir: string;
+  transport: SaveTransport;
+  log: Log;
+  firstDelayMs: number;
+  intervalMs: number;
+}
+
+/** Fingerprint of what a save would contain; equal fingerprints mean nothing to save. */
+export async function fingerprint(root: string): Promise<string> {
+  const exclude = createExcluder(root, "snapshot", true);
+  const hasher = new Bun.CryptoHasher("sha1");
+  const walk = async (dir: string, rel: string): Promise<void> => {
+    let names: string[];
+    try {
+      names = (await readdir(dir)).sort();
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const relPath = rel ? `${rel}/${name}` : name;
+      const abs = join(dir, name);
+      const st = await lstat(abs).catch(() => null);
+      if (!st) continue;
+      if (exclude(relPath, st.isDirectory())) continue;
+      if (st.isDirectory()) {
+        hasher.update(`d ${relPath} ${st.mode}\n`);
+        await walk(abs, relPath);
+      } else if (st.isSymbolicLink()) {
+        hasher.update(`l ${relPath} ${await readlink(abs).catch(() => "")}\n`);
+      } else if (st.isFile()) {
+        hasher.update(`f ${relPath} ${st.size} ${st.mtimeMs} ${st.mode}\n`);
+      }
+    }
+  };
+  await walk(root, "");
+  return hasher.digest("hex");
+}
+
+export class WorkspaceSaver {
+  private saved: string | null = null;
+  private timer: Timer | undefined;
+  private running: Promise<SaveOutcome> | null = null;
+  private stopped = false;
+
+  constructor(private readonly opts: SaverOptions) {}
+
+  /** Starts the schedule: first save after `firstDelayMs`, then every `intervalMs`. */
+  start(): void {
+    const tick = (delay: number): void => {
+      this.timer = setTimeout(async () => {
+        await this.save(this.saved === null ? "initial" : "periodic");
+        if (!this.stopped) tick(this.opts.intervalMs);
+      }, delay);
+    };
+    tick(this.opts.firstDelayMs);
+  }
+
+  /** Stops the schedule and makes the final save (waiting for one in progress first). */
+  async finish(): Promise<SaveOutcome> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (this.running) await this.running;
+    return this.save("final");
+  }
+
+  /** One save, if the workspace changed since the last stored one. Never runs two at once. */
+  save(reason: SaveReason): Promise<SaveOutcome> {
+    if (this.running) return this.running;
+    this.running = this.saveOnce(reason).finally(() => (this.running = null));
+    return this.running;
+  }
+
+  private async saveOnce(reason: SaveReason): Promise<SaveOutcome> {
+    const { workspace, stateDir, transport, log } = this.opts;
+    const before = await fingerprint(workspace);
+    if (before === this.saved) return { kind: "unchanged" };
+    const id = crypto.randomUUID();
+    const file = join(stateDir, `save-${id}.tar.gz`);
+    const started = performance.now();
+    try {
+      const url = await transport.target(id, reason);
+      const stats = await packToFile({ root: workspace, mode: "snapshot", out: file });
+      const body = Bun.file(file);
+      const res = await fetch(url, { method: "PUT", body, headers: { "Content-Type": "application/gzip" } });
+      if (!res.ok) throw new Error(`storage answered ${res.status} ${res.statusText}`);
+      await transport.done(id, { size: body.size, files: stats.files });
+      this.saved = before;
+      log.info("saved workspace", {
+        reason,
+        files: stats.files,
+        bytes: body.size,
+        ms: Math.round(performance.now() - started),
+      });
+      return { kind: "stored", size: body.size, files: stats.files };
+    } catch (err) {
+      const error = (err as Error).message;
+      log.warn("save failed; the previous save stays the latest", { reason, error });
+      return { kind: "failed", error };
+    } finally {
+      await rm(file, { force: true });
+    }
+  }
+}

@@ -1,0 +1,425 @@
+/**
+ * The embedded blob store: one file per blob under a directory in the data dir. Writes go to a
+ * temporary file beside the target and are renamed into place, so readers never see a partial
+ * blob. Holders without server credentials (agents, the CLI) reach blobs through this server's
+ * `/v1/blobs/<ticket>` route, served by `handleBlobRequest`; a ticket names one key and one
+ * method and is signed with the server's blob secret (`loadOrCreateSecret`).
+ */
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdir, open, readdir, rename, rmdir, stat, unlink, type FileHandle } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { z } from "zod";
+import { CattyError, httpStatus } from "../../src/protocol/errors.ts";
+import { assertValidKey, assertValidPrefix, isValidKey } from "./keys.ts";
+import type { BlobBody, BlobInfo, BlobStore } from "./types.ts";
+
+export interface DiskBlobStoreOptions {
+  /** Directory holding the blobs (created when missing). */
+  dir: string;
+  /** Key for signing tickets; see `loadOrCreateSecret`. */
+  secret: string;
+}
+
+/** What a verified ticket grants. */
+export interface BlobTicket {
+  key: string;
+  method: "GET" | "PUT";
+  /** Expiry, in seconds since the epoch. */
+  expiresAtSec: number;
+}
+
+export interface DiskBlobStore extends BlobStore {
+  readonly kind: "disk";
+  readonly dir: string;
+  /** What `ticket` grants; throws a `forbidden` CattyError when it is malformed, tampered with or expired. */
+  verifyTicket(ticket: string): BlobTicket;
+}
+
+/** The route prefix of presigned disk URLs; the ticket is the next (last) path segment. */
+export const BLOB_ROUTE = "/v1/blobs/";
+
+const TicketPayload = z.object({ k: z.string(), m: z.enum(["GET", "PUT"]), e: z.number().int() });
+
+const CHUNK_BYTES = 256 * 1024;
+
+export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
+  const { dir, secret } = opts;
+  if (secret.length < 16) throw new Error("The blob secret is too short; use loadOrCreateSecret().");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+
+  const presign = async (key: string, method: "GET" | "PUT", expiresInSec: number): Promise<string> => {
+    assertValidKey(key);
+    assertExpiry(expiresInSec);
+    const e = Math.floor(Date.now() / 1000) + Math.ceil(expiresInSec);
+    return BLOB_ROUTE + makeTicket(secret, { k: key, m: method, e });
+  };
+
+  return {
+    kind: "disk",
+    dir,
+    async put(key, body) {
+      assertValidKey(key);
+      await writeAtomic(dir, key, toStream(body), {});
+    },
+    async get(key) {
+      assertValidKey(key);
+      return openBlob(pathOf(dir, key));
+    },
+    async stat(key) {
+      assertValidKey(key);
+      try {
+        const st = await stat(pathOf(dir, key));
+        return st.isFile() ? { key, size: st.size } : null;
+      } catch (err) {
+        if (isMissing(err)) return null;
+        throw err;
+      }
+    },
+    async delete(key) {
+      assertValidKey(key);
+      try {
+        await unlink(pathOf(dir, key));
+      } catch (err) {
+        if (isMissing(err) || errno(err) === "EISDIR") return;
+        throw err;
+      }
+      await pruneEmptyParents(dir, key);
+    },
+    async list(prefix) {
+      assertValidPrefix(prefix);
+      // Walk only the deepest directory the prefix names in full.
+      const base = prefix.slice(0, prefix.lastIndexOf("/") + 1);
+      const found: BlobInfo[] = [];
+      await walk(dir, base, prefix, found);
+      return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    },
+    presignPut: (key, expiresInSec) => presign(key, "PUT", expiresInSec),
+    presignGet: (key, expiresInSec) => presign(key, "GET", expiresInSec),
+    verifyTicket: (ticket) => verifyTicket(secret, ticket, Date.now() / 1000),
+  };
+}
+
+/**
+ * Serves `GET|HEAD|PUT /v1/blobs/:ticket` for a disk store. GET streams the blob with its
+ * Content-Length. PUT needs a PUT ticket and a Content-Length of at most `maxPutBytes`; the body
+ * goes to a temporary file and is renamed into place only once every byte arrived, so a refused
+ * or interrupted upload leaves nothing behind. Errors are `{ type: "error", code, message }`.
+ * Unexpected failures (a full disk) are thrown for the server's own error handling.
+ * Note that `Bun.serve` refuses bodies over its `maxRequestBodySize` (128 MiB by default) first.
+ */
+export async function handleBlobRequest(req: Request, store: DiskBlobStore, opts: { maxPutBytes: number }): Promise<Response> {
+  try {
+    const pathname = new URL(req.url).pathname;
+    const ticket = store.verifyTicket(pathname.slice(pathname.lastIndexOf("/") + 1));
+    switch (req.method) {
+      case "GET":
+      case "HEAD":
+        return await serveGet(store, ticket);
+      case "PUT":
+        return await servePut(req, store, ticket, opts.maxPutBytes);
+      default:
+        throw new CattyError("bad_request", `Blob links accept GET, HEAD and PUT, not ${req.method}.`);
+    }
+  } catch (err) {
+    if (err instanceof CattyError) return errorResponse(err);
+    throw err;
+  }
+}
+
+async function serveGet(store: DiskBlobStore, ticket: BlobTicket): Promise<Response> {
+  if (ticket.method !== "GET") throw new CattyError("forbidden", "This blob link is for uploading, not downloading.");
+  if (!(await store.stat(ticket.key))) throw new CattyError("not_found", `Blob ${ticket.key} does not exist.`);
+  // A BunFile body is sent with sendfile and its Content-Length; Bun drops a handler's
+  // Content-Length on stream bodies (oven-sh/bun#10507). Bun opens the file when it sends it, so a
+  // blob replaced meanwhile is sent whole (renames are atomic); one deleted meanwhile fails the
+  // request with a 500.
+  return new Response(Bun.file(pathOf(store.dir, ticket.key)), {
+    headers: {
+      "Content-Type": /\.(tar\.gz|tgz|gz)$/.test(ticket.key) ? "application/gzip" : "application/octet-stream",
+      "Content-Disposition": "attachment",
+      "Cache-Control": "no-store",
+    },
+  });
+}
+
+async function servePut(req: Request, store: DiskBlobStore, ticket: BlobTicket, maxPutBytes: number): Promise<Response> {
+  if (ticket.method !== "PUT") throw new CattyError("forbidden", "This blob link is for downloading, not uploading.");
+  const declared = req.headers.get("content-length");
+  const length = declared !== null && /^\d+$/.test(declared) ? Number(declared) : NaN;
+  if (!Number.isSafeInteger(length)) {
+    // S3 refuses uploads without a length too; keeping the two stores alike.
+    throw new CattyError("bad_request", "Blob uploads need a Content-Length header (send a file or a buffer, not a stream).");
+  }
+  if (length > maxPutBytes) {
+    throw new CattyError("too_large", `The upload is ${length} bytes; the limit is ${maxPutBytes}.`);
+  }
+  const body = req.body ?? new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  await writeAtomic(store.dir, ticket.key, body, { maxBytes: maxPutBytes, expectedBytes: length });
+  return new Response(null, { status: 200 });
+}
+
+function errorResponse(err: CattyError): Response {
+  return Response.json(err.toBody(), { status: httpStatus[err.code], headers: { "Cache-Control": "no-store" } });
+}
+
+/**
+ * The blob secret kept in `<dataDir>/blob-secret` (mode 0600), created on first use: 32 random
+ * bytes as hex. Created under a temporary name and linked into place, so concurrent first starts
+ * agree on one secret and a crash never leaves an empty one.
+ */
+export function loadOrCreateSecret(dataDir: string): string {
+  const path = join(dataDir, "blob-secret");
+  const read = (): string | null => {
+    try {
+      return readFileSync(path, "utf8").trim();
+    } catch (err) {
+      if (isMissing(err)) return null;
+      throw err;
+    }
+  };
+  const existing = read();
+  if (existing !== null) return checkSecret(existing, path);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const tmp = `${path}.~${randomBytes(6).toString("hex")}`;
+  writeFileSync(tmp, randomBytes(32).toString("hex") + "\n", { mode: 0o600, flag: "wx" });
+  try {
+    linkSync(tmp, path);
+  } catch (err) {
+    if (errno(err) !== "EEXIST") throw err;
+  } finally {
+    unlinkSync(tmp);
+  }
+  return checkSecret(read() ?? "", path);
+}
+
+function checkSecret(secret: string, path: string): string {
+  if (secret.length < 32) throw new Error(`The blob secret in ${path} is too short. Delete the file to create a new one.`);
+  return secret;
+}
+
+// ── tickets ─────────────────────────────────────────────────────────────────────────────────
+
+function sign(secret: string, payload: string): string {
+  return createHmac("sha256", secret).update(payload).digest("base64url");
+}
+
+function makeTicket(secret: string, payload: z.infer<typeof TicketPayload>): string {
+  const encoded = Buffer.from(JSON.stringify(payload)).toString("base64url");
+  return `${encoded}.${sign(secret, encoded)}`;
+}
+
+function verifyTicket(secret: string, ticket: string, nowSec: number): BlobTicket {
+  const forbidden = (what: string): CattyError =>
+    new CattyError("forbidden", `This blob link ${what}. Ask the server for a new one.`);
+  const dot = ticket.indexOf(".");
+  if (dot <= 0 || dot !== ticket.lastIndexOf(".")) throw forbidden("is malformed");
+  const encoded = ticket.slice(0, dot);
+  // Compare the encoded signatures, not decoded bytes: base64url decoding ignores stray bits.
+  const given = Buffer.from(ticket.slice(dot + 1));
+  const wanted = Buffer.from(sign(secret, encoded));
+  if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) throw forbidden("is not valid");
+  let payload: unknown;
+  try {
+    payload = JSON.parse(Buffer.from(encoded, "base64url").toString("utf8"));
+  } catch {
+    throw forbidden("is malformed");
+  }
+  const parsed = TicketPayload.safeParse(payload);
+  if (!parsed.success || !isValidKey(parsed.data.k)) throw forbidden("is malformed");
+  if (nowSec >= parsed.data.e) throw forbidden("has expired");
+  return { key: parsed.data.k, method: parsed.data.m, expiresAtSec: parsed.data.e };
+}
+
+function assertExpiry(expiresInSec: number): void {
+  if (!Number.isFinite(expiresInSec) || expiresInSec <= 0) {
+    throw new CattyError("bad_request", `A presigned URL must expire in a positive number of seconds, not ${expiresInSec}.`);
+  }
+}
+
+// ── files ───────────────────────────────────────────────────────────────────────────────────
+
+function pathOf(dir: string, key: string): string {
+  return join(dir, ...key.split("/"));
+}
+
+function toStream(body: BlobBody): ReadableStream<Uint8Array> {
+  if (body instanceof ReadableStream) return body;
+  if (body instanceof Blob) return body.stream();
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(body);
+      controller.close();
+    },
+  });
+}
+
+/**
+ * Streams `source` into `<target>.~<random>` beside the blob's path (`~` is not a key character,
+ * so the temporary name never collides with a key and `list` skips it), then renames it into place.
+ * On any failure the temporary file is removed. Source read errors (a client that went away)
+ * become `bad_request`; `maxBytes` is enforced while counting.
+ */
+async function writeAtomic(
+  dir: string,
+  key: string,
+  source: ReadableStream<Uint8Array>,
+  limits: { maxBytes?: number; expectedBytes?: number },
+): Promise<number> {
+  const target = pathOf(dir, key);
+  const tmp = `${target}.~${randomBytes(6).toString("hex")}`;
+  const reader = source.getReader();
+  let file: FileHandle | undefined;
+  let written = 0;
+  let done = false;
+  try {
+    file = await openForWrite(tmp);
+    for (;;) {
+      const chunk = await reader.read().catch(() => {
+        throw new CattyError("bad_request", `The upload of ${key} ended before all its bytes arrived.`);
+      });
+      if (chunk.done) break;
+      written += chunk.value.byteLength;
+      if (limits.maxBytes !== undefined && written > limits.maxBytes) {
+        throw new CattyError("too_large", `The upload of ${key} is over the limit of ${limits.maxBytes} bytes.`);
+      }
+      if (limits.expectedBytes !== undefined && written > limits.expectedBytes) {
+        throw new CattyError("bad_request", `The upload of ${key} is longer than its Content-Length.`);
+      }
+      await writeAll(file, chunk.value);
+    }
+    if (limits.expectedBytes !== undefined && written !== limits.expectedBytes) {
+      throw new CattyError("bad_request", `The upload of ${key} ended before all its bytes arrived.`);
+    }
+    await file.sync();
+    await file.close();
+    file = undefined;
+    await rename(tmp, target);
+    done = true;
+    return written;
+  } finally {
+    if (!done) {
+      reader.cancel().catch(() => {});
+      await file?.close().catch(() => {});
+      await unlink(tmp).catch(() => {});
+    }
+  }
+}
+
+async function openForWrite(path: string): Promise<FileHandle> {
+  // A concurrent `delete` may prune the parent between mkdir and open; try again then.
+  for (let attempt = 0; ; attempt++) {
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    try {
+      return await open(path, "wx", 0o600);
+    } catch (err) {
+      if (errno(err) !== "ENOENT" || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function writeAll(file: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    const { bytesWritten } = await file.write(bytes, offset, bytes.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * A blob's bytes, from a file opened now: a blob replaced or deleted while it is read is still
+ * read whole, as it was.
+ */
+async function openBlob(path: string): Promise<ReadableStream<Uint8Array> | null> {
+  let file: FileHandle;
+  try {
+    file = await open(path, "r");
+  } catch (err) {
+    if (isMissing(err) || errno(err) === "EISDIR") return null;
+    throw err;
+  }
+  try {
+    if (!(await file.stat()).isFile()) {
+      await file.close();
+      return null;
+    }
+    return fileStream(file);
+  } catch (err) {
+    await file.close().catch(() => {});
+    throw err;
+  }
+}
+
+function fileStream(file: FileHandle): ReadableStream<Uint8Array> {
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await file.close();
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const buffer = new Uint8Array(CHUNK_BYTES);
+        const { bytesRead } = await file.read(buffer, 0, buffer.byteLength, null);
+        if (bytesRead === 0) {
+          await close();
+          controller.close();
+          return;
+        }
+        controller.enqueue(buffer.subarray(0, bytesRead));
+      } catch (err) {
+        await close().catch(() => {});
+        controller.error(err);
+      }
+    },
+    cancel: close,
+  });
+}
+
+async function walk(root: string, relDir: string, prefix: string, found: BlobInfo[]): Promise<void> {
+  let entries;
+  try {
+    entries = await readdir(join(root, relDir), { withFileTypes: true });
+  } catch (err) {
+    if (isMissing(err)) return;
+    throw err;
+  }
+  await Promise.all(
+    entries.map(async (entry) => {
+      const key = relDir + entry.name;
+      if (entry.isDirectory()) {
+        if (prefix.startsWith(key + "/") || (key + "/").startsWith(prefix)) await walk(root, key + "/", prefix, found);
+        return;
+      }
+      if (!entry.isFile() || !key.startsWith(prefix) || !isValidKey(key)) return;
+      try {
+        found.push({ key, size: (await stat(join(root, key))).size });
+      } catch (err) {
+        if (!isMissing(err)) throw err; // deleted meanwhile
+      }
+    }),
+  );
+}
+
+/** Removes directories left empty by a delete, up to (not including) the store's root. */
+async function pruneEmptyParents(dir: string, key: string): Promise<void> {
+  const segments = key.split("/").slice(0, -1);
+  while (segments.length > 0) {
+    try {
+      await rmdir(join(dir, ...segments));
+    } catch {
+      return; // not empty (or already gone): stop
+    }
+    segments.pop();
+  }
+}
+
+function errno(err: unknown): string | undefined {
+  return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : undefined;
+}
+
+function isMissing(err: unknown): boolean {
+  const code = errno(err);
+  return code === "ENOENT" || code === "ENOTDIR";
+}
