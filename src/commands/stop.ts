@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { resolveContext } from "../lib/context.ts";
+import { formatBytes } from "../lib/archive.ts";
 import { ui } from "../lib/ui.ts";
 import { isLive } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
@@ -17,5 +18,13 @@ export default defineCommand({
     ui.start(`Stopping ${before.label}…`);
     const after = await ctx.client.stop(args.label);
     ui.success(`Session ${after.label} ${after.status}${after.endReason ? ` (${after.endReason})` : ""}.`);
+    const latest = after.saves[0];
+    const where = latest ? ` (${formatBytes(latest.size)}, ${latest.files} files); get it with \`catty download ${after.label}\`` : "";
+    if (after.finalSave === "stored") ui.success(`Final save stored${where}.`);
+    else if (after.finalSave === "unchanged") ui.success(`Nothing changed since the last save${where}.`);
+    else if (after.finalSave?.startsWith("failed")) {
+      ui.error(`The final save ${after.finalSave}.${latest ? ` The previous save is kept${where}.` : ""}`);
+      process.exitCode = 1;
+    }
   },
 });
