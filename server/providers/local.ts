@@ -4,7 +4,7 @@
  * beside it.
  */
 import { spawn } from "node:child_process";
-import { mkdirSync, openSync, closeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Log } from "../../src/lib/log.ts";
 import type { MachineSpec, Provider } from "./types.ts";
@@ -74,6 +74,7 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
         child.unref();
         const pid = child.pid;
         if (pid === undefined) throw new Error(`could not start ${bin}`);
+        writeFileSync(join(dir, "agent.pid"), `${pid}\n`, { mode: 0o600 });
         opts.log.info("agent started", { label: spec.label, pid });
         return { pid, dir };
       } finally {
