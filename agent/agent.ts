@@ -14,6 +14,7 @@ import {
   PROTOCOL_VERSION,
   ServerToAgent,
   type AgentToServer,
+  type SyncPosition,
 } from "../src/protocol/index.ts";
 import type { Log } from "../src/lib/log.ts";
 import type { AgentConfig } from "./config.ts";
@@ -21,6 +22,8 @@ import type { Link, LinkHandlers } from "./link.ts";
 import type { PtyProcess, PtyRunner } from "./pty.ts";
 import { OutputRing } from "./ring.ts";
 import { WorkspaceSaver, type SaveOutcome } from "./saver.ts";
+import { SyncSender } from "./sync-sender.ts";
+import { WorkspaceJournal } from "./watch.ts";
 import { ScreenMirror } from "./screen.ts";
 
 export interface AgentDeps {
@@ -99,6 +102,7 @@ export function createAgent(deps: AgentDeps): Agent {
   let proc: PtyProcess | null = null;
   let exited: Promise<number> = new Promise(() => {});
   let killing = false;
+  const typeahead: Uint8Array[] = [];
   let phase: "waiting" | "restoring" | "running" | "failed" = "waiting";
   /** Requests to the server awaiting an answer, by save id and answer type. */
   const waiting = new Map<string, (msg: ServerToAgent) => void>();
@@ -136,7 +140,7 @@ export function createAgent(deps: AgentDeps): Agent {
   };
 
   /** Catches a client up: the exact missing bytes if the ring still has them, else the screen. */
-  const catchUp = async (clientId: number, offset: number | null): Promise<void> => {
+  const catchUp = async (clientId: number, offset: number | null, repaint = false): Promise<void> => {
     const missed = offset === null ? null : ring.since(offset);
     if (missed && offset !== null) {
       sendBytes(clientId, offset, missed);
@@ -144,7 +148,7 @@ export function createAgent(deps: AgentDeps): Agent {
       return;
     }
     for (let attempt = 0; attempt < 3; attempt++) {
-      const snap = await mirror.snapshot();
+      const snap = await mirror.snapshot(repaint ? { scrollback: 0 } : {});
       const tail = ring.since(snap.offset);
       if (!tail) continue; // the ring moved past the screen while it was serialized: take it again
       sendJson({ type: "screen", clientId, offset: snap.offset, data: snap.data, cols: snap.cols, rows: snap.rows });
@@ -182,8 +186,18 @@ export function createAgent(deps: AgentDeps): Agent {
         case "save_result":
           waiting.get(`${msg.type}:${msg.id}`)?.(msg);
           return;
-        case "attach":
-          void catchUp(msg.clientId, msg.offset);
+        case "attach": {
+          const { clientId, syncBack } = msg;
+          void catchUp(clientId, msg.offset, msg.repaint).then(() => {
+            if (!syncBack) return;
+            if (phase === "running") syncSender.subscribe(clientId, syncBack);
+            else early.set(clientId, syncBack);
+          });
+          return;
+        }
+        case "detach":
+          syncSender.unsubscribe(msg.clientId);
+          early.delete(msg.clientId);
           return;
         case "resize":
           if (msg.cols === mirror.cols && msg.rows === mirror.rows) return;
@@ -212,7 +226,8 @@ export function createAgent(deps: AgentDeps): Agent {
       }
     },
     onBinary(data) {
-      proc?.write(data);
+      if (proc) proc.write(data);
+      else if (phase !== "failed") typeahead.push(data); // typed before the program started
     },
     onEnded(reason) {
       log.warn("server says the session has ended; stopping", { reason });
@@ -254,6 +269,24 @@ export function createAgent(deps: AgentDeps): Agent {
     },
   });
 
+  const journal = new WorkspaceJournal({
+    root: config.workspace,
+    log,
+    scanIntervalMs: config.syncScanMs,
+    onChange: () => syncSender.changed(),
+  });
+  const syncSender = new SyncSender({
+    journal,
+    root: config.workspace,
+    maxFileBytes: config.syncMaxBytes,
+    send: sendJson,
+    sendBinary: (data) => link.send(data),
+    buffered: () => link.buffered,
+    log,
+  });
+  /** Sync-back subscriptions that arrived before the journal was ready. */
+  const early = new Map<number, SyncPosition>();
+
   /** Restores the initial workspace (once), then starts the program. */
   const begin = async (restore: { url: string; size: number | null } | null): Promise<void> => {
     if (phase !== "waiting") return;
@@ -278,6 +311,9 @@ export function createAgent(deps: AgentDeps): Agent {
         await rm(file, { force: true });
       }
     }
+    await journal.start();
+    for (const [clientId, from] of early) syncSender.subscribe(clientId, from);
+    early.clear();
     startProgram();
   };
 
@@ -295,6 +331,7 @@ export function createAgent(deps: AgentDeps): Agent {
         onData: output,
       });
       log.info("program started", { argv: resolved.argv, pid: proc.pid });
+      for (const data of typeahead.splice(0)) proc.write(data);
       exited = proc.exited;
     } catch (err) {
       const message = `catty: could not start ${resolved.argv[0]}: ${(err as Error).message}\r\n`;
@@ -304,6 +341,7 @@ export function createAgent(deps: AgentDeps): Agent {
     }
     saver.start();
     void exited.then(async (code) => {
+      await journal.close();
       const finalSave = describeSave(await saver.finish());
       const snap = await mirror.snapshot({ scrollback: 200 });
       exitReport = { type: "exit", code, reason: stopReason, screen: snap.data, finalSave };

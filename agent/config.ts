@@ -23,6 +23,10 @@ export interface AgentConfig {
   saveFirstMs: number;
   /** `CATTY_SAVE_INTERVAL_MS`: later saves, when something changed (default 30 s). */
   saveIntervalMs: number;
+  /** `CATTY_SYNC_MAX_BYTES`: files larger than this are not synced back (default 50 MB). */
+  syncMaxBytes: number;
+  /** `CATTY_SYNC_SCAN_MS`: how often the safety-net scan looks for changes the watcher missed (default 5 s). */
+  syncScanMs: number;
 }
 
 function positive(value: string | undefined, fallback: number): number {
@@ -56,5 +60,7 @@ export function readAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     stateDir: env.CATTY_AGENT_STATE || join(dirname(need("CATTY_WORKSPACE")), "agent-state"),
     saveFirstMs: positive(env.CATTY_SAVE_FIRST_MS, 10_000),
     saveIntervalMs: positive(env.CATTY_SAVE_INTERVAL_MS, 30_000),
+    syncMaxBytes: positive(env.CATTY_SYNC_MAX_BYTES, 50 * 1000 * 1000),
+    syncScanMs: positive(env.CATTY_SYNC_SCAN_MS, 5_000),
   });
 }

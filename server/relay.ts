@@ -12,7 +12,11 @@ import {
   encodeClientOutput,
   parseMessage,
   PROTOCOL_VERSION,
+  agentSyncToClient,
+  decodeAgentSync,
+  FRAME_SYNC,
   type ClientMode,
+  type SyncPosition,
   type ServerToAgent,
   type ServerToClient,
 } from "../src/protocol/index.ts";
@@ -49,6 +53,8 @@ interface Client {
   /** End offset of the last output this client was sent (null: nothing yet, wants the screen). */
   offset: number | null;
   toldViewOnly: boolean;
+  /** Sync-back position as far as this server has relayed it; null when the client did not ask. */
+  sync: SyncPosition | null;
 }
 
 export interface ExitReport {
@@ -159,7 +165,8 @@ export class Relay {
     const s = this.get(data.sessionId, data.label);
     if (typeof raw !== "string") {
       if (s.agent !== ws) return;
-      this.agentOutput(s, raw);
+      if (raw[0] === FRAME_SYNC) this.agentSyncBytes(s, raw);
+      else this.agentOutput(s, raw);
       return;
     }
     const msg = parseMessage(AgentToServer, raw);
@@ -190,6 +197,15 @@ export class Relay {
       case "exit":
         void this.agentExit(s, ws, msg);
         return;
+      case "sync": {
+        const c = s.clients.get(msg.clientId);
+        if (!c?.sync) return;
+        const e = msg.event;
+        if (e.kind === "start") c.sync = { epoch: e.epoch, seq: c.sync.epoch === e.epoch ? c.sync.seq : 0 };
+        else if (e.kind === "caught_up") c.sync = { ...c.sync, seq: Math.max(c.sync.seq, e.seq) };
+        send(c.ws, { type: "sync", event: e });
+        return;
+      }
       case "save_request":
       case "save_done":
       case "restored":
@@ -243,9 +259,16 @@ export class Relay {
     // Whatever was in flight on the old link may be lost: catch every client up again.
     for (const [id, c] of s.clients) {
       c.live = false;
-      send(ws, { type: "attach", clientId: id, offset: c.offset });
+      send(ws, { type: "attach", clientId: id, offset: c.offset, syncBack: c.sync, repaint: false });
     }
     for (const c of s.clients.values()) send(c.ws, { type: "status", message: "" });
+  }
+
+  private agentSyncBytes(s: SessionRelay, raw: Buffer): void {
+    const frame = decodeAgentSync(raw);
+    const c = frame ? s.clients.get(frame.clientId) : undefined;
+    if (!c?.sync) return;
+    c.ws.send(agentSyncToClient(raw));
   }
 
   private agentOutput(s: SessionRelay, raw: Buffer): void {
@@ -335,6 +358,11 @@ export class Relay {
         if (me) return;
         this.clientHello(s, ws, msg);
         return;
+      case "repaint":
+        if (!me) return;
+        me.live = false;
+        send(s.agent, { type: "attach", clientId: data.clientId, offset: null, syncBack: null, repaint: true });
+        return;
       case "resize":
         if (s.interactive !== data.clientId) return;
         s.wantSize = { cols: msg.cols, rows: msg.rows };
@@ -370,10 +398,13 @@ export class Relay {
         send(old.ws, { type: "takeover" });
         old.ws.close(CLOSE.takeover, "taken over by another client");
         s.clients.delete(s.interactive as number);
+        send(s.agent, { type: "detach", clientId: s.interactive as number });
       }
       s.interactive = data.clientId;
     }
-    s.clients.set(data.clientId, { ws, mode: msg.mode, live: false, offset: msg.offset, toldViewOnly: false });
+    // Sync-back writes into the interactive client's directory only.
+    const sync = msg.mode === "interactive" ? msg.syncBack : null;
+    s.clients.set(data.clientId, { ws, mode: msg.mode, live: false, offset: msg.offset, toldViewOnly: false, sync });
     send(ws, { type: "attached", protocol: PROTOCOL_VERSION, label: s.label, mode: msg.mode });
     if (msg.mode === "interactive") s.wantSize = { cols: msg.cols, rows: msg.rows };
     if (!s.agent) {
@@ -381,7 +412,7 @@ export class Relay {
       return;
     }
     if (msg.mode === "interactive") send(s.agent, { type: "resize", cols: msg.cols, rows: msg.rows });
-    send(s.agent, { type: "attach", clientId: data.clientId, offset: msg.offset });
+    send(s.agent, { type: "attach", clientId: data.clientId, offset: msg.offset, syncBack: sync, repaint: false });
   }
 
   clientClose(ws: Socket): void {
@@ -393,5 +424,6 @@ export class Relay {
     if (c?.ws !== ws) return;
     s.clients.delete(data.clientId);
     if (s.interactive === data.clientId) s.interactive = null;
+    send(s.agent, { type: "detach", clientId: data.clientId });
   }
 }

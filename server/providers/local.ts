@@ -37,6 +37,7 @@ const PASSED_ENV = [
   "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
   // Agent tuning a server operator (or a test) may set for every session.
   "CATTY_LOG_LEVEL", "CATTY_RING_BYTES", "CATTY_SAVE_FIRST_MS", "CATTY_SAVE_INTERVAL_MS",
+  "CATTY_SYNC_MAX_BYTES", "CATTY_SYNC_SCAN_MS",
 ];
 function agentEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};

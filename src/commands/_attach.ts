@@ -1,17 +1,54 @@
 /** Shared by `catty new` and `catty connect`: attach, then say how it ended and pick the exit code. */
-import { createLog } from "../lib/log.ts";
+import { createLog, type Log } from "../lib/log.ts";
+import { loadSyncState, SyncBackWriter, syncStateFile, type SyncState } from "../terminal/sync-back.ts";
 import type { Context } from "../lib/context.ts";
 import { ui } from "../lib/ui.ts";
 import { attachTerminal } from "../terminal/attach.ts";
 import type { ClientMode } from "../protocol/index.ts";
 
-export async function attachAndReport(
-  ctx: Context,
-  label: string,
-  opts: { mode: ClientMode; offset: number | null; autoReconnect: boolean },
-): Promise<number> {
+export interface AttachFlags {
+  mode: ClientMode;
+  offset: number | null;
+  autoReconnect: boolean;
+  syncBack: boolean;
+  /** Files `catty new` just uploaded (so later local edits are recognised as such). */
+  uploaded?: SyncState["files"];
+}
+
+async function openSyncBack(ctx: Context, label: string, flags: AttachFlags, log: Log): Promise<SyncBackWriter | null> {
+  if (!flags.syncBack || flags.mode !== "interactive") return null;
+  const root = process.cwd();
+  const file = syncStateFile(ctx.config.home, label, root);
+  const state = await loadSyncState(file, root);
+  if (flags.uploaded) Object.assign(state.files, flags.uploaded);
+  return new SyncBackWriter(state, file, log);
+}
+
+function reportSync(writer: SyncBackWriter | null): void {
+  if (!writer?.active) return;
+  const s = writer.summary;
+  const parts = [`${s.written} file${s.written === 1 ? "" : "s"} written`, `${s.deleted} deleted`];
+  ui.info(`Sync-back paused: ${parts.join(", ")} in ${process.cwd()}.`);
+  for (const c of s.conflicts) ui.warn(`Kept your local version: ${c}`);
+  for (const k of s.skipped) ui.info(`Not synced back: ${k}`);
+  if (s.refused.length > 0) {
+    ui.warn(`Refused ${s.refused.length} unsafe path${s.refused.length === 1 ? "" : "s"} from the session (nothing was written outside this directory); see the log.`);
+  }
+}
+
+export async function attachAndReport(ctx: Context, label: string, flags: AttachFlags): Promise<number> {
   const log = createLog({ scope: "attach", file: ctx.config.logFile });
-  const result = await attachTerminal({ client: ctx.client, label, log, ...opts });
+  const syncBack = await openSyncBack(ctx, label, flags, log);
+  const result = await attachTerminal({
+    client: ctx.client,
+    label,
+    log,
+    mode: flags.mode,
+    offset: flags.offset,
+    autoReconnect: flags.autoReconnect,
+    syncBack,
+  });
+  reportSync(syncBack);
   switch (result.kind) {
     case "detached":
       ui.info(`Detached from ${label}; it keeps running. Reconnect with \`catty connect ${label}\`.`);

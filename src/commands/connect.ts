@@ -22,6 +22,7 @@ export default defineCommand({
       mode: args.view ? "view" : "interactive",
       offset: null,
       autoReconnect: args["auto-reconnect"],
+      syncBack: args["sync-back"],
     });
   },
 });

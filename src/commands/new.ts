@@ -3,6 +3,7 @@ import { resolveContext } from "../lib/context.ts";
 import { uploadDirectory } from "../lib/upload.ts";
 import { ui } from "../lib/ui.ts";
 import { requireTty } from "../terminal/attach.ts";
+import { recordTree } from "../terminal/sync-back.ts";
 import { apiArg, commandAfterDashes } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
 
@@ -33,6 +34,8 @@ export default defineCommand({
       mode: "interactive",
       offset: 0,
       autoReconnect: args["auto-reconnect"],
+      syncBack: args["sync-back"],
+      uploaded: upload && args["sync-back"] ? await recordTree(process.cwd(), args.git) : undefined,
     });
   },
 });

@@ -6,6 +6,8 @@
  * client → server → agent: raw input bytes, no header (input has no offset to keep).
  */
 export const FRAME_OUTPUT = 1;
+/** Sync-back file bytes: agent → server [kind=2][u32 client id][u32 transfer][bytes]; server → client [kind=2][u32 transfer][bytes]. */
+export const FRAME_SYNC = 2;
 const AGENT_HEADER = 13;
 const CLIENT_HEADER = 9;
 
@@ -49,4 +51,34 @@ export function decodeClientOutput(frame: Uint8Array): { offset: number; data: U
   if (frame.length < CLIENT_HEADER || frame[0] !== FRAME_OUTPUT) return null;
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
   return { offset: Number(view.getBigUint64(1)), data: frame.subarray(CLIENT_HEADER) };
+}
+
+export function encodeAgentSync(clientId: number, transfer: number, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(9 + data.length);
+  const view = new DataView(out.buffer);
+  out[0] = FRAME_SYNC;
+  view.setUint32(1, clientId);
+  view.setUint32(5, transfer);
+  out.set(data, 9);
+  return out;
+}
+
+export function decodeAgentSync(frame: Uint8Array): { clientId: number; transfer: number; data: Uint8Array } | null {
+  if (frame.length < 9 || frame[0] !== FRAME_SYNC) return null;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return { clientId: view.getUint32(1), transfer: view.getUint32(5), data: frame.subarray(9) };
+}
+
+/** The server's copy for the client: the agent frame minus the client id. */
+export function agentSyncToClient(frame: Uint8Array): Uint8Array {
+  const out = new Uint8Array(frame.length - 4);
+  out[0] = FRAME_SYNC;
+  out.set(frame.subarray(5), 1);
+  return out;
+}
+
+export function decodeClientSync(frame: Uint8Array): { transfer: number; data: Uint8Array } | null {
+  if (frame.length < 5 || frame[0] !== FRAME_SYNC) return null;
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return { transfer: view.getUint32(1), data: frame.subarray(5) };
 }

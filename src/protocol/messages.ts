@@ -23,6 +23,33 @@ export type SaveReason = z.infer<typeof SaveReason>;
 export const ClientMode = z.enum(["interactive", "view"]);
 export type ClientMode = z.infer<typeof ClientMode>;
 
+// ── sync-back events (agent → server → the interactive client that asked) ──────────────────────
+
+const RelPath = z.string().min(1).max(4096);
+const Seq = z.number().int().min(0);
+
+export const SyncEvent = z.discriminatedUnion("kind", [
+  /** Sync-back is on; changes since `since` follow, then `caught_up`. */
+  z.object({ kind: z.literal("start"), epoch: z.string().max(64), seq: Seq }),
+  /** A file's content follows in binary sync frames of `transfer`, then `file_end`. */
+  z.object({ kind: z.literal("file"), seq: Seq, path: RelPath, size: z.number().int().min(0), transfer: z.number().int().min(1) }),
+  /** All of a file's bytes were sent. */
+  z.object({ kind: z.literal("file_end"), transfer: z.number().int().min(1) }),
+  /** A directory exists. */
+  z.object({ kind: z.literal("dir"), seq: Seq, path: RelPath }),
+  /** A file or (empty) directory is gone. */
+  z.object({ kind: z.literal("delete"), seq: Seq, path: RelPath }),
+  /** A change not sent (too large, or a symlink). */
+  z.object({ kind: z.literal("skip"), seq: Seq, path: RelPath, reason: z.string() }),
+  /** Everything up to `seq` was sent. */
+  z.object({ kind: z.literal("caught_up"), seq: Seq }),
+]);
+export type SyncEvent = z.infer<typeof SyncEvent>;
+
+/** Where a client's sync-back stands: the agent's journal epoch and the last change applied. */
+export const SyncPosition = z.object({ epoch: z.string().max(64).nullable(), seq: Seq });
+export type SyncPosition = z.infer<typeof SyncPosition>;
+
 // ── client → server ────────────────────────────────────────────────────────────────────────────
 
 export const ClientToServer = z.discriminatedUnion("type", [
@@ -34,7 +61,11 @@ export const ClientToServer = z.discriminatedUnion("type", [
     offset: Offset.nullable(),
     cols: Dim,
     rows: Dim,
+    /** Set when the client wants sync-back: where it stands (seq 0: everything since the start). */
+    syncBack: SyncPosition.nullable().default(null),
   }),
+  /** Client, when its view may be damaged (a status line was drawn): send the whole screen again. */
+  z.object({ type: z.literal("repaint") }),
   /** Interactive client, when its terminal changes size. */
   z.object({ type: z.literal("resize"), cols: Dim, rows: Dim }),
   /** Client, every few seconds: keeps the link alive and measures it. */
@@ -67,6 +98,8 @@ export const ServerToClient = z.discriminatedUnion("type", [
   z.object({ type: z.literal("takeover") }),
   /** Server, to a viewer that typed: its input is ignored. */
   z.object({ type: z.literal("view_only") }),
+  /** Server (from the agent): a sync-back event for this client. */
+  z.object({ type: z.literal("sync"), event: SyncEvent }),
   z.object({ type: z.literal("ping"), id: z.number() }),
   z.object({ type: z.literal("pong"), id: z.number() }),
   ErrorBody,
@@ -105,6 +138,8 @@ export const AgentToServer = z.discriminatedUnion("type", [
   z.object({ type: z.literal("save_request"), id: SaveId, reason: SaveReason }),
   /** Agent, after the save's bytes were PUT to the target URL. */
   z.object({ type: z.literal("save_done"), id: SaveId, size: z.number().int().min(0), files: z.number().int().min(0) }),
+  /** Agent: a sync-back event for one client. */
+  z.object({ type: z.literal("sync"), clientId: ClientId, event: SyncEvent }),
   /** Agent, in answer to a server ping. */
   z.object({ type: z.literal("pong"), id: z.number() }),
   z.object({ type: z.literal("ping"), id: z.number() }),
@@ -125,8 +160,17 @@ export const ServerToAgent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("save_target"), id: SaveId, url: z.string().nullable(), error: z.string().nullable() }),
   /** Server, answering save_done: whether the save is now stored as the latest. */
   z.object({ type: z.literal("save_result"), id: SaveId, ok: z.boolean(), error: z.string().nullable() }),
-  /** Server, when a client attaches (or must be re-synced): send what it misses after `offset`. */
-  z.object({ type: z.literal("attach"), clientId: ClientId, offset: Offset.nullable() }),
+  /** Server, when a client attaches (or must be re-synced): send what it misses after `offset`, and sync-back from `syncBack`. */
+  z.object({
+    type: z.literal("attach"),
+    clientId: ClientId,
+    offset: Offset.nullable(),
+    syncBack: SyncPosition.nullable().default(null),
+    /** A repaint of a client that has everything: the screen without scrollback. */
+    repaint: z.boolean().default(false),
+  }),
+  /** Server, when a client left: stop sending it anything. */
+  z.object({ type: z.literal("detach"), clientId: ClientId }),
   /** Server, from the interactive client: the terminal size. */
   z.object({ type: z.literal("resize"), cols: Dim, rows: Dim }),
   /** Server, on `catty stop`: end the program and the session. */

@@ -9,6 +9,7 @@ import type { Log } from "../lib/log.ts";
 import { DetachDetector } from "./keys.ts";
 import { ModeTracker } from "./modes.ts";
 import { SessionLink, type Outcome } from "./session-link.ts";
+import type { SyncBackWriter } from "./sync-back.ts";
 
 export interface AttachOptions {
   client: ApiClient;
@@ -18,6 +19,8 @@ export interface AttachOptions {
   offset: number | null;
   autoReconnect: boolean;
   log: Log;
+  /** Applies sync-back events under the current directory; null: sync-back off. */
+  syncBack?: SyncBackWriter | null;
   stdin?: NodeJS.ReadStream;
   stdout?: NodeJS.WriteStream;
 }
@@ -29,6 +32,8 @@ export type AttachResult =
 
 /** Status shown only if a problem lasts longer than this, so brief blips stay invisible. */
 const STATUS_DELAY_MS = 500;
+/** How long a notice stays on the bottom line before the screen is repainted. */
+const NOTICE_MS = 3000;
 
 export function requireTty(stdin: NodeJS.ReadStream = process.stdin): void {
   if (!stdin.isTTY) {
@@ -51,23 +56,35 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     rows: Math.max(1, stdout.rows || 24),
   });
 
+  // The status line is drawn over the program's bottom row; once it goes, the screen is repainted
+  // from the agent's mirror, so nothing of the program's screen is lost.
   let statusShown = false;
   let statusTimer: Timer | undefined;
+  const drawStatus = (message: string): void => {
+    const { cols, rows } = size();
+    const text = ` catty: ${message} `.slice(0, cols);
+    stdout.write(`\x1b7\x1b[${rows};1H\x1b[2K\x1b[7m${text}\x1b[0m\x1b8`);
+    statusShown = true;
+  };
+  const clearStatus = (): void => {
+    clearTimeout(statusTimer);
+    if (!statusShown) return;
+    statusShown = false;
+    stdout.write(`\x1b7\x1b[${size().rows};1H\x1b[2K\x1b8`);
+    link.repaint();
+  };
   const showStatus = (message: string): void => {
     clearTimeout(statusTimer);
-    if (!message) {
-      if (statusShown) stdout.write(`\x1b7\x1b[${size().rows};1H\x1b[2K\x1b8`);
-      statusShown = false;
-      return;
-    }
-    statusTimer = setTimeout(() => {
-      const { cols, rows } = size();
-      const text = ` catty: ${message} `.slice(0, cols);
-      stdout.write(`\x1b7\x1b[${rows};1H\x1b[2K\x1b[7m${text}\x1b[0m\x1b8`);
-      statusShown = true;
-    }, STATUS_DELAY_MS);
+    if (!message) return clearStatus();
+    statusTimer = setTimeout(() => drawStatus(message), STATUS_DELAY_MS);
+  };
+  const notice = (message: string): void => {
+    clearTimeout(statusTimer);
+    drawStatus(message);
+    statusTimer = setTimeout(clearStatus, NOTICE_MS);
   };
 
+  if (opts.syncBack) opts.syncBack.onNotice = (m) => notice(m);
   let toldViewOnly = false;
   const link = new SessionLink(
     {
@@ -78,6 +95,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
       size,
       autoReconnect: opts.autoReconnect,
       log: opts.log,
+      syncPosition: () => opts.syncBack?.position ?? null,
     },
     {
       output(data) {
@@ -93,7 +111,17 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
       viewOnly() {
         if (toldViewOnly) return;
         toldViewOnly = true;
-        showStatus("view only: your input is not sent");
+        notice("view only: your input is not sent");
+      },
+      sync(event) {
+        const writer = opts.syncBack;
+        if (!writer) return;
+        const first = event.kind === "start" && !writer.active;
+        writer.event(event);
+        if (first) notice(`sync-back on: the session's changes appear in ${process.cwd()}`);
+      },
+      syncBytes(transfer, data) {
+        opts.syncBack?.bytes(transfer, data);
       },
     },
   );
@@ -132,6 +160,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   try {
     const result = await Promise.race([link.start(), local]);
     link.close();
+    await opts.syncBack?.flush();
     return result;
   } finally {
     stdin.off("data", onData);

@@ -6,11 +6,15 @@
 import {
   CattyError,
   decodeClientOutput,
+  decodeClientSync,
+  FRAME_SYNC,
   parseMessage,
   PROTOCOL_VERSION,
   ServerToClient,
   type ClientMode,
   type SessionStatus,
+  type SyncEvent,
+  type SyncPosition,
 } from "../protocol/index.ts";
 import type { Log } from "../lib/log.ts";
 
@@ -31,6 +35,9 @@ export interface LinkEvents {
   /** The link is attached (after each (re)connect). */
   attached?(): void;
   viewOnly?(): void;
+  /** Sync-back: an event, and file bytes of a transfer. */
+  sync?(event: SyncEvent): void;
+  syncBytes?(transfer: number, data: Uint8Array): void;
 }
 
 export interface SessionLinkOptions {
@@ -44,6 +51,8 @@ export interface SessionLinkOptions {
   log: Log;
   /** Backoff cap between reconnect attempts. */
   maxBackoffMs?: number;
+  /** Where sync-back stands, asked on every (re)attach; absent or null: no sync-back. */
+  syncPosition?(): SyncPosition | null;
 }
 
 const CLOSE_TAKEOVER = 4001;
@@ -91,6 +100,11 @@ export class SessionLink {
     this.pendingBytes += data.length;
   }
 
+  /** Asks for the whole screen again (after the client drew over it). */
+  repaint(): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "repaint" }));
+  }
+
   resize(cols: number, rows: number): void {
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "resize", cols, rows }));
   }
@@ -132,12 +146,19 @@ export class SessionLink {
       opened = true;
       this.lastHeard = Date.now();
       const { cols, rows } = this.opts.size();
-      ws.send(JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, mode: this.opts.mode, offset: this.offset, cols, rows }));
+      const syncBack = this.opts.syncPosition?.() ?? null;
+      ws.send(
+        JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, mode: this.opts.mode, offset: this.offset, cols, rows, syncBack }),
+      );
     };
     ws.onmessage = (e) => {
       this.lastHeard = Date.now();
-      if (typeof e.data === "string") this.onText(e.data);
-      else this.onOutput(new Uint8Array(e.data as ArrayBuffer));
+      if (typeof e.data === "string") return this.onText(e.data);
+      const frame = new Uint8Array(e.data as ArrayBuffer);
+      if (frame[0] === FRAME_SYNC) {
+        const sync = decodeClientSync(frame);
+        if (sync) this.ev.syncBytes?.(sync.transfer, sync.data);
+      } else this.onOutput(frame);
     };
     ws.onerror = () => {
       // onclose follows.
@@ -217,6 +238,9 @@ export class SessionLink {
         return;
       case "view_only":
         this.ev.viewOnly?.();
+        return;
+      case "sync":
+        this.ev.sync?.(msg.event);
         return;
       case "ping":
         this.ws?.send(JSON.stringify({ type: "pong", id: msg.id }));
