@@ -14,6 +14,7 @@ import {
   type Session,
   type SessionStatus,
 } from "../src/protocol/index.ts";
+import { formatDuration } from "../src/lib/duration.ts";
 import { randomLabel } from "../src/lib/labels.ts";
 import type { Log } from "../src/lib/log.ts";
 import { hashToken, newToken } from "../src/lib/tokens.ts";
@@ -38,6 +39,17 @@ export interface ServerDeps {
   agentLostMs?: number;
   /** How long `stop` waits for the program to end before destroying the machine. */
   stopTimeoutMs?: number;
+  timeouts: SessionTimeouts;
+}
+
+export interface SessionTimeouts {
+  /** `CATTY_IDLE_TIMEOUT_MS`: default time without input or output before a session stops (2 h). */
+  idleTimeoutMs: number;
+  /** `CATTY_MIN_DURATION_MS` / `CATTY_MAX_DURATION_MS`: the range a session's maximum duration may take (1 h to 8 h). */
+  minDurationMs: number;
+  maxDurationMs: number;
+  /** `CATTY_LIFECYCLE_TICK_MS`: how often timeouts are checked (default 5 s). */
+  tickMs: number;
 }
 
 export interface CattyServer {
@@ -63,6 +75,8 @@ export function toSession(row: SessionRow, saves: Session["saves"] = []): Sessio
     endReason: row.endReason,
     saves,
     finalSave: row.finalSave,
+    idleTimeoutMs: row.idleTimeoutMs,
+    expiresAt: row.expiresAt,
   };
 }
 
@@ -81,6 +95,8 @@ export function createServer(deps: ServerDeps): CattyServer {
   const agentLostMs = deps.agentLostMs ?? 120_000;
   const stopTimeoutMs = deps.stopTimeoutMs ?? 60_000;
   const lostTimers = new Map<string, Timer>();
+  /** Sessions the server is ending itself (timeouts): the status and reason their exit gets. */
+  const endingAs = new Map<string, { status: SessionStatus; reason: string }>();
   const saves = createSaves({ store, blobs: deps.blobs, log, limits: deps.limits });
   const sessionJson = async (row: SessionRow): Promise<Session> => toSession(row, await saves.savesOf(row.id));
 
@@ -121,9 +137,15 @@ export function createServer(deps: ServerDeps): CattyServer {
         if (!row) return { status: "stopped", reason: exit.reason };
         if (!isLive(row.status)) return { status: row.status, reason: row.endReason };
         const stopping = row.status === "stopping";
-        const reason = exit.reason ?? (stopping ? "stopped by user" : `program exited with code ${exit.code}`);
+        const asked = endingAs.get(row.id);
+        endingAs.delete(row.id);
+        const reason = asked?.reason ?? exit.reason ?? (stopping ? "stopped by user" : `program exited with code ${exit.code}`);
         await store.updateSession(row.id, { finalSave: exit.finalSave });
-        const ended = await endSession(row, "stopped", { exitCode: exit.code, endReason: reason, lastScreen: exit.screen });
+        const ended = await endSession(row, asked?.status ?? "stopped", {
+          exitCode: exit.code,
+          endReason: reason,
+          lastScreen: exit.screen,
+        });
         log.info("session ended", { label: row.label, code: exit.code, reason });
         return { status: ended.status, reason: ended.endReason };
       },
@@ -150,6 +172,39 @@ export function createServer(deps: ServerDeps): CattyServer {
     };
     lostTimers.set(sessionId, setTimeout(check, Math.min(agentLostMs, 5_000)));
   }
+
+  /** Ends a session on the server's own account (idle, duration): the agent stops the program and saves. */
+  async function endByServer(row: SessionRow, status: SessionStatus, reason: string): Promise<void> {
+    if (endingAs.has(row.id)) return;
+    endingAs.set(row.id, { status, reason });
+    log.info("ending session", { label: row.label, reason });
+    await store.updateSession(row.id, { status: "stopping" });
+    const exited = relay.stop(row.id, reason) && (await relay.waitForExit(row.id, stopTimeoutMs));
+    const current = await store.updateSession(row.id, {});
+    if (exited || !current || !isLive(current.status)) return;
+    endingAs.delete(row.id);
+    if (row.machine) await provider.destroy(row.machine);
+    const ended = await endSession(current, status, { endReason: `${reason} (machine destroyed)` });
+    relay.endClients(row.id, { type: "exit", code: 129, status: ended.status, reason: ended.endReason });
+  }
+
+  const startedAt = Date.now();
+  async function checkTimeouts(): Promise<void> {
+    const now = Date.now();
+    for (const row of await store.liveSessions()) {
+      if (row.status === "stopping" || endingAs.has(row.id)) continue;
+      if (row.expiresAt && Date.parse(row.expiresAt) <= now) {
+        const took = formatDuration(Date.parse(row.expiresAt) - Date.parse(row.createdAt));
+        void endByServer(row, "timed_out", `reached its maximum duration of ${took}`);
+        continue;
+      }
+      const last = relay.lastActivity(row.id) ?? Math.max(Date.parse(row.createdAt), startedAt);
+      if (now - last >= row.idleTimeoutMs) {
+        void endByServer(row, "timed_out", `idle for ${formatDuration(row.idleTimeoutMs)} (no input or output)`);
+      }
+    }
+  }
+  const ticker = setInterval(() => void checkTimeouts().catch((err: unknown) => log.error("timeout check failed", { err })), deps.timeouts.tickMs);
 
   async function failSession(row: SessionRow, reason: string): Promise<void> {
     const ended = await endSession(row, "failed", { endReason: reason });
@@ -200,6 +255,20 @@ export function createServer(deps: ServerDeps): CattyServer {
         throw new CattyError("bad_request", `Upload ${body.upload} not found (each upload starts one session).`, "Run `catty new` again.");
       }
       restoreKey = upload.key;
+    } else if (body.from) {
+      const source = await sessionOf(user, body.from);
+      const latest = (await store.listSaves(source.id))[0];
+      if (!latest) {
+        throw new CattyError("not_found", `Session ${source.label} has no save to start from.`, "Run `catty list --json` to see its saves.");
+      }
+      restoreKey = latest.key;
+    }
+    const t = deps.timeouts;
+    if (body.durationMs !== undefined && (body.durationMs < t.minDurationMs || body.durationMs > t.maxDurationMs)) {
+      throw new CattyError(
+        "bad_request",
+        `The duration must be between ${formatDuration(t.minDurationMs)} and ${formatDuration(t.maxDurationMs)}.`,
+      );
     }
     let label = randomLabel();
     for (let i = 0; (await store.labelTaken(label)) && i < 20; i++) label = randomLabel();
@@ -223,6 +292,8 @@ export function createServer(deps: ServerDeps): CattyServer {
       lastScreen: null,
       restoreKey,
       finalSave: null,
+      idleTimeoutMs: body.idleTimeoutMs ?? t.idleTimeoutMs,
+      expiresAt: body.durationMs ? new Date(Date.now() + body.durationMs).toISOString() : null,
     };
     await store.insertSession(row);
     try {
@@ -355,6 +426,7 @@ export function createServer(deps: ServerDeps): CattyServer {
       }
     },
     close() {
+      clearInterval(ticker);
       for (const t of lostTimers.values()) clearTimeout(t);
       lostTimers.clear();
     },

@@ -24,6 +24,8 @@ export interface ServerConfig {
   maxSaveBytes: number;
   /** `CATTY_KEEP_SAVES`: saves kept per session (default 5). */
   keepSaves: number;
+  /** `CATTY_IDLE_TIMEOUT_MS`, `CATTY_MIN_DURATION_MS`, `CATTY_MAX_DURATION_MS`, `CATTY_LIFECYCLE_TICK_MS`: see SessionTimeouts. */
+  timeouts: { idleTimeoutMs: number; minDurationMs: number; maxDurationMs: number; tickMs: number };
   /** `--s3-bucket` / `CATTY_S3_BUCKET` and friends: store saves in S3 instead of the data dir. */
   s3Flags: { "s3-bucket"?: string; "s3-endpoint"?: string };
 }
@@ -56,5 +58,11 @@ export function readServerConfig(flags: ServerFlags, env: NodeJS.ProcessEnv = pr
     maxSaveBytes: int(env.CATTY_MAX_SAVE_BYTES, "CATTY_MAX_SAVE_BYTES") ?? 4 * 1024 ** 3,
     keepSaves: Math.max(1, int(env.CATTY_KEEP_SAVES, "CATTY_KEEP_SAVES") ?? 5),
     s3Flags: { "s3-bucket": flags["s3-bucket"], "s3-endpoint": flags["s3-endpoint"] },
+    timeouts: {
+      idleTimeoutMs: int(env.CATTY_IDLE_TIMEOUT_MS, "CATTY_IDLE_TIMEOUT_MS") ?? 2 * 3_600_000,
+      minDurationMs: int(env.CATTY_MIN_DURATION_MS, "CATTY_MIN_DURATION_MS") ?? 3_600_000,
+      maxDurationMs: int(env.CATTY_MAX_DURATION_MS, "CATTY_MAX_DURATION_MS") ?? 8 * 3_600_000,
+      tickMs: Math.max(100, int(env.CATTY_LIFECYCLE_TICK_MS, "CATTY_LIFECYCLE_TICK_MS") ?? 5_000),
+    },
   });
 }

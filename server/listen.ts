@@ -85,6 +85,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     log,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,
+    timeouts: config.timeouts,
   });
   const server = Bun.serve<SocketData>({
     port: config.port,

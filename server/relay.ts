@@ -120,6 +120,7 @@ export class Relay {
     return this.sessions.get(sessionId)?.agent != null;
   }
 
+  /** Last input or output of a session this server has seen (null: none since it started). */
   lastActivity(sessionId: string): number | null {
     return this.sessions.get(sessionId)?.lastActivity ?? null;
   }

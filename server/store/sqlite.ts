@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS sessions (
   end_reason TEXT,
   last_screen TEXT,
   restore_key TEXT,
-  final_save TEXT
+  final_save TEXT,
+  idle_timeout_ms INTEGER NOT NULL,
+  expires_at TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, created_at);
 CREATE TABLE IF NOT EXISTS saves (
@@ -72,6 +74,8 @@ interface SessionRecord {
   last_screen: string | null;
   restore_key: string | null;
   final_save: string | null;
+  idle_timeout_ms: number;
+  expires_at: string | null;
 }
 
 interface SaveRecord {
@@ -129,6 +133,8 @@ const fromRecord = (r: SessionRecord): SessionRow => ({
   lastScreen: r.last_screen,
   restoreKey: r.restore_key,
   finalSave: r.final_save,
+  idleTimeoutMs: r.idle_timeout_ms,
+  expiresAt: r.expires_at,
 });
 
 const COLUMNS: Record<keyof SessionPatch, string> = {
@@ -185,12 +191,13 @@ export function openSqliteStore(file: string): Store {
     async insertSession(s) {
       db.query(
         `INSERT INTO sessions (id, label, user_id, status, region, provider, command, cols, rows,
-           agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen, restore_key, final_save)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen, restore_key, final_save,
+           idle_timeout_ms, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         s.id, s.label, s.userId, s.status, s.region, s.provider, JSON.stringify(s.command), s.cols, s.rows,
         s.agentTokenHash, s.machine ? JSON.stringify(s.machine) : null, s.createdAt, s.endedAt, s.exitCode,
-        s.endReason, s.lastScreen, s.restoreKey, s.finalSave,
+        s.endReason, s.lastScreen, s.restoreKey, s.finalSave, s.idleTimeoutMs, s.expiresAt,
       );
     },
     async labelTaken(label) {

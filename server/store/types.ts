@@ -32,6 +32,9 @@ export interface SessionRow {
   restoreKey: string | null;
   /** How the save at the end went ("stored", "unchanged", "failed: …"). */
   finalSave: string | null;
+  idleTimeoutMs: number;
+  /** Maximum duration's end (ISO time), if any. */
+  expiresAt: string | null;
 }
 
 export type SessionPatch = Partial<

@@ -66,6 +66,10 @@ export async function attachAndReport(ctx: Context, label: string, flags: Attach
         ui.error(`Session ${label} failed: ${result.reason ?? "unknown reason"}.`);
         return 1;
       }
+      if (result.reason && !result.reason.startsWith("program exited")) {
+        ui.info(`Session ${label} ${result.status === "timed_out" ? "timed out" : result.status}: ${result.reason}.`);
+        ui.info(`Its files stay available: \`catty download ${label}\`, \`catty sync ${label}\`, or \`catty new --from ${label}\`.`);
+      }
       return result.code;
     case "ended": {
       if (result.screen) process.stdout.write(`${result.screen}\x1b[0m\r\n`);

@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { resolveContext } from "../lib/context.ts";
+import { parseDuration } from "../lib/duration.ts";
 import { uploadDirectory } from "../lib/upload.ts";
 import { ui } from "../lib/ui.ts";
 import { requireTty } from "../terminal/attach.ts";
@@ -15,15 +16,24 @@ export default defineCommand({
     git: { type: "boolean", default: true, description: "Include .git in the upload (--no-git leaves it out)" },
     "sync-back": { type: "boolean", default: true, description: "Sync changed files back here (--no-sync-back turns it off)" },
     "auto-reconnect": { type: "boolean", default: true, description: "Reconnect by itself when the link drops" },
+    from: { type: "string", description: "Start from the latest save of session LABEL instead of this directory" },
+    "idle-timeout": { type: "string", description: "Stop after this long without input or output (e.g. 30m; server default 2h)" },
+    duration: { type: "string", description: "Stop after this long in any case (1h to 8h)" },
   },
   async run({ args, rawArgs }) {
     requireTty();
     const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
     const command = commandAfterDashes(rawArgs);
-    const upload = args.upload ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git }) : null;
+    const idleTimeoutMs = args["idle-timeout"] ? parseDuration(args["idle-timeout"], "--idle-timeout") : undefined;
+    const durationMs = args.duration ? parseDuration(args.duration, "--duration") : undefined;
+    const from = args.from || undefined;
+    const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git }) : null;
     const session = await ctx.client.create({
       command,
       ...(upload ? { upload: upload.id } : {}),
+      ...(from ? { from } : {}),
+      ...(idleTimeoutMs ? { idleTimeoutMs } : {}),
+      ...(durationMs ? { durationMs } : {}),
       cols: process.stdout.columns || 80,
       rows: process.stdout.rows || 24,
     });

@@ -41,6 +41,9 @@ export const Session = z.object({
   saves: z.array(SaveInfo).default([]),
   /** How the save at the end went: "stored", "unchanged", or "failed: why"; null while running. */
   finalSave: z.string().nullable().default(null),
+  idleTimeoutMs: z.number().int().nullable().default(null),
+  /** When the session stops because of its maximum duration; null: no maximum. */
+  expiresAt: z.string().nullable().default(null),
 });
 export type Session = z.infer<typeof Session>;
 
@@ -51,6 +54,12 @@ export const CreateSession = z.object({
   command: z.array(z.string().max(4096)).max(256).default([]),
   /** An upload id from `POST /v1/uploads`: the workspace starts as that archive. */
   upload: z.string().regex(/^[A-Za-z0-9-]{8,64}$/).optional(),
+  /** Start from the latest save of this (ended or running) session of the same user instead. */
+  from: Label.optional(),
+  /** Stop after this long without input or output (default: the server's, 2 h). */
+  idleTimeoutMs: z.number().int().min(1000).max(30 * 86_400_000).optional(),
+  /** Stop after this long in any case (the server bounds it, 1 h to 8 h by default). */
+  durationMs: z.number().int().min(1000).max(30 * 86_400_000).optional(),
   cols: Dim.default(80),
   rows: Dim.default(24),
 });
