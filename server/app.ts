@@ -416,6 +416,9 @@ export function createServer(deps: ServerDeps): CattyServer {
         if (ws.data.kind === "agent") relay.agentClose(ws);
         else relay.clientClose(ws);
       },
+      drain(ws) {
+        if (ws.data.kind === "client") relay.clientDrain(ws);
+      },
     },
     async recover() {
       await saves.cleanUploads();

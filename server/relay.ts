@@ -55,6 +55,8 @@ interface Client {
   toldViewOnly: boolean;
   /** Sync-back position as far as this server has relayed it; null when the client did not ask. */
   sync: SyncPosition | null;
+  /** The socket dropped a frame (the client fell too far behind): caught up again once it drains. */
+  congested: boolean;
 }
 
 export interface ExitReport {
@@ -183,14 +185,14 @@ export class Relay {
         return;
       case "screen": {
         const c = s.clients.get(msg.clientId);
-        if (!c) return;
+        if (!c || c.congested) return;
         send(c.ws, { type: "screen", offset: msg.offset, data: msg.data, cols: msg.cols, rows: msg.rows });
         c.offset = msg.offset;
         return;
       }
       case "synced": {
         const c = s.clients.get(msg.clientId);
-        if (!c) return;
+        if (!c || c.congested) return;
         c.live = true;
         c.offset = msg.offset;
         return;
@@ -269,7 +271,24 @@ export class Relay {
     const frame = decodeAgentSync(raw);
     const c = frame ? s.clients.get(frame.clientId) : undefined;
     if (!c?.sync) return;
-    c.ws.send(agentSyncToClient(raw));
+    if (!c.congested && c.ws.send(agentSyncToClient(raw)) === 0) this.congest(c);
+  }
+
+  /** A frame was dropped for `c`: stop sending until the socket drains, then catch it up again. */
+  private congest(c: Client): void {
+    c.congested = true;
+    c.live = false;
+  }
+
+  /** The client's socket drained after congestion: ask the agent to catch it up from where it is. */
+  clientDrain(ws: Socket): void {
+    const data = ws.data;
+    if (data.kind !== "client") return;
+    const s = this.sessions.get(data.sessionId);
+    const c = s?.clients.get(data.clientId);
+    if (!s || !c?.congested || c.ws !== ws) return;
+    c.congested = false;
+    send(s.agent, { type: "attach", clientId: data.clientId, offset: c.offset, syncBack: c.sync, repaint: false });
   }
 
   private agentOutput(s: SessionRelay, raw: Buffer): void {
@@ -279,17 +298,17 @@ export class Relay {
     const end = frame.offset + frame.data.length;
     if (frame.clientId !== 0) {
       const c = s.clients.get(frame.clientId);
-      if (!c) return;
-      c.ws.send(encodeClientOutput(frame.offset, frame.data));
-      c.offset = end;
+      if (!c || c.congested) return;
+      if (c.ws.send(encodeClientOutput(frame.offset, frame.data)) === 0) this.congest(c);
+      else c.offset = end;
       return;
     }
     let out: Uint8Array | null = null;
     for (const c of s.clients.values()) {
-      if (!c.live) continue;
+      if (!c.live || c.congested) continue;
       out ??= encodeClientOutput(frame.offset, frame.data);
-      c.ws.send(out);
-      c.offset = end;
+      if (c.ws.send(out) === 0) this.congest(c);
+      else c.offset = end;
     }
   }
 
@@ -405,7 +424,15 @@ export class Relay {
     }
     // Sync-back writes into the interactive client's directory only.
     const sync = msg.mode === "interactive" ? msg.syncBack : null;
-    s.clients.set(data.clientId, { ws, mode: msg.mode, live: false, offset: msg.offset, toldViewOnly: false, sync });
+    s.clients.set(data.clientId, {
+      ws,
+      mode: msg.mode,
+      live: false,
+      offset: msg.offset,
+      toldViewOnly: false,
+      sync,
+      congested: false,
+    });
     send(ws, { type: "attached", protocol: PROTOCOL_VERSION, label: s.label, mode: msg.mode });
     if (msg.mode === "interactive") s.wantSize = { cols: msg.cols, rows: msg.rows };
     if (!s.agent) {
