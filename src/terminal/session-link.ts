@@ -200,7 +200,9 @@ export class SessionLink {
       if (end <= this.offset) return; // already have it
       if (out.offset < this.offset) data = data.subarray(this.offset - out.offset);
       else if (out.offset > this.offset) {
-        this.opts.log.warn("gap in output stream", { have: this.offset, got: out.offset });
+        // Should not happen; if it does, the screen is redrawn from the agent's mirror.
+        this.opts.log.warn("gap in output stream; asking for the screen", { have: this.offset, got: out.offset });
+        this.repaint();
       }
     }
     this.offset = end;
