@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { killAgents } from "./agents.ts";
 import { freePort } from "./ports.ts";
 import { waitFor } from "./wait.ts";
 
@@ -56,10 +57,13 @@ export class ServerProcess {
     this.proc = null;
   }
 
+  /** Stops the server and ends every session agent it started. */
   async stop(): Promise<void> {
-    if (!this.proc) return;
-    this.proc.kill("SIGTERM");
-    await this.proc.exited;
-    this.proc = null;
+    if (this.proc) {
+      this.proc.kill("SIGTERM");
+      await this.proc.exited;
+      this.proc = null;
+    }
+    killAgents(this.dataDir);
   }
 }

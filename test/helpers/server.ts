@@ -9,6 +9,7 @@ import { readServerConfig } from "../../server/config.ts";
 import { startServer, type RunningServer, type StartOptions } from "../../server/listen.ts";
 import { createApiClient, type ApiClient } from "../../src/lib/api.ts";
 import { createLog } from "../../src/lib/log.ts";
+import { killAgents } from "./agents.ts";
 
 export interface TestServer extends RunningServer {
   dataDir: string;
@@ -21,5 +22,10 @@ export async function startTestServer(opts: StartOptions & { env?: Record<string
   const config = readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, ...opts.env });
   const server = await startServer(config, createLog({ scope: "test-server", level: "warn" }), opts);
   const ownerToken = readFileSync(server.ownerTokenFile, "utf8").trim();
-  return Object.assign(server, { dataDir, ownerToken, owner: createApiClient(server.url, ownerToken) });
+  const stopServer = server.stop;
+  const stop = async (): Promise<void> => {
+    await stopServer();
+    killAgents(dataDir);
+  };
+  return Object.assign(server, { dataDir, ownerToken, owner: createApiClient(server.url, ownerToken), stop, [Symbol.asyncDispose]: stop });
 }
