@@ -98,7 +98,10 @@ export class WorkspaceSaver {
   private async saveOnce(reason: SaveReason): Promise<SaveOutcome> {
     const { workspace, stateDir, transport, log } = this.opts;
     const before = await fingerprint(workspace);
-    if (before === this.saved) return { kind: "unchanged" };
+    if (before === this.saved) {
+      log.debug("workspace unchanged; not saved", { reason });
+      return { kind: "unchanged" };
+    }
     const id = crypto.randomUUID();
     const file = join(stateDir, `save-${id}.tar.gz`);
     const started = performance.now();

@@ -156,21 +156,26 @@ export function createServer(deps: ServerDeps): CattyServer {
     log,
   );
 
+  let closed = false;
+
   /** A session whose agent stays away, and whose machine is gone, has failed. */
   function watchLostAgent(sessionId: string): void {
     clearTimeout(lostTimers.get(sessionId));
+    if (closed) return;
     const check = async (): Promise<void> => {
       lostTimers.delete(sessionId);
+      if (closed) return;
       const row = await store.updateSession(sessionId, {});
       if (!row || !isLive(row.status) || relay.agentConnected(sessionId)) return;
       const alive = row.machine ? await provider.isAlive(row.machine) : false;
       if (alive) {
-        lostTimers.set(sessionId, setTimeout(check, agentLostMs));
+        lostTimers.set(sessionId, setTimeout(run, agentLostMs));
         return;
       }
       await failSession(row, "the session machine went away (crash or kill)");
     };
-    lostTimers.set(sessionId, setTimeout(check, Math.min(agentLostMs, 5_000)));
+    const run = (): void => void check().catch((err: unknown) => log.error("lost-agent check failed", { err }));
+    lostTimers.set(sessionId, setTimeout(run, Math.min(agentLostMs, 5_000)));
   }
 
   /** Ends a session on the server's own account (idle, duration): the agent stops the program and saves. */
@@ -429,6 +434,7 @@ export function createServer(deps: ServerDeps): CattyServer {
       }
     },
     close() {
+      closed = true;
       clearInterval(ticker);
       for (const t of lostTimers.values()) clearTimeout(t);
       lostTimers.clear();

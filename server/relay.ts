@@ -242,6 +242,9 @@ export class Relay {
     }
     if (s.agent && s.agent !== ws) s.agent.close(CLOSE.replaced, "replaced by a newer agent link");
     s.agent = ws;
+    // Input held while the agent was away goes first, before anything typed from now on.
+    for (const input of s.pendingInput.splice(0)) ws.send(input);
+    s.pendingBytes = 0;
     void this.hooks.onAgentHello(s.sessionId).then(
       ({ restore }) => {
         if (s.agent !== ws) return;
@@ -257,8 +260,6 @@ export class Relay {
     if (s.wantSize && (s.wantSize.cols !== agentSize.cols || s.wantSize.rows !== agentSize.rows)) {
       send(ws, { type: "resize", ...s.wantSize });
     }
-    for (const input of s.pendingInput.splice(0)) ws.send(input);
-    s.pendingBytes = 0;
     // Whatever was in flight on the old link may be lost: catch every client up again.
     for (const [id, c] of s.clients) {
       c.live = false;

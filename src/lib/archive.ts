@@ -295,7 +295,11 @@ async function runPack(opts: PackOptions, sink: Sink, signal?: AbortSignal): Pro
   try {
     // Not `for…of`: leaving that loop would close the walker, and an oversized archive still
     // needs the rest of the walk for its message.
-    for (let next = walker.next(); !next.done && failure === undefined; next = walker.next()) {
+    // The failure check comes before taking the next entry, so no entry is taken and then dropped.
+    for (;;) {
+      if (failure !== undefined) break;
+      const next = walker.next();
+      if (next.done) break;
       const entry = next.value;
       track(entry);
       await addEntry(pack, entry, stats, skip);

@@ -1,0 +1,64 @@
+/**
+ * The workspace round trip with S3 storage: the real server process keeps uploads and saves in
+ * an s3rver run in this process, and agents and the CLI reach it through presigned URLs. (Every
+ * `catty` here runs asynchronously: a blocking spawn would stop s3rver from answering it.)
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { S3Client } from "bun";
+import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
+import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
+import { ServerProcess } from "../helpers/server-process.ts";
+import { CattyUser } from "../helpers/workspace.ts";
+import { workspaceRoundTrip } from "../helpers/workspace-round-trip.ts";
+
+let bins: Binaries;
+let s3: S3Fixture;
+let server: ServerProcess;
+let user: CattyUser;
+
+beforeAll(async () => {
+  bins = await buildBinaries();
+  s3 = await startS3rver({ bucket: "catty-e2e" });
+  server = new ServerProcess(bins.server, {
+    CATTY_SAVE_FIRST_MS: "300",
+    CATTY_SAVE_INTERVAL_MS: "700",
+    CATTY_S3_BUCKET: s3.bucket,
+    CATTY_S3_ENDPOINT: s3.endpoint,
+    AWS_ACCESS_KEY_ID: s3.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+  });
+  await server.start();
+  user = new CattyUser(bins, server);
+  await user.login();
+}, 60_000);
+
+afterAll(async () => {
+  await user?.close();
+  await server?.stop();
+  if (server) rmSync(server.dataDir, { recursive: true, force: true });
+  await s3?.stop();
+});
+
+describe("round trip with S3 storage", () => {
+  test("upload, change inside, stop, download (dir and tar.gz), sync --dry-run, sync", async () => {
+    const { session } = await workspaceRoundTrip(user);
+
+    // The saves are objects in the bucket, and nothing went to the data dir.
+    const bucket = new S3Client({
+      endpoint: s3.endpoint,
+      bucket: s3.bucket,
+      accessKeyId: s3.accessKeyId,
+      secretAccessKey: s3.secretAccessKey,
+    });
+    const objects = (await bucket.list({ prefix: "saves/" })).contents ?? [];
+    for (const save of session.saves) {
+      const object = objects.find((o) => o.key.endsWith(`/${save.id}.tar.gz`));
+      expect(object?.size).toBe(save.size);
+    }
+    // The upload was deleted once the agent had restored it.
+    expect((await bucket.list({ prefix: "uploads/" })).contents ?? []).toEqual([]);
+    expect(existsSync(join(server.dataDir, "blobs"))).toBe(false);
+  }, 90_000);
+});
