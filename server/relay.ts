@@ -86,6 +86,10 @@ class SessionRelay {
   /** The interactive client's terminal size, re-applied whenever the agent (re)connects. */
   wantSize: { cols: number; rows: number } | null = null;
   exitWaiters: Array<() => void> = [];
+  /** Interactive clients (by instance) another interactive client replaced: told so if they come back. */
+  replaced: string[] = [];
+  /** Instance of the latest interactive client. */
+  lastInteractive: string | null = null;
   /** Input typed while the agent was away (starting or re-dialling), delivered when it is back. */
   pendingInput: Buffer[] = [];
   pendingBytes = 0;
@@ -413,7 +417,17 @@ export class Relay {
       ws.close(CLOSE.protocol, "protocol mismatch");
       return;
     }
+    if (msg.mode === "interactive" && msg.reconnect && msg.instance && s.replaced.includes(msg.instance)) {
+      send(ws, { type: "takeover" });
+      ws.close(CLOSE.takeover, "taken over by another client");
+      return;
+    }
     if (msg.mode === "interactive") {
+      if (s.lastInteractive && s.lastInteractive !== msg.instance) {
+        s.replaced.push(s.lastInteractive);
+        if (s.replaced.length > 64) s.replaced.shift();
+      }
+      s.lastInteractive = msg.instance;
       const old = s.interactive !== null ? s.clients.get(s.interactive) : undefined;
       if (old) {
         send(old.ws, { type: "takeover" });

@@ -63,6 +63,10 @@ export const ClientToServer = z.discriminatedUnion("type", [
     rows: Dim,
     /** Set when the client wants sync-back: where it stands (seq 0: everything since the start). */
     syncBack: SyncPosition.nullable().default(null),
+    /** This client's random id, the same on every reconnect of one `catty` process. */
+    instance: z.string().max(64).default(""),
+    /** True on a reconnect: an interactive client that was taken over meanwhile is told so instead. */
+    reconnect: z.boolean().default(false),
   }),
   /** Client, when its view may be damaged (a status line was drawn): send the whole screen again. */
   z.object({ type: z.literal("repaint") }),

@@ -78,6 +78,9 @@ export class SessionLink {
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private attached = false;
+  /** Same on every reconnect, so the server can tell a comeback from a new client. */
+  private readonly instance = crypto.randomUUID();
+  private everAttached = false;
 
   constructor(private readonly opts: SessionLinkOptions, private readonly ev: LinkEvents) {
     this.offset = opts.offset;
@@ -148,7 +151,17 @@ export class SessionLink {
       const { cols, rows } = this.opts.size();
       const syncBack = this.opts.syncPosition?.() ?? null;
       ws.send(
-        JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, mode: this.opts.mode, offset: this.offset, cols, rows, syncBack }),
+        JSON.stringify({
+          type: "hello",
+          protocol: PROTOCOL_VERSION,
+          mode: this.opts.mode,
+          offset: this.offset,
+          cols,
+          rows,
+          syncBack,
+          instance: this.instance,
+          reconnect: this.everAttached,
+        }),
       );
     };
     ws.onmessage = (e) => {
@@ -218,6 +231,7 @@ export class SessionLink {
     switch (msg.type) {
       case "attached":
         this.attached = true;
+        this.everAttached = true;
         for (const data of this.pending.splice(0)) this.ws?.send(data);
         this.pendingBytes = 0;
         this.ev.attached?.();
