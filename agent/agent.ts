@@ -104,25 +104,30 @@ export function createAgent(deps: AgentDeps): Agent {
   let killing = false;
   const typeahead: Uint8Array[] = [];
   let phase: "waiting" | "restoring" | "running" | "failed" = "waiting";
-  /** Requests to the server awaiting an answer, by save id and answer type. */
-  const waiting = new Map<string, (msg: ServerToAgent) => void>();
+  /** Requests to the server awaiting an answer, by answer type and save id. A dropped link fails them all. */
+  const waiting = new Map<string, { answer(msg: ServerToAgent): void; fail(err: Error): void }>();
   const request = <T extends ServerToAgent>(id: string, answer: T["type"], msg: AgentToServer): Promise<T> =>
     new Promise<T>((resolve, reject) => {
       const key = `${answer}:${id}`;
-      const timer = setTimeout(() => {
+      const done = (): void => {
+        clearTimeout(timer);
         waiting.delete(key);
+      };
+      const timer = setTimeout(() => {
+        done();
         reject(new Error("the server did not answer in time"));
       }, REQUEST_TIMEOUT_MS);
-      waiting.set(key, (m) => {
-        clearTimeout(timer);
-        waiting.delete(key);
-        resolve(m as T);
+      waiting.set(key, {
+        answer: (m) => {
+          done();
+          resolve(m as T);
+        },
+        fail: (err) => {
+          done();
+          reject(err);
+        },
       });
-      if (!sendJson(msg)) {
-        clearTimeout(timer);
-        waiting.delete(key);
-        reject(new Error("not connected to the server"));
-      }
+      if (!sendJson(msg)) waiting.get(key)?.fail(new Error("not connected to the server"));
     });
 
   const sendJson = (msg: AgentToServer): boolean => link.send(JSON.stringify(msg));
@@ -184,7 +189,7 @@ export function createAgent(deps: AgentDeps): Agent {
           return;
         case "save_target":
         case "save_result":
-          waiting.get(`${msg.type}:${msg.id}`)?.(msg);
+          waiting.get(`${msg.type}:${msg.id}`)?.answer(msg);
           return;
         case "attach": {
           const { clientId, syncBack } = msg;
@@ -224,6 +229,9 @@ export function createAgent(deps: AgentDeps): Agent {
           return never;
         }
       }
+    },
+    onDown() {
+      for (const w of [...waiting.values()]) w.fail(new Error("the link to the server dropped"));
     },
     onBinary(data) {
       if (proc) proc.write(data);

@@ -11,6 +11,8 @@ export interface LinkHandlers {
   onBinary(data: Uint8Array): void;
   /** The server said this session is over: stop re-dialling. */
   onEnded(reason: string): void;
+  /** The link dropped (it is re-dialled unless the session ended). */
+  onDown?(): void;
 }
 
 export interface Link {
@@ -22,8 +24,9 @@ export interface Link {
 }
 
 const CLOSE_ENDED = 4002;
-const HEARTBEAT_MS = 10_000;
-const DEAD_AFTER_MS = 30_000;
+/** Pings every 5 s; a link silent for 20 s is dead (well within the 30 s promised). */
+const HEARTBEAT_MS = 5_000;
+const DEAD_AFTER_MS = 20_000;
 
 export function dialServer(opts: { url: string; token: string; log: Log; maxBackoffMs?: number }, h: LinkHandlers): Link {
   const wsUrl = `${opts.url.replace(/^http/, "ws").replace(/\/$/, "")}/v1/agent/connect`;
@@ -34,6 +37,7 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
   let lastHeard = Date.now();
   let heartbeat: Timer | undefined;
   let pingId = 0;
+  let dropLink: () => void = () => {};
 
   const connect = (): void => {
     if (closed) return;
@@ -51,8 +55,10 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
       if (typeof ev.data === "string") h.onText(ev.data);
       else h.onBinary(new Uint8Array(ev.data as ArrayBuffer));
     };
-    sock.onclose = (ev) => {
-      if (ws === sock) ws = null;
+    const onClose = (ev: { code: number; reason: string }): void => {
+      if (ws !== sock) return;
+      ws = null;
+      h.onDown?.();
       if (closed) return;
       if (ev.code === CLOSE_ENDED) {
         closed = true;
@@ -64,6 +70,12 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
       opts.log.warn("link to server lost; re-dialling", { code: ev.code, inMs: Math.round(wait) });
       setTimeout(connect, wait);
     };
+    sock.onclose = onClose;
+    dropLink = () => {
+      sock.onclose = null;
+      sock.close(4000, "dead peer");
+      onClose({ code: 4000, reason: "dead peer" });
+    };
     sock.onerror = () => {
       // onclose follows and re-dials.
     };
@@ -74,7 +86,7 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
     if (!sock || sock.readyState !== WebSocket.OPEN) return;
     if (Date.now() - lastHeard > DEAD_AFTER_MS) {
       opts.log.warn("server silent for too long; reconnecting");
-      sock.close();
+      dropLink();
       return;
     }
     sock.send(JSON.stringify({ type: "ping", id: ++pingId }));

@@ -80,12 +80,18 @@ export class WorkspaceSaver {
     tick(this.opts.firstDelayMs);
   }
 
-  /** Stops the schedule and makes the final save (waiting for one in progress first). */
+  /** Stops the schedule and makes the final save (waiting for one in progress first), retrying a
+   * few times if it fails, since the server may be restarting just then. */
   async finish(): Promise<SaveOutcome> {
     this.stopped = true;
     clearTimeout(this.timer);
     if (this.running) await this.running;
-    return this.save("final");
+    let outcome = await this.save("final");
+    for (let wait = 1000; outcome.kind === "failed" && wait <= 8000; wait *= 2) {
+      await Bun.sleep(wait);
+      outcome = await this.save("final");
+    }
+    return outcome;
   }
 
   /** One save, if the workspace changed since the last stored one. Never runs two at once. */

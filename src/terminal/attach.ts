@@ -108,6 +108,9 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
         stdout.write(`\x1b[0m\x1b[H\x1b[2J${data}`);
       },
       status: showStatus,
+      attached() {
+        showStatus(""); // back: the reconnect notice goes, and the screen is repainted
+      },
       viewOnly() {
         if (toldViewOnly) return;
         toldViewOnly = true;

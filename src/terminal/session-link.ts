@@ -58,10 +58,11 @@ export interface SessionLinkOptions {
 const CLOSE_TAKEOVER = 4001;
 const CLOSE_ENDED = 4002;
 const CLOSE_PROTOCOL = 4003;
-const HEARTBEAT_MS = 10_000;
+/** Pings every 5 s; a link silent for 20 s is dead (well within the 30 s promised). */
+const HEARTBEAT_MS = 5_000;
 /** Keystrokes kept while the link is down, sent once it is back. */
 const MAX_PENDING_INPUT = 64 * 1024;
-const DEAD_AFTER_MS = 30_000;
+const DEAD_AFTER_MS = 20_000;
 
 export class SessionLink {
   /** End offset of the output received so far (null until the first output or screen). */
@@ -74,6 +75,7 @@ export class SessionLink {
   private lastHeard = Date.now();
   private pingId = 0;
   private retryTimer: Timer | undefined;
+  private dropLink: () => void = () => {};
   /** Input typed while not attached (before the first attach, or during a reconnect). */
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
@@ -133,7 +135,7 @@ export class SessionLink {
     if (!ws || ws.readyState !== WebSocket.OPEN) return;
     if (Date.now() - this.lastHeard > DEAD_AFTER_MS) {
       this.opts.log.warn("server silent for too long; dropping the link");
-      ws.close(4000, "dead peer");
+      this.dropLink();
       return;
     }
     ws.send(JSON.stringify({ type: "ping", id: ++this.pingId }));
@@ -176,7 +178,7 @@ export class SessionLink {
     ws.onerror = () => {
       // onclose follows.
     };
-    ws.onclose = (e) => {
+    const onClose = (e: { code: number; reason: string }): void => {
       if (this.ws !== ws || this.done) return;
       this.ws = null;
       this.attached = false;
@@ -201,6 +203,13 @@ export class SessionLink {
         wait >= 1000 ? `Connection lost; reconnecting in ${Math.round(wait / 1000)}s…` : "Connection lost; reconnecting…",
       );
       this.retryTimer = setTimeout(() => this.connect(next), wait);
+    };
+    ws.onclose = onClose;
+    // A peer that went silent gets no closing handshake: the link is given up at once.
+    this.dropLink = () => {
+      ws.onclose = null;
+      ws.close(4000, "dead peer");
+      onClose({ code: 4000, reason: "dead peer" });
     };
   }
 
