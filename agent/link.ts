@@ -38,6 +38,8 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
   let heartbeat: Timer | undefined;
   let pingId = 0;
   let dropLink: () => void = () => {};
+  /** When the link went down (0 while it is up). */
+  let lostAt = 0;
 
   const connect = (): void => {
     if (closed) return;
@@ -46,6 +48,7 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
     ws = sock;
     sock.onopen = () => {
       backoff = 200;
+      lostAt = 0;
       lastHeard = Date.now();
       opts.log.info("connected to server", { url: wsUrl });
       h.onOpen();
@@ -65,8 +68,12 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
         h.onEnded(ev.reason || "session ended");
         return;
       }
-      const wait = Math.min(backoff, maxBackoff) * (0.8 + Math.random() * 0.4);
-      backoff = Math.min(backoff * 2, maxBackoff);
+      // Quick re-dials for a short outage (a server restart), then exponential backoff; jittered
+      // so that many agents do not re-dial in step.
+      if (lostAt === 0) lostAt = Date.now();
+      const quick = Date.now() - lostAt < 2_000;
+      const wait = (quick ? 100 : Math.min(backoff, maxBackoff)) * (0.8 + Math.random() * 0.4);
+      if (!quick) backoff = Math.min(backoff * 2, maxBackoff);
       opts.log.warn("link to server lost; re-dialling", { code: ev.code, inMs: Math.round(wait) });
       setTimeout(connect, wait);
     };

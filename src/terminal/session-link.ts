@@ -64,6 +64,16 @@ const HEARTBEAT_MS = 5_000;
 const MAX_PENDING_INPUT = 64 * 1024;
 const DEAD_AFTER_MS = 20_000;
 
+/**
+ * How long to wait before the next attempt: quick retries for a short blip (the usual case:
+ * Wi-Fi hiccup, server restart), then exponential backoff up to the cap for a long outage.
+ */
+export function retryDelay(sinceLostMs: number, previousMs: number, capMs: number): number {
+  if (sinceLostMs < 3_000) return 100;
+  if (sinceLostMs < 10_000) return 250;
+  return Math.min(Math.max(previousMs * 2, 500), capMs);
+}
+
 export class SessionLink {
   /** End offset of the output received so far (null until the first output or screen). */
   offset: number | null;
@@ -76,6 +86,8 @@ export class SessionLink {
   private pingId = 0;
   private retryTimer: Timer | undefined;
   private dropLink: () => void = () => {};
+  /** When the link was last lost (or first tried). */
+  private lostAt = 0;
   /** Input typed while not attached (before the first attach, or during a reconnect). */
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
@@ -90,7 +102,8 @@ export class SessionLink {
   }
 
   start(): Promise<Outcome> {
-    this.connect(200);
+    this.lostAt = Date.now();
+    this.connect(100);
     this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
     return this.outcome;
   }
@@ -197,8 +210,9 @@ export class SessionLink {
           ),
         });
       }
-      const next = opened ? 200 : Math.min(backoff * 2, this.opts.maxBackoffMs ?? 10_000);
-      const wait = opened ? 0 : backoff;
+      if (opened) this.lostAt = Date.now();
+      const wait = opened ? 0 : retryDelay(Date.now() - this.lostAt, backoff, this.opts.maxBackoffMs ?? 10_000);
+      const next = wait;
       this.ev.status(
         wait >= 1000 ? `Connection lost; reconnecting in ${Math.round(wait / 1000)}s…` : "Connection lost; reconnecting…",
       );
