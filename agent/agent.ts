@@ -232,6 +232,7 @@ export function createAgent(deps: AgentDeps): Agent {
     },
     onDown() {
       for (const w of [...waiting.values()]) w.fail(new Error("the link to the server dropped"));
+      syncSender.unsubscribeAll();
     },
     onBinary(data) {
       if (proc) proc.write(data);

@@ -60,7 +60,7 @@ export function readAgentConfig(env: NodeJS.ProcessEnv = process.env): Readonly<
     stateDir: env.CATTY_AGENT_STATE || join(dirname(need("CATTY_WORKSPACE")), "agent-state"),
     saveFirstMs: positive(env.CATTY_SAVE_FIRST_MS, 10_000),
     saveIntervalMs: positive(env.CATTY_SAVE_INTERVAL_MS, 30_000),
-    syncMaxBytes: positive(env.CATTY_SYNC_MAX_BYTES, 50 * 1000 * 1000),
+    syncMaxBytes: positive(env.CATTY_SYNC_MAX_BYTES, 50 * 1024 * 1024),
     syncScanMs: positive(env.CATTY_SYNC_SCAN_MS, 5_000),
   });
 }

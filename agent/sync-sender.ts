@@ -49,6 +49,11 @@ export class SyncSender {
     this.subs.delete(clientId);
   }
 
+  /** The link dropped: the server re-attaches the clients that are still there. */
+  unsubscribeAll(): void {
+    this.subs.clear();
+  }
+
   /** The journal recorded changes: send them to every subscriber soon. */
   changed(): void {
     if (this.timer || this.subs.size === 0) return;
@@ -72,9 +77,14 @@ export class SyncSender {
     const upTo = this.opts.journal.seq;
     if (upTo <= sub.seq) return;
     for (const entry of this.opts.journal.changesSince(sub.seq)) {
-      if (!this.subs.has(clientId)) return;
+      if (this.subs.get(clientId) !== sub) return; // unsubscribed, or subscribed again: that catch-up takes over
       if (!(await this.sendEntry(clientId, entry))) return; // the link dropped; the re-attach resumes
+      if (this.subs.get(clientId) !== sub) return;
+      // Progress per entry, so a catch-up that is cut short resumes after the last whole change.
+      sub.seq = Math.max(sub.seq, entry.seq);
+      this.event(clientId, { kind: "caught_up", seq: sub.seq });
     }
+    if (this.subs.get(clientId) !== sub) return;
     sub.seq = Math.max(sub.seq, upTo);
     this.event(clientId, { kind: "caught_up", seq: sub.seq });
   }
@@ -98,6 +108,7 @@ export class SyncSender {
     }
     const transfer = (this.transfer = this.transfer >= 0xfffffffe ? 1 : this.transfer + 1);
     if (!this.event(clientId, { kind: "file", seq, path, size: st.size, transfer })) return false;
+    let sent = 0;
     const fh = await open(abs, "r").catch(() => null);
     if (fh) {
       try {
@@ -107,11 +118,12 @@ export class SyncSender {
           if (bytesRead === 0) break;
           while (this.opts.buffered() > HIGH_WATER) await Bun.sleep(2);
           if (!this.opts.sendBinary(encodeAgentSync(clientId, transfer, buf.subarray(0, bytesRead)))) return false;
+          sent += bytesRead;
         }
       } finally {
         await fh.close();
       }
     }
-    return this.event(clientId, { kind: "file_end", transfer });
+    return this.event(clientId, { kind: "file_end", transfer, bytes: sent });
   }
 }

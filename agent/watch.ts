@@ -70,6 +70,7 @@ export class WorkspaceJournal {
     this.watcher.on("add", onEvent).on("change", onEvent).on("unlink", onEvent);
     this.watcher.on("addDir", onEvent).on("unlinkDir", onEvent);
     this.watcher.on("error", (err) => this.opts.log.warn("watcher error", { err }));
+    await new Promise<void>((resolve) => this.watcher?.once("ready", () => resolve()));
     this.scheduleScan();
   }
 
@@ -88,7 +89,8 @@ export class WorkspaceJournal {
         this.known.delete(path);
         changed.push(path);
       }
-      if (this.known.delete(rel) || this.entries.has(rel)) changed.push(rel);
+      // A late event for a path already recorded as deleted must not move it after its parent's delete.
+      if (this.known.delete(rel) || (this.entries.has(rel) && this.entries.get(rel)?.kind !== "deleted")) changed.push(rel);
     } else {
       const sig = signature(st);
       if (this.known.get(rel) === sig) return;
@@ -141,7 +143,9 @@ export class WorkspaceJournal {
       const missed = [...paths].filter((p) => now.get(p) !== this.known.get(p)).sort();
       if (missed.length === 0) return;
       this.opts.log.info("scan found changes the watcher missed", { count: missed.length });
-      for (const p of missed) {
+      // Deletions deepest first, so a directory's delete follows everything that was in it.
+      const ordered = [...missed.filter((p) => now.has(p)), ...missed.filter((p) => !now.has(p)).reverse()];
+      for (const p of ordered) {
         const sig = now.get(p);
         if (sig === undefined) this.known.delete(p);
         else this.known.set(p, sig);

@@ -57,6 +57,11 @@ interface Client {
   sync: SyncPosition | null;
   /** The socket dropped a frame (the client fell too far behind): caught up again once it drains. */
   congested: boolean;
+  /** Sync transfers the client is receiving, and those broken by a dropped frame (never forwarded again). */
+  openTransfers: Set<number>;
+  deadTransfers: Set<number>;
+  /** After a drop: sync events wait for the agent's `start` answering the re-attach. */
+  syncAwaitingStart: boolean;
 }
 
 export interface ExitReport {
@@ -206,11 +211,23 @@ export class Relay {
         return;
       case "sync": {
         const c = s.clients.get(msg.clientId);
-        if (!c?.sync) return;
+        // While congested nothing goes out: the catch-up after the drain resends from c.sync.
+        if (!c?.sync || c.congested) return;
         const e = msg.event;
+        if (c.syncAwaitingStart) {
+          if (e.kind !== "start") return;
+          c.syncAwaitingStart = false;
+        }
+        if (e.kind === "file_end") {
+          if (c.deadTransfers.delete(e.transfer)) return;
+          c.openTransfers.delete(e.transfer);
+        }
+        if (c.ws.readyState !== 1) return;
+        if (c.ws.send(JSON.stringify({ type: "sync", event: e })) === 0) return this.congest(c);
+        if (e.kind === "file") c.openTransfers.add(e.transfer);
+        // The position moves only with what the client was actually sent.
         if (e.kind === "start") c.sync = { epoch: e.epoch, seq: c.sync.epoch === e.epoch ? c.sync.seq : 0 };
         else if (e.kind === "caught_up") c.sync = { ...c.sync, seq: Math.max(c.sync.seq, e.seq) };
-        send(c.ws, { type: "sync", event: e });
         return;
       }
       case "save_request":
@@ -275,13 +292,17 @@ export class Relay {
   private agentSyncBytes(s: SessionRelay, raw: Buffer): void {
     const frame = decodeAgentSync(raw);
     const c = frame ? s.clients.get(frame.clientId) : undefined;
-    if (!c?.sync) return;
+    if (!c?.sync || !frame || c.syncAwaitingStart || c.deadTransfers.has(frame.transfer)) return;
     if (!c.congested && c.ws.send(agentSyncToClient(raw)) === 0) this.congest(c);
   }
 
   /** A frame was dropped for `c`: stop sending until the socket drains, then catch it up again. */
   private congest(c: Client): void {
     c.congested = true;
+    // A transfer that lost a frame must never be completed: its file_end and later bytes are dropped.
+    for (const t of c.openTransfers) c.deadTransfers.add(t);
+    c.openTransfers.clear();
+    c.syncAwaitingStart = c.sync !== null;
     c.live = false;
   }
 
@@ -447,6 +468,9 @@ export class Relay {
       toldViewOnly: false,
       sync,
       congested: false,
+      openTransfers: new Set(),
+      deadTransfers: new Set(),
+      syncAwaitingStart: false,
     });
     send(ws, { type: "attached", protocol: PROTOCOL_VERSION, label: s.label, mode: msg.mode });
     if (msg.mode === "interactive") s.wantSize = { cols: msg.cols, rows: msg.rows };

@@ -33,8 +33,8 @@ export const SyncEvent = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("start"), epoch: z.string().max(64), seq: Seq }),
   /** A file's content follows in binary sync frames of `transfer`, then `file_end`. */
   z.object({ kind: z.literal("file"), seq: Seq, path: RelPath, size: z.number().int().min(0), transfer: z.number().int().min(1) }),
-  /** All of a file's bytes were sent. */
-  z.object({ kind: z.literal("file_end"), transfer: z.number().int().min(1) }),
+  /** All of a file's bytes were sent: `bytes` of them (a transfer that got fewer is discarded). */
+  z.object({ kind: z.literal("file_end"), transfer: z.number().int().min(1), bytes: z.number().int().min(0).optional() }),
   /** A directory exists. */
   z.object({ kind: z.literal("dir"), seq: Seq, path: RelPath }),
   /** A file or (empty) directory is gone. */

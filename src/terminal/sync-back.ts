@@ -97,12 +97,14 @@ export class SyncBackWriter {
   }
 
   bytes(transfer: number, data: Uint8Array): void {
-    this.chain = this.chain.then(() => {
-      const inc = this.incoming.get(transfer);
-      if (!inc) return;
-      writeSync(inc.fd, data);
-      inc.bytes += data.length;
-    });
+    this.chain = this.chain
+      .then(() => {
+        const inc = this.incoming.get(transfer);
+        if (!inc) return;
+        writeSync(inc.fd, data);
+        inc.bytes += data.length;
+      })
+      .catch((err: unknown) => this.log.error("sync-back write failed", { transfer, err }));
   }
 
   /** Waits for everything received so far to be applied, and saves the state. */
@@ -176,6 +178,12 @@ export class SyncBackWriter {
   private async apply(e: SyncEvent): Promise<void> {
     switch (e.kind) {
       case "start":
+        // A new subscription: transfers of the previous one will never end.
+        for (const inc of this.incoming.values()) {
+          closeSync(inc.fd);
+          await rm(inc.tmp, { force: true });
+        }
+        this.incoming.clear();
         if (e.epoch !== this.state.epoch) {
           this.state.epoch = e.epoch;
           this.state.seq = e.seq;
@@ -200,6 +208,12 @@ export class SyncBackWriter {
         if (!inc) return;
         this.incoming.delete(e.transfer);
         closeSync(inc.fd);
+        if (e.bytes !== undefined && e.bytes !== inc.bytes) {
+          // Bytes went missing on the way: never place a partial file (the re-attach sends it again).
+          this.log.warn("sync-back transfer incomplete; discarded", { path: inc.path, got: inc.bytes, sent: e.bytes });
+          await rm(inc.tmp, { force: true });
+          return;
+        }
         await this.place(inc);
         this.advance(inc.seq);
         return;
@@ -270,7 +284,12 @@ export class SyncBackWriter {
       return;
     }
     const known = this.state.files[rel];
-    if (known && (known.size !== here.size || known.mtimeMs !== here.mtimeMs)) {
+    if (!known) {
+      // Catty never wrote or uploaded this file: it is the user's, whatever the session did.
+      this.summary.conflicts.push(`${rel} (deleted in the session, kept here: Catty never wrote it)`);
+      return;
+    }
+    if (known.size !== here.size || known.mtimeMs !== here.mtimeMs) {
       this.summary.conflicts.push(`${rel} (deleted in the session, kept here: edited locally)`);
       return;
     }
