@@ -335,6 +335,10 @@ async function addEntry(pack: tar.Pack, { rel, abs, st }: WalkEntry, stats: Pack
     } catch (err) {
       return skip(rel, err);
     }
+    // A link out of the tree would be refused when the archive is extracted: leave it out here.
+    if (target.startsWith("/") || posix.normalize(posix.join(posix.dirname(rel), target)).startsWith("../")) {
+      return skip(rel, new Error(`symlink to ${target}, outside the directory`));
+    }
     stats.files++;
     return entry(pack, { ...base, type: "symlink", linkname: target });
   }
@@ -459,7 +463,7 @@ export function formatBytes(n: number): string {
 }
 
 function errorCode(err: unknown): string {
-  return (err as NodeJS.ErrnoException | undefined)?.code ?? String(err);
+  return (err as NodeJS.ErrnoException | undefined)?.code ?? (err instanceof Error ? err.message : String(err));
 }
 
 // ---------------------------------------------------------------------------------------------

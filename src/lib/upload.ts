@@ -10,6 +10,7 @@ import type { UploadResult } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { formatBytes, packToFile } from "./archive.ts";
 import { createProgress } from "./progress.ts";
+import { ui } from "./ui.ts";
 
 export interface UploadSummary extends UploadResult {
   files: number;
@@ -51,6 +52,7 @@ export async function uploadDirectory(client: ApiClient, root: string, opts: { i
       throw err;
     }
     packing.done(`Packed ${stats.files.toLocaleString("en-US")} files (${formatBytes(stats.bytes)}) into ${formatBytes(stats.compressedBytes)}`);
+    for (const s of stats.skipped) ui.warn(`Left out ${s.path}: ${s.reason}`);
     const size = Bun.file(file).size;
     const sending = createProgress({ label: "Uploading", total: size });
     try {

@@ -289,6 +289,20 @@ describe("packing", () => {
     expect(snapshot("a/.cache", true)).toBe(true);
   });
 
+  test("symlinks out of the tree are left out of a pack (they could not be restored) and reported", async () => {
+    const root = tempDir();
+    writeFileSync(join(root, "a.txt"), "a");
+    symlinkSync("/etc/passwd", join(root, "abs"));
+    symlinkSync("../outside", join(root, "up"));
+    symlinkSync("a.txt", join(root, "fine"));
+    const packed = await packToBytes({ root, mode: "upload" });
+    expect(packed.skipped.map((x) => x.path).sort()).toEqual(["abs", "up"]);
+    const dest = join(tempDir(), "out");
+    await extractArchive(packed.data, dest);
+    expect(readlinkSync(join(dest, "fine"))).toBe("a.txt");
+    expect(existsSync(join(dest, "abs"))).toBe(false);
+  });
+
   test("modes, symlinks, empty directories, mtimes and long names round-trip; special files are skipped", async () => {
     const root = tempDir();
     tree(root, {
