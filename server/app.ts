@@ -122,18 +122,18 @@ export function createServer(deps: ServerDeps): CattyServer {
       async onAgentHello(sessionId) {
         clearTimeout(lostTimers.get(sessionId));
         lostTimers.delete(sessionId);
-        const row = await store.updateSession(sessionId, {});
+        const row = await store.sessionById(sessionId);
         if (!row) return { restore: null };
         if (row.status === "starting") await store.updateSession(sessionId, { status: "running" });
         return { restore: await saves.restoreFor(row) };
       },
       async onAgentControl(sessionId, msg) {
-        const row = await store.updateSession(sessionId, {});
+        const row = await store.sessionById(sessionId);
         if (!row) return null;
         return saves.control(row, msg, (reason) => failSession(row, reason));
       },
       async onExit(sessionId, exit) {
-        const row = await store.updateSession(sessionId, {});
+        const row = await store.sessionById(sessionId);
         if (!row) return { status: "stopped", reason: exit.reason };
         if (!isLive(row.status)) return { status: row.status, reason: row.endReason };
         const stopping = row.status === "stopping";
@@ -165,7 +165,7 @@ export function createServer(deps: ServerDeps): CattyServer {
     const check = async (): Promise<void> => {
       lostTimers.delete(sessionId);
       if (closed) return;
-      const row = await store.updateSession(sessionId, {});
+      const row = await store.sessionById(sessionId);
       if (!row || !isLive(row.status) || relay.agentConnected(sessionId)) return;
       const alive = row.machine ? await provider.isAlive(row.machine) : false;
       if (alive) {
@@ -178,19 +178,25 @@ export function createServer(deps: ServerDeps): CattyServer {
     lostTimers.set(sessionId, setTimeout(run, Math.min(agentLostMs, 5_000)));
   }
 
-  /** Ends a session on the server's own account (idle, duration): the agent stops the program and saves. */
-  async function endByServer(row: SessionRow, status: SessionStatus, reason: string): Promise<void> {
-    if (endingAs.has(row.id)) return;
-    endingAs.set(row.id, { status, reason });
-    log.info("ending session", { label: row.label, reason });
-    await store.updateSession(row.id, { status: "stopping" });
+  /**
+   * Ends a session gracefully: the agent stops the program and makes the final save; the exit
+   * is recorded with `status` and `reason`. If it does not end in time, the machine is destroyed.
+   */
+  async function endGracefully(row: SessionRow, status: SessionStatus, reason: string): Promise<SessionRow> {
+    if (!endingAs.has(row.id)) {
+      endingAs.set(row.id, { status, reason });
+      log.info("ending session", { label: row.label, reason });
+      await store.updateSession(row.id, { status: "stopping" });
+    }
     const exited = relay.stop(row.id, reason) && (await relay.waitForExit(row.id, stopTimeoutMs));
-    const current = await store.updateSession(row.id, {});
-    if (exited || !current || !isLive(current.status)) return;
+    const current = (await store.sessionById(row.id)) ?? row;
+    if (exited || !isLive(current.status)) return current;
     endingAs.delete(row.id);
     if (row.machine) await provider.destroy(row.machine);
+    await store.updateSession(row.id, { finalSave: "failed: the session did not stop in time" });
     const ended = await endSession(current, status, { endReason: `${reason} (machine destroyed)` });
     relay.endClients(row.id, { type: "exit", code: 129, status: ended.status, reason: ended.endReason });
+    return ended;
   }
 
   const startedAt = Date.now();
@@ -200,12 +206,12 @@ export function createServer(deps: ServerDeps): CattyServer {
       if (row.status === "stopping" || endingAs.has(row.id)) continue;
       if (row.expiresAt && Date.parse(row.expiresAt) <= now) {
         const took = formatDuration(Date.parse(row.expiresAt) - Date.parse(row.createdAt));
-        void endByServer(row, "timed_out", `reached its maximum duration of ${took}`);
+        void endGracefully(row, "timed_out", `reached its maximum duration of ${took}`);
         continue;
       }
       const last = relay.lastActivity(row.id) ?? Math.max(Date.parse(row.createdAt), startedAt);
       if (now - last >= row.idleTimeoutMs) {
-        void endByServer(row, "timed_out", `idle for ${formatDuration(row.idleTimeoutMs)} (no input or output)`);
+        void endGracefully(row, "timed_out", `idle for ${formatDuration(row.idleTimeoutMs)} (no input or output)`);
       }
     }
   }
@@ -323,18 +329,7 @@ export function createServer(deps: ServerDeps): CattyServer {
 
   async function stopSession(row: SessionRow): Promise<Response> {
     if (!isLive(row.status)) return json(await sessionJson(row));
-    await store.updateSession(row.id, { status: "stopping" });
-    const exited = relay.stop(row.id, "stopped by user") && (await relay.waitForExit(row.id, stopTimeoutMs));
-    let current = (await store.updateSession(row.id, {})) ?? row;
-    if (!exited || isLive(current.status)) {
-      if (row.machine) await provider.destroy(row.machine);
-      if (isLive(current.status)) {
-        current = await endSession(current, "stopped", { endReason: "stopped by user (machine destroyed)" });
-        current = (await store.updateSession(row.id, { finalSave: "failed: the session did not stop in time" })) ?? current;
-        relay.endClients(row.id, { type: "exit", code: 129, status: "stopped", reason: current.endReason });
-      }
-    }
-    return json(await sessionJson(current));
+    return json(await sessionJson(await endGracefully(row, "stopped", "stopped by user")));
   }
 
   async function route(req: Request, server: Server<SocketData>): Promise<Response | undefined> {

@@ -209,6 +209,9 @@ export function openSqliteStore(file: string): Store {
     async sessionByAgentTokenHash(tokenHash) {
       return sessionBy("agent_token_hash = ?", tokenHash);
     },
+    async sessionById(id) {
+      return sessionBy("id = ?", id);
+    },
     async listSessions(userId) {
       const rows = db
         .query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")

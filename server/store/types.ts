@@ -74,6 +74,7 @@ export interface Store {
   /** A user's session by label; null for another user's (callers answer 404 either way). */
   sessionFor(userId: string, label: string): Promise<SessionRow | null>;
   sessionByAgentTokenHash(tokenHash: string): Promise<SessionRow | null>;
+  sessionById(id: string): Promise<SessionRow | null>;
   /** Newest first. */
   listSessions(userId: string): Promise<SessionRow[]>;
   liveSessions(): Promise<SessionRow[]>;
