@@ -17,16 +17,26 @@
  * Needs `sshd` (installs Debian's openssh-server when it is missing). Cleans up everything it
  * started, also on failure or Ctrl+C, and exits non-zero when something fails.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Subprocess } from "bun";
 import { startServer } from "../server/listen.ts";
 import { readServerConfig } from "../server/config.ts";
 import { createApiClient } from "../src/lib/api.ts";
 import { createLog, silentLog } from "../src/lib/log.ts";
 import { SessionLink } from "../src/terminal/session-link.ts";
+import {
+  benchTempDir,
+  cleanups,
+  freePort,
+  killAndWait,
+  percentile,
+  runBench,
+  startServerProcess,
+  waitForPort,
+  wholeNumbers,
+  withDeadline,
+} from "./harness.ts";
 
 const TARGET_P50_RATIO = 1.5;
 const ECHO_TIMEOUT_MS = 5_000;
@@ -38,31 +48,6 @@ const CTRL_U = 0x15;
 const KEYS = "abcdefghijklmnopqrstuvwxyz";
 
 // ── plumbing ──────────────────────────────────────────────────────────────────────────────────
-
-/** Things to undo, last first. */
-const cleanups: Array<{ what: string; run: () => Promise<void> | void }> = [];
-let cleaning: Promise<void> | null = null;
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of cleanups.splice(0).reverse()) {
-      try {
-        await withDeadline(Promise.resolve(c.run()), 30_000, `cleanup: ${c.what}`);
-      } catch (err) {
-        console.error(`cleanup failed (${c.what}): ${(err as Error).message}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
 
 /** Output seen since the last reset, and a wait for it to match; timestamps are taken on arrival. */
 class Tap {
@@ -127,13 +112,6 @@ async function readAll(stream: ReadableStream<Uint8Array>, onChunk: (chunk: Uint
   }
 }
 
-function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
-
 // ── the two paths ─────────────────────────────────────────────────────────────────────────────
 
 /** Where the server runs: its own process (as in real use), or this one. */
@@ -145,17 +123,8 @@ async function startCattyServer(dataDir: string, mode: ServerMode): Promise<{ ur
     cleanups.push({ what: "catty server", run: () => server.stop() });
     return { url: server.url, token: readFileSync(server.ownerTokenFile, "utf8").trim() };
   }
-  const port = freePort();
-  const entry = join(import.meta.dir, "..", "server", "main.ts");
-  const proc = Bun.spawn([process.execPath, entry, "serve", "--port", String(port), "--data-dir", dataDir], {
-    stdin: "ignore",
-    stdout: "inherit",
-    stderr: "inherit",
-    env: { ...process.env, CATTY_LOG_LEVEL: "warn" },
-  });
-  cleanups.push({ what: "catty server process", run: () => killAndWait(proc) });
-  await waitForPort(port, proc, "catty-server", () => "");
-  return { url: `http://127.0.0.1:${port}`, token: readFileSync(join(dataDir, "owner-token"), "utf8").trim() };
+  const { url, token } = await startServerProcess(dataDir, { ready: "port" });
+  return { url, token };
 }
 
 async function startCatty(tmp: string, mode: ServerMode): Promise<Peer> {
@@ -280,49 +249,6 @@ async function startSsh(tmp: string): Promise<Peer> {
   };
 }
 
-async function waitForPort(port: number, proc: Subprocess, name: string, log: () => string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${log()}`);
-    try {
-      const s = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } });
-      s.end();
-      return;
-    } catch {
-      await Bun.sleep(50);
-    }
-  }
-  throw new Error(`${name} did not listen on port ${port} within 10 s:\n${log()}`);
-}
-
-/**
- * Safety net for a session that would not stop: the local provider starts agents detached, in
- * their workspace under `dir`, so whatever still runs there is ours. Linux only (reads /proc).
- */
-function killProcessesUnder(dir: string): void {
-  let pids: string[];
-  try {
-    pids = readdirSync("/proc").filter((p) => /^\d+$/.test(p));
-  } catch {
-    return;
-  }
-  for (const pid of pids) {
-    let cwd: string;
-    try {
-      cwd = readlinkSync(`/proc/${pid}/cwd`);
-    } catch {
-      continue;
-    }
-    if (cwd !== dir && !cwd.startsWith(`${dir}/`)) continue;
-    console.error(`killing leftover process ${pid} (cwd ${cwd})`);
-    try {
-      process.kill(Number(pid), "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
-
 async function childrenGone(pid: number, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
@@ -332,16 +258,6 @@ async function childrenGone(pid: number, ms: number): Promise<void> {
       return; // no /proc here, or already gone
     }
     await Bun.sleep(20);
-  }
-}
-
-async function killAndWait(proc: Subprocess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  proc.kill("SIGTERM");
-  const gone = await Promise.race([proc.exited.then(() => true), Bun.sleep(3_000).then(() => false)]);
-  if (!gone) {
-    proc.kill("SIGKILL");
-    await proc.exited;
   }
 }
 
@@ -383,11 +299,6 @@ async function roundTrip(peer: Peer): Promise<number> {
   return echoed - sent;
 }
 
-function percentile(sorted: number[], p: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] as number;
-}
-
 function summary(samples: number[]): { p50: number; p99: number } {
   const sorted = [...samples].sort((a, b) => a - b);
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
@@ -405,18 +316,9 @@ async function main(): Promise<void> {
   });
   const mode = values.server as ServerMode;
   if (mode !== "inproc" && mode !== "process") throw new Error(`--server must be "inproc" or "process"`);
-  const rounds = Number(values.rounds);
-  const warmup = Number(values.warmup);
-  const block = Number(values.block);
-  const gapMs = Number(values["gap-ms"]);
-  const counts = [["--rounds", rounds, 1], ["--warmup", warmup, 0], ["--block", block, 1], ["--gap-ms", gapMs, 0]] as const;
-  for (const [name, n, min] of counts) {
-    if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number ≥ ${min}`);
-  }
+  const { rounds, warmup, block, "gap-ms": gapMs } = wholeNumbers(values, { rounds: 1, warmup: 0, block: 1, "gap-ms": 0 });
 
-  const tmp = mkdtempSync(join(tmpdir(), "catty-bench-echo-"));
-  cleanups.push({ what: "temp dir", run: () => rmSync(tmp, { recursive: true, force: true }) });
-  cleanups.push({ what: "leftover session processes", run: () => killProcessesUnder(tmp) });
+  const tmp = benchTempDir("catty-bench-echo-");
   const peers = [await startCatty(tmp, mode), await startSsh(tmp)];
   for (const p of peers) await ready(p);
   for (const p of peers) for (let i = 0; i < warmup; i++) await roundTrip(p);
@@ -450,25 +352,4 @@ async function main(): Promise<void> {
   console.log(`(${where}; ${gapMs > 0 ? `${gapMs} ms between keystrokes` : "keystrokes back to back"}; remote program: cat)`);
 }
 
-const overall = setTimeout(() => {
-  console.error(`echo-latency: gave up after ${OVERALL_TIMEOUT_MS / 60_000} min`);
-  void cleanup().finally(() => process.exit(1));
-}, OVERALL_TIMEOUT_MS);
-for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15]] as const) {
-  process.on(signal, () => {
-    console.error(`echo-latency: ${signal}, cleaning up`);
-    void cleanup().finally(() => process.exit(128 + number));
-  });
-}
-
-let code = 0;
-try {
-  await main();
-} catch (err) {
-  // After Ctrl+C the run fails as its processes go away; that is not news.
-  if (!cleaning) console.error(`echo-latency failed: ${(err as Error).message}`);
-  code = 1;
-}
-await cleanup();
-clearTimeout(overall);
-process.exit(code);
+await runBench("echo-latency", OVERALL_TIMEOUT_MS, main);

@@ -23,10 +23,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Subprocess } from "bun";
 import { createApiClient, type ApiClient } from "../src/lib/api.ts";
 import { TcpProxy } from "../test/helpers/proxy.ts";
 import { Recorder } from "../test/helpers/recorder.ts";
+import { cleanup, cleanups, median, startServerProcess, withDeadline } from "./harness.ts";
 
 const TARGET_MS = 100;
 const OVERALL_TIMEOUT_MS = 5 * 60_000;
@@ -36,52 +36,11 @@ const ROWS = 30;
 
 // ── plumbing ──────────────────────────────────────────────────────────────────────────────────
 
-const cleanups: Array<{ what: string; run: () => Promise<unknown> | unknown }> = [];
-let cleaning: Promise<void> | null = null;
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of cleanups.splice(0).reverse()) {
-      try {
-        await withDeadline(Promise.resolve(c.run()), 30_000, `cleanup: ${c.what}`);
-      } catch (err) {
-        console.error(`cleanup failed (${c.what}): ${(err as Error).message}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
 async function until(check: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await Bun.sleep(5);
-  }
-}
-
-function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
-
-async function killAndWait(proc: Subprocess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  proc.kill("SIGTERM");
-  const gone = await Promise.race([proc.exited.then(() => true), Bun.sleep(3_000).then(() => false)]);
-  if (!gone) {
-    proc.kill("SIGKILL");
-    await proc.exited;
   }
 }
 
@@ -94,7 +53,7 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-// ── the program, the server, the clients ──────────────────────────────────────────────────────
+// ── the program and the clients ───────────────────────────────────────────────────────────────
 
 /** Numbered 64-byte lines at `rate` bytes per second (0: as fast as stdout takes them). */
 const PRINTER = `
@@ -122,27 +81,6 @@ for (;;) {
   await new Promise((r) => setTimeout(r, 5));
 }
 `;
-
-async function startServer(dataDir: string): Promise<{ url: string; port: number; token: string }> {
-  const port = freePort();
-  const entry = join(import.meta.dir, "..", "server", "main.ts");
-  const proc = Bun.spawn([process.execPath, entry, "serve", "--port", String(port), "--data-dir", dataDir], {
-    stdin: "ignore",
-    stdout: "inherit",
-    stderr: "inherit",
-    env: { ...process.env, CATTY_LOG_LEVEL: "warn" },
-  });
-  cleanups.push({ what: "catty server process", run: () => killAndWait(proc) });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`catty-server exited with ${proc.exitCode}`);
-    if ((await fetch(`${url}/healthz`).catch(() => null))?.ok) break;
-    if (Date.now() > deadline) throw new Error("catty-server did not start within 15 s");
-    await Bun.sleep(50);
-  }
-  return { url, port, token: readFileSync(join(dataDir, "owner-token"), "utf8").trim() };
-}
 
 /** One client's stream: what it received, where, and when. */
 class Stream {
@@ -275,12 +213,6 @@ async function round(api: ApiClient, direct: ApiClient, proxy: TcpProxy, opts: {
 const fmtMs = (ms: number): string => `${ms.toFixed(1)} ms`;
 const fmtBytes = (n: number): string => (n >= 1e6 ? `${(n / 1e6).toFixed(2)} MB` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} kB` : `${n} B`);
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-}
-
 let printerFile = "";
 
 async function main(): Promise<void> {
@@ -301,7 +233,7 @@ async function main(): Promise<void> {
   printerFile = join(tmp, "printer.mjs");
   writeFileSync(printerFile, PRINTER);
   const dataDir = join(tmp, "server");
-  const srv = await startServer(dataDir);
+  const srv = await startServerProcess(dataDir);
   // Safety net: whatever agent is still running when we leave is killed.
   cleanups.push({
     what: "leftover agents",

@@ -21,6 +21,7 @@ import { WorkspaceSaver, type SaveTransport } from "../agent/saver.ts";
 import { createDiskBlobStore, handleBlobRequest } from "../server/blobs/disk.ts";
 import { formatBytes } from "../src/lib/archive.ts";
 import { silentLog } from "../src/lib/log.ts";
+import { median } from "./harness.ts";
 
 const TARGET_RATIO = 1.3;
 const URL_TTL_SEC = 15 * 60;
@@ -170,11 +171,6 @@ async function tarSave(workspace: string, n: number): Promise<number> {
   return size;
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
-};
 const ms = (x: number): string => `${Math.round(x)} ms`;
 
 // ── the run ───────────────────────────────────────────────────────────────────────────────────

@@ -21,15 +21,14 @@
  * non-zero only when something failed, never because a target was missed.
  */
 import { createHash } from "node:crypto";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { Subprocess } from "bun";
 import { createApiClient } from "../src/lib/api.ts";
 import { silentLog } from "../src/lib/log.ts";
 import { SessionLink } from "../src/terminal/session-link.ts";
 import { loadSyncState, SyncBackWriter, syncStateFile } from "../src/terminal/sync-back.ts";
+import { benchTempDir, cleanups, percentile, runBench, startServerProcess, wholeNumbers, withDeadline } from "./harness.ts";
 
 const TARGET_P50_MS = 100;
 const TARGET_MB_S = 50;
@@ -38,101 +37,6 @@ const SMALL_TIMEOUT_MS = 10_000;
 const BIG_TIMEOUT_MS = 120_000;
 const READY_TIMEOUT_MS = 30_000;
 const OVERALL_TIMEOUT_MS = 10 * 60_000;
-
-// ── plumbing ──────────────────────────────────────────────────────────────────────────────────
-
-const cleanups: Array<{ what: string; run: () => Promise<unknown> | unknown }> = [];
-let cleaning: Promise<void> | null = null;
-
-function cleanup(): Promise<void> {
-  cleaning ??= (async () => {
-    for (const c of cleanups.splice(0).reverse()) {
-      try {
-        await withDeadline(Promise.resolve(c.run()), 30_000, `cleanup: ${c.what}`);
-      } catch (err) {
-        console.error(`cleanup failed (${c.what}): ${(err as Error).message}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-
-function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: Timer | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
-}
-
-function freePort(): number {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
-
-async function killAndWait(proc: Subprocess): Promise<void> {
-  if (proc.exitCode !== null || proc.signalCode !== null) return;
-  proc.kill("SIGTERM");
-  const gone = await Promise.race([proc.exited.then(() => true), Bun.sleep(3_000).then(() => false)]);
-  if (!gone) {
-    proc.kill("SIGKILL");
-    await proc.exited;
-  }
-}
-
-/** Safety net: the local provider starts agents detached with their cwd under `dir`; whatever still runs there is ours (Linux). */
-function killProcessesUnder(dir: string): void {
-  let pids: string[];
-  try {
-    pids = readdirSync("/proc").filter((p) => /^\d+$/.test(p));
-  } catch {
-    return;
-  }
-  for (const pid of pids) {
-    let cwd: string;
-    try {
-      cwd = readlinkSync(`/proc/${pid}/cwd`);
-    } catch {
-      continue;
-    }
-    if (cwd !== dir && !cwd.startsWith(`${dir}/`)) continue;
-    console.error(`killing leftover process ${pid} (cwd ${cwd})`);
-    try {
-      process.kill(Number(pid), "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
-
-async function startServerProcess(dataDir: string): Promise<{ url: string; token: string }> {
-  const port = freePort();
-  const entry = join(import.meta.dir, "..", "server", "main.ts");
-  const proc = Bun.spawn([process.execPath, entry, "serve", "--port", String(port), "--data-dir", dataDir], {
-    stdin: "ignore",
-    stdout: "inherit",
-    stderr: "inherit",
-    env: {
-      ...process.env,
-      CATTY_LOG_LEVEL: "warn",
-      // Saves would read the whole workspace in the middle of the measurement.
-      CATTY_SAVE_FIRST_MS: String(3_600_000),
-      CATTY_SAVE_INTERVAL_MS: String(3_600_000),
-    },
-  });
-  cleanups.push({ what: "catty server process", run: () => killAndWait(proc) });
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`catty-server exited with ${proc.exitCode}`);
-    if ((await fetch(`${url}/healthz`).catch(() => null))?.ok) break;
-    if (Date.now() > deadline) throw new Error("catty-server did not answer within 15 s");
-    await Bun.sleep(50);
-  }
-  return { url, token: readFileSync(join(dataDir, "owner-token"), "utf8").trim() };
-}
 
 // ── the client: SessionLink + SyncBackWriter, as `catty connect` wires them ───────────────────
 
@@ -176,11 +80,7 @@ function readOrNull(path: string): Buffer | null {
   }
 }
 
-function percentile(sorted: number[], p: number): number {
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] as number;
-}
-
+/** The lower of the two middle values for an even count (not `median` from the harness, which averages them). */
 const median = (xs: number[]): number => percentile([...xs].sort((a, b) => a - b), 50);
 
 /** `n` incompressible bytes, written to `path` in 4 MB pieces. */
@@ -211,25 +111,20 @@ async function main(): Promise<void> {
       "big-rounds": { type: "string", default: "3" },
     },
   });
-  const writes = Number(values.writes);
-  const warmup = Number(values.warmup);
-  const mb = Number(values.mb);
-  const bigRounds = Number(values["big-rounds"]);
-  const counts = [["--writes", writes, 1], ["--warmup", warmup, 0], ["--mb", mb, 1], ["--big-rounds", bigRounds, 1]] as const;
-  for (const [name, n, min] of counts) {
-    if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be a whole number ≥ ${min}`);
-  }
+  const { writes, warmup, mb, "big-rounds": bigRounds } = wholeNumbers(values, { writes: 1, warmup: 0, mb: 1, "big-rounds": 1 });
 
-  const tmp = mkdtempSync(join(tmpdir(), "catty-bench-syncback-"));
-  cleanups.push({ what: "temp dir", run: () => rmSync(tmp, { recursive: true, force: true }) });
-  cleanups.push({ what: "leftover session processes", run: () => killProcessesUnder(tmp) });
+  const tmp = benchTempDir("catty-bench-syncback-");
   const dataDir = join(tmp, "server");
   const local = join(tmp, "local");
   const scratch = join(tmp, "scratch");
   const home = join(tmp, "home");
   for (const d of [local, scratch, home]) mkdirSync(d, { recursive: true });
 
-  const { url, token } = await startServerProcess(dataDir);
+  const { url, token } = await startServerProcess(dataDir, {
+    // Saves would read the whole workspace in the middle of the measurement.
+    env: { CATTY_SAVE_FIRST_MS: String(3_600_000), CATTY_SAVE_INTERVAL_MS: String(3_600_000) },
+    notReadyMessage: "catty-server did not answer within 15 s",
+  });
   const api = createApiClient(url, token);
   const session = await withDeadline(api.create({ command: ["cat"], cols: 80, rows: 24 }), 30_000, "create a session");
   cleanups.push({ what: `session ${session.label}`, run: async () => void (await api.stop(session.label)) });
@@ -368,24 +263,4 @@ async function main(): Promise<void> {
   console.log(`(server in its own process, agent started by the local provider, loopback; MB = 10^6 bytes)`);
 }
 
-const overall = setTimeout(() => {
-  console.error(`syncback: gave up after ${OVERALL_TIMEOUT_MS / 60_000} min`);
-  void cleanup().finally(() => process.exit(1));
-}, OVERALL_TIMEOUT_MS);
-for (const [signal, number] of [["SIGINT", 2], ["SIGTERM", 15]] as const) {
-  process.on(signal, () => {
-    console.error(`syncback: ${signal}, cleaning up`);
-    void cleanup().finally(() => process.exit(128 + number));
-  });
-}
-
-let code = 0;
-try {
-  await main();
-} catch (err) {
-  if (!cleaning) console.error(`syncback failed: ${(err as Error).message}`);
-  code = 1;
-}
-await cleanup();
-clearTimeout(overall);
-process.exit(code);
+await runBench("syncback", OVERALL_TIMEOUT_MS, main);
