@@ -17,7 +17,7 @@ import { TcpProxy } from "../helpers/proxy.ts";
 import { checkSeq, lastSeqLine, pacedSeq, Recorder } from "../helpers/recorder.ts";
 import { ServerProcess } from "../helpers/server-process.ts";
 import { Tmux } from "../helpers/tmux.ts";
-import { TmuxScreen, waitForSameScreen } from "../helpers/tmux-screen.ts";
+import { waitForSameScreen } from "../helpers/tmux-screen.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const LABEL_RE = /Session ([a-z]+-[a-z]+-\d{4}) started/;
@@ -328,9 +328,9 @@ describe("screen restore after the ring has been overrun", () => {
   let small: ServerProcess;
   let proxy: TcpProxy;
   /** catty, attached through the proxy. */
-  let remote: TmuxScreen;
+  let remote: Tmux;
   /** The same programs run directly, no catty. */
-  let local: TmuxScreen;
+  let local: Tmux;
   let witness: Recorder;
   let label: string;
   let file: string;
@@ -346,9 +346,9 @@ describe("screen restore after the ring has been overrun", () => {
     );
     const home = mkdtempSync(join(scratch, "home-"));
     const path = `${bins.dir}:${process.env.PATH}`;
-    remote = new TmuxScreen({ HOME: home, CATTY_HOME: home, CATTY_API_ADDR: proxy.url, CATTY_TOKEN: small.ownerToken, PATH: path, PS1: "$ " });
+    remote = new Tmux({ HOME: home, CATTY_HOME: home, CATTY_API_ADDR: proxy.url, CATTY_TOKEN: small.ownerToken, PATH: path, PS1: "$ " });
     remote.start({ cols: COLS, rows: ROWS, cwd: scratch });
-    local = new TmuxScreen({ HOME: home, PATH: path, PS1: "$ " });
+    local = new Tmux({ HOME: home, PATH: path, PS1: "$ " });
     local.start({ cols: COLS, rows: ROWS, cwd: scratch });
     // The session's shell: no PS1 from the environment, TERM=xterm-256color. The same here.
     local.type("exec env -u PS1 TERM=xterm-256color bash --norc --noprofile");
@@ -445,10 +445,10 @@ describe("screen restore within the ring", () => {
       await using proxy = TcpProxy.start({ port: server.port });
       const home = mkdtempSync(join(scratch, "home-"));
       const path = `${bins.dir}:${process.env.PATH}`;
-      const remote = new TmuxScreen({ HOME: home, CATTY_HOME: home, CATTY_API_ADDR: proxy.url, CATTY_TOKEN: server.ownerToken, PATH: path, PS1: "$ " });
+      const remote = new Tmux({ HOME: home, CATTY_HOME: home, CATTY_API_ADDR: proxy.url, CATTY_TOKEN: server.ownerToken, PATH: path, PS1: "$ " });
       remote.start({ cols: COLS, rows: ROWS, cwd: scratch });
       later(() => remote.kill());
-      const local = new TmuxScreen({ HOME: home, PATH: path, PS1: "$ " });
+      const local = new Tmux({ HOME: home, PATH: path, PS1: "$ " });
       local.start({ cols: COLS, rows: ROWS, cwd: scratch });
       later(() => local.kill());
       local.type("exec env -u PS1 TERM=xterm-256color bash --norc --noprofile");

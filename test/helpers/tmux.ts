@@ -16,7 +16,7 @@ export class Tmux {
     return res.stdout.toString();
   }
 
-  start(opts: { cols?: number; rows?: number; cwd?: string } = {}): void {
+  start(opts: { cols?: number; rows?: number; cwd?: string } = {}): this {
     const env = Object.entries(this.env).flatMap(([k, v]) => ["-e", `${k}=${v}`]);
     this.run([
       "-f", "/dev/null", "new-session", "-d", "-s", this.target,
@@ -26,6 +26,7 @@ export class Tmux {
     ]);
     this.run(["set-option", "-g", "status", "off"]);
     this.run(["set-option", "-g", "window-size", "manual"]);
+    return this;
   }
 
   /** Types literal text (no key names) and optionally Enter. */
@@ -40,6 +41,13 @@ export class Tmux {
 
   capture(): string {
     return this.run(["capture-pane", "-p", "-t", this.target]);
+  }
+
+  /** Screen text, then a line with the cursor position and the alternate-screen flag. */
+  state(): string {
+    const screen = this.capture();
+    const info = this.run(["display-message", "-p", "-t", this.target, "cursor=#{cursor_x},#{cursor_y} alt=#{alternate_on}"]);
+    return `${screen}--\n${info}`;
   }
 
   resize(cols: number, rows: number): void {
