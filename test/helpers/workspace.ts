@@ -4,9 +4,9 @@
  * CLI talks to it), sessions started with `catty new` inside tmux, the local provider's on-disk
  * layout, project trees, directory comparison and crafted `.tar.gz` archives.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import * as tar from "tar-stream";
 import type { Session } from "../../src/protocol/index.ts";
@@ -191,19 +191,7 @@ export class CattyUser {
   }
 }
 
-/** Writes files (string or byte contents); keys ending in `/` are empty directories. */
-export function writeTree(root: string, files: Record<string, string | Uint8Array>): string {
-  for (const [rel, content] of Object.entries(files)) {
-    const abs = join(root, rel);
-    if (rel.endsWith("/")) {
-      mkdirSync(abs, { recursive: true });
-      continue;
-    }
-    mkdirSync(dirname(abs), { recursive: true });
-    writeFileSync(abs, content);
-  }
-  return root;
-}
+export { writeTree } from "./fs.ts";
 
 /** Relative paths of every file, symlink and directory (directories end in `/`), sorted. */
 export function listTree(root: string, opts: { skip?: (rel: string) => boolean } = {}): string[] {

@@ -1,20 +1,17 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
-  rmSync,
   statSync,
   symlinkSync,
   utimesSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import * as tar from "tar-stream";
@@ -29,42 +26,10 @@ import {
   type PackOptions,
 } from "../../src/lib/archive.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
+import { tempDirs, writeTree } from "../helpers/fs.ts";
 
-const made: string[] = [];
-afterAll(() => {
-  for (const dir of made) {
-    chmodTree(dir);
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "catty-archive-"));
-  made.push(dir);
-  return dir;
-}
-
-/** Lets cleanup remove trees whose modes a test restricted. */
-function chmodTree(dir: string): void {
-  if (!existsSync(dir)) return;
-  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (entry.isDirectory()) chmodSync(join(entry.parentPath, entry.name), 0o755);
-  }
-}
-
-/** Writes files (string contents) and directories (keys ending in `/`). */
-function tree(root: string, files: Record<string, string>): string {
-  for (const [rel, content] of Object.entries(files)) {
-    const abs = join(root, rel);
-    if (rel.endsWith("/")) {
-      mkdirSync(abs, { recursive: true });
-      continue;
-    }
-    mkdirSync(dirname(abs), { recursive: true });
-    writeFileSync(abs, content);
-  }
-  return root;
-}
+const tempDir = tempDirs("catty-archive-");
+const tree = writeTree;
 
 /** Every entry name in a .tar.gz, directories with a trailing slash. */
 async function names(data: Uint8Array): Promise<string[]> {

@@ -1,35 +1,23 @@
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   readlinkSync,
-  rmSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { applySync, formatPlan, isEmptyPlan, planSync, type SyncPlan } from "../../src/lib/sync.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
+import { tempDirs } from "../helpers/fs.ts";
 
-const made: string[] = [];
-afterAll(() => {
-  for (const dir of made) rmSync(dir, { recursive: true, force: true });
-});
+const tempDir = tempDirs("catty-sync-test-");
 
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "catty-sync-test-"));
-  made.push(dir);
-  return dir;
-}
-
-/** Writes files (string contents), directories (keys ending in `/`) and symlinks (`{ link }`). */
 function tree(root: string, entries: Record<string, string | { link: string }>): string {
   for (const [rel, content] of Object.entries(entries)) {
     const abs = join(root, rel);

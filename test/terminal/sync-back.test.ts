@@ -3,13 +3,12 @@
  * file bytes as the agent would send them, in temp directories. Whatever arrives, nothing outside
  * the root is written or deleted; files land atomically; local edits are kept.
  */
-import { afterAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import {
   chmodSync,
   existsSync,
   lstatSync,
   mkdirSync,
-  mkdtempSync,
   readdirSync,
   readFileSync,
   rmSync,
@@ -17,7 +16,6 @@ import {
   symlinkSync,
   writeFileSync,
 } from "node:fs";
-import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { silentLog } from "../../src/lib/log.ts";
 import type { SyncEvent } from "../../src/protocol/index.ts";
@@ -30,18 +28,10 @@ import {
   type SyncState,
 } from "../../src/terminal/sync-back.ts";
 import { snapshotTree } from "../helpers/sync-back.ts";
+import { tempDirs } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
-const made: string[] = [];
-afterAll(() => {
-  for (const dir of made) rmSync(dir, { recursive: true, force: true });
-});
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), "catty-syncback-unit-"));
-  made.push(dir);
-  return dir;
-}
+const tempDir = tempDirs("catty-syncback-unit-");
 
 const read = (path: string): string => readFileSync(path, "utf8");
 const mode = (path: string): number => statSync(path).mode & 0o7777;

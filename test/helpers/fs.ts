@@ -1,0 +1,42 @@
+/** Temporary directories and small file trees for tests. */
+import { afterAll } from "bun:test";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+/**
+ * Returns a maker of fresh temp directories named `<prefix>…`, all removed after the file's
+ * tests (also those whose modes a test restricted). Call it at the top level of a test file.
+ */
+export function tempDirs(prefix: string): () => string {
+  const made: string[] = [];
+  afterAll(() => {
+    for (const dir of made) {
+      if (existsSync(dir)) {
+        for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+          if (e.isDirectory()) chmodSync(join(e.parentPath, e.name), 0o755);
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+  return () => {
+    const dir = mkdtempSync(join(tmpdir(), prefix));
+    made.push(dir);
+    return dir;
+  };
+}
+
+/** Writes files (string or byte contents); keys ending in `/` are empty directories. */
+export function writeTree(root: string, files: Record<string, string | Uint8Array>): string {
+  for (const [rel, content] of Object.entries(files)) {
+    const abs = join(root, rel);
+    if (rel.endsWith("/")) {
+      mkdirSync(abs, { recursive: true });
+      continue;
+    }
+    mkdirSync(dirname(abs), { recursive: true });
+    writeFileSync(abs, content);
+  }
+  return root;
+}
