@@ -9,8 +9,9 @@
  */
 import { createHash } from "node:crypto";
 import { closeSync, openSync, writeSync } from "node:fs";
-import { chmod, lstat, mkdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
+import { chmod, lstat, mkdir, readdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { createExcluder } from "../lib/exclude.ts";
 import type { Log } from "../lib/log.ts";
 import type { SyncEvent, SyncPosition } from "../protocol/index.ts";
 
@@ -315,8 +316,6 @@ async function freeName(base: string): Promise<string> {
 
 /** What `catty new` uploaded: remembered so a later local edit is told apart from the upload. */
 export async function recordTree(root: string, includeGit: boolean): Promise<SyncState["files"]> {
-  const { createExcluder } = await import("../lib/exclude.ts");
-  const { readdir } = await import("node:fs/promises");
   const exclude = createExcluder(root, "upload", includeGit);
   const files: SyncState["files"] = {};
   const walk = async (dir: string, rel: string): Promise<void> => {

@@ -40,3 +40,16 @@ export function writeTree(root: string, files: Record<string, string | Uint8Arra
   }
   return root;
 }
+
+/** `n` bytes of deterministic noise (incompressible, so sizes are predictable). */
+export function noise(n: number, seed = 1): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}

@@ -191,7 +191,7 @@ export class CattyUser {
   }
 }
 
-export { writeTree } from "./fs.ts";
+export { noise, writeTree } from "./fs.ts";
 
 /** Relative paths of every file, symlink and directory (directories end in `/`), sorted. */
 export function listTree(root: string, opts: { skip?: (rel: string) => boolean } = {}): string[] {
@@ -277,15 +277,3 @@ async function tarBytes(entries: CraftedEntry[], limit: number): Promise<Uint8Ar
   return Buffer.concat(chunks).subarray(0, Number.isFinite(limit) ? limit : undefined);
 }
 
-/** `n` bytes of deterministic noise (incompressible, so sizes are predictable). */
-export function noise(n: number, seed = 1): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}

@@ -28,7 +28,7 @@ import {
   type SyncState,
 } from "../../src/terminal/sync-back.ts";
 import { snapshotTree } from "../helpers/sync-back.ts";
-import { tempDirs } from "../helpers/fs.ts";
+import { noise, tempDirs } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const tempDir = tempDirs("catty-syncback-unit-");
@@ -77,17 +77,6 @@ const event = (w: SyncBackWriter, e: SyncEvent): void => w.event(e);
 const temps = (dir: string): string[] =>
   readdirSync(dir, { recursive: true }).map(String).filter((n) => n.split("/").pop()?.startsWith(".catty-tmp-"));
 
-function noise(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
 
 describe("checkRelPath", () => {
   test("accepts plain relative paths", () => {
