@@ -22,9 +22,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { startServer } from "../server/listen.ts";
 import { readServerConfig } from "../server/config.ts";
-import { createApiClient } from "../src/lib/api.ts";
+import { createApiClient } from "../src/client/api.ts";
 import { createLog, silentLog } from "../src/lib/log.ts";
-import { SessionLink } from "../src/terminal/session-link.ts";
+import { SessionLink } from "../src/client/session-link.ts";
 import {
   benchTempDir,
   cleanups,

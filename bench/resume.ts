@@ -23,7 +23,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createApiClient, type ApiClient } from "../src/lib/api.ts";
+import { createApiClient, type ApiClient } from "../src/client/api.ts";
 import { TcpProxy } from "../test/helpers/proxy.ts";
 import { Recorder } from "../test/helpers/recorder.ts";
 import { cleanup, cleanups, median, startServerProcess, withDeadline } from "./harness.ts";

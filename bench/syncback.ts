@@ -24,10 +24,10 @@ import { createHash } from "node:crypto";
 import { closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { createApiClient } from "../src/lib/api.ts";
+import { createApiClient } from "../src/client/api.ts";
 import { silentLog } from "../src/lib/log.ts";
-import { SessionLink } from "../src/terminal/session-link.ts";
-import { loadSyncState, SyncBackWriter, syncStateFile } from "../src/terminal/sync-back.ts";
+import { SessionLink } from "../src/client/session-link.ts";
+import { loadSyncState, SyncBackWriter, syncStateFile } from "../src/client/sync-back.ts";
 import { benchTempDir, cleanups, percentile, runBench, startServerProcess, wholeNumbers, withDeadline } from "./harness.ts";
 
 const TARGET_P50_MS = 100;

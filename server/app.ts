@@ -15,9 +15,9 @@ import {
   type SessionStatus,
 } from "../src/protocol/index.ts";
 import { formatDuration } from "../src/lib/duration.ts";
-import { randomLabel } from "../src/lib/labels.ts";
+import { randomLabel } from "./labels.ts";
 import type { Log } from "../src/lib/log.ts";
-import { hashToken, newToken } from "../src/lib/tokens.ts";
+import { hashToken, newToken } from "./tokens.ts";
 import { VERSION } from "../src/lib/version.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { Provider } from "./providers/types.ts";

@@ -6,7 +6,7 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { binaryCommand } from "../src/lib/paths.ts";
 import type { Log } from "../src/lib/log.ts";
-import { hashToken, newToken } from "../src/lib/tokens.ts";
+import { hashToken, newToken } from "./tokens.ts";
 import { createServer } from "./app.ts";
 import { createDiskBlobStore, handleBlobRequest, loadOrCreateSecret } from "./blobs/disk.ts";
 import { createS3BlobStore, s3ConfigFromEnv } from "./blobs/s3.ts";

@@ -4,9 +4,9 @@
  */
 import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
 import { CattyError } from "./protocol/errors.ts";
-import { readCliConfig } from "./lib/config.ts";
+import { readCliConfig } from "./client/config.ts";
 import { createLog } from "./lib/log.ts";
-import { ui } from "./lib/ui.ts";
+import { ui } from "./client/ui.ts";
 import { VERSION } from "./lib/version.ts";
 
 const load = (p: Promise<{ default: CommandDef<any> }>) => () => p.then((m) => m.default);

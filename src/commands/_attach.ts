@@ -1,9 +1,9 @@
 /** Shared by `catty new` and `catty connect`: attach, then say how it ended and pick the exit code. */
 import { createLog, type Log } from "../lib/log.ts";
-import { loadSyncState, SyncBackWriter, syncStateFile, type SyncState } from "../terminal/sync-back.ts";
-import type { Context } from "../lib/context.ts";
-import { ui } from "../lib/ui.ts";
-import { attachTerminal } from "../terminal/attach.ts";
+import { loadSyncState, SyncBackWriter, syncStateFile, type SyncState } from "../client/sync-back.ts";
+import type { Context } from "../client/context.ts";
+import { ui } from "../client/ui.ts";
+import { attachTerminal } from "../client/attach.ts";
 import type { ClientMode } from "../protocol/index.ts";
 
 export interface AttachFlags {

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
-import { resolveContext } from "../lib/context.ts";
-import { ui } from "../lib/ui.ts";
-import { requireTty } from "../terminal/attach.ts";
+import { resolveContext } from "../client/context.ts";
+import { ui } from "../client/ui.ts";
+import { requireTty } from "../client/attach.ts";
 import { apiArg, labelArg } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
 

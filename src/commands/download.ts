@@ -1,9 +1,9 @@
 import { defineCommand } from "citty";
 import { isAbsolute, relative, resolve } from "node:path";
 import { formatBytes } from "../lib/archive.ts";
-import { resolveContext } from "../lib/context.ts";
-import { abortOnInterrupt, downloadSaveTo, formatCount, savedAgo } from "../lib/transfer.ts";
-import { ui } from "../lib/ui.ts";
+import { resolveContext } from "../client/context.ts";
+import { abortOnInterrupt, downloadSaveTo, formatCount, savedAgo } from "../client/transfer.ts";
+import { ui } from "../client/ui.ts";
 import { CattyError, Label } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
 

@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import { resolveContext } from "../lib/context.ts";
-import { ui } from "../lib/ui.ts";
+import { resolveContext } from "../client/context.ts";
+import { ui } from "../client/ui.ts";
 import type { Session } from "../protocol/index.ts";
 import { apiArg } from "./_args.ts";
 

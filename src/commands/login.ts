@@ -1,8 +1,8 @@
 import { defineCommand } from "citty";
 import { CattyError } from "../protocol/index.ts";
-import { createApiClient } from "../lib/api.ts";
-import { readCliConfig, readCredentials, writeCredentials } from "../lib/config.ts";
-import { ui } from "../lib/ui.ts";
+import { createApiClient } from "../client/api.ts";
+import { readCliConfig, readCredentials, writeCredentials } from "../client/config.ts";
+import { ui } from "../client/ui.ts";
 import { apiArg } from "./_args.ts";
 
 /** Reads a token from the terminal without echoing it, or one line from a pipe. */

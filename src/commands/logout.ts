@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
-import { readCliConfig, removeCredentials } from "../lib/config.ts";
-import { ui } from "../lib/ui.ts";
+import { readCliConfig, removeCredentials } from "../client/config.ts";
+import { ui } from "../client/ui.ts";
 
 export default defineCommand({
   meta: { name: "logout", description: "Forget the stored server and token" },

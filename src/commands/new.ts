@@ -1,10 +1,10 @@
 import { defineCommand } from "citty";
-import { resolveContext } from "../lib/context.ts";
+import { resolveContext } from "../client/context.ts";
 import { parseDuration } from "../lib/duration.ts";
-import { uploadDirectory } from "../lib/upload.ts";
-import { ui } from "../lib/ui.ts";
-import { requireTty } from "../terminal/attach.ts";
-import { recordTree } from "../terminal/sync-back.ts";
+import { uploadDirectory } from "../client/upload.ts";
+import { ui } from "../client/ui.ts";
+import { requireTty } from "../client/attach.ts";
+import { recordTree } from "../client/sync-back.ts";
 import { apiArg, commandAfterDashes } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
 

@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
-import { resolveContext } from "../lib/context.ts";
+import { resolveContext } from "../client/context.ts";
 import { formatBytes } from "../lib/archive.ts";
-import { ui } from "../lib/ui.ts";
+import { ui } from "../client/ui.ts";
 import { isLive } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
 

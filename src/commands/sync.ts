@@ -3,10 +3,10 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { homedir, tmpdir } from "node:os";
 import { join, parse, resolve } from "node:path";
 import { extractArchive } from "../lib/archive.ts";
-import { resolveContext } from "../lib/context.ts";
-import { applySync, formatPlan, isEmptyPlan, planSync } from "../lib/sync.ts";
-import { abortOnInterrupt, downloadLatestSave, savedAgo } from "../lib/transfer.ts";
-import { ui } from "../lib/ui.ts";
+import { resolveContext } from "../client/context.ts";
+import { applySync, formatPlan, isEmptyPlan, planSync } from "../client/sync.ts";
+import { abortOnInterrupt, downloadLatestSave, savedAgo } from "../client/transfer.ts";
+import { ui } from "../client/ui.ts";
 import { CattyError } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
 

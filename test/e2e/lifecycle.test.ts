@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createApiClient, type ApiClient } from "../../src/lib/api.ts";
+import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import type { Session } from "../../src/protocol/index.ts";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { ServerProcess } from "../helpers/server-process.ts";

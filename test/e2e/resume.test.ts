@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createApiClient, type ApiClient } from "../../src/lib/api.ts";
+import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { TcpProxy } from "../helpers/proxy.ts";
 import { checkSeq, lastSeqLine, pacedSeq, Recorder } from "../helpers/recorder.ts";

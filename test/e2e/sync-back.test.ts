@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, test } from "bun:tes
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { syncStateFile } from "../../src/terminal/sync-back.ts";
+import { syncStateFile } from "../../src/client/sync-back.ts";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { ServerProcess } from "../helpers/server-process.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";

@@ -5,7 +5,7 @@
  */
 import { silentLog } from "../../src/lib/log.ts";
 import type { ClientMode } from "../../src/protocol/index.ts";
-import { SessionLink, type Outcome } from "../../src/terminal/session-link.ts";
+import { SessionLink, type Outcome } from "../../src/client/session-link.ts";
 import { waitFor } from "./wait.ts";
 
 export interface RecorderOptions {

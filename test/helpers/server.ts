@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readServerConfig } from "../../server/config.ts";
 import { startServer, type RunningServer, type StartOptions } from "../../server/listen.ts";
-import { createApiClient, type ApiClient } from "../../src/lib/api.ts";
+import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import { createLog } from "../../src/lib/log.ts";
 import { killAgents } from "./agents.ts";
 

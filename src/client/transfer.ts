@@ -9,7 +9,7 @@ import { basename, dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
 import { isLive, type SaveDownload } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
-import { extractArchive } from "./archive.ts";
+import { extractArchive } from "../lib/archive.ts";
 import { createProgress, type ProgressStream } from "./progress.ts";
 
 /** The part of the API client that saves are fetched through. */

@@ -4,7 +4,7 @@
  * the end, then one summary line. Progress is decoration: a closed or broken stream never makes
  * it throw.
  */
-import { formatBytes } from "./archive.ts";
+import { formatBytes } from "../lib/archive.ts";
 
 /** The part of a `NodeJS.WriteStream` the bar uses (tests pass a fake). */
 export interface ProgressStream {

@@ -12,7 +12,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import { applySync, formatPlan, isEmptyPlan, planSync, type SyncPlan } from "../../src/lib/sync.ts";
+import { applySync, formatPlan, isEmptyPlan, planSync, type SyncPlan } from "../../src/client/sync.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
 import { tempDirs } from "../helpers/fs.ts";
 

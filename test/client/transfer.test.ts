@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packToBytes } from "../../src/lib/archive.ts";
-import { downloadSaveTo, downloadToFile, latestSaveOf, savedAgo, type SaveSource } from "../../src/lib/transfer.ts";
+import { downloadSaveTo, downloadToFile, latestSaveOf, savedAgo, type SaveSource } from "../../src/client/transfer.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
 import { Session, type SaveDownload } from "../../src/protocol/session.ts";
 

@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, wri
 import { join } from "node:path";
 import { z } from "zod";
 import { CattyError } from "../protocol/errors.ts";
-import { cattyHome } from "./paths.ts";
+import { cattyHome } from "../lib/paths.ts";
 
 export const Credentials = z.object({
   api: z.string().url(),

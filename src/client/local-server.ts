@@ -8,7 +8,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from "node:f
 import { join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
 import type { CliConfig, Credentials } from "./config.ts";
-import { binaryCommand } from "./paths.ts";
+import { binaryCommand } from "../lib/paths.ts";
 
 const START_DEADLINE_MS = 20_000;
 

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { UploadResult } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
-import { formatBytes, packToFile } from "./archive.ts";
+import { formatBytes, packToFile } from "../lib/archive.ts";
 import { createProgress } from "./progress.ts";
 import { ui } from "./ui.ts";
 

@@ -11,7 +11,7 @@ import { constants as fsc, type Stats } from "node:fs";
 import { lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
-import { createExcluder, type Excluder } from "./exclude.ts";
+import { createExcluder, type Excluder } from "../lib/exclude.ts";
 
 export interface SyncConflict {
   path: string;

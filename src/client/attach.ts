@@ -4,7 +4,7 @@
  * restored on every way out: detach, program exit, takeover, error, signal.
  */
 import { CattyError, type ClientMode } from "../protocol/index.ts";
-import type { ApiClient } from "../lib/api.ts";
+import type { ApiClient } from "./api.ts";
 import type { Log } from "../lib/log.ts";
 import { DetachDetector } from "./keys.ts";
 import { ModeTracker } from "./modes.ts";

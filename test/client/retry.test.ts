@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { retryDelay } from "../../src/terminal/session-link.ts";
+import { retryDelay } from "../../src/client/session-link.ts";
 
 test("reconnect delays: quick for a blip, then exponential up to the 10 s cap", () => {
   expect(retryDelay(0, 100, 10_000)).toBe(100);

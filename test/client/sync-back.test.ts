@@ -26,7 +26,7 @@ import {
   SyncBackWriter,
   syncStateFile,
   type SyncState,
-} from "../../src/terminal/sync-back.ts";
+} from "../../src/client/sync-back.ts";
 import { snapshotTree } from "../helpers/sync-back.ts";
 import { noise, tempDirs } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { createProgress, renderLine, REDRAW_INTERVAL_MS, summaryLine, type ProgressStream } from "../../src/lib/progress.ts";
+import { createProgress, renderLine, REDRAW_INTERVAL_MS, summaryLine, type ProgressStream } from "../../src/client/progress.ts";
 
 function fakeStream(isTTY: boolean, columns = 80): ProgressStream & { out: string[] } {
   const out: string[] = [];
