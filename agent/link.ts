@@ -3,6 +3,7 @@
  * drops, for as long as the agent runs. The program never notices a drop.
  */
 import type { Log } from "../src/lib/log.ts";
+import { CLOSE } from "../src/protocol/close.ts";
 
 export interface LinkHandlers {
   onOpen(): void;
@@ -23,7 +24,6 @@ export interface Link {
   close(): void;
 }
 
-const CLOSE_ENDED = 4002;
 /** Pings every 5 s; a link silent for 20 s is dead (well within the 30 s promised). */
 const HEARTBEAT_MS = 5_000;
 const DEAD_AFTER_MS = 20_000;
@@ -63,7 +63,7 @@ export function dialServer(opts: { url: string; token: string; log: Log; maxBack
       ws = null;
       h.onDown?.();
       if (closed) return;
-      if (ev.code === CLOSE_ENDED) {
+      if (ev.code === CLOSE.ended) {
         closed = true;
         h.onEnded(ev.reason || "session ended");
         return;

@@ -7,6 +7,7 @@ import type { Server } from "bun";
 import { z } from "zod";
 import {
   CattyError,
+  CLOSE,
   CreateSession,
   httpStatus,
   isLive,
@@ -21,7 +22,7 @@ import { hashToken, newToken } from "./tokens.ts";
 import { VERSION } from "../src/lib/version.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { Provider } from "./providers/types.ts";
-import { CLOSE, Relay, type SocketData } from "./relay.ts";
+import { Relay, type SocketData } from "./relay.ts";
 import { createSaves, type SaveLimits } from "./saves.ts";
 import type { SessionRow, Store, User } from "./store/types.ts";
 

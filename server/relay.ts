@@ -13,6 +13,7 @@ import {
   parseMessage,
   PROTOCOL_VERSION,
   agentSyncToClient,
+  CLOSE,
   decodeAgentSync,
   FRAME_SYNC,
   type ClientMode,
@@ -34,14 +35,6 @@ export type SocketData =
     };
 
 export type Socket = ServerWebSocket<SocketData>;
-
-/** Close codes the CLI and agent act on. */
-export const CLOSE = {
-  takeover: 4001,
-  ended: 4002,
-  protocol: 4003,
-  replaced: 4004,
-} as const;
 
 const MAX_PENDING_INPUT = 64 * 1024;
 

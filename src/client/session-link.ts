@@ -5,6 +5,7 @@
  */
 import {
   CattyError,
+  CLOSE,
   decodeClientOutput,
   decodeClientSync,
   FRAME_SYNC,
@@ -55,9 +56,6 @@ export interface SessionLinkOptions {
   syncPosition?(): SyncPosition | null;
 }
 
-const CLOSE_TAKEOVER = 4001;
-const CLOSE_ENDED = 4002;
-const CLOSE_PROTOCOL = 4003;
 /** Pings every 5 s; a link silent for 20 s is dead (well within the 30 s promised). */
 const HEARTBEAT_MS = 5_000;
 /** Keystrokes kept while the link is down, sent once it is back. */
@@ -195,11 +193,11 @@ export class SessionLink {
       if (this.ws !== ws || this.done) return;
       this.ws = null;
       this.attached = false;
-      if (e.code === CLOSE_TAKEOVER) return this.finish({ kind: "takeover" });
-      if (e.code === CLOSE_PROTOCOL) {
+      if (e.code === CLOSE.takeover) return this.finish({ kind: "takeover" });
+      if (e.code === CLOSE.protocol) {
         return this.finish({ kind: "error", error: new CattyError("protocol_mismatch", e.reason || "protocol mismatch") });
       }
-      if (e.code === CLOSE_ENDED) return; // the "ended" message already settled it
+      if (e.code === CLOSE.ended) return; // the "ended" message already settled it
       if (!this.opts.autoReconnect) {
         return this.finish({
           kind: "error",

@@ -1,3 +1,4 @@
+export * from "./close.ts";
 export * from "./errors.ts";
 export * from "./frames.ts";
 export * from "./messages.ts";
