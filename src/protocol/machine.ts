@@ -1,0 +1,18 @@
+/**
+ * Provider machine handles: what a provider returns when it starts a session's machine, stored
+ * with the session and handed back to the provider to check on or destroy it. Parsed when read
+ * back from the database, so a handle from another provider or a damaged row is refused.
+ */
+import { z } from "zod";
+
+export const LocalMachine = z.object({
+  provider: z.literal("local"),
+  /** The agent's process id on the server's host. */
+  pid: z.number().int().min(1),
+  /** The session's directory (workspace, agent state, log). */
+  dir: z.string().min(1),
+});
+export type LocalMachine = z.infer<typeof LocalMachine>;
+
+export const MachineHandle = z.discriminatedUnion("provider", [LocalMachine]);
+export type MachineHandle = z.infer<typeof MachineHandle>;
