@@ -7,10 +7,10 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-const home = mkdtempSync(join(tmpdir(), "catty-test-home-"));
-process.env.HOME = home;
-process.env.CATTY_HOME = join(home, ".catty");
 // Every setting of every binary, and storage credentials: a test sets what it needs itself.
 for (const name of Object.keys(process.env)) {
   if (name.startsWith("CATTY_") || name.startsWith("AWS_")) delete process.env[name];
 }
+const home = mkdtempSync(join(tmpdir(), "catty-test-home-"));
+process.env.HOME = home;
+process.env.CATTY_HOME = join(home, ".catty");
