@@ -40,6 +40,7 @@ function hoistGlobalFlags(argv: string[]): string[] {
 }
 
 async function run(input: string[]): Promise<number> {
+  if (readCliConfig({}).quiet) ui.level = 1;
   const argv = hoistGlobalFlags(input);
   const dashes = argv.indexOf("--");
   const own = dashes === -1 ? argv : argv.slice(0, dashes);
@@ -68,8 +69,14 @@ let code: number;
 try {
   code = await run(process.argv.slice(2));
 } catch (err) {
-  const log = createLog({ scope: "cli", file: readCliConfig({}).logFile });
-  log.error("command failed", { err });
+  let config: ReturnType<typeof readCliConfig> | null = null;
+  try {
+    config = readCliConfig({});
+  } catch {
+    // a bad setting is the error being reported
+  }
+  const log = config ? createLog({ scope: "cli", file: config.logFile, level: config.logLevel }) : null;
+  log?.error("command failed", { err });
   if (err instanceof CattyError) {
     ui.error(err.message);
     if (err.hint) ui.info(err.hint);

@@ -1,5 +1,6 @@
 /**
- * CLI configuration: where Catty keeps its files, which server to talk to and with which token.
+ * CLI configuration, read once per command: where Catty keeps its files, which server to talk to
+ * and with which token.
  * Precedence: `--api` flag > `CATTY_API_ADDR` > `$CATTY_HOME/credentials.json` > a local server
  * started on demand (zero setup).
  */
@@ -7,7 +8,9 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, wri
 import { join } from "node:path";
 import { z } from "zod";
 import { CattyError } from "../protocol/errors.ts";
-import { cattyHome } from "../lib/paths.ts";
+import { homedir } from "node:os";
+import { LOG_LEVELS, type Level } from "../lib/log.ts";
+import { boolSetting, enumSetting, intSetting, optionalString, readSettings, setting } from "../protocol/settings.ts";
 
 export const Credentials = z.object({
   api: z.string().url(),
@@ -16,6 +19,24 @@ export const Credentials = z.object({
   local: z.boolean().optional(),
 });
 export type Credentials = z.infer<typeof Credentials>;
+
+/** Every CLI setting: flags > environment > defaults. The README's CLI table is generated from this. */
+export const CLI_SETTINGS = {
+  api: setting(optionalString(), { flag: "api", env: ["CATTY_API_ADDR"], doc: "server", shown: "stored login, else a local server" }),
+  token: setting(optionalString(), { env: ["CATTY_TOKEN"], doc: "token", shown: "stored login" }),
+  home: setting(optionalString(), { env: ["CATTY_HOME"], doc: "home (credentials, logs, the local server's data)", shown: "`~/.catty`" }),
+  port: setting(intSetting(4815, 1), { env: ["CATTY_PORT"], doc: "local server port" }),
+  serverBin: setting(optionalString(), {
+    env: ["CATTY_SERVER_BIN"],
+    doc: "the `catty-server` executable for the local server",
+    shown: "beside `catty`",
+  }),
+  quiet: setting(boolSetting(false), { env: ["CATTY_QUIET"], doc: "print only errors" }),
+  logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
+    env: ["CATTY_LOG_LEVEL"],
+    doc: "log level of `$CATTY_HOME/logs/catty.log`",
+  }),
+} as const;
 
 export interface CliConfig {
   /** `$CATTY_HOME`, default `~/.catty`. */
@@ -30,19 +51,30 @@ export interface CliConfig {
   localPort: number;
   /** `CATTY_SERVER_BIN`: the `catty-server` executable for the zero-setup server. */
   serverBin: string | undefined;
+  /** `CATTY_QUIET`: only errors on the terminal. */
+  quiet: boolean;
+  /** `CATTY_LOG_LEVEL`. */
+  logLevel: Level;
 }
 
 export function readCliConfig(flags: { api?: string }, env: NodeJS.ProcessEnv = process.env): Readonly<CliConfig> {
-  const home = cattyHome(env);
-  const port = Number(env.CATTY_PORT || 4815);
+  let s;
+  try {
+    s = readSettings(CLI_SETTINGS, { flags: { api: flags.api }, env });
+  } catch (err) {
+    throw new CattyError("bad_request", (err as Error).message, "Fix or unset the variable.");
+  }
+  const home = s.home ?? join(env.HOME || homedir(), ".catty");
   return Object.freeze({
     home,
     credentialsFile: join(home, "credentials.json"),
     logFile: join(home, "logs", "catty.log"),
-    apiOverride: normalizeApi(flags.api || env.CATTY_API_ADDR),
-    tokenOverride: env.CATTY_TOKEN || undefined,
-    localPort: Number.isInteger(port) && port > 0 ? port : 4815,
-    serverBin: env.CATTY_SERVER_BIN || undefined,
+    apiOverride: normalizeApi(s.api),
+    tokenOverride: s.token,
+    localPort: s.port,
+    serverBin: s.serverBin,
+    quiet: s.quiet,
+    logLevel: s.logLevel,
   });
 }
 

@@ -1,8 +1,11 @@
-/** User-facing messages: consola on stderr, so stdout stays clean for `--json` and pipes. */
+/**
+ * User-facing messages: consola on stderr, so stdout stays clean for `--json` and pipes. `src/cli.ts`
+ * lowers the level to errors only when `CATTY_QUIET` is set.
+ */
 import { createConsola } from "consola";
 
 export const ui = createConsola({
-  level: process.env.CATTY_QUIET ? 1 : 3,
+  level: 3,
   stdout: process.stderr,
   stderr: process.stderr,
   formatOptions: { date: false },

@@ -37,7 +37,7 @@ function reportSync(writer: SyncBackWriter | null): void {
 }
 
 export async function attachAndReport(ctx: Context, label: string, flags: AttachFlags): Promise<number> {
-  const log = createLog({ scope: "attach", file: ctx.config.logFile });
+  const log = createLog({ scope: "attach", file: ctx.config.logFile, level: ctx.config.logLevel });
   const syncBack = await openSyncBack(ctx, label, flags, log);
   const result = await attachTerminal({
     client: ctx.client,
