@@ -35,6 +35,25 @@ export interface Progress {
   fail(): void;
 }
 
+/**
+ * How library code reports long steps and warnings. The library never draws on the terminal
+ * itself: the command passes `terminalReporter()` (bars on stderr, consola warnings), a TUI its own,
+ * tests `silentReporter`.
+ */
+export interface Reporter {
+  /** A step of `total` bytes (when known) begins; its handle takes the progress. */
+  step(label: string, total?: number): Progress;
+  warn(message: string): void;
+}
+
+const silentStep: Progress = { update() {}, done() {}, fail() {} };
+export const silentReporter: Reporter = { step: () => silentStep, warn() {} };
+
+/** Progress bars on `stream` (stderr by default) and warnings through `warn`. */
+export function terminalReporter(warn: (message: string) => void, stream?: ProgressStream): Reporter {
+  return { step: (label, total) => createProgress({ label, total, stream }), warn };
+}
+
 /** Minimum time between two redraws. */
 export const REDRAW_INTERVAL_MS = 100;
 const BAR_MAX = 30;

@@ -1,7 +1,8 @@
 /**
  * Downloads of session saves for `catty download` and `catty sync`: finds a session's latest
  * save through the API, then fetches it from the short-lived URL the server handed out (S3
- * presigned, or the server's own blob endpoint) straight into a file, with progress.
+ * presigned, or the server's own blob endpoint) straight into a file, reporting progress to the
+ * caller's `Reporter`.
  */
 import { randomBytes } from "node:crypto";
 import { link, lstat, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
@@ -10,7 +11,7 @@ import { CattyError } from "../protocol/errors.ts";
 import { isLive, type SaveDownload } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { extractArchive } from "../lib/archive.ts";
-import { createProgress, type ProgressStream } from "./progress.ts";
+import { silentReporter, type Reporter } from "./progress.ts";
 
 /** The part of the API client that saves are fetched through. */
 export type SaveSource = Pick<ApiClient, "get" | "latestSave" | "resolveUrl">;
@@ -114,17 +115,17 @@ export interface SaveFetch {
 }
 
 /**
- * Looks up `label`'s latest save and downloads it to `file` (which must not exist) with a
- * progress bar on stderr.
+ * Looks up `label`'s latest save and downloads it to `file` (which must not exist), reporting
+ * progress.
  */
 export async function downloadLatestSave(
   client: SaveSource,
   label: string,
   file: string,
-  opts: { signal?: AbortSignal; stream?: ProgressStream } = {},
+  opts: { signal?: AbortSignal; report?: Reporter } = {},
 ): Promise<SaveFetch> {
   const save = await latestSaveOf(client, label);
-  const progress = createProgress({ label: `Downloading ${label}`, total: save.size, stream: opts.stream });
+  const progress = (opts.report ?? silentReporter).step(`Downloading ${label}`, save.size);
   try {
     const { bytes } = await downloadToFile(client.resolveUrl(save.url), file, {
       signal: opts.signal,
@@ -147,7 +148,7 @@ export interface SaveToPathOptions {
   dest: string;
   format: SaveFormat;
   signal?: AbortSignal;
-  stream?: ProgressStream;
+  report?: Reporter;
 }
 
 export interface SaveToPathResult {

@@ -1,7 +1,7 @@
 /**
  * `catty new`'s upload: pack the current directory (gitignore-aware, default exclusions, the
- * server's size cap checked while packing, so nothing is sent when it is too large), then send it
- * with a progress bar.
+ * server's size cap checked while packing, so nothing is sent when it is too large), then send it.
+ * Progress and warnings go to the caller's `Reporter`.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -9,8 +9,7 @@ import { join } from "node:path";
 import type { UploadResult } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { formatBytes, packToFile } from "../lib/archive.ts";
-import { createProgress } from "./progress.ts";
-import { ui } from "./ui.ts";
+import { silentReporter, type Reporter } from "./progress.ts";
 
 export interface UploadSummary extends UploadResult {
   files: number;
@@ -31,12 +30,13 @@ function counted(stream: ReadableStream<Uint8Array>, onBytes: (n: number) => voi
   );
 }
 
-export async function uploadDirectory(client: ApiClient, root: string, opts: { includeGit: boolean }): Promise<UploadSummary> {
+export async function uploadDirectory(client: ApiClient, root: string, opts: { includeGit: boolean; report?: Reporter }): Promise<UploadSummary> {
+  const report = opts.report ?? silentReporter;
   const { maxUploadBytes } = await client.limits();
   const dir = mkdtempSync(join(tmpdir(), "catty-upload-"));
   const file = join(dir, "workspace.tar.gz");
   try {
-    const packing = createProgress({ label: "Packing" });
+    const packing = report.step("Packing");
     let stats;
     try {
       stats = await packToFile({
@@ -52,9 +52,9 @@ export async function uploadDirectory(client: ApiClient, root: string, opts: { i
       throw err;
     }
     packing.done(`Packed ${stats.files.toLocaleString("en-US")} files (${formatBytes(stats.bytes)}) into ${formatBytes(stats.compressedBytes)}`);
-    for (const s of stats.skipped) ui.warn(`Left out ${s.path}: ${s.reason}`);
+    for (const s of stats.skipped) report.warn(`Left out ${s.path}: ${s.reason}`);
     const size = Bun.file(file).size;
-    const sending = createProgress({ label: "Uploading", total: size });
+    const sending = report.step("Uploading", size);
     try {
       const result = await client.upload(counted(Bun.file(file).stream(), (n) => sending.update(n)), size);
       sending.done(`Uploaded ${formatBytes(result.size)}`);

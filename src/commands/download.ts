@@ -3,6 +3,7 @@ import { isAbsolute, relative, resolve } from "node:path";
 import { formatBytes } from "../lib/archive.ts";
 import { resolveContext } from "../client/context.ts";
 import { abortOnInterrupt, downloadSaveTo, formatCount, savedAgo } from "../client/transfer.ts";
+import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
 import { CattyError, Label } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
@@ -25,7 +26,7 @@ export default defineCommand({
     const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
     using interrupt = abortOnInterrupt();
     try {
-      const got = await downloadSaveTo({ client: ctx.client, label: args.label, dest, format, signal: interrupt.signal });
+      const got = await downloadSaveTo({ client: ctx.client, label: args.label, dest, format, signal: interrupt.signal, report: terminalReporter(ui.warn) });
       const what = `${formatBytes(got.bytes)}, ${formatCount(got.files, "file")}`;
       ui.success(`Downloaded the save of ${args.label} from ${savedAgo(got.save.createdAt)} to ${shown(dest)}: ${what}.`);
     } catch (err) {

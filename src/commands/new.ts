@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { resolveContext } from "../client/context.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { uploadDirectory } from "../client/upload.ts";
+import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
 import { requireTty } from "../client/attach.ts";
 import { recordTree } from "../client/sync-back.ts";
@@ -27,7 +28,7 @@ export default defineCommand({
     const idleTimeoutMs = args["idle-timeout"] ? parseDuration(args["idle-timeout"], "--idle-timeout") : undefined;
     const durationMs = args.duration ? parseDuration(args.duration, "--duration") : undefined;
     const from = args.from || undefined;
-    const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git }) : null;
+    const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git, report: terminalReporter(ui.warn) }) : null;
     const session = await ctx.client.create({
       command,
       ...(upload ? { upload: upload.id } : {}),

@@ -6,6 +6,7 @@ import { extractArchive } from "../lib/archive.ts";
 import { resolveContext } from "../client/context.ts";
 import { applySync, formatPlan, isEmptyPlan, planSync } from "../client/sync.ts";
 import { abortOnInterrupt, downloadLatestSave, savedAgo } from "../client/transfer.ts";
+import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
 import { CattyError } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
@@ -33,7 +34,7 @@ export default defineCommand({
     try {
       const archive = join(work, "save.tar.gz");
       const tree = join(work, "tree");
-      const { save } = await downloadLatestSave(ctx.client, args.label, archive, { signal: interrupt.signal });
+      const { save } = await downloadLatestSave(ctx.client, args.label, archive, { signal: interrupt.signal, report: terminalReporter(ui.warn) });
       await extractArchive(archive, tree, { into: "empty" });
       await rm(archive, { force: true });
 

@@ -212,7 +212,7 @@ describe("downloadSaveTo", () => {
     await using env = await archiveServer();
     const parent = tempDir();
     const dest = join(parent, "brave-tiger-1234");
-    const got = await downloadSaveTo({ client: env.client, label: "brave-tiger-1234", dest, format: "dir", stream: { write: () => true } });
+    const got = await downloadSaveTo({ client: env.client, label: "brave-tiger-1234", dest, format: "dir" });
     expect(got.files).toBe(2);
     expect(readFileSync(join(dest, "src", "main.ts"), "utf8")).toBe("console.log(1);\n");
     expect(readdirSync(parent)).toEqual(["brave-tiger-1234"]);
@@ -222,7 +222,7 @@ describe("downloadSaveTo", () => {
     await using env = await archiveServer();
     const dest = join(tempDir(), "empty");
     mkdirSync(dest);
-    await downloadSaveTo({ client: env.client, label: "brave-tiger-1234", dest, format: "dir", stream: { write: () => true } });
+    await downloadSaveTo({ client: env.client, label: "brave-tiger-1234", dest, format: "dir" });
     expect(readdirSync(dest).sort()).toEqual(["README.md", "src"]);
   });
 
@@ -230,7 +230,7 @@ describe("downloadSaveTo", () => {
     await using env = await archiveServer();
     const parent = tempDir();
     const dest = join(parent, "brave-tiger-1234.tar.gz");
-    const got = await downloadSaveTo({ client: env.client, label: "brave-tiger-1234", dest, format: "tar.gz", stream: { write: () => true } });
+    const got = await downloadSaveTo({ client: env.client, label: "brave-tiger-1234", dest, format: "tar.gz" });
     expect(got.bytes).toBe(env.packed.data.byteLength);
     expect(new Uint8Array(readFileSync(dest))).toEqual(new Uint8Array(env.packed.data));
     expect(readdirSync(parent)).toEqual(["brave-tiger-1234.tar.gz"]);
