@@ -50,11 +50,13 @@ export type RelPath = { path: string; problem?: undefined } | { path?: undefined
 export function parseRelPath(path: string, rules: PathRules = {}): RelPath {
   if (path.includes("\0")) return { problem: "a path with a NUL character" };
   if (path.includes("\\")) return { problem: "a path with a backslash" };
-  if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) return { problem: "an absolute path" };
+  if (path.startsWith("/")) return { problem: "an absolute path" };
   if (Buffer.byteLength(path) > MAX_PATH_BYTES) return { problem: `a path that is too long (over ${MAX_PATH_BYTES} bytes)` };
   let parts = path.split("/");
   if (rules.lenient) parts = parts.filter((part) => part !== "" && part !== ".");
   else if (path === "") return { problem: "an empty path" };
+  // A drive letter, after normalizing (`./C:x` is `C:x`): absolute on Windows.
+  if (/^[A-Za-z]:/.test(parts[0] ?? "")) return { problem: "an absolute path" };
   for (const part of parts) {
     if (part === "..") return { problem: "a path with a .. part" };
     if (part === "" || part === ".") return { problem: "a path with an empty or . part" };

@@ -100,6 +100,7 @@ describe("checkRelPath", () => {
     expect(parseRelPath("./", { lenient: true })).toEqual({ path: "" });
     expect(parseRelPath("./../x", { lenient: true })).toEqual({ problem: "a path with a .. part" });
     expect(parseRelPath("/abs", { lenient: true })).toEqual({ problem: "an absolute path" });
+    expect(parseRelPath("./C:/x", { lenient: true })).toEqual({ problem: "an absolute path" }); // found by the property below
     expect(parseRelPath("./.GIT/config", { lenient: true }).problem).toStartWith("a path into ");
   });
 
