@@ -71,10 +71,10 @@ export interface SyncBackOptions {
 interface Incoming {
   path: string;
   seq: number;
-  /** Where the bytes go until `file_end`; null once the transfer was stopped (its bytes are dropped). */
+  /** Where the bytes go until `file_end`; null once the transfer failed (its bytes are dropped). */
   tmp: TempFile | null;
-  /** Why the transfer was stopped, reported at `file_end`. */
-  stopped?: string;
+  /** The agent sent more bytes than its `file` event declared. */
+  overSent?: boolean;
 }
 
 export class SyncBackWriter {
@@ -117,9 +117,8 @@ export class SyncBackWriter {
         } catch (err) {
           // The temp file is gone already; the rest of this transfer's bytes are dropped.
           inc.tmp = null;
-          const over = err instanceof CattyError && err.code === "too_large";
-          inc.stopped = over ? "it sent more bytes than the file event declared" : `writing it failed (${(err as Error).message})`;
-          if (!over) throw err;
+          inc.overSent = err instanceof CattyError && err.code === "too_large";
+          if (!inc.overSent) throw err;
         }
       })
       .catch((err: unknown) => this.log.error("sync-back write failed", { transfer, err }));
@@ -226,11 +225,12 @@ export class SyncBackWriter {
         const inc = this.incoming.get(e.transfer);
         if (!inc) return;
         this.incoming.delete(e.transfer);
-        if (!inc.tmp) {
-          this.refuse(inc.path, inc.stopped ?? "its transfer was stopped");
+        if (inc.overSent) {
+          this.refuse(inc.path, "it sent more bytes than the file event declared");
           this.advance(inc.seq);
           return;
         }
+        if (!inc.tmp) return; // writing failed (logged): not placed, and sent again on the next attach
         if (e.bytes !== undefined && e.bytes !== inc.tmp.written) {
           // Bytes went missing on the way: never place a partial file (the re-attach sends it again).
           this.log.warn("sync-back transfer incomplete; discarded", { path: inc.path, got: inc.tmp.written, sent: e.bytes });
