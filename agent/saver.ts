@@ -5,10 +5,11 @@
  * the tree dirty in between. Each save is packed to a private temp file, PUT to a presigned URL,
  * and counts only once the server confirms it is stored.
  */
-import { lstat, readdir, readlink, rm } from "node:fs/promises";
+import { readlink, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { createExcluder, packToFile } from "../src/lib/archive.ts";
 import type { Log } from "../src/lib/log.ts";
+import { walkTree } from "../src/lib/safe-fs.ts";
 import type { SaveReason } from "../src/protocol/index.ts";
 
 export interface SaveTransport {
@@ -34,30 +35,12 @@ export interface SaverOptions {
 export async function fingerprint(root: string): Promise<string> {
   const exclude = createExcluder(root, "snapshot", true);
   const hasher = new Bun.CryptoHasher("sha1");
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = (await readdir(dir)).sort();
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      const relPath = rel ? `${rel}/${name}` : name;
-      const abs = join(dir, name);
-      const st = await lstat(abs).catch(() => null);
-      if (!st) continue;
-      if (exclude(relPath, st.isDirectory())) continue;
-      if (st.isDirectory()) {
-        hasher.update(`d ${relPath} ${st.mode}\n`);
-        await walk(abs, relPath);
-      } else if (st.isSymbolicLink()) {
-        hasher.update(`l ${relPath} ${await readlink(abs).catch(() => "")}\n`);
-      } else if (st.isFile()) {
-        hasher.update(`f ${relPath} ${st.size} ${st.mtimeMs} ${st.mode}\n`);
-      }
-    }
-  };
-  await walk(root, "");
+  await walkTree(root, async (rel, st) => {
+    if (exclude(rel, st.isDirectory())) return false;
+    if (st.isDirectory()) hasher.update(`d ${rel} ${st.mode}\n`);
+    else if (st.isSymbolicLink()) hasher.update(`l ${rel} ${await readlink(join(root, rel)).catch(() => "")}\n`);
+    else if (st.isFile()) hasher.update(`f ${rel} ${st.size} ${st.mtimeMs} ${st.mode}\n`);
+  });
   return hasher.digest("hex");
 }
 

@@ -113,8 +113,10 @@ export class SyncSender {
     if (fh) {
       try {
         const buf = new Uint8Array(CHUNK);
-        for (;;) {
-          const { bytesRead } = await fh.read(buf, 0, CHUNK, null);
+        // Never more than the size announced (the client discards a transfer that sends more):
+        // a file that grows meanwhile is sent again for its next change.
+        while (sent < st.size) {
+          const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, st.size - sent), null);
           if (bytesRead === 0) break;
           while (this.opts.buffered() > HIGH_WATER) await Bun.sleep(2);
           if (!this.opts.sendBinary(encodeAgentSync(clientId, transfer, buf.subarray(0, bytesRead)))) return false;

@@ -6,10 +6,11 @@
  */
 import { watch, type FSWatcher } from "chokidar";
 import type { Stats } from "node:fs";
-import { lstat, readdir } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { createExcluder, type Excluder } from "../src/lib/exclude.ts";
 import type { Log } from "../src/lib/log.ts";
+import { walkTree } from "../src/lib/safe-fs.ts";
 
 export type EntryKind = "file" | "dir" | "symlink" | "deleted";
 
@@ -112,17 +113,10 @@ export class WorkspaceJournal {
 
   private async scan(): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    const walk = async (dir: string, rel: string): Promise<void> => {
-      const names = await readdir(dir).catch(() => [] as string[]);
-      for (const name of names) {
-        const childRel = rel ? `${rel}/${name}` : name;
-        const st = await lstat(join(dir, name)).catch(() => null);
-        if (!st || this.exclude(childRel, st.isDirectory())) continue;
-        out.set(childRel, signature(st));
-        if (st.isDirectory()) await walk(join(dir, name), childRel);
-      }
-    };
-    await walk(this.opts.root, "");
+    await walkTree(this.opts.root, (rel, st) => {
+      if (this.exclude(rel, st.isDirectory())) return false;
+      out.set(rel, signature(st));
+    });
     return out;
   }
 

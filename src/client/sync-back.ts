@@ -1,18 +1,23 @@
 /**
  * Sync-back, client side: applies the workspace changes the agent sends under the directory
- * `catty` runs in. Whatever the agent sends, nothing is written or deleted outside that
- * directory: paths must be relative and plain, every parent must be a real directory (never a
- * symlink), and the target itself is never a symlink. Files are written to a temp file beside the
- * target and renamed into place. A local file edited since Catty last wrote it is kept beside the
- * new one as `NAME.catty-local`. Where the client stands is remembered per session and
- * directory under `$CATTY_HOME/sync/`, so a later attach catches up with what it missed.
+ * `catty` runs in. The agent is not trusted: whatever it sends, nothing is written or deleted
+ * outside that directory or inside a `.git` directory (in any letter case), as the rules of
+ * `lib/safe-fs.ts` say: paths must be relative and plain, every parent must be a real directory
+ * (never a symlink), and the target itself is never a symlink. A file's bytes go to an exclusive
+ * temp file with a random name beside the target, never more than the size the agent declared
+ * nor the writer's cap, and are renamed into place whole. A local file edited since Catty last
+ * wrote it is kept beside the new one as `NAME.catty-local`. Where the client stands is
+ * remembered per session and directory under `$CATTY_HOME/sync/`, so a later attach catches up
+ * with what it missed.
  */
 import { createHash } from "node:crypto";
-import { closeSync, openSync, writeSync } from "node:fs";
-import { chmod, lstat, mkdir, readdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
+import { lstat, mkdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { formatBytes } from "../lib/archive.ts";
 import { createExcluder } from "../lib/exclude.ts";
 import type { Log } from "../lib/log.ts";
+import { checkParents, checkRelPath, isGitName, sameContent, TempFile, walkTree, writeFileAtomic } from "../lib/safe-fs.ts";
+import { CattyError } from "../protocol/errors.ts";
 import type { SyncEvent, SyncPosition } from "../protocol/index.ts";
 
 export interface SyncState {
@@ -49,26 +54,27 @@ export async function loadSyncState(file: string, root: string): Promise<SyncSta
 
 export async function saveSyncState(file: string, state: SyncState): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await Bun.write(tmp, JSON.stringify(state));
-  await rename(tmp, file);
+  await writeFileAtomic(file, JSON.stringify(state));
 }
 
-/** A path from the agent, checked: relative, `/`-separated, no empty, `.` or `..` parts. */
-export function checkRelPath(path: string): string | null {
-  if (!path || path.length > 4096 || path.includes("\0") || path.includes("\\")) return "not a plain relative path";
-  if (path.startsWith("/") || /^[A-Za-z]:/.test(path)) return "an absolute path";
-  const parts = path.split("/");
-  if (parts.some((p) => p === "" || p === "." || p === "..")) return "a path with empty, . or .. parts";
-  return null;
+/** Default for `SyncBackOptions.maxFileBytes`: the agent's own default cap (CATTY_SYNC_MAX_BYTES). */
+export const DEFAULT_SYNC_MAX_BYTES = 50 * 1024 * 1024;
+
+export interface SyncBackOptions {
+  /**
+   * The largest file the writer accepts; a transfer that declares more is skipped (reported, get
+   * it with `catty download`). Default 50 MB, as the agent's `CATTY_SYNC_MAX_BYTES`.
+   */
+  maxFileBytes?: number;
 }
 
 interface Incoming {
   path: string;
   seq: number;
-  tmp: string;
-  fd: number;
-  bytes: number;
+  /** Where the bytes go until `file_end`; null once the transfer failed (its bytes are dropped). */
+  tmp: TempFile | null;
+  /** The agent sent more bytes than its `file` event declared. */
+  overSent?: boolean;
 }
 
 export class SyncBackWriter {
@@ -79,6 +85,7 @@ export class SyncBackWriter {
   private saveTimer: Timer | undefined;
   /** Applies events one at a time, in order. */
   private chain: Promise<void> = Promise.resolve();
+  private readonly maxFileBytes: number;
   active = false;
   /** Tells the user something once (the attach shows it on the status line). */
   onNotice: (message: string) => void = () => {};
@@ -87,7 +94,10 @@ export class SyncBackWriter {
     private readonly state: SyncState,
     private readonly stateFile: string,
     private readonly log: Log,
-  ) {}
+    opts: SyncBackOptions = {},
+  ) {
+    this.maxFileBytes = opts.maxFileBytes ?? DEFAULT_SYNC_MAX_BYTES;
+  }
 
   get position(): SyncPosition {
     return { epoch: this.state.epoch, seq: this.state.seq };
@@ -101,9 +111,15 @@ export class SyncBackWriter {
     this.chain = this.chain
       .then(() => {
         const inc = this.incoming.get(transfer);
-        if (!inc) return;
-        writeSync(inc.fd, data);
-        inc.bytes += data.length;
+        if (!inc?.tmp) return;
+        try {
+          inc.tmp.write(data);
+        } catch (err) {
+          // The temp file is gone already; the rest of this transfer's bytes are dropped.
+          inc.tmp = null;
+          inc.overSent = err instanceof CattyError && err.code === "too_large";
+          if (!inc.overSent) throw err;
+        }
       })
       .catch((err: unknown) => this.log.error("sync-back write failed", { transfer, err }));
   }
@@ -111,13 +127,14 @@ export class SyncBackWriter {
   /** Waits for everything received so far to be applied, and saves the state. */
   async flush(): Promise<void> {
     await this.chain;
-    for (const inc of this.incoming.values()) {
-      closeSync(inc.fd);
-      await rm(inc.tmp, { force: true });
-    }
-    this.incoming.clear();
+    await this.dropIncoming();
     clearTimeout(this.saveTimer);
     await saveSyncState(this.stateFile, this.state);
+  }
+
+  private async dropIncoming(): Promise<void> {
+    for (const inc of this.incoming.values()) await inc.tmp?.discard();
+    this.incoming.clear();
   }
 
   private advance(seq: number): void {
@@ -148,26 +165,20 @@ export class SyncBackWriter {
       return null;
     }
     const root = await this.root();
-    const parts = rel.split("/");
-    let dir = root;
-    for (const part of parts.slice(0, -1)) {
-      dir = join(dir, part);
-      const st = await lstat(dir).catch(() => null);
-      if (!st) {
-        if (!createParents) return null;
-        await mkdir(dir, { mode: 0o755 });
-        continue;
-      }
-      if (st.isSymbolicLink()) {
-        this.refuse(rel, `it goes through the symlink ${dir.slice(root.length + 1)}`);
+    const parents = await checkParents(root, rel, { create: createParents });
+    switch (parents.kind) {
+      case "missing":
         return null;
-      }
-      if (!st.isDirectory()) {
-        this.refuse(rel, `${dir.slice(root.length + 1)} is not a directory here`);
+      case "symlink":
+        this.refuse(rel, `it goes through the symlink ${parents.parent}`);
         return null;
-      }
+      case "not-dir":
+        this.refuse(rel, `${parents.parent} is not a directory here`);
+        return null;
+      case "ok":
+        break;
     }
-    const abs = join(dir, parts[parts.length - 1] as string);
+    const abs = join(root, rel);
     const st = await lstat(abs).catch(() => null);
     if (st?.isSymbolicLink()) {
       this.refuse(rel, "it is a symlink here");
@@ -180,11 +191,7 @@ export class SyncBackWriter {
     switch (e.kind) {
       case "start":
         // A new subscription: transfers of the previous one will never end.
-        for (const inc of this.incoming.values()) {
-          closeSync(inc.fd);
-          await rm(inc.tmp, { force: true });
-        }
-        this.incoming.clear();
+        await this.dropIncoming();
         if (e.epoch !== this.state.epoch) {
           this.state.epoch = e.epoch;
           this.state.seq = e.seq;
@@ -195,27 +202,42 @@ export class SyncBackWriter {
         this.advance(e.seq);
         return;
       case "file": {
+        // A transfer number used twice: the first transfer is over, whatever it held.
+        await this.incoming.get(e.transfer)?.tmp?.discard();
+        this.incoming.delete(e.transfer);
+        if (e.size > this.maxFileBytes) {
+          const why = `${formatBytes(e.size)} is over this computer's sync-back cap of ${formatBytes(this.maxFileBytes)}; get it with \`catty download\``;
+          this.summary.skipped.push(`${e.path}: ${why}`);
+          this.log.warn("sync-back skipped a file over the cap", { path: e.path, size: e.size, max: this.maxFileBytes });
+          this.advance(e.seq);
+          return;
+        }
         const abs = await this.target(e.path, true);
         if (!abs) {
           this.advance(e.seq);
           return;
         }
-        const tmp = join(dirname(abs), `.catty-tmp-${process.pid}-${e.transfer}`);
-        this.incoming.set(e.transfer, { path: e.path, seq: e.seq, tmp, fd: openSync(tmp, "w", 0o644), bytes: 0 });
+        const tmp = TempFile.forTransfer(abs, { size: e.size, maxBytes: this.maxFileBytes });
+        this.incoming.set(e.transfer, { path: e.path, seq: e.seq, tmp });
         return;
       }
       case "file_end": {
         const inc = this.incoming.get(e.transfer);
         if (!inc) return;
         this.incoming.delete(e.transfer);
-        closeSync(inc.fd);
-        if (e.bytes !== undefined && e.bytes !== inc.bytes) {
-          // Bytes went missing on the way: never place a partial file (the re-attach sends it again).
-          this.log.warn("sync-back transfer incomplete; discarded", { path: inc.path, got: inc.bytes, sent: e.bytes });
-          await rm(inc.tmp, { force: true });
+        if (inc.overSent) {
+          this.refuse(inc.path, "it sent more bytes than the file event declared");
+          this.advance(inc.seq);
           return;
         }
-        await this.place(inc);
+        if (!inc.tmp) return; // writing failed (logged): not placed, and sent again on the next attach
+        if (e.bytes !== undefined && e.bytes !== inc.tmp.written) {
+          // Bytes went missing on the way: never place a partial file (the re-attach sends it again).
+          this.log.warn("sync-back transfer incomplete; discarded", { path: inc.path, got: inc.tmp.written, sent: e.bytes });
+          await inc.tmp.discard();
+          return;
+        }
+        await this.place(inc.path, inc.tmp);
         this.advance(inc.seq);
         return;
       }
@@ -242,36 +264,34 @@ export class SyncBackWriter {
   }
 
   /** Moves a received file into place, keeping a locally edited version beside it. */
-  private async place(inc: Incoming): Promise<void> {
-    const abs = await this.target(inc.path, true);
-    if (!abs) {
-      await rm(inc.tmp, { force: true });
-      return;
-    }
-    const here = await lstat(abs).catch(() => null);
-    if (here && !here.isFile()) {
-      this.refuse(inc.path, here.isDirectory() ? "a directory is in the way here" : "not a regular file here");
-      await rm(inc.tmp, { force: true });
-      return;
-    }
-    if (here) {
-      const known = this.state.files[inc.path];
-      const editedHere = known
-        ? known.size !== here.size || known.mtimeMs !== here.mtimeMs
-        : !(await sameContent(abs, inc.tmp));
-      if (editedHere) {
-        const keep = await freeName(`${abs}.catty-local`);
-        await rename(abs, keep);
-        const kept = keep.slice((await this.root()).length + 1);
-        this.summary.conflicts.push(kept);
-        if (this.summary.conflicts.length === 1) this.onNotice(`your local edit of ${inc.path} was kept as ${kept}`);
+  private async place(rel: string, tmp: TempFile): Promise<void> {
+    try {
+      const abs = await this.target(rel, true);
+      if (!abs) return;
+      const here = await lstat(abs).catch(() => null);
+      if (here && !here.isFile()) {
+        this.refuse(rel, here.isDirectory() ? "a directory is in the way here" : "not a regular file here");
+        return;
       }
-      await chmod(inc.tmp, here.mode & 0o7777);
+      if (here) {
+        const known = this.state.files[rel];
+        const editedHere = known ? known.size !== here.size || known.mtimeMs !== here.mtimeMs : !(await sameContent(abs, tmp.path));
+        if (editedHere) {
+          const keep = await freeName(`${abs}.catty-local`);
+          await rename(abs, keep);
+          const kept = keep.slice((await this.root()).length + 1);
+          this.summary.conflicts.push(kept);
+          if (this.summary.conflicts.length === 1) this.onNotice(`your local edit of ${rel} was kept as ${kept}`);
+        }
+      }
+      // A new file gets the usual 0644 (less the umask), whatever mode it had in the session.
+      await tmp.commit(abs, here ? here.mode & 0o7777 : 0o644 & ~process.umask());
+      const st = await stat(abs);
+      this.state.files[rel] = { size: st.size, mtimeMs: st.mtimeMs };
+      this.summary.written++;
+    } finally {
+      await tmp.discard();
     }
-    await rename(inc.tmp, abs);
-    const st = await stat(abs);
-    this.state.files[inc.path] = { size: st.size, mtimeMs: st.mtimeMs };
-    this.summary.written++;
   }
 
   private async remove(rel: string): Promise<void> {
@@ -300,13 +320,6 @@ export class SyncBackWriter {
   }
 }
 
-async function sameContent(a: string, b: string): Promise<boolean> {
-  const [x, y] = [Bun.file(a), Bun.file(b)];
-  if (x.size !== y.size) return false;
-  const hash = async (f: Blob): Promise<string> => new Bun.CryptoHasher("sha256").update(await f.arrayBuffer()).digest("hex");
-  return (await hash(x)) === (await hash(y));
-}
-
 async function freeName(base: string): Promise<string> {
   for (let i = 0; ; i++) {
     const name = i === 0 ? base : `${base}.${i}`;
@@ -318,16 +331,10 @@ async function freeName(base: string): Promise<string> {
 export async function recordTree(root: string, includeGit: boolean): Promise<SyncState["files"]> {
   const exclude = createExcluder(root, "upload", includeGit);
   const files: SyncState["files"] = {};
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    for (const name of await readdir(dir).catch(() => [] as string[])) {
-      const childRel = rel ? `${rel}/${name}` : name;
-      const st = await lstat(join(dir, name)).catch(() => null);
-      if (!st || exclude(childRel, st.isDirectory())) continue;
-      if (st.isDirectory()) {
-        if (childRel !== ".git") await walk(join(dir, name), childRel);
-      } else if (st.isFile()) files[childRel] = { size: st.size, mtimeMs: st.mtimeMs };
-    }
-  };
-  await walk(root, "");
+  await walkTree(root, (rel, st) => {
+    // Sync-back never writes into .git, so there is nothing there to tell apart.
+    if (exclude(rel, st.isDirectory()) || isGitName(rel.slice(rel.lastIndexOf("/") + 1))) return false;
+    if (st.isFile()) files[rel] = { size: st.size, mtimeMs: st.mtimeMs };
+  });
   return files;
 }

@@ -3,15 +3,15 @@
  * extracted save with the local tree and changes nothing; `applySync` carries a plan out. Local
  * files that an upload leaves out (node_modules, .env, .gitignored files…) are never reported
  * as local-only and never deleted. Writes are atomic (temporary file beside the target, then
- * rename), and nothing is written through a symlink or outside the local directory, whatever
- * the save or the plan contains.
+ * rename), and nothing is written through a symlink, outside the local directory or into `.git`
+ * (in any letter case), whatever the save or the plan contains: the rules of `lib/safe-fs.ts`.
  */
-import { randomBytes } from "node:crypto";
-import { constants as fsc, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, readlink, rename, rmdir, symlink, unlink, type FileHandle } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import type { Stats } from "node:fs";
+import { lstat, open, readlink, rename, rmdir, symlink, unlink } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
 import { createExcluder, type Excluder } from "../lib/exclude.ts";
+import { checkParents, checkRelPath, isGitName, type Parents, readFull, sameContent, TempFile, tempName, walkTree } from "../lib/safe-fs.ts";
 
 export interface SyncConflict {
   path: string;
@@ -52,7 +52,6 @@ export interface ApplyResult {
   skipped: SyncConflict[];
 }
 
-const COMPARE_CHUNK = 256 * 1024;
 const COPY_CHUNK = 1 << 20;
 
 /** Compares the save extracted at `fromDir` with the local tree at `toDir`. Changes nothing. */
@@ -60,8 +59,17 @@ export async function planSync(fromDir: string, toDir: string, opts: PlanOptions
   const plan: SyncPlan = { create: [], change: [], localOnly: [], unchanged: 0, conflicts: [] };
   const saved = new Map<string, Stats>();
   const savedDirs = new Set<string>([""]);
-  await walk(fromDir, "", (rel, st) => {
-    if (isGitDir(rel, st)) return false;
+  // A repository's `.git` is never synced either way, in any spelling a file system folds to
+  // `.git` (`isGitName`): overwriting local refs and index with the session's would lose local
+  // work, and writing its config or hooks would run the session's code here. The session's
+  // commits come with `catty download`.
+  await walkTree(fromDir, (rel, st) => {
+    const name = rel.slice(rel.lastIndexOf("/") + 1);
+    if (isGitName(name)) {
+      // The session's own repository (`.git`) is expected; another spelling of it is worth a word.
+      if (name !== ".git") plan.conflicts.push({ path: rel, reason: "is .git on some file systems, which Catty never writes" });
+      return false;
+    }
     if (st.isDirectory()) savedDirs.add(rel);
     else if (st.isFile() || st.isSymbolicLink()) saved.set(rel, st);
     return true;
@@ -84,9 +92,9 @@ export async function planSync(fromDir: string, toDir: string, opts: PlanOptions
 
   const exclude = opts.excluder ?? createExcluder(toDir, "upload", true);
   const ignored = new Set((opts.ignore ?? []).map((p) => resolve(p)));
-  await walk(toDir, "", (rel, st) => {
+  await walkTree(toDir, (rel, st) => {
     if (ignored.has(resolve(toDir, rel))) return false;
-    if (isGitDir(rel, st) || exclude(rel, st.isDirectory())) return false;
+    if (isGitName(rel.slice(rel.lastIndexOf("/") + 1)) || exclude(rel, st.isDirectory())) return false;
     if ((st.isFile() || st.isSymbolicLink()) && !saved.has(rel)) plan.localOnly.push(rel);
     return true;
   });
@@ -153,150 +161,68 @@ export async function applySync(plan: SyncPlan, fromDir: string, toDir: string, 
   return result;
 }
 
-/** Depth-first, names sorted; `visit` returning false skips the entry (and a directory's contents). */
-/**
- * A repository's `.git` is never synced either way: overwriting local refs and index with the
- * session's would lose local work. The session's commits come with `catty download`.
- */
-function isGitDir(rel: string, st: Stats): boolean {
-  return st.isDirectory() && (rel === ".git" || rel.endsWith("/.git"));
-}
-
-async function walk(root: string, rel: string, visit: (rel: string, st: Stats) => boolean): Promise<void> {
-  const names = await readdir(rel === "" ? root : join(root, rel)).catch(() => [] as string[]);
-  for (const name of names.sort()) {
-    const childRel = rel === "" ? name : `${rel}/${name}`;
-    const st = await lstat(join(root, childRel)).catch(() => null);
-    if (!st || !visit(childRel, st)) continue;
-    if (st.isDirectory()) await walk(root, childRel, visit);
-  }
-}
-
 /**
  * Why `rel` cannot be written under `root` (a parent is a symlink or not a directory), or
  * undefined when every parent is a real directory or missing. `cache` keeps lstat results by
  * parent path across calls of one plan.
  */
 async function blockedParent(root: string, rel: string, cache: Map<string, Stats | null>): Promise<string | undefined> {
-  let at = rel.indexOf("/");
-  while (at >= 0) {
-    const parent = rel.slice(0, at);
-    let st = cache.get(parent);
-    if (st === undefined) {
-      st = await lstat(join(root, parent)).catch(() => null);
-      cache.set(parent, st);
-    }
-    if (!st) return undefined; // missing: it and everything below it will be created
-    if (st.isSymbolicLink()) return `is inside ${parent}, which is a symlink here`;
-    if (!st.isDirectory()) return `is inside ${parent}, which is a file here`;
-    at = rel.indexOf("/", at + 1);
-  }
-  return undefined;
+  return parentProblem(await checkParents(root, rel, { cache }));
 }
 
 /** Checks each parent of `rel` with lstat and creates the missing ones. Returns why it cannot, if so. */
 async function prepareParents(root: string, rel: string): Promise<string | undefined> {
-  let at = rel.indexOf("/");
-  while (at >= 0) {
-    const parent = rel.slice(0, at);
-    const abs = join(root, parent);
-    let st = await lstat(abs).catch(() => null);
-    if (!st) {
-      // mkdir does not follow a symlink in the last component: if one appeared, EEXIST and recheck.
-      await mkdir(abs, 0o755).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== "EEXIST") throw err;
-      });
-      st = await lstat(abs);
-    }
-    if (st.isSymbolicLink()) return `is inside ${parent}, which is a symlink here`;
-    if (!st.isDirectory()) return `is inside ${parent}, which is a file here`;
-    at = rel.indexOf("/", at + 1);
-  }
-  return undefined;
+  return parentProblem(await checkParents(root, rel, { create: true }));
 }
 
-/** A plan path must be relative, normalized and free of `..`, so `join(toDir, rel)` stays inside. */
+function parentProblem(parents: Parents): string | undefined {
+  switch (parents.kind) {
+    case "ok":
+    case "missing": // it and everything below it will be created
+      return undefined;
+    case "symlink":
+      return `is inside ${parents.parent}, which is a symlink here`;
+    case "not-dir":
+      return `is inside ${parents.parent}, which is a file here`;
+  }
+}
+
+/** A plan path must be a plain relative path outside `.git`, so `join(toDir, rel)` stays inside and away from git. */
 function checkRel(rel: string): void {
-  const parts = rel.split("/");
-  const bad =
-    rel === "" ||
-    rel.includes("\0") ||
-    rel.includes("\\") ||
-    rel.startsWith("/") ||
-    /^[A-Za-z]:/.test(rel) ||
-    parts.some((part) => part === "" || part === "." || part === "..");
-  if (bad) throw new CattyError("bad_request", `Refusing to sync the path ${JSON.stringify(rel)}: it is not a plain relative path.`);
+  const problem = checkRelPath(rel);
+  if (problem) throw new CattyError("bad_request", `Refusing to sync the path ${JSON.stringify(rel)}: it is ${problem}.`);
 }
 
 async function same(a: string, aStat: Stats, b: string, bStat: Stats): Promise<boolean> {
   if (aStat.isSymbolicLink() || bStat.isSymbolicLink()) {
     return aStat.isSymbolicLink() && bStat.isSymbolicLink() && (await readlink(a)) === (await readlink(b));
   }
-  if (aStat.size !== bStat.size) return false;
-  return sameBytes(a, b);
-}
-
-async function sameBytes(a: string, b: string): Promise<boolean> {
-  const fa = await open(a, "r");
-  try {
-    const fb = await open(b, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    try {
-      const ba = Buffer.allocUnsafe(COMPARE_CHUNK);
-      const bb = Buffer.allocUnsafe(COMPARE_CHUNK);
-      for (;;) {
-        const na = await readFull(fa, ba);
-        const nb = await readFull(fb, bb);
-        if (na !== nb || !ba.subarray(0, na).equals(bb.subarray(0, nb))) return false;
-        if (na < COMPARE_CHUNK) return true;
-      }
-    } finally {
-      await fb.close();
-    }
-  } finally {
-    await fa.close();
-  }
-}
-
-async function readFull(handle: FileHandle, buf: Buffer): Promise<number> {
-  let filled = 0;
-  while (filled < buf.byteLength) {
-    const { bytesRead } = await handle.read(buf, filled, buf.byteLength - filled, null);
-    if (bytesRead === 0) break;
-    filled += bytesRead;
-  }
-  return filled;
+  return aStat.size === bStat.size && sameContent(a, b);
 }
 
 /** Copies `src` to a new temporary file beside `dest`, sets `mode`, and renames it over `dest`. */
 async function replaceWithFile(dest: string, src: string, mode: number): Promise<void> {
-  const tmp = tempBeside(dest);
-  // O_EXCL|O_NOFOLLOW: the temporary name is ours alone and never a symlink.
-  const out = await open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  const out = TempFile.beside(dest);
   try {
     const input = await open(src, "r");
     try {
       const buf = Buffer.allocUnsafe(COPY_CHUNK);
       for (;;) {
         const n = await readFull(input, buf);
-        let off = 0;
-        while (off < n) off += (await out.write(buf, off, n - off)).bytesWritten;
+        out.write(buf.subarray(0, n));
         if (n < COPY_CHUNK) break;
       }
     } finally {
       await input.close();
     }
-    await out.chmod(mode);
-    await out.close();
-    await rename(tmp, dest);
-  } catch (err) {
-    await out.close().catch(() => {});
-    await unlink(tmp).catch(() => {});
-    throw err;
+    await out.commit(dest, mode);
+  } finally {
+    await out.discard();
   }
 }
 
 async function replaceWithSymlink(dest: string, target: string): Promise<void> {
-  const tmp = tempBeside(dest);
+  const tmp = tempName(dirname(dest));
   await symlink(target, tmp);
   await rename(tmp, dest).catch(async (err: unknown) => {
     await unlink(tmp).catch(() => {});
@@ -323,10 +249,6 @@ async function pruneEmptyDirs(dirs: Set<string>, fromDir: string, toDir: string)
     if (!st?.isDirectory()) continue;
     await rmdir(join(toDir, dir)).catch(() => {}); // not empty (excluded files, new files): keep it
   }
-}
-
-function tempBeside(path: string): string {
-  return join(dirname(path), `.${basename(path)}.catty-sync-${randomBytes(4).toString("hex")}`);
 }
 
 function compare(a: string, b: string): number {

@@ -31,6 +31,7 @@ import { createGunzip, createGzip } from "node:zlib";
 import * as tar from "tar-stream";
 import { CattyError } from "../protocol/errors.ts";
 import { createExcluder, type PackMode } from "./exclude.ts";
+import { MAX_PATH_BYTES, openExclusive, parseRelPath, walkTree } from "./safe-fs.ts";
 
 export { createExcluder, type Excluder, type PackMode } from "./exclude.ts";
 
@@ -506,8 +507,6 @@ export const DEFAULT_EXTRACT_LIMITS: Readonly<Required<ExtractLimits>> = Object.
   maxEntries: 100_000,
 });
 
-const MAX_NAME_BYTES = 4096;
-const MAX_COMPONENT_BYTES = 255;
 const MAX_SYMLINK_HOPS = 40;
 
 /**
@@ -695,18 +694,15 @@ async function extractEntry(
   }
 }
 
-/** Validates an entry name and returns it normalized ("" for the root itself). */
+/**
+ * Validates an entry name by the rules of `safe-fs` and returns it normalized ("" for the root
+ * itself). `.git` is allowed: extraction makes a new tree (a workspace, a download), where the
+ * session's repository belongs; writes into a user's existing tree refuse it.
+ */
 function entryPath(name: string): string {
-  if (name.includes("\0")) throw refusedEntry(name, "has a NUL character in its name");
-  if (Buffer.byteLength(name) > MAX_NAME_BYTES) throw refusedEntry(name, "has a name that is too long");
-  if (name.startsWith("/") || /^[A-Za-z]:/.test(name)) throw refusedEntry(name, "has an absolute path");
-  if (name.includes("\\")) throw refusedEntry(name, "has a backslash in its name");
-  const parts = name.split("/").filter((part) => part !== "" && part !== ".");
-  for (const part of parts) {
-    if (part === "..") throw refusedEntry(name, "has a `..` path component");
-    if (Buffer.byteLength(part) > MAX_COMPONENT_BYTES) throw refusedEntry(name, "has a path component that is too long");
-  }
-  return parts.join("/");
+  const parsed = parseRelPath(name, { allowGit: true, lenient: true });
+  if (parsed.problem !== undefined) throw refusedEntry(name, `is ${parsed.problem}`);
+  return parsed.path;
 }
 
 /**
@@ -743,8 +739,8 @@ function replaceable(rel: string, name: string, abs: string, kinds: Kinds): void
 }
 
 async function writeFileEntry(entry: TarEntry, abs: string, header: tar.Header, stats: ExtractStats): Promise<void> {
-  // O_EXCL|O_NOFOLLOW: never open something that is already there, least of all a symlink.
-  const fd = openSync(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+  // Never open something that is already there, least of all a symlink.
+  const fd = openExclusive(abs);
   try {
     for await (const chunk of entry as AsyncIterable<Uint8Array>) {
       let off = 0;
@@ -761,7 +757,7 @@ async function writeFileEntry(entry: TarEntry, abs: string, header: tar.Header, 
 function checkLinkTarget(rel: string, name: string, target: string): void {
   if (target === "") throw refusedEntry(name, "is a symlink with an empty target");
   if (target.includes("\0")) throw refusedEntry(name, "is a symlink whose target has a NUL character");
-  if (Buffer.byteLength(target) > MAX_NAME_BYTES) throw refusedEntry(name, "is a symlink with a target that is too long");
+  if (Buffer.byteLength(target) > MAX_PATH_BYTES) throw refusedEntry(name, "is a symlink with a target that is too long");
   if (target.startsWith("/") || /^[A-Za-z]:/.test(target) || target.includes("\\")) {
     throw refusedEntry(name, `is a symlink to the absolute path ${quote(target)}`);
   }
@@ -806,25 +802,26 @@ function escapes(rel: string, target: string, links: Map<string, string>): boole
  */
 export async function mergeTree(from: string, dest: string): Promise<void> {
   const moves: { rel: string; replace: boolean }[] = [];
-  const plan = async (rel: string): Promise<void> => {
-    for (const name of (await readdir(join(from, rel))).sort()) {
-      const childRel = rel === "" ? name : `${rel}/${name}`;
-      const incoming = await lstat(join(from, childRel));
-      const there = await lstat(join(dest, childRel)).catch(() => undefined);
-      if (!there) {
-        moves.push({ rel: childRel, replace: false });
-      } else if (there.isSymbolicLink() && incoming.isDirectory()) {
-        throw refusedEntry(childRel, `would be written through the symlink ${quote(childRel)} in ${dest}`);
-      } else if (there.isDirectory() && incoming.isDirectory()) {
-        await plan(childRel);
-      } else if (there.isDirectory()) {
-        throw new CattyError("conflict", `Cannot replace the directory ${join(dest, childRel)} with a file from the archive.`);
-      } else {
-        moves.push({ rel: childRel, replace: incoming.isDirectory() });
-      }
+  // Returns true only to go into a directory that is on both sides.
+  const plan = async (rel: string, incoming: Stats): Promise<boolean> => {
+    const there = await lstat(join(dest, rel)).catch(() => undefined);
+    if (!there) {
+      moves.push({ rel, replace: false });
+      return false;
     }
+    if (there.isSymbolicLink() && incoming.isDirectory()) {
+      throw refusedEntry(rel, `would be written through the symlink ${quote(rel)} in ${dest}`);
+    }
+    if (there.isDirectory() && incoming.isDirectory()) return true;
+    if (there.isDirectory()) {
+      throw new CattyError("conflict", `Cannot replace the directory ${join(dest, rel)} with a file from the archive.`);
+    }
+    moves.push({ rel, replace: incoming.isDirectory() });
+    return false;
   };
-  await plan("");
+  await walkTree(from, plan, (_rel, err) => {
+    throw err; // a part of the tree left out would be lost
+  });
   for (const { rel, replace } of moves) {
     if (replace) await unlink(join(dest, rel));
     await rename(join(from, rel), join(dest, rel));

@@ -1,7 +1,9 @@
 /**
- * Sync-back, client side, driven directly: `checkRelPath` and `SyncBackWriter` fed with events and
- * file bytes as the agent would send them, in temp directories. Whatever arrives, nothing outside
- * the root is written or deleted; files land atomically; local edits are kept.
+ * Sync-back, client side, driven directly: `SyncBackWriter` fed with events and file bytes as the
+ * agent would send them, in temp directories (the path rules themselves are tested in
+ * test/lib/safe-fs.test.ts). Whatever arrives, nothing outside the root or inside `.git` is written
+ * or deleted, no transfer writes more than it declared or the cap; files land atomically; local
+ * edits are kept.
  */
 import { describe, expect, test } from "bun:test";
 import {
@@ -20,7 +22,7 @@ import { dirname, join } from "node:path";
 import { silentLog } from "../../src/lib/log.ts";
 import type { SyncEvent } from "../../src/protocol/index.ts";
 import {
-  checkRelPath,
+  DEFAULT_SYNC_MAX_BYTES,
   loadSyncState,
   saveSyncState,
   SyncBackWriter,
@@ -28,7 +30,7 @@ import {
   type SyncState,
 } from "../../src/client/sync-back.ts";
 import { snapshotTree } from "../helpers/sync-back.ts";
-import { noise, tempDirs } from "../helpers/fs.ts";
+import { noise, tempDirs, writeTree } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const tempDir = tempDirs("catty-syncback-unit-");
@@ -38,7 +40,7 @@ const mode = (path: string): number => statSync(path).mode & 0o7777;
 const umask = process.umask();
 
 /** A writer for `root` (a fresh one under a temp dir unless given), its state, and where the state is saved. */
-function makeWriter(opts: { root?: string; state?: Partial<SyncState> } = {}): {
+function makeWriter(opts: { root?: string; state?: Partial<SyncState>; maxFileBytes?: number } = {}): {
   root: string;
   writer: SyncBackWriter;
   state: SyncState;
@@ -50,7 +52,7 @@ function makeWriter(opts: { root?: string; state?: Partial<SyncState> } = {}): {
   mkdirSync(root, { recursive: true });
   const state: SyncState = { root, epoch: "epoch-1", seq: 0, files: {}, ...opts.state };
   const stateFile = join(base, "home", "sync", "state.json");
-  const writer = new SyncBackWriter(state, stateFile, silentLog);
+  const writer = new SyncBackWriter(state, stateFile, silentLog, { maxFileBytes: opts.maxFileBytes });
   const notices: string[] = [];
   writer.onNotice = (m) => notices.push(m);
   writer.event({ kind: "start", epoch: state.epoch ?? "epoch-1", seq: state.seq });
@@ -77,36 +79,6 @@ const event = (w: SyncBackWriter, e: SyncEvent): void => w.event(e);
 const temps = (dir: string): string[] =>
   readdirSync(dir, { recursive: true }).map(String).filter((n) => n.split("/").pop()?.startsWith(".catty-tmp-"));
 
-
-describe("checkRelPath", () => {
-  test("accepts plain relative paths", () => {
-    for (const ok of ["a.txt", "a/b/c.txt", ".hidden", "dir/.env", "a..b", "...", "a/.../b", "with space/ü.txt", "x".repeat(4096)]) {
-      expect(checkRelPath(ok)).toBeNull();
-    }
-  });
-
-  test("refuses absolute paths, . and .. parts, empty parts, backslashes and NUL", () => {
-    const cases: Array<[string, string]> = [
-      ["", "not a plain relative path"],
-      ["/etc/passwd", "an absolute path"],
-      ["/", "an absolute path"],
-      ["C:/Windows/x", "an absolute path"],
-      ["c:x", "an absolute path"],
-      ["..", "a path with empty, . or .. parts"],
-      ["../outside.txt", "a path with empty, . or .. parts"],
-      ["a/../../x", "a path with empty, . or .. parts"],
-      ["a/..", "a path with empty, . or .. parts"],
-      [".", "a path with empty, . or .. parts"],
-      ["./a", "a path with empty, . or .. parts"],
-      ["a//b", "a path with empty, . or .. parts"],
-      ["a/", "a path with empty, . or .. parts"],
-      ["a\\..\\..\\x", "not a plain relative path"],
-      ["a\0b", "not a plain relative path"],
-      ["x".repeat(4097), "not a plain relative path"],
-    ];
-    for (const [path, why] of cases) expect({ path, why: checkRelPath(path) }).toEqual({ path, why });
-  });
-});
 
 describe("SyncBackWriter", () => {
   test("creates files and their parent directories, binary and empty files included", async () => {
@@ -306,6 +278,112 @@ describe("SyncBackWriter", () => {
       await writer.flush();
       expect(readdirSync(join(base, "outside-dir"))).toEqual(["victim.txt"]);
       expect(writer.summary.refused.join("\n")).toContain("later/f.txt (it goes through the symlink later)");
+    });
+  });
+
+  describe("a rogue agent: .git, planted symlinks, oversized transfers", () => {
+    test("paths into .git in any letter case are refused: nothing written, created or deleted", async () => {
+      const { root, writer } = makeWriter();
+      writeTree(root, { ".git/config": "[core]\n", ".git/hooks/": "", "a/.git/HEAD": "ref\n", "keep.txt": "k\n" });
+      const before = snapshotTree(root);
+      const files = [".GIT/config", ".Git/hooks/pre-commit", "a/.gIT/x", ".git/config", "new/.GIT/config", ".git./hooks/post-checkout", "GIT~1/config"];
+      for (const path of files) sendFile(writer, path, "[core]\n\thooksPath = /tmp/evil\n");
+      for (const path of [".GIT/hooks", "b/.Git"]) event(writer, { kind: "dir", seq: nextSeq++, path });
+      for (const path of [".GIT/config", "a/.Git/HEAD"]) event(writer, { kind: "delete", seq: nextSeq++, path });
+      sendFile(writer, "ok.txt", "fine\n");
+      await writer.flush();
+
+      expect(snapshotTree(root)).toEqual({ ...before, "ok.txt": expect.stringMatching(/^file /) });
+      expect(writer.summary.refused).toHaveLength(files.length + 4);
+      for (const path of [...files, ".GIT/hooks", "b/.Git", "a/.Git/HEAD"]) {
+        expect(writer.summary.refused.some((r) => r.startsWith(`${path} (a path into `))).toBe(true);
+      }
+      expect(writer.summary.refused).toContain(".GIT/config (a path into .GIT, which is .git on some file systems)");
+      expect(writer.summary).toMatchObject({ written: 1, deleted: 0 });
+      expect(temps(root)).toEqual([]);
+    });
+
+    test("temp files have unpredictable names: symlinks planted at any predictable name redirect nothing", async () => {
+      const base = tempDir();
+      const root = join(base, "project");
+      mkdirSync(join(root, "dir"), { recursive: true });
+      writeFileSync(join(base, "victim.txt"), "victim\n");
+      // Every name the writer could have chosen from what it knows (pid, transfer, seq, path).
+      const transfer = 4242;
+      const predictable = [`.catty-tmp-${process.pid}-${transfer}`, `.catty-tmp-${transfer}`, ".catty-tmp-", ".f.txt.catty-tmp", "f.txt.tmp", ".f.txt.tmp"];
+      for (const name of predictable) symlinkSync(join(base, "victim.txt"), join(root, "dir", name));
+      const { writer } = makeWriter({ root });
+      writer.event({ kind: "file", seq: 1, path: "dir/f.txt", size: 10, transfer });
+      writer.bytes(transfer, new TextEncoder().encode("PWNED"));
+      const [tmp] = await waitFor(() => {
+        const t = temps(join(root, "dir")).filter((n) => !predictable.includes(n));
+        return t.length === 1 ? t : null;
+      }, { what: "the transfer's temp file" });
+      expect(tmp).toMatch(/^\.catty-tmp-[0-9a-f]{32}$/);
+      expect(lstatSync(join(root, "dir", tmp as string)).isFile()).toBe(true);
+      expect(statSync(join(root, "dir", tmp as string)).mode & 0o777).toBe(0o600);
+      writer.bytes(transfer, new TextEncoder().encode("PWNED"));
+      writer.event({ kind: "file_end", transfer, bytes: 10 });
+      await writer.flush();
+      expect(read(join(base, "victim.txt"))).toBe("victim\n");
+      expect(read(join(root, "dir/f.txt"))).toBe("PWNEDPWNED");
+      for (const name of predictable) expect(lstatSync(join(root, "dir", name)).isSymbolicLink()).toBe(true);
+    });
+
+    test("a transfer that sends more bytes than it declared is discarded: the temp file never grows past the size, nothing is placed", async () => {
+      const { root, writer } = makeWriter();
+      sendFile(writer, "f.txt", "original\n");
+      await writer.flush();
+      const before = statSync(join(root, "f.txt"));
+
+      writer.event({ kind: "file", seq: nextSeq++, path: "f.txt", size: 5, transfer: 800 });
+      writer.bytes(800, new TextEncoder().encode("PWNED"));
+      await waitFor(() => temps(root).length === 1 && statSync(join(root, temps(root)[0] as string)).size === 5, { what: "the declared bytes" });
+      writer.bytes(800, new TextEncoder().encode(" and then some more"));
+      await waitFor(() => temps(root).length === 0, { what: "the over-long transfer to be discarded" });
+      writer.bytes(800, noise(1000, 9)); // later bytes of the same transfer are dropped, not written anywhere
+      writer.event({ kind: "file_end", transfer: 800 });
+      // Sent whole, but declaring less than it sends.
+      writer.event({ kind: "file", seq: nextSeq++, path: "g.txt", size: 3, transfer: 801 });
+      writer.bytes(801, new TextEncoder().encode("abcdef"));
+      writer.event({ kind: "file_end", transfer: 801, bytes: 6 });
+      await writer.flush();
+
+      expect(read(join(root, "f.txt"))).toBe("original\n");
+      expect(statSync(join(root, "f.txt")).ino).toBe(before.ino);
+      expect(existsSync(join(root, "g.txt"))).toBe(false);
+      expect(writer.summary.refused).toEqual([
+        "f.txt (it sent more bytes than the file event declared)",
+        "g.txt (it sent more bytes than the file event declared)",
+      ]);
+      expect(temps(root)).toEqual([]);
+      expect(readdirSync(root).sort()).toEqual(["f.txt"]);
+    });
+
+    test("a file over the client's cap is skipped before anything is created, whatever the agent's own cap", async () => {
+      const { root, writer } = makeWriter({ maxFileBytes: 1000 });
+      writer.event({ kind: "file", seq: nextSeq++, path: "big/huge.bin", size: 1001, transfer: 900 });
+      writer.bytes(900, noise(1001, 4));
+      writer.event({ kind: "file_end", transfer: 900 });
+      sendFile(writer, "fits.bin", noise(1000, 5));
+      await writer.flush();
+      expect(existsSync(join(root, "big"))).toBe(false);
+      expect(readdirSync(root)).toEqual(["fits.bin"]);
+      expect(writer.summary.skipped).toEqual(["big/huge.bin: 1001 B is over this computer's sync-back cap of 1000 B; get it with `catty download`"]);
+      expect(writer.summary.written).toBe(1);
+      expect(DEFAULT_SYNC_MAX_BYTES).toBe(50 * 1024 * 1024);
+    });
+
+    test("a transfer number announced twice: the first transfer's temp file goes, only the second lands", async () => {
+      const { root, writer } = makeWriter();
+      writer.event({ kind: "file", seq: nextSeq++, path: "one.txt", size: 100, transfer: 950 });
+      writer.bytes(950, new TextEncoder().encode("first"));
+      writer.event({ kind: "file", seq: nextSeq++, path: "two.txt", size: 6, transfer: 950 });
+      writer.bytes(950, new TextEncoder().encode("second"));
+      writer.event({ kind: "file_end", transfer: 950 });
+      await writer.flush();
+      expect(readdirSync(root)).toEqual(["two.txt"]);
+      expect(read(join(root, "two.txt"))).toBe("second");
     });
   });
 

@@ -243,6 +243,47 @@ describe("applySync", () => {
   });
 });
 
+describe(".git, in any letter case, is never written or deleted", () => {
+  test("a save with .GIT/config and sub/.Git/hooks/x writes neither; other spellings are reported, the real .git is left alone", async () => {
+    const parent = tempDir();
+    const save = tree(join(parent, "save"), {
+      ".GIT/config": "[core]\n\thooksPath = /tmp/evil\n",
+      "sub/.Git/hooks/x": "#!/bin/sh\necho pwned\n",
+      "a/.gIT/x": "evil",
+      ".git/config": "[core] the session's\n",
+      ".git./HEAD": "evil",
+      "sub/ok.txt": "ok",
+    });
+    const here = tree(join(parent, "here"), { ".git/config": "[core] mine\n", "sub/.GIT/local": "mine", "keep.txt": "k" });
+    const plan = await planSync(save, here);
+    expect(plan.create).toEqual(["sub/ok.txt"]);
+    expect(plan.localOnly).toEqual(["keep.txt"]);
+    expect(plan.conflicts.map((c) => c.path).sort()).toEqual([".GIT", ".git.", "a/.gIT", "sub/.Git"]);
+    for (const c of plan.conflicts) expect(c.reason).toBe("is .git on some file systems, which Catty never writes");
+
+    const result = await applySync(plan, save, here, { delete: true });
+    expect(result).toMatchObject({ created: 1, changed: 0, deleted: 1 });
+    expect(names(here)).toEqual([".git", ".git/config", "sub", "sub/.GIT", "sub/.GIT/local", "sub/ok.txt"]);
+    expect(read(join(here, ".git/config"))).toBe("[core] mine\n");
+  });
+
+  test("a plan naming a path into .git, in any letter case, is refused before anything is written", async () => {
+    const parent = tempDir();
+    const save = tree(join(parent, "save"), { ".GIT/config": "evil", "sub/.Git/hooks/x": "evil", "ok.txt": "ok" });
+    const here = tree(join(parent, "here"), { "keep": "k", ".git/config": "mine" });
+    for (const bad of [".GIT/config", "sub/.Git/hooks/x", ".git/config"]) {
+      const plan: SyncPlan = { create: ["ok.txt", bad], change: [], localOnly: [], unchanged: 0, conflicts: [] };
+      const err = await applySync(plan, save, here, { delete: false }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CattyError);
+      expect((err as CattyError).message).toContain("a path into ");
+      const deleting: SyncPlan = { create: [], change: [], localOnly: [bad], unchanged: 0, conflicts: [] };
+      await expect(applySync(deleting, save, here, { delete: true })).rejects.toBeInstanceOf(CattyError);
+    }
+    expect(names(here)).toEqual([".git", ".git/config", "keep"]);
+    expect(read(join(here, ".git/config"))).toBe("mine");
+  });
+});
+
 describe("formatPlan", () => {
   const plan: SyncPlan = {
     create: ["new.ts"],

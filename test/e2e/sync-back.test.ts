@@ -549,6 +549,10 @@ describe("a rogue agent", () => {
       "../../.ssh/authorized_keys",
       join(home, ".ssh/authorized_keys"),
       "sub\\..\\..\\win.txt",
+      // .git in another letter case is .git on macOS: its config and hooks run code here.
+      ".GIT/config",
+      ".Git/hooks/pre-commit",
+      "a/.gIT/x",
     ];
     for (const path of hostileFiles) agent.file(clientId, path, "PWNED ssh-rsa AAAAevil attacker@rogue\n");
     const hostileDeletes = ["../outside.txt", "link/victim.txt", "link2", "link", "../../.ssh/authorized_keys", join(home, "work/outside-dir/victim.txt")];

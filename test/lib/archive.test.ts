@@ -533,6 +533,20 @@ describe("extracting hostile archives", () => {
     expect(component.err.message).toContain("too long");
   });
 
+  test("backslashes and drive letters, also behind ./", async () => {
+    for (const name of ["a\\..\\..\\x", "C:/x", "./C:x"]) {
+      const { err } = await refuse(await craft([...GOOD, { header: { name }, data: "evil" }]));
+      expect(err.message).toContain(JSON.stringify(name));
+    }
+  });
+
+  test("a session's .git (any letter case) extracts: the new tree is the session's own", async () => {
+    const dest = join(tempDir(), "dest");
+    await extractArchive(await craft([{ header: { name: "./.git/config" }, data: "[core]\n" }, { header: { name: "sub/.GIT/x" }, data: "x" }]), dest);
+    expect(readFileSync(join(dest, ".git/config"), "utf8")).toBe("[core]\n");
+    expect(readFileSync(join(dest, "sub/.GIT/x"), "utf8")).toBe("x");
+  });
+
   test("garbage and truncated archives", async () => {
     const garbage = await refuse(new TextEncoder().encode("this is not a tarball"));
     expect(garbage.err.message).toContain("not a valid .tar.gz");
