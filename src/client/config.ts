@@ -31,6 +31,11 @@ export const CLI_SETTINGS = {
     doc: "the `catty-server` executable for the local server",
     shown: "beside `catty`",
   }),
+  syncMaxBytes: setting(intSetting(50 * 1024 * 1024, 1), {
+    env: ["CATTY_SYNC_MAX_BYTES"],
+    doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)",
+    shown: "50 MiB",
+  }),
   quiet: setting(boolSetting(false), { env: ["CATTY_QUIET"], doc: "print only errors" }),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
@@ -51,6 +56,8 @@ export interface CliConfig {
   localPort: number;
   /** `CATTY_SERVER_BIN`: the `catty-server` executable for the zero-setup server. */
   serverBin: string | undefined;
+  /** `CATTY_SYNC_MAX_BYTES`: the largest file sync-back writes, whatever the session sends. */
+  syncMaxBytes: number;
   /** `CATTY_QUIET`: only errors on the terminal. */
   quiet: boolean;
   /** `CATTY_LOG_LEVEL`. */
@@ -73,6 +80,7 @@ export function readCliConfig(flags: { api?: string }, env: NodeJS.ProcessEnv = 
     tokenOverride: s.token,
     localPort: s.port,
     serverBin: s.serverBin,
+    syncMaxBytes: s.syncMaxBytes,
     quiet: s.quiet,
     logLevel: s.logLevel,
   });

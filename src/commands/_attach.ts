@@ -21,7 +21,7 @@ async function openSyncBack(ctx: Context, label: string, flags: AttachFlags, log
   const file = syncStateFile(ctx.config.home, label, root);
   const state = await loadSyncState(file, root);
   if (flags.uploaded) Object.assign(state.files, flags.uploaded);
-  return new SyncBackWriter(state, file, log);
+  return new SyncBackWriter(state, file, log, { maxFileBytes: ctx.config.syncMaxBytes });
 }
 
 function reportSync(writer: SyncBackWriter | null): void {
