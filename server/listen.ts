@@ -9,7 +9,7 @@ import type { Log } from "../src/lib/log.ts";
 import { hashToken, newToken } from "./tokens.ts";
 import { createServer } from "./app.ts";
 import { createDiskBlobStore, handleBlobRequest, loadOrCreateSecret } from "./blobs/disk.ts";
-import { createS3BlobStore, s3ConfigFromEnv } from "./blobs/s3.ts";
+import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
 import { createLocalProvider } from "./providers/local.ts";
@@ -45,7 +45,7 @@ export async function createUserToken(store: Store, name: string): Promise<strin
 
 /** S3 when a bucket is configured, else a directory in the data dir. */
 export function openBlobs(config: ServerConfig, log: Log): { blobs: BlobStore; blobRoute?: (req: Request) => Promise<Response> } {
-  const s3 = s3ConfigFromEnv(process.env, config.s3Flags);
+  const s3 = config.s3;
   if (s3) {
     log.info(`saves go to S3 bucket ${s3.bucket}${s3.endpoint ? ` at ${s3.endpoint}` : ""}`);
     return { blobs: createS3BlobStore(s3) };

@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDiskBlobStore, handleBlobRequest, loadOrCreateSecret, type DiskBlobStore } from "../../server/blobs/disk.ts";
-import { createS3BlobStore, s3ConfigFromEnv } from "../../server/blobs/s3.ts";
+import { createS3BlobStore } from "../../server/blobs/s3.ts";
 import type { BlobStore } from "../../server/blobs/types.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
@@ -446,49 +446,5 @@ describe("blob secret", () => {
     expect(statSync(join(dataDir, "blob-secret")).mode & 0o777).toBe(0o600);
     expect(readdirSync(dataDir)).toEqual(["blob-secret"]);
     expect(loadOrCreateSecret(tempDir("secret"))).not.toBe(secret);
-  });
-});
-
-describe("s3ConfigFromEnv", () => {
-  test("is null without a bucket", () => {
-    expect(s3ConfigFromEnv({ AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s" })).toBeNull();
-    expect(s3ConfigFromEnv({ CATTY_S3_BUCKET: "" }, {})).toBeNull();
-  });
-
-  test("reads the AWS variables, with us-east-1 as the default region", () => {
-    expect(
-      s3ConfigFromEnv({ CATTY_S3_BUCKET: "b", AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s", AWS_ENDPOINT_URL: "http://generic" }),
-    ).toEqual({ bucket: "b", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s", endpoint: "http://generic" });
-    expect(s3ConfigFromEnv({ CATTY_S3_BUCKET: "b", AWS_DEFAULT_REGION: "eu-west-1" })?.region).toBe("eu-west-1");
-    expect(s3ConfigFromEnv({ CATTY_S3_BUCKET: "b", AWS_DEFAULT_REGION: "eu-west-1", AWS_REGION: "eu-north-1" })?.region).toBe("eu-north-1");
-  });
-
-  test("flags beat Catty's variables, which beat the AWS ones", () => {
-    const env = {
-      CATTY_S3_BUCKET: "env-bucket",
-      CATTY_S3_ENDPOINT: "http://catty",
-      AWS_ENDPOINT_URL_S3: "http://aws-s3",
-      AWS_ENDPOINT_URL: "http://aws",
-      CATTY_S3_REGION: "auto",
-      AWS_REGION: "eu-north-1",
-      CATTY_S3_ACCESS_KEY_ID: "ck",
-      CATTY_S3_SECRET_ACCESS_KEY: "cs",
-      AWS_ACCESS_KEY_ID: "ak",
-      AWS_SECRET_ACCESS_KEY: "as",
-      AWS_SESSION_TOKEN: "at",
-    };
-    expect(s3ConfigFromEnv(env, { "s3-bucket": "flag-bucket", "s3-endpoint": "http://flag" })).toEqual({
-      bucket: "flag-bucket",
-      endpoint: "http://flag",
-      region: "auto",
-      accessKeyId: "ck",
-      secretAccessKey: "cs",
-    });
-    expect(s3ConfigFromEnv(env)?.endpoint).toBe("http://catty");
-    expect(s3ConfigFromEnv({ ...env, CATTY_S3_ENDPOINT: undefined })?.endpoint).toBe("http://aws-s3");
-  });
-
-  test("the result is frozen", () => {
-    expect(Object.isFrozen(s3ConfigFromEnv({ CATTY_S3_BUCKET: "b" }))).toBe(true);
   });
 });
