@@ -88,7 +88,12 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
       for (;;) {
         const page = await client.list({ prefix: root + prefix, maxKeys: pageSize, ...(continuationToken ? { continuationToken } : {}) });
         for (const object of page.contents ?? []) {
-          found.push({ key: object.key.slice(root.length), size: object.size ?? 0 });
+          const modifiedAt = object.lastModified ? Date.parse(String(object.lastModified)) : NaN;
+          found.push({
+            key: object.key.slice(root.length),
+            size: object.size ?? 0,
+            ...(Number.isFinite(modifiedAt) ? { modifiedAt } : {}),
+          });
         }
         if (!page.isTruncated) break;
         if (!page.nextContinuationToken) throw new Error(`S3 cut the listing of ${root + prefix} short without a continuation token.`);
@@ -96,6 +101,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
       }
       return found;
     },
+    // S3 presigned PUTs cannot limit the body's size: `opts.maxBytes` is left to the caller.
     presignPut: (key, expiresInSec) => presign(key, "PUT", expiresInSec),
     presignGet: (key, expiresInSec) => presign(key, "GET", expiresInSec),
   };

@@ -155,17 +155,20 @@ function blobStoreSuite(name: string, start: () => Promise<Harness>): void {
       expect(await h.store.stat("t/replace.bin")).toEqual({ key: "t/replace.bin", size: 6 });
     });
 
-    test("list returns every blob under a prefix, with sizes", async () => {
+    test("list returns every blob under a prefix, with sizes and when it was written", async () => {
+      const before = Date.now() - 2_000;
       await h.store.put("snapshots/s1/a.tar.gz", text("a"));
       await h.store.put("snapshots/s1/b.tar.gz", text("bb"));
       await h.store.put("snapshots/s2/c.tar.gz", text("ccc"));
       await h.store.put("snapshots-old/d.tar.gz", text("dddd"));
       await h.store.put("uploads/e.bin", text("eeeee"));
       const keys = async (prefix: string): Promise<string[]> => (await h.store.list(prefix)).map((b) => b.key).sort();
-      expect((await h.store.list("snapshots/s1/")).sort((a, b) => a.key.localeCompare(b.key))).toEqual([
+      const listed = (await h.store.list("snapshots/s1/")).sort((a, b) => a.key.localeCompare(b.key));
+      expect(listed.map(({ key, size }) => ({ key, size }))).toEqual([
         { key: "snapshots/s1/a.tar.gz", size: 1 },
         { key: "snapshots/s1/b.tar.gz", size: 2 },
       ]);
+      for (const b of listed) expect(b.modifiedAt).toBeWithin(before, Date.now() + 2_000);
       expect(await keys("snapshots/")).toEqual(["snapshots/s1/a.tar.gz", "snapshots/s1/b.tar.gz", "snapshots/s2/c.tar.gz"]);
       expect(await keys("snapshots")).toEqual([
         "snapshots-old/d.tar.gz",
