@@ -9,6 +9,9 @@ import { SettingsError } from "../src/protocol/settings.ts";
 import { readServerConfig, serverFlags, type ServerConfig } from "./config.ts";
 import { createUserToken, openStore, startServer } from "./listen.ts";
 
+// Everything the server creates (database, WAL, keys, blobs, logs) is for its user only.
+process.umask(0o077);
+
 const common = serverFlags();
 
 /** Reads the configuration; a bad setting is a one-line error and exit code 1. */

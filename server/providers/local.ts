@@ -57,6 +57,9 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
       const logFd = openSync(join(dir, "agent.log"), "a", 0o600);
       const [bin, ...binArgs] = opts.agentCommand;
       if (!bin) throw new Error("no agent command configured");
+      // The server runs with umask 077 (its files are private); the program gets the usual 022,
+      // so the files it writes have the modes they would have anywhere else.
+      const serverUmask = process.umask(0o022);
       try {
         const child = spawn(bin, binArgs, {
           detached: true,
@@ -84,6 +87,7 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
         opts.log.info("agent started", { label: spec.label, pid });
         return { provider: "local", pid, dir } satisfies LocalMachine;
       } finally {
+        process.umask(serverUmask);
         closeSync(logFd);
       }
     },

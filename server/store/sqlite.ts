@@ -68,6 +68,11 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     addColumn(db, "sessions", "ending_status", "TEXT");
     addColumn(db, "sessions", "ending_reason", "TEXT");
     db.run("CREATE INDEX IF NOT EXISTS saves_key ON saves(key)");
+    // Local machine handles from before handles were typed: {pid, dir}.
+    db.run(
+      `UPDATE sessions SET machine = json_set(machine, '$.provider', 'local')
+       WHERE provider = 'local' AND json_valid(machine) AND json_extract(machine, '$.provider') IS NULL`,
+    );
     // Before this, only a user's stop left a session "stopping" across a restart.
     db.run("UPDATE sessions SET ending_status = 'stopped', ending_reason = 'stopped by user' WHERE status = 'stopping' AND ending_status IS NULL");
   },
@@ -150,7 +155,10 @@ const uploadFrom = (r: UploadRecord): UploadRow => ({
   createdAt: r.created_at,
 });
 
-function sessionFrom(r: SessionRecord, log: Log | undefined): SessionRow {
+/** Reports each unreadable machine handle once per process, not on every read of its row. */
+type Warn = (r: SessionRecord) => void;
+
+function sessionFrom(r: SessionRecord, warn: Warn): SessionRow {
   return {
     id: r.id,
     label: r.label,
@@ -162,7 +170,7 @@ function sessionFrom(r: SessionRecord, log: Log | undefined): SessionRow {
     cols: r.cols,
     rows: r.rows,
     agentTokenHash: r.agent_token_hash,
-    machine: machineFrom(r, log),
+    machine: machineFrom(r, warn),
     createdAt: r.created_at,
     endedAt: r.ended_at,
     exitCode: r.exit_code,
@@ -177,7 +185,7 @@ function sessionFrom(r: SessionRecord, log: Log | undefined): SessionRow {
 }
 
 /** The stored machine handle, checked: one that does not parse counts as a machine that is gone. */
-function machineFrom(r: SessionRecord, log: Log | undefined): MachineHandle | null {
+function machineFrom(r: SessionRecord, warn: Warn): MachineHandle | null {
   if (r.machine === null) return null;
   let raw: unknown;
   try {
@@ -187,7 +195,7 @@ function machineFrom(r: SessionRecord, log: Log | undefined): MachineHandle | nu
   }
   const parsed = MachineHandle.safeParse(raw);
   if (parsed.success) return parsed.data;
-  log?.warn("unreadable machine handle in the database; treating the machine as gone", { label: r.label });
+  warn(r);
   return null;
 }
 
@@ -230,12 +238,18 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   db.run("PRAGMA foreign_keys = ON");
   db.run(SCHEMA);
   migrate(db, file);
+  const warned = new Set<string>();
+  const warn: Warn = (r) => {
+    if (warned.has(r.id)) return;
+    warned.add(r.id);
+    opts.log?.warn("unreadable machine handle in the database; treating the machine as gone", { label: r.label });
+  };
 
   const userFrom = (r: { id: string; name: string; created_at: string } | null): User | null =>
     r ? { id: r.id, name: r.name, createdAt: r.created_at } : null;
   const sessionBy = (where: string, ...params: string[]): SessionRow | null => {
     const r = db.query(`SELECT * FROM sessions WHERE ${where}`).get(...params) as SessionRecord | null;
-    return r ? sessionFrom(r, opts.log) : null;
+    return r ? sessionFrom(r, warn) : null;
   };
 
   return {
@@ -291,13 +305,13 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       const rows = db
         .query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")
         .all(userId) as SessionRecord[];
-      return rows.map((r) => sessionFrom(r, opts.log));
+      return rows.map((r) => sessionFrom(r, warn));
     },
     async liveSessions() {
       const rows = db
         .query("SELECT * FROM sessions WHERE status IN ('starting', 'running', 'stopping')")
         .all() as SessionRecord[];
-      return rows.map((r) => sessionFrom(r, opts.log));
+      return rows.map((r) => sessionFrom(r, warn));
     },
     async updateSession(id, patch) {
       const columns = patchColumns(patch);

@@ -15,9 +15,9 @@ import { createUserToken, openStore } from "../../server/listen.ts";
 import type { MachineSpec, Provider } from "../../server/providers/types.ts";
 import type { SocketData } from "../../server/relay.ts";
 import type { Store } from "../../server/store/types.ts";
-import type { Log } from "../../src/lib/log.ts";
 import { VERSION } from "../../src/lib/version.ts";
 import { parseMessage, PROTOCOL_VERSION, ServerToAgent, ServerToClient, type MachineHandle } from "../../src/protocol/index.ts";
+import { keptLog, type KeptLog } from "../helpers/log.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 interface Recorded {
@@ -48,19 +48,11 @@ function standInProvider(): Provider & Recorded {
   };
 }
 
-/** A log that keeps its lines, to check what was (and was not) logged. */
-function keptLog(): Log & { lines: string[] } {
-  const lines: string[] = [];
-  const show = (_key: string, v: unknown): unknown => (v instanceof Error ? v.message : v);
-  const at = (level: string) => (msg: string, extra?: Record<string, unknown>) => void lines.push(`${level} ${msg} ${JSON.stringify(extra ?? {}, show)}`);
-  return { lines, debug: () => {}, info: at("info"), warn: at("warn"), error: at("error") };
-}
-
 interface Fixture {
   app: CattyApp;
   store: Store;
   provider: Provider & Recorded;
-  log: Log & { lines: string[] };
+  log: KeptLog;
   token: string;
   otherToken: string;
   serverKey: string;
