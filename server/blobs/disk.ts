@@ -54,7 +54,8 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
   const presign = async (key: string, method: "GET" | "PUT", expiresInSec: number, maxBytes?: number): Promise<string> => {
     assertValidKey(key);
     assertExpiry(expiresInSec);
-    const e = Math.floor(Date.now() / 1000) + Math.ceil(expiresInSec);
+    // Rounded up: a ticket lives at least as long as asked, also for short lives.
+    const e = Math.ceil(Date.now() / 1000 + expiresInSec);
     return BLOB_ROUTE + makeTicket(secret, { k: key, m: method, e, ...(maxBytes !== undefined ? { x: maxBytes } : {}) });
   };
 
