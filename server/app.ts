@@ -82,7 +82,6 @@ export function createApp(deps: AppDeps): CattyApp {
   const routeDeps: RouteDeps = {
     store: deps.store,
     provider: deps.provider,
-    blobs: deps.blobs,
     saves,
     lifecycle,
     relay,

@@ -11,7 +11,6 @@ import { zValidator } from "@hono/zod-validator";
 import type { z } from "zod";
 import type { Log } from "../../src/lib/log.ts";
 import { CattyError, httpStatus, Label } from "../../src/protocol/index.ts";
-import type { BlobStore } from "../blobs/types.ts";
 import type { SessionTimeouts } from "../config.ts";
 import type { Lifecycle } from "../lifecycle.ts";
 import type { Provider } from "../providers/types.ts";
@@ -30,7 +29,6 @@ export interface AppEnv {
 export interface RouteDeps {
   store: Store;
   provider: Provider;
-  blobs: BlobStore;
   saves: Saves;
   lifecycle: Lifecycle;
   relay: Relay;
