@@ -1,68 +1,223 @@
 /**
- * `catty-server` configuration, read once into a frozen object.
- * Precedence: flags > environment > defaults.
+ * `catty-server` configuration, read once into a frozen object. Every setting is declared in
+ * `SERVER_SETTINGS` (a zod schema tagged with its flag and environment variables, see
+ * src/protocol/settings.ts); the README's table is generated from that declaration
+ * (`settingsTable(SERVER_SETTINGS)`). Precedence: flags > environment > defaults. A bad value
+ * throws a `SettingsError` naming the flag or variable; `catty-server` prints it and exits 1.
  */
-import { homedir } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
+import type { Level } from "../src/lib/log.ts";
+import { cattyHome } from "../src/lib/paths.ts";
+import { readAgentTuning, type AgentTuning } from "../src/protocol/agent-env.ts";
+import {
+  enumSetting,
+  intSetting,
+  optionalString,
+  readSettings,
+  setting,
+  SettingsError,
+  stringSetting,
+  type SettingsOf,
+} from "../src/protocol/settings.ts";
+import type { S3BlobStoreOptions } from "./blobs/s3.ts";
+
+const portSetting = (fallback: number): z.ZodType<number, string | undefined> =>
+  intSetting(fallback).pipe(z.number().max(65_535, { error: "must be a port number (0 to 65535)" }));
+
+const urlSetting = (): z.ZodType<string | undefined, string | undefined> =>
+  optionalString().refine((v) => v === undefined || /^https?:\/\/[^/\s]+/.test(v), {
+    error: "must be an http:// or https:// URL",
+  });
+
+/** Every setting of `catty-server`, in the order the README lists them. */
+export const SERVER_SETTINGS = {
+  port: setting(portSetting(4815), { flag: "port", env: ["CATTY_PORT"], doc: "port to listen on (0: any free port)" }),
+  host: setting(stringSetting("127.0.0.1"), { flag: "host", env: ["CATTY_HOST"], doc: "address to bind" }),
+  dataDir: setting(optionalString(), {
+    flag: "data-dir",
+    env: ["CATTY_DATA_DIR"],
+    doc: "data directory: database, session workspaces, saves (mode 0700)",
+    shown: "`$CATTY_HOME/server` (`~/.catty/server`)",
+  }),
+  publicUrl: setting(urlSetting(), {
+    env: ["CATTY_PUBLIC_URL"],
+    doc: "the URL session agents dial",
+    shown: "`http://127.0.0.1:<port>`",
+  }),
+  agentBin: setting(optionalString(), {
+    env: ["CATTY_AGENT_BIN"],
+    doc: "the `catty-agent` executable the local provider starts",
+    shown: "beside `catty-server`",
+  }),
+  agentLostMs: setting(intSetting(120_000, 1), {
+    env: ["CATTY_AGENT_LOST_MS"],
+    doc: "how long a session may be without its agent (machine still alive) before it fails",
+    shown: "2 min",
+  }),
+  stopTimeoutMs: setting(intSetting(60_000, 1), {
+    env: ["CATTY_STOP_TIMEOUT_MS"],
+    doc: "how long a stop waits for the program and its final save before the machine is destroyed",
+    shown: "1 min",
+  }),
+  maxUploadBytes: setting(intSetting(100_000_000, 1), {
+    env: ["CATTY_MAX_UPLOAD_BYTES"],
+    doc: "cap on the compressed workspace upload of `catty new`",
+    shown: "100 MB",
+  }),
+  maxSaveBytes: setting(intSetting(4 * 1024 ** 3, 1), {
+    env: ["CATTY_MAX_SAVE_BYTES"],
+    doc: "cap on one compressed workspace save",
+    shown: "4 GiB",
+  }),
+  keepSaves: setting(intSetting(5, 1), { env: ["CATTY_KEEP_SAVES"], doc: "saves kept per session" }),
+  idleTimeoutMs: setting(intSetting(2 * 3_600_000, 1000), {
+    env: ["CATTY_IDLE_TIMEOUT_MS"],
+    doc: "default time without input or output before a session stops",
+    shown: "2 h",
+  }),
+  minDurationMs: setting(intSetting(3_600_000, 1000), {
+    env: ["CATTY_MIN_DURATION_MS"],
+    doc: "shortest maximum duration a session may ask for",
+    shown: "1 h",
+  }),
+  maxDurationMs: setting(intSetting(8 * 3_600_000, 1000), {
+    env: ["CATTY_MAX_DURATION_MS"],
+    doc: "longest maximum duration a session may ask for",
+    shown: "8 h",
+  }),
+  tickMs: setting(intSetting(5_000, 100), {
+    env: ["CATTY_LIFECYCLE_TICK_MS"],
+    doc: "how often idle and duration limits are checked",
+    shown: "5 s",
+  }),
+  s3Bucket: setting(optionalString(), {
+    flag: "s3-bucket",
+    env: ["CATTY_S3_BUCKET"],
+    doc: "keep saves and uploads in this S3 bucket instead of the data dir",
+  }),
+  s3Endpoint: setting(urlSetting(), {
+    flag: "s3-endpoint",
+    env: ["CATTY_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+    doc: "S3-compatible endpoint",
+    shown: "AWS",
+  }),
+  s3Region: setting(stringSetting("us-east-1"), {
+    env: ["CATTY_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
+    doc: "S3 region",
+  }),
+  s3Prefix: setting(optionalString(), { flag: "s3-prefix", env: ["CATTY_S3_PREFIX"], doc: "folder inside the bucket holding every key" }),
+  s3AccessKeyId: setting(optionalString(), {
+    env: ["CATTY_S3_ACCESS_KEY_ID"],
+    doc: "S3 access key (with `CATTY_S3_SECRET_ACCESS_KEY`, optionally `CATTY_S3_SESSION_TOKEN`); beats the AWS_* pair",
+  }),
+  s3SecretAccessKey: setting(optionalString(), { env: ["CATTY_S3_SECRET_ACCESS_KEY"], doc: "S3 secret key" }),
+  s3SessionToken: setting(optionalString(), { env: ["CATTY_S3_SESSION_TOKEN"], doc: "S3 session token" }),
+  awsAccessKeyId: setting(optionalString(), { env: ["AWS_ACCESS_KEY_ID"], doc: "S3 access key when `CATTY_S3_ACCESS_KEY_ID` is unset" }),
+  awsSecretAccessKey: setting(optionalString(), { env: ["AWS_SECRET_ACCESS_KEY"], doc: "its secret key" }),
+  awsSessionToken: setting(optionalString(), { env: ["AWS_SESSION_TOKEN"], doc: "its session token" }),
+  logLevel: setting(enumSetting(["debug", "info", "warn", "error"] as const, "info"), {
+    env: ["CATTY_LOG_LEVEL"],
+    doc: "log level (debug, info, warn, error); also passed to every session's agent",
+  }),
+} as const;
+
+export type ServerSettings = SettingsOf<typeof SERVER_SETTINGS>;
+
+/** Flags of `catty-server serve` as citty declares them, one per setting that has a flag. */
+export function serverFlags(): Record<string, { type: "string"; description: string }> {
+  const out: Record<string, { type: "string"; description: string }> = {};
+  for (const { info } of Object.values(SERVER_SETTINGS)) {
+    if (info.flag) out[info.flag] = { type: "string", description: `${info.doc} (${(info.env ?? []).join(", ")})` };
+  }
+  return out;
+}
+
+export interface SessionTimeouts {
+  /** Default time without input or output before a session stops. */
+  idleTimeoutMs: number;
+  /** The range a session's maximum duration may take. */
+  minDurationMs: number;
+  maxDurationMs: number;
+  /** How often the limits are checked. */
+  tickMs: number;
+}
 
 export interface ServerConfig {
-  /** `--port` / `CATTY_PORT`; 0 picks a free port. */
   port: number;
-  /** `--host` / `CATTY_HOST`. */
   host: string;
-  /** `--data-dir` / `CATTY_DATA_DIR`: database, session workspaces, saves. */
+  /** Resolved: `--data-dir`, `CATTY_DATA_DIR`, else `$CATTY_HOME/server`. */
   dataDir: string;
-  /** `CATTY_AGENT_BIN`: the `catty-agent` executable the local provider starts (default: beside this binary). */
-  agentBin: string | undefined;
-  /** `CATTY_PUBLIC_URL`: the URL agents dial (default: http://127.0.0.1:<port>). */
   publicUrl: string | undefined;
-  /** `CATTY_AGENT_LOST_MS`: how long a running session may be without its agent before it is marked failed. */
+  agentBin: string | undefined;
   agentLostMs: number;
-  /** `CATTY_MAX_UPLOAD_BYTES`: cap on a compressed `catty new` upload (default 100 MB). */
+  stopTimeoutMs: number;
   maxUploadBytes: number;
-  /** `CATTY_MAX_SAVE_BYTES`: cap on one compressed workspace save (default 4 GiB). */
   maxSaveBytes: number;
-  /** `CATTY_KEEP_SAVES`: saves kept per session (default 5). */
   keepSaves: number;
-  /** `CATTY_IDLE_TIMEOUT_MS`, `CATTY_MIN_DURATION_MS`, `CATTY_MAX_DURATION_MS`, `CATTY_LIFECYCLE_TICK_MS`: see SessionTimeouts. */
-  timeouts: { idleTimeoutMs: number; minDurationMs: number; maxDurationMs: number; tickMs: number };
-  /** `--s3-bucket` / `CATTY_S3_BUCKET` and friends: store saves in S3 instead of the data dir. */
-  s3Flags: { "s3-bucket"?: string; "s3-endpoint"?: string };
+  timeouts: Readonly<SessionTimeouts>;
+  /** S3 storage when a bucket is configured; null keeps blobs in the data dir. */
+  s3: Readonly<S3BlobStoreOptions> | null;
+  logLevel: Level;
+  /** Agent tuning from the server's environment, written into every session agent's environment. */
+  agentTuning: AgentTuning;
 }
 
-export interface ServerFlags {
-  port?: string;
-  host?: string;
-  "data-dir"?: string;
-  "s3-bucket"?: string;
-  "s3-endpoint"?: string;
-}
-
-function int(value: string | undefined, name: string): number | undefined {
-  if (value === undefined || value === "") return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number, got "${value}"`);
-  return n;
-}
-
-export function readServerConfig(flags: ServerFlags, env: NodeJS.ProcessEnv = process.env): Readonly<ServerConfig> {
-  const home = env.HOME || homedir();
+/** Reads the configuration once. Throws `SettingsError` naming the flag or variable at fault. */
+export function readServerConfig(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv = process.env,
+): Readonly<ServerConfig> {
+  const s = readSettings(SERVER_SETTINGS, { flags, env });
+  if (s.minDurationMs > s.maxDurationMs) {
+    throw new SettingsError(
+      `CATTY_MIN_DURATION_MS (${s.minDurationMs}) is larger than CATTY_MAX_DURATION_MS (${s.maxDurationMs}).`,
+    );
+  }
   return Object.freeze({
-    port: int(flags.port, "--port") ?? int(env.CATTY_PORT, "CATTY_PORT") ?? 4815,
-    host: flags.host || env.CATTY_HOST || "127.0.0.1",
-    dataDir: flags["data-dir"] || env.CATTY_DATA_DIR || join(env.CATTY_HOME || join(home, ".catty"), "server"),
-    agentBin: env.CATTY_AGENT_BIN || undefined,
-    publicUrl: env.CATTY_PUBLIC_URL || undefined,
-    agentLostMs: int(env.CATTY_AGENT_LOST_MS, "CATTY_AGENT_LOST_MS") ?? 120_000,
-    maxUploadBytes: int(env.CATTY_MAX_UPLOAD_BYTES, "CATTY_MAX_UPLOAD_BYTES") ?? 100_000_000,
-    maxSaveBytes: int(env.CATTY_MAX_SAVE_BYTES, "CATTY_MAX_SAVE_BYTES") ?? 4 * 1024 ** 3,
-    keepSaves: Math.max(1, int(env.CATTY_KEEP_SAVES, "CATTY_KEEP_SAVES") ?? 5),
-    s3Flags: { "s3-bucket": flags["s3-bucket"], "s3-endpoint": flags["s3-endpoint"] },
-    timeouts: {
-      idleTimeoutMs: int(env.CATTY_IDLE_TIMEOUT_MS, "CATTY_IDLE_TIMEOUT_MS") ?? 2 * 3_600_000,
-      minDurationMs: int(env.CATTY_MIN_DURATION_MS, "CATTY_MIN_DURATION_MS") ?? 3_600_000,
-      maxDurationMs: int(env.CATTY_MAX_DURATION_MS, "CATTY_MAX_DURATION_MS") ?? 8 * 3_600_000,
-      tickMs: Math.max(100, int(env.CATTY_LIFECYCLE_TICK_MS, "CATTY_LIFECYCLE_TICK_MS") ?? 5_000),
-    },
+    port: s.port,
+    host: s.host,
+    dataDir: s.dataDir ?? join(cattyHome(env), "server"),
+    publicUrl: s.publicUrl?.replace(/\/+$/, ""),
+    agentBin: s.agentBin,
+    agentLostMs: s.agentLostMs,
+    stopTimeoutMs: s.stopTimeoutMs,
+    maxUploadBytes: s.maxUploadBytes,
+    maxSaveBytes: s.maxSaveBytes,
+    keepSaves: s.keepSaves,
+    timeouts: Object.freeze({
+      idleTimeoutMs: s.idleTimeoutMs,
+      minDurationMs: s.minDurationMs,
+      maxDurationMs: s.maxDurationMs,
+      tickMs: s.tickMs,
+    }),
+    s3: s3Options(s),
+    logLevel: s.logLevel,
+    agentTuning: readAgentTuning(env),
   });
+}
+
+/**
+ * S3 options, or null without a bucket. Credentials come as a pair, never mixed: Catty's
+ * (`CATTY_S3_ACCESS_KEY_ID` + `CATTY_S3_SECRET_ACCESS_KEY`) when its key is set, else the AWS pair.
+ */
+function s3Options(s: ServerSettings): Readonly<S3BlobStoreOptions> | null {
+  if (!s.s3Bucket) return null;
+  const catty = s.s3AccessKeyId !== undefined;
+  const [accessKeyId, secretAccessKey, sessionToken] = catty
+    ? [s.s3AccessKeyId, s.s3SecretAccessKey, s.s3SessionToken]
+    : [s.awsAccessKeyId, s.awsSecretAccessKey, s.awsSessionToken];
+  if (accessKeyId !== undefined && secretAccessKey === undefined) {
+    const [key, secret] = catty
+      ? ["CATTY_S3_ACCESS_KEY_ID", "CATTY_S3_SECRET_ACCESS_KEY"]
+      : ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+    throw new SettingsError(`${key} is set but ${secret} is not: set both, or neither.`);
+  }
+  const options: S3BlobStoreOptions = { bucket: s.s3Bucket, region: s.s3Region };
+  if (s.s3Endpoint !== undefined) options.endpoint = s.s3Endpoint;
+  if (accessKeyId !== undefined) options.accessKeyId = accessKeyId;
+  if (secretAccessKey !== undefined) options.secretAccessKey = secretAccessKey;
+  if (sessionToken !== undefined) options.sessionToken = sessionToken;
+  if (s.s3Prefix !== undefined) options.prefix = s.s3Prefix;
+  return Object.freeze(options);
 }

@@ -2,16 +2,17 @@
  * Starting a server from its configuration: open the database, create the owner on first start,
  * pick the provider, build the app and bind it. Used by `catty-server serve` and by tests.
  */
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { binaryCommand } from "../src/lib/paths.ts";
 import type { Log } from "../src/lib/log.ts";
 import { hashToken, newToken } from "./tokens.ts";
-import { createServer } from "./app.ts";
-import { createDiskBlobStore, handleBlobRequest, loadOrCreateSecret } from "./blobs/disk.ts";
-import { createS3BlobStore, s3ConfigFromEnv } from "./blobs/s3.ts";
+import { createApp } from "./app.ts";
+import { createDiskBlobStore, loadOrCreateSecret } from "./blobs/disk.ts";
+import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
+import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
 import { createLocalProvider } from "./providers/local.ts";
 import type { Provider } from "./providers/types.ts";
 import type { SocketData } from "./relay.ts";
@@ -27,12 +28,14 @@ export interface RunningServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-export function openStore(config: ServerConfig): Store {
-  mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+/** Opens the database in the data dir (which it creates or tightens first: see prepareDataDir). */
+export function openStore(config: Pick<ServerConfig, "dataDir">, log?: Log): Store {
+  prepareDataDir(config.dataDir);
   const file = join(config.dataDir, "catty.db");
-  const store = openSqliteStore(file);
+  // SQLite creates the -wal and -shm files with the database file's mode: make that 0600 first.
+  closeSync(openSync(file, "a", 0o600));
   chmodSync(file, 0o600);
-  return store;
+  return openSqliteStore(file, log ? { log } : {});
 }
 
 /** Creates a token for `name` (and the user if missing). The token is only ever shown here. */
@@ -44,23 +47,24 @@ export async function createUserToken(store: Store, name: string): Promise<strin
 }
 
 /** S3 when a bucket is configured, else a directory in the data dir. */
-export function openBlobs(config: ServerConfig, log: Log): { blobs: BlobStore; blobRoute?: (req: Request) => Promise<Response> } {
-  const s3 = s3ConfigFromEnv(process.env, config.s3Flags);
-  if (s3) {
-    log.info(`saves go to S3 bucket ${s3.bucket}${s3.endpoint ? ` at ${s3.endpoint}` : ""}`);
-    return { blobs: createS3BlobStore(s3) };
+export function openBlobs(config: ServerConfig, log: Log): BlobStore {
+  if (config.s3) {
+    log.info(`saves go to S3 bucket ${config.s3.bucket}${config.s3.endpoint ? ` at ${config.s3.endpoint}` : ""}`);
+    return createS3BlobStore(config.s3);
   }
-  const disk = createDiskBlobStore({ dir: join(config.dataDir, "blobs"), secret: loadOrCreateSecret(config.dataDir) });
-  return { blobs: disk, blobRoute: (req) => handleBlobRequest(req, disk, { maxPutBytes: config.maxSaveBytes }) };
+  return createDiskBlobStore({ dir: join(config.dataDir, "blobs"), secret: loadOrCreateSecret(config.dataDir) });
 }
 
 export interface StartOptions {
   /** Tests wrap the provider to observe it (the real local provider still does the work). */
   wrapProvider?(provider: Provider): Provider;
+  /** Tests shorten how long presigned URLs live and how often unused blobs are swept. */
+  transferTtlMs?: number;
+  sweepMs?: number;
 }
 
 export async function startServer(config: ServerConfig, log: Log, opts: StartOptions = {}): Promise<RunningServer> {
-  const store = openStore(config);
+  const store = openStore(config, log);
   const ownerTokenFile = join(config.dataDir, "owner-token");
   if ((await store.countUsers()) === 0) {
     const token = await createUserToken(store, "owner");
@@ -71,34 +75,38 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   const local = createLocalProvider({
     dataDir: config.dataDir,
     agentCommand: binaryCommand("catty-agent", config.agentBin),
+    tuning: config.agentTuning,
     log,
   });
   const provider = opts.wrapProvider ? opts.wrapProvider(local) : local;
-  const { blobs, blobRoute } = openBlobs(config, log);
   let agentUrl = config.publicUrl ?? "";
-  const app = createServer({
+  const app = createApp({
     store,
     provider,
-    blobs,
-    blobRoute,
-    limits: { maxUploadBytes: config.maxUploadBytes, keepSaves: config.keepSaves },
+    blobs: openBlobs(config, log),
     log,
+    limits: { maxUploadBytes: config.maxUploadBytes, maxSaveBytes: config.maxSaveBytes, keepSaves: config.keepSaves },
+    timeouts: config.timeouts,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,
-    timeouts: config.timeouts,
+    stopTimeoutMs: config.stopTimeoutMs,
+    serverKey: loadOrCreateKey(config.dataDir, "server-key"),
+    ...(opts.transferTtlMs !== undefined ? { transferTtlMs: opts.transferTtlMs } : {}),
+    ...(opts.sweepMs !== undefined ? { sweepMs: opts.sweepMs } : {}),
   });
   const server = Bun.serve<SocketData>({
     port: config.port,
     hostname: config.host,
     fetch: app.fetch,
     websocket: app.websocket,
-    // Saves and uploads stream through here (disk storage); the handlers enforce the real caps.
+    // Saves and uploads stream through here to storage; their routes enforce the real caps, and
+    // JSON routes stop reading at 1 MiB.
     maxRequestBodySize: Math.max(config.maxSaveBytes, config.maxUploadBytes) + 1024 * 1024,
   });
   const port = server.port as number;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   if (!agentUrl) agentUrl = `http://${config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host}:${port}`;
-  await app.recover();
+  await app.start();
   const pidFile = join(config.dataDir, "server.pid");
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
   log.info(`listening on ${url}`, { dataDir: config.dataDir });

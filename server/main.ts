@@ -5,23 +5,32 @@
 import { defineCommand, runMain } from "citty";
 import { createLog } from "../src/lib/log.ts";
 import { VERSION } from "../src/lib/version.ts";
-import { readServerConfig } from "./config.ts";
+import { SettingsError } from "../src/protocol/settings.ts";
+import { readServerConfig, serverFlags, type ServerConfig } from "./config.ts";
 import { createUserToken, openStore, startServer } from "./listen.ts";
 
-const common = {
-  port: { type: "string", description: "Port to listen on (CATTY_PORT, default 4815)" },
-  host: { type: "string", description: "Address to bind (CATTY_HOST, default 127.0.0.1)" },
-  "data-dir": { type: "string", description: "Data directory (CATTY_DATA_DIR, default ~/.catty/server)" },
-  "s3-bucket": { type: "string", description: "Keep saves in this S3 bucket (CATTY_S3_BUCKET; keys from AWS_* variables)" },
-  "s3-endpoint": { type: "string", description: "S3-compatible endpoint URL (CATTY_S3_ENDPOINT)" },
-} as const;
+// Everything the server creates (database, WAL, keys, blobs, logs) is for its user only.
+process.umask(0o077);
+
+const common = serverFlags();
+
+/** Reads the configuration; a bad setting is a one-line error and exit code 1. */
+function configOrExit(args: Record<string, unknown>): Readonly<ServerConfig> {
+  try {
+    return readServerConfig(args as Record<string, string | undefined>);
+  } catch (err) {
+    if (!(err instanceof SettingsError)) throw err;
+    console.error(`catty-server: ${err.message}`);
+    process.exit(1);
+  }
+}
 
 const serve = defineCommand({
   meta: { name: "serve", description: "Run the server (the default)" },
   args: common,
   async run({ args }) {
-    const config = readServerConfig(args);
-    const log = createLog({ scope: "server" });
+    const config = configOrExit(args);
+    const log = createLog({ scope: "server", level: config.logLevel });
     const server = await startServer(config, log);
     const shutdown = async (): Promise<void> => {
       await server.stop();
@@ -36,7 +45,7 @@ const tokenCreate = defineCommand({
   meta: { name: "create", description: "Print a new API token for a user (created if missing)" },
   args: { ...common, user: { type: "string", description: "User name", default: "owner" } },
   async run({ args }) {
-    const store = openStore(readServerConfig(args));
+    const store = openStore(configOrExit(args));
     try {
       console.log(await createUserToken(store, args.user));
     } finally {

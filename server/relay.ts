@@ -3,8 +3,13 @@
  * rest viewers). PTY output from the agent goes to every synced client; a client that joins or
  * comes back is first caught up by the agent (missed bytes or the screen) and only then gets live
  * output, so nothing is shown twice or skipped. Input goes from the interactive client to the agent.
+ *
+ * The relay only moves frames. What they mean for the session (hello, saves, exit, a lost agent,
+ * activity) it reports through `RelayEvents` to the session's lifecycle (lifecycle.ts). Every
+ * frame is parsed here, at the socket edge; a peer that sends `MAX_MALFORMED` bad frames in a row
+ * is disconnected with `CLOSE.malformed`.
  */
-import type { ServerWebSocket } from "bun";
+import type { ServerWebSocket, WebSocketHandler } from "bun";
 import {
   AgentToServer,
   ClientToServer,
@@ -17,26 +22,34 @@ import {
   decodeAgentSync,
   FRAME_SYNC,
   type ClientMode,
+  type SessionStatus,
   type SyncPosition,
   type ServerToAgent,
   type ServerToClient,
 } from "../src/protocol/index.ts";
 import type { Log } from "../src/lib/log.ts";
 
+interface LinkData {
+  sessionId: string;
+  label: string;
+  /** Malformed frames received in a row. */
+  malformed: number;
+}
+
 export type SocketData =
-  | { kind: "agent"; sessionId: string; label: string; ended?: boolean }
-  | {
+  | (LinkData & { kind: "agent"; ended?: boolean })
+  | (LinkData & {
       kind: "client";
-      sessionId: string;
-      label: string;
       clientId: number;
       /** Set when the session had ended before the attach: sent on open, then the link closes. */
       ended?: Extract<ServerToClient, { type: "ended" }>;
-    };
+    });
 
 export type Socket = ServerWebSocket<SocketData>;
 
 const MAX_PENDING_INPUT = 64 * 1024;
+/** Malformed frames in a row after which a link is closed (DESIGN §5: an error each, then a close). */
+export const MAX_MALFORMED = 5;
 
 interface Client {
   ws: Socket;
@@ -66,15 +79,25 @@ export interface ExitReport {
 
 export type AgentControl = Extract<AgentToServer, { type: "save_request" | "save_done" | "restored" | "restore_failed" }>;
 
-export interface RelayHooks {
-  /** The agent said hello (first connect or re-dial); answers where to restore the workspace from, if anywhere. */
-  onAgentHello(sessionId: string): Promise<{ restore: { url: string; size: number | null } | null }>;
+export interface AgentWelcome {
+  /** Where to restore the workspace from, until it is restored. */
+  restore: { url: string; size: number | null } | null;
+  /** Set while the session is being ended: the agent is asked (again) to stop, after the welcome. */
+  stop: string | null;
+}
+
+/** What the relay reports to the sessions' lifecycle. */
+export interface RelayEvents {
+  /** The agent said hello (first connect or re-dial). */
+  agentHello(sessionId: string): Promise<AgentWelcome>;
   /** Save and restore messages; the answer, if any, goes back to the agent. */
-  onAgentControl(sessionId: string, msg: AgentControl): Promise<ServerToAgent | null>;
-  /** The program exited; resolves once it is recorded. Returns what clients are told. */
-  onExit(sessionId: string, exit: ExitReport): Promise<{ status: import("../src/protocol/index.ts").SessionStatus; reason: string | null }>;
+  agentControl(sessionId: string, msg: AgentControl): Promise<ServerToAgent | null>;
+  /** The program exited; resolves once it is recorded, with what clients are told. */
+  exit(sessionId: string, exit: ExitReport): Promise<{ status: SessionStatus; reason: string | null }>;
   /** The agent link dropped. */
-  onAgentGone(sessionId: string): void;
+  agentGone(sessionId: string): void;
+  /** Input or output went through: the session is not idle. */
+  activity(sessionId: string): void;
 }
 
 class SessionRelay {
@@ -83,7 +106,6 @@ class SessionRelay {
   interactive: number | null = null;
   /** The interactive client's terminal size, re-applied whenever the agent (re)connects. */
   wantSize: { cols: number; rows: number } | null = null;
-  exitWaiters: Array<() => void> = [];
   /** Interactive clients (by instance) another interactive client replaced: told so if they come back. */
   replaced: string[] = [];
   /** Instance of the latest interactive client. */
@@ -91,7 +113,6 @@ class SessionRelay {
   /** Input typed while the agent was away (starting or re-dialling), delivered when it is back. */
   pendingInput: Buffer[] = [];
   pendingBytes = 0;
-  lastActivity = Date.now();
   constructor(readonly sessionId: string, readonly label: string) {}
 }
 
@@ -103,7 +124,31 @@ export class Relay {
   private readonly sessions = new Map<string, SessionRelay>();
   private nextClientId = 1;
 
-  constructor(private readonly hooks: RelayHooks, private readonly log: Log) {}
+  constructor(private readonly events: RelayEvents, private readonly log: Log) {}
+
+  /** `Bun.serve`'s WebSocket handler for both endpoints: agent links and client links. */
+  readonly websocket: WebSocketHandler<SocketData> = {
+    idleTimeout: 30,
+    sendPings: true,
+    maxPayloadLength: 16 * 1024 * 1024,
+    open: (ws) => {
+      if (!ws.data.ended) return;
+      if (ws.data.kind === "client") ws.send(JSON.stringify(ws.data.ended));
+      ws.close(CLOSE.ended, "session ended");
+    },
+    message: (ws, msg) => {
+      if (ws.data.ended) return;
+      if (ws.data.kind === "agent") this.agentMessage(ws, msg);
+      else this.clientMessage(ws, msg);
+    },
+    close: (ws) => {
+      if (ws.data.kind === "agent") this.agentClose(ws);
+      else this.clientClose(ws);
+    },
+    drain: (ws) => {
+      if (ws.data.kind === "client") this.clientDrain(ws);
+    },
+  };
 
   private get(sessionId: string, label: string): SessionRelay {
     let s = this.sessions.get(sessionId);
@@ -124,30 +169,12 @@ export class Relay {
     return this.sessions.get(sessionId)?.agent != null;
   }
 
-  /** Last input or output of a session this server has seen (null: none since it started). */
-  lastActivity(sessionId: string): number | null {
-    return this.sessions.get(sessionId)?.lastActivity ?? null;
-  }
-
   /** Asks the agent to end the program. False when no agent is connected. */
   stop(sessionId: string, reason: string): boolean {
     const s = this.sessions.get(sessionId);
     if (!s?.agent) return false;
     send(s.agent, { type: "stop", reason });
     return true;
-  }
-
-  /** Resolves when the session's exit is recorded, or after `ms`. True if it exited. */
-  waitForExit(sessionId: string, ms: number): Promise<boolean> {
-    const s = this.sessions.get(sessionId);
-    if (!s) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(false), ms);
-      s.exitWaiters.push(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
   }
 
   /** Ends every client link of a session that ended without its agent (failed, destroyed). */
@@ -158,8 +185,28 @@ export class Relay {
       send(c.ws, msg);
       c.ws.close(CLOSE.ended, "session ended");
     }
-    for (const w of s.exitWaiters.splice(0)) w();
     this.sessions.delete(sessionId);
+  }
+
+  /**
+   * A frame that does not parse: answered with an error; the link is closed after
+   * `MAX_MALFORMED` in a row, with one log line then (not one per frame).
+   */
+  private malformed(ws: Socket, what: string): void {
+    const data = ws.data;
+    data.malformed++;
+    if (data.malformed > MAX_MALFORMED) return; // closing already
+    if (data.malformed < MAX_MALFORMED) {
+      send(ws, { type: "error", code: "bad_request", message: `malformed frame: ${what}` });
+      return;
+    }
+    this.log.warn(`closing a ${data.kind} link after ${data.malformed} malformed frames in a row`, { label: data.label, last: what });
+    send(ws, {
+      type: "error",
+      code: "bad_request",
+      message: `${data.malformed} malformed frames in a row (the last: ${what}); closing the link`,
+    });
+    ws.close(CLOSE.malformed, "too many malformed frames");
   }
 
   // ── agent link ──────────────────────────────────────────────────────────────────────────────
@@ -169,17 +216,17 @@ export class Relay {
     if (data.kind !== "agent") return;
     const s = this.get(data.sessionId, data.label);
     if (typeof raw !== "string") {
-      if (s.agent !== ws) return;
-      if (raw[0] === FRAME_SYNC) this.agentSyncBytes(s, raw);
-      else this.agentOutput(s, raw);
+      const ok = raw[0] === FRAME_SYNC ? this.agentSyncBytes(s, ws, raw) : this.agentOutput(s, ws, raw);
+      if (ok) data.malformed = 0;
+      else this.malformed(ws, "a binary frame that is neither output nor sync-back bytes");
       return;
     }
     const msg = parseMessage(AgentToServer, raw);
     if (!msg) {
-      this.log.warn("malformed agent message", { label: data.label });
-      send(ws, { type: "error", code: "bad_request", message: "malformed message" });
+      this.malformed(ws, "a message that is not valid JSON of a known type");
       return;
     }
+    data.malformed = 0;
     if (msg.type !== "hello" && s.agent !== ws) return;
     switch (msg.type) {
       case "hello":
@@ -227,7 +274,7 @@ export class Relay {
       case "save_done":
       case "restored":
       case "restore_failed":
-        void this.hooks.onAgentControl(s.sessionId, msg).then(
+        void this.events.agentControl(s.sessionId, msg).then(
           (reply) => reply && send(ws, reply),
           (err: unknown) => this.log.error("agent control message failed", { label: s.label, type: msg.type, err }),
         );
@@ -259,11 +306,12 @@ export class Relay {
     // Input held while the agent was away goes first, before anything typed from now on.
     for (const input of s.pendingInput.splice(0)) ws.send(input);
     s.pendingBytes = 0;
-    void this.hooks.onAgentHello(s.sessionId).then(
-      ({ restore }) => {
+    void this.events.agentHello(s.sessionId).then(
+      ({ restore, stop }) => {
         if (s.agent !== ws) return;
         send(ws, { type: "welcome", protocol: PROTOCOL_VERSION, label: s.label, restore });
         this.resync(s, ws, { cols: msg.cols, rows: msg.rows });
+        if (stop !== null) send(ws, { type: "stop", reason: stop });
       },
       (err: unknown) => this.log.error("agent hello failed", { label: s.label, err }),
     );
@@ -282,11 +330,15 @@ export class Relay {
     for (const c of s.clients.values()) send(c.ws, { type: "status", message: "" });
   }
 
-  private agentSyncBytes(s: SessionRelay, raw: Buffer): void {
+  /** Sync-back bytes for one client. False when the frame does not decode. */
+  private agentSyncBytes(s: SessionRelay, ws: Socket, raw: Buffer): boolean {
     const frame = decodeAgentSync(raw);
-    const c = frame ? s.clients.get(frame.clientId) : undefined;
-    if (!c?.sync || !frame || c.syncAwaitingStart || c.deadTransfers.has(frame.transfer)) return;
+    if (!frame) return false;
+    if (s.agent !== ws) return true;
+    const c = s.clients.get(frame.clientId);
+    if (!c?.sync || c.syncAwaitingStart || c.deadTransfers.has(frame.transfer)) return true;
     if (!c.congested && c.ws.send(agentSyncToClient(raw)) === 0) this.congest(c);
+    return true;
   }
 
   /** A frame was dropped for `c`: stop sending until the socket drains, then catch it up again. */
@@ -310,18 +362,20 @@ export class Relay {
     send(s.agent, { type: "attach", clientId: data.clientId, offset: c.offset, syncBack: c.sync, repaint: false });
   }
 
-  private agentOutput(s: SessionRelay, raw: Buffer): void {
+  /** PTY output, for one client (a replay) or every live one. False when the frame does not decode. */
+  private agentOutput(s: SessionRelay, ws: Socket, raw: Buffer): boolean {
     const frame = decodeAgentOutput(raw);
-    if (!frame) return;
-    s.lastActivity = Date.now();
+    if (!frame) return false;
+    if (s.agent !== ws) return true;
     const end = frame.offset + frame.data.length;
     if (frame.clientId !== 0) {
       const c = s.clients.get(frame.clientId);
-      if (!c || c.congested) return;
+      if (!c || c.congested) return true;
       if (c.ws.send(encodeClientOutput(frame.offset, frame.data)) === 0) this.congest(c);
       else c.offset = end;
-      return;
+      return true;
     }
+    this.events.activity(s.sessionId);
     let out: Uint8Array | null = null;
     for (const c of s.clients.values()) {
       if (!c.live || c.congested) continue;
@@ -329,10 +383,11 @@ export class Relay {
       if (c.ws.send(out) === 0) this.congest(c);
       else c.offset = end;
     }
+    return true;
   }
 
   private async agentExit(s: SessionRelay, ws: Socket, msg: Extract<AgentToServer, { type: "exit" }>): Promise<void> {
-    const ended = await this.hooks.onExit(s.sessionId, {
+    const ended = await this.events.exit(s.sessionId, {
       code: msg.code,
       reason: msg.reason,
       screen: msg.screen,
@@ -344,7 +399,6 @@ export class Relay {
     }
     s.clients.clear();
     send(ws, { type: "exit_ack" });
-    for (const w of s.exitWaiters.splice(0)) w();
     this.sessions.delete(s.sessionId);
   }
 
@@ -357,7 +411,7 @@ export class Relay {
       c.live = false;
       send(c.ws, { type: "status", message: "The session machine disconnected; waiting for it to come back…" });
     }
-    this.hooks.onAgentGone(s.sessionId);
+    this.events.agentGone(s.sessionId);
   }
 
   // ── client links ────────────────────────────────────────────────────────────────────────────
@@ -374,7 +428,7 @@ export class Relay {
         me.toldViewOnly = true;
         return;
       }
-      s.lastActivity = Date.now();
+      this.events.activity(s.sessionId);
       if (s.agent) s.agent.send(raw);
       else if (s.pendingBytes + raw.length <= MAX_PENDING_INPUT) {
         s.pendingInput.push(raw);
@@ -384,9 +438,10 @@ export class Relay {
     }
     const msg = parseMessage(ClientToServer, raw);
     if (!msg) {
-      send(ws, { type: "error", code: "bad_request", message: "malformed message" });
+      this.malformed(ws, "a message that is not valid JSON of a known type");
       return;
     }
+    data.malformed = 0;
     if (!me && msg.type !== "hello") {
       send(ws, { type: "error", code: "bad_request", message: "the first message must be hello" });
       ws.close(CLOSE.protocol, "expected hello");

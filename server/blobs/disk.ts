@@ -6,11 +6,12 @@
  * method and is signed with the server's blob secret (`loadOrCreateSecret`).
  */
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { mkdir, open, readdir, rename, rmdir, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { CattyError, httpStatus } from "../../src/protocol/errors.ts";
+import { loadOrCreateKey } from "../data-dir.ts";
 import { assertValidKey, assertValidPrefix, isValidKey } from "./keys.ts";
 import type { BlobBody, BlobInfo, BlobStore } from "./types.ts";
 
@@ -27,6 +28,8 @@ export interface BlobTicket {
   method: "GET" | "PUT";
   /** Expiry, in seconds since the epoch. */
   expiresAtSec: number;
+  /** PUT: the most bytes the holder may upload, if the ticket limits it. */
+  maxBytes?: number;
 }
 
 export interface DiskBlobStore extends BlobStore {
@@ -39,7 +42,7 @@ export interface DiskBlobStore extends BlobStore {
 /** The route prefix of presigned disk URLs; the ticket is the next (last) path segment. */
 export const BLOB_ROUTE = "/v1/blobs/";
 
-const TicketPayload = z.object({ k: z.string(), m: z.enum(["GET", "PUT"]), e: z.number().int() });
+const TicketPayload = z.object({ k: z.string(), m: z.enum(["GET", "PUT"]), e: z.number().int(), x: z.number().int().min(0).optional() });
 
 const CHUNK_BYTES = 256 * 1024;
 
@@ -48,11 +51,12 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
   if (secret.length < 16) throw new Error("The blob secret is too short; use loadOrCreateSecret().");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
 
-  const presign = async (key: string, method: "GET" | "PUT", expiresInSec: number): Promise<string> => {
+  const presign = async (key: string, method: "GET" | "PUT", expiresInSec: number, maxBytes?: number): Promise<string> => {
     assertValidKey(key);
     assertExpiry(expiresInSec);
-    const e = Math.floor(Date.now() / 1000) + Math.ceil(expiresInSec);
-    return BLOB_ROUTE + makeTicket(secret, { k: key, m: method, e });
+    // Rounded up: a ticket lives at least as long as asked, also for short lives.
+    const e = Math.ceil(Date.now() / 1000 + expiresInSec);
+    return BLOB_ROUTE + makeTicket(secret, { k: key, m: method, e, ...(maxBytes !== undefined ? { x: maxBytes } : {}) });
   };
 
   return {
@@ -94,21 +98,29 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
       await walk(dir, base, prefix, found);
       return found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     },
-    presignPut: (key, expiresInSec) => presign(key, "PUT", expiresInSec),
+    presignPut: (key, expiresInSec, opts) => presign(key, "PUT", expiresInSec, opts?.maxBytes),
     presignGet: (key, expiresInSec) => presign(key, "GET", expiresInSec),
     verifyTicket: (ticket) => verifyTicket(secret, ticket, Date.now() / 1000),
   };
 }
 
+export interface BlobRouteOptions {
+  /** The most bytes any PUT may carry (a ticket may allow fewer). */
+  maxPutBytes: number;
+  /** Whether an upload to `key` is still wanted; a PUT to any other key is refused (403). */
+  acceptPut?(key: string): boolean;
+}
+
 /**
  * Serves `GET|HEAD|PUT /v1/blobs/:ticket` for a disk store. GET streams the blob with its
- * Content-Length. PUT needs a PUT ticket and a Content-Length of at most `maxPutBytes`; the body
- * goes to a temporary file and is renamed into place only once every byte arrived, so a refused
- * or interrupted upload leaves nothing behind. Errors are `{ type: "error", code, message }`.
- * Unexpected failures (a full disk) are thrown for the server's own error handling.
+ * Content-Length. PUT needs a PUT ticket and a Content-Length of at most `maxPutBytes` and the
+ * ticket's own limit; the body goes to a temporary file and is renamed into place only once every
+ * byte arrived, so a refused or interrupted upload leaves nothing behind. Errors are
+ * `{ type: "error", code, message }`. Unexpected failures (a full disk) are thrown for the
+ * server's own error handling.
  * Note that `Bun.serve` refuses bodies over its `maxRequestBodySize` (128 MiB by default) first.
  */
-export async function handleBlobRequest(req: Request, store: DiskBlobStore, opts: { maxPutBytes: number }): Promise<Response> {
+export async function handleBlobRequest(req: Request, store: DiskBlobStore, opts: BlobRouteOptions): Promise<Response> {
   try {
     const pathname = new URL(req.url).pathname;
     const ticket = store.verifyTicket(pathname.slice(pathname.lastIndexOf("/") + 1));
@@ -117,7 +129,7 @@ export async function handleBlobRequest(req: Request, store: DiskBlobStore, opts
       case "HEAD":
         return await serveGet(store, ticket);
       case "PUT":
-        return await servePut(req, store, ticket, opts.maxPutBytes);
+        return await servePut(req, store, ticket, opts);
       default:
         throw new CattyError("bad_request", `Blob links accept GET, HEAD and PUT, not ${req.method}.`);
     }
@@ -143,8 +155,12 @@ async function serveGet(store: DiskBlobStore, ticket: BlobTicket): Promise<Respo
   });
 }
 
-async function servePut(req: Request, store: DiskBlobStore, ticket: BlobTicket, maxPutBytes: number): Promise<Response> {
+async function servePut(req: Request, store: DiskBlobStore, ticket: BlobTicket, opts: BlobRouteOptions): Promise<Response> {
   if (ticket.method !== "PUT") throw new CattyError("forbidden", "This blob link is for downloading, not uploading.");
+  if (opts.acceptPut && !opts.acceptPut(ticket.key)) {
+    throw new CattyError("forbidden", "This upload link is no longer wanted (the save was abandoned or has expired). Ask the server for a new one.");
+  }
+  const maxPutBytes = Math.min(opts.maxPutBytes, ticket.maxBytes ?? Infinity);
   const declared = req.headers.get("content-length");
   const length = declared !== null && /^\d+$/.test(declared) ? Number(declared) : NaN;
   if (!Number.isSafeInteger(length)) {
@@ -163,39 +179,9 @@ function errorResponse(err: CattyError): Response {
   return Response.json(err.toBody(), { status: httpStatus[err.code], headers: { "Cache-Control": "no-store" } });
 }
 
-/**
- * The blob secret kept in `<dataDir>/blob-secret` (mode 0600), created on first use: 32 random
- * bytes as hex. Created under a temporary name and linked into place, so concurrent first starts
- * agree on one secret and a crash never leaves an empty one.
- */
+/** The blob secret kept in `<dataDir>/blob-secret` (mode 0600): see `loadOrCreateKey`. */
 export function loadOrCreateSecret(dataDir: string): string {
-  const path = join(dataDir, "blob-secret");
-  const read = (): string | null => {
-    try {
-      return readFileSync(path, "utf8").trim();
-    } catch (err) {
-      if (isMissing(err)) return null;
-      throw err;
-    }
-  };
-  const existing = read();
-  if (existing !== null) return checkSecret(existing, path);
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const tmp = `${path}.~${randomBytes(6).toString("hex")}`;
-  writeFileSync(tmp, randomBytes(32).toString("hex") + "\n", { mode: 0o600, flag: "wx" });
-  try {
-    linkSync(tmp, path);
-  } catch (err) {
-    if (errno(err) !== "EEXIST") throw err;
-  } finally {
-    unlinkSync(tmp);
-  }
-  return checkSecret(read() ?? "", path);
-}
-
-function checkSecret(secret: string, path: string): string {
-  if (secret.length < 32) throw new Error(`The blob secret in ${path} is too short. Delete the file to create a new one.`);
-  return secret;
+  return loadOrCreateKey(dataDir, "blob-secret");
 }
 
 // ── tickets ─────────────────────────────────────────────────────────────────────────────────
@@ -228,7 +214,8 @@ function verifyTicket(secret: string, ticket: string, nowSec: number): BlobTicke
   const parsed = TicketPayload.safeParse(payload);
   if (!parsed.success || !isValidKey(parsed.data.k)) throw forbidden("is malformed");
   if (nowSec >= parsed.data.e) throw forbidden("has expired");
-  return { key: parsed.data.k, method: parsed.data.m, expiresAtSec: parsed.data.e };
+  const { k: key, m: method, e: expiresAtSec, x: maxBytes } = parsed.data;
+  return { key, method, expiresAtSec, ...(maxBytes !== undefined ? { maxBytes } : {}) };
 }
 
 function assertExpiry(expiresInSec: number): void {
@@ -394,7 +381,8 @@ async function walk(root: string, relDir: string, prefix: string, found: BlobInf
       }
       if (!entry.isFile() || !key.startsWith(prefix) || !isValidKey(key)) return;
       try {
-        found.push({ key, size: (await stat(join(root, key))).size });
+        const st = await stat(join(root, key));
+        found.push({ key, size: st.size, modifiedAt: st.mtimeMs });
       } catch (err) {
         if (!isMissing(err)) throw err; // deleted meanwhile
       }

@@ -88,7 +88,12 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
       for (;;) {
         const page = await client.list({ prefix: root + prefix, maxKeys: pageSize, ...(continuationToken ? { continuationToken } : {}) });
         for (const object of page.contents ?? []) {
-          found.push({ key: object.key.slice(root.length), size: object.size ?? 0 });
+          const modifiedAt = object.lastModified ? Date.parse(String(object.lastModified)) : NaN;
+          found.push({
+            key: object.key.slice(root.length),
+            size: object.size ?? 0,
+            ...(Number.isFinite(modifiedAt) ? { modifiedAt } : {}),
+          });
         }
         if (!page.isTruncated) break;
         if (!page.nextContinuationToken) throw new Error(`S3 cut the listing of ${root + prefix} short without a continuation token.`);
@@ -96,44 +101,10 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
       }
       return found;
     },
+    // S3 presigned PUTs cannot limit the body's size: `opts.maxBytes` is left to the caller.
     presignPut: (key, expiresInSec) => presign(key, "PUT", expiresInSec),
     presignGet: (key, expiresInSec) => presign(key, "GET", expiresInSec),
   };
-}
-
-/** Command-line flags that configure S3 (`catty-server --s3-bucket …`). */
-export interface S3Flags {
-  "s3-bucket"?: string;
-  "s3-endpoint"?: string;
-  "s3-prefix"?: string;
-}
-
-/**
- * S3 settings from flags and environment, or null when no bucket is configured (the server then
- * keeps blobs on disk). Precedence: flags > Catty's variables > the AWS SDK's variables > defaults.
- * - bucket: `--s3-bucket` / `CATTY_S3_BUCKET`
- * - endpoint: `--s3-endpoint` / `CATTY_S3_ENDPOINT` / `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` (AWS when unset)
- * - region: `CATTY_S3_REGION` / `AWS_REGION` / `AWS_DEFAULT_REGION` (default `us-east-1`)
- * - credentials: `CATTY_S3_ACCESS_KEY_ID` + `CATTY_S3_SECRET_ACCESS_KEY` (+ `CATTY_S3_SESSION_TOKEN`),
- *   else `AWS_ACCESS_KEY_ID` + `AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`); a pair is never mixed
- * - key prefix inside the bucket: `--s3-prefix` / `CATTY_S3_PREFIX`
- */
-export function s3ConfigFromEnv(env: Record<string, string | undefined>, flags: S3Flags = {}): Readonly<S3BlobStoreOptions> | null {
-  const pick = (...values: (string | undefined)[]): string | undefined => values.find((v) => v !== undefined && v !== "");
-  const bucket = pick(flags["s3-bucket"], env.CATTY_S3_BUCKET);
-  if (!bucket) return null;
-  const catty = pick(env.CATTY_S3_ACCESS_KEY_ID) !== undefined;
-  return Object.freeze(
-    definedOnly({
-      bucket,
-      endpoint: pick(flags["s3-endpoint"], env.CATTY_S3_ENDPOINT, env.AWS_ENDPOINT_URL_S3, env.AWS_ENDPOINT_URL),
-      region: pick(env.CATTY_S3_REGION, env.AWS_REGION, env.AWS_DEFAULT_REGION) ?? "us-east-1",
-      accessKeyId: catty ? pick(env.CATTY_S3_ACCESS_KEY_ID) : pick(env.AWS_ACCESS_KEY_ID),
-      secretAccessKey: catty ? pick(env.CATTY_S3_SECRET_ACCESS_KEY) : pick(env.AWS_SECRET_ACCESS_KEY),
-      sessionToken: catty ? pick(env.CATTY_S3_SESSION_TOKEN) : pick(env.AWS_SESSION_TOKEN),
-      prefix: pick(flags["s3-prefix"], env.CATTY_S3_PREFIX),
-    }),
-  );
 }
 
 function normalizePrefix(prefix: string | undefined): string {

@@ -8,6 +8,16 @@
 export interface BlobInfo {
   key: string;
   size: number;
+  /** Last write, in ms since the epoch, when the store knows it (listings). */
+  modifiedAt?: number;
+}
+
+export interface PresignPutOptions {
+  /**
+   * The most bytes the holder may upload. The disk store's ticket carries it and its route
+   * enforces it; an S3 presigned PUT cannot carry a size limit, so callers check the stored size.
+   */
+  maxBytes?: number;
 }
 
 export type BlobBody = ReadableStream<Uint8Array> | Uint8Array | Blob;
@@ -23,7 +33,7 @@ export interface BlobStore {
   /** Every blob whose key starts with `prefix`. */
   list(prefix: string): Promise<BlobInfo[]>;
   /** A URL the holder may PUT the blob's bytes to (with a Content-Length) until it expires. */
-  presignPut(key: string, expiresInSec: number): Promise<string>;
+  presignPut(key: string, expiresInSec: number, opts?: PresignPutOptions): Promise<string>;
   /** A URL the holder may GET the blob from until it expires. */
   presignGet(key: string, expiresInSec: number): Promise<string>;
 }

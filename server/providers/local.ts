@@ -7,12 +7,16 @@ import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Log } from "../../src/lib/log.ts";
+import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
+import type { LocalMachine, MachineHandle } from "../../src/protocol/index.ts";
 import type { MachineSpec, Provider } from "./types.ts";
 
 export interface LocalProviderOptions {
   dataDir: string;
   /** Command line of `catty-agent`. */
   agentCommand: string[];
+  /** Agent settings from the server's configuration, the same for every session. */
+  tuning: AgentTuning;
   log: Log;
 }
 
@@ -30,20 +34,17 @@ function pidAlive(pid: number): boolean {
 }
 
 /**
- * The environment a session starts with: the basics of the host user, never the server's own
- * settings or storage credentials (a session runs code an AI wrote).
+ * The host environment a session starts with: the basics of the host user, never the server's
+ * own settings or storage credentials (a session runs code an AI wrote).
  */
-const PASSED_ENV = [
-  "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
-  // Agent tuning a server operator (or a test) may set for every session.
-  "CATTY_LOG_LEVEL", "CATTY_RING_BYTES", "CATTY_SAVE_FIRST_MS", "CATTY_SAVE_INTERVAL_MS",
-  "CATTY_SYNC_MAX_BYTES", "CATTY_SYNC_SCAN_MS",
-];
-function agentEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+const HOST_ENV = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR"];
+function hostEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const key of PASSED_ENV) if (env[key]) out[key] = env[key] as string;
+  for (const key of HOST_ENV) if (env[key]) out[key] = env[key] as string;
   return out;
 }
+
+const local = (machine: MachineHandle): LocalMachine | null => (machine.provider === "local" ? machine : null);
 
 export function createLocalProvider(opts: LocalProviderOptions): Provider {
   return {
@@ -56,20 +57,27 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
       const logFd = openSync(join(dir, "agent.log"), "a", 0o600);
       const [bin, ...binArgs] = opts.agentCommand;
       if (!bin) throw new Error("no agent command configured");
+      // The server runs with umask 077 (its files are private); the program gets the usual 022,
+      // so the files it writes have the modes they would have anywhere else.
+      const serverUmask = process.umask(0o022);
       try {
         const child = spawn(bin, binArgs, {
           detached: true,
           stdio: ["ignore", logFd, logFd],
           cwd: workspace,
           env: {
-            ...agentEnv(process.env),
-            CATTY_SERVER_URL: spec.serverUrl,
-            CATTY_AGENT_TOKEN: spec.agentToken,
-            CATTY_WORKSPACE: workspace,
-            CATTY_AGENT_STATE: join(dir, "agent-state"),
-            CATTY_COMMAND: JSON.stringify(spec.command),
-            CATTY_COLS: String(spec.cols),
-            CATTY_ROWS: String(spec.rows),
+            ...hostEnv(process.env),
+            ...encodeAgentEnv({
+              ...opts.tuning,
+              serverUrl: spec.serverUrl,
+              token: spec.agentToken,
+              workspace,
+              stateDir: join(dir, "agent-state"),
+              command: spec.command,
+              cols: spec.cols,
+              rows: spec.rows,
+              idleTimeoutMs: spec.idleTimeoutMs,
+            }),
           },
         });
         child.unref();
@@ -77,18 +85,21 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
         if (pid === undefined) throw new Error(`could not start ${bin}`);
         writeFileSync(join(dir, "agent.pid"), `${pid}\n`, { mode: 0o600 });
         opts.log.info("agent started", { label: spec.label, pid });
-        return { pid, dir };
+        return { provider: "local", pid, dir } satisfies LocalMachine;
       } finally {
+        process.umask(serverUmask);
         closeSync(logFd);
       }
     },
     async isAlive(machine) {
-      return typeof machine.pid === "number" && pidAlive(machine.pid);
+      const m = local(machine);
+      return m !== null && pidAlive(m.pid);
     },
     async destroy(machine) {
-      if (typeof machine.pid !== "number" || !pidAlive(machine.pid)) return;
+      const m = local(machine);
+      if (!m || !pidAlive(m.pid)) return;
       try {
-        process.kill(machine.pid, "SIGKILL");
+        process.kill(m.pid, "SIGKILL");
       } catch {
         // already gone
       }

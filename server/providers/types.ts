@@ -1,7 +1,11 @@
 /**
  * Machine providers: where a session's `catty-agent` runs. The server asks a provider to start a
- * machine for a session and to destroy it; the agent then dials the server by itself.
+ * machine for a session and to destroy it; the agent then dials the server by itself. A provider
+ * writes the agent's environment with `encodeAgentEnv` (src/protocol/agent-env.ts), so every
+ * provider hands the agent exactly what it reads.
  */
+import type { MachineHandle } from "../../src/protocol/index.ts";
+
 export interface MachineSpec {
   label: string;
   /** Session-scoped token the agent authenticates with. */
@@ -12,15 +16,17 @@ export interface MachineSpec {
   command: string[];
   cols: number;
   rows: number;
+  /** The session's idle timeout: an agent that cannot reach the server for longer gives up. */
+  idleTimeoutMs: number;
 }
 
 export interface Provider {
   readonly name: string;
   readonly region: string;
   /** Starts the machine; resolves to a handle stored with the session. */
-  start(spec: MachineSpec): Promise<Record<string, unknown>>;
+  start(spec: MachineSpec): Promise<MachineHandle>;
   /** Whether the machine behind a handle still exists. */
-  isAlive(machine: Record<string, unknown>): Promise<boolean>;
+  isAlive(machine: MachineHandle): Promise<boolean>;
   /** Destroys the machine (the agent normally exits by itself first). */
-  destroy(machine: Record<string, unknown>): Promise<void>;
+  destroy(machine: MachineHandle): Promise<void>;
 }

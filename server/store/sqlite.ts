@@ -1,6 +1,12 @@
-/** The embedded database: one SQLite file in the data dir, through `bun:sqlite`. */
+/**
+ * The embedded database: one SQLite file in the data dir, through `bun:sqlite`. The schema below
+ * is the first release's; later changes are `MIGRATIONS`, applied in order on open and counted in
+ * `PRAGMA user_version`, so a database from any earlier version opens and keeps its rows.
+ */
 import { Database } from "bun:sqlite";
-import type { SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
+import type { Log } from "../../src/lib/log.ts";
+import { MachineHandle, SessionStatus } from "../../src/protocol/index.ts";
+import type { PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
@@ -55,6 +61,39 @@ CREATE TABLE IF NOT EXISTS uploads (
 );
 `;
 
+/** Schema changes since the first release, in order. Each must be safe on a database of any earlier version. */
+const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
+  // 1: the ending a session is being stopped with survives a server restart.
+  (db) => {
+    addColumn(db, "sessions", "ending_status", "TEXT");
+    addColumn(db, "sessions", "ending_reason", "TEXT");
+    db.run("CREATE INDEX IF NOT EXISTS saves_key ON saves(key)");
+    // Local machine handles from before handles were typed: {pid, dir}.
+    db.run(
+      `UPDATE sessions SET machine = json_set(machine, '$.provider', 'local')
+       WHERE provider = 'local' AND json_valid(machine) AND json_extract(machine, '$.provider') IS NULL`,
+    );
+    // Before this, only a user's stop left a session "stopping" across a restart.
+    db.run("UPDATE sessions SET ending_status = 'stopped', ending_reason = 'stopped by user' WHERE status = 'stopping' AND ending_status IS NULL");
+  },
+];
+
+function addColumn(db: Database, table: string, column: string, type: string): void {
+  const columns = db.query(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>;
+  if (!columns.some((c) => c.name === column)) db.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+}
+
+function migrate(db: Database, file: string): void {
+  const version = (db.query("PRAGMA user_version").get() as { user_version: number }).user_version;
+  if (version > MIGRATIONS.length) {
+    throw new Error(`The database ${file} was written by a newer catty-server (schema ${version}); run that version or newer.`);
+  }
+  db.transaction(() => {
+    for (let v = version; v < MIGRATIONS.length; v++) MIGRATIONS[v]?.(db);
+    db.run(`PRAGMA user_version = ${MIGRATIONS.length}`);
+  })();
+}
+
 interface SessionRecord {
   id: string;
   label: string;
@@ -76,6 +115,8 @@ interface SessionRecord {
   final_save: string | null;
   idle_timeout_ms: number;
   expires_at: string | null;
+  ending_status: string | null;
+  ending_reason: string | null;
 }
 
 interface SaveRecord {
@@ -114,28 +155,54 @@ const uploadFrom = (r: UploadRecord): UploadRow => ({
   createdAt: r.created_at,
 });
 
-const fromRecord = (r: SessionRecord): SessionRow => ({
-  id: r.id,
-  label: r.label,
-  userId: r.user_id,
-  status: r.status as SessionRow["status"],
-  region: r.region,
-  provider: r.provider,
-  command: JSON.parse(r.command) as string[],
-  cols: r.cols,
-  rows: r.rows,
-  agentTokenHash: r.agent_token_hash,
-  machine: r.machine ? (JSON.parse(r.machine) as Record<string, unknown>) : null,
-  createdAt: r.created_at,
-  endedAt: r.ended_at,
-  exitCode: r.exit_code,
-  endReason: r.end_reason,
-  lastScreen: r.last_screen,
-  restoreKey: r.restore_key,
-  finalSave: r.final_save,
-  idleTimeoutMs: r.idle_timeout_ms,
-  expiresAt: r.expires_at,
-});
+/** Reports each unreadable machine handle once per process, not on every read of its row. */
+type Warn = (r: SessionRecord) => void;
+
+function sessionFrom(r: SessionRecord, warn: Warn): SessionRow {
+  return {
+    id: r.id,
+    label: r.label,
+    userId: r.user_id,
+    status: r.status as SessionRow["status"],
+    region: r.region,
+    provider: r.provider,
+    command: JSON.parse(r.command) as string[],
+    cols: r.cols,
+    rows: r.rows,
+    agentTokenHash: r.agent_token_hash,
+    machine: machineFrom(r, warn),
+    createdAt: r.created_at,
+    endedAt: r.ended_at,
+    exitCode: r.exit_code,
+    endReason: r.end_reason,
+    lastScreen: r.last_screen,
+    restoreKey: r.restore_key,
+    finalSave: r.final_save,
+    idleTimeoutMs: r.idle_timeout_ms,
+    expiresAt: r.expires_at,
+    ending: endingFrom(r),
+  };
+}
+
+/** The stored machine handle, checked: one that does not parse counts as a machine that is gone. */
+function machineFrom(r: SessionRecord, warn: Warn): MachineHandle | null {
+  if (r.machine === null) return null;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(r.machine);
+  } catch {
+    raw = undefined;
+  }
+  const parsed = MachineHandle.safeParse(raw);
+  if (parsed.success) return parsed.data;
+  warn(r);
+  return null;
+}
+
+function endingFrom(r: SessionRecord): PendingEnding | null {
+  const status = SessionStatus.safeParse(r.ending_status);
+  return status.success && r.ending_reason !== null ? { status: status.data, reason: r.ending_reason } : null;
+}
 
 const COLUMNS: Record<keyof SessionPatch, string> = {
   status: "status",
@@ -148,20 +215,41 @@ const COLUMNS: Record<keyof SessionPatch, string> = {
   rows: "rows",
   restoreKey: "restore_key",
   finalSave: "final_save",
+  ending: "ending_status",
 };
 
-export function openSqliteStore(file: string): Store {
+/** A patch's values as the columns store them. */
+function patchColumns(patch: SessionPatch): Array<[string, string | number | null]> {
+  const out: Array<[string, string | number | null]> = [];
+  for (const key of Object.keys(patch) as (keyof SessionPatch)[]) {
+    if (key === "machine") out.push([COLUMNS.machine, patch.machine ? JSON.stringify(patch.machine) : null]);
+    else if (key === "ending") {
+      out.push(["ending_status", patch.ending?.status ?? null]);
+      out.push(["ending_reason", patch.ending?.reason ?? null]);
+    } else out.push([COLUMNS[key], (patch[key] as string | number | null | undefined) ?? null]);
+  }
+  return out;
+}
+
+export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   const db = new Database(file, { create: true, strict: true });
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA busy_timeout = 5000");
   db.run("PRAGMA foreign_keys = ON");
   db.run(SCHEMA);
+  migrate(db, file);
+  const warned = new Set<string>();
+  const warn: Warn = (r) => {
+    if (warned.has(r.id)) return;
+    warned.add(r.id);
+    opts.log?.warn("unreadable machine handle in the database; treating the machine as gone", { label: r.label });
+  };
 
   const userFrom = (r: { id: string; name: string; created_at: string } | null): User | null =>
     r ? { id: r.id, name: r.name, createdAt: r.created_at } : null;
   const sessionBy = (where: string, ...params: string[]): SessionRow | null => {
     const r = db.query(`SELECT * FROM sessions WHERE ${where}`).get(...params) as SessionRecord | null;
-    return r ? fromRecord(r) : null;
+    return r ? sessionFrom(r, warn) : null;
   };
 
   return {
@@ -192,12 +280,13 @@ export function openSqliteStore(file: string): Store {
       db.query(
         `INSERT INTO sessions (id, label, user_id, status, region, provider, command, cols, rows,
            agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen, restore_key, final_save,
-           idle_timeout_ms, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           idle_timeout_ms, expires_at, ending_status, ending_reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         s.id, s.label, s.userId, s.status, s.region, s.provider, JSON.stringify(s.command), s.cols, s.rows,
         s.agentTokenHash, s.machine ? JSON.stringify(s.machine) : null, s.createdAt, s.endedAt, s.exitCode,
         s.endReason, s.lastScreen, s.restoreKey, s.finalSave, s.idleTimeoutMs, s.expiresAt,
+        s.ending?.status ?? null, s.ending?.reason ?? null,
       );
     },
     async labelTaken(label) {
@@ -216,23 +305,19 @@ export function openSqliteStore(file: string): Store {
       const rows = db
         .query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")
         .all(userId) as SessionRecord[];
-      return rows.map(fromRecord);
+      return rows.map((r) => sessionFrom(r, warn));
     },
     async liveSessions() {
       const rows = db
         .query("SELECT * FROM sessions WHERE status IN ('starting', 'running', 'stopping')")
         .all() as SessionRecord[];
-      return rows.map(fromRecord);
+      return rows.map((r) => sessionFrom(r, warn));
     },
     async updateSession(id, patch) {
-      const keys = Object.keys(patch) as (keyof SessionPatch)[];
-      if (keys.length > 0) {
-        const sets = keys.map((k) => `${COLUMNS[k]} = ?`).join(", ");
-        const values = keys.map((k) => {
-          const v = patch[k];
-          return k === "machine" ? (v ? JSON.stringify(v) : null) : (v ?? null);
-        });
-        db.query(`UPDATE sessions SET ${sets} WHERE id = ?`).run(...(values as (string | number | null)[]), id);
+      const columns = patchColumns(patch);
+      if (columns.length > 0) {
+        const sets = columns.map(([c]) => `${c} = ?`).join(", ");
+        db.query(`UPDATE sessions SET ${sets} WHERE id = ?`).run(...columns.map(([, v]) => v), id);
       }
       return sessionBy("id = ?", id);
     },
@@ -246,6 +331,9 @@ export function openSqliteStore(file: string): Store {
         .query("SELECT * FROM saves WHERE session_id = ? ORDER BY created_at DESC, rowid DESC")
         .all(sessionId) as SaveRecord[];
       return rows.map(saveFrom);
+    },
+    async saveKeyExists(key) {
+      return db.query("SELECT 1 FROM saves WHERE key = ?").get(key) !== null;
     },
     async deleteSave(id) {
       db.query("DELETE FROM saves WHERE id = ?").run(id);
@@ -264,6 +352,9 @@ export function openSqliteStore(file: string): Store {
     },
     async deleteUpload(id) {
       db.query("DELETE FROM uploads WHERE id = ?").run(id);
+    },
+    async uploadKeyExists(key) {
+      return db.query("SELECT 1 FROM uploads WHERE key = ?").get(key) !== null;
     },
     close() {
       db.close();

@@ -2,7 +2,7 @@
  * The database seam. The server talks to `Store` only; SQLite (`bun:sqlite`) is the embedded
  * default and other engines implement the same interface.
  */
-import type { SessionStatus } from "../../src/protocol/index.ts";
+import type { MachineHandle, SessionStatus } from "../../src/protocol/index.ts";
 
 export interface User {
   id: string;
@@ -21,8 +21,8 @@ export interface SessionRow {
   cols: number;
   rows: number;
   agentTokenHash: string;
-  /** Provider-specific handle of the machine (for the local provider: its pid). */
-  machine: Record<string, unknown> | null;
+  /** The provider's handle of the machine; null before it started, or when the stored one is unreadable. */
+  machine: MachineHandle | null;
   createdAt: string;
   endedAt: string | null;
   exitCode: number | null;
@@ -35,12 +35,33 @@ export interface SessionRow {
   idleTimeoutMs: number;
   /** Maximum duration's end (ISO time), if any. */
   expiresAt: string | null;
+  /**
+   * An ending the server asked for and the program has not finished yet (status "stopping"): what
+   * the session is recorded as once it ends. Kept in the row so that a restarted server ends it
+   * the same way.
+   */
+  ending: PendingEnding | null;
+}
+
+export interface PendingEnding {
+  status: SessionStatus;
+  reason: string;
 }
 
 export type SessionPatch = Partial<
   Pick<
     SessionRow,
-    "status" | "machine" | "endedAt" | "exitCode" | "endReason" | "lastScreen" | "cols" | "rows" | "restoreKey" | "finalSave"
+    | "status"
+    | "machine"
+    | "endedAt"
+    | "exitCode"
+    | "endReason"
+    | "lastScreen"
+    | "cols"
+    | "rows"
+    | "restoreKey"
+    | "finalSave"
+    | "ending"
   >
 >;
 
@@ -83,6 +104,8 @@ export interface Store {
   insertSave(row: SaveRow): Promise<void>;
   /** Newest first. */
   listSaves(sessionId: string): Promise<SaveRow[]>;
+  /** Whether a stored save has this blob key (blobs without one are orphans). */
+  saveKeyExists(key: string): Promise<boolean>;
   deleteSave(id: string): Promise<void>;
 
   insertUpload(row: UploadRow): Promise<void>;
@@ -91,5 +114,7 @@ export interface Store {
   /** Uploads older than `beforeIso`, for cleanup. */
   staleUploads(beforeIso: string): Promise<UploadRow[]>;
   deleteUpload(id: string): Promise<void>;
+  /** Whether an upload row has this blob key. */
+  uploadKeyExists(key: string): Promise<boolean>;
   close(): void;
 }

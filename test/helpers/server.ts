@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { readServerConfig } from "../../server/config.ts";
 import { startServer, type RunningServer, type StartOptions } from "../../server/listen.ts";
 import { createApiClient, type ApiClient } from "../../src/client/api.ts";
-import { createLog } from "../../src/lib/log.ts";
+import { createLog, type Log } from "../../src/lib/log.ts";
 import { killAgents } from "./agents.ts";
 
 export interface TestServer extends RunningServer {
@@ -17,10 +17,17 @@ export interface TestServer extends RunningServer {
   owner: ApiClient;
 }
 
-export async function startTestServer(opts: StartOptions & { env?: Record<string, string> } = {}): Promise<TestServer> {
-  const dataDir = mkdtempSync(join(tmpdir(), "catty-srv-"));
+export interface TestServerOptions extends StartOptions {
+  env?: Record<string, string>;
+  /** An existing data dir (a restarted server); default: a new temp dir. */
+  dataDir?: string;
+  log?: Log;
+}
+
+export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "catty-srv-"));
   const config = readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, ...opts.env });
-  const server = await startServer(config, createLog({ scope: "test-server", level: "warn" }), opts);
+  const server = await startServer(config, opts.log ?? createLog({ scope: "test-server", level: "warn" }), opts);
   const ownerToken = readFileSync(server.ownerTokenFile, "utf8").trim();
   const stopServer = server.stop;
   const stop = async (): Promise<void> => {

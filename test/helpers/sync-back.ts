@@ -60,7 +60,8 @@ export function rogueProvider(real: Provider): Provider & { tokens: Map<string, 
     tokens,
     async start(spec: MachineSpec) {
       tokens.set(spec.label, spec.agentToken);
-      return { rogue: true };
+      // This process stands in for the machine: alive as long as the test runs.
+      return { provider: "local", pid: process.pid, dir: "/nonexistent" };
     },
     async isAlive() {
       return true;

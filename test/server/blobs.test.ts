@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createDiskBlobStore, handleBlobRequest, loadOrCreateSecret, type DiskBlobStore } from "../../server/blobs/disk.ts";
-import { createS3BlobStore, s3ConfigFromEnv } from "../../server/blobs/s3.ts";
+import { createS3BlobStore } from "../../server/blobs/s3.ts";
 import type { BlobStore } from "../../server/blobs/types.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
@@ -155,17 +155,20 @@ function blobStoreSuite(name: string, start: () => Promise<Harness>): void {
       expect(await h.store.stat("t/replace.bin")).toEqual({ key: "t/replace.bin", size: 6 });
     });
 
-    test("list returns every blob under a prefix, with sizes", async () => {
+    test("list returns every blob under a prefix, with sizes and when it was written", async () => {
+      const before = Date.now() - 2_000;
       await h.store.put("snapshots/s1/a.tar.gz", text("a"));
       await h.store.put("snapshots/s1/b.tar.gz", text("bb"));
       await h.store.put("snapshots/s2/c.tar.gz", text("ccc"));
       await h.store.put("snapshots-old/d.tar.gz", text("dddd"));
       await h.store.put("uploads/e.bin", text("eeeee"));
       const keys = async (prefix: string): Promise<string[]> => (await h.store.list(prefix)).map((b) => b.key).sort();
-      expect((await h.store.list("snapshots/s1/")).sort((a, b) => a.key.localeCompare(b.key))).toEqual([
+      const listed = (await h.store.list("snapshots/s1/")).sort((a, b) => a.key.localeCompare(b.key));
+      expect(listed.map(({ key, size }) => ({ key, size }))).toEqual([
         { key: "snapshots/s1/a.tar.gz", size: 1 },
         { key: "snapshots/s1/b.tar.gz", size: 2 },
       ]);
+      for (const b of listed) expect(b.modifiedAt).toBeWithin(before, Date.now() + 2_000);
       expect(await keys("snapshots/")).toEqual(["snapshots/s1/a.tar.gz", "snapshots/s1/b.tar.gz", "snapshots/s2/c.tar.gz"]);
       expect(await keys("snapshots")).toEqual([
         "snapshots-old/d.tar.gz",
@@ -446,49 +449,5 @@ describe("blob secret", () => {
     expect(statSync(join(dataDir, "blob-secret")).mode & 0o777).toBe(0o600);
     expect(readdirSync(dataDir)).toEqual(["blob-secret"]);
     expect(loadOrCreateSecret(tempDir("secret"))).not.toBe(secret);
-  });
-});
-
-describe("s3ConfigFromEnv", () => {
-  test("is null without a bucket", () => {
-    expect(s3ConfigFromEnv({ AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s" })).toBeNull();
-    expect(s3ConfigFromEnv({ CATTY_S3_BUCKET: "" }, {})).toBeNull();
-  });
-
-  test("reads the AWS variables, with us-east-1 as the default region", () => {
-    expect(
-      s3ConfigFromEnv({ CATTY_S3_BUCKET: "b", AWS_ACCESS_KEY_ID: "k", AWS_SECRET_ACCESS_KEY: "s", AWS_ENDPOINT_URL: "http://generic" }),
-    ).toEqual({ bucket: "b", region: "us-east-1", accessKeyId: "k", secretAccessKey: "s", endpoint: "http://generic" });
-    expect(s3ConfigFromEnv({ CATTY_S3_BUCKET: "b", AWS_DEFAULT_REGION: "eu-west-1" })?.region).toBe("eu-west-1");
-    expect(s3ConfigFromEnv({ CATTY_S3_BUCKET: "b", AWS_DEFAULT_REGION: "eu-west-1", AWS_REGION: "eu-north-1" })?.region).toBe("eu-north-1");
-  });
-
-  test("flags beat Catty's variables, which beat the AWS ones", () => {
-    const env = {
-      CATTY_S3_BUCKET: "env-bucket",
-      CATTY_S3_ENDPOINT: "http://catty",
-      AWS_ENDPOINT_URL_S3: "http://aws-s3",
-      AWS_ENDPOINT_URL: "http://aws",
-      CATTY_S3_REGION: "auto",
-      AWS_REGION: "eu-north-1",
-      CATTY_S3_ACCESS_KEY_ID: "ck",
-      CATTY_S3_SECRET_ACCESS_KEY: "cs",
-      AWS_ACCESS_KEY_ID: "ak",
-      AWS_SECRET_ACCESS_KEY: "as",
-      AWS_SESSION_TOKEN: "at",
-    };
-    expect(s3ConfigFromEnv(env, { "s3-bucket": "flag-bucket", "s3-endpoint": "http://flag" })).toEqual({
-      bucket: "flag-bucket",
-      endpoint: "http://flag",
-      region: "auto",
-      accessKeyId: "ck",
-      secretAccessKey: "cs",
-    });
-    expect(s3ConfigFromEnv(env)?.endpoint).toBe("http://catty");
-    expect(s3ConfigFromEnv({ ...env, CATTY_S3_ENDPOINT: undefined })?.endpoint).toBe("http://aws-s3");
-  });
-
-  test("the result is frozen", () => {
-    expect(Object.isFrozen(s3ConfigFromEnv({ CATTY_S3_BUCKET: "b" }))).toBe(true);
   });
 });

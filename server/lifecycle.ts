@@ -1,0 +1,363 @@
+/**
+ * The lifecycle of running sessions: one `LiveSession` per session that is starting, running or
+ * stopping, holding everything that happens to it over time — the agent coming and going (and
+ * the check that its machine still exists), input and output keeping it from idling, its maximum
+ * duration, and its ending: a stop, a timeout or a failure, recorded once.
+ *
+ * An ending the server asks for (a user's stop, a timeout) is kept in the session's row
+ * (`ending`) until the program has exited, so a restarted server finishes it the same way: it
+ * asks the agent to stop again when it re-dials, and records the status and reason first asked for.
+ *
+ * `Lifecycle` owns the live sessions and the periodic work (limits, sweeps); it receives the
+ * relay's events (`RelayEvents`) and tells the relay what to send (`RelayControl`).
+ */
+import { formatDuration } from "../src/lib/duration.ts";
+import type { Log } from "../src/lib/log.ts";
+import { CattyError, isLive, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
+import type { SessionTimeouts } from "./config.ts";
+import type { Provider } from "./providers/types.ts";
+import type { AgentControl, AgentWelcome, ExitReport, RelayEvents } from "./relay.ts";
+import type { Saves } from "./saves.ts";
+import type { PendingEnding, SessionPatch, SessionRow, Store } from "./store/types.ts";
+
+/** What the lifecycle asks of the relay. */
+export interface RelayControl {
+  /** Asks the session's agent to end the program. False when no agent is connected. */
+  stop(sessionId: string, reason: string): boolean;
+  agentConnected(sessionId: string): boolean;
+  /** Tells every client of a session that ended without its agent, and closes their links. */
+  endClients(sessionId: string, msg: ServerToClient): void;
+}
+
+export interface LifecycleDeps {
+  store: Store;
+  provider: Provider;
+  saves: Saves;
+  log: Log;
+  /** How long a session may be without its agent, while its machine lives, before it fails. */
+  agentLostMs: number;
+  /** How long an ending waits for the program's exit before the machine is destroyed. */
+  stopTimeoutMs: number;
+  timeouts: SessionTimeouts;
+  /** How often saves and uploads nobody will use are swept (see `Saves.sweep`). */
+  sweepMs: number;
+}
+
+export class Lifecycle implements RelayEvents {
+  private readonly live = new Map<string, LiveSession>();
+  private relay: RelayControl | null = null;
+  private ticker: Timer | null = null;
+  private sweeper: Timer | null = null;
+  private closed = false;
+  private readonly startedAt = Date.now();
+
+  constructor(readonly deps: LifecycleDeps) {}
+
+  /** Wires the relay (built after the lifecycle, since each reports to the other). */
+  connect(relay: RelayControl): void {
+    this.relay = relay;
+  }
+
+  get relayControl(): RelayControl {
+    if (!this.relay) throw new Error("the lifecycle is not connected to a relay");
+    return this.relay;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Takes over the sessions a previous server process left running (their machine gone: failed;
+   * an ending under way: resumed), then starts the periodic checks.
+   */
+  async start(): Promise<void> {
+    const { store, provider, log, saves } = this.deps;
+    for (const row of await store.liveSessions()) {
+      const alive = row.machine ? await provider.isAlive(row.machine) : false;
+      const s = this.session(row);
+      if (!alive) await s.fail("the session machine was gone when the server started");
+      else s.watchAgent();
+    }
+    await this.tick();
+    if (this.closed) return;
+    const report = (what: string) => (err: unknown) => log.error(`${what} failed`, { err });
+    this.ticker = setInterval(() => void this.tick().catch(report("session limit check")), this.deps.timeouts.tickMs);
+    const sweep = (): void => void saves.sweep().catch(report("storage sweep"));
+    sweep();
+    this.sweeper = setInterval(sweep, this.deps.sweepMs);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.ticker) clearInterval(this.ticker);
+    if (this.sweeper) clearInterval(this.sweeper);
+    for (const s of this.live.values()) s.dispose();
+    this.live.clear();
+  }
+
+  /** The live session of `row`, created on first use. */
+  session(row: Pick<SessionRow, "id" | "label" | "createdAt">): LiveSession {
+    let s = this.live.get(row.id);
+    if (!s) {
+      s = new LiveSession(this, row.id, row.label, Math.max(Date.parse(row.createdAt), this.startedAt));
+      this.live.set(row.id, s);
+    }
+    return s;
+  }
+
+  /** Called by a LiveSession once its ending is recorded. */
+  forget(id: string): void {
+    this.live.delete(id);
+  }
+
+  /**
+   * Starts the machine of a session just inserted; its agent is then expected to dial in. A
+   * machine that cannot start fails the session (and throws `unavailable`).
+   */
+  async launch(row: SessionRow, agent: { token: string; serverUrl: string }): Promise<SessionRow> {
+    const { provider, store, log } = this.deps;
+    let machine;
+    try {
+      machine = await provider.start({
+        label: row.label,
+        agentToken: agent.token,
+        serverUrl: agent.serverUrl,
+        command: row.command,
+        cols: row.cols,
+        rows: row.rows,
+        idleTimeoutMs: row.idleTimeoutMs,
+      });
+    } catch (err) {
+      const why = (err as Error).message;
+      await this.session(row).fail(`could not start the session machine: ${why}`);
+      throw new CattyError("unavailable", `Session ${row.label} could not start: ${why}`);
+    }
+    const updated = (await store.updateSession(row.id, { machine })) ?? row;
+    log.info("session created", { label: row.label });
+    this.session(row).watchAgent();
+    return updated;
+  }
+
+  /** `catty stop`: ends the session gracefully (or as it was already being ended). */
+  stop(row: SessionRow): Promise<SessionRow | null> {
+    return this.session(row).end({ status: "stopped", reason: "stopped by user" });
+  }
+
+  /** Checks every live session's limits, and resumes endings a previous process started. */
+  async tick(): Promise<void> {
+    const now = Date.now();
+    for (const row of await this.deps.store.liveSessions()) {
+      if (this.closed) return;
+      const s = this.session(row);
+      if (s.ending) continue;
+      if (row.ending) {
+        void s.end(row.ending, { agentMayReturn: true });
+        continue;
+      }
+      if (row.expiresAt && Date.parse(row.expiresAt) <= now) {
+        const took = formatDuration(Date.parse(row.expiresAt) - Date.parse(row.createdAt));
+        void s.end({ status: "timed_out", reason: `reached its maximum duration of ${took}` });
+        continue;
+      }
+      if (now - s.lastActivity >= row.idleTimeoutMs) {
+        void s.end({ status: "timed_out", reason: `idle for ${formatDuration(row.idleTimeoutMs)} (no input or output)` });
+      }
+    }
+  }
+
+  // ── relay events ────────────────────────────────────────────────────────────────────────────
+
+  async agentHello(sessionId: string): Promise<AgentWelcome> {
+    const { store, saves } = this.deps;
+    const row = await store.sessionById(sessionId);
+    if (!row) return { restore: null, stop: null };
+    if (isLive(row.status)) this.session(row).agentBack();
+    if (row.status === "starting") await store.updateSession(sessionId, { status: "running" });
+    saves.agentReconnected(sessionId);
+    return { restore: await saves.restoreFor(row), stop: row.ending?.reason ?? null };
+  }
+
+  async agentControl(sessionId: string, msg: AgentControl) {
+    const row = await this.deps.store.sessionById(sessionId);
+    if (!row) return null;
+    return this.deps.saves.control(row, msg, (reason) => this.session(row).fail(reason));
+  }
+
+  async exit(sessionId: string, exit: ExitReport): Promise<{ status: SessionStatus; reason: string | null }> {
+    const row = await this.deps.store.sessionById(sessionId);
+    if (!row) return { status: "stopped", reason: exit.reason };
+    if (!isLive(row.status)) return { status: row.status, reason: row.endReason };
+    return this.session(row).exited(row, exit);
+  }
+
+  agentGone(sessionId: string): void {
+    this.deps.saves.agentReconnected(sessionId);
+    this.live.get(sessionId)?.watchAgent();
+  }
+
+  activity(sessionId: string): void {
+    const s = this.live.get(sessionId);
+    if (s) s.lastActivity = Date.now();
+  }
+}
+
+/** One session that is starting, running or stopping. */
+export class LiveSession {
+  /** The ending under way in this process, if any. */
+  ending: Promise<SessionRow | null> | null = null;
+  private lostTimer: Timer | null = null;
+  private onEnded: Array<() => void> = [];
+  /** Disposed: ended, or the server is closing. */
+  private done = false;
+  /** The end was recorded (or is being recorded) by this process. */
+  private recorded = false;
+
+  constructor(
+    private readonly lifecycle: Lifecycle,
+    readonly id: string,
+    readonly label: string,
+    /** Last input or output seen by this process (its start, or the session's creation). */
+    public lastActivity: number,
+  ) {}
+
+  private get deps(): LifecycleDeps {
+    return this.lifecycle.deps;
+  }
+
+  /** The agent is connected: no need to look for its machine. */
+  agentBack(): void {
+    this.clearLostTimer();
+  }
+
+  /**
+   * The agent is away (not yet connected, or dropped). While it stays away, its machine is
+   * checked now and then; once the machine is gone the session has failed.
+   */
+  watchAgent(): void {
+    this.clearLostTimer();
+    if (this.lifecycle.isClosed || this.done) return;
+    const { store, provider, log, agentLostMs } = this.deps;
+    const check = async (): Promise<void> => {
+      this.lostTimer = null;
+      if (this.lifecycle.isClosed || this.done) return;
+      const row = await store.sessionById(this.id);
+      if (!row || !isLive(row.status) || this.lifecycle.relayControl.agentConnected(this.id)) return;
+      const alive = row.machine ? await provider.isAlive(row.machine) : false;
+      if (alive) {
+        this.lostTimer = setTimeout(run, agentLostMs);
+        return;
+      }
+      await this.fail("the session machine went away (crash or kill)");
+    };
+    const run = (): void => void check().catch((err: unknown) => log.error("lost-agent check failed", { label: this.label, err }));
+    this.lostTimer = setTimeout(run, Math.min(agentLostMs, 5_000));
+  }
+
+  /**
+   * Ends the session gracefully: the agent stops the program and makes the final save; the exit
+   * is recorded with `asked` (or with the ending already under way, which wins). If the program
+   * has not exited after the stop timeout, the machine is destroyed. Without a connected agent the
+   * machine is destroyed at once, unless `agentMayReturn` (a restarted server: the agent re-dials
+   * and is asked to stop then).
+   */
+  end(asked: PendingEnding, opts: { agentMayReturn?: boolean } = {}): Promise<SessionRow | null> {
+    this.ending ??= this.runEnding(asked, opts.agentMayReturn ?? false).finally(() => {
+      this.ending = null;
+    });
+    return this.ending;
+  }
+
+  private async runEnding(asked: PendingEnding, agentMayReturn: boolean): Promise<SessionRow | null> {
+    const { store, provider, log, stopTimeoutMs } = this.deps;
+    let row = await store.sessionById(this.id);
+    if (!row || !isLive(row.status)) return row;
+    const ending = row.ending ?? asked;
+    if (!row.ending || row.status !== "stopping") {
+      log.info("ending session", { label: this.label, reason: ending.reason });
+      row = (await store.updateSession(this.id, { status: "stopping", ending })) ?? row;
+    }
+    const ended = new Promise<boolean>((resolve) => {
+      if (this.done) return resolve(true);
+      this.onEnded.push(() => resolve(true));
+    });
+    const asking = this.lifecycle.relayControl.stop(this.id, ending.reason);
+    if (asking || agentMayReturn) {
+      let timer: Timer | undefined;
+      const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), stopTimeoutMs)));
+      const exited = await Promise.race([ended, timeout]);
+      clearTimeout(timer);
+      if (exited) return store.sessionById(this.id);
+    }
+    const current = await store.sessionById(this.id);
+    if (!current || !isLive(current.status) || this.lifecycle.isClosed) return current;
+    log.warn("the session did not stop in time; destroying its machine", { label: this.label });
+    if (current.machine) await provider.destroy(current.machine);
+    const recorded = await this.record(ending.status, {
+      endReason: `${ending.reason} (machine destroyed)`,
+      finalSave: "failed: the session did not stop in time",
+    });
+    if (!recorded.first) return recorded.row;
+    this.lifecycle.relayControl.endClients(this.id, { type: "exit", code: 129, status: recorded.row.status, reason: recorded.row.endReason });
+    return recorded.row;
+  }
+
+  /** The program exited (the agent reported it): recorded with the ending asked for, if any. */
+  async exited(row: SessionRow, exit: ExitReport): Promise<{ status: SessionStatus; reason: string | null }> {
+    const asked = row.ending;
+    const reason =
+      asked?.reason ?? exit.reason ?? (row.status === "stopping" ? "stopped by user" : `program exited with code ${exit.code}`);
+    const { row: ended, first } = await this.record(asked?.status ?? "stopped", {
+      exitCode: exit.code,
+      endReason: reason,
+      lastScreen: exit.screen,
+      finalSave: exit.finalSave,
+    });
+    if (first) this.deps.log.info("session ended", { label: this.label, code: exit.code, reason });
+    return { status: ended.status, reason: ended.endReason };
+  }
+
+  /** The session has failed (its machine is gone, its workspace could not be restored…). */
+  async fail(reason: string): Promise<void> {
+    const row = await this.deps.store.sessionById(this.id);
+    if (!row || !isLive(row.status)) return;
+    const { row: ended, first } = await this.record("failed", { endReason: reason });
+    if (!first) return;
+    this.deps.log.warn("session failed", { label: this.label, reason });
+    this.lifecycle.relayControl.endClients(this.id, { type: "exit", code: 1, status: ended.status, reason });
+  }
+
+  /**
+   * Records the end, once: whichever of exit, failure or destruction comes first is kept (`first`),
+   * and a later one gets the row as recorded.
+   */
+  private async record(
+    status: SessionStatus,
+    patch: Pick<SessionPatch, "exitCode" | "endReason" | "lastScreen" | "finalSave">,
+  ): Promise<{ row: SessionRow; first: boolean }> {
+    const { store } = this.deps;
+    const first = !this.recorded;
+    this.recorded = true;
+    const updated = first
+      ? await store.updateSession(this.id, { exitCode: null, ...patch, status, endedAt: new Date().toISOString(), ending: null })
+      : await store.sessionById(this.id);
+    if (first) {
+      this.dispose();
+      this.lifecycle.forget(this.id);
+    }
+    if (!updated) throw new Error(`session ${this.label} vanished from the database`);
+    return { row: updated, first };
+  }
+
+  /** Stops this session's timers and releases whoever waits for its end. */
+  dispose(): void {
+    this.done = true;
+    this.clearLostTimer();
+    for (const resolve of this.onEnded.splice(0)) resolve();
+  }
+
+  private clearLostTimer(): void {
+    if (this.lostTimer) clearTimeout(this.lostTimer);
+    this.lostTimer = null;
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * What every sub-router shares: the app's environment type, the dependencies routes get, token
+ * auth, JSON bodies (size-limited while they stream, then parsed with the protocol's zod schema),
+ * WebSocket upgrades, and the one mapping from errors to answers.
+ */
+import type { Server } from "bun";
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { zValidator } from "@hono/zod-validator";
+import type { z } from "zod";
+import type { Log } from "../../src/lib/log.ts";
+import { CattyError, httpStatus, Label } from "../../src/protocol/index.ts";
+import type { SessionTimeouts } from "../config.ts";
+import type { Lifecycle } from "../lifecycle.ts";
+import type { Provider } from "../providers/types.ts";
+import type { Relay, SocketData } from "../relay.ts";
+import type { SaveLimits, Saves } from "../saves.ts";
+import type { SessionRow, Store, User } from "../store/types.ts";
+import { hashToken } from "../tokens.ts";
+
+export interface AppEnv {
+  /** `Bun.serve` passes its server as the second `fetch` argument; absent under `app.request()`. */
+  Bindings: Server<SocketData> | undefined;
+  Variables: { user: User };
+}
+
+/** What the routes work with; built once by `createApp`. */
+export interface RouteDeps {
+  store: Store;
+  provider: Provider;
+  saves: Saves;
+  lifecycle: Lifecycle;
+  relay: Relay;
+  log: Log;
+  limits: SaveLimits;
+  timeouts: SessionTimeouts;
+  /** The URL agents dial; known once the server listens. */
+  agentUrl(): string;
+  /** `<data-dir>/server-key`: proves to a CLI that this is the server it started (`/healthz?challenge=`). */
+  serverKey: string;
+}
+
+/** JSON bodies are small; only uploads and blob transfers stream large bodies (to storage). */
+export const MAX_JSON_BYTES = 1024 * 1024;
+
+export function bearer(header: string | undefined): string | null {
+  if (!header) return null;
+  const m = /^Bearer\s+(\S+)$/i.exec(header);
+  return m?.[1] ?? null;
+}
+
+/** Every route below it needs a user's token. */
+export function requireUser(store: Store): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const token = bearer(c.req.header("authorization"));
+    if (!token) throw new CattyError("unauthorized", "Missing token.", "Run `catty login`.");
+    const user = await store.userByTokenHash(hashToken(token));
+    if (!user) throw new CattyError("unauthorized", "Invalid token.", "Run `catty login` again.");
+    c.set("user", user);
+    await next();
+  };
+}
+
+export const sessionNotFound = (label: string): CattyError =>
+  new CattyError("not_found", `Session ${label} not found.`, "Run `catty list` to see your sessions.");
+
+/** The user's session called `label`; another user's answers 404, as if it did not exist. */
+export async function sessionOf(store: Store, user: User, label: string): Promise<SessionRow> {
+  if (!Label.safeParse(label).success) throw sessionNotFound(label);
+  const row = await store.sessionFor(user.id, label);
+  if (!row) throw sessionNotFound(label);
+  return row;
+}
+
+const isJsonType = (type: string | undefined): boolean => /^application\/([\w.-]+\+)?json\s*(;|$)/i.test(type ?? "");
+
+/**
+ * A JSON body parsed with `schema`: refused with 413 once more than `MAX_JSON_BYTES` arrived
+ * (counted while it streams, so a huge body is never held), 400 when it is not JSON or does not
+ * match. An empty body counts as `{}`.
+ */
+export function jsonBody<S extends z.ZodType>(schema: S) {
+  const limit = bodyLimit({
+    maxSize: MAX_JSON_BYTES,
+    onError: () => {
+      throw new CattyError("too_large", `The request body is larger than ${MAX_JSON_BYTES} bytes.`);
+    },
+  });
+  // Hono's validator reads only `application/json` bodies; anything else must be empty.
+  const jsonOnly: MiddlewareHandler<AppEnv> = async (c, next) => {
+    if (!isJsonType(c.req.header("content-type")) && (await c.req.text()).trim() !== "") {
+      throw new CattyError("bad_request", "The request body must be JSON (Content-Type: application/json).");
+    }
+    await next();
+  };
+  const validate = zValidator("json", schema, (result) => {
+    if (result.success) return;
+    const issue = result.error.issues[0];
+    throw new CattyError("bad_request", `Invalid request: ${issue?.path.join(".") || "body"}: ${issue?.message ?? "invalid"}`);
+  });
+  return [limit, jsonOnly, validate] as const;
+}
+
+/** Upgrades the request to a WebSocket with `data`; a request that cannot be upgraded is a 400. */
+export function upgrade(c: Context<AppEnv>, data: SocketData): Response {
+  const server = c.env;
+  if (!server || typeof server.upgrade !== "function" || !server.upgrade(c.req.raw, { data })) {
+    throw new CattyError("bad_request", "Expected a WebSocket upgrade.");
+  }
+  // Bun answers the upgrade itself and ignores this response.
+  return new Response(null);
+}
+
+/** The one error mapper: `CattyError` codes through `httpStatus`; anything unexpected is a logged 500. */
+export function errorResponse(err: unknown, c: Context<AppEnv>, log: Log): Response {
+  const e = toCattyError(err, c, log);
+  return c.json(e.toBody(), httpStatus[e.code] as 400);
+}
+
+function toCattyError(err: unknown, c: Context<AppEnv>, log: Log): CattyError {
+  if (err instanceof CattyError) return err;
+  if (err instanceof HTTPException) {
+    if (err.status === 413) return new CattyError("too_large", "The request body is too large.");
+    if (err.status === 400) {
+      const message = /malformed json/i.test(err.message) ? "The request body is not valid JSON." : err.message || "Bad request.";
+      return new CattyError("bad_request", message);
+    }
+  }
+  log.error("request failed", { method: c.req.method, path: c.req.path, err });
+  return new CattyError("internal", "Internal server error.", "See the server's log.");
+}

@@ -1,0 +1,126 @@
+/**
+ * `/v1/sessions`: list, create, show, stop, the latest save, and the attach WebSocket
+ * (`/v1/sessions/<label>/attach`, served by the relay once upgraded).
+ */
+import { Hono } from "hono";
+import { formatDuration } from "../../src/lib/duration.ts";
+import { CattyError, CreateSession, isLive, type Session } from "../../src/protocol/index.ts";
+import { randomLabel } from "../labels.ts";
+import type { SessionRow, User } from "../store/types.ts";
+import { hashToken, newToken } from "../tokens.ts";
+import { jsonBody, requireUser, sessionOf, upgrade, type AppEnv, type RouteDeps } from "./common.ts";
+
+export function toSession(row: SessionRow, saves: Session["saves"] = []): Session {
+  return {
+    label: row.label,
+    status: row.status,
+    region: row.region,
+    command: row.command,
+    createdAt: row.createdAt,
+    endedAt: row.endedAt,
+    exitCode: row.exitCode,
+    endReason: row.endReason,
+    saves,
+    finalSave: row.finalSave,
+    idleTimeoutMs: row.idleTimeoutMs,
+    expiresAt: row.expiresAt,
+  };
+}
+
+export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
+  const { store, saves, lifecycle, relay } = deps;
+  const sessionJson = async (row: SessionRow): Promise<Session> => toSession(row, await saves.savesOf(row.id));
+  const app = new Hono<AppEnv>();
+  app.use("*", requireUser(store));
+
+  app.get("/", async (c) => c.json(await Promise.all((await store.listSessions(c.var.user.id)).map(sessionJson))));
+
+  app.post("/", ...jsonBody(CreateSession), async (c) => {
+    const row = await newSession(deps, c.var.user, c.req.valid("json"));
+    return c.json(await sessionJson(row), 201);
+  });
+
+  app.get("/:label", async (c) => c.json(await sessionJson(await sessionOf(store, c.var.user, c.req.param("label")))));
+
+  app.get("/:label/saves/latest", async (c) => {
+    return c.json(await saves.latestDownload(await sessionOf(store, c.var.user, c.req.param("label"))));
+  });
+
+  app.post("/:label/stop", async (c) => {
+    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    if (!isLive(row.status)) return c.json(await sessionJson(row));
+    return c.json(await sessionJson((await lifecycle.stop(row)) ?? row));
+  });
+
+  app.get("/:label/attach", async (c) => {
+    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    const ended = isLive(row.status)
+      ? undefined
+      : { type: "ended" as const, status: row.status, exitCode: row.exitCode, reason: row.endReason, screen: row.lastScreen };
+    return upgrade(c, {
+      kind: "client",
+      sessionId: row.id,
+      label: row.label,
+      clientId: relay.newClientId(),
+      malformed: 0,
+      ...(ended ? { ended } : {}),
+    });
+  });
+
+  return app;
+}
+
+/** Checks the request, stores the session and starts its machine. */
+async function newSession(deps: RouteDeps, user: User, body: CreateSession & { cols: number; rows: number; command: string[] }): Promise<SessionRow> {
+  const { store, provider, timeouts: t } = deps;
+  let restoreKey: string | null = null;
+  if (body.upload) {
+    const upload = await store.takeUpload(user.id, body.upload);
+    if (!upload) {
+      throw new CattyError("bad_request", `Upload ${body.upload} not found (each upload starts one session).`, "Run `catty new` again.");
+    }
+    restoreKey = upload.key;
+  } else if (body.from) {
+    const source = await sessionOf(store, user, body.from);
+    const latest = (await store.listSaves(source.id))[0];
+    if (!latest) {
+      throw new CattyError("not_found", `Session ${source.label} has no save to start from.`, "Run `catty list --json` to see its saves.");
+    }
+    restoreKey = latest.key;
+  }
+  if (body.durationMs !== undefined && (body.durationMs < t.minDurationMs || body.durationMs > t.maxDurationMs)) {
+    throw new CattyError(
+      "bad_request",
+      `The duration must be between ${formatDuration(t.minDurationMs)} and ${formatDuration(t.maxDurationMs)}.`,
+    );
+  }
+  let label = randomLabel();
+  for (let i = 0; (await store.labelTaken(label)) && i < 20; i++) label = randomLabel();
+  const agentToken = newToken("agt");
+  const row: SessionRow = {
+    id: crypto.randomUUID(),
+    label,
+    userId: user.id,
+    status: "starting",
+    region: provider.region,
+    provider: provider.name,
+    command: body.command,
+    cols: body.cols,
+    rows: body.rows,
+    agentTokenHash: hashToken(agentToken),
+    machine: null,
+    createdAt: new Date().toISOString(),
+    endedAt: null,
+    exitCode: null,
+    endReason: null,
+    lastScreen: null,
+    restoreKey,
+    finalSave: null,
+    idleTimeoutMs: body.idleTimeoutMs ?? t.idleTimeoutMs,
+    expiresAt: body.durationMs ? new Date(Date.now() + body.durationMs).toISOString() : null,
+    ending: null,
+  };
+  await store.insertSession(row);
+  deps.log.debug("session row stored", { label, user: user.name });
+  return deps.lifecycle.launch(row, { token: agentToken, serverUrl: deps.agentUrl() });
+}

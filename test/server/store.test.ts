@@ -1,0 +1,148 @@
+/**
+ * The SQLite store's schema changes: a database written by the first release opens, keeps its
+ * rows, and gains the new columns; the pending ending round-trips; a newer schema is refused.
+ */
+import { describe, expect, test } from "bun:test";
+import { Database } from "bun:sqlite";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { openSqliteStore } from "../../server/store/sqlite.ts";
+import type { SessionRow } from "../../server/store/types.ts";
+
+/** The schema of the first release, as its databases are on disk (user_version 0). */
+const FIRST_SCHEMA = `
+CREATE TABLE IF NOT EXISTS users (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+  hash TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY,
+  label TEXT NOT NULL UNIQUE,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  status TEXT NOT NULL,
+  region TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  command TEXT NOT NULL,
+  cols INTEGER NOT NULL,
+  rows INTEGER NOT NULL,
+  agent_token_hash TEXT NOT NULL UNIQUE,
+  machine TEXT,
+  created_at TEXT NOT NULL,
+  ended_at TEXT,
+  exit_code INTEGER,
+  end_reason TEXT,
+  last_screen TEXT,
+  restore_key TEXT,
+  final_save TEXT,
+  idle_timeout_ms INTEGER NOT NULL,
+  expires_at TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, created_at);
+CREATE TABLE IF NOT EXISTS saves (
+  id TEXT PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  key TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  files INTEGER NOT NULL,
+  reason TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS saves_session ON saves(session_id, created_at);
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY,
+  user_id TEXT NOT NULL REFERENCES users(id),
+  key TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  created_at TEXT NOT NULL
+);
+`;
+
+const dbFile = (): string => join(mkdtempSync(join(tmpdir(), "catty-store-")), "catty.db");
+
+function firstReleaseDb(file: string): void {
+  const db = new Database(file, { create: true });
+  db.run(FIRST_SCHEMA);
+  db.run("INSERT INTO users (id, name, created_at) VALUES ('u1', 'owner', '2026-01-01T00:00:00.000Z')");
+  const insert = db.query(
+    `INSERT INTO sessions (id, label, user_id, status, region, provider, command, cols, rows, agent_token_hash, machine,
+       created_at, idle_timeout_ms) VALUES (?, ?, 'u1', ?, 'local', 'local', '[]', 80, 24, ?, ?, '2026-01-01T00:00:00.000Z', 7200000)`,
+  );
+  insert.run("s1", "brave-tiger-1234", "stopping", "h1", JSON.stringify({ pid: 4242, dir: "/old" }));
+  insert.run("s2", "calm-otter-5678", "running", "h2", JSON.stringify({ provider: "local", pid: 4243, dir: "/x" }));
+  insert.run("s3", "bold-panda-0001", "stopped", "h3", null);
+  db.close();
+}
+
+const row = (id: string): SessionRow => ({
+  id,
+  label: "quick-fox-0042",
+  userId: "u1",
+  status: "running",
+  region: "local",
+  provider: "local",
+  command: ["vim"],
+  cols: 80,
+  rows: 24,
+  agentTokenHash: `hash-${id}`,
+  machine: { provider: "local", pid: 99, dir: "/d" },
+  createdAt: new Date().toISOString(),
+  endedAt: null,
+  exitCode: null,
+  endReason: null,
+  lastScreen: null,
+  restoreKey: null,
+  finalSave: null,
+  idleTimeoutMs: 1000,
+  expiresAt: null,
+  ending: null,
+});
+
+describe("sqlite store migrations", () => {
+  test("a first-release database opens with its rows, and a stopping session keeps its (user) ending", async () => {
+    const file = dbFile();
+    firstReleaseDb(file);
+    const store = openSqliteStore(file);
+    const stopping = await store.sessionById("s1");
+    expect(stopping).toMatchObject({ label: "brave-tiger-1234", status: "stopping", ending: { status: "stopped", reason: "stopped by user" } });
+    // Local handles from before handles were typed are upgraded.
+    expect(stopping?.machine).toEqual({ provider: "local", pid: 4242, dir: "/old" });
+    expect(await store.sessionById("s2")).toMatchObject({ status: "running", ending: null, machine: { provider: "local", pid: 4243 } });
+    expect((await store.liveSessions()).map((r) => r.id).sort()).toEqual(["s1", "s2"]);
+    store.close();
+    const db = new Database(file);
+    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(1);
+    db.close();
+    // Opening again changes nothing.
+    const again = openSqliteStore(file);
+    expect((await again.sessionById("s1"))?.ending).toEqual({ status: "stopped", reason: "stopped by user" });
+    again.close();
+  });
+
+  test("a pending ending is stored, read back and cleared", async () => {
+    const store = openSqliteStore(dbFile());
+    await store.createUser("owner");
+    const user = await store.userByName("owner");
+    await store.insertSession({ ...row("a"), userId: user!.id, ending: { status: "timed_out", reason: "idle for 2h" } });
+    expect((await store.sessionById("a"))?.ending).toEqual({ status: "timed_out", reason: "idle for 2h" });
+    await store.updateSession("a", { ending: { status: "stopped", reason: "stopped by user" } });
+    expect((await store.sessionById("a"))?.ending).toEqual({ status: "stopped", reason: "stopped by user" });
+    await store.updateSession("a", { status: "timed_out", ending: null });
+    expect(await store.sessionById("a")).toMatchObject({ status: "timed_out", ending: null });
+    store.close();
+  });
+
+  test("a database from a newer server is refused with a clear error", () => {
+    const file = dbFile();
+    const db = new Database(file, { create: true });
+    db.run("PRAGMA user_version = 99");
+    db.close();
+    expect(() => openSqliteStore(file)).toThrow(/written by a newer catty-server \(schema 99\)/);
+  });
+});
