@@ -1,6 +1,9 @@
-/** With no server configured, catty starts one in the background, logs in to it, and a second catty reuses it. */
+/**
+ * With no server configured, catty starts one in the background, logs in to it, and a second catty
+ * reuses it; another program on that port never gets the token.
+ */
 import { afterAll, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinaries } from "../helpers/binaries.ts";
@@ -38,4 +41,35 @@ test("catty starts a local server on first use and reuses it", async () => {
   const logout = Bun.spawnSync([bins.catty, "logout"], { env });
   expect(logout.exitCode).toBe(0);
   expect(existsSync(creds)).toBe(false);
+}, 60_000);
+
+test("catty never sends its token to another program answering on the local port", async () => {
+  const bins = await buildBinaries();
+  const seen: Array<string | null> = [];
+  const impostor = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(req) {
+      seen.push(req.headers.get("authorization"));
+      return Response.json({ ok: true, version: "0.1.0", proof: "0".repeat(64) });
+    },
+  });
+  try {
+    const home2 = mkdtempSync(join(tmpdir(), "catty-zero-"));
+    const env2 = { ...process.env, HOME: home2, CATTY_HOME: join(home2, ".catty"), CATTY_PORT: String(impostor.port) };
+    // The token of this home's local server (not running now): what an impostor is after.
+    mkdirSync(join(home2, ".catty", "server"), { recursive: true, mode: 0o700 });
+    writeFileSync(join(home2, ".catty", "server", "owner-token"), "cat_secret\n", { mode: 0o600 });
+    // Spawned asynchronously: the impostor answers from this process's event loop.
+    const proc = Bun.spawn([bins.catty, "list", "--json"], { env: env2, stdout: "pipe", stderr: "pipe" });
+    const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    expect(code).toBe(1);
+    expect(stdout).toBe("");
+    expect(stderr).toContain("is not the local Catty server");
+    expect(stderr).toContain("Your token was not sent");
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every((h) => h === null)).toBe(true);
+  } finally {
+    impostor.stop(true);
+  }
 }, 60_000);

@@ -10,10 +10,12 @@ import { join } from "node:path";
 import { AGENT_TUNING } from "../../src/protocol/agent-env.ts";
 import { settingsTable, type SettingsSpec } from "../../src/protocol/settings.ts";
 import { CLI_SETTINGS } from "../../src/client/config.ts";
+import { SERVER_SETTINGS } from "../../server/config.ts";
 
 export const README = join(import.meta.dir, "../../README.md");
 
 const TABLES: Record<string, SettingsSpec> = {
+  server: SERVER_SETTINGS,
   cli: CLI_SETTINGS,
   agent: AGENT_TUNING,
 };
