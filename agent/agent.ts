@@ -157,14 +157,15 @@ export function createAgent(deps: AgentDeps): Agent {
           program.stop(msg.reason);
           return;
         case "exit_ack": {
+          // The agent may go: after its exit report, or when the program never ran (the restore failed).
           const report = program.exitReport;
-          if (!report) {
-            log.warn("the server acknowledged an exit that was not reported; ignored");
+          if (!report && program.started) {
+            log.warn("the server acknowledged an exit that was not reported yet; ignored");
             return;
           }
           program.acknowledge();
           link.close();
-          finish({ kind: "exited", code: report.code });
+          finish(report ? { kind: "exited", code: report.code } : { kind: "ended", code: null });
           return;
         }
         case "ping":

@@ -108,8 +108,8 @@ describe("the agent, wired", () => {
     expect(readFileSync(join(workspace, "notes.txt"), "utf8")).toBe("from the laptop\n");
   });
 
-  test("a workspace that cannot be restored fails the session: no program, typeahead dropped", async () => {
-    const { link, pty } = start();
+  test("a workspace that cannot be restored fails the session: no program, typeahead dropped; the agent goes when told", async () => {
+    const { agent, link, pty } = start();
     link.open();
     link.input("never typed");
     link.deliver(welcome({ url: "/uploads/missing", size: null }));
@@ -117,6 +117,9 @@ describe("the agent, wired", () => {
     expect(failed.error).toContain("404");
     link.deliver(welcome()); // a second welcome does not start anything either
     expect(pty.procs).toEqual([]);
+    link.deliver({ type: "exit_ack" }); // the server recorded the failure
+    expect(await agent.done).toEqual({ kind: "ended", code: null });
+    expect(link.closed).toBe(true);
   });
 
   test("an attaching client with an offset still in the ring gets exactly the missing bytes, then synced", async () => {
