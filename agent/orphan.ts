@@ -20,6 +20,9 @@ export interface OrphanWatchOptions {
   log: Log;
 }
 
+/** Timers take at most a 32-bit signed delay; a longer one would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export type OrphanState = "up" | "down" | "last-try" | "closed";
 
 export class OrphanWatch {
@@ -51,18 +54,27 @@ export class OrphanWatch {
     this.downSince = Date.now();
     const { idleTimeoutMs, log } = this.opts;
     const lastTryMs = Math.min(this.opts.lastTryMs ?? LAST_TRY_MS, idleTimeoutMs);
-    this.timer = setTimeout(() => {
+    this.after(idleTimeoutMs, () => {
       this.lastTry = true;
       log.warn(`the server has been unreachable for ${formatDuration(idleTimeoutMs)} (the session's idle timeout); one last try`, {
         lastTryMs,
       });
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
+      this.after(lastTryMs, () => {
         if (this.closed || this.downSince === null) return;
         this.closed = true;
         this.opts.onGiveUp(Date.now() - this.downSince);
-      }, lastTryMs);
-    }, idleTimeoutMs);
+      });
+    });
+  }
+
+  /** Runs `fn` after `ms` (in steps, for delays longer than a timer takes) unless cleared meanwhile. */
+  private after(ms: number, fn: () => void): void {
+    const step = Math.min(ms, MAX_TIMER_MS);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (ms > step) this.after(ms - step, fn);
+      else fn();
+    }, step);
   }
 
   /** Stops watching (the agent is ending for another reason). */

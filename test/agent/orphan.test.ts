@@ -64,4 +64,13 @@ describe("the orphan watch", () => {
     expect(gaveUp).toEqual([]);
     expect(w.state).toBe("closed");
   });
+
+  test("an idle timeout longer than a timer can take (about 25 days) is waited for, not taken as zero", async () => {
+    const { watch: w, gaveUp } = watch(2 ** 31 + 1000, 10);
+    w.down();
+    await Bun.sleep(50); // an overflowing timer would have fired by now
+    expect(gaveUp).toEqual([]);
+    expect(w.state).toBe("down");
+    w.close();
+  });
 });
