@@ -1,30 +1,27 @@
 /**
- * The agent inside a session machine: runs the program under a PTY, numbers its output, keeps the
- * ring and the screen mirror, and serves the server's requests over the link (catch-up for clients,
- * input, resize, stop). When the program exits it reports the exit until the server acknowledges.
+ * The agent inside a session machine, wired from its parts: the output stream (ring, screen
+ * mirror, catch-up), requests to the server, the workspace restore, the program's lifecycle,
+ * saves, the workspace journal with sync-back, and the orphan watch. It serves the server's
+ * messages over the link (catch-up for clients, input, resize, stop) and ends when the server has
+ * recorded the program's exit, when the server ends the session, or when the server has been
+ * unreachable for longer than the session's idle timeout.
  */
 import { mkdirSync } from "node:fs";
-import { rm } from "node:fs/promises";
 import { userInfo } from "node:os";
-import { join } from "node:path";
-import { extractArchive } from "../src/lib/archive.ts";
-import {
-  encodeAgentOutput,
-  parseMessage,
-  PROTOCOL_VERSION,
-  ServerToAgent,
-  type AgentToServer,
-  type SyncPosition,
-} from "../src/protocol/index.ts";
+import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
+import { parseMessage, PROTOCOL_VERSION, ServerToAgent, type AgentToServer, type SyncPosition } from "../src/protocol/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Link, LinkHandlers } from "./link.ts";
-import type { PtyProcess, PtyRunner } from "./pty.ts";
-import { OutputRing } from "./ring.ts";
+import { OrphanWatch } from "./orphan.ts";
+import { Output } from "./output.ts";
+import { Program } from "./program.ts";
+import type { PtyRunner } from "./pty.ts";
+import { Requests } from "./requests.ts";
+import { restoreWorkspace, type RestoreSource } from "./restore.ts";
 import { WorkspaceSaver, type SaveOutcome } from "./saver.ts";
 import { SyncSender } from "./sync-sender.ts";
 import { WorkspaceJournal } from "./watch.ts";
-import { ScreenMirror } from "./screen.ts";
 
 export interface AgentDeps {
   config: AgentConfig;
@@ -33,17 +30,22 @@ export interface AgentDeps {
   log: Log;
   /** Finds an executable on PATH (Bun.which). */
   which?(name: string): string | null;
+  /** Timings tests shorten: SIGHUP→SIGKILL grace, the orphan watch's last try. */
+  timing?: { stopGraceMs?: number; lastTryMs?: number; requestTimeoutMs?: number };
 }
+
+/** How the agent ended. */
+export type AgentEnd =
+  /** The program exited and the server recorded it. */
+  | { kind: "exited"; code: number }
+  /** The server ended the session (the program, if it ran, was stopped). */
+  | { kind: "ended"; code: number | null }
+  /** The server stayed unreachable for longer than the session's idle timeout. */
+  | { kind: "orphaned" };
 
 export interface Agent {
-  /** Resolves when the program has exited and the server has recorded it (or the session ended). */
-  done: Promise<number>;
+  done: Promise<AgentEnd>;
 }
-
-/** Replays go out in pieces so one client's catch-up never becomes one giant frame. */
-const REPLAY_CHUNK = 256 * 1024;
-const STOP_GRACE_MS = 5_000;
-const REQUEST_TIMEOUT_MS = 60_000;
 
 function describeSave(outcome: SaveOutcome): string {
   switch (outcome.kind) {
@@ -93,88 +95,32 @@ function programEnv(env: NodeJS.ProcessEnv): Record<string, string> {
 
 export function createAgent(deps: AgentDeps): Agent {
   const { config, log } = deps;
-  const ring = new OutputRing(config.ringBytes);
-  const mirror = new ScreenMirror(config.cols, config.rows);
-  let exitReport: Extract<AgentToServer, { type: "exit" }> | null = null;
-  let finish: (code: number) => void = () => {};
-  const done = new Promise<number>((resolve) => (finish = resolve));
-  let stopReason: string | null = null;
-  let proc: PtyProcess | null = null;
-  let exited: Promise<number> = new Promise(() => {});
-  let killing = false;
-  const typeahead: Uint8Array[] = [];
+  const timing = deps.timing ?? {};
+  let resolveDone: (end: AgentEnd) => void = () => {};
+  const done = new Promise<AgentEnd>((resolve) => (resolveDone = resolve));
+  const finish = (end: AgentEnd): void => {
+    watch.close();
+    link.close();
+    saver.stop();
+    void journal.close();
+    resolveDone(end);
+  };
   let phase: "waiting" | "restoring" | "running" | "failed" = "waiting";
-  /** Requests to the server awaiting an answer, by answer type and save id. A dropped link fails them all. */
-  const waiting = new Map<string, { answer(msg: ServerToAgent): void; fail(err: Error): void }>();
-  const request = <T extends ServerToAgent>(id: string, answer: T["type"], msg: AgentToServer): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      const key = `${answer}:${id}`;
-      const done = (): void => {
-        clearTimeout(timer);
-        waiting.delete(key);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error("the server did not answer in time"));
-      }, REQUEST_TIMEOUT_MS);
-      waiting.set(key, {
-        answer: (m) => {
-          done();
-          resolve(m as T);
-        },
-        fail: (err) => {
-          done();
-          reject(err);
-        },
-      });
-      if (!sendJson(msg)) waiting.get(key)?.fail(new Error("not connected to the server"));
-    });
+  /** The server is gone for good: no final save (it would have nowhere to go). */
+  let orphaned = false;
+  /** Sync-back subscriptions that arrived before the journal was ready. */
+  const early = new Map<number, SyncPosition>();
 
   const sendJson = (msg: AgentToServer): boolean => link.send(JSON.stringify(msg));
-
-  const output = (data: Uint8Array): void => {
-    const offset = ring.append(data);
-    mirror.write(data, ring.end);
-    link.send(encodeAgentOutput(0, offset, data));
-  };
-
-  const sendBytes = (clientId: number, from: number, bytes: Uint8Array): void => {
-    for (let at = 0; at < bytes.length; at += REPLAY_CHUNK) {
-      link.send(encodeAgentOutput(clientId, from + at, bytes.subarray(at, at + REPLAY_CHUNK)));
-    }
-  };
-
-  /** Catches a client up: the exact missing bytes if the ring still has them, else the screen. */
-  const catchUp = async (clientId: number, offset: number | null, repaint = false): Promise<void> => {
-    const missed = offset === null ? null : ring.since(offset);
-    if (missed && offset !== null) {
-      sendBytes(clientId, offset, missed);
-      sendJson({ type: "synced", clientId, offset: ring.end });
-      return;
-    }
-    for (let attempt = 0; attempt < 3; attempt++) {
-      const snap = await mirror.snapshot(repaint ? { scrollback: 0 } : {});
-      const tail = ring.since(snap.offset);
-      if (!tail) continue; // the ring moved past the screen while it was serialized: take it again
-      sendJson({ type: "screen", clientId, offset: snap.offset, data: snap.data, cols: snap.cols, rows: snap.rows });
-      sendBytes(clientId, snap.offset, tail);
-      sendJson({ type: "synced", clientId, offset: ring.end });
-      return;
-    }
-    log.warn("could not catch a client up: output outran the screen mirror", { clientId });
-  };
+  const output = new Output({ ringBytes: config.ringBytes, cols: config.cols, rows: config.rows, send: (data) => link.send(data), log });
+  const requests = new Requests({ send: sendJson, timeoutMs: timing.requestTimeoutMs });
+  const command = resolveCommand(config.command, deps.which ?? ((n) => Bun.which(n)), process.env);
 
   const handlers: LinkHandlers = {
     onOpen() {
-      sendJson({
-        type: "hello",
-        protocol: PROTOCOL_VERSION,
-        offset: ring.end,
-        cols: mirror.cols,
-        rows: mirror.rows,
-        pid: proc?.pid ?? null,
-      });
-      if (exitReport) sendJson(exitReport);
+      watch.up();
+      sendJson({ type: "hello", protocol: PROTOCOL_VERSION, offset: output.end, cols: output.cols, rows: output.rows, pid: program.pid });
+      program.resend();
     },
     onText(text) {
       const msg = parseMessage(ServerToAgent, text);
@@ -189,11 +135,11 @@ export function createAgent(deps: AgentDeps): Agent {
           return;
         case "save_target":
         case "save_result":
-          waiting.get(`${msg.type}:${msg.id}`)?.answer(msg);
+          requests.answer(msg);
           return;
         case "attach": {
           const { clientId, syncBack } = msg;
-          void catchUp(clientId, msg.offset, msg.repaint).then(() => {
+          void output.catchUp(clientId, msg.offset, msg.repaint).then(() => {
             if (!syncBack) return;
             if (phase === "running") syncSender.subscribe(clientId, syncBack);
             else early.set(clientId, syncBack);
@@ -205,17 +151,23 @@ export function createAgent(deps: AgentDeps): Agent {
           early.delete(msg.clientId);
           return;
         case "resize":
-          if (msg.cols === mirror.cols && msg.rows === mirror.rows) return;
-          mirror.resize(msg.cols, msg.rows);
-          proc?.resize(msg.cols, msg.rows);
+          if (output.resize(msg.cols, msg.rows)) program.resize(msg.cols, msg.rows);
           return;
         case "stop":
-          stop(msg.reason);
+          program.stop(msg.reason);
           return;
-        case "exit_ack":
+        case "exit_ack": {
+          // The agent may go: after its exit report, or when the program never ran (the restore failed).
+          const report = program.exitReport;
+          if (!report && program.started) {
+            log.warn("the server acknowledged an exit that was not reported yet; ignored");
+            return;
+          }
+          program.acknowledge();
           link.close();
-          finish(exitReport?.code ?? 1);
+          finish(report ? { kind: "exited", code: report.code } : { kind: "ended", code: null });
           return;
+        }
         case "ping":
           sendJson({ type: "pong", id: msg.id });
           return;
@@ -231,25 +183,46 @@ export function createAgent(deps: AgentDeps): Agent {
       }
     },
     onDown() {
-      for (const w of [...waiting.values()]) w.fail(new Error("the link to the server dropped"));
+      watch.down();
+      requests.failAll("the link to the server dropped");
       syncSender.unsubscribeAll();
     },
     onBinary(data) {
-      if (proc) proc.write(data);
-      else if (phase !== "failed") typeahead.push(data); // typed before the program started
+      program.write(data);
     },
     onEnded(reason) {
       log.warn("server says the session has ended; stopping", { reason });
-      if (!proc) {
-        finish(1);
+      watch.close();
+      if (!program.started) {
+        finish({ kind: "ended", code: null });
         return;
       }
-      stop(reason);
-      void exited.then((code) => finish(code));
+      program.stop(reason);
+      void program.exited.then((code) => finish({ kind: "ended", code }));
     },
   };
 
-  const link = deps.dial(handlers);
+  /** The server stayed away: stop the program and go (a final save has nowhere to go). */
+  const watch = new OrphanWatch({
+    idleTimeoutMs: config.idleTimeoutMs,
+    lastTryMs: timing.lastTryMs,
+    log,
+    onGiveUp(downForMs) {
+      const rounded = downForMs >= 60_000 ? Math.round(downForMs / 60_000) * 60_000 : Math.round(downForMs / 1000) * 1000;
+      const what = program.started && !program.exitReport ? "stopping the program and exiting" : "exiting";
+      log.error(`the server has been unreachable for ${formatDuration(rounded)}; ${what}`, { serverUrl: config.serverUrl });
+      orphaned = true;
+      link.close();
+      saver.stop();
+      if (!program.started) {
+        finish({ kind: "orphaned" });
+        return;
+      }
+      program.stop("the server is unreachable");
+      void program.exited.then(() => finish({ kind: "orphaned" }));
+    },
+  });
+
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const saver = new WorkspaceSaver({
     workspace: config.workspace,
@@ -259,20 +232,12 @@ export function createAgent(deps: AgentDeps): Agent {
     intervalMs: config.saveIntervalMs,
     transport: {
       target: async (id, reason) => {
-        const answer = await request<Extract<ServerToAgent, { type: "save_target" }>>(id, "save_target", {
-          type: "save_request",
-          id,
-          reason,
-        });
+        const answer = await requests.ask({ type: "save_request", id, reason }, "save_target", id);
         if (!answer.url) throw new Error(answer.error ?? "the server gave no place to save to");
         return new URL(answer.url, `${config.serverUrl}/`).toString();
       },
       done: async (id, stats) => {
-        const answer = await request<Extract<ServerToAgent, { type: "save_result" }>>(id, "save_result", {
-          type: "save_done",
-          id,
-          ...stats,
-        });
+        const answer = await requests.ask({ type: "save_done", id, ...stats }, "save_result", id);
         if (!answer.ok) throw new Error(answer.error ?? "the server refused the save");
       },
     },
@@ -293,82 +258,52 @@ export function createAgent(deps: AgentDeps): Agent {
     buffered: () => link.buffered,
     log,
   });
-  /** Sync-back subscriptions that arrived before the journal was ready. */
-  const early = new Map<number, SyncPosition>();
+
+  const program = new Program({
+    pty: deps.pty,
+    argv: command.argv,
+    cwd: config.workspace,
+    env: programEnv(process.env),
+    size: () => ({ cols: output.cols, rows: output.rows }),
+    output: (data) => output.write(data),
+    send: sendJson,
+    log,
+    graceMs: timing.stopGraceMs,
+    wrapUp: async () => {
+      await journal.close();
+      const finalSave = orphaned ? null : describeSave(await saver.finish());
+      return { finalSave, screen: await output.screen(200) };
+    },
+  });
 
   /** Restores the initial workspace (once), then starts the program. */
-  const begin = async (restore: { url: string; size: number | null } | null): Promise<void> => {
+  const begin = async (restore: RestoreSource | null): Promise<void> => {
     if (phase !== "waiting") return;
     phase = "restoring";
     if (restore) {
-      const file = join(config.stateDir, "restore.tar.gz");
       try {
-        const res = await fetch(new URL(restore.url, `${config.serverUrl}/`));
-        if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${res.statusText}`);
-        await Bun.write(file, res);
-        const stats = await extractArchive(file, config.workspace, { into: "empty" });
+        const stats = await restoreWorkspace(restore, config);
         sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
         log.info("workspace restored", { ...stats });
       } catch (err) {
         const error = (err as Error).message;
         log.error("workspace restore failed", { error });
-        exitReport = null;
         phase = "failed";
+        program.abandon();
         sendJson({ type: "restore_failed", error });
         return;
-      } finally {
-        await rm(file, { force: true });
       }
     }
     await journal.start();
     for (const [clientId, from] of early) syncSender.subscribe(clientId, from);
     early.clear();
-    startProgram();
-  };
-
-  const startProgram = (): void => {
     phase = "running";
-    const resolved = resolveCommand(config.command, deps.which ?? ((n) => Bun.which(n)), process.env);
-    if (resolved.notice) output(new TextEncoder().encode(resolved.notice));
-    try {
-      proc = deps.pty({
-        argv: resolved.argv,
-        cwd: config.workspace,
-        env: programEnv(process.env),
-        cols: mirror.cols,
-        rows: mirror.rows,
-        onData: output,
-      });
-      log.info("program started", { argv: resolved.argv, pid: proc.pid });
-      for (const data of typeahead.splice(0)) proc.write(data);
-      exited = proc.exited;
-    } catch (err) {
-      const message = `catty: could not start ${resolved.argv[0]}: ${(err as Error).message}\r\n`;
-      output(new TextEncoder().encode(message));
-      log.error("program failed to start", { argv: resolved.argv, err });
-      exited = Promise.resolve(127);
-    }
+    if (command.notice) output.write(new TextEncoder().encode(command.notice));
+    program.start();
     saver.start();
-    void exited.then(async (code) => {
-      await journal.close();
-      const finalSave = describeSave(await saver.finish());
-      const snap = await mirror.snapshot({ scrollback: 200 });
-      exitReport = { type: "exit", code, reason: stopReason, screen: snap.data, finalSave };
-      log.info("program exited", { code, finalSave });
-      sendJson(exitReport);
-    });
-    if (stopReason) stop(stopReason);
   };
 
-  function stop(reason: string): void {
-    stopReason ??= reason;
-    if (!proc || killing) return; // without a program yet, it stops as soon as it starts
-    killing = true;
-    log.info("stopping program", { reason });
-    proc.kill("SIGHUP");
-    const timer = setTimeout(() => proc?.kill("SIGKILL"), STOP_GRACE_MS);
-    void exited.then(() => clearTimeout(timer));
-  }
-
+  const link = deps.dial(handlers);
+  if (!link.connected) watch.down(); // the server may never answer
   return { done };
 }

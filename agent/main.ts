@@ -1,12 +1,13 @@
 /**
- * `catty-agent`: runs inside each session machine, started by the server's provider. It dials
- * the server, runs the program under a PTY and stays until the program ends.
+ * `catty-agent`: runs inside each session machine, started by the server's provider. It reads
+ * the environment contract once, dials the server, runs the program under a PTY and stays until
+ * the program ends — or exits non-zero when its configuration is bad or its server is gone for good.
  */
 import { mkdirSync } from "node:fs";
-import { createLog } from "../src/lib/log.ts";
+import { createLog, type Level } from "../src/lib/log.ts";
 import { VERSION } from "../src/lib/version.ts";
 import { createAgent } from "./agent.ts";
-import { readAgentConfig } from "./config.ts";
+import { readAgentConfig, type AgentConfig } from "./config.ts";
 import { dialServer } from "./link.ts";
 import { bunPty } from "./pty.ts";
 
@@ -15,9 +16,16 @@ if (process.argv.includes("--version")) {
   process.exit(0);
 }
 
-const log = createLog({ scope: "agent" });
+let config: AgentConfig;
 try {
-  const config = readAgentConfig();
+  config = readAgentConfig(process.env);
+} catch (err) {
+  createLog({ scope: "agent" }).error(`catty-agent cannot start: ${(err as Error).message}`);
+  process.exit(1);
+}
+
+const log = createLog({ scope: "agent", level: config.logLevel as Level });
+try {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   process.chdir(config.stateDir);
   // The agent must outlive its parent and terminal: a hang-up is not a reason to stop.
@@ -28,10 +36,10 @@ try {
     dial: (handlers) => dialServer({ url: config.serverUrl, token: config.token, log }, handlers),
     log,
   });
-  const code = await agent.done;
-  log.info("agent done", { code });
-  process.exit(0);
+  const end = await agent.done;
+  log.info("agent done", end);
+  process.exit(end.kind === "orphaned" ? 1 : 0);
 } catch (err) {
-  log.error((err as Error).message);
+  log.error((err as Error).message, { err });
   process.exit(1);
 }

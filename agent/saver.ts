@@ -63,6 +63,12 @@ export class WorkspaceSaver {
     tick(this.opts.firstDelayMs);
   }
 
+  /** Stops the schedule without a final save (the agent is going without its server). */
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
   /** Stops the schedule and makes the final save (waiting for one in progress first), retrying a
    * few times if it fails, since the server may be restarting just then. */
   async finish(): Promise<SaveOutcome> {

@@ -3,23 +3,62 @@
  * first everything since its position in the journal, then each new change as it happens.
  * Rapid rewrites coalesce (a change is read from disk when it is sent, so the last content wins);
  * file bytes travel in binary chunks; files over the cap are announced as skipped.
+ *
+ * A file still being written is not sent (or reported) half-way: the sender waits until it has
+ * settled (size and mtime unchanged across a short re-check), and a file that changed while it was
+ * read or announced is sent again, so what a client gets last is the file's final version. (A change
+ * after that is a new journal entry, sent in its turn.)
  */
-import { open } from "node:fs/promises";
-import { lstat } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { lstat, open } from "node:fs/promises";
 import { join } from "node:path";
 import { formatBytes } from "../src/lib/archive.ts";
 import type { Log } from "../src/lib/log.ts";
 import { encodeAgentSync, type AgentToServer, type SyncEvent, type SyncPosition } from "../src/protocol/index.ts";
-import type { JournalEntry, WorkspaceJournal } from "./watch.ts";
+import type { JournalEntry } from "./watch.ts";
 
 const CHUNK = 256 * 1024;
 /** Changes arriving within this window go out together. */
 const COALESCE_MS = 10;
 /** Pause reading files while this much is queued on the link. */
 const HIGH_WATER = 16 * 1024 * 1024;
+/** A file unchanged for this long counts as written; a fresher one is looked at again first. */
+const SETTLE_MS = 100;
+/** A file that keeps changing is sent as it is after this long (its next change is sent later). */
+const SETTLE_MAX_MS = 2_000;
+/** Times one entry is sent again because it changed while it was being sent. */
+const RESENDS = 3;
+
+interface Subscription {
+  seq: number;
+  /** Path → version key of the file (or skip notice) last sent. */
+  sent: Map<string, string>;
+}
+
+const versionKey = (st: Stats): string => `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
+
+/** The same version of a path: type, size, mtime and inode unchanged. */
+function sameVersion(a: Stats | null, b: Stats | null): boolean {
+  if (!a || !b) return a === b;
+  return a.mode === b.mode && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ino === b.ino;
+}
+
+/** The path's stats once it has stopped changing (or after `SETTLE_MAX_MS`); null when it is gone. */
+async function settled(abs: string): Promise<Stats | null> {
+  const deadline = Date.now() + SETTLE_MAX_MS;
+  let st = await lstat(abs).catch(() => null);
+  while (st?.isFile() && Date.now() - st.mtimeMs < SETTLE_MS && Date.now() < deadline) {
+    await Bun.sleep(SETTLE_MS);
+    const again = await lstat(abs).catch(() => null);
+    if (sameVersion(st, again)) return again;
+    st = again;
+  }
+  return st;
+}
 
 export interface SyncSenderOptions {
-  journal: WorkspaceJournal;
+  /** The workspace journal (`WorkspaceJournal`): what changed, in order. */
+  journal: { readonly epoch: string; readonly seq: number; changesSince(seq: number): JournalEntry[] };
   root: string;
   /** `CATTY_SYNC_MAX_BYTES`: larger files are skipped with a notice (default 50 MB). */
   maxFileBytes: number;
@@ -30,8 +69,10 @@ export interface SyncSenderOptions {
 }
 
 export class SyncSender {
-  /** Subscribed clients and the journal position each has been sent up to. */
-  private readonly subs = new Map<number, { seq: number }>();
+  /** Subscribed clients: the journal position each has been sent up to, and the version of each
+   * file (or skip notice) this subscription sent, so a second journal entry for a version already
+   * sent (the watcher saw the write the sender re-sent) does not send it twice. */
+  private readonly subs = new Map<number, Subscription>();
   private queue: Promise<void> = Promise.resolve();
   private timer: Timer | undefined;
   private transfer = 0;
@@ -40,7 +81,7 @@ export class SyncSender {
 
   subscribe(clientId: number, from: SyncPosition): void {
     const seq = from.epoch === this.opts.journal.epoch ? from.seq : 0;
-    this.subs.set(clientId, { seq });
+    this.subs.set(clientId, { seq, sent: new Map() });
     this.event(clientId, { kind: "start", epoch: this.opts.journal.epoch, seq });
     this.enqueue(() => this.catchUp(clientId));
   }
@@ -78,7 +119,7 @@ export class SyncSender {
     if (upTo <= sub.seq) return;
     for (const entry of this.opts.journal.changesSince(sub.seq)) {
       if (this.subs.get(clientId) !== sub) return; // unsubscribed, or subscribed again: that catch-up takes over
-      if (!(await this.sendEntry(clientId, entry))) return; // the link dropped; the re-attach resumes
+      if (!(await this.sendEntry(clientId, sub, entry))) return; // the link dropped; the re-attach resumes
       if (this.subs.get(clientId) !== sub) return;
       // Progress per entry, so a catch-up that is cut short resumes after the last whole change.
       sub.seq = Math.max(sub.seq, entry.seq);
@@ -89,11 +130,26 @@ export class SyncSender {
     this.event(clientId, { kind: "caught_up", seq: sub.seq });
   }
 
-  /** Sends what `entry.path` is now. False when the link is gone. */
-  private async sendEntry(clientId: number, entry: JournalEntry): Promise<boolean> {
+  /** Sends what `entry.path` is now, again if it changed meanwhile. False when the link is gone. */
+  private async sendEntry(clientId: number, sub: Subscription, entry: JournalEntry): Promise<boolean> {
+    const abs = join(this.opts.root, entry.path);
+    for (let attempt = 0; ; attempt++) {
+      const st = await settled(abs);
+      const version = st?.isFile() ? versionKey(st) : null;
+      if (version !== null && sub.sent.get(entry.path) === version) return true;
+      if (!(await this.sendVersion(clientId, entry, abs, st))) return false;
+      if (version === null) sub.sent.delete(entry.path);
+      else sub.sent.set(entry.path, version);
+      if (version === null || attempt >= RESENDS) return true;
+      const now = await lstat(abs).catch(() => null);
+      if (sameVersion(st, now)) return true;
+      this.opts.log.debug("sync-back: a file changed while it was sent; sending it again", { path: entry.path });
+    }
+  }
+
+  /** Sends one version of a path, described by `st` (null: gone). False when the link is gone. */
+  private async sendVersion(clientId: number, entry: JournalEntry, abs: string, st: Stats | null): Promise<boolean> {
     const { path, seq } = entry;
-    const abs = join(this.opts.root, path);
-    const st = await lstat(abs).catch(() => null);
     if (!st) return this.event(clientId, { kind: "delete", seq, path });
     if (st.isDirectory()) return this.event(clientId, { kind: "dir", seq, path });
     if (st.isSymbolicLink()) return this.event(clientId, { kind: "skip", seq, path, reason: "symlinks are not synced back" });

@@ -1,18 +1,179 @@
-/** Sync-back, agent side: a file is sent as big as the `file` event announced it, never bigger. */
-import { expect, test } from "bun:test";
+/**
+ * The agent's sync-back sender over a real workspace journal (chokidar on a temp directory): what
+ * it reports for a file is the file's final version, also when the file changes while it is being
+ * sent or announced.
+ */
+import { afterEach, describe, expect, test } from "bun:test";
 import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SyncSender } from "../../agent/sync-sender.ts";
-import type { WorkspaceJournal } from "../../agent/watch.ts";
+import { WorkspaceJournal, type JournalEntry } from "../../agent/watch.ts";
+import { formatBytes } from "../../src/lib/archive.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { decodeAgentSync, type AgentToServer, type SyncEvent } from "../../src/protocol/index.ts";
 import { noise, tempDirs } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
-const tempDir = tempDirs("catty-sync-sender-");
+const temp = tempDirs("catty-sync-sender-");
+const journals: WorkspaceJournal[] = [];
+afterEach(async () => {
+  for (const j of journals.splice(0)) await j.close();
+});
+
+/** A journal that records only what the test tells it: changes the watcher sees never arrive. */
+class ManualJournal {
+  readonly epoch = "manual";
+  seq = 0;
+  private readonly entries = new Map<string, JournalEntry>();
+  constructor(private readonly onChange: () => void) {}
+  record(path: string): void {
+    this.entries.set(path, { path, seq: ++this.seq, kind: "file" });
+    this.onChange();
+  }
+  changesSince(seq: number): JournalEntry[] {
+    return [...this.entries.values()].filter((e) => e.seq > seq).sort((a, b) => a.seq - b.seq);
+  }
+}
+
+interface Harness {
+  root: string;
+  journal: WorkspaceJournal | ManualJournal;
+  events: SyncEvent[];
+  /** Bytes received per transfer. */
+  bytes: Map<number, Buffer>;
+  /** Called for each event before it is recorded. */
+  onEvent: (e: SyncEvent) => void;
+  /** Called for each chunk of file bytes before it is recorded. */
+  onBytes: (transfer: number) => void;
+  /** The content of the last completed transfer of `path`. */
+  lastFile(path: string): Buffer | null;
+  skips(path: string): string[];
+}
+
+async function harness(maxFileBytes: number, journalKind: "watched" | "manual" = "watched"): Promise<Harness> {
+  const root = temp();
+  const journal =
+    journalKind === "manual"
+      ? new ManualJournal(() => sender.changed())
+      : new WorkspaceJournal({ root, log: silentLog, scanIntervalMs: 60_000, onChange: () => sender.changed() });
+  if (journal instanceof WorkspaceJournal) journals.push(journal);
+  const h: Harness = {
+    root,
+    journal,
+    events: [],
+    bytes: new Map(),
+    onEvent: () => {},
+    onBytes: () => {},
+    lastFile(path) {
+      let last: Buffer | null = null;
+      const paths = new Map<number, string>();
+      for (const e of h.events) {
+        if (e.kind === "file") paths.set(e.transfer, e.path);
+        if (e.kind === "file_end" && paths.get(e.transfer) === path) last = h.bytes.get(e.transfer) ?? Buffer.alloc(0);
+      }
+      return last;
+    },
+    skips: (path) => h.events.flatMap((e) => (e.kind === "skip" && e.path === path ? [e.reason] : [])),
+  };
+  const sender = new SyncSender({
+    journal,
+    root,
+    maxFileBytes,
+    send: (msg) => {
+      if (msg.type === "sync") {
+        h.onEvent(msg.event);
+        h.events.push(msg.event);
+      }
+      return true;
+    },
+    sendBinary: (frame) => {
+      const chunk = decodeAgentSync(frame);
+      if (!chunk) throw new Error("not a sync frame");
+      h.onBytes(chunk.transfer);
+      h.bytes.set(chunk.transfer, Buffer.concat([h.bytes.get(chunk.transfer) ?? Buffer.alloc(0), chunk.data]));
+      return true;
+    },
+    buffered: () => 0,
+    log: silentLog,
+  });
+  if (journal instanceof WorkspaceJournal) await journal.start();
+  sender.subscribe(1, { epoch: journal.epoch, seq: 0 });
+  return h;
+}
+
+const capNotice = (size: number, cap: number): string =>
+  `${formatBytes(size)} is over the sync-back cap of ${formatBytes(cap)}; get it with \`catty download\``;
+
+describe("sync-back sends a file's final version", () => {
+  test("a file over the cap that grows while its skip is announced is announced again, with its final size", async () => {
+    const h = await harness(1000, "manual");
+    let grown = false;
+    h.onEvent = (e) => {
+      if (e.kind === "skip" && !grown) {
+        grown = true;
+        appendFileSync(join(h.root, "huge.bin"), Buffer.alloc(1000, 1)); // still being written
+      }
+    };
+    writeFileSync(join(h.root, "huge.bin"), Buffer.alloc(1500, 1));
+    (h.journal as ManualJournal).record("huge.bin"); // one journal entry only: the sender notices the growth itself
+    await waitFor(() => h.skips("huge.bin").at(-1) === capNotice(2500, 1000), { what: "the final size to be reported" });
+    expect(h.skips("huge.bin")).toEqual([capNotice(1500, 1000), capNotice(2500, 1000)]);
+  });
+
+  test("a file rewritten while it is being read is sent again; the last transfer holds the final content", async () => {
+    const h = await harness(50 * 1024 * 1024, "manual");
+    const first = Buffer.alloc(700 * 1024, "a");
+    const final = Buffer.alloc(300 * 1024, "b");
+    let rewritten = false;
+    h.onBytes = () => {
+      if (rewritten) return;
+      rewritten = true;
+      writeFileSync(join(h.root, "data.bin"), final);
+    };
+    writeFileSync(join(h.root, "data.bin"), first);
+    (h.journal as ManualJournal).record("data.bin");
+    await waitFor(() => h.lastFile("data.bin")?.equals(final), { what: "the final content to arrive" });
+    expect(h.events.filter((e) => e.kind === "file")).toHaveLength(2);
+  });
+
+  test("a version already sent is not sent again when the watcher reports the same write", async () => {
+    const h = await harness(1000);
+    let grown = false;
+    h.onEvent = (e) => {
+      if (e.kind === "skip" && !grown) {
+        grown = true;
+        appendFileSync(join(h.root, "huge.bin"), Buffer.alloc(1000, 1));
+      }
+    };
+    writeFileSync(join(h.root, "huge.bin"), Buffer.alloc(1500, 1));
+    await waitFor(() => h.skips("huge.bin").at(-1) === capNotice(2500, 1000), { what: "the final size to be reported" });
+    // The journal's entry for the append (the watcher's, or the scan's) finds that version already
+    // announced: no third notice.
+    const journal = h.journal as WorkspaceJournal;
+    await journal.rescan();
+    await waitFor(() => h.events.some((e) => e.kind === "caught_up" && e.seq >= journal.seq), { what: "the sender to catch up" });
+    expect(h.skips("huge.bin")).toEqual([capNotice(1500, 1000), capNotice(2500, 1000)]);
+  });
+
+  test("a file still being written is reported at its final size once it settles", async () => {
+    const h = await harness(1000);
+    const writer = Bun.spawn(["sh", "-c", "for i in 1 2 3 4 5 6; do head -c 1000 /dev/zero >> huge.bin; sleep 0.02; done"], { cwd: h.root });
+    expect(await writer.exited).toBe(0);
+    await waitFor(() => h.skips("huge.bin").at(-1) === capNotice(6000, 1000), { what: "the final size to be reported" });
+    // While it was being written (every 20 ms, well inside the settle time) it was not reported at every step.
+    expect(h.skips("huge.bin").length).toBeLessThan(6);
+  });
+
+  test("a file written at once is sent once, whole", async () => {
+    const h = await harness(50 * 1024 * 1024);
+    writeFileSync(join(h.root, "whole.txt"), "all at once\n");
+    await waitFor(() => h.lastFile("whole.txt")?.toString() === "all at once\n", { what: "whole.txt" });
+    expect(h.events.filter((e) => e.kind === "file")).toHaveLength(1);
+  });
+});
 
 test("a file that grows while it is sent is cut at the size the file event declared", async () => {
-  const root = tempDir();
+  const root = temp();
   const size = 300 * 1024; // more than one read chunk, so the file grows between reads
   writeFileSync(join(root, "log.txt"), noise(size, 1));
   // The journal seam: one change to send.

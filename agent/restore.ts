@@ -1,0 +1,38 @@
+/**
+ * Restoring the initial workspace: the archive the server names in `welcome` is downloaded to a
+ * private temp file and extracted into the (empty) workspace by the safe extractor, which refuses
+ * hostile entries and writes nothing unless the whole archive passed.
+ */
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { extractArchive, type ExtractStats } from "../src/lib/archive.ts";
+
+export interface RestoreSource {
+  /** Where to GET the archive; relative to the server's URL. */
+  url: string;
+  /** The archive's size, when the server knows it. */
+  size: number | null;
+}
+
+export interface RestoreOptions {
+  serverUrl: string;
+  workspace: string;
+  /** A private directory for the downloaded archive (never inside the workspace). */
+  stateDir: string;
+}
+
+/** Downloads and extracts the archive; throws with what went wrong. */
+export async function restoreWorkspace(source: RestoreSource, opts: RestoreOptions): Promise<ExtractStats> {
+  const file = join(opts.stateDir, "restore.tar.gz");
+  try {
+    const res = await fetch(new URL(source.url, `${opts.serverUrl}/`));
+    if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${res.statusText}`);
+    const got = await Bun.write(file, res);
+    if (source.size !== null && got !== source.size) {
+      throw new Error(`download incomplete: got ${got} of ${source.size} bytes`);
+    }
+    return await extractArchive(file, opts.workspace, { into: "empty" });
+  } finally {
+    await rm(file, { force: true });
+  }
+}
