@@ -8,7 +8,8 @@ import type { Log } from "../../src/lib/log.ts";
 import { MachineHandle, SessionStatus } from "../../src/protocol/index.ts";
 import type { PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
 
-const SCHEMA = `
+/** The first release's schema (user_version 0); `MIGRATIONS` take it to the current one. */
+export const FIRST_SCHEMA = `
 CREATE TABLE IF NOT EXISTS users (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL UNIQUE,
@@ -236,7 +237,7 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA busy_timeout = 5000");
   db.run("PRAGMA foreign_keys = ON");
-  db.run(SCHEMA);
+  db.run(FIRST_SCHEMA);
   migrate(db, file);
   const warned = new Set<string>();
   const warn: Warn = (r) => {

@@ -7,62 +7,9 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openSqliteStore } from "../../server/store/sqlite.ts";
+import { FIRST_SCHEMA, openSqliteStore } from "../../server/store/sqlite.ts";
 import type { SessionRow } from "../../server/store/types.ts";
 
-/** The schema of the first release, as its databases are on disk (user_version 0). */
-const FIRST_SCHEMA = `
-CREATE TABLE IF NOT EXISTS users (
-  id TEXT PRIMARY KEY,
-  name TEXT NOT NULL UNIQUE,
-  created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tokens (
-  hash TEXT PRIMARY KEY,
-  user_id TEXT NOT NULL REFERENCES users(id),
-  created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-  id TEXT PRIMARY KEY,
-  label TEXT NOT NULL UNIQUE,
-  user_id TEXT NOT NULL REFERENCES users(id),
-  status TEXT NOT NULL,
-  region TEXT NOT NULL,
-  provider TEXT NOT NULL,
-  command TEXT NOT NULL,
-  cols INTEGER NOT NULL,
-  rows INTEGER NOT NULL,
-  agent_token_hash TEXT NOT NULL UNIQUE,
-  machine TEXT,
-  created_at TEXT NOT NULL,
-  ended_at TEXT,
-  exit_code INTEGER,
-  end_reason TEXT,
-  last_screen TEXT,
-  restore_key TEXT,
-  final_save TEXT,
-  idle_timeout_ms INTEGER NOT NULL,
-  expires_at TEXT
-);
-CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id, created_at);
-CREATE TABLE IF NOT EXISTS saves (
-  id TEXT PRIMARY KEY,
-  session_id TEXT NOT NULL REFERENCES sessions(id),
-  key TEXT NOT NULL,
-  created_at TEXT NOT NULL,
-  size INTEGER NOT NULL,
-  files INTEGER NOT NULL,
-  reason TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS saves_session ON saves(session_id, created_at);
-CREATE TABLE IF NOT EXISTS uploads (
-  id TEXT PRIMARY KEY,
-  user_id TEXT NOT NULL REFERENCES users(id),
-  key TEXT NOT NULL,
-  size INTEGER NOT NULL,
-  created_at TEXT NOT NULL
-);
-`;
 
 const dbFile = (): string => join(mkdtempSync(join(tmpdir(), "catty-store-")), "catty.db");
 
