@@ -10,6 +10,7 @@ import { PROTOCOL_VERSION } from "../../src/protocol/index.ts";
 import { tempDirs } from "../helpers/fs.ts";
 import { freePort } from "../helpers/ports.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { pidAlive } from "../helpers/agents.ts";
 
 const MAIN = resolve(import.meta.dir, "../../agent/main.ts");
 const temp = tempDirs("catty-agent-main-");
@@ -27,15 +28,6 @@ async function ended(agent: Subprocess<"ignore", "pipe", "pipe">, timeoutMs: num
   const log = await new Response(agent.stderr).text();
   if (agent.signalCode === "SIGKILL") throw new Error(`the agent did not exit within ${timeoutMs} ms; it logged:\n${log}`);
   return { code, log };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function workspaceEnv(): Record<string, string> {
@@ -101,12 +93,12 @@ describe("an agent whose server is gone for good", () => {
     try {
       await waitFor(() => existsSync(pidFile) && readFileSync(pidFile, "utf8").endsWith("\n"), { timeoutMs: 15_000, what: "the program to start" });
       const pid = Number(readFileSync(pidFile, "utf8"));
-      expect(alive(pid)).toBe(true);
+      expect(pidAlive(pid)).toBe(true);
       server.stop(true); // the server is gone, and nothing listens on its port any more
       const { code, log } = await ended(agent, 20_000);
       expect(code).toBe(1);
       expect(log).toContain("stopping the program and exiting");
-      expect(alive(pid)).toBe(false);
+      expect(pidAlive(pid)).toBe(false);
     } finally {
       server.stop(true);
       agent.kill("SIGKILL");

@@ -4,24 +4,22 @@
  * `catty` here runs asynchronously: a blocking spawn would stop s3rver from answering it.)
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { S3Client } from "bun";
-import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
-import { ServerProcess } from "../helpers/server-process.ts";
-import { CattyUser } from "../helpers/workspace.ts";
+import type { ServerProcess } from "../helpers/server-process.ts";
+import { startWorkspaceServer, type CattyUser, type WorkspaceFixture } from "../helpers/workspace.ts";
 import { workspaceRoundTrip } from "../helpers/workspace-round-trip.ts";
 
-let bins: Binaries;
 let s3: S3Fixture;
+let fixture: WorkspaceFixture;
 let server: ServerProcess;
 let user: CattyUser;
 
 beforeAll(async () => {
-  bins = await buildBinaries();
   s3 = await startS3rver({ bucket: "catty-e2e" });
-  server = new ServerProcess(bins.server, {
+  fixture = await startWorkspaceServer({
     CATTY_SAVE_FIRST_MS: "300",
     CATTY_SAVE_INTERVAL_MS: "700",
     CATTY_S3_BUCKET: s3.bucket,
@@ -29,15 +27,11 @@ beforeAll(async () => {
     AWS_ACCESS_KEY_ID: s3.accessKeyId,
     AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
   });
-  await server.start();
-  user = new CattyUser(bins, server);
-  await user.login();
+  ({ server, user } = fixture);
 }, 60_000);
 
 afterAll(async () => {
-  await user?.close();
-  await server?.stop();
-  if (server) rmSync(server.dataDir, { recursive: true, force: true });
+  await fixture?.close();
   await s3?.stop();
 });
 

@@ -9,21 +9,24 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Session } from "../../src/protocol/index.ts";
-import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
+import type { Binaries } from "../helpers/binaries.ts";
 import { ServerProcess } from "../helpers/server-process.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceRoundTrip } from "../helpers/workspace-round-trip.ts";
 import {
-  CattyUser,
+  type CattyUser,
   craftTarGz,
   craftTruncatedTarGz,
   diffTrees,
   git,
   listTree,
   noise,
+  startWorkspaceServer,
+  type WorkspaceFixture,
   type CraftedEntry,
   writeTree,
 } from "../helpers/workspace.ts";
+import { pidAlive } from "../helpers/agents.ts";
 
 const SAVE_ENV = {
   CATTY_SAVE_FIRST_MS: "300",
@@ -34,23 +37,19 @@ const SAVE_ENV = {
   CATTY_LOG_LEVEL: "debug",
 };
 
+let fixture: WorkspaceFixture;
 let bins: Binaries;
 let server: ServerProcess;
 let user: CattyUser;
 const scratch = mkdtempSync(join(tmpdir(), "catty-ws-e2e-"));
 
 beforeAll(async () => {
-  bins = await buildBinaries();
-  server = new ServerProcess(bins.server, SAVE_ENV);
-  await server.start();
-  user = new CattyUser(bins, server);
-  await user.login();
+  fixture = await startWorkspaceServer(SAVE_ENV);
+  ({ bins, server, user } = fixture);
 }, 60_000);
 
 afterAll(async () => {
-  await user?.close();
-  await server?.stop();
-  if (server) rmSync(server.dataDir, { recursive: true, force: true });
+  await fixture?.close();
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -286,7 +285,7 @@ describe("a hostile upload", () => {
       expect(readdirSync(outside)).toEqual([]);
       // The agent has gone.
       const pid = user.agentPid(label);
-      await waitFor(() => !alive(pid), { what: `agent ${pid} to exit` });
+      await waitFor(() => !pidAlive(pid), { what: `agent ${pid} to exit` });
     }, 30_000);
   }
 });
@@ -335,7 +334,7 @@ describe("saves while running", () => {
 
     const pid = user.agentPid(label);
     process.kill(pid, "SIGKILL");
-    await waitFor(() => !alive(pid), { what: `agent ${pid} to die` });
+    await waitFor(() => !pidAlive(pid), { what: `agent ${pid} to die` });
 
     // Right away, while the server may still count the session as running…
     const now = dir("killed-now");
@@ -353,12 +352,3 @@ describe("saves while running", () => {
     expect(await diffTrees(later, now)).toBe("");
   }, 60_000);
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

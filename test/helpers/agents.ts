@@ -20,3 +20,13 @@ export function killAgents(dataDir: string): void {
     }
   }
 }
+
+/** Whether a process is still there (signal 0 probes without signalling). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import * as tar from "tar-stream";
 import type { Session } from "../../src/protocol/index.ts";
-import type { Binaries } from "./binaries.ts";
-import type { ServerProcess } from "./server-process.ts";
+import { buildBinaries, type Binaries } from "./binaries.ts";
+import { ServerProcess } from "./server-process.ts";
 import { Tmux } from "./tmux.ts";
 import { waitFor } from "./wait.ts";
 
@@ -277,3 +277,29 @@ async function tarBytes(entries: CraftedEntry[], limit: number): Promise<Uint8Ar
   return Buffer.concat(chunks).subarray(0, Number.isFinite(limit) ? limit : undefined);
 }
 
+
+/** A real server process (with `env`), the binaries and a logged-in user, for workspace e2e files. */
+export interface WorkspaceFixture {
+  bins: Binaries;
+  server: ServerProcess;
+  user: CattyUser;
+  close(): Promise<void>;
+}
+
+export async function startWorkspaceServer(env: Record<string, string>): Promise<WorkspaceFixture> {
+  const bins = await buildBinaries();
+  const server = new ServerProcess(bins.server, env);
+  await server.start();
+  const user = new CattyUser(bins, server);
+  await user.login();
+  return {
+    bins,
+    server,
+    user,
+    async close() {
+      await user.close();
+      await server.stop();
+      rmSync(server.dataDir, { recursive: true, force: true });
+    },
+  };
+}
