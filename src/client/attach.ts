@@ -103,9 +103,11 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
         stdout.write(data);
       },
       screen(data) {
+        // Modes of what was on screen (vim's alternate screen…) are undone first: the new screen
+        // switches on its own, and the tracker knows only those from here on.
+        stdout.write(`${modes.restoreSequence()}\x1b[H\x1b[2J${data}`);
         modes.reset();
         modes.feed(data);
-        stdout.write(`\x1b[0m\x1b[H\x1b[2J${data}`);
       },
       status: showStatus,
       attached() {
