@@ -1,13 +1,15 @@
 /**
- * Local attach: puts the user's terminal in raw mode and joins it to a session. Every key goes
- * to the program (a single Ctrl+C too); Ctrl+C twice within a second detaches. The terminal is
- * restored on every way out: detach, program exit, takeover, error, signal.
+ * Local attach: puts the user's terminal in full raw mode (`raw-mode.ts`) and joins it to a
+ * session. Every key goes to the program (a single Ctrl+C too); Ctrl+C twice within a second
+ * detaches. The terminal is restored on every way out: detach, program exit, takeover, error,
+ * signal, process exit.
  */
 import { CattyError, type ClientMode } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import type { Log } from "../lib/log.ts";
 import { DetachDetector } from "./keys.ts";
 import { ModeTracker } from "./modes.ts";
+import { enterRawMode, type RawMode } from "./raw-mode.ts";
 import { SessionLink, type Outcome } from "./session-link.ts";
 import type { SyncBackWriter } from "./sync-back.ts";
 
@@ -146,17 +148,18 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   };
   const signals: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGQUIT"];
   const onSignal = (signal: NodeJS.Signals): void => resolveLocal({ kind: "signal", signal });
+  let raw: RawMode | null = null;
   const restore = (): void => {
     clearTimeout(statusTimer);
     try {
       stdout.write(modes.restoreSequence());
-      if (stdin.isTTY) stdin.setRawMode(false);
     } catch {
       // the terminal may already be gone (hang-up)
     }
+    raw?.restore();
   };
 
-  stdin.setRawMode(true);
+  raw = enterRawMode(stdin, opts.log);
   stdin.resume();
   stdin.on("data", onData);
   stdout.on("resize", onResize);
