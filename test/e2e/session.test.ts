@@ -136,6 +136,26 @@ describe("a session end to end", () => {
     expect(await shellExitCode("CONNECT2_EXIT")).toBe(3);
   }, 120_000);
 
+  test("the sync-back notice goes without erasing catty's lines or doubling the prompt", async () => {
+    tmux.type("clear");
+    tmux.type("catty new --no-upload -- bash --norc --noprofile; echo NOTICE_EXIT=$?");
+    await tmux.waitFor("catty: sync-back on");
+    const screen = await waitFor(
+      () => {
+        const now = tmux.capture();
+        return now.includes("catty: sync-back on") ? null : now;
+      },
+      { timeoutMs: 15_000, what: "the sync-back notice to go" },
+    );
+    expect(screen).toMatch(/Session [a-z]+-[a-z]+-\d{4} started/);
+    expect(screen).toContain("catty new --no-upload");
+    // The session's prompt, alone on its line (the outer shell's has the command after it).
+    expect(screen.match(/^bash-\d+\.\d+[$#] ?$/gm)).toHaveLength(1);
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    expect(await shellExitCode("NOTICE_EXIT")).toBe(0);
+  }, 60_000);
+
   test("full raw mode while attached, and the terminal exactly as before on detach, exit and takeover", async () => {
     /** `stty -a` of the tmux shell's terminal, as it is now. */
     let n = 0;
