@@ -65,6 +65,7 @@ export interface RetryState {
 
 export interface SocketOptions<In, Out> {
   url: string;
+  /** Sent with the upgrade request (Bun's WebSocket client; browsers cannot set headers). */
   headers?: Record<string, string>;
   /** The schema of the incoming union. */
   schema: z.ZodType<In>;
@@ -113,12 +114,15 @@ export class Socket<In, Out> {
   private queue: Uint8Array[] = [];
   private queued = 0;
   private readonly stopOn: readonly number[];
+  /** The URL for logs, without its query (which may carry a ticket). */
+  private readonly where: string;
 
   constructor(
     private readonly opts: SocketOptions<In, Out>,
     private readonly h: SocketHandlers<In>,
   ) {
     this.stopOn = opts.stopOn ?? [CLOSE.ended];
+    this.where = opts.url.split("?")[0] as string;
   }
 
   /** Dials (once; later calls do nothing). */
@@ -196,7 +200,7 @@ export class Socket<In, Out> {
     if (this.malformedRun < max) return;
     const ws = this.ws;
     this.opts.log.warn(`closing the link: ${this.malformedRun} malformed frames in a row`, {
-      url: this.opts.url,
+      url: this.where,
       first: this.firstMalformed,
     });
     this.malformedRun = 0;
@@ -223,7 +227,9 @@ export class Socket<In, Out> {
 
   private dial(): void {
     if (this.stopped) return;
-    const ws = new WebSocket(this.opts.url, { headers: this.opts.headers ?? {} } as never);
+    // Headers are Bun's extension; browsers take none (they authenticate with a ticket in the URL).
+    const headers = this.opts.headers;
+    const ws = headers ? new WebSocket(this.opts.url, { headers } as never) : new WebSocket(this.opts.url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     let wasOpen = false;
@@ -269,7 +275,7 @@ export class Socket<In, Out> {
         this.heard = false;
         this.lastHeard = now;
       } else if (now - this.lastHeard >= deadAfter) {
-        this.opts.log.warn("peer silent for too long; dropping the link", { url: this.opts.url, silentMs: now - this.lastHeard });
+        this.opts.log.warn("peer silent for too long; dropping the link", { url: this.where, silentMs: now - this.lastHeard });
         this.drop(ws, CLOSE.deadPeer, "dead peer");
         return;
       }
