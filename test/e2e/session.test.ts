@@ -156,7 +156,7 @@ describe("a session end to end", () => {
     expect(await shellExitCode("NOTICE_EXIT")).toBe(0);
   }, 60_000);
 
-  test("full raw mode while attached, and the terminal exactly as before on detach, exit and takeover", async () => {
+  test("full raw mode while attached, and the terminal exactly as before on detach, takeover, signal and exit", async () => {
     /** `stty -a` of the tmux shell's terminal, as it is now. */
     let n = 0;
     const sttyNow = async (): Promise<string> => {
@@ -200,6 +200,17 @@ describe("a session end to end", () => {
     } finally {
       other.kill();
     }
+
+    // A signal (here SIGTERM to that catty): as it was.
+    tmux.type("clear");
+    tmux.type(`catty connect ${label}; echo SIGNAL_EXIT=$?`);
+    tmux.type("echo signalled-$((4+4))");
+    await tmux.waitFor("signalled-8");
+    const pids = Bun.spawnSync(["pgrep", "-f", `catty connect ${label}`]).stdout.toString().trim().split(/\s+/);
+    expect(pids).toHaveLength(1);
+    process.kill(Number(pids[0]), "SIGTERM");
+    expect(await shellExitCode("SIGNAL_EXIT")).toBe(130);
+    expect(await sttyNow()).toBe(before);
 
     // The program exits: as it was.
     tmux.type("clear");
