@@ -1,13 +1,16 @@
 /**
- * Local attach: puts the user's terminal in raw mode and joins it to a session. Every key goes
- * to the program (a single Ctrl+C too); Ctrl+C twice within a second detaches. The terminal is
- * restored on every way out: detach, program exit, takeover, error, signal.
+ * Local attach: puts the user's terminal in full raw mode (`raw-mode.ts`) and joins it to a
+ * session. Every key goes to the program (a single Ctrl+C too); Ctrl+C twice within a second
+ * detaches. The terminal is restored on every way out: detach, program exit, takeover, error,
+ * signal, process exit.
  */
 import { CattyError, type ClientMode } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import type { Log } from "../lib/log.ts";
+import { Display } from "./display.ts";
 import { DetachDetector } from "./keys.ts";
-import { ModeTracker } from "./modes.ts";
+import { CursorReportReader } from "./local-screen.ts";
+import { enterRawMode, type RawMode } from "./raw-mode.ts";
 import { SessionLink, type Outcome } from "./session-link.ts";
 import type { SyncBackWriter } from "./sync-back.ts";
 
@@ -30,10 +33,8 @@ export type AttachResult =
   | { kind: "signal"; signal: NodeJS.Signals }
   | Outcome;
 
-/** Status shown only if a problem lasts longer than this, so brief blips stay invisible. */
-const STATUS_DELAY_MS = 500;
-/** How long a notice stays on the bottom line before the screen is repainted. */
-const NOTICE_MS = 3000;
+/** How long to wait for the terminal to report its cursor position (it takes milliseconds). */
+const CURSOR_REPORT_MS = 1_500;
 
 export function requireTty(stdin: NodeJS.ReadStream = process.stdin): void {
   if (!stdin.isTTY) {
@@ -49,42 +50,14 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   const stdin = opts.stdin ?? process.stdin;
   const stdout = opts.stdout ?? process.stdout;
   requireTty(stdin);
-  const modes = new ModeTracker();
   const detector = new DetachDetector();
   const size = (): { cols: number; rows: number } => ({
     cols: Math.max(1, stdout.columns || 80),
     rows: Math.max(1, stdout.rows || 24),
   });
+  const display = new Display({ out: stdout, size, repaint: () => link.repaint() });
 
-  // The status line is drawn over the program's bottom row; once it goes, the screen is repainted
-  // from the agent's mirror, so nothing of the program's screen is lost.
-  let statusShown = false;
-  let statusTimer: Timer | undefined;
-  const drawStatus = (message: string): void => {
-    const { cols, rows } = size();
-    const text = ` catty: ${message} `.slice(0, cols);
-    stdout.write(`\x1b7\x1b[${rows};1H\x1b[2K\x1b[7m${text}\x1b[0m\x1b8`);
-    statusShown = true;
-  };
-  const clearStatus = (): void => {
-    clearTimeout(statusTimer);
-    if (!statusShown) return;
-    statusShown = false;
-    stdout.write(`\x1b7\x1b[${size().rows};1H\x1b[2K\x1b8`);
-    link.repaint();
-  };
-  const showStatus = (message: string): void => {
-    clearTimeout(statusTimer);
-    if (!message) return clearStatus();
-    statusTimer = setTimeout(() => drawStatus(message), STATUS_DELAY_MS);
-  };
-  const notice = (message: string): void => {
-    clearTimeout(statusTimer);
-    drawStatus(message);
-    statusTimer = setTimeout(clearStatus, NOTICE_MS);
-  };
-
-  if (opts.syncBack) opts.syncBack.onNotice = (m) => notice(m);
+  if (opts.syncBack) opts.syncBack.onNotice = (m) => display.notice(m);
   let toldViewOnly = false;
   const link = new SessionLink(
     {
@@ -98,30 +71,23 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
       syncPosition: () => opts.syncBack?.position ?? null,
     },
     {
-      output(data) {
-        modes.feed(data);
-        stdout.write(data);
-      },
-      screen(data) {
-        modes.reset();
-        modes.feed(data);
-        stdout.write(`\x1b[0m\x1b[H\x1b[2J${data}`);
-      },
-      status: showStatus,
+      output: (data) => display.output(data),
+      screen: (data) => display.paint(data),
+      status: (message) => display.status(message),
       attached() {
-        showStatus(""); // back: the reconnect notice goes, and the screen is repainted
+        display.status(""); // back: the reconnect notice goes
       },
       viewOnly() {
         if (toldViewOnly) return;
         toldViewOnly = true;
-        notice("view only: your input is not sent");
+        display.notice("view only: your input is not sent");
       },
       sync(event) {
         const writer = opts.syncBack;
         if (!writer) return;
         const first = event.kind === "start" && !writer.active;
         writer.event(event);
-        if (first) notice(`sync-back on: the session's changes appear in ${process.cwd()}`);
+        if (first) display.notice(`sync-back on: the session's changes appear in ${process.cwd()}`);
       },
       syncBytes(transfer, data) {
         opts.syncBack?.bytes(transfer, data);
@@ -132,34 +98,65 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   let resolveLocal: (r: AttachResult) => void = () => {};
   const local = new Promise<AttachResult>((resolve) => (resolveLocal = resolve));
 
-  const onData = (chunk: unknown): void => {
-    const bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Uint8Array);
+  // Where the cursor is, so the local mirror of the screen lines up with the terminal. Input is
+  // held until the terminal answers (within milliseconds), or gives up after a while.
+  const cursor = new CursorReportReader();
+  const located = (): void => {
+    clearTimeout(cursorTimer);
+    display.anchor(cursor.position);
+  };
+  const cursorTimer = setTimeout(() => {
+    const held = cursor.giveUp();
+    located();
+    if (held.length > 0) input(held);
+  }, CURSOR_REPORT_MS);
+
+  const input = (bytes: Uint8Array): void => {
     const { forward, detach } = detector.feed(bytes);
     if (forward.length > 0) link.send(forward);
     if (detach) resolveLocal({ kind: "detached" });
   };
+  const onData = (chunk: unknown): void => {
+    let bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Uint8Array);
+    if (cursor.waiting) {
+      const rest = cursor.feed(bytes);
+      if (rest === null) return;
+      located();
+      if (rest.length === 0) return;
+      bytes = rest;
+    }
+    input(bytes);
+  };
   const onResize = (): void => {
     const { cols, rows } = size();
+    display.resize(cols, rows);
     link.resize(cols, rows);
   };
   const signals: NodeJS.Signals[] = ["SIGTERM", "SIGHUP", "SIGQUIT"];
   const onSignal = (signal: NodeJS.Signals): void => resolveLocal({ kind: "signal", signal });
+  let raw: RawMode | null = null;
   const restore = (): void => {
-    clearTimeout(statusTimer);
+    clearTimeout(cursorTimer);
+    display.dispose();
     try {
-      stdout.write(modes.restoreSequence());
-      if (stdin.isTTY) stdin.setRawMode(false);
+      stdout.write(display.restoreSequence());
     } catch {
       // the terminal may already be gone (hang-up)
     }
+    raw?.restore();
   };
 
-  stdin.setRawMode(true);
+  raw = enterRawMode(stdin, opts.log);
   stdin.resume();
   stdin.on("data", onData);
   stdout.on("resize", onResize);
   for (const s of signals) process.on(s, onSignal);
   process.on("exit", restore);
+  if (stdout.isTTY) stdout.write("\x1b[6n");
+  else {
+    cursor.giveUp();
+    located();
+  }
   try {
     const result = await Promise.race([link.start(), local]);
     link.close();

@@ -1,7 +1,8 @@
 /**
- * A client's link to one session: attaches over WebSocket, keeps the output offset so that a
- * re-attach resumes exactly where it left off (no byte twice, none skipped), and — unless told
- * not to — reconnects by itself with backoff for as long as the session runs.
+ * A client's link to one session: attaches over the typed reconnecting socket (`lib/socket.ts`),
+ * keeps the output offset so that a re-attach resumes exactly where it left off (no byte twice,
+ * none skipped), and — unless told not to — reconnects by itself with backoff for as long as the
+ * session runs. Input typed while the link is down (up to 64 KB) is sent once it is back.
  */
 import {
   CattyError,
@@ -9,15 +10,16 @@ import {
   decodeClientOutput,
   decodeClientSync,
   FRAME_SYNC,
-  parseMessage,
   PROTOCOL_VERSION,
   ServerToClient,
+  type ClientToServer,
   type ClientMode,
   type SessionStatus,
   type SyncEvent,
   type SyncPosition,
 } from "../protocol/index.ts";
 import type { Log } from "../lib/log.ts";
+import { Socket, type DropInfo } from "../lib/socket.ts";
 
 export type Outcome =
   | { kind: "exit"; code: number; status: SessionStatus; reason: string | null }
@@ -56,11 +58,8 @@ export interface SessionLinkOptions {
   syncPosition?(): SyncPosition | null;
 }
 
-/** Pings every 5 s; a link silent for 20 s is dead (well within the 30 s promised). */
-const HEARTBEAT_MS = 5_000;
 /** Keystrokes kept while the link is down, sent once it is back. */
 const MAX_PENDING_INPUT = 64 * 1024;
-const DEAD_AFTER_MS = 20_000;
 
 /**
  * How long to wait before the next attempt: quick retries for a short blip (the usual case:
@@ -75,21 +74,10 @@ export function retryDelay(sinceLostMs: number, previousMs: number, capMs: numbe
 export class SessionLink {
   /** End offset of the output received so far (null until the first output or screen). */
   offset: number | null;
-  private ws: WebSocket | null = null;
+  readonly outcome: Promise<Outcome>;
+  private readonly socket: Socket<ServerToClient, ClientToServer>;
   private done = false;
   private settle: (o: Outcome) => void = () => {};
-  readonly outcome: Promise<Outcome>;
-  private heartbeat: Timer | undefined;
-  private lastHeard = Date.now();
-  private pingId = 0;
-  private retryTimer: Timer | undefined;
-  private dropLink: () => void = () => {};
-  /** When the link was last lost (or first tried). */
-  private lostAt = 0;
-  /** Input typed while not attached (before the first attach, or during a reconnect). */
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private attached = false;
   /** Same on every reconnect, so the server can tell a comeback from a new client. */
   private readonly instance = crypto.randomUUID();
   private everAttached = false;
@@ -97,32 +85,48 @@ export class SessionLink {
   constructor(private readonly opts: SessionLinkOptions, private readonly ev: LinkEvents) {
     this.offset = opts.offset;
     this.outcome = new Promise((resolve) => (this.settle = resolve));
+    const cap = opts.maxBackoffMs ?? 10_000;
+    this.socket = new Socket<ServerToClient, ClientToServer>(
+      {
+        url: opts.url,
+        headers: { Authorization: `Bearer ${opts.token}` },
+        schema: ServerToClient,
+        log: opts.log,
+        ping: (id) => ({ type: "ping", id }),
+        // A link that was up is re-dialled at once; failed dials follow `retryDelay`.
+        retry: ({ sinceLostMs, previousMs, wasOpen }) => (wasOpen ? 0 : retryDelay(sinceLostMs, previousMs, cap)),
+        reconnect: opts.autoReconnect,
+        stopOn: [CLOSE.ended, CLOSE.takeover, CLOSE.protocol, CLOSE.malformed],
+        // Input waits for `attached`: the server takes it only from an accepted client.
+        awaitReady: true,
+        queueBytes: MAX_PENDING_INPUT,
+      },
+      {
+        open: () => this.hello(),
+        message: (msg) => this.onMessage(msg),
+        binary: (frame) => this.onBinary(frame),
+        down: (info) => this.onDown(info),
+      },
+    );
   }
 
   start(): Promise<Outcome> {
-    this.lostAt = Date.now();
-    this.connect(100);
-    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.socket.start();
     return this.outcome;
   }
 
+  /** Input for the program: sent now when attached, else kept (up to 64 KB) until attached. */
   send(data: Uint8Array): void {
-    if (this.attached && this.ws?.readyState === WebSocket.OPEN) {
-      this.ws.send(data);
-      return;
-    }
-    if (this.pendingBytes + data.length > MAX_PENDING_INPUT) return;
-    this.pending.push(data);
-    this.pendingBytes += data.length;
+    this.socket.sendBinary(data);
   }
 
-  /** Asks for the whole screen again (after the client drew over it). */
+  /** Asks for the whole screen again. */
   repaint(): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "repaint" }));
+    this.socket.send({ type: "repaint" });
   }
 
   resize(cols: number, rows: number): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: "resize", cols, rows }));
+    this.socket.send({ type: "resize", cols, rows });
   }
 
   /** Detach: close without ending anything on the server. */
@@ -133,105 +137,72 @@ export class SessionLink {
   private finish(outcome: Outcome): void {
     if (this.done) return;
     this.done = true;
-    clearInterval(this.heartbeat);
-    clearTimeout(this.retryTimer);
-    const ws = this.ws;
-    this.ws = null;
-    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, "client done");
+    this.socket.close(1000, "client done");
     this.settle(outcome);
   }
 
-  private beat(): void {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
-    if (Date.now() - this.lastHeard > DEAD_AFTER_MS) {
-      this.opts.log.warn("server silent for too long; dropping the link");
-      this.dropLink();
-      return;
-    }
-    ws.send(JSON.stringify({ type: "ping", id: ++this.pingId }));
+  private hello(): void {
+    const { cols, rows } = this.opts.size();
+    this.socket.send({
+      type: "hello",
+      protocol: PROTOCOL_VERSION,
+      mode: this.opts.mode,
+      offset: this.offset,
+      cols,
+      rows,
+      syncBack: this.opts.syncPosition?.() ?? null,
+      instance: this.instance,
+      reconnect: this.everAttached,
+    });
   }
 
-  private connect(backoff: number): void {
+  private onDown(info: DropInfo): void {
     if (this.done) return;
-    const ws = new WebSocket(this.opts.url, { headers: { Authorization: `Bearer ${this.opts.token}` } } as never);
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-      this.lastHeard = Date.now();
-      const { cols, rows } = this.opts.size();
-      const syncBack = this.opts.syncPosition?.() ?? null;
-      ws.send(
-        JSON.stringify({
-          type: "hello",
-          protocol: PROTOCOL_VERSION,
-          mode: this.opts.mode,
-          offset: this.offset,
-          cols,
-          rows,
-          syncBack,
-          instance: this.instance,
-          reconnect: this.everAttached,
-        }),
-      );
-    };
-    ws.onmessage = (e) => {
-      this.lastHeard = Date.now();
-      if (typeof e.data === "string") return this.onText(e.data);
-      const frame = new Uint8Array(e.data as ArrayBuffer);
-      if (frame[0] === FRAME_SYNC) {
-        const sync = decodeClientSync(frame);
-        if (sync) this.ev.syncBytes?.(sync.transfer, sync.data);
-      } else this.onOutput(frame);
-    };
-    ws.onerror = () => {
-      // onclose follows.
-    };
-    const onClose = (e: { code: number; reason: string }): void => {
-      if (this.ws !== ws || this.done) return;
-      this.ws = null;
-      this.attached = false;
-      if (e.code === CLOSE.takeover) return this.finish({ kind: "takeover" });
-      if (e.code === CLOSE.protocol) {
-        return this.finish({ kind: "error", error: new CattyError("protocol_mismatch", e.reason || "protocol mismatch") });
-      }
-      if (e.code === CLOSE.ended) return; // the "ended" message already settled it
-      if (!this.opts.autoReconnect) {
+    switch (info.code) {
+      case CLOSE.takeover:
+        return this.finish({ kind: "takeover" });
+      case CLOSE.protocol:
+        return this.finish({ kind: "error", error: new CattyError("protocol_mismatch", info.reason || "protocol mismatch") });
+      case CLOSE.ended:
+        // The server says why in a message before it closes; this is in case that never came.
+        return this.finish({ kind: "error", error: new CattyError("unavailable", "The session has ended.") });
+      case CLOSE.malformed:
         return this.finish({
           kind: "error",
           error: new CattyError(
-            "unavailable",
-            opened ? "The connection to the server was lost." : `Could not connect to ${this.opts.url}.`,
-            "Reconnect with `catty connect`.",
+            "protocol_mismatch",
+            "The server kept sending messages this catty cannot read, so the link was closed.",
+            "Check that catty and the server are the same version (`catty --version`), then reconnect with `catty connect`.",
           ),
         });
-      }
-      if (opened) this.lostAt = Date.now();
-      const wait = opened ? 0 : retryDelay(Date.now() - this.lostAt, backoff, this.opts.maxBackoffMs ?? 10_000);
-      const next = wait;
-      this.ev.status(
-        wait >= 1000 ? `Connection lost; reconnecting in ${Math.round(wait / 1000)}s…` : "Connection lost; reconnecting…",
-      );
-      this.retryTimer = setTimeout(() => this.connect(next), wait);
-    };
-    ws.onclose = onClose;
-    // A peer that went silent gets no closing handshake: the link is given up at once.
-    this.dropLink = () => {
-      ws.onclose = null;
-      ws.close(4000, "dead peer");
-      onClose({ code: 4000, reason: "dead peer" });
-    };
+    }
+    if (info.retryInMs === null) {
+      return this.finish({
+        kind: "error",
+        error: new CattyError(
+          "unavailable",
+          info.wasOpen ? "The connection to the server was lost." : `Could not connect to ${this.opts.url}.`,
+          "Reconnect with `catty connect`.",
+        ),
+      });
+    }
+    const wait = info.retryInMs;
+    this.ev.status(wait >= 1000 ? `Connection lost; reconnecting in ${Math.round(wait / 1000)}s…` : "Connection lost; reconnecting…");
   }
 
-  private onOutput(frame: Uint8Array): void {
+  private onBinary(frame: Uint8Array): boolean {
+    if (frame[0] === FRAME_SYNC) {
+      const sync = decodeClientSync(frame);
+      if (!sync) return false;
+      this.ev.syncBytes?.(sync.transfer, sync.data);
+      return true;
+    }
     const out = decodeClientOutput(frame);
-    if (!out) return;
+    if (!out) return false;
     const end = out.offset + out.data.length;
     let data = out.data;
     if (this.offset !== null) {
-      if (end <= this.offset) return; // already have it
+      if (end <= this.offset) return true; // already have it
       if (out.offset < this.offset) data = data.subarray(this.offset - out.offset);
       else if (out.offset > this.offset) {
         // Should not happen; if it does, the screen is redrawn from the agent's mirror.
@@ -241,20 +212,14 @@ export class SessionLink {
     }
     this.offset = end;
     this.ev.output(data);
+    return true;
   }
 
-  private onText(text: string): void {
-    const msg = parseMessage(ServerToClient, text);
-    if (!msg) {
-      this.opts.log.warn("malformed message from server", { text: text.slice(0, 200) });
-      return;
-    }
+  private onMessage(msg: ServerToClient): void {
     switch (msg.type) {
       case "attached":
-        this.attached = true;
         this.everAttached = true;
-        for (const data of this.pending.splice(0)) this.ws?.send(data);
-        this.pendingBytes = 0;
+        this.socket.markReady();
         this.ev.attached?.();
         return;
       case "status":
@@ -280,7 +245,7 @@ export class SessionLink {
         this.ev.sync?.(msg.event);
         return;
       case "ping":
-        this.ws?.send(JSON.stringify({ type: "pong", id: msg.id }));
+        this.socket.send({ type: "pong", id: msg.id });
         return;
       case "pong":
         return;

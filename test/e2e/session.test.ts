@@ -3,7 +3,7 @@
  * sessions running bash and vim under a real PTY in detached catty-agent processes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
@@ -134,6 +134,92 @@ describe("a session end to end", () => {
     await tmux.waitFor("survivor=yes-2", 30_000);
     tmux.type("exit 3");
     expect(await shellExitCode("CONNECT2_EXIT")).toBe(3);
+  }, 120_000);
+
+  test("the sync-back notice goes without erasing catty's lines or doubling the prompt", async () => {
+    tmux.type("clear");
+    tmux.type("catty new --no-upload -- bash --norc --noprofile; echo NOTICE_EXIT=$?");
+    await tmux.waitFor("catty: sync-back on");
+    const screen = await waitFor(
+      () => {
+        const now = tmux.capture();
+        return now.includes("catty: sync-back on") ? null : now;
+      },
+      { timeoutMs: 15_000, what: "the sync-back notice to go" },
+    );
+    expect(screen).toMatch(/Session [a-z]+-[a-z]+-\d{4} started/);
+    expect(screen).toContain("catty new --no-upload");
+    // The session's prompt, alone on its line (the outer shell's has the command after it).
+    expect(screen.match(/^bash-\d+\.\d+[$#] ?$/gm)).toHaveLength(1);
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    expect(await shellExitCode("NOTICE_EXIT")).toBe(0);
+  }, 60_000);
+
+  test("full raw mode while attached, and the terminal exactly as before on detach, takeover, signal and exit", async () => {
+    /** `stty -a` of the tmux shell's terminal, as it is now. */
+    let n = 0;
+    const sttyNow = async (): Promise<string> => {
+      const file = join(work, `stty-${++n}`);
+      tmux.type(`stty -a > ${file}.tmp && mv ${file}.tmp ${file}`);
+      return waitFor(() => existsSync(file) && readFileSync(file, "utf8"), { what: `stty -a in ${file}` });
+    };
+    tmux.type("clear");
+    const before = await sttyNow();
+    expect(before).toContain(" onlcr");
+
+    tmux.type("catty new --no-upload -- bash --norc --noprofile; echo RAW_EXIT=$?");
+    const started = await tmux.waitFor(/Session ([a-z]+-[a-z]+-\d{4}) started/);
+    const label = /Session ([a-z]+-[a-z]+-\d{4}) started/.exec(started)?.[1] as string;
+    // A program that turns onlcr off uses a bare LF as "cursor down": BBBB starts in column 4.
+    tmux.type("clear; stty -onlcr; printf 'AAAA\\nBBBB\\n'; stty onlcr");
+    const screen = await tmux.waitFor(/^AAAA\s*\n.*BBBB/m);
+    expect(screen).toMatch(/^AAAA\s*\n {4}BBBB/m);
+
+    // Detach: the outer terminal is as it was.
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    expect(await shellExitCode("RAW_EXIT")).toBe(0);
+    expect(await sttyNow()).toBe(before);
+
+    // Taken over by another client: as it was.
+    tmux.type("clear");
+    tmux.type(`catty connect ${label}; echo TAKEN_EXIT=$?`);
+    tmux.type("echo back-in-$((2+3))");
+    await tmux.waitFor("back-in-5");
+    const other = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${bins.dir}:${process.env.PATH}` });
+    try {
+      other.start({ cols: 80, rows: 24, cwd: work });
+      other.type(`catty connect ${label}`);
+      await tmux.waitFor(/Taken over by another client/);
+      expect(await shellExitCode("TAKEN_EXIT")).toBe(0);
+      expect(await sttyNow()).toBe(before);
+      other.keys("C-c");
+      other.keys("C-c");
+      await other.waitFor(`Detached from ${label}`);
+    } finally {
+      other.kill();
+    }
+
+    // A signal (here SIGTERM to that catty): as it was.
+    tmux.type("clear");
+    tmux.type(`catty connect ${label}; echo SIGNAL_EXIT=$?`);
+    tmux.type("echo signalled-$((4+4))");
+    await tmux.waitFor("signalled-8");
+    const pids = Bun.spawnSync(["pgrep", "-f", `catty connect ${label}`]).stdout.toString().trim().split(/\s+/);
+    expect(pids).toHaveLength(1);
+    process.kill(Number(pids[0]), "SIGTERM");
+    expect(await shellExitCode("SIGNAL_EXIT")).toBe(130);
+    expect(await sttyNow()).toBe(before);
+
+    // The program exits: as it was.
+    tmux.type("clear");
+    tmux.type(`catty connect ${label}; echo EXIT_EXIT=$?`);
+    tmux.type("echo again-$((3+4))");
+    await tmux.waitFor("again-7");
+    tmux.type("exit 4");
+    expect(await shellExitCode("EXIT_EXIT")).toBe(4);
+    expect(await sttyNow()).toBe(before);
   }, 120_000);
 
   test("stdin that is not a terminal is a clear error with exit code 1", () => {

@@ -1,0 +1,276 @@
+/**
+ * A headless mirror of what this client has drawn on the user's terminal — not the session's
+ * screen: the user's terminal also holds the CLI's own lines, and the session's output starts
+ * wherever the cursor was when `catty` attached. `attach.ts` uses it to put back the one row a
+ * status notice covered, exactly as it was (characters and colours), instead of asking the agent
+ * to repaint the whole screen (which would erase the CLI's lines).
+ *
+ * The mirror is sized like the local terminal and follows its resizes. It starts at the cursor
+ * position the terminal reports (`CursorReportReader`), or after a full screen paint; until then
+ * it is not anchored and has nothing to offer. Output reaches its parser in 20 ms batches, off
+ * the echo path. When output outruns the parser by more than `maxBacklogBytes` (a flood), the
+ * mirror lets go — it stops parsing, so a flood costs the client nothing here — and `row()`
+ * answers null until the next full screen paint anchors it again; the caller then repaints from
+ * the agent (after a flood the CLI's lines have scrolled away, so nothing of them is lost).
+ */
+import { Terminal, type IBufferCell } from "@xterm/headless";
+
+const FEED_DELAY_MS = 20;
+const MAX_BACKLOG_BYTES = 2 * 1024 * 1024;
+
+const WAITING = 0;
+const LIVE = 1;
+const LOST = 2;
+
+export class LocalScreen {
+  private term: Terminal;
+  private state = WAITING;
+  private pending: Array<Uint8Array | string> = [];
+  private pendingBytes = 0;
+  /** Bytes handed to the parser and not yet parsed. */
+  private parsing = 0;
+  private feedTimer: Timer | undefined;
+  /** Resolvers of `row()` calls, answered null if the terminal they wait on is replaced. */
+  private waiters = new Set<() => void>();
+
+  constructor(
+    private cols: number,
+    private rows: number,
+    private readonly maxBacklogBytes = MAX_BACKLOG_BYTES,
+  ) {
+    this.term = this.newTerminal();
+  }
+
+  /** Whether `row()` can answer. */
+  get anchored(): boolean {
+    return this.state === LIVE;
+  }
+
+  /** The terminal's cursor was at (row, col), 0-based, before anything in the mirror was drawn. */
+  anchor(row: number, col: number): void {
+    if (this.state !== WAITING) return;
+    this.state = LIVE;
+    this.term.write(`\x1b[${row + 1};${col + 1}H`);
+    this.schedule();
+  }
+
+  /** The cursor position is not coming: the mirror waits for a full paint instead. */
+  unanchored(): void {
+    if (this.state === WAITING) this.lose();
+  }
+
+  /** Bytes this client wrote to the terminal. */
+  write(data: Uint8Array | string): void {
+    if (this.state === LOST) return;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    if (this.pendingBytes + this.parsing > this.maxBacklogBytes) return this.lose();
+    if (this.state === LIVE) this.schedule();
+  }
+
+  /** This client cleared the terminal and drew `data` from its top-left corner. */
+  painted(data: string): void {
+    this.reset();
+    this.state = LIVE;
+    this.write(data);
+  }
+
+  resize(cols: number, rows: number): void {
+    this.cols = cols;
+    this.rows = rows;
+    if (this.state === LIVE) this.feed();
+    this.term.resize(cols, rows);
+  }
+
+  /**
+   * The sequence that draws row `y` (0-based, from the top of the screen) as this client last
+   * drew it, from column 0, leaving the cursor after its last cell and the pen reset; null when
+   * the mirror is not anchored.
+   */
+  row(y: number): Promise<string | null> {
+    if (this.state !== LIVE) return Promise.resolve(null);
+    this.feed();
+    const term = this.term;
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.waiters.delete(cancel);
+        resolve(this.state === LIVE && this.term === term ? serializeRow(term, y) : null);
+      };
+      const cancel = (): void => resolve(null);
+      this.waiters.add(cancel);
+      term.write("", done);
+    });
+  }
+
+  dispose(): void {
+    clearTimeout(this.feedTimer);
+    this.cancelWaiters();
+    this.term.dispose();
+  }
+
+  private newTerminal(): Terminal {
+    return new Terminal({ cols: this.cols, rows: this.rows, scrollback: 0, allowProposedApi: true });
+  }
+
+  private schedule(): void {
+    this.feedTimer ??= setTimeout(() => this.feed(), FEED_DELAY_MS);
+  }
+
+  private feed(): void {
+    clearTimeout(this.feedTimer);
+    this.feedTimer = undefined;
+    if (this.pending.length === 0) return;
+    const bytes = this.pendingBytes;
+    for (const data of this.pending) this.term.write(data);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.parsing += bytes;
+    const term = this.term;
+    term.write("", () => {
+      if (this.term === term) this.parsing -= bytes;
+    });
+  }
+
+  /** Lets go of everything: the terminal's contents are unknown until the next full paint. */
+  private lose(): void {
+    this.reset();
+    this.state = LOST;
+  }
+
+  private reset(): void {
+    clearTimeout(this.feedTimer);
+    this.feedTimer = undefined;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.parsing = 0;
+    this.cancelWaiters();
+    // A new parser: the old one may still hold a backlog it would go on parsing.
+    this.term.dispose();
+    this.term = this.newTerminal();
+  }
+
+  private cancelWaiters(): void {
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const cancel of waiters) cancel();
+  }
+}
+
+/**
+ * Row `y` of the active buffer's screen as characters and SGR sequences, for a row just erased
+ * with the pen reset: blank cells are skipped (or erased in their colour), so what is drawn is
+ * what the program drew.
+ */
+export function serializeRow(term: Terminal, y: number): string {
+  const buffer = term.buffer.active;
+  const line = buffer.getLine(buffer.baseY + y);
+  if (!line) return "\x1b[0m";
+  const cell = buffer.getNullCell();
+  const end = Math.min(line.length, term.cols);
+  let out = "\x1b[0m";
+  let pen = "0";
+  /** Blank cells not written yet, and the pen they were erased with. */
+  let blanks = 0;
+  let blankPen = "0";
+  const flushBlanks = (): void => {
+    if (blanks === 0) return;
+    if (blankPen !== "0") {
+      if (blankPen !== pen) out += `\x1b[${blankPen}m`;
+      pen = blankPen;
+      out += `\x1b[${blanks}X`;
+    }
+    out += `\x1b[${blanks}C`;
+    blanks = 0;
+  };
+  for (let x = 0; x < end; x++) {
+    const c = line.getCell(x, cell);
+    if (!c || c.getWidth() === 0) continue; // the second half of a wide character
+    const sgr = cellSgr(c);
+    if (c.getChars() === "") {
+      if (blanks > 0 && sgr !== blankPen) flushBlanks();
+      blankPen = sgr;
+      blanks++;
+      continue;
+    }
+    flushBlanks();
+    if (sgr !== pen) {
+      out += `\x1b[${sgr}m`;
+      pen = sgr;
+    }
+    out += c.getChars();
+  }
+  // Trailing blanks in the default colours are already there: the row was erased.
+  if (blankPen !== "0") flushBlanks();
+  return pen === "0" ? out : `${out}\x1b[0m`;
+}
+
+/** The SGR parameters that select a cell's attributes from a reset pen ("0;…"). */
+function cellSgr(c: IBufferCell): string {
+  let sgr = "0";
+  if (c.isBold()) sgr += ";1";
+  if (c.isDim()) sgr += ";2";
+  if (c.isItalic()) sgr += ";3";
+  if (c.isUnderline()) sgr += ";4";
+  if (c.isBlink()) sgr += ";5";
+  if (c.isInverse()) sgr += ";7";
+  if (c.isInvisible()) sgr += ";8";
+  if (c.isStrikethrough()) sgr += ";9";
+  if (c.isOverline()) sgr += ";53";
+  sgr += color(c.isFgRGB(), c.isFgPalette(), c.getFgColor(), 30, 90, 38);
+  sgr += color(c.isBgRGB(), c.isBgPalette(), c.getBgColor(), 40, 100, 48);
+  return sgr;
+}
+
+function color(rgb: boolean, palette: boolean, value: number, base: number, bright: number, extended: number): string {
+  if (rgb) return `;${extended};2;${(value >> 16) & 0xff};${(value >> 8) & 0xff};${value & 0xff}`;
+  if (!palette) return "";
+  if (value < 8) return `;${base + value}`;
+  if (value < 16) return `;${bright + value - 8}`;
+  return `;${extended};5;${value}`;
+}
+
+/**
+ * Picks the terminal's answer to a cursor position query (`ESC[6n` → `ESC[row;colR`) out of the
+ * input, holding the input meanwhile (so typeahead is neither lost nor mistaken for it), however
+ * the answer is cut into reads.
+ */
+export class CursorReportReader {
+  private held: Uint8Array = new Uint8Array(0);
+  private done = false;
+  /** The reported position, 0-based; null until it came (or if it never does). */
+  position: { row: number; col: number } | null = null;
+
+  /** Whether it is still waiting for the answer. */
+  get waiting(): boolean {
+    return !this.done;
+  }
+
+  /** Input while waiting: null while it holds on, else the input to pass on (answer removed). */
+  feed(chunk: Uint8Array): Uint8Array | null {
+    if (this.done) return chunk;
+    const held = new Uint8Array(this.held.length + chunk.length);
+    held.set(this.held);
+    held.set(chunk, this.held.length);
+    const m = /\x1b\[(\d{1,5});(\d{1,5})R/.exec(Buffer.from(held).toString("latin1"));
+    if (!m) {
+      // Not an answer after this much input: the terminal does not answer; pass everything on.
+      if (held.length > 256) return this.giveUp(held);
+      this.held = held;
+      return null;
+    }
+    this.done = true;
+    this.held = new Uint8Array(0);
+    this.position = { row: Math.max(0, Number(m[1]) - 1), col: Math.max(0, Number(m[2]) - 1) };
+    const rest = new Uint8Array(held.length - m[0].length);
+    rest.set(held.subarray(0, m.index));
+    rest.set(held.subarray(m.index + m[0].length), m.index);
+    return rest;
+  }
+
+  /** Stops waiting; returns the input held so far. */
+  giveUp(held: Uint8Array = this.held): Uint8Array {
+    this.done = true;
+    this.held = new Uint8Array(0);
+    return held;
+  }
+}

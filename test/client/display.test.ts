@@ -1,0 +1,236 @@
+/**
+ * The attached client's display against a terminal: everything it writes goes into a headless
+ * xterm standing for the user's terminal, which already holds the lines catty printed before
+ * attaching. After a notice comes and goes, that terminal must show exactly what it would have
+ * shown without the notice — catty's own lines included — without a repaint from the session.
+ */
+import { describe, expect, test } from "bun:test";
+import { SerializeAddon } from "@xterm/addon-serialize";
+import { Terminal } from "@xterm/headless";
+import { Display } from "../../src/client/display.ts";
+import { CursorReportReader, LocalScreen, serializeRow } from "../../src/client/local-screen.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const BEFORE = "$ catty new -- bash\r\n\x1b[32m✔\x1b[0m Session brave-tiger-1234 started. Reconnect with `catty connect brave-tiger-1234`.\r\n";
+
+class Term {
+  readonly t: Terminal;
+  private readonly ser = new SerializeAddon();
+  constructor(cols: number, rows: number) {
+    this.t = new Terminal({ cols, rows, scrollback: 0, allowProposedApi: true });
+    this.t.loadAddon(this.ser);
+  }
+  write(data: Uint8Array | string): void {
+    this.t.write(typeof data === "string" ? data : data.slice());
+  }
+  flush(): Promise<void> {
+    return new Promise((resolve) => this.t.write("", resolve));
+  }
+  /** The screen with attributes, the cursor and the modes: equal strings, equal screens. */
+  async state(): Promise<string> {
+    await this.flush();
+    const b = this.t.buffer.active;
+    return `${this.ser.serialize({ scrollback: 0 })}|cursor=${b.cursorX},${b.cursorY}|${b.type}`;
+  }
+  async text(): Promise<string[]> {
+    await this.flush();
+    const b = this.t.buffer.active;
+    const rows: string[] = [];
+    for (let y = 0; y < this.t.rows; y++) rows.push(b.getLine(b.baseY + y)?.translateToString(true) ?? "");
+    return rows;
+  }
+  resize(cols: number, rows: number): void {
+    this.t.resize(cols, rows);
+  }
+}
+
+/** A display writing into `real`, which starts with catty's own lines; `reference` gets the same minus catty's notices. */
+async function setup(opts: { cols?: number; rows?: number; anchored?: boolean; maxBacklogBytes?: number; noticeMs?: number } = {}) {
+  let cols = opts.cols ?? 60;
+  let rows = opts.rows ?? 12;
+  const real = new Term(cols, rows);
+  const reference = new Term(cols, rows);
+  real.write(BEFORE);
+  reference.write(BEFORE);
+  await real.flush();
+  let repaints = 0;
+  const display = new Display({
+    out: { write: (d) => real.write(d) },
+    size: () => ({ cols, rows }),
+    repaint: () => repaints++,
+    statusDelayMs: 10,
+    // Notices are cleared by the tests (status("") clears one too), except where the timer is tested.
+    noticeMs: opts.noticeMs ?? 600_000,
+    maxBacklogBytes: opts.maxBacklogBytes,
+  });
+  const b = real.t.buffer.active;
+  display.anchor(opts.anchored === false ? null : { row: b.cursorY, col: b.cursorX });
+  return {
+    real,
+    reference,
+    display,
+    repaints: () => repaints,
+    output(text: string) {
+      const bytes = new TextEncoder().encode(text);
+      display.output(bytes);
+      reference.write(bytes);
+    },
+    resize(c: number, r: number) {
+      cols = c;
+      rows = r;
+      real.resize(c, r);
+      reference.resize(c, r);
+      display.resize(c, r);
+    },
+    /** Shows a notice, then clears it and waits until its row is put back. */
+    async noticeCycle(message = "sync-back on: the session's changes appear in /tmp/x") {
+      display.notice(message);
+      expect((await real.text()).at(-1)).toContain("catty: sync-back on");
+      display.status("");
+      await display.settled();
+      expect((await real.text()).some((l) => l.includes("catty:"))).toBe(false);
+    },
+  };
+}
+
+describe("Display: a notice goes without a trace", () => {
+  test("catty's own lines and the prompt stay, once, and nothing is repainted", async () => {
+    const s = await setup();
+    s.output("bash-5.2$ ");
+    await s.noticeCycle();
+    const rows = await s.real.text();
+    expect(rows[0]).toBe("$ catty new -- bash");
+    expect(rows[1]).toContain("Session brave-tiger-1234 started");
+    expect(rows.filter((r) => r.includes("bash-5.2$"))).toHaveLength(1);
+    expect(await s.real.state()).toBe(await s.reference.state());
+    expect(s.repaints()).toBe(0);
+  });
+
+  test("a full, coloured bottom row comes back cell for cell", async () => {
+    const s = await setup();
+    for (let i = 0; i < 20; i++) s.output(`\x1b[3${i % 8};4${(i + 3) % 8}mline ${i}\x1b[1m bold\x1b[0m \x1b[38;2;10;20;30mrgb\x1b[48;5;200m256 世界\x1b[0m\r\n`);
+    // Not up to the last column: there the cursor waits to wrap, which no save/restore keeps.
+    s.output("\x1b[7m inverse status bar across the width ".padEnd(70, "=").slice(0, 58));
+    await s.noticeCycle();
+    expect(await s.real.state()).toBe(await s.reference.state());
+  });
+
+  test("output during the notice, also over its row, ends as it would have without it", async () => {
+    const s = await setup();
+    s.output("one\r\ntwo\r\n");
+    s.display.notice("sync-back on");
+    for (let i = 0; i < 15; i++) s.output(`more ${i}\x1b[K\r\n`);
+    s.output("\x1b[12;5Hover the notice row\x1b[3;1H");
+    s.display.status("");
+    // Output while the row is being put back is held, then follows in order.
+    s.output("\x1b[12;1Hlater");
+    await s.display.settled();
+    expect(await s.real.state()).toBe(await s.reference.state());
+  });
+
+  test("a notice goes by itself after its time", async () => {
+    const s = await setup({ noticeMs: 20 });
+    s.output("bash-5.2$ ");
+    s.display.notice("view only: your input is not sent");
+    await waitFor(async () => (await s.real.state()) === (await s.reference.state()), { what: "the notice gone" });
+    expect(s.repaints()).toBe(0);
+  });
+
+  test("a full-screen program in the alternate screen", async () => {
+    const s = await setup();
+    s.output("\x1b[?1049h\x1b[H\x1b[2J");
+    for (let y = 1; y <= 12; y++) s.output(`\x1b[${y};1H\x1b[44m~ row ${y}\x1b[K\x1b[0m`);
+    s.output("\x1b[5;3H");
+    await s.noticeCycle();
+    expect(await s.real.state()).toBe(await s.reference.state());
+    s.output("\x1b[?1049l");
+    expect(await s.real.state()).toBe(await s.reference.state());
+  });
+
+  test("the mirror follows resizes", async () => {
+    const s = await setup();
+    s.output(`${"x".repeat(50)}\r\nprompt$ `);
+    s.resize(40, 8);
+    s.output("\r\nafter resize\r\n");
+    await s.noticeCycle();
+    expect(await s.real.state()).toBe(await s.reference.state());
+  });
+
+  test("a status shown for a problem goes the same way when the problem is over", async () => {
+    const s = await setup();
+    s.output("bash-5.2$ ");
+    s.display.status("Connection lost; reconnecting…");
+    await waitFor(async () => (await s.real.text()).some((l) => l.includes("catty: Connection lost")), { what: "status" });
+    s.display.status("");
+    await s.display.settled();
+    expect(await s.real.state()).toBe(await s.reference.state());
+  });
+
+  test("without a cursor report, the session is asked for its screen; a painted screen anchors the mirror", async () => {
+    const s = await setup({ anchored: false });
+    s.output("bash-5.2$ ");
+    await s.noticeCycle();
+    expect(s.repaints()).toBe(1);
+    s.display.paint("\x1b[1;1Hbash-5.2$ ");
+    await s.noticeCycle();
+    expect(s.repaints()).toBe(1);
+  });
+
+  test("a flood makes the mirror let go (nothing parsed), and the next paint brings it back", async () => {
+    const s = await setup({ maxBacklogBytes: 64 * 1024 });
+    const flood = new TextEncoder().encode("y\r\n".repeat(100_000));
+    s.display.output(flood);
+    await s.noticeCycle();
+    expect(s.repaints()).toBe(1);
+    s.display.paint("\x1b[Hscreen after the flood");
+    await s.noticeCycle();
+    expect(s.repaints()).toBe(1);
+  });
+});
+
+describe("LocalScreen", () => {
+  test("waits for its anchor before parsing, then starts at the reported cursor", async () => {
+    const screen = new LocalScreen(20, 5);
+    screen.write("abc");
+    expect(await screen.row(2)).toBeNull();
+    screen.anchor(2, 4);
+    expect(await screen.row(2)).toBe("\x1b[0m\x1b[4Cabc");
+    screen.dispose();
+  });
+
+  test("serializeRow keeps colours and wide characters", async () => {
+    const t = new Terminal({ cols: 10, rows: 2, allowProposedApi: true });
+    await new Promise<void>((r) => t.write("\x1b[31mr\x1b[0m 世\x1b[44m \x1b[0m", r));
+    expect(serializeRow(t, 0)).toBe("\x1b[0m\x1b[0;31mr\x1b[0m 世\x1b[0;44m \x1b[0m");
+    await new Promise<void>((r) => t.write("\r\n\x1b[42mab\x1b[3X\x1b[5Cc\x1b[0m", r));
+    // Cells erased in green are erased again in green; untouched ones are skipped.
+    expect(serializeRow(t, 1)).toBe("\x1b[0m\x1b[0;42mab\x1b[3X\x1b[3C\x1b[2Cc\x1b[0m");
+  });
+});
+
+describe("CursorReportReader", () => {
+  const b = (s: string): Uint8Array => Buffer.from(s, "latin1");
+  const s = (u: Uint8Array | null): string | null => (u === null ? null : Buffer.from(u).toString("latin1"));
+
+  test("picks the answer out of the input, cut anywhere, typeahead kept in order", () => {
+    const input = "ab\x1b[12;34Rcd";
+    for (let i = 0; i <= input.length; i++) {
+      const r = new CursorReportReader();
+      const first = s(r.feed(b(input.slice(0, i))));
+      const second = s(r.feed(b(input.slice(i))));
+      expect(r.position).toEqual({ row: 11, col: 33 });
+      expect(`${first ?? ""}${second ?? ""}`).toBe("abcd");
+      expect(r.waiting).toBe(false);
+    }
+  });
+
+  test("gives up on input that holds no answer, passing it all on", () => {
+    const r = new CursorReportReader();
+    expect(r.feed(b("typed"))).toBeNull();
+    expect(s(r.giveUp())).toBe("typed");
+    expect(s(r.feed(b("\x1b[1;1R")))).toBe("\x1b[1;1R");
+    expect(r.position).toBeNull();
+    const long = new CursorReportReader();
+    expect(s(long.feed(b("x".repeat(300))))).toBe("x".repeat(300));
+  });
+});
