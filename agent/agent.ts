@@ -10,7 +10,7 @@ import { mkdirSync } from "node:fs";
 import { userInfo } from "node:os";
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
-import { parseMessage, PROTOCOL_VERSION, ServerToAgent, type AgentToServer, type SyncPosition } from "../src/protocol/index.ts";
+import { PROTOCOL_VERSION, type AgentToServer, type SyncPosition } from "../src/protocol/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Link, LinkHandlers } from "./link.ts";
 import { OrphanWatch } from "./orphan.ts";
@@ -111,8 +111,15 @@ export function createAgent(deps: AgentDeps): Agent {
   /** Sync-back subscriptions that arrived before the journal was ready. */
   const early = new Map<number, SyncPosition>();
 
-  const sendJson = (msg: AgentToServer): boolean => link.send(JSON.stringify(msg));
-  const output = new Output({ ringBytes: config.ringBytes, cols: config.cols, rows: config.rows, send: (data) => link.send(data), log });
+  const sendJson = (msg: AgentToServer): boolean => link.sendMessage(msg);
+  const output = new Output({
+    ringBytes: config.ringBytes,
+    cols: config.cols,
+    rows: config.rows,
+    send: (data) => link.send(data),
+    sendMessage: sendJson,
+    log,
+  });
   const requests = new Requests({ send: sendJson, timeoutMs: timing.requestTimeoutMs });
   const command = resolveCommand(config.command, deps.which ?? ((n) => Bun.which(n)), process.env);
 
@@ -122,12 +129,7 @@ export function createAgent(deps: AgentDeps): Agent {
       sendJson({ type: "hello", protocol: PROTOCOL_VERSION, offset: output.end, cols: output.cols, rows: output.rows, pid: program.pid });
       program.resend();
     },
-    onText(text) {
-      const msg = parseMessage(ServerToAgent, text);
-      if (!msg) {
-        log.warn("malformed message from server", { text: text.slice(0, 200) });
-        return;
-      }
+    onMessage(msg) {
       switch (msg.type) {
         case "welcome":
           log.info("session", { label: msg.label });

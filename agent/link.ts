@@ -14,10 +14,8 @@ import { ServerToAgent, type AgentToServer } from "../src/protocol/messages.ts";
 export interface LinkHandlers {
   /** A link opened: send the hello. */
   onOpen(): void;
-  /** A message from the server as it came (already checked against `ServerToAgent`); not called when `onMessage` is given. */
-  onText(text: string): void;
-  /** A message from the server, parsed once at the socket. */
-  onMessage?(msg: ServerToAgent): void;
+  /** A message from the server, parsed once at the socket (malformed ones never arrive). */
+  onMessage(msg: ServerToAgent): void;
   /** Input bytes for the program. */
   onBinary(data: Uint8Array): void;
   /** The server said this session is over: stop re-dialling. */
@@ -28,8 +26,8 @@ export interface LinkHandlers {
 
 export interface Link {
   readonly connected: boolean;
-  /** Bytes, or an `AgentToServer` message the caller serialized (prefer `sendMessage`). */
-  send(data: string | Uint8Array): boolean;
+  /** A binary frame (PTY output, sync-back bytes); false when the link is down. */
+  send(data: Uint8Array): boolean;
   /** A message to the server; false when the link is down. */
   sendMessage(msg: AgentToServer): boolean;
   /** Bytes queued in the socket but not yet sent (for flow control). */
@@ -65,9 +63,8 @@ export function dialServer(
         opts.log.info("connected to server", { url: wsUrl });
         h.onOpen();
       },
-      message(msg, text) {
-        if (h.onMessage) h.onMessage(msg);
-        else h.onText(text);
+      message(msg) {
+        h.onMessage(msg);
       },
       binary(data) {
         h.onBinary(data);

@@ -18,8 +18,10 @@ export interface OutputOptions {
   ringBytes: number;
   cols: number;
   rows: number;
-  /** Puts one frame or message on the link; false when the link is down. */
-  send(data: string | Uint8Array): boolean;
+  /** Puts one binary frame on the link; false when the link is down. */
+  send(data: Uint8Array): boolean;
+  /** Puts one message on the link; false when the link is down. */
+  sendMessage(msg: AgentToServer): boolean;
   log: Log;
   /** Lines of scrollback the mirror keeps (default 1000). */
   scrollback?: number;
@@ -103,6 +105,6 @@ export class Output {
   }
 
   private json(msg: AgentToServer): void {
-    this.opts.send(JSON.stringify(msg));
+    this.opts.sendMessage(msg);
   }
 }

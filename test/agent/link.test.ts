@@ -52,7 +52,7 @@ function dial(url: string, extra: Partial<LinkHandlers> = {}): { link: Link; log
   const log: string[] = [];
   const handlers: LinkHandlers = {
     onOpen: () => log.push("open"),
-    onText: (text) => log.push(`text ${text}`),
+    onMessage: (msg) => log.push(`message ${JSON.stringify(msg)}`),
     onBinary: (data) => log.push(`binary ${[...data].join(",")}`),
     onEnded: (reason) => log.push(`ended ${reason}`),
     onDown: () => log.push("down"),
@@ -83,10 +83,10 @@ describe("agent link", () => {
     conn.ws.send(new Uint8Array([7]));
     await waitFor(() => parsed.length === 1 && log.includes("binary 7"), { what: "message and input" });
     expect(parsed[0]).toEqual({ type: "resize", cols: 90, rows: 20 });
-    expect(log.some((l) => l.startsWith("text"))).toBe(false);
+    expect(log.some((l) => l.startsWith("message"))).toBe(false);
   });
 
-  test("without onMessage the handler gets the text of valid messages only", async () => {
+  test("malformed messages never reach the handler", async () => {
     const srv = server();
     cleanups.push(srv.stop);
     const { link, log } = dial(srv.url);
@@ -94,8 +94,8 @@ describe("agent link", () => {
     const conn = srv.conns[0] as Server["conns"][number];
     conn.ws.send("garbage");
     conn.ws.send(JSON.stringify({ type: "exit_ack" }));
-    await waitFor(() => log.includes(`text {"type":"exit_ack"}`), { what: "the valid message" });
-    expect(log.filter((l) => l.startsWith("text"))).toHaveLength(1);
+    await waitFor(() => log.includes(`message {"type":"exit_ack"}`), { what: "the valid message" });
+    expect(log.filter((l) => l.startsWith("message"))).toHaveLength(1);
   });
 
   test("re-dials after a drop, and stops once the server says the session ended", async () => {

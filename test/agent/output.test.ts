@@ -15,7 +15,7 @@ afterEach(() => {
 function output(ringBytes = 1024, cols = 40, rows = 5): { out: Output; link: FakeLink } {
   const link = new FakeLink();
   link.connected = true;
-  const out = new Output({ ringBytes, cols, rows, send: (d) => link.send(d), log: silentLog });
+  const out = new Output({ ringBytes, cols, rows, send: (d) => link.send(d), sendMessage: (m) => link.sendMessage(m), log: silentLog });
   made.push(out);
   return { out, link };
 }

@@ -4,7 +4,7 @@
  * output frames decoded. Nothing is sent while it is down, as with the real link.
  */
 import type { Link, LinkHandlers } from "../../agent/link.ts";
-import { decodeAgentOutput, type AgentToServer, type OutputFrame, type ServerToAgent } from "../../src/protocol/index.ts";
+import { decodeAgentOutput, ServerToAgent, type AgentToServer, type OutputFrame } from "../../src/protocol/index.ts";
 import { waitFor } from "./wait.ts";
 
 type Sent = { kind: "json"; msg: AgentToServer } | { kind: "binary"; data: Uint8Array };
@@ -31,15 +31,18 @@ export class FakeLink implements Link {
     return this.handlers;
   }
 
-  send(data: string | Uint8Array): boolean {
+  send(data: Uint8Array): boolean {
     if (!this.connected) return false;
-    if (typeof data === "string") {
-      const msg = JSON.parse(data) as AgentToServer;
-      this.sent.push({ kind: "json", msg });
-      this.onMessage(msg);
-    } else {
-      this.sent.push({ kind: "binary", data: data.slice() });
-    }
+    this.sent.push({ kind: "binary", data: data.slice() });
+    return true;
+  }
+
+  sendMessage(msg: AgentToServer): boolean {
+    if (!this.connected) return false;
+    // A round trip through JSON, as on the wire: nothing the agent keeps a reference to leaks into the record.
+    const copy = JSON.parse(JSON.stringify(msg)) as AgentToServer;
+    this.sent.push({ kind: "json", msg: copy });
+    this.onMessage(copy);
     return true;
   }
 
@@ -67,9 +70,10 @@ export class FakeLink implements Link {
     this.h.onEnded(reason);
   }
 
-  /** A message from the server (any object: tests also send malformed ones). */
+  /** A message from the server, checked as the real socket checks it: a malformed one is dropped. */
   deliver(msg: ServerToAgent | Record<string, unknown>): void {
-    this.h.onText(JSON.stringify(msg));
+    const parsed = ServerToAgent.safeParse(msg);
+    if (parsed.success) this.h.onMessage(parsed.data);
   }
 
   /** Input bytes from a client. */
