@@ -137,9 +137,11 @@ describe("a session end to end", () => {
   }, 120_000);
 
   test("the sync-back notice goes without erasing catty's lines or doubling the prompt", async () => {
-    tmux.type("clear");
+    // A screen left by an earlier catty may still show a notice: wait for the clear to take effect.
+    tmux.type("clear; echo NOTICE_START");
+    await waitFor(() => /^NOTICE_START$/m.test(tmux.capture()) && !tmux.capture().includes("catty:"), { what: "a clear screen" });
     tmux.type("catty new --no-upload -- bash --norc --noprofile; echo NOTICE_EXIT=$?");
-    await tmux.waitFor("catty: sync-back on");
+    await tmux.waitFor(/Session [a-z]+-[a-z]+-\d{4} started[^]*catty: sync-back on/);
     const screen = await waitFor(
       () => {
         const now = tmux.capture();
