@@ -31,11 +31,7 @@ export const CLI_SETTINGS = {
     doc: "the `catty-server` executable for the local server",
     shown: "beside `catty`",
   }),
-  syncMaxBytes: setting(intSetting(50 * 1024 * 1024, 1), {
-    env: ["CATTY_SYNC_MAX_BYTES"],
-    doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)",
-    shown: "50 MiB",
-  }),
+  syncMaxBytes: setting(intSetting(50 * 1024 * 1024, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)" }),
   quiet: setting(boolSetting(false), { env: ["CATTY_QUIET"], doc: "print only errors" }),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],

@@ -32,27 +32,11 @@ const commandSetting: z.ZodType<string[], string | undefined> = z
 
 /** Settings an operator may set in the server's environment for every session's agent. */
 export const AGENT_TUNING = {
-  ringBytes: setting(intSetting(8 * 1024 * 1024, 1024), {
-    env: ["CATTY_RING_BYTES"],
-    doc: "output kept per session for exact replay on reconnect",
-    shown: "8 MiB",
-  }),
+  ringBytes: setting(intSetting(8 * 1024 * 1024, 1024), { env: ["CATTY_RING_BYTES"], unit: "bytes", doc: "output kept per session for exact replay on reconnect" }),
   saveFirstMs: setting(intSetting(10_000, 1), { env: ["CATTY_SAVE_FIRST_MS"], doc: "first save after the program starts", shown: "10 s" }),
-  saveIntervalMs: setting(intSetting(30_000, 1), {
-    env: ["CATTY_SAVE_INTERVAL_MS"],
-    doc: "later saves, when something changed",
-    shown: "30 s",
-  }),
-  syncMaxBytes: setting(intSetting(50 * 1024 * 1024, 1), {
-    env: ["CATTY_SYNC_MAX_BYTES"],
-    doc: "largest file synced back to the client",
-    shown: "50 MiB",
-  }),
-  syncScanMs: setting(intSetting(5_000, 1), {
-    env: ["CATTY_SYNC_SCAN_MS"],
-    doc: "how often a scan catches workspace changes the file watcher missed",
-    shown: "5 s",
-  }),
+  saveIntervalMs: setting(intSetting(30_000, 1), { env: ["CATTY_SAVE_INTERVAL_MS"], unit: "ms", doc: "later saves, when something changed" }),
+  syncMaxBytes: setting(intSetting(50 * 1024 * 1024, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file synced back to the client" }),
+  syncScanMs: setting(intSetting(5_000, 1), { env: ["CATTY_SYNC_SCAN_MS"], unit: "ms", doc: "how often a scan catches workspace changes the file watcher missed" }),
   logLevel: setting(stringSetting("info"), { env: ["CATTY_LOG_LEVEL"], doc: "agent log level (debug, info, warn, error)" }),
 } as const;
 

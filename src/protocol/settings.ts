@@ -18,6 +18,8 @@ export interface SettingInfo {
   doc: string;
   /** The default as the README shows it, when the schema's default is not self-explanatory. */
   shown?: string;
+  /** How the README shows a numeric default: a duration in milliseconds, or a size in bytes. */
+  unit?: "ms" | "bytes";
 }
 
 /** A setting: a schema from an optional string to the value, with where it is read from. */
@@ -137,10 +139,20 @@ export function settingsTable(spec: SettingsSpec): string {
   for (const { schema, info } of Object.values(spec)) {
     const parsed = schema.safeParse(undefined);
     const value = parsed.success ? parsed.data : undefined;
-    const shown = info.shown ?? (value === undefined || value === "" ? "" : `\`${String(value)}\``);
+    const shown = info.shown ?? (value === undefined || value === "" ? "" : showDefault(value, info.unit));
     const flag = info.flag ? `\`--${info.flag}\`` : "";
     const env = (info.env ?? []).map((e) => `\`${e}\``).join(", ");
     rows.push(`| ${info.doc} | ${flag} | ${env} | ${shown} |`);
   }
   return rows.join("\n");
+}
+
+function showDefault(value: unknown, unit: SettingInfo["unit"]): string {
+  if (typeof value !== "number" || !unit) return `\`${String(value)}\``;
+  const steps: Array<[number, string]> =
+    unit === "ms"
+      ? [[3_600_000, "h"], [60_000, "min"], [1000, "s"], [1, "ms"]]
+      : [[1024 ** 3, "GiB"], [1e9, "GB"], [1024 ** 2, "MiB"], [1e6, "MB"], [1024, "KiB"], [1, "bytes"]];
+  const [size, name] = steps.find(([n]) => value % n === 0 && value >= n) ?? [1, unit === "ms" ? "ms" : "bytes"];
+  return `${value / size} ${name}`;
 }
