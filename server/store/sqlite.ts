@@ -54,11 +54,7 @@ CREATE TABLE IF NOT EXISTS saves (
 );
 CREATE INDEX IF NOT EXISTS saves_session ON saves(session_id, created_at);
 CREATE TABLE IF NOT EXISTS uploads (
-  id TEXT PRIMARY KEY,
-  user_id TEXT NOT NULL REFERENCES users(id),
-  key TEXT NOT NULL,
-  size INTEGER NOT NULL,
-  created_at TEXT NOT NULL
+  id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), key TEXT NOT NULL, size INTEGER NOT NULL, created_at TEXT NOT NULL
 );
 `;
 

@@ -31,22 +31,21 @@ function names(root: string): string[] {
 
 describe("planSync", () => {
   test("sorts the save's files into create, change and unchanged, and finds local-only ones", async () => {
+    const common = { "same.txt": "same", "link": { link: "same.txt" } };
     const save = tree(tempDir(), {
-      "same.txt": "same",
+      ...common,
       "changed.txt": "new contents",
       "resized.txt": "longer than before",
       "src/new.ts": "export {};",
       "deep/er/new.md": "# new",
-      "link": { link: "same.txt" },
       "relinked": { link: "same.txt" },
     });
     const here = tree(tempDir(), {
-      "same.txt": "same",
+      ...common,
       "changed.txt": "old contents",
       "resized.txt": "short",
       "src/keep.ts": "local only",
       "notes.txt": "local only",
-      "link": { link: "same.txt" },
       "relinked": { link: "changed.txt" },
     });
     const plan = await planSync(save, here);
