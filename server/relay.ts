@@ -10,6 +10,7 @@
  * is disconnected with `CLOSE.malformed`.
  */
 import type { ServerWebSocket, WebSocketHandler } from "bun";
+import type { z } from "zod";
 import {
   AgentToServer,
   ClientToServer,
@@ -189,6 +190,22 @@ export class Relay {
   }
 
   /**
+   * Parses a text frame once at the edge and answers pings; null when there is nothing more to
+   * do (a ping, a pong, or a malformed frame, which `malformed` counts).
+   */
+  private parse<S extends z.ZodType<{ type: string }>>(ws: Socket, schema: S, raw: string): Exclude<z.output<S>, { type: "ping" | "pong" }> | null {
+    const msg = parseMessage(schema, raw) as z.output<S> | null;
+    if (!msg) {
+      this.malformed(ws, "a message that is not valid JSON of a known type");
+      return null;
+    }
+    ws.data.malformed = 0;
+    if (msg.type === "ping") send(ws, { type: "pong", id: (msg as unknown as { id: number }).id });
+    if (msg.type === "ping" || msg.type === "pong") return null;
+    return msg as Exclude<z.output<S>, { type: "ping" | "pong" }>;
+  }
+
+  /**
    * A frame that does not parse: answered with an error; the link is closed after
    * `MAX_MALFORMED` in a row, with one log line then (not one per frame).
    */
@@ -221,13 +238,8 @@ export class Relay {
       else this.malformed(ws, "a binary frame that is neither output nor sync-back bytes");
       return;
     }
-    const msg = parseMessage(AgentToServer, raw);
-    if (!msg) {
-      this.malformed(ws, "a message that is not valid JSON of a known type");
-      return;
-    }
-    data.malformed = 0;
-    if (msg.type !== "hello" && s.agent !== ws) return;
+    const msg = this.parse(ws, AgentToServer, raw);
+    if (!msg || (msg.type !== "hello" && s.agent !== ws)) return;
     switch (msg.type) {
       case "hello":
         this.agentHello(s, ws, msg);
@@ -278,11 +290,6 @@ export class Relay {
           (reply) => reply && send(ws, reply),
           (err: unknown) => this.log.error("agent control message failed", { label: s.label, type: msg.type, err }),
         );
-        return;
-      case "ping":
-        send(ws, { type: "pong", id: msg.id });
-        return;
-      case "pong":
         return;
       default: {
         const never: never = msg;
@@ -436,12 +443,8 @@ export class Relay {
       }
       return;
     }
-    const msg = parseMessage(ClientToServer, raw);
-    if (!msg) {
-      this.malformed(ws, "a message that is not valid JSON of a known type");
-      return;
-    }
-    data.malformed = 0;
+    const msg = this.parse(ws, ClientToServer, raw);
+    if (!msg) return;
     if (!me && msg.type !== "hello") {
       send(ws, { type: "error", code: "bad_request", message: "the first message must be hello" });
       ws.close(CLOSE.protocol, "expected hello");
@@ -461,11 +464,6 @@ export class Relay {
         if (s.interactive !== data.clientId) return;
         s.wantSize = { cols: msg.cols, rows: msg.rows };
         send(s.agent, msg);
-        return;
-      case "ping":
-        send(ws, { type: "pong", id: msg.id });
-        return;
-      case "pong":
         return;
       default: {
         const never: never = msg;
