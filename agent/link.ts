@@ -88,7 +88,7 @@ export function dialServer(
       return socket.buffered;
     },
     send(data) {
-      return typeof data === "string" ? socket.sendSerialized(data) : socket.sendBinary(data);
+      return socket.sendBinary(data);
     },
     sendMessage(msg) {
       return socket.send(msg);

@@ -157,17 +157,6 @@ export class Socket<In, Out> {
     return true;
   }
 
-  /**
-   * Sends a message the caller serialized itself, as `send()` does; for callers that predate the
-   * typed `send()` (the agent's `Link.send(string)`). Prefer `send()`.
-   */
-  sendSerialized(text: string): boolean {
-    const ws = this.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
-    ws.send(text);
-    return true;
-  }
-
   /** Sends bytes once the link is ready, queueing (bounded) until then; false when dropped. */
   sendBinary(data: Uint8Array): boolean {
     const ws = this.ws;
