@@ -1,0 +1,146 @@
+/**
+ * Bulk output as a terminal sees it: a program prints `--mb` MB as fast as it can (`yes 'some
+ * line of text' | head -c …`), drained from the PTY master of `catty connect` and of `ssh -tt` to
+ * a loopback sshd (bench/paths.ts). Prints MB/s of each (the program's bytes over the time from
+ * the key that starts a round until its end marker is on the master), their ratio, and the CPU
+ * seconds each process of each path used per round, from /proc — so the cost lands on the process
+ * that pays it (the client, the relays, the program, and this bench as the terminal).
+ *
+ *   ./node_modules/.bin/bun bench/bulk-output.ts [--mb 256] [--rounds 2] [--bin-dir DIR]
+ *
+ * The far end stays up between rounds: it waits for a key, prints, prints an end marker, and waits
+ * again; the paths take turns, the first of each pair alternating. Catty's local terminal keeps
+ * output post-processing on (its raw mode turns LF into CR LF, ssh's does not), so its master
+ * carries one byte more per line; the rate counts the program's bytes for both.
+ *
+ * Needs `sshd` (installs Debian's openssh-server when it is missing). Cleans up everything it
+ * started, also on failure or Ctrl+C, and exits non-zero only when something failed.
+ */
+import { parseArgs } from "node:util";
+import { benchTempDir, median, runBench, wholeNumbers } from "./harness.ts";
+import { cpuByRole, settle, startCattyPath, startSshPath, type Path } from "./paths.ts";
+
+const TARGET_RATIO = 1.0;
+const MB = 1_000_000;
+const OVERALL_TIMEOUT_MS = 30 * 60_000;
+/** A round whose output stops reaching the terminal for this long has stalled. */
+const STALL_MS = 10_000;
+const READY = "#ready#";
+const DONE = "#done#";
+const LINE = "some line of text";
+
+/** Waits for a key, prints `bytes` bytes of lines and the end marker; again and again. */
+const program = (bytes: number): string =>
+  `stty raw -echo; printf '${READY}'; while head -c 1 >/dev/null; do yes '${LINE}' | head -c ${bytes}; printf '${DONE}'; done`;
+
+interface Round {
+  seconds: number;
+  /** Bytes that reached the PTY master. */
+  drained: number;
+  /** The output stopped reaching the terminal before its end marker. */
+  stalled: boolean;
+  /** CPU seconds by role, this bench (the terminal) included. */
+  cpu: Record<string, number>;
+}
+
+/**
+ * One round: a key, then output until the end marker (or until nothing has arrived for
+ * `STALL_MS`); the time, the bytes, the CPU.
+ */
+async function round(path: Path): Promise<Round> {
+  const before = cpuByRole(path);
+  const benchBefore = process.cpuUsage();
+  let drained = 0;
+  let tail = "";
+  const started = performance.now();
+  let last = started;
+  let watchdog: Timer | undefined;
+  const { ended, stalled } = await new Promise<{ ended: number; stalled: boolean }>((resolve) => {
+    path.onOutput = (data, at) => {
+      drained += data.length;
+      last = at;
+      // Only the last few bytes can complete the marker: decoding every chunk would cost this process.
+      tail = (tail + String.fromCharCode(...data.subarray(-DONE.length))).slice(-2 * DONE.length);
+      if (tail.includes(DONE)) resolve({ ended: at, stalled: false });
+    };
+    watchdog = setInterval(() => {
+      if (performance.now() - last > STALL_MS) resolve({ ended: last, stalled: true });
+    }, 500);
+    path.type("g");
+  });
+  clearInterval(watchdog);
+  path.onOutput = null;
+  const after = cpuByRole(path);
+  const bench = process.cpuUsage(benchBefore);
+  const cpu: Record<string, number> = {};
+  for (const role of Object.keys(after)) cpu[role] = (after[role] ?? 0) - (before[role] ?? 0);
+  cpu["terminal (this bench)"] = (bench.user + bench.system) / 1e6;
+  return { seconds: (ended - started) / 1000, drained, stalled, cpu };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      mb: { type: "string", default: "256" },
+      rounds: { type: "string", default: "2" },
+      "bin-dir": { type: "string" },
+    },
+  });
+  const { mb, rounds } = wholeNumbers(values, { mb: 1, rounds: 1 });
+  const bytes = mb * MB;
+
+  const tmp = benchTempDir("catty-bench-bulk-");
+  const paths = [await startCattyPath(tmp, program(bytes), { binDir: values["bin-dir"] }), await startSshPath(tmp, program(bytes))];
+  for (const p of paths) await settle(p, { expect: READY, quietMs: 1_000 });
+
+  const results = new Map<Path["name"], Round[]>(paths.map((p) => [p.name, []]));
+  const broken = new Set<Path["name"]>();
+  for (let r = 0; r < rounds; r++) {
+    for (const p of r % 2 === 0 ? paths : [...paths].reverse()) {
+      if (broken.has(p.name)) continue;
+      const res = await round(p);
+      if (res.stalled) {
+        broken.add(p.name);
+        console.error(`${p.name} round ${r + 1}: stalled after ${(res.drained / MB).toFixed(1)} MB at the terminal`);
+        continue;
+      }
+      results.get(p.name)?.push(res);
+      // Fewer bytes than the program printed: the client fell behind and was sent the screen instead.
+      const skipped = res.drained < bytes ? ` (only ${(res.drained / MB).toFixed(1)} MB reached the terminal)` : "";
+      console.error(`${p.name} round ${r + 1}: ${(bytes / MB / res.seconds).toFixed(1)} MB/s${skipped}`);
+    }
+  }
+
+  const col = (s: string, w = 12): string => s.padStart(w);
+  const rate = (name: Path["name"]): number | null => {
+    const list = results.get(name) ?? [];
+    return list.length ? median(list.map((r) => bytes / MB / r.seconds)) : null;
+  };
+  const label = { catty: "catty connect", ssh: "ssh -tt (loopback sshd)" } as const;
+  console.log(`${`bulk output (${mb} MB, median of ${rounds})`.padEnd(36)}${col("MB/s")}${col("s")}`);
+  for (const name of ["catty", "ssh"] as const) {
+    const r = rate(name);
+    console.log(`${label[name].padEnd(36)}${r === null ? col("stalled") : `${col(r.toFixed(1))}${col((mb / r).toFixed(2))}`}`);
+  }
+  const [catty, ssh] = [rate("catty"), rate("ssh")];
+  const ratio = catty !== null && ssh !== null ? (catty / ssh).toFixed(2) : "-";
+  console.log(`${"ratio catty/ssh (throughput)".padEnd(36)}${col(ratio)}${" ".repeat(12)}   (target ≥ ${TARGET_RATIO})`);
+
+  console.log(`\nCPU seconds per round, by process (mean of the rounds that completed)`);
+  for (const name of ["catty", "ssh"] as const) {
+    const list = results.get(name) ?? [];
+    if (list.length === 0) continue;
+    const mean = (f: (r: Round) => number): number => list.reduce((a, r) => a + f(r), 0) / list.length;
+    const total = mean((r) => Object.values(r.cpu).reduce((a, b) => a + b, 0));
+    const atMaster = (mean((r) => r.drained) / MB).toFixed(1);
+    console.log(`  ${name}: wall ${mean((r) => r.seconds).toFixed(2)} s, CPU total ${total.toFixed(2)} s, ${atMaster} MB at the terminal`);
+    for (const role of Object.keys(list[0]?.cpu ?? {})) {
+      console.log(`    ${role.padEnd(28)}${col(mean((r) => r.cpu[role] ?? 0).toFixed(2), 8)} s`);
+    }
+  }
+  if (broken.size > 0) {
+    throw new Error(`${[...broken].join(" and ")}: output stopped reaching the terminal for ${STALL_MS / 1000} s before its end`);
+  }
+}
+
+await runBench("bulk-output", OVERALL_TIMEOUT_MS, main);
