@@ -85,13 +85,15 @@ function tapped(name: Path["name"], type: Path["type"], processes: Path["process
 export interface CattyPathOptions {
   /** Compiled binaries to use (default: built by build.ts for this run). */
   binDir?: string;
+  /** Added to the server's environment (e.g. CATTY_AGENT_BIN, or agent settings it passes on). */
+  serverEnv?: Record<string, string>;
 }
 
 /** Starts a server process, a session running `program`, and `catty connect` to it under a PTY. */
 export async function startCattyPath(tmp: string, program: string, opts: CattyPathOptions = {}): Promise<Path> {
   const bins = await compiledBinaries(opts.binDir);
   const dataDir = join(tmp, "catty-server");
-  const server = await startServerProcess(dataDir, { bin: bins.server });
+  const server = await startServerProcess(dataDir, { bin: bins.server, env: opts.serverEnv });
   const api = createApiClient(server.url, server.token);
   const session = await withDeadline(
     api.create({ command: ["sh", "-c", program], cols: COLS, rows: ROWS }),
