@@ -11,7 +11,11 @@
  * The far end stays up between rounds: it waits for a key, prints, prints an end marker, and waits
  * again; the paths take turns, the first of each pair alternating. Catty's local terminal keeps
  * output post-processing on (its raw mode turns LF into CR LF, ssh's does not), so its master
- * carries one byte more per line; the rate counts the program's bytes for both.
+ * carries one byte more per line; the rate counts the program's bytes for both. A Catty client
+ * that falls too far behind is sent the screen instead of the bytes it missed: such a round is
+ * marked as having skipped output (its rate is then the time to the final screen, not to every
+ * byte). A round whose output stops reaching the terminal for 10 s has stalled: the path is
+ * not measured again, and the run fails after printing the rest.
  *
  * Needs `sshd` (installs Debian's openssh-server when it is missing). Cleans up everything it
  * started, also on failure or Ctrl+C, and exits non-zero only when something failed.
@@ -28,6 +32,7 @@ const STALL_MS = 10_000;
 const READY = "#ready#";
 const DONE = "#done#";
 const LINE = "some line of text";
+const ESC = 0x1b;
 
 /** Waits for a key, prints `bytes` bytes of lines and the end marker; again and again. */
 const program = (bytes: number): string =>
@@ -39,6 +44,11 @@ interface Round {
   drained: number;
   /** The output stopped reaching the terminal before its end marker. */
   stalled: boolean;
+  /**
+   * The terminal got an escape sequence, which the program never prints: the client fell behind,
+   * was sent the screen instead of the bytes it missed, and repainted.
+   */
+  repainted: boolean;
   /** CPU seconds by role, this bench (the terminal) included. */
   cpu: Record<string, number>;
 }
@@ -51,6 +61,7 @@ async function round(path: Path): Promise<Round> {
   const before = cpuByRole(path);
   const benchBefore = process.cpuUsage();
   let drained = 0;
+  let repainted = false;
   let tail = "";
   const started = performance.now();
   let last = started;
@@ -59,6 +70,7 @@ async function round(path: Path): Promise<Round> {
     path.onOutput = (data, at) => {
       drained += data.length;
       last = at;
+      repainted ||= data.includes(ESC);
       // Only the last few bytes can complete the marker: decoding every chunk would cost this process.
       tail = (tail + String.fromCharCode(...data.subarray(-DONE.length))).slice(-2 * DONE.length);
       if (tail.includes(DONE)) resolve({ ended: at, stalled: false });
@@ -75,7 +87,7 @@ async function round(path: Path): Promise<Round> {
   const cpu: Record<string, number> = {};
   for (const role of Object.keys(after)) cpu[role] = (after[role] ?? 0) - (before[role] ?? 0);
   cpu["terminal (this bench)"] = (bench.user + bench.system) / 1e6;
-  return { seconds: (ended - started) / 1000, drained, stalled, cpu };
+  return { seconds: (ended - started) / 1000, drained, stalled, repainted, cpu };
 }
 
 async function main(): Promise<void> {
@@ -91,7 +103,7 @@ async function main(): Promise<void> {
 
   const tmp = benchTempDir("catty-bench-bulk-");
   const paths = [await startCattyPath(tmp, program(bytes), { binDir: values["bin-dir"] }), await startSshPath(tmp, program(bytes))];
-  for (const p of paths) await settle(p, { expect: READY, quietMs: 1_000 });
+  for (const p of paths) await settle(p, { expect: READY });
 
   const results = new Map<Path["name"], Round[]>(paths.map((p) => [p.name, []]));
   const broken = new Set<Path["name"]>();
@@ -105,8 +117,7 @@ async function main(): Promise<void> {
         continue;
       }
       results.get(p.name)?.push(res);
-      // Fewer bytes than the program printed: the client fell behind and was sent the screen instead.
-      const skipped = res.drained < bytes ? ` (only ${(res.drained / MB).toFixed(1)} MB reached the terminal)` : "";
+      const skipped = res.repainted ? ` (skipped output: repainted from the screen; ${(res.drained / MB).toFixed(1)} MB reached the terminal)` : "";
       console.error(`${p.name} round ${r + 1}: ${(bytes / MB / res.seconds).toFixed(1)} MB/s${skipped}`);
     }
   }
@@ -133,7 +144,9 @@ async function main(): Promise<void> {
     const mean = (f: (r: Round) => number): number => list.reduce((a, r) => a + f(r), 0) / list.length;
     const total = mean((r) => Object.values(r.cpu).reduce((a, b) => a + b, 0));
     const atMaster = (mean((r) => r.drained) / MB).toFixed(1);
-    console.log(`  ${name}: wall ${mean((r) => r.seconds).toFixed(2)} s, CPU total ${total.toFixed(2)} s, ${atMaster} MB at the terminal`);
+    const skipped = list.filter((r) => r.repainted).length;
+    const note = skipped ? `; output skipped (screen repainted) in ${skipped} of ${list.length}` : "";
+    console.log(`  ${name}: wall ${mean((r) => r.seconds).toFixed(2)} s, CPU total ${total.toFixed(2)} s, ${atMaster} MB at the terminal${note}`);
     for (const role of Object.keys(list[0]?.cpu ?? {})) {
       console.log(`    ${role.padEnd(28)}${col(mean((r) => r.cpu[role] ?? 0).toFixed(2), 8)} s`);
     }

@@ -13,7 +13,7 @@
  * `--gap-ms` waits between keystrokes, as a typist does: every process then wakes from idle.
  * `--bin-dir` uses the binaries in DIR (e.g. built from another checkout) instead of building
  * them. `--samples` writes every measured keystroke as a JSON line with its send and echo times on
- * the monotonic clock (`process.hrtime`, ns), to line up with timestamps taken inside the
+ * the machine's monotonic clock (CLOCK_MONOTONIC, ns), to line up with timestamps taken inside the
  * processes of an instrumented build.
  *
  * Needs `sshd` (installs Debian's openssh-server when it is missing). Cleans up everything it
@@ -21,7 +21,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { benchTempDir, percentile, runBench, wholeNumbers, withDeadline } from "./harness.ts";
+import { benchTempDir, monotonicNs, percentile, runBench, wholeNumbers, withDeadline } from "./harness.ts";
 import { settle, startCattyPath, startSshPath, type Path } from "./paths.ts";
 
 const TARGET_P50_RATIO = 1.3;
@@ -31,9 +31,11 @@ const OVERALL_TIMEOUT_MS = 15 * 60_000;
 /** Keys typed in turn: each round waits for its own byte, so a late echo never ends the wrong round. */
 const KEYS = "abcdefghijklmnopqrstuvwxyz";
 
-/** `performance.now()` (ms since this process started) on the monotonic clock, in ns. */
-const monotonicOffsetNs = process.hrtime.bigint() - BigInt(Math.round(performance.now() * 1e6));
-const toMonotonicNs = (ms: number): bigint => monotonicOffsetNs + BigInt(Math.round(ms * 1e6));
+/** `performance.now()` (ms since this process started) on the machine's monotonic clock, in ns. */
+function monotonicFromNow(): (ms: number) => bigint {
+  const offsetNs = monotonicNs() - BigInt(Math.round(performance.now() * 1e6));
+  return (ms) => offsetNs + BigInt(Math.round(ms * 1e6));
+}
 
 interface Sample {
   path: Path["name"];
@@ -102,6 +104,7 @@ async function main(): Promise<void> {
   }
 
   if (values.samples) {
+    const toMonotonicNs = monotonicFromNow();
     const lines = [...samples.values()].flat().map((s) =>
       JSON.stringify({ path: s.path, key: s.key, sentNs: String(toMonotonicNs(s.sent)), echoedNs: String(toMonotonicNs(s.echoed)) }),
     );

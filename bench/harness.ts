@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { dlopen, FFIType, ptr } from "bun:ffi";
 import { buildBinaries, type Binaries } from "../test/helpers/binaries.ts";
 import { freePort } from "../test/helpers/ports.ts";
 
@@ -384,6 +385,30 @@ export function memory(pid: number): Memory | null {
   }
   const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
   return { rssKb: kb("VmRSS"), anonKb: kb("RssAnon"), fileKb: kb("RssFile"), shmemKb: kb("RssShmem") };
+}
+
+// ── the monotonic clock ───────────────────────────────────────────────────────────────────────
+
+let clock: { read(): bigint } | null = null;
+
+/**
+ * CLOCK_MONOTONIC in ns, the clock every process on this machine shares (unlike
+ * `process.hrtime`, which Bun counts from its own start). Linux only: libc's clock_gettime via FFI.
+ */
+export function monotonicNs(): bigint {
+  clock ??= (() => {
+    const libc = dlopen("libc.so.6", { clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 } });
+    const ts = new BigInt64Array(2);
+    const at = ptr(ts);
+    const CLOCK_MONOTONIC = 1;
+    return {
+      read: () => {
+        libc.symbols.clock_gettime(CLOCK_MONOTONIC, at);
+        return (ts[0] as bigint) * 1_000_000_000n + (ts[1] as bigint);
+      },
+    };
+  })();
+  return clock.read();
 }
 
 // ── options and statistics ────────────────────────────────────────────────────────────────────
