@@ -8,9 +8,13 @@
  * the machine's load hits both alike.
  *
  *   ./node_modules/.bin/bun bench/echo-latency.ts [--rounds 1000] [--warmup 100] [--block 10]
- *       [--gap-ms 0] [--program "stty raw -echo; exec cat"] [--bin-dir DIR] [--samples FILE]
+ *       [--gap-ms 0] [--program "stty raw -echo; exec cat"] [--background CMD] [--bin-dir DIR]
+ *       [--samples FILE]
  *
  * `--gap-ms` waits between keystrokes, as a typist does: every process then wakes from idle.
+ * `--background` runs CMD beside the echoing program, its output going to the same terminal —
+ * typing while something prints (CMD must not print the letters a–z, which are the keys), e.g.
+ * `--background "while :; do seq 3000; sleep 0.02; done"`.
  * `--bin-dir` uses the binaries in DIR (e.g. built from another checkout) instead of building
  * them. `--samples` writes every measured keystroke as a JSON line with its send and echo times on
  * the machine's monotonic clock (CLOCK_MONOTONIC, ns), to line up with timestamps taken inside the
@@ -79,15 +83,18 @@ async function main(): Promise<void> {
       block: { type: "string", default: "10" },
       "gap-ms": { type: "string", default: "0" },
       program: { type: "string", default: "stty raw -echo; exec cat" },
+      background: { type: "string" },
       "bin-dir": { type: "string" },
       samples: { type: "string" },
     },
   });
   const { rounds, warmup, block, "gap-ms": gapMs } = wholeNumbers(values, { rounds: 1, warmup: 0, block: 1, "gap-ms": 0 });
 
+  const bg = values.background;
+  const program = bg ? `(${bg}) & ${values.program}` : values.program;
   const tmp = benchTempDir("catty-bench-echo-");
-  const paths = [await startCattyPath(tmp, values.program, { binDir: values["bin-dir"] }), await startSshPath(tmp, values.program)];
-  for (const p of paths) await settle(p, { expect: "x", probe: "x" });
+  const paths = [await startCattyPath(tmp, program, { binDir: values["bin-dir"] }), await startSshPath(tmp, program)];
+  for (const p of paths) await settle(p, { expect: "x", probe: "x", busy: bg !== undefined });
   for (const p of paths) for (let i = 0; i < warmup; i++) await roundTrip(p);
 
   const samples = new Map<Path["name"], Sample[]>(paths.map((p) => [p.name, []]));
@@ -123,7 +130,7 @@ async function main(): Promise<void> {
       `   (targets: p50 ≤ ${TARGET_P50_RATIO}, p99 ≤ ${TARGET_P99_RATIO})`,
   );
   const pace = gapMs > 0 ? `${gapMs} ms between keystrokes` : "keystrokes back to back";
-  console.log(`(measured at the PTY masters; ${pace}; far end: sh -c "${values.program}")`);
+  console.log(`(measured at the PTY masters; ${pace}; far end: sh -c "${program}")`);
 }
 
 await runBench("echo-latency", OVERALL_TIMEOUT_MS, main);

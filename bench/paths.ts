@@ -236,28 +236,33 @@ export async function startSshPath(tmp: string, program: string): Promise<Path> 
  * Waits until the terminal shows `expect` — typing `probe` over and over meanwhile, if given (the
  * far end may still be starting) — and then until it has been quiet for `quietMs`: catty shows its
  * sync-back notice for 3 s after attaching and then repaints the screen, which must not land in a
- * measurement.
+ * measurement. With `busy` (a far end that never stops printing) it waits `quietMs` instead.
  */
 export async function settle(
   path: Path,
-  opts: { expect: string; probe?: string; timeoutMs?: number; quietMs?: number },
+  opts: { expect: string; probe?: string; timeoutMs?: number; quietMs?: number; busy?: boolean },
 ): Promise<void> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
-  let seen = path.takeUnclaimed();
+  // Only the tail can complete a match across chunks, so only the tail is kept.
+  let tail = path.takeUnclaimed();
+  let found = tail.includes(opts.expect);
   let last = performance.now();
   const decoder = new TextDecoder();
   path.onOutput = (data, at) => {
-    seen = (seen + decoder.decode(data, { stream: true })).slice(-UNCLAIMED_MAX);
+    tail = (tail + decoder.decode(data, { stream: true })).slice(-(opts.expect.length + data.length));
+    found ||= tail.includes(opts.expect);
+    tail = tail.slice(-opts.expect.length);
     last = at;
   };
-  while (!seen.includes(opts.expect)) {
+  while (!found) {
     if (Date.now() > deadline) throw new Error(`${path.name}: "${opts.expect}" not shown within ${timeoutMs} ms`);
     if (opts.probe) path.type(opts.probe);
     await Bun.sleep(opts.probe ? 300 : 20);
   }
   const quietMs = opts.quietMs ?? 4_000;
-  while (performance.now() - last < quietMs) {
+  if (opts.busy) await Bun.sleep(quietMs);
+  while (!opts.busy && performance.now() - last < quietMs) {
     if (Date.now() > deadline + quietMs) throw new Error(`${path.name}: output did not stop`);
     await Bun.sleep(50);
   }
