@@ -6,7 +6,10 @@
  * seconds each process of each path used per round, from /proc — so the cost lands on the process
  * that pays it (the client, the relays, the program, and this bench as the terminal).
  *
- *   ./node_modules/.bin/bun bench/bulk-output.ts [--mb 256] [--rounds 2] [--bin-dir DIR]
+ *   ./node_modules/.bin/bun bench/bulk-output.ts [--mb 256] [--rounds 2] [--bin-dir DIR…]
+ *
+ * `--bin-dir` uses the binaries in DIR instead of building them; given more than once, each build
+ * gets a path of its own, measured in turn in one run (to compare a change under the same load).
  *
  * The far end stays up between rounds: it waits for a key, prints, prints an end marker, and waits
  * again; the paths take turns, the first of each pair alternating. Catty's local terminal keeps
@@ -22,7 +25,7 @@
  */
 import { parseArgs } from "node:util";
 import { benchTempDir, median, runBench, wholeNumbers } from "./harness.ts";
-import { cpuByRole, settle, startCattyPath, startSshPath, type Path } from "./paths.ts";
+import { cpuByRole, settle, startCattyPaths, startSshPath, type Path } from "./paths.ts";
 
 const TARGET_RATIO = 1.0;
 const MB = 1_000_000;
@@ -95,18 +98,18 @@ async function main(): Promise<void> {
     options: {
       mb: { type: "string", default: "256" },
       rounds: { type: "string", default: "2" },
-      "bin-dir": { type: "string" },
+      "bin-dir": { type: "string", multiple: true },
     },
   });
   const { mb, rounds } = wholeNumbers(values, { mb: 1, rounds: 1 });
   const bytes = mb * MB;
 
   const tmp = benchTempDir("catty-bench-bulk-");
-  const paths = [await startCattyPath(tmp, program(bytes), { binDir: values["bin-dir"] }), await startSshPath(tmp, program(bytes))];
+  const paths = [...(await startCattyPaths(tmp, program(bytes), values["bin-dir"])), await startSshPath(tmp, program(bytes))];
   for (const p of paths) await settle(p, { expect: READY });
 
-  const results = new Map<Path["name"], Round[]>(paths.map((p) => [p.name, []]));
-  const broken = new Set<Path["name"]>();
+  const results = new Map<string, Round[]>(paths.map((p) => [p.name, []]));
+  const broken = new Set<string>();
   for (let r = 0; r < rounds; r++) {
     for (const p of r % 2 === 0 ? paths : [...paths].reverse()) {
       if (broken.has(p.name)) continue;
@@ -123,22 +126,26 @@ async function main(): Promise<void> {
   }
 
   const col = (s: string, w = 12): string => s.padStart(w);
-  const rate = (name: Path["name"]): number | null => {
+  const rate = (name: string): number | null => {
     const list = results.get(name) ?? [];
     return list.length ? median(list.map((r) => bytes / MB / r.seconds)) : null;
   };
-  const label = { catty: "catty connect", ssh: "ssh -tt (loopback sshd)" } as const;
-  console.log(`${`bulk output (${mb} MB, median of ${rounds})`.padEnd(36)}${col("MB/s")}${col("s")}`);
-  for (const name of ["catty", "ssh"] as const) {
-    const r = rate(name);
-    console.log(`${label[name].padEnd(36)}${r === null ? col("stalled") : `${col(r.toFixed(1))}${col((mb / r).toFixed(2))}`}`);
+  const width = Math.max(36, ...paths.map((p) => p.name.length + 24));
+  console.log(`${`bulk output (${mb} MB, median of ${rounds})`.padEnd(width)}${col("MB/s")}${col("s")}`);
+  for (const p of paths) {
+    const r = rate(p.name);
+    const label = p.name === "ssh" ? "ssh -tt (loopback sshd)" : p.name.replace(/^catty/, "catty connect");
+    console.log(`${label.padEnd(width)}${r === null ? col("stalled") : `${col(r.toFixed(1))}${col((mb / r).toFixed(2))}`}`);
   }
-  const [catty, ssh] = [rate("catty"), rate("ssh")];
-  const ratio = catty !== null && ssh !== null ? (catty / ssh).toFixed(2) : "-";
-  console.log(`${"ratio catty/ssh (throughput)".padEnd(36)}${col(ratio)}${" ".repeat(12)}   (target ≥ ${TARGET_RATIO})`);
+  const ssh = rate("ssh");
+  for (const p of paths.filter((p) => p.name !== "ssh")) {
+    const catty = rate(p.name);
+    const ratio = catty !== null && ssh !== null ? (catty / ssh).toFixed(2) : "-";
+    console.log(`${`ratio ${p.name}/ssh (throughput)`.padEnd(width)}${col(ratio)}${" ".repeat(12)}   (target ≥ ${TARGET_RATIO})`);
+  }
 
   console.log(`\nCPU seconds per round, by process (mean of the rounds that completed)`);
-  for (const name of ["catty", "ssh"] as const) {
+  for (const { name } of paths) {
     const list = results.get(name) ?? [];
     if (list.length === 0) continue;
     const mean = (f: (r: Round) => number): number => list.reduce((a, r) => a + f(r), 0) / list.length;

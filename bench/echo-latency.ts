@@ -16,7 +16,8 @@
  * typing while something prints (CMD must not print the letters a–z, which are the keys), e.g.
  * `--background "while :; do seq 3000; sleep 0.02; done"`.
  * `--bin-dir` uses the binaries in DIR (e.g. built from another checkout) instead of building
- * them. `--samples` writes every measured keystroke as a JSON line with its send and echo times on
+ * them; given more than once, each build gets a path of its own, all measured in turn in one run
+ * (to compare a change against the code before it, under the same load). `--samples` writes every measured keystroke as a JSON line with its send and echo times on
  * the machine's monotonic clock (CLOCK_MONOTONIC, ns), to line up with timestamps taken inside the
  * processes of an instrumented build.
  *
@@ -26,7 +27,7 @@
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { benchTempDir, monotonicNs, percentile, runBench, wholeNumbers, withDeadline } from "./harness.ts";
-import { settle, startCattyPath, startSshPath, type Path } from "./paths.ts";
+import { settle, startCattyPaths, startSshPath, type Path } from "./paths.ts";
 
 const TARGET_P50_RATIO = 1.3;
 const TARGET_P99_RATIO = 1.5;
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
       "gap-ms": { type: "string", default: "0" },
       program: { type: "string", default: "stty raw -echo; exec cat" },
       background: { type: "string" },
-      "bin-dir": { type: "string" },
+      "bin-dir": { type: "string", multiple: true },
       samples: { type: "string" },
     },
   });
@@ -93,12 +94,12 @@ async function main(): Promise<void> {
   const bg = values.background;
   const program = bg ? `(${bg}) & ${values.program}` : values.program;
   const tmp = benchTempDir("catty-bench-echo-");
-  const paths = [await startCattyPath(tmp, program, { binDir: values["bin-dir"] }), await startSshPath(tmp, program)];
+  const paths = [...(await startCattyPaths(tmp, program, values["bin-dir"])), await startSshPath(tmp, program)];
   for (const p of paths) await settle(p, { expect: "x", probe: "x", busy: bg !== undefined });
   for (const p of paths) for (let i = 0; i < warmup; i++) await roundTrip(p);
 
-  const samples = new Map<Path["name"], Sample[]>(paths.map((p) => [p.name, []]));
-  for (let b = 0; (samples.get("catty") as Sample[]).length < rounds; b++) {
+  const samples = new Map<string, Sample[]>(paths.map((p) => [p.name, []]));
+  for (let b = 0; [...samples.values()].some((list) => list.length < rounds); b++) {
     const order = b % 2 === 0 ? paths : [...paths].reverse();
     for (const p of order) {
       const list = samples.get(p.name) as Sample[];
@@ -118,17 +119,23 @@ async function main(): Promise<void> {
     writeFileSync(values.samples, `${lines.join("\n")}\n`);
   }
 
-  const catty = summary(samples.get("catty") as Sample[]);
   const ssh = summary(samples.get("ssh") as Sample[]);
   const ms = (v: number): string => `${v.toFixed(3)} ms`.padStart(11);
   const ratio = (v: number): string => v.toFixed(2).padStart(11);
-  console.log(`${`keystroke round trip (n=${rounds})`.padEnd(32)}${"p50".padStart(11)}${"p90".padStart(11)}${"p99".padStart(11)}`);
-  console.log(`${"catty connect".padEnd(32)}${ms(catty.p50)}${ms(catty.p90)}${ms(catty.p99)}`);
-  console.log(`${"ssh -tt (loopback sshd)".padEnd(32)}${ms(ssh.p50)}${ms(ssh.p90)}${ms(ssh.p99)}`);
-  console.log(
-    `${"ratio catty/ssh".padEnd(32)}${ratio(catty.p50 / ssh.p50)}${ratio(catty.p90 / ssh.p90)}${ratio(catty.p99 / ssh.p99)}` +
-      `   (targets: p50 ≤ ${TARGET_P50_RATIO}, p99 ≤ ${TARGET_P99_RATIO})`,
-  );
+  const width = Math.max(32, ...paths.map((p) => p.name.length + 12));
+  console.log(`${`keystroke round trip (n=${rounds})`.padEnd(width)}${"p50".padStart(11)}${"p90".padStart(11)}${"p99".padStart(11)}`);
+  for (const p of paths) {
+    const s = summary(samples.get(p.name) as Sample[]);
+    const label = p.name === "ssh" ? "ssh -tt (loopback sshd)" : p.name.replace(/^catty/, "catty connect");
+    console.log(`${label.padEnd(width)}${ms(s.p50)}${ms(s.p90)}${ms(s.p99)}`);
+  }
+  for (const p of paths.filter((p) => p.name !== "ssh")) {
+    const c = summary(samples.get(p.name) as Sample[]);
+    console.log(
+      `${`ratio ${p.name}/ssh`.padEnd(width)}${ratio(c.p50 / ssh.p50)}${ratio(c.p90 / ssh.p90)}${ratio(c.p99 / ssh.p99)}` +
+        `   (targets: p50 ≤ ${TARGET_P50_RATIO}, p99 ≤ ${TARGET_P99_RATIO})`,
+    );
+  }
   const pace = gapMs > 0 ? `${gapMs} ms between keystrokes` : "keystrokes back to back";
   console.log(`(measured at the PTY masters; ${pace}; far end: sh -c "${program}")`);
 }

@@ -12,7 +12,7 @@
  * names its processes by role, so a bench can charge CPU time and memory to each of them.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { createApiClient } from "../src/client/api.ts";
 import {
   cleanups,
@@ -35,7 +35,8 @@ export const ROWS = 24;
 const SSHD = "/usr/sbin/sshd";
 
 export interface Path {
-  readonly name: "catty" | "ssh";
+  /** "ssh", "catty", or "catty <dir>" when several builds are compared. */
+  readonly name: string;
   /** Types into the terminal (writes to the PTY master). */
   type(data: Uint8Array | string): void;
   /**
@@ -59,7 +60,7 @@ export function cpuByRole(path: Path): Record<string, number> {
 const UNCLAIMED_MAX = 64 * 1024;
 
 /** A path whose output goes wherever `onOutput` points at the time. */
-function tapped(name: Path["name"], type: Path["type"], processes: Path["processes"]): { path: Path; feed: (d: Uint8Array, at: number) => void } {
+function tapped(name: string, type: Path["type"], processes: Path["processes"]): { path: Path; feed: (d: Uint8Array, at: number) => void } {
   let unclaimed = "";
   const path: Path = {
     name,
@@ -85,8 +86,24 @@ function tapped(name: Path["name"], type: Path["type"], processes: Path["process
 export interface CattyPathOptions {
   /** Compiled binaries to use (default: built by build.ts for this run). */
   binDir?: string;
+  /** The path's name (default "catty"). */
+  name?: string;
   /** Added to the server's environment (e.g. CATTY_AGENT_BIN, or agent settings it passes on). */
   serverEnv?: Record<string, string>;
+}
+
+/**
+ * The catty paths for `binDirs` (none: one path, binaries built for this run; several: one path
+ * per build, named after its directory, to compare builds in one run).
+ */
+export async function startCattyPaths(tmp: string, program: string, binDirs: string[] | undefined): Promise<Path[]> {
+  if (!binDirs || binDirs.length === 0) return [await startCattyPath(tmp, program)];
+  const paths: Path[] = [];
+  for (const [i, binDir] of binDirs.entries()) {
+    const name = binDirs.length === 1 ? "catty" : `catty ${basename(binDir)}`;
+    paths.push(await startCattyPath(join(tmp, `catty-${i}`), program, { binDir, name }));
+  }
+  return paths;
 }
 
 /** Starts a server process, a session running `program`, and `catty connect` to it under a PTY. */
@@ -117,7 +134,7 @@ export async function startCattyPath(tmp: string, program: string, opts: CattyPa
     rows: ROWS,
     onOutput: (data, at) => feed(data, at),
   });
-  const t = tapped("catty", (data) => cli.write(data), () => ({
+  const t = tapped(opts.name ?? "catty", (data) => cli.write(data), () => ({
     catty: [cli.pid],
     "catty-server": [server.pid],
     "catty-agent": [agentPid],
