@@ -369,6 +369,8 @@ export function cpuSeconds(pids: number[]): number {
 export interface Memory {
   /** VmRSS: resident memory, kB. */
   rssKb: number;
+  /** Proportional set size: resident pages, each shared one divided among the processes sharing it. */
+  pssKb: number;
   /** Of which anonymous (heap, stacks), file-backed (the executable's pages, shared) and shared memory. */
   anonKb: number;
   fileKb: number;
@@ -383,8 +385,21 @@ export function memory(pid: number): Memory | null {
   } catch {
     return null;
   }
-  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0);
-  return { rssKb: kb("VmRSS"), anonKb: kb("RssAnon"), fileKb: kb("RssFile"), shmemKb: kb("RssShmem") };
+  let rollup = "";
+  try {
+    rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  } catch {
+    // gone meanwhile, or a kernel without it
+  }
+  const kb = (text: string, field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+  return {
+    rssKb: kb(status, "VmRSS"),
+    pssKb: kb(rollup, "Pss"),
+    anonKb: kb(status, "RssAnon"),
+    fileKb: kb(status, "RssFile"),
+    shmemKb: kb(status, "RssShmem"),
+  };
 }
 
 // ── the monotonic clock ───────────────────────────────────────────────────────────────────────

@@ -6,11 +6,14 @@
  * for an empty program (`setInterval(() => {}, 1000)`) compiled by the same Bun — what any
  * compiled Bun executable costs before it does anything — plain and with `--smol`.
  *
- *   ./node_modules/.bin/bun bench/memory.ts [--bin-dir DIR] [--settle-ms 3000]
+ *   ./node_modules/.bin/bun bench/memory.ts [--sessions 1] [--bin-dir DIR] [--settle-ms 3000]
  *
- * Figures are VmRSS from /proc/<pid>/status, split into anonymous memory (heaps, stacks: this
- * process's own) and file-backed pages (mostly the executable itself, shared by every process that
- * runs it). No target of its own; cleans up everything it started.
+ * Figures come from /proc/<pid>/status and smaps_rollup: VmRSS, split into anonymous memory
+ * (heaps, stacks: the process's own) and file-backed pages (mostly the executable's code, shared
+ * by every process running the same file, and given back under memory pressure), and PSS, which
+ * divides each shared page among its sharers. `--sessions N` runs N such sessions side by side (a
+ * server each, all from the same binaries), so the PSS shows what one more session costs. No
+ * target of its own; cleans up everything it started.
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -42,12 +45,15 @@ async function idleMemory(bin: string, settleMs: number): Promise<Memory> {
   return m;
 }
 
-function byRole(path: Path): Record<string, Memory> {
+/** The memory of each process of `paths` but the program, by role (numbered when there are several). */
+function byRole(paths: Path[]): Record<string, Memory> {
   const out: Record<string, Memory> = {};
-  for (const [role, pids] of Object.entries(path.processes())) {
-    if (role === "program") continue;
-    const m = pids[0] === undefined ? null : memory(pids[0]);
-    if (m) out[role] = m;
+  for (const [i, path] of paths.entries()) {
+    for (const [role, pids] of Object.entries(path.processes())) {
+      if (role === "program") continue;
+      const m = pids[0] === undefined ? null : memory(pids[0]);
+      if (m) out[paths.length > 1 ? `${role} #${i + 1}` : role] = m;
+    }
   }
   return out;
 }
@@ -55,23 +61,36 @@ function byRole(path: Path): Record<string, Memory> {
 const MB = (kb: number): string => `${(kb / 1024).toFixed(1)} MB`.padStart(10);
 
 function print(title: string, rows: Record<string, Memory>): void {
-  console.log(`${title.padEnd(40)}${"VmRSS".padStart(10)}${"anon".padStart(10)}${"file".padStart(10)}`);
-  for (const [name, m] of Object.entries(rows)) console.log(`  ${name.padEnd(38)}${MB(m.rssKb)}${MB(m.anonKb)}${MB(m.fileKb)}`);
+  console.log(`${title.padEnd(40)}${["VmRSS", "anon", "file", "PSS"].map((h) => h.padStart(10)).join("")}`);
+  for (const [name, m] of Object.entries(rows)) {
+    console.log(`  ${name.padEnd(38)}${MB(m.rssKb)}${MB(m.anonKb)}${MB(m.fileKb)}${MB(m.pssKb)}`);
+  }
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { "bin-dir": { type: "string" }, "settle-ms": { type: "string", default: "3000" } } });
-  const { "settle-ms": settleMs } = wholeNumbers(values, { "settle-ms": 0 });
+  const { values } = parseArgs({
+    options: {
+      sessions: { type: "string", default: "1" },
+      "bin-dir": { type: "string" },
+      "settle-ms": { type: "string", default: "3000" },
+    },
+  });
+  const { sessions, "settle-ms": settleMs } = wholeNumbers(values, { sessions: 1, "settle-ms": 0 });
   const tmp = benchTempDir("catty-bench-memory-");
 
-  const path = await startCattyPath(tmp, "exec sh", { binDir: values["bin-dir"] });
+  const paths: Path[] = [];
+  for (let i = 0; i < sessions; i++) {
+    paths.push(await startCattyPath(join(tmp, `session-${i}`), "exec sh", { binDir: values["bin-dir"] }));
+  }
   // Quotes typed are echoed as typed: only the shell's output has the word whole.
-  await settle(path, { expect: "READY", probe: "echo RE''ADY\r", quietMs: settleMs });
-  print("idle shell session, attached", byRole(path));
+  for (const path of paths) await settle(path, { expect: "READY", probe: "echo RE''ADY\r", quietMs: settleMs });
+  print(`idle shell session${sessions > 1 ? "s" : ""}, attached`, byRole(paths));
 
-  path.type(`seq 1 ${LINES}; echo EN''D\r`);
-  await settle(path, { expect: "END", quietMs: settleMs, timeoutMs: 120_000 });
-  print(`after ${LINES.toLocaleString("en")} lines of output`, byRole(path));
+  for (const path of paths) {
+    path.type(`seq 1 ${LINES}; echo EN''D\r`);
+    await settle(path, { expect: "END", quietMs: settleMs, timeoutMs: 120_000 });
+  }
+  print(`after ${LINES.toLocaleString("en")} lines of output`, byRole(paths));
 
   print("empty compiled Bun program, idle", {
     plain: await idleMemory(await compileEmpty(tmp, "empty", []), settleMs),
