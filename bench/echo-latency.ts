@@ -9,12 +9,14 @@
  *
  *   ./node_modules/.bin/bun bench/echo-latency.ts [--rounds 1000] [--warmup 100] [--block 10]
  *       [--gap-ms 0] [--program "stty raw -echo; exec cat"] [--background CMD] [--bin-dir DIR]
- *       [--samples FILE]
+ *       [--jump] [--samples FILE]
  *
  * `--gap-ms` waits between keystrokes, as a typist does: every process then wakes from idle.
  * `--background` runs CMD beside the echoing program, its output going to the same terminal —
  * typing while something prints (CMD must not print the letters a–z, which are the keys), e.g.
  * `--background "while :; do seq 3000; sleep 0.02; done"`.
+ * `--jump` adds ssh through a jump host (`ssh -J`, the same sshd as both hosts) as a further
+ * reference: a relay in the middle, as Catty's server is.
  * `--bin-dir` uses the binaries in DIR (e.g. built from another checkout) instead of building
  * them; given more than once, each build gets a path of its own, all measured in turn in one run
  * (to compare a change against the code before it, under the same load). `--samples` writes every measured keystroke as a JSON line with its send and echo times on
@@ -85,6 +87,7 @@ async function main(): Promise<void> {
       "gap-ms": { type: "string", default: "0" },
       program: { type: "string", default: "stty raw -echo; exec cat" },
       background: { type: "string" },
+      jump: { type: "boolean", default: false },
       "bin-dir": { type: "string", multiple: true },
       samples: { type: "string" },
     },
@@ -95,6 +98,7 @@ async function main(): Promise<void> {
   const program = bg ? `(${bg}) & ${values.program}` : values.program;
   const tmp = benchTempDir("catty-bench-echo-");
   const paths = [...(await startCattyPaths(tmp, program, values["bin-dir"])), await startSshPath(tmp, program)];
+  if (values.jump) paths.push(await startSshPath(tmp, program, { jump: true }));
   for (const p of paths) await settle(p, { expect: "x", probe: "x", busy: bg !== undefined });
   for (const p of paths) for (let i = 0; i < warmup; i++) await roundTrip(p);
 
@@ -126,14 +130,14 @@ async function main(): Promise<void> {
   console.log(`${`keystroke round trip (n=${rounds})`.padEnd(width)}${"p50".padStart(11)}${"p90".padStart(11)}${"p99".padStart(11)}`);
   for (const p of paths) {
     const s = summary(samples.get(p.name) as Sample[]);
-    const label = p.name === "ssh" ? "ssh -tt (loopback sshd)" : p.name.replace(/^catty/, "catty connect");
+    const label = p.name.startsWith("ssh") ? `${p.name} -tt (loopback sshd)` : p.name.replace(/^catty/, "catty connect");
     console.log(`${label.padEnd(width)}${ms(s.p50)}${ms(s.p90)}${ms(s.p99)}`);
   }
   for (const p of paths.filter((p) => p.name !== "ssh")) {
     const c = summary(samples.get(p.name) as Sample[]);
+    const targets = p.name.startsWith("catty") ? `   (targets: p50 ≤ ${TARGET_P50_RATIO}, p99 ≤ ${TARGET_P99_RATIO})` : "";
     console.log(
-      `${`ratio ${p.name}/ssh`.padEnd(width)}${ratio(c.p50 / ssh.p50)}${ratio(c.p90 / ssh.p90)}${ratio(c.p99 / ssh.p99)}` +
-        `   (targets: p50 ≤ ${TARGET_P50_RATIO}, p99 ≤ ${TARGET_P99_RATIO})`,
+      `${`ratio ${p.name}/ssh`.padEnd(width)}${ratio(c.p50 / ssh.p50)}${ratio(c.p90 / ssh.p90)}${ratio(c.p99 / ssh.p99)}${targets}`,
     );
   }
   const pace = gapMs > 0 ? `${gapMs} ms between keystrokes` : "keystrokes back to back";

@@ -219,26 +219,35 @@ async function startSshd(dir: string): Promise<{ port: number; pid: number; clie
 
 const shellQuote = (s: string): string => `'${s.replaceAll("'", `'\\''`)}'`;
 
+export interface SshPathOptions {
+  /**
+   * Go through a jump host (`ProxyCommand ssh -W`, what `ssh -J` does; the same sshd plays both
+   * hosts): a relay in the middle, as Catty's server is. The path is then named "ssh -J".
+   */
+  jump?: boolean;
+}
+
 /** Starts a loopback sshd and `ssh -tt` to it under a PTY, running `program`. */
-export async function startSshPath(tmp: string, program: string): Promise<Path> {
-  const sshd = await startSshd(join(tmp, "ssh"));
+export async function startSshPath(tmp: string, program: string, opts: SshPathOptions = {}): Promise<Path> {
+  const sshd = await startSshd(join(tmp, opts.jump ? "ssh-jump" : "ssh"));
   // os.userInfo() can answer "unknown" under Bun; `id -un` reads the account database.
   const user = (await run(["id", "-un"], { timeoutMs: 10_000 })).out.trim();
+  const common = [
+    "-F", "/dev/null", "-p", String(sshd.port), "-i", sshd.clientKey,
+    "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+  ];
+  const jump = opts.jump ? ["-o", `ProxyCommand=ssh ${common.join(" ")} -W %h:%p ${user}@127.0.0.1`] : [];
   let feed: (d: Uint8Array, at: number) => void = () => {};
   const cli = spawnInPty(
-    [
-      "ssh", "-tt", "-e", "none", "-F", "/dev/null", "-p", String(sshd.port), "-i", sshd.clientKey,
-      "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-      "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-      `${user}@127.0.0.1`, `exec sh -c ${shellQuote(program)}`,
-    ],
+    ["ssh", "-tt", "-e", "none", ...common, ...jump, `${user}@127.0.0.1`, `exec sh -c ${shellQuote(program)}`],
     { cols: COLS, rows: ROWS, onOutput: (data, at) => feed(data, at) },
   );
-  const t = tapped("ssh", (data) => cli.write(data), () => {
+  const t = tapped(opts.jump ? "ssh -J" : "ssh", (data) => cli.write(data), () => {
     // sshd forks a privileged and a user process per connection; the program runs under the latter.
     const tree = descendants(sshd.pid).map((pid) => procStat(pid)).filter((s) => s !== null);
     return {
-      ssh: [cli.pid],
+      ssh: [cli.pid, ...descendants(cli.pid)],
       sshd: [sshd.pid, ...tree.filter((s) => s.comm === "sshd").map((s) => s.pid)],
       program: tree.filter((s) => s.comm !== "sshd").map((s) => s.pid),
     };
