@@ -4,7 +4,8 @@
  * a loopback sshd (bench/paths.ts). Prints MB/s of each (the program's bytes over the time from
  * the key that starts a round until its end marker is on the master), their ratio, and the CPU
  * seconds each process of each path used per round, from /proc — so the cost lands on the process
- * that pays it (the client, the relays, the program, and this bench as the terminal).
+ * that pays it (the client, the relays, the program, and this bench as the terminal), counting
+ * what they still do after the end marker until they are idle again.
  *
  *   ./node_modules/.bin/bun bench/bulk-output.ts [--mb 256] [--rounds 2] [--bin-dir DIR…]
  *
@@ -57,6 +58,23 @@ interface Round {
 }
 
 /**
+ * CPU seconds by role once the path's processes have stopped using CPU (for at most 15 s): work
+ * left over after the end marker (the agent's screen mirror catching up) belongs to the round.
+ */
+async function cpuWhenIdle(path: Path): Promise<Record<string, number>> {
+  const total = (c: Record<string, number>): number => Object.values(c).reduce((a, b) => a + b, 0);
+  const deadline = Date.now() + 15_000;
+  let before = cpuByRole(path);
+  for (;;) {
+    await Bun.sleep(250);
+    const now = cpuByRole(path);
+    // One clock tick (10 ms) in a quarter of a second is idle enough.
+    if (total(now) - total(before) <= 0.01 || Date.now() > deadline) return now;
+    before = now;
+  }
+}
+
+/**
  * One round: a key, then output until the end marker (or until nothing has arrived for
  * `STALL_MS`); the time, the bytes, the CPU.
  */
@@ -85,7 +103,7 @@ async function round(path: Path): Promise<Round> {
   });
   clearInterval(watchdog);
   path.onOutput = null;
-  const after = cpuByRole(path);
+  const after = await cpuWhenIdle(path);
   const bench = process.cpuUsage(benchBefore);
   const cpu: Record<string, number> = {};
   for (const role of Object.keys(after)) cpu[role] = (after[role] ?? 0) - (before[role] ?? 0);
