@@ -1,12 +1,12 @@
 /**
- * The two paths the speed benches compare, each through the real executables under a PTY whose
- * master the bench holds, as a terminal emulator does:
+ * The paths the speed benches compare, each through the real executables under a PTY whose master
+ * the bench holds, as a terminal emulator does:
  *
  * - catty: `catty connect <label>` (the compiled CLI, with its own raw-mode stdin and its stdout
  *   writes) against a real `catty-server` process, whose local provider runs the session's program
  *   under the compiled `catty-agent`;
  * - ssh: `ssh -tt` to a loopback `sshd` this run starts (installing Debian's openssh-server when
- *   it is missing).
+ *   it is missing); optionally through a jump host (`ssh -J`), a relay in the middle as Catty has.
  *
  * Both run the same program, as `sh -c <program>`, under the remote end's PTY. Each path also
  * names its processes by role, so a bench can charge CPU time and memory to each of them.
