@@ -1,15 +1,18 @@
 /**
  * Plumbing shared by the benchmarks: a registry of things to undo (run last first, also on
- * failure or Ctrl+C), deadlines, processes and their leftovers, a real `catty-server` process,
- * and the statistics the benches print. Importing it starts nothing.
+ * failure or Ctrl+C), deadlines, processes and their leftovers, the compiled binaries, a real
+ * `catty-server` process, commands under a PTY, per-process CPU and memory from /proc, and the
+ * statistics the benches print. Importing it starts nothing.
  */
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { buildBinaries, type Binaries } from "../test/helpers/binaries.ts";
 import { freePort } from "../test/helpers/ports.ts";
 
-export { freePort };
+export { freePort, type Binaries };
 
 // ── cleaning up ───────────────────────────────────────────────────────────────────────────────
 
@@ -121,6 +124,37 @@ export function killProcessesUnder(dir: string): void {
   }
 }
 
+/** Runs `cmd` to its end (killed after `timeoutMs`); its stdout and stderr together. */
+export async function run(
+  cmd: string[],
+  opts: { timeoutMs: number; env?: Record<string, string> },
+): Promise<{ code: number; out: string }> {
+  const proc = Bun.spawn(cmd, {
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+    env: { ...process.env, ...opts.env },
+    timeout: opts.timeoutMs,
+    killSignal: "SIGKILL",
+  });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  return { code, out: out + err };
+}
+
+/** Feeds every chunk of `stream` to `onChunk` until it ends; a broken pipe just ends it. */
+export async function readAll(stream: ReadableStream<Uint8Array>, onChunk: (chunk: Uint8Array) => void): Promise<void> {
+  const reader = stream.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      onChunk(value);
+    }
+  } catch {
+    // the process went away
+  }
+}
+
 /** Waits (up to 10 s) until `port` on loopback takes a TCP connection; fails if `proc` exits first. */
 export async function waitForPort(port: number, proc: Subprocess, name: string, log: () => string): Promise<void> {
   const deadline = Date.now() + 10_000;
@@ -137,6 +171,19 @@ export async function waitForPort(port: number, proc: Subprocess, name: string, 
   throw new Error(`${name} did not listen on port ${port} within 10 s:\n${log()}`);
 }
 
+// ── the compiled binaries ─────────────────────────────────────────────────────────────────────
+
+/**
+ * `catty`, `catty-server` and `catty-agent` as users run them: the ones already in `dir` (say,
+ * built from another checkout, to compare), or built by build.ts into a temp dir removed at exit.
+ */
+export async function compiledBinaries(dir?: string): Promise<Binaries> {
+  if (!dir) return buildBinaries();
+  const bins = { dir, catty: join(dir, "catty"), server: join(dir, "catty-server"), agent: join(dir, "catty-agent") };
+  for (const f of [bins.catty, bins.server, bins.agent]) if (!existsSync(f)) throw new Error(`${f} not found`);
+  return bins;
+}
+
 // ── a real catty-server ───────────────────────────────────────────────────────────────────────
 
 export interface ServerProcessOptions {
@@ -149,6 +196,11 @@ export interface ServerProcessOptions {
   ready?: "healthz" | "port";
   /** The error when `/healthz` did not answer in time. */
   notReadyMessage?: string;
+  /**
+   * A compiled `catty-server` to run (its sessions then run the `catty-agent` beside it); default:
+   * `server/main.ts` with this Bun (and the agent from source too).
+   */
+  bin?: string;
 }
 
 /**
@@ -159,10 +211,10 @@ export interface ServerProcessOptions {
 export async function startServerProcess(
   dataDir: string,
   opts: ServerProcessOptions = {},
-): Promise<{ url: string; port: number; token: string }> {
+): Promise<{ url: string; port: number; token: string; pid: number }> {
   const port = freePort();
-  const entry = join(import.meta.dir, "..", "server", "main.ts");
-  const proc = Bun.spawn([process.execPath, entry, "serve", "--port", String(port), "--data-dir", dataDir], {
+  const server = opts.bin ? [opts.bin] : [process.execPath, join(import.meta.dir, "..", "server", "main.ts")];
+  const proc = Bun.spawn([...server, "serve", "--port", String(port), "--data-dir", dataDir], {
     stdin: "ignore",
     stdout: "inherit",
     stderr: "inherit",
@@ -181,7 +233,197 @@ export async function startServerProcess(
       await Bun.sleep(50);
     }
   }
-  return { url, port, token: readFileSync(join(dataDir, "owner-token"), "utf8").trim() };
+  return { url, port, token: readFileSync(join(dataDir, "owner-token"), "utf8").trim(), pid: proc.pid };
+}
+
+// ── commands under a PTY ──────────────────────────────────────────────────────────────────────
+
+export interface PtyCommand {
+  readonly pid: number;
+  /** Writes to the PTY master, as keys typed into a terminal. */
+  write(data: Uint8Array | string): void;
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number>;
+  /** Ends the command (SIGTERM, then SIGKILL) and closes the PTY. */
+  stop(): Promise<void>;
+}
+
+/**
+ * `argv` under a new PTY whose master this process holds, as a terminal emulator does; what the
+ * command prints goes to `onOutput` with its arrival time (`performance.now()`). Registered for
+ * cleanup.
+ */
+export function spawnInPty(
+  argv: string[],
+  opts: {
+    cwd?: string;
+    env?: Record<string, string | undefined>;
+    cols?: number;
+    rows?: number;
+    onOutput(data: Uint8Array, at: number): void;
+  },
+): PtyCommand {
+  const proc = Bun.spawn(argv, {
+    cwd: opts.cwd,
+    env: opts.env,
+    terminal: {
+      cols: opts.cols ?? 80,
+      rows: opts.rows ?? 24,
+      name: "xterm-256color",
+      data: (_term, data) => opts.onOutput(data, performance.now()),
+    },
+  });
+  const terminal = proc.terminal as Bun.Terminal;
+  const stop = async (): Promise<void> => {
+    await killAndWait(proc);
+    if (!terminal.closed) terminal.close();
+  };
+  cleanups.push({ what: `${argv[0]} under a PTY`, run: stop });
+  return {
+    pid: proc.pid,
+    write(data) {
+      if (proc.exitCode !== null || terminal.closed) throw new Error(`${argv[0]} exited with ${proc.exitCode}`);
+      terminal.write(data);
+    },
+    exited: proc.exited,
+    stop,
+  };
+}
+
+// ── processes in /proc (Linux) ────────────────────────────────────────────────────────────────
+
+/** /proc counts CPU time in USER_HZ ticks, which Linux fixes at 100 per second on every architecture. */
+const TICKS_PER_S = 100;
+
+export interface ProcStat {
+  pid: number;
+  ppid: number;
+  comm: string;
+  /** CPU seconds (user + system) the process used itself. */
+  cpuS: number;
+  /** CPU seconds its children used, those it has waited for. */
+  reapedCpuS: number;
+}
+
+/** One process's line of /proc/<pid>/stat; null once it is gone. */
+export function procStat(pid: number): ProcStat | null {
+  let line: string;
+  try {
+    line = readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return null;
+  }
+  // The command name is in parentheses and may itself hold spaces or parentheses.
+  const close = line.lastIndexOf(")");
+  const f = line.slice(close + 2).split(" ").map(Number);
+  const at = (i: number): number => f[i] ?? 0;
+  return {
+    pid,
+    ppid: at(1),
+    comm: line.slice(line.indexOf("(") + 1, close),
+    cpuS: (at(11) + at(12)) / TICKS_PER_S,
+    reapedCpuS: (at(13) + at(14)) / TICKS_PER_S,
+  };
+}
+
+/** Every live descendant of `pid`, parents before their children. */
+export function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const visit = (p: number): void => {
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p}/task`);
+    } catch {
+      return;
+    }
+    for (const task of tasks) {
+      let children = "";
+      try {
+        children = readFileSync(`/proc/${p}/task/${task}/children`, "utf8");
+      } catch {
+        continue;
+      }
+      for (const c of children.split(" ").filter(Boolean).map(Number)) {
+        out.push(c);
+        visit(c);
+      }
+    }
+  };
+  visit(pid);
+  return out;
+}
+
+/**
+ * CPU seconds of a group of live processes: each one's own, plus what its waited-for children used
+ * (so a shell's finished pipelines count; a live child is counted by itself, never twice).
+ */
+export function cpuSeconds(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    const st = procStat(pid);
+    if (st) sum += st.cpuS + st.reapedCpuS;
+  }
+  return sum;
+}
+
+export interface Memory {
+  /** VmRSS: resident memory, kB. */
+  rssKb: number;
+  /** Proportional set size: resident pages, each shared one divided among the processes sharing it. */
+  pssKb: number;
+  /** Of which anonymous (heap, stacks), file-backed (the executable's pages, shared) and shared memory. */
+  anonKb: number;
+  fileKb: number;
+  shmemKb: number;
+}
+
+/** Resident memory of `pid` from /proc/<pid>/status; null once it is gone. */
+export function memory(pid: number): Memory | null {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, "utf8");
+  } catch {
+    return null;
+  }
+  let rollup = "";
+  try {
+    rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+  } catch {
+    // gone meanwhile, or a kernel without it
+  }
+  const kb = (text: string, field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
+  return {
+    rssKb: kb(status, "VmRSS"),
+    pssKb: kb(rollup, "Pss"),
+    anonKb: kb(status, "RssAnon"),
+    fileKb: kb(status, "RssFile"),
+    shmemKb: kb(status, "RssShmem"),
+  };
+}
+
+// ── the monotonic clock ───────────────────────────────────────────────────────────────────────
+
+let clock: { read(): bigint } | null = null;
+
+/**
+ * CLOCK_MONOTONIC in ns, the clock every process on this machine shares (unlike
+ * `process.hrtime`, which Bun counts from its own start). Linux only: libc's clock_gettime via FFI.
+ */
+export function monotonicNs(): bigint {
+  clock ??= (() => {
+    const libc = dlopen("libc.so.6", { clock_gettime: { args: [FFIType.i32, FFIType.ptr], returns: FFIType.i32 } });
+    const ts = new BigInt64Array(2);
+    const at = ptr(ts);
+    const CLOCK_MONOTONIC = 1;
+    return {
+      read: () => {
+        libc.symbols.clock_gettime(CLOCK_MONOTONIC, at);
+        return (ts[0] as bigint) * 1_000_000_000n + (ts[1] as bigint);
+      },
+    };
+  })();
+  return clock.read();
 }
 
 // ── options and statistics ────────────────────────────────────────────────────────────────────
