@@ -141,11 +141,14 @@ export function createAgent(deps: AgentDeps): Agent {
           return;
         case "attach": {
           const { clientId, syncBack } = msg;
-          void output.catchUp(clientId, msg.offset, msg.repaint).then(() => {
-            if (!syncBack) return;
-            if (phase === "running") syncSender.subscribe(clientId, syncBack);
-            else early.set(clientId, syncBack);
-          });
+          void output
+            .catchUp(clientId, msg.offset, msg.repaint)
+            .then(() => {
+              if (!syncBack) return;
+              if (phase === "running") syncSender.subscribe(clientId, syncBack);
+              else early.set(clientId, syncBack);
+            })
+            .catch((err: unknown) => log.error("catching a client up failed", { clientId, err }));
           return;
         }
         case "detach":
@@ -274,7 +277,12 @@ export function createAgent(deps: AgentDeps): Agent {
     wrapUp: async () => {
       await journal.close();
       const finalSave = orphaned ? null : describeSave(await saver.finish());
-      return { finalSave, screen: await output.screen(200) };
+      // The exit is reported whatever happens to the screen: a session must be able to end.
+      const screen = await output.screen(200).catch((err: unknown) => {
+        log.error("could not take the last screen", { err });
+        return "";
+      });
+      return { finalSave, screen };
     },
   });
 

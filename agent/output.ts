@@ -10,8 +10,12 @@ import { ScreenMirror } from "./screen.ts";
 
 /** Replays go out in pieces so one client's catch-up never becomes one giant frame. */
 const REPLAY_CHUNK = 256 * 1024;
-/** Serializing the screen races with new output; this many tries before giving up on a client. */
-const SCREEN_TRIES = 3;
+/**
+ * The screen is valid at the offset the mirror had parsed; when a flood pushed that offset out of
+ * the ring meanwhile, it is taken again, this many times before giving up on the client (which
+ * asks again on its next reconnect).
+ */
+const SCREEN_TRIES = 20;
 
 export interface OutputOptions {
   /** Bytes kept for exact replay (`CATTY_RING_BYTES`). */

@@ -1,25 +1,61 @@
 /**
- * The screen mirror: a headless xterm fed with every byte of PTY output, so a client that is new
- * or too far behind gets the current screen (and scrollback) as one string of escape sequences.
+ * The screen mirror: a headless xterm fed with the PTY output, so a client that is new or too far
+ * behind gets the current screen (and scrollback) as one string of escape sequences.
+ *
+ * Parsing costs far more than moving bytes, so the mirror is fed off the echo path and in
+ * bounded slices: output waits `FEED_DELAY_MS` (so a keystroke's echo is never queued behind a
+ * parse), then goes to xterm at most `SLICE_BYTES` at a time, the next slice only once xterm has
+ * parsed the last (xterm itself refuses data once 50 MB wait unparsed). When a flood outruns the
+ * parser, what waits is cut to its last `BACKLOG_BYTES`: the terminal is reset, put back into the
+ * modes the skipped output switched on (alternate screen, cursor keys…), and fed the tail, which
+ * holds far more than a screenful. The screen then is what a terminal shows after that output;
+ * lines of scrollback from within the skipped part are gone, and the ring still holds the bytes
+ * themselves for exact replay.
  */
 import { SerializeAddon } from "@xterm/addon-serialize";
 import { Terminal } from "@xterm/headless";
+import { ModeTracker } from "../src/lib/terminal-modes.ts";
 
-/**
- * How long output waits before the parser sees it. xterm parses on a timer of its own (~1 ms)
- * after every write; while someone types, that parse lands between a keystroke and its echo.
- * Feeding it in batches moves the work off the echo path and parses more bytes per call.
- */
 const FEED_DELAY_MS = 20;
+/** Bytes handed to xterm per parse. */
+const SLICE_BYTES = 64 * 1024;
+/** Unparsed output kept when a flood outruns the parser. */
+const BACKLOG_BYTES = 1024 * 1024;
+
+export interface ScreenSnapshot {
+  data: string;
+  /** Stream offset the screen is valid at. */
+  offset: number;
+  cols: number;
+  rows: number;
+}
+
+interface Waiter {
+  /** Serialize once everything up to this offset is parsed. */
+  upTo: number;
+  scrollback: number;
+  resolve(snap: ScreenSnapshot): void;
+}
 
 export class ScreenMirror {
   private readonly term: Terminal;
   private readonly serializer = new SerializeAddon();
-  /** Offset of the output the mirror has been fed up to. */
+  /** Modes as of the end of the output handed to the mirror, to restore after a skip. */
+  private readonly modes = new ModeTracker();
+  /** Offset of the output xterm has parsed up to. */
   private fed = 0;
+  /** Output not yet handed to xterm, and the offset at its end. */
   private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
   private pendingEnd = 0;
+  /** Output was skipped: reset and restore modes before the next slice. */
+  private skipped = false;
+  private parsing = false;
   private feedTimer: Timer | undefined;
+  private waiters: Waiter[] = [];
+  private disposed = false;
+  /** Bytes skipped in floods since the start (for logs and tests). */
+  skippedBytes = 0;
 
   constructor(cols: number, rows: number, scrollback = 1000) {
     this.term = new Terminal({ cols, rows, scrollback, allowProposedApi: true });
@@ -28,22 +64,95 @@ export class ScreenMirror {
 
   write(data: Uint8Array, end: number): void {
     this.pending.push(data);
+    this.pendingBytes += data.length;
     this.pendingEnd = end;
-    this.feedTimer ??= setTimeout(() => this.feed(), FEED_DELAY_MS);
+    this.modes.feed(data);
+    if (this.pendingBytes > BACKLOG_BYTES) this.trim();
+    if (!this.parsing) this.feedTimer ??= setTimeout(() => this.pump(), FEED_DELAY_MS);
   }
 
-  /** Hands the queued output to the parser. */
-  private feed(): void {
+  /** Drops the oldest unparsed output beyond the backlog. */
+  private trim(): void {
+    while (this.pending.length > 1 && this.pendingBytes - (this.pending[0] as Uint8Array).length >= BACKLOG_BYTES) {
+      const dropped = this.pending.shift() as Uint8Array;
+      this.pendingBytes -= dropped.length;
+      this.skippedBytes += dropped.length;
+      this.skipped = true;
+    }
+  }
+
+  /** Hands xterm the next slice; called again from xterm's callback once it is parsed. */
+  private pump(): void {
     clearTimeout(this.feedTimer);
     this.feedTimer = undefined;
-    if (this.pending.length === 0) return;
-    for (const data of this.pending) this.term.write(data);
-    this.pending = [];
-    this.fed = this.pendingEnd;
+    if (this.disposed) return;
+    if (this.pending.length === 0) {
+      this.parsing = false;
+      this.serveWaiters();
+      return;
+    }
+    this.parsing = true;
+    let prefix = "";
+    if (this.skipped) {
+      this.skipped = false;
+      this.term.reset();
+      prefix = this.modes.activeSequence();
+    }
+    const slice = this.takeSlice();
+    const end = this.pendingEnd - this.pendingBytes;
+    if (prefix) this.term.write(prefix);
+    this.term.write(slice, () => {
+      this.fed = end;
+      this.serveWaiters();
+      this.pump();
+    });
+  }
+
+  /** Up to `SLICE_BYTES` from the head of what waits. */
+  private takeSlice(): Uint8Array {
+    const first = this.pending[0] as Uint8Array;
+    if (first.length > SLICE_BYTES) {
+      this.pending[0] = first.subarray(SLICE_BYTES);
+      this.pendingBytes -= SLICE_BYTES;
+      return first.subarray(0, SLICE_BYTES);
+    }
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    while (this.pending.length > 0 && size + (this.pending[0] as Uint8Array).length <= SLICE_BYTES) {
+      const part = this.pending.shift() as Uint8Array;
+      parts.push(part);
+      size += part.length;
+    }
+    this.pendingBytes -= size;
+    if (parts.length === 1) return parts[0] as Uint8Array;
+    const out = new Uint8Array(size);
+    let at = 0;
+    for (const part of parts) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
+  }
+
+  /** Serializes for every waiter whose output is parsed, right now (xterm holds exactly `fed`). */
+  private serveWaiters(): void {
+    if (this.waiters.length === 0) return;
+    const ready = this.waiters.filter((w) => w.upTo <= this.fed);
+    if (ready.length === 0) return;
+    this.waiters = this.waiters.filter((w) => w.upTo > this.fed);
+    for (const w of ready) {
+      w.resolve({
+        data: this.serializer.serialize({ scrollback: w.scrollback }),
+        offset: this.fed,
+        cols: this.term.cols,
+        rows: this.term.rows,
+      });
+    }
   }
 
   resize(cols: number, rows: number): void {
-    this.feed();
+    // Applied at once, as a terminal would when its window changes; output still unparsed is
+    // drawn at the new size.
     this.term.resize(cols, rows);
   }
 
@@ -55,23 +164,18 @@ export class ScreenMirror {
     return this.term.rows;
   }
 
-  /** Waits for the parser to catch up, then serializes; `offset` is where the screen is valid. */
-  snapshot(opts: { scrollback?: number } = {}): Promise<{ data: string; offset: number; cols: number; rows: number }> {
-    this.feed();
-    const offset = this.fed;
+  /** The screen once everything written so far is parsed; `offset` is where it is valid. */
+  snapshot(opts: { scrollback?: number } = {}): Promise<ScreenSnapshot> {
     return new Promise((resolve) => {
-      this.term.write("", () => {
-        resolve({
-          data: this.serializer.serialize({ scrollback: opts.scrollback ?? 1000 }),
-          offset,
-          cols: this.term.cols,
-          rows: this.term.rows,
-        });
-      });
+      this.waiters.push({ upTo: this.pendingEnd, scrollback: opts.scrollback ?? 1000, resolve });
+      if (this.parsing) return;
+      if (this.pending.length > 0) this.pump();
+      else this.serveWaiters();
     });
   }
 
   dispose(): void {
+    this.disposed = true;
     clearTimeout(this.feedTimer);
     this.term.dispose();
   }

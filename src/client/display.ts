@@ -6,7 +6,7 @@
  * screen, which would erase the lines catty printed before attaching.
  */
 import { LocalScreen } from "./local-screen.ts";
-import { ModeTracker } from "./modes.ts";
+import { ModeTracker } from "../lib/terminal-modes.ts";
 
 export interface DisplayOptions {
   out: { write(data: Uint8Array | string): unknown };

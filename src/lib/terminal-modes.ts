@@ -1,7 +1,8 @@
 /**
  * Tracks the terminal modes a remote program switches on (alternate screen, mouse reporting,
  * bracketed paste, application cursor keys, focus events, kitty keyboard flags), so the local
- * terminal can be put back exactly as it was on every exit path.
+ * terminal can be put back exactly as it was on every exit path (the CLI), and so a screen mirror
+ * that skipped output can be put back into the modes the skipped part switched on (the agent).
  *
  * Output arrives in chunks cut anywhere, so this is a small incremental parser of escape
  * sequences (the shape of the VT500 parser: ground, escape, CSI, and OSC/DCS/APC strings) that
@@ -172,6 +173,13 @@ export class ModeTracker {
     this.on.clear();
     this.kittyDepth = 0;
     this.state = GROUND;
+  }
+
+  /** The sequence that switches on the modes that are on now (cursor visibility aside). */
+  activeSequence(): string {
+    let out = "";
+    for (const mode of this.on) if (mode !== 25) out += `\x1b[?${mode}h`;
+    return out;
   }
 
   /** The sequence that returns the terminal to its normal state. */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { ModeTracker } from "../../src/client/modes.ts";
+import { ModeTracker } from "../../src/lib/terminal-modes.ts";
 
 describe("ModeTracker", () => {
   test("undoes what the program switched on and is still on", () => {
