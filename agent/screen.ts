@@ -5,8 +5,11 @@
  * Parsing costs far more than moving bytes, so the mirror is fed off the echo path and in
  * bounded slices: output waits `FEED_DELAY_MS` (so a keystroke's echo is never queued behind a
  * parse), then goes to xterm at most `SLICE_BYTES` at a time, the next slice only once xterm has
- * parsed the last (xterm itself refuses data once 50 MB wait unparsed). When a flood outruns the
- * parser, what waits is cut to its last `BACKLOG_BYTES`: the terminal is reset, put back into the
+ * parsed the last (xterm itself refuses data once 50 MB wait unparsed), and with a rest after each
+ * slice three times as long as its parse: the mirror takes at most a quarter of the agent's time,
+ * which keeps up with any program's ordinary output, while a flood's bytes go to the clients
+ * instead of into a parser whose work the next screenful undoes. Anyone waiting for a snapshot
+ * ends the rests. When a flood outruns the parser, what waits is cut to its last `BACKLOG_BYTES`: the terminal is reset, put back into the
  * modes the skipped output switched on (alternate screen, cursor keys…), and fed the tail, which
  * holds far more than a screenful. The screen then is what a terminal shows after that output;
  * lines of scrollback from within the skipped part are gone, and the ring still holds the bytes
@@ -21,6 +24,8 @@ const FEED_DELAY_MS = 20;
 const SLICE_BYTES = 64 * 1024;
 /** Unparsed output kept when a flood outruns the parser. */
 const BACKLOG_BYTES = 1024 * 1024;
+/** Rest after a slice, as a multiple of the time its parse took. */
+const REST_FACTOR = 3;
 
 export interface ScreenSnapshot {
   data: string;
@@ -50,7 +55,9 @@ export class ScreenMirror {
   private pendingEnd = 0;
   /** Output was skipped: reset and restore modes before the next slice. */
   private skipped = false;
-  private parsing = false;
+  /** xterm is parsing a slice (its callback is pending). */
+  private inParse = false;
+  /** A pump is scheduled (the feed delay, or a rest). */
   private feedTimer: Timer | undefined;
   private waiters: Waiter[] = [];
   private disposed = false;
@@ -68,7 +75,7 @@ export class ScreenMirror {
     this.pendingEnd = end;
     this.modes.feed(data);
     if (this.pendingBytes > BACKLOG_BYTES) this.trim();
-    if (!this.parsing) this.feedTimer ??= setTimeout(() => this.pump(), FEED_DELAY_MS);
+    if (!this.inParse) this.feedTimer ??= setTimeout(() => this.pump(), FEED_DELAY_MS);
   }
 
   /** Drops the oldest unparsed output beyond the backlog. */
@@ -81,17 +88,16 @@ export class ScreenMirror {
     }
   }
 
-  /** Hands xterm the next slice; called again from xterm's callback once it is parsed. */
+  /** Hands xterm the next slice; what comes after depends on what waits once it is parsed. */
   private pump(): void {
     clearTimeout(this.feedTimer);
     this.feedTimer = undefined;
-    if (this.disposed) return;
+    if (this.disposed || this.inParse) return;
     if (this.pending.length === 0) {
-      this.parsing = false;
       this.serveWaiters();
       return;
     }
-    this.parsing = true;
+    this.inParse = true;
     let prefix = "";
     if (this.skipped) {
       this.skipped = false;
@@ -100,11 +106,16 @@ export class ScreenMirror {
     }
     const slice = this.takeSlice();
     const end = this.pendingEnd - this.pendingBytes;
+    const started = performance.now();
     if (prefix) this.term.write(prefix);
     this.term.write(slice, () => {
+      this.inParse = false;
       this.fed = end;
       this.serveWaiters();
-      this.pump();
+      if (this.pending.length === 0 || this.disposed) return;
+      if (this.waiters.length > 0) return this.pump();
+      const rest = Math.max(1, (performance.now() - started) * REST_FACTOR);
+      this.feedTimer = setTimeout(() => this.pump(), rest);
     });
   }
 
@@ -168,9 +179,8 @@ export class ScreenMirror {
   snapshot(opts: { scrollback?: number } = {}): Promise<ScreenSnapshot> {
     return new Promise((resolve) => {
       this.waiters.push({ upTo: this.pendingEnd, scrollback: opts.scrollback ?? 1000, resolve });
-      if (this.parsing) return;
-      if (this.pending.length > 0) this.pump();
-      else this.serveWaiters();
+      // While xterm parses, its callback carries on; otherwise start now (ending any rest).
+      if (!this.inParse) this.pump();
     });
   }
 

@@ -15,7 +15,7 @@ import {
   AgentToServer,
   ClientToServer,
   decodeAgentOutput,
-  encodeClientOutput,
+  agentOutputToClient,
   parseMessage,
   PROTOCOL_VERSION,
   agentSyncToClient,
@@ -375,18 +375,18 @@ export class Relay {
     if (!frame) return false;
     if (s.agent !== ws) return true;
     const end = frame.offset + frame.data.length;
+    // Decoded above; from here on the frame is the client's (re-headed in place, no copy).
+    const out = agentOutputToClient(raw);
     if (frame.clientId !== 0) {
       const c = s.clients.get(frame.clientId);
       if (!c || c.congested) return true;
-      if (c.ws.send(encodeClientOutput(frame.offset, frame.data)) === 0) this.congest(c);
+      if (c.ws.send(out) === 0) this.congest(c);
       else c.offset = end;
       return true;
     }
     this.events.activity(s.sessionId);
-    let out: Uint8Array | null = null;
     for (const c of s.clients.values()) {
       if (!c.live || c.congested) continue;
-      out ??= encodeClientOutput(frame.offset, frame.data);
       if (c.ws.send(out) === 0) this.congest(c);
       else c.offset = end;
     }

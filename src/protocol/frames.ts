@@ -38,13 +38,14 @@ export function decodeAgentOutput(frame: Uint8Array): OutputFrame | null {
   };
 }
 
-/** Re-heads an agent frame for a client without copying the payload twice. */
-export function encodeClientOutput(offset: number, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(CLIENT_HEADER + data.length);
-  out[0] = FRAME_OUTPUT;
-  new DataView(out.buffer).setBigUint64(1, BigInt(offset));
-  out.set(data, CLIENT_HEADER);
-  return out;
+/**
+ * The client's copy of an agent output frame, without copying: the client header is the agent
+ * header minus the client id, so the frame is re-headed in place (byte 4, the client id's last
+ * byte, becomes the kind) and the view from there on is sent. The agent frame is not usable after.
+ */
+export function agentOutputToClient(frame: Uint8Array): Uint8Array {
+  frame[4] = FRAME_OUTPUT;
+  return frame.subarray(4);
 }
 
 export function decodeClientOutput(frame: Uint8Array): { offset: number; data: Uint8Array } | null {
@@ -69,12 +70,10 @@ export function decodeAgentSync(frame: Uint8Array): { clientId: number; transfer
   return { clientId: view.getUint32(1), transfer: view.getUint32(5), data: frame.subarray(9) };
 }
 
-/** The server's copy for the client: the agent frame minus the client id. */
+/** The server's copy for the client: the agent frame minus the client id, re-headed in place (as output). */
 export function agentSyncToClient(frame: Uint8Array): Uint8Array {
-  const out = new Uint8Array(frame.length - 4);
-  out[0] = FRAME_SYNC;
-  out.set(frame.subarray(5), 1);
-  return out;
+  frame[4] = FRAME_SYNC;
+  return frame.subarray(4);
 }
 
 export function decodeClientSync(frame: Uint8Array): { transfer: number; data: Uint8Array } | null {
