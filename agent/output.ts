@@ -10,11 +10,7 @@ import { ScreenMirror } from "./screen.ts";
 
 /** Replays go out in pieces so one client's catch-up never becomes one giant frame. */
 const REPLAY_CHUNK = 256 * 1024;
-/**
- * The screen is valid at the offset the mirror had parsed; when a flood pushed that offset out of
- * the ring meanwhile, it is taken again, this many times before giving up on the client (which
- * asks again on its next reconnect).
- */
+// A screen whose offset a flood pushed out of the ring is taken again, this many times at most.
 const SCREEN_TRIES = 20;
 
 export interface OutputOptions {
