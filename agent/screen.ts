@@ -18,6 +18,7 @@
 import { SerializeAddon } from "@xterm/addon-serialize";
 import { Terminal } from "@xterm/headless";
 import { ModeTracker } from "../src/lib/terminal-modes.ts";
+import type { AgentToServer } from "../src/protocol/index.ts";
 
 const FEED_DELAY_MS = 20;
 /** Bytes handed to xterm per parse. */
@@ -27,13 +28,8 @@ const BACKLOG_BYTES = 1024 * 1024;
 /** Rest after a slice, as a multiple of the time its parse took. */
 const REST_FACTOR = 3;
 
-export interface ScreenSnapshot {
-  data: string;
-  /** Stream offset the screen is valid at. */
-  offset: number;
-  cols: number;
-  rows: number;
-}
+/** The screen as the protocol's `screen` message carries it; `offset` is where it is valid. */
+export type ScreenSnapshot = Omit<Extract<AgentToServer, { type: "screen" }>, "type" | "clientId">;
 
 interface Waiter {
   /** Serialize once everything up to this offset is parsed. */
