@@ -10,6 +10,9 @@ import { mkdirSync } from "node:fs";
 import { userInfo } from "node:os";
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
+import { lchown } from "node:fs/promises";
+import { join } from "node:path";
+import { walkTree } from "../src/lib/safe-fs.ts";
 import { PROTOCOL_VERSION, type AgentToServer, type SyncPosition } from "../src/protocol/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Link, LinkHandlers } from "./link.ts";
@@ -91,6 +94,13 @@ function programEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   out.COLORTERM = "truecolor";
   out.CATTY = "1";
   return out;
+}
+
+/** Gives the workspace to the sandbox's user (`uid:gid`), so the program may change what was restored. */
+async function handOver(root: string, owner: string): Promise<void> {
+  const [uid, gid] = owner.split(":").map(Number) as [number, number];
+  await lchown(root, uid, gid);
+  await walkTree(root, (rel) => lchown(join(root, rel), uid, gid).catch(() => {}));
 }
 
 export function createAgent(deps: AgentDeps): Agent {
@@ -266,7 +276,8 @@ export function createAgent(deps: AgentDeps): Agent {
 
   const program = new Program({
     pty: deps.pty,
-    argv: command.argv,
+    // The sandbox's wrapper (from the provider) comes first; the program runs inside it.
+    argv: [...config.wrap, ...command.argv],
     cwd: config.workspace,
     env: programEnv(process.env),
     size: () => ({ cols: output.cols, rows: output.rows }),
@@ -304,6 +315,7 @@ export function createAgent(deps: AgentDeps): Agent {
         return;
       }
     }
+    if (config.owner) await handOver(config.workspace, config.owner);
     await journal.start();
     for (const [clientId, from] of early) syncSender.subscribe(clientId, from);
     early.clear();

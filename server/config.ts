@@ -5,6 +5,7 @@
  * (`settingsTable(SERVER_SETTINGS)`). Precedence: flags > environment > defaults. A bad value
  * throws a `SettingsError` naming the flag or variable; `catty-server` prints it and exits 1.
  */
+import type { SandboxMode, SessionLimits } from "./providers/sandbox.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Level } from "../src/lib/log.ts";
@@ -84,6 +85,14 @@ export const SERVER_SETTINGS = {
   awsAccessKeyId: setting(optionalString(), { env: ["AWS_ACCESS_KEY_ID"], doc: "S3 access key when `CATTY_S3_ACCESS_KEY_ID` is unset" }),
   awsSecretAccessKey: setting(optionalString(), { env: ["AWS_SECRET_ACCESS_KEY"], doc: "its secret key" }),
   awsSessionToken: setting(optionalString(), { env: ["AWS_SESSION_TOKEN"], doc: "its session token" }),
+  sandbox: setting(enumSetting(["auto", "bwrap", "none"] as const, "auto"), {
+    flag: "sandbox",
+    env: ["CATTY_SANDBOX"],
+    doc: "isolation of local sessions: bwrap (bubblewrap), none, or auto (bwrap when installed)",
+  }),
+  sessionMemoryBytes: setting(intSetting(4 * 1024 ** 3, 64 * 1024 ** 2), { env: ["CATTY_SESSION_MEMORY_BYTES"], unit: "bytes", doc: "memory of one session's processes together" }),
+  sessionCpus: setting(intSetting(2, 1), { env: ["CATTY_SESSION_CPUS"], doc: "CPUs one session may use" }),
+  sessionPids: setting(intSetting(512, 16), { env: ["CATTY_SESSION_PIDS"], doc: "processes and threads one session may have" }),
   logLevel: setting(enumSetting(["debug", "info", "warn", "error"] as const, "info"), {
     env: ["CATTY_LOG_LEVEL"],
     doc: "log level (debug, info, warn, error); also passed to every session's agent",
@@ -129,6 +138,9 @@ export interface ServerConfig {
   logLevel: Level;
   /** Agent tuning from the server's environment, written into every session agent's environment. */
   agentTuning: AgentTuning;
+  /** How local sessions are isolated, and their limits. */
+  sandbox: SandboxMode;
+  sessionLimits: Readonly<SessionLimits>;
 }
 
 /** Reads the configuration once. Throws `SettingsError` naming the flag or variable at fault. */
@@ -162,6 +174,8 @@ export function readServerConfig(
     s3: s3Options(s),
     logLevel: s.logLevel,
     agentTuning: readAgentTuning(env),
+    sandbox: s.sandbox,
+    sessionLimits: Object.freeze({ memoryBytes: s.sessionMemoryBytes, cpus: s.sessionCpus, pids: s.sessionPids }),
   });
 }
 

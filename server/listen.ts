@@ -14,6 +14,7 @@ import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
 import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
 import { createLocalProvider } from "./providers/local.ts";
+import { resolveSandbox } from "./providers/sandbox.ts";
 import type { Provider } from "./providers/types.ts";
 import type { SocketData } from "./relay.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
@@ -72,10 +73,15 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     chmodSync(ownerTokenFile, 0o600);
     log.info(`first start: created user "owner"; its token is in ${ownerTokenFile}`);
   }
+  const sandbox = resolveSandbox(config.sandbox, config.sessionLimits);
+  log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}`);
+  const loopback = ["127.0.0.1", "::1", "localhost"].includes(config.host);
   const local = createLocalProvider({
     dataDir: config.dataDir,
     agentCommand: binaryCommand("catty-agent", config.agentBin),
     tuning: config.agentTuning,
+    sandbox,
+    mayRunUnsandboxed: async () => loopback && (await store.countUsers()) <= 1,
     log,
   });
   const provider = opts.wrapProvider ? opts.wrapProvider(local) : local;

@@ -5,10 +5,11 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import type { Log } from "../../src/lib/log.ts";
 import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
 import type { LocalMachine, MachineHandle } from "../../src/protocol/index.ts";
+import type { Sandbox } from "./sandbox.ts";
 import type { MachineSpec, Provider } from "./types.ts";
 
 export interface LocalProviderOptions {
@@ -17,6 +18,13 @@ export interface LocalProviderOptions {
   agentCommand: string[];
   /** Agent settings from the server's configuration, the same for every session. */
   tuning: AgentTuning;
+  /** How each session's program is isolated (`resolveSandbox`). */
+  sandbox: Sandbox;
+  /**
+   * Whether this server may run a session without a sandbox: only one user, on a loopback
+   * address (checked at each start, since users can be added while it runs).
+   */
+  mayRunUnsandboxed(): Promise<boolean>;
   log: Log;
 }
 
@@ -50,10 +58,18 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
   return {
     name: "local",
     region: "local",
+    isolated: opts.sandbox.kind !== "none",
     async start(spec: MachineSpec) {
+      if (opts.sandbox.kind === "none" && !(await opts.mayRunUnsandboxed())) {
+        throw new Error(
+          "local sessions on this server would not be isolated (bubblewrap is not installed), and it has more than one user " +
+            "or listens beyond loopback. Install bubblewrap (apt-get install bubblewrap) and restart catty-server",
+        );
+      }
       const dir = sessionDir(opts.dataDir, spec.label);
       const workspace = join(dir, "workspace");
       mkdirSync(workspace, { recursive: true, mode: 0o700 });
+      const sandbox = opts.sandbox.prepare({ label: spec.label, workspace, home: join(dir, "home") });
       const logFd = openSync(join(dir, "agent.log"), "a", 0o600);
       const [bin, ...binArgs] = opts.agentCommand;
       if (!bin) throw new Error("no agent command configured");
@@ -77,6 +93,8 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
               cols: spec.cols,
               rows: spec.rows,
               idleTimeoutMs: spec.idleTimeoutMs,
+              wrap: sandbox.wrap,
+              owner: sandbox.owner ?? undefined,
             }),
           },
         });
@@ -97,12 +115,15 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
     },
     async destroy(machine) {
       const m = local(machine);
-      if (!m || !pidAlive(m.pid)) return;
-      try {
-        process.kill(m.pid, "SIGKILL");
-      } catch {
-        // already gone
+      if (!m) return;
+      if (pidAlive(m.pid)) {
+        try {
+          process.kill(m.pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
       }
+      opts.sandbox.release(basename(m.dir));
     },
   };
 }

@@ -23,6 +23,8 @@ export interface MachineSpec {
 export interface Provider {
   readonly name: string;
   readonly region: string;
+  /** Whether a session's program is isolated from the host (false: it runs as the server's user). */
+  readonly isolated: boolean;
   /** Starts the machine; resolves to a handle stored with the session. */
   start(spec: MachineSpec): Promise<MachineHandle>;
   /** Whether the machine behind a handle still exists. */

@@ -50,6 +50,14 @@ export const AGENT_ENV = {
     doc: "a private directory for the agent's temp files (default: beside the workspace)",
   }),
   command: setting(commandSetting, { env: ["CATTY_COMMAND"], doc: "the program, a JSON array (empty: the default)" }),
+  wrap: setting(commandSetting, {
+    env: ["CATTY_AGENT_WRAP"],
+    doc: "the sandbox: a command line (JSON array) the program's is appended to (empty: none)",
+  }),
+  owner: setting(optionalString(), {
+    env: ["CATTY_AGENT_OWNER"],
+    doc: "uid:gid the workspace is handed to before the program starts (the sandbox's user)",
+  }),
   cols: setting(intSetting(80, 1), { env: ["CATTY_COLS"], doc: "initial terminal width" }),
   rows: setting(intSetting(24, 1), { env: ["CATTY_ROWS"], doc: "initial terminal height" }),
   idleTimeoutMs: setting(intSetting(2 * 3_600_000, 1), {

@@ -23,7 +23,9 @@ export class ServerProcess {
     const proc = Bun.spawn([this.bin, "serve", "--port", String(this.port), "--data-dir", this.dataDir], {
       stdout: "pipe",
       stderr: "pipe",
-      env: { ...process.env, ...this.env },
+      // Sessions run unsandboxed unless a test asks (they use host paths such as /tmp); the
+      // sandbox has tests of its own (test/e2e/sandbox.test.ts).
+      env: { ...process.env, CATTY_SANDBOX: "none", ...this.env },
     });
     this.proc = proc;
     void this.collect(proc.stderr as ReadableStream<Uint8Array>);

@@ -26,7 +26,7 @@ export interface TestServerOptions extends StartOptions {
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "catty-srv-"));
-  const config = readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, ...opts.env });
+  const config = readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, CATTY_SANDBOX: "none", ...opts.env });
   const server = await startServer(config, opts.log ?? createLog({ scope: "test-server", level: "warn" }), opts);
   const ownerToken = readFileSync(server.ownerTokenFile, "utf8").trim();
   const stopServer = server.stop;

@@ -57,6 +57,7 @@ export function rogueProvider(real: Provider): Provider & { tokens: Map<string, 
   return {
     name: real.name,
     region: real.region,
+    isolated: real.isolated,
     tokens,
     async start(spec: MachineSpec) {
       tokens.set(spec.label, spec.agentToken);

@@ -47,6 +47,7 @@ function provider(real: Provider): Provider {
   return {
     name: real.name,
     region: real.region,
+    isolated: real.isolated,
     async start(spec: MachineSpec) {
       if (spec.command.join(" ") === COUNTER.join(" ")) return real.start(spec);
       fuzzTokens.set(spec.label, spec.agentToken);

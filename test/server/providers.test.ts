@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { resolveSandbox } from "../../server/providers/sandbox.ts";
 import { createLocalProvider, sessionDir } from "../../server/providers/local.ts";
 import { readServerConfig } from "../../server/config.ts";
 import { silentLog } from "../../src/lib/log.ts";
@@ -37,6 +38,8 @@ describe("local provider", () => {
       dataDir,
       agentCommand: [process.execPath, "-e", DUMP],
       tuning: config.agentTuning,
+      sandbox: resolveSandbox("none", config.sessionLimits),
+      mayRunUnsandboxed: async () => true,
       log: silentLog,
     });
     // Secrets in the server's own environment must not reach a session.
@@ -73,6 +76,8 @@ describe("local provider", () => {
       cols: 100,
       rows: 30,
       idleTimeoutMs: 90_000,
+      wrap: [],
+      owner: undefined,
       ringBytes: 4096,
       saveFirstMs: 10_000,
       saveIntervalMs: 700,

@@ -32,6 +32,7 @@ function standInProvider(): Provider & Recorded {
   return {
     name: "stand-in",
     region: "test",
+    isolated: true,
     started,
     destroyed,
     async start(spec) {

@@ -1,9 +1,9 @@
 /**
  * Installs the system programs the test suite drives (tmux for the end-to-end tests, vim and bash
- * as programs inside sessions) with apt-get when they are missing. Run by `npm test` before
+ * as programs inside sessions, bubblewrap for the session sandbox) with apt-get when they are missing. Run by `npm test` before
  * `bun test`; does nothing when everything is there.
  */
-const NEEDED: Record<string, string> = { tmux: "tmux", vim: "vim", bash: "bash" };
+const NEEDED: Record<string, string> = { tmux: "tmux", vim: "vim", bash: "bash", bwrap: "bubblewrap", setpriv: "util-linux" };
 
 const missing = Object.entries(NEEDED)
   .filter(([bin]) => !Bun.which(bin))

@@ -1,0 +1,178 @@
+/**
+ * The local provider's sandbox: how a session's program is kept away from everything but its own
+ * workspace on the server's host. With bubblewrap, the program runs in new pid, ipc and uts
+ * namespaces (and a user namespace when the server is not root), sees read-only `/usr` and `/etc`,
+ * a private `/tmp`, its workspace at `/workspace` and its own `HOME`, and nothing else of the host:
+ * not the server's data dir, other workspaces, the host user's files, or the agent (which stays
+ * outside, holding the PTY master and its token). A server running as root drops the program to
+ * an unprivileged user inside the sandbox. Limits: memory, CPU and processes through cgroups when
+ * the server may create them (as root). A server running as an ordinary user gets no limits:
+ * `prlimit` cannot give them per session (RLIMIT_NPROC counts every process of the host user, and
+ * RLIMIT_AS breaks runtimes that reserve large address spaces, Bun and Node among them).
+ *
+ * The provider builds the wrapper here; the agent prepends it to the program's command line
+ * (`CATTY_AGENT_WRAP`) and hands the tree to the sandbox user (`CATTY_AGENT_OWNER`).
+ */
+import { chownSync, existsSync, mkdirSync, rmdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export type SandboxMode = "auto" | "bwrap" | "none";
+
+export interface SessionLimits {
+  /** Memory of the session's processes together, in bytes. */
+  memoryBytes: number;
+  /** CPUs the session may use (fractions allowed). */
+  cpus: number;
+  /** Processes (and threads) the session may have at once. */
+  pids: number;
+}
+
+export interface Sandbox {
+  readonly kind: "bwrap" | "none";
+  /** What applies, for logs and the README (e.g. "cgroup v1: memory, cpu, pids"). */
+  readonly limits: string;
+  /** The wrapper for one session, its owner (uid:gid, or null) and what to clean up after it. */
+  prepare(opts: { label: string; workspace: string; home: string }): PreparedSandbox;
+  /** Removes what `prepare` made for a session that has ended (its cgroups). */
+  release(label: string): void;
+}
+
+export interface PreparedSandbox {
+  wrap: string[];
+  owner: string | null;
+}
+
+/** The unprivileged user a root server runs programs as (`nobody`). */
+const SANDBOX_UID = 65534;
+const SANDBOX_GID = 65534;
+/** The program's HOME inside the sandbox. */
+export const SANDBOX_HOME = "/home/catty";
+
+/** Decides the sandbox: `auto` is bubblewrap when it is installed (Linux), else none. */
+export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupRoot = "/sys/fs/cgroup"): Sandbox {
+  const bwrap = process.platform === "linux" ? Bun.which("bwrap") : null;
+  if (mode === "none" || (mode === "auto" && !bwrap)) return noSandbox;
+  if (!bwrap) {
+    throw new Error("--sandbox bwrap was asked for, but bubblewrap is not installed: install it (apt-get install bubblewrap) or use --sandbox auto.");
+  }
+  const root = process.getuid?.() === 0;
+  const setpriv = root ? Bun.which("setpriv") : null;
+  if (root && !setpriv) throw new Error("catty-server runs as root, and the sandbox needs setpriv (util-linux) to drop the program's privileges.");
+  const cgroups = root ? cgroupLayout(cgroupRoot) : null;
+  return {
+    kind: "bwrap",
+    limits: cgroups ? `${cgroups.name}: memory, cpu, pids` : "none (cgroups need a server running as root)",
+    prepare({ label, workspace, home }) {
+      mkdirSync(home, { recursive: true, mode: 0o700 });
+      if (root) {
+        chownSync(workspace, SANDBOX_UID, SANDBOX_GID);
+        chownSync(home, SANDBOX_UID, SANDBOX_GID);
+      }
+      const procs = cgroups ? cgroups.create(label, limits) : [];
+      const inside = [
+        bwrap,
+        ...(root ? [] : ["--unshare-user"]),
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "catty",
+        "--die-with-parent",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+        "--ro-bind", "/etc", "/etc",
+        "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+        "--bind", workspace, "/workspace",
+        "--bind", home, SANDBOX_HOME,
+        "--chdir", "/workspace",
+        "--setenv", "HOME", SANDBOX_HOME, "--setenv", "USER", "catty", "--setenv", "LOGNAME", "catty",
+        "--",
+        ...(root
+          ? [setpriv as string, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_GID}`, "--clear-groups", "--no-new-privs", "--"]
+          : []),
+      ];
+      // A shell that moves itself into the session's cgroups before it becomes the sandbox, so no
+      // process of the session ever runs outside them.
+      const enter = procs.length > 0 ? ["/bin/sh", "-c", `for f in ${procs.map(quote).join(" ")}; do echo $$ > "$f" || exit 126; done; exec "$@"`, "catty-sandbox"] : [];
+      return { wrap: [...enter, ...inside], owner: root ? `${SANDBOX_UID}:${SANDBOX_GID}` : null };
+    },
+    release(label) {
+      cgroups?.remove(label);
+    },
+  };
+}
+
+const noSandbox: Sandbox = {
+  kind: "none",
+  limits: "none",
+  prepare: () => ({ wrap: [], owner: null }),
+  release() {},
+};
+
+const quote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
+
+interface CgroupLayout {
+  name: string;
+  /** Creates the session's cgroups with its limits; returns the `cgroup.procs` files to join. */
+  create(label: string, limits: SessionLimits): string[];
+  remove(label: string): void;
+}
+
+/** cgroup v2 (one tree) or v1 (a tree per controller), when this process may create groups. */
+function cgroupLayout(root: string): CgroupLayout | null {
+  const v2 = existsSync(join(root, "cgroup.controllers")) ? root : null;
+  if (v2) {
+    const base = join(v2, "catty");
+    if (!tryMkdir(base)) return null;
+    // Controllers must be enabled for the children of `base`.
+    try {
+      writeFileSync(join(v2, "cgroup.subtree_control"), "+memory +cpu +pids");
+      writeFileSync(join(base, "cgroup.subtree_control"), "+memory +cpu +pids");
+    } catch {
+      return null;
+    }
+    return {
+      name: "cgroup v2",
+      create(label, limits) {
+        const dir = join(base, label);
+        mkdirSync(dir, { recursive: true });
+        writeFileSync(join(dir, "memory.max"), String(limits.memoryBytes));
+        writeFileSync(join(dir, "pids.max"), String(limits.pids));
+        writeFileSync(join(dir, "cpu.max"), `${Math.round(limits.cpus * 100_000)} 100000`);
+        return [join(dir, "cgroup.procs")];
+      },
+      remove: (label) => tryRmdir(join(base, label)),
+    };
+  }
+  const controllers = ["memory", "cpu", "pids"].map((c) => join(root, c));
+  if (!controllers.every((c) => existsSync(c) && tryMkdir(join(c, "catty")))) return null;
+  const [memory, cpu, pids] = controllers.map((c) => join(c, "catty")) as [string, string, string];
+  return {
+    name: "cgroup v1",
+    create(label, limits) {
+      for (const c of [memory, cpu, pids]) mkdirSync(join(c, label), { recursive: true });
+      writeFileSync(join(memory, label, "memory.limit_in_bytes"), String(limits.memoryBytes));
+      writeFileSync(join(pids, label, "pids.max"), String(limits.pids));
+      writeFileSync(join(cpu, label, "cpu.cfs_period_us"), "100000");
+      writeFileSync(join(cpu, label, "cpu.cfs_quota_us"), String(Math.round(limits.cpus * 100_000)));
+      return [memory, cpu, pids].map((c) => join(c, label, "cgroup.procs"));
+    },
+    remove(label) {
+      for (const c of [memory, cpu, pids]) tryRmdir(join(c, label));
+    },
+  };
+}
+
+function tryMkdir(dir: string): boolean {
+  try {
+    mkdirSync(dir, { recursive: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function tryRmdir(dir: string): void {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // still in use, or gone
+  }
+}

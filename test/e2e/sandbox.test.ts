@@ -1,0 +1,128 @@
+/**
+ * The local provider's sandbox (bubblewrap), attacked from inside a session the way an outside
+ * review did: the program tries to read the server's data dir, another session's workspace and
+ * the host user's files, to find the agent and its token, and to signal it — every attempt fails
+ * and the session keeps working. It runs at /workspace as an unprivileged host user, and the
+ * session's process and memory limits hold. Needs bubblewrap (test/setup/install-deps.ts).
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { sessionDir } from "../../server/providers/local.ts";
+import type { LocalMachine } from "../../src/protocol/index.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+let server: TestServer;
+const machines = new Map<string, LocalMachine>();
+
+beforeAll(async () => {
+  server = await startTestServer({
+    env: { CATTY_SANDBOX: "bwrap", CATTY_SESSION_PIDS: "64", CATTY_SESSION_MEMORY_BYTES: String(256 * 1024 * 1024) },
+    wrapProvider: (p) => ({
+      ...p,
+      async start(spec) {
+        const machine = await p.start(spec);
+        machines.set(spec.label, machine as LocalMachine);
+        return machine;
+      },
+    }),
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const s of await server.owner.list()) await server.owner.stop(s.label).catch(() => {});
+  await server.stop();
+});
+
+/** Starts a session running `script` in bash; returns its label and host workspace path. */
+async function session(script: string): Promise<{ label: string; workspace: string }> {
+  const s = await server.owner.create({ command: ["bash", "-c", script], cols: 80, rows: 24 });
+  return { label: s.label, workspace: join(sessionDir(server.dataDir, s.label), "workspace") };
+}
+
+/** The lines the session's script wrote to /workspace/result.txt, once it wrote `done`. */
+async function results(workspace: string): Promise<string[]> {
+  const file = join(workspace, "result.txt");
+  const text = await waitFor(() => existsSync(file) && readFileSync(file, "utf8").includes("done\n") && readFileSync(file, "utf8"), {
+    timeoutMs: 30_000,
+    what: "the session's results",
+  });
+  return text.trim().split("\n");
+}
+
+const hostUid = (pid: number): number => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+
+describe("sandboxed local sessions", () => {
+  test("the attack from the review fails, and the session keeps working", async () => {
+    const other = await session("echo other-secret > /workspace/secret.txt; sleep 300");
+    await waitFor(() => existsSync(join(other.workspace, "secret.txt")), { what: "the other session's secret" });
+    const hostFile = join(process.env.HOME as string, "host-secret.txt");
+    writeFileSync(hostFile, "host user's file\n");
+    const targets = [
+      join(server.dataDir, "blob-secret"),
+      join(server.dataDir, "owner-token"),
+      join(server.dataDir, "catty.db"),
+      join(server.dataDir, "server-key"),
+      join(other.workspace, "secret.txt"),
+      hostFile,
+    ];
+    const script = [
+      "r=/workspace/result.txt",
+      'echo "pwd=$(pwd)" >> $r',
+      'echo "home=$HOME" >> $r',
+      ...targets.map((f) => `if cat '${f}' >/dev/null 2>&1; then echo "read ${f}" >> $r; else echo "denied ${f}" >> $r; fi`),
+      // The agent's token, in any environment this program can see.
+      'if grep -qs agt_ /proc/[0-9]*/environ; then echo "token found" >> $r; else echo "token hidden" >> $r; fi',
+      'env | grep -q "^CATTY_" && echo "catty env" >> $r',
+      "for i in $(seq 100); do [ -s /workspace/agent.pid ] && break; sleep 0.1; done",
+      'if kill -0 "$(cat /workspace/agent.pid)" 2>/dev/null; then echo "agent signalled" >> $r; else echo "agent out of reach" >> $r; fi',
+      'echo "procs=$(ls -d /proc/[0-9]* | wc -l)" >> $r',
+      "echo done >> $r",
+      "while :; do echo alive > /workspace/alive.txt; sleep 0.2; done",
+    ].join("\n");
+    const me = await session(script);
+    const machine = await waitFor(() => machines.get(me.label), { what: "the machine handle" });
+    writeFileSync(join(me.workspace, "agent.pid"), String(machine.pid));
+    const lines = await results(me.workspace);
+    expect(lines).toContain("pwd=/workspace");
+    expect(lines).toContain("home=/home/catty");
+    for (const f of targets) expect(lines).toContain(`denied ${f}`);
+    expect(lines).toContain("token hidden");
+    expect(lines).not.toContain("catty env");
+    expect(lines).toContain("agent out of reach");
+    // Its own process tree only: bash and what it runs.
+    expect(Number(lines.find((l) => l.startsWith("procs="))?.slice(6))).toBeLessThan(10);
+    // Still working, and the agent still answers for it.
+    await waitFor(() => existsSync(join(me.workspace, "alive.txt")), { what: "the session to keep running" });
+    expect((await server.owner.get(me.label)).status).toBe("running");
+    // The program runs as an unprivileged user on the host.
+    const pids = Bun.spawnSync(["pgrep", "-f", "echo alive > /workspace/alive.txt"]).stdout.toString().trim().split(/\s+/).map(Number);
+    expect(pids.length).toBeGreaterThan(0);
+    // bubblewrap's own monitor runs as the server's user outside; the program is what counts.
+    const program = pids.filter((pid) => existsSync(`/proc/${pid}/comm`) && readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "bash");
+    expect(program.length).toBeGreaterThan(0);
+    for (const pid of program) expect(hostUid(pid)).not.toBe(0);
+  }, 90_000);
+
+  test("the process limit stops a fork bomb, the memory limit a runaway allocation; the server stays responsive", async () => {
+    const script = [
+      "r=/workspace/result.txt",
+      // dash gives up on a failed fork at once (bash would retry for a long time).
+      "sh -c 'for i in $(seq 200); do sleep 30 & done' 2>/dev/null",
+      'echo "started=$(ls -d /proc/[0-9]* | wc -l)" >> $r',
+      "pkill sleep 2>/dev/null",
+      // 1 GiB without a newline: tail holds it all, and the 256 MiB limit ends it.
+      "head -c 1073741824 /dev/zero | tail > /dev/null; echo \"memory=$?\" >> $r",
+      "echo done >> $r",
+      "sleep 300",
+    ].join("\n");
+    const me = await session(script);
+    const lines = await results(me.workspace);
+    const started = Number(lines.find((l) => l.startsWith("started="))?.slice(8));
+    expect(started).toBeLessThan(64);
+    expect(lines.find((l) => l.startsWith("memory="))).not.toBe("memory=0");
+    expect((await fetch(`${server.url}/healthz`)).ok).toBe(true);
+    expect((await server.owner.get(me.label)).status).toBe("running");
+  }, 90_000);
+});
