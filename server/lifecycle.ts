@@ -344,6 +344,10 @@ export class LiveSession {
     if (first) {
       this.dispose();
       this.lifecycle.forget(this.id);
+      const machine = updated?.machine;
+      if (machine) {
+        await this.deps.provider.release?.(machine).catch((err: unknown) => this.deps.log.warn("could not release the machine", { label: this.label, err }));
+      }
     }
     if (!updated) throw new Error(`session ${this.label} vanished from the database`);
     return { row: updated, first };

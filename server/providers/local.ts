@@ -125,5 +125,9 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
       }
       opts.sandbox.release(basename(m.dir));
     },
+    async release(machine) {
+      const m = local(machine);
+      if (m) opts.sandbox.release(basename(m.dir));
+    },
   };
 }

@@ -31,4 +31,6 @@ export interface Provider {
   isAlive(machine: MachineHandle): Promise<boolean>;
   /** Destroys the machine (the agent normally exits by itself first). */
   destroy(machine: MachineHandle): Promise<void>;
+  /** The session ended: frees what its machine held beside its processes (the local sandbox's cgroups). */
+  release?(machine: MachineHandle): Promise<void>;
 }

@@ -10,7 +10,7 @@ import type { SessionRow, User } from "../store/types.ts";
 import { hashToken, newToken } from "../tokens.ts";
 import { jsonBody, requireUser, sessionOf, upgrade, type AppEnv, type RouteDeps } from "./common.ts";
 
-export function toSession(row: SessionRow, saves: Session["saves"] = []): Session {
+export function toSession(row: SessionRow, saves: Session["saves"] = [], isolated = true): Session {
   return {
     label: row.label,
     status: row.status,
@@ -24,12 +24,13 @@ export function toSession(row: SessionRow, saves: Session["saves"] = []): Sessio
     finalSave: row.finalSave,
     idleTimeoutMs: row.idleTimeoutMs,
     expiresAt: row.expiresAt,
+    isolated,
   };
 }
 
 export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
-  const { store, saves, lifecycle, relay } = deps;
-  const sessionJson = async (row: SessionRow): Promise<Session> => toSession(row, await saves.savesOf(row.id));
+  const { store, saves, lifecycle, relay, provider } = deps;
+  const sessionJson = async (row: SessionRow): Promise<Session> => toSession(row, await saves.savesOf(row.id), provider.isolated);
   const app = new Hono<AppEnv>();
   app.use("*", requireUser(store));
 

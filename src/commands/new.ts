@@ -38,6 +38,12 @@ export default defineCommand({
       cols: process.stdout.columns || 80,
       rows: process.stdout.rows || 24,
     });
+    if (!session.isolated) {
+      ui.warn(
+        `Session ${session.label} is not isolated: its program runs as the server's user, with access to that user's files. ` +
+          "To sandbox sessions, install bubblewrap on the server (apt-get install bubblewrap) and restart catty-server.",
+      );
+    }
     ui.success(
       `Session ${session.label} started (${session.region}). Detach with Ctrl+C twice; reconnect with \`catty connect ${session.label}\`.`,
     );

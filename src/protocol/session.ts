@@ -44,6 +44,8 @@ export const Session = z.object({
   idleTimeoutMs: z.number().int().nullable().default(null),
   /** When the session stops because of its maximum duration; null: no maximum. */
   expiresAt: z.string().nullable().default(null),
+  /** False when the session's program runs unsandboxed, as the server's own user. */
+  isolated: z.boolean().default(true),
 });
 export type Session = z.infer<typeof Session>;
 

@@ -205,7 +205,9 @@ describe("sessions", () => {
     expect(f.provider.started.at(-1)).toMatchObject({ command: ["vim"], cols: 100, rows: 30, idleTimeoutMs: 5_000 });
     const list = (await (await f.app.request("/v1/sessions", auth(f.token))).json()) as Array<{ label: string }>;
     expect(list[0]?.label).toBe(label);
-    expect(((await (await f.app.request(`/v1/sessions/${label}`, auth(f.token))).json()) as { command: string[] }).command).toEqual(["vim"]);
+    const shown = (await (await f.app.request(`/v1/sessions/${label}`, auth(f.token))).json()) as { command: string[]; isolated: boolean };
+    expect(shown.command).toEqual(["vim"]);
+    expect(shown.isolated).toBe(true); // the provider's word, for the CLI's warning when false
     // Another user's session does not exist for them.
     expect((await errorOf(await f.app.request(`/v1/sessions/${label}`, auth(f.otherToken)))).status).toBe(404);
     expect(await (await f.app.request("/v1/sessions", auth(f.otherToken))).json()).toEqual([]);
