@@ -78,6 +78,8 @@ describe("sandboxed local sessions", () => {
       "for i in $(seq 100); do [ -s /workspace/agent.pid ] && break; sleep 0.1; done",
       'if kill -0 "$(cat /workspace/agent.pid)" 2>/dev/null; then echo "agent signalled" >> $r; else echo "agent out of reach" >> $r; fi',
       'echo "procs=$(ls -d /proc/[0-9]* | wc -l)" >> $r',
+      // Outbound network: the server, on loopback as in these tests.
+      `if exec 3<>/dev/tcp/127.0.0.1/${new URL(server.url).port}; then echo "network ok" >> $r; else echo "no network" >> $r; fi`,
       "echo done >> $r",
       "while :; do echo alive > /workspace/alive.txt; sleep 0.2; done",
     ].join("\n");
@@ -91,6 +93,7 @@ describe("sandboxed local sessions", () => {
     expect(lines).toContain("token hidden");
     expect(lines).not.toContain("catty env");
     expect(lines).toContain("agent out of reach");
+    expect(lines).toContain("network ok");
     // Its own process tree only: bash and what it runs.
     expect(Number(lines.find((l) => l.startsWith("procs="))?.slice(6))).toBeLessThan(10);
     // Still working, and the agent still answers for it.

@@ -99,4 +99,23 @@ describe("local provider", () => {
     await provider.destroy(machine);
     await waitFor(async () => !(await provider.isAlive(machine)), { what: "the machine to be gone" });
   });
+
+  test("without a sandbox, a server with more than one user (or beyond loopback) refuses to start a session, saying what to do", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "catty-provider-"));
+    const config = readServerConfig({ "data-dir": dataDir }, process.env);
+    const provider = createLocalProvider({
+      dataDir,
+      agentCommand: [process.execPath, "-e", DUMP],
+      tuning: config.agentTuning,
+      sandbox: resolveSandbox("none", config.sessionLimits),
+      mayRunUnsandboxed: async () => false,
+      log: silentLog,
+    });
+    expect(provider.isolated).toBe(false);
+    const spec = { label: "brave-tiger-1234", agentToken: "agt_x", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 60_000 };
+    const err = await provider.start(spec).then(() => null, (e: Error) => e);
+    expect(err?.message).toContain("would not be isolated");
+    expect(err?.message).toContain("install bubblewrap");
+    expect(existsSync(sessionDir(dataDir, "brave-tiger-1234"))).toBe(false);
+  });
 });
