@@ -254,7 +254,7 @@ async function measureRounds(paths: StartPath[], rounds: number, warmup: number)
     console.log(`${"  of which until \"Session … started\"".padEnd(width)}${ms(c.p50)}${ms(c.max)}`);
     console.log(`${"  and from there until the output".padEnd(width)}${ms(a.p50)}${ms(a.max)}`);
   }
-  for (const p of paths.filter((p) => p.name.startsWith("catty "))) {
+  for (const p of paths.filter((p) => /^catty (bwrap|none)$/.test(p.name))) {
     const s = stats(samples(p.name));
     const target = p.name === "catty bwrap" ? `   (target: p50 ≤ ${TARGET_SANDBOXED_P50_MS} ms absolute: ${s.p50 <= TARGET_SANDBOXED_P50_MS ? "met" : "missed"})` : "";
     console.log(`${`ratio ${p.name}/tmux`.padEnd(width)}${(s.p50 / tmux.p50).toFixed(2).padStart(11)}${(s.max / tmux.max).toFixed(2).padStart(11)}${target}`);
@@ -268,6 +268,7 @@ async function measureRounds(paths: StartPath[], rounds: number, warmup: number)
 async function measureSessions(server: CattyServer, n: number): Promise<void> {
   const times: number[] = [];
   const labels: string[] = [];
+  const serverBefore = memory(server.pid)?.rssKb ?? NaN;
   for (let i = 0; i < n; i++) {
     const { ms: t, label } = await cattyNew(server, IDLE_PROGRAM, `catty new (session ${i + 1} of ${n})`);
     times.push(t);
@@ -286,7 +287,7 @@ async function measureSessions(server: CattyServer, n: number): Promise<void> {
   console.log(`  start of session 1: ${times[0]?.toFixed(1)} ms; of the last ${last.length}: median ${median(last).toFixed(1)} ms, max ${Math.max(...last).toFixed(1)} ms`);
   console.log(`  all: ${times.map((v) => v.toFixed(0)).join(" ")}`);
   console.log(`  catty-agent RSS: mean ${mb(agents.reduce((a, b) => a + b, 0) / agents.length)} (min ${mb(Math.min(...agents))}, max ${mb(Math.max(...agents))})`);
-  console.log(`  catty-server RSS with ${n} sessions: ${mb(serverRss)}`);
+  console.log(`  catty-server RSS with ${n} sessions: ${mb(serverRss)} (before them: ${mb(serverBefore)})`);
   const t0 = performance.now();
   await stopLiveSessions(server.api);
   console.log(`  (stopping them all took ${((performance.now() - t0) / 1000).toFixed(1)} s)`);

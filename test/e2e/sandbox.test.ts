@@ -71,6 +71,8 @@ describe("sandboxed local sessions", () => {
       "r=/workspace/result.txt",
       'echo "pwd=$(pwd)" >> $r',
       'echo "home=$HOME" >> $r',
+      'echo x > /tmp/probe && echo "tmp writable" >> $r',
+      'echo y > "$HOME/probe" && echo "home writable" >> $r',
       ...targets.map((f) => `if cat '${f}' >/dev/null 2>&1; then echo "read ${f}" >> $r; else echo "denied ${f}" >> $r; fi`),
       // The agent's token, in any environment this program can see.
       'if grep -qs agt_ /proc/[0-9]*/environ; then echo "token found" >> $r; else echo "token hidden" >> $r; fi',
@@ -89,6 +91,8 @@ describe("sandboxed local sessions", () => {
     const lines = await results(me.workspace);
     expect(lines).toContain("pwd=/workspace");
     expect(lines).toContain("home=/home/catty");
+    expect(lines).toContain("tmp writable");
+    expect(lines).toContain("home writable");
     for (const f of targets) expect(lines).toContain(`denied ${f}`);
     expect(lines).toContain("token hidden");
     expect(lines).not.toContain("catty env");

@@ -25,7 +25,7 @@ export class ServerProcess {
       stderr: "pipe",
       // Sessions run unsandboxed unless a test asks (they use host paths such as /tmp); the
       // sandbox has tests of its own (test/e2e/sandbox.test.ts).
-      env: { ...process.env, CATTY_SANDBOX: "none", ...this.env },
+      env: { ...process.env, CATTY_SANDBOX: process.env.TEST_SANDBOX ?? "none", ...this.env },
     });
     this.proc = proc;
     void this.collect(proc.stderr as ReadableStream<Uint8Array>);
