@@ -6,8 +6,12 @@
  * what `--sandbox auto` picks when bubblewrap is installed) and without one (`CATTY_SANDBOX=none`).
  * The reference is tmux on a socket of its own, measured in the same run: `tmux new-session`
  * (which creates a session and attaches to it) running the same program, its server already up,
- * as catty's is. The paths take turns, the first of each round alternating; every catty session is
- * stopped after its round, every tmux session killed, so none pile up.
+ * as catty's is, and again with the server started by each `new-session`. Beside them `catty
+ * --version`, the CLI's own start-up, a floor under `catty new`; catty's time is also split at its
+ * "Session … started" line (CLI up and session created | attach until the output). The paths take
+ * turns, the first of each round alternating; every catty session is stopped after its round,
+ * every tmux session killed, so none pile up. The bench answers the cursor position query catty
+ * sends as it attaches, as a terminal does.
  *
  *   ./node_modules/.bin/bun bench/start.ts [--rounds 10] [--warmup 1] [--sessions 0] [--bin-dir DIR]
  *

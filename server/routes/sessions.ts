@@ -98,6 +98,8 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
   let label = randomLabel();
   for (let i = 0; (await store.labelTaken(label)) && i < 20; i++) label = randomLabel();
   const agentToken = newToken("agt");
+  // One clock reading for both, so the duration a timeout names is the one asked for.
+  const now = Date.now();
   const row: SessionRow = {
     id: crypto.randomUUID(),
     label,
@@ -110,7 +112,7 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
     rows: body.rows,
     agentTokenHash: hashToken(agentToken),
     machine: null,
-    createdAt: new Date().toISOString(),
+    createdAt: new Date(now).toISOString(),
     endedAt: null,
     exitCode: null,
     endReason: null,
@@ -118,7 +120,7 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
     restoreKey,
     finalSave: null,
     idleTimeoutMs: body.idleTimeoutMs ?? t.idleTimeoutMs,
-    expiresAt: body.durationMs ? new Date(Date.now() + body.durationMs).toISOString() : null,
+    expiresAt: body.durationMs ? new Date(now + body.durationMs).toISOString() : null,
     ending: null,
   };
   await store.insertSession(row);
