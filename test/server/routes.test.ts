@@ -235,6 +235,14 @@ describe("sessions", () => {
     expect(f.provider.started.length).toBe(before);
   });
 
+  test("a session's maximum duration is exactly the one asked for", async () => {
+    for (let i = 0; i < 20; i++) {
+      const res = await f.app.request("/v1/sessions", json(f.token, { durationMs: 3_600_000 }));
+      const s = (await res.json()) as { createdAt: string; expiresAt: string };
+      expect(Date.parse(s.expiresAt) - Date.parse(s.createdAt)).toBe(3_600_000);
+    }
+  });
+
   test("a body over 1 MiB is refused with 413 after reading at most about that much", async () => {
     let pulled = 0;
     const chunk = new Uint8Array(64 * 1024).fill(0x20);
