@@ -23,6 +23,11 @@ import { waitFor } from "../helpers/wait.ts";
 const LABEL_RE = /Session ([a-z]+-[a-z]+-\d{4}) started/;
 /** The prompt of `bash --norc --noprofile` without PS1 in its environment (`\s-\v\$ `). */
 const BASH_PROMPT = /^bash-\d+\.\d+[$#] ?$/m;
+/**
+ * bash's default prompt with a literal `$`: the same whoever runs it (a sandboxed session runs as
+ * an unprivileged user, the local reference as the test's), for shells whose screens are compared.
+ */
+const SAME_PROMPT = "'PS1=\\s-\\v$ '";
 const COLS = 100;
 const ROWS = 30;
 
@@ -351,10 +356,10 @@ describe("screen restore after the ring has been overrun", () => {
     local = new Tmux({ HOME: home, PATH: path, PS1: "$ " });
     local.start({ cols: COLS, rows: ROWS, cwd: scratch });
     // The session's shell: no PS1 from the environment, TERM=xterm-256color. The same here.
-    local.type("exec env -u PS1 TERM=xterm-256color bash --norc --noprofile");
+    local.type(`exec env ${SAME_PROMPT} TERM=xterm-256color bash --norc --noprofile`);
     await local.waitFor(BASH_PROMPT);
 
-    remote.type(`catty new --no-upload --no-sync-back -- bash --norc --noprofile; echo NEW_EXIT=$?`);
+    remote.type(`catty new --no-upload --no-sync-back -- env ${SAME_PROMPT} bash --norc --noprofile; echo NEW_EXIT=$?`);
     label = LABEL_RE.exec(await remote.waitFor(LABEL_RE, 30_000))?.[1] as string;
     await remote.waitFor(BASH_PROMPT, 30_000);
     // Watches the session directly, so the test knows when the output it missed is all there.
@@ -451,9 +456,9 @@ describe("screen restore within the ring", () => {
       const local = new Tmux({ HOME: home, PATH: path, PS1: "$ " });
       local.start({ cols: COLS, rows: ROWS, cwd: scratch });
       later(() => local.kill());
-      local.type("exec env -u PS1 TERM=xterm-256color bash --norc --noprofile");
+      local.type(`exec env ${SAME_PROMPT} TERM=xterm-256color bash --norc --noprofile`);
 
-      remote.type(`catty new --no-upload --no-sync-back -- bash --norc --noprofile`);
+      remote.type(`catty new --no-upload --no-sync-back -- env ${SAME_PROMPT} bash --norc --noprofile`);
       const label = LABEL_RE.exec(await remote.waitFor(LABEL_RE, 30_000))?.[1] as string;
       later(() => api.stop(label));
       await remote.waitFor(BASH_PROMPT, 30_000);

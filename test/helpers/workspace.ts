@@ -34,7 +34,8 @@ export async function run(argv: string[], opts: { cwd?: string; env?: Record<str
 
 /** `git` with a fixed identity, so commits work with any HOME. */
 export function git(cwd: string, ...args: string[]): Promise<RunResult> {
-  return run(["git", "-c", "user.name=Catty Test", "-c", "user.email=test@catty.invalid", "-c", "init.defaultBranch=main", ...args], { cwd });
+  // safe.directory: a sandboxed session's workspace belongs to its unprivileged user, not to this test.
+  return run(["git", "-c", "user.name=Catty Test", "-c", "user.email=test@catty.invalid", "-c", "init.defaultBranch=main", "-c", "safe.directory=*", ...args], { cwd });
 }
 
 const LABEL_RE = /Session ([a-z]+-[a-z]+-\d{4}) started/;
