@@ -13,7 +13,7 @@
  * The provider builds the wrapper here; the agent prepends it to the program's command line
  * (`CATTY_AGENT_WRAP`) and hands the tree to the sandbox user (`CATTY_AGENT_OWNER`).
  */
-import { chownSync, existsSync, mkdirSync, rmdirSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 export type SandboxMode = "auto" | "bwrap" | "none";
@@ -122,6 +122,7 @@ function cgroupLayout(root: string): CgroupLayout | null {
   if (v2) {
     const base = join(v2, "catty");
     if (!tryMkdir(base)) return null;
+    sweep(base);
     // Controllers must be enabled for the children of `base`.
     try {
       writeFileSync(join(v2, "cgroup.subtree_control"), "+memory +cpu +pids");
@@ -145,6 +146,7 @@ function cgroupLayout(root: string): CgroupLayout | null {
   const controllers = ["memory", "cpu", "pids"].map((c) => join(root, c));
   if (!controllers.every((c) => existsSync(c) && tryMkdir(join(c, "catty")))) return null;
   const [memory, cpu, pids] = controllers.map((c) => join(c, "catty")) as [string, string, string];
+  for (const c of [memory, cpu, pids]) sweep(c);
   return {
     name: "cgroup v1",
     create(label, limits) {
@@ -159,6 +161,20 @@ function cgroupLayout(root: string): CgroupLayout | null {
       for (const c of [memory, cpu, pids]) tryRmdir(join(c, label));
     },
   };
+}
+
+/**
+ * Removes the groups of sessions that ended without this server seeing it (a crash, a kill):
+ * the kernel refuses to remove one that still holds a process, so live sessions keep theirs.
+ */
+function sweep(base: string): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync(base, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  } catch {
+    return;
+  }
+  for (const name of names) tryRmdir(join(base, name));
 }
 
 function tryMkdir(dir: string): boolean {
