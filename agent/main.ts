@@ -4,7 +4,7 @@
  * the program ends — or exits non-zero when its configuration is bad or its server is gone for good.
  */
 import { mkdirSync } from "node:fs";
-import { createLog, type Level } from "../src/lib/log.ts";
+import { createLog } from "../src/lib/log.ts";
 import { VERSION } from "../src/lib/version.ts";
 import { createAgent } from "./agent.ts";
 import { readAgentConfig, type AgentConfig } from "./config.ts";
@@ -24,7 +24,7 @@ try {
   process.exit(1);
 }
 
-const log = createLog({ scope: "agent", level: config.logLevel as Level });
+const log = createLog({ scope: "agent", level: config.logLevel });
 try {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   process.chdir(config.stateDir);

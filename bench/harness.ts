@@ -305,14 +305,19 @@ export interface ProcStat {
   reapedCpuS: number;
 }
 
-/** One process's line of /proc/<pid>/stat; null once it is gone. */
-export function procStat(pid: number): ProcStat | null {
-  let line: string;
+/** A file under /proc; null once the process is gone (or the kernel has no such file). */
+function readProc(path: string): string | null {
   try {
-    line = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return readFileSync(`/proc/${path}`, "utf8");
   } catch {
     return null;
   }
+}
+
+/** One process's line of /proc/<pid>/stat; null once it is gone. */
+export function procStat(pid: number): ProcStat | null {
+  const line = readProc(`${pid}/stat`);
+  if (line === null) return null;
   // The command name is in parentheses and may itself hold spaces or parentheses.
   const close = line.lastIndexOf(")");
   const f = line.slice(close + 2).split(" ").map(Number);
@@ -337,12 +342,7 @@ export function descendants(pid: number): number[] {
       return;
     }
     for (const task of tasks) {
-      let children = "";
-      try {
-        children = readFileSync(`/proc/${p}/task/${task}/children`, "utf8");
-      } catch {
-        continue;
-      }
+      const children = readProc(`${p}/task/${task}/children`) ?? "";
       for (const c of children.split(" ").filter(Boolean).map(Number)) {
         out.push(c);
         visit(c);
@@ -379,18 +379,9 @@ export interface Memory {
 
 /** Resident memory of `pid` from /proc/<pid>/status; null once it is gone. */
 export function memory(pid: number): Memory | null {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, "utf8");
-  } catch {
-    return null;
-  }
-  let rollup = "";
-  try {
-    rollup = readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
-  } catch {
-    // gone meanwhile, or a kernel without it
-  }
+  const status = readProc(`${pid}/status`);
+  if (status === null) return null;
+  const rollup = readProc(`${pid}/smaps_rollup`) ?? "";
   const kb = (text: string, field: string): number =>
     Number(new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? 0);
   return {

@@ -14,6 +14,7 @@ import { readAgentTuning, type AgentTuning } from "../src/protocol/agent-env.ts"
 import {
   enumSetting,
   intSetting,
+  LOG_LEVELS,
   optionalString,
   readSettings,
   setting,
@@ -93,7 +94,7 @@ export const SERVER_SETTINGS = {
   sessionMemoryBytes: setting(intSetting(4 * 1024 ** 3, 64 * 1024 ** 2), { env: ["CATTY_SESSION_MEMORY_BYTES"], unit: "bytes", doc: "memory of one session's processes together" }),
   sessionCpus: setting(intSetting(2, 1), { env: ["CATTY_SESSION_CPUS"], doc: "CPUs one session may use" }),
   sessionPids: setting(intSetting(512, 16), { env: ["CATTY_SESSION_PIDS"], doc: "processes and threads one session may have" }),
-  logLevel: setting(enumSetting(["debug", "info", "warn", "error"] as const, "info"), {
+  logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
     doc: "log level (debug, info, warn, error); also passed to every session's agent",
   }),

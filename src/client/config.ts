@@ -7,10 +7,11 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
+import { DEFAULT_SYNC_MAX_BYTES } from "../protocol/agent-env.ts";
 import { CattyError } from "../protocol/errors.ts";
-import { homedir } from "node:os";
-import { LOG_LEVELS, type Level } from "../lib/log.ts";
-import { boolSetting, enumSetting, intSetting, optionalString, readSettings, setting } from "../protocol/settings.ts";
+import type { Level } from "../lib/log.ts";
+import { cattyHome } from "../lib/paths.ts";
+import { boolSetting, enumSetting, intSetting, LOG_LEVELS, optionalString, readSettings, setting } from "../protocol/settings.ts";
 
 export const Credentials = z.object({
   api: z.string().url(),
@@ -31,7 +32,7 @@ export const CLI_SETTINGS = {
     doc: "the `catty-server` executable for the local server",
     shown: "beside `catty`",
   }),
-  syncMaxBytes: setting(intSetting(50 * 1024 * 1024, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)" }),
+  syncMaxBytes: setting(intSetting(DEFAULT_SYNC_MAX_BYTES, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)" }),
   quiet: setting(boolSetting(false), { env: ["CATTY_QUIET"], doc: "print only errors" }),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
@@ -67,7 +68,7 @@ export function readCliConfig(flags: { api?: string }, env: NodeJS.ProcessEnv = 
   } catch (err) {
     throw new CattyError("bad_request", (err as Error).message, "Fix or unset the variable.");
   }
-  const home = s.home ?? join(env.HOME || homedir(), ".catty");
+  const home = s.home ?? cattyHome(env);
   return Object.freeze({
     home,
     credentialsFile: join(home, "credentials.json"),

@@ -18,6 +18,7 @@ import { createExcluder } from "../lib/exclude.ts";
 import type { Log } from "../lib/log.ts";
 import { checkParents, checkRelPath, isGitName, sameContent, TempFile, walkTree, writeFileAtomic } from "../lib/safe-fs.ts";
 import { CattyError } from "../protocol/errors.ts";
+import { DEFAULT_SYNC_MAX_BYTES } from "../protocol/agent-env.ts";
 import type { SyncEvent, SyncPosition } from "../protocol/index.ts";
 
 export interface SyncState {
@@ -57,8 +58,6 @@ export async function saveSyncState(file: string, state: SyncState): Promise<voi
   await writeFileAtomic(file, JSON.stringify(state));
 }
 
-/** Default for `SyncBackOptions.maxFileBytes`: the agent's own default cap (CATTY_SYNC_MAX_BYTES). */
-export const DEFAULT_SYNC_MAX_BYTES = 50 * 1024 * 1024;
 
 export interface SyncBackOptions {
   /**

@@ -5,8 +5,9 @@
 import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 
-export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
-export type Level = (typeof LOG_LEVELS)[number];
+import type { LogLevel } from "../protocol/settings.ts";
+
+export type Level = LogLevel;
 const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export interface Log {
@@ -26,7 +27,8 @@ function errorReplacer(_key: string, value: unknown): unknown {
 }
 
 export function createLog(opts: { scope: string; file?: string; level?: Level }): Log {
-  const min = ORDER[opts.level ?? (process.env.CATTY_LOG_LEVEL as Level | undefined) ?? "info"] ?? ORDER.info;
+  // Each binary reads CATTY_LOG_LEVEL with its settings and passes it in.
+  const min = ORDER[opts.level ?? "info"];
   let fileReady = false;
   const write = (line: string): void => {
     if (!opts.file) {

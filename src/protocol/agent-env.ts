@@ -8,7 +8,7 @@
  * server's own environment with the same schemas (`AGENT_TUNING`).
  */
 import { z } from "zod";
-import { intSetting, optionalString, readSettings, setting, stringSetting, type SettingsOf } from "./settings.ts";
+import { enumSetting, intSetting, LOG_LEVELS, optionalString, readSettings, setting, type SettingsOf } from "./settings.ts";
 
 const required = (what: string): z.ZodType<string, string | undefined> =>
   z
@@ -30,14 +30,17 @@ const commandSetting: z.ZodType<string[], string | undefined> = z
     return z.NEVER;
   });
 
+/** The largest file sync-back carries, on the agent's side and (by default) on the CLI's. */
+export const DEFAULT_SYNC_MAX_BYTES = 50 * 1024 * 1024;
+
 /** Settings an operator may set in the server's environment for every session's agent. */
 export const AGENT_TUNING = {
   ringBytes: setting(intSetting(8 * 1024 * 1024, 1024), { env: ["CATTY_RING_BYTES"], unit: "bytes", doc: "output kept per session for exact replay on reconnect" }),
   saveFirstMs: setting(intSetting(10_000, 1), { env: ["CATTY_SAVE_FIRST_MS"], doc: "first save after the program starts", shown: "10 s" }),
   saveIntervalMs: setting(intSetting(30_000, 1), { env: ["CATTY_SAVE_INTERVAL_MS"], unit: "ms", doc: "later saves, when something changed" }),
-  syncMaxBytes: setting(intSetting(50 * 1024 * 1024, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file synced back to the client" }),
+  syncMaxBytes: setting(intSetting(DEFAULT_SYNC_MAX_BYTES, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file synced back to the client" }),
   syncScanMs: setting(intSetting(5_000, 1), { env: ["CATTY_SYNC_SCAN_MS"], unit: "ms", doc: "how often a scan catches workspace changes the file watcher missed" }),
-  logLevel: setting(stringSetting("info"), { env: ["CATTY_LOG_LEVEL"], doc: "agent log level (debug, info, warn, error)" }),
+  logLevel: setting(enumSetting(LOG_LEVELS, "info"), { env: ["CATTY_LOG_LEVEL"], doc: "agent log level (debug, info, warn, error)" }),
 } as const;
 
 /** Everything a provider writes for one session's agent. */

@@ -93,6 +93,10 @@ export const boolSetting = (fallback: boolean): z.ZodType<boolean, string | unde
 
 // ── reading ────────────────────────────────────────────────────────────────────────────────────
 
+/** Log levels, quietest last; every binary's `CATTY_LOG_LEVEL`. */
+export const LOG_LEVELS = ["debug", "info", "warn", "error"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export class SettingsError extends Error {
   constructor(message: string) {
     super(message);

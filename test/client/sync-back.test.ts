@@ -10,8 +10,8 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
 import { dirname, join } from "node:path";
 import { silentLog } from "../../src/lib/log.ts";
 import type { SyncEvent } from "../../src/protocol/index.ts";
+import { DEFAULT_SYNC_MAX_BYTES } from "../../src/protocol/agent-env.ts";
 import {
-  DEFAULT_SYNC_MAX_BYTES,
   loadSyncState,
   saveSyncState,
   SyncBackWriter,
