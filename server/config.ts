@@ -86,6 +86,30 @@ export const SERVER_SETTINGS = {
   awsAccessKeyId: setting(optionalString(), { env: ["AWS_ACCESS_KEY_ID"], doc: "S3 access key when `CATTY_S3_ACCESS_KEY_ID` is unset" }),
   awsSecretAccessKey: setting(optionalString(), { env: ["AWS_SECRET_ACCESS_KEY"], doc: "its secret key" }),
   awsSessionToken: setting(optionalString(), { env: ["AWS_SESSION_TOKEN"], doc: "its session token" }),
+  provider: setting(enumSetting(["local", "docker"] as const, "local"), {
+    flag: "provider",
+    env: ["CATTY_PROVIDER"],
+    doc: "where sessions run: local (processes on this host, sandboxed) or docker (a container each)",
+  }),
+  region: setting(stringSetting("local").pipe(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes" })), {
+    flag: "region",
+    env: ["CATTY_REGION"],
+    doc: "the region name sessions of this server report",
+  }),
+  dockerHost: setting(stringSetting("unix:///var/run/docker.sock"), {
+    env: ["DOCKER_HOST"],
+    doc: "the Docker engine: a unix:// socket or tcp:// address",
+  }),
+  dockerImage: setting(stringSetting("catty-session:latest"), {
+    flag: "docker-image",
+    env: ["CATTY_DOCKER_IMAGE"],
+    doc: "the session image (`npm run session-image` builds it)",
+  }),
+  dockerNetwork: setting(stringSetting("bridge"), {
+    flag: "docker-network",
+    env: ["CATTY_DOCKER_NETWORK"],
+    doc: "the network session containers join (`host`: the host's; then agents reach a loopback server)",
+  }),
   sandbox: setting(enumSetting(["auto", "bwrap", "none"] as const, "auto"), {
     flag: "sandbox",
     env: ["CATTY_SANDBOX"],
@@ -139,7 +163,10 @@ export interface ServerConfig {
   logLevel: Level;
   /** Agent tuning from the server's environment, written into every session agent's environment. */
   agentTuning: AgentTuning;
-  /** How local sessions are isolated, and their limits. */
+  provider: "local" | "docker";
+  region: string;
+  docker: Readonly<{ host: string; image: string; network: string }>;
+  /** How local sessions are isolated, and their limits (the limits apply to every provider). */
   sandbox: SandboxMode;
   sessionLimits: Readonly<SessionLimits>;
 }
@@ -175,6 +202,9 @@ export function readServerConfig(
     s3: s3Options(s),
     logLevel: s.logLevel,
     agentTuning: readAgentTuning(env),
+    provider: s.provider,
+    region: s.region,
+    docker: Object.freeze({ host: s.dockerHost, image: s.dockerImage, network: s.dockerNetwork }),
     sandbox: s.sandbox,
     sessionLimits: Object.freeze({ memoryBytes: s.sessionMemoryBytes, cpus: s.sessionCpus, pids: s.sessionPids }),
   });

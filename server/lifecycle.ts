@@ -13,7 +13,7 @@
  */
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
-import { CattyError, isLive, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
+import { CattyError, isLive, type MachineHandle, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
 import type { SessionTimeouts } from "./config.ts";
 import type { Provider } from "./providers/types.ts";
 import type { AgentControl, AgentWelcome, ExitReport, RelayEvents } from "./relay.ts";
@@ -73,11 +73,16 @@ export class Lifecycle implements RelayEvents {
    */
   async start(): Promise<void> {
     const { store, provider, log, saves } = this.deps;
-    for (const row of await store.liveSessions()) {
+    const live = await store.liveSessions();
+    for (const row of live) {
       const alive = row.machine ? await provider.isAlive(row.machine) : false;
       const s = this.session(row);
-      if (!alive) await s.fail("the session machine was gone when the server started");
+      if (!alive) await s.fail(await this.goneReason(row.machine, "the session machine was gone when the server started"));
       else s.watchAgent();
+    }
+    if (provider.reconcile) {
+      const machines = live.flatMap((row) => (row.machine ? [row.machine] : []));
+      await provider.reconcile(machines).catch((err: unknown) => log.warn("could not reconcile session machines", { err }));
     }
     await this.tick();
     if (this.closed) return;
@@ -86,6 +91,13 @@ export class Lifecycle implements RelayEvents {
     const sweep = (): void => void saves.sweep().catch(report("storage sweep"));
     sweep();
     this.sweeper = setInterval(sweep, this.deps.sweepMs);
+  }
+
+  /** The end reason of a session whose machine is not alive, with the provider's account when it has one. */
+  async goneReason(machine: MachineHandle | null, fallback: string): Promise<string> {
+    if (!machine || !this.deps.provider.whyGone) return fallback;
+    const why = await this.deps.provider.whyGone(machine).catch(() => null);
+    return why ? `${fallback}: ${why}` : fallback;
   }
 
   close(): void {
@@ -248,7 +260,7 @@ export class LiveSession {
         this.lostTimer = setTimeout(run, agentLostMs);
         return;
       }
-      await this.fail("the session machine went away (crash or kill)");
+      await this.fail(await this.lifecycle.goneReason(row.machine, "the session machine went away (crash or kill)"));
     };
     const run = (): void => void check().catch((err: unknown) => log.error("lost-agent check failed", { label: this.label, err }));
     this.lostTimer = setTimeout(run, Math.min(agentLostMs, 5_000));

@@ -13,6 +13,8 @@ import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
 import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
+import { createDockerClient } from "./providers/docker-api.ts";
+import { createDockerProvider, serverIdFrom } from "./providers/docker.ts";
 import { createLocalProvider } from "./providers/local.ts";
 import { resolveSandbox } from "./providers/sandbox.ts";
 import type { Provider } from "./providers/types.ts";
@@ -56,6 +58,40 @@ export function openBlobs(config: ServerConfig, log: Log): BlobStore {
   return createDiskBlobStore({ dir: join(config.dataDir, "blobs"), secret: loadOrCreateSecret(config.dataDir) });
 }
 
+/** The configured provider: local sessions (sandboxed when possible) or Docker containers. */
+async function openProvider(config: ServerConfig, store: Store, serverKey: string, log: Log): Promise<Provider> {
+  if (config.provider === "docker") {
+    const docker = createDockerClient(config.docker.host);
+    await docker.ping();
+    if (!(await docker.hasImage(config.docker.image))) {
+      throw new Error(`the session image ${config.docker.image} is not in the Docker engine at ${docker.host}: build it with \`npm run session-image\` (or docker build image/), or set --docker-image`);
+    }
+    log.info(`sessions: Docker containers of ${config.docker.image} on ${docker.host}, network ${config.docker.network}`);
+    return createDockerProvider({
+      docker,
+      image: config.docker.image,
+      network: config.docker.network,
+      region: config.region,
+      limits: config.sessionLimits,
+      tuning: config.agentTuning,
+      serverId: serverIdFrom(serverKey),
+      log,
+    });
+  }
+  const sandbox = resolveSandbox(config.sandbox, config.sessionLimits);
+  log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}`);
+  const loopback = ["127.0.0.1", "::1", "localhost"].includes(config.host);
+  return createLocalProvider({
+    dataDir: config.dataDir,
+    agentCommand: binaryCommand("catty-agent", config.agentBin),
+    tuning: config.agentTuning,
+    sandbox,
+    mayRunUnsandboxed: async () => loopback && (await store.countUsers()) <= 1,
+    region: config.region,
+    log,
+  });
+}
+
 export interface StartOptions {
   /** Tests wrap the provider to observe it (the real local provider still does the work). */
   wrapProvider?(provider: Provider): Provider;
@@ -73,18 +109,9 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     chmodSync(ownerTokenFile, 0o600);
     log.info(`first start: created user "owner"; its token is in ${ownerTokenFile}`);
   }
-  const sandbox = resolveSandbox(config.sandbox, config.sessionLimits);
-  log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}`);
-  const loopback = ["127.0.0.1", "::1", "localhost"].includes(config.host);
-  const local = createLocalProvider({
-    dataDir: config.dataDir,
-    agentCommand: binaryCommand("catty-agent", config.agentBin),
-    tuning: config.agentTuning,
-    sandbox,
-    mayRunUnsandboxed: async () => loopback && (await store.countUsers()) <= 1,
-    log,
-  });
-  const provider = opts.wrapProvider ? opts.wrapProvider(local) : local;
+  const serverKey = loadOrCreateKey(config.dataDir, "server-key");
+  const chosen = await openProvider(config, store, serverKey, log);
+  const provider = opts.wrapProvider ? opts.wrapProvider(chosen) : chosen;
   let agentUrl = config.publicUrl ?? "";
   const app = createApp({
     store,
@@ -96,7 +123,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,
     stopTimeoutMs: config.stopTimeoutMs,
-    serverKey: loadOrCreateKey(config.dataDir, "server-key"),
+    serverKey,
     ...(opts.transferTtlMs !== undefined ? { transferTtlMs: opts.transferTtlMs } : {}),
     ...(opts.sweepMs !== undefined ? { sweepMs: opts.sweepMs } : {}),
   });

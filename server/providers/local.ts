@@ -25,6 +25,8 @@ export interface LocalProviderOptions {
    * address (checked at each start, since users can be added while it runs).
    */
   mayRunUnsandboxed(): Promise<boolean>;
+  /** The region name sessions report (default `local`). */
+  region?: string;
   log: Log;
 }
 
@@ -57,7 +59,7 @@ const local = (machine: MachineHandle): LocalMachine | null => (machine.provider
 export function createLocalProvider(opts: LocalProviderOptions): Provider {
   return {
     name: "local",
-    region: "local",
+    region: opts.region ?? "local",
     isolated: opts.sandbox.kind !== "none",
     async start(spec: MachineSpec) {
       if (opts.sandbox.kind === "none" && !(await opts.mayRunUnsandboxed())) {

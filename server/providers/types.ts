@@ -33,4 +33,11 @@ export interface Provider {
   destroy(machine: MachineHandle): Promise<void>;
   /** The session ended: frees what its machine held beside its processes (the local sandbox's cgroups). */
   release?(machine: MachineHandle): Promise<void>;
+  /** Why a machine that is not alive went away, in words for the session's end reason. */
+  whyGone?(machine: MachineHandle): Promise<string | null>;
+  /**
+   * Called once when the server starts, with the machines of the sessions still live: removes
+   * machines of this server that no session owns (a container left behind).
+   */
+  reconcile?(live: MachineHandle[]): Promise<void>;
 }

@@ -14,5 +14,14 @@ export const LocalMachine = z.object({
 });
 export type LocalMachine = z.infer<typeof LocalMachine>;
 
-export const MachineHandle = z.discriminatedUnion("provider", [LocalMachine]);
+export const DockerMachine = z.object({
+  provider: z.literal("docker"),
+  /** The container's id. */
+  id: z.string().regex(/^[0-9a-f]{12,64}$/),
+  /** Its name (`catty-<label>-…`), for operators reading `docker ps`. */
+  name: z.string().min(1),
+});
+export type DockerMachine = z.infer<typeof DockerMachine>;
+
+export const MachineHandle = z.discriminatedUnion("provider", [LocalMachine, DockerMachine]);
 export type MachineHandle = z.infer<typeof MachineHandle>;

@@ -53,8 +53,8 @@ function provider(real: Provider): Provider {
       fuzzTokens.set(spec.label, spec.agentToken);
       return { provider: "local", pid: process.pid, dir: "/nonexistent" };
     },
-    isAlive: (m) => (m.pid === process.pid ? Promise.resolve(true) : real.isAlive(m)),
-    destroy: (m) => (m.pid === process.pid ? Promise.resolve() : real.destroy(m)),
+    isAlive: (m) => (m.provider === "local" && m.pid === process.pid ? Promise.resolve(true) : real.isAlive(m)),
+    destroy: (m) => (m.provider === "local" && m.pid === process.pid ? Promise.resolve() : real.destroy(m)),
   };
 }
 

@@ -19,7 +19,7 @@ const started: MachineHandle[] = [];
 afterAll(() => {
   for (const m of started) {
     try {
-      process.kill(m.pid, "SIGKILL");
+      if (m.provider === "local") process.kill(m.pid, "SIGKILL");
     } catch {
       // already gone
     }

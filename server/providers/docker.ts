@@ -1,0 +1,138 @@
+/**
+ * Docker provider: one container per session, from the session image (`image/`), created,
+ * inspected and removed through the Docker Engine API (docker-api.ts). The agent is the
+ * container's entrypoint (under `tini`) and runs as the container's root with a handful of
+ * capabilities; it starts the program as the image's unprivileged `catty` user through `setpriv`
+ * (no new privileges, no capabilities), so the program cannot read the agent's environment or
+ * memory, signal it, or change what the agent owns. Limits (memory, CPUs, processes) are the
+ * container's cgroup limits. Containers carry labels naming the session and the server, so a
+ * restarted server finds its own (`reconcile`).
+ *
+ * Containers keep running when the server goes away (`kill -9` included); their agents re-dial
+ * the server when it is back.
+ */
+import { createHash } from "node:crypto";
+import type { Log } from "../../src/lib/log.ts";
+import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
+import type { DockerMachine, MachineHandle } from "../../src/protocol/index.ts";
+import type { DockerClient } from "./docker-api.ts";
+import type { SessionLimits } from "./sandbox.ts";
+import type { MachineSpec, Provider } from "./types.ts";
+
+/** The session image's contract: where the workspace is, and the program's user (see image/). */
+export const IMAGE_WORKSPACE = "/workspace";
+export const IMAGE_USER = { uid: 1000, gid: 1000 } as const;
+const AGENT_STATE = "/var/lib/catty-agent";
+
+/** Labels on every session container. */
+export const LABELS = { session: "dev.catty.session", server: "dev.catty.server" } as const;
+
+/** What the agent (container root) keeps; everything else a container's root gets is dropped. */
+const AGENT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID", "SETPCAP"];
+
+export interface DockerProviderOptions {
+  docker: DockerClient;
+  image: string;
+  network: string;
+  region: string;
+  limits: SessionLimits;
+  tuning: AgentTuning;
+  /** Names this server on its containers' labels (a stable id from its data dir). */
+  serverId: string;
+  log: Log;
+}
+
+/** A stable id for a server, from a secret of its data dir (not the secret itself). */
+export function serverIdFrom(key: string): string {
+  return createHash("sha256").update(`catty-server-id:${key}`).digest("hex").slice(0, 16);
+}
+
+const docker = (machine: MachineHandle): DockerMachine | null => (machine.provider === "docker" ? machine : null);
+
+export function createDockerProvider(opts: DockerProviderOptions): Provider {
+  const { docker: engine, log } = opts;
+  return {
+    name: "docker",
+    region: opts.region,
+    isolated: true,
+    async start(spec: MachineSpec) {
+      const { uid, gid } = IMAGE_USER;
+      const env = encodeAgentEnv({
+        ...opts.tuning,
+        serverUrl: spec.serverUrl,
+        token: spec.agentToken,
+        workspace: IMAGE_WORKSPACE,
+        stateDir: AGENT_STATE,
+        command: spec.command,
+        cols: spec.cols,
+        rows: spec.rows,
+        idleTimeoutMs: spec.idleTimeoutMs,
+        wrap: [
+          "setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups",
+          "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
+        ],
+        owner: `${uid}:${gid}`,
+      });
+      const name = `catty-${spec.label}-${crypto.randomUUID().slice(0, 8)}`;
+      const memory = opts.limits.memoryBytes;
+      const id = await engine.run(name, {
+        Image: opts.image,
+        Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        Labels: { [LABELS.session]: spec.label, [LABELS.server]: opts.serverId },
+        Hostname: "catty",
+        HostConfig: {
+          NetworkMode: opts.network,
+          Memory: memory,
+          MemorySwap: memory,
+          NanoCpus: Math.round(opts.limits.cpus * 1e9),
+          PidsLimit: opts.limits.pids,
+          CapDrop: ["ALL"],
+          CapAdd: AGENT_CAPABILITIES,
+          SecurityOpt: ["no-new-privileges"],
+          LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "2" } },
+          RestartPolicy: { Name: "no" },
+        },
+      });
+      log.info("container started", { label: spec.label, container: name, id: id.slice(0, 12) });
+      return { provider: "docker", id, name } satisfies DockerMachine;
+    },
+    async isAlive(machine) {
+      const m = docker(machine);
+      if (!m) return false;
+      try {
+        const info = await engine.inspect(m.id);
+        return info !== null && (info.State.Running || info.State.Status === "created" || info.State.Status === "restarting");
+      } catch (err) {
+        // The engine cannot say: the container may well be running; ask again later.
+        log.warn("could not inspect a session container", { container: m.name, err });
+        return true;
+      }
+    },
+    async whyGone(machine) {
+      const m = docker(machine);
+      if (!m) return null;
+      const info = await engine.inspect(m.id).catch(() => undefined);
+      if (info === undefined) return null;
+      if (info === null) return `its container ${m.name} no longer exists`;
+      const { State: s } = info;
+      if (s.OOMKilled) return `its container ${m.name} ran out of memory`;
+      return `its container ${m.name} ${s.Status} (exit code ${s.ExitCode}${s.Error ? `: ${s.Error}` : ""})`;
+    },
+    async destroy(machine) {
+      const m = docker(machine);
+      if (m) await engine.remove(m.id);
+    },
+    async release(machine) {
+      const m = docker(machine);
+      if (m) await engine.remove(m.id);
+    },
+    async reconcile(live) {
+      const keep = new Set(live.flatMap((m) => (m.provider === "docker" ? [m.id] : [])));
+      for (const c of await engine.list([`${LABELS.server}=${opts.serverId}`])) {
+        if (keep.has(c.Id)) continue;
+        log.warn("removing a session container with no live session", { container: c.Names?.[0] ?? c.Id.slice(0, 12) });
+        await engine.remove(c.Id).catch((err: unknown) => log.warn("could not remove a container", { id: c.Id.slice(0, 12), err }));
+      }
+    },
+  };
+}
