@@ -111,11 +111,12 @@ async function baseTarball(opts: BuildOptions, hash: string): Promise<string> {
   return file;
 }
 
-/** A build context: the Dockerfile and the agent at the path the Dockerfile copies it from. */
+/** A build context: the Dockerfile, and the agent and entrypoint at the paths it copies them from. */
 async function context(dockerfile: string, agentBin: string, into: string): Promise<void> {
   const tar = pack();
   const done = Bun.write(into, new Response(tar as unknown as ReadableStream));
   tar.entry({ name: "Dockerfile", mode: 0o644 }, dockerfile);
+  tar.entry({ name: "image/entrypoint.sh", mode: 0o755 }, read("entrypoint.sh"));
   const agent = new Uint8Array(await Bun.file(agentBin).arrayBuffer());
   tar.entry({ name: "dist/catty-agent", mode: 0o755 }, Buffer.from(agent.buffer, agent.byteOffset, agent.byteLength));
   tar.finalize();

@@ -2,10 +2,12 @@
  * Docker provider: one container per session, from the session image (`image/`), created,
  * inspected and removed through the Docker Engine API (docker-api.ts). The agent is the
  * container's entrypoint (under `tini`) and runs as the container's root with a handful of
- * capabilities; it starts the program as the image's unprivileged `catty` user through `setpriv`
- * (no new privileges, no capabilities), so the program cannot read the agent's environment or
- * memory, signal it, or change what the agent owns. Limits (memory, CPUs, processes) are the
- * container's cgroup limits. Containers carry labels naming the session and the server, so a
+ * capabilities; it starts the program as the image's unprivileged `catty` user, with a host uid
+ * of the session's own, through `setpriv` (no new privileges, no capabilities), so the program
+ * cannot read the agent's environment or memory, signal it, or change what the agent owns.
+ * Limits: memory and CPUs are the container's cgroup limits; processes are the program's own
+ * RLIMIT_NPROC (its uid is the session's alone), with the container's pids limit a little above
+ * it, so a fork bomb never leaves the agent unable to start a thread. Containers carry labels naming the session and the server, so a
  * restarted server finds its own (`reconcile`).
  *
  * Containers keep running when the server goes away (`kill -9` included); their agents re-dial
@@ -19,10 +21,20 @@ import type { DockerClient } from "./docker-api.ts";
 import type { SessionLimits } from "./sandbox.ts";
 import type { MachineSpec, Provider } from "./types.ts";
 
-/** The session image's contract: where the workspace is, and the program's user (see image/). */
+/**
+ * The session image's contract (see image/): the workspace is `/workspace`; its entrypoint gives
+ * the `catty` user the uid in `CATTY_PROGRAM_UID`, then runs the agent.
+ */
 export const IMAGE_WORKSPACE = "/workspace";
-export const IMAGE_USER = { uid: 1000, gid: 1000 } as const;
 const AGENT_STATE = "/var/lib/catty-agent";
+
+/**
+ * Each session's program gets a host uid of its own from this range, so that per-user limits
+ * (RLIMIT_NPROC) count one session's processes only, and no two sessions share a user.
+ */
+const PROGRAM_UIDS = { first: 200_000, count: 800_000 } as const;
+/** Processes and threads the container may have beyond the program's limit: the agent's. */
+const AGENT_PIDS = 64;
 
 /** Labels on every session container. */
 export const LABELS = { session: "dev.catty.session", server: "dev.catty.server" } as const;
@@ -56,7 +68,8 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
     region: opts.region,
     isolated: true,
     async start(spec: MachineSpec) {
-      const { uid, gid } = IMAGE_USER;
+      const uid = PROGRAM_UIDS.first + Math.floor(Math.random() * PROGRAM_UIDS.count);
+      const gid = uid;
       const env = encodeAgentEnv({
         ...opts.tuning,
         serverUrl: spec.serverUrl,
@@ -67,12 +80,17 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
         cols: spec.cols,
         rows: spec.rows,
         idleTimeoutMs: spec.idleTimeoutMs,
+        // The program's own process limit (its uid is its own), the kernel's first pick when
+        // memory runs out, then the unprivileged user with no capabilities.
         wrap: [
+          "prlimit", `--nproc=${opts.limits.pids}`, "--",
+          "choom", "-n", "500", "--",
           "setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups",
           "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
         ],
         owner: `${uid}:${gid}`,
       });
+      env.CATTY_PROGRAM_UID = String(uid);
       const name = `catty-${spec.label}-${crypto.randomUUID().slice(0, 8)}`;
       const memory = opts.limits.memoryBytes;
       const id = await engine.run(name, {
@@ -85,7 +103,7 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
           Memory: memory,
           MemorySwap: memory,
           NanoCpus: Math.round(opts.limits.cpus * 1e9),
-          PidsLimit: opts.limits.pids,
+          PidsLimit: opts.limits.pids + AGENT_PIDS,
           CapDrop: ["ALL"],
           CapAdd: AGENT_CAPABILITIES,
           SecurityOpt: ["no-new-privileges"],

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { sessionDir } from "../../server/providers/local.ts";
 import type { LocalMachine } from "../../src/protocol/index.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { hostTargets, limitsFound, LIMITS_SCRIPT, readAttempts } from "../helpers/isolation.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 let server: TestServer;
@@ -57,23 +58,14 @@ describe("sandboxed local sessions", () => {
   test("the attack from the review fails, and the session keeps working", async () => {
     const other = await session("echo other-secret > /workspace/secret.txt; sleep 300");
     await waitFor(() => existsSync(join(other.workspace, "secret.txt")), { what: "the other session's secret" });
-    const hostFile = join(process.env.HOME as string, "host-secret.txt");
-    writeFileSync(hostFile, "host user's file\n");
-    const targets = [
-      join(server.dataDir, "blob-secret"),
-      join(server.dataDir, "owner-token"),
-      join(server.dataDir, "catty.db"),
-      join(server.dataDir, "server-key"),
-      join(other.workspace, "secret.txt"),
-      hostFile,
-    ];
+    const targets = [...hostTargets(server.dataDir), join(other.workspace, "secret.txt")];
     const script = [
       "r=/workspace/result.txt",
       'echo "pwd=$(pwd)" >> $r',
       'echo "home=$HOME" >> $r',
       'echo x > /tmp/probe && echo "tmp writable" >> $r',
       'echo y > "$HOME/probe" && echo "home writable" >> $r',
-      ...targets.map((f) => `if cat '${f}' >/dev/null 2>&1; then echo "read ${f}" >> $r; else echo "denied ${f}" >> $r; fi`),
+      ...readAttempts(targets),
       // The agent's token, in any environment this program can see.
       'if grep -qs agt_ /proc/[0-9]*/environ; then echo "token found" >> $r; else echo "token hidden" >> $r; fi',
       'env | grep -q "^CATTY_" && echo "catty env" >> $r',
@@ -114,22 +106,12 @@ describe("sandboxed local sessions", () => {
 
   // Limits need cgroups the server may create (as root); elsewhere the server says none apply.
   test.if(process.getuid?.() === 0 && (existsSync("/sys/fs/cgroup/pids") || existsSync("/sys/fs/cgroup/cgroup.controllers")))("the process limit stops a fork bomb, the memory limit a runaway allocation; the server stays responsive", async () => {
-    const script = [
-      "r=/workspace/result.txt",
-      // dash gives up on a failed fork at once (bash would retry for a long time).
-      "sh -c 'for i in $(seq 200); do sleep 30 & done' 2>/dev/null",
-      'echo "started=$(ls -d /proc/[0-9]* | wc -l)" >> $r',
-      "pkill sleep 2>/dev/null",
-      // 1 GiB without a newline: tail holds it all, and the 256 MiB limit ends it.
-      "head -c 1073741824 /dev/zero | tail > /dev/null; echo \"memory=$?\" >> $r",
-      "echo done >> $r",
-      "sleep 300",
-    ].join("\n");
-    const me = await session(script);
-    const lines = await results(me.workspace);
-    const started = Number(lines.find((l) => l.startsWith("started="))?.slice(8));
-    expect(started).toBeLessThan(64);
-    expect(lines.find((l) => l.startsWith("memory="))).not.toBe("memory=0");
+
+    const me = await session(LIMITS_SCRIPT);
+    const { started, memoryExit } = limitsFound(await results(me.workspace));
+    expect(started).toBeGreaterThan(0);
+    expect(started).toBeLessThanOrEqual(64);
+    expect(memoryExit).not.toBe(0);
     expect((await fetch(`${server.url}/healthz`)).ok).toBe(true);
     expect((await server.owner.get(me.label)).status).toBe("running");
     // The session's cgroups go with it.

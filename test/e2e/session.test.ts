@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { ServerProcess } from "../helpers/server-process.ts";
+import { sessionFlow, shellExitCode as exitCodeAfter } from "../helpers/session-flow.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -32,11 +33,7 @@ function cattyJson(args: string[]): ListedSession[] {
 const list = (): ListedSession[] => cattyJson(["list", "--json"]);
 const statusOf = (label: string): string | undefined => list().find((s) => s.label === label)?.status;
 
-/** Runs a command in the tmux shell and returns its exit code, printed behind a marker. */
-async function shellExitCode(marker: string): Promise<number> {
-  const screen = await tmux.waitFor(new RegExp(`${marker}=(\\d+)`));
-  return Number(new RegExp(`${marker}=(\\d+)`).exec(screen)?.[1]);
-}
+const shellExitCode = (marker: string): Promise<number> => exitCodeAfter(tmux, marker);
 
 beforeAll(async () => {
   bins = await buildBinaries();
@@ -62,55 +59,7 @@ afterAll(async () => {
 
 describe("a session end to end", () => {
   test("type, resize, vim, detach, reconnect, exit code", async () => {
-    tmux.type("catty new --no-upload -- bash --norc --noprofile; echo CATTY_EXIT=$?");
-    const started = await tmux.waitFor(/Session ([a-z]+-[a-z]+-\d{4}) started/);
-    const label = /Session ([a-z]+-[a-z]+-\d{4}) started/.exec(started)?.[1] as string;
-    await waitFor(() => statusOf(label) === "running", { what: "session running" });
-
-    // Typing reaches the program and its output comes back.
-    tmux.type("echo product=$((6*7))");
-    await tmux.waitFor("product=42");
-
-    // The PTY follows the local terminal's size.
-    tmux.resize(91, 27);
-    await waitFor(
-      async () => {
-        tmux.type("stty size");
-        return (await tmux.waitFor(/\d+ \d+\s*\n/, 2_000).catch(() => "")).includes("27 91");
-      },
-      { timeoutMs: 15_000, what: "stty size 27 91" },
-    );
-
-    // A full-screen program draws its screen.
-    tmux.type("vim -u NONE -N /tmp/catty-e2e-vim.txt");
-    await tmux.waitFor(/^~\s*$/m);
-    tmux.keys("i");
-    tmux.type("hello from vim", false);
-    tmux.keys("Escape");
-    await tmux.waitFor("hello from vim");
-    tmux.type(":q!");
-    await waitFor(() => !/^~\s*$/m.test(tmux.capture()), { what: "vim to quit" });
-
-    // Detach with Ctrl+C twice: catty exits 0 and the session keeps running.
-    tmux.type("MYVAR=kept-$((40+2)); echo set-$MYVAR");
-    await tmux.waitFor("set-kept-42");
-    tmux.keys("C-c");
-    tmux.keys("C-c");
-    await tmux.waitFor(`Detached from ${label}`);
-    expect(await shellExitCode("CATTY_EXIT")).toBe(0);
-    expect(statusOf(label)).toBe("running");
-
-    // Reconnect: the shell (and its variable) is still there.
-    tmux.type("clear");
-    tmux.type(`catty connect ${label}; echo CONNECT_EXIT=$?`);
-    tmux.type("echo value=$MYVAR");
-    await tmux.waitFor("value=kept-42");
-
-    // The program's exit code becomes catty's, and the session is stopped.
-    tmux.type("exit 7");
-    expect(await shellExitCode("CONNECT_EXIT")).toBe(7);
-    await waitFor(() => statusOf(label) === "stopped", { what: "session stopped" });
-    expect(list().find((s) => s.label === label)?.exitCode).toBe(7);
+    await sessionFlow(tmux, { statusOf, exitCodeOf: (label) => list().find((s) => s.label === label)?.exitCode });
   }, 120_000);
 
   test("a running session survives kill -9 of the server", async () => {

@@ -47,8 +47,7 @@ async function roundTrip(user: CattyUser, scratch: string): Promise<RoundTripRes
   const { label, screen, exitMarker } = await user.newSession(project, ["--no-sync-back"]);
   expect(screen).toContain("Packed");
   expect(screen).toContain("Uploaded");
-  const ws = user.workspace(label);
-  expect(readFileSync(join(ws, "README.md"), "utf8")).toBe("# demo\n");
+  expect(readFileSync(join(await user.copyWorkspace(label), "README.md"), "utf8")).toBe("# demo\n");
 
   // Work inside the session.
   await user.shell("printf 'changed in session\\n' >> README.md");
@@ -58,6 +57,7 @@ async function roundTrip(user: CattyUser, scratch: string): Promise<RoundTripRes
   await user.shell("mkdir -p node_modules/pkg .cache && echo junk > node_modules/pkg/index.js && echo c > .cache/x");
   await user.shell("git add -A && git -c user.name=Cat -c user.email=cat@catty.invalid commit -qm 'session commit'");
   await user.detach(label, exitMarker);
+  const ws = await user.copyWorkspace(label);
 
   // Stop: waits for the final save and says how it went.
   const stop = await user.cli(["stop", label]);

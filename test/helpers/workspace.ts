@@ -169,6 +169,12 @@ export class CattyUser {
     return join(this.sessionDir(label), "workspace");
   }
 
+  /**
+   * A directory holding the session's workspace as it is now: the workspace itself for local
+   * sessions; a provider whose machines keep it elsewhere (a container) sets `copyWorkspace`.
+   */
+  copyWorkspace: (label: string) => Promise<string> = async (label) => this.workspace(label);
+
   agentPid(label: string): number {
     return Number(readFileSync(join(this.sessionDir(label), "agent.pid"), "utf8").trim());
   }

@@ -1,12 +1,16 @@
 /**
  * The local provider starts a detached process with exactly the agent's environment contract
  * (src/protocol/agent-env.ts) plus the host basics, never the server's own settings or storage
- * credentials, and with the usual umask whatever the server's own.
+ * credentials, and with the usual umask whatever the server's own. The Docker provider asks the
+ * engine for a container with that contract, the session's limits and labels (a recording
+ * client here; test/e2e/docker.test.ts runs a real engine).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { dockerEndpoint, type ContainerSpec, type DockerClient } from "../../server/providers/docker-api.ts";
+import { createDockerProvider, LABELS } from "../../server/providers/docker.ts";
 import { resolveSandbox } from "../../server/providers/sandbox.ts";
 import { createLocalProvider, sessionDir } from "../../server/providers/local.ts";
 import { readServerConfig } from "../../server/config.ts";
@@ -117,5 +121,104 @@ describe("local provider", () => {
     expect(err?.message).toContain("would not be isolated");
     expect(err?.message).toContain("install bubblewrap");
     expect(existsSync(sessionDir(dataDir, "brave-tiger-1234"))).toBe(false);
+  });
+});
+
+describe("Docker provider", () => {
+  /** A Docker client that records what the provider asks of it. */
+  function recordingDocker(): { client: DockerClient; created: Array<{ name: string; spec: ContainerSpec }>; removed: string[] } {
+    const created: Array<{ name: string; spec: ContainerSpec }> = [];
+    const removed: string[] = [];
+    const client: DockerClient = {
+      host: "unix:///nowhere.sock",
+      ping: async () => {},
+      run: async (name, spec) => {
+        created.push({ name, spec });
+        return "a".repeat(64);
+      },
+      inspect: async () => null,
+      list: async () => [
+        { Id: "a".repeat(64), State: "running", Labels: {} },
+        { Id: "b".repeat(64), State: "exited", Labels: {} },
+      ],
+      remove: async (id) => void removed.push(id),
+      hasImage: async () => true,
+      importImage: async () => {},
+      build: async () => {},
+      removeImage: async () => {},
+    };
+    return { client, created, removed };
+  }
+
+  const limits = { memoryBytes: 1024 ** 3, cpus: 1.5, pids: 200 };
+
+  test("a container with the agent's contract, the limits, no capabilities beyond the agent's, and labels", async () => {
+    const { client, created } = recordingDocker();
+    const config = readServerConfig({}, { ...process.env, CATTY_SAVE_INTERVAL_MS: "700" });
+    const provider = createDockerProvider({
+      docker: client,
+      image: "catty-session:test",
+      network: "host",
+      region: "eu-west",
+      limits,
+      tuning: config.agentTuning,
+      serverId: "0123456789abcdef",
+      log: silentLog,
+    });
+    expect(provider.region).toBe("eu-west");
+    expect(provider.isolated).toBe(true);
+    const machine = await provider.start({
+      label: "brave-tiger-1234",
+      agentToken: "agt_token",
+      serverUrl: "http://127.0.0.1:9",
+      command: ["bash"],
+      cols: 100,
+      rows: 30,
+      idleTimeoutMs: 90_000,
+    });
+    expect(machine).toMatchObject({ provider: "docker", id: "a".repeat(64) });
+    const [{ name, spec }] = created as [{ name: string; spec: ContainerSpec }];
+    expect(name).toMatch(/^catty-brave-tiger-1234-[0-9a-f]{8}$/);
+    expect(spec.Image).toBe("catty-session:test");
+    expect(spec.Labels).toEqual({ [LABELS.session]: "brave-tiger-1234", [LABELS.server]: "0123456789abcdef" });
+    expect(spec.HostConfig).toMatchObject({
+      NetworkMode: "host",
+      Memory: 1024 ** 3,
+      MemorySwap: 1024 ** 3,
+      NanoCpus: 1.5e9,
+      CapDrop: ["ALL"],
+      SecurityOpt: ["no-new-privileges"],
+    });
+    // The program's own process limit, and room above it for the agent.
+    expect(spec.HostConfig.PidsLimit).toBeGreaterThan(200);
+    const env = Object.fromEntries(spec.Env.map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
+    const agent = readAgentEnv(env);
+    expect(agent).toMatchObject({ token: "agt_token", workspace: "/workspace", command: ["bash"], saveIntervalMs: 700, idleTimeoutMs: 90_000 });
+    const uid = Number(env.CATTY_PROGRAM_UID);
+    expect(uid).toBeGreaterThanOrEqual(200_000);
+    expect(agent.owner).toBe(`${uid}:${uid}`);
+    expect(agent.wrap.slice(0, 2)).toEqual(["prlimit", "--nproc=200"]);
+    expect(agent.wrap).toContain(`--reuid=${uid}`);
+    expect(agent.wrap).toContain("--no-new-privs");
+    expect(agent.wrap).toContain("--bounding-set=-all");
+    // Two sessions, two program users.
+    await provider.start({ label: "calm-otter-5678", agentToken: "agt_2", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 1000 });
+    const env2 = (created[1] as { spec: ContainerSpec }).spec.Env.find((e) => e.startsWith("CATTY_PROGRAM_UID="));
+    expect(env2).not.toBe(`CATTY_PROGRAM_UID=${uid}`);
+  });
+
+  test("a restarted server removes its containers that no live session owns", async () => {
+    const { client, removed } = recordingDocker();
+    const provider = createDockerProvider({
+      docker: client, image: "i", network: "bridge", region: "local", limits, tuning: readServerConfig({}, {}).agentTuning, serverId: "x", log: silentLog,
+    });
+    await provider.reconcile?.([{ provider: "docker", id: "a".repeat(64), name: "catty-a" }]);
+    expect(removed).toEqual(["b".repeat(64)]);
+  });
+
+  test("DOCKER_HOST forms", () => {
+    expect(dockerEndpoint("unix:///var/run/docker.sock")).toEqual({ base: "http://docker", unix: "/var/run/docker.sock" });
+    expect(dockerEndpoint("tcp://10.0.0.2:2375")).toEqual({ base: "http://10.0.0.2:2375" });
+    expect(() => dockerEndpoint("ssh://host")).toThrow(/unix:\/\/ socket or a tcp:\/\/ address/);
   });
 });

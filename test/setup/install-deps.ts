@@ -1,9 +1,18 @@
 /**
- * Installs the system programs the test suite drives (tmux for the end-to-end tests, vim and bash
- * as programs inside sessions, bubblewrap for the session sandbox) with apt-get when they are missing. Run by `npm test` before
- * `bun test`; does nothing when everything is there.
+ * Installs the system programs the test suite drives with apt-get when they are missing: tmux for
+ * the end-to-end tests, vim and bash as programs inside sessions, bubblewrap for the session
+ * sandbox, dockerd (docker.io) for the Docker provider and mmdebstrap for the session image. Run
+ * by `npm test` before `bun test`; does nothing when everything is there.
  */
-const NEEDED: Record<string, string> = { tmux: "tmux", vim: "vim", bash: "bash", bwrap: "bubblewrap", setpriv: "util-linux" };
+const NEEDED: Record<string, string> = {
+  tmux: "tmux",
+  vim: "vim",
+  bash: "bash",
+  bwrap: "bubblewrap",
+  setpriv: "util-linux",
+  dockerd: "docker.io",
+  mmdebstrap: "mmdebstrap",
+};
 
 const missing = Object.entries(NEEDED)
   .filter(([bin]) => !Bun.which(bin))
