@@ -13,7 +13,11 @@
  * every tmux session killed, so none pile up. The bench answers the cursor position query catty
  * sends as it attaches, as a terminal does.
  *
- *   ./node_modules/.bin/bun bench/start.ts [--rounds 10] [--warmup 1] [--sessions 0] [--bin-dir DIR]
+ *   ./node_modules/.bin/bun bench/start.ts [--rounds 10] [--warmup 1] [--sessions 0] [--bin-dir DIR] [--docker]
+ *
+ * `--docker` adds the Docker provider (a catty server with `--provider docker` on a Docker engine
+ * the bench starts, with the session image built from this checkout, containers on the host's
+ * network) and, as its reference, `docker run -it` of the same image running the same program.
  *
  * `--sessions N` then starts N idle sessions on the sandboxed server one after another (the
  * program prints the marker and sleeps; the CLI is ended once the marker is shown, the session
@@ -43,9 +47,11 @@ import {
   withDeadline,
   type Binaries,
 } from "./harness.ts";
+import { testEngine, type TestEngine } from "../test/helpers/docker.ts";
 import { COLS, ROWS } from "./paths.ts";
 
 const TARGET_SANDBOXED_P50_MS = 300;
+const TARGET_DOCKER_RATIO = 1.5;
 const MARKER = "READY";
 /** Prints the marker without it ever being in a command line a terminal could show. */
 const PROGRAM = `printf '%s%s' ${MARKER.slice(0, 2)} ${MARKER.slice(2)}; exec cat`;
@@ -136,10 +142,16 @@ interface CattyServer {
   cwd: string;
 }
 
-async function startCattyServer(tmp: string, bins: Binaries, sandbox: "bwrap" | "none"): Promise<CattyServer> {
+type Kind = "bwrap" | "none" | "docker";
+
+async function startCattyServer(tmp: string, bins: Binaries, sandbox: Kind, engine?: TestEngine): Promise<CattyServer> {
   const dir = join(tmp, `catty-${sandbox}`);
   const dataDir = join(dir, "server");
-  const server = await startServerProcess(dataDir, { bin: bins.server, env: { CATTY_SANDBOX: sandbox } });
+  const env: Record<string, string> =
+    sandbox === "docker" && engine
+      ? { CATTY_PROVIDER: "docker", DOCKER_HOST: engine.host, CATTY_DOCKER_IMAGE: engine.image, CATTY_DOCKER_NETWORK: "host" }
+      : { CATTY_SANDBOX: sandbox };
+  const server = await startServerProcess(dataDir, { bin: bins.server, env });
   const api = createApiClient(server.url, server.token);
   cleanups.push({ what: `catty sessions (${sandbox})`, run: () => stopLiveSessions(api) });
   const home = join(dir, "home");
@@ -168,11 +180,11 @@ async function cattyNew(server: CattyServer, program: string, what: string): Pro
   return { ms: r.ms, createdMs: r.stageMs, label };
 }
 
-function cattyPath(sandbox: "bwrap" | "none", server: CattyServer): StartPath {
+function cattyPath(sandbox: Kind, server: CattyServer): StartPath {
   const name = `catty ${sandbox}`;
   return {
     name,
-    label: `catty new (sandbox ${sandbox})`,
+    label: sandbox === "docker" ? "catty new (Docker provider)" : `catty new (sandbox ${sandbox})`,
     async start() {
       const { label, ...start } = await cattyNew(server, PROGRAM, name);
       // So a server that fell back to another sandbox cannot pass for this one.
@@ -207,6 +219,30 @@ async function tmuxPath(tmp: string, cold: boolean): Promise<StartPath> {
       const r = await timeToMarker([...t, "new-session", "-s", session, "sh", "-c", PROGRAM], { env, what: "tmux new-session" });
       await r.stop();
       await run([...t, cold ? "kill-server" : "kill-session", ...(cold ? [] : ["-t", session])], { timeoutMs: 10_000 });
+      return { ms: r.ms };
+    },
+  };
+}
+
+/**
+ * `docker run -it` of the session image running the same program (host network, as catty's
+ * containers here), through the engine's CLI: what the Docker provider is measured against.
+ */
+function dockerRunPath(engine: TestEngine): StartPath {
+  const docker = Bun.which("docker");
+  if (!docker) throw new Error("the docker CLI is not installed (apt-get install docker.io)");
+  let n = 0;
+  return {
+    name: "docker run",
+    label: "docker run -it (same image)",
+    async start() {
+      const name = `catty-bench-run-${process.pid}-${n++}`;
+      const r = await timeToMarker(
+        [docker, "-H", engine.host, "run", "--rm", "-it", "--name", name, "--network", "host", "--entrypoint", "sh", engine.image, "-c", PROGRAM],
+        { env: clientEnv(), what: "docker run" },
+      );
+      await r.stop();
+      await engine.client.remove(name);
       return { ms: r.ms };
     },
   };
@@ -258,6 +294,12 @@ async function measureRounds(paths: StartPath[], rounds: number, warmup: number)
     console.log(`${"  of which until \"Session … started\"".padEnd(width)}${ms(c.p50)}${ms(c.max)}`);
     console.log(`${"  and from there until the output".padEnd(width)}${ms(a.p50)}${ms(a.max)}`);
   }
+  if (all.has("docker run")) {
+    const run = stats(samples("docker run"));
+    const s = stats(samples("catty docker"));
+    const met = s.p50 / run.p50 <= TARGET_DOCKER_RATIO ? "met" : "missed";
+    console.log(`${"ratio catty docker/docker run".padEnd(width)}${(s.p50 / run.p50).toFixed(2).padStart(11)}${(s.max / run.max).toFixed(2).padStart(11)}   (target: p50 ≤ ${TARGET_DOCKER_RATIO}: ${met})`);
+  }
   for (const p of paths.filter((p) => /^catty (bwrap|none)$/.test(p.name))) {
     const s = stats(samples(p.name));
     const target = p.name === "catty bwrap" ? `   (target: p50 ≤ ${TARGET_SANDBOXED_P50_MS} ms absolute: ${s.p50 <= TARGET_SANDBOXED_P50_MS ? "met" : "missed"})` : "";
@@ -304,6 +346,7 @@ async function main(): Promise<void> {
       warmup: { type: "string", default: "1" },
       sessions: { type: "string", default: "0" },
       "bin-dir": { type: "string" },
+      docker: { type: "boolean", default: false },
     },
   });
   const { rounds, warmup, sessions } = wholeNumbers(values, { rounds: 0, warmup: 0, sessions: 0 });
@@ -316,6 +359,11 @@ async function main(): Promise<void> {
   if (rounds > 0) {
     const none = await startCattyServer(tmp, bins, "none");
     const paths = [cattyPath("bwrap", bwrap), cattyPath("none", none), await tmuxPath(tmp, false), await tmuxPath(tmp, true), cattyVersionPath(bins)];
+    if (values.docker) {
+      console.error("starting a Docker engine of the bench's own and building the session image…");
+      const engine = await testEngine(bins.agent);
+      paths.push(cattyPath("docker", await startCattyServer(tmp, bins, "docker", engine)), dockerRunPath(engine));
+    }
     await measureRounds(paths, rounds, warmup);
   }
   if (sessions > 0) await measureSessions(bwrap, sessions);

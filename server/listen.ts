@@ -58,9 +58,18 @@ export function openBlobs(config: ServerConfig, log: Log): BlobStore {
   return createDiskBlobStore({ dir: join(config.dataDir, "blobs"), secret: loadOrCreateSecret(config.dataDir) });
 }
 
+const LOOPBACK = ["127.0.0.1", "::1", "localhost"];
+
 /** The configured provider: local sessions (sandboxed when possible) or Docker containers. */
 async function openProvider(config: ServerConfig, store: Store, serverKey: string, log: Log): Promise<Provider> {
   if (config.provider === "docker") {
+    const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : config.host;
+    if (LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, "")) && config.docker.network !== "host") {
+      throw new Error(
+        `session containers on the ${config.docker.network} network cannot reach this server on ${agentHost}: set CATTY_PUBLIC_URL to an address they reach ` +
+          "(e.g. the host's bridge address, with --host bound there) or use --docker-network host",
+      );
+    }
     const docker = createDockerClient(config.docker.host);
     await docker.ping();
     if (!(await docker.hasImage(config.docker.image))) {
@@ -80,7 +89,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
   }
   const sandbox = resolveSandbox(config.sandbox, config.sessionLimits);
   log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}`);
-  const loopback = ["127.0.0.1", "::1", "localhost"].includes(config.host);
+  const loopback = LOOPBACK.includes(config.host);
   return createLocalProvider({
     dataDir: config.dataDir,
     agentCommand: binaryCommand("catty-agent", config.agentBin),
@@ -110,7 +119,10 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     log.info(`first start: created user "owner"; its token is in ${ownerTokenFile}`);
   }
   const serverKey = loadOrCreateKey(config.dataDir, "server-key");
-  const chosen = await openProvider(config, store, serverKey, log);
+  const chosen = await openProvider(config, store, serverKey, log).catch((err: unknown) => {
+    store.close();
+    throw err;
+  });
   const provider = opts.wrapProvider ? opts.wrapProvider(chosen) : chosen;
   let agentUrl = config.publicUrl ?? "";
   const app = createApp({

@@ -33,12 +33,13 @@ export interface TestEngine {
 
 let engine: Promise<TestEngine> | null = null;
 
-export function testEngine(): Promise<TestEngine> {
-  engine ??= start();
+/** The engine of this process, started on first use; its image holds `agentBin` (default: this checkout's). */
+export function testEngine(agentBin?: string): Promise<TestEngine> {
+  engine ??= start(agentBin);
   return engine;
 }
 
-async function start(): Promise<TestEngine> {
+async function start(agentBin: string | undefined): Promise<TestEngine> {
   const dockerd = Bun.which("dockerd") ?? "/usr/sbin/dockerd";
   const dir = mkdtempSync(join(tmpdir(), "catty-dockerd-"));
   const socket = join(dir, "docker.sock");
@@ -72,11 +73,10 @@ async function start(): Promise<TestEngine> {
     timeoutMs: 60_000,
     what: `dockerd on ${socket} (its log: ${logFile})`,
   });
-  const bins = await buildBinaries();
   const image = await buildSessionImage({
     docker: client,
     tag: "catty-session:test",
-    agentBin: bins.agent,
+    agentBin: agentBin ?? (await buildBinaries()).agent,
     cacheDir: defaultCacheDir(),
     say: (line) => console.error(`[session image] ${line}`),
   });

@@ -14,6 +14,7 @@ import { createDockerProvider, LABELS } from "../../server/providers/docker.ts";
 import { resolveSandbox } from "../../server/providers/sandbox.ts";
 import { createLocalProvider, sessionDir } from "../../server/providers/local.ts";
 import { readServerConfig } from "../../server/config.ts";
+import { startServer } from "../../server/listen.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { readAgentEnv } from "../../src/protocol/agent-env.ts";
 import type { MachineHandle } from "../../src/protocol/index.ts";
@@ -220,5 +221,24 @@ describe("Docker provider", () => {
     expect(dockerEndpoint("unix:///var/run/docker.sock")).toEqual({ base: "http://docker", unix: "/var/run/docker.sock" });
     expect(dockerEndpoint("tcp://10.0.0.2:2375")).toEqual({ base: "http://10.0.0.2:2375" });
     expect(() => dockerEndpoint("ssh://host")).toThrow(/unix:\/\/ socket or a tcp:\/\/ address/);
+  });
+});
+
+describe("a server with --provider docker", () => {
+  const start = (env: Record<string, string>) => {
+    const dataDir = mkdtempSync(join(tmpdir(), "catty-provider-docker-"));
+    return startServer(readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, CATTY_PROVIDER: "docker", ...env }), silentLog);
+  };
+
+  test("refuses to start when its containers could not reach it, saying what to do", async () => {
+    await expect(start({ DOCKER_HOST: "unix:///nonexistent/docker.sock" })).rejects.toThrow(
+      /cannot reach this server on 127\.0\.0\.1: set CATTY_PUBLIC_URL .* or use --docker-network host/,
+    );
+  });
+
+  test("refuses to start without an engine, saying where it looked", async () => {
+    await expect(start({ DOCKER_HOST: "unix:///nonexistent/docker.sock", CATTY_DOCKER_NETWORK: "host" })).rejects.toThrow(
+      /cannot reach the Docker engine at unix:\/\/\/nonexistent\/docker\.sock.*Is dockerd running/,
+    );
   });
 });
