@@ -310,8 +310,17 @@ async function measureRounds(paths: StartPath[], rounds: number, warmup: number)
   console.log(`(measured at the PTY masters from the spawn of the client; program: sh -c "${PROGRAM}")`);
 }
 
+/** The pid of a session's agent on this host: from its pid file (local), or the child of the container's tini. */
+async function agentPid(server: CattyServer, label: string, engine?: TestEngine): Promise<number> {
+  if (!engine) return Number(readFileSync(join(server.dataDir, "sessions", label, "agent.pid"), "utf8").trim());
+  const id = await engine.containerOf(label);
+  const tini = id ? (await engine.client.inspect(id))?.State.Pid : undefined;
+  if (!tini) throw new Error(`session ${label} has no running container`);
+  return Number(readFileSync(`/proc/${tini}/task/${tini}/children`, "utf8").trim().split(/\s+/)[0]);
+}
+
 /** N idle sessions started one after another on `server`, left running; then their memory. */
-async function measureSessions(server: CattyServer, n: number): Promise<void> {
+async function measureSessions(server: CattyServer, n: number, kind: Kind, engine?: TestEngine): Promise<void> {
   const times: number[] = [];
   const labels: string[] = [];
   const serverBefore = memory(server.pid)?.rssKb ?? NaN;
@@ -320,16 +329,17 @@ async function measureSessions(server: CattyServer, n: number): Promise<void> {
     times.push(t);
     labels.push(label);
   }
-  const agents = labels.map((label) => {
-    const pid = Number(readFileSync(join(server.dataDir, "sessions", label, "agent.pid"), "utf8").trim());
+  const agents: number[] = [];
+  for (const label of labels) {
+    const pid = await agentPid(server, label, engine);
     const m = memory(pid);
     if (!m) throw new Error(`the agent of session ${label} (pid ${pid}) is not running`);
-    return m.rssKb;
-  });
+    agents.push(m.rssKb);
+  }
   const serverRss = memory(server.pid)?.rssKb ?? NaN;
   const last = times.slice(-Math.min(10, n));
   const mb = (kb: number): string => `${(kb / 1024).toFixed(1)} MB`;
-  console.log(`\n${n} idle sessions started one after another (sandbox bwrap):`);
+  console.log(`\n${n} idle sessions started one after another (${kind === "docker" ? "Docker provider" : `sandbox ${kind}`}):`);
   console.log(`  start of session 1: ${times[0]?.toFixed(1)} ms; of the last ${last.length}: median ${median(last).toFixed(1)} ms, max ${Math.max(...last).toFixed(1)} ms`);
   console.log(`  all: ${times.map((v) => v.toFixed(0)).join(" ")}`);
   console.log(`  catty-agent RSS: mean ${mb(agents.reduce((a, b) => a + b, 0) / agents.length)} (min ${mb(Math.min(...agents))}, max ${mb(Math.max(...agents))})`);
@@ -356,17 +366,30 @@ async function main(): Promise<void> {
   const tmp = benchTempDir("catty-bench-start-");
   const bins = await compiledBinaries(values["bin-dir"]);
   const bwrap = await startCattyServer(tmp, bins, "bwrap");
+  let dockerUp: Promise<{ engine: TestEngine; server: CattyServer }> | null = null;
+  const docker = (): Promise<{ engine: TestEngine; server: CattyServer }> =>
+    (dockerUp ??= (async () => {
+      console.error("starting a Docker engine of the bench's own and building the session image…");
+      const engine = await testEngine(bins.agent);
+      return { engine, server: await startCattyServer(tmp, bins, "docker", engine) };
+    })());
   if (rounds > 0) {
     const none = await startCattyServer(tmp, bins, "none");
     const paths = [cattyPath("bwrap", bwrap), cattyPath("none", none), await tmuxPath(tmp, false), await tmuxPath(tmp, true), cattyVersionPath(bins)];
     if (values.docker) {
-      console.error("starting a Docker engine of the bench's own and building the session image…");
-      const engine = await testEngine(bins.agent);
-      paths.push(cattyPath("docker", await startCattyServer(tmp, bins, "docker", engine)), dockerRunPath(engine));
+      const { engine, server } = await docker();
+      paths.push(cattyPath("docker", server), dockerRunPath(engine));
     }
     await measureRounds(paths, rounds, warmup);
   }
-  if (sessions > 0) await measureSessions(bwrap, sessions);
+  if (sessions > 0) {
+    if (values.docker) {
+      const { engine, server } = await docker();
+      await measureSessions(server, sessions, "docker", engine);
+    } else {
+      await measureSessions(bwrap, sessions, "bwrap");
+    }
+  }
 }
 
 await runBench("start", OVERALL_TIMEOUT_MS, main);

@@ -118,6 +118,12 @@ export const SERVER_SETTINGS = {
   sessionMemoryBytes: setting(intSetting(4 * 1024 ** 3, 64 * 1024 ** 2), { env: ["CATTY_SESSION_MEMORY_BYTES"], unit: "bytes", doc: "memory of one session's processes together" }),
   sessionCpus: setting(intSetting(2, 1), { env: ["CATTY_SESSION_CPUS"], doc: "CPUs one session may use" }),
   sessionPids: setting(intSetting(512, 16), { env: ["CATTY_SESSION_PIDS"], doc: "processes and threads one session may have" }),
+  sessionDiskBytes: setting(intSetting(0), {
+    env: ["CATTY_SESSION_DISK_BYTES"],
+    unit: "bytes",
+    doc: "Docker: size of a container's writable layer, workspace included (0: no limit); needs engine storage that can limit it (overlay2 on xfs with pquota)",
+    shown: "0",
+  }),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
     doc: "log level (debug, info, warn, error); also passed to every session's agent",
@@ -169,6 +175,8 @@ export interface ServerConfig {
   /** How local sessions are isolated, and their limits (the limits apply to every provider). */
   sandbox: SandboxMode;
   sessionLimits: Readonly<SessionLimits>;
+  /** Docker: the size of a container's writable layer, when the engine's storage can limit it. */
+  sessionDiskBytes: number | undefined;
 }
 
 /** Reads the configuration once. Throws `SettingsError` naming the flag or variable at fault. */
@@ -207,6 +215,7 @@ export function readServerConfig(
     docker: Object.freeze({ host: s.dockerHost, image: s.dockerImage, network: s.dockerNetwork }),
     sandbox: s.sandbox,
     sessionLimits: Object.freeze({ memoryBytes: s.sessionMemoryBytes, cpus: s.sessionCpus, pids: s.sessionPids }),
+    sessionDiskBytes: s.sessionDiskBytes > 0 ? s.sessionDiskBytes : undefined,
   });
 }
 

@@ -75,13 +75,19 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
     if (!(await docker.hasImage(config.docker.image))) {
       throw new Error(`the session image ${config.docker.image} is not in the Docker engine at ${docker.host}: build it with \`npm run session-image\` (or docker build image/), or set --docker-image`);
     }
+    const l = config.sessionLimits;
     log.info(`sessions: Docker containers of ${config.docker.image} on ${docker.host}, network ${config.docker.network}`);
+    log.info(
+      `session limits: memory ${l.memoryBytes} bytes and ${l.cpus} CPUs (container cgroup), ${l.pids} processes (RLIMIT_NPROC of the session's own uid), ` +
+        `disk ${config.sessionDiskBytes ? `${config.sessionDiskBytes} bytes (storage option)` : "not limited"}`,
+    );
     return createDockerProvider({
       docker,
       image: config.docker.image,
       network: config.docker.network,
       region: config.region,
       limits: config.sessionLimits,
+      ...(config.sessionDiskBytes ? { diskBytes: config.sessionDiskBytes } : {}),
       tuning: config.agentTuning,
       serverId: serverIdFrom(serverKey),
       log,

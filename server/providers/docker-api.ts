@@ -29,6 +29,8 @@ export const ContainerInspect = z.object({
     ExitCode: z.number(),
     OOMKilled: z.boolean().optional(),
     Error: z.string().optional(),
+    /** The entrypoint's pid on the engine's host (0 when not running). */
+    Pid: z.number().optional(),
   }),
   Config: z.object({ Labels: z.record(z.string(), z.string()).nullable().optional() }),
 });
@@ -60,6 +62,7 @@ export interface ContainerSpec {
     ReadonlyRootfs?: boolean;
     LogConfig?: { Type: string; Config: Record<string, string> };
     RestartPolicy?: { Name: string };
+    StorageOpt?: Record<string, string>;
   };
 }
 

@@ -48,6 +48,8 @@ export interface DockerProviderOptions {
   network: string;
   region: string;
   limits: SessionLimits;
+  /** The size of each container's writable layer, when the engine's storage can limit it. */
+  diskBytes?: number;
   tuning: AgentTuning;
   /** Names this server on its containers' labels (a stable id from its data dir). */
   serverId: string;
@@ -109,6 +111,7 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
           SecurityOpt: ["no-new-privileges"],
           LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "2" } },
           RestartPolicy: { Name: "no" },
+          ...(opts.diskBytes ? { StorageOpt: { size: String(opts.diskBytes) } } : {}),
         },
       });
       log.info("container started", { label: spec.label, container: name, id: id.slice(0, 12) });

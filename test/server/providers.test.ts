@@ -162,6 +162,7 @@ describe("Docker provider", () => {
       network: "host",
       region: "eu-west",
       limits,
+      diskBytes: 10 * 1024 ** 3,
       tuning: config.agentTuning,
       serverId: "0123456789abcdef",
       log: silentLog,
@@ -189,6 +190,7 @@ describe("Docker provider", () => {
       NanoCpus: 1.5e9,
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges"],
+      StorageOpt: { size: String(10 * 1024 ** 3) },
     });
     // The program's own process limit, and room above it for the agent.
     expect(spec.HostConfig.PidsLimit).toBeGreaterThan(200);
