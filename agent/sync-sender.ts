@@ -10,9 +10,10 @@
  * after that is a new journal entry, sent in its turn.)
  */
 import type { Stats } from "node:fs";
-import { lstat, open } from "node:fs/promises";
+import { lstat } from "node:fs/promises";
 import { join } from "node:path";
 import { formatBytes } from "../src/lib/archive.ts";
+import { openSeen } from "../src/lib/safe-fs.ts";
 import type { Log } from "../src/lib/log.ts";
 import { encodeAgentSync, type AgentToServer, type SyncEvent, type SyncPosition } from "../src/protocol/index.ts";
 import type { JournalEntry } from "./watch.ts";
@@ -165,7 +166,7 @@ export class SyncSender {
     const transfer = (this.transfer = this.transfer >= 0xfffffffe ? 1 : this.transfer + 1);
     if (!this.event(clientId, { kind: "file", seq, path, size: st.size, transfer })) return false;
     let sent = 0;
-    const fh = await open(abs, "r").catch(() => null);
+    const fh = await openSeen(abs, st);
     if (fh) {
       try {
         const buf = new Uint8Array(CHUNK);

@@ -9,12 +9,10 @@
 import {
   chmodSync,
   closeSync,
-  constants as fsc,
   fchmodSync,
   futimesSync,
   lstatSync,
   mkdirSync,
-  openSync,
   readFileSync,
   readSync,
   readdirSync,
@@ -31,7 +29,7 @@ import { createGunzip, createGzip } from "node:zlib";
 import * as tar from "tar-stream";
 import { CattyError } from "../protocol/errors.ts";
 import { createExcluder, type PackMode } from "./exclude.ts";
-import { MAX_PATH_BYTES, openExclusive, parseRelPath, walkTree } from "./safe-fs.ts";
+import { MAX_PATH_BYTES, openExclusive, openSeenSync, parseRelPath, walkTree } from "./safe-fs.ts";
 
 export { createExcluder, type Excluder, type PackMode } from "./exclude.ts";
 
@@ -344,12 +342,8 @@ async function addEntry(pack: tar.Pack, { rel, abs, st }: WalkEntry, stats: Pack
     return entry(pack, { ...base, type: "symlink", linkname: target });
   }
 
-  let fd: number;
-  try {
-    fd = openSync(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-  } catch (err) {
-    return skip(rel, err);
-  }
+  const fd = openSeenSync(abs, st);
+  if (fd === null) return skip(rel, new Error("it changed while it was read (or is gone)"));
   try {
     if (st.size <= READ_CHUNK) {
       const data = readFileSync(fd);

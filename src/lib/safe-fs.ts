@@ -14,7 +14,7 @@
  * side sends, and the random temp names stop anyone planting a symlink where we will open.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsc, fchmodSync, openSync, unlinkSync, writeSync, type Stats } from "node:fs";
+import { closeSync, constants as fsc, fchmodSync, fstatSync, openSync, unlinkSync, writeSync, type Stats } from "node:fs";
 import { lstat, mkdir, open, readdir, rename, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
@@ -357,4 +357,35 @@ export async function readFull(handle: FileHandle, buf: Buffer): Promise<number>
     filled += bytesRead;
   }
   return filled;
+}
+
+/**
+ * Opens for reading the regular file a walk or a watcher found at `abs` (its `lstat` is `seen`),
+ * and only that file: not a symlink put in its place (`O_NOFOLLOW`), not a FIFO that would block
+ * (`O_NONBLOCK`), and not a file elsewhere reached through a parent directory swapped for a
+ * symlink meanwhile (the opened file must be the one seen: same device and inode). A reader with
+ * more rights than the tree's writer (the agent, beside a sandboxed program) reads nothing the
+ * writer could not. Null when the file is gone or is not the one seen.
+ */
+export function openSeenSync(abs: string, seen: Stats): number | null {
+  let fd: number;
+  try {
+    fd = openSync(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  const st = fstatSync(fd);
+  if (st.isFile() && st.dev === seen.dev && st.ino === seen.ino) return fd;
+  closeSync(fd);
+  return null;
+}
+
+/** `openSeenSync` for the promise API. */
+export async function openSeen(abs: string, seen: Stats): Promise<FileHandle | null> {
+  const fh = await open(abs, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK).catch(() => null);
+  if (!fh) return null;
+  const st = await fh.stat().catch(() => null);
+  if (st?.isFile() && st.dev === seen.dev && st.ino === seen.ino) return fh;
+  await fh.close();
+  return null;
 }

@@ -1,10 +1,24 @@
 /**
  * The one module with the path rules: validation (examples and fast-check properties), the
- * symlink-free parent walk, exclusive temp files with declared-size and cap limits, the tree walk
- * and the content comparison, each against a real file system in temp directories.
+ * symlink-free parent walk, exclusive temp files with declared-size and cap limits, the tree walk,
+ * the content comparison and opening only the file that was seen, each against a real file system in temp directories.
  */
 import { describe, expect, test } from "bun:test";
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  type Stats,
+} from "node:fs";
 import { join, posix, resolve } from "node:path";
 import fc from "fast-check";
 import {
@@ -14,6 +28,8 @@ import {
   MAX_PART_BYTES,
   MAX_PATH_BYTES,
   openExclusive,
+  openSeen,
+  openSeenSync,
   parseRelPath,
   sameContent,
   TempFile,
@@ -325,5 +341,52 @@ describe("sameContent", () => {
     expect(Bun.spawnSync(["mkfifo", join(dir, "fifo")]).exitCode).toBe(0);
     expect(lstatSync(join(dir, "fifo")).isFIFO()).toBe(true);
     expect(await sameContent(join(dir, "a"), join(dir, "fifo"))).toBe(false);
+  });
+});
+
+describe("openSeen", () => {
+  /** A tree with the file a reader saw, and a file outside it that must never be read in its place. */
+  function setUp(): { root: string; abs: string; seen: Stats; outside: string } {
+    const root = tempDir();
+    writeTree(root, { "tree/dir/file.txt": "in the tree\n", "secret/file.txt": "outside\n" });
+    const abs = join(root, "tree/dir/file.txt");
+    return { root, abs, seen: lstatSync(abs), outside: join(root, "secret") };
+  }
+
+  const readBoth = async (abs: string, seen: Stats): Promise<[string | null, string | null]> => {
+    const fd = openSeenSync(abs, seen);
+    const a = fd === null ? null : readFileSync(fd, "utf8");
+    if (fd !== null) closeSync(fd);
+    const fh = await openSeen(abs, seen);
+    const b = fh === null ? null : await fh.readFile("utf8");
+    await fh?.close();
+    return [a, b];
+  };
+
+  test("opens the file that was seen", async () => {
+    const { abs, seen } = setUp();
+    expect(await readBoth(abs, seen)).toEqual(["in the tree\n", "in the tree\n"]);
+  });
+
+  test("not a symlink put in its place", async () => {
+    const { abs, seen, outside } = setUp();
+    rmSync(abs);
+    symlinkSync(join(outside, "file.txt"), abs);
+    expect(await readBoth(abs, seen)).toEqual([null, null]);
+  });
+
+  test("not a file reached through a parent swapped for a symlink", async () => {
+    const { root, abs, seen, outside } = setUp();
+    renameSync(join(root, "tree/dir"), join(root, "tree/old"));
+    symlinkSync(outside, join(root, "tree/dir"));
+    expect(readFileSync(abs, "utf8")).toBe("outside\n"); // what a plain open would read
+    expect(await readBoth(abs, seen)).toEqual([null, null]);
+  });
+
+  test("not a FIFO put in its place (which would block)", async () => {
+    const { abs, seen } = setUp();
+    rmSync(abs);
+    expect(Bun.spawnSync(["mkfifo", abs]).exitCode).toBe(0);
+    expect(await readBoth(abs, seen)).toEqual([null, null]);
   });
 });
