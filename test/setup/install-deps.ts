@@ -11,12 +11,13 @@ const NEEDED: Record<string, string> = {
   bwrap: "bubblewrap",
   setpriv: "util-linux",
   dockerd: "docker.io",
-  mmdebstrap: "mmdebstrap",
+  // With the helpers it recommends for checking and unpacking Debian's archives.
+  mmdebstrap: "mmdebstrap gpg libdpkg-perl arch-test",
 };
 
 const missing = Object.entries(NEEDED)
   .filter(([bin]) => !Bun.which(bin))
-  .map(([, pkg]) => pkg);
+  .flatMap(([, pkgs]) => pkgs.split(" "));
 
 if (missing.length > 0) {
   const apt = Bun.which("apt-get");
