@@ -85,6 +85,27 @@ export function resolveCommand(
   return { argv: [shell || "/bin/sh", "-l"], notice: CLAUDE_NOTICE };
 }
 
+/**
+ * git's credentials for GitHub from the session's token (GH_TOKEN or GITHUB_TOKEN), given through
+ * git's environment configuration (no file in the machine): answered for github.com and for
+ * `GH_HOST` (GitHub Enterprise; `gh` reads the same variables).
+ */
+const GIT_CREDENTIAL_HELPER =
+  '!f() { test "$1" = get || exit 0; h=; while IFS== read -r k v; do [ "$k" = host ] && h=$v; done; ' +
+  'case "$h" in github.com|"${GH_HOST:-github.com}") echo username=x-access-token; echo "password=${GH_TOKEN:-$GITHUB_TOKEN}";; esac; }; f';
+
+/** The program's environment with the variables from the server's welcome (the user's secrets, API access). */
+export function withSessionEnv(base: Record<string, string>, extra: Record<string, string>): Record<string, string> {
+  const env = { ...base, ...extra };
+  if (env.GH_TOKEN || env.GITHUB_TOKEN) {
+    const n = Number(env.GIT_CONFIG_COUNT ?? 0) || 0;
+    env.GIT_CONFIG_COUNT = String(n + 1);
+    env[`GIT_CONFIG_KEY_${n}`] = "credential.helper";
+    env[`GIT_CONFIG_VALUE_${n}`] = GIT_CREDENTIAL_HELPER;
+  }
+  return env;
+}
+
 function programEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
@@ -116,6 +137,8 @@ export function createAgent(deps: AgentDeps): Agent {
     resolveDone(end);
   };
   let phase: "waiting" | "restoring" | "running" | "failed" = "waiting";
+  /** The program's extra environment from the server's welcome. */
+  let sessionEnv: Record<string, string> = {};
   /** The server is gone for good: no final save (it would have nowhere to go). */
   let orphaned = false;
   /** Sync-back subscriptions that arrived before the journal was ready. */
@@ -143,6 +166,8 @@ export function createAgent(deps: AgentDeps): Agent {
       switch (msg.type) {
         case "welcome":
           log.info("session", { label: msg.label });
+          // Its values are never logged or written: they go into the program's environment only.
+          if (msg.env && phase === "waiting") sessionEnv = msg.env;
           void begin(msg.restore);
           return;
         case "save_target":
@@ -279,7 +304,7 @@ export function createAgent(deps: AgentDeps): Agent {
     // The sandbox's wrapper (from the provider) comes first; the program runs inside it.
     argv: [...config.wrap, ...command.argv],
     cwd: config.workspace,
-    env: programEnv(process.env),
+    env: () => withSessionEnv(programEnv(process.env), sessionEnv),
     size: () => ({ cols: output.cols, rows: output.rows }),
     output: (data) => output.write(data),
     send: sendJson,

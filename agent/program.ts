@@ -19,7 +19,8 @@ export interface ProgramOptions {
   pty: PtyRunner;
   argv: string[];
   cwd: string;
-  env: Record<string, string>;
+  /** The program's environment, read when it starts. */
+  env: () => Record<string, string>;
   /** The terminal size when the program starts. */
   size(): { cols: number; rows: number };
   /** The program's output (also where a failure to start is told to the user). */
@@ -84,7 +85,7 @@ export class Program {
     const { argv, log } = this.opts;
     try {
       const { cols, rows } = this.opts.size();
-      this.proc = this.opts.pty({ argv, cwd: this.opts.cwd, env: this.opts.env, cols, rows, onData: this.opts.output });
+      this.proc = this.opts.pty({ argv, cwd: this.opts.cwd, env: this.opts.env(), cols, rows, onData: this.opts.output });
       log.info("program started", { argv, pid: this.proc.pid });
       for (const data of this.typeahead.splice(0)) this.proc.write(data);
       void this.proc.exited.then((code) => this.onExit(code));

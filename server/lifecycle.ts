@@ -127,8 +127,10 @@ export class Lifecycle implements RelayEvents {
    * Starts the machine of a session just inserted; its agent is then expected to dial in. A
    * machine that cannot start fails the session (and throws `unavailable`).
    */
-  async launch(row: SessionRow, agent: { token: string; serverUrl: string }): Promise<SessionRow> {
+  async launch(row: SessionRow, agent: { token: string; serverUrl: string }, programEnv: Record<string, string> | null = null): Promise<SessionRow> {
     const { provider, store, log } = this.deps;
+    // Held in memory only, for the agent's welcome (see agentHello).
+    this.session(row).programEnv = programEnv;
     let machine;
     try {
       machine = await provider.start({
@@ -180,14 +182,18 @@ export class Lifecycle implements RelayEvents {
 
   // ── relay events ────────────────────────────────────────────────────────────────────────────
 
-  async agentHello(sessionId: string): Promise<AgentWelcome> {
+  async agentHello(sessionId: string, programStarted: boolean): Promise<AgentWelcome> {
     const { store, saves } = this.deps;
     const row = await store.sessionById(sessionId);
-    if (!row) return { restore: null, stop: null };
-    if (isLive(row.status)) this.session(row).agentBack();
+    if (!row) return { restore: null, stop: null, env: null };
+    const live = isLive(row.status) ? this.session(row) : null;
+    live?.agentBack();
     if (row.status === "starting") await store.updateSession(sessionId, { status: "running" });
     saves.agentReconnected(sessionId);
-    return { restore: await saves.restoreFor(row), stop: row.ending?.reason ?? null };
+    // The program's environment goes to the agent until its program runs, then is forgotten.
+    const env = live && !programStarted ? live.programEnv : null;
+    if (live && programStarted) live.programEnv = null;
+    return { restore: await saves.restoreFor(row), stop: row.ending?.reason ?? null, env };
   }
 
   async agentControl(sessionId: string, msg: AgentControl) {
@@ -224,6 +230,11 @@ export class LiveSession {
   private done = false;
   /** The end was recorded (or is being recorded) by this process. */
   private recorded = false;
+  /**
+   * The program's extra environment (the user's secrets, API access) until the agent's program
+   * runs: in this process's memory only. A server restarted before then has lost it.
+   */
+  programEnv: Record<string, string> | null = null;
 
   constructor(
     private readonly lifecycle: Lifecycle,

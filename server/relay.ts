@@ -85,12 +85,14 @@ export interface AgentWelcome {
   restore: { url: string; size: number | null } | null;
   /** Set while the session is being ended: the agent is asked (again) to stop, after the welcome. */
   stop: string | null;
+  /** The program's extra environment, until the agent says its program has started. */
+  env: Record<string, string> | null;
 }
 
 /** What the relay reports to the sessions' lifecycle. */
 export interface RelayEvents {
   /** The agent said hello (first connect or re-dial). */
-  agentHello(sessionId: string): Promise<AgentWelcome>;
+  agentHello(sessionId: string, programStarted: boolean): Promise<AgentWelcome>;
   /** Save and restore messages; the answer, if any, goes back to the agent. */
   agentControl(sessionId: string, msg: AgentControl): Promise<ServerToAgent | null>;
   /** The program exited; resolves once it is recorded, with what clients are told. */
@@ -313,10 +315,10 @@ export class Relay {
     // Input held while the agent was away goes first, before anything typed from now on.
     for (const input of s.pendingInput.splice(0)) ws.send(input);
     s.pendingBytes = 0;
-    void this.events.agentHello(s.sessionId).then(
-      ({ restore, stop }) => {
+    void this.events.agentHello(s.sessionId, msg.pid !== null).then(
+      ({ restore, stop, env }) => {
         if (s.agent !== ws) return;
-        send(ws, { type: "welcome", protocol: PROTOCOL_VERSION, label: s.label, restore });
+        send(ws, { type: "welcome", protocol: PROTOCOL_VERSION, label: s.label, restore, env });
         this.resync(s, ws, { cols: msg.cols, rows: msg.rows });
         if (stop !== null) send(ws, { type: "stop", reason: stop });
       },

@@ -22,6 +22,7 @@ const main = defineCommand({
     sync: () => load(import("./commands/sync.ts"))(),
     login: () => load(import("./commands/login.ts"))(),
     logout: () => load(import("./commands/logout.ts"))(),
+    secrets: () => load(import("./commands/secrets.ts"))(),
   },
 });
 

@@ -125,5 +125,6 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
   };
   await store.insertSession(row);
   deps.log.debug("session row stored", { label, user: user.name });
-  return deps.lifecycle.launch(row, { token: agentToken, serverUrl: deps.agentUrl() });
+  const secrets = body.secrets && Object.keys(body.secrets).length > 0 ? body.secrets : null;
+  return deps.lifecycle.launch(row, { token: agentToken, serverUrl: deps.agentUrl() }, secrets);
 }

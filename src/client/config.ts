@@ -11,7 +11,7 @@ import { DEFAULT_SYNC_MAX_BYTES } from "../protocol/agent-env.ts";
 import { CattyError } from "../protocol/errors.ts";
 import type { Level } from "../lib/log.ts";
 import { cattyHome } from "../lib/paths.ts";
-import { boolSetting, enumSetting, intSetting, LOG_LEVELS, optionalString, readSettings, setting } from "../protocol/settings.ts";
+import { boolSetting, enumSetting, intSetting, LOG_LEVELS, optionalString, readSettings, setting, stringSetting } from "../protocol/settings.ts";
 
 export const Credentials = z.object({
   api: z.string().url(),
@@ -33,6 +33,7 @@ export const CLI_SETTINGS = {
     shown: "beside `catty`",
   }),
   syncMaxBytes: setting(intSetting(DEFAULT_SYNC_MAX_BYTES, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)" }),
+  githubApi: setting(stringSetting("https://api.github.com"), { env: ["CATTY_GITHUB_API"], doc: "the GitHub API `catty secrets` checks tokens with" }),
   quiet: setting(boolSetting(false), { env: ["CATTY_QUIET"], doc: "print only errors" }),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
@@ -55,6 +56,8 @@ export interface CliConfig {
   serverBin: string | undefined;
   /** `CATTY_SYNC_MAX_BYTES`: the largest file sync-back writes, whatever the session sends. */
   syncMaxBytes: number;
+  /** `CATTY_GITHUB_API`: where GitHub tokens are checked. */
+  githubApi: string;
   /** `CATTY_QUIET`: only errors on the terminal. */
   quiet: boolean;
   /** `CATTY_LOG_LEVEL`. */
@@ -78,6 +81,7 @@ export function readCliConfig(flags: { api?: string }, env: NodeJS.ProcessEnv = 
     localPort: s.port,
     serverBin: s.serverBin,
     syncMaxBytes: s.syncMaxBytes,
+    githubApi: s.githubApi.replace(/\/+$/, ""),
     quiet: s.quiet,
     logLevel: s.logLevel,
   });

@@ -1,5 +1,6 @@
 import { defineCommand } from "citty";
 import { resolveContext } from "../client/context.ts";
+import { openSecretStore } from "../client/secrets.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { uploadDirectory } from "../client/upload.ts";
 import { terminalReporter } from "../client/progress.ts";
@@ -8,6 +9,15 @@ import { requireTty } from "../client/attach.ts";
 import { recordTree } from "../client/sync-back.ts";
 import { apiArg, commandAfterDashes } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
+
+/** The stored secrets that open on this machine; those that do not are named, and left out. */
+function sessionSecrets(home: string): Record<string, string> {
+  const { values, failed } = openSecretStore(home).open();
+  if (failed.length > 0) {
+    ui.warn(`Secret${failed.length === 1 ? "" : "s"} ${failed.join(", ")} cannot be decrypted on this machine and ${failed.length === 1 ? "is" : "are"} left out of the session. Add ${failed.length === 1 ? "it" : "them"} again with \`catty secrets add\`.`);
+  }
+  return values;
+}
 
 export default defineCommand({
   meta: { name: "new", description: "Start a session in the current directory and attach (catty new -- CMD… runs CMD)" },
@@ -20,6 +30,7 @@ export default defineCommand({
     from: { type: "string", description: "Start from the latest save of session LABEL instead of this directory" },
     "idle-timeout": { type: "string", description: "Stop after this long without input or output (e.g. 30m; server default 2h)" },
     duration: { type: "string", description: "Stop after this long in any case (1h to 8h)" },
+    secrets: { type: "boolean", default: true, description: "Give the session your secrets (catty secrets; --no-secrets leaves them out)" },
   },
   async run({ args, rawArgs }) {
     requireTty();
@@ -28,6 +39,7 @@ export default defineCommand({
     const idleTimeoutMs = args["idle-timeout"] ? parseDuration(args["idle-timeout"], "--idle-timeout") : undefined;
     const durationMs = args.duration ? parseDuration(args.duration, "--duration") : undefined;
     const from = args.from || undefined;
+    const secrets = args.secrets ? sessionSecrets(ctx.config.home) : {};
     const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git, report: terminalReporter(ui.warn) }) : null;
     const session = await ctx.client.create({
       command,
@@ -37,6 +49,7 @@ export default defineCommand({
       ...(durationMs ? { durationMs } : {}),
       cols: process.stdout.columns || 80,
       rows: process.stdout.rows || 24,
+      ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
     });
     if (!session.isolated) {
       ui.warn(

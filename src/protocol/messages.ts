@@ -159,6 +159,11 @@ export const ServerToAgent = z.discriminatedUnion("type", [
     protocol: z.number().int(),
     label: z.string(),
     restore: z.object({ url: z.string(), size: z.number().int().nullable() }).nullable(),
+    /**
+     * Until the program has started: variables for its environment (the user's secrets, the
+     * session's API access). Never written anywhere by the agent.
+     */
+    env: z.record(z.string(), z.string()).nullable().default(null),
   }),
   /** Server, answering save_request: a presigned URL to PUT the archive to (or why not). */
   z.object({ type: z.literal("save_target"), id: SaveId, url: z.string().nullable(), error: z.string().nullable() }),

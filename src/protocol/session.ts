@@ -2,6 +2,7 @@
  * Session shapes of the HTTP API (`/v1/sessions`), shared by server, CLI and dashboard.
  */
 import { z } from "zod";
+import { Secrets } from "./secrets.ts";
 
 /** `brave-tiger-1234`: two lowercase words and four digits. Anything else is rejected at the edge. */
 export const Label = z.string().regex(/^[a-z]{2,16}-[a-z]{2,16}-\d{4}$/, "not a session label");
@@ -64,6 +65,11 @@ export const CreateSession = z.object({
   durationMs: z.number().int().min(1000).max(30 * 86_400_000).optional(),
   cols: Dim.default(80),
   rows: Dim.default(24),
+  /**
+   * The user's secrets, for the program's environment. The server hands them to the agent once
+   * and keeps them nowhere: not in its database, its logs, a save or a file in the machine.
+   */
+  secrets: Secrets.optional(),
 });
 export type CreateSession = z.input<typeof CreateSession>;
 

@@ -16,7 +16,7 @@ function setup(opts: { pty?: FakePty; graceMs?: number; up?: () => boolean } = {
     pty: pty.runner,
     argv: ["my-program", "--flag"],
     cwd: "/workspace",
-    env: { TERM: "xterm-256color" },
+    env: () => ({ TERM: "xterm-256color" }),
     size: () => ({ cols: 100, rows: 30 }),
     output: (data) => printed.push(new TextDecoder().decode(data)),
     wrapUp: async (code) => {
