@@ -167,7 +167,7 @@ export function createAgent(deps: AgentDeps): Agent {
         case "welcome":
           log.info("session", { label: msg.label });
           // Its values are never logged or written: they go into the program's environment only.
-          if (msg.env && phase === "waiting") sessionEnv = msg.env;
+          if (msg.env && (phase === "waiting" || phase === "restoring")) sessionEnv = msg.env;
           void begin(msg.restore);
           return;
         case "save_target":

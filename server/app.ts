@@ -28,6 +28,8 @@ import { sessionRoutes } from "./routes/sessions.ts";
 import { uploadRoutes } from "./routes/uploads.ts";
 import { createSaves, type SaveLimits } from "./saves.ts";
 import type { Store } from "./store/types.ts";
+import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
+import { hashToken, newToken } from "./tokens.ts";
 
 export { toSession } from "./routes/sessions.ts";
 
@@ -50,6 +52,8 @@ export interface AppDeps {
   sweepMs?: number;
   /** See `/healthz?challenge=`. */
   serverKey: string;
+  /** Claude API access for sessions (the operator's key and the upstream). */
+  apiAccess?: ApiAccess;
 }
 
 export interface CattyApp {
@@ -65,6 +69,7 @@ export interface CattyApp {
 
 export function createApp(deps: AppDeps): CattyApp {
   const { log } = deps;
+  const access: ApiAccess = deps.apiAccess ?? { apiKey: null, upstream: "https://api.anthropic.com" };
   const transferTtlMs = deps.transferTtlMs ?? 15 * 60 * 1000;
   const saves = createSaves({ store: deps.store, blobs: deps.blobs, log, limits: deps.limits, transferTtlMs });
   const lifecycle = new Lifecycle({
@@ -76,6 +81,18 @@ export function createApp(deps: AppDeps): CattyApp {
     stopTimeoutMs: deps.stopTimeoutMs,
     timeouts: deps.timeouts,
     sweepMs: deps.sweepMs ?? Math.min(transferTtlMs, 5 * 60 * 1000),
+    apiEnv: async (row) => {
+      if (!access.apiKey) return null;
+      const token = newToken("apx");
+      await deps.store.setProxyToken(row.id, hashToken(token));
+      return {
+        ANTHROPIC_BASE_URL: `${deps.agentUrl()}/v1/anthropic`,
+        ANTHROPIC_AUTH_TOKEN: token,
+        // Claude Code in a session: no self-update (the image pins it), nothing sent beside the API.
+        DISABLE_AUTOUPDATER: "1",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+      };
+    },
   });
   const relay = new Relay(lifecycle, log);
   lifecycle.connect(relay);
@@ -107,6 +124,7 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/v1/sessions", sessionRoutes(routeDeps));
   app.route("/v1/uploads", uploadRoutes(routeDeps));
   app.route("/v1/agent", agentRoutes(routeDeps));
+  app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log }));
   if (isDisk(deps.blobs)) app.route("/v1/blobs", blobRoutes(routeDeps, deps.blobs));
   app.notFound((c) => errorResponse(new CattyError("not_found", `No route for ${c.req.method} ${c.req.path}.`), c, log));
   app.onError((err, c) => errorResponse(err, c, log));

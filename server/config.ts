@@ -110,6 +110,15 @@ export const SERVER_SETTINGS = {
     env: ["CATTY_DOCKER_NETWORK"],
     doc: "the network session containers join (`host`: the host's; then agents reach a loopback server)",
   }),
+  anthropicApiKey: setting(optionalString(), {
+    env: ["CATTY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"],
+    doc: "the Claude API key sessions use through the server (it never enters a session)",
+    shown: "none: no API access",
+  }),
+  anthropicUpstream: setting(stringSetting("https://api.anthropic.com").pipe(z.string().regex(/^https?:\/\/[^/\s]+/, { error: "must be an http:// or https:// URL" })), {
+    env: ["CATTY_ANTHROPIC_UPSTREAM"],
+    doc: "the Claude API the server forwards to",
+  }),
   sandbox: setting(enumSetting(["auto", "bwrap", "none"] as const, "auto"), {
     flag: "sandbox",
     env: ["CATTY_SANDBOX"],
@@ -170,6 +179,8 @@ export interface ServerConfig {
   /** Agent tuning from the server's environment, written into every session agent's environment. */
   agentTuning: AgentTuning;
   provider: "local" | "docker";
+  /** Claude API access for sessions: the operator's key (null: none) and where requests go. */
+  apiAccess: Readonly<{ apiKey: string | null; upstream: string }>;
   region: string;
   docker: Readonly<{ host: string; image: string; network: string }>;
   /** How local sessions are isolated, and their limits (the limits apply to every provider). */
@@ -211,6 +222,7 @@ export function readServerConfig(
     logLevel: s.logLevel,
     agentTuning: readAgentTuning(env),
     provider: s.provider,
+    apiAccess: Object.freeze({ apiKey: s.anthropicApiKey ?? null, upstream: s.anthropicUpstream.replace(/\/+$/, "") }),
     region: s.region,
     docker: Object.freeze({ host: s.dockerHost, image: s.dockerImage, network: s.dockerNetwork }),
     sandbox: s.sandbox,

@@ -41,6 +41,11 @@ export interface LifecycleDeps {
   timeouts: SessionTimeouts;
   /** How often saves and uploads nobody will use are swept (see `Saves.sweep`). */
   sweepMs: number;
+  /**
+   * The program's Claude API access (base URL, a new proxy token of the session's own, whose hash
+   * it stores); null when the server gives none.
+   */
+  apiEnv?(row: SessionRow): Promise<Record<string, string> | null>;
 }
 
 export class Lifecycle implements RelayEvents {
@@ -190,9 +195,17 @@ export class Lifecycle implements RelayEvents {
     live?.agentBack();
     if (row.status === "starting") await store.updateSession(sessionId, { status: "running" });
     saves.agentReconnected(sessionId);
-    // The program's environment goes to the agent until its program runs, then is forgotten.
-    const env = live && !programStarted ? live.programEnv : null;
-    if (live && programStarted) live.programEnv = null;
+    // The program's environment goes to the agent until its program runs, then is forgotten. Its
+    // API token is made once per server process (a restarted server makes a new one).
+    let env: Record<string, string> | null = null;
+    if (live && !programStarted) {
+      live.apiEnv ??= (await this.deps.apiEnv?.(row)) ?? null;
+      env = { ...(live.apiEnv ?? {}), ...(live.programEnv ?? {}) };
+    }
+    if (live && programStarted) {
+      live.programEnv = null;
+      live.apiEnv = null;
+    }
     return { restore: await saves.restoreFor(row), stop: row.ending?.reason ?? null, env };
   }
 
@@ -235,6 +248,8 @@ export class LiveSession {
    * runs: in this process's memory only. A server restarted before then has lost it.
    */
   programEnv: Record<string, string> | null = null;
+  /** The program's Claude API access, made at the first welcome (see `LifecycleDeps.apiEnv`). */
+  apiEnv: Record<string, string> | null = null;
 
   constructor(
     private readonly lifecycle: Lifecycle,

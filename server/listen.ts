@@ -142,6 +142,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     agentLostMs: config.agentLostMs,
     stopTimeoutMs: config.stopTimeoutMs,
     serverKey,
+    apiAccess: config.apiAccess,
     ...(opts.transferTtlMs !== undefined ? { transferTtlMs: opts.transferTtlMs } : {}),
     ...(opts.sweepMs !== undefined ? { sweepMs: opts.sweepMs } : {}),
   });

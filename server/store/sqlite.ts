@@ -73,6 +73,24 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     // Before this, only a user's stop left a session "stopping" across a restart.
     db.run("UPDATE sessions SET ending_status = 'stopped', ending_reason = 'stopped by user' WHERE status = 'stopping' AND ending_status IS NULL");
   },
+  // 2: Claude API access through the server: each session's proxy token, metered usage, quotas.
+  (db) => {
+    addColumn(db, "sessions", "proxy_token_hash", "TEXT");
+    db.run("CREATE INDEX IF NOT EXISTS sessions_proxy_token ON sessions(proxy_token_hash)");
+    addColumn(db, "users", "token_quota", "INTEGER");
+    db.run(`CREATE TABLE IF NOT EXISTS usage (
+      session_id TEXT NOT NULL REFERENCES sessions(id),
+      user_id TEXT NOT NULL REFERENCES users(id),
+      month TEXT NOT NULL,
+      requests INTEGER NOT NULL DEFAULT 0,
+      input_tokens INTEGER NOT NULL DEFAULT 0,
+      output_tokens INTEGER NOT NULL DEFAULT 0,
+      cache_creation_tokens INTEGER NOT NULL DEFAULT 0,
+      cache_read_tokens INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY (session_id, month)
+    )`);
+    db.run("CREATE INDEX IF NOT EXISTS usage_user_month ON usage(user_id, month)");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -317,6 +335,44 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
         db.query(`UPDATE sessions SET ${sets} WHERE id = ?`).run(...columns.map(([, v]) => v), id);
       }
       return sessionBy("id = ?", id);
+    },
+    async setProxyToken(sessionId, tokenHash) {
+      db.query("UPDATE sessions SET proxy_token_hash = ? WHERE id = ?").run(tokenHash, sessionId);
+    },
+    async sessionByProxyTokenHash(tokenHash) {
+      return sessionBy("proxy_token_hash = ?", tokenHash);
+    },
+    async addUsage(userId, sessionId, month, t) {
+      db.query(
+        `INSERT INTO usage (session_id, user_id, month, requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens)
+         VALUES (?, ?, ?, 1, ?, ?, ?, ?)
+         ON CONFLICT (session_id, month) DO UPDATE SET requests = requests + 1,
+           input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+           cache_creation_tokens = cache_creation_tokens + excluded.cache_creation_tokens,
+           cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens`,
+      ).run(sessionId, userId, month, t.input, t.output, t.cacheCreation, t.cacheRead);
+    },
+    async usageOf(userId, month) {
+      const rows = db
+        .query(
+          `SELECT u.*, s.label FROM usage u JOIN sessions s ON s.id = u.session_id
+           WHERE u.user_id = ? AND u.month = ? ORDER BY s.created_at DESC, s.rowid DESC`,
+        )
+        .all(userId, month) as Array<{
+        session_id: string; label: string; month: string; requests: number;
+        input_tokens: number; output_tokens: number; cache_creation_tokens: number; cache_read_tokens: number;
+      }>;
+      return rows.map((r) => ({
+        sessionId: r.session_id, label: r.label, month: r.month, requests: r.requests,
+        input: r.input_tokens, output: r.output_tokens, cacheCreation: r.cache_creation_tokens, cacheRead: r.cache_read_tokens,
+      }));
+    },
+    async setTokenQuota(userId, tokens) {
+      db.query("UPDATE users SET token_quota = ? WHERE id = ?").run(tokens, userId);
+    },
+    async tokenQuota(userId) {
+      const r = db.query("SELECT token_quota FROM users WHERE id = ?").get(userId) as { token_quota: number | null } | null;
+      return r?.token_quota ?? null;
     },
     async insertSave(r) {
       db.query(

@@ -83,6 +83,26 @@ export interface UploadRow {
   createdAt: string;
 }
 
+/** Claude API tokens one proxied request used (as the API reports them). */
+export interface TokenCounts {
+  input: number;
+  output: number;
+  cacheCreation: number;
+  cacheRead: number;
+}
+
+/** A session's metered usage in one month. */
+export interface UsageRow extends TokenCounts {
+  sessionId: string;
+  label: string;
+  /** `YYYY-MM` (UTC). */
+  month: string;
+  requests: number;
+}
+
+/** Every token counts toward a quota: input, output, cache writes and cache reads. */
+export const tokenTotal = (u: TokenCounts): number => u.input + u.output + u.cacheCreation + u.cacheRead;
+
 export interface Store {
   countUsers(): Promise<number>;
   createUser(name: string): Promise<User>;
@@ -100,6 +120,17 @@ export interface Store {
   listSessions(userId: string): Promise<SessionRow[]>;
   liveSessions(): Promise<SessionRow[]>;
   updateSession(id: string, patch: SessionPatch): Promise<SessionRow | null>;
+
+  /** The hash of the session's Claude API proxy token (the program's ANTHROPIC_AUTH_TOKEN). */
+  setProxyToken(sessionId: string, tokenHash: string | null): Promise<void>;
+  sessionByProxyTokenHash(tokenHash: string): Promise<SessionRow | null>;
+  /** Adds one request's tokens to its session's figures for `month`. */
+  addUsage(userId: string, sessionId: string, month: string, tokens: TokenCounts): Promise<void>;
+  /** A user's usage in `month`, per session, newest session first. */
+  usageOf(userId: string, month: string): Promise<UsageRow[]>;
+  /** Tokens a user may use per month; null: no limit. */
+  setTokenQuota(userId: string, tokens: number | null): Promise<void>;
+  tokenQuota(userId: string): Promise<number | null>;
 
   insertSave(row: SaveRow): Promise<void>;
   /** Newest first. */

@@ -9,12 +9,17 @@ import { readServerConfig } from "../../server/config.ts";
 import { startServer, type RunningServer, type StartOptions } from "../../server/listen.ts";
 import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import { createLog, type Log } from "../../src/lib/log.ts";
+import { openSqliteStore } from "../../server/store/sqlite.ts";
+import type { Store, User } from "../../server/store/types.ts";
 import { killAgents } from "./agents.ts";
 
 export interface TestServer extends RunningServer {
   dataDir: string;
   ownerToken: string;
   owner: ApiClient;
+  /** A second connection to the server's database, for what the API does not show. */
+  store(): Store;
+  ownerUser(): Promise<User>;
 }
 
 export interface TestServerOptions extends StartOptions {
@@ -30,9 +35,13 @@ export async function startTestServer(opts: TestServerOptions = {}): Promise<Tes
   const server = await startServer(config, opts.log ?? createLog({ scope: "test-server", level: "warn" }), opts);
   const ownerToken = readFileSync(server.ownerTokenFile, "utf8").trim();
   const stopServer = server.stop;
+  let db: Store | null = null;
+  const store = (): Store => (db ??= openSqliteStore(join(dataDir, "catty.db")));
   const stop = async (): Promise<void> => {
+    db?.close();
     await stopServer();
     killAgents(dataDir);
   };
-  return Object.assign(server, { dataDir, ownerToken, owner: createApiClient(server.url, ownerToken), stop, [Symbol.asyncDispose]: stop });
+  const ownerUser = async (): Promise<User> => (await store().userByName("owner")) as User;
+  return Object.assign(server, { dataDir, ownerToken, owner: createApiClient(server.url, ownerToken), store, ownerUser, stop, [Symbol.asyncDispose]: stop });
 }

@@ -1,0 +1,204 @@
+/**
+ * Claude API access through the server: a session's program gets `ANTHROPIC_BASE_URL` pointing
+ * here and `ANTHROPIC_AUTH_TOKEN`, a token of its own session that works only for this proxy and
+ * only while the session is live. The operator's key (`ANTHROPIC_API_KEY`) is added here and never
+ * enters a machine. Requests go upstream as they are (path, query, `anthropic-*` headers, body
+ * streamed); answers come back as they arrive, server-sent events unbuffered, errors and
+ * rate-limit headers included. Usage is read from the answer as it passes (`message_start` and
+ * `message_delta` events, or the JSON body) and added to the session's figures for the month,
+ * also when the stream is cut short; a user over their monthly quota gets 402.
+ */
+import { Hono } from "hono";
+import type { Log } from "../src/lib/log.ts";
+import { isLive } from "../src/protocol/index.ts";
+import type { AppEnv } from "./routes/common.ts";
+import type { Store, TokenCounts } from "./store/types.ts";
+import { tokenTotal } from "./store/types.ts";
+import { hashToken } from "./tokens.ts";
+
+export interface ApiAccess {
+  /** The operator's key; null: the server gives no API access. */
+  apiKey: string | null;
+  /** The Anthropic API (or a stand-in), without a trailing slash. */
+  upstream: string;
+}
+
+/** The month usage is counted in: `YYYY-MM`, UTC. */
+export const usageMonth = (at = new Date()): string => at.toISOString().slice(0, 7);
+
+/** An error in the Anthropic API's own shape, so Claude Code shows it as it would the API's. */
+export function apiError(status: number, type: string, message: string): Response {
+  return Response.json({ type: "error", error: { type, message } }, { status });
+}
+
+/** Headers not passed through: hop-by-hop, the client's credentials, and the framing Bun sets itself. */
+const DROP_REQUEST = new Set(["host", "authorization", "x-api-key", "connection", "keep-alive", "transfer-encoding", "content-length", "accept-encoding", "te", "upgrade", "proxy-authorization"]);
+const DROP_RESPONSE = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"]);
+
+/**
+ * Reads usage from an answer as it passes: server-sent events line by line, or a JSON body (kept
+ * up to 4 MiB; a larger one is not metered). Counts are the API's: `message_start` gives input,
+ * cache and the first output count; each `message_delta` the output so far (and, in newer API
+ * versions, the input and cache counts again).
+ */
+export class UsageMeter {
+  private readonly decoder = new TextDecoder();
+  private line = "";
+  private json = "";
+  private jsonOverflow = false;
+  readonly tokens: TokenCounts = { input: 0, output: 0, cacheCreation: 0, cacheRead: 0 };
+  seen = false;
+
+  constructor(private readonly sse: boolean) {}
+
+  feed(chunk: Uint8Array): void {
+    const text = this.decoder.decode(chunk, { stream: true });
+    if (!this.sse) {
+      if (this.json.length + text.length > 4 * 1024 * 1024) this.jsonOverflow = true;
+      else this.json += text;
+      return;
+    }
+    this.line += text;
+    let nl: number;
+    while ((nl = this.line.indexOf("\n")) !== -1) {
+      const line = this.line.slice(0, nl).replace(/\r$/, "");
+      this.line = this.line.slice(nl + 1);
+      if (line.startsWith("data:")) this.event(line.slice(5).trim());
+    }
+    // A line without an end that grows without bound is not an event worth reading.
+    if (this.line.length > 1024 * 1024) this.line = "";
+  }
+
+  end(): void {
+    if (!this.sse && !this.jsonOverflow && this.json) {
+      try {
+        this.usage((JSON.parse(this.json) as { usage?: unknown }).usage);
+      } catch {
+        // not JSON: nothing to meter
+      }
+    }
+  }
+
+  private event(data: string): void {
+    if (!data.startsWith("{")) return;
+    let ev: { type?: string; message?: { usage?: unknown }; usage?: unknown };
+    try {
+      ev = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (ev.type === "message_start") this.usage(ev.message?.usage);
+    else if (ev.type === "message_delta") this.usage(ev.usage);
+  }
+
+  /** Takes the counts a usage object has (each is cumulative for the message). */
+  private usage(u: unknown): void {
+    if (!u || typeof u !== "object") return;
+    const n = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) && v >= 0 ? Math.floor(v) : null);
+    const r = u as Record<string, unknown>;
+    const set = (key: keyof TokenCounts, v: unknown): void => {
+      const value = n(v);
+      if (value !== null) {
+        this.tokens[key] = value;
+        this.seen = true;
+      }
+    };
+    set("input", r.input_tokens);
+    set("output", r.output_tokens);
+    set("cacheCreation", r.cache_creation_input_tokens);
+    set("cacheRead", r.cache_read_input_tokens);
+  }
+}
+
+export function anthropicRoutes(deps: { store: Store; access: ApiAccess; log: Log }): Hono<AppEnv> {
+  const { store, access, log } = deps;
+  const app = new Hono<AppEnv>();
+  app.all("/*", async (c) => {
+    if (!access.apiKey) {
+      return apiError(503, "api_error", "This Catty server gives no Claude API access (its operator has not set ANTHROPIC_API_KEY). Use your own key: catty new --own-api-key.");
+    }
+    const header = c.req.header("authorization");
+    const token = header?.match(/^Bearer\s+(\S+)$/i)?.[1] ?? c.req.header("x-api-key") ?? null;
+    const session = token ? await store.sessionByProxyTokenHash(hashToken(token)) : null;
+    if (!session || !isLive(session.status)) {
+      return apiError(401, "authentication_error", "This session's Claude API token is not valid (the session has ended, or the token is not Catty's).");
+    }
+    const month = usageMonth();
+    const quota = await store.tokenQuota(session.userId);
+    if (quota !== null) {
+      const used = (await store.usageOf(session.userId, month)).reduce((sum, u) => sum + tokenTotal(u), 0);
+      if (used >= quota) {
+        return apiError(402, "quota_exceeded", `Your Claude API quota for ${month} is used up: ${used.toLocaleString("en-US")} of ${quota.toLocaleString("en-US")} tokens. Ask the server's operator to raise it.`);
+      }
+    }
+
+    const incoming = new URL(c.req.url);
+    const path = incoming.pathname.replace(/^\/v1\/anthropic/, "") || "/";
+    const headers = new Headers();
+    for (const [k, v] of c.req.raw.headers) if (!DROP_REQUEST.has(k.toLowerCase())) headers.set(k, v);
+    headers.set("x-api-key", access.apiKey);
+    headers.set("accept-encoding", "identity");
+    const hasBody = !["GET", "HEAD"].includes(c.req.method);
+    let upstream: Response;
+    try {
+      upstream = await fetch(`${access.upstream}${path}${incoming.search}`, {
+        method: c.req.method,
+        headers,
+        body: hasBody ? c.req.raw.body : null,
+        signal: c.req.raw.signal,
+        ...(hasBody ? { duplex: "half" } : {}),
+        // Answers come back as they are; a redirect would take the key elsewhere.
+        redirect: "manual",
+        decompress: false,
+      } as RequestInit);
+    } catch (err) {
+      log.warn("Claude API upstream unreachable", { label: session.label, err });
+      return apiError(502, "api_error", `The Claude API could not be reached from the Catty server: ${(err as Error).message}`);
+    }
+
+    const out = new Headers();
+    for (const [k, v] of upstream.headers) if (!DROP_RESPONSE.has(k.toLowerCase())) out.set(k, v);
+    if (!upstream.body) return new Response(null, { status: upstream.status, headers: out });
+    const meter = new UsageMeter((upstream.headers.get("content-type") ?? "").includes("text/event-stream"));
+    let recorded = false;
+    const record = (): void => {
+      if (recorded) return;
+      recorded = true;
+      meter.end();
+      if (!meter.seen) return;
+      void store
+        .addUsage(session.userId, session.id, month, meter.tokens)
+        .catch((err: unknown) => log.error("could not record Claude API usage", { label: session.label, err }));
+    };
+    const reader = upstream.body.getReader();
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(ctrl) {
+          let chunk: Awaited<ReturnType<typeof reader.read>>;
+          try {
+            chunk = await reader.read();
+          } catch (err) {
+            record();
+            ctrl.error(err);
+            return;
+          }
+          if (chunk.done) {
+            record();
+            ctrl.close();
+            return;
+          }
+          meter.feed(chunk.value);
+          ctrl.enqueue(chunk.value);
+        },
+        cancel(reason) {
+          // The client went away mid-answer: what was seen is still metered.
+          record();
+          return reader.cancel(reason);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return new Response(body, { status: upstream.status, headers: out });
+  });
+  return app;
+}

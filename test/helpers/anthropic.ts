@@ -1,0 +1,107 @@
+/**
+ * A stand-in for the Anthropic Messages API on loopback, speaking its documented shapes:
+ * `POST /v1/messages` as JSON or as server-sent events (`message_start`, `content_block_start`,
+ * `ping`, `content_block_delta`…, `content_block_stop`, `message_delta` with the output usage,
+ * `message_stop`), `POST /v1/messages/count_tokens` and `GET /v1/models`, with the
+ * `anthropic-ratelimit-*` headers the API sends. It records every request (method, path, query,
+ * headers, body), and a test may hold a stream after its first event (`hold`) to see that what was
+ * sent arrives before the rest exists.
+ */
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  search: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+export interface AnthropicStandIn {
+  url: string;
+  requests: RecordedRequest[];
+  /** What the next replies say, split into this many deltas. */
+  reply: { text: string; deltas: number };
+  usage: { input_tokens: number; output_tokens: number; cache_creation_input_tokens: number; cache_read_input_tokens: number };
+  /** While set, a stream stops after `message_start` until `release()`. */
+  hold: boolean;
+  release(): void;
+  /** Makes the next request fail with this status and Anthropic error type. */
+  failNext: { status: number; type: string; message: string } | null;
+  stop(): void;
+}
+
+export function startAnthropicStandIn(): AnthropicStandIn {
+  let releaseHold: () => void = () => {};
+  let held = Promise.resolve();
+  const state: AnthropicStandIn = {
+    url: "",
+    requests: [],
+    reply: { text: "Hello from the stand-in.", deltas: 3 },
+    usage: { input_tokens: 120, output_tokens: 0, cache_creation_input_tokens: 30, cache_read_input_tokens: 7 },
+    hold: false,
+    release: () => releaseHold(),
+    failNext: null,
+    stop: () => server.stop(true),
+  };
+  const enc = new TextEncoder();
+  const rateHeaders = { "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "49", "request-id": "req_standin" };
+
+  const server = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    idleTimeout: 60,
+    async fetch(req) {
+      const url = new URL(req.url);
+      const body = await req.text();
+      state.requests.push({ method: req.method, path: url.pathname, search: url.search, headers: Object.fromEntries(req.headers), body });
+      if (state.failNext) {
+        const f = state.failNext;
+        state.failNext = null;
+        return Response.json({ type: "error", error: { type: f.type, message: f.message } }, { status: f.status, headers: { ...rateHeaders, "retry-after": "7" } });
+      }
+      if (req.method === "GET" && url.pathname === "/v1/models") {
+        return Response.json({ data: [{ type: "model", id: "claude-standin", display_name: "Stand-in" }], has_more: false }, { headers: rateHeaders });
+      }
+      if (req.method === "POST" && url.pathname === "/v1/messages/count_tokens") return Response.json({ input_tokens: 42 }, { headers: rateHeaders });
+      if (req.method !== "POST" || url.pathname !== "/v1/messages") return Response.json({ type: "error", error: { type: "not_found_error", message: "Not found" } }, { status: 404 });
+
+      let request: { stream?: boolean; model?: string } = {};
+      try {
+        request = JSON.parse(body);
+      } catch {
+        return Response.json({ type: "error", error: { type: "invalid_request_error", message: "body is not JSON" } }, { status: 400 });
+      }
+      const model = request.model ?? "claude-standin";
+      const text = state.reply.text;
+      const outputTokens = Math.max(1, Math.ceil(text.length / 4));
+      const usage = { ...state.usage };
+      const message = { id: "msg_standin", type: "message", role: "assistant", model, content: [] as unknown[], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } };
+      if (!request.stream) {
+        return Response.json(
+          { ...message, content: [{ type: "text", text }], stop_reason: "end_turn", usage: { ...usage, output_tokens: outputTokens } },
+          { headers: rateHeaders },
+        );
+      }
+      if (state.hold) held = new Promise((r) => (releaseHold = r));
+      const parts: string[] = [];
+      const size = Math.ceil(text.length / state.reply.deltas);
+      for (let i = 0; i < text.length; i += size) parts.push(text.slice(i, i + size));
+      const event = (type: string, data: object): Uint8Array => enc.encode(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+      const stream = new ReadableStream<Uint8Array>({
+        async start(ctrl) {
+          ctrl.enqueue(event("message_start", { message }));
+          await held;
+          ctrl.enqueue(event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }));
+          ctrl.enqueue(event("ping", {}));
+          for (const p of parts) ctrl.enqueue(event("content_block_delta", { index: 0, delta: { type: "text_delta", text: p } }));
+          ctrl.enqueue(event("content_block_stop", { index: 0 }));
+          ctrl.enqueue(event("message_delta", { delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: outputTokens } }));
+          ctrl.enqueue(event("message_stop", {}));
+          ctrl.close();
+        },
+      });
+      return new Response(stream, { headers: { ...rateHeaders, "content-type": "text/event-stream", "cache-control": "no-cache" } });
+    },
+  });
+  state.url = `http://127.0.0.1:${server.port}`;
+  return state;
+}

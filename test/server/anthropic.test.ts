@@ -1,0 +1,173 @@
+/**
+ * Claude API access through the server, against the Anthropic API stand-in: a session's program
+ * gets the proxy's base URL and a token of its own (never the operator's key); requests reach the
+ * API with path, query and `anthropic-*` headers intact and the operator's key; streams arrive
+ * unbuffered; usage is metered from streams (also cut short) and JSON answers; errors and
+ * rate-limit headers pass through; a user over quota gets 402; the token dies with the session.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { usageMonth, UsageMeter } from "../../server/anthropic.ts";
+import { sessionDir } from "../../server/providers/local.ts";
+import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+const OPERATOR_KEY = "sk-ant-operator-0123456789";
+let api: AnthropicStandIn;
+let server: TestServer;
+
+beforeAll(async () => {
+  api = startAnthropicStandIn();
+  server = await startTestServer({ env: { CATTY_ANTHROPIC_API_KEY: OPERATOR_KEY, CATTY_ANTHROPIC_UPSTREAM: api.url } });
+});
+
+afterAll(async () => {
+  for (const s of await server.owner.list()) await server.owner.stop(s.label).catch(() => {});
+  await server.stop();
+  api.stop();
+});
+
+/** A session whose program writes its environment to the workspace; resolves to its label, env and proxy access. */
+async function apiSession(): Promise<{ label: string; env: Record<string, string>; base: string; token: string }> {
+  const s = await server.owner.create({ command: ["bash", "-c", "env > /tmp/env.$$; mv /tmp/env.$$ env.txt; sleep 300"], cols: 80, rows: 24 });
+  const file = join(sessionDir(server.dataDir, s.label), "workspace", "env.txt");
+  const text = await waitFor(() => existsSync(file) && readFileSync(file, "utf8"), { what: "the program's environment" });
+  const env = Object.fromEntries(text.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+  return { label: s.label, env, base: env.ANTHROPIC_BASE_URL as string, token: env.ANTHROPIC_AUTH_TOKEN as string };
+}
+
+const streamBody = JSON.stringify({ model: "claude-x", max_tokens: 100, stream: true, messages: [{ role: "user", content: "hi" }] });
+const call = (base: string, token: string, path: string, init: RequestInit = {}) =>
+  fetch(`${base}${path}`, { ...init, headers: { Authorization: `Bearer ${token}`, "content-type": "application/json", "anthropic-version": "2023-06-01", ...(init.headers as object) } });
+
+let session: Awaited<ReturnType<typeof apiSession>>;
+
+describe("the Claude API proxy", () => {
+  test("the program gets the proxy and a token of its own session, never the operator's key", async () => {
+    session = await apiSession();
+    expect(session.base).toBe(`${server.url}/v1/anthropic`);
+    expect(session.token).toMatch(/^apx_/);
+    expect(session.env.DISABLE_AUTOUPDATER).toBe("1");
+    expect(JSON.stringify(session.env)).not.toContain(OPERATOR_KEY);
+    expect(session.env.ANTHROPIC_API_KEY).toBeUndefined();
+  });
+
+  test("a streamed answer: headers and query intact upstream with the operator's key; events arrive before the rest exists; usage metered", async () => {
+    api.hold = true;
+    const res = await call(session.base, session.token, "/v1/messages?beta=true", {
+      method: "POST",
+      body: streamBody,
+      headers: { "anthropic-beta": "interleaved-thinking-2025-05-14" },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    expect(res.headers.get("anthropic-ratelimit-requests-remaining")).toBe("49");
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    // The stand-in holds everything after message_start: this arrived unbuffered.
+    expect(first).toContain("message_start");
+    api.hold = false;
+    api.release();
+    let rest = "";
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      rest += new TextDecoder().decode(value);
+    }
+    expect(rest).toContain("message_stop");
+    const seen = api.requests.at(-1);
+    expect(seen?.path).toBe("/v1/messages");
+    expect(seen?.search).toBe("?beta=true");
+    expect(seen?.headers["x-api-key"]).toBe(OPERATOR_KEY);
+    expect(seen?.headers.authorization).toBeUndefined();
+    expect(seen?.headers["anthropic-version"]).toBe("2023-06-01");
+    expect(seen?.headers["anthropic-beta"]).toBe("interleaved-thinking-2025-05-14");
+    expect(JSON.parse(seen?.body ?? "{}").messages[0].content).toBe("hi");
+    const usage = await waitFor(async () => (await server.store().usageOf((await server.ownerUser()).id, usageMonth()))[0], { what: "usage recorded" });
+    expect(usage).toMatchObject({ label: session.label, requests: 1, input: 120, output: 6, cacheCreation: 30, cacheRead: 7 });
+  });
+
+  test("a JSON answer is metered; count_tokens and models pass through", async () => {
+    const before = (await server.store().usageOf((await server.ownerUser()).id, usageMonth()))[0];
+    const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body: JSON.stringify({ model: "m", max_tokens: 5, messages: [] }) });
+    expect(((await res.json()) as { content: Array<{ text: string }> }).content[0]?.text).toBe(api.reply.text);
+    const after = await waitFor(async () => {
+      const u = (await server.store().usageOf((await server.ownerUser()).id, usageMonth()))[0];
+      return u && u.requests === (before?.requests ?? 0) + 1 ? u : null;
+    }, { what: "the second request metered" });
+    expect(after.output).toBe((before?.output ?? 0) + 6);
+    expect(await (await call(session.base, session.token, "/v1/messages/count_tokens", { method: "POST", body: "{}" })).json()).toEqual({ input_tokens: 42 });
+    expect(((await (await call(session.base, session.token, "/v1/models")).json()) as { data: Array<{ id: string }> }).data[0]?.id).toBe("claude-standin");
+  });
+
+  test("a stream the client cuts short is still metered with what was seen", async () => {
+    const userId = (await server.ownerUser()).id;
+    const before = (await server.store().usageOf(userId, usageMonth()))[0]?.requests ?? 0;
+    api.hold = true;
+    const ac = new AbortController();
+    const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody, signal: ac.signal });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("message_start");
+    ac.abort();
+    await reader.cancel().catch(() => {});
+    const u = await waitFor(async () => {
+      const row = (await server.store().usageOf(userId, usageMonth()))[0];
+      return row && row.requests === before + 1 ? row : null;
+    }, { what: "the cut stream metered" });
+    expect(u.requests).toBe(before + 1);
+    api.hold = false;
+    api.release();
+  });
+
+  test("an API error passes through as it is, with its headers", async () => {
+    api.failNext = { status: 429, type: "rate_limit_error", message: "slow down" };
+    const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody });
+    expect(res.status).toBe(429);
+    expect(res.headers.get("retry-after")).toBe("7");
+    expect(await res.json()).toEqual({ type: "error", error: { type: "rate_limit_error", message: "slow down" } });
+  });
+
+  test("over the monthly quota: 402 quota_exceeded; a wrong token or an ended session's: 401", async () => {
+    const user = await server.ownerUser();
+    await server.store().setTokenQuota(user.id, 10);
+    const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody });
+    expect(res.status).toBe(402);
+    const body = (await res.json()) as { type: string; error: { type: string; message: string } };
+    expect(body.type).toBe("error");
+    expect(body.error.type).toBe("quota_exceeded");
+    expect(body.error.message).toContain("of 10 tokens");
+    await server.store().setTokenQuota(user.id, null);
+
+    expect((await call(session.base, "apx_wrong", "/v1/models")).status).toBe(401);
+    await server.owner.stop(session.label);
+    const ended = await call(session.base, session.token, "/v1/models");
+    expect(ended.status).toBe(401);
+    expect(((await ended.json()) as { error: { type: string } }).error.type).toBe("authentication_error");
+  });
+});
+
+describe("the usage meter", () => {
+  test("reads usage from events split anywhere across chunks", () => {
+    const text = [
+      'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":11,"cache_creation_input_tokens":2,"cache_read_input_tokens":3,"output_tokens":1}}}\n\n',
+      'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}\n\n',
+      'event: message_delta\ndata: {"type":"message_delta","usage":{"output_tokens":25}}\n\n',
+    ].join("");
+    const bytes = new TextEncoder().encode(text);
+    for (const step of [1, 7, 64, bytes.length]) {
+      const m = new UsageMeter(true);
+      for (let i = 0; i < bytes.length; i += step) m.feed(bytes.subarray(i, i + step));
+      m.end();
+      expect(m.tokens).toEqual({ input: 11, output: 25, cacheCreation: 2, cacheRead: 3 });
+    }
+  });
+
+  test("ignores what is not usage: bad JSON, negative or missing counts", () => {
+    const m = new UsageMeter(true);
+    m.feed(new TextEncoder().encode('data: {oops\n\ndata: {"type":"message_delta","usage":{"output_tokens":-5}}\n\ndata: [DONE]\n\n'));
+    m.end();
+    expect(m.seen).toBe(false);
+  });
+});
