@@ -107,6 +107,7 @@ export function createApp(deps: AppDeps): CattyApp {
     timeouts: deps.timeouts,
     agentUrl: deps.agentUrl,
     serverKey: deps.serverKey,
+    claudeAccess: access.apiKey !== null,
   };
 
   const app = new Hono<AppEnv>();

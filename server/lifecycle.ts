@@ -199,7 +199,8 @@ export class Lifecycle implements RelayEvents {
     // API token is made once per server process (a restarted server makes a new one).
     let env: Record<string, string> | null = null;
     if (live && !programStarted) {
-      live.apiEnv ??= (await this.deps.apiEnv?.(row)) ?? null;
+      // A session with the user's own key (catty new --own-api-key) gets no proxy access.
+      if (!live.programEnv?.ANTHROPIC_API_KEY) live.apiEnv ??= (await this.deps.apiEnv?.(row)) ?? null;
       env = { ...(live.apiEnv ?? {}), ...(live.programEnv ?? {}) };
     }
     if (live && programStarted) {

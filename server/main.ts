@@ -1,6 +1,6 @@
 /**
  * `catty-server`: the API, the WebSocket relay between clients and session agents, and (later)
- * the dashboard. Subcommands: `serve` (default) and `token create`.
+ * the dashboard. Subcommands: `serve` (default), `token create` and `users set-quota`.
  */
 import { defineCommand, runMain } from "citty";
 import { createLog } from "../src/lib/log.ts";
@@ -54,11 +54,41 @@ const tokenCreate = defineCommand({
   },
 });
 
+const setQuota = defineCommand({
+  meta: { name: "set-quota", description: "Set a user's monthly Claude API token quota (--tokens N, or --unlimited)" },
+  args: {
+    ...common,
+    name: { type: "positional", required: true, description: "User name" },
+    tokens: { type: "string", description: "Tokens per month (input, output and cache tokens together)" },
+    unlimited: { type: "boolean", description: "No limit" },
+  },
+  async run({ args }) {
+    const tokens = args.unlimited ? null : Number(args.tokens);
+    if (!args.unlimited && (args.tokens === undefined || !/^\d+$/.test(args.tokens) || !Number.isSafeInteger(tokens))) {
+      console.error("catty-server: give --tokens N (a whole number) or --unlimited.");
+      process.exit(1);
+    }
+    const store = openStore(configOrExit(args));
+    try {
+      const user = await store.userByName(args.name);
+      if (!user) {
+        console.error(`catty-server: no user named "${args.name}" (create one with \`catty-server token create --user ${args.name}\`).`);
+        process.exit(1);
+      }
+      await store.setTokenQuota(user.id, tokens);
+      console.log(tokens === null ? `${args.name}: no monthly token limit` : `${args.name}: ${tokens.toLocaleString("en-US")} tokens per month`);
+    } finally {
+      store.close();
+    }
+  },
+});
+
 const main = defineCommand({
   meta: { name: "catty-server", version: VERSION, description: "Catty server: API, relay and session machines" },
   subCommands: {
     serve,
     token: defineCommand({ meta: { name: "token", description: "Manage API tokens" }, subCommands: { create: tokenCreate } }),
+    users: defineCommand({ meta: { name: "users", description: "Manage users" }, subCommands: { "set-quota": setQuota } }),
   },
 });
 

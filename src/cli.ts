@@ -23,6 +23,7 @@ const main = defineCommand({
     login: () => load(import("./commands/login.ts"))(),
     logout: () => load(import("./commands/logout.ts"))(),
     secrets: () => load(import("./commands/secrets.ts"))(),
+    usage: () => load(import("./commands/usage.ts"))(),
   },
 });
 
@@ -78,7 +79,9 @@ try {
   }
   const log = config ? createLog({ scope: "cli", file: config.logFile, level: config.logLevel }) : null;
   log?.error("command failed", { err });
-  if (err instanceof CattyError) {
+  if (err instanceof CattyError && err.code === "quota_exceeded") {
+    ui.box({ title: "Claude API quota reached", message: `${err.message}${err.hint ? `\n\n${err.hint}` : ""}` });
+  } else if (err instanceof CattyError) {
     ui.error(err.message);
     if (err.hint) ui.info(err.hint);
   } else {

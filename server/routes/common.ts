@@ -39,6 +39,8 @@ export interface RouteDeps {
   agentUrl(): string;
   /** `<data-dir>/server-key`: proves to a CLI that this is the server it started (`/healthz?challenge=`). */
   serverKey: string;
+  /** Whether sessions get Claude API access through this server (an operator's key is set). */
+  claudeAccess: boolean;
 }
 
 /** JSON bodies are small; only uploads and blob transfers stream large bodies (to storage). */

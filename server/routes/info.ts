@@ -5,7 +5,9 @@
 import { createHmac } from "node:crypto";
 import { Hono } from "hono";
 import { VERSION } from "../../src/lib/version.ts";
-import { CattyError } from "../../src/protocol/index.ts";
+import { CattyError, type UsageReport } from "../../src/protocol/index.ts";
+import { usageMonth } from "../anthropic.ts";
+import { tokenTotal, type Store } from "../store/types.ts";
 import { requireUser, type AppEnv, type RouteDeps } from "./common.ts";
 
 const CHALLENGE = /^[0-9a-fA-F]{16,256}$/;
@@ -29,11 +31,29 @@ export function healthRoutes(deps: RouteDeps): Hono<AppEnv> {
   return app;
 }
 
+/** A user's usage in `month`, per session and in all, with their quota. */
+export async function usageReport(store: Store, userId: string, month: string): Promise<UsageReport> {
+  const rows = await store.usageOf(userId, month);
+  const sessions = rows.map((r) => ({ label: r.label, requests: r.requests, input: r.input, output: r.output, cacheCreation: r.cacheCreation, cacheRead: r.cacheRead, tokens: tokenTotal(r) }));
+  const sum = (k: "requests" | "input" | "output" | "cacheCreation" | "cacheRead" | "tokens"): number => sessions.reduce((a, s) => a + s[k], 0);
+  return {
+    month,
+    quota: await store.tokenQuota(userId),
+    total: { requests: sum("requests"), input: sum("input"), output: sum("output"), cacheCreation: sum("cacheCreation"), cacheRead: sum("cacheRead"), tokens: sum("tokens") },
+    sessions,
+  };
+}
+
 export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
   // Mounted at /v1 beside other routers: the auth goes on each route, not on "/v1/*".
   const app = new Hono<AppEnv>();
   const user = requireUser(deps.store);
   app.get("/whoami", user, (c) => c.json({ user: c.var.user.name }));
   app.get("/config", user, (c) => c.json({ maxUploadBytes: deps.limits.maxUploadBytes }));
+  app.get("/usage", user, async (c) => {
+    const month = c.req.query("month") ?? usageMonth();
+    if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new CattyError("bad_request", `"${month}" is not a month (YYYY-MM).`);
+    return c.json(await usageReport(deps.store, c.var.user.id, month));
+  });
   return app;
 }

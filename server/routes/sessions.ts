@@ -2,6 +2,8 @@
  * `/v1/sessions`: list, create, show, stop, the latest save, and the attach WebSocket
  * (`/v1/sessions/<label>/attach`, served by the relay once upgraded).
  */
+import { usageMonth } from "../anthropic.ts";
+import { usageReport } from "./info.ts";
 import { Hono } from "hono";
 import { formatDuration } from "../../src/lib/duration.ts";
 import { CattyError, CreateSession, isLive, type Session } from "../../src/protocol/index.ts";
@@ -89,6 +91,16 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
     }
     restoreKey = latest.key;
   }
+  if (deps.claudeAccess && !body.ownApiKey) {
+    const { quota, total } = await usageReport(store, user.id, usageMonth());
+    if (quota !== null && total.tokens >= quota) {
+      throw new CattyError(
+        "quota_exceeded",
+        `Your Claude API quota for ${usageMonth()} is used up: ${total.tokens.toLocaleString("en-US")} of ${quota.toLocaleString("en-US")} tokens.`,
+        "Ask the server's operator to raise it (catty-server users set-quota), or bring your own key: catty new --own-api-key.",
+      );
+    }
+  }
   if (body.durationMs !== undefined && (body.durationMs < t.minDurationMs || body.durationMs > t.maxDurationMs)) {
     throw new CattyError(
       "bad_request",
@@ -125,6 +137,7 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
   };
   await store.insertSession(row);
   deps.log.debug("session row stored", { label, user: user.name });
-  const secrets = body.secrets && Object.keys(body.secrets).length > 0 ? body.secrets : null;
+  const env = { ...(body.secrets ?? {}), ...(body.ownApiKey ? { ANTHROPIC_API_KEY: body.ownApiKey } : {}) };
+  const secrets = Object.keys(env).length > 0 ? env : null;
   return deps.lifecycle.launch(row, { token: agentToken, serverUrl: deps.agentUrl() }, secrets);
 }

@@ -4,13 +4,15 @@
  */
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
-import { SaveDownload, ServerLimits, Session, UploadResult, type CreateSession } from "../protocol/session.ts";
+import { SaveDownload, ServerLimits, Session, UploadResult, UsageReport, type CreateSession } from "../protocol/session.ts";
 
 export interface ApiClient {
   readonly api: string;
   readonly token: string;
   whoami(): Promise<{ user: string }>;
   limits(): Promise<ServerLimits>;
+  /** Claude API usage through the server in `month` (YYYY-MM; default this one). */
+  usage(month?: string): Promise<UsageReport>;
   /** Sends a workspace archive of `size` bytes; its id starts a session (`create({ upload })`). */
   upload(body: ReadableStream<Uint8Array>, size: number): Promise<UploadResult>;
   list(): Promise<Session[]>;
@@ -73,6 +75,7 @@ export function createApiClient(api: string, token: string): ApiClient {
     token,
     whoami: () => call("GET", "/v1/whoami", z.object({ user: z.string() })),
     limits: () => call("GET", "/v1/config", ServerLimits),
+    usage: (month) => call("GET", `/v1/usage${month ? `?month=${encodeURIComponent(month)}` : ""}`, UsageReport),
     upload: (stream, size) => call("POST", "/v1/uploads", UploadResult, undefined, { stream, size }),
     list: () => call("GET", "/v1/sessions", z.array(Session)),
     get: (label) => call("GET", `/v1/sessions/${enc(label)}`, Session),

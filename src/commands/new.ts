@@ -1,6 +1,7 @@
 import { defineCommand } from "citty";
 import { resolveContext } from "../client/context.ts";
 import { openSecretStore } from "../client/secrets.ts";
+import { CattyError } from "../protocol/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { uploadDirectory } from "../client/upload.ts";
 import { terminalReporter } from "../client/progress.ts";
@@ -31,6 +32,7 @@ export default defineCommand({
     "idle-timeout": { type: "string", description: "Stop after this long without input or output (e.g. 30m; server default 2h)" },
     duration: { type: "string", description: "Stop after this long in any case (1h to 8h)" },
     secrets: { type: "boolean", default: true, description: "Give the session your secrets (catty secrets; --no-secrets leaves them out)" },
+    "own-api-key": { type: "boolean", default: false, description: "Use your own ANTHROPIC_API_KEY (from this shell) instead of the server's Claude API access" },
   },
   async run({ args, rawArgs }) {
     requireTty();
@@ -40,6 +42,10 @@ export default defineCommand({
     const durationMs = args.duration ? parseDuration(args.duration, "--duration") : undefined;
     const from = args.from || undefined;
     const secrets = args.secrets ? sessionSecrets(ctx.config.home) : {};
+    const ownApiKey = args["own-api-key"] ? process.env.ANTHROPIC_API_KEY : undefined;
+    if (args["own-api-key"] && !ownApiKey) {
+      throw new CattyError("bad_request", "--own-api-key reads ANTHROPIC_API_KEY from this shell, and it is not set.", "export ANTHROPIC_API_KEY=… first.");
+    }
     const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git, report: terminalReporter(ui.warn) }) : null;
     const session = await ctx.client.create({
       command,
@@ -50,6 +56,7 @@ export default defineCommand({
       cols: process.stdout.columns || 80,
       rows: process.stdout.rows || 24,
       ...(Object.keys(secrets).length > 0 ? { secrets } : {}),
+      ...(ownApiKey ? { ownApiKey } : {}),
     });
     if (!session.isolated) {
       ui.warn(

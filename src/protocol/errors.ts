@@ -15,6 +15,7 @@ export const ErrorCode = z.enum([
   "unavailable",
   "protocol_mismatch",
   "session_ended",
+  "quota_exceeded",
   "internal",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
@@ -55,5 +56,6 @@ export const httpStatus: Record<ErrorCode, number> = {
   unavailable: 503,
   protocol_mismatch: 426,
   session_ended: 410,
+  quota_exceeded: 402,
   internal: 500,
 };

@@ -70,7 +70,24 @@ export const CreateSession = z.object({
    * and keeps them nowhere: not in its database, its logs, a save or a file in the machine.
    */
   secrets: Secrets.optional(),
+  /**
+   * The user's own Claude API key (`catty new --own-api-key`): the program gets it as
+   * ANTHROPIC_API_KEY instead of the server's API access (then nothing is metered). Held like a secret.
+   */
+  ownApiKey: z.string().min(1).max(1024).optional(),
 });
+
+/** `GET /v1/usage`: a user's Claude API usage through the server in one month. */
+export const UsageReport = z.object({
+  month: z.string(),
+  /** Tokens per month, or null: no limit. */
+  quota: z.number().int().nullable(),
+  total: z.object({ requests: z.number(), input: z.number(), output: z.number(), cacheCreation: z.number(), cacheRead: z.number(), tokens: z.number() }),
+  sessions: z.array(
+    z.object({ label: z.string(), requests: z.number(), input: z.number(), output: z.number(), cacheCreation: z.number(), cacheRead: z.number(), tokens: z.number() }),
+  ),
+});
+export type UsageReport = z.infer<typeof UsageReport>;
 export type CreateSession = z.input<typeof CreateSession>;
 
 /** `GET /v1/config`: the server's limits the CLI checks before sending anything. */

@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { usageMonth, UsageMeter } from "../../server/anthropic.ts";
 import { sessionDir } from "../../server/providers/local.ts";
+import { formatUsage } from "../../src/commands/usage.ts";
 import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -169,5 +170,41 @@ describe("the usage meter", () => {
     m.feed(new TextEncoder().encode('data: {oops\n\ndata: {"type":"message_delta","usage":{"output_tokens":-5}}\n\ndata: [DONE]\n\n'));
     m.end();
     expect(m.seen).toBe(false);
+  });
+});
+
+describe("usage and quotas", () => {
+  test("GET /v1/usage: this month's totals and per-session figures, and catty usage prints them", async () => {
+    const report = await server.owner.usage();
+    expect(report.month).toBe(usageMonth());
+    expect(report.quota).toBeNull();
+    const mine = report.sessions.find((s) => s.label === session.label);
+    expect(mine?.requests).toBeGreaterThanOrEqual(3);
+    expect(report.total.tokens).toBe(report.sessions.reduce((a, s) => a + s.tokens, 0));
+    const text = formatUsage(report);
+    expect(text).toContain(`Claude API usage in ${usageMonth()}`);
+    expect(text).toContain(session.label);
+    expect(text).toContain("(no limit)");
+    await expect(server.owner.usage("2026-13")).rejects.toThrow("is not a month");
+  });
+
+  test("catty-server users set-quota; over it, a new session is refused with 402 unless it brings its own key", async () => {
+    const main = join(import.meta.dir, "../../server/main.ts");
+    const setQuota = (...args: string[]) => Bun.spawnSync([process.execPath, main, "users", "set-quota", ...args, "--data-dir", server.dataDir]);
+    const set = setQuota("owner", "--tokens", "5");
+    expect(set.stdout.toString()).toContain("owner: 5 tokens per month");
+    expect(setQuota("nobody-here", "--tokens", "5").stderr.toString()).toContain('no user named "nobody-here"');
+    expect(setQuota("owner", "--tokens", "lots").exitCode).toBe(1);
+    await expect(server.owner.create({ command: ["true"] })).rejects.toMatchObject({ code: "quota_exceeded" });
+    expect((await server.owner.usage()).quota).toBe(5);
+
+    const own = await server.owner.create({ command: ["bash", "-c", "env > /tmp/e.$$; mv /tmp/e.$$ env.txt; sleep 300"], ownApiKey: "sk-ant-users-own" });
+    const file = join(sessionDir(server.dataDir, own.label), "workspace", "env.txt");
+    const env = await waitFor(() => existsSync(file) && readFileSync(file, "utf8"), { what: "the program's environment" });
+    expect(env).toContain("ANTHROPIC_API_KEY=sk-ant-users-own");
+    expect(env).not.toContain("ANTHROPIC_AUTH_TOKEN");
+    expect(env).not.toContain("ANTHROPIC_BASE_URL");
+    expect(setQuota("owner", "--unlimited").stdout.toString()).toContain("no monthly token limit");
+    await server.owner.stop(own.label);
   });
 });
