@@ -6,6 +6,7 @@
  * recorded the program's exit, when the server ends the session, or when the server has been
  * unreachable for longer than the session's idle timeout.
  */
+import { AttentionTracker, claudeHookSettings, foregroundReadsInput } from "./attention.ts";
 import { mkdirSync } from "node:fs";
 import { userInfo } from "node:os";
 import { formatDuration } from "../src/lib/duration.ts";
@@ -34,7 +35,7 @@ export interface AgentDeps {
   /** Finds an executable on PATH (Bun.which). */
   which?(name: string): string | null;
   /** Timings tests shorten: SIGHUP→SIGKILL grace, the orphan watch's last try. */
-  timing?: { stopGraceMs?: number; lastTryMs?: number; requestTimeoutMs?: number };
+  timing?: { stopGraceMs?: number; lastTryMs?: number; requestTimeoutMs?: number; quietMs?: number };
 }
 
 /** How the agent ended. */
@@ -73,7 +74,8 @@ export function resolveCommand(
 ): { argv: string[]; notice: string | null } {
   if (command.length > 0) return { argv: command, notice: null };
   const claude = which("claude");
-  if (claude) return { argv: [claude], notice: null };
+  // Claude Code with hooks that say when it waits for the user (agent/attention.ts).
+  if (claude) return { argv: [claude, "--settings", claudeHookSettings()], notice: null };
   let shell = env.SHELL;
   if (!shell) {
     try {
@@ -130,6 +132,7 @@ export function createAgent(deps: AgentDeps): Agent {
   let resolveDone: (end: AgentEnd) => void = () => {};
   const done = new Promise<AgentEnd>((resolve) => (resolveDone = resolve));
   const finish = (end: AgentEnd): void => {
+    attention.close();
     watch.close();
     link.close();
     saver.stop();
@@ -161,6 +164,7 @@ export function createAgent(deps: AgentDeps): Agent {
       watch.up();
       sendJson({ type: "hello", protocol: PROTOCOL_VERSION, offset: output.end, cols: output.cols, rows: output.rows, pid: program.pid });
       program.resend();
+      if (program.started) attention.resend();
     },
     onMessage(msg) {
       switch (msg.type) {
@@ -228,6 +232,7 @@ export function createAgent(deps: AgentDeps): Agent {
       syncSender.unsubscribeAll();
     },
     onBinary(data) {
+      attention.input();
       program.write(data);
     },
     onEnded(reason) {
@@ -299,6 +304,11 @@ export function createAgent(deps: AgentDeps): Agent {
     log,
   });
 
+  const attention = new AttentionTracker({
+    send: (a) => sendJson({ type: "attention", ...a }),
+    readsInput: () => foregroundReadsInput(program.pid),
+    ...(timing.quietMs !== undefined ? { quietMs: timing.quietMs } : {}),
+  });
   const program = new Program({
     pty: deps.pty,
     // The sandbox's wrapper (from the provider) comes first; the program runs inside it.
@@ -306,7 +316,10 @@ export function createAgent(deps: AgentDeps): Agent {
     cwd: config.workspace,
     env: () => withSessionEnv(programEnv(process.env), sessionEnv),
     size: () => ({ cols: output.cols, rows: output.rows }),
-    output: (data) => output.write(data),
+    output: (data) => {
+      attention.output(data);
+      output.write(data);
+    },
     send: sendJson,
     log,
     graceMs: timing.stopGraceMs,

@@ -13,7 +13,7 @@
  */
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
-import { CattyError, isLive, type MachineHandle, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
+import { CattyError, isLive, type Attention, type MachineHandle, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
 import type { SessionTimeouts } from "./config.ts";
 import type { Provider } from "./providers/types.ts";
 import type { AgentControl, AgentWelcome, ExitReport, RelayEvents } from "./relay.ts";
@@ -226,6 +226,12 @@ export class Lifecycle implements RelayEvents {
   agentGone(sessionId: string): void {
     this.deps.saves.agentReconnected(sessionId);
     this.live.get(sessionId)?.watchAgent();
+  }
+
+  attention(sessionId: string, attention: Attention): void {
+    void this.deps.store
+      .updateSession(sessionId, { attention })
+      .catch((err: unknown) => this.deps.log.warn("could not store a session's attention state", { err }));
   }
 
   activity(sessionId: string): void {

@@ -22,6 +22,7 @@ import {
   CLOSE,
   decodeAgentSync,
   FRAME_SYNC,
+  type Attention,
   type ClientMode,
   type SessionStatus,
   type SyncPosition,
@@ -101,6 +102,8 @@ export interface RelayEvents {
   agentGone(sessionId: string): void;
   /** Input or output went through: the session is not idle. */
   activity(sessionId: string): void;
+  /** The agent says whether the program waits for its user. */
+  attention(sessionId: string, attention: Attention): void;
 }
 
 class SessionRelay {
@@ -282,6 +285,13 @@ export class Relay {
         // The position moves only with what the client was actually sent.
         if (e.kind === "start") c.sync = { epoch: e.epoch, seq: c.sync.epoch === e.epoch ? c.sync.seq : 0 };
         else if (e.kind === "caught_up") c.sync = { ...c.sync, seq: Math.max(c.sync.seq, e.seq) };
+        return;
+      }
+      case "attention": {
+        const attention = { state: msg.state, since: msg.since };
+        this.events.attention(s.sessionId, attention);
+        // Viewers hear of it (the interactive client is the one it waits for).
+        for (const c of s.clients.values()) if (c.mode === "view") send(c.ws, { type: "attention", ...attention });
         return;
       }
       case "save_request":

@@ -27,6 +27,7 @@ export function toSession(row: SessionRow, saves: Session["saves"] = [], isolate
     idleTimeoutMs: row.idleTimeoutMs,
     expiresAt: row.expiresAt,
     isolated,
+    attention: isLive(row.status) ? row.attention : null,
   };
 }
 
@@ -134,6 +135,7 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
     idleTimeoutMs: body.idleTimeoutMs ?? t.idleTimeoutMs,
     expiresAt: body.durationMs ? new Date(now + body.durationMs).toISOString() : null,
     ending: null,
+    attention: null,
   };
   await store.insertSession(row);
   deps.log.debug("session row stored", { label, user: user.name });

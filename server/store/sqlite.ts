@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import type { Log } from "../../src/lib/log.ts";
-import { MachineHandle, SessionStatus } from "../../src/protocol/index.ts";
+import { AttentionState, MachineHandle, SessionStatus, type Attention } from "../../src/protocol/index.ts";
 import type { PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
 
 /** The first release's schema (user_version 0); `MIGRATIONS` take it to the current one. */
@@ -91,6 +91,11 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     )`);
     db.run("CREATE INDEX IF NOT EXISTS usage_user_month ON usage(user_id, month)");
   },
+  // 3: whether a running session's program waits for its user.
+  (db) => {
+    addColumn(db, "sessions", "attention_state", "TEXT");
+    addColumn(db, "sessions", "attention_since", "TEXT");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -132,6 +137,8 @@ interface SessionRecord {
   expires_at: string | null;
   ending_status: string | null;
   ending_reason: string | null;
+  attention_state: string | null;
+  attention_since: string | null;
 }
 
 interface SaveRecord {
@@ -196,7 +203,13 @@ function sessionFrom(r: SessionRecord, warn: Warn): SessionRow {
     idleTimeoutMs: r.idle_timeout_ms,
     expiresAt: r.expires_at,
     ending: endingFrom(r),
+    attention: attentionFrom(r),
   };
+}
+
+function attentionFrom(r: SessionRecord): Attention | null {
+  const state = AttentionState.safeParse(r.attention_state);
+  return state.success && r.attention_since ? { state: state.data, since: r.attention_since } : null;
 }
 
 /** The stored machine handle, checked: one that does not parse counts as a machine that is gone. */
@@ -231,6 +244,7 @@ const COLUMNS: Record<keyof SessionPatch, string> = {
   restoreKey: "restore_key",
   finalSave: "final_save",
   ending: "ending_status",
+  attention: "attention_state",
 };
 
 /** A patch's values as the columns store them. */
@@ -241,6 +255,9 @@ function patchColumns(patch: SessionPatch): Array<[string, string | number | nul
     else if (key === "ending") {
       out.push(["ending_status", patch.ending?.status ?? null]);
       out.push(["ending_reason", patch.ending?.reason ?? null]);
+    } else if (key === "attention") {
+      out.push(["attention_state", patch.attention?.state ?? null]);
+      out.push(["attention_since", patch.attention?.since ?? null]);
     } else out.push([COLUMNS[key], (patch[key] as string | number | null | undefined) ?? null]);
   }
   return out;

@@ -2,7 +2,7 @@
  * The database seam. The server talks to `Store` only; SQLite (`bun:sqlite`) is the embedded
  * default and other engines implement the same interface.
  */
-import type { MachineHandle, SessionStatus } from "../../src/protocol/index.ts";
+import type { Attention, MachineHandle, SessionStatus } from "../../src/protocol/index.ts";
 
 export interface User {
   id: string;
@@ -41,6 +41,8 @@ export interface SessionRow {
    * the same way.
    */
   ending: PendingEnding | null;
+  /** While it runs: whether its program waits for the user, as its agent last said. */
+  attention: Attention | null;
 }
 
 export interface PendingEnding {
@@ -62,6 +64,7 @@ export type SessionPatch = Partial<
     | "restoreKey"
     | "finalSave"
     | "ending"
+    | "attention"
   >
 >;
 

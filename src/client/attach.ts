@@ -77,6 +77,13 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
       attached() {
         display.status(""); // back: the reconnect notice goes
       },
+      attention(a) {
+        // Viewers: the program waits for its user (who is not attached) — say so once per wait, with a bell.
+        if (a.state === "waiting") {
+          process.stdout.write("\x07");
+          display.notice(`${opts.label} is waiting for input`);
+        }
+      },
       viewOnly() {
         if (toldViewOnly) return;
         toldViewOnly = true;

@@ -12,6 +12,7 @@ import {
   FRAME_SYNC,
   PROTOCOL_VERSION,
   ServerToClient,
+  type Attention,
   type ClientToServer,
   type ClientMode,
   type SessionStatus,
@@ -40,6 +41,8 @@ export interface LinkEvents {
   viewOnly?(): void;
   /** Sync-back: an event, and file bytes of a transfer. */
   sync?(event: SyncEvent): void;
+  /** Viewers: the program's attention state changed. */
+  attention?(attention: Attention): void;
   syncBytes?(transfer: number, data: Uint8Array): void;
 }
 
@@ -243,6 +246,9 @@ export class SessionLink {
         return;
       case "sync":
         this.ev.sync?.(msg.event);
+        return;
+      case "attention":
+        this.ev.attention?.({ state: msg.state, since: msg.since });
         return;
       case "ping":
         this.socket.send({ type: "pong", id: msg.id });

@@ -1,14 +1,43 @@
 import { defineCommand } from "citty";
 import { resolveContext } from "../client/context.ts";
 import { ui } from "../client/ui.ts";
+import type { ApiClient } from "../client/api.ts";
 import type { Session } from "../protocol/index.ts";
 import { apiArg } from "./_args.ts";
 
+/** `running · waiting 2m`: the status, and for a running session what its program is doing. */
+export function statusText(s: Session, now = Date.now()): string {
+  if (!s.attention || s.status !== "running") return s.status;
+  const { state, since } = s.attention;
+  return state === "working" ? `${s.status} · working` : `${s.status} · ${state} ${ago(since, now).replace(/ ago$/, "")}`;
+}
+
 export function formatTable(sessions: Session[], now = Date.now()): string {
   const rows = [["LABEL", "STATUS", "REGION", "CREATED"]];
-  for (const s of sessions) rows.push([s.label, s.status, s.region, ago(s.createdAt, now)]);
+  for (const s of sessions) rows.push([s.label, statusText(s, now), s.region, ago(s.createdAt, now)]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n");
+}
+
+/**
+ * `catty list --watch`: polls the sessions every 2 s and prints a line, with a bell, each time one
+ * starts waiting for its user (until Ctrl+C).
+ */
+async function watchWaiting(client: ApiClient): Promise<void> {
+  const seen = new Map<string, string>();
+  ui.info("Watching your sessions; a line (and a bell) each time one starts waiting for you. Ctrl+C to stop.");
+  for (;;) {
+    for (const s of await client.list()) {
+      const waitingSince = s.status === "running" && s.attention?.state === "waiting" ? s.attention.since : null;
+      const before = seen.get(s.label);
+      if (waitingSince && before !== waitingSince) {
+        const time = new Date(waitingSince).toLocaleTimeString("en-GB", { hour12: false });
+        process.stdout.write(`\x07${time}  ${s.label} is waiting for you  (catty connect ${s.label})\n`);
+      }
+      seen.set(s.label, waitingSince ?? "");
+    }
+    await Bun.sleep(2_000);
+  }
 }
 
 function ago(iso: string, now: number): string {
@@ -21,9 +50,14 @@ function ago(iso: string, now: number): string {
 
 export default defineCommand({
   meta: { name: "list", description: "List your sessions, newest first" },
-  args: { ...apiArg, json: { type: "boolean", default: false, description: "Print JSON (an array) and nothing else" } },
+  args: {
+    ...apiArg,
+    json: { type: "boolean", default: false, description: "Print JSON (an array) and nothing else" },
+    watch: { type: "boolean", default: false, description: "Keep watching: a line (and a bell) each time a session starts waiting for you" },
+  },
   async run({ args }) {
     const ctx = await resolveContext(args, () => args.json || ui.start("Starting a local Catty server…"));
+    if (args.watch) return watchWaiting(ctx.client);
     const sessions = await ctx.client.list();
     if (args.json) {
       process.stdout.write(`${JSON.stringify(sessions, null, 2)}\n`);

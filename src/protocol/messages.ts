@@ -8,7 +8,7 @@
  */
 import { z } from "zod";
 import { ErrorBody } from "./errors.ts";
-import { SessionStatus } from "./session.ts";
+import { AttentionState, SessionStatus } from "./session.ts";
 
 /** Bumped on any incompatible change; exchanged in the first message of every link. */
 export const PROTOCOL_VERSION = 1;
@@ -104,6 +104,8 @@ export const ServerToClient = z.discriminatedUnion("type", [
   z.object({ type: z.literal("view_only") }),
   /** Server (from the agent): a sync-back event for this client. */
   z.object({ type: z.literal("sync"), event: SyncEvent }),
+  /** Server, to viewers: the program's attention state changed (see `Attention`). */
+  z.object({ type: z.literal("attention"), state: AttentionState, since: z.string() }),
   z.object({ type: z.literal("ping"), id: z.number() }),
   z.object({ type: z.literal("pong"), id: z.number() }),
   ErrorBody,
@@ -144,6 +146,8 @@ export const AgentToServer = z.discriminatedUnion("type", [
   z.object({ type: z.literal("save_done"), id: SaveId, size: z.number().int().min(0), files: z.number().int().min(0) }),
   /** Agent: a sync-back event for one client. */
   z.object({ type: z.literal("sync"), clientId: ClientId, event: SyncEvent }),
+  /** Agent: the program's attention state changed (and again after each hello). */
+  z.object({ type: z.literal("attention"), state: AttentionState, since: z.string() }),
   /** Agent, in answer to a server ping. */
   z.object({ type: z.literal("pong"), id: z.number() }),
   z.object({ type: z.literal("ping"), id: z.number() }),

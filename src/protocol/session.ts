@@ -29,6 +29,16 @@ export const SaveDownload = SaveInfo.extend({
 });
 export type SaveDownload = z.infer<typeof SaveDownload>;
 
+/**
+ * What a running session's program is doing for its user: `working` (output flowing, or a
+ * request being answered), `waiting` (it asks the user something, or is ready for the next
+ * prompt), `idle` (quiet, not known to wait). `since`: when it entered the state (ISO time).
+ */
+export const AttentionState = z.enum(["working", "waiting", "idle"]);
+export type AttentionState = z.infer<typeof AttentionState>;
+export const Attention = z.object({ state: AttentionState, since: z.string() });
+export type Attention = z.infer<typeof Attention>;
+
 export const Session = z.object({
   label: Label,
   status: SessionStatus,
@@ -47,6 +57,8 @@ export const Session = z.object({
   expiresAt: z.string().nullable().default(null),
   /** False when the session's program runs unsandboxed, as the server's own user. */
   isolated: z.boolean().default(true),
+  /** While it runs: whether its program waits for the user (null: not known yet, or ended). */
+  attention: Attention.nullable().default(null),
 });
 export type Session = z.infer<typeof Session>;
 

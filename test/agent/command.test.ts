@@ -1,3 +1,4 @@
+import { claudeHookSettings } from "../../agent/attention.ts";
 import { describe, expect, test } from "bun:test";
 import { CLAUDE_NOTICE, resolveCommand } from "../../agent/agent.ts";
 
@@ -7,8 +8,9 @@ describe("the program a session runs", () => {
   });
 
   test("Claude Code when it is installed", () => {
+    // With the hooks that report when it waits for the user.
     expect(resolveCommand([], (n) => (n === "claude" ? "/opt/bin/claude" : null), {})).toEqual({
-      argv: ["/opt/bin/claude"],
+      argv: ["/opt/bin/claude", "--settings", claudeHookSettings()],
       notice: null,
     });
   });

@@ -49,6 +49,7 @@ const row = (id: string): SessionRow => ({
   idleTimeoutMs: 1000,
   expiresAt: null,
   ending: null,
+  attention: null,
 });
 
 describe("sqlite store migrations", () => {
@@ -64,7 +65,7 @@ describe("sqlite store migrations", () => {
     expect((await store.liveSessions()).map((r) => r.id).sort()).toEqual(["s1", "s2"]);
     store.close();
     const db = new Database(file);
-    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(2);
+    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(3);
     db.close();
     // Opening again changes nothing.
     const again = openSqliteStore(file);

@@ -1,0 +1,60 @@
+/**
+ * "Waiting for you", through the real binaries: a program that rings the terminal bell is
+ * `waiting`; `catty list` shows it in its STATUS (`running · waiting 0s`), `--json` carries it, and
+ * `catty list --watch` prints a line with a bell when a session starts waiting. Output again
+ * makes it `working`.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Session } from "../../src/protocol/index.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { startWorkspaceServer, type WorkspaceFixture } from "../helpers/workspace.ts";
+
+let fx: WorkspaceFixture;
+
+beforeAll(async () => {
+  fx = await startWorkspaceServer({});
+}, 60_000);
+
+afterAll(async () => {
+  await fx?.close();
+});
+
+async function create(script: string): Promise<string> {
+  const res = await fx.user.api("POST", "/v1/sessions", { command: ["bash", "-c", script], cols: 80, rows: 24 });
+  expect(res.status).toBe(201);
+  return ((await res.json()) as Session).label;
+}
+
+describe("attention", () => {
+  test("a bell makes a session waiting: catty list shows it, --json carries it, --watch rings; output makes it working", async () => {
+    const watch = Bun.spawn([fx.bins.catty, "list", "--watch"], { env: fx.user.env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
+    let watched = "";
+    void (async () => {
+      for await (const chunk of watch.stdout as ReadableStream<Uint8Array>) watched += new TextDecoder().decode(chunk);
+    })();
+    try {
+      // The trigger file lets the test say when to print again.
+      const label = await create("echo started; sleep 1; printf 'question? \\a'; while [ ! -e /tmp/catty-attn-$$ ]; do sleep 0.1; done; echo answered; sleep 300");
+      const waiting = await waitFor(async () => {
+        const s = await fx.user.session(label);
+        return s.attention?.state === "waiting" ? s : null;
+      }, { timeoutMs: 20_000, what: "the session to wait" });
+      expect(Date.parse(waiting.attention?.since ?? "")).toBeGreaterThan(Date.parse(waiting.createdAt));
+      const table = await fx.user.cli(["list"]);
+      expect(table.stdout).toMatch(new RegExp(`${label}\\s+running · waiting \\d+s`));
+      const json = JSON.parse((await fx.user.cli(["list", "--json"])).stdout) as Session[];
+      expect(json.find((s) => s.label === label)?.attention?.state).toBe("waiting");
+      await waitFor(() => watched.includes(`${label} is waiting for you`), { timeoutMs: 15_000, what: "catty list --watch to say so" });
+      expect(watched).toContain("\x07");
+
+      // The program prints again (the test's sessions run unsandboxed, so /tmp is shared): working.
+      Bun.spawnSync(["sh", "-c", `for p in $(pgrep -f 'catty-attn'); do touch /tmp/catty-attn-$p; done`]);
+      await waitFor(async () => (await fx.user.session(label)).attention?.state === "working", { timeoutMs: 15_000, what: "working again" });
+      await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
+      // An ended session has no attention state.
+      expect((await fx.user.session(label)).attention).toBeNull();
+    } finally {
+      watch.kill();
+    }
+  }, 60_000);
+});
