@@ -8,11 +8,12 @@
  */
 import { AttentionTracker, claudeHookSettings, foregroundReadsInput } from "./attention.ts";
 import { mkdirSync } from "node:fs";
+import { seedClaudeConfig } from "../src/lib/claude-config.ts";
 import { userInfo } from "node:os";
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
 import { lchown } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { walkTree } from "../src/lib/safe-fs.ts";
 import { PROTOCOL_VERSION, type AgentToServer, type SyncPosition } from "../src/protocol/index.ts";
 import type { AgentConfig } from "./config.ts";
@@ -158,6 +159,7 @@ export function createAgent(deps: AgentDeps): Agent {
   });
   const requests = new Requests({ send: sendJson, timeoutMs: timing.requestTimeoutMs });
   const command = resolveCommand(config.command, deps.which ?? ((n) => Bun.which(n)), process.env);
+  const runsClaude = basename(command.argv[0] ?? "") === "claude";
 
   const handlers: LinkHandlers = {
     onOpen() {
@@ -352,6 +354,13 @@ export function createAgent(deps: AgentDeps): Agent {
         sendJson({ type: "restore_failed", error });
         return;
       }
+    }
+    if (runsClaude && config.wrap.length === 0) {
+      // Unsandboxed, HOME is the host user's: Claude Code gets a config dir of the session's own.
+      const dir = join(dirname(config.workspace), "claude-config");
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      seedClaudeConfig(dir, config.workspace);
+      sessionEnv = { ...sessionEnv, CLAUDE_CONFIG_DIR: dir };
     }
     if (config.owner) await handOver(config.workspace, config.owner);
     await journal.start();

@@ -43,6 +43,6 @@ rm -rf /root/.npm
 useradd --uid 1000 --user-group --create-home --home-dir /home/catty --shell /bin/bash catty
 install -d -o catty -g catty -m 0755 /workspace
 install -d -o root -g root -m 0700 /var/lib/catty-agent
-# Claude Code asks once per install whether onboarding is done; a session skips it.
-printf '{"hasCompletedOnboarding": true}\n' > /home/catty/.claude.json
+# Claude Code opens at its prompt: onboarding done, /workspace trusted (src/lib/claude-config.ts).
+printf '{"hasCompletedOnboarding": true, "projects": {"/workspace": {"hasTrustDialogAccepted": true}}}\n' > /home/catty/.claude.json
 chown catty:catty /home/catty/.claude.json

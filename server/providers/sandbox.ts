@@ -15,6 +15,7 @@
  */
 import { chownSync, existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { seedClaudeConfig } from "../../src/lib/claude-config.ts";
 
 export type SandboxMode = "auto" | "bwrap" | "none";
 
@@ -64,9 +65,12 @@ export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupR
     limits: cgroups ? `${cgroups.name}: memory, cpu, pids` : "none (cgroups need a server running as root)",
     prepare({ label, workspace, home }) {
       mkdirSync(home, { recursive: true, mode: 0o700 });
+      // Claude Code in the sandbox opens at its prompt: onboarding done, /workspace trusted.
+      const seeded = seedClaudeConfig(home, "/workspace");
       if (root) {
         chownSync(workspace, SANDBOX_UID, SANDBOX_GID);
         chownSync(home, SANDBOX_UID, SANDBOX_GID);
+        if (seeded) chownSync(join(home, ".claude.json"), SANDBOX_UID, SANDBOX_GID);
       }
       const procs = cgroups ? cgroups.create(label, limits) : [];
       const inside = [

@@ -7,11 +7,12 @@
  * server's data dir, its log, the agent's log or the save; `--no-secrets` leaves them out.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeRepo, startGitServer, type GitServer } from "../helpers/git-server.ts";
 import { startGitHubStandIn, type GitHubStandIn } from "../helpers/github-api.ts";
+import { filesContaining } from "../helpers/fs.ts";
 import { shellExitCode } from "../helpers/session-flow.ts";
 import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
 
@@ -36,22 +37,6 @@ afterAll(async () => {
 });
 
 const cli = (args: string[], env: Record<string, string> = {}) => fx.user.cli(args, { env: { CATTY_GITHUB_API: github.url, ...env } });
-
-/** Every file under `dir` whose bytes contain `needle`. */
-function filesContaining(dir: string, needle: string): string[] {
-  const found: string[] = [];
-  const walk = (d: string): void => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      const st = statSync(p, { throwIfNoEntry: false });
-      if (!st) continue;
-      if (st.isDirectory()) walk(p);
-      else if (st.isFile() && readFileSync(p).includes(needle)) found.push(p);
-    }
-  };
-  walk(dir);
-  return found;
-}
 
 describe("catty secrets", () => {
   test("add reads the value hidden: • for each character, Backspace works, Ctrl+C exits 130 and saves nothing", async () => {
