@@ -18,8 +18,8 @@ export interface RecordedRequest {
 export interface AnthropicStandIn {
   url: string;
   requests: RecordedRequest[];
-  /** What the next replies say, split into this many deltas. */
-  reply: { text: string; deltas: number };
+  /** What the next replies say, split into this many deltas, with `gapMs` between them (default 0). */
+  reply: { text: string; deltas: number; gapMs?: number };
   usage: { input_tokens: number; output_tokens: number; cache_creation_input_tokens: number; cache_read_input_tokens: number };
   /** While set, a stream stops after `message_start` until `release()`. */
   hold: boolean;
@@ -29,7 +29,7 @@ export interface AnthropicStandIn {
   stop(): void;
 }
 
-export function startAnthropicStandIn(): AnthropicStandIn {
+export function startAnthropicStandIn(opts: { port?: number; record?: boolean } = {}): AnthropicStandIn {
   let releaseHold: () => void = () => {};
   let held = Promise.resolve();
   const state: AnthropicStandIn = {
@@ -46,13 +46,13 @@ export function startAnthropicStandIn(): AnthropicStandIn {
   const rateHeaders = { "anthropic-ratelimit-requests-limit": "50", "anthropic-ratelimit-requests-remaining": "49", "request-id": "req_standin" };
 
   const server = Bun.serve({
-    port: 0,
+    port: opts.port ?? 0,
     hostname: "127.0.0.1",
     idleTimeout: 60,
     async fetch(req) {
       const url = new URL(req.url);
       const body = await req.text();
-      state.requests.push({ method: req.method, path: url.pathname, search: url.search, headers: Object.fromEntries(req.headers), body });
+      if (opts.record !== false) state.requests.push({ method: req.method, path: url.pathname, search: url.search, headers: Object.fromEntries(req.headers), body });
       if (state.failNext) {
         const f = state.failNext;
         state.failNext = null;
@@ -92,7 +92,10 @@ export function startAnthropicStandIn(): AnthropicStandIn {
           await held;
           ctrl.enqueue(event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }));
           ctrl.enqueue(event("ping", {}));
-          for (const p of parts) ctrl.enqueue(event("content_block_delta", { index: 0, delta: { type: "text_delta", text: p } }));
+          for (const p of parts) {
+            if (state.reply.gapMs) await Bun.sleep(state.reply.gapMs);
+            ctrl.enqueue(event("content_block_delta", { index: 0, delta: { type: "text_delta", text: p } }));
+          }
           ctrl.enqueue(event("content_block_stop", { index: 0 }));
           ctrl.enqueue(event("message_delta", { delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: outputTokens } }));
           ctrl.enqueue(event("message_stop", {}));
@@ -104,4 +107,12 @@ export function startAnthropicStandIn(): AnthropicStandIn {
   });
   state.url = `http://127.0.0.1:${server.port}`;
   return state;
+}
+
+/** Run as a process of its own (the proxy benchmark): `bun test/helpers/anthropic.ts PORT DELTAS GAP_MS`. */
+if (import.meta.main) {
+  const [port, deltas, gapMs] = process.argv.slice(2).map(Number);
+  const api = startAnthropicStandIn({ port: port ?? 0, record: false });
+  api.reply = { text: "x".repeat(400), deltas: deltas || 20, gapMs: gapMs || 0 };
+  console.log(api.url);
 }
