@@ -23,6 +23,9 @@ export interface ApiAccess {
   upstream: string;
 }
 
+/** The largest request body passed upstream (the Messages API's own limit is 32 MB). */
+export const MAX_PROXY_BODY_BYTES = 32 * 1024 * 1024;
+
 /** The month usage is counted in: `YYYY-MM`, UTC. */
 export const usageMonth = (at = new Date()): string => at.toISOString().slice(0, 7);
 
@@ -139,12 +142,29 @@ export function anthropicRoutes(deps: { store: Store; access: ApiAccess; log: Lo
     headers.set("x-api-key", access.apiKey);
     headers.set("accept-encoding", "identity");
     const hasBody = !["GET", "HEAD"].includes(c.req.method);
+    const declared = Number(c.req.header("content-length") ?? 0);
+    if (declared > MAX_PROXY_BODY_BYTES) {
+      return apiError(413, "request_too_large", `The request body is larger than ${MAX_PROXY_BODY_BYTES} bytes.`);
+    }
+    // Counted as it streams too (a body may not say its length): past the cap the upload stops.
+    let sent = 0;
+    const requestBody = hasBody && c.req.raw.body
+      ? c.req.raw.body.pipeThrough(
+          new TransformStream<Uint8Array, Uint8Array>({
+            transform(chunk, ctrl) {
+              sent += chunk.byteLength;
+              if (sent > MAX_PROXY_BODY_BYTES) ctrl.error(new Error(`request body over ${MAX_PROXY_BODY_BYTES} bytes`));
+              else ctrl.enqueue(chunk);
+            },
+          }),
+        )
+      : null;
     let upstream: Response;
     try {
       upstream = await fetch(`${access.upstream}${path}${incoming.search}`, {
         method: c.req.method,
         headers,
-        body: hasBody ? c.req.raw.body : null,
+        body: requestBody,
         signal: c.req.raw.signal,
         ...(hasBody ? { duplex: "half" } : {}),
         // Answers come back as they are; a redirect would take the key elsewhere.
@@ -152,6 +172,7 @@ export function anthropicRoutes(deps: { store: Store; access: ApiAccess; log: Lo
         decompress: false,
       } as RequestInit);
     } catch (err) {
+      if (sent > MAX_PROXY_BODY_BYTES) return apiError(413, "request_too_large", `The request body is larger than ${MAX_PROXY_BODY_BYTES} bytes.`);
       log.warn("Claude API upstream unreachable", { label: session.label, err });
       return apiError(502, "api_error", `The Claude API could not be reached from the Catty server: ${(err as Error).message}`);
     }

@@ -208,3 +208,15 @@ describe("usage and quotas", () => {
     await server.owner.stop(own.label);
   });
 });
+
+describe("the proxy's limits", () => {
+  test("a request body over 32 MiB is refused with 413 before it goes upstream", async () => {
+    const s = await apiSession();
+    const before = api.requests.length;
+    const res = await call(s.base, s.token, "/v1/messages", { method: "POST", body: new Uint8Array(33 * 1024 * 1024) });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { type: string } }).error.type).toBe("request_too_large");
+    expect(api.requests.length).toBe(before);
+    await server.owner.stop(s.label);
+  });
+});
