@@ -355,6 +355,8 @@ export function createAgent(deps: AgentDeps): Agent {
         return;
       }
     }
+    // The session pins its Claude Code (the image's, or the host's): no self-update inside it.
+    if (runsClaude) sessionEnv = { ...sessionEnv, DISABLE_AUTOUPDATER: "1" };
     if (runsClaude && config.wrap.length === 0) {
       // Unsandboxed, HOME is the host user's: Claude Code gets a config dir of the session's own.
       const dir = join(dirname(config.workspace), "claude-config");

@@ -88,8 +88,7 @@ export function createApp(deps: AppDeps): CattyApp {
       return {
         ANTHROPIC_BASE_URL: `${deps.agentUrl()}/v1/anthropic`,
         ANTHROPIC_AUTH_TOKEN: token,
-        // Claude Code in a session: no self-update (the image pins it), nothing sent beside the API.
-        DISABLE_AUTOUPDATER: "1",
+        // Claude Code sends nothing beside its API calls (telemetry, error reports) elsewhere.
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
       };
     },

@@ -50,7 +50,7 @@ describe("the Claude API proxy", () => {
     session = await apiSession();
     expect(session.base).toBe(`${server.url}/v1/anthropic`);
     expect(session.token).toMatch(/^apx_/);
-    expect(session.env.DISABLE_AUTOUPDATER).toBe("1");
+    expect(session.env.CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC).toBe("1");
     expect(JSON.stringify(session.env)).not.toContain(OPERATOR_KEY);
     expect(session.env.ANTHROPIC_API_KEY).toBeUndefined();
   });
