@@ -58,3 +58,17 @@ describe("attention", () => {
     }
   }, 60_000);
 });
+
+describe("viewers", () => {
+  test("a viewer is told when the session starts waiting for input", async () => {
+    const label = await create("echo viewer-ready; while [ ! -e /tmp/catty-bell-$$ ]; do sleep 0.1; done; printf 'ready? \\a'; sleep 300");
+    const tmux = fx.user.freshTerminal();
+    tmux.type(`catty connect --view ${label}`);
+    await tmux.waitFor("viewer-ready", 20_000);
+    Bun.spawnSync(["sh", "-c", `for p in $(pgrep -f 'catty-bell'); do touch /tmp/catty-bell-$p; done`]);
+    await tmux.waitFor(`${label} is waiting for input`, 20_000);
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
+  }, 60_000);
+});
