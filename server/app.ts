@@ -29,6 +29,7 @@ import { uploadRoutes } from "./routes/uploads.ts";
 import { createSaves, type SaveLimits } from "./saves.ts";
 import type { Store } from "./store/types.ts";
 import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
+import { webAuthRoutes } from "./routes/web-auth.ts";
 import { hashToken, newToken } from "./tokens.ts";
 
 export { toSession } from "./routes/sessions.ts";
@@ -122,6 +123,7 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/healthz", healthRoutes(routeDeps));
   app.route("/v1", accountRoutes(routeDeps));
   app.route("/v1/sessions", sessionRoutes(routeDeps));
+  app.route("/v1", webAuthRoutes(routeDeps));
   app.route("/v1/uploads", uploadRoutes(routeDeps));
   app.route("/v1/agent", agentRoutes(routeDeps));
   app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log }));

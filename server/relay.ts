@@ -45,6 +45,8 @@ export type SocketData =
       clientId: number;
       /** Set when the session had ended before the attach: sent on open, then the link closes. */
       ended?: Extract<ServerToClient, { type: "ended" }>;
+      /** Opened with a view-only ticket (a browser's "View only"). */
+      viewOnly?: boolean;
     });
 
 export type Socket = ServerWebSocket<SocketData>;
@@ -484,8 +486,10 @@ export class Relay {
     }
   }
 
-  private clientHello(s: SessionRelay, ws: Socket, msg: Extract<ClientToServer, { type: "hello" }>): void {
+  private clientHello(s: SessionRelay, ws: Socket, hello: Extract<ClientToServer, { type: "hello" }>): void {
     const data = ws.data as Extract<SocketData, { kind: "client" }>;
+    // A link opened with a view-only ticket stays a viewer whatever its hello says.
+    const msg = data.viewOnly ? { ...hello, mode: "view" as const } : hello;
     if (msg.protocol !== PROTOCOL_VERSION) {
       send(ws, {
         type: "error",

@@ -1,7 +1,7 @@
 /** Bearer tokens: 256 bits of randomness, stored only as a SHA-256 hash. */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 
-export function newToken(prefix: "cat" | "agt" | "apx"): string {
+export function newToken(prefix: "cat" | "agt" | "apx" | "tkt" | "dev"): string {
   return `${prefix}_${randomBytes(32).toString("base64url")}`;
 }
 

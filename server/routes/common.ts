@@ -6,6 +6,8 @@
 import type { Server } from "bun";
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { getCookie } from "hono/cookie";
+import { timingSafeEqual } from "node:crypto";
 import { HTTPException } from "hono/http-exception";
 import { zValidator } from "@hono/zod-validator";
 import type { z } from "zod";
@@ -22,7 +24,12 @@ import { hashToken } from "../tokens.ts";
 export interface AppEnv {
   /** `Bun.serve` passes its server as the second `fetch` argument; absent under `app.request()`. */
   Bindings: Server<SocketData> | undefined;
-  Variables: { user: User };
+  Variables: {
+    user: User;
+    /** Set when the request came from a signed-in browser (cookie): its hash and CSRF token. */
+    browserSession?: string;
+    csrf?: string;
+  };
 }
 
 /** What the routes work with; built once by `createApp`. */
@@ -52,16 +59,47 @@ export function bearer(header: string | undefined): string | null {
   return m?.[1] ?? null;
 }
 
-/** Every route below it needs a user's token. */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * Every route below it needs a user: an API token (`Authorization: Bearer`), or a signed-in
+ * browser's session cookie. A cookie works only from this server's own pages: a state-changing
+ * request must carry the session's CSRF token (`X-CSRF-Token`) and no foreign `Origin`, and a
+ * cookie never opens a WebSocket (the page gets a one-use ticket for that).
+ */
 export function requireUser(store: Store): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const token = bearer(c.req.header("authorization"));
-    if (!token) throw new CattyError("unauthorized", "Missing token.", "Run `catty login`.");
-    const user = await store.userByTokenHash(hashToken(token));
-    if (!user) throw new CattyError("unauthorized", "Invalid token.", "Run `catty login` again.");
+    if (token) {
+      const user = await store.userByTokenHash(hashToken(token));
+      if (!user) throw new CattyError("unauthorized", "Invalid token.", "Run `catty login` again.");
+      c.set("user", user);
+      return next();
+    }
+    const cookie = getCookie(c, "catty_session");
+    const web = cookie ? await store.browserSession(hashToken(cookie), new Date().toISOString()) : null;
+    if (!web) throw new CattyError("unauthorized", "Missing token.", "Run `catty login`.");
+    const origin = c.req.header("origin");
+    if (origin && origin !== new URL(c.req.url).origin) throw new CattyError("forbidden", "Cross-origin request refused.");
+    if (c.req.header("upgrade")?.toLowerCase() === "websocket") {
+      throw new CattyError("forbidden", "A browser attaches with a ticket (POST /v1/sessions/<label>/ticket), not with its cookie.");
+    }
+    if (!SAFE_METHODS.has(c.req.method) && !safeEqual(c.req.header("x-csrf-token") ?? "", web.csrf)) {
+      throw new CattyError("forbidden", "Missing or wrong CSRF token.", "Reload the page.");
+    }
+    const user = await store.userById(web.userId);
+    if (!user) throw new CattyError("unauthorized", "Signed out.", "Sign in again.");
     c.set("user", user);
+    c.set("browserSession", web.idHash);
+    c.set("csrf", web.csrf);
     await next();
   };
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 export const sessionNotFound = (label: string): CattyError =>

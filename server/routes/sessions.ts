@@ -35,7 +35,9 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
   const { store, saves, lifecycle, relay, provider } = deps;
   const sessionJson = async (row: SessionRow): Promise<Session> => toSession(row, await saves.savesOf(row.id), provider.isolated);
   const app = new Hono<AppEnv>();
-  app.use("*", requireUser(store));
+  // The browser's attach WebSocket comes with a one-use ticket instead (see web-auth.ts).
+  const needUser = requireUser(store);
+  app.use("*", (c, next) => (c.req.query("ticket") !== undefined && c.req.path.endsWith("/attach") ? next() : needUser(c, next)));
 
   app.get("/", async (c) => c.json(await Promise.all((await store.listSessions(c.var.user.id)).map(sessionJson))));
 
@@ -57,7 +59,22 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
   });
 
   app.get("/:label/attach", async (c) => {
-    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    const ticket = c.req.query("ticket");
+    let viewOnly = false;
+    let row: SessionRow;
+    if (ticket !== undefined) {
+      const origin = c.req.header("origin");
+      if (origin && origin !== new URL(c.req.url).origin) throw new CattyError("forbidden", "Cross-origin WebSocket refused.");
+      const t = await store.takeTicket(hashToken(ticket), new Date().toISOString());
+      const found = t ? await store.sessionById(t.sessionId) : null;
+      if (!t || !found || found.label !== c.req.param("label") || found.userId !== t.userId) {
+        throw new CattyError("unauthorized", "This attach ticket is not valid: each works once, for a minute.", "Ask for a new one.");
+      }
+      row = found;
+      viewOnly = t.viewer;
+    } else {
+      row = await sessionOf(store, c.var.user, c.req.param("label"));
+    }
     const ended = isLive(row.status)
       ? undefined
       : { type: "ended" as const, status: row.status, exitCode: row.exitCode, reason: row.endReason, screen: row.lastScreen };
@@ -68,6 +85,7 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
       clientId: relay.newClientId(),
       malformed: 0,
       ...(ended ? { ended } : {}),
+      ...(viewOnly ? { viewOnly } : {}),
     });
   });
 

@@ -6,7 +6,7 @@
 import { Database } from "bun:sqlite";
 import type { Log } from "../../src/lib/log.ts";
 import { AttentionState, MachineHandle, SessionStatus, type Attention } from "../../src/protocol/index.ts";
-import type { PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
+import type { DeviceCode, PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
 
 /** The first release's schema (user_version 0); `MIGRATIONS` take it to the current one. */
 export const FIRST_SCHEMA = `
@@ -95,6 +95,18 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
   (db) => {
     addColumn(db, "sessions", "attention_state", "TEXT");
     addColumn(db, "sessions", "attention_since", "TEXT");
+  },
+  // 4: the web dashboard: browser sessions, the CLI's device-code logins, WebSocket tickets.
+  (db) => {
+    db.run(`CREATE TABLE IF NOT EXISTS browser_sessions (
+      id_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), csrf TEXT NOT NULL,
+      created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT)`);
+    db.run(`CREATE TABLE IF NOT EXISTS device_codes (
+      device_hash TEXT PRIMARY KEY, user_code TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+      status TEXT NOT NULL, user_id TEXT REFERENCES users(id), polled_at TEXT)`);
+    db.run(`CREATE TABLE IF NOT EXISTS attach_tickets (
+      hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), session_id TEXT NOT NULL REFERENCES sessions(id),
+      viewer INTEGER NOT NULL, expires_at TEXT NOT NULL)`);
   },
 ];
 
@@ -207,6 +219,22 @@ function sessionFrom(r: SessionRecord, warn: Warn): SessionRow {
   };
 }
 
+interface DeviceRecord {
+  device_hash: string;
+  user_code: string;
+  created_at: string;
+  expires_at: string;
+  status: string;
+  user_id: string | null;
+  polled_at: string | null;
+}
+
+function deviceFrom(r: DeviceRecord | null): DeviceCode | null {
+  if (!r) return null;
+  const status = (["pending", "approved", "denied", "used"] as const).find((s) => s === r.status) ?? "denied";
+  return { deviceHash: r.device_hash, userCode: r.user_code, createdAt: r.created_at, expiresAt: r.expires_at, status, userId: r.user_id, polledAt: r.polled_at };
+}
+
 function attentionFrom(r: SessionRecord): Attention | null {
   const state = AttentionState.safeParse(r.attention_state);
   return state.success && r.attention_since ? { state: state.data, since: r.attention_since } : null;
@@ -295,6 +323,9 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async userByName(name) {
       return userFrom(db.query("SELECT * FROM users WHERE name = ?").get(name) as never);
+    },
+    async userById(id) {
+      return userFrom(db.query("SELECT * FROM users WHERE id = ?").get(id) as never);
     },
     async addToken(userId, tokenHash) {
       db.query("INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)").run(
@@ -390,6 +421,56 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async tokenQuota(userId) {
       const r = db.query("SELECT token_quota FROM users WHERE id = ?").get(userId) as { token_quota: number | null } | null;
       return r?.token_quota ?? null;
+    },
+    async insertBrowserSession(s) {
+      db.query("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)").run(
+        s.idHash, s.userId, s.csrf, s.createdAt, s.expiresAt,
+      );
+    },
+    async browserSession(idHash, nowIso) {
+      const r = db
+        .query("SELECT * FROM browser_sessions WHERE id_hash = ? AND revoked_at IS NULL AND expires_at > ?")
+        .get(idHash, nowIso) as { id_hash: string; user_id: string; csrf: string; created_at: string; expires_at: string } | null;
+      return r ? { idHash: r.id_hash, userId: r.user_id, csrf: r.csrf, createdAt: r.created_at, expiresAt: r.expires_at } : null;
+    },
+    async revokeBrowserSession(idHash) {
+      db.query("UPDATE browser_sessions SET revoked_at = ? WHERE id_hash = ?").run(new Date().toISOString(), idHash);
+    },
+    async insertDeviceCode(d) {
+      db.query("INSERT INTO device_codes (device_hash, user_code, created_at, expires_at, status, user_id, polled_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
+        d.deviceHash, d.userCode, d.createdAt, d.expiresAt, d.status, d.userId, d.polledAt,
+      );
+    },
+    async deviceCodeByHash(deviceHash) {
+      return deviceFrom(db.query("SELECT * FROM device_codes WHERE device_hash = ?").get(deviceHash) as DeviceRecord | null);
+    },
+    async deviceCodeByUserCode(userCode) {
+      return deviceFrom(db.query("SELECT * FROM device_codes WHERE user_code = ?").get(userCode) as DeviceRecord | null);
+    },
+    async updateDeviceCode(deviceHash, patch) {
+      const sets: string[] = [];
+      const values: Array<string | null> = [];
+      if (patch.status !== undefined) (sets.push("status = ?"), values.push(patch.status));
+      if (patch.userId !== undefined) (sets.push("user_id = ?"), values.push(patch.userId));
+      if (patch.polledAt !== undefined) (sets.push("polled_at = ?"), values.push(patch.polledAt));
+      if (sets.length > 0) db.query(`UPDATE device_codes SET ${sets.join(", ")} WHERE device_hash = ?`).run(...values, deviceHash);
+    },
+    async insertTicket(t) {
+      db.query("INSERT INTO attach_tickets (hash, user_id, session_id, viewer, expires_at) VALUES (?, ?, ?, ?, ?)").run(
+        t.hash, t.userId, t.sessionId, t.viewer ? 1 : 0, t.expiresAt,
+      );
+    },
+    async takeTicket(hash, nowIso) {
+      return db.transaction(() => {
+        const r = db.query("SELECT * FROM attach_tickets WHERE hash = ?").get(hash) as
+          | { hash: string; user_id: string; session_id: string; viewer: number; expires_at: string }
+          | null;
+        if (!r) return null;
+        db.query("DELETE FROM attach_tickets WHERE hash = ?").run(hash);
+        db.query("DELETE FROM attach_tickets WHERE expires_at <= ?").run(nowIso);
+        if (r.expires_at <= nowIso) return null;
+        return { hash: r.hash, userId: r.user_id, sessionId: r.session_id, viewer: r.viewer === 1, expiresAt: r.expires_at };
+      })();
     },
     async insertSave(r) {
       db.query(

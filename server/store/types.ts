@@ -106,10 +106,41 @@ export interface UsageRow extends TokenCounts {
 /** Every token counts toward a quota: input, output, cache writes and cache reads. */
 export const tokenTotal = (u: TokenCounts): number => u.input + u.output + u.cacheCreation + u.cacheRead;
 
+/** A signed-in browser: its cookie's hash, the CSRF token its page sends back, and its lifetime. */
+export interface BrowserSession {
+  idHash: string;
+  userId: string;
+  csrf: string;
+  createdAt: string;
+  expiresAt: string;
+}
+
+/** A device-code login (RFC 8628) of the CLI, waiting for a signed-in user to approve it. */
+export interface DeviceCode {
+  deviceHash: string;
+  userCode: string;
+  createdAt: string;
+  expiresAt: string;
+  status: "pending" | "approved" | "denied" | "used";
+  userId: string | null;
+  /** When the CLI last asked (for slow_down). */
+  polledAt: string | null;
+}
+
+/** A one-use ticket a browser's WebSocket attaches with (browsers cannot set headers). */
+export interface AttachTicket {
+  hash: string;
+  userId: string;
+  sessionId: string;
+  viewer: boolean;
+  expiresAt: string;
+}
+
 export interface Store {
   countUsers(): Promise<number>;
   createUser(name: string): Promise<User>;
   userByName(name: string): Promise<User | null>;
+  userById(id: string): Promise<User | null>;
   addToken(userId: string, tokenHash: string): Promise<void>;
   userByTokenHash(tokenHash: string): Promise<User | null>;
 
@@ -134,6 +165,20 @@ export interface Store {
   /** Tokens a user may use per month; null: no limit. */
   setTokenQuota(userId: string, tokens: number | null): Promise<void>;
   tokenQuota(userId: string): Promise<number | null>;
+
+  insertBrowserSession(s: BrowserSession): Promise<void>;
+  /** A browser session that is neither revoked nor expired at `nowIso`. */
+  browserSession(idHash: string, nowIso: string): Promise<BrowserSession | null>;
+  revokeBrowserSession(idHash: string): Promise<void>;
+
+  insertDeviceCode(d: DeviceCode): Promise<void>;
+  deviceCodeByHash(deviceHash: string): Promise<DeviceCode | null>;
+  deviceCodeByUserCode(userCode: string): Promise<DeviceCode | null>;
+  updateDeviceCode(deviceHash: string, patch: Partial<Pick<DeviceCode, "status" | "userId" | "polledAt">>): Promise<void>;
+
+  insertTicket(t: AttachTicket): Promise<void>;
+  /** Removes and returns a ticket that has not expired at `nowIso` (each works once). */
+  takeTicket(hash: string, nowIso: string): Promise<AttachTicket | null>;
 
   insertSave(row: SaveRow): Promise<void>;
   /** Newest first. */

@@ -1,4 +1,5 @@
 import { defineCommand } from "citty";
+import { z } from "zod";
 import { CattyError } from "../protocol/index.ts";
 import { createApiClient } from "../client/api.ts";
 import { readCliConfig, readCredentials, writeCredentials } from "../client/config.ts";
@@ -43,14 +44,74 @@ async function promptToken(): Promise<string> {
   }
 }
 
+const DeviceStart = z.object({
+  deviceCode: z.string(),
+  userCode: z.string(),
+  verificationUri: z.string(),
+  verificationUriComplete: z.string(),
+  expiresIn: z.number(),
+  interval: z.number(),
+});
+
+/**
+ * The device-code login (RFC 8628 style): a short code to approve in a browser where the user is
+ * signed in to the server; polls until approved, denied or expired (slowing down when asked).
+ */
+async function deviceLogin(api: string): Promise<string> {
+  const call = async (path: string, body: unknown): Promise<{ status: number; json: unknown }> => {
+    const res = await fetch(`${api}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).catch((err: Error) => {
+      throw new CattyError("unavailable", `Could not reach ${api}: ${err.message}`, "Check the URL and your network.");
+    });
+    return { status: res.status, json: await res.json().catch(() => null) };
+  };
+  const started = await call("/v1/device/code", {});
+  const start = DeviceStart.safeParse(started.json);
+  if (started.status !== 200 || !start.success) throw new CattyError("unavailable", `${api} does not offer a device login (HTTP ${started.status}).`, "Log in with `catty login --token TOKEN`.");
+  const d = start.data;
+  ui.box({ title: "Sign in from your browser", message: `Open ${d.verificationUri}\nand enter the code   ${d.userCode}` });
+  openInBrowser(d.verificationUriComplete);
+  ui.start("Waiting for approval in the browser… (Ctrl+C to cancel)");
+  let interval = d.interval;
+  const deadline = Date.now() + d.expiresIn * 1000;
+  while (Date.now() < deadline) {
+    await Bun.sleep(interval * 1000);
+    const r = await call("/v1/device/token", { deviceCode: d.deviceCode });
+    const body = r.json as { token?: string; error?: string; description?: string } | null;
+    if (r.status === 200 && body?.token) return body.token;
+    if (body?.error === "authorization_pending") continue;
+    if (body?.error === "slow_down") {
+      interval += 5;
+      continue;
+    }
+    if (body?.error === "access_denied") throw new CattyError("forbidden", "The login was denied in the browser.", "Run `catty login` again to retry.");
+    if (body?.error === "expired_token") break;
+    throw new CattyError("unavailable", `Unexpected answer from ${api}: HTTP ${r.status}${body?.description ? ` (${body.description})` : ""}.`);
+  }
+  throw new CattyError("unauthorized", "The login code expired before it was approved.", "Run `catty login` again.");
+}
+
+function openInBrowser(url: string): void {
+  const opener = Bun.which(process.platform === "darwin" ? "open" : "xdg-open");
+  if (!opener || (process.platform === "linux" && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY)) return;
+  try {
+    Bun.spawn([opener, url], { stdio: ["ignore", "ignore", "ignore"] }).unref();
+  } catch {
+    // the URL is on screen
+  }
+}
+
 export default defineCommand({
   meta: { name: "login", description: "Store the server URL and token to use" },
-  args: { ...apiArg, token: { type: "string", description: "API token (prompted for when not given)" } },
+  args: {
+    ...apiArg,
+    token: { type: "string", description: "API token (prompted for when not given)" },
+    device: { type: "boolean", default: false, description: "Sign in by approving a short code in the browser (no token to copy)" },
+  },
   async run({ args }) {
     const config = readCliConfig(args);
     const api = config.apiOverride ?? readCredentials(config)?.api;
     if (!api) throw new CattyError("bad_request", "Which server?", "Run `catty login --api URL`.");
-    const token = args.token || (await promptToken());
+    const token = args.token || (args.device ? await deviceLogin(api) : await promptToken());
     if (!token) throw new CattyError("bad_request", "No token given.", "Pass --token TOKEN or type it at the prompt.");
     const { user } = await createApiClient(api, token).whoami();
     writeCredentials(config, { api, token });

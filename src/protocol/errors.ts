@@ -16,6 +16,7 @@ export const ErrorCode = z.enum([
   "protocol_mismatch",
   "session_ended",
   "quota_exceeded",
+  "too_many_requests",
   "internal",
 ]);
 export type ErrorCode = z.infer<typeof ErrorCode>;
@@ -57,5 +58,6 @@ export const httpStatus: Record<ErrorCode, number> = {
   protocol_mismatch: 426,
   session_ended: 410,
   quota_exceeded: 402,
+  too_many_requests: 429,
   internal: 500,
 };

@@ -4,30 +4,22 @@
  * `catty list --watch` prints a line with a bell when a session starts waiting. Output again
  * makes it `working`.
  */
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import type { Session } from "../../src/protocol/index.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { startWorkspaceServer, type WorkspaceFixture } from "../helpers/workspace.ts";
+import { workspaceServerForFile } from "../helpers/workspace.ts";
 
-let fx: WorkspaceFixture;
-
-beforeAll(async () => {
-  fx = await startWorkspaceServer({});
-}, 60_000);
-
-afterAll(async () => {
-  await fx?.close();
-});
+const fixture = workspaceServerForFile();
 
 async function create(script: string): Promise<string> {
-  const res = await fx.user.api("POST", "/v1/sessions", { command: ["bash", "-c", script], cols: 80, rows: 24 });
+  const res = await fixture().user.api("POST", "/v1/sessions", { command: ["bash", "-c", script], cols: 80, rows: 24 });
   expect(res.status).toBe(201);
   return ((await res.json()) as Session).label;
 }
 
 describe("attention", () => {
   test("a bell makes a session waiting: catty list shows it, --json carries it, --watch rings; output makes it working", async () => {
-    const watch = Bun.spawn([fx.bins.catty, "list", "--watch"], { env: fx.user.env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
+    const watch = Bun.spawn([fixture().bins.catty, "list", "--watch"], { env: fixture().user.env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
     let watched = "";
     void (async () => {
       for await (const chunk of watch.stdout as ReadableStream<Uint8Array>) watched += new TextDecoder().decode(chunk);
@@ -36,23 +28,23 @@ describe("attention", () => {
       // The trigger file lets the test say when to print again.
       const label = await create("echo started; sleep 1; printf 'question? \\a'; while [ ! -e /tmp/catty-attn-$$ ]; do sleep 0.1; done; echo answered; sleep 300");
       const waiting = await waitFor(async () => {
-        const s = await fx.user.session(label);
+        const s = await fixture().user.session(label);
         return s.attention?.state === "waiting" ? s : null;
       }, { timeoutMs: 20_000, what: "the session to wait" });
       expect(Date.parse(waiting.attention?.since ?? "")).toBeGreaterThan(Date.parse(waiting.createdAt));
-      const table = await fx.user.cli(["list"]);
+      const table = await fixture().user.cli(["list"]);
       expect(table.stdout).toMatch(new RegExp(`${label}\\s+running · waiting \\d+s`));
-      const json = JSON.parse((await fx.user.cli(["list", "--json"])).stdout) as Session[];
+      const json = JSON.parse((await fixture().user.cli(["list", "--json"])).stdout) as Session[];
       expect(json.find((s) => s.label === label)?.attention?.state).toBe("waiting");
       await waitFor(() => watched.includes(`${label} is waiting for you`), { timeoutMs: 15_000, what: "catty list --watch to say so" });
       expect(watched).toContain("\x07");
 
       // The program prints again (the test's sessions run unsandboxed, so /tmp is shared): working.
       Bun.spawnSync(["sh", "-c", `for p in $(pgrep -f 'catty-attn'); do touch /tmp/catty-attn-$p; done`]);
-      await waitFor(async () => (await fx.user.session(label)).attention?.state === "working", { timeoutMs: 15_000, what: "working again" });
-      await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
+      await waitFor(async () => (await fixture().user.session(label)).attention?.state === "working", { timeoutMs: 15_000, what: "working again" });
+      await fixture().user.api("POST", `/v1/sessions/${label}/stop`, {});
       // An ended session has no attention state.
-      expect((await fx.user.session(label)).attention).toBeNull();
+      expect((await fixture().user.session(label)).attention).toBeNull();
     } finally {
       watch.kill();
     }
@@ -62,13 +54,13 @@ describe("attention", () => {
 describe("viewers", () => {
   test("a viewer is told when the session starts waiting for input", async () => {
     const label = await create("echo viewer-ready; while [ ! -e /tmp/catty-bell-$$ ]; do sleep 0.1; done; printf 'ready? \\a'; sleep 300");
-    const tmux = fx.user.freshTerminal();
+    const tmux = fixture().user.freshTerminal();
     tmux.type(`catty connect --view ${label}`);
     await tmux.waitFor("viewer-ready", 20_000);
     Bun.spawnSync(["sh", "-c", `for p in $(pgrep -f 'catty-bell'); do touch /tmp/catty-bell-$p; done`]);
     await tmux.waitFor(`${label} is waiting for input`, 20_000);
     tmux.keys("C-c");
     tmux.keys("C-c");
-    await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
+    await fixture().user.api("POST", `/v1/sessions/${label}/stop`, {});
   }, 60_000);
 });

@@ -4,6 +4,7 @@
  * CLI talks to it), sessions started with `catty new` inside tmux, the local provider's on-disk
  * layout, project trees, directory comparison and crafted `.tar.gz` archives.
  */
+import { afterAll, beforeAll } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -308,5 +309,20 @@ export async function startWorkspaceServer(env: Record<string, string>): Promise
       await server.stop();
       rmSync(server.dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/** For a test file: a workspace fixture started before its tests and closed after them. */
+export function workspaceServerForFile(env: Record<string, string> = {}): () => WorkspaceFixture {
+  let fx: WorkspaceFixture | null = null;
+  beforeAll(async () => {
+    fx = await startWorkspaceServer(env);
+  }, 60_000);
+  afterAll(async () => {
+    await fx?.close();
+  });
+  return () => {
+    if (!fx) throw new Error("the workspace server is not started yet");
+    return fx;
   };
 }

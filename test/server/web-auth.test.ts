@@ -1,0 +1,165 @@
+/**
+ * Signing in from a browser and the CLI's device-code login, against a real server: cookie flags,
+ * CSRF and Origin checks, sign-out revoking the cookie, the rate limit, one-use WebSocket tickets
+ * (reuse, foreign origin and a cookie alone refused; a view-only ticket stays a viewer), another
+ * user's session out of sight, and the device flow's pending / slow_down / approve / deny / used.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createUserToken } from "../../server/listen.ts";
+import { startTestServer, type TestServer } from "../helpers/server.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+let server: TestServer;
+let label: string;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  label = (await server.owner.create({ command: ["bash", "-c", "echo web-ready; sleep 300"], cols: 80, rows: 24 })).label;
+});
+
+afterAll(async () => {
+  for (const s of await server.owner.list()) await server.owner.stop(s.label).catch(() => {});
+  await server.stop();
+});
+
+const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+  fetch(`${server.url}${path}`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body) });
+
+/** Signs in with `token`; resolves to the cookie header value and the CSRF token. */
+async function signIn(token: string): Promise<{ cookie: string; csrf: string; setCookie: string }> {
+  const res = await post("/v1/web/login", { token });
+  expect(res.status).toBe(200);
+  const setCookie = res.headers.get("set-cookie") ?? "";
+  const { csrf } = (await res.json()) as { csrf: string };
+  return { cookie: setCookie.split(";")[0] as string, csrf, setCookie };
+}
+
+describe("browser sign-in", () => {
+  test("a token buys an HttpOnly, SameSite=Lax cookie; a wrong token does not", async () => {
+    expect((await post("/v1/web/login", { token: "cat_wrong" })).status).toBe(401);
+    const { setCookie, cookie } = await signIn(server.ownerToken);
+    expect(setCookie).toMatch(/^catty_session=[\w-]{40,};/);
+    expect(setCookie).toContain("HttpOnly");
+    expect(setCookie).toContain("SameSite=Lax");
+    expect(setCookie).toContain("Path=/");
+    expect(setCookie).toMatch(/Max-Age=\d+/);
+    expect(setCookie).not.toContain("Secure"); // plain http on loopback
+    const me = await fetch(`${server.url}/v1/web/me`, { headers: { cookie } });
+    expect(((await me.json()) as { user: string }).user).toBe("owner");
+  });
+
+  test("state-changing requests need the CSRF token and no foreign Origin", async () => {
+    const { cookie, csrf } = await signIn(server.ownerToken);
+    const list = await fetch(`${server.url}/v1/sessions`, { headers: { cookie } });
+    expect(list.status).toBe(200);
+    const stopPath = `/v1/sessions/${label}/ticket`;
+    expect((await post(stopPath, {}, { cookie })).status).toBe(403);
+    expect((await post(stopPath, {}, { cookie, "x-csrf-token": "nope" })).status).toBe(403);
+    expect((await post(stopPath, {}, { cookie, "x-csrf-token": csrf, origin: "https://evil.example" })).status).toBe(403);
+    expect((await post(stopPath, {}, { cookie, "x-csrf-token": csrf, origin: server.url })).status).toBe(200);
+  });
+
+  test("sign-out revokes the cookie", async () => {
+    const { cookie, csrf } = await signIn(server.ownerToken);
+    const out = await post("/v1/web/logout", {}, { cookie, "x-csrf-token": csrf });
+    expect(out.status).toBe(200);
+    expect(out.headers.get("set-cookie")).toContain("catty_session=;");
+    expect((await fetch(`${server.url}/v1/sessions`, { headers: { cookie } })).status).toBe(401);
+  });
+
+  test("another user sees none of the owner's sessions", async () => {
+    const bob = await createUserToken(server.store(), "bob");
+    const res = await fetch(`${server.url}/v1/sessions/${label}`, { headers: { authorization: `Bearer ${bob}` } });
+    expect(res.status).toBe(404);
+    const tickets = await fetch(`${server.url}/v1/sessions/${label}/ticket`, { method: "POST", headers: { authorization: `Bearer ${bob}`, "content-type": "application/json" }, body: "{}" });
+    expect(tickets.status).toBe(404);
+  });
+});
+
+describe("WebSocket tickets", () => {
+  const wsUrl = (q: string) => `${server.url.replace("http", "ws")}/v1/sessions/${label}/attach${q}`;
+  const ticket = async (view = false): Promise<string> => {
+    const res = await fetch(`${server.url}/v1/sessions/${label}/ticket`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${server.ownerToken}`, "content-type": "application/json" },
+      body: JSON.stringify({ view }),
+    });
+    return ((await res.json()) as { ticket: string }).ticket;
+  };
+  /** Opens a socket and says hello; resolves to the first message, or to "closed"/"error". */
+  const attach = (url: string, headers: Record<string, string> = {}, mode = "interactive"): Promise<string> =>
+    new Promise((resolve) => {
+      const ws = new WebSocket(url, { headers } as never);
+      ws.onopen = () => ws.send(JSON.stringify({ type: "hello", protocol: 1, mode, offset: 0, cols: 80, rows: 24, syncBack: null, instance: crypto.randomUUID(), reconnect: false }));
+      ws.onmessage = (e) => {
+        resolve(typeof e.data === "string" ? e.data : "binary");
+        ws.close();
+      };
+      ws.onerror = () => resolve("error");
+      ws.onclose = () => resolve("closed");
+    });
+
+  test("a ticket opens the attach socket once; reuse, a foreign Origin and a cookie alone are refused", async () => {
+    const t = await ticket();
+    expect(await attach(wsUrl(`?ticket=${t}`), { origin: server.url })).toContain('"attached"');
+    expect(await attach(wsUrl(`?ticket=${t}`))).toMatch(/error|closed/);
+    expect(await attach(wsUrl(`?ticket=${await ticket()}`), { origin: "https://evil.example" })).toMatch(/error|closed/);
+    const { cookie } = await signIn(server.ownerToken);
+    expect(await attach(wsUrl(""), { cookie })).toMatch(/error|closed/);
+  });
+
+  test("a view-only ticket attaches as a viewer whatever the hello says", async () => {
+    const first = await attach(wsUrl(`?ticket=${await ticket(true)}`), {}, "interactive");
+    expect(JSON.parse(first)).toMatchObject({ type: "attached", mode: "view" });
+  });
+});
+
+describe("device-code login", () => {
+  test("pending, slow_down, approval in the browser, a token once; then used", async () => {
+    const start = (await (await post("/v1/device/code", {})).json()) as {
+      deviceCode: string; userCode: string; verificationUri: string; interval: number; expiresIn: number;
+    };
+    expect(start.userCode).toMatch(/^[B-Z]{4}-[B-Z]{4}$/);
+    expect(start.verificationUri).toBe(`${server.url}/device`);
+    expect(start.interval).toBe(5);
+    const poll = async () => {
+      const res = await post("/v1/device/token", { deviceCode: start.deviceCode });
+      return { status: res.status, body: (await res.json()) as { error?: string; token?: string; user?: string } };
+    };
+    expect((await poll()).body.error).toBe("authorization_pending");
+    expect((await poll()).body.error).toBe("slow_down");
+
+    const { cookie, csrf } = await signIn(server.ownerToken);
+    const shown = await fetch(`${server.url}/v1/device/${start.userCode.toLowerCase().replace("-", "")}`, { headers: { cookie } });
+    expect(((await shown.json()) as { userCode: string }).userCode).toBe(start.userCode);
+    expect((await post("/v1/device/approve", { userCode: start.userCode, approve: true }, { cookie })).status).toBe(403); // no CSRF
+    expect((await post("/v1/device/approve", { userCode: start.userCode, approve: true }, { cookie, "x-csrf-token": csrf })).status).toBe(200);
+    const done = await waitFor(async () => {
+      const r = await poll();
+      return r.status === 200 ? r : null;
+    }, { timeoutMs: 15_000, intervalMs: 1_000, what: "the token" });
+    expect(done.body.user).toBe("owner");
+    const who = await fetch(`${server.url}/v1/whoami`, { headers: { authorization: `Bearer ${done.body.token}` } });
+    expect(((await who.json()) as { user: string }).user).toBe("owner");
+    expect((await poll()).body.error).toBe("expired_token");
+  });
+
+  test("denied in the browser: access_denied", async () => {
+    const start = (await (await post("/v1/device/code", {})).json()) as { deviceCode: string; userCode: string };
+    const { cookie, csrf } = await signIn(server.ownerToken);
+    await post("/v1/device/approve", { userCode: start.userCode, approve: false }, { cookie, "x-csrf-token": csrf });
+    const res = await post("/v1/device/token", { deviceCode: start.deviceCode });
+    expect(((await res.json()) as { error: string }).error).toBe("access_denied");
+    expect((await post("/v1/device/token", { deviceCode: "dev_unknown" })).status).toBe(400);
+  });
+});
+
+describe("the sign-in limit (last: it locks this address out for a minute)", () => {
+  test("failed sign-ins are rate-limited per address (a right token then waits too)", async () => {
+    const codes: number[] = [];
+    for (let i = 0; i < 12; i++) codes.push((await post("/v1/web/login", { token: `cat_guess_${i}` })).status);
+    expect(codes).toContain(429);
+    expect(codes.slice(-1)[0]).toBe(429);
+    expect((await post("/v1/web/login", { token: server.ownerToken })).status).toBe(429);
+  });
+});
