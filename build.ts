@@ -6,6 +6,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { buildWebAssets } from "./server/web/assets.ts";
 
 const ENTRIES = [
   { name: "catty", entry: "src/cli.ts" },
@@ -31,6 +32,9 @@ const stubDevtools: Bun.BunPlugin = {
   },
 };
 
+/** The dashboard, bundled for the browser once and built into catty-server (server/web/assets.ts). */
+let web: Promise<{ js: string; css: string }> | null = null;
+
 async function compile(name: string, entry: string, target: string | null): Promise<void> {
   const outdir = target ? join(distDir, target) : distDir;
   mkdirSync(outdir, { recursive: true });
@@ -42,6 +46,7 @@ async function compile(name: string, entry: string, target: string | null): Prom
     minify: true,
     sourcemap: "linked",
     plugins: [stubDevtools],
+    ...(name === "catty-server" ? { define: { CATTY_WEB_ASSETS: JSON.stringify(await (web ??= buildWebAssets())) } } : {}),
   });
   if (!result.success) {
     for (const log of result.logs) console.error(log);

@@ -30,6 +30,7 @@ import { createSaves, type SaveLimits } from "./saves.ts";
 import type { Store } from "./store/types.ts";
 import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
 import { webAuthRoutes } from "./routes/web-auth.ts";
+import { webRoutes } from "./routes/web.ts";
 import { hashToken, newToken } from "./tokens.ts";
 
 export { toSession } from "./routes/sessions.ts";
@@ -121,6 +122,7 @@ export function createApp(deps: AppDeps): CattyApp {
     await next();
   });
   app.route("/healthz", healthRoutes(routeDeps));
+  app.route("/", webRoutes(routeDeps));
   app.route("/v1", accountRoutes(routeDeps));
   app.route("/v1/sessions", sessionRoutes(routeDeps));
   app.route("/v1", webAuthRoutes(routeDeps));

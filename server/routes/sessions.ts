@@ -52,6 +52,12 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     return c.json(await saves.latestDownload(await sessionOf(store, c.var.user, c.req.param("label"))));
   });
 
+  // The dashboard's download link: to the latest save's short-lived URL.
+  app.get("/:label/saves/latest/download", async (c) => {
+    const got = await saves.latestDownload(await sessionOf(store, c.var.user, c.req.param("label")));
+    return c.redirect(new URL(got.url, c.req.url).toString(), 302);
+  });
+
   app.post("/:label/stop", async (c) => {
     const row = await sessionOf(store, c.var.user, c.req.param("label"));
     if (!isLive(row.status)) return c.json(await sessionJson(row));

@@ -1,7 +1,8 @@
 /**
  * Installs the system programs the test suite drives with apt-get when they are missing: tmux for
  * the end-to-end tests, vim and bash as programs inside sessions, bubblewrap for the session
- * sandbox, dockerd (docker.io) for the Docker provider and mmdebstrap for the session image. Run
+ * sandbox, dockerd (docker.io) for the Docker provider, mmdebstrap for the session image and
+ * Chromium for the dashboard's browser tests. Run
  * by `npm test` before `bun test`; does nothing when everything is there.
  */
 const NEEDED: Record<string, string> = {
@@ -13,6 +14,8 @@ const NEEDED: Record<string, string> = {
   dockerd: "docker.io",
   // With the helpers it recommends for checking and unpacking Debian's archives.
   mmdebstrap: "mmdebstrap gpg libdpkg-perl arch-test",
+  // The dashboard's browser tests (driven by playwright-core).
+  chromium: "chromium",
 };
 
 const missing = Object.entries(NEEDED)

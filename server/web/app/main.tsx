@@ -1,0 +1,239 @@
+/** @jsxImportSource preact */
+/**
+ * The dashboard, served by catty-server on its own port: sign in with a token, the sessions
+ * (running first, green; stopped below, gray) with their attention state, **Refresh** (and every
+ * 30 s), **New session**, **Stop** with a confirmation; a session's terminal (xterm.js) with a
+ * status bar and **Retry**; and `/device`, where a signed-in user approves a `catty login --device`.
+ */
+import { render } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { FitAddon } from "@xterm/addon-fit";
+import { WebLinksAddon } from "@xterm/addon-web-links";
+import { WebglAddon } from "@xterm/addon-webgl";
+import { Terminal } from "@xterm/xterm";
+import "@xterm/xterm/css/xterm.css";
+import "./style.css";
+import type { Session } from "../../../src/protocol/session.ts";
+import { api, ApiError } from "./api.ts";
+import { BrowserLink, type LinkState } from "./link.ts";
+
+function ago(iso: string): string {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86_400)}d ago`;
+}
+
+const regionName = (id: string): string => (id === "local" ? "Local" : id.split("-").map((w) => (w.length <= 2 ? w.toUpperCase() : w[0]?.toUpperCase() + w.slice(1))).join(" "));
+
+function SignIn({ onSignedIn }: { onSignedIn(user: string): void }) {
+  const [token, setToken] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  return (
+    <main class="narrow">
+      <h1>Catty</h1>
+      <form
+        onSubmit={async (e) => {
+          e.preventDefault();
+          try {
+            onSignedIn(await api.signIn(token.trim()));
+          } catch (err) {
+            setError(err instanceof ApiError && err.hint ? `${err.message} ${err.hint}` : (err as Error).message);
+          }
+        }}
+      >
+        <label for="token">API token</label>
+        <input id="token" type="password" autocomplete="off" value={token} onInput={(e) => setToken(e.currentTarget.value)} />
+        <button type="submit">Sign in</button>
+        {error && <p role="alert" class="error">{error}</p>}
+        <p class="hint">Get a token with <code>catty-server token create --user NAME</code> on the server.</p>
+      </form>
+    </main>
+  );
+}
+
+function SessionRow({ s, onStop }: { s: Session; onStop(label: string): void }) {
+  const running = s.status === "running" || s.status === "starting" || s.status === "stopping";
+  const waiting = running && s.attention?.state === "waiting";
+  return (
+    <li class={`session ${running ? "running" : "stopped"}`} aria-label={`Session ${s.label}`}>
+      <span class={`dot ${running ? "green" : "gray"}`} aria-hidden="true" />
+      <a href={`/s/${s.label}`} class="label">{s.label}</a>
+      <span class="status">{s.status}</span>
+      {waiting && <strong class="waiting">waiting for you · {ago(s.attention?.since ?? s.createdAt).replace(" ago", "")}</strong>}
+      <span class="region">{regionName(s.region)}</span>
+      <span class="created">{ago(s.createdAt)}</span>
+      {!running && s.endReason && <span class="reason">{s.endReason}</span>}
+      {!running && s.saves[0] && <a href={`/v1/sessions/${s.label}/saves/latest/download`}>latest save (tar.gz)</a>}
+      {running && (
+        <button type="button" class="danger" onClick={() => confirm(`Stop session ${s.label}? Its files stay downloadable.`) && onStop(s.label)}>
+          Stop
+        </button>
+      )}
+    </li>
+  );
+}
+
+function Dashboard({ user }: { user: string }) {
+  const [sessions, setSessions] = useState<Session[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [hours, setHours] = useState(2);
+  const refresh = async (): Promise<void> => {
+    try {
+      const list = await api.sessions();
+      setSessions(list);
+      setError(null);
+      const waiting = list.filter((s) => s.status === "running" && s.attention?.state === "waiting").length;
+      document.title = waiting > 0 ? `(${waiting}) waiting · Catty` : "Catty";
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  useEffect(() => {
+    void refresh();
+    const t = setInterval(() => void refresh(), 30_000);
+    return () => clearInterval(t);
+  }, []);
+  const live = (sessions ?? []).filter((s) => ["starting", "running", "stopping"].includes(s.status));
+  const ended = (sessions ?? []).filter((s) => !["starting", "running", "stopping"].includes(s.status));
+  return (
+    <main>
+      <header>
+        <h1>Catty</h1>
+        <span class="user">{user}</span>
+        <button type="button" onClick={() => void refresh()}>Refresh</button>
+        <button type="button" onClick={async () => { await api.signOut(); location.href = "/"; }}>Sign out</button>
+      </header>
+      <section class="new">
+        <label for="duration">Duration</label>
+        <select id="duration" value={hours} onChange={(e) => setHours(Number(e.currentTarget.value))}>
+          {[1, 2, 3, 4, 5, 6, 7, 8].map((h) => <option value={h}>{h} h</option>)}
+        </select>
+        <button
+          type="button"
+          onClick={async () => {
+            try {
+              const s = await api.create(hours * 3_600_000);
+              location.href = `/s/${s.label}`;
+            } catch (err) {
+              setError((err as Error).message);
+            }
+          }}
+        >
+          New session
+        </button>
+      </section>
+      {error && <p role="alert" class="error">{error}</p>}
+      {sessions === null ? <p>Loading…</p> : sessions.length === 0 ? <p>No sessions yet. Start one here, or with <code>catty new</code>.</p> : null}
+      <ul class="sessions" aria-label="Running sessions">{live.map((s) => <SessionRow s={s} onStop={async (l) => { await api.stop(l); await refresh(); }} />)}</ul>
+      <ul class="sessions" aria-label="Stopped sessions">{ended.map((s) => <SessionRow s={s} onStop={() => {}} />)}</ul>
+    </main>
+  );
+}
+
+function TerminalPage({ label }: { label: string }) {
+  const box = useRef<HTMLDivElement>(null);
+  const [state, setState] = useState<LinkState>({ kind: "connecting", reason: null });
+  const [view, setView] = useState(false);
+  const link = useRef<BrowserLink | null>(null);
+  useEffect(() => {
+    const term = new Terminal({ scrollback: 10_000, cursorBlink: true, screenReaderMode: true, theme: { background: "#111418", foreground: "#e6e6e6" }, fontFamily: "ui-monospace, Menlo, monospace" });
+    const fit = new FitAddon();
+    term.loadAddon(fit);
+    term.loadAddon(new WebLinksAddon());
+    term.open(box.current as HTMLDivElement);
+    try {
+      const webgl = new WebglAddon();
+      webgl.onContextLoss(() => webgl.dispose());
+      term.loadAddon(webgl);
+    } catch {
+      // no WebGL here: the DOM renderer stays
+    }
+    fit.fit();
+    const l = new BrowserLink(label, view, {
+      output: (data) => term.write(data),
+      screen: (data) => {
+        term.reset();
+        term.write(data);
+      },
+      state: setState,
+      attention: (s) => {
+        if (s === "waiting") document.title = `waiting · ${label}`;
+        else document.title = label;
+      },
+    });
+    link.current = l;
+    const input = term.onData((d) => l.input(d));
+    const onResize = (): void => {
+      fit.fit();
+      l.resize(term.cols, term.rows);
+    };
+    window.addEventListener("resize", onResize);
+    window.addEventListener("orientationchange", onResize);
+    document.title = label;
+    l.start(term.cols, term.rows);
+    term.focus();
+    return () => {
+      window.removeEventListener("resize", onResize);
+      window.removeEventListener("orientationchange", onResize);
+      input.dispose();
+      l.close();
+      term.dispose();
+    };
+  }, [label, view]);
+  const text = state.kind === "connected" ? "Connected" : state.kind === "connecting" ? "Connecting" : "Disconnected";
+  return (
+    <div class="term-page">
+      <div class={`statusbar ${state.kind}`}>
+        <a href="/">← Sessions</a>
+        <span class="name">{label}</span>
+        <span role="status" class="state">{text}</span>
+        {state.kind !== "connected" && "reason" in state && state.reason && <span class="reason">{state.reason}</span>}
+        {state.kind === "disconnected" && <button type="button" onClick={() => link.current?.reconnect()}>Retry</button>}
+        <label class="toggle"><input type="checkbox" checked={view} onChange={(e) => setView(e.currentTarget.checked)} /> View only</label>
+      </div>
+      <div class="term" ref={box} />
+    </div>
+  );
+}
+
+function DevicePage({ user }: { user: string }) {
+  const [code, setCode] = useState(new URLSearchParams(location.search).get("code") ?? "");
+  const [result, setResult] = useState<string | null>(null);
+  const answer = async (approve: boolean): Promise<void> => {
+    try {
+      await api.device(code);
+      await api.approve(code, approve);
+      setResult(approve ? "Approved: your terminal is signed in." : "Denied.");
+    } catch (err) {
+      setResult((err as Error).message);
+    }
+  };
+  return (
+    <main class="narrow">
+      <h1>Sign in a terminal</h1>
+      <p>Signed in as {user}. Enter the code your terminal shows.</p>
+      <label for="code">Code</label>
+      <input id="code" value={code} onInput={(e) => setCode(e.currentTarget.value)} autocomplete="off" />
+      <button type="button" onClick={() => void answer(true)}>Approve</button>
+      <button type="button" class="danger" onClick={() => void answer(false)}>Deny</button>
+      {result && <p role="status">{result}</p>}
+    </main>
+  );
+}
+
+function App() {
+  const [user, setUser] = useState<string | null | undefined>(undefined);
+  useEffect(() => {
+    void api.me().then((me) => setUser(me?.user ?? null));
+  }, []);
+  if (user === undefined) return <p>Loading…</p>;
+  if (user === null) return <SignIn onSignedIn={(u) => (location.pathname === "/" ? setUser(u) : location.reload())} />;
+  const path = location.pathname;
+  if (path.startsWith("/s/")) return <TerminalPage label={decodeURIComponent(path.slice(3))} />;
+  if (path === "/device") return <DevicePage user={user} />;
+  return <Dashboard user={user} />;
+}
+
+render(<App />, document.getElementById("app") as HTMLElement);
