@@ -104,14 +104,14 @@ export default defineCommand({
   meta: { name: "login", description: "Store the server URL and token to use" },
   args: {
     ...apiArg,
-    token: { type: "string", description: "API token (prompted for when not given)" },
-    device: { type: "boolean", default: false, description: "Sign in by approving a short code in the browser (no token to copy)" },
+    token: { type: "string", description: "API token (for scripts; a token on stdin works too)" },
+    device: { type: "boolean", default: true, description: "Without --token on a terminal: approve a short code in the browser (--no-device: type the token)" },
   },
   async run({ args }) {
     const config = readCliConfig(args);
     const api = config.apiOverride ?? readCredentials(config)?.api;
     if (!api) throw new CattyError("bad_request", "Which server?", "Run `catty login --api URL`.");
-    const token = args.token || (args.device ? await deviceLogin(api) : await promptToken());
+    const token = args.token || (args.device && process.stdin.isTTY ? await deviceLogin(api) : await promptToken());
     if (!token) throw new CattyError("bad_request", "No token given.", "Pass --token TOKEN or type it at the prompt.");
     const { user } = await createApiClient(api, token).whoami();
     writeCredentials(config, { api, token });

@@ -33,7 +33,8 @@ describe("catty login --device", () => {
     const tmux = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${fixture().bins.dir}:${process.env.PATH}`, PS1: "$ " });
     tmux.start({ cols: 100, rows: 30 });
     try {
-      tmux.type(`catty login --api ${fixture().server.url} --device; echo LOGIN_EXIT=$?`);
+      // The device login is the default on a terminal.
+      tmux.type(`catty login --api ${fixture().server.url}; echo LOGIN_EXIT=$?`);
       const shown = await tmux.waitFor(/[B-DF-HJ-NP-TV-XZ]{4}-[B-DF-HJ-NP-TV-XZ]{4}/, 15_000);
       expect(shown).toContain(`${fixture().server.url}/device`);
       const code = /([B-Z]{4}-[B-Z]{4})/.exec(shown)?.[1] as string;

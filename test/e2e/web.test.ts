@@ -3,11 +3,17 @@
  * catty-server and real agents: sign in with a token; the list shows running (green) and stopped
  * (gray) sessions; New session opens a terminal where typed keys reach the program; the status
  * bar says Connected; the PTY follows the viewport; Stop (with its confirmation) from the list.
+ * Then with other clients: `catty login` approved on /device; a second tab taking over; a server
+ * killed with -9 mid-output and restarted, the status bar following and no line lost.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
+import { shellExitCode } from "../helpers/session-flow.ts";
+import { Tmux } from "../helpers/tmux.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceServerForFile } from "../helpers/workspace.ts";
 
@@ -75,4 +81,66 @@ describe("the dashboard", () => {
       await page.close();
     }
   }, 120_000);
+});
+
+describe("the dashboard and other clients", () => {
+  test("catty login waits in tmux while the code is approved in the page", async () => {
+    const home = mkdtempSync(join(tmpdir(), "catty-web-login-"));
+    const tmux = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${fixture().bins.dir}:${process.env.PATH}`, PS1: "$ " });
+    tmux.start({ cols: 100, rows: 30 });
+    const page = await browser.newPage();
+    try {
+      tmux.type(`catty login --api ${fixture().server.url}; echo LOGIN_EXIT=$?`);
+      const code = /([B-Z]{4}-[B-Z]{4})/.exec(await tmux.waitFor(/[B-Z]{4}-[B-Z]{4}/, 15_000))?.[1] as string;
+      await signedIn(page);
+      await page.goto(`${fixture().server.url}/device?code=${code}`);
+      await page.getByRole("button", { name: "Approve" }).click();
+      await page.getByRole("status").filter({ hasText: "Approved" }).waitFor();
+      expect(await shellExitCode(tmux, "LOGIN_EXIT", 30_000)).toBe(0);
+      expect(tmux.capture()).toContain("Logged in to");
+    } finally {
+      tmux.kill();
+      await page.close();
+    }
+  }, 60_000);
+
+  test("a second tab takes over; the first says the connection was replaced", async () => {
+    // Two tabs of one browser: one sign-in.
+    const context = await browser.newContext();
+    const first = await context.newPage();
+    const second = await context.newPage();
+    try {
+      await signedIn(first);
+      await first.getByRole("button", { name: "New session" }).click();
+      await first.waitForURL(/\/s\//);
+      await first.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      await second.goto(first.url());
+      await second.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      await first.getByRole("status").filter({ hasText: "Disconnected" }).waitFor({ timeout: 15_000 });
+      expect(await first.locator(".statusbar").innerText()).toContain("Connection replaced by another client");
+    } finally {
+      await context.close();
+    }
+  }, 60_000);
+
+  test("kill -9 of the server mid-output: Disconnected or Connecting, then Connected, and no line lost", async () => {
+    const label = ((await (await fixture().user.api("POST", "/v1/sessions", { command: ["bash", "-c", "for i in $(seq 1 24); do echo line-$i; sleep 0.25; done; echo END; sleep 300"], cols: 80, rows: 40 })).json()) as { label: string }).label;
+    const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });
+    try {
+      await signedIn(page);
+      await page.goto(`${fixture().server.url}/s/${label}`);
+      await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      await waitFor(async () => (await screenText(page)).includes("line-3"), { timeoutMs: 15_000, what: "the first lines" });
+      await fixture().server.kill9();
+      await page.getByRole("status").filter({ hasText: /Disconnected|Connecting/ }).waitFor({ timeout: 15_000 });
+      await fixture().server.start();
+      await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      await waitFor(async () => (await screenText(page)).includes("END"), { timeoutMs: 30_000, what: "the last line" });
+      const lines = (await screenText(page)).split("\n").map((l) => l.trim()).filter((l) => /^line-\d+$/.test(l));
+      expect(lines).toEqual(Array.from({ length: 24 }, (_, i) => `line-${i + 1}`));
+    } finally {
+      await page.close();
+      await fixture().user.api("POST", `/v1/sessions/${label}/stop`, {});
+    }
+  }, 90_000);
 });
