@@ -144,3 +144,34 @@ describe("the dashboard and other clients", () => {
     }
   }, 90_000);
 });
+
+describe("on a phone", () => {
+  test("390×844 with touch: the list, a session, and the virtual keys send arrows and ^C", async () => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+    const page = await context.newPage();
+    try {
+      await signedIn(page);
+      await page.screenshot({ path: join(SCREENSHOTS, "mobile-list.png") });
+      await page.getByRole("button", { name: "New session" }).tap();
+      await page.waitForURL(/\/s\//);
+      await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      const keys = page.getByRole("toolbar", { name: "Keys" });
+      // Shown by itself on a touch screen.
+      await keys.waitFor();
+      await waitFor(async () => /[$#] $/m.test(await screenText(page)), { timeoutMs: 30_000, what: "a shell prompt" });
+      await page.locator(".xterm").tap();
+      await page.keyboard.type("cat -v");
+      await keys.getByRole("button", { name: "Enter" }).tap();
+      await keys.getByRole("button", { name: "Up" }).tap();
+      await keys.getByRole("button", { name: "Enter" }).tap();
+      await waitFor(async () => (await screenText(page)).includes("^[[A"), { timeoutMs: 15_000, what: "the Up key at the program" });
+      await keys.getByRole("button", { name: "Control-C" }).tap();
+      await page.keyboard.type("echo after-ctrl-c-$((1+1))");
+      await keys.getByRole("button", { name: "Enter" }).tap();
+      await waitFor(async () => (await screenText(page)).includes("after-ctrl-c-2"), { timeoutMs: 15_000, what: "the shell back after ^C" });
+      await page.screenshot({ path: join(SCREENSHOTS, "mobile-terminal.png") });
+    } finally {
+      await context.close();
+    }
+  }, 90_000);
+});

@@ -79,13 +79,17 @@ function Dashboard({ user }: { user: string }) {
   const [sessions, setSessions] = useState<Session[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [hours, setHours] = useState(2);
+  const waitingBefore = useRef<Set<string> | null>(null);
   const refresh = async (): Promise<void> => {
     try {
       const list = await api.sessions();
       setSessions(list);
       setError(null);
-      const waiting = list.filter((s) => s.status === "running" && s.attention?.state === "waiting").length;
-      document.title = waiting > 0 ? `(${waiting}) waiting · Catty` : "Catty";
+      const waiting = list.filter((s) => s.status === "running" && s.attention?.state === "waiting").map((s) => s.label);
+      document.title = waiting.length > 0 ? `(${waiting.length}) waiting · Catty` : "Catty";
+      // A notification for each session that started waiting since the last look.
+      if (waitingBefore.current) for (const l of waiting) if (!waitingBefore.current.has(l)) notifyWaiting(l);
+      waitingBefore.current = new Set(waiting);
     } catch (err) {
       setError((err as Error).message);
     }
@@ -103,6 +107,9 @@ function Dashboard({ user }: { user: string }) {
         <h1>Catty</h1>
         <span class="user">{user}</span>
         <button type="button" onClick={() => void refresh()}>Refresh</button>
+        {typeof Notification !== "undefined" && Notification.permission === "default" && (
+          <button type="button" onClick={() => void Notification.requestPermission()}>Notify me</button>
+        )}
         <button type="button" onClick={async () => { await api.signOut(); location.href = "/"; }}>Sign out</button>
       </header>
       <section class="new">
@@ -132,7 +139,30 @@ function Dashboard({ user }: { user: string }) {
   );
 }
 
+/** The virtual key bar of touch screens: keys a phone's keyboard does not have. */
+const KEYS: Array<[string, string, string]> = [
+  ["ESC", "\x1b", "Escape"],
+  ["TAB", "\t", "Tab"],
+  ["^C", "\x03", "Control-C"],
+  ["^D", "\x04", "Control-D"],
+  ["^Z", "\x1a", "Control-Z"],
+  ["^L", "\x0c", "Control-L"],
+  ["←", "\x1b[D", "Left"],
+  ["↑", "\x1b[A", "Up"],
+  ["↓", "\x1b[B", "Down"],
+  ["→", "\x1b[C", "Right"],
+  ["⌫", "\x7f", "Backspace"],
+  ["⏎", "\r", "Enter"],
+];
+
+/** Asks once for the browser's permission to notify, then says when the session waits. */
+function notifyWaiting(label: string): void {
+  if (typeof Notification === "undefined" || Notification.permission !== "granted" || document.hasFocus()) return;
+  new Notification(`${label} is waiting for you`, { body: "Catty", tag: `catty-${label}` });
+}
+
 function TerminalPage({ label }: { label: string }) {
+  const [keysShown, setKeysShown] = useState(window.matchMedia("(pointer: coarse)").matches);
   const box = useRef<HTMLDivElement>(null);
   const [state, setState] = useState<LinkState>({ kind: "connecting", reason: null });
   const [view, setView] = useState(false);
@@ -159,8 +189,10 @@ function TerminalPage({ label }: { label: string }) {
       },
       state: setState,
       attention: (s) => {
-        if (s === "waiting") document.title = `waiting · ${label}`;
-        else document.title = label;
+        if (s === "waiting") {
+          document.title = `waiting · ${label}`;
+          notifyWaiting(label);
+        } else document.title = label;
       },
     });
     link.current = l;
@@ -192,8 +224,21 @@ function TerminalPage({ label }: { label: string }) {
         {state.kind !== "connected" && "reason" in state && state.reason && <span class="reason">{state.reason}</span>}
         {state.kind === "disconnected" && <button type="button" onClick={() => link.current?.reconnect()}>Retry</button>}
         <label class="toggle"><input type="checkbox" checked={view} onChange={(e) => setView(e.currentTarget.checked)} /> View only</label>
+        {typeof Notification !== "undefined" && Notification.permission === "default" && (
+          <button type="button" onClick={() => void Notification.requestPermission()}>Notify me</button>
+        )}
+        <button type="button" aria-pressed={keysShown} onClick={() => setKeysShown(!keysShown)}>Keyboard</button>
       </div>
       <div class="term" ref={box} />
+      {keysShown && (
+        <div class="keybar" role="toolbar" aria-label="Keys">
+          {KEYS.map(([text, seq, name]) => (
+            <button type="button" aria-label={name} onPointerDown={(e) => e.preventDefault()} onClick={() => link.current?.input(seq)}>
+              {text}
+            </button>
+          ))}
+        </div>
+      )}
     </div>
   );
 }
