@@ -155,8 +155,9 @@ describe("on a phone", () => {
       await page.getByRole("button", { name: "New session" }).tap();
       await page.waitForURL(/\/s\//);
       await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      // A narrow screen opens in chat mode; the terminal is a tap away, with its key bar shown.
+      await page.getByRole("button", { name: "Terminal" }).tap();
       const keys = page.getByRole("toolbar", { name: "Keys" });
-      // Shown by itself on a touch screen.
       await keys.waitFor();
       await waitFor(async () => /[$#] $/m.test(await screenText(page)), { timeoutMs: 30_000, what: "a shell prompt" });
       await page.locator(".xterm").tap();
@@ -170,6 +171,41 @@ describe("on a phone", () => {
       await keys.getByRole("button", { name: "Enter" }).tap();
       await waitFor(async () => (await screenText(page)).includes("after-ctrl-c-2"), { timeoutMs: 15_000, what: "the shell back after ^C" });
       await page.screenshot({ path: join(SCREENSHOTS, "mobile-terminal.png") });
+    } finally {
+      await context.close();
+    }
+  }, 90_000);
+
+  test("chat mode: a message sent with Send, the reply as a bubble, quick actions; switching keeps the session", async () => {
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+    const page = await context.newPage();
+    try {
+      await signedIn(page);
+      await page.getByRole("button", { name: "New session" }).tap();
+      await page.waitForURL(/\/s\//);
+      await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      const log = page.getByRole("log", { name: "Conversation" });
+      await log.waitFor();
+      await page.getByRole("textbox", { name: "Message" }).fill("echo chat-$((2+3))");
+      await page.getByRole("button", { name: "Send" }).tap();
+      await page.locator(".bubble.you").filter({ hasText: "echo chat-$((2+3))" }).waitFor({ timeout: 15_000 });
+      await page.locator(".bubble.program").filter({ hasText: "chat-5" }).waitFor({ timeout: 15_000 });
+      // The reply is the program's answer, not the echo of what was sent.
+      expect(await page.locator(".bubble.program").filter({ hasText: "chat-5" }).innerText()).not.toContain("echo");
+      // A quick action: ^C reaches the program (a sleep it interrupts).
+      await page.getByRole("textbox", { name: "Message" }).fill("sleep 100");
+      await page.getByRole("button", { name: "Send" }).tap();
+      await page.getByRole("toolbar", { name: "Quick actions" }).getByRole("button", { name: "Control-C" }).tap();
+      await page.getByRole("textbox", { name: "Message" }).fill("echo back-$((3+4))");
+      await page.getByRole("button", { name: "Send" }).tap();
+      await page.locator(".bubble.program").filter({ hasText: "back-7" }).waitFor({ timeout: 15_000 });
+      await page.screenshot({ path: join(SCREENSHOTS, "mobile-chat.png") });
+      // Terminal and back: the same session, still connected.
+      await page.getByRole("button", { name: "Terminal" }).tap();
+      await waitFor(async () => (await screenText(page)).includes("back-7"), { timeoutMs: 10_000, what: "the terminal showing the same session" });
+      await page.getByRole("button", { name: "Chat" }).tap();
+      await log.waitFor();
+      expect(await page.getByRole("status").innerText()).toBe("Connected");
     } finally {
       await context.close();
     }

@@ -15,6 +15,7 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import type { Session } from "../../../src/protocol/session.ts";
 import { api, ApiError } from "./api.ts";
+import { afterLine, cursorLine, textFrom } from "./chat.ts";
 import { BrowserLink, type LinkState } from "./link.ts";
 
 function ago(iso: string): string {
@@ -161,8 +162,71 @@ function notifyWaiting(label: string): void {
   new Notification(`${label} is waiting for you`, { body: "Catty", tag: `catty-${label}` });
 }
 
+interface Bubble {
+  from: "you" | "program";
+  text: string;
+}
+
+/** Chat mode: the program's replies as bubbles (read from the terminal's screen model), a message box, quick keys. */
+function Chat({ term, send, version }: { term: Terminal | null; send(data: string): void; version: number }) {
+  const [draft, setDraft] = useState("");
+  const sent = useRef<Array<{ text: string; line: number }>>([]);
+  const end = useRef<HTMLDivElement>(null);
+  const bubbles: Bubble[] = [];
+  if (term) {
+    // Each message was typed on the line the cursor was on; the program's answer starts after it
+    // (and after the lines the echoed message wrapped onto).
+    const marks = sent.current;
+    const before = textFrom(term, 0, marks[0]?.line);
+    if (before) bubbles.push({ from: "program", text: before });
+    marks.forEach((m, i) => {
+      bubbles.push({ from: "you", text: m.text });
+      const reply = textFrom(term, afterLine(term, m.line), marks[i + 1]?.line);
+      if (reply) bubbles.push({ from: "program", text: reply });
+    });
+  }
+  useEffect(() => end.current?.scrollIntoView({ block: "end" }), [version, bubbles.length]);
+  const submit = (): void => {
+    if (!term) return;
+    sent.current.push({ text: draft, line: cursorLine(term) });
+    send(`${draft}\r`);
+    setDraft("");
+  };
+  return (
+    <div class="chat">
+      <div class="bubbles" role="log" aria-label="Conversation">
+        {bubbles.map((b) => <div class={`bubble ${b.from}`}>{b.text}</div>)}
+        <div ref={end} />
+      </div>
+      <div class="quick" role="toolbar" aria-label="Quick actions">
+        {QUICK.map(([text, seq, name]) => <button type="button" aria-label={name} onClick={() => send(seq)}>{text}</button>)}
+      </div>
+      <form class="compose" onSubmit={(e) => { e.preventDefault(); submit(); }}>
+        <textarea aria-label="Message" rows={2} value={draft} onInput={(e) => setDraft(e.currentTarget.value)}
+          onKeyDown={(e) => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); submit(); } }} />
+        <button type="submit">Send</button>
+      </form>
+    </div>
+  );
+}
+
+const QUICK: Array<[string, string, string]> = [
+  ["y", "y", "y"],
+  ["n", "n", "n"],
+  ["1", "1", "1"],
+  ["2", "2", "2"],
+  ["↑", "\x1b[A", "Up"],
+  ["↓", "\x1b[B", "Down"],
+  ["Enter", "\r", "Enter"],
+  ["Esc", "\x1b", "Escape"],
+  ["^C", "\x03", "Control-C"],
+];
+
 function TerminalPage({ label }: { label: string }) {
   const [keysShown, setKeysShown] = useState(window.matchMedia("(pointer: coarse)").matches);
+  const [chat, setChat] = useState(window.matchMedia("(max-width: 600px)").matches);
+  const [version, setVersion] = useState(0);
+  const termRef = useRef<Terminal | null>(null);
   const box = useRef<HTMLDivElement>(null);
   const [state, setState] = useState<LinkState>({ kind: "connecting", reason: null });
   const [view, setView] = useState(false);
@@ -173,6 +237,17 @@ function TerminalPage({ label }: { label: string }) {
     term.loadAddon(fit);
     term.loadAddon(new WebLinksAddon());
     term.open(box.current as HTMLDivElement);
+    termRef.current = term;
+    // Chat mode re-reads the screen model after output lands (a frame at most).
+    let pending = false;
+    const written = term.onWriteParsed(() => {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => {
+        pending = false;
+        setVersion((v) => v + 1);
+      });
+    });
     try {
       const webgl = new WebglAddon();
       webgl.onContextLoss(() => webgl.dispose());
@@ -210,6 +285,7 @@ function TerminalPage({ label }: { label: string }) {
       window.removeEventListener("resize", onResize);
       window.removeEventListener("orientationchange", onResize);
       input.dispose();
+      written.dispose();
       l.close();
       term.dispose();
     };
@@ -228,9 +304,11 @@ function TerminalPage({ label }: { label: string }) {
           <button type="button" onClick={() => void Notification.requestPermission()}>Notify me</button>
         )}
         <button type="button" aria-pressed={keysShown} onClick={() => setKeysShown(!keysShown)}>Keyboard</button>
+        <button type="button" aria-pressed={chat} onClick={() => setChat(!chat)}>{chat ? "Terminal" : "Chat"}</button>
       </div>
-      <div class="term" ref={box} />
-      {keysShown && (
+      {chat && <Chat term={termRef.current} send={(d) => link.current?.input(d)} version={version} />}
+      <div class={chat ? "term hidden" : "term"} ref={box} />
+      {keysShown && !chat && (
         <div class="keybar" role="toolbar" aria-label="Keys">
           {KEYS.map(([text, seq, name]) => (
             <button type="button" aria-label={name} onPointerDown={(e) => e.preventDefault()} onClick={() => link.current?.input(seq)}>
