@@ -238,6 +238,13 @@ function TerminalPage({ label }: { label: string }) {
     term.loadAddon(new WebLinksAddon());
     term.open(box.current as HTMLDivElement);
     termRef.current = term;
+    // What is on the screen, for tests and benchmarks (the screen-reader rows lag up to a second).
+    (box.current as HTMLDivElement & { screenText?: () => string }).screenText = () => {
+      const b = term.buffer.active;
+      const lines: string[] = [];
+      for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
+      return lines.join("\n");
+    };
     // Chat mode re-reads the screen model after output lands (a frame at most).
     let pending = false;
     const written = term.onWriteParsed(() => {
