@@ -5,6 +5,7 @@
  * content hash in their names and are cached for a year.
  */
 import { Hono } from "hono";
+import { regionName } from "../../src/protocol/index.ts";
 import { webAssets } from "../web/assets.ts";
 import type { AppEnv, RouteDeps } from "./common.ts";
 
@@ -36,9 +37,6 @@ function page(hash: string): string {
 </html>
 `;
 }
-
-const regionName = (id: string): string =>
-  id === "local" ? "Local" : id.split("-").map((w) => (w.length <= 2 ? w.toUpperCase() : `${w[0]?.toUpperCase()}${w.slice(1)}`)).join(" ");
 
 export function webRoutes(deps: RouteDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();

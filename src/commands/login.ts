@@ -2,6 +2,7 @@ import { defineCommand } from "citty";
 import { z } from "zod";
 import { CattyError } from "../protocol/index.ts";
 import { createApiClient } from "../client/api.ts";
+import { openInBrowser } from "../client/browser.ts";
 import { readCliConfig, readCredentials, writeCredentials } from "../client/config.ts";
 import { ui } from "../client/ui.ts";
 import { apiArg } from "./_args.ts";
@@ -88,16 +89,6 @@ async function deviceLogin(api: string): Promise<string> {
     throw new CattyError("unavailable", `Unexpected answer from ${api}: HTTP ${r.status}${body?.description ? ` (${body.description})` : ""}.`);
   }
   throw new CattyError("unauthorized", "The login code expired before it was approved.", "Run `catty login` again.");
-}
-
-function openInBrowser(url: string): void {
-  const opener = Bun.which(process.platform === "darwin" ? "open" : "xdg-open");
-  if (!opener || (process.platform === "linux" && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY)) return;
-  try {
-    Bun.spawn([opener, url], { stdio: ["ignore", "ignore", "ignore"] }).unref();
-  } catch {
-    // the URL is on screen
-  }
 }
 
 export default defineCommand({

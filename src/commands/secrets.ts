@@ -4,6 +4,7 @@
  * variables. `add github` is a guided setup of a GitHub token.
  */
 import { defineCommand } from "citty";
+import { openInBrowser } from "../client/browser.ts";
 import { readCliConfig } from "../client/config.ts";
 import { checkGitHubToken, NEW_TOKEN_URL } from "../client/github.ts";
 import { confirm, readHidden } from "../client/hidden-input.ts";
@@ -28,21 +29,6 @@ function noValue(): void {
   process.exitCode = 1;
 }
 
-/** Opens the token page in a browser, when there is one to open; says where it is either way. */
-function openBrowser(url: string): void {
-  const opener = process.platform === "darwin" ? "open" : "xdg-open";
-  const bin = Bun.which(opener);
-  if (!bin || (process.platform === "linux" && !process.env.DISPLAY && !process.env.WAYLAND_DISPLAY)) {
-    ui.info(`Open this page in a browser: ${url}`);
-    return;
-  }
-  try {
-    Bun.spawn([bin, url], { stdio: ["ignore", "ignore", "ignore"] }).unref();
-  } catch {
-    ui.info(`Open this page in a browser: ${url}`);
-  }
-}
-
 async function addGitHub(): Promise<void> {
   const config = readCliConfig({});
   process.stderr.write(
@@ -55,7 +41,7 @@ async function addGitHub(): Promise<void> {
       "",
     ].join("\n"),
   );
-  if (await confirm("Open that page in your browser?", true)) openBrowser(NEW_TOKEN_URL);
+  if ((await confirm("Open that page in your browser?", true)) && !openInBrowser(NEW_TOKEN_URL)) ui.info(`Open this page in a browser: ${NEW_TOKEN_URL}`);
   const token = await readHidden("GitHub token: ", log());
   if (token === null) {
     process.exitCode = 130;

@@ -39,6 +39,11 @@ export type AttentionState = z.infer<typeof AttentionState>;
 export const Attention = z.object({ state: AttentionState, since: z.string() });
 export type Attention = z.infer<typeof Attention>;
 
+/** A region's name for people: `local` → "Local", `us-east` → "US East". */
+export function regionName(id: string): string {
+  return id === "local" ? "Local" : id.split("-").map((w) => (w.length <= 2 ? w.toUpperCase() : `${w[0]?.toUpperCase()}${w.slice(1)}`)).join(" ");
+}
+
 export const Session = z.object({
   label: Label,
   status: SessionStatus,

@@ -13,7 +13,7 @@ import { WebglAddon } from "@xterm/addon-webgl";
 import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
-import type { Session } from "../../../src/protocol/session.ts";
+import { regionName, type Session } from "../../../src/protocol/session.ts";
 import { api, ApiError } from "./api.ts";
 import { afterLine, cursorLine, textFrom } from "./chat.ts";
 import { BrowserLink, type LinkState } from "./link.ts";
@@ -26,7 +26,6 @@ function ago(iso: string): string {
   return `${Math.floor(s / 86_400)}d ago`;
 }
 
-const regionName = (id: string): string => (id === "local" ? "Local" : id.split("-").map((w) => (w.length <= 2 ? w.toUpperCase() : w[0]?.toUpperCase() + w.slice(1))).join(" "));
 
 function SignIn({ onSignedIn }: { onSignedIn(user: string): void }) {
   const [token, setToken] = useState("");
