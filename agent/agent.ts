@@ -9,7 +9,7 @@
 import { AttentionTracker, claudeHookSettings, foregroundReadsInput } from "./attention.ts";
 import { mkdirSync } from "node:fs";
 import { seedClaudeConfig } from "../src/lib/claude-config.ts";
-import { userInfo } from "node:os";
+import { loginShell } from "../src/lib/account.ts";
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
 import { lchown } from "node:fs/promises";
@@ -72,20 +72,13 @@ export function resolveCommand(
   command: string[],
   which: (name: string) => string | null,
   env: NodeJS.ProcessEnv,
+  shell: (env: NodeJS.ProcessEnv) => string = loginShell,
 ): { argv: string[]; notice: string | null } {
   if (command.length > 0) return { argv: command, notice: null };
   const claude = which("claude");
   // Claude Code with hooks that say when it waits for the user (agent/attention.ts).
   if (claude) return { argv: [claude, "--settings", claudeHookSettings()], notice: null };
-  let shell = env.SHELL;
-  if (!shell) {
-    try {
-      shell = userInfo().shell ?? undefined;
-    } catch {
-      shell = undefined;
-    }
-  }
-  return { argv: [shell || "/bin/sh", "-l"], notice: CLAUDE_NOTICE };
+  return { argv: [shell(env), "-l"], notice: CLAUDE_NOTICE };
 }
 
 /**

@@ -15,7 +15,8 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
-import { homedir, userInfo } from "node:os";
+import { homedir } from "node:os";
+import { currentAccount } from "../src/lib/account.ts";
 import { join } from "node:path";
 import { pack } from "tar-stream";
 import { createDockerClient, DEFAULT_DOCKER_HOST, type DockerClient } from "../server/providers/docker-api.ts";
@@ -38,12 +39,7 @@ export interface BuildOptions {
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.CATTY_IMAGE_CACHE) return env.CATTY_IMAGE_CACHE;
   // The account's home, not $HOME: tests run with a temporary HOME and share this cache.
-  let home: string;
-  try {
-    home = userInfo().homedir;
-  } catch {
-    home = homedir();
-  }
+  const home = currentAccount()?.home || homedir();
   return join(env.XDG_CACHE_HOME ?? join(home, ".cache"), "catty");
 }
 

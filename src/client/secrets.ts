@@ -8,7 +8,8 @@
  */
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { homedir, hostname, userInfo } from "node:os";
+import { homedir, hostname } from "node:os";
+import { currentAccount } from "../lib/account.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import { writeFileAtomic } from "../lib/safe-fs.ts";
@@ -37,12 +38,9 @@ export interface SecretStore {
 
 /** What binds the key to this machine and account. */
 function machineSecret(): string {
-  let user = "";
-  try {
-    user = `${userInfo().uid}:${userInfo().username}`;
-  } catch {
-    // no passwd entry: the rest still binds it
-  }
+  // The uid and the account's name from the system (never $USER, which differs between shells).
+  const account = currentAccount();
+  const user = `${process.getuid?.() ?? ""}:${account?.name ?? ""}`;
   return ["catty-secrets-v1", hostname(), homedir(), user].join("\0");
 }
 

@@ -182,6 +182,22 @@ describe("a session end to end", () => {
     expect(res.stderr.toString()).toContain("stdin is not a terminal");
   });
 
+  test("a server started without $SHELL or $USER (a service manager, env -i) still opens a login shell", async () => {
+    const bare = new ServerProcess(bins.server, { SHELL: undefined, USER: undefined, LOGNAME: undefined });
+    await bare.start();
+    try {
+      tmux.type(`CATTY_API_ADDR=${bare.url} CATTY_TOKEN=${bare.ownerToken} catty new --no-upload; echo BARE_EXIT=$?`);
+      await tmux.waitFor(/Claude Code is not installed/, 15_000);
+      tmux.type("echo shell-is-$0");
+      const shown = await tmux.waitFor(/^shell-is-\S+$/m, 15_000);
+      expect(shown).toMatch(/^shell-is-(-?\/\S*\/)?-?(bash|sh|dash|zsh)$/m);
+      tmux.type("exit");
+      expect(await shellExitCode("BARE_EXIT")).toBe(0);
+    } finally {
+      await bare.stop();
+    }
+  }, 60_000);
+
   test("an unknown session says what to do", () => {
     const res = Bun.spawnSync([bins.catty, "stop", "brave-tiger-0000"], {
       env: { ...process.env, HOME: home, CATTY_HOME: home },

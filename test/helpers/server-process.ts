@@ -17,7 +17,8 @@ export class ServerProcess {
   private proc: Subprocess | null = null;
   private logs = "";
 
-  constructor(private readonly bin: string, private readonly env: Record<string, string> = {}) {}
+  /** `env` is added to this process's environment; a variable given as undefined is left out. */
+  constructor(private readonly bin: string, private readonly env: Record<string, string | undefined> = {}) {}
 
   async start(): Promise<void> {
     const proc = Bun.spawn([this.bin, "serve", "--port", String(this.port), "--data-dir", this.dataDir], {
@@ -25,7 +26,9 @@ export class ServerProcess {
       stderr: "pipe",
       // Sessions run unsandboxed unless a test asks (they use host paths such as /tmp); the
       // sandbox has tests of its own (test/e2e/sandbox.test.ts).
-      env: { ...process.env, CATTY_SANDBOX: process.env.TEST_SANDBOX ?? "none", ...this.env },
+      env: Object.fromEntries(
+        Object.entries({ ...process.env, CATTY_SANDBOX: process.env.TEST_SANDBOX ?? "none", ...this.env }).filter(([, v]) => v !== undefined),
+      ),
     });
     this.proc = proc;
     void this.collect(proc.stderr as ReadableStream<Uint8Array>);

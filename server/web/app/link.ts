@@ -137,7 +137,7 @@ export class BrowserLink {
         return this.finish(`Process exited with code ${msg.code}`);
       case "ended":
         if (msg.screen) this.ev.screen(msg.screen);
-        return this.finish(msg.status === "stopped" ? "Session was stopped" : `Session ${msg.status}${msg.reason ? `: ${msg.reason}` : ""}`);
+        return this.finish(`Session ${msg.status === "timed_out" ? "timed out" : msg.status === "stopped" ? "ended" : msg.status}${msg.reason ? `: ${msg.reason}` : ""}`);
       case "takeover":
         return this.finish("Connection replaced by another client");
       case "ping":
