@@ -137,7 +137,7 @@ export class BrowserLink {
         return this.finish(`Process exited with code ${msg.code}`);
       case "ended":
         if (msg.screen) this.ev.screen(msg.screen);
-        return this.finish(`Session ${msg.status === "timed_out" ? "timed out" : msg.status === "stopped" ? "ended" : msg.status}${msg.reason ? `: ${msg.reason}` : ""}`);
+        return this.finish(endedReason(msg.status, msg.exitCode, msg.reason));
       case "takeover":
         return this.finish("Connection replaced by another client");
       case "ping":
@@ -165,4 +165,11 @@ export class BrowserLink {
     const wait = Math.min(10_000, 500 * 2 ** this.retry++);
     this.timer = setTimeout(() => void this.connect(), wait);
   }
+}
+
+/** Why a session that had already ended is not attachable, in the status bar's words. */
+export function endedReason(status: string, exitCode: number | null, reason: string | null): string {
+  if (exitCode !== null) return `Process exited with code ${exitCode}`;
+  if (status === "stopped") return "Session was stopped";
+  return `Session ${status === "timed_out" ? "timed out" : status}${reason ? `: ${reason}` : ""}`;
 }
