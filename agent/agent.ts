@@ -7,6 +7,7 @@
  * unreachable for longer than the session's idle timeout.
  */
 import { AttentionTracker, claudeHookSettings, foregroundReadsInput } from "./attention.ts";
+import { putFile } from "./files.ts";
 import { mkdirSync } from "node:fs";
 import { seedClaudeConfig } from "../src/lib/claude-config.ts";
 import { loginShell } from "../src/lib/account.ts";
@@ -205,6 +206,24 @@ export function createAgent(deps: AgentDeps): Agent {
           program.acknowledge();
           link.close();
           finish(report ? { kind: "exited", code: report.code } : { kind: "ended", code: null });
+          return;
+        }
+        case "put_file": {
+          const { id, name, size } = msg;
+          if (!program.started || program.exitReport) {
+            sendJson({ type: "file_put", id, path: null, error: "the program is not running" });
+            return;
+          }
+          void putFile(msg, { serverUrl: config.serverUrl, workspace: config.workspace, wrap: config.wrap }).then(
+            (path) => {
+              log.info("file handed over", { name, size });
+              sendJson({ type: "file_put", id, path, error: null });
+            },
+            (err: Error) => {
+              log.warn("a handed file was not written", { name, err: err.message });
+              sendJson({ type: "file_put", id, path: null, error: err.message });
+            },
+          );
           return;
         }
         case "ping":

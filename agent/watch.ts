@@ -2,13 +2,15 @@
  * The workspace journal: every change the program makes under /workspace gets a sequence number,
  * so a client can ask for "everything since N" after a disconnect. chokidar reports changes as
  * they happen; a periodic scan compares the tree with what is known and records anything a
- * missed event left out. Paths the saves leave out (node_modules/ …) and `.git` are not watched.
+ * missed event left out. Paths the saves leave out (node_modules/ …), `.git` and the files the user
+ * handed to the session (`.catty-uploads/`) are not watched.
  */
 import { watch, type FSWatcher } from "chokidar";
 import type { Stats } from "node:fs";
 import { lstat } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import { createExcluder, type Excluder } from "../src/lib/exclude.ts";
+import { FILES_DIR } from "../src/protocol/files.ts";
 import type { Log } from "../src/lib/log.ts";
 import { walkTree } from "../src/lib/safe-fs.ts";
 
@@ -50,7 +52,9 @@ export class WorkspaceJournal {
 
   constructor(private readonly opts: WatcherOptions) {
     const base = createExcluder(opts.root, "snapshot", true);
-    this.exclude = (rel, isDir) => rel === ".git" || rel.startsWith(".git/") || rel.includes("/.git/") || base(rel, isDir);
+    // Files the user handed to the session came from their machine: not synced back to it.
+    this.exclude = (rel, isDir) =>
+      rel === ".git" || rel.startsWith(".git/") || rel.includes("/.git/") || rel === FILES_DIR || rel.startsWith(`${FILES_DIR}/`) || base(rel, isDir);
   }
 
   /** Takes the starting picture of the tree (no changes recorded for it), then watches. */

@@ -11,6 +11,7 @@ import { z } from "zod";
 import type { Level } from "../src/lib/log.ts";
 import { cattyHome } from "../src/lib/paths.ts";
 import { readAgentTuning, type AgentTuning } from "../src/protocol/agent-env.ts";
+import { RegionId } from "../src/protocol/session.ts";
 import {
   enumSetting,
   intSetting,
@@ -91,7 +92,7 @@ export const SERVER_SETTINGS = {
     env: ["CATTY_PROVIDER"],
     doc: "where sessions run: local (processes on this host, sandboxed) or docker (a container each)",
   }),
-  region: setting(stringSetting("local").pipe(z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "must be lowercase letters, digits and dashes" })), {
+  region: setting(stringSetting("local").pipe(RegionId), {
     flag: "region",
     env: ["CATTY_REGION"],
     doc: "the region name sessions of this server report",

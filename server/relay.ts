@@ -19,6 +19,7 @@ import {
   parseMessage,
   PROTOCOL_VERSION,
   agentSyncToClient,
+  CattyError,
   CLOSE,
   decodeAgentSync,
   FRAME_SYNC,
@@ -121,8 +122,22 @@ class SessionRelay {
   /** Input typed while the agent was away (starting or re-dialling), delivered when it is back. */
   pendingInput: Buffer[] = [];
   pendingBytes = 0;
+  /** Handed files the agent is writing, by transfer id. */
+  readonly files = new Map<string, { resolve(path: string): void; reject(err: Error): void; timer: Timer }>();
   constructor(readonly sessionId: string, readonly label: string) {}
+
+  /** Ends every handed file still in flight with `err`. */
+  failFiles(err: Error): void {
+    for (const f of this.files.values()) {
+      clearTimeout(f.timer);
+      f.reject(err);
+    }
+    this.files.clear();
+  }
 }
+
+/** How long the agent may take to fetch and write one handed file. */
+const PUT_FILE_TIMEOUT_MS = 60_000;
 
 const send = (ws: Socket | null, msg: ServerToClient | ServerToAgent): void => {
   if (ws && ws.readyState === 1) ws.send(JSON.stringify(msg));
@@ -185,6 +200,27 @@ export class Relay {
     return true;
   }
 
+  /**
+   * Asks the agent to fetch `url` and write it as `.catty-uploads/<name>`; resolves to the path
+   * the program sees. Fails when no agent is connected, when the link drops first, or after a minute.
+   */
+  putFile(sessionId: string, file: { name: string; url: string; size: number }): Promise<string> {
+    const s = this.sessions.get(sessionId);
+    if (!s?.agent) {
+      return Promise.reject(new CattyError("unavailable", "The session machine is not connected right now.", "Try again in a moment."));
+    }
+    const id = crypto.randomUUID();
+    const agent = s.agent;
+    return new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        s.files.delete(id);
+        reject(new CattyError("unavailable", "The session machine did not take the file in time.", "Try again."));
+      }, PUT_FILE_TIMEOUT_MS);
+      s.files.set(id, { resolve, reject, timer });
+      send(agent, { type: "put_file", id, ...file });
+    });
+  }
+
   /** Ends every client link of a session that ended without its agent (failed, destroyed). */
   endClients(sessionId: string, msg: ServerToClient): void {
     const s = this.sessions.get(sessionId);
@@ -193,6 +229,7 @@ export class Relay {
       send(c.ws, msg);
       c.ws.close(CLOSE.ended, "session ended");
     }
+    s.failFiles(new CattyError("session_ended", "The session ended before it took the file."));
     this.sessions.delete(sessionId);
   }
 
@@ -294,6 +331,15 @@ export class Relay {
         this.events.attention(s.sessionId, attention);
         // Viewers hear of it (the interactive client is the one it waits for).
         for (const c of s.clients.values()) if (c.mode === "view") send(c.ws, { type: "attention", ...attention });
+        return;
+      }
+      case "file_put": {
+        const f = s.files.get(msg.id);
+        if (!f) return;
+        s.files.delete(msg.id);
+        clearTimeout(f.timer);
+        if (msg.path !== null) f.resolve(msg.path);
+        else f.reject(new CattyError("unavailable", `The session could not take the file: ${msg.error ?? "no reason given"}.`));
         return;
       }
       case "save_request":
@@ -419,6 +465,7 @@ export class Relay {
       c.ws.close(1000, "program exited");
     }
     s.clients.clear();
+    s.failFiles(new CattyError("session_ended", "The session ended before it took the file."));
     send(ws, { type: "exit_ack" });
     this.sessions.delete(s.sessionId);
   }
@@ -428,6 +475,7 @@ export class Relay {
     const s = this.sessions.get(data.sessionId);
     if (!s || s.agent !== ws) return;
     s.agent = null;
+    s.failFiles(new CattyError("unavailable", "The session machine disconnected before it took the file.", "Try again once it is back."));
     for (const c of s.clients.values()) {
       c.live = false;
       send(c.ws, { type: "status", message: "The session machine disconnected; waiting for it to come back…" });

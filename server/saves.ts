@@ -231,6 +231,20 @@ export function createSaves(deps: SavesDeps) {
     },
 
     /**
+     * Keeps a file handed to a running session (≤ `FILE_MAX_BYTES`, read whole) until its agent
+     * has fetched it: resolves to the agent's download URL and a `drop` that deletes it.
+     * Leftovers (a server that died meanwhile) go with the next sweep.
+     */
+    async stageFile(row: SessionRow, bytes: Uint8Array): Promise<{ url: string; drop(): Promise<void> }> {
+      const key = `files/${row.id}/${crypto.randomUUID()}`;
+      await blobs.put(key, bytes);
+      return {
+        url: await blobs.presignGet(key, ttlSec),
+        drop: () => blobs.delete(key).catch((err: unknown) => log.warn("could not delete a handed file's blob", { key, err })),
+      };
+    },
+
+    /**
      * Deletes what nobody will use: saves in flight past their URL's expiry, blobs under `saves/`
      * that belong to no stored save and are older than a URL lives, uploads not turned into a
      * session within their time, and upload blobs nothing refers to.
@@ -260,6 +274,9 @@ export function createSaves(deps: SavesDeps) {
       for (const blob of await blobs.list("uploads/")) {
         if (restoring.has(blob.key) || ageOf(blob.modifiedAt, t) < uploadTtlMs) continue;
         if (!(await store.uploadKeyExists(blob.key))) await drop(blob.key);
+      }
+      for (const blob of await blobs.list("files/")) {
+        if (ageOf(blob.modifiedAt, t) >= ttlSec * 1000) await drop(blob.key);
       }
       if (deleted.length > 0) log.info("swept unused blobs", { count: deleted.length });
       return { deleted };

@@ -142,6 +142,20 @@ export function jsonBody<S extends z.ZodType>(schema: S) {
   return [limit, jsonOnly, validate] as const;
 }
 
+/** The whole body, refused with `tooLarge()` as soon as more than `max` bytes arrived (never held whole). */
+export async function readCapped(req: Request, max: number, tooLarge: () => CattyError): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (req.body) {
+    for await (const chunk of req.body) {
+      size += chunk.length;
+      if (size > max) throw tooLarge();
+      chunks.push(chunk);
+    }
+  }
+  return Buffer.concat(chunks, size);
+}
+
 /** Upgrades the request to a WebSocket with `data`; a request that cannot be upgraded is a 400. */
 export function upgrade(c: Context<AppEnv>, data: SocketData): Response {
   const server = c.env;

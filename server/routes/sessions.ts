@@ -1,16 +1,16 @@
 /**
- * `/v1/sessions`: list, create, show, stop, the latest save, and the attach WebSocket
+ * `/v1/sessions`: list, create, show, stop, the latest save, files handed to a running session, and the attach WebSocket
  * (`/v1/sessions/<label>/attach`, served by the relay once upgraded).
  */
 import { usageMonth } from "../anthropic.ts";
 import { usageReport } from "./info.ts";
 import { Hono } from "hono";
 import { formatDuration } from "../../src/lib/duration.ts";
-import { CattyError, CreateSession, isLive, type Session } from "../../src/protocol/index.ts";
+import { CattyError, CreateSession, FILE_MAX_BYTES, fileProblem, isLive, regionName, storedFileName, type Session } from "../../src/protocol/index.ts";
 import { randomLabel } from "../labels.ts";
 import type { SessionRow, User } from "../store/types.ts";
 import { hashToken, newToken } from "../tokens.ts";
-import { jsonBody, requireUser, sessionOf, upgrade, type AppEnv, type RouteDeps } from "./common.ts";
+import { jsonBody, readCapped, requireUser, sessionOf, upgrade, type AppEnv, type RouteDeps } from "./common.ts";
 
 export function toSession(row: SessionRow, saves: Session["saves"] = [], isolated = true): Session {
   return {
@@ -62,6 +62,28 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     const row = await sessionOf(store, c.var.user, c.req.param("label"));
     if (!isLive(row.status)) return c.json(await sessionJson(row));
     return c.json(await sessionJson((await lifecycle.stop(row)) ?? row));
+  });
+
+  // A file handed to the running session (dropped on the dashboard's terminal, pasted into catty
+  // connect): the body is the file, ?name= its name; answers the path the program sees.
+  app.post("/:label/files", async (c) => {
+    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    if (row.status !== "running") {
+      throw new CattyError("conflict", `Session ${row.label} is ${row.status}; files go only to a running session.`);
+    }
+    const name = c.req.query("name") ?? "";
+    const declared = Number(c.req.header("content-length") ?? NaN);
+    const problem = fileProblem(name, Number.isFinite(declared) ? declared : 0);
+    if (problem) throw new CattyError(problem.includes("larger") ? "too_large" : "bad_request", problem);
+    const bytes = await readCapped(c.req.raw, FILE_MAX_BYTES, () => new CattyError("too_large", fileProblem(name, FILE_MAX_BYTES + 1) as string));
+    const staged = await saves.stageFile(row, bytes);
+    try {
+      const path = await relay.putFile(row.id, { name: storedFileName(name, new Date()), url: staged.url, size: bytes.length });
+      deps.log.info("file handed to a session", { label: row.label, bytes: bytes.length });
+      return c.json({ path, size: bytes.length }, 201);
+    } finally {
+      await staged.drop();
+    }
   });
 
   app.get("/:label/attach", async (c) => {
@@ -125,6 +147,13 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
         "Ask the server's operator to raise it (catty-server users set-quota), or bring your own key: catty new --own-api-key.",
       );
     }
+  }
+  if (body.region !== undefined && body.region !== provider.region) {
+    throw new CattyError(
+      "bad_request",
+      `This server has no region "${body.region}"; it runs sessions in ${regionName(provider.region)} (${provider.region}).`,
+      `Leave the region out, or use --region ${provider.region}.`,
+    );
   }
   if (body.durationMs !== undefined && (body.durationMs < t.minDurationMs || body.durationMs > t.maxDurationMs)) {
     throw new CattyError(

@@ -1,5 +1,6 @@
 export * from "./close.ts";
 export * from "./errors.ts";
+export * from "./files.ts";
 export * from "./frames.ts";
 export * from "./machine.ts";
 export * from "./messages.ts";

@@ -17,6 +17,8 @@ const Dim = z.number().int().min(1).max(1000);
 const Offset = z.number().int().min(0);
 const ClientId = z.number().int().min(1).max(0xffffffff);
 const SaveId = z.string().regex(/^[A-Za-z0-9-]{8,64}$/);
+/** One handed file's transfer between server and agent. */
+const FileId = SaveId;
 export const SaveReason = z.enum(["initial", "periodic", "final"]);
 export type SaveReason = z.infer<typeof SaveReason>;
 
@@ -148,6 +150,14 @@ export const AgentToServer = z.discriminatedUnion("type", [
   z.object({ type: z.literal("sync"), clientId: ClientId, event: SyncEvent }),
   /** Agent: the program's attention state changed (and again after each hello). */
   z.object({ type: z.literal("attention"), state: AttentionState, since: z.string() }),
+  /** Agent, answering put_file: where the file is, as the program sees the path, or why it is not there. */
+  z.object({
+    type: z.literal("file_put"),
+    id: FileId,
+    // Typed into the terminal by the client: an absolute path without control characters.
+    path: z.string().max(4096).regex(/^\/[^\x00-\x1f\x7f]*$/).nullable(),
+    error: z.string().max(1000).nullable(),
+  }),
   /** Agent, in answer to a server ping. */
   z.object({ type: z.literal("pong"), id: z.number() }),
   z.object({ type: z.literal("ping"), id: z.number() }),
@@ -190,6 +200,8 @@ export const ServerToAgent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("stop"), reason: z.string() }),
   /** Server, once the exit is recorded: the agent may go. */
   z.object({ type: z.literal("exit_ack") }),
+  /** Server: a file the user handed over, to fetch from `url` and write as `.catty-uploads/<name>`. */
+  z.object({ type: z.literal("put_file"), id: FileId, name: z.string().max(255), url: z.string(), size: z.number().int().min(0) }),
   z.object({ type: z.literal("ping"), id: z.number() }),
   z.object({ type: z.literal("pong"), id: z.number() }),
   ErrorBody,

@@ -39,6 +39,9 @@ export type AttentionState = z.infer<typeof AttentionState>;
 export const Attention = z.object({ state: AttentionState, since: z.string() });
 export type Attention = z.infer<typeof Attention>;
 
+/** A region's id, as an operator configures it (`--region`): `local`, `us-east`, `eu-frankfurt`. */
+export const RegionId = z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, { error: "a region is lowercase letters, digits and dashes" });
+
 /** A region's name for people: `local` → "Local", `us-east` → "US East". */
 export function regionName(id: string): string {
   return id === "local" ? "Local" : id.split("-").map((w) => (w.length <= 2 ? w.toUpperCase() : `${w[0]?.toUpperCase()}${w.slice(1)}`)).join(" ");
@@ -76,6 +79,8 @@ export const CreateSession = z.object({
   upload: z.string().regex(/^[A-Za-z0-9-]{8,64}$/).optional(),
   /** Start from the latest save of this (ended or running) session of the same user instead. */
   from: Label.optional(),
+  /** Where the session runs: one of the server's regions (`GET /v1/web/config`); default: the server's. */
+  region: RegionId.optional(),
   /** Stop after this long without input or output (default: the server's, 2 h). */
   idleTimeoutMs: z.number().int().min(1000).max(30 * 86_400_000).optional(),
   /** Stop after this long in any case (the server bounds it, 1 h to 8 h by default). */

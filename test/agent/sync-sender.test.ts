@@ -4,7 +4,7 @@
  * sent or announced.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { appendFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SyncSender } from "../../agent/sync-sender.ts";
 import { WorkspaceJournal, type JournalEntry } from "../../agent/watch.ts";
@@ -170,6 +170,15 @@ describe("sync-back sends a file's final version", () => {
     await waitFor(() => h.lastFile("whole.txt")?.toString() === "all at once\n", { what: "whole.txt" });
     expect(h.events.filter((e) => e.kind === "file")).toHaveLength(1);
   });
+});
+
+test("files handed to the session (.catty-uploads/) are not synced back: they came from the user's machine", async () => {
+  const h = await harness(50 * 1024 * 1024);
+  mkdirSync(join(h.root, ".catty-uploads"));
+  writeFileSync(join(h.root, ".catty-uploads", "shot-20261129-140307.png"), "png bytes");
+  writeFileSync(join(h.root, "after.txt"), "written after the upload\n");
+  await waitFor(() => h.lastFile("after.txt") !== null, { what: "after.txt" });
+  expect(h.events.some((e) => "path" in e && e.path.startsWith(".catty-uploads"))).toBe(false);
 });
 
 test("a file that grows while it is sent is cut at the size the file event declared", async () => {

@@ -6,7 +6,7 @@
  * session's process and memory limits hold. Needs bubblewrap (test/setup/install-deps.ts).
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sessionDir } from "../../server/providers/local.ts";
 import type { LocalMachine } from "../../src/protocol/index.ts";
@@ -103,6 +103,34 @@ describe("sandboxed local sessions", () => {
     expect(program.length).toBeGreaterThan(0);
     for (const pid of program) expect(hostUid(pid)).not.toBe(0);
   }, 90_000);
+
+  test("a handed file lands in /workspace/.catty-uploads as the program's user; a symlink planted there does not carry the write out", async () => {
+    const hand = (label: string, name: string, body: Uint8Array) =>
+      fetch(`${server.url}/v1/sessions/${label}/files?name=${encodeURIComponent(name)}`, { method: "POST", headers: { Authorization: `Bearer ${server.ownerToken}` }, body });
+    const running = (label: string) => waitFor(async () => (await server.owner.get(label)).status === "running", { what: `${label} running` });
+
+    const plain = await session("sleep 300");
+    await running(plain.label);
+    const bytes = crypto.getRandomValues(new Uint8Array(100_000));
+    const res = await hand(plain.label, "diagram.png", bytes);
+    expect(res.status).toBe(201);
+    const { path } = (await res.json()) as { path: string };
+    expect(path).toMatch(/^\/workspace\/\.catty-uploads\/diagram-\d{8}-\d{6}\.png$/);
+    const onHost = join(plain.workspace, path.slice("/workspace/".length));
+    expect(new Uint8Array(readFileSync(onHost))).toEqual(bytes);
+    expect(statSync(onHost).uid).not.toBe(0);
+    expect(statSync(onHost).uid).toBe(statSync(plain.workspace).uid);
+
+    // The program points .catty-uploads at the server's data dir (a path it cannot see, but the agent could).
+    const before = readdirSync(server.dataDir).sort();
+    const attacker = await session(`ln -s ${server.dataDir} /workspace/.catty-uploads && echo planted > /workspace/planted; sleep 300`);
+    await waitFor(() => existsSync(join(attacker.workspace, "planted")), { what: "the planted symlink" });
+    const refused = await hand(attacker.label, "payload.png", new Uint8Array([1, 2, 3]));
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { message: string }).message).toContain("could not take the file");
+    expect(readdirSync(server.dataDir).sort()).toEqual(before);
+    expect((await server.owner.get(attacker.label)).status).toBe("running");
+  }, 60_000);
 
   // Limits need cgroups the server may create (as root); elsewhere the server says none apply.
   test.if(process.getuid?.() === 0 && (existsSync("/sys/fs/cgroup/pids") || existsSync("/sys/fs/cgroup/cgroup.controllers")))("the process limit stops a fork bomb, the memory limit a runaway allocation; the server stays responsive", async () => {

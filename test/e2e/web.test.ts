@@ -7,7 +7,7 @@
  * killed with -9 mid-output and restarted, the status bar following and no line lost.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
@@ -43,9 +43,16 @@ describe("the dashboard", () => {
     const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     try {
       await signedIn(page);
+      // The server's regions, by their human names, and the duration (1–8 h).
+      const region = page.getByLabel("Region");
+      await region.locator("option", { hasText: "Local" }).waitFor({ state: "attached" });
+      expect(await region.inputValue()).toBe("local");
+      await page.getByLabel("Duration").selectOption("3");
       await page.getByRole("button", { name: "New session" }).click();
       await page.waitForURL(/\/s\/[a-z]+-[a-z]+-\d{4}$/);
       const label = page.url().split("/s/")[1] as string;
+      const created = await fixture().user.session(label);
+      expect(Date.parse(created.expiresAt as string) - Date.parse(created.createdAt)).toBe(3 * 3_600_000);
       await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
       await page.locator(".xterm").click();
       await waitFor(async () => /[$#] $/m.test(await screenText(page)), { timeoutMs: 30_000, what: "a shell prompt" });
@@ -81,6 +88,60 @@ describe("the dashboard", () => {
       await page.close();
     }
   }, 120_000);
+});
+
+describe("files handed to a session from the page", () => {
+  test("Upload puts the files in .catty-uploads byte for byte and types their paths; a wrong type is refused in the page", async () => {
+    const label = ((await (await fixture().user.api("POST", "/v1/sessions", { command: ["bash", "--norc", "-i"], cols: 100, rows: 30 })).json()) as { label: string }).label;
+    const page = await browser.newPage({ viewport: { width: 1100, height: 700 } });
+    try {
+      await signedIn(page);
+      await page.goto(`${fixture().server.url}/s/${label}`);
+      await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      await waitFor(async () => /[$#] $/m.test(await screenText(page)), { timeoutMs: 30_000, what: "a shell prompt" });
+      // What the shell gets typed is what the program would: `ls -l ` then the paths.
+      await page.locator(".xterm").click();
+      await page.keyboard.type("ls -l ");
+      const png = crypto.getRandomValues(new Uint8Array(300_000));
+      const notes = new TextEncoder().encode("# notes\n");
+      await page.getByLabel("Files to upload").setInputFiles([
+        { name: "Screen Shot.png", mimeType: "image/png", buffer: Buffer.from(png) },
+        { name: "notes.md", mimeType: "text/markdown", buffer: Buffer.from(notes) },
+        { name: "tool.exe", mimeType: "application/octet-stream", buffer: Buffer.from("MZ") },
+      ]);
+      await page.getByRole("alert").filter({ hasText: "tool.exe" }).waitFor();
+      const uploaded = await page.getByRole("status", { name: "Uploads" }).filter({ hasText: "Uploaded to" }).innerText();
+      const paths = uploaded.replace(/^Uploaded to /, "").split(", ");
+      expect(paths).toHaveLength(2);
+      const dir = join(fixture().user.workspace(label), ".catty-uploads");
+      expect(paths[0]).toMatch(new RegExp(`^${dir}/Screen-Shot-\\d{8}-\\d{6}\\.png$`));
+      expect(paths[1]).toMatch(new RegExp(`^${dir}/notes-\\d{8}-\\d{6}\\.md$`));
+      expect(new Uint8Array(readFileSync(paths[0] as string))).toEqual(png);
+      expect(new Uint8Array(readFileSync(paths[1] as string))).toEqual(notes);
+      expect(readdirSync(dir)).toHaveLength(2);
+      // Dropped on the terminal, as from a file manager.
+      await page.evaluate(`{
+        const dt = new DataTransfer();
+        dt.items.add(new File(["dropped text\\n"], "dropped.txt", { type: "text/plain" }));
+        const target = document.querySelector(".term");
+        for (const type of ["dragover", "drop"]) target.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+      }`);
+      const dropped = await waitFor(async () => {
+        const text = await page.getByRole("status", { name: "Uploads" }).innerText();
+        return text.includes("dropped-") ? text.replace(/^Uploaded to /, "") : null;
+      }, { what: "the dropped file uploaded" });
+      expect(readFileSync(dropped, "utf8")).toBe("dropped text\n");
+      // The paths were typed at the prompt: Enter runs `ls -l <paths>`.
+      await page.keyboard.press("Enter");
+      await waitFor(async () => (await screenText(page)).split("\n").filter((l) => l.includes(".catty-uploads/") && /^-rw/.test(l)).length === 3, {
+        timeoutMs: 15_000,
+        what: "ls -l listing the three files",
+      });
+    } finally {
+      await page.close();
+      await fixture().user.api("POST", `/v1/sessions/${label}/stop`, {});
+    }
+  }, 60_000);
 });
 
 describe("the dashboard and other clients", () => {

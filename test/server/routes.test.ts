@@ -15,6 +15,7 @@ import { createUserToken, openStore } from "../../server/listen.ts";
 import type { MachineSpec, Provider } from "../../server/providers/types.ts";
 import type { SocketData } from "../../server/relay.ts";
 import type { Store } from "../../server/store/types.ts";
+import { hashToken } from "../../server/tokens.ts";
 import { VERSION } from "../../src/lib/version.ts";
 import { parseMessage, PROTOCOL_VERSION, ServerToAgent, ServerToClient, type MachineHandle } from "../../src/protocol/index.ts";
 import { keptLog, type KeptLog } from "../helpers/log.ts";
@@ -57,6 +58,7 @@ interface Fixture {
   token: string;
   otherToken: string;
   serverKey: string;
+  dataDir: string;
 }
 
 async function fixture(wrapStore: (s: Store) => Store = (s) => s): Promise<Fixture> {
@@ -79,7 +81,7 @@ async function fixture(wrapStore: (s: Store) => Store = (s) => s): Promise<Fixtu
     stopTimeoutMs: 60_000,
     serverKey,
   });
-  return { app, store, provider, log, token, otherToken, serverKey };
+  return { app, store, provider, log, token, otherToken, serverKey, dataDir };
 }
 
 const auth = (token: string, extra: Record<string, string> = {}) => ({ headers: { Authorization: `Bearer ${token}`, ...extra } });
@@ -89,10 +91,10 @@ const json = (token: string, body: unknown) => ({
   body: typeof body === "string" ? body : JSON.stringify(body),
 });
 
-async function errorOf(res: Response): Promise<{ status: number; code: string; message: string }> {
-  const body = (await res.json()) as { type: string; code: string; message: string };
+async function errorOf(res: Response): Promise<{ status: number; code: string; message: string; hint?: string }> {
+  const body = (await res.json()) as { type: string; code: string; message: string; hint?: string };
   expect(body.type).toBe("error");
-  return { status: res.status, code: body.code, message: body.message };
+  return { status: res.status, code: body.code, message: body.message, hint: body.hint };
 }
 
 let f: Fixture;
@@ -232,7 +234,17 @@ describe("sessions", () => {
     const plain = await f.app.request("/v1/sessions", { method: "POST", ...auth(f.token), body: '{"command":["vim"]}' });
     expect((await errorOf(plain)).message).toMatch(/must be JSON/);
     expect((await errorOf(await f.app.request("/v1/sessions", json(f.token, { durationMs: 1000 })))).message).toMatch(/duration must be between/);
+    const elsewhere = await errorOf(await f.app.request("/v1/sessions", json(f.token, { region: "mars-north" })));
+    expect(elsewhere.message).toMatch(/no region "mars-north"/);
+    expect(elsewhere.hint).toContain(f.provider.region);
+    expect((await errorOf(await f.app.request("/v1/sessions", json(f.token, { region: "Mars North" })))).message).toMatch(/lowercase/);
     expect(f.provider.started.length).toBe(before);
+  });
+
+  test("a session in the server's own region, asked by name", async () => {
+    const res = await f.app.request("/v1/sessions", json(f.token, { region: f.provider.region }));
+    expect(res.status).toBe(201);
+    expect(((await res.json()) as { region: string }).region).toBe(f.provider.region);
   });
 
   test("a session's maximum duration is exactly the one asked for", async () => {
@@ -368,5 +380,87 @@ describe("WebSocket routes", () => {
     const attached = await waitFor(() => texts.map((t) => parseMessage(ServerToClient, t)).find((m) => m?.type === "attached"));
     expect(attached).toMatchObject({ type: "attached", label, mode: "view" });
     ws.close();
+  });
+});
+
+describe("files handed to a running session", () => {
+  let server: Server<SocketData>;
+  let base: string;
+  let label = "";
+  let agent: WebSocket;
+  /** How the stand-in agent answers put_file: by fetching the bytes, or with an error. */
+  let answer: "fetch" | "refuse" = "fetch";
+  const received: Uint8Array[] = [];
+  beforeAll(async () => {
+    server = Bun.serve<SocketData>({ port: 0, hostname: "127.0.0.1", fetch: f.app.fetch, websocket: f.app.websocket });
+    base = `127.0.0.1:${server.port}`;
+    label = ((await (await f.app.request("/v1/sessions", json(f.token, { command: ["sh"] }))).json()) as { label: string }).label;
+    const token = f.provider.started.at(-1)?.agentToken ?? "";
+    agent = new WebSocket(`ws://${base}/v1/agent/connect`, { headers: { Authorization: `Bearer ${token}` } } as never);
+    agent.onmessage = async (e) => {
+      const msg = parseMessage(ServerToAgent, String(e.data));
+      if (msg?.type !== "put_file") return;
+      if (answer === "refuse") return agent.send(JSON.stringify({ type: "file_put", id: msg.id, path: null, error: "disk full" }));
+      const bytes = new Uint8Array(await (await fetch(new URL(msg.url, `http://${base}/`))).arrayBuffer());
+      received.push(bytes);
+      agent.send(JSON.stringify({ type: "file_put", id: msg.id, path: `/workspace/.catty-uploads/${msg.name}`, error: null }));
+    };
+    await new Promise((resolve) => (agent.onopen = resolve));
+    agent.send(JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, offset: 0, cols: 80, rows: 24, pid: 1 }));
+    await waitFor(async () => (await f.store.sessionFor((await f.store.userByTokenHash(hashToken(f.token)))!.id, label))?.status === "running", { what: "running" });
+  });
+  afterAll(() => {
+    agent.close();
+    server.stop(true);
+  });
+  const put = (name: string, body: string | Uint8Array | ReadableStream<Uint8Array>, token = f.token, l = label) =>
+    fetch(`http://${base}/v1/sessions/${l}/files?name=${encodeURIComponent(name)}`, { method: "POST", headers: { Authorization: `Bearer ${token}` }, body });
+
+  test("the agent fetches it under its stored name; the answer is the path the program sees; nothing is kept", async () => {
+    const bytes = crypto.getRandomValues(new Uint8Array(200_000));
+    const res = await put("Screen Shot.png", bytes);
+    expect(res.status).toBe(201);
+    const { path, size } = (await res.json()) as { path: string; size: number };
+    expect(path).toMatch(/^\/workspace\/\.catty-uploads\/Screen-Shot-\d{8}-\d{6}\.png$/);
+    expect(size).toBe(bytes.length);
+    expect(received.at(-1)).toEqual(bytes);
+    const blobs = createDiskBlobStore({ dir: join(f.dataDir, "blobs"), secret: "cd".repeat(32) });
+    expect(await blobs.list("files/")).toEqual([]);
+  });
+
+  test("refused before anything reaches the agent: a type, a size (declared or streamed), another user's session, no token", async () => {
+    const before = received.length;
+    expect(await errorOf(await put("tool.exe", "x"))).toMatchObject({ status: 400, message: expect.stringContaining("not a file type") });
+    expect(await errorOf(await put("big.png", new Uint8Array(10 * 1024 * 1024 + 1)))).toMatchObject({ status: 413 });
+    const stream = new ReadableStream<Uint8Array>({
+      start(ctl) {
+        for (let i = 0; i < 11; i++) ctl.enqueue(new Uint8Array(1024 * 1024));
+        ctl.close();
+      },
+    });
+    expect((await errorOf(await put("streamed.png", stream))).status).toBe(413);
+    expect((await errorOf(await put("a.png", "x", f.otherToken))).status).toBe(404);
+    const anonymous = await fetch(`http://${base}/v1/sessions/${label}/files?name=a.png`, { method: "POST", body: "x" });
+    expect(anonymous.status).toBe(401);
+    expect(received.length).toBe(before);
+  });
+
+  test("the agent's refusal is a 503 that says why", async () => {
+    answer = "refuse";
+    try {
+      const e = await errorOf(await put("notes.md", "# hi"));
+      expect(e.status).toBe(503);
+      expect(e.message).toContain("disk full");
+    } finally {
+      answer = "fetch";
+    }
+  });
+
+  test("a session that is not running, or whose machine is not connected: a clear error", async () => {
+    const other = ((await (await f.app.request("/v1/sessions", json(f.token, { command: ["sh"] }))).json()) as { label: string }).label;
+    expect(await errorOf(await put("a.png", "x", f.token, other))).toMatchObject({ status: 409, message: expect.stringContaining("is starting") });
+    const row = await f.store.sessionFor((await f.store.userByTokenHash(hashToken(f.token)))!.id, other);
+    await f.store.updateSession(row!.id, { status: "running" });
+    expect(await errorOf(await put("a.png", "x", f.token, other))).toMatchObject({ status: 503, message: expect.stringContaining("not connected") });
   });
 });

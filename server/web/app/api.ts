@@ -24,7 +24,36 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   return json as T;
 }
 
+/**
+ * Hands a file to a running session (`POST /v1/sessions/<label>/files`), reporting upload progress
+ * (fetch cannot): resolves to the path the program sees.
+ */
+function putFile(label: string, file: File, progress: (fraction: number) => void): Promise<{ path: string }> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/v1/sessions/${encodeURIComponent(label)}/files?name=${encodeURIComponent(file.name)}`);
+    xhr.setRequestHeader("x-csrf-token", csrf);
+    xhr.setRequestHeader("content-type", "application/octet-stream");
+    xhr.upload.onprogress = (e) => e.lengthComputable && progress(e.loaded / e.total);
+    xhr.onerror = () => reject(new ApiError(0, `${file.name}: the upload failed (network).`));
+    xhr.onload = () => {
+      type Answer = { path?: string; message?: string; hint?: string } | null;
+      const json = ((): Answer => {
+        try {
+          return JSON.parse(xhr.responseText) as Answer;
+        } catch {
+          return null;
+        }
+      })();
+      if (xhr.status === 201 && json?.path) resolve({ path: json.path });
+      else reject(new ApiError(xhr.status, json?.message ?? `${file.name}: HTTP ${xhr.status}`, json?.hint));
+    };
+    xhr.send(file);
+  });
+}
+
 export const api = {
+  putFile,
   async me(): Promise<{ user: string } | null> {
     try {
       const me = await call<{ user: string; csrf: string | null }>("GET", "/v1/web/me");
@@ -42,7 +71,7 @@ export const api = {
   },
   signOut: () => call<unknown>("POST", "/v1/web/logout", {}),
   sessions: () => call<Session[]>("GET", "/v1/sessions"),
-  create: (durationMs: number) => call<Session>("POST", "/v1/sessions", { command: [], durationMs, cols: 80, rows: 24 }),
+  create: (durationMs: number, region?: string) => call<Session>("POST", "/v1/sessions", { command: [], durationMs, region, cols: 80, rows: 24 }),
   stop: (label: string) => call<Session>("POST", `/v1/sessions/${encodeURIComponent(label)}/stop`, {}),
   ticket: (label: string, view: boolean) => call<{ ticket: string }>("POST", `/v1/sessions/${encodeURIComponent(label)}/ticket`, { view }),
   config: () => call<{ regions: Array<{ id: string; name: string }> }>("GET", "/v1/web/config"),

@@ -14,6 +14,7 @@ import { Terminal } from "@xterm/xterm";
 import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { regionName, type Session } from "../../../src/protocol/session.ts";
+import { FILE_TYPES, fileProblem } from "../../../src/protocol/files.ts";
 import { api, ApiError } from "./api.ts";
 import { afterLine, cursorLine, textFrom } from "./chat.ts";
 import { BrowserLink, type LinkState } from "./link.ts";
@@ -79,6 +80,8 @@ function Dashboard({ user }: { user: string }) {
   const [sessions, setSessions] = useState<Session[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [hours, setHours] = useState(2);
+  const [regions, setRegions] = useState<Array<{ id: string; name: string }>>([]);
+  const [region, setRegion] = useState<string | null>(null);
   const waitingBefore = useRef<Set<string> | null>(null);
   const refresh = async (): Promise<void> => {
     try {
@@ -96,6 +99,10 @@ function Dashboard({ user }: { user: string }) {
   };
   useEffect(() => {
     void refresh();
+    void api.config().then((c) => {
+      setRegions(c.regions);
+      setRegion((r) => r ?? c.regions[0]?.id ?? null);
+    }, (err: Error) => setError(err.message));
     const t = setInterval(() => void refresh(), 30_000);
     return () => clearInterval(t);
   }, []);
@@ -113,6 +120,10 @@ function Dashboard({ user }: { user: string }) {
         <button type="button" onClick={async () => { await api.signOut(); location.href = "/"; }}>Sign out</button>
       </header>
       <section class="new">
+        <label for="region">Region</label>
+        <select id="region" value={region ?? ""} onChange={(e) => setRegion(e.currentTarget.value)}>
+          {regions.map((r) => <option value={r.id}>{r.name}</option>)}
+        </select>
         <label for="duration">Duration</label>
         <select id="duration" value={hours} onChange={(e) => setHours(Number(e.currentTarget.value))}>
           {[1, 2, 3, 4, 5, 6, 7, 8].map((h) => <option value={h}>{h} h</option>)}
@@ -121,7 +132,7 @@ function Dashboard({ user }: { user: string }) {
           type="button"
           onClick={async () => {
             try {
-              const s = await api.create(hours * 3_600_000);
+              const s = await api.create(hours * 3_600_000, region ?? undefined);
               location.href = `/s/${s.label}`;
             } catch (err) {
               setError((err as Error).message);
@@ -221,6 +232,11 @@ const QUICK: Array<[string, string, string]> = [
   ["^C", "\x03", "Control-C"],
 ];
 
+/** `path` as one shell word: as is when it is plain, else in single quotes. */
+function shellWord(path: string): string {
+  return /^[A-Za-z0-9_./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
+}
+
 function TerminalPage({ label }: { label: string }) {
   const [keysShown, setKeysShown] = useState(window.matchMedia("(pointer: coarse)").matches);
   const [chat, setChat] = useState(window.matchMedia("(max-width: 600px)").matches);
@@ -296,9 +312,48 @@ function TerminalPage({ label }: { label: string }) {
       term.dispose();
     };
   }, [label, view]);
+  const [files, setFiles] = useState<string | null>(null);
+  const [filesError, setFilesError] = useState<string | null>(null);
+  const picker = useRef<HTMLInputElement>(null);
+  const [dragging, setDragging] = useState(false);
+  /** Uploads each file into the session's .catty-uploads/ and types the paths it got, as a terminal does for dropped files. */
+  const hand = async (list: FileList | File[]): Promise<void> => {
+    const all = [...list];
+    const refused = all.map((f) => fileProblem(f.name, f.size)).filter((p): p is string => p !== null);
+    const ok = all.filter((f) => fileProblem(f.name, f.size) === null);
+    setFilesError(refused.length > 0 ? refused.join(" ") : null);
+    const paths: string[] = [];
+    for (const [i, f] of ok.entries()) {
+      const which = ok.length > 1 ? ` (${i + 1} of ${ok.length})` : "";
+      try {
+        setFiles(`Uploading ${f.name}${which}…`);
+        const { path } = await api.putFile(label, f, (x) => setFiles(`Uploading ${f.name}${which}… ${Math.round(x * 100)} %`));
+        paths.push(path);
+      } catch (err) {
+        setFilesError((e) => [e, (err as Error).message].filter(Boolean).join(" "));
+      }
+    }
+    setFiles(paths.length > 0 ? `Uploaded to ${paths.join(", ")}` : null);
+    if (paths.length > 0) link.current?.input(`${paths.map(shellWord).join(" ")} `);
+    termRef.current?.focus();
+  };
   const text = state.kind === "connected" ? "Connected" : state.kind === "connecting" ? "Connecting" : "Disconnected";
   return (
-    <div class="term-page">
+    <div
+      class={dragging ? "term-page dragging" : "term-page"}
+      onDragOver={(e) => {
+        if (view || !e.dataTransfer?.types.includes("Files")) return;
+        e.preventDefault();
+        setDragging(true);
+      }}
+      onDragLeave={() => setDragging(false)}
+      onDrop={(e) => {
+        setDragging(false);
+        if (view || !e.dataTransfer?.files.length) return;
+        e.preventDefault();
+        void hand(e.dataTransfer.files);
+      }}
+    >
       <div class={`statusbar ${state.kind}`}>
         <a href="/">← Sessions</a>
         <span class="name">{label}</span>
@@ -309,9 +364,18 @@ function TerminalPage({ label }: { label: string }) {
         {typeof Notification !== "undefined" && Notification.permission === "default" && (
           <button type="button" onClick={() => void Notification.requestPermission()}>Notify me</button>
         )}
+        <button type="button" disabled={view || state.kind !== "connected"} onClick={() => picker.current?.click()}>Upload</button>
+        <input ref={picker} type="file" multiple hidden aria-label="Files to upload" accept={FILE_TYPES.map((t) => `.${t}`).join(",")}
+          onChange={(e) => { const l = e.currentTarget.files; if (l?.length) void hand([...l]); e.currentTarget.value = ""; }} />
         <button type="button" aria-pressed={keysShown} onClick={() => setKeysShown(!keysShown)}>Keyboard</button>
         <button type="button" aria-pressed={chat} onClick={() => setChat(!chat)}>{chat ? "Terminal" : "Chat"}</button>
       </div>
+      {(files || filesError) && (
+        <div class="files">
+          {files && <span role="status" aria-label="Uploads">{files}</span>}
+          {filesError && <span role="alert">{filesError}</span>}
+        </div>
+      )}
       {chat && <Chat term={termRef.current} send={(d) => link.current?.input(d)} version={version} />}
       <div class={chat ? "term hidden" : "term"} ref={box} />
       {keysShown && !chat && (
