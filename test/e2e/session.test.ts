@@ -186,11 +186,11 @@ describe("a session end to end", () => {
     const bare = new ServerProcess(bins.server, { SHELL: undefined, USER: undefined, LOGNAME: undefined });
     await bare.start();
     try {
-      tmux.type(`CATTY_API_ADDR=${bare.url} CATTY_TOKEN=${bare.ownerToken} catty new --no-upload; echo BARE_EXIT=$?`);
+      tmux.type(`CATTY_API_ADDR=${bare.url} CATTY_TOKEN=${bare.ownerToken} catty new --no-upload --no-sync-back; echo BARE_EXIT=$?`);
       await tmux.waitFor(/Claude Code is not installed/, 15_000);
-      tmux.type("echo shell-is-$0");
-      const shown = await tmux.waitFor(/^shell-is-\S+$/m, 15_000);
-      expect(shown).toMatch(/^shell-is-(-?\/\S*\/)?-?(bash|sh|dash|zsh)$/m);
+      tmux.type("echo shell-is-[$0]");
+      const shown = await tmux.waitFor(/shell-is-\[[^\]$]+\]/, 15_000);
+      expect(shown).toMatch(/shell-is-\[(-?\/\S*\/)?-?(bash|sh|dash|zsh)\]/);
       tmux.type("exit");
       expect(await shellExitCode("BARE_EXIT")).toBe(0);
     } finally {
