@@ -13,6 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
 import { claudeCodeBinDir } from "../helpers/claude-code.ts";
+import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { filesContaining } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -108,4 +109,44 @@ describe("Claude Code in a session", () => {
     }
     Bun.spawnSync([fx.bins.server, "users", "set-quota", "owner", "--unlimited", "--data-dir", fx.server.dataDir]);
   }, 300_000);
+
+  test("the dashboard's chat mode on a phone: a message sent to Claude Code, its reply as one bubble", async () => {
+    const browser = await launchBrowser();
+    try {
+      const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+      const page = await context.newPage();
+      await page.goto(fx.server.url);
+      await page.getByLabel("API token").fill(fx.server.ownerToken);
+      await page.getByRole("button", { name: "Sign in" }).tap();
+      await page.getByRole("button", { name: "New session" }).tap();
+      await page.waitForURL(/\/s\//);
+      const label = page.url().split("/s/")[1] as string;
+      await page.getByRole("status").filter({ hasText: "Connected" }).waitFor({ timeout: 30_000 });
+      const screen = (): Promise<string> => page.locator(".term").evaluate((el) => (el as unknown as { screenText(): string }).screenText());
+      // Claude Code at its prompt (the terminal is behind the chat, still there).
+      await waitFor(async () => /for shortcuts|auto mode|\/effort/.test(await screen()), { timeoutMs: 60_000, what: "Claude Code's prompt" });
+      api.reply = { text: "Chat hello from the stand-in.", deltas: 6 };
+      await page.getByRole("textbox", { name: "Message" }).fill("Say hello in chat");
+      await page.getByRole("button", { name: "Send" }).tap();
+      await page.locator(".bubble.you").filter({ hasText: "Say hello in chat" }).waitFor({ timeout: 15_000 });
+      const reply = page.locator(".bubble.program").filter({ hasText: "Chat hello from the stand-in." });
+      await reply.first().waitFor({ timeout: 60_000 });
+      // Claude Code redraws its screen as it streams and when it is done: still one bubble, once it waits.
+      await waitFor(async () => (await fx.user.session(label)).attention?.state === "waiting", { timeoutMs: 30_000, what: "Claude Code done" });
+      expect(await reply.count()).toBe(1);
+      // In order: the message, then the reply (without the echo), and none of Claude Code's input box or hints.
+      const bubbles = await page.locator(".bubble").evaluateAll((els) => els.map((e) => `${(e as unknown as { className: string }).className}: ${(e as unknown as { textContent: string }).textContent}`));
+      const mine = bubbles.findIndex((b) => b.startsWith("bubble you") && b.includes("Say hello in chat"));
+      const theirs = bubbles.findIndex((b) => b.startsWith("bubble program") && b.includes("Chat hello from the stand-in."));
+      expect(mine).toBeGreaterThanOrEqual(0);
+      expect(theirs).toBe(mine + 1);
+      expect(bubbles[theirs]).not.toContain("Say hello in chat");
+      expect(bubbles.join("\n")).not.toMatch(/for shortcuts|shift\+tab to cycle/);
+      expect(api.requests.some((r) => r.path === "/v1/messages" && r.body.includes("Say hello in chat"))).toBe(true);
+      await page.screenshot({ path: join(SCREENSHOTS, "mobile-chat-claude-code.png") });
+      await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
+    } finally {
+      await browser.close();
+    }
+  }, 180_000);
 });

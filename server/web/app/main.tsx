@@ -16,7 +16,7 @@ import "./style.css";
 import { regionName, type Session } from "../../../src/protocol/session.ts";
 import { FILE_TYPES, fileProblem } from "../../../src/protocol/files.ts";
 import { api, ApiError } from "./api.ts";
-import { afterLine, cursorLine, textFrom } from "./chat.ts";
+import { chatBubbles, cursorLine, screenLines, type Bubble, type Sent } from "./chat.ts";
 import { BrowserLink, type LinkState } from "./link.ts";
 
 function ago(iso: string): string {
@@ -172,28 +172,15 @@ function notifyWaiting(label: string): void {
   new Notification(`${label} is waiting for you`, { body: "Catty", tag: `catty-${label}` });
 }
 
-interface Bubble {
-  from: "you" | "program";
-  text: string;
-}
-
 /** Chat mode: the program's replies as bubbles (read from the terminal's screen model), a message box, quick keys. */
 function Chat({ term, send, version }: { term: Terminal | null; send(data: string): void; version: number }) {
   const [draft, setDraft] = useState("");
-  const sent = useRef<Array<{ text: string; line: number }>>([]);
+  const sent = useRef<Sent[]>([]);
   const end = useRef<HTMLDivElement>(null);
-  const bubbles: Bubble[] = [];
+  let bubbles: Bubble[] = [];
   if (term) {
-    // Each message was typed on the line the cursor was on; the program's answer starts after it
-    // (and after the lines the echoed message wrapped onto).
-    const marks = sent.current;
-    const before = textFrom(term, 0, marks[0]?.line);
-    if (before) bubbles.push({ from: "program", text: before });
-    marks.forEach((m, i) => {
-      bubbles.push({ from: "you", text: m.text });
-      const reply = textFrom(term, afterLine(term, m.line), marks[i + 1]?.line);
-      if (reply) bubbles.push({ from: "program", text: reply });
-    });
+    const { lines, screenTop } = screenLines(term);
+    bubbles = chatBubbles(lines, screenTop, sent.current);
   }
   useEffect(() => end.current?.scrollIntoView({ block: "end" }), [version, bubbles.length]);
   const submit = (): void => {
