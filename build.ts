@@ -44,6 +44,9 @@ async function compile(name: string, entry: string, target: string | null): Prom
     entrypoints: [join(root, entry)],
     compile: target ? { target: `bun-${target}` as Bun.Build.CompileTarget, outfile } : { outfile },
     minify: true,
+    // Precompiled bytecode: the CLI starts in ~25 ms instead of ~100 (it needs ES module output).
+    bytecode: true,
+    format: "esm",
     sourcemap: "linked",
     plugins: [stubDevtools],
     ...(name === "catty-server" ? { define: { CATTY_WEB_ASSETS: JSON.stringify(await (web ??= buildWebAssets())) } } : {}),

@@ -238,6 +238,11 @@ export class Lifecycle implements RelayEvents {
     const s = this.live.get(sessionId);
     if (s) s.lastActivity = Date.now();
   }
+
+  /** When input or output last went through a live session of this process (ms), if it has one here. */
+  lastActivity(sessionId: string): number | null {
+    return this.live.get(sessionId)?.lastActivity ?? null;
+  }
 }
 
 /** One session that is starting, running or stopping. */

@@ -12,7 +12,7 @@ import type { SessionRow, User } from "../store/types.ts";
 import { hashToken, newToken } from "../tokens.ts";
 import { jsonBody, readCapped, requireUser, sessionOf, upgrade, type AppEnv, type RouteDeps } from "./common.ts";
 
-export function toSession(row: SessionRow, saves: Session["saves"] = [], isolated = true): Session {
+export function toSession(row: SessionRow, saves: Session["saves"] = [], isolated = true, lastActivity: number | null = null): Session {
   return {
     label: row.label,
     status: row.status,
@@ -28,12 +28,14 @@ export function toSession(row: SessionRow, saves: Session["saves"] = [], isolate
     expiresAt: row.expiresAt,
     isolated,
     attention: isLive(row.status) ? row.attention : null,
+    lastActivityAt: isLive(row.status) ? (lastActivity === null ? null : new Date(lastActivity).toISOString()) : row.endedAt,
   };
 }
 
 export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
   const { store, saves, lifecycle, relay, provider } = deps;
-  const sessionJson = async (row: SessionRow): Promise<Session> => toSession(row, await saves.savesOf(row.id), provider.isolated);
+  const sessionJson = async (row: SessionRow): Promise<Session> =>
+    toSession(row, await saves.savesOf(row.id), provider.isolated, lifecycle.lastActivity(row.id));
   const app = new Hono<AppEnv>();
   // The browser's attach WebSocket comes with a one-use ticket instead (see web-auth.ts).
   const needUser = requireUser(store);

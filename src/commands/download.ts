@@ -1,7 +1,7 @@
 import { defineCommand } from "citty";
 import { isAbsolute, relative, resolve } from "node:path";
 import { formatBytes } from "../lib/archive.ts";
-import { resolveContext } from "../client/context.ts";
+import { resolveContext, type Context } from "../client/context.ts";
 import { abortOnInterrupt, downloadSaveTo, formatCount, savedAgo } from "../client/transfer.ts";
 import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
@@ -22,20 +22,26 @@ export default defineCommand({
       throw new CattyError("bad_request", `${JSON.stringify(args.label)} is not a session label.`, "Run `catty list` to see your sessions.");
     }
     const format = args.format === "tar.gz" ? "tar.gz" : "dir";
-    const dest = resolve(args.path ?? (format === "dir" ? args.label : `${args.label}.tar.gz`));
     const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
-    using interrupt = abortOnInterrupt();
-    try {
-      const got = await downloadSaveTo({ client: ctx.client, label: args.label, dest, format, signal: interrupt.signal, report: terminalReporter(ui.warn) });
-      const what = `${formatBytes(got.bytes)}, ${formatCount(got.files, "file")}`;
-      ui.success(`Downloaded the save of ${args.label} from ${savedAgo(got.save.createdAt)} to ${shown(dest)}: ${what}.`);
-    } catch (err) {
-      if (!interrupt.signal.aborted) throw err;
-      ui.warn("Interrupted; nothing was written.");
-      process.exitCode = 130;
-    }
+    process.exitCode = await downloadLatest(ctx, args.label, args.path, format);
   },
 });
+
+/** Downloads the latest save of `label` to `path` (default ./LABEL or ./LABEL.tar.gz) and says how it went; the exit code. */
+export async function downloadLatest(ctx: Context, label: string, path: string | undefined, format: "dir" | "tar.gz"): Promise<number> {
+  const dest = resolve(path ?? (format === "dir" ? label : `${label}.tar.gz`));
+  using interrupt = abortOnInterrupt();
+  try {
+    const got = await downloadSaveTo({ client: ctx.client, label, dest, format, signal: interrupt.signal, report: terminalReporter(ui.warn) });
+    const what = `${formatBytes(got.bytes)}, ${formatCount(got.files, "file")}`;
+    ui.success(`Downloaded the save of ${label} from ${savedAgo(got.save.createdAt)} to ${shown(dest)}: ${what}.`);
+    return 0;
+  } catch (err) {
+    if (!interrupt.signal.aborted) throw err;
+    ui.warn("Interrupted; nothing was written.");
+    return 130;
+  }
+}
 
 /** `./name` for paths under the current directory, the absolute path otherwise. */
 function shown(path: string): string {

@@ -4,13 +4,8 @@ import { ui } from "../client/ui.ts";
 import type { ApiClient } from "../client/api.ts";
 import type { Session } from "../protocol/index.ts";
 import { apiArg } from "./_args.ts";
-
-/** `running · waiting 2m`: the status, and for a running session what its program is doing. */
-export function statusText(s: Session, now = Date.now()): string {
-  if (!s.attention || s.status !== "running") return s.status;
-  const { state, since } = s.attention;
-  return state === "working" ? `${s.status} · working` : `${s.status} · ${state} ${ago(since, now).replace(/ ago$/, "")}`;
-}
+import { canPick, pickAndAct } from "./_pick.ts";
+import { ago, statusText } from "../client/session-text.ts";
 
 export function formatTable(sessions: Session[], now = Date.now()): string {
   const rows = [["LABEL", "STATUS", "REGION", "CREATED"]];
@@ -40,24 +35,22 @@ async function watchWaiting(client: ApiClient): Promise<void> {
   }
 }
 
-function ago(iso: string, now: number): string {
-  const s = Math.max(0, Math.round((now - Date.parse(iso)) / 1000));
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
-  if (s < 86_400) return `${Math.floor(s / 3600)}h ago`;
-  return `${Math.floor(s / 86_400)}d ago`;
-}
-
 export default defineCommand({
-  meta: { name: "list", description: "List your sessions, newest first" },
+  meta: { name: "list", description: "List your sessions, newest first (on a terminal: pick one to connect, stop or download)" },
   args: {
     ...apiArg,
     json: { type: "boolean", default: false, description: "Print JSON (an array) and nothing else" },
+    plain: { type: "boolean", default: false, description: "Print the table, never the interactive picker" },
     watch: { type: "boolean", default: false, description: "Keep watching: a line (and a bell) each time a session starts waiting for you" },
   },
   async run({ args }) {
     const ctx = await resolveContext(args, () => args.json || ui.start("Starting a local Catty server…"));
     if (args.watch) return watchWaiting(ctx.client);
+    // On a terminal: the picker (a pipe, CI, --json or --plain get the table).
+    if (!args.json && !args.plain && canPick()) {
+      process.exitCode = await pickAndAct(ctx, { syncBack: true, autoReconnect: true });
+      return;
+    }
     const sessions = await ctx.client.list();
     if (args.json) {
       process.stdout.write(`${JSON.stringify(sessions, null, 2)}\n`);

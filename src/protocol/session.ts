@@ -67,6 +67,8 @@ export const Session = z.object({
   isolated: z.boolean().default(true),
   /** While it runs: whether its program waits for the user (null: not known yet, or ended). */
   attention: Attention.nullable().default(null),
+  /** The last input or output (while it runs), or when it ended; null when not known. */
+  lastActivityAt: z.string().nullable().default(null),
 });
 export type Session = z.infer<typeof Session>;
 

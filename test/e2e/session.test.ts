@@ -198,6 +198,36 @@ describe("a session end to end", () => {
     }
   }, 60_000);
 
+  test("the picker: catty list on a terminal connects with Enter; catty connect with no label picks too; q quits with 0", async () => {
+    const running = cattyJson(["list", "--json"]).length;
+    tmux.type("clear; echo PICKER_TEST; catty new --no-upload --no-sync-back -- bash --norc -i");
+    const label = /^PICKER_TEST$[^]*Session (\S+) started/m.exec(await tmux.waitFor(/^PICKER_TEST$[^]*Session \S+ started/m, 30_000))?.[1] as string;
+    tmux.type("echo picked-$((40+2))");
+    await tmux.waitFor(/^picked-42/m);
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    await tmux.waitFor(/Detached/);
+    tmux.type("clear; catty list; echo LIST_EXIT=$?");
+    // The newest session first, under the cursor.
+    await tmux.waitFor(new RegExp(`❯ ${label}\\s+● running`));
+    expect(tmux.capture()).toMatch(new RegExp(`^${running + 1} sessions?$`, "m"));
+    tmux.keys("Enter");
+    await tmux.waitFor(/^picked-42/m);
+    tmux.type("echo again-$((3*3))");
+    await tmux.waitFor(/^again-9/m);
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    expect(await shellExitCode("LIST_EXIT")).toBe(0);
+    tmux.type("clear; catty connect; echo PICK_EXIT=$?");
+    await tmux.waitFor(new RegExp(`❯ ${label}`));
+    tmux.type("q", false);
+    expect(await shellExitCode("PICK_EXIT")).toBe(0);
+    // Not a terminal: the plain table, never the picker.
+    const piped = Bun.spawnSync(["bash", "-c", `${bins.catty} list | cat`], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
+    expect(piped.stdout.toString()).toMatch(/^LABEL\s+STATUS\s+REGION\s+CREATED$/m);
+    Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
+  }, 90_000);
+
   test("an unknown session says what to do", () => {
     const res = Bun.spawnSync([bins.catty, "stop", "brave-tiger-0000"], {
       env: { ...process.env, HOME: home, CATTY_HOME: home },
