@@ -9,6 +9,7 @@ import type { ApiClient } from "./api.ts";
 import type { Log } from "../lib/log.ts";
 import { Display } from "./display.ts";
 import { DetachDetector } from "./keys.ts";
+import { describeDetachKeys, EscapeKeys } from "./escape-keys.ts";
 import { CursorReportReader } from "./local-screen.ts";
 import { enterRawMode, type RawMode } from "./raw-mode.ts";
 import { SessionLink, type Outcome } from "./session-link.ts";
@@ -24,6 +25,8 @@ export interface AttachOptions {
   log: Log;
   /** Applies sync-back events under the current directory; null: sync-back off. */
   syncBack?: SyncBackWriter | null;
+  /** Docker-style detach keys (`--detach-keys`), besides Enter ~ . and Ctrl+C twice. */
+  detachKeys?: Uint8Array | null;
   stdin?: NodeJS.ReadStream;
   stdout?: NodeJS.WriteStream;
 }
@@ -35,6 +38,16 @@ export type AttachResult =
 
 /** How long to wait for the terminal to report its cursor position (it takes milliseconds). */
 const CURSOR_REPORT_MS = 1_500;
+
+/** Every way to detach, for the "Detach with …" line: `Enter ~ . or Ctrl+C twice` (and the detach keys). */
+export function detachHint(detachKeys: Uint8Array | null): string {
+  return `${detachKeys ? `${describeDetachKeys(detachKeys)}, ` : ""}Enter ~ . or Ctrl+C twice`;
+}
+
+/** What `~?` shows. */
+function escapeHelp(detachKeys: Uint8Array | null): string {
+  return `escapes (after Enter): ~. detach · ~~ a literal ~ · ~? this list${detachKeys ? ` · ${describeDetachKeys(detachKeys)} detach` : ""} · Ctrl+C twice detach`;
+}
 
 export function requireTty(stdin: NodeJS.ReadStream = process.stdin): void {
   if (!stdin.isTTY) {
@@ -51,6 +64,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   const stdout = opts.stdout ?? process.stdout;
   requireTty(stdin);
   const detector = new DetachDetector();
+  const escapes = new EscapeKeys(opts.detachKeys ?? null);
   const size = (): { cols: number; rows: number } => ({
     cols: Math.max(1, stdout.columns || 80),
     rows: Math.max(1, stdout.rows || 24),
@@ -119,9 +133,11 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   }, CURSOR_REPORT_MS);
 
   const input = (bytes: Uint8Array): void => {
-    const { forward, detach } = detector.feed(bytes);
+    const escaped = escapes.feed(bytes);
+    if (escaped.help) display.notice(escapeHelp(opts.detachKeys ?? null));
+    const { forward, detach } = detector.feed(escaped.forward);
     if (forward.length > 0) link.send(forward);
-    if (detach) resolveLocal({ kind: "detached" });
+    if (detach || escaped.detach) resolveLocal({ kind: "detached" });
   };
   const onData = (chunk: unknown): void => {
     let bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Uint8Array);

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import { DEFAULT_SYNC_MAX_BYTES } from "../protocol/agent-env.ts";
 import { CattyError } from "../protocol/errors.ts";
+import { parseDetachKeys } from "./escape-keys.ts";
 import type { Level } from "../lib/log.ts";
 import { cattyHome } from "../lib/paths.ts";
 import { boolSetting, enumSetting, intSetting, LOG_LEVELS, optionalString, readSettings, setting, stringSetting } from "../protocol/settings.ts";
@@ -35,6 +36,12 @@ export const CLI_SETTINGS = {
   syncMaxBytes: setting(intSetting(DEFAULT_SYNC_MAX_BYTES, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)" }),
   githubApi: setting(stringSetting("https://api.github.com"), { env: ["CATTY_GITHUB_API"], doc: "the GitHub API `catty secrets` checks tokens with" }),
   quiet: setting(boolSetting(false), { env: ["CATTY_QUIET"], doc: "print only errors" }),
+  detachKeys: setting(optionalString(), {
+    flag: "detach-keys",
+    env: ["CATTY_DETACH_KEYS"],
+    doc: "keys that detach without reaching the program, docker-style (e.g. `ctrl-p,ctrl-q`)",
+    shown: "none (Enter ~ . and Ctrl+C twice always work)",
+  }),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
     doc: "log level of `$CATTY_HOME/logs/catty.log`",
@@ -62,12 +69,14 @@ export interface CliConfig {
   quiet: boolean;
   /** `CATTY_LOG_LEVEL`. */
   logLevel: Level;
+  /** `--detach-keys` / `CATTY_DETACH_KEYS`, parsed; null: none. */
+  detachKeys: Uint8Array | null;
 }
 
-export function readCliConfig(flags: { api?: string }, env: NodeJS.ProcessEnv = process.env): Readonly<CliConfig> {
+export function readCliConfig(flags: { api?: string; "detach-keys"?: string }, env: NodeJS.ProcessEnv = process.env): Readonly<CliConfig> {
   let s;
   try {
-    s = readSettings(CLI_SETTINGS, { flags: { api: flags.api }, env });
+    s = readSettings(CLI_SETTINGS, { flags: { api: flags.api, "detach-keys": flags["detach-keys"] }, env });
   } catch (err) {
     throw new CattyError("bad_request", (err as Error).message, "Fix or unset the variable.");
   }
@@ -84,6 +93,7 @@ export function readCliConfig(flags: { api?: string }, env: NodeJS.ProcessEnv = 
     githubApi: s.githubApi.replace(/\/+$/, ""),
     quiet: s.quiet,
     logLevel: s.logLevel,
+    detachKeys: s.detachKeys ? parseDetachKeys(s.detachKeys) : null,
   });
 }
 

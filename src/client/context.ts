@@ -12,7 +12,7 @@ export interface Context {
   client: ApiClient;
 }
 
-export async function resolveContext(flags: { api?: string }, onStarting: () => void = () => {}): Promise<Context> {
+export async function resolveContext(flags: { api?: string; "detach-keys"?: string }, onStarting: () => void = () => {}): Promise<Context> {
   const config = readCliConfig(flags);
   const creds = readCredentials(config);
   if (config.apiOverride) {

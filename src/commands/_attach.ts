@@ -47,6 +47,7 @@ export async function attachAndReport(ctx: Context, label: string, flags: Attach
     offset: flags.offset,
     autoReconnect: flags.autoReconnect,
     syncBack,
+    detachKeys: ctx.config.detachKeys,
   });
   reportSync(syncBack);
   switch (result.kind) {

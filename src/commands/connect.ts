@@ -15,6 +15,7 @@ export default defineCommand({
     view: { type: "boolean", default: false, description: "Watch read-only, alongside the interactive client" },
     "sync-back": { type: "boolean", default: true, description: "Sync changed files back here (--no-sync-back turns it off)" },
     "auto-reconnect": { type: "boolean", default: true, description: "Reconnect by itself when the link drops" },
+    "detach-keys": { type: "string", description: "Keys that detach without reaching the program, e.g. ctrl-p,ctrl-q (CATTY_DETACH_KEYS)" },
   },
   async run({ args }) {
     requireTty();

@@ -6,7 +6,7 @@ import { parseDuration } from "../lib/duration.ts";
 import { uploadDirectory } from "../client/upload.ts";
 import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
-import { requireTty } from "../client/attach.ts";
+import { detachHint, requireTty } from "../client/attach.ts";
 import { recordTree } from "../client/sync-back.ts";
 import { apiArg, commandAfterDashes } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
@@ -28,6 +28,7 @@ export default defineCommand({
     git: { type: "boolean", default: true, description: "Include .git in the upload (--no-git leaves it out)" },
     "sync-back": { type: "boolean", default: true, description: "Sync changed files back here (--no-sync-back turns it off)" },
     "auto-reconnect": { type: "boolean", default: true, description: "Reconnect by itself when the link drops" },
+    "detach-keys": { type: "string", description: "Keys that detach without reaching the program, e.g. ctrl-p,ctrl-q (CATTY_DETACH_KEYS)" },
     from: { type: "string", description: "Start from the latest save of session LABEL instead of this directory" },
     "idle-timeout": { type: "string", description: "Stop after this long without input or output (e.g. 30m; server default 2h)" },
     duration: { type: "string", description: "Stop after this long in any case (1h to 8h)" },
@@ -67,7 +68,7 @@ export default defineCommand({
       );
     }
     ui.success(
-      `Session ${session.label} started (${session.region}). Detach with Ctrl+C twice; reconnect with \`catty connect ${session.label}\`.`,
+      `Session ${session.label} started (${session.region}). Detach with ${detachHint(ctx.config.detachKeys)}; reconnect with \`catty connect ${session.label}\`.`,
     );
     process.exitCode = await attachAndReport(ctx, session.label, {
       mode: "interactive",

@@ -3,7 +3,7 @@
  * sessions running bash and vim under a real PTY in detached catty-agent processes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
@@ -225,6 +225,60 @@ describe("a session end to end", () => {
     // Not a terminal: the plain table, never the picker.
     const piped = Bun.spawnSync(["bash", "-c", `${bins.catty} list | cat`], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
     expect(piped.stdout.toString()).toMatch(/^LABEL\s+STATUS\s+REGION\s+CREATED$/m);
+    Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
+  }, 90_000);
+
+  test("detaching without disturbing the program: Enter ~ ., detach keys, ~~ and ~?; Ctrl+C twice sends the program one", async () => {
+    // Counts the Ctrl+C it gets, and names every other key.
+    const counter = join(work, "count-keys.sh");
+    writeFileSync(
+      counter,
+      [
+        "stty raw -echo",
+        "n=0",
+        // (bash's read -n turns signals back on: Ctrl+C arrives as SIGINT, counted here.)
+        "trap 'n=$((n+1)); printf \"ctrl-c %d\\r\\n\" \"$n\"' INT",
+        "printf 'ready\\r\\n'",
+        "while :; do",
+        "  if IFS= read -r -n1 -d '' c; then printf 'key [%s]\\r\\n' \"$c\"; fi",
+        "done",
+      ].join("\n"),
+    );
+    tmux.type(`clear; echo ESCAPES_TEST; catty new --no-upload --no-sync-back --detach-keys ctrl-p,ctrl-q -- bash ${counter}; echo NEW_EXIT=$?`);
+    const started = await tmux.waitFor(/^ESCAPES_TEST$[^]*Session \S+ started[^]*ready/m, 30_000);
+    const label = /Session (\S+) started/.exec(started)?.[1] as string;
+    expect(started.replaceAll("\n", "")).toContain("Detach with Ctrl+P Ctrl+Q, Enter ~ . or Ctrl+C twice");
+    // ~ at the start (nothing typed yet), then . : detached, and the program saw neither.
+    tmux.type("~.", false);
+    expect(await shellExitCode("NEW_EXIT")).toBe(0);
+    expect(tmux.capture()).toContain(`Detached from ${label}`);
+
+    tmux.type(`clear; catty connect ${label} --detach-keys ctrl-p,ctrl-q; echo C1=$?`);
+    await tmux.waitFor(/ready/);
+    tmux.type("a", false);
+    await tmux.waitFor(/key \[a\]/);
+    tmux.keys("Enter");
+    tmux.type("~~", false);
+    await tmux.waitFor(/key \[~\]/);
+    tmux.keys("Enter");
+    tmux.type("~?", false);
+    await tmux.waitFor(/escapes \(after Enter\): ~\. detach/);
+    tmux.keys("C-p", "C-q");
+    expect(await shellExitCode("C1")).toBe(0);
+
+    tmux.type(`clear; catty connect ${label}; echo C2=$?`);
+    await tmux.waitFor(/key \[~\]/);
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    expect(await shellExitCode("C2")).toBe(0);
+    tmux.type(`clear; catty connect ${label}; echo C3=$?`);
+    await tmux.waitFor(/ctrl-c 1/);
+    // In all: one Ctrl+C reached the program (the first of the pair), and none of the escapes.
+    const screen = tmux.capture();
+    expect(screen).not.toContain("ctrl-c 2");
+    expect(screen).not.toMatch(/key \[[.?\x10\x11]\]/);
+    tmux.type("~.", false);
+    expect(await shellExitCode("C3")).toBe(0);
     Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
   }, 90_000);
 
