@@ -46,7 +46,8 @@ async function main(): Promise<void> {
     const s = await api.create({ command: ["sleep", "600"], cols: 80, rows: 24 });
     cleanups.push({ what: `session ${s.label}`, run: () => api.stop(s.label) });
   }
-  const env = { ...process.env, CATTY_API_ADDR: server.url, CATTY_TOKEN: server.token, CATTY_HOME: join(tmp, "home"), CATTY_NO_UPDATE_CHECK: "1" };
+  // (As on a user's terminal: under CI catty prints the table instead.)
+  const env = { ...process.env, CI: undefined, CONTINUOUS_INTEGRATION: undefined, CATTY_API_ADDR: server.url, CATTY_TOKEN: server.token, CATTY_HOME: join(tmp, "home") };
   const picker: number[] = [];
   const plain: number[] = [];
   const tmux: number[] = [];

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
+import { PutFileResult } from "../protocol/files.ts";
 import { SaveDownload, ServerLimits, Session, UploadResult, UsageReport, type CreateSession } from "../protocol/session.ts";
 
 export interface ApiClient {
@@ -19,6 +20,8 @@ export interface ApiClient {
   get(label: string): Promise<Session>;
   create(body: CreateSession): Promise<Session>;
   stop(label: string): Promise<Session>;
+  /** Hands a file to a running session: it lands in .catty-uploads/; resolves to the path the program sees. */
+  putFile(label: string, name: string, bytes: Uint8Array): Promise<PutFileResult>;
   /** The newest complete save of a session, with a short-lived URL (resolve it with `resolveUrl`). */
   latestSave(label: string): Promise<SaveDownload>;
   /** Resolves a URL the server handed out (relative ones are on the API server). */
@@ -33,7 +36,7 @@ export function createApiClient(api: string, token: string): ApiClient {
     path: string,
     schema: z.ZodType<T>,
     body?: unknown,
-    file?: { stream: ReadableStream<Uint8Array>; size: number },
+    file?: { body: ReadableStream<Uint8Array> | Uint8Array; size: number; type: string },
   ): Promise<T> {
     let res: Response;
     try {
@@ -42,9 +45,9 @@ export function createApiClient(api: string, token: string): ApiClient {
         headers: {
           Authorization: `Bearer ${token}`,
           ...(body ? { "Content-Type": "application/json" } : {}),
-          ...(file ? { "Content-Type": "application/gzip", "Content-Length": String(file.size) } : {}),
+          ...(file ? { "Content-Type": file.type, "Content-Length": String(file.size) } : {}),
         },
-        body: file ? file.stream : body ? JSON.stringify(body) : undefined,
+        body: file ? file.body : body ? JSON.stringify(body) : undefined,
       });
     } catch (err) {
       throw new CattyError(
@@ -76,7 +79,9 @@ export function createApiClient(api: string, token: string): ApiClient {
     whoami: () => call("GET", "/v1/whoami", z.object({ user: z.string() })),
     limits: () => call("GET", "/v1/config", ServerLimits),
     usage: (month) => call("GET", `/v1/usage${month ? `?month=${encodeURIComponent(month)}` : ""}`, UsageReport),
-    upload: (stream, size) => call("POST", "/v1/uploads", UploadResult, undefined, { stream, size }),
+    upload: (stream, size) => call("POST", "/v1/uploads", UploadResult, undefined, { body: stream, size, type: "application/gzip" }),
+    putFile: (label, name, bytes) =>
+      call("POST", `/v1/sessions/${enc(label)}/files?name=${enc(name)}`, PutFileResult, undefined, { body: bytes, size: bytes.length, type: "application/octet-stream" }),
     list: () => call("GET", "/v1/sessions", z.array(Session)),
     get: (label) => call("GET", `/v1/sessions/${enc(label)}`, Session),
     create: (body) => call("POST", "/v1/sessions", Session, body),

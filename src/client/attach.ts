@@ -10,6 +10,7 @@ import type { Log } from "../lib/log.ts";
 import { Display } from "./display.ts";
 import { DetachDetector } from "./keys.ts";
 import { describeDetachKeys, EscapeKeys } from "./escape-keys.ts";
+import { droppableFiles, PasteCatcher, pastedPaths } from "./paste-files.ts";
 import { CursorReportReader } from "./local-screen.ts";
 import { enterRawMode, type RawMode } from "./raw-mode.ts";
 import { SessionLink, type Outcome } from "./session-link.ts";
@@ -42,6 +43,11 @@ const CURSOR_REPORT_MS = 1_500;
 /** Every way to detach, for the "Detach with …" line: `Enter ~ . or Ctrl+C twice` (and the detach keys). */
 export function detachHint(detachKeys: Uint8Array | null): string {
   return `${detachKeys ? `${describeDetachKeys(detachKeys)}, ` : ""}Enter ~ . or Ctrl+C twice`;
+}
+
+/** A path as a terminal types a dropped one: spaces and shell characters escaped with `\`. */
+function escapePath(path: string): string {
+  return path.replace(/[^A-Za-z0-9_./~+-]/g, (c) => `\\${c}`);
 }
 
 /** What `~?` shows. */
@@ -132,12 +138,51 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     if (held.length > 0) input(held);
   }, CURSOR_REPORT_MS);
 
-  const input = (bytes: Uint8Array): void => {
+  const deliver = (bytes: Uint8Array): void => {
     const escaped = escapes.feed(bytes);
     if (escaped.help) display.notice(escapeHelp(opts.detachKeys ?? null));
     const { forward, detach } = detector.feed(escaped.forward);
     if (forward.length > 0) link.send(forward);
     if (detach || escaped.detach) resolveLocal({ kind: "detached" });
+  };
+  // Files dropped on the terminal go to the session first; input after them waits its turn.
+  const pastes = new PasteCatcher();
+  let busy: Promise<void> | null = null;
+  /** Runs `step` now when nothing waits, else after what waits; an async step makes later input wait. */
+  const after = (step: () => void | Promise<void>): void => {
+    const started = busy ? busy.then(step) : step();
+    if (!started) return;
+    const next: Promise<void> = started.finally(() => {
+      if (busy === next) busy = null;
+    });
+    busy = next;
+  };
+  const input = (bytes: Uint8Array): void => {
+    for (const ev of pastes.feed(bytes)) {
+      if (ev.kind === "bytes") {
+        after(() => deliver(ev.data));
+        continue;
+      }
+      const files = opts.mode === "interactive" ? droppableFiles(pastedPaths(ev.text) ?? []) : null;
+      after(files && files.length > 0 ? () => handFiles(files, ev.raw) : () => deliver(ev.raw));
+    }
+  };
+  /** Uploads the dropped files and pastes their remote paths; on failure, the local paths as pasted. */
+  const handFiles = async (files: Array<{ path: string; name: string; size: number }>, raw: Uint8Array): Promise<void> => {
+    const remote: string[] = [];
+    try {
+      for (const [i, f] of files.entries()) {
+        display.status(`Uploading ${f.name}${files.length > 1 ? ` (${i + 1} of ${files.length})` : ""}…`);
+        remote.push((await opts.client.putFile(opts.label, f.name, await Bun.file(f.path).bytes())).path);
+      }
+    } catch (err) {
+      display.status("");
+      display.notice(`could not upload ${files.length === 1 ? "the file" : "the files"} (${(err as Error).message}); pasted the local path instead`);
+      deliver(raw);
+      return;
+    }
+    display.status("");
+    deliver(new TextEncoder().encode(`\x1b[200~${remote.map(escapePath).join(" ")}\x1b[201~`));
   };
   const onData = (chunk: unknown): void => {
     let bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Uint8Array);

@@ -6,8 +6,14 @@ import { runPicker } from "../tui/picker/run.tsx";
 import { attachAndReport } from "./_attach.ts";
 import { downloadLatest } from "./download.ts";
 
-/** Whether the picker can run: stdin and stdout are both terminals. */
-export const canPick = (): boolean => Boolean(process.stdin.isTTY && process.stdout.isTTY);
+/** A CI run (`CI` or `CONTINUOUS_INTEGRATION` set, and not to 0 or false): Ink would draw nothing until the end there. */
+export function inCi(env: NodeJS.ProcessEnv = process.env): boolean {
+  const set = (k: string): boolean => k in env && env[k] !== "0" && env[k] !== "false";
+  return set("CI") || set("CONTINUOUS_INTEGRATION");
+}
+
+/** Whether the picker can run: stdin and stdout are both terminals, and this is not CI. */
+export const canPick = (): boolean => Boolean(process.stdin.isTTY && process.stdout.isTTY) && !inCi();
 
 /** Runs the picker and acts on the choice; resolves to the exit code. */
 export async function pickAndAct(ctx: Context, flags: { syncBack: boolean; autoReconnect: boolean }): Promise<number> {

@@ -5,6 +5,12 @@
  * agent accepts only names of the form built here.
  */
 
+import { z } from "zod";
+
+/** The answer to `POST /v1/sessions/<label>/files`: where the file is, as the program sees it. */
+export const PutFileResult = z.object({ path: z.string(), size: z.number().int() });
+export type PutFileResult = z.infer<typeof PutFileResult>;
+
 /** The directory, inside the workspace, that handed files land in. Sync-back leaves it out. */
 export const FILES_DIR = ".catty-uploads";
 

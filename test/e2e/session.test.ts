@@ -3,7 +3,7 @@
  * sessions running bash and vim under a real PTY in detached catty-agent processes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
@@ -207,7 +207,8 @@ describe("a session end to end", () => {
     tmux.keys("C-c");
     tmux.keys("C-c");
     await tmux.waitFor(/Detached/);
-    tmux.type("clear; catty list; echo LIST_EXIT=$?");
+    // (A user's terminal: CI runs set CI, where catty prints the table instead.)
+    tmux.type("clear; env -u CI catty list; echo LIST_EXIT=$?");
     // The newest session first, under the cursor.
     await tmux.waitFor(new RegExp(`❯ ${label}\\s+● running`));
     expect(tmux.capture()).toMatch(new RegExp(`^${running + 1} sessions?$`, "m"));
@@ -218,13 +219,17 @@ describe("a session end to end", () => {
     tmux.keys("C-c");
     tmux.keys("C-c");
     expect(await shellExitCode("LIST_EXIT")).toBe(0);
-    tmux.type("clear; catty connect; echo PICK_EXIT=$?");
+    tmux.type("clear; env -u CI catty connect; echo PICK_EXIT=$?");
     await tmux.waitFor(new RegExp(`❯ ${label}`));
     tmux.type("q", false);
     expect(await shellExitCode("PICK_EXIT")).toBe(0);
     // Not a terminal: the plain table, never the picker.
     const piped = Bun.spawnSync(["bash", "-c", `${bins.catty} list | cat`], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
     expect(piped.stdout.toString()).toMatch(/^LABEL\s+STATUS\s+REGION\s+CREATED$/m);
+    // CI: a terminal, but the table.
+    tmux.type("clear; CI=true catty list; echo CI_EXIT=$?");
+    expect(await shellExitCode("CI_EXIT")).toBe(0);
+    expect(tmux.capture()).toMatch(/^LABEL\s+STATUS\s+REGION\s+CREATED$/m);
     Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
   }, 90_000);
 
@@ -279,6 +284,43 @@ describe("a session end to end", () => {
     expect(screen).not.toMatch(/key \[[.?\x10\x11]\]/);
     tmux.type("~.", false);
     expect(await shellExitCode("C3")).toBe(0);
+    Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
+  }, 90_000);
+
+  test("files dropped on the terminal (a bracketed paste of their paths) go to .catty-uploads; the program gets the remote paths", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "catty-drop-"));
+    const png = crypto.getRandomValues(new Uint8Array(200_000));
+    writeFileSync(join(dir, "Screen Shot.png"), png);
+    writeFileSync(join(dir, "notes.md"), "# notes\n");
+    writeFileSync(join(dir, "tool.exe"), "MZ");
+    writeFileSync(join(dir, "huge.pdf"), Buffer.alloc(10 * 1024 * 1024 + 1));
+    // Asks for bracketed pastes (as Claude Code does) and shows what it gets, escapes visible.
+    const show = join(work, "show-paste.sh");
+    writeFileSync(show, "printf '\\033[?2004h'; stty raw -echo; printf 'ready\\r\\n'; exec cat -v\n");
+    tmux.type(`clear; echo DROP_TEST; catty new --no-upload --no-sync-back -- bash ${show}; echo DROP_EXIT=$?`);
+    const started = await tmux.waitFor(/^DROP_TEST$[^]*Session \S+ started[^]*ready/m, 30_000);
+    const label = /Session (\S+) started/.exec(started)?.[1] as string;
+    const uploads = join(server.dataDir, "sessions", label, "workspace", ".catty-uploads");
+
+    tmux.paste(`${join(dir, "Screen\\ Shot.png")} ${join(dir, "notes.md")}`);
+    const shown = await tmux.waitFor(/\^\[\[200~[^]*\^\[\[201~/, 30_000);
+    const typed = /\^\[\[200~([^]*?)\^\[\[201~/.exec(shown.replaceAll("\n", ""))?.[1] as string;
+    const remote = typed.split(" ");
+    expect(remote).toHaveLength(2);
+    expect(remote[0]).toMatch(new RegExp(`^${uploads}/Screen-Shot-\\d{8}-\\d{6}\\.png$`));
+    expect(remote[1]).toMatch(new RegExp(`^${uploads}/notes-\\d{8}-\\d{6}\\.md$`));
+    expect(new Uint8Array(readFileSync(remote[0] as string))).toEqual(png);
+    expect(readFileSync(remote[1] as string, "utf8")).toBe("# notes\n");
+
+    // A type a session does not take, and a file over 10 MB: pasted as they were.
+    for (const name of ["tool.exe", "huge.pdf"]) {
+      tmux.paste(join(dir, name));
+      await waitFor(() => tmux.capture().replaceAll("\n", "").includes(`^[[200~${join(dir, name)}^[[201~`), { what: `${name} pasted as it was` });
+    }
+    expect(readdirSync(uploads)).toHaveLength(2);
+    tmux.keys("C-c");
+    tmux.keys("C-c");
+    expect(await shellExitCode("DROP_EXIT")).toBe(0);
     Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
   }, 90_000);
 

@@ -35,6 +35,12 @@ export class Tmux {
     if (enter) this.run(["send-keys", "-t", this.target, "Enter"]);
   }
 
+  /** Pastes `text` as a terminal pastes (and drops files): bracketed when the program asked for it. */
+  paste(text: string): void {
+    this.run(["set-buffer", "-b", "catty-paste", "--", text]);
+    this.run(["paste-buffer", "-p", "-d", "-b", "catty-paste", "-t", this.target]);
+  }
+
   keys(...keys: string[]): void {
     this.run(["send-keys", "-t", this.target, ...keys]);
   }
