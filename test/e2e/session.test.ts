@@ -324,6 +324,32 @@ describe("a session end to end", () => {
     Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
   }, 90_000);
 
+  test("catty stop --all asks first (n stops nothing), --yes does not ask, a script without --yes is refused", async () => {
+    const env = { ...process.env, HOME: home, CATTY_HOME: home };
+    for (let i = 0; i < 2; i++) {
+      await fetch(`${server.url}/v1/sessions`, { method: "POST", headers: { Authorization: `Bearer ${server.ownerToken}`, "Content-Type": "application/json" }, body: JSON.stringify({ command: ["sleep", "300"] }) });
+    }
+    const running = (): string[] => list().filter((s) => s.status === "running" || s.status === "starting").map((s) => s.label);
+    expect(running().length).toBeGreaterThanOrEqual(2);
+    const scripted = Bun.spawnSync([bins.catty, "stop", "--all"], { env, stdin: "ignore" });
+    expect(scripted.exitCode).toBe(1);
+    expect(scripted.stderr.toString()).toContain("without a confirmation");
+    expect(scripted.stderr.toString()).toContain("--yes");
+    tmux.type("clear; catty stop --all; echo STOP_ALL=$?");
+    await tmux.waitFor(/Stop \d+ running sessions? \(.+\)\? \[y\/N\]/);
+    tmux.type("n");
+    expect(await shellExitCode("STOP_ALL")).toBe(1);
+    expect(running().length).toBeGreaterThanOrEqual(2);
+    const all = Bun.spawnSync([bins.catty, "stop", "--all", "--yes"], { env, stdin: "ignore" });
+    expect(all.exitCode).toBe(0);
+    expect(running()).toEqual([]);
+    const none = Bun.spawnSync([bins.catty, "stop", "--all"], { env, stdin: "ignore" });
+    expect(none.exitCode).toBe(0);
+    expect(none.stderr.toString() + none.stdout.toString()).toContain("No running sessions.");
+    const both = Bun.spawnSync([bins.catty, "stop", "--all", "brave-tiger-0000"], { env, stdin: "ignore" });
+    expect(both.exitCode).toBe(1);
+  }, 90_000);
+
   test("an unknown session says what to do", () => {
     const res = Bun.spawnSync([bins.catty, "stop", "brave-tiger-0000"], {
       env: { ...process.env, HOME: home, CATTY_HOME: home },
