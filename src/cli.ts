@@ -8,23 +8,11 @@ import { readCliConfig } from "./client/config.ts";
 import { createLog } from "./lib/log.ts";
 import { ui } from "./client/ui.ts";
 import { VERSION } from "./lib/version.ts";
-
-const load = (p: Promise<{ default: CommandDef<any> }>) => () => p.then((m) => m.default);
+import { COMMANDS } from "./commands/index.ts";
 
 const main = defineCommand({
   meta: { name: "catty", version: VERSION, description: "Persistent remote sessions for Claude Code and any terminal program" },
-  subCommands: {
-    new: () => load(import("./commands/new.ts"))(),
-    connect: () => load(import("./commands/connect.ts"))(),
-    list: () => load(import("./commands/list.ts"))(),
-    stop: () => load(import("./commands/stop.ts"))(),
-    download: () => load(import("./commands/download.ts"))(),
-    sync: () => load(import("./commands/sync.ts"))(),
-    login: () => load(import("./commands/login.ts"))(),
-    logout: () => load(import("./commands/logout.ts"))(),
-    secrets: () => load(import("./commands/secrets.ts"))(),
-    usage: () => load(import("./commands/usage.ts"))(),
-  },
+  subCommands: COMMANDS,
 });
 
 /** `catty --api URL list` → `catty list --api URL`: the global flag may come before the command. */

@@ -1,0 +1,20 @@
+/** The CLI's commands, each loaded when it runs (`catty --help` and completion load them all). */
+import type { CommandDef } from "citty";
+
+// citty's CommandDef is generic over each command's own arguments.
+type AnyCommand = CommandDef<any>;
+const load = (p: Promise<{ default: AnyCommand }>): Promise<AnyCommand> => p.then((m) => m.default);
+
+export const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
+  new: () => load(import("./new.ts")),
+  connect: () => load(import("./connect.ts")),
+  list: () => load(import("./list.ts")),
+  stop: () => load(import("./stop.ts")),
+  download: () => load(import("./download.ts")),
+  sync: () => load(import("./sync.ts")),
+  login: () => load(import("./login.ts")),
+  logout: () => load(import("./logout.ts")),
+  secrets: () => load(import("./secrets.ts")),
+  usage: () => load(import("./usage.ts")),
+  completion: () => load(import("./completion.ts")),
+};
