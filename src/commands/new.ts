@@ -49,6 +49,7 @@ export default defineCommand({
       throw new CattyError("bad_request", "--own-api-key reads ANTHROPIC_API_KEY from this shell, and it is not set.", "export ANTHROPIC_API_KEY=… first.");
     }
     const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git, report: terminalReporter(ui.warn) }) : null;
+    ui.start(from ? `Starting a session from the latest save of ${from}…` : "Starting the session machine…");
     const session = await ctx.client.create({
       command,
       ...(upload ? { upload: upload.id } : {}),
