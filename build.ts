@@ -3,10 +3,15 @@
  *   bun build.ts          → dist/catty, dist/catty-server, dist/catty-agent (this machine)
  *   bun build.ts --all    → dist/<target>/… for every release target
  *   --outdir DIR          → somewhere else than dist/ (tests); --quiet prints nothing
+ *   --release [--version V] → binaries that report V or package.json's version (else "dev"), with
+ *                           --npm-name NAME and --download-url URL: where `catty update` looks
+ *   --targets a,b         → with --all: only these targets (of linux-x64, linux-arm64, darwin-x64, darwin-arm64)
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { buildWebAssets } from "./server/web/assets.ts";
+import { PACKAGE_VERSION } from "./src/lib/version.ts";
+import { TARGETS } from "./src/lib/platforms.ts";
 
 const ENTRIES = [
   { name: "catty", entry: "src/cli.ts" },
@@ -14,11 +19,15 @@ const ENTRIES = [
   { name: "catty-agent", entry: "agent/main.ts" },
 ] as const;
 
-const TARGETS = ["linux-x64", "linux-arm64", "darwin-x64", "darwin-arm64"] as const;
 
 const args = process.argv.slice(2);
 const all = args.includes("--all");
 const quiet = args.includes("--quiet");
+const release = args.includes("--release");
+const flag = (name: string): string | undefined => {
+  const i = args.indexOf(name);
+  return i === -1 ? undefined : args[i + 1];
+};
 const root = import.meta.dir;
 const outdirFlag = args.indexOf("--outdir");
 const distDir = outdirFlag === -1 ? join(root, "dist") : (args[outdirFlag + 1] ?? join(root, "dist"));
@@ -49,7 +58,12 @@ async function compile(name: string, entry: string, target: string | null): Prom
     format: "esm",
     sourcemap: "linked",
     plugins: [stubDevtools],
-    ...(name === "catty-server" ? { define: { CATTY_WEB_ASSETS: JSON.stringify(await (web ??= buildWebAssets())) } } : {}),
+    define: {
+      ...(release ? { CATTY_VERSION: JSON.stringify(flag("--version") ?? PACKAGE_VERSION) } : {}),
+      ...(release && flag("--npm-name") ? { CATTY_NPM_NAME: JSON.stringify(flag("--npm-name")) } : {}),
+      ...(release && flag("--download-url") ? { CATTY_DOWNLOAD_URL: JSON.stringify(flag("--download-url")) } : {}),
+      ...(name === "catty-server" ? { CATTY_WEB_ASSETS: JSON.stringify(await (web ??= buildWebAssets())) } : {}),
+    },
   });
   if (!result.success) {
     for (const log of result.logs) console.error(log);
@@ -58,6 +72,9 @@ async function compile(name: string, entry: string, target: string | null): Prom
   if (!quiet) console.log(`built ${outfile} in ${Math.round(performance.now() - started)} ms`);
 }
 
-for (const target of all ? [null, ...TARGETS] : [null]) {
+const targetsFlag = args.indexOf("--targets");
+const targets = targetsFlag === -1 ? [...TARGETS] : (flag("--targets") ?? "").split(",").filter((t) => (TARGETS as readonly string[]).includes(t));
+// With --targets only those (a release); with --all alone this machine's too.
+for (const target of all ? [...(targetsFlag === -1 ? [null] : []), ...targets] : [null]) {
   for (const { name, entry } of ENTRIES) await compile(name, entry, target);
 }

@@ -9,6 +9,11 @@ import { createLog } from "./lib/log.ts";
 import { ui } from "./client/ui.ts";
 import { VERSION } from "./lib/version.ts";
 import { COMMANDS } from "./commands/index.ts";
+import { join } from "node:path";
+import { confirm } from "./client/hidden-input.ts";
+import { installKind, latestVersion, offerUpdate, UpdateCheckState, updateSettings } from "./client/update.ts";
+import { updateTo } from "./commands/update.ts";
+import { inCi } from "./lib/ci.ts";
 
 const main = defineCommand({
   meta: { name: "catty", version: VERSION, description: "Persistent remote sessions for Claude Code and any terminal program" },
@@ -52,7 +57,27 @@ async function run(input: string[]): Promise<number> {
     return 1;
   }
   await runCommand(main, { rawArgs: argv });
-  return typeof process.exitCode === "number" ? process.exitCode : 0;
+  const code = typeof process.exitCode === "number" ? process.exitCode : 0;
+  if (!NO_UPDATE_CHECK.has(sub)) await offerAnUpdate();
+  return typeof process.exitCode === "number" ? process.exitCode : code;
+}
+
+/** Commands after which catty does not look for a newer version. */
+const NO_UPDATE_CHECK = new Set(["version", "update", "completion"]);
+
+/** On a terminal, at most every 15 min: "Update available: A → B. Update now? (Y/n)". */
+async function offerAnUpdate(): Promise<void> {
+  if (!process.stdin.isTTY || !process.stderr.isTTY || inCi() || process.env.CATTY_NO_UPDATE_CHECK === "1") return;
+  if (installKind().kind === "dev") return;
+  const state = new UpdateCheckState(join(readCliConfig({}).home, "update-check.json"));
+  const latest = await offerUpdate(state, () => latestVersion(updateSettings()), VERSION);
+  if (!latest) return;
+  if (await confirm(`Update available: ${VERSION} → ${latest}. Update now?`, true)) {
+    process.exitCode = await updateTo(latest);
+  } else {
+    state.write({ ...state.read(), declined: { version: latest, at: Date.now() } });
+    ui.info(`Not now; \`catty update\` updates any time. Not asking about ${latest} again for 2 days.`);
+  }
 }
 
 let code: number;

@@ -2,17 +2,12 @@
 import type { Context } from "../client/context.ts";
 import { requireTty } from "../client/attach.ts";
 import { ui } from "../client/ui.ts";
+import { inCi } from "../lib/ci.ts";
 import { runPicker } from "../tui/picker/run.tsx";
 import { attachAndReport } from "./_attach.ts";
 import { downloadLatest } from "./download.ts";
 
-/** A CI run (`CI` or `CONTINUOUS_INTEGRATION` set, and not to 0 or false): Ink would draw nothing until the end there. */
-export function inCi(env: NodeJS.ProcessEnv = process.env): boolean {
-  const set = (k: string): boolean => k in env && env[k] !== "0" && env[k] !== "false";
-  return set("CI") || set("CONTINUOUS_INTEGRATION");
-}
-
-/** Whether the picker can run: stdin and stdout are both terminals, and this is not CI. */
+/** Whether the picker can run: stdin and stdout are both terminals, and this is not CI (Ink would draw nothing until the end there). */
 export const canPick = (): boolean => Boolean(process.stdin.isTTY && process.stdout.isTTY) && !inCi();
 
 /** Runs the picker and acts on the choice; resolves to the exit code. */

@@ -17,4 +17,6 @@ export const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
   secrets: () => load(import("./secrets.ts")),
   usage: () => load(import("./usage.ts")),
   completion: () => load(import("./completion.ts")),
+  update: () => load(import("./update.ts")),
+  version: () => load(import("./version.ts")),
 };
