@@ -11,7 +11,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { buildWebAssets } from "./server/web/assets.ts";
 import { PACKAGE_VERSION } from "./src/lib/version.ts";
-import { TARGETS } from "./src/lib/platforms.ts";
+import { TARGETS } from "./src/client/platforms.ts";
 
 const ENTRIES = [
   { name: "catty", entry: "src/cli.ts" },

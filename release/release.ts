@@ -18,7 +18,7 @@
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { TARGETS, type Target } from "../src/lib/platforms.ts";
+import { TARGETS, type Target } from "../src/client/platforms.ts";
 import { PACKAGE_VERSION } from "../src/lib/version.ts";
 
 const ROOT = join(import.meta.dir, "..");

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { confirm } from "./client/hidden-input.ts";
 import { installKind, latestVersion, offerUpdate, UpdateCheckState, updateSettings } from "./client/update.ts";
 import { updateTo } from "./commands/update.ts";
-import { inCi } from "./lib/ci.ts";
+import { inCi } from "./client/ci.ts";
 
 const main = defineCommand({
   meta: { name: "catty", version: VERSION, description: "Persistent remote sessions for Claude Code and any terminal program" },

@@ -10,7 +10,7 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
-import { currentTarget } from "../lib/platforms.ts";
+import { currentTarget } from "./platforms.ts";
 import { VERSION } from "../lib/version.ts";
 
 /** Set by `build.ts --release`: the npm package and the download URL the release was made for. */

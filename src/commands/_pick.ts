@@ -2,7 +2,7 @@
 import type { Context } from "../client/context.ts";
 import { requireTty } from "../client/attach.ts";
 import { ui } from "../client/ui.ts";
-import { inCi } from "../lib/ci.ts";
+import { inCi } from "../client/ci.ts";
 import { runPicker } from "../tui/picker/run.tsx";
 import { attachAndReport } from "./_attach.ts";
 import { downloadLatest } from "./download.ts";

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CHECK_EVERY_MS, DECLINED_QUIET_MS, installCommand, installKind, isNewer, offerUpdate, replaceBinaries, UpdateCheckState, type UpdateSettings } from "../../src/client/update.ts";
-import { currentTarget } from "../../src/lib/platforms.ts";
+import { currentTarget } from "../../src/client/platforms.ts";
 import { tempDirs } from "../helpers/fs.ts";
 
 const temp = tempDirs("catty-update-");

@@ -2,7 +2,7 @@
  * Installs the system programs the test suite drives with apt-get when they are missing: tmux for
  * the end-to-end tests, vim and bash as programs inside sessions, bubblewrap for the session
  * sandbox, dockerd (docker.io) for the Docker provider, mmdebstrap for the session image and
- * Chromium for the dashboard's browser tests. Run
+ * Chromium for the dashboard's browser tests, curl for install.sh. Run
  * by `npm test` before `bun test`; does nothing when everything is there.
  */
 const NEEDED: Record<string, string> = {
@@ -16,6 +16,8 @@ const NEEDED: Record<string, string> = {
   mmdebstrap: "mmdebstrap gpg libdpkg-perl arch-test",
   // The dashboard's browser tests (driven by playwright-core).
   chromium: "chromium",
+  // install.sh downloads with curl (the release tests).
+  curl: "curl",
 };
 
 const missing = Object.entries(NEEDED)

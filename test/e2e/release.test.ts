@@ -1,0 +1,157 @@
+/**
+ * The release as users meet it: `release/release.ts` builds two versions (for this machine's
+ * platform); their npm packages go to a local Verdaccio registry and their archives to a local
+ * download server. Then: `npx catty` runs, `install.sh` installs (and refuses a checksum
+ * mismatch), `catty update` moves an npm install and a downloaded binary to the newer version,
+ * and the check after a command asks once, then not again about the version declined.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { currentTarget } from "../../src/client/platforms.ts";
+import { shellExitCode } from "../helpers/session-flow.ts";
+import { Tmux } from "../helpers/tmux.ts";
+import { startRegistry, type Registry } from "../helpers/verdaccio.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
+const target = currentTarget() as string;
+const OLD = "0.9.0";
+const NEW = "0.9.1";
+const dl = mkdtempSync(join(tmpdir(), "catty-downloads-"));
+const releases: Record<string, string> = {};
+let registry: Registry;
+let badSums = "";
+
+const files = Bun.serve({
+  hostname: "127.0.0.1",
+  port: 0,
+  fetch(req) {
+    const path = new URL(req.url).pathname;
+    if (path === "/bad/SHA256SUMS") return new Response(badSums);
+    const name = path.replace(/^\/(bad\/)?/, "");
+    if (!/^[\w.-]+$/.test(name) || !existsSync(join(dl, name))) return new Response("not found", { status: 404 });
+    return new Response(Bun.file(join(dl, name)));
+  },
+});
+const base = files.url.origin;
+
+async function release(version: string): Promise<string> {
+  const out = mkdtempSync(join(tmpdir(), `catty-release-${version}-`));
+  const proc = Bun.spawn([process.execPath, join(ROOT, "release", "release.ts"), "--quiet", "--version", version, "--targets", target, "--base-url", base, "--out", out], { stdout: "pipe", stderr: "pipe" });
+  if ((await proc.exited) !== 0) throw new Error(`release ${version} failed:\n${await new Response(proc.stderr).text()}`);
+  return out;
+}
+
+/** Runs a command to its end without blocking this process (its download server must keep answering). */
+async function run(argv: string[], env: Record<string, string | undefined> = {}, cwd?: string): Promise<{ code: number; out: string; err: string }> {
+  const p = Bun.spawn(argv, { cwd, env: { ...process.env, CATTY_NO_UPDATE_CHECK: "1", ...env }, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { code, out, err };
+}
+
+beforeAll(async () => {
+  const [a, b, r] = await Promise.all([release(OLD), release(NEW), startRegistry()]);
+  releases[OLD] = a;
+  releases[NEW] = b;
+  registry = r;
+  // One download location for both versions: their archives, and one SHA256SUMS listing all.
+  let sums = "";
+  for (const dir of [a, b]) {
+    for (const f of readdirSync(dir)) if (f.endsWith(".tar.gz")) copyFileSync(join(dir, f), join(dl, f));
+    sums += readFileSync(join(dir, "SHA256SUMS"), "utf8");
+  }
+  await Bun.write(join(dl, "SHA256SUMS"), sums);
+  copyFileSync(join(a, "install.sh"), join(dl, "install.sh"));
+  badSums = sums.replace(/^[0-9a-f]{4}/gm, "0000");
+  await registry.publish(join(a, `catty-${target}-${OLD}.tgz`));
+  await registry.publish(join(a, `catty-${OLD}.tgz`));
+}, 300_000);
+
+afterAll(async () => {
+  files.stop(true);
+  await registry?.stop();
+});
+
+describe("a release", () => {
+  test("npm packages for catty and catty-server (a shim and one package per platform), archives, SHA256SUMS, install.sh", async () => {
+    const dir = releases[OLD] as string;
+    expect(readdirSync(dir).sort()).toEqual(
+      [`SHA256SUMS`, `catty-${OLD}-${target}.tar.gz`, `catty-${OLD}.tgz`, `catty-${target}-${OLD}.tgz`, `catty-server-${OLD}.tgz`, `catty-server-${target}-${OLD}.tgz`, "install.sh"].sort(),
+    );
+    for (const line of readFileSync(join(dir, "SHA256SUMS"), "utf8").trim().split("\n")) {
+      const [sum, name] = line.split(/\s+/) as [string, string];
+      expect(new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, name))).digest("hex")).toBe(sum);
+    }
+    const pkg = JSON.parse((await run(["tar", "xzOf", join(dir, `catty-${OLD}.tgz`), "package/package.json"])).out) as Record<string, unknown>;
+    expect(pkg).toMatchObject({ name: "catty", version: OLD, bin: { catty: "bin/catty.cjs" }, optionalDependencies: { [`catty-${target}`]: OLD } });
+    const listing = (await run(["tar", "tzf", join(dir, `catty-${OLD}-${target}.tar.gz`)])).out.split("\n").filter(Boolean).sort();
+    expect(listing).toEqual(["catty", "catty-agent", "catty-server"]);
+  });
+
+  test("npx --registry runs it in a clean prefix; the exit code and the error come through the shim", async () => {
+    const clean = mkdtempSync(join(tmpdir(), "catty-npx-"));
+    const env = { HOME: registry.home, npm_config_cache: join(clean, "cache"), npm_config_prefix: join(clean, "prefix") };
+    const version = await run(["npx", "--yes", "--registry", registry.url, "catty", "--version"], env, clean);
+    expect(version.out.trim()).toBe(OLD);
+    const refused = await run(["npx", "--yes", "--registry", registry.url, "catty", "stop"], env, clean);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain("Which session? Give its label, or --all.");
+  }, 120_000);
+
+  test("install.sh installs into the prefix; a checksum mismatch is refused and installs nothing", async () => {
+    const prefix = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    const ok = await run(["sh", join(dl, "install.sh"), "--prefix", prefix]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain(`Installed catty ${OLD} into ${prefix}/bin.`);
+    expect((await run([join(prefix, "bin", "catty"), "--version"])).out.trim()).toBe(OLD);
+    expect(existsSync(join(prefix, "bin", "catty-server"))).toBe(true);
+    const other = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    const bad = await run(["sh", join(dl, "install.sh"), "--prefix", other, "--base-url", `${base}/bad`]);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toContain("checksum mismatch");
+    expect(existsSync(join(other, "bin", "catty"))).toBe(false);
+  }, 120_000);
+
+  test("catty update: an npm install through npm, a downloaded binary by replacing itself; the check after a command asks once", async () => {
+    const g = mkdtempSync(join(tmpdir(), "catty-global-"));
+    const npmEnv = { HOME: registry.home, npm_config_prefix: g, npm_config_cache: join(g, "cache"), CATTY_NPM_REGISTRY: registry.url };
+    expect((await run(["npm", "install", "--global", "--registry", registry.url, `catty@${OLD}`], npmEnv)).code).toBe(0);
+    expect((await run([join(g, "bin", "catty"), "version"])).out.trim()).toBe(OLD);
+    const current = await run([join(g, "bin", "catty"), "update"], npmEnv);
+    expect(current.code).toBe(0);
+    expect(current.out + current.err).toContain(`catty ${OLD} is the latest version`);
+    await registry.publish(join(releases[NEW] as string, `catty-${target}-${NEW}.tgz`));
+    await registry.publish(join(releases[NEW] as string, `catty-${NEW}.tgz`));
+    const updated = await run([join(g, "bin", "catty"), "update"], npmEnv);
+    expect(updated.code).toBe(0);
+    expect((await run([join(g, "bin", "catty"), "--version"])).out.trim()).toBe(NEW);
+
+    const prefix = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    expect((await run(["sh", join(dl, "install.sh"), "--prefix", prefix])).code).toBe(0);
+    const self = await run([join(prefix, "bin", "catty"), "update"], { CATTY_NPM_REGISTRY: registry.url });
+    expect(self.code).toBe(0);
+    expect((await run([join(prefix, "bin", "catty"), "--version"])).out.trim()).toBe(NEW);
+    expect((await run([join(prefix, "bin", "catty-server"), "--version"])).out.trim()).toBe(NEW);
+
+    // The automatic check, on a terminal (a user's: no CI): asks once; "n" keeps it quiet about NEW.
+    const asked = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    expect((await run(["sh", join(dl, "install.sh"), "--prefix", asked])).code).toBe(0);
+    const home = mkdtempSync(join(tmpdir(), "catty-home-"));
+    const tmux = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${join(asked, "bin")}:${process.env.PATH}`, PS1: "$ " });
+    tmux.start({ cols: 120, rows: 30 });
+    try {
+      tmux.type(`clear; env -u CI -u CATTY_NO_UPDATE_CHECK CATTY_NPM_REGISTRY=${registry.url} catty secrets list; echo FIRST=$?`);
+      await tmux.waitFor(`Update available: ${OLD} → ${NEW}. Update now? [Y/n]`, 30_000);
+      tmux.type("n");
+      expect(await shellExitCode(tmux, "FIRST", 30_000)).toBe(0);
+      expect(tmux.capture()).toContain(`Not asking about ${NEW} again for 2 days`);
+      tmux.type(`clear; env -u CI -u CATTY_NO_UPDATE_CHECK CATTY_NPM_REGISTRY=${registry.url} catty secrets list; echo SECOND=$?`);
+      expect(await shellExitCode(tmux, "SECOND", 30_000)).toBe(0);
+      expect(tmux.capture()).not.toContain("Update available");
+      expect((await run([join(asked, "bin", "catty"), "--version"])).out.trim()).toBe(OLD);
+    } finally {
+      tmux.kill();
+    }
+  }, 240_000);
+});
