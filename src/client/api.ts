@@ -21,13 +21,27 @@ export interface ApiClient {
   create(body: CreateSession): Promise<Session>;
   stop(label: string): Promise<Session>;
   /** Hands a file to a running session: it lands in .catty-uploads/; resolves to the path the program sees. */
-  putFile(label: string, name: string, bytes: Uint8Array): Promise<PutFileResult>;
+  putFile(label: string, name: string, bytes: Uint8Array, progress?: (sent: number) => void): Promise<PutFileResult>;
   /** The newest complete save of a session, with a short-lived URL (resolve it with `resolveUrl`). */
   latestSave(label: string): Promise<SaveDownload>;
   /** Resolves a URL the server handed out (relative ones are on the API server). */
   resolveUrl(url: string): string;
   /** The WebSocket URL of a session's attach endpoint. */
   attachUrl(label: string): string;
+}
+
+/** `bytes` as a stream of 64 KiB pieces, reporting how much was taken so far. */
+function countedBody(bytes: Uint8Array, progress: (sent: number) => void): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(ctl) {
+      if (at >= bytes.length) return ctl.close();
+      const piece = bytes.subarray(at, at + 64 * 1024);
+      at += piece.length;
+      ctl.enqueue(piece);
+      progress(at);
+    },
+  });
 }
 
 export function createApiClient(api: string, token: string): ApiClient {
@@ -80,8 +94,12 @@ export function createApiClient(api: string, token: string): ApiClient {
     limits: () => call("GET", "/v1/config", ServerLimits),
     usage: (month) => call("GET", `/v1/usage${month ? `?month=${encodeURIComponent(month)}` : ""}`, UsageReport),
     upload: (stream, size) => call("POST", "/v1/uploads", UploadResult, undefined, { body: stream, size, type: "application/gzip" }),
-    putFile: (label, name, bytes) =>
-      call("POST", `/v1/sessions/${enc(label)}/files?name=${enc(name)}`, PutFileResult, undefined, { body: bytes, size: bytes.length, type: "application/octet-stream" }),
+    putFile: (label, name, bytes, progress) =>
+      call("POST", `/v1/sessions/${enc(label)}/files?name=${enc(name)}`, PutFileResult, undefined, {
+        body: progress ? countedBody(bytes, progress) : bytes,
+        size: bytes.length,
+        type: "application/octet-stream",
+      }),
     list: () => call("GET", "/v1/sessions", z.array(Session)),
     get: (label) => call("GET", `/v1/sessions/${enc(label)}`, Session),
     create: (body) => call("POST", "/v1/sessions", Session, body),

@@ -172,8 +172,16 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     const remote: string[] = [];
     try {
       for (const [i, f] of files.entries()) {
-        display.status(`Uploading ${f.name}${files.length > 1 ? ` (${i + 1} of ${files.length})` : ""}…`);
-        remote.push((await opts.client.putFile(opts.label, f.name, await Bun.file(f.path).bytes())).path);
+        const which = files.length > 1 ? ` (${i + 1} of ${files.length})` : "";
+        let shown = -1;
+        const progress = (sent: number): void => {
+          const pct = f.size > 0 ? Math.floor((sent / f.size) * 100) : 100;
+          if (pct === shown) return;
+          shown = pct;
+          display.status(`Uploading ${f.name}${which}… ${pct} %`);
+        };
+        progress(0);
+        remote.push((await opts.client.putFile(opts.label, f.name, await Bun.file(f.path).bytes(), progress)).path);
       }
     } catch (err) {
       display.status("");
