@@ -289,6 +289,7 @@ export function createAgent(deps: AgentDeps): Agent {
     log,
     firstDelayMs: config.saveFirstMs,
     intervalMs: config.saveIntervalMs,
+    changes: () => journal.seq,
     transport: {
       target: async (id, reason) => {
         const answer = await requests.ask({ type: "save_request", id, reason }, "save_target", id);

@@ -1,8 +1,9 @@
 /**
  * Workspace saves: about 10 s after the program starts, then every 30 s only if something
- * changed, and a final time when the session ends. Change detection is a cheap scan of the tree
- * (path, type, size, mtime, mode, link target) hashed into a fingerprint; the file watcher marks
- * the tree dirty in between. Each save is packed to a private temp file, PUT to a presigned URL,
+ * changed, and a final time when the session ends. Change detection is a scan of the tree (path,
+ * type, size, mtime, mode, link target) hashed into a fingerprint. With the workspace journal's
+ * change counter (`changes`), a periodic tick that saw no change since the last save skips even
+ * that scan; every tenth tick scans anyway, and the final save always does. Each save is packed to a private temp file, PUT to a presigned URL,
  * and counts only once the server confirms it is stored.
  */
 import { readlink, rm } from "node:fs/promises";
@@ -29,7 +30,12 @@ export interface SaverOptions {
   log: Log;
   firstDelayMs: number;
   intervalMs: number;
+  /** A counter that grows with every change the watcher (or its safety scan) records. */
+  changes?: () => number;
 }
+
+/** A periodic tick scans the tree at least this often (in ticks) even when the journal saw nothing. */
+export const FULL_CHECK_EVERY = 10;
 
 /** Fingerprint of what a save would contain; equal fingerprints mean nothing to save. */
 export async function fingerprint(root: string): Promise<string> {
@@ -46,6 +52,9 @@ export async function fingerprint(root: string): Promise<string> {
 
 export class WorkspaceSaver {
   private saved: string | null = null;
+  /** The journal's counter when the tree last matched `saved` (null: not known to match). */
+  private savedAt: number | null = null;
+  private skipped = 0;
   private timer: Timer | undefined;
   private running: Promise<SaveOutcome> | null = null;
   private stopped = false;
@@ -92,11 +101,20 @@ export class WorkspaceSaver {
 
   private async saveOnce(reason: SaveReason): Promise<SaveOutcome> {
     const { workspace, stateDir, transport, log } = this.opts;
+    const changes = this.opts.changes?.();
+    if (reason === "periodic" && changes !== undefined && changes === this.savedAt && this.skipped < FULL_CHECK_EVERY - 1) {
+      this.skipped++;
+      log.debug("workspace unchanged; not saved", { reason, scanned: false });
+      return { kind: "unchanged" };
+    }
+    this.skipped = 0;
     const before = await fingerprint(workspace);
     if (before === this.saved) {
+      this.savedAt = changes ?? null;
       log.debug("workspace unchanged; not saved", { reason });
       return { kind: "unchanged" };
     }
+    this.savedAt = null;
     const id = crypto.randomUUID();
     const file = join(stateDir, `save-${id}.tar.gz`);
     const started = performance.now();
@@ -108,6 +126,8 @@ export class WorkspaceSaver {
       if (!res.ok) throw new Error(`storage answered ${res.status} ${res.statusText}`);
       await transport.done(id, { size: body.size, files: stats.files });
       this.saved = before;
+      // Changes during the save moved the counter past this: the next tick scans.
+      this.savedAt = changes ?? null;
       log.info("saved workspace", {
         reason,
         files: stats.files,
