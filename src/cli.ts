@@ -35,7 +35,8 @@ function hoistGlobalFlags(argv: string[]): string[] {
 }
 
 async function run(input: string[]): Promise<number> {
-  if (readCliConfig({}).quiet) ui.level = 1;
+  const config = readCliConfig({});
+  if (config.quiet) ui.level = 1;
   const argv = hoistGlobalFlags(input);
   const dashes = argv.indexOf("--");
   const own = dashes === -1 ? argv : argv.slice(0, dashes);
@@ -57,19 +58,18 @@ async function run(input: string[]): Promise<number> {
     return 1;
   }
   await runCommand(main, { rawArgs: argv });
-  const code = typeof process.exitCode === "number" ? process.exitCode : 0;
-  if (!NO_UPDATE_CHECK.has(sub)) await offerAnUpdate();
-  return typeof process.exitCode === "number" ? process.exitCode : code;
+  if (!NO_UPDATE_CHECK.has(sub)) await offerAnUpdate(config.home);
+  return typeof process.exitCode === "number" ? process.exitCode : 0;
 }
 
 /** Commands after which catty does not look for a newer version. */
 const NO_UPDATE_CHECK = new Set(["version", "update", "completion"]);
 
 /** On a terminal, at most every 15 min: "Update available: A → B. Update now? (Y/n)". */
-async function offerAnUpdate(): Promise<void> {
+async function offerAnUpdate(home: string): Promise<void> {
   if (!process.stdin.isTTY || !process.stderr.isTTY || inCi() || process.env.CATTY_NO_UPDATE_CHECK === "1") return;
   if (installKind().kind === "dev") return;
-  const state = new UpdateCheckState(join(readCliConfig({}).home, "update-check.json"));
+  const state = new UpdateCheckState(join(home, "update-check.json"));
   const latest = await offerUpdate(state, () => latestVersion(updateSettings()), VERSION);
   if (!latest) return;
   if (await confirm(`Update available: ${VERSION} → ${latest}. Update now?`, true)) {

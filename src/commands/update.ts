@@ -1,14 +1,22 @@
 import { defineCommand } from "citty";
 import { ui } from "../client/ui.ts";
-import { installCommand, installKind, isNewer, latestVersion, replaceBinaries, updateSettings } from "../client/update.ts";
+import { installCommand, installKind, isNewer, latestVersion, replaceBinaries, updateSettings, type Install } from "../client/update.ts";
 import { VERSION } from "../lib/version.ts";
 import { CattyError } from "../protocol/index.ts";
 
+/** The install to update, never a development build. */
+function updatableInstall(): Exclude<Install, { kind: "dev" }> {
+  const install = installKind();
+  if (install.kind === "dev") {
+    throw new CattyError("bad_request", "Cannot update a development build.", `Install a release instead: npm install --global ${updateSettings().packageName}.`);
+  }
+  return install;
+}
+
 /** Installs `latest` the way catty was installed; resolves to the exit code. */
 export async function updateTo(latest: string): Promise<number> {
-  const install = installKind();
+  const install = updatableInstall();
   const s = updateSettings();
-  if (install.kind === "dev") throw new CattyError("bad_request", "Cannot update a development build.", `Install a release instead: npm install --global ${s.packageName}.`);
   ui.start(`Updating catty ${VERSION} → ${latest}…`);
   if (install.kind === "binary") {
     const replaced = await replaceBinaries(install.path, s, latest);
@@ -30,9 +38,7 @@ export async function updateTo(latest: string): Promise<number> {
 export default defineCommand({
   meta: { name: "update", description: "Update catty to the latest version, the way it was installed" },
   async run() {
-    if (installKind().kind === "dev") {
-      throw new CattyError("bad_request", "Cannot update a development build.", `Install a release instead: npm install --global ${updateSettings().packageName}.`);
-    }
+    updatableInstall();
     const latest = await latestVersion(updateSettings());
     if (!isNewer(latest, VERSION)) {
       ui.success(`catty ${VERSION} is the latest version.`);

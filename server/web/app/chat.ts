@@ -43,7 +43,7 @@ export interface Bubble {
 /** Characters that only draw: box drawing, block elements, braille spinners, Claude Code's spinner stars. */
 const DECORATION = /[\u2500-\u259F\u2800-\u28FF\u25A0-\u25FF✻✶✳✢✽·⏺⎿]/g;
 
-export function cleanLine(line: string): string {
+function cleanLine(line: string): string {
   return line.replace(DECORATION, " ").replace(/\s+$/, "");
 }
 

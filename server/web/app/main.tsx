@@ -307,9 +307,9 @@ function TerminalPage({ label }: { label: string }) {
   const [dragging, setDragging] = useState(false);
   /** Uploads each file into the session's .catty-uploads/ and types the paths it got, as a terminal does for dropped files. */
   const hand = async (list: FileList | File[]): Promise<void> => {
-    const all = [...list];
-    const refused = all.map((f) => fileProblem(f.name, f.size)).filter((p): p is string => p !== null);
-    const ok = all.filter((f) => fileProblem(f.name, f.size) === null);
+    const checked = [...list].map((f) => ({ f, problem: fileProblem(f.name, f.size) }));
+    const refused = checked.flatMap((c) => (c.problem ? [c.problem] : []));
+    const ok = checked.flatMap((c) => (c.problem ? [] : [c.f]));
     setFilesError(refused.length > 0 ? refused.join(" ") : null);
     const paths: string[] = [];
     for (const [i, f] of ok.entries()) {
