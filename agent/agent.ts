@@ -285,11 +285,10 @@ export function createAgent(deps: AgentDeps): Agent {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
   const saver = new WorkspaceSaver({
     workspace: config.workspace,
-    stateDir: config.stateDir,
     log,
     firstDelayMs: config.saveFirstMs,
     intervalMs: config.saveIntervalMs,
-    changes: () => journal.seq,
+    journal: { get seq() { return journal.seq; }, changesSince: (seq) => journal.changesSince(seq) },
     transport: {
       target: async (id, reason) => {
         const answer = await requests.ask({ type: "save_request", id, reason }, "save_target", id);

@@ -1,71 +1,93 @@
 /**
  * Workspace saves: about 10 s after the program starts, then every 30 s only if something
- * changed, and a final time when the session ends. Change detection is a scan of the tree (path,
- * type, size, mtime, mode, link target) hashed into a fingerprint. With the workspace journal's
- * change counter (`changes`), a periodic tick that saw no change since the last save skips even
- * that scan; every tenth tick scans anyway, and the final save always does. Each save is packed to a private temp file, PUT to a presigned URL,
- * and counts only once the server confirms it is stored.
+ * changed, and a final time when the session ends. A save is content-addressed
+ * (`src/lib/snapshot/`): the builder re-lists only the directories the workspace journal saw
+ * change (plus `.git` and the handed-over files, which the journal does not watch) and re-reads
+ * only files whose size, times, inode or mode moved; the uploader sends only blobs the server
+ * lacks. A periodic tick with no change in the journal and none in `.git` costs a few `lstat`s.
+ * Every tenth tick, and the final save, list the whole tree (still reading only changed files).
+ * A save counts once the server confirms its root is stored whole; a save that failed makes the
+ * next one start from scratch (what it had sent may not be stored).
  */
-import { readlink, rm } from "node:fs/promises";
+import { lstatSync } from "node:fs";
 import { join } from "node:path";
-import { createExcluder, packToFile } from "../src/lib/archive.ts";
+import { createExcluder } from "../src/lib/archive.ts";
 import type { Log } from "../src/lib/log.ts";
-import { walkTree } from "../src/lib/safe-fs.ts";
+import { SnapshotBuilder } from "../src/lib/snapshot/build.ts";
+import { BlobUploader, httpVault, type VaultClient } from "../src/lib/snapshot/upload.ts";
+import { FILES_DIR } from "../src/protocol/files.ts";
 import type { SaveReason } from "../src/protocol/index.ts";
 
 export interface SaveTransport {
-  /** Asks the server where to PUT save `id`; resolves to an absolute URL. */
+  /** Asks the server where save `id`'s blobs go; resolves to an absolute URL. */
   target(id: string, reason: SaveReason): Promise<string>;
-  /** Reports the stored save; resolves when the server has checked it (throws if it refused). */
-  done(id: string, stats: { size: number; files: number }): Promise<void>;
+  /** Reports the save; resolves when the server has checked it (throws if it refused). */
+  done(id: string, stats: { root: string; size: number; files: number }): Promise<void>;
 }
 
-export type SaveOutcome = { kind: "stored"; size: number; files: number } | { kind: "unchanged" } | { kind: "failed"; error: string };
+export type SaveOutcome =
+  | { kind: "stored"; size: number; files: number; added: number }
+  | { kind: "unchanged" }
+  | { kind: "failed"; error: string };
+
+/** What the saver needs of the workspace journal. */
+export interface ChangeLog {
+  readonly seq: number;
+  /** Paths changed after `seq`. */
+  changesSince(seq: number): Array<{ path: string }>;
+}
 
 export interface SaverOptions {
   workspace: string;
-  /** A private directory for temp archives (never inside the workspace). */
-  stateDir: string;
   transport: SaveTransport;
   log: Log;
   firstDelayMs: number;
   intervalMs: number;
-  /** A counter that grows with every change the watcher (or its safety scan) records. */
-  changes?: () => number;
+  /** The workspace journal; without one every save lists the whole tree. */
+  journal?: ChangeLog;
+  /** The vault client for a target URL (tests count requests). */
+  vault?: (url: string) => VaultClient;
 }
 
-/** A periodic tick scans the tree at least this often (in ticks) even when the journal saw nothing. */
+/** A periodic tick lists the whole tree at least this often (in ticks) even when the journal saw nothing. */
 export const FULL_CHECK_EVERY = 10;
 
-/** Fingerprint of what a save would contain; equal fingerprints mean nothing to save. */
-export async function fingerprint(root: string): Promise<string> {
-  const exclude = createExcluder(root, "snapshot", true);
-  const hasher = new Bun.CryptoHasher("sha1");
-  await walkTree(root, async (rel, st) => {
-    if (exclude(rel, st.isDirectory())) return false;
-    if (st.isDirectory()) hasher.update(`d ${rel} ${st.mode}\n`);
-    else if (st.isSymbolicLink()) hasher.update(`l ${rel} ${await readlink(join(root, rel)).catch(() => "")}\n`);
-    else if (st.isFile()) hasher.update(`f ${rel} ${st.size} ${st.mtimeMs} ${st.mode}\n`);
-  });
-  return hasher.digest("hex");
+/** Parts of the workspace the journal does not watch, listed again on every save. */
+const UNWATCHED = [".git", FILES_DIR];
+
+/** A cheap signature of a git repository's state: what `git commit`, `checkout`, `fetch`… touch. */
+function gitSignature(workspace: string): string {
+  return ["HEAD", "index", "logs/HEAD", "packed-refs", "refs/heads", "refs/tags", "FETCH_HEAD", "refs/remotes"]
+    .map((p) => {
+      const st = lstatSync(join(workspace, ".git", p), { throwIfNoEntry: false });
+      return st ? `${st.size}:${st.mtimeMs}:${st.ino}` : "-";
+    })
+    .join(" ");
 }
 
 export class WorkspaceSaver {
-  private saved: string | null = null;
-  /** The journal's counter when the tree last matched `saved` (null: not known to match). */
-  private savedAt: number | null = null;
+  private readonly builder: SnapshotBuilder;
+  /** Blobs the server holds for sure: those of the last stored save. */
+  private known = new Set<string>();
+  /** The root of the last stored save. */
+  private committed: string | null = null;
+  /** The journal's counter and git's signature when the builder last built. */
+  private builtAt: number | null = null;
+  private builtGit = "";
   private skipped = 0;
   private timer: Timer | undefined;
   private running: Promise<SaveOutcome> | null = null;
   private stopped = false;
 
-  constructor(private readonly opts: SaverOptions) {}
+  constructor(private readonly opts: SaverOptions) {
+    this.builder = new SnapshotBuilder({ root: opts.workspace, exclude: createExcluder(opts.workspace, "snapshot", true) });
+  }
 
   /** Starts the schedule: first save after `firstDelayMs`, then every `intervalMs`. */
   start(): void {
     const tick = (delay: number): void => {
       this.timer = setTimeout(async () => {
-        await this.save(this.saved === null ? "initial" : "periodic");
+        await this.save(this.committed === null ? "initial" : "periodic");
         if (!this.stopped) tick(this.opts.intervalMs);
       }, delay);
     };
@@ -100,47 +122,56 @@ export class WorkspaceSaver {
   }
 
   private async saveOnce(reason: SaveReason): Promise<SaveOutcome> {
-    const { workspace, stateDir, transport, log } = this.opts;
-    const changes = this.opts.changes?.();
-    if (reason === "periodic" && changes !== undefined && changes === this.savedAt && this.skipped < FULL_CHECK_EVERY - 1) {
+    const { workspace, transport, log, journal } = this.opts;
+    const seq = journal?.seq ?? null;
+    const git = gitSignature(workspace);
+    const quiet = seq !== null && seq === this.builtAt && git === this.builtGit && this.committed !== null;
+    if (reason === "periodic" && quiet && this.skipped < FULL_CHECK_EVERY - 1) {
       this.skipped++;
-      log.debug("workspace unchanged; not saved", { reason, scanned: false });
+      log.debug("workspace unchanged; not saved", { reason, listed: false });
       return { kind: "unchanged" };
     }
+    const whole = reason !== "periodic" || this.skipped >= FULL_CHECK_EVERY - 1 || !journal || this.builtAt === null;
     this.skipped = 0;
-    const before = await fingerprint(workspace);
-    if (before === this.saved) {
-      this.savedAt = changes ?? null;
-      log.debug("workspace unchanged; not saved", { reason });
-      return { kind: "unchanged" };
-    }
-    this.savedAt = null;
     const id = crypto.randomUUID();
-    const file = join(stateDir, `save-${id}.tar.gz`);
     const started = performance.now();
+    // The target is asked for only once a blob the server may lack turns up.
+    let client: Promise<VaultClient> | null = null;
+    const vault = (): Promise<VaultClient> =>
+      (client ??= transport.target(id, reason).then((url) => (this.opts.vault ?? ((u: string) => httpVault(u)))(url)));
+    const uploader = new BlobUploader(
+      { missing: async (h) => (await vault()).missing(h), putPack: async (p) => (await vault()).putPack(p) },
+      new Set(this.known),
+    );
     try {
-      const url = await transport.target(id, reason);
-      const stats = await packToFile({ root: workspace, mode: "snapshot", out: file });
-      const body = Bun.file(file);
-      const res = await fetch(url, { method: "PUT", body, headers: { "Content-Type": "application/gzip" } });
-      if (!res.ok) throw new Error(`storage answered ${res.status} ${res.statusText}`);
-      await transport.done(id, { size: body.size, files: stats.files });
-      this.saved = before;
-      // Changes during the save moved the counter past this: the next tick scans.
-      this.savedAt = changes ?? null;
+      const changed = whole || !journal || this.builtAt === null ? null : journal.changesSince(this.builtAt).map((e) => e.path);
+      const built = await this.builder.build(uploader, changed, UNWATCHED);
+      this.builtAt = seq;
+      this.builtGit = git;
+      await uploader.flush();
+      if (built.root === this.committed) {
+        log.debug("workspace unchanged; not saved", { reason, listed: whole ? "all" : "changed" });
+        return { kind: "unchanged" };
+      }
+      await vault();
+      await transport.done(id, { root: built.root, size: built.bytes, files: built.files });
+      this.committed = built.root;
+      this.known = this.builder.referenced();
       log.info("saved workspace", {
         reason,
-        files: stats.files,
-        bytes: body.size,
+        files: built.files,
+        bytes: built.bytes,
+        added: uploader.added,
         ms: Math.round(performance.now() - started),
       });
-      return { kind: "stored", size: body.size, files: stats.files };
+      return { kind: "stored", size: built.bytes, files: built.files, added: uploader.added };
     } catch (err) {
       const error = (err as Error).message;
       log.warn("save failed; the previous save stays the latest", { reason, error });
+      this.builder.reset();
+      this.known = new Set();
+      this.builtAt = null;
       return { kind: "failed", error };
-    } finally {
-      await rm(file, { force: true });
     }
   }
 }

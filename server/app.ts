@@ -27,6 +27,9 @@ import { accountRoutes, healthRoutes } from "./routes/info.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { uploadRoutes } from "./routes/uploads.ts";
 import { createSaves, type SaveLimits } from "./saves.ts";
+import { vaultRoutes } from "./routes/vault.ts";
+import { ticketKey } from "./tickets.ts";
+import { createVault } from "./vault/vault.ts";
 import type { Store } from "./store/types.ts";
 import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
 import { webAuthRoutes } from "./routes/web-auth.ts";
@@ -54,6 +57,8 @@ export interface AppDeps {
   sweepMs?: number;
   /** See `/healthz?challenge=`. */
   serverKey: string;
+  /** Wraps users' save keys (see `vault/crypto.ts`). */
+  masterKey: Buffer;
   /** Claude API access for sessions (the operator's key and the upstream). */
   apiAccess?: ApiAccess;
 }
@@ -73,7 +78,8 @@ export function createApp(deps: AppDeps): CattyApp {
   const { log } = deps;
   const access: ApiAccess = deps.apiAccess ?? { apiKey: null, upstream: "https://api.anthropic.com" };
   const transferTtlMs = deps.transferTtlMs ?? 15 * 60 * 1000;
-  const saves = createSaves({ store: deps.store, blobs: deps.blobs, log, limits: deps.limits, transferTtlMs });
+  const vault = createVault({ store: deps.store, blobs: deps.blobs, master: deps.masterKey, log });
+  const saves = createSaves({ store: deps.store, blobs: deps.blobs, vault, ticketKey: ticketKey(deps.masterKey), log, limits: deps.limits, transferTtlMs });
   const lifecycle = new Lifecycle({
     store: deps.store,
     provider: deps.provider,
@@ -127,6 +133,7 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/v1/sessions", sessionRoutes(routeDeps));
   app.route("/v1", webAuthRoutes(routeDeps));
   app.route("/v1/uploads", uploadRoutes(routeDeps));
+  app.route("/v1/vault", vaultRoutes(routeDeps));
   app.route("/v1/agent", agentRoutes(routeDeps));
   app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log }));
   if (isDisk(deps.blobs)) app.route("/v1/blobs", blobRoutes(routeDeps, deps.blobs));

@@ -55,9 +55,17 @@ export const SERVER_SETTINGS = {
   }),
   agentLostMs: setting(intSetting(120_000, 1), { env: ["CATTY_AGENT_LOST_MS"], unit: "ms", doc: "how long a session may be without its agent (machine still alive) before it fails" }),
   stopTimeoutMs: setting(intSetting(60_000, 1), { env: ["CATTY_STOP_TIMEOUT_MS"], unit: "ms", doc: "how long a stop waits for the program and its final save before the machine is destroyed" }),
-  maxUploadBytes: setting(intSetting(100_000_000, 1), { env: ["CATTY_MAX_UPLOAD_BYTES"], unit: "bytes", doc: "cap on the compressed workspace upload of `catty new`" }),
-  maxSaveBytes: setting(intSetting(4 * 1024 ** 3, 1), { env: ["CATTY_MAX_SAVE_BYTES"], unit: "bytes", doc: "cap on one compressed workspace save" }),
-  keepSaves: setting(intSetting(5, 1), { env: ["CATTY_KEEP_SAVES"], doc: "saves kept per session" }),
+  maxUploadBytes: setting(intSetting(1_000_000_000, 1), { env: ["CATTY_MAX_UPLOAD_BYTES"], unit: "bytes", doc: "cap on the new content one `catty new` may upload (content already stored costs nothing)" }),
+  maxSaveBytes: setting(intSetting(4 * 1024 ** 3, 1), { env: ["CATTY_MAX_SAVE_BYTES"], unit: "bytes", doc: "cap on the new content one workspace save may add" }),
+  retentionDays: setting(intSetting(30, 1), {
+    env: ["CATTY_SAVE_RETENTION_DAYS"],
+    doc: "how long saves are kept: every save of the last hour, hourly for a day, then daily for this many days (a session's latest save stays)",
+  }),
+  masterKey: setting(optionalString(), {
+    env: ["CATTY_MASTER_KEY"],
+    doc: "the key that wraps each user's save key: 32 bytes as hex or base64 (`openssl rand -hex 32`); keep it safe, saves do not open without it",
+    shown: "made on first start in `<data dir>/master-key`",
+  }),
   idleTimeoutMs: setting(intSetting(2 * 3_600_000, 1000), { env: ["CATTY_IDLE_TIMEOUT_MS"], unit: "ms", doc: "default time without input or output before a session stops" }),
   minDurationMs: setting(intSetting(3_600_000, 1000), { env: ["CATTY_MIN_DURATION_MS"], unit: "ms", doc: "shortest maximum duration a session may ask for" }),
   maxDurationMs: setting(intSetting(8 * 3_600_000, 1000), { env: ["CATTY_MAX_DURATION_MS"], unit: "ms", doc: "longest maximum duration a session may ask for" }),
@@ -172,7 +180,9 @@ export interface ServerConfig {
   stopTimeoutMs: number;
   maxUploadBytes: number;
   maxSaveBytes: number;
-  keepSaves: number;
+  retentionDays: number;
+  /** `CATTY_MASTER_KEY` as given; unset: `<dataDir>/master-key`. */
+  masterKey: string | undefined;
   timeouts: Readonly<SessionTimeouts>;
   /** S3 storage when a bucket is configured; null keeps blobs in the data dir. */
   s3: Readonly<S3BlobStoreOptions> | null;
@@ -212,7 +222,8 @@ export function readServerConfig(
     stopTimeoutMs: s.stopTimeoutMs,
     maxUploadBytes: s.maxUploadBytes,
     maxSaveBytes: s.maxSaveBytes,
-    keepSaves: s.keepSaves,
+    retentionDays: s.retentionDays,
+    masterKey: s.masterKey,
     timeouts: Object.freeze({
       idleTimeoutMs: s.idleTimeoutMs,
       minDurationMs: s.minDurationMs,

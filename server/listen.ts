@@ -13,6 +13,8 @@ import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
 import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
+import { MAX_PACK_BYTES } from "../src/lib/snapshot/format.ts";
+import { parseMasterKey } from "./vault/crypto.ts";
 import { createDockerClient } from "./providers/docker-api.ts";
 import { createDockerProvider, serverIdFrom } from "./providers/docker.ts";
 import { createLocalProvider } from "./providers/local.ts";
@@ -136,7 +138,8 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     provider,
     blobs: openBlobs(config, log),
     log,
-    limits: { maxUploadBytes: config.maxUploadBytes, maxSaveBytes: config.maxSaveBytes, keepSaves: config.keepSaves },
+    limits: { maxUploadBytes: config.maxUploadBytes, maxSaveBytes: config.maxSaveBytes, retentionDays: config.retentionDays },
+    masterKey: parseMasterKey(config.masterKey ?? loadOrCreateKey(config.dataDir, "master-key")),
     timeouts: config.timeouts,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,
@@ -151,9 +154,9 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     hostname: config.host,
     fetch: app.fetch,
     websocket: app.websocket,
-    // Saves and uploads stream through here to storage; their routes enforce the real caps, and
-    // JSON routes stop reading at 1 MiB.
-    maxRequestBodySize: Math.max(config.maxSaveBytes, config.maxUploadBytes) + 1024 * 1024,
+    // Archive uploads stream through here to storage; their routes enforce the real caps, and
+    // JSON routes stop reading at 1 MiB. Save packs are far smaller.
+    maxRequestBodySize: Math.max(config.maxUploadBytes, MAX_PACK_BYTES) + 1024 * 1024,
   });
   const port = server.port as number;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;

@@ -1,36 +1,46 @@
 /**
- * Workspace saves and uploads on the server side. The agent asks where to put a save, PUTs the
- * archive to a presigned URL, and reports; the save becomes the session's latest only once the
- * server has checked the stored blob is complete. Old saves beyond the keep count are pruned.
+ * Workspace saves and uploads on the server side. A save is content-addressed (see
+ * `vault/vault.ts`): the agent asks to save, gets a URL for its blobs (`/v1/vault/<ticket>`),
+ * sends those the store lacks, and reports the save's root; the save becomes the session's
+ * latest only once the server has checked that everything under that root is stored. `catty new`
+ * uploads the same way (`startUpload`, `commitUpload`). Saves are read back as tar streams from a
+ * read ticket (`restoreFor`, `download`). Saves from before content-addressed saves (one
+ * `.tar.gz` blob each) are still read.
  *
  * A session machine runs code an AI wrote, so an agent is not trusted to be frugal: a session has
- * at most one save in flight, each save is capped (`maxSaveBytes`: the disk store's upload ticket
- * carries the cap; S3 presigned PUTs cannot carry one, so the size is checked when the agent
- * reports and an oversized save is deleted), a save the agent never reports expires with its URL,
- * and `sweep` (run periodically) deletes what nobody will use: blobs of saves that were never
- * completed, and uploads never turned into a session.
+ * at most one save in flight, a save may add at most `maxSaveBytes`, a save the agent never
+ * reports expires with its ticket, and `sweep` (run periodically) applies retention
+ * (`vault/retention.ts`) and collects blobs no kept save refers to. A collection never runs for
+ * a user while one of their saves or uploads is in flight, and a new one waits for it.
  */
-import { CattyError, type SaveInfo, type ServerToAgent } from "../src/protocol/index.ts";
+import { z } from "zod";
+import { CattyError, type SaveInfo, type ServerToAgent, type UploadCommit, type UploadStart } from "../src/protocol/index.ts";
 import type { Log } from "../src/lib/log.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { AgentControl } from "./relay.ts";
 import type { SaveRow, SessionRow, Store, User } from "./store/types.ts";
+import { savesToKeep } from "./vault/retention.ts";
+import { signTicket, verifyTicket } from "./tickets.ts";
+import type { Vault } from "./vault/vault.ts";
 
 export interface SaveLimits {
-  /** Cap on the compressed upload of `catty new`. */
+  /** Cap on what one `catty new` upload may add (bytes of new content). */
   maxUploadBytes: number;
-  /** Cap on one compressed save. */
+  /** Cap on what one save may add (bytes of new content). */
   maxSaveBytes: number;
-  /** Saves kept per session. */
-  keepSaves: number;
+  /** Days a session's daily saves are kept (its latest save is kept as long as the session). */
+  retentionDays: number;
 }
 
 export interface SavesDeps {
   store: Store;
   blobs: BlobStore;
+  vault: Vault;
+  /** Signs the tickets of `/v1/vault/<ticket>` (see `vault/tickets.ts`). */
+  ticketKey: Buffer;
   log: Log;
   limits: SaveLimits;
-  /** How long a presigned URL stays valid; a save not reported by then is abandoned. */
+  /** How long a ticket stays valid; a save not reported by then is abandoned. */
   transferTtlMs: number;
   /** Uploads not turned into a session within this time are deleted (default 1 h). */
   uploadTtlMs?: number;
@@ -38,13 +48,26 @@ export interface SavesDeps {
   now?: () => number;
 }
 
-/** A save the agent was given a URL for and has not reported yet. */
-interface PendingSave {
-  saveId: string;
-  key: string;
+/** A save or an upload whose blobs are being sent. */
+interface Transfer {
+  id: string;
+  kind: "save" | "upload";
+  userId: string;
+  /** Saves: the session. */
+  sessionId: string | null;
   reason: string;
   expiresAt: number;
+  /** Bytes of new content stored so far. */
+  added: number;
+  cap: number;
 }
+
+const VAULT_KEY = "vault:";
+/** A save's or upload's key in the database: `vault:<root>` for content-addressed ones, else the archive's blob key. */
+export const vaultRoot = (key: string | null): string | null => (key?.startsWith(VAULT_KEY) ? key.slice(VAULT_KEY.length) : null);
+
+const WriteTicket = z.object({ w: z.string() });
+const ReadTicket = z.object({ u: z.string(), r: z.string().regex(/^[0-9a-f]{64}$/), z: z.literal(1).optional(), t: z.number().int() });
 
 export const toSaveInfo = (r: SaveRow): SaveInfo => ({
   id: r.id,
@@ -52,93 +75,144 @@ export const toSaveInfo = (r: SaveRow): SaveInfo => ({
   size: r.size,
   files: r.files,
   reason: r.reason,
+  added: r.added,
 });
+
+/** A pull stream over an async generator; an error thrown by the generator errors the stream. */
+function streamOf(gen: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const next = await gen.next();
+        if (next.done) controller.close();
+        else controller.enqueue(next.value);
+      } catch (err) {
+        controller.error(err);
+      }
+    },
+    async cancel() {
+      await gen.return(undefined);
+    },
+  });
+}
 
 const ageOf = (modifiedAt: number | undefined, now: number): number => (modifiedAt === undefined ? 0 : now - modifiedAt);
 
 export function createSaves(deps: SavesDeps) {
-  const { store, blobs, log, limits } = deps;
+  const { store, blobs, vault, log, limits } = deps;
   const now = deps.now ?? Date.now;
   const ttlSec = Math.max(1, Math.ceil(deps.transferTtlMs / 1000));
   const uploadTtlMs = deps.uploadTtlMs ?? 60 * 60 * 1000;
-  /** At most one save in flight per session, by session id. */
-  const pending = new Map<string, PendingSave>();
+  /** Saves and uploads in flight, by id. */
+  const transfers = new Map<string, Transfer>();
+  /** The save in flight of each session. */
+  const sessionSave = new Map<string, string>();
+  /** Collections running, by user. */
+  const collecting = new Map<string, Promise<unknown>>();
 
   const forget = async (key: string): Promise<void> => {
     await blobs.delete(key).catch((err: unknown) => log.warn("could not delete a blob", { key, err }));
   };
 
-  /** Drops a session's save in flight, and whatever of it was stored. */
-  async function abandon(sessionId: string): Promise<void> {
-    const p = pending.get(sessionId);
-    if (!p) return;
-    pending.delete(sessionId);
-    await forget(p.key);
+  const live = (t: Transfer | undefined): t is Transfer => t !== undefined && t.expiresAt > now();
+
+  /** Drops a session's save in flight; blobs it stored are collected later unless a save refers to them. */
+  function abandon(sessionId: string): void {
+    const id = sessionSave.get(sessionId);
+    if (id === undefined) return;
+    sessionSave.delete(sessionId);
+    transfers.delete(id);
   }
 
-  async function prune(sessionId: string): Promise<void> {
-    const saves = await store.listSaves(sessionId);
-    for (const old of saves.slice(limits.keepSaves)) {
+  const writeUrl = (id: string): string => `/v1/vault/${signTicket(deps.ticketKey, { w: id }, ttlSec, now())}`;
+
+  /** A URL the holder may fetch the save under `root` from, as tar (or tar.gz), until it expires. */
+  const readUrl = (userId: string, root: string, opts: { gzip: boolean; mtime: string }): string =>
+    `/v1/vault/${signTicket(deps.ticketKey, { u: userId, r: root, t: Math.floor(Date.parse(opts.mtime) / 1000) || 0, ...(opts.gzip ? { z: 1 } : {}) }, ttlSec, now())}/tar`;
+
+  /** Where a stored save or upload (`key`) is read from. */
+  const urlOf = async (userId: string, key: string, opts: { gzip: boolean; mtime: string }): Promise<string> => {
+    const root = vaultRoot(key);
+    return root ? readUrl(userId, root, opts) : blobs.presignGet(key, ttlSec);
+  };
+
+  async function prune(rows: SaveRow[]): Promise<void> {
+    const keep = savesToKeep(rows, now(), limits.retentionDays);
+    for (const old of rows) {
+      if (keep.has(old.id)) continue;
       await store.deleteSave(old.id);
-      await forget(old.key);
+      if (!vaultRoot(old.key)) await forget(old.key);
     }
+  }
+
+  async function begin(kind: Transfer["kind"], id: string, userId: string, sessionId: string | null, reason: string): Promise<string> {
+    await collecting.get(userId);
+    transfers.set(id, {
+      id,
+      kind,
+      userId,
+      sessionId,
+      reason,
+      expiresAt: now() + ttlSec * 1000,
+      added: 0,
+      cap: kind === "save" ? limits.maxSaveBytes : limits.maxUploadBytes,
+    });
+    return writeUrl(id);
   }
 
   async function saveRequest(row: SessionRow, msg: Extract<AgentControl, { type: "save_request" }>): Promise<ServerToAgent> {
-    const current = pending.get(row.id);
-    if (current && current.saveId !== msg.id && current.expiresAt > now()) {
-      return {
-        type: "save_target",
-        id: msg.id,
-        url: null,
-        error: `save ${current.saveId} is still in progress: one save at a time`,
-      };
+    const currentId = sessionSave.get(row.id);
+    const current = currentId === undefined ? undefined : transfers.get(currentId);
+    if (live(current) && current.id !== msg.id) {
+      return { type: "save_target", id: msg.id, url: null, error: `save ${current.id} is still in progress: one save at a time` };
     }
-    if (current && current.saveId !== msg.id) await abandon(row.id);
-    const key = `saves/${row.id}/${msg.id}.tar.gz`;
-    pending.set(row.id, { saveId: msg.id, key, reason: msg.reason, expiresAt: now() + ttlSec * 1000 });
-    try {
-      const url = await blobs.presignPut(key, ttlSec, { maxBytes: limits.maxSaveBytes });
-      return { type: "save_target", id: msg.id, url, error: null };
-    } catch (err) {
-      pending.delete(row.id);
-      log.error("could not presign a save", { label: row.label, err });
-      return { type: "save_target", id: msg.id, url: null, error: "storage unavailable" };
-    }
+    abandon(row.id);
+    sessionSave.set(row.id, msg.id);
+    return { type: "save_target", id: msg.id, url: await begin("save", msg.id, row.userId, row.id, msg.reason), error: null };
   }
 
   async function saveDone(row: SessionRow, msg: Extract<AgentControl, { type: "save_done" }>): Promise<ServerToAgent> {
-    const p = pending.get(row.id);
-    if (!p || p.saveId !== msg.id) return { type: "save_result", id: msg.id, ok: false, error: "unknown save" };
-    const refuse = async (error: string): Promise<ServerToAgent> => {
-      await abandon(row.id);
+    const t = transfers.get(msg.id);
+    if (!t || t.sessionId !== row.id || sessionSave.get(row.id) !== msg.id) return { type: "save_result", id: msg.id, ok: false, error: "unknown save" };
+    try {
+      await vault.verify(row.userId, msg.root);
+    } catch (err) {
+      abandon(row.id);
+      const error = err instanceof CattyError ? err.message : String(err);
       log.warn("save refused; the previous save stays the latest", { label: row.label, error });
       return { type: "save_result", id: msg.id, ok: false, error };
-    };
-    const stored = await blobs.stat(p.key).catch(() => null);
-    if (!stored) return refuse("nothing was stored");
-    // S3 cannot cap a presigned PUT, so the cap is checked here too.
-    if (stored.size > limits.maxSaveBytes) return refuse(`the save is ${stored.size} bytes, over this server's cap of ${limits.maxSaveBytes}`);
-    if (stored.size !== msg.size) return refuse(`stored ${stored.size} bytes, expected ${msg.size}`);
+    }
     await store.insertSave({
       id: msg.id,
       sessionId: row.id,
-      key: p.key,
+      key: `${VAULT_KEY}${msg.root}`,
       createdAt: new Date(now()).toISOString(),
       size: msg.size,
       files: msg.files,
-      reason: p.reason,
+      reason: t.reason,
+      added: t.added,
     });
-    pending.delete(row.id);
-    await prune(row.id);
-    log.info("save stored", { label: row.label, size: msg.size, files: msg.files, reason: p.reason });
+    abandon(row.id);
+    await prune(await store.listSaves(row.id));
+    log.info("save stored", { label: row.label, files: msg.files, size: msg.size, added: t.added, reason: t.reason });
     return { type: "save_result", id: msg.id, ok: true, error: null };
+  }
+
+  /** The transfer a write ticket names, if it is still wanted. */
+  function transferOf(ticket: string): Transfer {
+    const { w } = verifyTicket(deps.ticketKey, ticket, WriteTicket, { nowMs: now() });
+    const t = transfers.get(w);
+    if (!live(t)) {
+      throw new CattyError("forbidden", "This link is no longer wanted (the save or upload was abandoned or has expired). Ask the server for a new one.");
+    }
+    return t;
   }
 
   return {
     /** Where the agent restores the workspace from on (re)connect, until it has. */
     async restoreFor(row: SessionRow): Promise<{ url: string; size: number | null } | null> {
       if (!row.restoreKey) return null;
+      if (vaultRoot(row.restoreKey)) return { url: await urlOf(row.userId, row.restoreKey, { gzip: false, mtime: row.createdAt }), size: null };
       const info = await blobs.stat(row.restoreKey);
       return { url: await blobs.presignGet(row.restoreKey, ttlSec), size: info?.size ?? null };
     },
@@ -171,31 +245,93 @@ export function createSaves(deps: SavesDeps) {
      * the old link is abandoned (the agent gives up on requests when its link drops).
      */
     agentReconnected(sessionId: string): void {
-      void abandon(sessionId);
+      abandon(sessionId);
     },
 
-    /** Whether an upload to `key` is expected now: the blob route refuses any other. */
-    expectsUpload(key: string): boolean {
-      for (const p of pending.values()) if (p.key === key) return p.expiresAt > now();
+    /** Whether an upload to `key` is expected now: the blob route refuses any other (archive saves are no longer made). */
+    expectsUpload(_key: string): boolean {
       return false;
+    },
+
+    /** `/v1/vault/<ticket>/missing`: which of the hashes the store lacks. */
+    async missing(ticket: string, hashes: string[]): Promise<string[]> {
+      const t = transferOf(ticket);
+      return vault.missing(t.userId, hashes);
+    },
+
+    /** `/v1/vault/<ticket>/pack`: stores a pack of the transfer's blobs, within its cap. */
+    async putPack(ticket: string, pack: Uint8Array): Promise<{ blobs: number; bytes: number }> {
+      const t = transferOf(ticket);
+      if (t.added + pack.length > t.cap + 1024 * 1024) {
+        throw new CattyError(
+          "too_large",
+          `This ${t.kind} would add more than this server's cap of ${Math.round(t.cap / 1e6)} MB.`,
+          t.kind === "upload" ? "Exclude large paths with .gitignore, or start with --no-upload." : undefined,
+        );
+      }
+      const stored = await vault.storePack(t.userId, pack);
+      t.added += stored.bytes;
+      return stored;
+    },
+
+    /** A read ticket's save as a tar (or tar.gz) stream, for `/v1/vault/<ticket>/tar`. */
+    readTar(ticket: string): { stream: ReadableStream<Uint8Array>; gzip: boolean } {
+      const { u, r, z: gz, t } = verifyTicket(deps.ticketKey, ticket, ReadTicket, { nowMs: now() });
+      const tar = streamOf(vault.tar(u, r, { mtimeSec: t }));
+      return { stream: gz ? tar.pipeThrough(new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>) : tar, gzip: gz === 1 };
     },
 
     async savesOf(sessionId: string): Promise<SaveInfo[]> {
       return (await store.listSaves(sessionId)).map(toSaveInfo);
     },
 
-    async latestDownload(row: SessionRow): Promise<SaveInfo & { url: string }> {
-      const latest = (await store.listSaves(row.id))[0];
-      if (!latest) {
-        throw new CattyError(
-          "not_found",
-          `Session ${row.label} has no save yet: the first save happens about 10 seconds after it starts.`,
-        );
+    /** A save of the session (the latest, or the newest made at or before `at`) and a URL for it as a .tar.gz. */
+    async download(row: SessionRow, opts: { at?: number; id?: string } = {}): Promise<SaveInfo & { url: string }> {
+      const rows = await store.listSaves(row.id);
+      const save =
+        opts.id !== undefined
+          ? rows.find((r) => r.id === opts.id)
+          : opts.at !== undefined
+            ? rows.find((r) => Date.parse(r.createdAt) <= (opts.at as number))
+            : rows[0];
+      if (!save) {
+        if (opts.id !== undefined) throw new CattyError("not_found", `Session ${row.label} has no save ${opts.id}.`, `Run \`catty saves ${row.label}\` to see its saves.`);
+        if (opts.at !== undefined) {
+          throw new CattyError("not_found", `Session ${row.label} has no save from ${new Date(opts.at).toISOString()} or earlier.`, `Run \`catty saves ${row.label}\` to see its saves.`);
+        }
+        throw new CattyError("not_found", `Session ${row.label} has no save yet: the first save happens about 10 seconds after it starts.`);
       }
-      return { ...toSaveInfo(latest), url: await blobs.presignGet(latest.key, ttlSec) };
+      return { ...toSaveInfo(save), url: await urlOf(row.userId, save.key, { gzip: true, mtime: save.createdAt }) };
     },
 
-    /** Streams an upload into storage, refusing it past the cap without keeping anything. */
+    async latestDownload(row: SessionRow): Promise<SaveInfo & { url: string }> {
+      return this.download(row);
+    },
+
+    /** The restore key of a new session started from the latest save of `source`. */
+    async latestKey(source: SessionRow): Promise<string | null> {
+      return (await store.listSaves(source.id))[0]?.key ?? null;
+    },
+
+    /** `POST /v1/uploads/start`: an upload whose blobs the CLI sends next. */
+    async startUpload(user: User): Promise<UploadStart> {
+      const id = crypto.randomUUID();
+      return { id, url: await begin("upload", id, user.id, null, "upload") };
+    },
+
+    /** `POST /v1/uploads/<id>/commit`: checks the upload is complete and keeps it for the session it starts. */
+    async commitUpload(user: User, id: string, body: UploadCommit): Promise<{ id: string; size: number }> {
+      const t = transfers.get(id);
+      if (!live(t) || t.kind !== "upload" || t.userId !== user.id) {
+        throw new CattyError("not_found", `Upload ${id} is not in progress (it expired, or was committed).`, "Run `catty new` again.");
+      }
+      await vault.verify(user.id, body.root);
+      await store.insertUpload({ id, userId: user.id, key: `${VAULT_KEY}${body.root}`, size: body.size, createdAt: new Date(now()).toISOString() });
+      transfers.delete(id);
+      return { id, size: body.size };
+    },
+
+    /** Streams an archive upload into storage, refusing it past the cap without keeping anything. */
     async receiveUpload(user: User, req: Request): Promise<{ id: string; size: number }> {
       const declared = Number(req.headers.get("content-length") ?? NaN);
       const cap = limits.maxUploadBytes;
@@ -245,32 +381,33 @@ export function createSaves(deps: SavesDeps) {
     },
 
     /**
-     * Deletes what nobody will use: saves in flight past their URL's expiry, blobs under `saves/`
-     * that belong to no stored save and are older than a URL lives, uploads not turned into a
-     * session within their time, and upload blobs nothing refers to.
+     * Deletes what nobody will use: transfers past their ticket's expiry, archive blobs no save or
+     * upload refers to, uploads not turned into a session within their time, files handed to
+     * sessions; applies retention to every session's saves; and collects each user's blobs that
+     * no kept save, upload or pending restore refers to.
      */
-    async sweep(): Promise<{ deleted: string[] }> {
+    async sweep(): Promise<{ deleted: string[]; collected: number }> {
       const t = now();
       const deleted: string[] = [];
       const drop = async (key: string): Promise<void> => {
         await forget(key);
         deleted.push(key);
       };
-      for (const [sessionId, p] of [...pending]) {
-        if (p.expiresAt > t) continue;
-        pending.delete(sessionId);
-        await drop(p.key);
+      for (const [id, tr] of [...transfers]) {
+        if (tr.expiresAt > t) continue;
+        transfers.delete(id);
+        if (tr.sessionId !== null && sessionSave.get(tr.sessionId) === id) sessionSave.delete(tr.sessionId);
       }
-      const inFlight = new Set([...pending.values()].map((p) => p.key));
       for (const blob of await blobs.list("saves/")) {
-        if (inFlight.has(blob.key) || ageOf(blob.modifiedAt, t) < ttlSec * 1000) continue;
+        if (ageOf(blob.modifiedAt, t) < ttlSec * 1000) continue;
         if (!(await store.saveKeyExists(blob.key))) await drop(blob.key);
       }
       for (const u of await store.staleUploads(new Date(t - uploadTtlMs).toISOString())) {
         await store.deleteUpload(u.id);
-        await drop(u.key);
+        if (!vaultRoot(u.key)) await drop(u.key);
       }
-      const restoring = new Set((await store.liveSessions()).map((r) => r.restoreKey));
+      const liveSessions = await store.liveSessions();
+      const restoring = new Set(liveSessions.map((r) => r.restoreKey));
       for (const blob of await blobs.list("uploads/")) {
         if (restoring.has(blob.key) || ageOf(blob.modifiedAt, t) < uploadTtlMs) continue;
         if (!(await store.uploadKeyExists(blob.key))) await drop(blob.key);
@@ -278,8 +415,33 @@ export function createSaves(deps: SavesDeps) {
       for (const blob of await blobs.list("files/")) {
         if (ageOf(blob.modifiedAt, t) >= ttlSec * 1000) await drop(blob.key);
       }
+      let collected = 0;
+      for (const userId of await store.usersWithBlobs()) {
+        if ([...transfers.values()].some((tr) => tr.userId === userId) || collecting.has(userId)) continue;
+        const run = (async () => {
+          const saves = await store.savesOfUser(userId);
+          const bySession = Map.groupBy(saves, (s) => s.sessionId);
+          for (const rows of bySession.values()) await prune(rows);
+          const roots = [
+            ...(await store.savesOfUser(userId)).map((s) => vaultRoot(s.key)),
+            ...(await store.uploadsOfUser(userId)).map((u) => vaultRoot(u.key)),
+            ...liveSessions.filter((r) => r.userId === userId).map((r) => vaultRoot(r.restoreKey)),
+          ].filter((r): r is string => r !== null);
+          return vault.collect(userId, roots, { now: t, orphanAgeMs: ttlSec * 1000 });
+        })();
+        collecting.set(userId, run);
+        try {
+          const result = await run;
+          collected += result.blobs;
+          if (result.blobs > 0 || result.packs > 0) log.info("collected unused save blobs", { user: userId, ...result });
+        } catch (err) {
+          log.error("could not collect a user's unused save blobs", { user: userId, err });
+        } finally {
+          collecting.delete(userId);
+        }
+      }
       if (deleted.length > 0) log.info("swept unused blobs", { count: deleted.length });
-      return { deleted };
+      return { deleted, collected };
     },
   };
 }

@@ -5,13 +5,14 @@
  * `/v1/blobs/<ticket>` route, served by `handleBlobRequest`; a ticket names one key and one
  * method and is signed with the server's blob secret (`loadOrCreateSecret`).
  */
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { mkdir, open, readdir, rename, rmdir, stat, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { z } from "zod";
 import { CattyError, httpStatus } from "../../src/protocol/errors.ts";
 import { loadOrCreateKey } from "../data-dir.ts";
+import { signTicket, verifyTicket } from "../tickets.ts";
 import { assertValidKey, assertValidPrefix, isValidKey } from "./keys.ts";
 import type { BlobBody, BlobInfo, BlobStore } from "./types.ts";
 
@@ -42,7 +43,7 @@ export interface DiskBlobStore extends BlobStore {
 /** The route prefix of presigned disk URLs; the ticket is the next (last) path segment. */
 export const BLOB_ROUTE = "/v1/blobs/";
 
-const TicketPayload = z.object({ k: z.string(), m: z.enum(["GET", "PUT"]), e: z.number().int(), x: z.number().int().min(0).optional() });
+const TicketPayload = z.object({ k: z.string().refine(isValidKey), m: z.enum(["GET", "PUT"]), e: z.number().int(), x: z.number().int().min(0).optional() });
 
 const CHUNK_BYTES = 256 * 1024;
 
@@ -54,9 +55,7 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
   const presign = async (key: string, method: "GET" | "PUT", expiresInSec: number, maxBytes?: number): Promise<string> => {
     assertValidKey(key);
     assertExpiry(expiresInSec);
-    // Rounded up: a ticket lives at least as long as asked, also for short lives.
-    const e = Math.ceil(Date.now() / 1000 + expiresInSec);
-    return BLOB_ROUTE + makeTicket(secret, { k: key, m: method, e, ...(maxBytes !== undefined ? { x: maxBytes } : {}) });
+    return BLOB_ROUTE + signTicket(secret, { k: key, m: method, ...(maxBytes !== undefined ? { x: maxBytes } : {}) }, expiresInSec);
   };
 
   return {
@@ -69,6 +68,28 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
     async get(key) {
       assertValidKey(key);
       return openBlob(pathOf(dir, key));
+    },
+    async getRange(key, offset, length) {
+      assertValidKey(key);
+      let file: FileHandle;
+      try {
+        file = await open(pathOf(dir, key), "r");
+      } catch (err) {
+        if (isMissing(err) || errno(err) === "EISDIR") return null;
+        throw err;
+      }
+      try {
+        const buf = new Uint8Array(length);
+        let got = 0;
+        while (got < length) {
+          const { bytesRead } = await file.read(buf, got, length - got, offset + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return buf.subarray(0, got);
+      } finally {
+        await file.close();
+      }
     },
     async stat(key) {
       assertValidKey(key);
@@ -100,7 +121,7 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
     },
     presignPut: (key, expiresInSec, opts) => presign(key, "PUT", expiresInSec, opts?.maxBytes),
     presignGet: (key, expiresInSec) => presign(key, "GET", expiresInSec),
-    verifyTicket: (ticket) => verifyTicket(secret, ticket, Date.now() / 1000),
+    verifyTicket: (ticket) => verifyBlobTicket(secret, ticket, Date.now() / 1000),
   };
 }
 
@@ -186,35 +207,8 @@ export function loadOrCreateSecret(dataDir: string): string {
 
 // ── tickets ─────────────────────────────────────────────────────────────────────────────────
 
-function sign(secret: string, payload: string): string {
-  return createHmac("sha256", secret).update(payload).digest("base64url");
-}
-
-function makeTicket(secret: string, payload: z.infer<typeof TicketPayload>): string {
-  const encoded = Buffer.from(JSON.stringify(payload)).toString("base64url");
-  return `${encoded}.${sign(secret, encoded)}`;
-}
-
-function verifyTicket(secret: string, ticket: string, nowSec: number): BlobTicket {
-  const forbidden = (what: string): CattyError =>
-    new CattyError("forbidden", `This blob link ${what}. Ask the server for a new one.`);
-  const dot = ticket.indexOf(".");
-  if (dot <= 0 || dot !== ticket.lastIndexOf(".")) throw forbidden("is malformed");
-  const encoded = ticket.slice(0, dot);
-  // Compare the encoded signatures, not decoded bytes: base64url decoding ignores stray bits.
-  const given = Buffer.from(ticket.slice(dot + 1));
-  const wanted = Buffer.from(sign(secret, encoded));
-  if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) throw forbidden("is not valid");
-  let payload: unknown;
-  try {
-    payload = JSON.parse(Buffer.from(encoded, "base64url").toString("utf8"));
-  } catch {
-    throw forbidden("is malformed");
-  }
-  const parsed = TicketPayload.safeParse(payload);
-  if (!parsed.success || !isValidKey(parsed.data.k)) throw forbidden("is malformed");
-  if (nowSec >= parsed.data.e) throw forbidden("has expired");
-  const { k: key, m: method, e: expiresAtSec, x: maxBytes } = parsed.data;
+function verifyBlobTicket(secret: string, ticket: string, nowSec: number): BlobTicket {
+  const { k: key, m: method, e: expiresAtSec, x: maxBytes } = verifyTicket(secret, ticket, TicketPayload, { nowMs: nowSec * 1000, noun: "blob link" });
   return { key, method, expiresAtSec, ...(maxBytes !== undefined ? { maxBytes } : {}) };
 }
 

@@ -50,8 +50,14 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   app.get("/:label", async (c) => c.json(await sessionJson(await sessionOf(store, c.var.user, c.req.param("label")))));
 
+  // ?at=TIME: the newest save made at or before TIME.
   app.get("/:label/saves/latest", async (c) => {
-    return c.json(await saves.latestDownload(await sessionOf(store, c.var.user, c.req.param("label"))));
+    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    const at = c.req.query("at");
+    if (at === undefined) return c.json(await saves.download(row));
+    const when = Date.parse(at);
+    if (Number.isNaN(when)) throw new CattyError("bad_request", `${JSON.stringify(at)} is not a time.`, "Give an ISO time such as 2026-11-29T10:30:00Z.");
+    return c.json(await saves.download(row, { at: when }));
   });
 
   // The dashboard's download link: to the latest save's short-lived URL.

@@ -6,7 +6,7 @@
 import { Database } from "bun:sqlite";
 import type { Log } from "../../src/lib/log.ts";
 import { AttentionState, MachineHandle, SessionStatus, type Attention } from "../../src/protocol/index.ts";
-import type { DeviceCode, PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
+import type { BlobLocation, DeviceCode, PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
 
 /** The first release's schema (user_version 0); `MIGRATIONS` take it to the current one. */
 export const FIRST_SCHEMA = `
@@ -108,6 +108,16 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
       hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), session_id TEXT NOT NULL REFERENCES sessions(id),
       viewer INTEGER NOT NULL, expires_at TEXT NOT NULL)`);
   },
+  // 5: content-addressed, encrypted saves: each user's wrapped key, the blob index, bytes a save added.
+  (db) => {
+    db.run(`CREATE TABLE IF NOT EXISTS user_keys (
+      user_id TEXT PRIMARY KEY REFERENCES users(id), wrapped TEXT NOT NULL, created_at TEXT NOT NULL)`);
+    db.run(`CREATE TABLE IF NOT EXISTS blobs (
+      user_id TEXT NOT NULL, id TEXT NOT NULL, pack TEXT NOT NULL, offset INTEGER NOT NULL, length INTEGER NOT NULL,
+      created_at TEXT NOT NULL, PRIMARY KEY (user_id, id)) WITHOUT ROWID`);
+    db.run("CREATE INDEX IF NOT EXISTS blobs_pack ON blobs(pack)");
+    addColumn(db, "saves", "added", "INTEGER");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -161,6 +171,7 @@ interface SaveRecord {
   size: number;
   files: number;
   reason: string;
+  added: number | null;
 }
 
 interface UploadRecord {
@@ -179,6 +190,7 @@ const saveFrom = (r: SaveRecord): SaveRow => ({
   size: r.size,
   files: r.files,
   reason: r.reason,
+  added: r.added ?? null,
 });
 
 const uploadFrom = (r: UploadRecord): UploadRow => ({
@@ -474,8 +486,8 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async insertSave(r) {
       db.query(
-        "INSERT INTO saves (id, session_id, key, created_at, size, files, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
-      ).run(r.id, r.sessionId, r.key, r.createdAt, r.size, r.files, r.reason);
+        "INSERT INTO saves (id, session_id, key, created_at, size, files, reason, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(r.id, r.sessionId, r.key, r.createdAt, r.size, r.files, r.reason, r.added);
     },
     async listSaves(sessionId) {
       const rows = db
@@ -506,6 +518,56 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async uploadKeyExists(key) {
       return db.query("SELECT 1 FROM uploads WHERE key = ?").get(key) !== null;
+    },
+    async savesOfUser(userId) {
+      const rows = db
+        .query("SELECT saves.* FROM saves JOIN sessions ON sessions.id = saves.session_id WHERE sessions.user_id = ?")
+        .all(userId) as SaveRecord[];
+      return rows.map(saveFrom);
+    },
+    async uploadsOfUser(userId) {
+      return (db.query("SELECT * FROM uploads WHERE user_id = ?").all(userId) as UploadRecord[]).map(uploadFrom);
+    },
+    async userKey(userId) {
+      return (db.query("SELECT wrapped FROM user_keys WHERE user_id = ?").get(userId) as { wrapped: string } | null)?.wrapped ?? null;
+    },
+    async insertUserKey(userId, wrapped) {
+      db.query("INSERT OR IGNORE INTO user_keys (user_id, wrapped, created_at) VALUES (?, ?, ?)").run(userId, wrapped, new Date().toISOString());
+      return (db.query("SELECT wrapped FROM user_keys WHERE user_id = ?").get(userId) as { wrapped: string }).wrapped;
+    },
+    async blobsPresent(userId, ids) {
+      const found = new Set<string>();
+      const q = db.query("SELECT 1 FROM blobs WHERE user_id = ? AND id = ?");
+      for (const id of ids) if (q.get(userId, id) !== null) found.add(id);
+      return found;
+    },
+    async insertBlobs(userId, rows) {
+      const q = db.query("INSERT OR IGNORE INTO blobs (user_id, id, pack, offset, length, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+      const now = new Date().toISOString();
+      db.transaction(() => {
+        for (const r of rows) q.run(userId, r.id, r.pack, r.offset, r.length, now);
+      })();
+    },
+    async blobLocations(userId, ids) {
+      const out = new Map<string, BlobLocation>();
+      const q = db.query("SELECT pack, offset, length FROM blobs WHERE user_id = ? AND id = ?");
+      for (const id of ids) {
+        const r = q.get(userId, id) as BlobLocation | null;
+        if (r) out.set(id, { pack: r.pack, offset: r.offset, length: r.length });
+      }
+      return out;
+    },
+    async blobsOfUser(userId) {
+      return db.query("SELECT id, pack FROM blobs WHERE user_id = ?").all(userId) as Array<{ id: string; pack: string }>;
+    },
+    async deleteBlobs(userId, ids) {
+      const q = db.query("DELETE FROM blobs WHERE user_id = ? AND id = ?");
+      db.transaction(() => {
+        for (const id of ids) q.run(userId, id);
+      })();
+    },
+    async usersWithBlobs() {
+      return (db.query("SELECT DISTINCT user_id FROM blobs").all() as Array<{ user_id: string }>).map((r) => r.user_id);
     },
     close() {
       db.close();

@@ -76,6 +76,15 @@ export interface SaveRow {
   size: number;
   files: number;
   reason: string;
+  /** Bytes of new blobs this save stored (null: a save from before content-addressed saves). */
+  added: number | null;
+}
+
+/** Where a stored blob is: a byte range of a pack object. */
+export interface BlobLocation {
+  pack: string;
+  offset: number;
+  length: number;
 }
 
 export interface UploadRow {
@@ -195,5 +204,21 @@ export interface Store {
   deleteUpload(id: string): Promise<void>;
   /** Whether an upload row has this blob key. */
   uploadKeyExists(key: string): Promise<boolean>;
+  /** Every save of every session of a user. */
+  savesOfUser(userId: string): Promise<SaveRow[]>;
+  uploadsOfUser(userId: string): Promise<UploadRow[]>;
+
+  /** The user's wrapped save key, if one was made. */
+  userKey(userId: string): Promise<string | null>;
+  /** Stores `wrapped` unless the user has a key already; resolves to the key that is stored. */
+  insertUserKey(userId: string, wrapped: string): Promise<string>;
+  /** Which of the ids (stored blob ids) the user's index has. */
+  blobsPresent(userId: string, ids: readonly string[]): Promise<Set<string>>;
+  /** Indexes blobs (ids already indexed keep their first location). */
+  insertBlobs(userId: string, rows: ReadonlyArray<BlobLocation & { id: string }>): Promise<void>;
+  blobLocations(userId: string, ids: readonly string[]): Promise<Map<string, BlobLocation>>;
+  blobsOfUser(userId: string): Promise<Array<{ id: string; pack: string }>>;
+  deleteBlobs(userId: string, ids: readonly string[]): Promise<void>;
+  usersWithBlobs(): Promise<string[]>;
   close(): void;
 }

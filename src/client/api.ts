@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
 import { PutFileResult } from "../protocol/files.ts";
-import { SaveDownload, ServerLimits, Session, UploadResult, UsageReport, type CreateSession } from "../protocol/session.ts";
+import { SaveDownload, ServerLimits, Session, UploadResult, UploadStart, UsageReport, type CreateSession, type UploadCommit } from "../protocol/session.ts";
 
 export interface ApiClient {
   readonly api: string;
@@ -14,16 +14,20 @@ export interface ApiClient {
   limits(): Promise<ServerLimits>;
   /** Claude API usage through the server in `month` (YYYY-MM; default this one). */
   usage(month?: string): Promise<UsageReport>;
-  /** Sends a workspace archive of `size` bytes; its id starts a session (`create({ upload })`). */
-  upload(body: ReadableStream<Uint8Array>, size: number): Promise<UploadResult>;
+  /** Begins a workspace upload: its blobs go to the URL; committed, its id starts a session (`create({ upload })`). */
+  startUpload(): Promise<UploadStart>;
+  commitUpload(id: string, body: UploadCommit): Promise<UploadResult>;
   list(): Promise<Session[]>;
   get(label: string): Promise<Session>;
   create(body: CreateSession): Promise<Session>;
   stop(label: string): Promise<Session>;
   /** Hands a file to a running session: it lands in .catty-uploads/; resolves to the path the program sees. */
   putFile(label: string, name: string, bytes: Uint8Array, progress?: (sent: number) => void): Promise<PutFileResult>;
-  /** The newest complete save of a session, with a short-lived URL (resolve it with `resolveUrl`). */
-  latestSave(label: string): Promise<SaveDownload>;
+  /**
+   * The newest complete save of a session (or the newest made at or before `at`, an ISO time),
+   * with a short-lived URL (resolve it with `resolveUrl`).
+   */
+  latestSave(label: string, at?: string): Promise<SaveDownload>;
   /** Resolves a URL the server handed out (relative ones are on the API server). */
   resolveUrl(url: string): string;
   /** The WebSocket URL of a session's attach endpoint. */
@@ -93,7 +97,8 @@ export function createApiClient(api: string, token: string): ApiClient {
     whoami: () => call("GET", "/v1/whoami", z.object({ user: z.string() })),
     limits: () => call("GET", "/v1/config", ServerLimits),
     usage: (month) => call("GET", `/v1/usage${month ? `?month=${encodeURIComponent(month)}` : ""}`, UsageReport),
-    upload: (stream, size) => call("POST", "/v1/uploads", UploadResult, undefined, { body: stream, size, type: "application/gzip" }),
+    startUpload: () => call("POST", "/v1/uploads/start", UploadStart, {}),
+    commitUpload: (id, body) => call("POST", `/v1/uploads/${enc(id)}/commit`, UploadResult, body),
     putFile: (label, name, bytes, progress) =>
       call("POST", `/v1/sessions/${enc(label)}/files?name=${enc(name)}`, PutFileResult, undefined, {
         body: progress ? countedBody(bytes, progress) : bytes,
@@ -104,7 +109,7 @@ export function createApiClient(api: string, token: string): ApiClient {
     get: (label) => call("GET", `/v1/sessions/${enc(label)}`, Session),
     create: (body) => call("POST", "/v1/sessions", Session, body),
     stop: (label) => call("POST", `/v1/sessions/${enc(label)}/stop`, Session, {}),
-    latestSave: (label) => call("GET", `/v1/sessions/${enc(label)}/saves/latest`, SaveDownload),
+    latestSave: (label, at) => call("GET", `/v1/sessions/${enc(label)}/saves/latest${at ? `?at=${enc(at)}` : ""}`, SaveDownload),
     resolveUrl: (url) => new URL(url, `${api}/`).toString(),
     attachUrl: (label) => `${api.replace(/^http/, "ws")}/v1/sessions/${enc(label)}/attach`,
   };

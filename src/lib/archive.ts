@@ -591,7 +591,19 @@ async function extractInto(source: ArchiveSource, root: string, limits: Required
     }
     extract.end(undefined);
   };
-  const feeding = pipeline(chunksOf(source), createGunzip(), capped, feed, { signal: abort.signal }).catch((err: unknown) => {
+  // A .tar.gz, or a plain tar (saves are read out as tar): the first bytes tell.
+  const chunks = chunksOf(source);
+  const head = await chunks.next();
+  const all = (async function* () {
+    if (head.done) return;
+    yield head.value;
+    yield* chunks;
+  })();
+  const gzipped = head.done || (head.value[0] === 0x1f && head.value[1] === 0x8b);
+  const piped = gzipped
+    ? pipeline(all, createGunzip(), capped, feed, { signal: abort.signal })
+    : pipeline(all, capped, feed, { signal: abort.signal });
+  const feeding = piped.catch((err: unknown) => {
     extract.destroy(err instanceof Error ? err : new Error(String(err)));
     throw err;
   });

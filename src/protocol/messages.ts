@@ -142,10 +142,16 @@ export const AgentToServer = z.discriminatedUnion("type", [
   z.object({ type: z.literal("restore_failed"), error: z.string() }),
   /** Agent, once the workspace is restored (the server may drop the upload). */
   z.object({ type: z.literal("restored"), files: z.number().int(), bytes: z.number().int() }),
-  /** Agent, to start a save: asks where to put it. */
+  /** Agent, to start a save: asks where to send its blobs. */
   z.object({ type: z.literal("save_request"), id: SaveId, reason: SaveReason }),
-  /** Agent, after the save's bytes were PUT to the target URL. */
-  z.object({ type: z.literal("save_done"), id: SaveId, size: z.number().int().min(0), files: z.number().int().min(0) }),
+  /** Agent, once every blob of the save is stored: the save's root tree and what it holds (files, bytes of files). */
+  z.object({
+    type: z.literal("save_done"),
+    id: SaveId,
+    root: z.string().regex(/^[0-9a-f]{64}$/),
+    size: z.number().int().min(0),
+    files: z.number().int().min(0),
+  }),
   /** Agent: a sync-back event for one client. */
   z.object({ type: z.literal("sync"), clientId: ClientId, event: SyncEvent }),
   /** Agent: the program's attention state changed (and again after each hello). */
@@ -179,7 +185,7 @@ export const ServerToAgent = z.discriminatedUnion("type", [
      */
     env: z.record(z.string(), z.string()).nullable().default(null),
   }),
-  /** Server, answering save_request: a presigned URL to PUT the archive to (or why not). */
+  /** Server, answering save_request: the URL the save's blobs go to (`<url>/missing`, `<url>/pack`), or why not. */
   z.object({ type: z.literal("save_target"), id: SaveId, url: z.string().nullable(), error: z.string().nullable() }),
   /** Server, answering save_done: whether the save is now stored as the latest. */
   z.object({ type: z.literal("save_result"), id: SaveId, ok: z.boolean(), error: z.string().nullable() }),

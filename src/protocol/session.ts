@@ -15,10 +15,12 @@ export type SessionStatus = z.infer<typeof SessionStatus>;
 export const SaveInfo = z.object({
   id: z.string(),
   createdAt: z.string(),
-  /** Compressed size in bytes. */
+  /** Bytes of the files in it (before content-addressed saves: the compressed archive's size). */
   size: z.number().int(),
   files: z.number().int(),
   reason: z.string(),
+  /** Bytes of new content this save stored; null for saves from before content-addressed saves. */
+  added: z.number().int().nullable().optional(),
 });
 export type SaveInfo = z.infer<typeof SaveInfo>;
 
@@ -120,6 +122,18 @@ export type ServerLimits = z.infer<typeof ServerLimits>;
 
 /** `POST /v1/uploads` answer. */
 export const UploadResult = z.object({ id: z.string(), size: z.number().int() });
+
+/** `POST /v1/uploads/start`: an upload in progress and where its blobs go (`<url>/missing`, `<url>/pack`). */
+export const UploadStart = z.object({ id: z.string(), url: z.string() });
+export type UploadStart = z.infer<typeof UploadStart>;
+
+/** `POST /v1/uploads/<id>/commit`: every blob is sent; the upload's root tree and what it holds. */
+export const UploadCommit = z.object({
+  root: z.string().regex(/^[0-9a-f]{64}$/),
+  files: z.number().int().min(0),
+  size: z.number().int().min(0),
+});
+export type UploadCommit = z.infer<typeof UploadCommit>;
 export type UploadResult = z.infer<typeof UploadResult>;
 
 export const isLive = (s: SessionStatus): boolean => s === "starting" || s === "running" || s === "stopping";

@@ -18,13 +18,14 @@ import { waitFor } from "../helpers/wait.ts";
 
 const temp = tempDirs("catty-agent-");
 
-/** Stand-in storage: accepts PUTs of saves, serves uploads. */
+/** Stand-in server storage: takes the blobs of saves (it lacks every one it is asked about), serves uploads. */
 const stored = new Map<string, Uint8Array>();
 const storage = Bun.serve({
   port: 0,
   hostname: "127.0.0.1",
   async fetch(req) {
     const path = new URL(req.url).pathname;
+    if (req.method === "POST" && path.endsWith("/missing")) return Response.json({ missing: ((await req.json()) as { hashes: string[] }).hashes });
     if (req.method === "PUT") {
       stored.set(path, new Uint8Array(await req.arrayBuffer()));
       return new Response(null, { status: 200 });

@@ -33,7 +33,7 @@ describe("requests to the server", () => {
 
   test("a request the server does not answer in time fails", async () => {
     const { requests } = setup({ timeoutMs: 30 });
-    const asked = requests.ask({ type: "save_done", id: ID, size: 1, files: 1 }, "save_result", ID);
+    const asked = requests.ask({ type: "save_done", id: ID, root: "0000000000000000000000000000000000000000000000000000000000000000", size: 1, files: 1 }, "save_result", ID);
     await expect(asked).rejects.toThrow("the server did not answer in time");
     expect(requests.pending).toBe(0);
   });
@@ -41,7 +41,7 @@ describe("requests to the server", () => {
   test("every waiting request fails at once when the link drops", async () => {
     const { requests } = setup();
     const a = requests.ask({ type: "save_request", id: ID, reason: "periodic" }, "save_target", ID);
-    const b = requests.ask({ type: "save_done", id: "save-0002", size: 3, files: 1 }, "save_result", "save-0002");
+    const b = requests.ask({ type: "save_done", id: "save-0002", root: "0000000000000000000000000000000000000000000000000000000000000000", size: 3, files: 1 }, "save_result", "save-0002");
     expect(requests.pending).toBe(2);
     requests.failAll("the link to the server dropped");
     await expect(a).rejects.toThrow("the link to the server dropped");

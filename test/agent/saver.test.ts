@@ -1,110 +1,155 @@
-/** The saver's change detection: what a save would contain, fingerprinted without reading contents; ticks the journal says nothing happened in skip even that. */
-import { afterAll, describe, expect, test } from "bun:test";
-import { chmodSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+/**
+ * The agent's saves: content-addressed and incremental. The root changes with what a save holds
+ * and not otherwise; a save sends only blobs the store lacks; a tick the journal saw nothing in
+ * lists nothing; a failed save makes the next one start over.
+ */
+import { describe, expect, test } from "bun:test";
+import { chmodSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FULL_CHECK_EVERY, fingerprint, WorkspaceSaver } from "../../agent/saver.ts";
+import { FULL_CHECK_EVERY, WorkspaceSaver, type ChangeLog } from "../../agent/saver.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
+import { memoryVault } from "../helpers/vault.ts";
 
 const tempDir = tempDirs("catty-saver-");
 
-test("the fingerprint changes with what a save holds, not with excluded paths or what a symlink points into", async () => {
-  const base = tempDir();
-  const root = writeTree(join(base, "ws"), { "a.txt": "a", "src/b.ts": "b", "node_modules/x/i.js": "dep", "empty/": "" });
-  writeTree(join(base, "outside"), { "o.txt": "o" });
-  symlinkSync(join(base, "outside"), join(root, "link"));
-  const first = await fingerprint(root);
-  expect(await fingerprint(root)).toBe(first);
-
-  // Not in a save: excluded folders, and anything behind a symlink.
-  writeFileSync(join(root, "node_modules/x/i.js"), "changed dependency");
-  writeFileSync(join(base, "outside/o.txt"), "changed outside");
-  writeFileSync(join(base, "outside/new.txt"), "new outside");
-  expect(await fingerprint(root)).toBe(first);
-
-  // In a save: contents (by size and mtime), modes, new and removed entries, link targets.
-  const changes: Array<() => void> = [
-    () => utimesSync(join(root, "src/b.ts"), new Date(1_000_000), new Date(1_000_000)),
-    () => chmodSync(join(root, "a.txt"), 0o600),
-    () => writeFileSync(join(root, "new.txt"), ""),
-    () => rmSync(join(root, "empty"), { recursive: true }),
-    () => {
-      rmSync(join(root, "link"));
-      symlinkSync("a.txt", join(root, "link"));
-    },
-  ];
-  let previous = first;
-  for (const change of changes) {
-    change();
-    const now = await fingerprint(root);
-    expect(now).not.toBe(previous);
-    previous = now;
-  }
-});
-
-describe("periodic saves with the journal's change counter", () => {
-  /** A saver whose transport records the saves it is asked for (and stores them at once). */
-  function saver(workspace: string, changes: () => number) {
-    const stored: string[] = [];
-    const s = new WorkspaceSaver({
-      workspace,
-      stateDir: tempDir(),
-      log: silentLog,
-      firstDelayMs: 60_000,
-      intervalMs: 60_000,
-      changes,
-      transport: {
-        target: async (id) => `${storage.url.origin}/${id}`,
-        done: async (id) => void stored.push(id),
+/** A saver over `workspace` storing into a memory vault; `roots` are the saves the "server" accepted. */
+function saver(workspace: string, journal?: ChangeLog, opts: { refuse?: () => boolean } = {}) {
+  const vault = memoryVault();
+  const roots: string[] = [];
+  let targets = 0;
+  const s = new WorkspaceSaver({
+    workspace,
+    log: silentLog,
+    firstDelayMs: 60_000,
+    intervalMs: 60_000,
+    ...(journal ? { journal } : {}),
+    vault: () => vault,
+    transport: {
+      target: async (id) => {
+        targets++;
+        return `http://vault.invalid/${id}`;
       },
-    });
-    return { s, stored };
-  }
-  const storage = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response(null, { status: 200 }) });
-  afterAll(() => storage.stop(true));
+      done: async (_id, stats) => {
+        if (opts.refuse?.()) throw new Error("refused");
+        roots.push(stats.root);
+      },
+    },
+  });
+  return { saver: s, vault, roots, targets: () => targets };
+}
 
-  test("a tick with no recorded change skips the scan; a recorded change is saved; every tenth tick scans anyway", async () => {
-    const ws = tempDir();
-    writeTree(ws, { "a.txt": "one\n" });
-    let counter = 0;
-    const { s, stored } = saver(ws, () => counter);
-    expect((await s.save("initial")).kind).toBe("stored");
-    // A change the journal has not recorded yet: the next ticks do not even look.
-    writeTree(ws, { "b.txt": "two\n" });
-    for (let i = 0; i < FULL_CHECK_EVERY - 1; i++) expect((await s.save("periodic")).kind).toBe("unchanged");
-    expect(stored).toHaveLength(1);
-    // The tenth tick scans and finds it.
-    expect((await s.save("periodic")).kind).toBe("stored");
-    // Recorded at once: the next tick saves it.
-    writeTree(ws, { "c.txt": "three\n" });
-    counter++;
-    expect((await s.save("periodic")).kind).toBe("stored");
-    // The final save always scans.
-    writeTree(ws, { "d.txt": "four\n" });
-    expect((await s.save("final")).kind).toBe("stored");
-    expect(stored).toHaveLength(4);
+/** A journal the test writes to. */
+function journal() {
+  const entries: Array<{ path: string; seq: number }> = [];
+  return {
+    seq: 0,
+    record(path: string) {
+      entries.push({ path, seq: ++this.seq });
+    },
+    changesSince(seq: number) {
+      return entries.filter((e) => e.seq > seq);
+    },
+  };
+}
+
+describe("what a save holds", () => {
+  test("contents, modes, new and removed entries and link targets change the root; excluded paths and what a symlink points into do not", async () => {
+    const base = tempDir();
+    const root = writeTree(join(base, "ws"), { "a.txt": "a", "src/b.ts": "b", "node_modules/x/i.js": "dep", "empty/": "" });
+    writeTree(join(base, "outside"), { "o.txt": "o" });
+    symlinkSync(join(base, "outside"), join(root, "link"));
+    const { saver: s, vault, roots } = saver(root);
+    expect(await s.save("initial")).toMatchObject({ kind: "stored", files: 3, size: 2 });
+    expect(vault.files(roots[0] as string)).toEqual({ "a.txt": "a", "src/b.ts": "b", link: `-> ${join(base, "outside")}` });
+
+    writeFileSync(join(root, "node_modules/x/i.js"), "changed dependency");
+    writeFileSync(join(base, "outside/o.txt"), "changed outside");
+    expect(await s.save("final")).toEqual({ kind: "unchanged" });
+
+    const changes: Array<() => void> = [
+      () => writeFileSync(join(root, "src/b.ts"), "B"),
+      () => utimesSync(join(root, "src/b.ts"), new Date(1_000_000), new Date(1_000_000)),
+      () => chmodSync(join(root, "a.txt"), 0o600),
+      () => writeFileSync(join(root, "new.txt"), ""),
+      () => rmSync(join(root, "empty"), { recursive: true }),
+      () => {
+        rmSync(join(root, "link"));
+        symlinkSync("a.txt", join(root, "link"));
+      },
+    ];
+    for (const change of changes) {
+      change();
+      expect((await s.save("final")).kind).toBe("stored");
+    }
+    expect(new Set(roots).size).toBe(roots.length);
+    const last = roots.at(-1) as string;
+    expect(vault.files(last)).toEqual({ "a.txt": "a", "src/b.ts": "B", "new.txt": "", link: "-> a.txt" });
+    expect(vault.modes(last)["a.txt"]).toBe(0o600);
   });
 
-  test("after a failed save the next tick scans again, whatever the counter says", async () => {
-    const ws = tempDir();
-    writeTree(ws, { "a.txt": "one\n" });
-    let fail = true;
-    const s = new WorkspaceSaver({
-      workspace: ws,
-      stateDir: tempDir(),
-      log: silentLog,
-      firstDelayMs: 60_000,
-      intervalMs: 60_000,
-      changes: () => 0,
-      transport: {
-        target: async (id) => `${storage.url.origin}/${id}`,
-        done: async () => {
-          if (fail) throw new Error("storage down");
-        },
-      },
-    });
-    expect((await s.save("initial")).kind).toBe("failed");
-    fail = false;
+  test("a save sends only what the store lacks: one changed file of many sends that file and the trees above it", async () => {
+    const files: Record<string, string> = {};
+    for (let i = 0; i < 300; i++) files[`d${i % 10}/f${i}.txt`] = `file ${i} `.repeat(50);
+    const root = writeTree(tempDir(), files);
+    const j = journal();
+    const { saver: s, vault } = saver(root, j);
+    const first = await s.save("initial");
+    expect(first).toMatchObject({ kind: "stored", files: 300 });
+    const blobsAfterFirst = vault.blobs.size;
+    writeFileSync(join(root, "d3/f13.txt"), "changed");
+    j.record("d3/f13.txt");
+    const second = await s.save("periodic");
+    expect(second.kind).toBe("stored");
+    // The file's chunk, its directory's tree, the root tree.
+    expect(vault.blobs.size - blobsAfterFirst).toBe(3);
+    expect(second.kind === "stored" && second.added).toBeLessThan(8000);
+  });
+});
+
+describe("periodic saves with the workspace journal", () => {
+  test("a tick with no recorded change lists nothing and asks for nothing; a recorded change is saved; every tenth tick lists the tree anyway", async () => {
+    const root = writeTree(tempDir(), { "a.txt": "a", "sub/b.txt": "b" });
+    const j = journal();
+    const { saver: s, roots, targets } = saver(root, j);
+    expect((await s.save("initial")).kind).toBe("stored");
+    const asked = targets();
+
+    // A change the journal missed is not seen by the quiet ticks…
+    writeFileSync(join(root, "missed.txt"), "m");
+    for (let i = 0; i < FULL_CHECK_EVERY - 1; i++) expect(await s.save("periodic")).toEqual({ kind: "unchanged" });
+    expect(targets()).toBe(asked);
+    // …but by the tenth, which lists the whole tree.
     expect((await s.save("periodic")).kind).toBe("stored");
+
+    writeFileSync(join(root, "sub/c.txt"), "c");
+    j.record("sub/c.txt");
+    expect((await s.save("periodic")).kind).toBe("stored");
+    expect(roots).toHaveLength(3);
+  });
+
+  test("a git commit is saved although the journal does not watch .git", async () => {
+    const root = writeTree(tempDir(), { "a.txt": "a", ".git/HEAD": "ref: refs/heads/main\n", ".git/refs/heads/main": "1111\n" });
+    const j = journal();
+    const { saver: s, vault, roots } = saver(root, j);
+    expect((await s.save("initial")).kind).toBe("stored");
+    writeFileSync(join(root, ".git/refs/heads/main"), "2222\n");
+    mkdirSync(join(root, ".git/logs"), { recursive: true });
+    writeFileSync(join(root, ".git/logs/HEAD"), "1111 2222 commit\n");
+    expect((await s.save("periodic")).kind).toBe("stored");
+    expect(vault.files(roots.at(-1) as string)[".git/refs/heads/main"]).toBe("2222\n");
+  });
+
+  test("after a refused save the next one starts over and sends what the store lacks", async () => {
+    const root = writeTree(tempDir(), { "a.txt": "a" });
+    const j = journal();
+    let refuse = true;
+    const { saver: s, vault, roots } = saver(root, j, { refuse: () => refuse });
+    expect((await s.save("initial")).kind).toBe("failed");
+    // The store lost what it was sent (a collection ran, say).
+    vault.blobs.clear();
+    refuse = false;
+    expect((await s.save("periodic")).kind).toBe("stored");
+    expect(vault.files(roots[0] as string)).toEqual({ "a.txt": "a" });
   });
 });

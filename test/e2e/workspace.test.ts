@@ -160,10 +160,15 @@ describe("upload on catty new", () => {
 describe("round trip with disk storage", () => {
   test("upload, change inside, stop, download (dir and tar.gz), sync --dry-run, sync", async () => {
     const { session } = await workspaceRoundTrip(user);
-    // The saves are files in the data dir.
-    for (const save of session.saves) {
-      const found = listTree(join(server.dataDir, "blobs", "saves")).some((p) => p.endsWith(`/${save.id}.tar.gz`));
-      expect(found).toBe(true);
+    // The saves are encrypted packs in the data dir: none holds the project's text or a file name.
+    expect(session.saves.length).toBeGreaterThan(0);
+    const vault = join(server.dataDir, "blobs", "vault");
+    const packs = listTree(vault).filter((p) => !p.endsWith("/")).map((p) => join(vault, p));
+    expect(packs.length).toBeGreaterThan(0);
+    for (const pack of packs) {
+      const bytes = readFileSync(pack);
+      expect(bytes.includes("# demo")).toBe(false);
+      expect(bytes.includes("script.sh")).toBe(false);
     }
   }, 90_000);
 });

@@ -45,7 +45,6 @@ async function roundTrip(user: CattyUser, scratch: string): Promise<RoundTripRes
 
   // Upload and start. Without sync-back, so the local project stays as uploaded for `catty sync`.
   const { label, screen, exitMarker } = await user.newSession(project, ["--no-sync-back"]);
-  expect(screen).toContain("Packed");
   expect(screen).toContain("Uploaded");
   expect(readFileSync(join(await user.copyWorkspace(label), "README.md"), "utf8")).toBe("# demo\n");
 

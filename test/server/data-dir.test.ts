@@ -11,6 +11,7 @@ import { killAgents } from "../helpers/agents.ts";
 import { freePort } from "../helpers/ports.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { RogueAgent, rogueProvider } from "../helpers/sync-back.ts";
+import { saveOf } from "../helpers/vault.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -78,14 +79,15 @@ describe("data dir modes", () => {
     await agent.hello();
     agent.send({ type: "save_request", id: "save-0001", reason: "initial" });
     const target = await agent.next("save_target");
-    expect((await fetch(new URL(target.url as string, server.url), { method: "PUT", body: "saved" })).status).toBe(200);
-    agent.send({ type: "save_done", id: "save-0001", size: 5, files: 1 });
+    const save = saveOf({ "a.txt": "saved" });
+    expect((await fetch(new URL(`${target.url}/pack`, server.url), { method: "PUT", body: save.pack })).status).toBe(200);
+    agent.send({ type: "save_done", id: "save-0001", root: save.root, size: 5, files: 1 });
     expect((await agent.next("save_result")).ok).toBe(true);
     const files = serverFiles(dataDir);
-    for (const name of ["catty.db", "catty.db-wal", "catty.db-shm", "server-key", "blob-secret", "owner-token", "server.pid"]) {
+    for (const name of ["catty.db", "catty.db-wal", "catty.db-shm", "server-key", "master-key", "owner-token", "server.pid"]) {
       expect(files[name]).toBeDefined();
     }
-    expect(Object.keys(files).some((k) => k.startsWith("blobs/saves/") && k.endsWith("save-0001.tar.gz"))).toBe(true);
+    expect(Object.keys(files).some((k) => k.startsWith("blobs/vault/"))).toBe(true);
     expectPrivate(files);
     // The program's own files are left as they were.
     expect(mode(join(dataDir, "sessions", "brave-tiger-1234", "workspace", "script.sh"))).toBe("755");

@@ -120,7 +120,7 @@ const AGENT_EXAMPLES: AgentToServer[] = [
   { type: "restore_failed", error: "broken archive" },
   { type: "restored", files: 3, bytes: 100 },
   { type: "save_request", id: "save-0001", reason: "periodic" },
-  { type: "save_done", id: "save-0001", size: 10, files: 1 },
+  { type: "save_done", id: "save-0001", root: "0000000000000000000000000000000000000000000000000000000000000000", size: 10, files: 1 },
   { type: "sync", clientId: 1, event: { kind: "start", epoch: "e1", seq: 0 } },
   { type: "sync", clientId: 1, event: { kind: "file", seq: 1, path: "a.txt", size: 3, transfer: 1 } },
   { type: "sync", clientId: 1, event: { kind: "file_end", transfer: 1, bytes: 3 } },

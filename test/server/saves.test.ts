@@ -1,22 +1,29 @@
 /**
- * A session cannot fill the server's disk or memory through saves: one save in flight per session,
- * a size cap the blob route enforces from the ticket (and that is checked on S3, which cannot cap a
- * presigned PUT), saves that are never reported expire and their blobs go, and a periodic sweep
- * deletes blobs nobody will use. The test plays the agent.
+ * A session cannot fill the server's disk or memory through saves, nor plant what it did not send:
+ * one save in flight per session, a cap on what a save adds, every blob checked against its hash,
+ * a save counts only when everything under its root is stored, saves never reported expire and what
+ * they stored is collected, and a periodic sweep deletes blobs nobody will use. The test plays the agent.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createS3BlobStore } from "../../server/blobs/s3.ts";
 import { createUserToken, openStore } from "../../server/listen.ts";
-import { createSaves } from "../../server/saves.ts";
-import type { SessionRow } from "../../server/store/types.ts";
+import { createSaves, type SavesDeps } from "../../server/saves.ts";
+import type { BlobStore } from "../../server/blobs/types.ts";
+import type { Store } from "../../server/store/types.ts";
+import { ticketKey } from "../../server/tickets.ts";
+import { createVault } from "../../server/vault/vault.ts";
+import { extractArchive } from "../../src/lib/archive.ts";
 import { silentLog } from "../../src/lib/log.ts";
+import { encodePack, sha256 } from "../../src/lib/snapshot/format.ts";
 import type { ServerToAgent } from "../../src/protocol/index.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
 import { startTestServer, type TestServer, type TestServerOptions } from "../helpers/server.ts";
 import { RogueAgent, rogueProvider } from "../helpers/sync-back.ts";
+import { sessionRow } from "../helpers/rows.ts";
+import { saveOf } from "../helpers/vault.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -59,87 +66,101 @@ async function rig(opts: TestServerOptions = {}): Promise<Rig> {
   return r;
 }
 
-/** The blob key a disk upload URL's ticket names. */
-function keyOf(url: string): string {
-  const ticket = url.split("/").pop() as string;
-  return (JSON.parse(Buffer.from(ticket.split(".")[0] as string, "base64url").toString()) as { k: string }).k;
-}
-
 async function target(agent: RogueAgent, id: string): Promise<Extract<ServerToAgent, { type: "save_target" }>> {
   agent.send({ type: "save_request", id, reason: "periodic" });
   return agent.next("save_target");
 }
 
-async function put(server: TestServer, url: string, bytes: number): Promise<number> {
-  const res = await fetch(new URL(url, server.url), { method: "PUT", body: new Uint8Array(bytes).fill(7) });
+/** Sends a pack to a save's URL; the HTTP status. */
+async function put(server: TestServer, url: string, pack: Uint8Array): Promise<number> {
+  const res = await fetch(new URL(`${url}/pack`, server.url), { method: "PUT", body: pack });
   await res.arrayBuffer();
   return res.status;
 }
 
-async function done(agent: RogueAgent, id: string, size: number): Promise<Extract<ServerToAgent, { type: "save_result" }>> {
-  agent.send({ type: "save_done", id, size, files: 1 });
+async function done(agent: RogueAgent, id: string, root: string): Promise<Extract<ServerToAgent, { type: "save_result" }>> {
+  agent.send({ type: "save_done", id, root, size: 1, files: 1 });
   return agent.next("save_result");
+}
+
+/** Pack files of the session's user in the disk store. */
+function packs(server: TestServer): string[] {
+  const dir = join(server.dataDir, "blobs", "vault");
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name);
 }
 
 describe("saves in flight", () => {
   test("one at a time per session: a second request is refused until the first is reported", async () => {
     const { server, agent, label } = await rig();
     const first = await target(agent, "save-0001");
-    expect(first.url).toStartWith("/v1/blobs/");
+    expect(first.url).toStartWith("/v1/vault/");
     const second = await target(agent, "save-0002");
     expect(second).toMatchObject({ url: null, error: "save save-0001 is still in progress: one save at a time" });
     // Asking again for the same save is fine.
-    expect((await target(agent, "save-0001")).url).toStartWith("/v1/blobs/");
-    expect(await put(server, first.url as string, 100)).toBe(200);
-    expect(await done(agent, "save-0001", 100)).toMatchObject({ ok: true });
-    expect((await target(agent, "save-0002")).url).toStartWith("/v1/blobs/");
+    expect((await target(agent, "save-0001")).url).toStartWith("/v1/vault/");
+    const save = saveOf({ "a.txt": "a" });
+    expect(await put(server, first.url as string, save.pack)).toBe(200);
+    expect(await done(agent, "save-0001", save.root)).toMatchObject({ ok: true });
+    expect((await target(agent, "save-0002")).url).toStartWith("/v1/vault/");
     expect((await server.owner.get(label)).saves.map((s) => s.id)).toEqual(["save-0001"]);
   });
 
-  test("the upload ticket carries the save cap: a bigger PUT is refused and nothing is kept", async () => {
-    const { server, agent, blobPath } = await rig({ env: { CATTY_MAX_SAVE_BYTES: "1000" } });
-    const t = await target(agent, "save-0001");
-    expect(await put(server, t.url as string, 2000)).toBe(413);
-    expect(existsSync(blobPath(keyOf(t.url as string)))).toBe(false);
-    expect(await done(agent, "save-0001", 2000)).toMatchObject({ ok: false, error: "nothing was stored" });
-    const ok = await target(agent, "save-0002");
-    expect(await put(server, ok.url as string, 1000)).toBe(200);
-    expect(await done(agent, "save-0002", 1000)).toMatchObject({ ok: true });
+  test("a save adds at most the cap; a save whose root is not stored whole is refused and the previous stays latest", async () => {
+    const { server, agent, label } = await rig({ env: { CATTY_MAX_SAVE_BYTES: "1000" } });
+    const small = saveOf({ "a.txt": "a" });
+    const t1 = await target(agent, "save-0001");
+    expect(await put(server, t1.url as string, small.pack)).toBe(200);
+    expect(await done(agent, "save-0001", small.root)).toMatchObject({ ok: true });
+
+    const big = saveOf({ "big.bin": new Uint8Array(1_500_000).fill(7), "a.txt": "a" });
+    const t2 = await target(agent, "save-0002");
+    expect(await put(server, t2.url as string, big.pack)).toBe(413);
+    expect(await done(agent, "save-0002", big.root)).toMatchObject({ ok: false, error: expect.stringMatching(/not stored/) });
+    // A root sent without what is under it.
+    const partial = saveOf({ "a.txt": "a", "b.txt": "b" });
+    const t3 = await target(agent, "save-0003");
+    const rootOnly = partial.blobs.filter((b) => b.hash === partial.root);
+    expect(await put(server, t3.url as string, encodePack(rootOnly))).toBe(200);
+    expect(await done(agent, "save-0003", partial.root)).toMatchObject({ ok: false, error: "The save refers to 1 blob that are not stored." });
+    expect((await server.owner.get(label)).saves.map((s) => s.id)).toEqual(["save-0001"]);
   });
 
-  test("a new agent link abandons the save of the old one: its blob is deleted and its ticket refused", async () => {
+  test("a pack that is not one, or whose blob does not match its hash, is refused (400) and nothing is kept", async () => {
+    const { server, agent } = await rig();
+    const t = await target(agent, "save-0001");
+    expect(await put(server, t.url as string, new TextEncoder().encode("not a pack"))).toBe(400);
+    const lie = encodePack([{ hash: sha256(new TextEncoder().encode("claimed")), bytes: new TextEncoder().encode("planted") }]);
+    expect(await put(server, t.url as string, lie)).toBe(400);
+    expect(packs(server)).toEqual([]);
+  });
+
+  test("a new agent link abandons the save of the old one: its link is refused", async () => {
     const r = await rig();
     const t = await target(r.agent, "save-0001");
-    expect(await put(r.server, t.url as string, 100)).toBe(200);
-    const path = r.blobPath(keyOf(t.url as string));
-    expect(existsSync(path)).toBe(true);
+    const save = saveOf({ "a.txt": "a" });
+    expect(await put(r.server, t.url as string, save.pack)).toBe(200);
     const agent = await r.redial();
-    await waitFor(() => !existsSync(path), { what: "the abandoned save's blob to go" });
-    expect(await put(r.server, t.url as string, 100)).toBe(403);
-    expect(existsSync(path)).toBe(false);
-    expect((await target(agent, "save-0002")).url).toStartWith("/v1/blobs/");
+    await waitFor(async () => (await put(r.server, t.url as string, save.pack)) === 403, { what: "the abandoned save's link to be refused" });
+    expect((await target(agent, "save-0002")).url).toStartWith("/v1/vault/");
   });
 
-  test("a save never reported expires with its URL, and the periodic sweep deletes its blob", async () => {
-    const { server, agent, blobPath } = await rig({ transferTtlMs: 1500, sweepMs: 200 });
+  test("a save never reported expires with its link, and the sweep collects what it stored", async () => {
+    const { server, agent } = await rig({ transferTtlMs: 1500, sweepMs: 200 });
     const t = await target(agent, "save-0001");
-    expect(await put(server, t.url as string, 100)).toBe(200);
-    const path = blobPath(keyOf(t.url as string));
+    expect(await put(server, t.url as string, saveOf({ "a.txt": "never reported" }).pack)).toBe(200);
+    expect(packs(server)).toHaveLength(1);
     expect((await target(agent, "save-0002")).error).toMatch(/still in progress/);
-    await waitFor(() => !existsSync(path), { timeoutMs: 10_000, what: "the unreported save's blob to be swept" });
-    expect((await target(agent, "save-0002")).url).toStartWith("/v1/blobs/");
-    expect(await done(agent, "save-0001", 100)).toMatchObject({ ok: false, error: "unknown save" });
+    await waitFor(() => packs(server).length === 0, { timeoutMs: 10_000, what: "the unreported save's pack to be collected" });
+    expect((await target(agent, "save-0002")).url).toStartWith("/v1/vault/");
+    expect(await done(agent, "save-0001", saveOf({ "a.txt": "never reported" }).root)).toMatchObject({ ok: false, error: "unknown save" });
   });
 });
 
 describe("the periodic sweep", () => {
-  test("deletes save blobs without a save and old upload blobs nothing refers to, and keeps the rest", async () => {
-    const { server, agent, blobPath } = await rig({ transferTtlMs: 1000, sweepMs: 200 });
-    const t = await target(agent, "save-0001");
-    expect(await put(server, t.url as string, 100)).toBe(200);
-    expect(await done(agent, "save-0001", 100)).toMatchObject({ ok: true });
-    const kept = blobPath(keyOf(t.url as string));
-    const sessionDir = dirname(kept);
+  test("deletes archive blobs of saves from before content-addressed saves that no save refers to, and old upload blobs", async () => {
+    const { server } = await rig({ transferTtlMs: 1000, sweepMs: 200 });
+    const blobPath = (key: string) => join(server.dataDir, "blobs", ...key.split("/"));
     const hourAgo = new Date(Date.now() - 3_600_000 - 60_000);
     const plant = (path: string): string => {
       mkdirSync(dirname(path), { recursive: true });
@@ -147,22 +168,16 @@ describe("the periodic sweep", () => {
       utimesSync(path, hourAgo, hourAgo);
       return path;
     };
-    const orphan = plant(join(sessionDir, "orphan-0001.tar.gz"));
-    const otherSession = plant(blobPath("saves/00000000-0000-0000-0000-000000000000/gone-0001.tar.gz"));
+    const orphan = plant(blobPath("saves/00000000-0000-0000-0000-000000000000/gone-0001.tar.gz"));
     const oldUpload = plant(blobPath("uploads/11111111-1111-1111-1111-111111111111.tar.gz"));
-    const freshOrphan = join(sessionDir, "fresh-0001.tar.gz");
+    const freshOrphan = blobPath("saves/00000000-0000-0000-0000-000000000000/fresh-0001.tar.gz");
     writeFileSync(freshOrphan, "x");
-    utimesSync(kept, hourAgo, hourAgo);
-    await waitFor(() => !existsSync(orphan) && !existsSync(otherSession) && !existsSync(oldUpload), {
-      timeoutMs: 10_000,
-      what: "the sweep",
-    });
-    expect(existsSync(kept)).toBe(true);
-    // Younger than a URL lives: its upload may still be under way.
+    await waitFor(() => !existsSync(orphan) && !existsSync(oldUpload), { timeoutMs: 10_000, what: "the sweep" });
+    // Younger than a link lives: its upload may still be under way.
     expect(existsSync(freshOrphan)).toBe(true);
   });
 
-  test("uploads not turned into a session within their time are deleted, rows and blobs", async () => {
+  test("uploads not turned into a session within their time are deleted, rows and blobs; an archive save with a row stays readable", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "catty-sweep-"));
     const store = openStore({ dataDir });
     cleanups.push(() => store.close());
@@ -171,15 +186,7 @@ describe("the periodic sweep", () => {
     const { createDiskBlobStore } = await import("../../server/blobs/disk.ts");
     const blobs = createDiskBlobStore({ dir: join(dataDir, "blobs"), secret: "ef".repeat(32) });
     let now = Date.now();
-    const saves = createSaves({
-      store,
-      blobs,
-      log: silentLog,
-      limits: { maxUploadBytes: 1000, maxSaveBytes: 1000, keepSaves: 2 },
-      transferTtlMs: 60_000,
-      uploadTtlMs: 3_600_000,
-      now: () => now,
-    });
+    const saves = savesOver(store, blobs, { uploadTtlMs: 3_600_000, now: () => now });
     const upload = (body: string) =>
       saves.receiveUpload(user, new Request("http://x/v1/uploads", { method: "POST", body, headers: { "Content-Length": String(body.length) } }));
     const old = await upload("old");
@@ -199,10 +206,12 @@ describe("saves on S3", () => {
   });
   afterAll(() => s3.stop());
 
-  test("a presigned PUT cannot be capped, so an oversized save is refused when reported, and deleted", async () => {
+  test("a save's blobs go through the server, encrypted, into the bucket; the save reads back as tar.gz", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "catty-s3-saves-"));
     const store = openStore({ dataDir });
     cleanups.push(() => store.close());
+    await createUserToken(store, "owner");
+    const user = (await store.userByName("owner"))!;
     const blobs = createS3BlobStore({
       bucket: s3.bucket,
       endpoint: s3.endpoint,
@@ -210,17 +219,37 @@ describe("saves on S3", () => {
       accessKeyId: s3.accessKeyId,
       secretAccessKey: s3.secretAccessKey,
     });
-    const saves = createSaves({ store, blobs, log: silentLog, limits: { maxUploadBytes: 1000, maxSaveBytes: 100, keepSaves: 2 }, transferTtlMs: 60_000 });
-    const row = { id: "22222222-2222-2222-2222-222222222222", label: "brave-tiger-1234" } as SessionRow;
+    const saves = savesOver(store, blobs);
+    const row = sessionRow({ id: "22222222-2222-2222-2222-222222222222", label: "brave-tiger-1234", userId: user.id, machine: null });
+    await store.insertSession(row);
     const fail = async () => {};
     const t = (await saves.control(row, { type: "save_request", id: "save-0001", reason: "periodic" }, fail)) as Extract<ServerToAgent, { type: "save_target" }>;
-    const res = await fetch(t.url as string, { method: "PUT", body: new Uint8Array(500) });
-    expect(res.ok).toBe(true);
-    const key = `saves/${row.id}/save-0001.tar.gz`;
-    expect((await blobs.stat(key))?.size).toBe(500);
-    const result = await saves.control(row, { type: "save_done", id: "save-0001", size: 500, files: 1 }, fail);
-    expect(result).toMatchObject({ type: "save_result", ok: false, error: "the save is 500 bytes, over this server's cap of 100" });
-    expect(await blobs.stat(key)).toBeNull();
-    expect(await store.listSaves(row.id)).toEqual([]);
+    const ticket = (t.url as string).split("/").pop() as string;
+    const save = saveOf({ "hello.txt": "hello from S3" });
+    expect(await saves.missing(ticket, [save.root])).toEqual([save.root]);
+    await saves.putPack(ticket, save.pack);
+    expect(await saves.control(row, { type: "save_done", id: "save-0001", root: save.root, size: 13, files: 1 }, fail)).toMatchObject({ ok: true });
+    const got = await saves.download(row);
+    const { stream, gzip } = saves.readTar((got.url.split("/").at(-2)) as string);
+    expect(gzip).toBe(true);
+    const dest = join(dataDir, "out");
+    await extractArchive(new Uint8Array(await new Response(stream).arrayBuffer()), dest);
+    expect(readFileSync(join(dest, "hello.txt"), "utf8")).toBe("hello from S3");
   });
 });
+
+/** The server's saves over `store` and `blobs`, with small caps. */
+function savesOver(store: Store, blobs: BlobStore, opts: Partial<SavesDeps> = {}) {
+  const master = Buffer.alloc(32, 3);
+  return createSaves({
+    store,
+    blobs,
+    vault: createVault({ store, blobs, master, log: silentLog }),
+    ticketKey: ticketKey(master),
+    log: silentLog,
+    limits: { maxUploadBytes: 1000, maxSaveBytes: 1000, retentionDays: 30 },
+    transferTtlMs: 60_000,
+    ...opts,
+  });
+}
+

@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FIRST_SCHEMA, openSqliteStore } from "../../server/store/sqlite.ts";
 import type { SessionRow } from "../../server/store/types.ts";
+import { sessionRow } from "../helpers/rows.ts";
 
 
 const dbFile = (): string => join(mkdtempSync(join(tmpdir(), "catty-store-")), "catty.db");
@@ -27,30 +28,7 @@ function firstReleaseDb(file: string): void {
   db.close();
 }
 
-const row = (id: string): SessionRow => ({
-  id,
-  label: "quick-fox-0042",
-  userId: "u1",
-  status: "running",
-  region: "local",
-  provider: "local",
-  command: ["vim"],
-  cols: 80,
-  rows: 24,
-  agentTokenHash: `hash-${id}`,
-  machine: { provider: "local", pid: 99, dir: "/d" },
-  createdAt: new Date().toISOString(),
-  endedAt: null,
-  exitCode: null,
-  endReason: null,
-  lastScreen: null,
-  restoreKey: null,
-  finalSave: null,
-  idleTimeoutMs: 1000,
-  expiresAt: null,
-  ending: null,
-  attention: null,
-});
+const row = (id: string): SessionRow => sessionRow({ id });
 
 describe("sqlite store migrations", () => {
   test("a first-release database opens with its rows, and a stopping session keeps its (user) ending", async () => {
@@ -65,7 +43,7 @@ describe("sqlite store migrations", () => {
     expect((await store.liveSessions()).map((r) => r.id).sort()).toEqual(["s1", "s2"]);
     store.close();
     const db = new Database(file);
-    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(4);
+    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(5);
     db.close();
     // Opening again changes nothing.
     const again = openSqliteStore(file);

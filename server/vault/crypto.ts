@@ -1,0 +1,91 @@
+/**
+ * The keys and ciphers of stored saves. The operator's **master key** (`CATTY_MASTER_KEY`, or
+ * `<dataDir>/master-key` made on first start) wraps one random **user key** per user; the
+ * wrapped key is kept in the database. From a user key come two keys (HKDF-SHA256): one
+ * encrypts blobs (AES-256-GCM), one names them: a blob's stored id is HMAC-SHA256 of its
+ * content hash, so the store's names reveal nothing, and the same file of two users is two
+ * unrelated blobs. A sealed blob is `nonce (12) ‖ ciphertext ‖ tag (16)`, its id bound in as
+ * associated data (a blob moved under another id does not open). The plaintext is a flag byte
+ * (0 raw, 1 zstd) and the payload, compressed when that makes it smaller.
+ */
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
+
+export const KEY_BYTES = 32;
+const NONCE = 12;
+const TAG = 16;
+const WRAP_AAD = Buffer.from("catty user key v1");
+
+export interface UserKeys {
+  /** Encrypts blobs. */
+  readonly seal: Buffer;
+  /** Names blobs. */
+  readonly name: Buffer;
+}
+
+/** Parses a master key: 64 hex characters or base64 of 32 bytes. */
+export function parseMasterKey(text: string): Buffer {
+  const t = text.trim();
+  const key = /^[0-9a-fA-F]{64}$/.test(t) ? Buffer.from(t, "hex") : Buffer.from(t, "base64");
+  if (key.length !== KEY_BYTES || (!/^[0-9a-fA-F]{64}$/.test(t) && !/^[A-Za-z0-9+/_-]{43}=?$/.test(t))) {
+    throw new Error("The master key must be 32 bytes, written as 64 hex characters or in base64 (openssl rand -hex 32).");
+  }
+  return key;
+}
+
+function gcmSeal(key: Buffer, plaintext: Uint8Array, aad: Uint8Array): Buffer {
+  const nonce = randomBytes(NONCE);
+  const cipher = createCipheriv("aes-256-gcm", key, nonce);
+  cipher.setAAD(aad);
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([nonce, body, cipher.getAuthTag()]);
+}
+
+function gcmOpen(key: Buffer, sealed: Uint8Array, aad: Uint8Array): Buffer {
+  if (sealed.length < NONCE + TAG) throw new Error("sealed data is too short");
+  const nonce = sealed.subarray(0, NONCE);
+  const tag = sealed.subarray(sealed.length - TAG);
+  const decipher = createDecipheriv("aes-256-gcm", key, nonce);
+  decipher.setAAD(aad);
+  decipher.setAuthTag(tag);
+  return Buffer.concat([decipher.update(sealed.subarray(NONCE, sealed.length - TAG)), decipher.final()]);
+}
+
+/** A new user key, wrapped by the master key for the database. */
+export function newWrappedUserKey(master: Buffer): string {
+  return gcmSeal(master, randomBytes(KEY_BYTES), WRAP_AAD).toString("base64");
+}
+
+/** The user's keys from their wrapped key; throws when the master key is not the one that wrapped it. */
+export function unwrapUserKeys(master: Buffer, wrapped: string): UserKeys {
+  let key: Buffer;
+  try {
+    key = gcmOpen(master, Buffer.from(wrapped, "base64"), WRAP_AAD);
+  } catch {
+    throw new Error("A user's save key does not open with this server's master key: is CATTY_MASTER_KEY the one the saves were made with?");
+  }
+  const derive = (info: string): Buffer => Buffer.from(hkdfSync("sha256", key, Buffer.alloc(0), info, KEY_BYTES));
+  return { seal: derive("catty saves seal v1"), name: derive("catty saves name v1") };
+}
+
+/** The stored id of the blob whose content hash is `hash` (hex SHA-256). */
+export function blobId(keys: UserKeys, hash: string): string {
+  return createHmac("sha256", keys.name).update(hash).digest("hex");
+}
+
+/** Compresses (when that helps) and encrypts a blob under its id. */
+export function sealBlob(keys: UserKeys, id: string, plain: Uint8Array): Buffer {
+  const packed = plain.length >= 64 ? Bun.zstdCompressSync(plain, { level: 3 }) : null;
+  const body = packed && packed.length < plain.length - 16 ? Buffer.concat([Buffer.of(1), packed]) : Buffer.concat([Buffer.of(0), plain]);
+  return gcmSeal(keys.seal, body, Buffer.from(id));
+}
+
+/** Decrypts and decompresses a blob; throws if it was altered or belongs to another id or user. `maxBytes` caps the result. */
+export function openBlob(keys: UserKeys, id: string, sealed: Uint8Array, maxBytes: number): Uint8Array {
+  const body = gcmOpen(keys.seal, sealed, Buffer.from(id));
+  if (body[0] === 0) return body.subarray(1);
+  if (body[0] !== 1) throw new Error("unknown blob encoding");
+  // Sealed by this server, so the frame is ours; the cap still guards against a bug.
+  const out = Bun.zstdDecompressSync(body.subarray(1));
+  if (out.length > maxBytes) throw new Error("a blob is larger than blobs may be");
+  return out;
+}

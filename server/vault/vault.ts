@@ -1,0 +1,304 @@
+/**
+ * The store of saves: content-addressed, deduplicated, encrypted blobs in pack objects.
+ *
+ * Whoever writes a save (the agent, the CLI's upload) sends plaintext blobs named by their
+ * SHA-256 (`src/lib/snapshot/format.ts`); the server checks each blob against its hash, seals it
+ * with the user's key (`crypto.ts`) and stores the sealed blobs of one request as one pack object
+ * (`vault/<userId>/<random>`), indexed in the database by the blob's keyed id. The server
+ * encrypts, not the agent: keys never enter a session machine, and a blob is checked against its
+ * hash before it is kept, so a session cannot plant content under a hash that another of the
+ * user's sessions would then restore.
+ *
+ * Reading walks trees from a save's root: `tar` streams a save as a tar archive (restores,
+ * downloads), checking every blob's hash. `verify` makes sure a save about to become the latest is
+ * complete. `collect` deletes blobs no kept save refers to (mark and sweep).
+ */
+import { randomBytes } from "node:crypto";
+import { CattyError } from "../../src/protocol/errors.ts";
+import type { Log } from "../../src/lib/log.ts";
+import { decodePack, decodeTree, Hash, MAX_BLOB_BYTES, sha256, type Tree } from "../../src/lib/snapshot/format.ts";
+import type { BlobStore } from "../blobs/types.ts";
+import type { BlobLocation, Store } from "../store/types.ts";
+import { blobId, newWrappedUserKey, openBlob, sealBlob, unwrapUserKeys, type UserKeys } from "./crypto.ts";
+import { TAR_END, tarHeader, tarPadding } from "./tar.ts";
+
+export interface VaultDeps {
+  store: Store;
+  blobs: BlobStore;
+  master: Buffer;
+  log: Log;
+}
+
+/** Trees nest at most this deep. */
+const MAX_DEPTH = 256;
+/** Packs read whole are kept in memory up to this many bytes. */
+const PACK_CACHE_BYTES = 64 * 1024 * 1024;
+/** A blob smaller than this is read by fetching its whole pack (its neighbours are likely next). */
+const WHOLE_PACK_BELOW = 256 * 1024;
+/** Tar output is handed on in pieces of about this size. */
+const TAR_BATCH = 256 * 1024;
+
+export const packPrefix = (userId: string): string => `vault/${userId}/`;
+
+export interface StoredPack {
+  /** Blobs newly stored (those the store had are skipped). */
+  blobs: number;
+  /** Their plaintext bytes. */
+  bytes: number;
+}
+
+export interface CollectResult {
+  blobs: number;
+  packs: number;
+}
+
+export function createVault(deps: VaultDeps) {
+  const { store, blobs, master, log } = deps;
+  const keyCache = new Map<string, Promise<UserKeys>>();
+  /** Per user: trees known to be complete (every blob below them stored). Cleared by a collection. */
+  const complete = new Map<string, Set<string>>();
+
+  function keysOf(userId: string): Promise<UserKeys> {
+    let keys = keyCache.get(userId);
+    if (!keys) {
+      keys = (async () => {
+        const wrapped = (await store.userKey(userId)) ?? (await store.insertUserKey(userId, newWrappedUserKey(master)));
+        return unwrapUserKeys(master, wrapped);
+      })();
+      keys.catch(() => keyCache.delete(userId));
+      keyCache.set(userId, keys);
+    }
+    return keys;
+  }
+
+  /** Reads a user's blobs, checking each against its hash; caches packs it read whole. */
+  function reader(userId: string) {
+    const packs = new Map<string, Uint8Array>();
+    let cached = 0;
+    const locations = new Map<string, BlobLocation>();
+    const fetchPack = async (pack: string): Promise<Uint8Array> => {
+      const hit = packs.get(pack);
+      if (hit) {
+        packs.delete(pack);
+        packs.set(pack, hit);
+        return hit;
+      }
+      const body = await blobs.get(pack);
+      if (!body) throw new CattyError("internal", `Pack ${pack} of a save is missing from storage.`);
+      const bytes = new Uint8Array(await new Response(body).arrayBuffer());
+      packs.set(pack, bytes);
+      cached += bytes.length;
+      for (const [k, v] of packs) {
+        if (cached <= PACK_CACHE_BYTES || k === pack) break;
+        packs.delete(k);
+        cached -= v.length;
+      }
+      return bytes;
+    };
+    return {
+      /** Looks up where blobs are, ahead of reading them. */
+      async locate(hashes: readonly string[]): Promise<void> {
+        const keys = await keysOf(userId);
+        const ids = hashes.map((h) => blobId(keys, h)).filter((id) => !locations.has(id));
+        if (ids.length === 0) return;
+        for (const [id, loc] of await store.blobLocations(userId, ids)) locations.set(id, loc);
+      },
+      async read(hash: string): Promise<Uint8Array> {
+        const keys = await keysOf(userId);
+        const id = blobId(keys, hash);
+        let loc = locations.get(id);
+        if (!loc) {
+          loc = (await store.blobLocations(userId, [id])).get(id);
+          if (!loc) throw new CattyError("not_found", `Blob ${hash.slice(0, 12)}… of the save is not stored.`);
+        }
+        let sealed: Uint8Array | null;
+        if (packs.has(loc.pack) || loc.length < WHOLE_PACK_BELOW) {
+          const pack = await fetchPack(loc.pack);
+          sealed = pack.subarray(loc.offset, loc.offset + loc.length);
+        } else {
+          sealed = await blobs.getRange(loc.pack, loc.offset, loc.length);
+        }
+        if (!sealed || sealed.length !== loc.length) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… is cut short in storage.`);
+        let plain: Uint8Array;
+        try {
+          plain = openBlob(keys, id, sealed, MAX_BLOB_BYTES);
+        } catch {
+          throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… of the save is damaged in storage (it does not decrypt).`);
+        }
+        if (sha256(plain) !== hash) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… of the save does not match its hash.`);
+        return plain;
+      },
+      async tree(hash: string): Promise<Tree> {
+        const bytes = await this.read(hash);
+        try {
+          return decodeTree(bytes);
+        } catch (err) {
+          throw new CattyError("bad_request", `Tree ${hash.slice(0, 12)}… of the save is malformed: ${(err as Error).message}.`);
+        }
+      },
+    };
+  }
+
+  return {
+    keysOf,
+
+    /** Which of `hashes` the user's store lacks. */
+    async missing(userId: string, hashes: readonly string[]): Promise<string[]> {
+      for (const h of hashes) if (!Hash.safeParse(h).success) throw new CattyError("bad_request", `${JSON.stringify(h).slice(0, 80)} is not a blob hash.`);
+      const keys = await keysOf(userId);
+      const ids = hashes.map((h) => blobId(keys, h));
+      const present = await store.blobsPresent(userId, ids);
+      return hashes.filter((_, i) => !present.has(ids[i]!));
+    },
+
+    /** Checks, seals and stores the blobs of a pack (see `decodePack`); nothing is kept if any blob is bad. */
+    async storePack(userId: string, pack: Uint8Array): Promise<StoredPack> {
+      let records;
+      try {
+        records = decodePack(pack);
+      } catch (err) {
+        throw new CattyError("bad_request", `The pack was refused: ${(err as Error).message}.`);
+      }
+      const keys = await keysOf(userId);
+      const ids = records.map((r) => blobId(keys, r.hash));
+      const present = await store.blobsPresent(userId, ids);
+      const key = `${packPrefix(userId)}${randomBytes(16).toString("hex")}`;
+      const parts: Uint8Array[] = [];
+      const rows: Array<BlobLocation & { id: string }> = [];
+      const seen = new Set<string>();
+      let offset = 0;
+      let bytes = 0;
+      records.forEach((r, i) => {
+        const id = ids[i]!;
+        if (present.has(id) || seen.has(id)) return;
+        seen.add(id);
+        const sealed = sealBlob(keys, id, r.bytes);
+        parts.push(sealed);
+        rows.push({ id, pack: key, offset, length: sealed.length });
+        offset += sealed.length;
+        bytes += r.bytes.length;
+      });
+      if (rows.length === 0) return { blobs: 0, bytes: 0 };
+      await blobs.put(key, Buffer.concat(parts));
+      await store.insertBlobs(userId, rows);
+      return { blobs: rows.length, bytes };
+    },
+
+    /**
+     * Throws (bad_request, naming what is wrong) unless the tree `root` and everything below it
+     * is stored and well-formed.
+     */
+    async verify(userId: string, root: string): Promise<void> {
+      const done = complete.get(userId) ?? new Set<string>();
+      complete.set(userId, done);
+      const r = reader(userId);
+      const keys = await keysOf(userId);
+      const walk = async (hash: string, depth: number): Promise<void> => {
+        if (done.has(hash)) return;
+        if (depth > MAX_DEPTH) throw new CattyError("bad_request", `The save's directories nest deeper than ${MAX_DEPTH} levels.`);
+        const tree = await r.tree(hash).catch((err: unknown) => {
+          if (err instanceof CattyError && err.code === "not_found") throw new CattyError("bad_request", `The save's tree ${hash.slice(0, 12)}… is not stored.`);
+          throw err;
+        });
+        const chunks = [...new Set(tree.e.flatMap((e) => (e.t === "f" ? e.c : [])))];
+        const ids = chunks.map((c) => blobId(keys, c));
+        const present = await store.blobsPresent(userId, ids);
+        const lacking = ids.filter((id) => !present.has(id)).length;
+        if (lacking > 0) throw new CattyError("bad_request", `The save refers to ${lacking} blob${lacking === 1 ? "" : "s"} that are not stored.`);
+        for (const e of tree.e) if (e.t === "d") await walk(e.h, depth + 1);
+        done.add(hash);
+      };
+      await walk(root, 0);
+    },
+
+    /** The save under `root` as a tar stream (names relative to the workspace), checking every blob. */
+    async *tar(userId: string, root: string, opts: { mtimeSec: number }): AsyncGenerator<Uint8Array> {
+      const r = reader(userId);
+      let batch: Uint8Array[] = [];
+      let batched = 0;
+      const take = (bytes: Uint8Array): Uint8Array | null => {
+        batch.push(bytes);
+        batched += bytes.length;
+        if (batched < TAR_BATCH) return null;
+        const out = Buffer.concat(batch, batched);
+        batch = [];
+        batched = 0;
+        return out;
+      };
+      async function* dir(prefix: string, hash: string, depth: number): AsyncGenerator<Uint8Array> {
+        if (depth > MAX_DEPTH) throw new CattyError("bad_request", `The save's directories nest deeper than ${MAX_DEPTH} levels.`);
+        const tree = await r.tree(hash);
+        await r.locate(tree.e.flatMap((e) => (e.t === "f" ? e.c : e.t === "d" ? [e.h] : [])));
+        for (const e of tree.e) {
+          const name = prefix === "" ? e.n : `${prefix}/${e.n}`;
+          if (e.t === "d") {
+            const out = take(tarHeader({ name, type: "dir", mode: e.m, size: 0, mtime: opts.mtimeSec }));
+            if (out) yield out;
+            yield* dir(name, e.h, depth + 1);
+          } else if (e.t === "l") {
+            const out = take(tarHeader({ name, type: "symlink", mode: 0o777, size: 0, mtime: opts.mtimeSec, linkname: e.l }));
+            if (out) yield out;
+          } else {
+            let out = take(tarHeader({ name, type: "file", mode: e.m, size: e.s, mtime: e.mt / 1000 }));
+            if (out) yield out;
+            let written = 0;
+            for (const c of e.c) {
+              const bytes = await r.read(c);
+              written += bytes.length;
+              if (written > e.s) break;
+              out = take(bytes);
+              if (out) yield out;
+            }
+            if (written !== e.s) throw new CattyError("internal", `${name} in the save has ${written} bytes of content, not ${e.s}.`);
+            out = take(tarPadding(e.s));
+            if (out) yield out;
+          }
+        }
+      }
+      yield* dir("", root, 0);
+      take(TAR_END);
+      yield Buffer.concat(batch, batched);
+    },
+
+    /**
+     * Deletes the user's blobs that no tree under `roots` refers to, and pack objects left with no
+     * blob. The caller makes sure no save of the user is in progress meanwhile. Pack objects no
+     * blob was ever indexed in (an upload cut short) go once older than `orphanAgeMs`.
+     */
+    async collect(userId: string, roots: readonly string[], opts: { now: number; orphanAgeMs: number }): Promise<CollectResult> {
+      const keys = await keysOf(userId);
+      const r = reader(userId);
+      const live = new Set<string>();
+      const seen = new Set<string>();
+      const mark = async (hash: string, depth: number): Promise<void> => {
+        if (seen.has(hash) || depth > MAX_DEPTH) return;
+        seen.add(hash);
+        live.add(blobId(keys, hash));
+        const tree = await r.tree(hash);
+        for (const e of tree.e) {
+          if (e.t === "f") for (const c of e.c) live.add(blobId(keys, c));
+          else if (e.t === "d") await mark(e.h, depth + 1);
+        }
+      };
+      // A root that cannot be read stops the collection: what it refers to is unknown.
+      for (const root of roots) await mark(root, 0);
+      const rows = await store.blobsOfUser(userId);
+      const dead = rows.filter((row) => !live.has(row.id));
+      const livePacks = new Set(rows.filter((row) => live.has(row.id)).map((row) => row.pack));
+      const indexedPacks = new Set(rows.map((row) => row.pack));
+      const deadPacks = new Set(dead.map((row) => row.pack).filter((p) => !livePacks.has(p)));
+      if (dead.length > 0) {
+        await store.deleteBlobs(userId, dead.map((row) => row.id));
+        complete.delete(userId);
+      }
+      for (const info of await blobs.list(packPrefix(userId))) {
+        const orphan = !indexedPacks.has(info.key) && opts.now - (info.modifiedAt ?? opts.now) >= opts.orphanAgeMs;
+        if (orphan) deadPacks.add(info.key);
+      }
+      for (const pack of deadPacks) await blobs.delete(pack).catch((err: unknown) => log.warn("could not delete a pack", { pack, err }));
+      return { blobs: dead.length, packs: deadPacks.size };
+    },
+  };
+}
+
+export type Vault = ReturnType<typeof createVault>;

@@ -1,0 +1,266 @@
+/**
+ * Builds a save's trees from a directory, reading only what changed. The builder remembers each
+ * directory's tree and each file's chunks with the file's identity (size, mtime, ctime, inode,
+ * mode): a later build re-lists only the directories it is told changed (and their parents), and
+ * re-reads only files whose identity moved. Every blob it makes (file chunks, trees) goes to a
+ * `BlobSink`, which uploads what the store lacks.
+ *
+ * Files are opened with `openSeenSync` (no symlinks, no FIFOs, the inode that was listed), so a
+ * reader with more rights than the tree's writer reads nothing the writer could not.
+ */
+import { closeSync, lstatSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
+import { join } from "node:path";
+import type { Excluder } from "../exclude.ts";
+import { openSeenSync, walkTree } from "../safe-fs.ts";
+import { chunkStream, MAX_CHUNK, MIN_CHUNK } from "./chunker.ts";
+import { encodeTree, sha256, type TreeEntry } from "./format.ts";
+
+export interface BlobSink {
+  /** Takes a blob; the bytes are only valid until the promise resolves. */
+  add(hash: string, bytes: Uint8Array): Promise<void>;
+}
+
+export interface BuildStats {
+  /** Regular files and symlinks. */
+  files: number;
+  /** Bytes of file contents. */
+  bytes: number;
+}
+
+export interface BuildResult extends BuildStats {
+  root: string;
+  /** Entries that vanished or could not be read while building (first 100). */
+  skipped: { path: string; reason: string }[];
+}
+
+interface DirMemo extends BuildStats {
+  hash: string;
+}
+
+interface FileMemo {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  mode: number;
+  chunks: string[];
+}
+
+export interface BuilderOptions {
+  root: string;
+  exclude: Excluder;
+  /** After each file read, with the totals so far. */
+  onProgress?(stats: BuildStats): void;
+}
+
+/** Sync work runs this long at most before the builder lets the event loop run. */
+const SLICE_MS = 8;
+const SKIPPED_KEPT = 100;
+
+const parentOf = (rel: string): string => (rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
+
+export class SnapshotBuilder {
+  private dirs = new Map<string, DirMemo>();
+  private files = new Map<string, FileMemo>();
+  private sliceStart = 0;
+  /** The read buffer, reused file after file. */
+  private readonly buffer = new Uint8Array(MAX_CHUNK * 2);
+
+  constructor(private readonly opts: BuilderOptions) {}
+
+  /** Forgets everything: the next build reads the whole tree (after a failed save, whose blobs may not be stored). */
+  reset(): void {
+    this.dirs.clear();
+    this.files.clear();
+  }
+
+  /** Whether a build happened since the last reset. */
+  get primed(): boolean {
+    return this.dirs.has("");
+  }
+
+  /** Every blob the last build's tree refers to: its trees and its files' chunks. */
+  referenced(): Set<string> {
+    const out = new Set<string>();
+    for (const d of this.dirs.values()) out.add(d.hash);
+    for (const f of this.files.values()) for (const c of f.chunks) out.add(c);
+    return out;
+  }
+
+  /**
+   * Builds the tree. `changed`: paths changed since the last build (null: anything may have);
+   * their directories and those directories' parents are listed again, and a changed directory
+   * is read again whole. `revisit`: subtrees listed again whole (files still only read when their
+   * identity moved), for parts of the tree whoever reports changes does not watch.
+   */
+  async build(sink: BlobSink, changed: Iterable<string> | null, revisit: readonly string[] = []): Promise<BuildResult> {
+    let visit: ((rel: string) => boolean) | null = null;
+    if (changed !== null && this.primed) {
+      const marked = new Set<string>();
+      const mark = (path: string): void => {
+        for (let d = parentOf(path); ; d = parentOf(d)) {
+          if (marked.has(d)) break;
+          marked.add(d);
+          if (d === "") break;
+        }
+      };
+      for (const path of changed) {
+        mark(path);
+        // A changed directory itself is read again whole: its memo is dropped with all below it.
+        if (this.dirs.has(path)) this.forget(path);
+      }
+      for (const path of revisit) mark(path);
+      const within = revisit.map((r) => `${r}/`);
+      visit = (rel) => marked.has(rel) || revisit.includes(rel) || within.some((w) => rel.startsWith(w));
+    }
+    const result: BuildResult = { root: "", files: 0, bytes: 0, skipped: [] };
+    this.sliceStart = performance.now();
+    const memo = await this.buildDir("", sink, visit, result);
+    result.root = memo.hash;
+    result.files = memo.files;
+    result.bytes = memo.bytes;
+    return result;
+  }
+
+  /** Drops the memos of `rel` and everything under it. */
+  private forget(rel: string): void {
+    const prefix = rel === "" ? "" : `${rel}/`;
+    for (const k of this.dirs.keys()) if (k === rel || k.startsWith(prefix)) this.dirs.delete(k);
+    for (const k of this.files.keys()) if (k.startsWith(prefix)) this.files.delete(k);
+  }
+
+  private async breathe(): Promise<void> {
+    if (performance.now() - this.sliceStart < SLICE_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.sliceStart = performance.now();
+  }
+
+  private async buildDir(rel: string, sink: BlobSink, visit: ((rel: string) => boolean) | null, result: BuildResult): Promise<DirMemo> {
+    const cached = this.dirs.get(rel);
+    if (cached && visit && !visit(rel)) return cached;
+    const { root, exclude } = this.opts;
+    const abs = rel === "" ? root : join(root, rel);
+    const skip = (path: string, err: unknown): void => {
+      if (result.skipped.length < SKIPPED_KEPT) result.skipped.push({ path, reason: errorCode(err) });
+    };
+    let names: string[] = [];
+    try {
+      names = readdirSync(abs);
+    } catch (err) {
+      skip(rel, err);
+    }
+    await this.breathe();
+    const entries: TreeEntry[] = [];
+    const memo: DirMemo = { hash: "", files: 0, bytes: 0 };
+    const present = new Set<string>();
+    for (const name of names) {
+      const childRel = rel === "" ? name : `${rel}/${name}`;
+      const childAbs = join(abs, name);
+      let st: Stats;
+      try {
+        st = lstatSync(childAbs);
+      } catch (err) {
+        skip(childRel, err);
+        continue;
+      }
+      if (exclude(childRel, st.isDirectory())) continue;
+      if (st.isDirectory()) {
+        const sub = await this.buildDir(childRel, sink, visit, result);
+        entries.push({ t: "d", n: name, m: st.mode & 0o7777, h: sub.hash });
+        memo.files += sub.files;
+        memo.bytes += sub.bytes;
+      } else if (st.isSymbolicLink()) {
+        let target: string;
+        try {
+          target = readlinkSync(childAbs);
+        } catch (err) {
+          skip(childRel, err);
+          continue;
+        }
+        if (target.length === 0 || target.length > 4096) continue;
+        entries.push({ t: "l", n: name, l: target });
+        memo.files++;
+      } else if (st.isFile()) {
+        const file = await this.fileChunks(childRel, childAbs, st, sink).catch((err: unknown) => {
+          skip(childRel, err);
+          return null;
+        });
+        if (!file) continue;
+        entries.push({ t: "f", n: name, m: st.mode & 0o7777, s: file.size, mt: Math.trunc(st.mtimeMs), c: file.chunks });
+        memo.files++;
+        memo.bytes += file.size;
+        result.files++;
+        result.bytes += file.size;
+        this.opts.onProgress?.({ files: result.files, bytes: result.bytes });
+      } else {
+        continue; // sockets, fifos and devices are not project content
+      }
+      present.add(name);
+    }
+    // Whatever was here and is gone leaves the memos.
+    const prefix = rel === "" ? "" : `${rel}/`;
+    for (const k of [...this.files.keys()]) {
+      if (k.startsWith(prefix) && !k.slice(prefix.length).includes("/") && !present.has(k.slice(prefix.length))) this.files.delete(k);
+    }
+    for (const k of [...this.dirs.keys()]) {
+      if (k !== rel && k.startsWith(prefix) && !present.has(k.slice(prefix.length).split("/")[0]!)) this.forget(k);
+    }
+    const bytes = encodeTree(entries);
+    memo.hash = sha256(bytes);
+    await sink.add(memo.hash, bytes);
+    this.dirs.set(rel, memo);
+    return memo;
+  }
+
+  /** The file's chunks: remembered if its identity did not move, else read (and handed to the sink). */
+  private async fileChunks(rel: string, abs: string, st: Stats, sink: BlobSink): Promise<{ size: number; chunks: string[] } | null> {
+    const known = this.files.get(rel);
+    if (known && known.size === st.size && known.mtimeMs === st.mtimeMs && known.ctimeMs === st.ctimeMs && known.ino === st.ino && known.mode === st.mode) {
+      return { size: known.size, chunks: known.chunks };
+    }
+    const fd = openSeenSync(abs, st);
+    if (fd === null) return null;
+    const chunks: string[] = [];
+    try {
+      const large = st.size >= MIN_CHUNK;
+      const size = await chunkStream(
+        async (buf, offset, length, position) => {
+          if (large) await this.breathe();
+          return readSync(fd, buf, offset, length, position);
+        },
+        async (bytes) => {
+          const hash = sha256(bytes);
+          chunks.push(hash);
+          await sink.add(hash, bytes);
+        },
+        this.buffer,
+      );
+      this.files.set(rel, { size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode, chunks });
+      await this.breathe();
+      return { size, chunks };
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+function errorCode(err: unknown): string {
+  return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : String(err);
+}
+
+/** What a tree holds, by `lstat` only: the bytes of its files and the `n` largest. */
+export async function treeSize(root: string, exclude: Excluder, n = 5): Promise<{ bytes: number; largest: Array<{ path: string; size: number }> }> {
+  let bytes = 0;
+  const largest: Array<{ path: string; size: number }> = [];
+  await walkTree(root, (rel, st) => {
+    if (exclude(rel, st.isDirectory())) return false;
+    if (!st.isFile()) return;
+    bytes += st.size;
+    if (largest.length < n || st.size > (largest.at(-1)?.size ?? 0)) {
+      largest.push({ path: rel, size: st.size });
+      largest.sort((a, b) => b.size - a.size);
+      largest.length = Math.min(largest.length, n);
+    }
+  });
+  return { bytes, largest };
+}

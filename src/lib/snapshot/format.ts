@@ -1,0 +1,125 @@
+/**
+ * The saves format, shared by whoever writes a save (the agent, the CLI's upload) and the server
+ * that stores and reads it. A save is a tree of directory listings plus the chunks of file
+ * contents, each stored once by the SHA-256 of its bytes:
+ *
+ * - a **tree** is one directory's entries as canonical JSON (`encodeTree`), sorted by name:
+ *   files with mode, size, mtime and their chunks' hashes, symlinks with their target, and
+ *   subdirectories with their own tree's hash. A save names its root tree's hash.
+ * - a **pack** carries blobs (chunks and trees) to the server in one request: `PACK_MAGIC`, then
+ *   per blob its 32-byte hash, its length (u32, big-endian) and its bytes. The server checks each
+ *   blob's hash before keeping any of the pack.
+ *
+ * Everything here is parsed as untrusted input.
+ */
+import { z } from "zod";
+import { MAX_PART_BYTES } from "../safe-fs.ts";
+
+/** The most bytes one blob may have: a chunk is at most `MAX_CHUNK` (4 MiB); a tree of a huge directory more. */
+export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
+/** The most bytes one pack request may carry. */
+export const MAX_PACK_BYTES = MAX_BLOB_BYTES + 64 * 1024;
+/** Packs are sent once this many blob bytes are waiting. */
+export const PACK_TARGET_BYTES = 8 * 1024 * 1024;
+/** The most hashes one "which are missing?" request may ask about. */
+export const MAX_QUERY_HASHES = 10_000;
+
+export const PACK_MAGIC = new TextEncoder().encode("CATTYPK1");
+const RECORD_HEADER = 32 + 4;
+
+export const Hash = z.string().regex(/^[0-9a-f]{64}$/, "not a SHA-256 hash");
+export type Hash = z.infer<typeof Hash>;
+
+export function sha256(bytes: Uint8Array): string {
+  return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+}
+
+/** A directory entry's name: one path part, not `.` or `..`, no `/` or NUL. */
+const Name = z
+  .string()
+  .min(1)
+  .refine((n) => n !== "." && n !== ".." && !n.includes("/") && !n.includes("\0") && Buffer.byteLength(n) <= MAX_PART_BYTES, "not a file name");
+const Mode = z.number().int().min(0).max(0o7777);
+
+export const FileEntry = z.object({
+  t: z.literal("f"),
+  n: Name,
+  m: Mode,
+  s: z.number().int().min(0),
+  /** mtime, whole milliseconds since the epoch. */
+  mt: z.number().int(),
+  c: z.array(Hash),
+});
+export const DirEntry = z.object({ t: z.literal("d"), n: Name, m: Mode, h: Hash });
+export const LinkEntry = z.object({ t: z.literal("l"), n: Name, l: z.string().min(1).max(4096) });
+export const TreeEntry = z.discriminatedUnion("t", [FileEntry, DirEntry, LinkEntry]);
+export type FileEntry = z.infer<typeof FileEntry>;
+export type DirEntry = z.infer<typeof DirEntry>;
+export type LinkEntry = z.infer<typeof LinkEntry>;
+export type TreeEntry = z.infer<typeof TreeEntry>;
+
+export const Tree = z.object({ v: z.literal(1), e: z.array(TreeEntry) });
+export type Tree = z.infer<typeof Tree>;
+
+const byName = (a: TreeEntry, b: TreeEntry): number => (a.n < b.n ? -1 : a.n > b.n ? 1 : 0);
+
+/** Canonical bytes of a directory: fixed key order, entries sorted by name. */
+export function encodeTree(entries: readonly TreeEntry[]): Uint8Array {
+  const e = [...entries].sort(byName).map((x) =>
+    x.t === "f" ? { t: "f", n: x.n, m: x.m, s: x.s, mt: x.mt, c: x.c } : x.t === "d" ? { t: "d", n: x.n, m: x.m, h: x.h } : { t: "l", n: x.n, l: x.l },
+  );
+  return new TextEncoder().encode(JSON.stringify({ v: 1, e }));
+}
+
+/** Parses a tree's bytes; throws on anything but a well-formed tree with unique, sorted names. */
+export function decodeTree(bytes: Uint8Array): Tree {
+  const tree = Tree.parse(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)));
+  for (let i = 1; i < tree.e.length; i++) {
+    if (!(tree.e[i - 1]!.n < tree.e[i]!.n)) throw new Error("tree entries are not sorted and unique");
+  }
+  return tree;
+}
+
+export interface PackRecord {
+  hash: string;
+  bytes: Uint8Array;
+}
+
+/** A pack's bytes. */
+export function encodePack(records: readonly PackRecord[]): Uint8Array {
+  const size = PACK_MAGIC.length + records.reduce((n, r) => n + RECORD_HEADER + r.bytes.length, 0);
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  out.set(PACK_MAGIC, 0);
+  let off = PACK_MAGIC.length;
+  for (const r of records) {
+    out.set(Buffer.from(r.hash, "hex"), off);
+    view.setUint32(off + 32, r.bytes.length);
+    out.set(r.bytes, off + RECORD_HEADER);
+    off += RECORD_HEADER + r.bytes.length;
+  }
+  return out;
+}
+
+/**
+ * The records of an untrusted pack, each checked against its hash. Throws (naming the problem)
+ * on a bad magic, a truncated record, an oversized blob or a blob whose bytes do not match.
+ */
+export function decodePack(pack: Uint8Array): PackRecord[] {
+  if (pack.length < PACK_MAGIC.length || !PACK_MAGIC.every((b, i) => pack[i] === b)) throw new Error("not a pack (bad magic)");
+  const view = new DataView(pack.buffer, pack.byteOffset, pack.byteLength);
+  const out: PackRecord[] = [];
+  for (let off = PACK_MAGIC.length; off < pack.length; ) {
+    if (off + RECORD_HEADER > pack.length) throw new Error("the pack ends inside a record header");
+    const hash = Buffer.from(pack.subarray(off, off + 32)).toString("hex");
+    const len = view.getUint32(off + 32);
+    if (len > MAX_BLOB_BYTES) throw new Error(`a blob of ${len} bytes is over the limit of ${MAX_BLOB_BYTES}`);
+    const start = off + RECORD_HEADER;
+    if (start + len > pack.length) throw new Error("the pack ends inside a blob");
+    const bytes = pack.subarray(start, start + len);
+    if (sha256(bytes) !== hash) throw new Error(`blob ${hash.slice(0, 12)}… does not match its hash`);
+    out.push({ hash, bytes });
+    off = start + len;
+  }
+  return out;
+}

@@ -1,0 +1,246 @@
+/**
+ * The store of saves on disk and on S3 (s3rver): round trips through the agent's builder and
+ * uploader and back out as tar, byte for byte with modes and links; encryption (no plaintext or
+ * name in the store, another user's key opens nothing, a flipped byte is caught); collection
+ * keeps every blob a kept save refers to; retention keeps the right saves.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { chmodSync, lstatSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import fc from "fast-check";
+import { createDiskBlobStore } from "../../server/blobs/disk.ts";
+import { createS3BlobStore } from "../../server/blobs/s3.ts";
+import type { BlobStore } from "../../server/blobs/types.ts";
+import { createUserToken, openStore } from "../../server/listen.ts";
+import type { Store } from "../../server/store/types.ts";
+import { savesToKeep } from "../../server/vault/retention.ts";
+import { createVault, type Vault } from "../../server/vault/vault.ts";
+import { createExcluder, extractArchive } from "../../src/lib/archive.ts";
+import { silentLog } from "../../src/lib/log.ts";
+import { SnapshotBuilder } from "../../src/lib/snapshot/build.ts";
+import { BlobUploader } from "../../src/lib/snapshot/upload.ts";
+import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
+import { tempDirs } from "../helpers/fs.ts";
+
+const tempDir = tempDirs("catty-vault-");
+
+interface Rig {
+  store: Store;
+  blobs: BlobStore;
+  vault: Vault;
+  alice: string;
+  bob: string;
+}
+
+async function rig(blobs: BlobStore): Promise<Rig> {
+  const store = openStore({ dataDir: tempDir() });
+  await createUserToken(store, "alice");
+  await createUserToken(store, "bob");
+  const vault = createVault({ store, blobs, master: Buffer.alloc(32, 9), log: silentLog });
+  return { store, blobs, vault, alice: (await store.userByName("alice"))!.id, bob: (await store.userByName("bob"))!.id };
+}
+
+/** Saves `dir` for `user` the way the agent does, straight into the vault. */
+async function save(r: Rig, user: string, dir: string, builder = new SnapshotBuilder({ root: dir, exclude: createExcluder(dir, "snapshot", true) })) {
+  const uploader = new BlobUploader({
+    missing: (h) => r.vault.missing(user, h),
+    putPack: async (p) => void (await r.vault.storePack(user, p)),
+  });
+  const built = await builder.build(uploader, null);
+  await uploader.flush();
+  await r.vault.verify(user, built.root);
+  return { ...built, added: uploader.added };
+}
+
+/** Restores the save under `root` into a new directory through the tar stream and the safe extractor. */
+async function restore(r: Rig, user: string, root: string): Promise<string> {
+  const dest = join(tempDir(), "restored");
+  const tar = new Response(ReadableStreamFrom(r.vault.tar(user, root, { mtimeSec: 0 })));
+  await extractArchive(new Uint8Array(await tar.arrayBuffer()), dest, { into: "empty" });
+  return dest;
+}
+
+function ReadableStreamFrom(gen: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    async pull(c) {
+      const n = await gen.next();
+      if (n.done) c.close();
+      else c.enqueue(n.value);
+    },
+  });
+}
+
+/** Every entry under `dir`: files by content and mode, symlinks by target, directories by mode. */
+function picture(dir: string, rel = ""): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of readdirSync(join(dir, rel)).sort()) {
+    const path = rel ? `${rel}/${name}` : name;
+    const st = lstatSync(join(dir, path));
+    if (st.isSymbolicLink()) out[path] = `link ${readlinkSync(join(dir, path))}`;
+    else if (st.isDirectory()) {
+      out[`${path}/`] = `dir ${(st.mode & 0o777).toString(8)}`;
+      Object.assign(out, picture(dir, path));
+    } else out[path] = `${(st.mode & 0o777).toString(8)} ${new Bun.CryptoHasher("sha256").update(readFileSync(join(dir, path))).digest("hex")}`;
+  }
+  return out;
+}
+
+const fileName = fc.stringMatching(/^[a-zA-Z0-9_][a-zA-Z0-9_. -]{0,20}$/).filter((n) => n !== "." && n !== ".." && !n.endsWith(" ") && n !== ".git");
+
+function stores(): Array<[string, () => Promise<BlobStore>]> {
+  return [
+    ["disk", async () => createDiskBlobStore({ dir: join(tempDir(), "blobs"), secret: "ab".repeat(32) })],
+    [
+      "S3",
+      async () =>
+        createS3BlobStore({ bucket: s3.bucket, endpoint: s3.endpoint, region: "us-east-1", accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, prefix: `t${crypto.randomUUID()}` }),
+    ],
+  ];
+}
+
+let s3: S3Fixture;
+beforeAll(async () => {
+  s3 = await startS3rver();
+});
+afterAll(() => s3.stop());
+
+for (const [kind, open] of stores()) {
+  describe(`saves on ${kind}`, () => {
+    test("random trees round-trip byte for byte, with modes, empty and binary files and symlinks", async () => {
+      const r = await rig(await open());
+      await fc.assert(
+        fc.asyncProperty(
+          fc.dictionary(fileName, fc.record({ bytes: fc.uint8Array({ maxLength: 3000 }), exec: fc.boolean(), sub: fc.option(fileName, { nil: undefined }) }), { maxKeys: 12 }),
+          async (files) => {
+            const dir = join(tempDir(), "ws");
+            require("node:fs").mkdirSync(dir);
+            let n = 0;
+            for (const [name, f] of Object.entries(files)) {
+              const sub = f.sub && !files[f.sub] ? f.sub : "";
+              if (sub) require("node:fs").mkdirSync(join(dir, sub), { recursive: true });
+              const path = join(dir, sub, name);
+              if (require("node:fs").existsSync(path)) continue;
+              writeFileSync(path, f.bytes);
+              chmodSync(path, f.exec ? 0o755 : 0o644);
+              if (n++ % 3 === 0) symlinkSync(name, join(dir, sub, `${name}.link`));
+            }
+            const saved = await save(r, r.alice, dir);
+            expect(picture(await restore(r, r.alice, saved.root))).toEqual(picture(dir));
+          },
+        ),
+        { numRuns: 15 },
+      );
+    });
+
+    test("an edit in the middle of a big file stores only the chunks around it; renames and deletes store almost nothing", async () => {
+      const r = await rig(await open());
+      const dir = join(tempDir(), "ws");
+      const big = new Uint8Array(24 * 1024 * 1024);
+      for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+      require("node:fs").mkdirSync(dir);
+      writeFileSync(join(dir, "big.bin"), big);
+      writeFileSync(join(dir, "small.txt"), "small");
+      const builder = new SnapshotBuilder({ root: dir, exclude: createExcluder(dir, "snapshot", true) });
+      const first = await save(r, r.alice, dir, builder);
+      expect(first.added).toBeGreaterThanOrEqual(big.length);
+      big.set(new TextEncoder().encode("an edit in the middle"), 12 * 1024 * 1024);
+      writeFileSync(join(dir, "big.bin"), big);
+      const edited = await save(r, r.alice, dir, builder);
+      expect(edited.added).toBeLessThan(5 * 1024 * 1024);
+      require("node:fs").renameSync(join(dir, "small.txt"), join(dir, "renamed.txt"));
+      const renamed = await save(r, r.alice, dir, builder);
+      // Only the directory's tree (which lists the big file's chunks).
+      expect(renamed.added).toBeLessThan(4000);
+      expect(picture(await restore(r, r.alice, renamed.root))).toEqual(picture(dir));
+      // The first save is still whole.
+      const old = await restore(r, r.alice, first.root);
+      expect(readFileSync(join(old, "small.txt"), "utf8")).toBe("small");
+    });
+
+    test("the store holds no plaintext and no file name; another user's key opens nothing; a flipped byte is caught", async () => {
+      const r = await rig(await open());
+      const dir = join(tempDir(), "ws");
+      require("node:fs").mkdirSync(dir);
+      const secret = "the-plaintext-SECRET-content-0123456789";
+      writeFileSync(join(dir, "very-distinctive-file-name.txt"), secret.repeat(100));
+      writeFileSync(join(dir, "incompressible.bin"), crypto.getRandomValues(new Uint8Array(5000)));
+      const saved = await save(r, r.alice, dir);
+      const packs = await r.blobs.list("vault/");
+      expect(packs.length).toBeGreaterThan(0);
+      for (const p of packs) {
+        const bytes = Buffer.from((await r.blobs.getRange(p.key, 0, p.size)) as Uint8Array);
+        expect(bytes.includes(secret)).toBe(false);
+        expect(bytes.includes("very-distinctive-file-name")).toBe(false);
+        expect(bytes.includes(Buffer.from(readFileSync(join(dir, "incompressible.bin")).subarray(0, 64)))).toBe(false);
+        expect(p.key).not.toContain(saved.root);
+      }
+      // Bob's saves know nothing of Alice's blobs, even of the same content.
+      expect(await r.vault.missing(r.bob, [saved.root])).toEqual([saved.root]);
+      await expect(restore(r, r.bob, saved.root)).rejects.toThrow(/not stored/);
+      // A flipped byte in Alice's pack: the restore fails and says so.
+      const pack = packs.find((p) => p.size > 4000) as { key: string; size: number };
+      const bytes = Buffer.from((await r.blobs.getRange(pack.key, 0, pack.size)) as Uint8Array);
+      bytes[Math.floor(bytes.length / 2)]! ^= 1;
+      await r.blobs.put(pack.key, bytes);
+      await expect(restore(r, r.alice, saved.root)).rejects.toThrow(/damaged|does not match/);
+    });
+
+    test("a pack with a blob that does not match its hash is refused whole", async () => {
+      const r = await rig(await open());
+      const { encodePack, sha256 } = await import("../../src/lib/snapshot/format.ts");
+      const good = new TextEncoder().encode("good");
+      const pack = encodePack([
+        { hash: sha256(good), bytes: good },
+        { hash: sha256(new TextEncoder().encode("claimed")), bytes: new TextEncoder().encode("planted") },
+      ]);
+      await expect(r.vault.storePack(r.alice, pack)).rejects.toThrow(/does not match its hash/);
+      expect(await r.vault.missing(r.alice, [sha256(good)])).toEqual([sha256(good)]);
+      expect(await r.blobs.list("vault/")).toEqual([]);
+    });
+
+    test("collection deletes what no kept save refers to and keeps every blob a kept save needs", async () => {
+      const r = await rig(await open());
+      const dir = join(tempDir(), "ws");
+      require("node:fs").mkdirSync(dir);
+      writeFileSync(join(dir, "shared.txt"), "shared by both saves");
+      writeFileSync(join(dir, "gone.txt"), "only in the first save");
+      const first = await save(r, r.alice, dir);
+      require("node:fs").rmSync(join(dir, "gone.txt"));
+      writeFileSync(join(dir, "new.txt"), "only in the second save");
+      const second = await save(r, r.alice, dir);
+      // An orphan pack (an upload cut short), old enough to go.
+      await r.blobs.put(`vault/${r.alice}/orphan`, new Uint8Array(10));
+      const result = await r.vault.collect(r.alice, [second.root], { now: Date.now() + 3_600_000, orphanAgeMs: 60_000 });
+      expect(result.blobs).toBeGreaterThan(0);
+      expect(picture(await restore(r, r.alice, second.root))).toEqual(picture(dir));
+      await expect(restore(r, r.alice, first.root)).rejects.toThrow();
+      expect((await r.blobs.list(`vault/${r.alice}/`)).map((b) => b.key)).not.toContain(`vault/${r.alice}/orphan`);
+      // Nothing left to collect.
+      expect(await r.vault.collect(r.alice, [second.root], { now: Date.now(), orphanAgeMs: 60_000 })).toEqual({ blobs: 0, packs: 0 });
+    });
+  });
+}
+
+describe("retention", () => {
+  test("every save of the last hour, the newest of each hour for a day, the newest of each day for the period, and always the latest", () => {
+    const now = Date.parse("2026-11-29T12:00:00Z");
+    const at = (minutesAgo: number, id: string) => ({ id, createdAt: new Date(now - minutesAgo * 60_000).toISOString() });
+    const saves = [
+      at(1, "m1"),
+      at(30, "m30"),
+      at(59, "m59"),
+      at(61, "h1-new"),
+      at(62, "h1-old"), // same clock hour as h1-new? only if both fall in one bucket
+      at(5 * 60, "h5"),
+      at(23 * 60, "h23"),
+      at(2 * 24 * 60, "d2"),
+      at(2 * 24 * 60 + 5, "d2-older"),
+      at(40 * 24 * 60, "d40"),
+    ];
+    const keep = savesToKeep(saves, now, 30);
+    for (const id of ["m1", "m30", "m59", "h1-new", "h5", "h23", "d2"]) expect(keep.has(id)).toBe(true);
+    for (const id of ["h1-old", "d2-older", "d40"]) expect(keep.has(id)).toBe(false);
+    // An old session's only save stays.
+    expect(savesToKeep([at(90 * 24 * 60, "only")], now, 30)).toEqual(new Set(["only"]));
+  });
+});
