@@ -1,14 +1,18 @@
 /**
  * The workspace journal: every change the program makes under /workspace gets a sequence number,
- * so a client can ask for "everything since N" after a disconnect. chokidar reports changes as
- * they happen; a periodic scan compares the tree with what is known and records anything a
- * missed event left out. Paths the saves leave out (node_modules/ …), `.git` and the files the user
- * handed to the session (`.catty-uploads/`) are not watched.
+ * so a client can ask for "everything since N" after a disconnect. Each directory is watched with
+ * inotify (`fs.watch`, one watch per directory, not per file); an event is checked against what
+ * was last seen of the path (kind, size, mtime, mode) and recorded only if it differs. A new
+ * directory is watched and read as it appears (what was written into it before the watch counts
+ * too). The safety net is cheap: every `scanIntervalMs` the watched directories' mtimes are
+ * checked and only a directory whose mtime moved is listed again; once a minute or so
+ * (`FULL_SCAN_EVERY` checks) the whole tree is compared, for content changes an event missed.
+ * Paths the saves leave out (node_modules/ …), `.git` and the files the user handed to the session
+ * (`.catty-uploads/`) are not watched.
  */
-import { watch, type FSWatcher } from "chokidar";
-import type { Stats } from "node:fs";
-import { lstat } from "node:fs/promises";
-import { join, relative, sep } from "node:path";
+import { watch, type FSWatcher, type Stats } from "node:fs";
+import { lstat, readdir } from "node:fs/promises";
+import { join } from "node:path";
 import { createExcluder, type Excluder } from "../src/lib/exclude.ts";
 import { FILES_DIR } from "../src/protocol/files.ts";
 import type { Log } from "../src/lib/log.ts";
@@ -26,16 +30,24 @@ export interface JournalEntry {
 const signature = (st: Stats): string =>
   st.isDirectory() ? "d" : st.isSymbolicLink() ? `l:${st.mtimeMs}` : `f:${st.size}:${st.mtimeMs}:${st.mode}`;
 
-const kindOf = (st: Stats | null): EntryKind =>
-  !st ? "deleted" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : st.isFile() ? "file" : "deleted";
+const kindOfSignature = (sig: string | undefined): EntryKind =>
+  sig === undefined ? "deleted" : sig === "d" ? "dir" : sig.startsWith("l:") ? "symlink" : "file";
+
+/** Every this many directory checks, the whole tree is compared. */
+export const FULL_SCAN_EVERY = 12;
 
 export interface WatcherOptions {
   root: string;
   log: Log;
-  /** How often the safety-net scan runs. */
+  /** How often the watched directories' mtimes are checked. */
   scanIntervalMs: number;
   /** Called after changes were recorded (possibly several at once). */
   onChange(): void;
+}
+
+interface WatchedDir {
+  watcher: FSWatcher | null;
+  mtimeMs: number;
 }
 
 export class WorkspaceJournal {
@@ -45,10 +57,13 @@ export class WorkspaceJournal {
   private readonly entries = new Map<string, JournalEntry>();
   /** Last known signature of every watched path. */
   private known = new Map<string, string>();
-  private watcher: FSWatcher | null = null;
+  private readonly dirs = new Map<string, WatchedDir>();
   private scanTimer: Timer | undefined;
   private readonly exclude: Excluder;
-  private scanning = false;
+  /** One comparison at a time (events, directory lists, scans), in arrival order. */
+  private queue: Promise<void> = Promise.resolve();
+  private checks = 0;
+  private closed = false;
 
   constructor(private readonly opts: WatcherOptions) {
     const base = createExcluder(opts.root, "snapshot", true);
@@ -59,51 +74,110 @@ export class WorkspaceJournal {
 
   /** Takes the starting picture of the tree (no changes recorded for it), then watches. */
   async start(): Promise<void> {
-    this.known = await this.scan();
-    this.watcher = watch(this.opts.root, {
-      ignoreInitial: true,
-      followSymlinks: false,
-      persistent: true,
-      ignored: (path: string, stats?: Stats) => {
-        const rel = this.rel(path);
-        return rel !== "" && this.exclude(rel, stats?.isDirectory() ?? false);
-      },
-    });
-    const onEvent = (path: unknown): void => {
-      if (typeof path === "string") void this.touch(this.rel(path));
-    };
-    this.watcher.on("add", onEvent).on("change", onEvent).on("unlink", onEvent);
-    this.watcher.on("addDir", onEvent).on("unlinkDir", onEvent);
-    this.watcher.on("error", (err) => this.opts.log.warn("watcher error", { err }));
-    await new Promise<void>((resolve) => this.watcher?.once("ready", () => resolve()));
-    this.scheduleScan();
+    this.known = await this.scan("");
+    await this.watchDir("");
+    for (const [path, sig] of this.known) if (sig === "d") await this.watchDir(path);
+    this.scheduleCheck();
   }
 
-  private rel(path: string): string {
-    return relative(this.opts.root, path).split(sep).join("/");
+  private abs(rel: string): string {
+    return rel === "" ? this.opts.root : join(this.opts.root, rel);
   }
 
-  /** Records the current state of `rel` (and, for a vanished directory, of everything under it). */
-  private async touch(rel: string): Promise<void> {
-    if (!rel || rel.startsWith("..")) return;
-    const st = await lstat(join(this.opts.root, rel)).catch(() => null);
-    const changed: string[] = [];
-    if (!st) {
-      const prefix = `${rel}/`;
-      for (const path of [...this.known.keys()].filter((p) => p.startsWith(prefix)).sort().reverse()) {
-        this.known.delete(path);
-        changed.push(path);
-      }
-      // A late event for a path already recorded as deleted must not move it after its parent's delete.
-      if (this.known.delete(rel) || (this.entries.has(rel) && this.entries.get(rel)?.kind !== "deleted")) changed.push(rel);
-    } else {
-      const sig = signature(st);
-      if (this.known.get(rel) === sig) return;
-      this.known.set(rel, sig);
-      changed.push(rel);
+  private serial(work: () => Promise<void>): Promise<void> {
+    this.queue = this.queue.then(work).catch((err: unknown) => this.opts.log.warn("workspace journal error", { err }));
+    return this.queue;
+  }
+
+  private async watchDir(rel: string): Promise<void> {
+    if (this.closed || this.dirs.has(rel)) return;
+    const st = await lstat(this.abs(rel)).catch(() => null);
+    if (!st?.isDirectory()) return;
+    let watcher: FSWatcher | null = null;
+    try {
+      watcher = watch(this.abs(rel), { persistent: true }, (_event, name) => {
+        if (typeof name !== "string" || name === "") void this.serial(() => this.relist(rel));
+        else void this.serial(() => this.touch(rel === "" ? name : `${rel}/${name}`));
+      });
+      watcher.on("error", () => this.unwatch(rel));
+    } catch (err) {
+      // Out of inotify watches, or gone meanwhile: the directory checks still cover it.
+      this.opts.log.debug("could not watch a directory", { path: rel, err });
     }
-    for (const path of changed) this.record(path, path === rel ? kindOf(st) : "deleted");
-    if (changed.length > 0) this.opts.onChange();
+    this.dirs.set(rel, { watcher, mtimeMs: st.mtimeMs });
+  }
+
+  private unwatch(rel: string): void {
+    const prefix = `${rel}/`;
+    for (const [path, dir] of this.dirs) {
+      if (path !== rel && !path.startsWith(prefix)) continue;
+      dir.watcher?.close();
+      this.dirs.delete(path);
+    }
+  }
+
+  /** Records the current state of `rel`, and of everything under it when it is a directory that appeared or went. */
+  private async touch(rel: string): Promise<void> {
+    if (this.closed || !rel || rel.startsWith("..")) return;
+    const st = await lstat(this.abs(rel)).catch(() => null);
+    if (st && this.exclude(rel, st.isDirectory())) return;
+    if (st?.isDirectory()) {
+      if (this.known.get(rel) === "d") return;
+      // A new directory (or a file replaced by one): it and everything already in it. Watched
+      // first and read after, so nothing written meanwhile goes unseen.
+      await this.watchDir(rel);
+      for (const [path, sig] of await this.scan(rel)) if (sig === "d") await this.watchDir(path);
+      const now = await this.scan(rel);
+      now.set(rel, "d");
+      this.apply(now, (p) => p === rel || p.startsWith(`${rel}/`));
+      for (const [path, sig] of now) if (sig === "d") await this.watchDir(path);
+      return;
+    }
+    const now = new Map<string, string>();
+    if (st && (st.isFile() || st.isSymbolicLink())) now.set(rel, signature(st));
+    if (!st && this.known.get(rel) === "d") this.unwatch(rel);
+    this.apply(now, (p) => p === rel || p.startsWith(`${rel}/`));
+  }
+
+  /** Lists one directory again and records what differs among its direct entries. */
+  private async relist(rel: string): Promise<void> {
+    if (this.closed) return;
+    const names = await readdir(this.abs(rel)).catch(() => null);
+    if (names === null) {
+      if (rel !== "") await this.touch(rel);
+      return;
+    }
+    const here = new Set<string>();
+    for (const name of names) {
+      const path = rel === "" ? name : `${rel}/${name}`;
+      here.add(path);
+      await this.touch(path);
+    }
+    const prefix = rel === "" ? "" : `${rel}/`;
+    for (const path of [...this.known.keys()]) {
+      if (path.startsWith(prefix) && !path.slice(prefix.length).includes("/") && !here.has(path)) await this.touch(path);
+    }
+  }
+
+  /**
+   * Records every difference between `now` (what a scan found) and what is known, among the
+   * paths `inScope` covers. Deletions deepest first, so a directory's delete follows everything
+   * that was in it; a deleted directory's watch goes.
+   */
+  private apply(now: Map<string, string>, inScope: (path: string) => boolean): void {
+    const paths = new Set([...now.keys(), ...[...this.known.keys()].filter(inScope)]);
+    const changed = [...paths].filter((p) => now.get(p) !== this.known.get(p)).sort();
+    if (changed.length === 0) return;
+    const ordered = [...changed.filter((p) => now.has(p)), ...changed.filter((p) => !now.has(p)).reverse()];
+    for (const p of ordered) {
+      const sig = now.get(p);
+      if (sig === undefined) {
+        if (this.known.get(p) === "d") this.unwatch(p);
+        this.known.delete(p);
+      } else this.known.set(p, sig);
+      this.record(p, kindOfSignature(sig));
+    }
+    this.opts.onChange();
   }
 
   private record(path: string, kind: EntryKind): void {
@@ -115,50 +189,53 @@ export class WorkspaceJournal {
     return [...this.entries.values()].filter((e) => e.seq > seq).sort((a, b) => a.seq - b.seq);
   }
 
-  private async scan(): Promise<Map<string, string>> {
+  /** Signatures of everything under `rel` (not `rel` itself). */
+  private async scan(rel: string): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    await walkTree(this.opts.root, (rel, st) => {
-      if (this.exclude(rel, st.isDirectory())) return false;
-      out.set(rel, signature(st));
+    const base = rel === "" ? "" : `${rel}/`;
+    await walkTree(this.abs(rel), (sub, st) => {
+      const path = base + sub;
+      if (this.exclude(path, st.isDirectory())) return false;
+      if (st.isDirectory() || st.isFile() || st.isSymbolicLink()) out.set(path, signature(st));
     });
     return out;
   }
 
-  private scheduleScan(): void {
+  private scheduleCheck(): void {
     this.scanTimer = setTimeout(async () => {
-      await this.rescan();
-      if (this.watcher) this.scheduleScan();
+      await (++this.checks % FULL_SCAN_EVERY === 0 ? this.rescan() : this.checkDirs());
+      if (!this.closed) this.scheduleCheck();
     }, this.opts.scanIntervalMs);
   }
 
-  /** The safety net: whatever differs from what is known is recorded as a change. */
-  async rescan(): Promise<void> {
-    if (this.scanning) return;
-    this.scanning = true;
-    try {
-      const now = await this.scan();
-      const paths = new Set([...now.keys(), ...this.known.keys()]);
-      const missed = [...paths].filter((p) => now.get(p) !== this.known.get(p)).sort();
-      if (missed.length === 0) return;
-      this.opts.log.info("scan found changes the watcher missed", { count: missed.length });
-      // Deletions deepest first, so a directory's delete follows everything that was in it.
-      const ordered = [...missed.filter((p) => now.has(p)), ...missed.filter((p) => !now.has(p)).reverse()];
-      for (const p of ordered) {
-        const sig = now.get(p);
-        if (sig === undefined) this.known.delete(p);
-        else this.known.set(p, sig);
-        this.record(p, sig === undefined ? "deleted" : sig === "d" ? "dir" : sig.startsWith("l:") ? "symlink" : "file");
+  /** The cheap safety net: directories whose mtime moved are listed again. */
+  async checkDirs(): Promise<void> {
+    await this.serial(async () => {
+      for (const [rel, dir] of [...this.dirs]) {
+        const st = await lstat(this.abs(rel)).catch(() => null);
+        if (st?.isDirectory() && st.mtimeMs === dir.mtimeMs) continue;
+        if (st) dir.mtimeMs = st.mtimeMs;
+        this.opts.log.debug("a directory changed without an event", { path: rel });
+        await this.relist(rel);
       }
-      this.opts.onChange();
-    } finally {
-      this.scanning = false;
-    }
+    });
+  }
+
+  /** The whole safety net: whatever differs from what is known is recorded as a change. */
+  async rescan(): Promise<void> {
+    await this.serial(async () => {
+      const now = await this.scan("");
+      const before = this.seq;
+      this.apply(now, () => true);
+      for (const [path, sig] of now) if (sig === "d") await this.watchDir(path);
+      if (this.seq !== before) this.opts.log.info("scan found changes the watcher missed", { count: this.seq - before });
+    });
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     clearTimeout(this.scanTimer);
-    const w = this.watcher;
-    this.watcher = null;
-    await w?.close();
+    for (const dir of this.dirs.values()) dir.watcher?.close();
+    this.dirs.clear();
   }
 }
