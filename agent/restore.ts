@@ -1,7 +1,9 @@
 /**
- * Restoring the initial workspace: the archive the server names in `welcome` is downloaded to a
- * private temp file and extracted into the (empty) workspace by the safe extractor, which refuses
- * hostile entries and writes nothing unless the whole archive passed.
+ * Restoring the initial workspace: the archive the server names in `welcome` (a save streamed as
+ * tar, or an archive upload) is extracted into the (empty) workspace by the safe extractor as it
+ * arrives; the extractor refuses hostile entries and writes nothing unless the whole archive
+ * passed, so a download cut short leaves nothing either. An archive of known size is downloaded
+ * to a private temp file first and its size checked.
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -27,6 +29,7 @@ export async function restoreWorkspace(source: RestoreSource, opts: RestoreOptio
   try {
     const res = await fetch(new URL(source.url, `${opts.serverUrl}/`));
     if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${res.statusText}`);
+    if (source.size === null) return await extractArchive(res.body, opts.workspace, { into: "empty" });
     const got = await Bun.write(file, res);
     if (source.size !== null && got !== source.size) {
       throw new Error(`download incomplete: got ${got} of ${source.size} bytes`);

@@ -157,6 +157,8 @@ export class WorkspaceSaver {
       await transport.done(id, { root: built.root, size: built.bytes, files: built.files });
       this.committed = built.root;
       this.known = this.builder.referenced();
+      // What the save read and sent is garbage now: give it back rather than keep the peak.
+      Bun.gc(true);
       log.info("saved workspace", {
         reason,
         files: built.files,

@@ -5,7 +5,7 @@
  * was last seen of the path (kind, size, mtime, mode) and recorded only if it differs. A new
  * directory is watched and read as it appears (what was written into it before the watch counts
  * too). The safety net is cheap: every `scanIntervalMs` the watched directories' mtimes are
- * checked and only a directory whose mtime moved is listed again; once a minute or so
+ * checked and only a directory whose mtime moved is listed again; every five minutes or so
  * (`FULL_SCAN_EVERY` checks) the whole tree is compared, for content changes an event missed.
  * Paths the saves leave out (node_modules/ …), `.git` and the files the user handed to the session
  * (`.catty-uploads/`) are not watched.
@@ -33,8 +33,8 @@ const signature = (st: Stats): string =>
 const kindOfSignature = (sig: string | undefined): EntryKind =>
   sig === undefined ? "deleted" : sig === "d" ? "dir" : sig.startsWith("l:") ? "symlink" : "file";
 
-/** Every this many directory checks, the whole tree is compared. */
-export const FULL_SCAN_EVERY = 12;
+/** Every this many directory checks (5 min at the default 5 s), the whole tree is compared. */
+export const FULL_SCAN_EVERY = 60;
 
 export interface WatcherOptions {
   root: string;

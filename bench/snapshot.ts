@@ -34,7 +34,7 @@ import { createSaves } from "../server/saves.ts";
 import type { SessionRow } from "../server/store/types.ts";
 import { ticketKey } from "../server/tickets.ts";
 import { createVault } from "../server/vault/vault.ts";
-import { extractArchive, formatBytes } from "../src/lib/archive.ts";
+import { formatBytes } from "../src/lib/archive.ts";
 import { silentLog } from "../src/lib/log.ts";
 import type { ServerToAgent } from "../src/protocol/index.ts";
 import { createApiClient } from "../src/client/api.ts";
@@ -374,14 +374,18 @@ try {
     resticRestore = (await timed(() => run(["restic", "-r", repo, "restore", "latest", "--target", dest], RESTIC_ENV))).ms;
   }
 
-  // (d) restore: the save as the server streams it, into the extractor; against tar xzf.
-  const got = await saves.download(row);
-  const ticket = new URL(got.url, base).pathname.split("/").at(-2) as string;
-  const restoreUrl = `${base}/v1/vault/${ticket}/tar`;
-  const catRestore = await timed(async () => {
-    const res = await fetch(restoreUrl);
-    await extractArchive(res.body as ReadableStream<Uint8Array>, join(root, "catty-restore"), { into: "empty", maxBytes: 8 * 1024 ** 3, maxEntries: 10_000_000 });
-  });
+  // (d) restore as the agent does it (its own process: the agent's restore, streaming the save
+  // from the server's tar URL into the extractor); against tar xzf of the tar.gz.
+  const source = await saves.restoreFor({ ...row, restoreKey: (await store.listSaves(row.id))[0]?.key ?? null });
+  if (!source) throw new Error("no save to restore");
+  const restorer = join(root, "restore.ts");
+  writeFileSync(
+    restorer,
+    `import { restoreWorkspace } from ${JSON.stringify(join(import.meta.dir, "..", "agent", "restore.ts"))};\n` +
+      `await restoreWorkspace({ url: process.argv[2], size: null }, { serverUrl: process.argv[3], workspace: process.argv[4], stateDir: process.argv[5] });\n`,
+  );
+  mkdirSync(join(root, "restore-state"));
+  const catRestore = await timed(() => run([process.execPath, restorer, source.url, base, join(root, "catty-restore"), join(root, "restore-state")]));
   mkdirSync(join(root, "tar-restore"));
   const tarRestore = await timed(() => run(["tar", "xzf", tarFile, "-C", join(root, "tar-restore")]));
 

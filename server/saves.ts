@@ -60,6 +60,8 @@ interface Transfer {
   /** Bytes of new content stored so far. */
   added: number;
   cap: number;
+  /** Ids of the blobs its packs carried: stored, so not looked up again when it is checked. */
+  stored: Set<string>;
 }
 
 const VAULT_KEY = "vault:";
@@ -156,6 +158,7 @@ export function createSaves(deps: SavesDeps) {
       expiresAt: now() + ttlSec * 1000,
       added: 0,
       cap: kind === "save" ? limits.maxSaveBytes : limits.maxUploadBytes,
+      stored: new Set(),
     });
     return writeUrl(id);
   }
@@ -175,7 +178,7 @@ export function createSaves(deps: SavesDeps) {
     const t = transfers.get(msg.id);
     if (!t || t.sessionId !== row.id || sessionSave.get(row.id) !== msg.id) return { type: "save_result", id: msg.id, ok: false, error: "unknown save" };
     try {
-      await vault.verify(row.userId, msg.root);
+      await vault.verify(row.userId, msg.root, t.stored);
     } catch (err) {
       abandon(row.id);
       const error = err instanceof CattyError ? err.message : String(err);
@@ -271,7 +274,8 @@ export function createSaves(deps: SavesDeps) {
       }
       const stored = await vault.storePack(t.userId, pack);
       t.added += stored.bytes;
-      return stored;
+      for (const id of stored.ids) t.stored.add(id);
+      return { blobs: stored.blobs, bytes: stored.bytes };
     },
 
     /** A read ticket's save as a tar (or tar.gz) stream, for `/v1/vault/<ticket>/tar`. */
@@ -325,7 +329,7 @@ export function createSaves(deps: SavesDeps) {
       if (!live(t) || t.kind !== "upload" || t.userId !== user.id) {
         throw new CattyError("not_found", `Upload ${id} is not in progress (it expired, or was committed).`, "Run `catty new` again.");
       }
-      await vault.verify(user.id, body.root);
+      await vault.verify(user.id, body.root, t.stored);
       await store.insertUpload({ id, userId: user.id, key: `${VAULT_KEY}${body.root}`, size: body.size, createdAt: new Date(now()).toISOString() });
       transfers.delete(id);
       return { id, size: body.size };

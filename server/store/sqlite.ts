@@ -303,6 +303,13 @@ function patchColumns(patch: SessionPatch): Array<[string, string | number | nul
   return out;
 }
 
+/** `ids` in slices small enough for one `IN (…)` each. */
+function batches(ids: readonly string[], size = 500): string[][] {
+  const out: string[][] = [];
+  for (let i = 0; i < ids.length; i += size) out.push(ids.slice(i, i + size));
+  return out;
+}
+
 export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   const db = new Database(file, { create: true, strict: true });
   db.run("PRAGMA journal_mode = WAL");
@@ -537,8 +544,10 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async blobsPresent(userId, ids) {
       const found = new Set<string>();
-      const q = db.query("SELECT 1 FROM blobs WHERE user_id = ? AND id = ?");
-      for (const id of ids) if (q.get(userId, id) !== null) found.add(id);
+      for (const batch of batches(ids)) {
+        const rows = db.query(`SELECT id FROM blobs WHERE user_id = ? AND id IN (${batch.map(() => "?").join(",")})`).all(userId, ...batch) as Array<{ id: string }>;
+        for (const r of rows) found.add(r.id);
+      }
       return found;
     },
     async insertBlobs(userId, rows) {
@@ -550,10 +559,11 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async blobLocations(userId, ids) {
       const out = new Map<string, BlobLocation>();
-      const q = db.query("SELECT pack, offset, length FROM blobs WHERE user_id = ? AND id = ?");
-      for (const id of ids) {
-        const r = q.get(userId, id) as BlobLocation | null;
-        if (r) out.set(id, { pack: r.pack, offset: r.offset, length: r.length });
+      for (const batch of batches(ids)) {
+        const rows = db
+          .query(`SELECT id, pack, offset, length FROM blobs WHERE user_id = ? AND id IN (${batch.map(() => "?").join(",")})`)
+          .all(userId, ...batch) as Array<BlobLocation & { id: string }>;
+        for (const r of rows) out.set(r.id, { pack: r.pack, offset: r.offset, length: r.length });
       }
       return out;
     },

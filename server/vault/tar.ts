@@ -29,6 +29,11 @@ function octal(value: number, width: number): string {
 }
 
 function writeField(block: Uint8Array, offset: number, width: number, text: string): void {
+  // Numbers and markers are ASCII: written as they are, without an encoder.
+  if (/^[\x00-\x7f]*$/.test(text)) {
+    for (let i = 0; i < text.length && i < width; i++) block[offset + i] = text.charCodeAt(i);
+    return;
+  }
   const bytes = encoder.encode(text);
   block.set(bytes.subarray(0, width), offset);
 }
@@ -68,8 +73,8 @@ export function tarHeader(e: TarEntry): Uint8Array {
   const name = e.type === "dir" ? `${e.name}/` : e.name;
   const linkname = e.linkname ?? "";
   let pax = "";
-  if (encoder.encode(name).length > 99) pax += paxRecord("path", name);
-  if (encoder.encode(linkname).length > 99) pax += paxRecord("linkpath", linkname);
+  if (byteLength(name) > 99) pax += paxRecord("path", name);
+  if (byteLength(linkname) > 99) pax += paxRecord("linkpath", linkname);
   if (e.size > MAX_OCTAL_SIZE) pax += paxRecord("size", String(e.size));
   const typeflag = e.type === "dir" ? "5" : e.type === "symlink" ? "2" : "0";
   const main = header(truncate(name), typeflag, e.mode, e.size > MAX_OCTAL_SIZE ? 0 : e.size, e.mtime, truncate(linkname));
@@ -82,8 +87,11 @@ export function tarHeader(e: TarEntry): Uint8Array {
   return out;
 }
 
+const byteLength = (text: string): number => (/^[\x00-\x7f]*$/.test(text) ? text.length : encoder.encode(text).length);
+
 /** The first 99 bytes of `text` (pax carries the whole), cut on a character boundary. */
 function truncate(text: string): string {
+  if (byteLength(text) <= 99) return text;
   let out = "";
   for (const ch of text) {
     if (encoder.encode(out + ch).length > 99) break;

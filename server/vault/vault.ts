@@ -38,6 +38,21 @@ const WHOLE_PACK_BELOW = 256 * 1024;
 /** Tar output is handed on in pieces of about this size. */
 const TAR_BATCH = 256 * 1024;
 
+/**
+ * Runs a storage call, again after 200 ms and 800 ms if it throws (a storage that answered 500 or
+ * dropped the connection); a `CattyError` (the blob is not there) is final at once.
+ */
+async function retrying<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      if (err instanceof CattyError || attempt >= 2) throw err;
+      await Bun.sleep(200 * 4 ** attempt);
+    }
+  }
+}
+
 export const packPrefix = (userId: string): string => `vault/${userId}/`;
 
 export interface StoredPack {
@@ -45,6 +60,8 @@ export interface StoredPack {
   blobs: number;
   /** Their plaintext bytes. */
   bytes: number;
+  /** The stored ids of every blob of the pack (new or not): known to be stored now. */
+  ids: string[];
 }
 
 export interface CollectResult {
@@ -83,9 +100,11 @@ export function createVault(deps: VaultDeps) {
         packs.set(pack, hit);
         return hit;
       }
-      const body = await blobs.get(pack);
-      if (!body) throw new CattyError("internal", `Pack ${pack} of a save is missing from storage.`);
-      const bytes = new Uint8Array(await new Response(body).arrayBuffer());
+      const bytes = await retrying(async () => {
+        const body = await blobs.get(pack);
+        if (!body) throw new CattyError("internal", `Pack ${pack} of a save is missing from storage.`);
+        return new Uint8Array(await new Response(body).arrayBuffer());
+      });
       packs.set(pack, bytes);
       cached += bytes.length;
       for (const [k, v] of packs) {
@@ -116,7 +135,8 @@ export function createVault(deps: VaultDeps) {
           const pack = await fetchPack(loc.pack);
           sealed = pack.subarray(loc.offset, loc.offset + loc.length);
         } else {
-          sealed = await blobs.getRange(loc.pack, loc.offset, loc.length);
+          const { pack, offset, length } = loc;
+          sealed = await retrying(() => blobs.getRange(pack, offset, length));
         }
         if (!sealed || sealed.length !== loc.length) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… is cut short in storage.`);
         let plain: Uint8Array;
@@ -178,17 +198,17 @@ export function createVault(deps: VaultDeps) {
         offset += sealed.length;
         bytes += r.bytes.length;
       });
-      if (rows.length === 0) return { blobs: 0, bytes: 0 };
-      await blobs.put(key, Buffer.concat(parts));
+      if (rows.length === 0) return { blobs: 0, bytes: 0, ids };
+      await retrying(() => blobs.put(key, Buffer.concat(parts)));
       await store.insertBlobs(userId, rows);
-      return { blobs: rows.length, bytes };
+      return { blobs: rows.length, bytes, ids };
     },
 
     /**
      * Throws (bad_request, naming what is wrong) unless the tree `root` and everything below it
-     * is stored and well-formed.
+     * is stored and well-formed. `stored`: ids known to be stored (just sent), not looked up again.
      */
-    async verify(userId: string, root: string): Promise<void> {
+    async verify(userId: string, root: string, stored: ReadonlySet<string> = new Set()): Promise<void> {
       const done = complete.get(userId) ?? new Set<string>();
       complete.set(userId, done);
       const r = reader(userId);
@@ -201,7 +221,7 @@ export function createVault(deps: VaultDeps) {
           throw err;
         });
         const chunks = [...new Set(tree.e.flatMap((e) => (e.t === "f" ? e.c : [])))];
-        const ids = chunks.map((c) => blobId(keys, c));
+        const ids = chunks.map((c) => blobId(keys, c)).filter((id) => !stored.has(id));
         const present = await store.blobsPresent(userId, ids);
         const lacking = ids.filter((id) => !present.has(id)).length;
         if (lacking > 0) throw new CattyError("bad_request", `The save refers to ${lacking} blob${lacking === 1 ? "" : "s"} that are not stored.`);

@@ -92,11 +92,11 @@ async function fetchSave(url: string, signal: AbortSignal | undefined): Promise<
  * The session's latest save and a fresh URL for it. The API answers `not_found` both for an
  * unknown session and for one that has not been saved yet; asking for the session tells them apart.
  */
-export async function latestSaveOf(client: SaveSource, label: string): Promise<SaveDownload> {
+export async function latestSaveOf(client: SaveSource, label: string, at?: string): Promise<SaveDownload> {
   try {
-    return await client.latestSave(label);
+    return await client.latestSave(label, at);
   } catch (err) {
-    if (!(err instanceof CattyError) || err.code !== "not_found") throw err;
+    if (!(err instanceof CattyError) || err.code !== "not_found" || at !== undefined) throw err;
     const session = await client.get(label); // throws the session's own not_found
     if (isLive(session.status)) {
       throw new CattyError(
@@ -122,10 +122,11 @@ export async function downloadLatestSave(
   client: SaveSource,
   label: string,
   file: string,
-  opts: { signal?: AbortSignal; report?: Reporter } = {},
+  opts: { signal?: AbortSignal; report?: Reporter; at?: string } = {},
 ): Promise<SaveFetch> {
-  const save = await latestSaveOf(client, label);
-  const progress = (opts.report ?? silentReporter).step(`Downloading ${label}`, save.size);
+  const save = await latestSaveOf(client, label, opts.at);
+  // A content-addressed save is streamed as it is read: its archive size is not known ahead.
+  const progress = (opts.report ?? silentReporter).step(`Downloading ${label}`, save.added === null || save.added === undefined ? save.size : undefined);
   try {
     const { bytes } = await downloadToFile(client.resolveUrl(save.url), file, {
       signal: opts.signal,
@@ -149,6 +150,8 @@ export interface SaveToPathOptions {
   format: SaveFormat;
   signal?: AbortSignal;
   report?: Reporter;
+  /** The newest save made at or before this ISO time, instead of the latest. */
+  at?: string;
 }
 
 export interface SaveToPathResult {

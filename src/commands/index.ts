@@ -11,6 +11,7 @@ export const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
   list: () => load(import("./list.ts")),
   stop: () => load(import("./stop.ts")),
   download: () => load(import("./download.ts")),
+  saves: () => load(import("./saves.ts")),
   sync: () => load(import("./sync.ts")),
   login: () => load(import("./login.ts")),
   logout: () => load(import("./logout.ts")),

@@ -1,5 +1,5 @@
 /**
- * The agent's sync-back sender over a real workspace journal (chokidar on a temp directory): what
+ * The agent's sync-back sender over a real workspace journal (inotify on a temp directory): what
  * it reports for a file is the file's final version, also when the file changes while it is being
  * sent or announced.
  */

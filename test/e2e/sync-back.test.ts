@@ -288,7 +288,7 @@ describe("sync-back through the real binaries", () => {
     expect(farewell).toContain("Not synced back: up-link: symlinks are not synced back");
   }, 120_000);
 
-  // A late chokidar `unlink` for a child must not be recorded after its parent's delete.
+  // A late `unlink` event for a child must not be recorded after its parent's delete.
   test("deleted and renamed directory trees disappear locally, directories included", async () => {
     const proj = tempDir("catty-sb-dirs-");
     const { label, exit } = await term.newSession(proj, ["--no-upload"]);

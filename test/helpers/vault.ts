@@ -4,6 +4,12 @@
  */
 import { decodePack, decodeTree, encodePack, encodeTree, sha256, type PackRecord, type TreeEntry } from "../../src/lib/snapshot/format.ts";
 import type { VaultClient } from "../../src/lib/snapshot/upload.ts";
+import type { BlobStore } from "../../server/blobs/types.ts";
+import { createSaves, type SavesDeps } from "../../server/saves.ts";
+import type { Store } from "../../server/store/types.ts";
+import { ticketKey } from "../../server/tickets.ts";
+import { createVault } from "../../server/vault/vault.ts";
+import { silentLog } from "../../src/lib/log.ts";
 
 export interface MemoryVault extends VaultClient {
   blobs: Map<string, Uint8Array>;
@@ -85,4 +91,19 @@ export function saveOf(files: Record<string, string | Uint8Array>): { root: stri
   const root = build(Object.entries(files));
   const records = [...blobs].map(([hash, bytes]) => ({ hash, bytes }));
   return { root, blobs: records, pack: encodePack(records) };
+}
+
+/** The server's saves over `store` and `blobs`, with small caps. */
+export function savesOver(store: Store, blobs: BlobStore, opts: Partial<SavesDeps> = {}) {
+  const master = Buffer.alloc(32, 3);
+  return createSaves({
+    store,
+    blobs,
+    vault: createVault({ store, blobs, master, log: silentLog }),
+    ticketKey: ticketKey(master),
+    log: silentLog,
+    limits: { maxUploadBytes: 1000, maxSaveBytes: 1000, retentionDays: 30 },
+    transferTtlMs: 60_000,
+    ...opts,
+  });
 }

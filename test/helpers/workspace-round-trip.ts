@@ -86,6 +86,19 @@ async function roundTrip(user: CattyUser, scratch: string): Promise<RoundTripRes
   expect(log.stdout.split("\n").filter(Boolean)).toEqual(["session commit", "initial commit"]);
   expect((await git(out, "status", "--porcelain")).stdout).toBe("");
 
+  // The saves kept, and an earlier one by time: the newest at or before it.
+  const listedSaves = await user.cli(["saves", label]);
+  expect(listedSaves.code).toBe(0);
+  expect(listedSaves.stdout).toMatch(/^SAVED +FILES +SIZE +ADDED +REASON/);
+  expect(listedSaves.stdout.trim().split("\n")).toHaveLength(session.saves.length + 1);
+  const latestAt = session.saves[0]?.createdAt as string;
+  const atLatest = join(scratch, "at-latest");
+  expect((await user.cli(["download", label, atLatest, "--at", latestAt])).code).toBe(0);
+  expect(await diffTrees(atLatest, ws, SNAPSHOT_EXCLUDED)).toBe("");
+  const tooEarly = await user.cli(["download", label, join(scratch, "too-early"), "--at", "1d"]);
+  expect(tooEarly.code).toBe(1);
+  expect(tooEarly.stderr).toContain("has no save from");
+
   // A destination that exists is refused, directory or file.
   const again = await user.cli(["download", label, out]);
   expect(again.code).toBe(1);

@@ -10,20 +10,14 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createS3BlobStore } from "../../server/blobs/s3.ts";
 import { createUserToken, openStore } from "../../server/listen.ts";
-import { createSaves, type SavesDeps } from "../../server/saves.ts";
-import type { BlobStore } from "../../server/blobs/types.ts";
-import type { Store } from "../../server/store/types.ts";
-import { ticketKey } from "../../server/tickets.ts";
-import { createVault } from "../../server/vault/vault.ts";
 import { extractArchive } from "../../src/lib/archive.ts";
-import { silentLog } from "../../src/lib/log.ts";
 import { encodePack, sha256 } from "../../src/lib/snapshot/format.ts";
 import type { ServerToAgent } from "../../src/protocol/index.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
 import { startTestServer, type TestServer, type TestServerOptions } from "../helpers/server.ts";
 import { RogueAgent, rogueProvider } from "../helpers/sync-back.ts";
 import { sessionRow } from "../helpers/rows.ts";
-import { saveOf } from "../helpers/vault.ts";
+import { saveOf, savesOver } from "../helpers/vault.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -238,18 +232,4 @@ describe("saves on S3", () => {
   });
 });
 
-/** The server's saves over `store` and `blobs`, with small caps. */
-function savesOver(store: Store, blobs: BlobStore, opts: Partial<SavesDeps> = {}) {
-  const master = Buffer.alloc(32, 3);
-  return createSaves({
-    store,
-    blobs,
-    vault: createVault({ store, blobs, master, log: silentLog }),
-    ticketKey: ticketKey(master),
-    log: silentLog,
-    limits: { maxUploadBytes: 1000, maxSaveBytes: 1000, retentionDays: 30 },
-    transferTtlMs: 60_000,
-    ...opts,
-  });
-}
 

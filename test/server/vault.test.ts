@@ -5,7 +5,7 @@
  * keeps every blob a kept save refers to; retention keeps the right saves.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { chmodSync, lstatSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import fc from "fast-check";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
@@ -20,6 +20,7 @@ import { silentLog } from "../../src/lib/log.ts";
 import { SnapshotBuilder } from "../../src/lib/snapshot/build.ts";
 import { BlobUploader } from "../../src/lib/snapshot/upload.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
+import { flakyHttp } from "../helpers/flaky-http.ts";
 import { tempDirs } from "../helpers/fs.ts";
 
 const tempDir = tempDirs("catty-vault-");
@@ -132,6 +133,18 @@ for (const [kind, open] of stores()) {
       );
     });
 
+    test("long and non-ASCII names and long link targets round-trip (pax headers)", async () => {
+      const r = await rig(await open());
+      const dir = join(tempDir(), "ws");
+      const deep = join(dir, "d".repeat(80), "e".repeat(80));
+      mkdirSync(deep, { recursive: true });
+      writeFileSync(join(deep, `${"f".repeat(120)}.txt`), "long");
+      writeFileSync(join(dir, "naïve café ☕.md"), "unicode");
+      symlinkSync(`${"d".repeat(80)}/${"e".repeat(80)}/${"f".repeat(120)}.txt`, join(dir, "far-link"));
+      const saved = await save(r, r.alice, dir);
+      expect(picture(await restore(r, r.alice, saved.root))).toEqual(picture(dir));
+    });
+
     test("an edit in the middle of a big file stores only the chunks around it; renames and deletes store almost nothing", async () => {
       const r = await rig(await open());
       const dir = join(tempDir(), "ws");
@@ -220,6 +233,41 @@ for (const [kind, open] of stores()) {
     });
   });
 }
+
+describe("storage faults (S3 through a proxy that fails requests)", () => {
+  test("storage failing every third request: saves and restores retry and come out whole", async () => {
+    await using flaky = flakyHttp(s3.endpoint);
+    const blobs = createS3BlobStore({ bucket: s3.bucket, endpoint: flaky.url, region: "us-east-1", accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, prefix: `f${crypto.randomUUID()}` });
+    const r = await rig(blobs);
+    const dir = join(tempDir(), "ws");
+    mkdirSync(dir);
+    for (let i = 0; i < 40; i++) writeFileSync(join(dir, `f${i}.txt`), `file ${i}\n`.repeat(100 * i + 1));
+    writeFileSync(join(dir, "big.bin"), crypto.getRandomValues(new Uint8Array(65536)));
+    flaky.failEvery(3);
+    const saved = await save(r, r.alice, dir);
+    expect(picture(await restore(r, r.alice, saved.root))).toEqual(picture(dir));
+    expect(flaky.failed).toBeGreaterThan(0);
+  });
+
+  test("storage failing every request: the save fails, nothing of it is indexed, and the previous save stays whole", async () => {
+    await using flaky = flakyHttp(s3.endpoint);
+    const blobs = createS3BlobStore({ bucket: s3.bucket, endpoint: flaky.url, region: "us-east-1", accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, prefix: `f${crypto.randomUUID()}` });
+    const r = await rig(blobs);
+    const dir = join(tempDir(), "ws");
+    mkdirSync(dir);
+    writeFileSync(join(dir, "a.txt"), "the first save");
+    const first = await save(r, r.alice, dir);
+    writeFileSync(join(dir, "a.txt"), "the second save, never stored");
+    flaky.failEvery(1);
+    await expect(save(r, r.alice, dir)).rejects.toThrow();
+    flaky.failEvery(0);
+    const { sha256 } = await import("../../src/lib/snapshot/format.ts");
+    const lost = sha256(new TextEncoder().encode("the second save, never stored"));
+    expect(await r.vault.missing(r.alice, [lost])).toEqual([lost]);
+    const back = await restore(r, r.alice, first.root);
+    expect(readFileSync(join(back, "a.txt"), "utf8")).toBe("the first save");
+  });
+});
 
 describe("retention", () => {
   test("every save of the last hour, the newest of each hour for a day, the newest of each day for the period, and always the latest", () => {

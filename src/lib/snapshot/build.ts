@@ -35,6 +35,8 @@ export interface BuildResult extends BuildStats {
 
 interface DirMemo extends BuildStats {
   hash: string;
+  /** The entries the directory held (files, links, subdirectories), to see what went. */
+  names: string[];
 }
 
 interface FileMemo {
@@ -63,8 +65,8 @@ export class SnapshotBuilder {
   private dirs = new Map<string, DirMemo>();
   private files = new Map<string, FileMemo>();
   private sliceStart = 0;
-  /** The read buffer, reused file after file. */
-  private readonly buffer = new Uint8Array(MAX_CHUNK * 2);
+  /** The read buffer, reused file after file while a build runs (8 MiB: not kept between builds). */
+  private buffer: Uint8Array | null = null;
 
   constructor(private readonly opts: BuilderOptions) {}
 
@@ -115,7 +117,8 @@ export class SnapshotBuilder {
     }
     const result: BuildResult = { root: "", files: 0, bytes: 0, skipped: [] };
     this.sliceStart = performance.now();
-    const memo = await this.buildDir("", sink, visit, result);
+    this.buffer = new Uint8Array(MAX_CHUNK * 2);
+    const memo = await this.buildDir("", sink, visit, result).finally(() => (this.buffer = null));
     result.root = memo.hash;
     result.files = memo.files;
     result.bytes = memo.bytes;
@@ -151,7 +154,7 @@ export class SnapshotBuilder {
     }
     await this.breathe();
     const entries: TreeEntry[] = [];
-    const memo: DirMemo = { hash: "", files: 0, bytes: 0 };
+    const memo: DirMemo = { hash: "", files: 0, bytes: 0, names: [] };
     const present = new Set<string>();
     for (const name of names) {
       const childRel = rel === "" ? name : `${rel}/${name}`;
@@ -199,12 +202,12 @@ export class SnapshotBuilder {
     }
     // Whatever was here and is gone leaves the memos.
     const prefix = rel === "" ? "" : `${rel}/`;
-    for (const k of [...this.files.keys()]) {
-      if (k.startsWith(prefix) && !k.slice(prefix.length).includes("/") && !present.has(k.slice(prefix.length))) this.files.delete(k);
+    for (const name of cached?.names ?? []) {
+      if (present.has(name)) continue;
+      this.files.delete(prefix + name);
+      if (this.dirs.has(prefix + name)) this.forget(prefix + name);
     }
-    for (const k of [...this.dirs.keys()]) {
-      if (k !== rel && k.startsWith(prefix) && !present.has(k.slice(prefix.length).split("/")[0]!)) this.forget(k);
-    }
+    memo.names = [...present];
     const bytes = encodeTree(entries);
     memo.hash = sha256(bytes);
     await sink.add(memo.hash, bytes);
@@ -233,7 +236,7 @@ export class SnapshotBuilder {
           chunks.push(hash);
           await sink.add(hash, bytes);
         },
-        this.buffer,
+        this.buffer ?? undefined,
       );
       this.files.set(rel, { size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode, chunks });
       await this.breathe();

@@ -79,6 +79,8 @@ export class BlobUploader implements BlobSink {
   private queue: PackRecord[] = [];
   private queued = new Set<string>();
   private queuedBytes = 0;
+  /** The batch being sent, if any. */
+  private sending: Promise<void> = Promise.resolve();
 
   /** `known`: blobs the store holds; grows with what this uploader learns or stores. */
   constructor(
@@ -91,22 +93,38 @@ export class BlobUploader implements BlobSink {
     this.queue.push({ hash, bytes: bytes.slice() });
     this.queued.add(hash);
     this.queuedBytes += bytes.length;
-    if (this.queuedBytes >= PACK_TARGET_BYTES || this.queue.length >= MAX_QUERY_HASHES) await this.flush();
+    if (this.queuedBytes >= PACK_TARGET_BYTES || this.queue.length >= MAX_QUERY_HASHES) {
+      // One batch goes out while the next is read: wait only for the one before.
+      await this.sending;
+      this.sending = this.send(this.take());
+      // Awaited by the next add or flush; until then its failure is not "unhandled".
+      this.sending.catch(() => {});
+    }
   }
 
-  /** Sends what is waiting. */
+  /** Sends what is waiting, and waits until everything sent is stored. */
   async flush(): Promise<void> {
+    await this.sending;
+    this.sending = this.send(this.take());
+    await this.sending;
+  }
+
+  private take(): PackRecord[] {
     const batch = this.queue;
-    if (batch.length === 0) return;
     this.queue = [];
     this.queued = new Set();
     this.queuedBytes = 0;
+    return batch;
+  }
+
+  private async send(batch: PackRecord[]): Promise<void> {
+    if (batch.length === 0) return;
     const missing = new Set(await this.client.missing(batch.map((r) => r.hash)));
     const records = batch.filter((r) => missing.has(r.hash));
     // Packs stay under the request cap: a new one starts before a blob would pass the target.
     let pack: PackRecord[] = [];
     let bytes = 0;
-    const send = async (): Promise<void> => {
+    const put = async (): Promise<void> => {
       if (pack.length === 0) return;
       await this.client.putPack(encodePack(pack));
       this.sent += pack.length;
@@ -115,11 +133,11 @@ export class BlobUploader implements BlobSink {
       bytes = 0;
     };
     for (const r of records) {
-      if (bytes > 0 && bytes + r.bytes.length > PACK_TARGET_BYTES) await send();
+      if (bytes > 0 && bytes + r.bytes.length > PACK_TARGET_BYTES) await put();
       pack.push(r);
       bytes += r.bytes.length;
     }
-    await send();
+    await put();
     for (const r of batch) this.known.add(r.hash);
   }
 }
