@@ -355,9 +355,10 @@ export function createAgent(deps: AgentDeps): Agent {
     phase = "restoring";
     if (restore) {
       try {
+        const started = performance.now();
         const stats = await restoreWorkspace(restore, config);
         sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
-        log.info("workspace restored", { ...stats });
+        log.info("workspace restored", { ...stats, ms: Math.round(performance.now() - started) });
       } catch (err) {
         const error = (err as Error).message;
         log.error("workspace restore failed", { error });

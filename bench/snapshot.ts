@@ -18,7 +18,7 @@
  *   (f) the second session's agent once idle: CPU over `--idle-s` seconds and resident memory —
  *       targets ≤ 1 % of a core and ≤ 60 MB.
  *
- *   ./node_modules/.bin/bun bench/snapshot.ts [--files 20000] [--mb 100] [--rounds 3] [--idle-s 60] [--no-sessions]
+ *   ./node_modules/.bin/bun bench/snapshot.ts [--files 20000] [--mb 100] [--rounds 3] [--idle-s 60] [--no-sessions | --only-sessions] [--agent-log]
  *
  * Everything lives in one temp directory that is removed at the end, also on failure or Ctrl+C.
  * Exits non-zero only when something fails, never because a target was missed.
@@ -49,6 +49,8 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     "idle-s": { type: "string", default: "60" },
     "no-sessions": { type: "boolean", default: false },
+    "only-sessions": { type: "boolean", default: false },
+    "agent-log": { type: "boolean", default: false },
   },
 });
 const FILES = Number(values.files);
@@ -267,7 +269,7 @@ async function resticBackup(repo: string, workspace: string): Promise<number> {
 async function sessions(workspace: string): Promise<{ firstMs: number; secondMs: number; cpuPct: number; rssMb: number }> {
   const bins = await compiledBinaries();
   const dataDir = join(root, "catty-server");
-  const server = await startServerProcess(dataDir, { bin: bins.server });
+  const server = await startServerProcess(dataDir, { bin: bins.server, env: values["agent-log"] ? { CATTY_LOG_LEVEL: "info" } : {} });
   const api = createApiClient(server.url, server.token);
   const home = join(root, "catty-home");
   mkdirSync(home, { recursive: true });
@@ -277,6 +279,7 @@ async function sessions(workspace: string): Promise<{ firstMs: number; secondMs:
     let ready: (() => void) | undefined;
     const shown = new Promise<void>((resolve) => (ready = resolve));
     const t0 = performance.now();
+    if (values["agent-log"]) console.log(`${new Date().toISOString()} catty new`);
     spawnInPty([bins.catty, "new", "--no-sync-back", "--", "sh", "-c", `echo ${READY}; exec sleep 3600`], {
       cwd: workspace,
       env: { ...process.env, CATTY_API_ADDR: server.url, CATTY_TOKEN: server.token, CATTY_HOME: home, CATTY_NO_UPDATE_CHECK: "1" },
@@ -294,6 +297,9 @@ async function sessions(workspace: string): Promise<{ firstMs: number; secondMs:
   const firstMs = await start();
   const secondMs = await start();
   const label = (await api.list())[0]?.label as string;
+  if (values["agent-log"]) console.log(readFileSync(join(dataDir, "sessions", label, "agent.log"), "utf8"));
+  const restored = /workspace restored.*"ms":(\d+)/.exec(readFileSync(join(dataDir, "sessions", label, "agent.log"), "utf8"))?.[1];
+  if (restored) console.log(`  the second session's agent restored its workspace in ${restored} ms`);
   const agentPid = Number(readFileSync(join(dataDir, "sessions", label, "agent.pid"), "utf8").trim());
   // Idle: after its first save, and a little more.
   for (const deadline = Date.now() + 120_000; (await api.get(label)).saves.length === 0; ) {
@@ -311,13 +317,9 @@ async function sessions(workspace: string): Promise<{ firstMs: number; secondMs:
 const ms = (x: number): string => `${Math.round(x)} ms`;
 const mark = (ok: boolean): string => (ok ? "ok" : "MISSED");
 
-// ── the run ───────────────────────────────────────────────────────────────────────────────────
-
-try {
-  const workspace = join(root, "workspace");
-  console.log(`Generating ${FILES.toLocaleString("en-US")} files, ${formatBytes(TOTAL_BYTES)} in ${workspace}…`);
-  const gen = await timed(async () => generate(workspace));
-  console.log(`  done in ${ms(gen.ms)} (${cpus().length} CPUs)`);
+/** (a) to (d): saves through the server's saves in this process, against tar and restic. */
+async function savesReport(workspace: string, generated: { files: number; bytes: number; oneFile: string }): Promise<void> {
+  const gen = { value: generated };
   const restic = await resticBin();
 
   // Warm the page cache so the first measured round is not the only one reading from disk.
@@ -406,6 +408,16 @@ try {
   console.log(`    target ≤ 50 ms ${mark(quiet.ms <= 50)}`);
   console.log(`(d) restore          catty ${ms(catRestore.ms)}   tar xzf ${ms(tarRestore.ms)}   restic ${restic ? ms(resticRestore) : "n/a"}`);
   console.log(`    catty/tar xzf ${(catRestore.ms / tarRestore.ms).toFixed(2)} (target ≤ 1) ${mark(catRestore.ms <= tarRestore.ms)}`);
+}
+
+// ── the run ───────────────────────────────────────────────────────────────────────────────────
+
+try {
+  const workspace = join(root, "workspace");
+  console.log(`Generating ${FILES.toLocaleString("en-US")} files, ${formatBytes(TOTAL_BYTES)} in ${workspace}…`);
+  const gen = await timed(async () => generate(workspace));
+  console.log(`  done in ${ms(gen.ms)} (${cpus().length} CPUs)`);
+  if (!values["only-sessions"]) await savesReport(workspace, gen.value);
   if (!values["no-sessions"]) {
     console.log("");
     console.log(`Sessions through the compiled binaries (idle measured over ${IDLE_S} s)…`);

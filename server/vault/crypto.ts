@@ -74,7 +74,7 @@ export function blobId(keys: UserKeys, hash: string): string {
 
 /** Compresses (when that helps) and encrypts a blob under its id. */
 export function sealBlob(keys: UserKeys, id: string, plain: Uint8Array): Buffer {
-  const packed = plain.length >= 64 ? Bun.zstdCompressSync(plain, { level: 3 }) : null;
+  const packed = plain.length >= 64 ? Bun.zstdCompressSync(plain, { level: 1 }) : null;
   const body = packed && packed.length < plain.length - 16 ? Buffer.concat([Buffer.of(1), packed]) : Buffer.concat([Buffer.of(0), plain]);
   return gcmSeal(keys.seal, body, Buffer.from(id));
 }

@@ -133,10 +133,12 @@ describe("files handed to a session from the page", () => {
       expect(readFileSync(dropped, "utf8")).toBe("dropped text\n");
       // The paths were typed at the prompt: Enter runs `ls -l <paths>`.
       await page.keyboard.press("Enter");
-      await waitFor(async () => (await screenText(page)).split("\n").filter((l) => l.includes(".catty-uploads/") && /^-rw/.test(l)).length === 3, {
-        timeoutMs: 15_000,
-        what: "ls -l listing the three files",
-      });
+      // Rows joined: a long listing line wraps, at a column that depends on the session's label.
+      const listing = async (): Promise<number> => {
+        const flat = (await screenText(page)).replaceAll("\n", "");
+        return (flat.slice(flat.lastIndexOf("ls -l")).match(/-rw\S* +\d+ +\S+ +\S+ +\d+ [^/]*\/\S*?\.catty-uploads\//g) ?? []).length;
+      };
+      await waitFor(async () => (await listing()) === 3, { timeoutMs: 15_000, what: "ls -l listing the three files" });
     } finally {
       await page.close();
       await fixture().user.api("POST", `/v1/sessions/${label}/stop`, {});

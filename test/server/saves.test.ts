@@ -18,6 +18,7 @@ import { startTestServer, type TestServer, type TestServerOptions } from "../hel
 import { RogueAgent, rogueProvider } from "../helpers/sync-back.ts";
 import { sessionRow } from "../helpers/rows.ts";
 import { saveOf, savesOver } from "../helpers/vault.ts";
+import { downloadSaveTo } from "../../src/client/transfer.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const cleanups: Array<() => unknown> = [];
@@ -148,6 +149,37 @@ describe("saves in flight", () => {
     await waitFor(() => packs(server).length === 0, { timeoutMs: 10_000, what: "the unreported save's pack to be collected" });
     expect((await target(agent, "save-0002")).url).toStartWith("/v1/vault/");
     expect(await done(agent, "save-0001", saveOf({ "a.txt": "never reported" }).root)).toMatchObject({ ok: false, error: "unknown save" });
+  });
+});
+
+describe("reading saves back", () => {
+  test("a blob damaged in storage: catty download fails midway (as a directory and as a .tar.gz) and writes nothing", async () => {
+    const { server, agent, label } = await rig();
+    const t = await target(agent, "save-0001");
+    const big = new Uint8Array(300_000);
+    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+    // The big file comes first in the archive, so the damaged one after it fails the stream midway.
+    const save = saveOf({ "a-big.bin": big, "z.txt": "z" });
+    expect(await put(server, t.url as string, save.pack)).toBe(200);
+    expect(await done(agent, "save-0001", save.root)).toMatchObject({ ok: true });
+    const [pack] = packs(server);
+    const path = readdirSync(join(server.dataDir, "blobs", "vault"), { recursive: true })
+      .map(String)
+      .find((p) => p.endsWith(pack as string)) as string;
+    const file = join(server.dataDir, "blobs", "vault", path);
+    const bytes = readFileSync(file);
+    // Sealed blobs are nonce (12) ‖ flag and content ‖ tag (16), in the pack's order: z.txt's
+    // starts right after the incompressible big file's.
+    const zAt = 12 + 1 + big.length + 16;
+    bytes[zAt + 14]! ^= 1;
+    writeFileSync(file, bytes);
+    const out = mkdtempSync(join(tmpdir(), "catty-damaged-"));
+    for (const format of ["dir", "tar.gz"] as const) {
+      const dest = join(out, format === "dir" ? "ws" : "ws.tar.gz");
+      await expect(downloadSaveTo({ client: server.owner, label, dest, format })).rejects.toThrow(/cut short after [1-9]/);
+      expect(existsSync(dest)).toBe(false);
+    }
+    expect(readdirSync(out)).toEqual([]);
   });
 });
 

@@ -189,7 +189,9 @@ export class SnapshotBuilder {
           return null;
         });
         if (!file) continue;
-        entries.push({ t: "f", n: name, m: st.mode & 0o7777, s: file.size, mt: Math.trunc(st.mtimeMs), c: file.chunks });
+        // Whole seconds, as tar carries them: a restored tree lists the same times, so saving it
+        // again stores nothing new.
+        entries.push({ t: "f", n: name, m: st.mode & 0o7777, s: file.size, mt: Math.floor(st.mtimeMs / 1000) * 1000, c: file.chunks });
         memo.files++;
         memo.bytes += file.size;
         result.files++;

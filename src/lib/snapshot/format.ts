@@ -46,7 +46,7 @@ export const FileEntry = z.object({
   n: Name,
   m: Mode,
   s: z.number().int().min(0),
-  /** mtime, whole milliseconds since the epoch. */
+  /** mtime in milliseconds since the epoch, whole seconds (what tar restores). */
   mt: z.number().int(),
   c: z.array(Hash),
 });
