@@ -179,6 +179,13 @@ server = Bun.serve({
     }
     const m = /^\/v1\/vault\/([^/]+)\/(missing|pack|tar)$/.exec(url.pathname);
     try {
+      // The agent's two control messages, for a saver in a process of its own.
+      if (url.pathname === "/bench/target") return Response.json({ url: await transport.target(url.searchParams.get("id") as string, "initial") });
+      if (url.pathname === "/bench/done") {
+        const { id, ...stats } = (await req.json()) as { id: string; root: string; size: number; files: number };
+        await transport.done(id, stats);
+        return Response.json({ ok: true });
+      }
       if (!m) return new Response("no such route", { status: 404 });
       const [, ticket, what] = m as unknown as [string, string, string];
       if (what === "tar") return new Response(saves.readTar(ticket).stream);
@@ -320,6 +327,27 @@ const mark = (ok: boolean): string => (ok ? "ok" : "MISSED");
 /** (a) to (d): saves through the server's saves in this process, against tar and restic. */
 async function savesReport(workspace: string, generated: { files: number; bytes: number; oneFile: string }): Promise<void> {
   const gen = { value: generated };
+  const agentSaver = join(root, "agent-saver.ts");
+  const src = (path: string): string => JSON.stringify(join(import.meta.dir, "..", path));
+  writeFileSync(
+    agentSaver,
+    [
+      `import { WorkspaceSaver } from ${src("agent/saver.ts")};`,
+      `import { silentLog } from ${src("src/lib/log.ts")};`,
+      "const [base, workspace] = process.argv.slice(2);",
+      "const saver = new WorkspaceSaver({",
+      "  workspace, log: silentLog, firstDelayMs: 1e9, intervalMs: 1e9,",
+      "  transport: {",
+      "    target: async (id) => ((await (await fetch(`${base}/bench/target?id=${id}`)).json()) as { url: string }).url,",
+      "    done: async (id, stats) => {",
+      "      const res = await fetch(`${base}/bench/done`, { method: \"POST\", body: JSON.stringify({ id, ...stats }) });",
+      "      if (!res.ok) throw new Error(await res.text());",
+      "    },",
+      "  },",
+      "});",
+      "console.log(JSON.stringify(await saver.save(\"initial\")));",
+    ].join("\n"),
+  );
   const restic = await resticBin();
 
   // Warm the page cache so the first measured round is not the only one reading from disk.
@@ -333,8 +361,9 @@ async function savesReport(workspace: string, generated: { files: number; bytes:
     // A fresh user store each round, so every round stores everything.
     const fresh = await store.createUser(`bench-${round}`);
     row.userId = fresh.id;
-    const r = await timed(() => saver(workspace).save("initial"));
-    if (r.value.kind !== "stored") throw new Error(`full save: ${JSON.stringify(r.value)}`);
+    // As an agent does it: the saver in a process of its own, the server's saves in this one.
+    const r = await timed(() => run([process.execPath, agentSaver, base, workspace]));
+    if (!r.value.includes('"stored"')) throw new Error(`full save: ${r.value}`);
     saveMs.push(r.ms);
     const t = await timed(() => tarSave(workspace, round));
     tarMs.push(t.ms);

@@ -14,7 +14,7 @@
  * a user while one of their saves or uploads is in flight, and a new one waits for it.
  */
 import { z } from "zod";
-import { CattyError, type SaveInfo, type ServerToAgent, type UploadCommit, type UploadStart } from "../src/protocol/index.ts";
+import { CattyError, Label, type SaveInfo, type ServerToAgent, type UploadCommit, type UploadStart } from "../src/protocol/index.ts";
 import type { Log } from "../src/lib/log.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { AgentControl } from "./relay.ts";
@@ -69,7 +69,7 @@ const VAULT_KEY = "vault:";
 export const vaultRoot = (key: string | null): string | null => (key?.startsWith(VAULT_KEY) ? key.slice(VAULT_KEY.length) : null);
 
 const WriteTicket = z.object({ w: z.string() });
-const ReadTicket = z.object({ u: z.string(), r: z.string().regex(/^[0-9a-f]{64}$/), z: z.literal(1).optional(), t: z.number().int() });
+const ReadTicket = z.object({ u: z.string(), r: z.string().regex(/^[0-9a-f]{64}$/), z: z.literal(1).optional(), t: z.number().int(), n: Label.optional() });
 
 export const toSaveInfo = (r: SaveRow): SaveInfo => ({
   id: r.id,
@@ -128,12 +128,14 @@ export function createSaves(deps: SavesDeps) {
 
   const writeUrl = (id: string): string => `/v1/vault/${signTicket(deps.ticketKey, { w: id }, ttlSec, now())}`;
 
-  /** A URL the holder may fetch the save under `root` from, as tar (or tar.gz), until it expires. */
-  const readUrl = (userId: string, root: string, opts: { gzip: boolean; mtime: string }): string =>
-    `/v1/vault/${signTicket(deps.ticketKey, { u: userId, r: root, t: Math.floor(Date.parse(opts.mtime) / 1000) || 0, ...(opts.gzip ? { z: 1 } : {}) }, ttlSec, now())}/tar`;
+  /** A URL the holder may fetch the save under `root` from, as tar (or tar.gz, named after `name`), until it expires. */
+  const readUrl = (userId: string, root: string, opts: { gzip: boolean; mtime: string; name?: string }): string => {
+    const payload = { u: userId, r: root, t: Math.floor(Date.parse(opts.mtime) / 1000) || 0, ...(opts.gzip ? { z: 1 } : {}), ...(opts.name ? { n: opts.name } : {}) };
+    return `/v1/vault/${signTicket(deps.ticketKey, payload, ttlSec, now())}/tar`;
+  };
 
   /** Where a stored save or upload (`key`) is read from. */
-  const urlOf = async (userId: string, key: string, opts: { gzip: boolean; mtime: string }): Promise<string> => {
+  const urlOf = async (userId: string, key: string, opts: { gzip: boolean; mtime: string; name?: string }): Promise<string> => {
     const root = vaultRoot(key);
     return root ? readUrl(userId, root, opts) : blobs.presignGet(key, ttlSec);
   };
@@ -279,10 +281,11 @@ export function createSaves(deps: SavesDeps) {
     },
 
     /** A read ticket's save as a tar (or tar.gz) stream, for `/v1/vault/<ticket>/tar`. */
-    readTar(ticket: string): { stream: ReadableStream<Uint8Array>; gzip: boolean } {
-      const { u, r, z: gz, t } = verifyTicket(deps.ticketKey, ticket, ReadTicket, { nowMs: now() });
+    readTar(ticket: string): { stream: ReadableStream<Uint8Array>; gzip: boolean; name: string | null } {
+      const { u, r, z: gz, t, n } = verifyTicket(deps.ticketKey, ticket, ReadTicket, { nowMs: now() });
       const tar = streamOf(vault.tar(u, r, { mtimeSec: t }));
-      return { stream: gz ? tar.pipeThrough(new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>) : tar, gzip: gz === 1 };
+      const stream = gz ? tar.pipeThrough(new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>) : tar;
+      return { stream, gzip: gz === 1, name: n ?? null };
     },
 
     async savesOf(sessionId: string): Promise<SaveInfo[]> {
@@ -305,7 +308,7 @@ export function createSaves(deps: SavesDeps) {
         }
         throw new CattyError("not_found", `Session ${row.label} has no save yet: the first save happens about 10 seconds after it starts.`);
       }
-      return { ...toSaveInfo(save), url: await urlOf(row.userId, save.key, { gzip: true, mtime: save.createdAt }) };
+      return { ...toSaveInfo(save), url: await urlOf(row.userId, save.key, { gzip: true, mtime: save.createdAt, name: row.label }) };
     },
 
     async latestDownload(row: SessionRow): Promise<SaveInfo & { url: string }> {

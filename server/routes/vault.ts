@@ -27,11 +27,12 @@ export function vaultRoutes(deps: RouteDeps): Hono<AppEnv> {
     return c.json(await saves.putPack(ticket, pack));
   });
   app.get("/:ticket/tar", (c) => {
-    const { stream, gzip } = saves.readTar(c.req.param("ticket"));
+    const { stream, gzip, name } = saves.readTar(c.req.param("ticket"));
     return new Response(stream, {
       headers: {
         "Content-Type": gzip ? "application/gzip" : "application/x-tar",
-        "Content-Disposition": "attachment",
+        // The name is a session label (checked when the ticket is read): nothing to escape.
+        "Content-Disposition": name ? `attachment; filename="${name}.tar${gzip ? ".gz" : ""}"` : "attachment",
         "Cache-Control": "no-store",
       },
     });

@@ -153,6 +153,21 @@ describe("saves in flight", () => {
 });
 
 describe("reading saves back", () => {
+  test("the dashboard's download link: a .tar.gz named after the session, streamed, holding the save", async () => {
+    const { server, agent, label } = await rig();
+    const t = await target(agent, "save-0001");
+    const save = saveOf({ "hello.txt": "hello", "sub/x.txt": "x" });
+    expect(await put(server, t.url as string, save.pack)).toBe(200);
+    expect(await done(agent, "save-0001", save.root)).toMatchObject({ ok: true });
+    const res = await fetch(`${server.url}/v1/sessions/${label}/saves/latest/download`, { headers: { Authorization: `Bearer ${server.ownerToken}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("application/gzip");
+    expect(res.headers.get("content-disposition")).toBe(`attachment; filename="${label}.tar.gz"`);
+    const dest = join(mkdtempSync(join(tmpdir(), "catty-link-")), "out");
+    await extractArchive(new Uint8Array(await res.arrayBuffer()), dest);
+    expect(readFileSync(join(dest, "sub/x.txt"), "utf8")).toBe("x");
+  });
+
   test("a blob damaged in storage: catty download fails midway (as a directory and as a .tar.gz) and writes nothing", async () => {
     const { server, agent, label } = await rig();
     const t = await target(agent, "save-0001");
