@@ -6,19 +6,21 @@
  * and the check after a command asks once, then not again about the version declined.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { currentTarget } from "../../src/client/platforms.ts";
 import { shellExitCode } from "../helpers/session-flow.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { startRegistry, type Registry } from "../helpers/verdaccio.ts";
+import { tempDirs } from "../helpers/fs.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const target = currentTarget() as string;
 const OLD = "0.9.0";
 const NEW = "0.9.1";
-const dl = mkdtempSync(join(tmpdir(), "catty-downloads-"));
+/** Every directory the release test makes (npm prefixes hold whole installs): removed at the end. */
+const tempDir = tempDirs("catty-release-");
+const dl = tempDir();
 const releases: Record<string, string> = {};
 let registry: Registry;
 let badSums = "";
@@ -37,7 +39,7 @@ const files = Bun.serve({
 const base = files.url.origin;
 
 async function release(version: string): Promise<string> {
-  const out = mkdtempSync(join(tmpdir(), `catty-release-${version}-`));
+  const out = tempDir();
   const proc = Bun.spawn([process.execPath, join(ROOT, "release", "release.ts"), "--quiet", "--version", version, "--targets", target, "--base-url", base, "--out", out], { stdout: "pipe", stderr: "pipe" });
   if ((await proc.exited) !== 0) throw new Error(`release ${version} failed:\n${await new Response(proc.stderr).text()}`);
   return out;
@@ -90,7 +92,7 @@ describe("a release", () => {
   });
 
   test("npx --registry runs it in a clean prefix; the exit code and the error come through the shim", async () => {
-    const clean = mkdtempSync(join(tmpdir(), "catty-npx-"));
+    const clean = tempDir();
     const env = { HOME: registry.home, npm_config_cache: join(clean, "cache"), npm_config_prefix: join(clean, "prefix") };
     const version = await run(["npx", "--yes", "--registry", registry.url, "catty", "--version"], env, clean);
     expect(version.out.trim()).toBe(OLD);
@@ -100,13 +102,13 @@ describe("a release", () => {
   }, 120_000);
 
   test("install.sh installs into the prefix; a checksum mismatch is refused and installs nothing", async () => {
-    const prefix = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    const prefix = tempDir();
     const ok = await run(["sh", join(dl, "install.sh"), "--prefix", prefix]);
     expect(ok.code).toBe(0);
     expect(ok.out).toContain(`Installed catty ${OLD} into ${prefix}/bin.`);
     expect((await run([join(prefix, "bin", "catty"), "--version"])).out.trim()).toBe(OLD);
     expect(existsSync(join(prefix, "bin", "catty-server"))).toBe(true);
-    const other = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    const other = tempDir();
     const bad = await run(["sh", join(dl, "install.sh"), "--prefix", other, "--base-url", `${base}/bad`]);
     expect(bad.code).toBe(1);
     expect(bad.err).toContain("checksum mismatch");
@@ -114,7 +116,7 @@ describe("a release", () => {
   }, 120_000);
 
   test("catty update: an npm install through npm, a downloaded binary by replacing itself; the check after a command asks once", async () => {
-    const g = mkdtempSync(join(tmpdir(), "catty-global-"));
+    const g = tempDir();
     const npmEnv = { HOME: registry.home, npm_config_prefix: g, npm_config_cache: join(g, "cache"), CATTY_NPM_REGISTRY: registry.url };
     expect((await run(["npm", "install", "--global", "--registry", registry.url, `catty@${OLD}`], npmEnv)).code).toBe(0);
     expect((await run([join(g, "bin", "catty"), "version"])).out.trim()).toBe(OLD);
@@ -127,7 +129,7 @@ describe("a release", () => {
     expect(updated.code).toBe(0);
     expect((await run([join(g, "bin", "catty"), "--version"])).out.trim()).toBe(NEW);
 
-    const prefix = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    const prefix = tempDir();
     expect((await run(["sh", join(dl, "install.sh"), "--prefix", prefix])).code).toBe(0);
     const self = await run([join(prefix, "bin", "catty"), "update"], { CATTY_NPM_REGISTRY: registry.url });
     expect(self.code).toBe(0);
@@ -135,9 +137,9 @@ describe("a release", () => {
     expect((await run([join(prefix, "bin", "catty-server"), "--version"])).out.trim()).toBe(NEW);
 
     // The automatic check, on a terminal (a user's: no CI): asks once; "n" keeps it quiet about NEW.
-    const asked = mkdtempSync(join(tmpdir(), "catty-prefix-"));
+    const asked = tempDir();
     expect((await run(["sh", join(dl, "install.sh"), "--prefix", asked])).code).toBe(0);
-    const home = mkdtempSync(join(tmpdir(), "catty-home-"));
+    const home = tempDir();
     const tmux = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${join(asked, "bin")}:${process.env.PATH}`, PS1: "$ " });
     tmux.start({ cols: 120, rows: 30 });
     try {

@@ -3,7 +3,7 @@
  * node-fetch held at 2.7.0), installed once into the image cache and started on a free loopback
  * port with its own storage, no uplinks, and a user whose token publishes.
  */
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -77,6 +77,7 @@ export async function startRegistry(): Promise<Registry> {
     async stop() {
       proc.kill();
       await proc.exited;
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

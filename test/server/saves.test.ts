@@ -168,7 +168,7 @@ describe("reading saves back", () => {
     expect(readFileSync(join(dest, "sub/x.txt"), "utf8")).toBe("x");
   });
 
-  test("a blob damaged in storage: catty download fails midway (as a directory and as a .tar.gz) and writes nothing", async () => {
+  test("a blob damaged in storage: the stream is cut where it is, catty download fails (as a directory and as a .tar.gz) and writes nothing", async () => {
     const { server, agent, label } = await rig();
     const t = await target(agent, "save-0001");
     const big = new Uint8Array(300_000);
@@ -191,7 +191,7 @@ describe("reading saves back", () => {
     const out = mkdtempSync(join(tmpdir(), "catty-damaged-"));
     for (const format of ["dir", "tar.gz"] as const) {
       const dest = join(out, format === "dir" ? "ws" : "ws.tar.gz");
-      await expect(downloadSaveTo({ client: server.owner, label, dest, format })).rejects.toThrow(/cut short after [1-9]/);
+      await expect(downloadSaveTo({ client: server.owner, label, dest, format })).rejects.toThrow(/The download was cut short/);
       expect(existsSync(dest)).toBe(false);
     }
     expect(readdirSync(out)).toEqual([]);
