@@ -283,12 +283,18 @@ export function createAgent(deps: AgentDeps): Agent {
   });
 
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  const journal = new WorkspaceJournal({
+    root: config.workspace,
+    log,
+    scanIntervalMs: config.syncScanMs,
+    onChange: () => syncSender.changed(),
+  });
   const saver = new WorkspaceSaver({
     workspace: config.workspace,
     log,
     firstDelayMs: config.saveFirstMs,
     intervalMs: config.saveIntervalMs,
-    journal: { get seq() { return journal.seq; }, changesSince: (seq) => journal.changesSince(seq) },
+    journal,
     transport: {
       target: async (id, reason) => {
         const answer = await requests.ask({ type: "save_request", id, reason }, "save_target", id);
@@ -302,12 +308,6 @@ export function createAgent(deps: AgentDeps): Agent {
     },
   });
 
-  const journal = new WorkspaceJournal({
-    root: config.workspace,
-    log,
-    scanIntervalMs: config.syncScanMs,
-    onChange: () => syncSender.changed(),
-  });
   const syncSender = new SyncSender({
     journal,
     root: config.workspace,

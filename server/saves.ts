@@ -140,13 +140,15 @@ export function createSaves(deps: SavesDeps) {
     return root ? readUrl(userId, root, opts) : blobs.presignGet(key, ttlSec);
   };
 
-  async function prune(rows: SaveRow[]): Promise<void> {
+  /** Applies retention to one session's saves; resolves to the ones kept. */
+  async function prune(rows: SaveRow[]): Promise<SaveRow[]> {
     const keep = savesToKeep(rows, now(), limits.retentionDays);
     for (const old of rows) {
       if (keep.has(old.id)) continue;
       await store.deleteSave(old.id);
       if (!vaultRoot(old.key)) await forget(old.key);
     }
+    return rows.filter((r) => keep.has(r.id));
   }
 
   async function begin(kind: Transfer["kind"], id: string, userId: string, sessionId: string | null, reason: string): Promise<string> {
@@ -253,11 +255,6 @@ export function createSaves(deps: SavesDeps) {
       abandon(sessionId);
     },
 
-    /** Whether an upload to `key` is expected now: the blob route refuses any other (archive saves are no longer made). */
-    expectsUpload(_key: string): boolean {
-      return false;
-    },
-
     /** `/v1/vault/<ticket>/missing`: which of the hashes the store lacks. */
     async missing(ticket: string, hashes: string[]): Promise<string[]> {
       const t = transferOf(ticket);
@@ -309,15 +306,6 @@ export function createSaves(deps: SavesDeps) {
         throw new CattyError("not_found", `Session ${row.label} has no save yet: the first save happens about 10 seconds after it starts.`);
       }
       return { ...toSaveInfo(save), url: await urlOf(row.userId, save.key, { gzip: true, mtime: save.createdAt, name: row.label }) };
-    },
-
-    async latestDownload(row: SessionRow): Promise<SaveInfo & { url: string }> {
-      return this.download(row);
-    },
-
-    /** The restore key of a new session started from the latest save of `source`. */
-    async latestKey(source: SessionRow): Promise<string | null> {
-      return (await store.listSaves(source.id))[0]?.key ?? null;
     },
 
     /** `POST /v1/uploads/start`: an upload whose blobs the CLI sends next. */
@@ -426,11 +414,10 @@ export function createSaves(deps: SavesDeps) {
       for (const userId of await store.usersWithBlobs()) {
         if ([...transfers.values()].some((tr) => tr.userId === userId) || collecting.has(userId)) continue;
         const run = (async () => {
-          const saves = await store.savesOfUser(userId);
-          const bySession = Map.groupBy(saves, (s) => s.sessionId);
-          for (const rows of bySession.values()) await prune(rows);
+          const kept: SaveRow[] = [];
+          for (const rows of Map.groupBy(await store.savesOfUser(userId), (s) => s.sessionId).values()) kept.push(...(await prune(rows)));
           const roots = [
-            ...(await store.savesOfUser(userId)).map((s) => vaultRoot(s.key)),
+            ...kept.map((s) => vaultRoot(s.key)),
             ...(await store.uploadsOfUser(userId)).map((u) => vaultRoot(u.key)),
             ...liveSessions.filter((r) => r.userId === userId).map((r) => vaultRoot(r.restoreKey)),
           ].filter((r): r is string => r !== null);

@@ -1,7 +1,8 @@
 /**
- * `/v1/blobs/<ticket>`: presigned transfers of the disk blob store (S3 URLs point at the bucket
- * instead). The signed ticket is the credential, not a bearer token. Upload tickets are accepted
- * only while the save they were handed out for is in flight, and carry that save's size cap.
+ * `/v1/blobs/<ticket>`: presigned downloads from the disk blob store (S3 URLs point at the bucket
+ * instead): archive saves and uploads from before content-addressed saves, and files handed to a
+ * session. The signed ticket is the credential, not a bearer token. Saves and uploads are sent
+ * through `/v1/vault/…`, so no upload is taken here.
  */
 import { Hono } from "hono";
 import { handleBlobRequest, type DiskBlobStore } from "../blobs/disk.ts";
@@ -11,7 +12,8 @@ export function blobRoutes(deps: RouteDeps, disk: DiskBlobStore): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const opts = {
     maxPutBytes: Math.max(deps.limits.maxSaveBytes, deps.limits.maxUploadBytes),
-    acceptPut: (key: string) => deps.saves.expectsUpload(key),
+    // Saves and uploads go through the vault: this server hands out no upload links for blobs.
+    acceptPut: () => false,
   };
   app.all("/:ticket", (c) => handleBlobRequest(c.req.raw, disk, opts));
   return app;

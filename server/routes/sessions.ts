@@ -62,7 +62,7 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   // The dashboard's download link: to the latest save's short-lived URL.
   app.get("/:label/saves/latest/download", async (c) => {
-    const got = await saves.latestDownload(await sessionOf(store, c.var.user, c.req.param("label")));
+    const got = await saves.download(await sessionOf(store, c.var.user, c.req.param("label")));
     return c.redirect(new URL(got.url, c.req.url).toString(), 302);
   });
 

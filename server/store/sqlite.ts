@@ -543,12 +543,7 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       return (db.query("SELECT wrapped FROM user_keys WHERE user_id = ?").get(userId) as { wrapped: string }).wrapped;
     },
     async blobsPresent(userId, ids) {
-      const found = new Set<string>();
-      for (const batch of batches(ids)) {
-        const rows = db.query(`SELECT id FROM blobs WHERE user_id = ? AND id IN (${batch.map(() => "?").join(",")})`).all(userId, ...batch) as Array<{ id: string }>;
-        for (const r of rows) found.add(r.id);
-      }
-      return found;
+      return new Set((await this.blobLocations(userId, ids)).keys());
     },
     async insertBlobs(userId, rows) {
       const q = db.query("INSERT OR IGNORE INTO blobs (user_id, id, pack, offset, length, created_at) VALUES (?, ?, ?, ?, ?, ?)");
