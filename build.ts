@@ -51,7 +51,12 @@ async function compile(name: string, entry: string, target: string | null): Prom
   const started = performance.now();
   const result = await Bun.build({
     entrypoints: [join(root, entry)],
-    compile: target ? { target: `bun-${target}` as Bun.Build.CompileTarget, outfile } : { outfile },
+    compile: {
+      ...(target ? { target: `bun-${target}` as Bun.Build.CompileTarget } : {}),
+      outfile,
+      // The agent idles beside the user's program for hours: a smaller heap that is collected sooner.
+      ...(name === "catty-agent" ? { execArgv: ["--smol"] } : {}),
+    },
     minify: true,
     // Precompiled bytecode: the CLI starts in ~25 ms instead of ~100 (it needs ES module output).
     bytecode: true,

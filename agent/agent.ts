@@ -377,7 +377,8 @@ export function createAgent(deps: AgentDeps): Agent {
       seedClaudeConfig(dir, config.workspace);
       sessionEnv = { ...sessionEnv, CLAUDE_CONFIG_DIR: dir };
     }
-    if (config.owner) await handOver(config.workspace, config.owner);
+    // A restored tree was given to the owner as it was written.
+    if (config.owner && !restore) await handOver(config.workspace, config.owner);
     await journal.start();
     for (const [clientId, from] of early) syncSender.subscribe(clientId, from);
     early.clear();

@@ -7,7 +7,7 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { extractArchive, type ExtractStats } from "../src/lib/archive.ts";
+import { extractArchive, type ExtractOptions, type ExtractStats } from "../src/lib/archive.ts";
 
 export interface RestoreSource {
   /** Where to GET the archive; relative to the server's URL. */
@@ -21,6 +21,8 @@ export interface RestoreOptions {
   workspace: string;
   /** A private directory for the downloaded archive (never inside the workspace). */
   stateDir: string;
+  /** "uid:gid" to give the restored tree to, as it is written. */
+  owner?: string;
 }
 
 /** Downloads and extracts the archive; throws with what went wrong. */
@@ -29,12 +31,14 @@ export async function restoreWorkspace(source: RestoreSource, opts: RestoreOptio
   try {
     const res = await fetch(new URL(source.url, `${opts.serverUrl}/`));
     if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${res.statusText}`);
-    if (source.size === null) return await extractArchive(res.body, opts.workspace, { into: "empty" });
+    const [uid, gid] = opts.owner?.split(":").map(Number) ?? [];
+    const options: ExtractOptions = { into: "empty", ...(uid !== undefined && gid !== undefined ? { owner: { uid, gid } } : {}) };
+    if (source.size === null) return await extractArchive(res.body, opts.workspace, options);
     const got = await Bun.write(file, res);
     if (source.size !== null && got !== source.size) {
       throw new Error(`download incomplete: got ${got} of ${source.size} bytes`);
     }
-    return await extractArchive(file, opts.workspace, { into: "empty" });
+    return await extractArchive(file, opts.workspace, options);
   } finally {
     await rm(file, { force: true });
   }

@@ -317,7 +317,9 @@ async function sessions(workspace: string): Promise<{ firstMs: number; secondMs:
   const before = cpuSeconds([agentPid]);
   await Bun.sleep(IDLE_S * 1000);
   const cpuPct = ((cpuSeconds([agentPid]) - before) / IDLE_S) * 100;
-  const rssMb = (memory(agentPid)?.rssKb ?? NaN) / 1024;
+  const mem = memory(agentPid);
+  const rssMb = (mem?.rssKb ?? NaN) / 1024;
+  console.log(`  the idle agent's memory: ${((mem?.anonKb ?? NaN) / 1024).toFixed(1)} MB its own (heap and the rest), ${((mem?.fileKb ?? NaN) / 1024).toFixed(1)} MB of its executable's pages`);
   return { firstMs, secondMs, cpuPct, rssMb };
 }
 

@@ -8,9 +8,12 @@
  */
 import {
   chmodSync,
+  chownSync,
   closeSync,
   fchmodSync,
+  fchownSync,
   futimesSync,
+  lchownSync,
   lstatSync,
   mkdirSync,
   readFileSync,
@@ -480,6 +483,14 @@ export interface ExtractOptions extends ExtractLimits {
    * `merge`: the tree is moved into `dest` over what is there (archive wins for files).
    */
   into?: "empty" | "merge";
+  /** Who owns what is extracted (the caller may give files away: it runs as root). */
+  owner?: Owner;
+}
+
+/** A numeric user and group. */
+export interface Owner {
+  uid: number;
+  gid: number;
 }
 
 export interface ExtractStats {
@@ -522,6 +533,7 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
     await mergeTree(tree.dir, dest);
   } else {
     chmodSync(tree.dir, existing ? existing.mode & 0o7777 : 0o755);
+    if (options.owner) chownSync(tree.dir, options.owner.uid, options.owner.gid);
     await rename(tree.dir, dest).catch((err: NodeJS.ErrnoException) => {
       if (err.code === "ENOTEMPTY" || err.code === "EEXIST") {
         throw new CattyError("conflict", `${dest} is not empty.`);
@@ -537,13 +549,14 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
  * into place) and returns it for the caller to move or merge (see `mergeTree`). The directory is
  * removed if extraction fails; otherwise the caller disposes of it.
  */
-export async function extractToTemp(source: ArchiveSource, dest: string, limits: ExtractLimits = {}): Promise<ExtractedTree> {
+export async function extractToTemp(source: ArchiveSource, dest: string, limits: ExtractLimits & { owner?: Owner } = {}): Promise<ExtractedTree> {
   const parent = dirname(dest);
   await mkdir(parent, { recursive: true });
   const dir = await mkdtemp(join(parent, `.${basename(dest)}.catty-extract-`));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
-    const result = await extractInto(source, dir, { ...DEFAULT_EXTRACT_LIMITS, ...definedOnly(limits) });
+    const { owner, ...caps } = limits;
+    const result = await extractInto(source, dir, { ...DEFAULT_EXTRACT_LIMITS, ...definedOnly(caps) }, owner);
     return { dir, ...result, remove, [Symbol.asyncDispose]: remove };
   } catch (err) {
     await remove();
@@ -562,14 +575,16 @@ interface Kinds {
   linkFolds: Set<string>;
   /** Symlink path → target, for the final check that no chain of them leads outside. */
   links: Map<string, string>;
+  /** Who is given what is created. */
+  owner: Owner | undefined;
 }
 
 const fold = (path: string) => path.normalize("NFD").toLowerCase();
 type TarEntry = tar.Extract extends AsyncIterable<infer E> ? E : never;
 
-async function extractInto(source: ArchiveSource, root: string, limits: Required<ExtractLimits>): Promise<ExtractStats> {
+async function extractInto(source: ArchiveSource, root: string, limits: Required<ExtractLimits>, owner: Owner | undefined): Promise<ExtractStats> {
   const stats: ExtractStats = { files: 0, bytes: 0 };
-  const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map() };
+  const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map(), owner };
   let decompressed = 0;
   let entries = 0;
 
@@ -660,7 +675,7 @@ async function extractEntry(
       prepareParents(rel, header.name, root, kinds);
       const was = kinds.exact.get(rel);
       if (was && was !== "dir") replaceable(rel, header.name, abs, kinds);
-      if (was !== "dir") mkdirSync(abs);
+      if (was !== "dir") makeDir(abs, kinds.owner);
       // Directories stay owner-writable so this and later extractions can write into them.
       chmodSync(abs, (header.mode & 0o777) | 0o700);
       kinds.exact.set(rel, "dir");
@@ -674,7 +689,7 @@ async function extractEntry(
       }
       prepareParents(rel, header.name, root, kinds);
       replaceable(rel, header.name, abs, kinds);
-      await writeFileEntry(entry, abs, header, stats);
+      await writeFileEntry(entry, abs, header, stats, kinds.owner);
       kinds.exact.set(rel, "file");
       stats.files++;
       return;
@@ -687,6 +702,7 @@ async function extractEntry(
       prepareParents(rel, header.name, root, kinds);
       replaceable(rel, header.name, abs, kinds);
       symlinkSync(target, abs);
+      if (kinds.owner) lchownSync(abs, kinds.owner.uid, kinds.owner.gid);
       kinds.exact.set(rel, "symlink");
       kinds.linkFolds.add(fold(rel));
       kinds.links.set(rel, target);
@@ -725,7 +741,7 @@ function prepareParents(rel: string, name: string, root: string, kinds: Kinds): 
     }
     if (kind === "file") throw refusedEntry(name, `is inside ${quote(parent)}, which is a file`);
     if (kind === undefined) {
-      mkdirSync(join(root, parent), 0o755);
+      makeDir(join(root, parent), kinds.owner);
       kinds.exact.set(parent, "dir");
     }
     at = rel.indexOf("/", at + 1);
@@ -744,10 +760,16 @@ function replaceable(rel: string, name: string, abs: string, kinds: Kinds): void
   kinds.links.delete(rel);
 }
 
-async function writeFileEntry(entry: TarEntry, abs: string, header: tar.Header, stats: ExtractStats): Promise<void> {
+function makeDir(abs: string, owner: Owner | undefined): void {
+  mkdirSync(abs, 0o755);
+  if (owner) lchownSync(abs, owner.uid, owner.gid);
+}
+
+async function writeFileEntry(entry: TarEntry, abs: string, header: tar.Header, stats: ExtractStats, owner: Owner | undefined): Promise<void> {
   // Never open something that is already there, least of all a symlink.
   const fd = openExclusive(abs);
   try {
+    if (owner) fchownSync(fd, owner.uid, owner.gid);
     for await (const chunk of entry as AsyncIterable<Uint8Array>) {
       let off = 0;
       while (off < chunk.byteLength) off += writeSync(fd, chunk, off);

@@ -570,6 +570,24 @@ describe("extracting into place", () => {
     expect(readdirSync(dirname(dest)).filter((n) => n.includes("catty-extract"))).toEqual([]);
   });
 
+  // Giving files to another user takes root (the agent, handing a workspace to the sandbox's user).
+  test.skipIf(process.getuid?.() !== 0)("gives everything it writes to the owner it is told, the destination too", async () => {
+    const dest = join(tempDir(), "ws");
+    const data = await craft([
+      { header: { name: "a/b/deep.txt" }, data: "implied parents" },
+      { header: { name: "dir/", type: "directory", mode: 0o750 } },
+      { header: { name: "dir/x.sh", mode: 0o755 }, data: "#!/bin/sh" },
+      { header: { name: "dir/link", type: "symlink", linkname: "x.sh" } },
+    ]);
+    await extractArchive(data, dest, { owner: { uid: 65534, gid: 65533 } });
+    const owners = ["", ...listAll(dest)].map((p) => {
+      const st = lstatSync(join(dest, p));
+      return `${p}=${st.uid}:${st.gid}`;
+    });
+    expect(owners).toEqual(["", "a", "a/b", "a/b/deep.txt", "dir", "dir/link", "dir/x.sh"].map((p) => `${p}=65534:65533`));
+    expect(statSync(join(dest, "dir/x.sh")).mode & 0o777).toBe(0o755);
+  });
+
   test("extractToTemp hands back a checked tree beside the destination for the caller to merge", async () => {
     const dest = tree(tempDir(), { "keep.txt": "k" });
     await using extracted = await extractToTemp(await craft(GOOD), dest);
