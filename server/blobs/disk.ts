@@ -69,6 +69,31 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
       assertValidKey(key);
       return openBlob(pathOf(dir, key));
     },
+    async getBytes(key) {
+      assertValidKey(key);
+      let file: FileHandle;
+      try {
+        file = await open(pathOf(dir, key), "r");
+      } catch (err) {
+        if (isMissing(err) || errno(err) === "EISDIR") return null;
+        throw err;
+      }
+      try {
+        const st = await file.stat();
+        if (!st.isFile()) return null;
+        // The size at open: a blob is never written in place (put renames a new file over it).
+        const buf = new Uint8Array(st.size);
+        let got = 0;
+        while (got < st.size) {
+          const { bytesRead } = await file.read(buf, got, st.size - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        return buf.subarray(0, got);
+      } finally {
+        await file.close();
+      }
+    },
     async getRange(key, offset, length) {
       assertValidKey(key);
       let file: FileHandle;

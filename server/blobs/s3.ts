@@ -69,6 +69,14 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): S3BlobStore {
     async get(key) {
       return openOrNull(client.file(objectKey(key)).stream());
     },
+    async getBytes(key) {
+      try {
+        return await client.file(objectKey(key)).bytes();
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    },
     async getRange(key, offset, length) {
       try {
         return await client.file(objectKey(key)).slice(offset, offset + length).bytes();

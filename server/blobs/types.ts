@@ -28,6 +28,8 @@ export interface BlobStore {
   put(key: string, body: BlobBody): Promise<void>;
   /** The blob's bytes, or null when there is no such blob. */
   get(key: string): Promise<ReadableStream<Uint8Array> | null>;
+  /** The whole blob in memory (for blobs known to be small, such as packs), or null when there is no such blob. */
+  getBytes(key: string): Promise<Uint8Array | null>;
   /** `length` bytes of the blob from `offset` (fewer at its end), or null when there is no such blob. */
   getRange(key: string, offset: number, length: number): Promise<Uint8Array | null>;
   stat(key: string): Promise<BlobInfo | null>;

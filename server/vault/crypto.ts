@@ -47,7 +47,9 @@ function gcmOpen(key: Buffer, sealed: Uint8Array, aad: Uint8Array): Buffer {
   const decipher = createDecipheriv("aes-256-gcm", key, nonce);
   decipher.setAAD(aad);
   decipher.setAuthTag(tag);
-  return Buffer.concat([decipher.update(sealed.subarray(NONCE, sealed.length - TAG)), decipher.final()]);
+  const body = decipher.update(sealed.subarray(NONCE, sealed.length - TAG));
+  const rest = decipher.final(); // checks the tag; empty for GCM
+  return rest.length === 0 ? body : Buffer.concat([body, rest]);
 }
 
 /** A new user key, wrapped by the master key for the database. */

@@ -52,7 +52,8 @@ function header(name: string, typeflag: string, mode: number, size: number, mtim
   writeField(block, 257, 6, "ustar\0");
   writeField(block, 263, 2, "00");
   let sum = 0;
-  for (const b of block) sum += b;
+  // Indexed: a typed array's iterator is several times slower, and this runs for every entry.
+  for (let i = 0; i < BLOCK; i++) sum += block[i]!;
   writeField(block, 148, 8, `${sum.toString(8).padStart(6, "0")}\0 `);
   return block;
 }

@@ -101,9 +101,9 @@ export function createVault(deps: VaultDeps) {
         return hit;
       }
       const bytes = await retrying(async () => {
-        const body = await blobs.get(pack);
+        const body = await blobs.getBytes(pack);
         if (!body) throw new CattyError("internal", `Pack ${pack} of a save is missing from storage.`);
-        return new Uint8Array(await new Response(body).arrayBuffer());
+        return body;
       });
       packs.set(pack, bytes);
       cached += bytes.length;

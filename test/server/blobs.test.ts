@@ -143,8 +143,10 @@ function blobStoreSuite(name: string, start: () => Promise<Harness>): void {
 
     test("a missing blob is null, and deleting it is not an error", async () => {
       expect(await h.store.get("t/missing.bin")).toBeNull();
+      expect(await h.store.getBytes("t/missing.bin")).toBeNull();
       expect(await h.store.stat("t/missing.bin")).toBeNull();
       expect(await h.store.get("t")).toBeNull(); // a "folder" of other keys is not a blob
+      expect(await h.store.getBytes("t")).toBeNull();
       await h.store.delete("t/missing.bin");
     });
 
@@ -268,6 +270,9 @@ function blobStoreSuite(name: string, start: () => Promise<Harness>): void {
       const back = await bytesOf(await h.store.get("big/streamed.bin"));
       expect(back?.byteLength).toBe(data.byteLength);
       expect(Buffer.compare(back!, data)).toBe(0);
+      const whole = await h.store.getBytes("big/streamed.bin");
+      expect(Buffer.compare(whole!, data)).toBe(0);
+      expect(Buffer.compare((await h.store.getRange("big/streamed.bin", 999_990, 20))!, data.subarray(999_990, 1_000_010))).toBe(0);
     });
 
     test("presigned PUT of a file, then presigned GET, gives the same bytes", async () => {
