@@ -71,50 +71,11 @@ export function createDiskBlobStore(opts: DiskBlobStoreOptions): DiskBlobStore {
     },
     async getBytes(key) {
       assertValidKey(key);
-      let file: FileHandle;
-      try {
-        file = await open(pathOf(dir, key), "r");
-      } catch (err) {
-        if (isMissing(err) || errno(err) === "EISDIR") return null;
-        throw err;
-      }
-      try {
-        const st = await file.stat();
-        if (!st.isFile()) return null;
-        // The size at open: a blob is never written in place (put renames a new file over it).
-        const buf = new Uint8Array(st.size);
-        let got = 0;
-        while (got < st.size) {
-          const { bytesRead } = await file.read(buf, got, st.size - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        return buf.subarray(0, got);
-      } finally {
-        await file.close();
-      }
+      return readSpan(pathOf(dir, key), 0, null);
     },
     async getRange(key, offset, length) {
       assertValidKey(key);
-      let file: FileHandle;
-      try {
-        file = await open(pathOf(dir, key), "r");
-      } catch (err) {
-        if (isMissing(err) || errno(err) === "EISDIR") return null;
-        throw err;
-      }
-      try {
-        const buf = new Uint8Array(length);
-        let got = 0;
-        while (got < length) {
-          const { bytesRead } = await file.read(buf, got, length - got, offset + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        return buf.subarray(0, got);
-      } finally {
-        await file.close();
-      }
+      return readSpan(pathOf(dir, key), offset, length);
     },
     async stat(key) {
       assertValidKey(key);
@@ -329,6 +290,32 @@ async function writeAll(file: FileHandle, bytes: Uint8Array): Promise<void> {
   while (offset < bytes.byteLength) {
     const { bytesWritten } = await file.write(bytes, offset, bytes.byteLength - offset);
     offset += bytesWritten;
+  }
+}
+
+/** `length` bytes from `offset` (null: to the end), fewer at the end; null when there is no such blob. */
+async function readSpan(path: string, offset: number, length: number | null): Promise<Uint8Array | null> {
+  let file: FileHandle;
+  try {
+    file = await open(path, "r");
+  } catch (err) {
+    if (isMissing(err) || errno(err) === "EISDIR") return null;
+    throw err;
+  }
+  try {
+    // The size at open: a blob is never written in place (put renames a new file over it).
+    const size = (await file.stat()).size;
+    const want = Math.max(0, Math.min(length ?? size, size - offset));
+    const buf = new Uint8Array(want);
+    let got = 0;
+    while (got < want) {
+      const { bytesRead } = await file.read(buf, got, want - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  } finally {
+    await file.close();
   }
 }
 
