@@ -293,8 +293,11 @@ async function writeAll(file: FileHandle, bytes: Uint8Array): Promise<void> {
   }
 }
 
-/** `length` bytes from `offset` (null: to the end), fewer at the end; null when there is no such blob. */
-async function readSpan(path: string, offset: number, length: number | null): Promise<Uint8Array | null> {
+/**
+ * The blob's file, opened now (a blob replaced or deleted meanwhile is still read whole, as it
+ * was), with its size; null when there is no such blob ("folders" of other keys are none).
+ */
+async function openBlobFile(path: string): Promise<{ file: FileHandle; size: number } | null> {
   let file: FileHandle;
   try {
     file = await open(path, "r");
@@ -303,8 +306,22 @@ async function readSpan(path: string, offset: number, length: number | null): Pr
     throw err;
   }
   try {
-    // The size at open: a blob is never written in place (put renames a new file over it).
-    const size = (await file.stat()).size;
+    const st = await file.stat();
+    if (st.isFile()) return { file, size: st.size };
+    await file.close();
+    return null;
+  } catch (err) {
+    await file.close().catch(() => {});
+    throw err;
+  }
+}
+
+/** `length` bytes from `offset` (null: to the end), fewer at the end; null when there is no such blob. */
+async function readSpan(path: string, offset: number, length: number | null): Promise<Uint8Array | null> {
+  const opened = await openBlobFile(path);
+  if (!opened) return null;
+  const { file, size } = opened;
+  try {
     const want = Math.max(0, Math.min(length ?? size, size - offset));
     const buf = new Uint8Array(want);
     let got = 0;
@@ -319,28 +336,10 @@ async function readSpan(path: string, offset: number, length: number | null): Pr
   }
 }
 
-/**
- * A blob's bytes, from a file opened now: a blob replaced or deleted while it is read is still
- * read whole, as it was.
- */
+/** A blob's bytes as a stream (see `openBlobFile`). */
 async function openBlob(path: string): Promise<ReadableStream<Uint8Array> | null> {
-  let file: FileHandle;
-  try {
-    file = await open(path, "r");
-  } catch (err) {
-    if (isMissing(err) || errno(err) === "EISDIR") return null;
-    throw err;
-  }
-  try {
-    if (!(await file.stat()).isFile()) {
-      await file.close();
-      return null;
-    }
-    return fileStream(file);
-  } catch (err) {
-    await file.close().catch(() => {});
-    throw err;
-  }
+  const opened = await openBlobFile(path);
+  return opened && fileStream(opened.file);
 }
 
 function fileStream(file: FileHandle): ReadableStream<Uint8Array> {
