@@ -145,7 +145,7 @@ function generate(dir: string): { files: number; bytes: number; oneFile: string 
 
 // ── the storage and the server's saves ──────────────────────────────────────────────────────────
 
-const store = openStore({ dataDir: join(root, "server") });
+const store = await openStore({ dataDir: join(root, "server") });
 await createUserToken(store, "owner");
 const user = (await store.userByName("owner"))!;
 const blobs = createDiskBlobStore({ dir: join(root, "blobs"), secret: "bench-secret-bench-secret-bench-secret" });

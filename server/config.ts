@@ -43,6 +43,15 @@ export const SERVER_SETTINGS = {
     doc: "data directory: database, session workspaces, saves (mode 0700)",
     shown: "`$CATTY_HOME/server` (`~/.catty/server`)",
   }),
+  databaseUrl: setting(
+    optionalString().refine((v) => v === undefined || /^postgres(ql)?:\/\/\S+$/.test(v), { error: "must be a postgres:// or postgresql:// URL" }),
+    {
+      flag: "database-url",
+      env: ["CATTY_DATABASE_URL"],
+      doc: "keep the database in PostgreSQL (`postgres://user:password@host:5432/catty`) instead of SQLite in the data dir; several replicas may share it",
+      shown: "SQLite: `<data dir>/catty.db`",
+    },
+  ),
   publicUrl: setting(urlSetting(), {
     env: ["CATTY_PUBLIC_URL"],
     doc: "the URL session agents dial",
@@ -174,6 +183,8 @@ export interface ServerConfig {
   host: string;
   /** Resolved: `--data-dir`, `CATTY_DATA_DIR`, else `$CATTY_HOME/server`. */
   dataDir: string;
+  /** PostgreSQL's URL; null keeps the database in SQLite in the data dir. */
+  databaseUrl: string | null;
   publicUrl: string | undefined;
   agentBin: string | undefined;
   agentLostMs: number;
@@ -216,6 +227,7 @@ export function readServerConfig(
     port: s.port,
     host: s.host,
     dataDir: s.dataDir ?? join(cattyHome(env), "server"),
+    databaseUrl: s.databaseUrl ?? null,
     publicUrl: s.publicUrl?.replace(/\/+$/, ""),
     agentBin: s.agentBin,
     agentLostMs: s.agentLostMs,

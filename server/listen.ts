@@ -21,6 +21,7 @@ import { createLocalProvider } from "./providers/local.ts";
 import { resolveSandbox } from "./providers/sandbox.ts";
 import type { Provider } from "./providers/types.ts";
 import type { SocketData } from "./relay.ts";
+import { openPostgresStore } from "./store/postgres.ts";
 import { openSqliteStore } from "./store/sqlite.ts";
 import type { Store } from "./store/types.ts";
 
@@ -33,8 +34,12 @@ export interface RunningServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Opens the database in the data dir (which it creates or tightens first: see prepareDataDir). */
-export function openStore(config: Pick<ServerConfig, "dataDir">, log?: Log): Store {
+/**
+ * Opens the database: PostgreSQL when a URL is configured, else SQLite in the data dir (which it
+ * creates or tightens first: see prepareDataDir). Either way the schema is brought up to date.
+ */
+export async function openStore(config: Pick<ServerConfig, "dataDir"> & Partial<Pick<ServerConfig, "databaseUrl">>, log?: Log): Promise<Store> {
+  if (config.databaseUrl) return openPostgresStore(config.databaseUrl, log ? { log } : {});
   prepareDataDir(config.dataDir);
   const file = join(config.dataDir, "catty.db");
   // SQLite creates the -wal and -shm files with the database file's mode: make that 0600 first.
@@ -45,7 +50,14 @@ export function openStore(config: Pick<ServerConfig, "dataDir">, log?: Log): Sto
 
 /** Creates a token for `name` (and the user if missing). The token is only ever shown here. */
 export async function createUserToken(store: Store, name: string): Promise<string> {
-  const user = (await store.userByName(name)) ?? (await store.createUser(name));
+  // Replicas on one database may make the first user at once: the one that loses uses the other's.
+  const user =
+    (await store.userByName(name)) ??
+    (await store.createUser(name).catch(async (err: unknown) => {
+      const made = await store.userByName(name);
+      if (!made) throw err;
+      return made;
+    }));
   const token = newToken("cat");
   await store.addToken(user.id, hashToken(token));
   return token;
@@ -118,7 +130,7 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig, log: Log, opts: StartOptions = {}): Promise<RunningServer> {
-  const store = openStore(config, log);
+  const store = await openStore(config, log);
   const ownerTokenFile = join(config.dataDir, "owner-token");
   if ((await store.countUsers()) === 0) {
     const token = await createUserToken(store, "owner");
@@ -127,8 +139,8 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     log.info(`first start: created user "owner"; its token is in ${ownerTokenFile}`);
   }
   const serverKey = loadOrCreateKey(config.dataDir, "server-key");
-  const chosen = await openProvider(config, store, serverKey, log).catch((err: unknown) => {
-    store.close();
+  const chosen = await openProvider(config, store, serverKey, log).catch(async (err: unknown) => {
+    await store.close();
     throw err;
   });
   const provider = opts.wrapProvider ? opts.wrapProvider(chosen) : chosen;
@@ -169,7 +181,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     rmSync(pidFile, { force: true });
     app.close();
     await server.stop(true);
-    store.close();
+    await store.close();
   };
   return { url, port, ownerTokenFile, stop, [Symbol.asyncDispose]: stop };
 }

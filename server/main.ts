@@ -45,11 +45,11 @@ const tokenCreate = defineCommand({
   meta: { name: "create", description: "Print a new API token for a user (created if missing)" },
   args: { ...common, user: { type: "string", description: "User name", default: "owner" } },
   async run({ args }) {
-    const store = openStore(configOrExit(args));
+    const store = await openStore(configOrExit(args));
     try {
       console.log(await createUserToken(store, args.user));
     } finally {
-      store.close();
+      await store.close();
     }
   },
 });
@@ -68,7 +68,7 @@ const setQuota = defineCommand({
       console.error("catty-server: give --tokens N (a whole number) or --unlimited.");
       process.exit(1);
     }
-    const store = openStore(configOrExit(args));
+    const store = await openStore(configOrExit(args));
     try {
       const user = await store.userByName(args.name);
       if (!user) {
@@ -78,7 +78,7 @@ const setQuota = defineCommand({
       await store.setTokenQuota(user.id, tokens);
       console.log(tokens === null ? `${args.name}: no monthly token limit` : `${args.name}: ${tokens.toLocaleString("en-US")} tokens per month`);
     } finally {
-      store.close();
+      await store.close();
     }
   },
 });

@@ -5,8 +5,8 @@
  */
 import { Database } from "bun:sqlite";
 import type { Log } from "../../src/lib/log.ts";
-import { AttentionState, MachineHandle, SessionStatus, type Attention } from "../../src/protocol/index.ts";
-import type { BlobLocation, DeviceCode, PendingEnding, SaveRow, SessionPatch, SessionRow, Store, UploadRow, User } from "./types.ts";
+import { patchColumns, rowReaders, type Row } from "./rows.ts";
+import type { BlobLocation, SessionRow, Store } from "./types.ts";
 
 /** The first release's schema (user_version 0); `MIGRATIONS` take it to the current one. */
 export const FIRST_SCHEMA = `
@@ -136,173 +136,6 @@ function migrate(db: Database, file: string): void {
   })();
 }
 
-interface SessionRecord {
-  id: string;
-  label: string;
-  user_id: string;
-  status: string;
-  region: string;
-  provider: string;
-  command: string;
-  cols: number;
-  rows: number;
-  agent_token_hash: string;
-  machine: string | null;
-  created_at: string;
-  ended_at: string | null;
-  exit_code: number | null;
-  end_reason: string | null;
-  last_screen: string | null;
-  restore_key: string | null;
-  final_save: string | null;
-  idle_timeout_ms: number;
-  expires_at: string | null;
-  ending_status: string | null;
-  ending_reason: string | null;
-  attention_state: string | null;
-  attention_since: string | null;
-}
-
-interface SaveRecord {
-  id: string;
-  session_id: string;
-  key: string;
-  created_at: string;
-  size: number;
-  files: number;
-  reason: string;
-  added: number | null;
-}
-
-interface UploadRecord {
-  id: string;
-  user_id: string;
-  key: string;
-  size: number;
-  created_at: string;
-}
-
-const saveFrom = (r: SaveRecord): SaveRow => ({
-  id: r.id,
-  sessionId: r.session_id,
-  key: r.key,
-  createdAt: r.created_at,
-  size: r.size,
-  files: r.files,
-  reason: r.reason,
-  added: r.added ?? null,
-});
-
-const uploadFrom = (r: UploadRecord): UploadRow => ({
-  id: r.id,
-  userId: r.user_id,
-  key: r.key,
-  size: r.size,
-  createdAt: r.created_at,
-});
-
-/** Reports each unreadable machine handle once per process, not on every read of its row. */
-type Warn = (r: SessionRecord) => void;
-
-function sessionFrom(r: SessionRecord, warn: Warn): SessionRow {
-  return {
-    id: r.id,
-    label: r.label,
-    userId: r.user_id,
-    status: r.status as SessionRow["status"],
-    region: r.region,
-    provider: r.provider,
-    command: JSON.parse(r.command) as string[],
-    cols: r.cols,
-    rows: r.rows,
-    agentTokenHash: r.agent_token_hash,
-    machine: machineFrom(r, warn),
-    createdAt: r.created_at,
-    endedAt: r.ended_at,
-    exitCode: r.exit_code,
-    endReason: r.end_reason,
-    lastScreen: r.last_screen,
-    restoreKey: r.restore_key,
-    finalSave: r.final_save,
-    idleTimeoutMs: r.idle_timeout_ms,
-    expiresAt: r.expires_at,
-    ending: endingFrom(r),
-    attention: attentionFrom(r),
-  };
-}
-
-interface DeviceRecord {
-  device_hash: string;
-  user_code: string;
-  created_at: string;
-  expires_at: string;
-  status: string;
-  user_id: string | null;
-  polled_at: string | null;
-}
-
-function deviceFrom(r: DeviceRecord | null): DeviceCode | null {
-  if (!r) return null;
-  const status = (["pending", "approved", "denied", "used"] as const).find((s) => s === r.status) ?? "denied";
-  return { deviceHash: r.device_hash, userCode: r.user_code, createdAt: r.created_at, expiresAt: r.expires_at, status, userId: r.user_id, polledAt: r.polled_at };
-}
-
-function attentionFrom(r: SessionRecord): Attention | null {
-  const state = AttentionState.safeParse(r.attention_state);
-  return state.success && r.attention_since ? { state: state.data, since: r.attention_since } : null;
-}
-
-/** The stored machine handle, checked: one that does not parse counts as a machine that is gone. */
-function machineFrom(r: SessionRecord, warn: Warn): MachineHandle | null {
-  if (r.machine === null) return null;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(r.machine);
-  } catch {
-    raw = undefined;
-  }
-  const parsed = MachineHandle.safeParse(raw);
-  if (parsed.success) return parsed.data;
-  warn(r);
-  return null;
-}
-
-function endingFrom(r: SessionRecord): PendingEnding | null {
-  const status = SessionStatus.safeParse(r.ending_status);
-  return status.success && r.ending_reason !== null ? { status: status.data, reason: r.ending_reason } : null;
-}
-
-const COLUMNS: Record<keyof SessionPatch, string> = {
-  status: "status",
-  machine: "machine",
-  endedAt: "ended_at",
-  exitCode: "exit_code",
-  endReason: "end_reason",
-  lastScreen: "last_screen",
-  cols: "cols",
-  rows: "rows",
-  restoreKey: "restore_key",
-  finalSave: "final_save",
-  ending: "ending_status",
-  attention: "attention_state",
-};
-
-/** A patch's values as the columns store them. */
-function patchColumns(patch: SessionPatch): Array<[string, string | number | null]> {
-  const out: Array<[string, string | number | null]> = [];
-  for (const key of Object.keys(patch) as (keyof SessionPatch)[]) {
-    if (key === "machine") out.push([COLUMNS.machine, patch.machine ? JSON.stringify(patch.machine) : null]);
-    else if (key === "ending") {
-      out.push(["ending_status", patch.ending?.status ?? null]);
-      out.push(["ending_reason", patch.ending?.reason ?? null]);
-    } else if (key === "attention") {
-      out.push(["attention_state", patch.attention?.state ?? null]);
-      out.push(["attention_since", patch.attention?.since ?? null]);
-    } else out.push([COLUMNS[key], (patch[key] as string | number | null | undefined) ?? null]);
-  }
-  return out;
-}
-
 /** `ids` in slices small enough for one `IN (…)` each. */
 function batches(ids: readonly string[], size = 500): string[][] {
   const out: string[][] = [];
@@ -317,18 +150,10 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   db.run("PRAGMA foreign_keys = ON");
   db.run(FIRST_SCHEMA);
   migrate(db, file);
-  const warned = new Set<string>();
-  const warn: Warn = (r) => {
-    if (warned.has(r.id)) return;
-    warned.add(r.id);
-    opts.log?.warn("unreadable machine handle in the database; treating the machine as gone", { label: r.label });
-  };
-
-  const userFrom = (r: { id: string; name: string; created_at: string } | null): User | null =>
-    r ? { id: r.id, name: r.name, createdAt: r.created_at } : null;
+  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom } = rowReaders(opts.log);
   const sessionBy = (where: string, ...params: string[]): SessionRow | null => {
-    const r = db.query(`SELECT * FROM sessions WHERE ${where}`).get(...params) as SessionRecord | null;
-    return r ? sessionFrom(r, warn) : null;
+    const r = db.query(`SELECT * FROM sessions WHERE ${where}`).get(...params) as Row | null;
+    return r ? sessionFrom(r) : null;
   };
 
   return {
@@ -341,10 +166,10 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       return user;
     },
     async userByName(name) {
-      return userFrom(db.query("SELECT * FROM users WHERE name = ?").get(name) as never);
+      return userFrom(db.query("SELECT * FROM users WHERE name = ?").get(name) as Row | null);
     },
     async userById(id) {
-      return userFrom(db.query("SELECT * FROM users WHERE id = ?").get(id) as never);
+      return userFrom(db.query("SELECT * FROM users WHERE id = ?").get(id) as Row | null);
     },
     async addToken(userId, tokenHash) {
       db.query("INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)").run(
@@ -355,20 +180,20 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async userByTokenHash(tokenHash) {
       return userFrom(
-        db.query("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?").get(tokenHash) as never,
+        db.query("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?").get(tokenHash) as Row | null,
       );
     },
     async insertSession(s) {
       db.query(
         `INSERT INTO sessions (id, label, user_id, status, region, provider, command, cols, rows,
            agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen, restore_key, final_save,
-           idle_timeout_ms, expires_at, ending_status, ending_reason)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           idle_timeout_ms, expires_at, ending_status, ending_reason, attention_state, attention_since)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         s.id, s.label, s.userId, s.status, s.region, s.provider, JSON.stringify(s.command), s.cols, s.rows,
         s.agentTokenHash, s.machine ? JSON.stringify(s.machine) : null, s.createdAt, s.endedAt, s.exitCode,
         s.endReason, s.lastScreen, s.restoreKey, s.finalSave, s.idleTimeoutMs, s.expiresAt,
-        s.ending?.status ?? null, s.ending?.reason ?? null,
+        s.ending?.status ?? null, s.ending?.reason ?? null, s.attention?.state ?? null, s.attention?.since ?? null,
       );
     },
     async labelTaken(label) {
@@ -386,14 +211,14 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async listSessions(userId) {
       const rows = db
         .query("SELECT * FROM sessions WHERE user_id = ? ORDER BY created_at DESC, rowid DESC")
-        .all(userId) as SessionRecord[];
-      return rows.map((r) => sessionFrom(r, warn));
+        .all(userId) as Row[];
+      return rows.map(sessionFrom);
     },
     async liveSessions() {
       const rows = db
         .query("SELECT * FROM sessions WHERE status IN ('starting', 'running', 'stopping')")
-        .all() as SessionRecord[];
-      return rows.map((r) => sessionFrom(r, warn));
+        .all() as Row[];
+      return rows.map(sessionFrom);
     },
     async updateSession(id, patch) {
       const columns = patchColumns(patch);
@@ -461,10 +286,10 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       );
     },
     async deviceCodeByHash(deviceHash) {
-      return deviceFrom(db.query("SELECT * FROM device_codes WHERE device_hash = ?").get(deviceHash) as DeviceRecord | null);
+      return deviceFrom(db.query("SELECT * FROM device_codes WHERE device_hash = ?").get(deviceHash) as Row | null);
     },
     async deviceCodeByUserCode(userCode) {
-      return deviceFrom(db.query("SELECT * FROM device_codes WHERE user_code = ?").get(userCode) as DeviceRecord | null);
+      return deviceFrom(db.query("SELECT * FROM device_codes WHERE user_code = ?").get(userCode) as Row | null);
     },
     async updateDeviceCode(deviceHash, patch) {
       const sets: string[] = [];
@@ -499,7 +324,7 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async listSaves(sessionId) {
       const rows = db
         .query("SELECT * FROM saves WHERE session_id = ? ORDER BY created_at DESC, rowid DESC")
-        .all(sessionId) as SaveRecord[];
+        .all(sessionId) as Row[];
       return rows.map(saveFrom);
     },
     async saveKeyExists(key) {
@@ -514,11 +339,11 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       );
     },
     async takeUpload(userId, id) {
-      const r = db.query("DELETE FROM uploads WHERE id = ? AND user_id = ? RETURNING *").get(id, userId) as UploadRecord | null;
+      const r = db.query("DELETE FROM uploads WHERE id = ? AND user_id = ? RETURNING *").get(id, userId) as Row | null;
       return r ? uploadFrom(r) : null;
     },
     async staleUploads(beforeIso) {
-      return (db.query("SELECT * FROM uploads WHERE created_at < ?").all(beforeIso) as UploadRecord[]).map(uploadFrom);
+      return (db.query("SELECT * FROM uploads WHERE created_at < ?").all(beforeIso) as Row[]).map(uploadFrom);
     },
     async deleteUpload(id) {
       db.query("DELETE FROM uploads WHERE id = ?").run(id);
@@ -529,11 +354,11 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async savesOfUser(userId) {
       const rows = db
         .query("SELECT saves.* FROM saves JOIN sessions ON sessions.id = saves.session_id WHERE sessions.user_id = ?")
-        .all(userId) as SaveRecord[];
+        .all(userId) as Row[];
       return rows.map(saveFrom);
     },
     async uploadsOfUser(userId) {
-      return (db.query("SELECT * FROM uploads WHERE user_id = ?").all(userId) as UploadRecord[]).map(uploadFrom);
+      return (db.query("SELECT * FROM uploads WHERE user_id = ?").all(userId) as Row[]).map(uploadFrom);
     },
     async userKey(userId) {
       return (db.query("SELECT wrapped FROM user_keys WHERE user_id = ?").get(userId) as { wrapped: string } | null)?.wrapped ?? null;
@@ -574,7 +399,7 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async usersWithBlobs() {
       return (db.query("SELECT DISTINCT user_id FROM blobs").all() as Array<{ user_id: string }>).map((r) => r.user_id);
     },
-    close() {
+    async close() {
       db.close();
     },
   };

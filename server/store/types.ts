@@ -220,5 +220,5 @@ export interface Store {
   blobsOfUser(userId: string): Promise<Array<{ id: string; pack: string }>>;
   deleteBlobs(userId: string, ids: readonly string[]): Promise<void>;
   usersWithBlobs(): Promise<string[]>;
-  close(): void;
+  close(): Promise<void>;
 }

@@ -22,10 +22,7 @@ beforeAll(async () => {
   fixture = await startWorkspaceServer({
     CATTY_SAVE_FIRST_MS: "300",
     CATTY_SAVE_INTERVAL_MS: "700",
-    CATTY_S3_BUCKET: s3.bucket,
-    CATTY_S3_ENDPOINT: s3.endpoint,
-    AWS_ACCESS_KEY_ID: s3.accessKeyId,
-    AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+    ...s3.serverEnv(),
   });
   ({ server, user } = fixture);
 }, 60_000);

@@ -20,6 +20,8 @@ export interface S3Fixture {
   secretAccessKey: string;
   /** Where s3rver keeps the objects. */
   dir: string;
+  /** The environment that points a `catty-server` at this bucket. */
+  serverEnv(): Record<string, string>;
   stop(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -49,6 +51,12 @@ export async function startS3rver(opts: { bucket?: string } = {}): Promise<S3Fix
     accessKeyId: "S3RVER",
     secretAccessKey: "S3RVER",
     dir,
+    serverEnv: () => ({
+      CATTY_S3_BUCKET: bucket,
+      CATTY_S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      AWS_ACCESS_KEY_ID: "S3RVER",
+      AWS_SECRET_ACCESS_KEY: "S3RVER",
+    }),
     stop,
     [Symbol.asyncDispose]: stop,
   };

@@ -188,7 +188,10 @@ export class CattyUser {
   /** Stops every live session (best effort), the terminal, and removes the home. */
   async close(): Promise<void> {
     this.tmux.kill();
-    const res = await this.api("GET", "/v1/sessions").catch(() => null);
+    // (A server that did not make the owner has no owner-token file: then there is nothing to stop.)
+    const res = await Promise.resolve()
+      .then(() => this.api("GET", "/v1/sessions"))
+      .catch(() => null);
     const sessions = res?.ok ? ((await res.json()) as Session[]) : [];
     await Promise.all(
       sessions

@@ -22,7 +22,7 @@ beforeAll(async () => {
   });
   label = (await server.owner.create({ command: ["sleep", "300"] })).label;
   // A second user, created the way `catty-server token create --user` does it (same database file).
-  const store = openStore(readServerConfig({ "data-dir": server.dataDir }));
+  const store = await openStore(readServerConfig({ "data-dir": server.dataDir }));
   otherToken = await createUserToken(store, "mallory");
   store.close();
 });

@@ -18,7 +18,7 @@ const tempDir = tempDirs("catty-collect-");
 
 test("sweeps racing saves never lose a blob a kept save refers to", async () => {
   const dataDir = tempDir();
-  const store = openStore({ dataDir });
+  const store = await openStore({ dataDir });
   await createUserToken(store, "owner");
   const user = (await store.userByName("owner"))!;
   const blobs = createDiskBlobStore({ dir: join(dataDir, "blobs"), secret: "ab".repeat(32) });

@@ -63,7 +63,7 @@ interface Fixture {
 
 async function fixture(wrapStore: (s: Store) => Store = (s) => s): Promise<Fixture> {
   const dataDir = mkdtempSync(join(tmpdir(), "catty-routes-"));
-  const store = wrapStore(openStore({ dataDir }));
+  const store = wrapStore(await openStore({ dataDir }));
   const token = await createUserToken(store, "owner");
   const otherToken = await createUserToken(store, "mallory");
   const provider = standInProvider();

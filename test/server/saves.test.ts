@@ -220,7 +220,7 @@ describe("the periodic sweep", () => {
 
   test("uploads not turned into a session within their time are deleted, rows and blobs; an archive save with a row stays readable", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "catty-sweep-"));
-    const store = openStore({ dataDir });
+    const store = await openStore({ dataDir });
     cleanups.push(() => store.close());
     await createUserToken(store, "owner");
     const user = (await store.userByName("owner"))!;
@@ -249,7 +249,7 @@ describe("saves on S3", () => {
 
   test("a save's blobs go through the server, encrypted, into the bucket; the save reads back as tar.gz", async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "catty-s3-saves-"));
-    const store = openStore({ dataDir });
+    const store = await openStore({ dataDir });
     cleanups.push(() => store.close());
     await createUserToken(store, "owner");
     const user = (await store.userByName("owner"))!;

@@ -34,7 +34,7 @@ interface Rig {
 }
 
 async function rig(blobs: BlobStore): Promise<Rig> {
-  const store = openStore({ dataDir: tempDir() });
+  const store = await openStore({ dataDir: tempDir() });
   await createUserToken(store, "alice");
   await createUserToken(store, "bob");
   const vault = createVault({ store, blobs, master: Buffer.alloc(32, 9), log: silentLog });

@@ -2,9 +2,12 @@
  * Installs the system programs the test suite drives with apt-get when they are missing: tmux for
  * the end-to-end tests, vim and bash as programs inside sessions, bubblewrap for the session
  * sandbox, dockerd (docker.io) for the Docker provider, mmdebstrap for the session image and
- * Chromium for the dashboard's browser tests, curl for install.sh. Run
+ * Chromium for the dashboard's browser tests, curl for install.sh, PostgreSQL for the store's
+ * tests on it (Debian keeps its server programs off PATH: see test/helpers/postgres.ts). Run
  * by `npm test` before `bun test`; does nothing when everything is there.
  */
+import { postgresBin } from "../helpers/postgres.ts";
+
 const NEEDED: Record<string, string> = {
   tmux: "tmux",
   vim: "vim",
@@ -23,6 +26,7 @@ const NEEDED: Record<string, string> = {
 const missing = Object.entries(NEEDED)
   .filter(([bin]) => !Bun.which(bin))
   .flatMap(([, pkgs]) => pkgs.split(" "));
+if (!postgresBin()) missing.push("postgresql");
 
 if (missing.length > 0) {
   const apt = Bun.which("apt-get");

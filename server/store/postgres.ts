@@ -1,0 +1,376 @@
+/**
+ * The store on PostgreSQL (`--database-url postgres://…`), through Bun's built-in client
+ * (`Bun.SQL`). It keeps what the SQLite store keeps, in the same shapes, so that any number of
+ * server replicas can share it. The schema is `MIGRATIONS`, applied in order at start and counted
+ * in `catty_schema`; they run in one transaction under an advisory lock, so replicas starting at
+ * once apply each migration exactly once and none of them sees a half-migrated schema.
+ *
+ * Times are ISO strings (as in SQLite: they sort as text); byte counts are BIGINT, which the
+ * client hands back as strings (`num`).
+ */
+import { SQL } from "bun";
+import type { Log } from "../../src/lib/log.ts";
+import { num, patchColumns, rowReaders, str, strOrNull, type Row } from "./rows.ts";
+import type { BlobLocation, SessionRow, Store } from "./types.ts";
+
+/** Any number: the key of the advisory lock migrations hold ("catty" in ASCII). */
+const MIGRATION_LOCK = 0x6361747479;
+
+/** The schema, in order. Each runs once, in the transaction that records it. */
+const MIGRATIONS: readonly string[] = [
+  // 1: everything the SQLite store had at its schema 5.
+  `
+  CREATE TABLE users (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, token_quota BIGINT
+  );
+  CREATE TABLE tokens (
+    hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), created_at TEXT NOT NULL
+  );
+  CREATE TABLE sessions (
+    seq BIGSERIAL UNIQUE,
+    id TEXT PRIMARY KEY,
+    label TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL REFERENCES users(id),
+    status TEXT NOT NULL,
+    region TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    command TEXT NOT NULL,
+    cols INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    agent_token_hash TEXT NOT NULL UNIQUE,
+    machine TEXT,
+    created_at TEXT NOT NULL,
+    ended_at TEXT,
+    exit_code INTEGER,
+    end_reason TEXT,
+    last_screen TEXT,
+    restore_key TEXT,
+    final_save TEXT,
+    idle_timeout_ms BIGINT NOT NULL,
+    expires_at TEXT,
+    ending_status TEXT,
+    ending_reason TEXT,
+    proxy_token_hash TEXT,
+    attention_state TEXT,
+    attention_since TEXT
+  );
+  CREATE INDEX sessions_user ON sessions(user_id, created_at);
+  CREATE INDEX sessions_proxy_token ON sessions(proxy_token_hash);
+  CREATE INDEX sessions_live ON sessions(status) WHERE status IN ('starting', 'running', 'stopping');
+  CREATE TABLE saves (
+    seq BIGSERIAL UNIQUE,
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    key TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    files BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    added BIGINT
+  );
+  CREATE INDEX saves_session ON saves(session_id, created_at);
+  CREATE INDEX saves_key ON saves(key);
+  CREATE TABLE uploads (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), key TEXT NOT NULL, size BIGINT NOT NULL, created_at TEXT NOT NULL
+  );
+  CREATE INDEX uploads_key ON uploads(key);
+  CREATE TABLE usage (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    user_id TEXT NOT NULL REFERENCES users(id),
+    month TEXT NOT NULL,
+    requests BIGINT NOT NULL DEFAULT 0,
+    input_tokens BIGINT NOT NULL DEFAULT 0,
+    output_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_creation_tokens BIGINT NOT NULL DEFAULT 0,
+    cache_read_tokens BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (session_id, month)
+  );
+  CREATE INDEX usage_user_month ON usage(user_id, month);
+  CREATE TABLE browser_sessions (
+    id_hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), csrf TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT
+  );
+  CREATE TABLE device_codes (
+    device_hash TEXT PRIMARY KEY, user_code TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL, expires_at TEXT NOT NULL,
+    status TEXT NOT NULL, user_id TEXT REFERENCES users(id), polled_at TEXT
+  );
+  CREATE TABLE attach_tickets (
+    hash TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id), session_id TEXT NOT NULL REFERENCES sessions(id),
+    viewer BOOLEAN NOT NULL, expires_at TEXT NOT NULL
+  );
+  CREATE INDEX attach_tickets_expiry ON attach_tickets(expires_at);
+  CREATE TABLE user_keys (
+    user_id TEXT PRIMARY KEY REFERENCES users(id), wrapped TEXT NOT NULL, created_at TEXT NOT NULL
+  );
+  CREATE TABLE blobs (
+    user_id TEXT NOT NULL, id TEXT NOT NULL, pack TEXT NOT NULL, "offset" BIGINT NOT NULL, length BIGINT NOT NULL,
+    created_at TEXT NOT NULL, PRIMARY KEY (user_id, id)
+  );
+  CREATE INDEX blobs_pack ON blobs(pack);
+  `,
+];
+
+/** Schema versions this server knows. */
+export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
+
+async function migrate(sql: SQL, url: string): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx.unsafe(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`);
+    await tx.unsafe("CREATE TABLE IF NOT EXISTS catty_schema (version INTEGER NOT NULL)");
+    const rows = (await tx.unsafe("SELECT version FROM catty_schema")) as Row[];
+    if (rows.length === 0) await tx.unsafe("INSERT INTO catty_schema (version) VALUES (0)");
+    const version = rows.length === 0 ? 0 : num(rows[0]!.version);
+    if (version > MIGRATIONS.length) {
+      throw new Error(`The database at ${redact(url)} was written by a newer catty-server (schema ${version}); run that version or newer.`);
+    }
+    for (let v = version; v < MIGRATIONS.length; v++) await tx.unsafe(MIGRATIONS[v]!);
+    await tx.unsafe("UPDATE catty_schema SET version = $1", [MIGRATIONS.length]);
+  });
+}
+
+/** The URL without its password, for messages. */
+export function redact(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^:/@]*:)[^@]*@/i, "$1***@");
+}
+
+export async function openPostgresStore(url: string, opts: { log?: Log; maxConnections?: number } = {}): Promise<Store> {
+  const sql = new SQL(url, { max: opts.maxConnections ?? 10, connectionTimeout: 10 });
+  try {
+    await migrate(sql, url);
+  } catch (err) {
+    await sql.close().catch(() => {});
+    const why = err instanceof Error ? err.message : String(err);
+    if (/newer catty-server/.test(why)) throw err;
+    throw new Error(`Could not open the database at ${redact(url)}: ${why}. Check the URL (--database-url, CATTY_DATABASE_URL) and that PostgreSQL runs and is reachable from here.`);
+  }
+  const q = (text: string, params: unknown[] = []): Promise<Row[]> => sql.unsafe(text, params) as Promise<Row[]>;
+  const one = async (text: string, params: unknown[] = []): Promise<Row | null> => (await q(text, params))[0] ?? null;
+
+  const rows = rowReaders(opts.log);
+  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom } = rows;
+  const sessionBy = async (where: string, params: unknown[]): Promise<SessionRow | null> => {
+    const r = await one(`SELECT * FROM sessions WHERE ${where}`, params);
+    return r ? sessionFrom(r) : null;
+  };
+  const blobLocations = async (userId: string, ids: readonly string[]): Promise<Map<string, BlobLocation>> => {
+    const out = new Map<string, BlobLocation>();
+    if (ids.length === 0) return out;
+    const rows = await q(`SELECT id, pack, "offset", length FROM blobs WHERE user_id = $1 AND id = ANY($2::text[])`, [userId, [...ids]]);
+    for (const r of rows) out.set(str(r.id), { pack: str(r.pack), offset: num(r.offset), length: num(r.length) });
+    return out;
+  };
+
+  return {
+    async countUsers() {
+      return num((await one("SELECT count(*) AS n FROM users"))?.n ?? 0);
+    },
+    async createUser(name) {
+      const user = { id: crypto.randomUUID(), name, createdAt: new Date().toISOString() };
+      await q("INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3)", [user.id, name, user.createdAt]);
+      return user;
+    },
+    async userByName(name) {
+      return userFrom(await one("SELECT * FROM users WHERE name = $1", [name]));
+    },
+    async userById(id) {
+      return userFrom(await one("SELECT * FROM users WHERE id = $1", [id]));
+    },
+    async addToken(userId, tokenHash) {
+      await q("INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3)", [tokenHash, userId, new Date().toISOString()]);
+    },
+    async userByTokenHash(tokenHash) {
+      return userFrom(await one("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1", [tokenHash]));
+    },
+    async insertSession(s) {
+      await q(
+        `INSERT INTO sessions (id, label, user_id, status, region, provider, command, cols, rows,
+           agent_token_hash, machine, created_at, ended_at, exit_code, end_reason, last_screen, restore_key, final_save,
+           idle_timeout_ms, expires_at, ending_status, ending_reason, attention_state, attention_since)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)`,
+        [
+          s.id, s.label, s.userId, s.status, s.region, s.provider, JSON.stringify(s.command), s.cols, s.rows,
+          s.agentTokenHash, s.machine ? JSON.stringify(s.machine) : null, s.createdAt, s.endedAt, s.exitCode,
+          s.endReason, s.lastScreen, s.restoreKey, s.finalSave, s.idleTimeoutMs, s.expiresAt,
+          s.ending?.status ?? null, s.ending?.reason ?? null, s.attention?.state ?? null, s.attention?.since ?? null,
+        ],
+      );
+    },
+    async labelTaken(label) {
+      return (await one("SELECT 1 FROM sessions WHERE label = $1", [label])) !== null;
+    },
+    async sessionFor(userId, label) {
+      return sessionBy("user_id = $1 AND label = $2", [userId, label]);
+    },
+    async sessionByAgentTokenHash(tokenHash) {
+      return sessionBy("agent_token_hash = $1", [tokenHash]);
+    },
+    async sessionById(id) {
+      return sessionBy("id = $1", [id]);
+    },
+    async listSessions(userId) {
+      return (await q("SELECT * FROM sessions WHERE user_id = $1 ORDER BY created_at DESC, seq DESC", [userId])).map(sessionFrom);
+    },
+    async liveSessions() {
+      return (await q("SELECT * FROM sessions WHERE status IN ('starting', 'running', 'stopping')")).map(sessionFrom);
+    },
+    async updateSession(id, patch) {
+      const columns = patchColumns(patch);
+      if (columns.length === 0) return sessionBy("id = $1", [id]);
+      const sets = columns.map(([c], i) => `${c} = $${i + 1}`).join(", ");
+      const r = await one(`UPDATE sessions SET ${sets} WHERE id = $${columns.length + 1} RETURNING *`, [...columns.map(([, v]) => v), id]);
+      return r ? sessionFrom(r) : null;
+    },
+    async setProxyToken(sessionId, tokenHash) {
+      await q("UPDATE sessions SET proxy_token_hash = $1 WHERE id = $2", [tokenHash, sessionId]);
+    },
+    async sessionByProxyTokenHash(tokenHash) {
+      return sessionBy("proxy_token_hash = $1", [tokenHash]);
+    },
+    async addUsage(userId, sessionId, month, t) {
+      await q(
+        `INSERT INTO usage AS u (session_id, user_id, month, requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens)
+         VALUES ($1, $2, $3, 1, $4, $5, $6, $7)
+         ON CONFLICT (session_id, month) DO UPDATE SET requests = u.requests + 1,
+           input_tokens = u.input_tokens + excluded.input_tokens, output_tokens = u.output_tokens + excluded.output_tokens,
+           cache_creation_tokens = u.cache_creation_tokens + excluded.cache_creation_tokens,
+           cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens`,
+        [sessionId, userId, month, t.input, t.output, t.cacheCreation, t.cacheRead],
+      );
+    },
+    async usageOf(userId, month) {
+      const rows = await q(
+        `SELECT u.*, s.label FROM usage u JOIN sessions s ON s.id = u.session_id
+         WHERE u.user_id = $1 AND u.month = $2 ORDER BY s.created_at DESC, s.seq DESC`,
+        [userId, month],
+      );
+      return rows.map((r) => ({
+        sessionId: str(r.session_id), label: str(r.label), month: str(r.month), requests: num(r.requests),
+        input: num(r.input_tokens), output: num(r.output_tokens), cacheCreation: num(r.cache_creation_tokens), cacheRead: num(r.cache_read_tokens),
+      }));
+    },
+    async setTokenQuota(userId, tokens) {
+      await q("UPDATE users SET token_quota = $1 WHERE id = $2", [tokens, userId]);
+    },
+    async tokenQuota(userId) {
+      return num((await one("SELECT token_quota FROM users WHERE id = $1", [userId]))?.token_quota ?? null, true);
+    },
+    async insertBrowserSession(s) {
+      await q("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)", [
+        s.idHash, s.userId, s.csrf, s.createdAt, s.expiresAt,
+      ]);
+    },
+    async browserSession(idHash, nowIso) {
+      const r = await one("SELECT * FROM browser_sessions WHERE id_hash = $1 AND revoked_at IS NULL AND expires_at > $2", [idHash, nowIso]);
+      return r ? { idHash: str(r.id_hash), userId: str(r.user_id), csrf: str(r.csrf), createdAt: str(r.created_at), expiresAt: str(r.expires_at) } : null;
+    },
+    async revokeBrowserSession(idHash) {
+      await q("UPDATE browser_sessions SET revoked_at = $1 WHERE id_hash = $2", [new Date().toISOString(), idHash]);
+    },
+    async insertDeviceCode(d) {
+      await q("INSERT INTO device_codes (device_hash, user_code, created_at, expires_at, status, user_id, polled_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
+        d.deviceHash, d.userCode, d.createdAt, d.expiresAt, d.status, d.userId, d.polledAt,
+      ]);
+    },
+    async deviceCodeByHash(deviceHash) {
+      return deviceFrom(await one("SELECT * FROM device_codes WHERE device_hash = $1", [deviceHash]));
+    },
+    async deviceCodeByUserCode(userCode) {
+      return deviceFrom(await one("SELECT * FROM device_codes WHERE user_code = $1", [userCode]));
+    },
+    async updateDeviceCode(deviceHash, patch) {
+      const sets: string[] = [];
+      const values: Array<string | null> = [];
+      const set = (column: string, value: string | null): void => {
+        values.push(value);
+        sets.push(`${column} = $${values.length}`);
+      };
+      if (patch.status !== undefined) set("status", patch.status);
+      if (patch.userId !== undefined) set("user_id", patch.userId);
+      if (patch.polledAt !== undefined) set("polled_at", patch.polledAt);
+      if (sets.length > 0) await q(`UPDATE device_codes SET ${sets.join(", ")} WHERE device_hash = $${values.length + 1}`, [...values, deviceHash]);
+    },
+    async insertTicket(t) {
+      await q("INSERT INTO attach_tickets (hash, user_id, session_id, viewer, expires_at) VALUES ($1, $2, $3, $4, $5)", [
+        t.hash, t.userId, t.sessionId, t.viewer, t.expiresAt,
+      ]);
+    },
+    async takeTicket(hash, nowIso) {
+      // DELETE … RETURNING: of two replicas taking the same ticket at once, one gets the row.
+      const r = await one("DELETE FROM attach_tickets WHERE hash = $1 RETURNING *", [hash]);
+      await q("DELETE FROM attach_tickets WHERE expires_at <= $1", [nowIso]);
+      if (!r || str(r.expires_at) <= nowIso) return null;
+      return { hash: str(r.hash), userId: str(r.user_id), sessionId: str(r.session_id), viewer: r.viewer === true, expiresAt: str(r.expires_at) };
+    },
+    async insertSave(r) {
+      await q("INSERT INTO saves (id, session_id, key, created_at, size, files, reason, added) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
+        r.id, r.sessionId, r.key, r.createdAt, r.size, r.files, r.reason, r.added,
+      ]);
+    },
+    async listSaves(sessionId) {
+      return (await q("SELECT * FROM saves WHERE session_id = $1 ORDER BY created_at DESC, seq DESC", [sessionId])).map(saveFrom);
+    },
+    async saveKeyExists(key) {
+      return (await one("SELECT 1 FROM saves WHERE key = $1", [key])) !== null;
+    },
+    async deleteSave(id) {
+      await q("DELETE FROM saves WHERE id = $1", [id]);
+    },
+    async insertUpload(r) {
+      await q("INSERT INTO uploads (id, user_id, key, size, created_at) VALUES ($1, $2, $3, $4, $5)", [r.id, r.userId, r.key, r.size, r.createdAt]);
+    },
+    async takeUpload(userId, id) {
+      const r = await one("DELETE FROM uploads WHERE id = $1 AND user_id = $2 RETURNING *", [id, userId]);
+      return r ? uploadFrom(r) : null;
+    },
+    async staleUploads(beforeIso) {
+      return (await q("SELECT * FROM uploads WHERE created_at < $1", [beforeIso])).map(uploadFrom);
+    },
+    async deleteUpload(id) {
+      await q("DELETE FROM uploads WHERE id = $1", [id]);
+    },
+    async uploadKeyExists(key) {
+      return (await one("SELECT 1 FROM uploads WHERE key = $1", [key])) !== null;
+    },
+    async savesOfUser(userId) {
+      return (await q("SELECT saves.* FROM saves JOIN sessions ON sessions.id = saves.session_id WHERE sessions.user_id = $1", [userId])).map(saveFrom);
+    },
+    async uploadsOfUser(userId) {
+      return (await q("SELECT * FROM uploads WHERE user_id = $1", [userId])).map(uploadFrom);
+    },
+    async userKey(userId) {
+      return strOrNull((await one("SELECT wrapped FROM user_keys WHERE user_id = $1", [userId]))?.wrapped ?? null);
+    },
+    async insertUserKey(userId, wrapped) {
+      // Two replicas making a user's first key at once: the first stored wins, and both use it.
+      await q("INSERT INTO user_keys (user_id, wrapped, created_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING", [
+        userId, wrapped, new Date().toISOString(),
+      ]);
+      return str((await one("SELECT wrapped FROM user_keys WHERE user_id = $1", [userId]))?.wrapped);
+    },
+    async blobsPresent(userId, ids) {
+      return new Set((await blobLocations(userId, ids)).keys());
+    },
+    async insertBlobs(userId, rows) {
+      if (rows.length === 0) return;
+      await q(
+        `INSERT INTO blobs (user_id, id, pack, "offset", length, created_at)
+         SELECT $1, a.id, a.pack, a.off, a.len, $6 FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS a(id, pack, off, len)
+         ON CONFLICT (user_id, id) DO NOTHING`,
+        [userId, rows.map((r) => r.id), rows.map((r) => r.pack), rows.map((r) => r.offset), rows.map((r) => r.length), new Date().toISOString()],
+      );
+    },
+    blobLocations,
+    async blobsOfUser(userId) {
+      return (await q("SELECT id, pack FROM blobs WHERE user_id = $1", [userId])).map((r) => ({ id: str(r.id), pack: str(r.pack) }));
+    },
+    async deleteBlobs(userId, ids) {
+      if (ids.length > 0) await q("DELETE FROM blobs WHERE user_id = $1 AND id = ANY($2::text[])", [userId, [...ids]]);
+    },
+    async usersWithBlobs() {
+      return (await q("SELECT DISTINCT user_id FROM blobs")).map((r) => str(r.user_id));
+    },
+    async close() {
+      await sql.close();
+    },
+  };
+}

@@ -1,0 +1,239 @@
+/**
+ * The `Store` contract, run against both engines: SQLite (the embedded default) and a real
+ * PostgreSQL (a private cluster this test process starts, see helpers/postgres.ts). Every method,
+ * with the cases the server relies on: ordering, one-use tickets and uploads, upserts, batched
+ * blob lookups past the batch size, numbers past 32 bits, and what two callers racing get.
+ */
+import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SQL } from "bun";
+import { openPostgresStore } from "../../server/store/postgres.ts";
+import { openSqliteStore } from "../../server/store/sqlite.ts";
+import type { SessionRow, Store, User } from "../../server/store/types.ts";
+import { freshDatabase } from "../helpers/postgres.ts";
+import { sessionRow } from "../helpers/rows.ts";
+
+interface Engine {
+  name: string;
+  open(): Promise<Store>;
+}
+
+const ENGINES: Engine[] = [
+  { name: "sqlite", open: async () => openSqliteStore(join(mkdtempSync(join(tmpdir(), "catty-contract-")), "catty.db")) },
+  { name: "postgres", open: async () => openPostgresStore(await freshDatabase()) },
+];
+
+const T0 = "2026-11-01T10:00:00.000Z";
+const at = (minutes: number): string => new Date(Date.parse(T0) + minutes * 60_000).toISOString();
+
+for (const engine of ENGINES) {
+  describe(`${engine.name} store`, () => {
+    let store: Store;
+    let alice: User;
+    let bob: User;
+    const opened: Store[] = [];
+    beforeEach(async () => {
+      store = await engine.open();
+      opened.push(store);
+      alice = await store.createUser("alice");
+      bob = await store.createUser("bob");
+    });
+    afterAll(async () => {
+      for (const s of opened) await s.close();
+    });
+    const session = (id: string, patch: Partial<SessionRow> = {}): SessionRow =>
+      sessionRow({ id, label: `label-${id}`, userId: alice.id, agentTokenHash: `agent-${id}`, createdAt: T0, ...patch });
+
+    test("users and tokens", async () => {
+      expect(await store.countUsers()).toBe(2);
+      expect(await store.userByName("alice")).toEqual(alice);
+      expect(await store.userById(bob.id)).toEqual(bob);
+      expect(await store.userByName("carol")).toBeNull();
+      await expect(store.createUser("alice")).rejects.toThrow();
+      await store.addToken(alice.id, "tok-a");
+      expect(await store.userByTokenHash("tok-a")).toEqual(alice);
+      expect(await store.userByTokenHash("tok-x")).toBeNull();
+    });
+
+    test("sessions: insert, look up by every key, list newest first, update, live ones", async () => {
+      const full = session("s1", {
+        command: ["bash", "-c", "echo 'hi' \"there\""],
+        machine: { provider: "docker", id: "c".repeat(64), name: "catty-x" },
+        ending: { status: "timed_out", reason: "idle" },
+        attention: { state: "waiting", since: at(1) },
+        expiresAt: at(60),
+        idleTimeoutMs: 7_200_000_000,
+      });
+      await store.insertSession(full);
+      await store.insertSession(session("s2", { createdAt: at(5), status: "stopped", endedAt: at(6), exitCode: 3, endReason: "exited" }));
+      await store.insertSession(session("s3", { createdAt: at(5), userId: bob.id, status: "starting", machine: null }));
+      // Same creation time as s2: the later insert lists first.
+      await store.insertSession(session("s4", { createdAt: at(5), status: "stopping" }));
+      expect(await store.sessionById("s1")).toEqual(full);
+      expect(await store.sessionFor(alice.id, "label-s1")).toEqual(full);
+      expect(await store.sessionFor(bob.id, "label-s1")).toBeNull();
+      expect((await store.sessionByAgentTokenHash("agent-s2"))?.id).toBe("s2");
+      expect(await store.labelTaken("label-s3")).toBe(true);
+      expect(await store.labelTaken("label-zz")).toBe(false);
+      await expect(store.insertSession(session("s5", { label: "label-s1" }))).rejects.toThrow();
+      expect((await store.listSessions(alice.id)).map((s) => s.id)).toEqual(["s4", "s2", "s1"]);
+      expect((await store.liveSessions()).map((s) => s.id).sort()).toEqual(["s1", "s3", "s4"]);
+
+      const updated = await store.updateSession("s1", {
+        status: "stopped", endedAt: at(9), exitCode: 0, endReason: "exited", lastScreen: "bye\n", cols: 120, rows: 40,
+        restoreKey: null, finalSave: "stored", ending: null, attention: null, machine: null,
+      });
+      expect(updated).toMatchObject({ status: "stopped", endedAt: at(9), exitCode: 0, lastScreen: "bye\n", cols: 120, rows: 40, ending: null, attention: null, machine: null, finalSave: "stored" });
+      expect(await store.sessionById("s1")).toEqual(updated!);
+      expect(await store.updateSession("nope", { status: "failed" })).toBeNull();
+      expect(await store.updateSession("s2", {})).toMatchObject({ id: "s2", exitCode: 3 });
+    });
+
+    test("an unreadable machine handle reads as none", async () => {
+      await store.insertSession(session("s1", { machine: { provider: "local", pid: 1, dir: "/d" } }));
+      // A handle of another shape (a newer server's, say) is not trusted.
+      await store.updateSession("s1", { machine: { provider: "local", pid: -5, dir: "" } as never });
+      expect((await store.sessionById("s1"))?.machine).toBeNull();
+    });
+
+    test("the proxy token and metered usage, added up per session and month", async () => {
+      await store.insertSession(session("s1"));
+      await store.insertSession(session("s2", { createdAt: at(1) }));
+      await store.setProxyToken("s1", "proxy-1");
+      expect((await store.sessionByProxyTokenHash("proxy-1"))?.id).toBe("s1");
+      await store.setProxyToken("s1", null);
+      expect(await store.sessionByProxyTokenHash("proxy-1")).toBeNull();
+      const big = 3_000_000_000;
+      await store.addUsage(alice.id, "s1", "2026-11", { input: 10, output: 20, cacheCreation: 1, cacheRead: big });
+      await store.addUsage(alice.id, "s1", "2026-11", { input: 5, output: 5, cacheCreation: 0, cacheRead: big });
+      await store.addUsage(alice.id, "s2", "2026-11", { input: 1, output: 1, cacheCreation: 1, cacheRead: 1 });
+      await store.addUsage(alice.id, "s1", "2026-10", { input: 100, output: 0, cacheCreation: 0, cacheRead: 0 });
+      expect(await store.usageOf(alice.id, "2026-11")).toEqual([
+        { sessionId: "s2", label: "label-s2", month: "2026-11", requests: 1, input: 1, output: 1, cacheCreation: 1, cacheRead: 1 },
+        { sessionId: "s1", label: "label-s1", month: "2026-11", requests: 2, input: 15, output: 25, cacheCreation: 1, cacheRead: 2 * big },
+      ]);
+      expect(await store.usageOf(bob.id, "2026-11")).toEqual([]);
+      expect(await store.tokenQuota(alice.id)).toBeNull();
+      await store.setTokenQuota(alice.id, 5_000_000_000);
+      expect(await store.tokenQuota(alice.id)).toBe(5_000_000_000);
+      await store.setTokenQuota(alice.id, null);
+      expect(await store.tokenQuota(alice.id)).toBeNull();
+    });
+
+    test("browser sessions expire and are revoked", async () => {
+      await store.insertBrowserSession({ idHash: "b1", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: at(60) });
+      expect(await store.browserSession("b1", at(30))).toEqual({ idHash: "b1", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: at(60) });
+      expect(await store.browserSession("b1", at(61))).toBeNull();
+      await store.revokeBrowserSession("b1");
+      expect(await store.browserSession("b1", at(30))).toBeNull();
+    });
+
+    test("device codes by either code, patched", async () => {
+      await store.insertDeviceCode({ deviceHash: "d1", userCode: "ABCD-EFGH", createdAt: T0, expiresAt: at(10), status: "pending", userId: null, polledAt: null });
+      expect(await store.deviceCodeByUserCode("ABCD-EFGH")).toMatchObject({ deviceHash: "d1", status: "pending", userId: null });
+      await store.updateDeviceCode("d1", { status: "approved", userId: bob.id });
+      await store.updateDeviceCode("d1", { polledAt: at(2) });
+      expect(await store.deviceCodeByHash("d1")).toEqual({ deviceHash: "d1", userCode: "ABCD-EFGH", createdAt: T0, expiresAt: at(10), status: "approved", userId: bob.id, polledAt: at(2) });
+      expect(await store.deviceCodeByHash("d2")).toBeNull();
+    });
+
+    test("attach tickets work once, and not after they expire", async () => {
+      await store.insertSession(session("s1"));
+      await store.insertTicket({ hash: "t1", userId: alice.id, sessionId: "s1", viewer: true, expiresAt: at(1) });
+      await store.insertTicket({ hash: "t2", userId: alice.id, sessionId: "s1", viewer: false, expiresAt: at(1) });
+      expect(await store.takeTicket("t1", T0)).toEqual({ hash: "t1", userId: alice.id, sessionId: "s1", viewer: true, expiresAt: at(1) });
+      expect(await store.takeTicket("t1", T0)).toBeNull();
+      expect(await store.takeTicket("t2", at(2))).toBeNull();
+      // Two takers at once: exactly one gets it.
+      await store.insertTicket({ hash: "t3", userId: alice.id, sessionId: "s1", viewer: false, expiresAt: at(1) });
+      const [a, b] = await Promise.all([store.takeTicket("t3", T0), store.takeTicket("t3", T0)]);
+      expect([a, b].filter((t) => t !== null)).toHaveLength(1);
+    });
+
+    test("saves: newest first, by key, of a user, deleted", async () => {
+      await store.insertSession(session("s1"));
+      await store.insertSession(session("s2", { userId: bob.id }));
+      const save = (id: string, sessionId: string, createdAt: string, added: number | null) =>
+        ({ id, sessionId, key: `vault:${id}`, createdAt, size: 5_000_000_000, files: 20_000, reason: "periodic", added });
+      await store.insertSave(save("v1", "s1", at(1), null));
+      await store.insertSave(save("v2", "s1", at(2), 12));
+      await store.insertSave(save("v3", "s1", at(2), 0));
+      await store.insertSave(save("v4", "s2", at(3), 7));
+      expect(await store.listSaves("s1")).toEqual([save("v3", "s1", at(2), 0), save("v2", "s1", at(2), 12), save("v1", "s1", at(1), null)]);
+      expect(await store.saveKeyExists("vault:v2")).toBe(true);
+      expect(await store.saveKeyExists("vault:v9")).toBe(false);
+      expect((await store.savesOfUser(alice.id)).map((s) => s.id).sort()).toEqual(["v1", "v2", "v3"]);
+      await store.deleteSave("v2");
+      expect((await store.listSaves("s1")).map((s) => s.id)).toEqual(["v3", "v1"]);
+    });
+
+    test("uploads are taken once, by their user only", async () => {
+      const up = (id: string, userId: string, createdAt: string) => ({ id, userId, key: `vault:${id}`, size: 4_500_000_000, createdAt });
+      await store.insertUpload(up("u1", alice.id, at(1)));
+      await store.insertUpload(up("u2", alice.id, at(5)));
+      expect(await store.uploadKeyExists("vault:u1")).toBe(true);
+      expect((await store.uploadsOfUser(alice.id)).map((u) => u.id).sort()).toEqual(["u1", "u2"]);
+      expect(await store.staleUploads(at(3))).toEqual([up("u1", alice.id, at(1))]);
+      expect(await store.takeUpload(bob.id, "u1")).toBeNull();
+      const [a, b] = await Promise.all([store.takeUpload(alice.id, "u1"), store.takeUpload(alice.id, "u1")]);
+      expect([a, b].filter((u) => u !== null)).toEqual([up("u1", alice.id, at(1))]);
+      await store.deleteUpload("u2");
+      expect(await store.uploadsOfUser(alice.id)).toEqual([]);
+    });
+
+    test("a user's save key: the first stored wins", async () => {
+      expect(await store.userKey(alice.id)).toBeNull();
+      const [a, b] = await Promise.all([store.insertUserKey(alice.id, "wrapped-1"), store.insertUserKey(alice.id, "wrapped-2")]);
+      expect(a).toBe(b);
+      expect(await store.userKey(alice.id)).toBe(a);
+      expect(await store.insertUserKey(alice.id, "wrapped-3")).toBe(a);
+    });
+
+    test("the blob index: batched lookups past the batch size, first location kept, per user", async () => {
+      const ids = Array.from({ length: 1234 }, (_, i) => `${i}`.padStart(64, "0"));
+      await store.insertBlobs(alice.id, ids.map((id, i) => ({ id, pack: `vault/a/p${i % 3}`, offset: i * 5_000_000, length: 100 + i })));
+      await store.insertBlobs(alice.id, [{ id: ids[0]!, pack: "vault/a/other", offset: 1, length: 1 }]);
+      await store.insertBlobs(bob.id, [{ id: ids[1]!, pack: "vault/b/p", offset: 0, length: 9 }]);
+      await store.insertBlobs(alice.id, []);
+      const asked = [...ids.slice(0, 700), "f".repeat(64), ...ids.slice(700)];
+      const present = await store.blobsPresent(alice.id, asked);
+      expect(present.size).toBe(1234);
+      expect(present.has("f".repeat(64))).toBe(false);
+      const where = await store.blobLocations(alice.id, [ids[0]!, ids[1233]!]);
+      expect(where.get(ids[0]!)).toEqual({ pack: "vault/a/p0", offset: 0, length: 100 });
+      expect(where.get(ids[1233]!)).toEqual({ pack: "vault/a/p0", offset: 1233 * 5_000_000, length: 1333 });
+      expect([...(await store.blobLocations(bob.id, ids.slice(0, 3))).keys()]).toEqual([ids[1]!]);
+      expect(await store.blobLocations(alice.id, [])).toEqual(new Map());
+      expect((await store.blobsOfUser(bob.id))).toEqual([{ id: ids[1]!, pack: "vault/b/p" }]);
+      expect((await store.usersWithBlobs()).sort()).toEqual([alice.id, bob.id].sort());
+      await store.deleteBlobs(alice.id, ids.slice(0, 1000));
+      expect((await store.blobsOfUser(alice.id)).length).toBe(234);
+      await store.deleteBlobs(alice.id, []);
+      expect((await store.blobsPresent(bob.id, [ids[1]!])).size).toBe(1);
+    });
+  });
+}
+
+describe("postgres store schema", () => {
+  test("replicas starting at once on a new database apply the schema once, and a newer schema is refused", async () => {
+    const url = await freshDatabase();
+    const stores = await Promise.all([openPostgresStore(url), openPostgresStore(url), openPostgresStore(url)]);
+    await stores[0]!.createUser("owner");
+    for (const s of stores) expect(await s.countUsers()).toBe(1);
+    for (const s of stores) await s.close();
+    const sql = new SQL(url, { max: 1 });
+    expect((await sql`SELECT version FROM catty_schema`) as unknown[]).toHaveLength(1);
+    await sql`UPDATE catty_schema SET version = 99`;
+    await sql.close();
+    await expect(openPostgresStore(url)).rejects.toThrow(/written by a newer catty-server \(schema 99\)/);
+  });
+
+  test("an unreachable database is a clear error without the password", async () => {
+    const err = await openPostgresStore("postgres://catty:s3cret-pw@127.0.0.1:1/catty").catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/^Could not open the database at postgres:\/\/catty:\*\*\*@127\.0\.0\.1:1\/catty: /);
+    expect((err as Error).message).not.toContain("s3cret-pw");
+  });
+});
