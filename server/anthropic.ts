@@ -9,6 +9,7 @@
  * also when the stream is cut short; a user over their monthly quota gets 402.
  */
 import { Hono } from "hono";
+import type { ServerMetrics } from "./metrics.ts";
 import type { Log } from "../src/lib/log.ts";
 import { isLive } from "../src/protocol/index.ts";
 import type { AppEnv } from "./routes/common.ts";
@@ -113,7 +114,7 @@ export class UsageMeter {
   }
 }
 
-export function anthropicRoutes(deps: { store: Store; access: ApiAccess; log: Log }): Hono<AppEnv> {
+export function anthropicRoutes(deps: { store: Store; access: ApiAccess; log: Log; metrics?: Pick<ServerMetrics, "proxyTokens"> }): Hono<AppEnv> {
   const { store, access, log } = deps;
   const app = new Hono<AppEnv>();
   app.all("/*", async (c) => {
@@ -187,6 +188,10 @@ export function anthropicRoutes(deps: { store: Store; access: ApiAccess; log: Lo
       recorded = true;
       meter.end();
       if (!meter.seen) return;
+      const t = meter.tokens;
+      for (const [kind, n] of [["input", t.input], ["output", t.output], ["cache_creation", t.cacheCreation], ["cache_read", t.cacheRead]] as const) {
+        deps.metrics?.proxyTokens.inc({ kind }, n);
+      }
       void store
         .addUsage(session.userId, session.id, month, meter.tokens)
         .catch((err: unknown) => log.error("could not record Claude API usage", { label: session.label, err }));

@@ -12,7 +12,7 @@
  */
 import type { Server, WebSocketHandler } from "bun";
 import { Hono } from "hono";
-import type { Log } from "../src/lib/log.ts";
+import { logContext, type Log } from "../src/lib/log.ts";
 import { CattyError } from "../src/protocol/index.ts";
 import type { DiskBlobStore } from "./blobs/disk.ts";
 import type { BlobStore } from "./blobs/types.ts";
@@ -23,7 +23,8 @@ import { Relay, type SocketData } from "./relay.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { blobRoutes } from "./routes/blobs.ts";
 import { errorResponse, type AppEnv, type RouteDeps } from "./routes/common.ts";
-import { accountRoutes, healthRoutes } from "./routes/info.ts";
+import { accountRoutes, healthRoutes, metricsRoutes, readyRoutes } from "./routes/info.ts";
+import { createMetrics, type ServerMetrics } from "./metrics.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { uploadRoutes } from "./routes/uploads.ts";
 import { createSaves, type SaveLimits } from "./saves.ts";
@@ -61,6 +62,10 @@ export interface AppDeps {
   masterKey: Buffer;
   /** Claude API access for sessions (the operator's key and the upstream). */
   apiAccess?: ApiAccess;
+  /** What `/metrics` reports (made here when not given). */
+  metrics?: ServerMetrics;
+  /** `/metrics` asks for this bearer token when set. */
+  metricsToken?: string | null;
 }
 
 export interface CattyApp {
@@ -71,6 +76,10 @@ export interface CattyApp {
   websocket: WebSocketHandler<SocketData>;
   /** Takes over sessions a previous process left running, and starts the periodic checks. */
   start(): Promise<void>;
+  /** From now on `/readyz` says no, so a load balancer sends nothing new here. */
+  drain(): void;
+  /** Closes every agent and client link, telling them to dial again (elsewhere, or here once back). */
+  closeLinks(): void;
   close(): void;
 }
 
@@ -79,7 +88,8 @@ export function createApp(deps: AppDeps): CattyApp {
   const access: ApiAccess = deps.apiAccess ?? { apiKey: null, upstream: "https://api.anthropic.com" };
   const transferTtlMs = deps.transferTtlMs ?? 15 * 60 * 1000;
   const vault = createVault({ store: deps.store, blobs: deps.blobs, master: deps.masterKey, log });
-  const saves = createSaves({ store: deps.store, blobs: deps.blobs, vault, ticketKey: ticketKey(deps.masterKey), log, limits: deps.limits, transferTtlMs });
+  const metrics = deps.metrics ?? createMetrics();
+  const saves = createSaves({ store: deps.store, blobs: deps.blobs, vault, ticketKey: ticketKey(deps.masterKey), log, limits: deps.limits, transferTtlMs, metrics });
   const lifecycle = new Lifecycle({
     store: deps.store,
     provider: deps.provider,
@@ -100,8 +110,11 @@ export function createApp(deps: AppDeps): CattyApp {
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
       };
     },
+    onEnded: (status) => metrics.ended.inc({ status }),
   });
-  const relay = new Relay(lifecycle, log);
+  const relay = new Relay(lifecycle, log, metrics);
+  metrics.sources({ store: deps.store, relay: () => relay.counts() });
+  let draining = false;
   lifecycle.connect(relay);
   const routeDeps: RouteDeps = {
     store: deps.store,
@@ -118,6 +131,14 @@ export function createApp(deps: AppDeps): CattyApp {
   };
 
   const app = new Hono<AppEnv>();
+  // Every request has an id (the caller's X-Request-Id when it is a sane one), answered in the
+  // header and carried by every log line written while it is handled.
+  app.use("*", async (c, next) => {
+    const given = c.req.header("x-request-id");
+    const id = given && /^[\w.:-]{1,128}$/.test(given) ? given : crypto.randomUUID();
+    c.header("X-Request-Id", id);
+    await logContext.run({ request: id }, next);
+  });
   // A path that is not valid percent-encoding names nothing; say so before any router decodes it.
   app.use("*", async (c, next) => {
     try {
@@ -128,6 +149,8 @@ export function createApp(deps: AppDeps): CattyApp {
     await next();
   });
   app.route("/healthz", healthRoutes(routeDeps));
+  app.route("/readyz", readyRoutes({ store: deps.store, blobs: deps.blobs, draining: () => draining }));
+  app.route("/metrics", metricsRoutes(metrics, deps.metricsToken ?? null));
   app.route("/", webRoutes(routeDeps));
   app.route("/v1", accountRoutes(routeDeps));
   app.route("/v1/sessions", sessionRoutes(routeDeps));
@@ -135,16 +158,21 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/v1/uploads", uploadRoutes(routeDeps));
   app.route("/v1/vault", vaultRoutes(routeDeps));
   app.route("/v1/agent", agentRoutes(routeDeps));
-  app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log }));
+  app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log, metrics }));
   if (isDisk(deps.blobs)) app.route("/v1/blobs", blobRoutes(routeDeps, deps.blobs));
-  app.notFound((c) => errorResponse(new CattyError("not_found", `No route for ${c.req.method} ${c.req.path}.`), c, log));
-  app.onError((err, c) => errorResponse(err, c, log));
+  const counted = (code: string): void => metrics.errors.inc({ code });
+  app.notFound((c) => errorResponse(new CattyError("not_found", `No route for ${c.req.method} ${c.req.path}.`), c, log, counted));
+  app.onError((err, c) => errorResponse(err, c, log, counted));
 
   return {
     fetch: (req, server) => app.fetch(req, server),
     request: app.request,
     websocket: relay.websocket,
     start: () => lifecycle.start(),
+    drain: () => {
+      draining = true;
+    },
+    closeLinks: () => relay.closeAll(),
     close: () => lifecycle.close(),
   };
 }

@@ -155,6 +155,15 @@ export const SERVER_SETTINGS = {
     env: ["CATTY_LOG_LEVEL"],
     doc: "log level (debug, info, warn, error); also passed to every session's agent",
   }),
+  logFormat: setting(enumSetting(["text", "json"] as const, "text"), {
+    env: ["CATTY_LOG_FORMAT"],
+    doc: "log lines as text, or as JSON objects (one per line, with the request's or session's id)",
+  }),
+  metricsToken: setting(optionalString(), {
+    env: ["CATTY_METRICS_TOKEN"],
+    doc: "a bearer token `/metrics` asks for",
+    shown: "none: `/metrics` is open",
+  }),
 } as const;
 
 export type ServerSettings = SettingsOf<typeof SERVER_SETTINGS>;
@@ -198,6 +207,8 @@ export interface ServerConfig {
   /** S3 storage when a bucket is configured; null keeps blobs in the data dir. */
   s3: Readonly<S3BlobStoreOptions> | null;
   logLevel: Level;
+  logFormat: "text" | "json";
+  metricsToken: string | null;
   /** Agent tuning from the server's environment, written into every session agent's environment. */
   agentTuning: AgentTuning;
   provider: "local" | "docker";
@@ -244,6 +255,8 @@ export function readServerConfig(
     }),
     s3: s3Options(s),
     logLevel: s.logLevel,
+    logFormat: s.logFormat,
+    metricsToken: s.metricsToken ?? null,
     agentTuning: readAgentTuning(env),
     provider: s.provider,
     apiAccess: Object.freeze({ apiKey: s.anthropicApiKey ?? null, upstream: s.anthropicUpstream.replace(/\/+$/, "") }),

@@ -46,6 +46,8 @@ export interface LifecycleDeps {
    * it stores); null when the server gives none.
    */
   apiEnv?(row: SessionRow): Promise<Record<string, string> | null>;
+  /** Sessions ended here are counted (see metrics.ts). */
+  onEnded?(status: SessionStatus): void;
 }
 
 export class Lifecycle implements RelayEvents {
@@ -392,6 +394,7 @@ export class LiveSession {
       ? await store.updateSession(this.id, { exitCode: null, ...patch, status, endedAt: new Date().toISOString(), ending: null })
       : await store.sessionById(this.id);
     if (first) {
+      this.deps.onEnded?.(status);
       this.dispose();
       this.lifecycle.forget(this.id);
       const machine = updated?.machine;

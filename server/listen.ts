@@ -31,6 +31,12 @@ export interface RunningServer {
   /** Set on the very first start: the owner's token and where it was written. */
   ownerTokenFile: string;
   stop(): Promise<void>;
+  /**
+   * Stops gracefully, within `deadlineMs` (SIGTERM): `/readyz` says no, new connections are
+   * refused, agents and clients are told to dial again, requests under way may finish until the
+   * deadline, then everything is closed.
+   */
+  shutdown(deadlineMs?: number): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -158,6 +164,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     stopTimeoutMs: config.stopTimeoutMs,
     serverKey,
     apiAccess: config.apiAccess,
+    metricsToken: config.metricsToken,
     ...(opts.transferTtlMs !== undefined ? { transferTtlMs: opts.transferTtlMs } : {}),
     ...(opts.sweepMs !== undefined ? { sweepMs: opts.sweepMs } : {}),
   });
@@ -183,5 +190,20 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     await server.stop(true);
     await store.close();
   };
-  return { url, port, ownerTokenFile, stop, [Symbol.asyncDispose]: stop };
+  const shutdown = async (deadlineMs = 10_000): Promise<void> => {
+    const started = Date.now();
+    log.info("shutting down: links are told to dial again");
+    app.drain();
+    app.close();
+    app.closeLinks();
+    const finished = server.stop(false).then(() => true);
+    // Whatever still runs at the deadline (a long download) is cut; a little is kept for the rest.
+    const late = Bun.sleep(Math.max(0, deadlineMs - 1000)).then(() => false);
+    if (!(await Promise.race([finished, late]))) log.warn("requests still under way at the deadline were cut");
+    rmSync(pidFile, { force: true });
+    await server.stop(true);
+    await store.close();
+    log.info("shut down", { ms: Date.now() - started });
+  };
+  return { url, port, ownerTokenFile, stop, shutdown, [Symbol.asyncDispose]: stop };
 }

@@ -30,10 +30,13 @@ const serve = defineCommand({
   args: common,
   async run({ args }) {
     const config = configOrExit(args);
-    const log = createLog({ scope: "server", level: config.logLevel });
+    const log = createLog({ scope: "server", level: config.logLevel, format: config.logFormat });
     const server = await startServer(config, log);
+    let stopping = false;
     const shutdown = async (): Promise<void> => {
-      await server.stop();
+      if (stopping) return;
+      stopping = true;
+      await server.shutdown(10_000);
       process.exit(0);
     };
     process.on("SIGINT", shutdown);

@@ -30,7 +30,8 @@ import {
   type ServerToAgent,
   type ServerToClient,
 } from "../src/protocol/index.ts";
-import type { Log } from "../src/lib/log.ts";
+import type { RelayCounts, ServerMetrics } from "./metrics.ts";
+import { logContext, type Log } from "../src/lib/log.ts";
 
 interface LinkData {
   sessionId: string;
@@ -119,6 +120,8 @@ class SessionRelay {
   replaced: string[] = [];
   /** Instance of the latest interactive client. */
   lastInteractive: string | null = null;
+  /** When the oldest keystroke not yet followed by output reached the server (for the echo latency). */
+  inputAt: number | null = null;
   /** Input typed while the agent was away (starting or re-dialling), delivered when it is back. */
   pendingInput: Buffer[] = [];
   pendingBytes = 0;
@@ -147,7 +150,21 @@ export class Relay {
   private readonly sessions = new Map<string, SessionRelay>();
   private nextClientId = 1;
 
-  constructor(private readonly events: RelayEvents, private readonly log: Log) {}
+  constructor(
+    private readonly events: RelayEvents,
+    private readonly log: Log,
+    private readonly metrics?: Pick<ServerMetrics, "relayBytes" | "keystrokeEcho">,
+  ) {}
+
+  /** Links and clients now, for the metrics. */
+  counts(): RelayCounts {
+    const out: RelayCounts = { agents: 0, clients: { interactive: 0, view: 0 } };
+    for (const s of this.sessions.values()) {
+      if (s.agent) out.agents++;
+      for (const c of s.clients.values()) out.clients[c.mode]++;
+    }
+    return out;
+  }
 
   /** `Bun.serve`'s WebSocket handler for both endpoints: agent links and client links. */
   readonly websocket: WebSocketHandler<SocketData> = {
@@ -161,12 +178,17 @@ export class Relay {
     },
     message: (ws, msg) => {
       if (ws.data.ended) return;
-      if (ws.data.kind === "agent") this.agentMessage(ws, msg);
-      else this.clientMessage(ws, msg);
+      // What a link's messages lead to is logged with its session.
+      logContext.run({ session: ws.data.label }, () => {
+        if (ws.data.kind === "agent") this.agentMessage(ws, msg);
+        else this.clientMessage(ws, msg);
+      });
     },
     close: (ws) => {
-      if (ws.data.kind === "agent") this.agentClose(ws);
-      else this.clientClose(ws);
+      logContext.run({ session: ws.data.label }, () => {
+        if (ws.data.kind === "agent") this.agentClose(ws);
+        else this.clientClose(ws);
+      });
     },
     drain: (ws) => {
       if (ws.data.kind === "client") this.clientDrain(ws);
@@ -186,6 +208,14 @@ export class Relay {
     const id = this.nextClientId;
     this.nextClientId = this.nextClientId >= 0xfffffffe ? 1 : this.nextClientId + 1;
     return id;
+  }
+
+  /** Closes every link (the server is shutting down): agents and clients dial again. */
+  closeAll(): void {
+    for (const s of this.sessions.values()) {
+      for (const c of s.clients.values()) c.ws.close(CLOSE.restart, "server shutting down");
+      s.agent?.close(CLOSE.restart, "server shutting down");
+    }
   }
 
   agentConnected(sessionId: string): boolean {
@@ -445,11 +475,20 @@ export class Relay {
       return true;
     }
     this.events.activity(s.sessionId);
+    if (s.inputAt !== null) {
+      this.metrics?.keystrokeEcho.observe((performance.now() - s.inputAt) / 1000);
+      s.inputAt = null;
+    }
+    let sent = 0;
     for (const c of s.clients.values()) {
       if (!c.live || c.congested) continue;
       if (c.ws.send(out) === 0) this.congest(c);
-      else c.offset = end;
+      else {
+        c.offset = end;
+        sent += frame.data.length;
+      }
     }
+    if (sent > 0) this.metrics?.relayBytes.inc({ direction: "to_clients" }, sent);
     return true;
   }
 
@@ -498,7 +537,11 @@ export class Relay {
         return;
       }
       this.events.activity(s.sessionId);
-      if (s.agent) s.agent.send(raw);
+      this.metrics?.relayBytes.inc({ direction: "to_programs" }, raw.length);
+      if (s.agent) {
+        s.agent.send(raw);
+        s.inputAt ??= performance.now();
+      }
       else if (s.pendingBytes + raw.length <= MAX_PENDING_INPUT) {
         s.pendingInput.push(raw);
         s.pendingBytes += raw.length;

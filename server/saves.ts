@@ -15,6 +15,7 @@
  */
 import { z } from "zod";
 import { CattyError, Label, type SaveInfo, type ServerToAgent, type UploadCommit, type UploadStart } from "../src/protocol/index.ts";
+import type { ServerMetrics } from "./metrics.ts";
 import type { Log } from "../src/lib/log.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { AgentControl } from "./relay.ts";
@@ -46,6 +47,8 @@ export interface SavesDeps {
   uploadTtlMs?: number;
   /** The clock, for tests. */
   now?: () => number;
+  /** Save durations, outcomes and bytes stored are counted here. */
+  metrics?: Pick<ServerMetrics, "saveSeconds" | "saves" | "savedBytes">;
 }
 
 /** A save or an upload whose blobs are being sent. */
@@ -56,6 +59,7 @@ interface Transfer {
   /** Saves: the session. */
   sessionId: string | null;
   reason: string;
+  startedAt: number;
   expiresAt: number;
   /** Bytes of new content stored so far. */
   added: number;
@@ -159,6 +163,7 @@ export function createSaves(deps: SavesDeps) {
       userId,
       sessionId,
       reason,
+      startedAt: now(),
       expiresAt: now() + ttlSec * 1000,
       added: 0,
       cap: kind === "save" ? limits.maxSaveBytes : limits.maxUploadBytes,
@@ -186,6 +191,7 @@ export function createSaves(deps: SavesDeps) {
     } catch (err) {
       abandon(row.id);
       const error = err instanceof CattyError ? err.message : String(err);
+      deps.metrics?.saves.inc({ outcome: "refused" });
       log.warn("save refused; the previous save stays the latest", { label: row.label, error });
       return { type: "save_result", id: msg.id, ok: false, error };
     }
@@ -201,6 +207,8 @@ export function createSaves(deps: SavesDeps) {
     });
     abandon(row.id);
     await prune(await store.listSaves(row.id));
+    deps.metrics?.saves.inc({ outcome: "stored" });
+    deps.metrics?.saveSeconds.observe((now() - t.startedAt) / 1000);
     log.info("save stored", { label: row.label, files: msg.files, size: msg.size, added: t.added, reason: t.reason });
     return { type: "save_result", id: msg.id, ok: true, error: null };
   }
@@ -273,6 +281,7 @@ export function createSaves(deps: SavesDeps) {
       }
       const stored = await vault.storePack(t.userId, pack);
       t.added += stored.bytes;
+      deps.metrics?.savedBytes.inc({ kind: t.kind }, stored.bytes);
       for (const id of stored.ids) t.stored.add(id);
       return { blobs: stored.blobs, bytes: stored.bytes };
     },

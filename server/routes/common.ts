@@ -167,8 +167,9 @@ export function upgrade(c: Context<AppEnv>, data: SocketData): Response {
 }
 
 /** The one error mapper: `CattyError` codes through `httpStatus`; anything unexpected is a logged 500. */
-export function errorResponse(err: unknown, c: Context<AppEnv>, log: Log): Response {
+export function errorResponse(err: unknown, c: Context<AppEnv>, log: Log, count?: (code: string) => void): Response {
   const e = toCattyError(err, c, log);
+  count?.(e.code);
   return c.json(e.toBody(), httpStatus[e.code] as 400);
 }
 

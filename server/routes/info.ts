@@ -2,11 +2,13 @@
  * What the server says about itself: `/healthz` (open; with `?challenge=<hex>` it proves it holds
  * this data dir's server key), `/v1/whoami` and `/v1/config` (the limits the CLI checks first).
  */
-import { createHmac } from "node:crypto";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
 import { VERSION } from "../../src/lib/version.ts";
 import { CattyError, type UsageReport } from "../../src/protocol/index.ts";
 import { usageMonth } from "../anthropic.ts";
+import type { BlobStore } from "../blobs/types.ts";
+import type { ServerMetrics } from "../metrics.ts";
 import { tokenTotal, type Store } from "../store/types.ts";
 import { requireUser, type AppEnv, type RouteDeps } from "./common.ts";
 
@@ -29,6 +31,55 @@ export function healthRoutes(deps: RouteDeps): Hono<AppEnv> {
     return c.json({ ok: true, version: VERSION, proof: healthProof(deps.serverKey, challenge) });
   });
   return app;
+}
+
+/** How long `/readyz` waits for the database and the storage. */
+const READY_TIMEOUT_MS = 3000;
+
+/**
+ * `/readyz`: 200 when the database and the storage answer (within 3 s each), else 503 naming
+ * what did not; 503 too once the server is draining before it stops.
+ */
+export function readyRoutes(deps: { store: Store; blobs: BlobStore; draining(): boolean }): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/", async (c) => {
+    if (deps.draining()) return c.json({ ok: false, problems: ["shutting down"] }, 503);
+    const check = async (what: string, probe: () => Promise<unknown>): Promise<string | null> => {
+      let timer: Timer | undefined;
+      const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS)));
+      try {
+        await Promise.race([probe(), late]);
+        return null;
+      } catch (err) {
+        return `${what}: ${err instanceof Error ? err.message : String(err)}`;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    const problems = (
+      await Promise.all([check("database", () => deps.store.countUsers()), check("storage", () => deps.blobs.stat("readyz/probe"))])
+    ).filter((p): p is string => p !== null);
+    return problems.length === 0 ? c.json({ ok: true }) : c.json({ ok: false, problems }, 503);
+  });
+  return app;
+}
+
+/** `/metrics` in Prometheus' text format; with a token configured, only for its bearer. */
+export function metricsRoutes(metrics: ServerMetrics, token: string | null): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/", async (c) => {
+    if (token !== null && !safeEqual(c.req.header("authorization") ?? "", `Bearer ${token}`)) {
+      throw new CattyError("unauthorized", "The metrics need the bearer token the server was given (CATTY_METRICS_TOKEN).");
+    }
+    return c.body(await metrics.text(), 200, { "Content-Type": metrics.registry.contentType });
+  });
+  return app;
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** A user's usage in `month`, per session and in all, with their quota. */

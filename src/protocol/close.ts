@@ -15,5 +15,7 @@ export const CLOSE = {
   deadPeer: 4000,
   /** Either link: too many malformed frames in a row. */
   malformed: 4005,
+  /** Either link: this server is shutting down; dial again (another replica, or this one once back). */
+  restart: 1012,
 } as const;
 export type CloseCode = (typeof CLOSE)[keyof typeof CLOSE];

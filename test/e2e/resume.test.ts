@@ -207,6 +207,39 @@ describe("lossless resume", () => {
   }, 90_000);
 });
 
+describe("a graceful server stop", () => {
+  test("SIGTERM mid-output: the server exits within 10 s telling links to dial again; restarted, the client resumes with nothing lost", async () => {
+    const stopped = new ServerProcess(bins.server, { CATTY_LOG_FORMAT: "json" });
+    try {
+      await stopped.start();
+      const client0 = createApiClient(stopped.url, stopped.ownerToken);
+      const N = 60_000;
+      const label = await startSession(client0, pacedSeq(N, 40, 0.1)); // about 4 s of output
+      let exit: Promise<{ code: number | null; ms: number }> = Promise.resolve({ code: null, ms: 0 });
+      const { rec: client, faulted } = recordUntilFault(
+        { url: client0.attachUrl(label), token: stopped.ownerToken, offset: 0 },
+        { from: 10_000, batch: Math.ceil(N / 40) },
+        () => (exit = stopped.terminate()),
+      );
+      await withTimeout(faulted, 20_000, "the stop");
+      const { code, ms } = await exit;
+      expect(code).toBe(0);
+      expect(ms).toBeLessThan(10_000);
+      const lines = stopped.output.trim().split("\n").map((l) => JSON.parse(l) as { msg: string; level: string });
+      expect(lines.map((l) => l.msg)).toContain("shutting down: links are told to dial again");
+      await stopped.start();
+      await client.waitForText((t) => t.endsWith(`\n${N}\r\n`), 45_000, `line ${N}`);
+      expect(checkSeq(client.text, N)).toBeNull();
+      expect(client.gaps).toEqual([]);
+      expect(client.attachedCount).toBeGreaterThanOrEqual(2);
+      expect((await client0.get(label)).status).toBe("running");
+    } finally {
+      await cleanUp();
+      await stopped.stop();
+    }
+  }, 90_000);
+});
+
 describe("reconnecting", () => {
   test("a session that ended while the client was away: catty stops trying and says why", async () => {
     try {

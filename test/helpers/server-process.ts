@@ -56,6 +56,17 @@ export class ServerProcess {
     return readFileSync(join(this.dataDir, "owner-token"), "utf8").trim();
   }
 
+  /** SIGTERM (a graceful stop); resolves with the exit code and how long the process took to exit. */
+  async terminate(): Promise<{ code: number | null; ms: number }> {
+    const proc = this.proc;
+    if (!proc) return { code: null, ms: 0 };
+    const started = performance.now();
+    proc.kill("SIGTERM");
+    const code = await proc.exited;
+    this.proc = null;
+    return { code, ms: performance.now() - started };
+  }
+
   async kill9(): Promise<void> {
     this.proc?.kill("SIGKILL");
     await this.proc?.exited;

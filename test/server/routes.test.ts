@@ -5,17 +5,18 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHmac } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Server } from "bun";
-import { createApp, type CattyApp } from "../../server/app.ts";
+import { createApp, type AppDeps, type CattyApp } from "../../server/app.ts";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
 import { createUserToken, openStore } from "../../server/listen.ts";
 import type { MachineSpec, Provider } from "../../server/providers/types.ts";
 import type { SocketData } from "../../server/relay.ts";
 import type { Store } from "../../server/store/types.ts";
 import { hashToken } from "../../server/tokens.ts";
+import { createLog } from "../../src/lib/log.ts";
 import { VERSION } from "../../src/lib/version.ts";
 import { parseMessage, PROTOCOL_VERSION, ServerToAgent, ServerToClient, type MachineHandle } from "../../src/protocol/index.ts";
 import { keptLog, type KeptLog } from "../helpers/log.ts";
@@ -61,7 +62,7 @@ interface Fixture {
   dataDir: string;
 }
 
-async function fixture(wrapStore: (s: Store) => Store = (s) => s): Promise<Fixture> {
+async function fixture(wrapStore: (s: Store) => Store = (s) => s, extra: Partial<AppDeps> = {}): Promise<Fixture> {
   const dataDir = mkdtempSync(join(tmpdir(), "catty-routes-"));
   const store = wrapStore(await openStore({ dataDir }));
   const token = await createUserToken(store, "owner");
@@ -81,6 +82,7 @@ async function fixture(wrapStore: (s: Store) => Store = (s) => s): Promise<Fixtu
     agentLostMs: 60_000,
     stopTimeoutMs: 60_000,
     serverKey,
+    ...extra,
   });
   return { app, store, provider, log, token, otherToken, serverKey, dataDir };
 }
@@ -150,6 +152,68 @@ describe("/healthz", () => {
     expect(body).toEqual({ ok: true, version: VERSION, proof: createHmac("sha256", f.serverKey).update(challenge).digest("hex") });
     for (const bad of ["xyz", "12", "0".repeat(300)]) {
       expect((await errorOf(await f.app.request(`/healthz?challenge=${bad}`))).status).toBe(400);
+    }
+  });
+});
+
+describe("operating it: /readyz, /metrics, request ids", () => {
+  test("/readyz answers 200 when the database and storage answer, 503 naming what does not, 503 while draining", async () => {
+    expect(await (await f.app.request("/readyz")).json()).toEqual({ ok: true });
+    const broken = await fixture((s) => ({ ...s, countUsers: () => Promise.reject(new Error("connection refused")) }));
+    try {
+      const res = await broken.app.request("/readyz");
+      expect(res.status).toBe(503);
+      expect(await res.json()).toEqual({ ok: false, problems: ["database: connection refused"] });
+      broken.app.drain();
+      expect(await (await broken.app.request("/readyz")).json()).toEqual({ ok: false, problems: ["shutting down"] });
+    } finally {
+      broken.app.close();
+    }
+  });
+
+  test("/metrics: sessions from the database, errors by code; with a token, only for its bearer", async () => {
+    const metricsToken = "m3tr1cs-t0ken";
+    const fx = await fixture((s) => s, { metricsToken });
+    try {
+      const created = await fx.app.request("/v1/sessions", json(fx.token, { command: ["vim"] }));
+      expect(created.status).toBe(201);
+      expect((await fx.app.request("/v1/sessions/no-such-label-0000", auth(fx.token))).status).toBe(404);
+      expect((await fx.app.request("/metrics")).status).toBe(401);
+      expect((await fx.app.request("/metrics", auth("wrong"))).status).toBe(401);
+      const res = await fx.app.request("/metrics", auth(metricsToken));
+      expect(res.status).toBe(200);
+      expect(res.headers.get("content-type")).toContain("text/plain");
+      const text = await res.text();
+      expect(text).toMatch(/^catty_sessions\{status="starting",provider="stand-in"\} 1$/m);
+      expect(text).toMatch(/^catty_errors_total\{code="not_found"\} 1$/m);
+      expect(text).toMatch(/^catty_errors_total\{code="unauthorized"\} 2$/m);
+      expect(text).toMatch(/^catty_attached_clients\{mode="interactive"\} 0$/m);
+      expect(text).toMatch(/^process_resident_memory_bytes \d+$/m);
+      expect(text).toContain("# TYPE catty_keystroke_echo_seconds histogram");
+    } finally {
+      fx.app.close();
+    }
+  });
+
+  test("every answer has a request id, and every log line about a request carries it", async () => {
+    const given = await f.app.request("/healthz", { headers: { "X-Request-Id": "lb-1234.abc" } });
+    expect(given.headers.get("x-request-id")).toBe("lb-1234.abc");
+    const odd = await f.app.request("/healthz", { headers: { "X-Request-Id": "no spaces; $(or) <this>" } });
+    expect(odd.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
+
+    const file = join(mkdtempSync(join(tmpdir(), "catty-log-")), "server.log");
+    const log = createLog({ scope: "server", file, format: "json" });
+    const fx = await fixture((s) => ({ ...s, listSessions: () => Promise.reject(new Error("disk on fire")) }), { log });
+    try {
+      const res = await fx.app.request("/v1/sessions", auth(fx.token));
+      expect(res.status).toBe(500);
+      const id = res.headers.get("x-request-id");
+      const lines = readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      const failed = lines.find((l) => l.msg === "request failed");
+      expect(failed).toMatchObject({ level: "error", scope: "server", request: id, method: "GET", path: "/v1/sessions" });
+      expect(failed?.err).toMatchObject({ message: "disk on fire" });
+    } finally {
+      fx.app.close();
     }
   });
 });
