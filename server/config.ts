@@ -11,7 +11,8 @@ import { z } from "zod";
 import type { Level } from "../src/lib/log.ts";
 import { cattyHome } from "../src/lib/paths.ts";
 import { readAgentTuning, type AgentTuning } from "../src/protocol/agent-env.ts";
-import { RegionId } from "../src/protocol/session.ts";
+import { regionName, RegionId } from "../src/protocol/session.ts";
+import { FLY_REGIONS, parseRegions, singleRegion, type Region } from "./regions.ts";
 import {
   enumSetting,
   intSetting,
@@ -104,15 +105,27 @@ export const SERVER_SETTINGS = {
   awsAccessKeyId: setting(optionalString(), { env: ["AWS_ACCESS_KEY_ID"], doc: "S3 access key when `CATTY_S3_ACCESS_KEY_ID` is unset" }),
   awsSecretAccessKey: setting(optionalString(), { env: ["AWS_SECRET_ACCESS_KEY"], doc: "its secret key" }),
   awsSessionToken: setting(optionalString(), { env: ["AWS_SESSION_TOKEN"], doc: "its session token" }),
-  provider: setting(enumSetting(["local", "docker"] as const, "local"), {
+  provider: setting(enumSetting(["local", "docker", "fly"] as const, "local"), {
     flag: "provider",
     env: ["CATTY_PROVIDER"],
-    doc: "where sessions run: local (processes on this host, sandboxed) or docker (a container each)",
+    doc: "where sessions run: local (processes on this host, sandboxed), docker (a container each) or fly (a Fly Machine each)",
   }),
   region: setting(stringSetting("local").pipe(RegionId), {
     flag: "region",
     env: ["CATTY_REGION"],
-    doc: "the region name sessions of this server report",
+    doc: "the region name sessions of this server report (local and Docker: their one region)",
+  }),
+  regions: setting(optionalString(), {
+    env: ["CATTY_REGIONS"],
+    doc: "the regions sessions may run in, the first the default: `id=place,…` (Fly: `us-east=iad,frankfurt=fra`; the place is the provider's region)",
+    shown: "fly: us-east=iad, us-west=sjc, london=lhr, frankfurt=fra, sydney=syd, tokyo=nrt; else `--region`",
+  }),
+  flyApp: setting(optionalString(), { env: ["CATTY_FLY_APP"], doc: "Fly: the app session Machines are created in" }),
+  flyApiToken: setting(optionalString(), { env: ["CATTY_FLY_API_TOKEN", "FLY_API_TOKEN"], doc: "Fly: an API token for that app (`fly tokens create deploy`)" }),
+  flyImage: setting(optionalString(), { env: ["CATTY_FLY_IMAGE"], doc: "Fly: the session image in a registry Fly pulls from (`registry.fly.io/<app>:<tag>`)" }),
+  flyApi: setting(stringSetting("https://api.machines.dev").pipe(z.string().regex(/^https?:\/\/[^/\s]+/, { error: "must be an http:// or https:// URL" })), {
+    env: ["CATTY_FLY_API"],
+    doc: "Fly: the Machines API",
   }),
   dockerHost: setting(stringSetting("unix:///var/run/docker.sock"), {
     env: ["DOCKER_HOST"],
@@ -211,7 +224,10 @@ export interface ServerConfig {
   metricsToken: string | null;
   /** Agent tuning from the server's environment, written into every session agent's environment. */
   agentTuning: AgentTuning;
-  provider: "local" | "docker";
+  provider: "local" | "docker" | "fly";
+  /** Where sessions may run; the first is the default. */
+  regions: readonly Region[];
+  fly: Readonly<{ app: string; apiToken: string; image: string; api: string }> | null;
   /** Claude API access for sessions: the operator's key (null: none) and where requests go. */
   apiAccess: Readonly<{ apiKey: string | null; upstream: string }>;
   region: string;
@@ -259,6 +275,8 @@ export function readServerConfig(
     metricsToken: s.metricsToken ?? null,
     agentTuning: readAgentTuning(env),
     provider: s.provider,
+    regions: Object.freeze(s.regions ? parseRegions(s.regions) : s.provider === "fly" ? flyDefaultRegions() : singleRegion(s.region)),
+    fly: flyOptions(s),
     apiAccess: Object.freeze({ apiKey: s.anthropicApiKey ?? null, upstream: s.anthropicUpstream.replace(/\/+$/, "") }),
     region: s.region,
     docker: Object.freeze({ host: s.dockerHost, image: s.dockerImage, network: s.dockerNetwork }),
@@ -266,6 +284,25 @@ export function readServerConfig(
     sessionLimits: Object.freeze({ memoryBytes: s.sessionMemoryBytes, cpus: s.sessionCpus, pids: s.sessionPids }),
     sessionDiskBytes: s.sessionDiskBytes > 0 ? s.sessionDiskBytes : undefined,
   });
+}
+
+const flyDefaultRegions = (): Region[] => Object.entries(FLY_REGIONS).map(([id, place]) => ({ id, name: regionName(id), place }));
+
+/** Fly settings, checked when it is the provider; null otherwise. */
+function flyOptions(s: ServerSettings): ServerConfig["fly"] {
+  if (s.provider !== "fly") return null;
+  const missing = [
+    ["CATTY_FLY_APP", s.flyApp],
+    ["CATTY_FLY_API_TOKEN", s.flyApiToken],
+    ["CATTY_FLY_IMAGE", s.flyImage],
+  ].filter(([, v]) => !v).map(([k]) => k);
+  if (missing.length > 0) throw new SettingsError(`--provider fly needs ${missing.join(", ")}.`);
+  if (s.regions) {
+    for (const r of parseRegions(s.regions)) {
+      if (!r.place || !/^[a-z]{3}$/.test(r.place)) throw new SettingsError(`CATTY_REGIONS: the region "${r.id}" needs its Fly region (${r.id}=iad, say).`);
+    }
+  }
+  return Object.freeze({ app: s.flyApp as string, apiToken: s.flyApiToken as string, image: s.flyImage as string, api: s.flyApi.replace(/\/+$/, "") });
 }
 
 /**

@@ -17,6 +17,7 @@ import { CattyError, isLive, type Attention, type MachineHandle, type ServerToCl
 import type { SessionTimeouts } from "./config.ts";
 import type { Provider } from "./providers/types.ts";
 import type { AgentControl, AgentWelcome, ExitReport, RelayEvents } from "./relay.ts";
+import type { Region } from "./regions.ts";
 import type { Saves } from "./saves.ts";
 import type { PendingEnding, SessionPatch, SessionRow, Store } from "./store/types.ts";
 
@@ -148,6 +149,8 @@ export class Lifecycle implements RelayEvents {
         cols: row.cols,
         rows: row.rows,
         idleTimeoutMs: row.idleTimeoutMs,
+        // A region the server no longer has (its configuration changed) runs in the default one.
+        region: provider.regions.find((r) => r.id === row.region) ?? (provider.regions[0] as Region),
       });
     } catch (err) {
       const why = (err as Error).message;

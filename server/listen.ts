@@ -16,6 +16,7 @@ import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
 import { MAX_PACK_BYTES } from "../src/lib/snapshot/format.ts";
 import { parseMasterKey } from "./vault/crypto.ts";
 import { createDockerClient } from "./providers/docker-api.ts";
+import { createFlyProvider } from "./providers/fly.ts";
 import { createDockerProvider, serverIdFrom } from "./providers/docker.ts";
 import { createLocalProvider } from "./providers/local.ts";
 import { resolveSandbox } from "./providers/sandbox.ts";
@@ -80,8 +81,28 @@ export function openBlobs(config: ServerConfig, log: Log): BlobStore {
 
 const LOOPBACK = ["127.0.0.1", "::1", "localhost"];
 
-/** The configured provider: local sessions (sandboxed when possible) or Docker containers. */
+/** The configured provider: local sessions (sandboxed when possible), Docker containers or Fly Machines. */
 async function openProvider(config: ServerConfig, store: Store, serverKey: string, log: Log): Promise<Provider> {
+  if (config.provider === "fly" && config.fly) {
+    const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : null;
+    if (!agentHost || LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, ""))) {
+      throw new Error("Fly Machines dial this server at CATTY_PUBLIC_URL: set it to an address they reach (https://catty.example.com, or the app's .internal or .flycast address)");
+    }
+    log.info(`sessions: Fly Machines of ${config.fly.image} in app ${config.fly.app}, regions ${config.regions.map((r) => `${r.id}=${r.place}`).join(", ")}`);
+    return createFlyProvider({
+      api: config.fly.api,
+      app: config.fly.app,
+      token: config.fly.apiToken,
+      image: config.fly.image,
+      regions: config.regions,
+      limits: config.sessionLimits,
+      tuning: config.agentTuning,
+      // Replicas share the master key, not a data dir: their Machines carry one server id, so a
+      // replica's reconcile never takes another's Machines for strays.
+      serverId: serverIdFrom(config.masterKey ?? serverKey),
+      log,
+    });
+  }
   if (config.provider === "docker") {
     const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : config.host;
     if (LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, "")) && config.docker.network !== "host") {
@@ -105,7 +126,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
       docker,
       image: config.docker.image,
       network: config.docker.network,
-      region: config.region,
+      regions: config.regions,
       limits: config.sessionLimits,
       ...(config.sessionDiskBytes ? { diskBytes: config.sessionDiskBytes } : {}),
       tuning: config.agentTuning,
@@ -122,7 +143,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
     tuning: config.agentTuning,
     sandbox,
     mayRunUnsandboxed: async () => loopback && (await store.countUsers()) <= 1,
-    region: config.region,
+    regions: config.regions,
     log,
   });
 }

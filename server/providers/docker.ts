@@ -19,6 +19,7 @@ import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.t
 import type { DockerMachine, MachineHandle } from "../../src/protocol/index.ts";
 import type { DockerClient } from "./docker-api.ts";
 import type { SessionLimits } from "./sandbox.ts";
+import type { Region } from "../regions.ts";
 import type { MachineSpec, Provider } from "./types.ts";
 
 /**
@@ -36,6 +37,43 @@ const PROGRAM_UIDS = { first: 200_000, count: 800_000 } as const;
 /** Processes and threads the container may have beyond the program's limit: the agent's. */
 const AGENT_PIDS = 64;
 
+/**
+ * The environment of the session image's entrypoint (a container or a Fly Machine): the agent's
+ * settings, and `CATTY_PROGRAM_UID`, a uid of the session's own for the program.
+ */
+export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, pids: number): Record<string, string> {
+  const uid = PROGRAM_UIDS.first + Math.floor(Math.random() * PROGRAM_UIDS.count);
+  const env = encodeAgentEnv({
+    ...tuning,
+    serverUrl: spec.serverUrl,
+    token: spec.agentToken,
+    workspace: IMAGE_WORKSPACE,
+    stateDir: AGENT_STATE,
+    command: spec.command,
+    cols: spec.cols,
+    rows: spec.rows,
+    idleTimeoutMs: spec.idleTimeoutMs,
+    wrap: programWrap(uid, pids),
+    owner: `${uid}:${uid}`,
+  });
+  env.CATTY_PROGRAM_UID = String(uid);
+  return env;
+}
+
+/**
+ * How the agent (root in the container or Machine) starts the program: its own process limit (its
+ * uid is its own), the kernel's first pick when memory runs out, then the unprivileged user with
+ * no capabilities.
+ */
+function programWrap(uid: number, pids: number): string[] {
+  return [
+    "prlimit", `--nproc=${pids}`, "--",
+    "choom", "-n", "500", "--",
+    "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups",
+    "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
+  ];
+}
+
 /** Labels on every session container. */
 export const LABELS = { session: "dev.catty.session", server: "dev.catty.server" } as const;
 
@@ -46,7 +84,8 @@ export interface DockerProviderOptions {
   docker: DockerClient;
   image: string;
   network: string;
-  region: string;
+  /** The regions sessions may name, all on this engine. */
+  regions: readonly Region[];
   limits: SessionLimits;
   /** The size of each container's writable layer, when the engine's storage can limit it. */
   diskBytes?: number;
@@ -67,32 +106,10 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
   const { docker: engine, log } = opts;
   return {
     name: "docker",
-    region: opts.region,
+    regions: opts.regions,
     isolated: true,
     async start(spec: MachineSpec) {
-      const uid = PROGRAM_UIDS.first + Math.floor(Math.random() * PROGRAM_UIDS.count);
-      const gid = uid;
-      const env = encodeAgentEnv({
-        ...opts.tuning,
-        serverUrl: spec.serverUrl,
-        token: spec.agentToken,
-        workspace: IMAGE_WORKSPACE,
-        stateDir: AGENT_STATE,
-        command: spec.command,
-        cols: spec.cols,
-        rows: spec.rows,
-        idleTimeoutMs: spec.idleTimeoutMs,
-        // The program's own process limit (its uid is its own), the kernel's first pick when
-        // memory runs out, then the unprivileged user with no capabilities.
-        wrap: [
-          "prlimit", `--nproc=${opts.limits.pids}`, "--",
-          "choom", "-n", "500", "--",
-          "setpriv", `--reuid=${uid}`, `--regid=${gid}`, "--clear-groups",
-          "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--",
-        ],
-        owner: `${uid}:${gid}`,
-      });
-      env.CATTY_PROGRAM_UID = String(uid);
+      const env = imageAgentEnv(spec, opts.tuning, opts.limits.pids);
       const name = `catty-${spec.label}-${crypto.randomUUID().slice(0, 8)}`;
       const memory = opts.limits.memoryBytes;
       const id = await engine.run(name, {

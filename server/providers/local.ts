@@ -10,6 +10,7 @@ import type { Log } from "../../src/lib/log.ts";
 import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
 import type { LocalMachine, MachineHandle } from "../../src/protocol/index.ts";
 import type { Sandbox } from "./sandbox.ts";
+import { singleRegion, type Region } from "../regions.ts";
 import type { MachineSpec, Provider } from "./types.ts";
 
 export interface LocalProviderOptions {
@@ -25,8 +26,8 @@ export interface LocalProviderOptions {
    * address (checked at each start, since users can be added while it runs).
    */
   mayRunUnsandboxed(): Promise<boolean>;
-  /** The region name sessions report (default `local`). */
-  region?: string;
+  /** The regions sessions may name, all on this host (default: one, `local`). */
+  regions?: readonly Region[];
   log: Log;
 }
 
@@ -59,7 +60,7 @@ const local = (machine: MachineHandle): LocalMachine | null => (machine.provider
 export function createLocalProvider(opts: LocalProviderOptions): Provider {
   return {
     name: "local",
-    region: opts.region ?? "local",
+    regions: opts.regions ?? singleRegion("local"),
     isolated: opts.sandbox.kind !== "none",
     async start(spec: MachineSpec) {
       if (opts.sandbox.kind === "none" && !(await opts.mayRunUnsandboxed())) {

@@ -5,6 +5,7 @@
  * provider hands the agent exactly what it reads.
  */
 import type { MachineHandle } from "../../src/protocol/index.ts";
+import type { Region } from "../regions.ts";
 
 export interface MachineSpec {
   label: string;
@@ -18,11 +19,14 @@ export interface MachineSpec {
   rows: number;
   /** The session's idle timeout: an agent that cannot reach the server for longer gives up. */
   idleTimeoutMs: number;
+  /** One of the provider's regions. */
+  region: Region;
 }
 
 export interface Provider {
   readonly name: string;
-  readonly region: string;
+  /** Where it can run sessions; the first is the default. */
+  readonly regions: readonly Region[];
   /** Whether a session's program is isolated from the host (false: it runs as the server's user). */
   readonly isolated: boolean;
   /** Starts the machine; resolves to a handle stored with the session. */

@@ -101,6 +101,7 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
   const user = requireUser(deps.store);
   app.get("/whoami", user, (c) => c.json({ user: c.var.user.name }));
   app.get("/config", user, (c) => c.json({ maxUploadBytes: deps.limits.maxUploadBytes }));
+  app.get("/regions", user, (c) => c.json(deps.provider.regions.map((r, i) => ({ id: r.id, name: r.name, default: i === 0 }))));
   app.get("/usage", user, async (c) => {
     const month = c.req.query("month") ?? usageMonth();
     if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new CattyError("bad_request", `"${month}" is not a month (YYYY-MM).`);

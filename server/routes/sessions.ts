@@ -6,7 +6,7 @@ import { usageMonth } from "../anthropic.ts";
 import { usageReport } from "./info.ts";
 import { Hono } from "hono";
 import { formatDuration } from "../../src/lib/duration.ts";
-import { CattyError, CreateSession, FILE_MAX_BYTES, fileProblem, isLive, regionName, storedFileName, type Session } from "../../src/protocol/index.ts";
+import { CattyError, CreateSession, FILE_MAX_BYTES, fileProblem, isLive, storedFileName, type Session } from "../../src/protocol/index.ts";
 import { randomLabel } from "../labels.ts";
 import type { SessionRow, User } from "../store/types.ts";
 import { hashToken, newToken } from "../tokens.ts";
@@ -156,11 +156,13 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
       );
     }
   }
-  if (body.region !== undefined && body.region !== provider.region) {
+  const region = body.region === undefined ? provider.regions[0] : provider.regions.find((r) => r.id === body.region);
+  if (!region) {
+    const known = provider.regions.map((r) => `${r.name} (${r.id})`).join(", ");
     throw new CattyError(
       "bad_request",
-      `This server has no region "${body.region}"; it runs sessions in ${regionName(provider.region)} (${provider.region}).`,
-      `Leave the region out, or use --region ${provider.region}.`,
+      `This server has no region "${body.region}"; it runs sessions in ${known}.`,
+      `Leave the region out for the default, or use one of: ${provider.regions.map((r) => `--region ${r.id}`).join(", ")} (\`catty regions\` lists them).`,
     );
   }
   if (body.durationMs !== undefined && (body.durationMs < t.minDurationMs || body.durationMs > t.maxDurationMs)) {
@@ -179,7 +181,7 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
     label,
     userId: user.id,
     status: "starting",
-    region: provider.region,
+    region: region.id,
     provider: provider.name,
     command: body.command,
     cols: body.cols,

@@ -5,7 +5,6 @@
  * content hash in their names and are cached for a year.
  */
 import { Hono } from "hono";
-import { regionName } from "../../src/protocol/index.ts";
 import { webAssets } from "../web/assets.ts";
 import type { AppEnv, RouteDeps } from "./common.ts";
 
@@ -61,6 +60,6 @@ export function webRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (name === `app-${a.hash}.css`) return new Response(a.css, { headers: { ...headers, "content-type": "text/css; charset=utf-8" } });
     return c.text("not found", 404);
   });
-  app.get("/v1/web/config", (c) => c.json({ regions: [{ id: deps.provider.region, name: regionName(deps.provider.region) }] }));
+  app.get("/v1/web/config", (c) => c.json({ regions: deps.provider.regions.map((r) => ({ id: r.id, name: r.name })) }));
   return app;
 }

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
 import { PutFileResult } from "../protocol/files.ts";
-import { SaveDownload, ServerLimits, Session, UploadResult, UploadStart, UsageReport, type CreateSession, type UploadCommit } from "../protocol/session.ts";
+import { RegionInfo, SaveDownload, ServerLimits, Session, UploadResult, UploadStart, UsageReport, type CreateSession, type UploadCommit } from "../protocol/session.ts";
 
 export interface ApiClient {
   readonly api: string;
@@ -14,6 +14,8 @@ export interface ApiClient {
   limits(): Promise<ServerLimits>;
   /** Claude API usage through the server in `month` (YYYY-MM; default this one). */
   usage(month?: string): Promise<UsageReport>;
+  /** Where the server can run sessions. */
+  regions(): Promise<RegionInfo[]>;
   /** Begins a workspace upload: its blobs go to the URL; committed, its id starts a session (`create({ upload })`). */
   startUpload(): Promise<UploadStart>;
   commitUpload(id: string, body: UploadCommit): Promise<UploadResult>;
@@ -97,6 +99,7 @@ export function createApiClient(api: string, token: string): ApiClient {
     whoami: () => call("GET", "/v1/whoami", z.object({ user: z.string() })),
     limits: () => call("GET", "/v1/config", ServerLimits),
     usage: (month) => call("GET", `/v1/usage${month ? `?month=${encodeURIComponent(month)}` : ""}`, UsageReport),
+    regions: () => call("GET", "/v1/regions", z.array(RegionInfo).max(1000)),
     startUpload: () => call("POST", "/v1/uploads/start", UploadStart, {}),
     commitUpload: (id, body) => call("POST", `/v1/uploads/${enc(id)}/commit`, UploadResult, body),
     putFile: (label, name, bytes, progress) =>

@@ -17,6 +17,7 @@ export const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
   logout: () => load(import("./logout.ts")),
   secrets: () => load(import("./secrets.ts")),
   usage: () => load(import("./usage.ts")),
+  regions: () => load(import("./regions.ts")),
   completion: () => load(import("./completion.ts")),
   update: () => load(import("./update.ts")),
   version: () => load(import("./version.ts")),

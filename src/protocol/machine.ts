@@ -23,5 +23,16 @@ export const DockerMachine = z.object({
 });
 export type DockerMachine = z.infer<typeof DockerMachine>;
 
-export const MachineHandle = z.discriminatedUnion("provider", [LocalMachine, DockerMachine]);
+export const FlyMachine = z.object({
+  provider: z.literal("fly"),
+  /** The Fly app the Machine belongs to. */
+  app: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/),
+  /** The Machine's id. */
+  id: z.string().regex(/^[0-9a-z]{8,32}$/),
+  /** The Fly region it was created in (`iad`, `fra`, …). */
+  region: z.string().regex(/^[a-z]{3}$/),
+});
+export type FlyMachine = z.infer<typeof FlyMachine>;
+
+export const MachineHandle = z.discriminatedUnion("provider", [LocalMachine, DockerMachine, FlyMachine]);
 export type MachineHandle = z.infer<typeof MachineHandle>;

@@ -49,6 +49,10 @@ export function regionName(id: string): string {
   return id === "local" ? "Local" : id.split("-").map((w) => (w.length <= 2 ? w.toUpperCase() : `${w[0]?.toUpperCase()}${w.slice(1)}`)).join(" ");
 }
 
+/** One of a server's regions (`GET /v1/regions`); the default is where sessions go without `--region`. */
+export const RegionInfo = z.object({ id: RegionId, name: z.string().max(200), default: z.boolean() });
+export type RegionInfo = z.infer<typeof RegionInfo>;
+
 export const Session = z.object({
   label: Label,
   status: SessionStatus,

@@ -281,6 +281,9 @@ describe("a session end to end", () => {
     expect(await shellExitCode("C1")).toBe(0);
 
     tmux.type(`clear; catty connect ${label}; echo C2=$?`);
+    // The key below was on the screen before the clear too: first see the clear happen, so the
+    // Ctrl+C pair goes to the attached catty, not to the shell before it starts.
+    await waitFor(() => !tmux.capture().includes("C1="), { what: "the screen cleared" });
     await tmux.waitFor(/key \[~\]/);
     tmux.keys("C-c");
     tmux.keys("C-c");
@@ -347,7 +350,8 @@ describe("a session end to end", () => {
     expect(scripted.stderr.toString()).toContain("without a confirmation");
     expect(scripted.stderr.toString()).toContain("--yes");
     tmux.type("clear; catty stop --all; echo STOP_ALL=$?");
-    await tmux.waitFor(/Stop \d+ running sessions? \(.+\)\? \[y\/N\]/);
+    // (A long list of labels wraps the question: read it with the lines joined.)
+    await waitFor(() => /Stop \d+ running sessions? \(.+\)\? \[y\/N\]/.test(tmux.capture().replace(/\n/g, "")), { what: "the stop --all question" });
     tmux.type("n");
     expect(await shellExitCode("STOP_ALL")).toBe(1);
     expect(running().length).toBeGreaterThanOrEqual(2);

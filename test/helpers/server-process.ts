@@ -12,16 +12,30 @@ import { waitFor } from "./wait.ts";
 
 export class ServerProcess {
   readonly port = freePort();
-  readonly url = `http://127.0.0.1:${this.port}`;
+  readonly url: string;
   readonly dataDir = mkdtempSync(join(tmpdir(), "catty-server-"));
   private proc: Subprocess | null = null;
   private logs = "";
 
-  /** `env` is added to this process's environment; a variable given as undefined is left out. */
-  constructor(private readonly bin: string, private readonly env: Record<string, string | undefined> = {}) {}
+  private readonly host: string;
+
+  /**
+   * `env` is added to this process's environment; a variable given as undefined is left out.
+   * `host`: another loopback address to bind (127.0.0.2: one a provider takes for reachable),
+   * which agents are then told to dial (`CATTY_PUBLIC_URL`).
+   */
+  constructor(
+    private readonly bin: string,
+    private readonly env: Record<string, string | undefined> = {},
+    opts: { host?: string } = {},
+  ) {
+    this.host = opts.host ?? "127.0.0.1";
+    this.url = `http://${this.host}:${this.port}`;
+    if (opts.host) this.env = { CATTY_PUBLIC_URL: this.url, ...env };
+  }
 
   async start(): Promise<void> {
-    const proc = Bun.spawn([this.bin, "serve", "--port", String(this.port), "--data-dir", this.dataDir], {
+    const proc = Bun.spawn([this.bin, "serve", "--host", this.host, "--port", String(this.port), "--data-dir", this.dataDir], {
       stdout: "pipe",
       stderr: "pipe",
       // Sessions run unsandboxed unless a test asks (they use host paths such as /tmp); the

@@ -56,7 +56,7 @@ export function rogueProvider(real: Provider): Provider & { tokens: Map<string, 
   const tokens = new Map<string, string>();
   return {
     name: real.name,
-    region: real.region,
+    regions: real.regions,
     isolated: real.isolated,
     tokens,
     async start(spec: MachineSpec) {

@@ -46,7 +46,7 @@ let viewer: WebSocket;
 function provider(real: Provider): Provider {
   return {
     name: real.name,
-    region: real.region,
+    regions: real.regions,
     isolated: real.isolated,
     async start(spec: MachineSpec) {
       if (spec.command.join(" ") === COUNTER.join(" ")) return real.start(spec);

@@ -20,6 +20,8 @@ import { readAgentEnv } from "../../src/protocol/agent-env.ts";
 import type { MachineHandle } from "../../src/protocol/index.ts";
 import { waitFor } from "../helpers/wait.ts";
 
+const LOCAL = { id: "local", name: "Local", place: null };
+
 const started: MachineHandle[] = [];
 afterAll(() => {
   for (const m of started) {
@@ -60,6 +62,7 @@ describe("local provider", () => {
         command: ["vim", "a b"],
         cols: 100,
         rows: 30,
+        region: LOCAL,
         idleTimeoutMs: 90_000,
       });
     } finally {
@@ -117,7 +120,7 @@ describe("local provider", () => {
       log: silentLog,
     });
     expect(provider.isolated).toBe(false);
-    const spec = { label: "brave-tiger-1234", agentToken: "agt_x", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 60_000 };
+    const spec = { label: "brave-tiger-1234", agentToken: "agt_x", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 60_000, region: LOCAL };
     const err = await provider.start(spec).then(() => null, (e: Error) => e);
     expect(err?.message).toContain("would not be isolated");
     expect(err?.message).toContain("install bubblewrap");
@@ -160,14 +163,14 @@ describe("Docker provider", () => {
       docker: client,
       image: "catty-session:test",
       network: "host",
-      region: "eu-west",
+      regions: [{ id: "eu-west", name: "EU West", place: null }],
       limits,
       diskBytes: 10 * 1024 ** 3,
       tuning: config.agentTuning,
       serverId: "0123456789abcdef",
       log: silentLog,
     });
-    expect(provider.region).toBe("eu-west");
+    expect(provider.regions).toEqual([{ id: "eu-west", name: "EU West", place: null }]);
     expect(provider.isolated).toBe(true);
     const machine = await provider.start({
       label: "brave-tiger-1234",
@@ -176,6 +179,7 @@ describe("Docker provider", () => {
       command: ["bash"],
       cols: 100,
       rows: 30,
+      region: LOCAL,
       idleTimeoutMs: 90_000,
     });
     expect(machine).toMatchObject({ provider: "docker", id: "a".repeat(64) });
@@ -205,7 +209,7 @@ describe("Docker provider", () => {
     expect(agent.wrap).toContain("--no-new-privs");
     expect(agent.wrap).toContain("--bounding-set=-all");
     // Two sessions, two program users.
-    await provider.start({ label: "calm-otter-5678", agentToken: "agt_2", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 1000 });
+    await provider.start({ label: "calm-otter-5678", agentToken: "agt_2", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 1000, region: LOCAL });
     const env2 = (created[1] as { spec: ContainerSpec }).spec.Env.find((e) => e.startsWith("CATTY_PROGRAM_UID="));
     expect(env2).not.toBe(`CATTY_PROGRAM_UID=${uid}`);
   });
@@ -213,7 +217,7 @@ describe("Docker provider", () => {
   test("a restarted server removes its containers that no live session owns", async () => {
     const { client, removed } = recordingDocker();
     const provider = createDockerProvider({
-      docker: client, image: "i", network: "bridge", region: "local", limits, tuning: readServerConfig({}, {}).agentTuning, serverId: "x", log: silentLog,
+      docker: client, image: "i", network: "bridge", regions: [LOCAL], limits, tuning: readServerConfig({}, {}).agentTuning, serverId: "x", log: silentLog,
     });
     await provider.reconcile?.([{ provider: "docker", id: "a".repeat(64), name: "catty-a" }]);
     expect(removed).toEqual(["b".repeat(64)]);

@@ -33,7 +33,10 @@ function standInProvider(): Provider & Recorded {
   const destroyed: MachineHandle[] = [];
   return {
     name: "stand-in",
-    region: "test",
+    regions: [
+      { id: "test", name: "Test", place: null },
+      { id: "eu-north", name: "EU North", place: "north-1" },
+    ],
     isolated: true,
     started,
     destroyed,
@@ -301,15 +304,19 @@ describe("sessions", () => {
     expect((await errorOf(await f.app.request("/v1/sessions", json(f.token, { durationMs: 1000 })))).message).toMatch(/duration must be between/);
     const elsewhere = await errorOf(await f.app.request("/v1/sessions", json(f.token, { region: "mars-north" })));
     expect(elsewhere.message).toMatch(/no region "mars-north"/);
-    expect(elsewhere.hint).toContain(f.provider.region);
+    expect(elsewhere.message).toContain("Test (test), EU North (eu-north)");
+    expect(elsewhere.hint).toContain("--region eu-north");
     expect((await errorOf(await f.app.request("/v1/sessions", json(f.token, { region: "Mars North" })))).message).toMatch(/lowercase/);
     expect(f.provider.started.length).toBe(before);
   });
 
-  test("a session in the server's own region, asked by name", async () => {
-    const res = await f.app.request("/v1/sessions", json(f.token, { region: f.provider.region }));
+  test("a session in one of the server's regions, asked by id; the first region is the default", async () => {
+    const res = await f.app.request("/v1/sessions", json(f.token, { region: "eu-north" }));
     expect(res.status).toBe(201);
-    expect(((await res.json()) as { region: string }).region).toBe(f.provider.region);
+    expect(((await res.json()) as { region: string }).region).toBe("eu-north");
+    expect(f.provider.started.at(-1)?.region).toEqual({ id: "eu-north", name: "EU North", place: "north-1" });
+    const plain = await f.app.request("/v1/sessions", json(f.token, {}));
+    expect(((await plain.json()) as { region: string }).region).toBe("test");
   });
 
   test("a session's maximum duration is exactly the one asked for", async () => {
