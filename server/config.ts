@@ -105,10 +105,10 @@ export const SERVER_SETTINGS = {
   awsAccessKeyId: setting(optionalString(), { env: ["AWS_ACCESS_KEY_ID"], doc: "S3 access key when `CATTY_S3_ACCESS_KEY_ID` is unset" }),
   awsSecretAccessKey: setting(optionalString(), { env: ["AWS_SECRET_ACCESS_KEY"], doc: "its secret key" }),
   awsSessionToken: setting(optionalString(), { env: ["AWS_SESSION_TOKEN"], doc: "its session token" }),
-  provider: setting(enumSetting(["local", "docker", "fly"] as const, "local"), {
+  provider: setting(enumSetting(["local", "docker", "kubernetes", "fly"] as const, "local"), {
     flag: "provider",
     env: ["CATTY_PROVIDER"],
-    doc: "where sessions run: local (processes on this host, sandboxed), docker (a container each) or fly (a Fly Machine each)",
+    doc: "where sessions run: local (processes on this host, sandboxed), docker (a container each), kubernetes (a Pod each) or fly (a Fly Machine each)",
   }),
   region: setting(stringSetting("local").pipe(RegionId), {
     flag: "region",
@@ -120,6 +120,17 @@ export const SERVER_SETTINGS = {
     doc: "the regions sessions may run in, the first the default: `id=place,…` (Fly: `us-east=iad,frankfurt=fra`; the place is the provider's region)",
     shown: "fly: us-east=iad, us-west=sjc, london=lhr, frankfurt=fra, sydney=syd, tokyo=nrt; else `--region`",
   }),
+  k8sImage: setting(optionalString(), { env: ["CATTY_K8S_IMAGE"], doc: "Kubernetes: the session image, as the cluster pulls it" }),
+  k8sNamespace: setting(optionalString().refine((v) => v === undefined || /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v), { error: "must be a Kubernetes namespace name" }), {
+    env: ["CATTY_K8S_NAMESPACE"],
+    doc: "Kubernetes: the namespace of session Pods (the server's own in the cluster, else the kubeconfig context's)",
+    shown: "the server's namespace",
+  }),
+  k8sRegionLabel: setting(stringSetting("topology.kubernetes.io/region"), {
+    env: ["CATTY_K8S_REGION_LABEL"],
+    doc: "Kubernetes: the node label a region's place selects (CATTY_REGIONS=eu=europe-west1)",
+  }),
+  k8sPullSecret: setting(optionalString(), { env: ["CATTY_K8S_PULL_SECRET"], doc: "Kubernetes: an image pull secret for the session image" }),
   flyApp: setting(optionalString(), { env: ["CATTY_FLY_APP"], doc: "Fly: the app session Machines are created in" }),
   flyApiToken: setting(optionalString(), { env: ["CATTY_FLY_API_TOKEN", "FLY_API_TOKEN"], doc: "Fly: an API token for that app (`fly tokens create deploy`)" }),
   flyImage: setting(optionalString(), { env: ["CATTY_FLY_IMAGE"], doc: "Fly: the session image in a registry Fly pulls from (`registry.fly.io/<app>:<tag>`)" }),
@@ -224,7 +235,8 @@ export interface ServerConfig {
   metricsToken: string | null;
   /** Agent tuning from the server's environment, written into every session agent's environment. */
   agentTuning: AgentTuning;
-  provider: "local" | "docker" | "fly";
+  provider: "local" | "docker" | "kubernetes" | "fly";
+  kubernetes: Readonly<{ image: string; namespace: string | null; regionLabel: string; pullSecret: string | null }> | null;
   /** Where sessions may run; the first is the default. */
   regions: readonly Region[];
   fly: Readonly<{ app: string; apiToken: string; image: string; api: string }> | null;
@@ -277,6 +289,7 @@ export function readServerConfig(
     provider: s.provider,
     regions: Object.freeze(s.regions ? parseRegions(s.regions) : s.provider === "fly" ? flyDefaultRegions() : singleRegion(s.region)),
     fly: flyOptions(s),
+    kubernetes: kubernetesOptions(s),
     apiAccess: Object.freeze({ apiKey: s.anthropicApiKey ?? null, upstream: s.anthropicUpstream.replace(/\/+$/, "") }),
     region: s.region,
     docker: Object.freeze({ host: s.dockerHost, image: s.dockerImage, network: s.dockerNetwork }),
@@ -284,6 +297,13 @@ export function readServerConfig(
     sessionLimits: Object.freeze({ memoryBytes: s.sessionMemoryBytes, cpus: s.sessionCpus, pids: s.sessionPids }),
     sessionDiskBytes: s.sessionDiskBytes > 0 ? s.sessionDiskBytes : undefined,
   });
+}
+
+/** Kubernetes settings, checked when it is the provider; null otherwise. */
+function kubernetesOptions(s: ServerSettings): ServerConfig["kubernetes"] {
+  if (s.provider !== "kubernetes") return null;
+  if (!s.k8sImage) throw new SettingsError("--provider kubernetes needs CATTY_K8S_IMAGE (the session image, as the cluster pulls it).");
+  return Object.freeze({ image: s.k8sImage, namespace: s.k8sNamespace ?? null, regionLabel: s.k8sRegionLabel, pullSecret: s.k8sPullSecret ?? null });
 }
 
 const flyDefaultRegions = (): Region[] => Object.entries(FLY_REGIONS).map(([id, place]) => ({ id, name: regionName(id), place }));

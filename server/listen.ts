@@ -103,6 +103,30 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
       log,
     });
   }
+  if (config.provider === "kubernetes" && config.kubernetes) {
+    const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : null;
+    if (!agentHost || LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, ""))) {
+      throw new Error("session Pods dial this server at CATTY_PUBLIC_URL: set it to an address they reach (the server's Service, http://catty.<namespace>.svc:4815)");
+    }
+    // Loaded only here: the Kubernetes client is large, and only this provider needs it.
+    const { createKubernetesProvider, kubeNamespace, loadKubeConfig } = await import("./providers/kubernetes.ts");
+    const kubeConfig = loadKubeConfig();
+    const namespace = kubeNamespace(kubeConfig, config.kubernetes.namespace);
+    log.info(`sessions: Kubernetes Pods of ${config.kubernetes.image} in namespace ${namespace} on ${kubeConfig.getCurrentCluster()?.server}`);
+    return createKubernetesProvider({
+      kubeConfig,
+      namespace,
+      image: config.kubernetes.image,
+      regions: config.regions,
+      regionLabel: config.kubernetes.regionLabel,
+      pullSecret: config.kubernetes.pullSecret,
+      limits: config.sessionLimits,
+      ...(config.sessionDiskBytes ? { diskBytes: config.sessionDiskBytes } : {}),
+      tuning: config.agentTuning,
+      serverId: serverIdFrom(config.masterKey ?? serverKey),
+      log,
+    });
+  }
   if (config.provider === "docker") {
     const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : config.host;
     if (LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, "")) && config.docker.network !== "host") {

@@ -27,7 +27,8 @@ import type { MachineSpec, Provider } from "./types.ts";
  * the `catty` user the uid in `CATTY_PROGRAM_UID`, then runs the agent.
  */
 export const IMAGE_WORKSPACE = "/workspace";
-const AGENT_STATE = "/var/lib/catty-agent";
+/** Where the agent keeps its state in the image. */
+export const AGENT_STATE = "/var/lib/catty-agent";
 
 /**
  * Each session's program gets a host uid of its own from this range, so that per-user limits
@@ -38,10 +39,12 @@ const PROGRAM_UIDS = { first: 200_000, count: 800_000 } as const;
 const AGENT_PIDS = 64;
 
 /**
- * The environment of the session image's entrypoint (a container or a Fly Machine): the agent's
- * settings, and `CATTY_PROGRAM_UID`, a uid of the session's own for the program.
+ * The environment of the session image's entrypoint (a container, a Fly Machine, a Pod): the
+ * agent's settings and, when the agent runs as root (`ownUser`, with the program's process
+ * limit), `CATTY_PROGRAM_UID`, a uid of the session's own that the program is started as; without,
+ * the program runs as the agent's own (unprivileged) user.
  */
-export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, pids: number): Record<string, string> {
+export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, ownUser: { pids: number } | null): Record<string, string> {
   const uid = PROGRAM_UIDS.first + Math.floor(Math.random() * PROGRAM_UIDS.count);
   const env = encodeAgentEnv({
     ...tuning,
@@ -53,10 +56,10 @@ export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, pids: numb
     cols: spec.cols,
     rows: spec.rows,
     idleTimeoutMs: spec.idleTimeoutMs,
-    wrap: programWrap(uid, pids),
-    owner: `${uid}:${uid}`,
+    wrap: ownUser ? programWrap(uid, ownUser.pids) : [],
+    owner: ownUser ? `${uid}:${uid}` : undefined,
   });
-  env.CATTY_PROGRAM_UID = String(uid);
+  if (ownUser) env.CATTY_PROGRAM_UID = String(uid);
   return env;
 }
 
@@ -109,7 +112,7 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
     regions: opts.regions,
     isolated: true,
     async start(spec: MachineSpec) {
-      const env = imageAgentEnv(spec, opts.tuning, opts.limits.pids);
+      const env = imageAgentEnv(spec, opts.tuning, { pids: opts.limits.pids });
       const name = `catty-${spec.label}-${crypto.randomUUID().slice(0, 8)}`;
       const memory = opts.limits.memoryBytes;
       const id = await engine.run(name, {

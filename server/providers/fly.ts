@@ -128,7 +128,7 @@ export function createFlyProvider(opts: FlyProviderOptions): Provider {
     async start(spec: MachineSpec) {
       const place = spec.region.place;
       if (!place) throw new CattyError("internal", `The region ${spec.region.id} has no Fly region (CATTY_REGIONS: ${spec.region.id}=iad, say).`);
-      const env = imageAgentEnv(spec, opts.tuning, opts.limits.pids);
+      const env = imageAgentEnv(spec, opts.tuning, { pids: opts.limits.pids });
       const request = {
         name: `catty-${spec.label}-${crypto.randomUUID().slice(0, 8)}`,
         region: place,

@@ -34,5 +34,16 @@ export const FlyMachine = z.object({
 });
 export type FlyMachine = z.infer<typeof FlyMachine>;
 
-export const MachineHandle = z.discriminatedUnion("provider", [LocalMachine, DockerMachine, FlyMachine]);
+/** DNS-1123 names, as Kubernetes takes them. */
+const KubeName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/);
+
+export const KubernetesMachine = z.object({
+  provider: z.literal("kubernetes"),
+  namespace: KubeName,
+  /** The Pod's name (`catty-<label>-…`). */
+  name: KubeName,
+});
+export type KubernetesMachine = z.infer<typeof KubernetesMachine>;
+
+export const MachineHandle = z.discriminatedUnion("provider", [LocalMachine, DockerMachine, FlyMachine, KubernetesMachine]);
 export type MachineHandle = z.infer<typeof MachineHandle>;

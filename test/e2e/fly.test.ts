@@ -8,14 +8,15 @@
  * Machines can reach.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createApiClient, type ApiClient } from "../../src/client/api.ts";
+import type { ApiClient } from "../../src/client/api.ts";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { startFlyStandIn, type FlyStandIn } from "../helpers/fly-api.ts";
+import { agentAsMachine, serverForMachines } from "../helpers/machine-process.ts";
 import { Recorder } from "../helpers/recorder.ts";
-import { ServerProcess } from "../helpers/server-process.ts";
+import type { ServerProcess } from "../helpers/server-process.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 let bins: Binaries;
@@ -27,41 +28,17 @@ const machinesDir = mkdtempSync(join(tmpdir(), "catty-fly-machines-"));
 beforeAll(async () => {
   bins = await buildBinaries();
   fly = startFlyStandIn({
-    run: (config, id) => {
-      const dir = join(machinesDir, id);
-      mkdirSync(join(dir, "workspace"), { recursive: true }); // the image has an empty /workspace
-      const root = process.getuid?.() === 0;
-      return Bun.spawn([bins.agent], {
-        cwd: dir,
-        stdout: Bun.file(join(dir, "agent.out")),
-        stderr: Bun.file(join(dir, "agent.out")),
-        env: {
-          PATH: process.env.PATH ?? "/usr/bin:/bin",
-          ...config.env,
-          CATTY_WORKSPACE: join(dir, "workspace"),
-          CATTY_AGENT_STATE: join(dir, "state"),
-          // Giving the program a user of its own takes root, as the agent has in a Machine.
-          ...(root ? {} : { CATTY_AGENT_WRAP: "[]", CATTY_AGENT_OWNER: "" }),
-        },
-      });
-    },
+    run: (config, id) => agentAsMachine(bins.agent, join(machinesDir, id), config.env),
   });
-  server = new ServerProcess(
-    bins.server,
-    {
-      CATTY_PROVIDER: "fly",
-      CATTY_FLY_APP: fly.app,
-      CATTY_FLY_API_TOKEN: fly.token,
-      CATTY_FLY_IMAGE: "registry.fly.io/catty-session:test",
-      CATTY_FLY_API: fly.url,
-      CATTY_REGIONS: "us-east=iad,frankfurt=fra",
-      CATTY_MASTER_KEY: "7c".repeat(32),
-      CATTY_SAVE_FIRST_MS: "300",
-    },
-    { host: "127.0.0.2" },
-  );
-  await server.start();
-  api = createApiClient(server.url, server.ownerToken);
+  ({ server, api } = await serverForMachines(bins.server, {
+    CATTY_PROVIDER: "fly",
+    CATTY_FLY_APP: fly.app,
+    CATTY_FLY_API_TOKEN: fly.token,
+    CATTY_FLY_IMAGE: "registry.fly.io/catty-session:test",
+    CATTY_FLY_API: fly.url,
+    CATTY_REGIONS: "us-east=iad,frankfurt=fra",
+    CATTY_SAVE_FIRST_MS: "300",
+  }));
 }, 60_000);
 
 afterAll(async () => {

@@ -8,14 +8,9 @@
  * process, whose exit makes the Machine `stopped`, then destroyed when `auto_destroy` is set.
  */
 import type { Subprocess } from "bun";
+import { serveRecorded, type RecordedApiRequest } from "./api-stand-in.ts";
 
-export interface FlyRequest {
-  method: string;
-  path: string;
-  search: string;
-  auth: string | null;
-  body: unknown;
-}
+export type FlyRequest = RecordedApiRequest;
 
 export interface FlyMachineConfig {
   image: string;
@@ -82,21 +77,9 @@ export function startFlyStandIn(opts: { app?: string; token?: string; run?: (con
       for (const m of machines.values()) m.proc?.kill("SIGKILL");
     },
   };
-  const server = Bun.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    async fetch(req) {
-      const url = new URL(req.url);
-      const text = await req.text();
-      let body: unknown = undefined;
-      if (text) {
-        try {
-          body = JSON.parse(text);
-        } catch {
-          return error(400, "invalid JSON body");
-        }
-      }
-      requests.push({ method: req.method, path: url.pathname, search: url.search, auth: req.headers.get("authorization"), body });
+  const server = serveRecorded(
+    requests,
+    (req, url, body) => {
       if (req.headers.get("authorization") !== `Bearer ${token}`) return error(401, "unauthorized");
       const prefix = `/v1/apps/${app}/machines`;
       if (!url.pathname.startsWith(prefix)) return error(404, `app not found`);
@@ -144,7 +127,8 @@ export function startFlyStandIn(opts: { app?: string; token?: string; run?: (con
       }
       return error(404, `no route ${req.method} ${url.pathname}`);
     },
-  });
+    () => error(400, "invalid JSON body"),
+  );
   state.url = `http://127.0.0.1:${server.port}`;
   return state;
 }
