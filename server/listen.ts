@@ -181,6 +181,8 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig, log: Log, opts: StartOptions = {}): Promise<RunningServer> {
+  // The data dir holds this process's keys and pid file whichever database it uses.
+  prepareDataDir(config.dataDir);
   const store = await openStore(config, log);
   const ownerTokenFile = join(config.dataDir, "owner-token");
   if ((await store.countUsers()) === 0) {
