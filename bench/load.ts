@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { createApiClient } from "../src/client/api.ts";
 import { freshDatabase } from "../test/helpers/postgres.ts";
 import { Recorder } from "../test/helpers/recorder.ts";
-import { cleanups, compiledBinaries, cpuSeconds, killProcessesUnder, memory, percentile, runBench, startServerProcess } from "./harness.ts";
+import { cleanups, compiledBinaries, cpuSeconds, descendants, killProcessesUnder, memory, percentile, runBench, startServerProcess } from "./harness.ts";
 
 const { values } = parseArgs({
   options: {
@@ -130,6 +130,10 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
     }
   }, KEY_MS);
   const cpuBefore = cpuSeconds([server.pid]);
+  // The sessions' own processes (agents, sandboxes, programs) run on this machine too.
+  const sessionPids = descendants(server.pid);
+  const sessionsCpuBefore = cpuSeconds(sessionPids);
+  const benchCpuBefore = process.cpuUsage();
   const bytesBefore = all.reduce((a, c) => a + c.received, 0);
   let peakRss = 0;
   const windowStart = performance.now();
@@ -140,6 +144,9 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
   clearInterval(typist);
   const elapsed = (performance.now() - windowStart) / 1000;
   const cpu = ((cpuSeconds([server.pid]) - cpuBefore) / elapsed) * 100;
+  const sessionsCpu = ((cpuSeconds(sessionPids) - sessionsCpuBefore) / elapsed) * 100;
+  const benchUsage = process.cpuUsage(benchCpuBefore);
+  const benchCpu = ((benchUsage.user + benchUsage.system) / 1e6 / elapsed) * 100;
   const bytes = all.reduce((a, c) => a + c.received, 0) - bytesBefore;
   const unanswered = interactive.filter((c) => c.pending && performance.now() - c.pending.at > 5_000).length;
   const lost = all.reduce((a, c) => a + c.rec.gaps.reduce((g, x) => g + Math.max(0, x.got - x.expected), 0), 0);
@@ -151,5 +158,6 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
   console.log(`relay throughput   ${(bytes / elapsed / 1024 / 1024).toFixed(2)} MB/s to clients (${((SESSIONS + VIEWERS) * RATE / 1024 / 1024).toFixed(2)} MB/s produced for them)`);
   console.log(`keystroke round trip  p50 ${ms(percentile(sorted, 50))}  p90 ${ms(percentile(sorted, 90))}  p99 ${ms(percentile(sorted, 99))}  (${sorted.length} keystrokes; target p99 ≤ 10 ms)`);
   console.log(`server             ${cpu.toFixed(0)} % of a core, peak ${peakRss.toFixed(0)} MB resident (target ≤ 1024 MB)`);
+  console.log(`the same machine   sessions' processes ${sessionsCpu.toFixed(0)} %, this bench's clients ${benchCpu.toFixed(0)} % of a core (${navigator.hardwareConcurrency} cores)`);
   console.log(`errors             ${lost} bytes never received, ${ended} links ended, ${unanswered} keystrokes not echoed within 5 s (target: none)`);
 });
