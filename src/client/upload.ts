@@ -1,14 +1,16 @@
 /**
  * `catty new`'s upload: the current directory (gitignore-aware, default exclusions) is read into
  * a save's trees and chunks (`src/lib/snapshot/`), and only the chunks the server does not hold
- * yet are sent, so a second session from the same project sends next to nothing. The server
- * refuses an upload that would add more than its cap. Progress and warnings go to the caller's
+ * yet are sent, so a second session from the same project sends next to nothing; with a cache
+ * home, files unchanged since the last upload to the same server are not even read again
+ * (upload-cache.ts). The server refuses an upload that would add more than its cap. Progress and warnings go to the caller's
  * `Reporter`.
  */
 import type { UploadResult } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { createExcluder, formatBytes, type Excluder } from "../lib/archive.ts";
-import { SnapshotBuilder, treeSize, type BlobSink } from "../lib/snapshot/build.ts";
+import { SnapshotBuilder, treeSize, type BlobSink, type FileMemo } from "../lib/snapshot/build.ts";
+import { dropUploadCache, loadUploadCache, saveUploadCache } from "./upload-cache.ts";
 import { MAX_QUERY_HASHES } from "../lib/snapshot/format.ts";
 import { BlobUploader, httpVault, type VaultClient } from "../lib/snapshot/upload.ts";
 import { silentReporter, type Progress, type Reporter } from "./progress.ts";
@@ -55,29 +57,54 @@ async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap
 export async function uploadDirectory(
   client: Pick<ApiClient, "startUpload" | "commitUpload" | "resolveUrl" | "limits">,
   root: string,
-  opts: { includeGit: boolean; report?: Reporter },
+  opts: { includeGit: boolean; report?: Reporter; cacheHome?: string },
 ): Promise<UploadSummary> {
   const report = opts.report ?? silentReporter;
   const { maxUploadBytes } = await client.limits();
   const start = await client.startUpload();
   const vault = httpVault(client.resolveUrl(start.url));
-  const uploader = new BlobUploader(vault);
   const exclude = createExcluder(root, "upload", opts.includeGit);
   const step = report.step("Uploading");
-  try {
-    await checkCap(vault, root, exclude, maxUploadBytes, step);
+  /** Reads the project (files the seed still describes are not read again) and sends what the server lacks. */
+  const send = async (seed: Map<string, FileMemo>) => {
+    const uploader = new BlobUploader(vault);
     const builder = new SnapshotBuilder({
       root,
       exclude,
       onProgress: (s) => step.update(s.bytes, `${s.files.toLocaleString("en-US")} files`),
     });
+    builder.seedFiles(seed);
     const built = await builder.build(uploader, null).catch((err: unknown) => {
       throw err instanceof Error && !(err instanceof CattyError) ? new CattyError("bad_request", err.message) : err;
     });
     await uploader.flush().catch((err: unknown) => {
       throw err instanceof Error && !(err instanceof CattyError) ? new CattyError("unavailable", `The upload failed: ${err.message}`, "Run `catty new` again.") : err;
     });
-    const result = await client.commitUpload(start.id, { root: built.root, files: built.files, size: built.bytes });
+    return { uploader, builder, built };
+  };
+  try {
+    await checkCap(vault, root, exclude, maxUploadBytes, step);
+    const cacheKey = opts.cacheHome ? { home: opts.cacheHome, server: client.resolveUrl("/"), root } : null;
+    const cached = cacheKey ? loadUploadCache(cacheKey) : new Map<string, FileMemo>();
+    let { uploader, builder, built } = await send(cached);
+    const commit = () => client.commitUpload(start.id, { root: built.root, files: built.files, size: built.bytes });
+    let result: UploadResult;
+    try {
+      result = await commit();
+    } catch (err) {
+      // The server no longer has chunks the cache said it had (they were collected): read it all.
+      if (cached.size === 0 || !(err instanceof CattyError && err.code === "bad_request")) throw err;
+      if (cacheKey) dropUploadCache(cacheKey);
+      ({ uploader, builder, built } = await send(new Map()));
+      result = await commit();
+    }
+    if (cacheKey) {
+      try {
+        saveUploadCache(cacheKey, builder.fileMemos());
+      } catch (err) {
+        report.warn(`Could not remember the project for next time: ${(err as Error).message}`);
+      }
+    }
     const sent = uploader.added === 0 ? "nothing new to send" : `${formatBytes(uploader.added)} sent`;
     step.done(`Uploaded ${built.files.toLocaleString("en-US")} files, ${formatBytes(built.bytes)} (${sent})`);
     for (const s of built.skipped) report.warn(`Left out ${s.path}: ${s.reason}`);

@@ -3,6 +3,7 @@ import { resolveContext } from "../client/context.ts";
 import { openSecretStore } from "../client/secrets.ts";
 import { CattyError } from "../protocol/errors.ts";
 import { parseDuration } from "../lib/duration.ts";
+import { cattyHome } from "../lib/paths.ts";
 import { uploadDirectory } from "../client/upload.ts";
 import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
@@ -48,7 +49,7 @@ export default defineCommand({
     if (args["own-api-key"] && !ownApiKey) {
       throw new CattyError("bad_request", "--own-api-key reads ANTHROPIC_API_KEY from this shell, and it is not set.", "export ANTHROPIC_API_KEY=… first.");
     }
-    const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git, report: terminalReporter(ui.warn) }) : null;
+    const upload = args.upload && !from ? await uploadDirectory(ctx.client, process.cwd(), { includeGit: args.git, report: terminalReporter(ui.warn), cacheHome: cattyHome() }) : null;
     ui.start(from ? `Starting a session from the latest save of ${from}…` : "Starting the session machine…");
     const session = await ctx.client.create({
       command,

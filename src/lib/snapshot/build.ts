@@ -39,7 +39,8 @@ interface DirMemo extends BuildStats {
   names: string[];
 }
 
-interface FileMemo {
+/** What a build remembers of a file: its identity when read, and its chunks. */
+export interface FileMemo {
   size: number;
   mtimeMs: number;
   ctimeMs: number;
@@ -74,6 +75,20 @@ export class SnapshotBuilder {
   reset(): void {
     this.dirs.clear();
     this.files.clear();
+  }
+
+  /** What the last build knew of each file (`catty new` keeps it between runs: see upload-cache.ts). */
+  fileMemos(): ReadonlyMap<string, FileMemo> {
+    return this.files;
+  }
+
+  /**
+   * Files remembered from an earlier run: a file whose identity still matches is not read again.
+   * Its chunks are then not handed to the sink either, so the caller must be ready for the store
+   * to lack them (and build again without the seed).
+   */
+  seedFiles(memos: Iterable<[string, FileMemo]>): void {
+    for (const [rel, memo] of memos) this.files.set(rel, memo);
   }
 
   /** Whether a build happened since the last reset. */
