@@ -83,11 +83,13 @@ const LOOPBACK = ["127.0.0.1", "::1", "localhost"];
 
 /** The configured provider: local sessions (sandboxed when possible), Docker containers or Fly Machines. */
 async function openProvider(config: ServerConfig, store: Store, serverKey: string, log: Log): Promise<Provider> {
+  /** Machines elsewhere dial CATTY_PUBLIC_URL: it must be set, and not a loopback address. */
+  const needPublicUrl = (machines: string, example: string): void => {
+    const host = config.publicUrl ? new URL(config.publicUrl).hostname.replace(/^\[|\]$/g, "") : null;
+    if (!host || LOOPBACK.includes(host)) throw new Error(`${machines} dial this server at CATTY_PUBLIC_URL: set it to an address they reach (${example})`);
+  };
   if (config.provider === "fly" && config.fly) {
-    const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : null;
-    if (!agentHost || LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, ""))) {
-      throw new Error("Fly Machines dial this server at CATTY_PUBLIC_URL: set it to an address they reach (https://catty.example.com, or the app's .internal or .flycast address)");
-    }
+    needPublicUrl("Fly Machines", "https://catty.example.com, or the app's .internal or .flycast address");
     log.info(`sessions: Fly Machines of ${config.fly.image} in app ${config.fly.app}, regions ${config.regions.map((r) => `${r.id}=${r.place}`).join(", ")}`);
     return createFlyProvider({
       api: config.fly.api,
@@ -104,10 +106,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
     });
   }
   if (config.provider === "kubernetes" && config.kubernetes) {
-    const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : null;
-    if (!agentHost || LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, ""))) {
-      throw new Error("session Pods dial this server at CATTY_PUBLIC_URL: set it to an address they reach (the server's Service, http://catty.<namespace>.svc:4815)");
-    }
+    needPublicUrl("session Pods", "the server's Service, http://catty-server.<namespace>.svc:4815");
     // Loaded only here: the Kubernetes client is large, and only this provider needs it.
     const { createKubernetesProvider, kubeNamespace, loadKubeConfig } = await import("./providers/kubernetes.ts");
     const kubeConfig = loadKubeConfig();

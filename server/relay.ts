@@ -541,8 +541,7 @@ export class Relay {
       if (s.agent) {
         s.agent.send(raw);
         s.inputAt ??= performance.now();
-      }
-      else if (s.pendingBytes + raw.length <= MAX_PENDING_INPUT) {
+      } else if (s.pendingBytes + raw.length <= MAX_PENDING_INPUT) {
         s.pendingInput.push(raw);
         s.pendingBytes += raw.length;
       }
