@@ -74,9 +74,8 @@ export class WorkspaceJournal {
 
   /** Takes the starting picture of the tree (no changes recorded for it), then watches. */
   async start(): Promise<void> {
-    this.known = await this.scan("");
     await this.watchDir("");
-    for (const [path, sig] of this.known) if (sig === "d") await this.watchDir(path);
+    this.known = await this.watchedScan("");
     this.scheduleCheck();
   }
 
@@ -123,14 +122,11 @@ export class WorkspaceJournal {
     if (st && this.exclude(rel, st.isDirectory())) return;
     if (st?.isDirectory()) {
       if (this.known.get(rel) === "d") return;
-      // A new directory (or a file replaced by one): it and everything already in it. Watched
-      // first and read after, so nothing written meanwhile goes unseen.
+      // A new directory (or a file replaced by one): it and everything already in it.
       await this.watchDir(rel);
-      for (const [path, sig] of await this.scan(rel)) if (sig === "d") await this.watchDir(path);
-      const now = await this.scan(rel);
+      const now = await this.watchedScan(rel);
       now.set(rel, "d");
       this.apply(now, (p) => p === rel || p.startsWith(`${rel}/`));
-      for (const [path, sig] of now) if (sig === "d") await this.watchDir(path);
       return;
     }
     const now = new Map<string, string>();
@@ -189,6 +185,26 @@ export class WorkspaceJournal {
     return [...this.entries.values()].filter((e) => e.seq > seq).sort((a, b) => a.seq - b.seq);
   }
 
+  /**
+   * Scans `rel` (watched already) until every directory the scan found was watched before it
+   * started: whatever is written into a directory after the scan that found it raises an event,
+   * and whatever was written before is in the scan. (Watching a directory only after the scan
+   * that found it would miss a file created in between, and its mtime, taken when the watch
+   * starts, would hide it from the directory checks too.)
+   */
+  private async watchedScan(rel: string): Promise<Map<string, string>> {
+    for (;;) {
+      const now = await this.scan(rel);
+      let unwatched = false;
+      for (const [path, sig] of now) {
+        if (sig !== "d" || this.dirs.has(path)) continue;
+        unwatched = true;
+        await this.watchDir(path);
+      }
+      if (!unwatched || this.closed) return now;
+    }
+  }
+
   /** Signatures of everything under `rel` (not `rel` itself). */
   private async scan(rel: string): Promise<Map<string, string>> {
     const out = new Map<string, string>();
@@ -224,10 +240,9 @@ export class WorkspaceJournal {
   /** The whole safety net: whatever differs from what is known is recorded as a change. */
   async rescan(): Promise<void> {
     await this.serial(async () => {
-      const now = await this.scan("");
+      const now = await this.watchedScan("");
       const before = this.seq;
       this.apply(now, () => true);
-      for (const [path, sig] of now) if (sig === "d") await this.watchDir(path);
       if (this.seq !== before) this.opts.log.info("scan found changes the watcher missed", { count: this.seq - before });
     });
   }
