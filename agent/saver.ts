@@ -6,8 +6,9 @@
  * only files whose size, times, inode or mode moved; the uploader sends only blobs the server
  * lacks. A periodic tick with no change in the journal and none in `.git` costs a few `lstat`s.
  * Every tenth tick, and the final save, list the whole tree (still reading only changed files).
- * A save counts once the server confirms its root is stored whole; a save that failed makes the
- * next one start from scratch (what it had sent may not be stored).
+ * A save counts once the server confirms its root is stored whole. After a save the server
+ * refused, the next one starts from scratch; after one that failed on the way (no link, a network
+ * error), the next one makes again only what the failed one had made (it may not be stored).
  */
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
@@ -139,6 +140,7 @@ export class WorkspaceSaver {
     let client: Promise<VaultClient> | null = null;
     const vault = (): Promise<VaultClient> =>
       (client ??= transport.target(id, reason).then((url) => (this.opts.vault ?? ((u: string) => httpVault(u)))(url)));
+    let refused = false;
     const uploader = new BlobUploader(
       { missing: async (h) => (await vault()).missing(h), putPack: async (p) => (await vault()).putPack(p) },
       new Set(this.known),
@@ -154,6 +156,7 @@ export class WorkspaceSaver {
         return { kind: "unchanged" };
       }
       await vault();
+      refused = true; // from here a failure is the server's answer
       await transport.done(id, { root: built.root, size: built.bytes, files: built.files });
       this.committed = built.root;
       this.known = this.builder.referenced();
@@ -170,7 +173,10 @@ export class WorkspaceSaver {
     } catch (err) {
       const error = (err as Error).message;
       log.warn("save failed; the previous save stays the latest", { reason, error });
-      this.builder.reset();
+      // Refused (the server found blobs missing): start over. Failed on the way: only what this
+      // save made may be missing.
+      if (refused) this.builder.reset();
+      else this.builder.forgetLatest();
       this.known = new Set();
       this.builtAt = null;
       return { kind: "failed", error };

@@ -1,7 +1,8 @@
 /**
  * The agent's saves: content-addressed and incremental. The root changes with what a save holds
  * and not otherwise; a save sends only blobs the store lacks; a tick the journal saw nothing in
- * lists nothing; a failed save makes the next one start over.
+ * lists nothing; a refused save makes the next one start over, one that failed on the way costs
+ * the next only what it had read.
  */
 import { describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
@@ -138,6 +139,40 @@ describe("periodic saves with the workspace journal", () => {
     writeFileSync(join(root, ".git/logs/HEAD"), "1111 2222 commit\n");
     expect((await s.save("periodic")).kind).toBe("stored");
     expect(vault.files(roots.at(-1) as string)[".git/refs/heads/main"]).toBe("2222\n");
+  });
+
+  test("a save that fails on the way (no link) costs the next one only what it had read", async () => {
+    const files = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`f${i}.txt`, `file ${i}`]));
+    const root = writeTree(tempDir(), files);
+    const j = journal();
+    let linkDown = false;
+    const asked: number[] = [];
+    const vault = memoryVault();
+    const s = new WorkspaceSaver({
+      workspace: root,
+      log: silentLog,
+      firstDelayMs: 60_000,
+      intervalMs: 60_000,
+      journal: j,
+      vault: () => ({ ...vault, missing: async (h) => (asked.push(h.length), vault.missing(h)) }),
+      transport: {
+        target: async (id) => {
+          if (linkDown) throw new Error("the server is not connected");
+          return `http://vault.invalid/${id}`;
+        },
+        done: async () => {},
+      },
+    });
+    expect((await s.save("initial")).kind).toBe("stored");
+    writeFileSync(join(root, "f3.txt"), "changed");
+    j.record("f3.txt");
+    linkDown = true;
+    expect((await s.save("periodic")).kind).toBe("failed");
+    linkDown = false;
+    asked.length = 0;
+    expect((await s.save("periodic")).kind).toBe("stored");
+    // The changed file's chunk and the root's tree: not the 19 files the failed save did not read.
+    expect(asked.reduce((a, n) => a + n, 0)).toBe(2);
   });
 
   test("after a refused save the next one starts over and sends what the store lacks", async () => {

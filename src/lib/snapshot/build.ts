@@ -65,16 +65,29 @@ const parentOf = (rel: string): string => (rel.includes("/") ? rel.slice(0, rel.
 export class SnapshotBuilder {
   private dirs = new Map<string, DirMemo>();
   private files = new Map<string, FileMemo>();
+  /** Directories and files (re)built by the latest build: what a failed save must not be trusted for. */
+  private builtDirs = new Set<string>();
+  private readFiles = new Set<string>();
   private sliceStart = 0;
   /** The read buffer, reused file after file while a build runs (8 MiB: not kept between builds). */
   private buffer: Uint8Array | null = null;
 
   constructor(private readonly opts: BuilderOptions) {}
 
-  /** Forgets everything: the next build reads the whole tree (after a failed save, whose blobs may not be stored). */
+  /** Forgets everything: the next build reads the whole tree (after a save the server refused). */
   reset(): void {
     this.dirs.clear();
     this.files.clear();
+  }
+
+  /**
+   * Forgets what the latest build made (its directories' trees, the files it read), whose blobs
+   * may never have reached the store: after a save that failed on the way (no link, a network
+   * error), the next build makes and sends those again, and trusts the rest.
+   */
+  forgetLatest(): void {
+    for (const rel of this.builtDirs) this.dirs.delete(rel);
+    for (const rel of this.readFiles) this.files.delete(rel);
   }
 
   /** What the last build knew of each file (`catty new` keeps it between runs: see upload-cache.ts). */
@@ -131,6 +144,8 @@ export class SnapshotBuilder {
       visit = (rel) => marked.has(rel) || revisit.includes(rel) || within.some((w) => rel.startsWith(w));
     }
     const result: BuildResult = { root: "", files: 0, bytes: 0, skipped: [] };
+    this.builtDirs = new Set();
+    this.readFiles = new Set();
     this.sliceStart = performance.now();
     this.buffer = new Uint8Array(MAX_CHUNK * 2);
     const memo = await this.buildDir("", sink, visit, result).finally(() => (this.buffer = null));
@@ -227,6 +242,7 @@ export class SnapshotBuilder {
     memo.names = [...present];
     const bytes = encodeTree(entries);
     memo.hash = sha256(bytes);
+    this.builtDirs.add(rel);
     await sink.add(memo.hash, bytes);
     this.dirs.set(rel, memo);
     return memo;
@@ -240,6 +256,7 @@ export class SnapshotBuilder {
     }
     const fd = openSeenSync(abs, st);
     if (fd === null) return null;
+    this.readFiles.add(rel);
     const chunks: string[] = [];
     try {
       const large = st.size >= MIN_CHUNK;
