@@ -80,13 +80,15 @@ export function openBlobs(config: ServerConfig, log: Log): BlobStore {
 }
 
 const LOOPBACK = ["127.0.0.1", "::1", "localhost"];
+/** Whether `host` (a URL's hostname, IPv6 in brackets or not) is this machine's loopback. */
+const isLoopback = (host: string): boolean => LOOPBACK.includes(host.replace(/^\[|\]$/g, ""));
 
 /** The configured provider: local sessions (sandboxed when possible), Docker containers or Fly Machines. */
 async function openProvider(config: ServerConfig, store: Store, serverKey: string, log: Log): Promise<Provider> {
   /** Machines elsewhere dial CATTY_PUBLIC_URL: it must be set, and not a loopback address. */
   const needPublicUrl = (machines: string, example: string): void => {
-    const host = config.publicUrl ? new URL(config.publicUrl).hostname.replace(/^\[|\]$/g, "") : null;
-    if (!host || LOOPBACK.includes(host)) throw new Error(`${machines} dial this server at CATTY_PUBLIC_URL: set it to an address they reach (${example})`);
+    const host = config.publicUrl ? new URL(config.publicUrl).hostname : null;
+    if (!host || isLoopback(host)) throw new Error(`${machines} dial this server at CATTY_PUBLIC_URL: set it to an address they reach (${example})`);
   };
   if (config.provider === "fly" && config.fly) {
     needPublicUrl("Fly Machines", "https://catty.example.com, or the app's .internal or .flycast address");
@@ -128,7 +130,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
   }
   if (config.provider === "docker") {
     const agentHost = config.publicUrl ? new URL(config.publicUrl).hostname : config.host;
-    if (LOOPBACK.includes(agentHost.replace(/^\[|\]$/g, "")) && config.docker.network !== "host") {
+    if (isLoopback(agentHost) && config.docker.network !== "host") {
       throw new Error(
         `session containers on the ${config.docker.network} network cannot reach this server on ${agentHost}: set CATTY_PUBLIC_URL to an address they reach ` +
           "(e.g. the host's bridge address, with --host bound there) or use --docker-network host",
@@ -159,7 +161,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
   }
   const sandbox = resolveSandbox(config.sandbox, config.sessionLimits);
   log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}`);
-  const loopback = LOOPBACK.includes(config.host);
+  const loopback = isLoopback(config.host);
   return createLocalProvider({
     dataDir: config.dataDir,
     agentCommand: binaryCommand("catty-agent", config.agentBin),

@@ -45,7 +45,7 @@ const AGENT_PIDS = 64;
  * the program runs as the agent's own (unprivileged) user.
  */
 export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, ownUser: { pids: number } | null): Record<string, string> {
-  const uid = PROGRAM_UIDS.first + Math.floor(Math.random() * PROGRAM_UIDS.count);
+  const uid = ownUser ? PROGRAM_UIDS.first + Math.floor(Math.random() * PROGRAM_UIDS.count) : null;
   const env = encodeAgentEnv({
     ...tuning,
     serverUrl: spec.serverUrl,
@@ -56,10 +56,10 @@ export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, ownUser: {
     cols: spec.cols,
     rows: spec.rows,
     idleTimeoutMs: spec.idleTimeoutMs,
-    wrap: ownUser ? programWrap(uid, ownUser.pids) : [],
-    owner: ownUser ? `${uid}:${uid}` : undefined,
+    wrap: ownUser && uid !== null ? programWrap(uid, ownUser.pids) : [],
+    owner: uid !== null ? `${uid}:${uid}` : undefined,
   });
-  if (ownUser) env.CATTY_PROGRAM_UID = String(uid);
+  if (uid !== null) env.CATTY_PROGRAM_UID = String(uid);
   return env;
 }
 
