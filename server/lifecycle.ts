@@ -199,7 +199,7 @@ export class Lifecycle implements RelayEvents {
     const live = isLive(row.status) ? this.session(row) : null;
     live?.agentBack();
     if (row.status === "starting") await store.updateSession(sessionId, { status: "running" });
-    saves.agentReconnected(sessionId);
+    await saves.agentReconnected(sessionId);
     // The program's environment goes to the agent until its program runs, then is forgotten. Its
     // API token is made once per server process (a restarted server makes a new one).
     let env: Record<string, string> | null = null;
@@ -229,7 +229,7 @@ export class Lifecycle implements RelayEvents {
   }
 
   agentGone(sessionId: string): void {
-    this.deps.saves.agentReconnected(sessionId);
+    void this.deps.saves.agentReconnected(sessionId).catch((err: unknown) => this.deps.log.warn("could not drop a save in flight", { err }));
     this.live.get(sessionId)?.watchAgent();
   }
 

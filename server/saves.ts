@@ -19,7 +19,7 @@ import type { ServerMetrics } from "./metrics.ts";
 import type { Log } from "../src/lib/log.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { AgentControl } from "./relay.ts";
-import type { SaveRow, SessionRow, Store, User } from "./store/types.ts";
+import type { SaveRow, SessionRow, Store, TransferRow, User } from "./store/types.ts";
 import { savesToKeep } from "./vault/retention.ts";
 import { signTicket, verifyTicket } from "./tickets.ts";
 import type { Vault } from "./vault/vault.ts";
@@ -49,23 +49,17 @@ export interface SavesDeps {
   now?: () => number;
   /** Save durations, outcomes and bytes stored are counted here. */
   metrics?: Pick<ServerMetrics, "saveSeconds" | "saves" | "savedBytes">;
+  /** Leases across replicas (default: this process's alone). */
+  leases?: Leases;
 }
 
-/** A save or an upload whose blobs are being sent. */
-interface Transfer {
-  id: string;
-  kind: "save" | "upload";
-  userId: string;
-  /** Saves: the session. */
-  sessionId: string | null;
-  reason: string;
-  startedAt: number;
-  expiresAt: number;
-  /** Bytes of new content stored so far. */
-  added: number;
-  cap: number;
-  /** Ids of the blobs its packs carried: stored, so not looked up again when it is checked. */
-  stored: Set<string>;
+/**
+ * Takes and releases named leases shared by every replica (see replicas.ts): a collection of a
+ * user's blobs holds `collect:<user>`.
+ */
+export interface Leases {
+  lease(name: string): Promise<boolean>;
+  release(name: string): Promise<void>;
 }
 
 const VAULT_KEY = "vault:";
@@ -109,25 +103,33 @@ export function createSaves(deps: SavesDeps) {
   const now = deps.now ?? Date.now;
   const ttlSec = Math.max(1, Math.ceil(deps.transferTtlMs / 1000));
   const uploadTtlMs = deps.uploadTtlMs ?? 60 * 60 * 1000;
-  /** Saves and uploads in flight, by id. */
-  const transfers = new Map<string, Transfer>();
-  /** The save in flight of each session. */
-  const sessionSave = new Map<string, string>();
-  /** Collections running, by user. */
+  const leases: Leases = deps.leases ?? { lease: async () => true, release: async () => {} };
+  /**
+   * Saves and uploads in flight are rows of the store (any replica may take their packs); this
+   * replica remembers which blobs the packs it took carried, so that checking the save does not
+   * look them up again.
+   */
+  const storedHere = new Map<string, { ids: Set<string>; expiresAt: number }>();
+  /** Collections running in this process, by user. */
   const collecting = new Map<string, Promise<unknown>>();
+  const collectLease = (userId: string): string => `collect:${userId}`;
 
   const forget = async (key: string): Promise<void> => {
     await blobs.delete(key).catch((err: unknown) => log.warn("could not delete a blob", { key, err }));
   };
 
-  const live = (t: Transfer | undefined): t is Transfer => t !== undefined && t.expiresAt > now();
+  const live = (t: TransferRow | null): t is TransferRow => t !== null && t.expiresAt > now();
+  const storedBy = (t: TransferRow): Set<string> => storedHere.get(t.id)?.ids ?? new Set();
 
   /** Drops a session's save in flight; blobs it stored are collected later unless a save refers to them. */
-  function abandon(sessionId: string): void {
-    const id = sessionSave.get(sessionId);
-    if (id === undefined) return;
-    sessionSave.delete(sessionId);
-    transfers.delete(id);
+  async function abandon(sessionId: string): Promise<void> {
+    await store.deleteSessionTransfers(sessionId);
+  }
+
+  /** Waits while another replica collects the user's blobs (it began before this transfer was recorded). */
+  async function collectionDone(userId: string): Promise<void> {
+    const deadline = now() + deps.transferTtlMs;
+    while (now() < deadline && (await store.leaseHeld(collectLease(userId), new Date(now()).toISOString()))) await Bun.sleep(100);
   }
 
   const writeUrl = (id: string): string => `/v1/vault/${signTicket(deps.ticketKey, { w: id }, ttlSec, now())}`;
@@ -155,9 +157,11 @@ export function createSaves(deps: SavesDeps) {
     return rows.filter((r) => keep.has(r.id));
   }
 
-  async function begin(kind: Transfer["kind"], id: string, userId: string, sessionId: string | null, reason: string): Promise<string> {
+  async function begin(kind: TransferRow["kind"], id: string, userId: string, sessionId: string | null, reason: string): Promise<string> {
     await collecting.get(userId);
-    transfers.set(id, {
+    // Recorded first, then any collection waited for: a collection checks for transfers after
+    // taking its lease, so one of the two sees the other.
+    await store.insertTransfer({
       id,
       kind,
       userId,
@@ -167,29 +171,27 @@ export function createSaves(deps: SavesDeps) {
       expiresAt: now() + ttlSec * 1000,
       added: 0,
       cap: kind === "save" ? limits.maxSaveBytes : limits.maxUploadBytes,
-      stored: new Set(),
     });
+    await collectionDone(userId);
     return writeUrl(id);
   }
 
   async function saveRequest(row: SessionRow, msg: Extract<AgentControl, { type: "save_request" }>): Promise<ServerToAgent> {
-    const currentId = sessionSave.get(row.id);
-    const current = currentId === undefined ? undefined : transfers.get(currentId);
+    const current = await store.sessionTransfer(row.id);
     if (live(current) && current.id !== msg.id) {
       return { type: "save_target", id: msg.id, url: null, error: `save ${current.id} is still in progress: one save at a time` };
     }
-    abandon(row.id);
-    sessionSave.set(row.id, msg.id);
+    await abandon(row.id);
     return { type: "save_target", id: msg.id, url: await begin("save", msg.id, row.userId, row.id, msg.reason), error: null };
   }
 
   async function saveDone(row: SessionRow, msg: Extract<AgentControl, { type: "save_done" }>): Promise<ServerToAgent> {
-    const t = transfers.get(msg.id);
-    if (!t || t.sessionId !== row.id || sessionSave.get(row.id) !== msg.id) return { type: "save_result", id: msg.id, ok: false, error: "unknown save" };
+    const t = await store.transferById(msg.id);
+    if (!t || t.kind !== "save" || t.sessionId !== row.id) return { type: "save_result", id: msg.id, ok: false, error: "unknown save" };
     try {
-      await vault.verify(row.userId, msg.root, t.stored);
+      await vault.verify(row.userId, msg.root, storedBy(t));
     } catch (err) {
-      abandon(row.id);
+      await abandon(row.id);
       const error = err instanceof CattyError ? err.message : String(err);
       deps.metrics?.saves.inc({ outcome: "refused" });
       log.warn("save refused; the previous save stays the latest", { label: row.label, error });
@@ -205,7 +207,8 @@ export function createSaves(deps: SavesDeps) {
       reason: t.reason,
       added: t.added,
     });
-    abandon(row.id);
+    await abandon(row.id);
+    storedHere.delete(t.id);
     await prune(await store.listSaves(row.id));
     deps.metrics?.saves.inc({ outcome: "stored" });
     deps.metrics?.saveSeconds.observe((now() - t.startedAt) / 1000);
@@ -214,9 +217,9 @@ export function createSaves(deps: SavesDeps) {
   }
 
   /** The transfer a write ticket names, if it is still wanted. */
-  function transferOf(ticket: string): Transfer {
+  async function transferOf(ticket: string): Promise<TransferRow> {
     const { w } = verifyTicket(deps.ticketKey, ticket, WriteTicket, { nowMs: now() });
-    const t = transfers.get(w);
+    const t = await store.transferById(w);
     if (!live(t)) {
       throw new CattyError("forbidden", "This link is no longer wanted (the save or upload was abandoned or has expired). Ask the server for a new one.");
     }
@@ -259,19 +262,19 @@ export function createSaves(deps: SavesDeps) {
      * The session's agent link changed (dropped, or a new one said hello): a save it asked for on
      * the old link is abandoned (the agent gives up on requests when its link drops).
      */
-    agentReconnected(sessionId: string): void {
-      abandon(sessionId);
+    agentReconnected(sessionId: string): Promise<void> {
+      return abandon(sessionId);
     },
 
     /** `/v1/vault/<ticket>/missing`: which of the hashes the store lacks. */
     async missing(ticket: string, hashes: string[]): Promise<string[]> {
-      const t = transferOf(ticket);
+      const t = await transferOf(ticket);
       return vault.missing(t.userId, hashes);
     },
 
     /** `/v1/vault/<ticket>/pack`: stores a pack of the transfer's blobs, within its cap. */
     async putPack(ticket: string, pack: Uint8Array): Promise<{ blobs: number; bytes: number }> {
-      const t = transferOf(ticket);
+      const t = await transferOf(ticket);
       if (t.added + pack.length > t.cap + 1024 * 1024) {
         throw new CattyError(
           "too_large",
@@ -280,9 +283,11 @@ export function createSaves(deps: SavesDeps) {
         );
       }
       const stored = await vault.storePack(t.userId, pack);
-      t.added += stored.bytes;
+      await store.addTransferBytes(t.id, stored.bytes);
       deps.metrics?.savedBytes.inc({ kind: t.kind }, stored.bytes);
-      for (const id of stored.ids) t.stored.add(id);
+      let here = storedHere.get(t.id);
+      if (!here) storedHere.set(t.id, (here = { ids: new Set(), expiresAt: t.expiresAt }));
+      for (const id of stored.ids) here.ids.add(id);
       return { blobs: stored.blobs, bytes: stored.bytes };
     },
 
@@ -325,13 +330,14 @@ export function createSaves(deps: SavesDeps) {
 
     /** `POST /v1/uploads/<id>/commit`: checks the upload is complete and keeps it for the session it starts. */
     async commitUpload(user: User, id: string, body: UploadCommit): Promise<{ id: string; size: number }> {
-      const t = transfers.get(id);
+      const t = await store.transferById(id);
       if (!live(t) || t.kind !== "upload" || t.userId !== user.id) {
         throw new CattyError("not_found", `Upload ${id} is not in progress (it expired, or was committed).`, "Run `catty new` again.");
       }
-      await vault.verify(user.id, body.root, t.stored);
+      await vault.verify(user.id, body.root, storedBy(t));
       await store.insertUpload({ id, userId: user.id, key: `${VAULT_KEY}${body.root}`, size: body.size, createdAt: new Date(now()).toISOString() });
-      transfers.delete(id);
+      await store.deleteTransfer(id);
+      storedHere.delete(id);
       return { id, size: body.size };
     },
 
@@ -397,11 +403,8 @@ export function createSaves(deps: SavesDeps) {
         await forget(key);
         deleted.push(key);
       };
-      for (const [id, tr] of [...transfers]) {
-        if (tr.expiresAt > t) continue;
-        transfers.delete(id);
-        if (tr.sessionId !== null && sessionSave.get(tr.sessionId) === id) sessionSave.delete(tr.sessionId);
-      }
+      await store.deleteExpiredTransfers(t);
+      for (const [id, here] of storedHere) if (here.expiresAt <= t) storedHere.delete(id);
       for (const blob of await blobs.list("saves/")) {
         if (ageOf(blob.modifiedAt, t) < ttlSec * 1000) continue;
         if (!(await store.saveKeyExists(blob.key))) await drop(blob.key);
@@ -421,7 +424,13 @@ export function createSaves(deps: SavesDeps) {
       }
       let collected = 0;
       for (const userId of await store.usersWithBlobs()) {
-        if ([...transfers.values()].some((tr) => tr.userId === userId) || collecting.has(userId)) continue;
+        if (collecting.has(userId)) continue;
+        // The lease first, then the check for transfers: a transfer recorded meanwhile waits for the lease (see `begin`).
+        if (!(await leases.lease(collectLease(userId)))) continue;
+        if (await store.userHasTransfers(userId, t)) {
+          await leases.release(collectLease(userId));
+          continue;
+        }
         const run = (async () => {
           const kept: SaveRow[] = [];
           for (const rows of Map.groupBy(await store.savesOfUser(userId), (s) => s.sessionId).values()) kept.push(...(await prune(rows)));
@@ -441,6 +450,7 @@ export function createSaves(deps: SavesDeps) {
           log.error("could not collect a user's unused save blobs", { user: userId, err });
         } finally {
           collecting.delete(userId);
+          await leases.release(collectLease(userId));
         }
       }
       if (deleted.length > 0) log.info("swept unused blobs", { count: deleted.length });

@@ -199,6 +199,7 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
     expiresAt: body.durationMs ? new Date(now + body.durationMs).toISOString() : null,
     ending: null,
     attention: null,
+    relayReplica: null,
   };
   await store.insertSession(row);
   deps.log.debug("session row stored", { label, user: user.name });

@@ -108,6 +108,18 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX blobs_pack ON blobs(pack);
   `,
+  // 2: several replicas: who relays each session, replicas and leases, transfers in flight.
+  `
+  ALTER TABLE sessions ADD COLUMN relay_replica TEXT;
+  CREATE TABLE replicas (id TEXT PRIMARY KEY, url TEXT NOT NULL, started_at TEXT NOT NULL, seen_at TEXT NOT NULL);
+  CREATE TABLE leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TEXT NOT NULL);
+  CREATE TABLE transfers (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT, reason TEXT NOT NULL,
+    started_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, added BIGINT NOT NULL, cap BIGINT NOT NULL
+  );
+  CREATE INDEX transfers_session ON transfers(session_id);
+  CREATE INDEX transfers_user ON transfers(user_id);
+  `,
 ];
 
 /** Schema versions this server knows. */
@@ -147,7 +159,7 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
   const one = async (text: string, params: unknown[] = []): Promise<Row | null> => (await q(text, params))[0] ?? null;
 
   const rows = rowReaders(opts.log);
-  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom } = rows;
+  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom } = rows;
   const sessionBy = async (where: string, params: unknown[]): Promise<SessionRow | null> => {
     const r = await one(`SELECT * FROM sessions WHERE ${where}`, params);
     return r ? sessionFrom(r) : null;
@@ -368,6 +380,70 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
     },
     async usersWithBlobs() {
       return (await q("SELECT DISTINCT user_id FROM blobs")).map((r) => str(r.user_id));
+    },
+    async endSession(id, patch) {
+      const columns = patchColumns(patch);
+      const sets = columns.map(([c], i) => `${c} = $${i + 1}`).join(", ");
+      const r = await one(
+        `UPDATE sessions SET ${sets} WHERE id = $${columns.length + 1} AND status IN ('starting', 'running', 'stopping') RETURNING *`,
+        [...columns.map(([, v]) => v), id],
+      );
+      return r ? sessionFrom(r) : null;
+    },
+    async beatReplica(r, nowIso) {
+      await q(
+        "INSERT INTO replicas (id, url, started_at, seen_at) VALUES ($1, $2, $3, $3) ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, seen_at = EXCLUDED.seen_at",
+        [r.id, r.url, nowIso],
+      );
+    },
+    async replicas(sinceIso) {
+      return (await q("SELECT * FROM replicas WHERE seen_at >= $1 ORDER BY started_at, id", [sinceIso])).map(replicaFrom);
+    },
+    async removeReplica(id) {
+      await q("DELETE FROM replicas WHERE id = $1", [id]);
+    },
+    async takeLease(name, holder, untilIso, nowIso) {
+      const r = await one(
+        `INSERT INTO leases (name, holder, until) VALUES ($1, $2, $3)
+         ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until
+         WHERE leases.holder = EXCLUDED.holder OR leases.until <= $4 RETURNING holder`,
+        [name, holder, untilIso, nowIso],
+      );
+      return r?.holder === holder;
+    },
+    async releaseLease(name, holder) {
+      await q("DELETE FROM leases WHERE name = $1 AND holder = $2", [name, holder]);
+    },
+    async leaseHeld(name, nowIso) {
+      return (await one("SELECT 1 FROM leases WHERE name = $1 AND until > $2", [name, nowIso])) !== null;
+    },
+    async insertTransfer(t) {
+      await q(
+        "INSERT INTO transfers (id, kind, user_id, session_id, reason, started_at, expires_at, added, cap) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [t.id, t.kind, t.userId, t.sessionId, t.reason, t.startedAt, t.expiresAt, t.added, t.cap],
+      );
+    },
+    async transferById(id) {
+      return transferFrom(await one("SELECT * FROM transfers WHERE id = $1", [id]));
+    },
+    async sessionTransfer(sessionId) {
+      return transferFrom(await one("SELECT * FROM transfers WHERE session_id = $1 AND kind = 'save' ORDER BY started_at DESC LIMIT 1", [sessionId]));
+    },
+    async addTransferBytes(id, bytes) {
+      const r = await one("UPDATE transfers SET added = added + $1 WHERE id = $2 RETURNING added", [bytes, id]);
+      return r ? num(r.added) : null;
+    },
+    async deleteTransfer(id) {
+      await q("DELETE FROM transfers WHERE id = $1", [id]);
+    },
+    async deleteSessionTransfers(sessionId) {
+      await q("DELETE FROM transfers WHERE session_id = $1 AND kind = 'save'", [sessionId]);
+    },
+    async deleteExpiredTransfers(nowMs) {
+      return (await q("DELETE FROM transfers WHERE expires_at <= $1 RETURNING id", [nowMs])).length;
+    },
+    async userHasTransfers(userId, nowMs) {
+      return (await one("SELECT 1 FROM transfers WHERE user_id = $1 AND expires_at > $2", [userId, nowMs])) !== null;
     },
     async close() {
       await sql.close();

@@ -6,7 +6,7 @@
  */
 import type { Log } from "../../src/lib/log.ts";
 import { AttentionState, MachineHandle, SessionStatus, type Attention } from "../../src/protocol/index.ts";
-import type { DeviceCode, PendingEnding, SaveRow, SessionPatch, SessionRow, UploadRow, User } from "./types.ts";
+import type { DeviceCode, PendingEnding, ReplicaRow, SaveRow, SessionPatch, SessionRow, TransferRow, UploadRow, User } from "./types.ts";
 
 export type Row = Record<string, unknown>;
 
@@ -55,6 +55,7 @@ export function rowReaders(log?: Log) {
     expiresAt: strOrNull(r.expires_at),
     ending: endingFrom(r),
     attention: attentionFrom(r),
+    relayReplica: strOrNull(r.relay_replica),
   });
   const saveFrom = (r: Row): SaveRow => ({
     id: str(r.id),
@@ -75,7 +76,22 @@ export function rowReaders(log?: Log) {
       status, userId: strOrNull(r.user_id), polledAt: strOrNull(r.polled_at),
     };
   };
-  return { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom };
+  const replicaFrom = (r: Row): ReplicaRow => ({ id: str(r.id), url: str(r.url), startedAt: str(r.started_at), seenAt: str(r.seen_at) });
+  const transferFrom = (r: Row | null): TransferRow | null =>
+    r
+      ? {
+          id: str(r.id),
+          kind: r.kind === "upload" ? "upload" : "save",
+          userId: str(r.user_id),
+          sessionId: strOrNull(r.session_id),
+          reason: str(r.reason),
+          startedAt: num(r.started_at),
+          expiresAt: num(r.expires_at),
+          added: num(r.added),
+          cap: num(r.cap),
+        }
+      : null;
+  return { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom };
 }
 
 function attentionFrom(r: Row): Attention | null {
@@ -116,6 +132,7 @@ const COLUMNS: Record<keyof SessionPatch, string> = {
   finalSave: "final_save",
   ending: "ending_status",
   attention: "attention_state",
+  relayReplica: "relay_replica",
 };
 
 /** A patch's values as the columns store them. */

@@ -118,6 +118,18 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     db.run("CREATE INDEX IF NOT EXISTS blobs_pack ON blobs(pack)");
     addColumn(db, "saves", "added", "INTEGER");
   },
+  // 6: several replicas on one database: who relays each session, replicas and leases, transfers in
+  // flight.
+  (db) => {
+    addColumn(db, "sessions", "relay_replica", "TEXT");
+    db.run("CREATE TABLE IF NOT EXISTS replicas (id TEXT PRIMARY KEY, url TEXT NOT NULL, started_at TEXT NOT NULL, seen_at TEXT NOT NULL)");
+    db.run("CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, holder TEXT NOT NULL, until TEXT NOT NULL)");
+    db.run(`CREATE TABLE IF NOT EXISTS transfers (
+      id TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT, reason TEXT NOT NULL,
+      started_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, added INTEGER NOT NULL, cap INTEGER NOT NULL)`);
+    db.run("CREATE INDEX IF NOT EXISTS transfers_session ON transfers(session_id)");
+    db.run("CREATE INDEX IF NOT EXISTS transfers_user ON transfers(user_id)");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -150,7 +162,7 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   db.run("PRAGMA foreign_keys = ON");
   db.run(FIRST_SCHEMA);
   migrate(db, file);
-  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom } = rowReaders(opts.log);
+  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom } = rowReaders(opts.log);
   const sessionBy = (where: string, ...params: string[]): SessionRow | null => {
     const r = db.query(`SELECT * FROM sessions WHERE ${where}`).get(...params) as Row | null;
     return r ? sessionFrom(r) : null;
@@ -398,6 +410,68 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async usersWithBlobs() {
       return (db.query("SELECT DISTINCT user_id FROM blobs").all() as Array<{ user_id: string }>).map((r) => r.user_id);
+    },
+    async endSession(id, patch) {
+      const columns = patchColumns(patch);
+      const sets = columns.map(([c]) => `${c} = ?`).join(", ");
+      const r = db
+        .query(`UPDATE sessions SET ${sets} WHERE id = ? AND status IN ('starting', 'running', 'stopping') RETURNING *`)
+        .get(...columns.map(([, v]) => v), id) as Row | null;
+      return r ? sessionFrom(r) : null;
+    },
+    async beatReplica(r, nowIso) {
+      db.query("INSERT INTO replicas (id, url, started_at, seen_at) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET url = excluded.url, seen_at = excluded.seen_at").run(
+        r.id, r.url, nowIso, nowIso,
+      );
+    },
+    async replicas(sinceIso) {
+      return (db.query("SELECT * FROM replicas WHERE seen_at >= ? ORDER BY started_at, id").all(sinceIso) as Row[]).map(replicaFrom);
+    },
+    async removeReplica(id) {
+      db.query("DELETE FROM replicas WHERE id = ?").run(id);
+    },
+    async takeLease(name, holder, untilIso, nowIso) {
+      const r = db
+        .query(
+          `INSERT INTO leases (name, holder, until) VALUES (?, ?, ?)
+           ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until
+           WHERE leases.holder = excluded.holder OR leases.until <= ? RETURNING holder`,
+        )
+        .get(name, holder, untilIso, nowIso) as { holder: string } | null;
+      return r?.holder === holder;
+    },
+    async releaseLease(name, holder) {
+      db.query("DELETE FROM leases WHERE name = ? AND holder = ?").run(name, holder);
+    },
+    async leaseHeld(name, nowIso) {
+      return db.query("SELECT 1 FROM leases WHERE name = ? AND until > ?").get(name, nowIso) !== null;
+    },
+    async insertTransfer(t) {
+      db.query(
+        "INSERT INTO transfers (id, kind, user_id, session_id, reason, started_at, expires_at, added, cap) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(t.id, t.kind, t.userId, t.sessionId, t.reason, t.startedAt, t.expiresAt, t.added, t.cap);
+    },
+    async transferById(id) {
+      return transferFrom(db.query("SELECT * FROM transfers WHERE id = ?").get(id) as Row | null);
+    },
+    async sessionTransfer(sessionId) {
+      return transferFrom(db.query("SELECT * FROM transfers WHERE session_id = ? AND kind = 'save' ORDER BY started_at DESC LIMIT 1").get(sessionId) as Row | null);
+    },
+    async addTransferBytes(id, bytes) {
+      const r = db.query("UPDATE transfers SET added = added + ? WHERE id = ? RETURNING added").get(bytes, id) as { added: number } | null;
+      return r?.added ?? null;
+    },
+    async deleteTransfer(id) {
+      db.query("DELETE FROM transfers WHERE id = ?").run(id);
+    },
+    async deleteSessionTransfers(sessionId) {
+      db.query("DELETE FROM transfers WHERE session_id = ? AND kind = 'save'").run(sessionId);
+    },
+    async deleteExpiredTransfers(nowMs) {
+      return db.query("DELETE FROM transfers WHERE expires_at <= ?").run(nowMs).changes;
+    },
+    async userHasTransfers(userId, nowMs) {
+      return db.query("SELECT 1 FROM transfers WHERE user_id = ? AND expires_at > ?").get(userId, nowMs) !== null;
     },
     async close() {
       db.close();

@@ -43,6 +43,8 @@ export interface SessionRow {
   ending: PendingEnding | null;
   /** While it runs: whether its program waits for the user, as its agent last said. */
   attention: Attention | null;
+  /** The replica whose relay holds (or last held) the agent's link; see replicas.ts. */
+  relayReplica: string | null;
 }
 
 export interface PendingEnding {
@@ -65,6 +67,7 @@ export type SessionPatch = Partial<
     | "finalSave"
     | "ending"
     | "attention"
+    | "relayReplica"
   >
 >;
 
@@ -145,6 +148,31 @@ export interface AttachTicket {
   expiresAt: string;
 }
 
+/** A `catty-server` process sharing the database with others (see replicas.ts). */
+export interface ReplicaRow {
+  id: string;
+  /** Where the other replicas reach it. */
+  url: string;
+  startedAt: string;
+  /** Its last heartbeat. */
+  seenAt: string;
+}
+
+/** A save or an upload whose blobs are being sent (see saves.ts); times in ms since the epoch. */
+export interface TransferRow {
+  id: string;
+  kind: "save" | "upload";
+  userId: string;
+  /** Saves: the session. */
+  sessionId: string | null;
+  reason: string;
+  startedAt: number;
+  expiresAt: number;
+  /** Bytes of new content stored so far. */
+  added: number;
+  cap: number;
+}
+
 export interface Store {
   countUsers(): Promise<number>;
   createUser(name: string): Promise<User>;
@@ -220,5 +248,36 @@ export interface Store {
   blobsOfUser(userId: string): Promise<Array<{ id: string; pack: string }>>;
   deleteBlobs(userId: string, ids: readonly string[]): Promise<void>;
   usersWithBlobs(): Promise<string[]>;
+
+  /**
+   * Records the end of a session: `patch` is applied only while the session is live, so of two
+   * replicas (or two events) ending it, one does. Null when it had ended already.
+   */
+  endSession(id: string, patch: SessionPatch): Promise<SessionRow | null>;
+
+  /** Records that a replica is alive at `nowIso` (and where it is reached). */
+  beatReplica(replica: { id: string; url: string }, nowIso: string): Promise<void>;
+  /** The replicas seen at or after `sinceIso`. */
+  replicas(sinceIso: string): Promise<ReplicaRow[]>;
+  removeReplica(id: string): Promise<void>;
+  /** Takes or renews the lease `name` for `holder` until `untilIso` if it is free, expired at `nowIso`, or `holder`'s: true when `holder` has it. */
+  takeLease(name: string, holder: string, untilIso: string, nowIso: string): Promise<boolean>;
+  releaseLease(name: string, holder: string): Promise<void>;
+  /** Whether anyone holds the lease `name` at `nowIso`. */
+  leaseHeld(name: string, nowIso: string): Promise<boolean>;
+
+  insertTransfer(t: TransferRow): Promise<void>;
+  transferById(id: string): Promise<TransferRow | null>;
+  /** The save in flight of a session, if any. */
+  sessionTransfer(sessionId: string): Promise<TransferRow | null>;
+  /** Counts `bytes` more stored by a transfer; resolves to its new total (null: no such transfer). */
+  addTransferBytes(id: string, bytes: number): Promise<number | null>;
+  deleteTransfer(id: string): Promise<void>;
+  /** Drops a session's saves in flight. */
+  deleteSessionTransfers(sessionId: string): Promise<void>;
+  /** Drops transfers expired at `nowMs`; resolves to how many. */
+  deleteExpiredTransfers(nowMs: number): Promise<number>;
+  /** Whether a user has a transfer that has not expired at `nowMs`. */
+  userHasTransfers(userId: string, nowMs: number): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -25,6 +25,7 @@ export function sessionRow(patch: Partial<SessionRow> & { id: string }): Session
     expiresAt: null,
     ending: null,
     attention: null,
+    relayReplica: null,
     ...patch,
   };
 }

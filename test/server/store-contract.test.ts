@@ -213,6 +213,79 @@ for (const engine of ENGINES) {
       await store.deleteBlobs(alice.id, []);
       expect((await store.blobsPresent(bob.id, [ids[1]!])).size).toBe(1);
     });
+
+    test("a session's end is recorded once: the second ending finds it ended", async () => {
+      await store.insertSession(session("e1"));
+      const patch = { status: "stopped" as const, endReason: "first", endedAt: at(1) };
+      const [a, b] = await Promise.all([store.endSession("e1", patch), store.endSession("e1", { ...patch, endReason: "second" })]);
+      expect([a, b].filter((r) => r !== null)).toHaveLength(1);
+      const row = await store.sessionById("e1");
+      expect(row?.status).toBe("stopped");
+      expect(row?.endReason).toBe((a ?? b)?.endReason as string);
+      expect(await store.endSession("e1", { status: "failed" })).toBeNull();
+      expect((await store.sessionById("e1"))?.status).toBe("stopped");
+      expect(await store.endSession("missing", { status: "failed" })).toBeNull();
+    });
+
+    test("the relay replica of a session is stored and patched", async () => {
+      await store.insertSession(session("r1"));
+      expect((await store.sessionById("r1"))?.relayReplica).toBeNull();
+      expect((await store.updateSession("r1", { relayReplica: "rep-a" }))?.relayReplica).toBe("rep-a");
+      expect((await store.liveSessions()).find((r) => r.id === "r1")?.relayReplica).toBe("rep-a");
+    });
+
+    test("replicas: heartbeats, the live ones, removal", async () => {
+      await store.beatReplica({ id: "rep-a", url: "http://10.0.0.1:8080" }, at(0));
+      await store.beatReplica({ id: "rep-b", url: "http://10.0.0.2:8080" }, at(0));
+      await store.beatReplica({ id: "rep-a", url: "http://10.0.0.9:8080" }, at(2));
+      const live = await store.replicas(at(1));
+      expect(live.map((r) => [r.id, r.url, r.startedAt, r.seenAt])).toEqual([["rep-a", "http://10.0.0.9:8080", at(0), at(2)]]);
+      expect((await store.replicas(at(0))).map((r) => r.id).sort()).toEqual(["rep-a", "rep-b"]);
+      await store.removeReplica("rep-a");
+      expect((await store.replicas(at(0))).map((r) => r.id)).toEqual(["rep-b"]);
+    });
+
+    test("leases: one holder until it expires or is released; racing takers get it once", async () => {
+      const results = await Promise.all(["a", "b", "c", "d"].map((h) => store.takeLease("duties", h, at(10), at(0))));
+      expect(results.filter(Boolean)).toHaveLength(1);
+      const holder = ["a", "b", "c", "d"][results.indexOf(true)] as string;
+      const other = holder === "a" ? "b" : "a";
+      expect(await store.leaseHeld("duties", at(5))).toBe(true);
+      expect(await store.takeLease("duties", other, at(15), at(5))).toBe(false);
+      expect(await store.takeLease("duties", holder, at(20), at(5))).toBe(true); // renewed
+      expect(await store.takeLease("duties", other, at(25), at(15))).toBe(false);
+      expect(await store.takeLease("duties", other, at(30), at(20))).toBe(true); // expired: taken over
+      await store.releaseLease("duties", holder); // not its lease any more: nothing happens
+      expect(await store.leaseHeld("duties", at(21))).toBe(true);
+      await store.releaseLease("duties", other);
+      expect(await store.leaseHeld("duties", at(21))).toBe(false);
+      expect(await store.takeLease("duties", holder, at(40), at(21))).toBe(true);
+      expect(await store.takeLease("other", other, at(40), at(21))).toBe(true);
+    });
+
+    test("transfers: by id and session, counted bytes past 32 bits, expiry, per user", async () => {
+      await store.insertSession(session("t1"));
+      const base = Date.parse(T0);
+      const save = { id: "x1", kind: "save" as const, userId: alice.id, sessionId: "t1", reason: "periodic", startedAt: base, expiresAt: base + 60_000, added: 0, cap: 5e9 };
+      await store.insertTransfer(save);
+      await store.insertTransfer({ ...save, id: "u1", kind: "upload", sessionId: null, reason: "upload", userId: bob.id, expiresAt: base + 10_000 });
+      expect(await store.transferById("x1")).toEqual(save);
+      expect((await store.sessionTransfer("t1"))?.id).toBe("x1");
+      expect(await store.sessionTransfer("t2")).toBeNull();
+      expect(await store.addTransferBytes("x1", 3_000_000_000)).toBe(3_000_000_000);
+      expect(await store.addTransferBytes("x1", 3_000_000_000)).toBe(6_000_000_000);
+      expect(await store.addTransferBytes("nope", 1)).toBeNull();
+      expect(await store.userHasTransfers(bob.id, base + 5_000)).toBe(true);
+      expect(await store.userHasTransfers(bob.id, base + 10_000)).toBe(false);
+      expect(await store.deleteExpiredTransfers(base + 10_000)).toBe(1);
+      expect(await store.transferById("u1")).toBeNull();
+      await store.deleteSessionTransfers("t1");
+      expect(await store.transferById("x1")).toBeNull();
+      expect(await store.userHasTransfers(alice.id, base)).toBe(false);
+      await store.insertTransfer({ ...save, id: "x2" });
+      await store.deleteTransfer("x2");
+      expect(await store.sessionTransfer("t1")).toBeNull();
+    });
   });
 }
 

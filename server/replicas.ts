@@ -1,0 +1,174 @@
+/**
+ * Several `catty-server` replicas on one database and one blob store. Each replica records itself
+ * in the store (`replicas`: its id, the internal URL the others reach it at, a heartbeat every
+ * `beatMs`); one not seen for `deadMs` is dead. The replica whose relay holds a session's agent
+ * link is its relay replica (`sessions.relay_replica`, set when the agent says hello): it serves
+ * the session — clients that land elsewhere are forwarded to it, stops and handed files go to it,
+ * and it watches the session's limits. Work that belongs to no live replica (sessions whose relay
+ * replica died, the storage sweep) is done by the holder of a lease in the store, so it is done
+ * once across replicas.
+ *
+ * Replicas call each other on `/v1/internal/…` (routes/internal.ts), each request signed with a
+ * key derived from the master key every replica shares (`X-Catty-Internal`: an expiry and an HMAC
+ * over the method, the path and the expiry). Internal URLs belong on the cluster's private network.
+ *
+ * On SQLite the store is this process's alone (the data dir is locked), so the replica is `solo`:
+ * every lease is its own at once, and no other replica is alive.
+ */
+import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import type { Log } from "../src/lib/log.ts";
+import type { ReplicaRow, Store } from "./store/types.ts";
+
+export interface ReplicasOptions {
+  store: Store;
+  log: Log;
+  master: Buffer;
+  /** This replica's internal URL (known once it listens). */
+  url(): string;
+  /** The store is this process's alone (SQLite). */
+  solo: boolean;
+  /** Heartbeat period (default 2 s). */
+  beatMs?: number;
+  /** A replica not seen for this long is dead (default 10 s); also the lifetime of a lease. */
+  deadMs?: number;
+}
+
+/** The header internal requests are signed in. */
+export const INTERNAL_HEADER = "x-catty-internal";
+/** How long a signed internal request is valid. */
+const SIGNATURE_TTL_SEC = 60;
+/** The lease of the work no live replica owns (orphaned sessions, the storage sweep). */
+export const DUTIES_LEASE = "duties";
+
+export class Replicas {
+  /** This process's replica id (new on every start). */
+  readonly id: string = crypto.randomUUID();
+  readonly solo: boolean;
+  readonly beatMs: number;
+  readonly deadMs: number;
+  private readonly signKey: Buffer;
+  private timer: Timer | null = null;
+  private cached: { at: number; rows: ReplicaRow[] } | null = null;
+  private readonly held = new Set<string>();
+  private closed = false;
+
+  constructor(private readonly opts: ReplicasOptions) {
+    this.solo = opts.solo;
+    this.beatMs = opts.beatMs ?? 2_000;
+    this.deadMs = opts.deadMs ?? 10_000;
+    this.signKey = Buffer.from(hkdfSync("sha256", opts.master, Buffer.alloc(0), "catty replicas v1", 32));
+  }
+
+  /** Records this replica and keeps its heartbeat. */
+  async start(): Promise<void> {
+    await this.beat();
+    this.timer = setInterval(() => {
+      void this.beat().catch((err: unknown) => this.opts.log.warn("replica heartbeat failed", { err }));
+    }, this.beatMs);
+  }
+
+  private async beat(): Promise<void> {
+    if (this.closed) return;
+    await this.opts.store.beatReplica({ id: this.id, url: this.opts.url() }, new Date().toISOString());
+    // Leases this replica holds are renewed with its heartbeat.
+    for (const name of this.held) await this.lease(name);
+  }
+
+  /** Leaves: no more heartbeat, the row and the leases go, so the others take over at once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const { store } = this.opts;
+    for (const name of this.held) await store.releaseLease(name, this.id).catch(() => {});
+    this.held.clear();
+    await store.removeReplica(this.id).catch(() => {});
+  }
+
+  /** The live replicas, this one included (read at most once a second). */
+  async live(): Promise<ReplicaRow[]> {
+    const now = Date.now();
+    if (this.cached && now - this.cached.at < 1_000) return this.cached.rows;
+    const rows = await this.opts.store.replicas(new Date(now - this.deadMs).toISOString());
+    this.cached = { at: now, rows };
+    return rows;
+  }
+
+  /** The replica `id` if it is alive (this one always is); null otherwise. */
+  async alive(id: string | null): Promise<ReplicaRow | null> {
+    if (id === null) return null;
+    if (id === this.id) return { id, url: this.opts.url(), startedAt: "", seenAt: new Date().toISOString() };
+    if (this.solo) return null;
+    return (await this.live()).find((r) => r.id === id) ?? null;
+  }
+
+  /** The other live replicas. */
+  async others(): Promise<ReplicaRow[]> {
+    if (this.solo) return [];
+    return (await this.live()).filter((r) => r.id !== this.id);
+  }
+
+  /** Takes or renews the lease `name` for `deadMs`; true while this replica holds it. */
+  async lease(name: string): Promise<boolean> {
+    if (this.solo) return true;
+    const now = Date.now();
+    const ok = await this.opts.store.takeLease(name, this.id, new Date(now + this.deadMs).toISOString(), new Date(now).toISOString());
+    if (ok) this.held.add(name);
+    else this.held.delete(name);
+    return ok;
+  }
+
+  /** Gives up the lease `name`. */
+  async release(name: string): Promise<void> {
+    this.held.delete(name);
+    if (!this.solo) await this.opts.store.releaseLease(name, this.id);
+  }
+
+  // ── internal requests ───────────────────────────────────────────────────────────────────────
+
+  /** The `X-Catty-Internal` value for a request of `method` to `path` (with its query). */
+  sign(method: string, path: string, nowMs = Date.now()): string {
+    const expiry = Math.ceil(nowMs / 1000) + SIGNATURE_TTL_SEC;
+    return `${expiry}.${this.mac(method, path, expiry)}`;
+  }
+
+  /** Whether `header` signs a request of `method` to `path` and has not expired. */
+  verify(method: string, path: string, header: string | undefined, nowMs = Date.now()): boolean {
+    const m = /^(\d{1,12})\.([\w-]{43})$/.exec(header ?? "");
+    if (!m) return false;
+    const expiry = Number(m[1]);
+    if (nowMs / 1000 >= expiry || expiry > nowMs / 1000 + SIGNATURE_TTL_SEC + 5) return false;
+    const given = Buffer.from(m[2] as string);
+    const wanted = Buffer.from(this.mac(method, path, expiry));
+    return given.length === wanted.length && timingSafeEqual(given, wanted);
+  }
+
+  private mac(method: string, path: string, expiry: number): string {
+    return createHmac("sha256", this.signKey).update(`${method.toUpperCase()} ${path} ${expiry}`).digest("base64url");
+  }
+
+  /** A signed request to another replica; `timeoutMs` bounds it. */
+  async call(to: ReplicaRow, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<Response> {
+    return fetch(new URL(path, to.url), {
+      method,
+      headers: { [INTERNAL_HEADER]: this.sign(method, path), ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  }
+
+  /** Tells every other live replica (`POST path`), without waiting for, or minding, their answers. */
+  broadcast(path: string, body: unknown): void {
+    void this.others().then(
+      (rows) => {
+        for (const r of rows) {
+          void this.call(r, "POST", path, body, 5_000).then(
+            (res) => void res.body?.cancel(),
+            (err: unknown) => this.opts.log.debug("could not tell a replica", { replica: r.id, path, err }),
+          );
+        }
+      },
+      (err: unknown) => this.opts.log.warn("could not list the replicas", { err }),
+    );
+  }
+}
