@@ -31,6 +31,8 @@ import { createSaves, type SaveLimits } from "./saves.ts";
 import { vaultRoutes } from "./routes/vault.ts";
 import { ticketKey } from "./tickets.ts";
 import { createVault } from "./vault/vault.ts";
+import { Replicas } from "./replicas.ts";
+import { internalRoutes } from "./routes/internal.ts";
 import type { Store } from "./store/types.ts";
 import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
 import { webAuthRoutes } from "./routes/web-auth.ts";
@@ -66,6 +68,8 @@ export interface AppDeps {
   metrics?: ServerMetrics;
   /** `/metrics` asks for this bearer token when set. */
   metricsToken?: string | null;
+  /** The replicas sharing the store (default: a solo one, as on SQLite). */
+  replicas?: Replicas;
 }
 
 export interface CattyApp {
@@ -89,7 +93,18 @@ export function createApp(deps: AppDeps): CattyApp {
   const transferTtlMs = deps.transferTtlMs ?? 15 * 60 * 1000;
   const vault = createVault({ store: deps.store, blobs: deps.blobs, master: deps.masterKey, log });
   const metrics = deps.metrics ?? createMetrics();
-  const saves = createSaves({ store: deps.store, blobs: deps.blobs, vault, ticketKey: ticketKey(deps.masterKey), log, limits: deps.limits, transferTtlMs, metrics });
+  const replicas = deps.replicas ?? new Replicas({ store: deps.store, log, master: deps.masterKey, url: deps.agentUrl, solo: true });
+  const saves = createSaves({
+    store: deps.store,
+    blobs: deps.blobs,
+    vault,
+    ticketKey: ticketKey(deps.masterKey),
+    log,
+    limits: deps.limits,
+    transferTtlMs,
+    metrics,
+    leases: replicas,
+  });
   const lifecycle = new Lifecycle({
     store: deps.store,
     provider: deps.provider,
@@ -111,6 +126,7 @@ export function createApp(deps: AppDeps): CattyApp {
       };
     },
     onEnded: (status) => metrics.ended.inc({ status }),
+    replicas,
   });
   const relay = new Relay(lifecycle, log, metrics);
   metrics.sources({ store: deps.store, relay: () => relay.counts() });
@@ -128,6 +144,7 @@ export function createApp(deps: AppDeps): CattyApp {
     agentUrl: deps.agentUrl,
     serverKey: deps.serverKey,
     claudeAccess: access.apiKey !== null,
+    replicas,
   };
 
   const app = new Hono<AppEnv>();
@@ -158,6 +175,7 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/v1/uploads", uploadRoutes(routeDeps));
   app.route("/v1/vault", vaultRoutes(routeDeps));
   app.route("/v1/agent", agentRoutes(routeDeps));
+  app.route("/v1/internal", internalRoutes(routeDeps));
   app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log, metrics }));
   if (isDisk(deps.blobs)) app.route("/v1/blobs", blobRoutes(routeDeps, deps.blobs));
   const counted = (code: string): void => metrics.errors.inc({ code });

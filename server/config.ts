@@ -58,6 +58,16 @@ export const SERVER_SETTINGS = {
     doc: "the URL session agents dial",
     shown: "`http://127.0.0.1:<port>`",
   }),
+  internalUrl: setting(urlSetting(), {
+    env: ["CATTY_INTERNAL_URL"],
+    doc: "with several replicas: the URL the other replicas reach this one at (on the cluster's private network; for example `http://$(POD_IP):8080`)",
+    shown: "`http://<host>:<port>`",
+  }),
+  replicaDeadMs: setting(intSetting(10_000, 500), {
+    env: ["CATTY_REPLICA_DEAD_MS"],
+    unit: "ms",
+    doc: "with several replicas: how long a replica may miss its heartbeats (sent five times as often) before the others take over its sessions and duties",
+  }),
   agentBin: setting(optionalString(), {
     env: ["CATTY_AGENT_BIN"],
     doc: "the `catty-agent` executable the local provider starts",
@@ -219,6 +229,9 @@ export interface ServerConfig {
   /** PostgreSQL's URL; null keeps the database in SQLite in the data dir. */
   databaseUrl: string | null;
   publicUrl: string | undefined;
+  /** Where the other replicas reach this one; unset: the address it listens on. */
+  internalUrl: string | undefined;
+  replicaDeadMs: number;
   agentBin: string | undefined;
   agentLostMs: number;
   stopTimeoutMs: number;
@@ -268,6 +281,8 @@ export function readServerConfig(
     dataDir: s.dataDir ?? join(cattyHome(env), "server"),
     databaseUrl: s.databaseUrl ?? null,
     publicUrl: s.publicUrl?.replace(/\/+$/, ""),
+    internalUrl: s.internalUrl?.replace(/\/+$/, ""),
+    replicaDeadMs: s.replicaDeadMs,
     agentBin: s.agentBin,
     agentLostMs: s.agentLostMs,
     stopTimeoutMs: s.stopTimeoutMs,

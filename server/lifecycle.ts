@@ -10,12 +10,21 @@
  *
  * `Lifecycle` owns the live sessions and the periodic work (limits, sweeps); it receives the
  * relay's events (`RelayEvents`) and tells the relay what to send (`RelayControl`).
+ *
+ * With several replicas (replicas.ts), a session's lifecycle is run by its relay replica, the one
+ * its agent said hello to (recorded in the row): that replica alone knows when input and output
+ * last went through. A session whose relay replica is not alive (it died; or the agent has not
+ * dialled yet) is looked after by the holder of the duties lease, as is the storage sweep. A stop
+ * asked of another replica is passed to the relay replica; an end is recorded once
+ * (`Store.endSession`), and the other replicas are told so their waiting clients hear of it.
  */
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
 import { CattyError, isLive, type Attention, type MachineHandle, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
 import type { SessionTimeouts } from "./config.ts";
 import type { Provider } from "./providers/types.ts";
+import { DUTIES_LEASE, type Replicas } from "./replicas.ts";
+import type { ReplicaRow } from "./store/types.ts";
 import type { AgentControl, AgentWelcome, ExitReport, RelayEvents } from "./relay.ts";
 import type { Region } from "./regions.ts";
 import type { Saves } from "./saves.ts";
@@ -49,6 +58,8 @@ export interface LifecycleDeps {
   apiEnv?(row: SessionRow): Promise<Record<string, string> | null>;
   /** Sessions ended here are counted (see metrics.ts). */
   onEnded?(status: SessionStatus): void;
+  /** The replicas sharing the store (a solo one on SQLite). */
+  replicas: Replicas;
 }
 
 export class Lifecycle implements RelayEvents {
@@ -58,6 +69,8 @@ export class Lifecycle implements RelayEvents {
   private sweeper: Timer | null = null;
   private closed = false;
   private readonly startedAt = Date.now();
+  /** Whether this replica held the duties lease at the last check. */
+  private duties = false;
 
   constructor(readonly deps: LifecycleDeps) {}
 
@@ -80,25 +93,50 @@ export class Lifecycle implements RelayEvents {
    * an ending under way: resumed), then starts the periodic checks.
    */
   async start(): Promise<void> {
-    const { store, provider, log, saves } = this.deps;
+    const { store, provider, log, saves, replicas } = this.deps;
+    this.duties = await replicas.lease(DUTIES_LEASE);
     const live = await store.liveSessions();
     for (const row of live) {
+      if (!(await this.owns(row))) continue;
       const alive = row.machine ? await provider.isAlive(row.machine) : false;
       const s = this.session(row);
       if (!alive) await s.fail(await this.goneReason(row.machine, "the session machine was gone when the server started"));
       else s.watchAgent();
     }
-    if (provider.reconcile) {
+    if (provider.reconcile && this.duties) {
       const machines = live.flatMap((row) => (row.machine ? [row.machine] : []));
-      await provider.reconcile(machines).catch((err: unknown) => log.warn("could not reconcile session machines", { err }));
+      await provider
+        .reconcile(machines, new Set(live.map((row) => row.label)))
+        .catch((err: unknown) => log.warn("could not reconcile session machines", { err }));
     }
     await this.tick();
     if (this.closed) return;
     const report = (what: string) => (err: unknown) => log.error(`${what} failed`, { err });
     this.ticker = setInterval(() => void this.tick().catch(report("session limit check")), this.deps.timeouts.tickMs);
-    const sweep = (): void => void saves.sweep().catch(report("storage sweep"));
+    const sweep = (): void => void (this.duties ? saves.sweep() : Promise.resolve()).catch(report("storage sweep"));
     sweep();
     this.sweeper = setInterval(sweep, this.deps.sweepMs);
+  }
+
+  /** The live replica other than this one that relays the session, if there is one. */
+  async relayElsewhere(row: Pick<SessionRow, "relayReplica">): Promise<ReplicaRow | null> {
+    const { replicas } = this.deps;
+    if (row.relayReplica === null || row.relayReplica === replicas.id) return null;
+    return replicas.alive(row.relayReplica);
+  }
+
+  /** Whether this replica runs the session's lifecycle: it relays it, or nobody alive does and it has the duties. */
+  private async owns(row: SessionRow): Promise<boolean> {
+    if (row.relayReplica === this.deps.replicas.id) return true;
+    return this.duties && (await this.relayElsewhere(row)) === null;
+  }
+
+  /** Stops looking after a session another replica runs (keeping what it may still hand over). */
+  private letGo(id: string): void {
+    const s = this.live.get(id);
+    if (!s || s.ending || s.programEnv !== null) return;
+    s.dispose();
+    this.live.delete(id);
   }
 
   /** The end reason of a session whose machine is not alive, with the provider's account when it has one. */
@@ -157,24 +195,40 @@ export class Lifecycle implements RelayEvents {
       await this.session(row).fail(`could not start the session machine: ${why}`);
       throw new CattyError("unavailable", `Session ${row.label} could not start: ${why}`);
     }
-    const updated = (await store.updateSession(row.id, { machine })) ?? row;
+    // This replica keeps the program's environment until the agent has it: it is the session's relay replica until the agent dials another.
+    const updated = (await store.updateSession(row.id, { machine, relayReplica: this.deps.replicas.id })) ?? row;
     log.info("session created", { label: row.label });
     this.session(row).watchAgent();
     return updated;
   }
 
-  /** `catty stop`: ends the session gracefully (or as it was already being ended). */
-  stop(row: SessionRow): Promise<SessionRow | null> {
-    return this.session(row).end({ status: "stopped", reason: "stopped by user" });
+  /**
+   * `catty stop`: ends the session gracefully (or as it was already being ended), on its relay
+   * replica; `here`: on this one (asked by another replica, so never passed on again).
+   */
+  async stop(row: SessionRow, opts: { here?: boolean } = {}): Promise<SessionRow | null> {
+    const relay = opts.here ? null : await this.relayElsewhere(row);
+    if (!relay) return this.session(row).end({ status: "stopped", reason: "stopped by user" });
+    const res = await this.deps.replicas.call(relay, "POST", `/v1/internal/sessions/${row.id}/stop`, undefined, this.deps.stopTimeoutMs + 15_000);
+    await res.body?.cancel();
+    if (!res.ok) throw new CattyError("unavailable", `The replica that relays session ${row.label} could not stop it (HTTP ${res.status}).`, "Try again.");
+    return this.deps.store.sessionById(row.id);
   }
 
   /** Checks every live session's limits, and resumes endings a previous process started. */
   async tick(): Promise<void> {
     const now = Date.now();
+    this.duties = await this.deps.replicas.lease(DUTIES_LEASE);
     for (const row of await this.deps.store.liveSessions()) {
       if (this.closed) return;
+      if (!(await this.owns(row))) {
+        this.letGo(row.id);
+        continue;
+      }
       const s = this.session(row);
       if (s.ending) continue;
+      // Taken over from a replica that died (or never had its agent): its machine is watched here.
+      if (!s.watching && !this.relayControl.agentConnected(row.id)) s.watchAgent();
       if (row.ending) {
         void s.end(row.ending, { agentMayReturn: true });
         continue;
@@ -198,6 +252,7 @@ export class Lifecycle implements RelayEvents {
     if (!row) return { restore: null, stop: null, env: null };
     const live = isLive(row.status) ? this.session(row) : null;
     live?.agentBack();
+    if (live && row.relayReplica !== this.deps.replicas.id) await this.takeOver(row, live, programStarted);
     if (row.status === "starting") await store.updateSession(sessionId, { status: "running" });
     await saves.agentReconnected(sessionId);
     // The program's environment goes to the agent until its program runs, then is forgotten. Its
@@ -213,6 +268,46 @@ export class Lifecycle implements RelayEvents {
       live.apiEnv = null;
     }
     return { restore: await saves.restoreFor(row), stop: row.ending?.reason ?? null, env };
+  }
+
+  /**
+   * The agent dialled this replica: it becomes the session's relay replica. The program's
+   * environment, if the agent still needs it, is asked of the replica that had it (it is kept in
+   * that replica's memory only); then every other replica is told, so that their clients of the
+   * session dial again and land here.
+   */
+  private async takeOver(row: SessionRow, live: LiveSession, programStarted: boolean): Promise<void> {
+    const { store, replicas, log } = this.deps;
+    const before = await this.relayElsewhere(row);
+    if (before && !programStarted && live.programEnv === null) {
+      live.programEnv = await replicas
+        .call(before, "POST", `/v1/internal/sessions/${row.id}/handover`)
+        .then(async (res) => (res.ok ? ((await res.json()) as { env: Record<string, string> | null }).env : null))
+        .catch((err: unknown) => {
+          log.warn("could not get the program's environment from the replica that started the session", { label: row.label, err });
+          return null;
+        });
+    }
+    await store.updateSession(row.id, { relayReplica: replicas.id });
+    replicas.broadcast(`/v1/internal/sessions/${row.id}/moved`, {});
+  }
+
+  /** Another replica asks for the program's environment this one keeps (see `takeOver`): given once. */
+  handOver(sessionId: string): Record<string, string> | null {
+    const s = this.live.get(sessionId);
+    const env = s?.programEnv ?? null;
+    if (s) s.programEnv = null;
+    return env;
+  }
+
+  /** Another replica relays the session now. */
+  movedAway(sessionId: string): void {
+    this.letGo(sessionId);
+  }
+
+  async servedElsewhere(sessionId: string): Promise<boolean> {
+    const row = await this.deps.store.sessionById(sessionId);
+    return row !== null && isLive(row.status) && (await this.relayElsewhere(row)) !== null;
   }
 
   async agentControl(sessionId: string, msg: AgentControl) {
@@ -280,6 +375,11 @@ export class LiveSession {
     return this.lifecycle.deps;
   }
 
+  /** Whether the agent's machine is being watched (see `watchAgent`). */
+  get watching(): boolean {
+    return this.lostTimer !== null;
+  }
+
   /** The agent is connected: no need to look for its machine. */
   agentBack(): void {
     this.clearLostTimer();
@@ -298,6 +398,7 @@ export class LiveSession {
       if (this.lifecycle.isClosed || this.done) return;
       const row = await store.sessionById(this.id);
       if (!row || !isLive(row.status) || this.lifecycle.relayControl.agentConnected(this.id)) return;
+      if (await this.lifecycle.relayElsewhere(row)) return;
       const alive = row.machine ? await provider.isAlive(row.machine) : false;
       if (alive) {
         this.lostTimer = setTimeout(run, agentLostMs);
@@ -391,12 +492,18 @@ export class LiveSession {
     patch: Pick<SessionPatch, "exitCode" | "endReason" | "lastScreen" | "finalSave">,
   ): Promise<{ row: SessionRow; first: boolean }> {
     const { store } = this.deps;
-    const first = !this.recorded;
+    let first = !this.recorded;
     this.recorded = true;
-    const updated = first
-      ? await store.updateSession(this.id, { exitCode: null, ...patch, status, endedAt: new Date().toISOString(), ending: null })
-      : await store.sessionById(this.id);
+    let updated = first ? await store.endSession(this.id, { exitCode: null, ...patch, status, endedAt: new Date().toISOString(), ending: null }) : null;
+    if (first && !updated) {
+      // Another replica recorded it first.
+      first = false;
+      this.dispose();
+      this.lifecycle.forget(this.id);
+    }
+    updated ??= await store.sessionById(this.id);
     if (first) {
+      this.deps.replicas.broadcast(`/v1/internal/sessions/${this.id}/ended`, {});
       this.deps.onEnded?.(status);
       this.dispose();
       this.lifecycle.forget(this.id);

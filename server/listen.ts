@@ -8,6 +8,7 @@ import { binaryCommand } from "../src/lib/paths.ts";
 import type { Log } from "../src/lib/log.ts";
 import { hashToken, newToken } from "./tokens.ts";
 import { createApp } from "./app.ts";
+import { Replicas } from "./replicas.ts";
 import { createDiskBlobStore, loadOrCreateSecret } from "./blobs/disk.ts";
 import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
@@ -199,13 +200,21 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   });
   const provider = opts.wrapProvider ? opts.wrapProvider(chosen) : chosen;
   let agentUrl = config.publicUrl ?? "";
+  let internalUrl = config.internalUrl ?? "";
+  const masterKey = parseMasterKey(config.masterKey ?? loadOrCreateKey(config.dataDir, "master-key"));
+  // On SQLite the database is this process's alone (the data dir is locked); on PostgreSQL other
+  // replicas may share it, and must share the master key too.
+  const solo = config.databaseUrl === null;
+  if (!solo && !config.masterKey) log.warn("on PostgreSQL, give every replica the same CATTY_MASTER_KEY: this one uses the key in its data dir");
+  const replicas = new Replicas({ store, log, master: masterKey, url: () => internalUrl, solo, deadMs: config.replicaDeadMs, beatMs: Math.max(100, Math.floor(config.replicaDeadMs / 5)) });
   const app = createApp({
     store,
     provider,
     blobs: openBlobs(config, log),
     log,
     limits: { maxUploadBytes: config.maxUploadBytes, maxSaveBytes: config.maxSaveBytes, retentionDays: config.retentionDays },
-    masterKey: parseMasterKey(config.masterKey ?? loadOrCreateKey(config.dataDir, "master-key")),
+    masterKey,
+    replicas,
     timeouts: config.timeouts,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,
@@ -227,7 +236,10 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   });
   const port = server.port as number;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  if (!agentUrl) agentUrl = `http://${config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host}:${port}`;
+  const reachable = `http://${config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  if (!agentUrl) agentUrl = reachable;
+  if (!internalUrl) internalUrl = reachable;
+  await replicas.start();
   await app.start();
   const pidFile = join(config.dataDir, "server.pid");
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
@@ -235,6 +247,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   const stop = async (): Promise<void> => {
     rmSync(pidFile, { force: true });
     app.close();
+    await replicas.close();
     await server.stop(true);
     await store.close();
   };
@@ -243,6 +256,8 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     log.info("shutting down: links are told to dial again");
     app.drain();
     app.close();
+    // The others take over this replica's sessions and duties at once.
+    await replicas.close();
     app.closeLinks();
     const finished = server.stop(false).then(() => true);
     // Whatever still runs at the deadline (a long download) is cut; a little is kept for the rest.

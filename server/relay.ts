@@ -40,7 +40,23 @@ interface LinkData {
   malformed: number;
 }
 
+/**
+ * A client link that landed on a replica other than the session's relay replica: its frames are
+ * passed, unchanged, to and from a link this replica opens to the relay replica (see replicas.ts).
+ */
+export interface ForwardData extends LinkData {
+  kind: "forward";
+  /** The relay replica's internal attach URL (ws:) and its signed header. */
+  target: string;
+  headers: Record<string, string>;
+  upstream?: WebSocket;
+  /** Frames the client sent before the upstream link opened. */
+  queued: Array<string | Buffer>;
+  ended?: undefined;
+}
+
 export type SocketData =
+  | ForwardData
   | (LinkData & { kind: "agent"; ended?: boolean })
   | (LinkData & {
       kind: "client";
@@ -108,6 +124,8 @@ export interface RelayEvents {
   activity(sessionId: string): void;
   /** The agent says whether the program waits for its user. */
   attention(sessionId: string, attention: Attention): void;
+  /** Whether another live replica relays the session now (a client waiting here should dial again). */
+  servedElsewhere(sessionId: string): Promise<boolean>;
 }
 
 class SessionRelay {
@@ -172,11 +190,13 @@ export class Relay {
     sendPings: true,
     maxPayloadLength: 16 * 1024 * 1024,
     open: (ws) => {
+      if (ws.data.kind === "forward") return this.forwardOpen(ws as ServerWebSocket<ForwardData>);
       if (!ws.data.ended) return;
       if (ws.data.kind === "client") ws.send(JSON.stringify(ws.data.ended));
       ws.close(CLOSE.ended, "session ended");
     },
     message: (ws, msg) => {
+      if (ws.data.kind === "forward") return this.forwardMessage(ws as ServerWebSocket<ForwardData>, msg);
       if (ws.data.ended) return;
       // What a link's messages lead to is logged with its session.
       logContext.run({ session: ws.data.label }, () => {
@@ -185,6 +205,7 @@ export class Relay {
       });
     },
     close: (ws) => {
+      if (ws.data.kind === "forward") return ws.data.upstream?.close(1000, "client left");
       logContext.run({ session: ws.data.label }, () => {
         if (ws.data.kind === "agent") this.agentClose(ws);
         else this.clientClose(ws);
@@ -210,8 +231,68 @@ export class Relay {
     return id;
   }
 
+  // ── client links forwarded to the relay replica ─────────────────────────────────────────────
+
+  private readonly forwards = new Set<ServerWebSocket<ForwardData>>();
+
+  private forwardOpen(ws: ServerWebSocket<ForwardData>): void {
+    const data = ws.data;
+    this.forwards.add(ws);
+    const up = new WebSocket(data.target, { headers: data.headers } as unknown as string[]);
+    // Bun's client hands binary frames over as Buffers with this.
+    (up as { binaryType: string }).binaryType = "nodebuffer";
+    data.upstream = up;
+    up.onopen = () => {
+      for (const m of data.queued.splice(0)) up.send(m);
+    };
+    up.onmessage = (ev) => {
+      if (ws.readyState !== 1) return;
+      // A frame the client socket cannot take breaks the stream: the client dials again and resumes.
+      if (ws.send(ev.data as string | Buffer) === 0) ws.close(CLOSE.restart, "fell behind; dial again");
+    };
+    let opened = false;
+    up.addEventListener("open", () => (opened = true));
+    up.onclose = (ev) => {
+      this.forwards.delete(ws);
+      if (ws.readyState > 1) return;
+      // The relay replica is not there (it died, and the others do not know yet): the client
+      // dials again in a moment rather than at once, until a live replica relays the session.
+      if (!opened) {
+        setTimeout(() => ws.readyState === 1 && ws.close(CLOSE.restart, "the relaying replica is not reachable; dial again"), 500);
+        return;
+      }
+      // Codes a peer may send pass through; a link that broke (1005, 1006…) becomes "dial again".
+      const code = ev.code === 1000 || ev.code === CLOSE.restart || (ev.code >= 4000 && ev.code < 5000) ? ev.code : CLOSE.restart;
+      ws.close(code, code === CLOSE.restart && ev.code !== CLOSE.restart ? "the relaying replica went away; dial again" : ev.reason);
+    };
+    up.onerror = () => {};
+  }
+
+  private forwardMessage(ws: ServerWebSocket<ForwardData>, msg: string | Buffer): void {
+    const up = ws.data.upstream;
+    if (up?.readyState === WebSocket.OPEN) up.send(msg);
+    else if (ws.data.queued.length < 256) ws.data.queued.push(msg);
+    else ws.close(CLOSE.restart, "the relaying replica did not answer; dial again");
+  }
+
+  /**
+   * Another replica now relays the session: its clients here dial again (and are routed there),
+   * and a link of its agent that is still open here is stale.
+   */
+  moved(sessionId: string): void {
+    const s = this.sessions.get(sessionId);
+    if (!s) return;
+    for (const c of s.clients.values()) c.ws.close(CLOSE.restart, "the session moved to another replica; dial again");
+    s.clients.clear();
+    s.agent?.close(CLOSE.replaced, "the agent dialled another replica");
+    s.agent = null;
+    s.failFiles(new CattyError("unavailable", "The session machine moved to another replica before it took the file.", "Try again."));
+    this.sessions.delete(sessionId);
+  }
+
   /** Closes every link (the server is shutting down): agents and clients dial again. */
   closeAll(): void {
+    for (const f of this.forwards) f.close(CLOSE.restart, "server shutting down");
     for (const s of this.sessions.values()) {
       for (const c of s.clients.values()) c.ws.close(CLOSE.restart, "server shutting down");
       s.agent?.close(CLOSE.restart, "server shutting down");
@@ -628,6 +709,13 @@ export class Relay {
     if (msg.mode === "interactive") s.wantSize = { cols: msg.cols, rows: msg.rows };
     if (!s.agent) {
       send(ws, { type: "status", message: "Waiting for the session machine to connect…" });
+      // Its agent may be on another replica now: then this client dials again, and is routed there.
+      void this.events.servedElsewhere(s.sessionId).then(
+        (elsewhere) => {
+          if (elsewhere && !s.agent && s.clients.get(data.clientId)?.ws === ws) ws.close(CLOSE.restart, "the session is relayed by another replica; dial again");
+        },
+        (err: unknown) => this.log.warn("could not look up the session's relay replica", { label: s.label, err }),
+      );
       return;
     }
     if (msg.mode === "interactive") send(s.agent, { type: "resize", cols: msg.cols, rows: msg.rows });

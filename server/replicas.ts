@@ -61,6 +61,7 @@ export class Replicas {
 
   /** Records this replica and keeps its heartbeat. */
   async start(): Promise<void> {
+    if (this.solo) return;
     await this.beat();
     this.timer = setInterval(() => {
       void this.beat().catch((err: unknown) => this.opts.log.warn("replica heartbeat failed", { err }));

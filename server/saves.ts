@@ -96,6 +96,9 @@ function streamOf(gen: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
   });
 }
 
+/** A save's transfer id: the agent names its saves, so only within its session. */
+const saveTransferId = (sessionId: string, saveId: string): string => `save:${sessionId}:${saveId}`;
+
 const ageOf = (modifiedAt: number | undefined, now: number): number => (modifiedAt === undefined ? 0 : now - modifiedAt);
 
 export function createSaves(deps: SavesDeps) {
@@ -178,15 +181,15 @@ export function createSaves(deps: SavesDeps) {
 
   async function saveRequest(row: SessionRow, msg: Extract<AgentControl, { type: "save_request" }>): Promise<ServerToAgent> {
     const current = await store.sessionTransfer(row.id);
-    if (live(current) && current.id !== msg.id) {
-      return { type: "save_target", id: msg.id, url: null, error: `save ${current.id} is still in progress: one save at a time` };
+    if (live(current) && current.id !== saveTransferId(row.id, msg.id)) {
+      return { type: "save_target", id: msg.id, url: null, error: `save ${current.id.slice(current.id.lastIndexOf(":") + 1)} is still in progress: one save at a time` };
     }
     await abandon(row.id);
-    return { type: "save_target", id: msg.id, url: await begin("save", msg.id, row.userId, row.id, msg.reason), error: null };
+    return { type: "save_target", id: msg.id, url: await begin("save", saveTransferId(row.id, msg.id), row.userId, row.id, msg.reason), error: null };
   }
 
   async function saveDone(row: SessionRow, msg: Extract<AgentControl, { type: "save_done" }>): Promise<ServerToAgent> {
-    const t = await store.transferById(msg.id);
+    const t = await store.transferById(saveTransferId(row.id, msg.id));
     if (!t || t.kind !== "save" || t.sessionId !== row.id) return { type: "save_result", id: msg.id, ok: false, error: "unknown save" };
     try {
       await vault.verify(row.userId, msg.root, storedBy(t));

@@ -167,10 +167,10 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
       const m = docker(machine);
       if (m) await engine.remove(m.id);
     },
-    async reconcile(live) {
+    async reconcile(live, liveLabels) {
       const keep = new Set(live.flatMap((m) => (m.provider === "docker" ? [m.id] : [])));
       for (const c of await engine.list([`${LABELS.server}=${opts.serverId}`])) {
-        if (keep.has(c.Id)) continue;
+        if (keep.has(c.Id) || liveLabels.has(c.Labels?.[LABELS.session] ?? "")) continue;
         log.warn("removing a session container with no live session", { container: c.Names?.[0] ?? c.Id.slice(0, 12) });
         await engine.remove(c.Id).catch((err: unknown) => log.warn("could not remove a container", { id: c.Id.slice(0, 12), err }));
       }

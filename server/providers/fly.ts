@@ -188,11 +188,12 @@ export function createFlyProvider(opts: FlyProviderOptions): Provider {
       const m = fly(machine);
       if (m) await remove(m);
     },
-    async reconcile(live) {
+    async reconcile(live, liveLabels) {
       const keep = new Set(live.flatMap((m) => (m.provider === "fly" ? [m.id] : [])));
       const mine = await call<FlyMachineInfo[]>("GET", `?metadata.${FLY_METADATA.server}=${encodeURIComponent(opts.serverId)}`);
       for (const m of Array.isArray(mine) ? mine : []) {
         if (keep.has(m.id) || m.config?.metadata?.[FLY_METADATA.server] !== opts.serverId) continue;
+        if (liveLabels.has(m.config?.metadata?.[FLY_METADATA.session] ?? "")) continue;
         log.warn("destroying a Fly Machine with no live session", { machine: m.id, name: m.name });
         await remove(m).catch((err: unknown) => log.warn("could not destroy a Fly Machine", { machine: m.id, err: (err as Error).message }));
       }

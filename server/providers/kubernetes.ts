@@ -202,12 +202,13 @@ export function createKubernetesProvider(opts: KubernetesProviderOptions): Provi
       const m = kube(machine);
       if (m) await remove(m);
     },
-    async reconcile(live) {
+    async reconcile(live, liveLabels) {
       const keep = new Set(live.flatMap((m) => (m.provider === "kubernetes" ? [`${m.namespace}/${m.name}`] : [])));
       const pods = await api.listNamespacedPod({ namespace, labelSelector: `${POD_LABELS.server}=${opts.serverId}` });
       for (const pod of pods.items) {
         const name = pod.metadata?.name;
         if (!name || keep.has(`${namespace}/${name}`) || pod.metadata?.labels?.[POD_LABELS.server] !== opts.serverId) continue;
+        if (liveLabels.has(pod.metadata?.labels?.[POD_LABELS.session] ?? "")) continue;
         log.warn("deleting a session Pod with no live session", { pod: name });
         await remove({ name, namespace }).catch((err: unknown) => log.warn("could not delete a Pod", { pod: name, err: (err as Error).message }));
       }

@@ -40,8 +40,10 @@ export interface Provider {
   /** Why a machine that is not alive went away, in words for the session's end reason. */
   whyGone?(machine: MachineHandle): Promise<string | null>;
   /**
-   * Called once when the server starts, with the machines of the sessions still live: removes
-   * machines of this server that no session owns (a container left behind).
+   * Called when the server starts (by one replica: the holder of the duties lease), with the
+   * machines and labels of the sessions still live: removes machines of this server that no
+   * session owns (a container left behind). A machine labelled with a live session is kept even
+   * when its handle is not stored yet (another replica is starting it).
    */
-  reconcile?(live: MachineHandle[]): Promise<void>;
+  reconcile?(live: MachineHandle[], liveLabels: ReadonlySet<string>): Promise<void>;
 }

@@ -12,11 +12,12 @@ import { HTTPException } from "hono/http-exception";
 import { zValidator } from "@hono/zod-validator";
 import type { z } from "zod";
 import type { Log } from "../../src/lib/log.ts";
-import { CattyError, httpStatus, Label } from "../../src/protocol/index.ts";
+import { CattyError, httpStatus, isLive, Label } from "../../src/protocol/index.ts";
 import type { SessionTimeouts } from "../config.ts";
 import type { Lifecycle } from "../lifecycle.ts";
 import type { Provider } from "../providers/types.ts";
 import type { Relay, SocketData } from "../relay.ts";
+import type { Replicas } from "../replicas.ts";
 import type { SaveLimits, Saves } from "../saves.ts";
 import type { SessionRow, Store, User } from "../store/types.ts";
 import { hashToken } from "../tokens.ts";
@@ -48,6 +49,7 @@ export interface RouteDeps {
   serverKey: string;
   /** Whether sessions get Claude API access through this server (an operator's key is set). */
   claudeAccess: boolean;
+  replicas: Replicas;
 }
 
 /** JSON bodies are small; only uploads and blob transfers stream large bodies (to storage). */
@@ -154,6 +156,25 @@ export async function readCapped(req: Request, max: number, tooLarge: () => Catt
     }
   }
   return Buffer.concat(chunks, size);
+}
+
+/**
+ * Upgrades to a client link of the session in `row` (served by this replica's relay): a session
+ * that has ended is told so when the link opens.
+ */
+export function upgradeClient(c: Context<AppEnv>, relay: Relay, row: SessionRow, viewOnly: boolean): Response {
+  const ended = isLive(row.status)
+    ? undefined
+    : { type: "ended" as const, status: row.status, exitCode: row.exitCode, reason: row.endReason, screen: row.lastScreen };
+  return upgrade(c, {
+    kind: "client",
+    sessionId: row.id,
+    label: row.label,
+    clientId: relay.newClientId(),
+    malformed: 0,
+    ...(ended ? { ended } : {}),
+    ...(viewOnly ? { viewOnly } : {}),
+  });
 }
 
 /** Upgrades the request to a WebSocket with `data`; a request that cannot be upgraded is a 400. */

@@ -6,11 +6,12 @@ import { usageMonth } from "../anthropic.ts";
 import { usageReport } from "./info.ts";
 import { Hono } from "hono";
 import { formatDuration } from "../../src/lib/duration.ts";
-import { CattyError, CreateSession, FILE_MAX_BYTES, fileProblem, isLive, storedFileName, type Session } from "../../src/protocol/index.ts";
+import { CattyError, CreateSession, ErrorBody, FILE_MAX_BYTES, fileProblem, isLive, storedFileName, type Session } from "../../src/protocol/index.ts";
 import { randomLabel } from "../labels.ts";
-import type { SessionRow, User } from "../store/types.ts";
+import { INTERNAL_HEADER } from "../replicas.ts";
+import type { ReplicaRow, SessionRow, User } from "../store/types.ts";
 import { hashToken, newToken } from "../tokens.ts";
-import { jsonBody, readCapped, requireUser, sessionOf, upgrade, type AppEnv, type RouteDeps } from "./common.ts";
+import { jsonBody, readCapped, requireUser, sessionOf, upgrade, upgradeClient, type AppEnv, type RouteDeps } from "./common.ts";
 
 export function toSession(row: SessionRow, saves: Session["saves"] = [], isolated = true, lastActivity: number | null = null): Session {
   return {
@@ -86,7 +87,10 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     const bytes = await readCapped(c.req.raw, FILE_MAX_BYTES, () => new CattyError("too_large", fileProblem(name, FILE_MAX_BYTES + 1) as string));
     const staged = await saves.stageFile(row, bytes);
     try {
-      const path = await relay.putFile(row.id, { name: storedFileName(name, new Date()), url: staged.url, size: bytes.length });
+      const file = { name: storedFileName(name, new Date()), url: staged.url, size: bytes.length };
+      // The agent's link is on another replica: that one hands the file over.
+      const relayReplica = await lifecycle.relayElsewhere(row);
+      const path = relayReplica ? await handOnFile(deps, relayReplica, row, file) : await relay.putFile(row.id, file);
       deps.log.info("file handed to a session", { label: row.label, bytes: bytes.length });
       return c.json({ path, size: bytes.length }, 201);
     } finally {
@@ -111,21 +115,38 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     } else {
       row = await sessionOf(store, c.var.user, c.req.param("label"));
     }
-    const ended = isLive(row.status)
-      ? undefined
-      : { type: "ended" as const, status: row.status, exitCode: row.exitCode, reason: row.endReason, screen: row.lastScreen };
-    return upgrade(c, {
-      kind: "client",
-      sessionId: row.id,
-      label: row.label,
-      clientId: relay.newClientId(),
-      malformed: 0,
-      ...(ended ? { ended } : {}),
-      ...(viewOnly ? { viewOnly } : {}),
-    });
+    // Another replica holds the agent's link: this client's frames go through to it.
+    const relayReplica = isLive(row.status) ? await lifecycle.relayElsewhere(row) : null;
+    if (relayReplica) {
+      const path = `/v1/internal/sessions/${row.id}/attach${viewOnly ? "?view=1" : ""}`;
+      const target = new URL(path, relayReplica.url);
+      target.protocol = target.protocol === "https:" ? "wss:" : "ws:";
+      return upgrade(c, {
+        kind: "forward",
+        sessionId: row.id,
+        label: row.label,
+        malformed: 0,
+        target: target.toString(),
+        headers: { [INTERNAL_HEADER]: deps.replicas.sign("GET", path) },
+        queued: [],
+      });
+    }
+    return upgradeClient(c, relay, row, viewOnly);
   });
 
   return app;
+}
+
+/** Asks the session's relay replica to hand a staged file to its agent; resolves to the path the program sees. */
+async function handOnFile(deps: RouteDeps, to: ReplicaRow, row: SessionRow, file: { name: string; url: string; size: number }): Promise<string> {
+  // The staged file's URL may be relative to this server (disk storage): any replica serves it.
+  const res = await deps.replicas.call(to, "POST", `/v1/internal/sessions/${row.id}/files`, file, 90_000).catch(() => null);
+  if (!res) throw new CattyError("unavailable", "The replica that relays this session did not answer.", "Try again in a moment.");
+  const body = (await res.json().catch(() => null)) as { path?: unknown } | null;
+  if (res.ok && typeof body?.path === "string") return body.path;
+  const error = ErrorBody.safeParse(body);
+  if (error.success) throw CattyError.from(error.data);
+  throw new CattyError("unavailable", `The replica that relays this session answered HTTP ${res.status}.`, "Try again in a moment.");
 }
 
 /** Checks the request, stores the session and starts its machine. */

@@ -110,13 +110,16 @@ describe("Fly Machines provider", () => {
     expect(JSON.stringify(log.lines)).not.toContain(fly.token);
   });
 
-  test("reconcile destroys this server's Machines that no live session owns, and nobody else's", async () => {
+  test("reconcile destroys this server's Machines that no live session owns, and nobody else's, nor one a live session is starting", async () => {
     fly = startFlyStandIn();
     const p = provider();
     const live = await p.start(spec);
     fly.addMachine({ id: "aaaa0000stray1", name: "catty-old", region: "fra", metadata: { [FLY_METADATA.server]: "0123456789abcdef", [FLY_METADATA.session]: "old-one-0001" } });
     fly.addMachine({ id: "bbbb0000other1", name: "theirs", region: "fra", metadata: { [FLY_METADATA.server]: "fedcba9876543210" } });
-    await p.reconcile?.([live]);
+    // Being started by another replica: no handle stored yet, but its session is live.
+    fly.addMachine({ id: "cccc0000start1", name: "catty-new", region: "fra", metadata: { [FLY_METADATA.server]: "0123456789abcdef", [FLY_METADATA.session]: "new-one-0002" } });
+    await p.reconcile?.([live], new Set(["new-one-0002"]));
+    expect(fly.machines.get("cccc0000start1")?.state).toBe("started");
     expect(fly.requests.find((r) => r.method === "GET" && r.search.startsWith("?metadata."))?.search).toBe(`?metadata.${FLY_METADATA.server}=0123456789abcdef`);
     expect(fly.machines.get("aaaa0000stray1")?.state).toBe("destroyed");
     expect(fly.machines.get("bbbb0000other1")?.state).toBe("started");

@@ -130,9 +130,10 @@ describe("Kubernetes provider", () => {
     const live = await p.start(spec);
     kube.addPod("sessions", "catty-old-one-0001-aaaaaaaa", { [POD_LABELS.server]: "0123456789abcdef" });
     kube.addPod("sessions", "theirs", { [POD_LABELS.server]: "fedcba9876543210" });
-    await p.reconcile?.([live]);
+    kube.addPod("sessions", "catty-new-one-0002-bbbbbbbb", { [POD_LABELS.server]: "0123456789abcdef", [POD_LABELS.session]: "new-one-0002" });
+    await p.reconcile?.([live], new Set(["new-one-0002"]));
     expect(kube.requests.find((r) => r.method === "GET" && r.search.includes("labelSelector"))?.search).toBe(`?labelSelector=${encodeURIComponent(`${POD_LABELS.server}=0123456789abcdef`)}`);
-    expect([...kube.pods.keys()].sort()).toEqual([`sessions/${(live as KubernetesMachine).name}`, "sessions/theirs"]);
+    expect([...kube.pods.keys()].sort()).toEqual(["sessions/catty-new-one-0002-bbbbbbbb", `sessions/${(live as KubernetesMachine).name}`, "sessions/theirs"].sort());
   });
 
   test("an API that refuses (RBAC) is a clear error naming what to check, without the token", async () => {

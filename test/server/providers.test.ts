@@ -219,7 +219,7 @@ describe("Docker provider", () => {
     const provider = createDockerProvider({
       docker: client, image: "i", network: "bridge", regions: [LOCAL], limits, tuning: readServerConfig({}, {}).agentTuning, serverId: "x", log: silentLog,
     });
-    await provider.reconcile?.([{ provider: "docker", id: "a".repeat(64), name: "catty-a" }]);
+    await provider.reconcile?.([{ provider: "docker", id: "a".repeat(64), name: "catty-a" }], new Set());
     expect(removed).toEqual(["b".repeat(64)]);
   });
 

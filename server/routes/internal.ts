@@ -1,0 +1,68 @@
+/**
+ * `/v1/internal`: what replicas ask of each other (see replicas.ts), each request signed with the
+ * replicas' shared key (`X-Catty-Internal`); anything else is refused. The session's relay
+ * replica is asked to serve a forwarded attach, a stop, a handed file; any replica is told that a
+ * session moved or ended, and the replica that started a session hands over its program's
+ * environment.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { CattyError, isLive } from "../../src/protocol/index.ts";
+import { INTERNAL_HEADER } from "../replicas.ts";
+import type { SessionRow } from "../store/types.ts";
+import { jsonBody, upgradeClient, type AppEnv, type RouteDeps } from "./common.ts";
+
+const HandedFile = z.object({ name: z.string().min(1).max(255), url: z.string().min(1).max(4096), size: z.number().int().nonnegative() });
+
+export function internalRoutes(deps: RouteDeps): Hono<AppEnv> {
+  const { store, lifecycle, relay, replicas } = deps;
+  const app = new Hono<AppEnv>();
+  app.use("*", async (c, next) => {
+    const url = new URL(c.req.url);
+    if (!replicas.verify(c.req.method, url.pathname + url.search, c.req.header(INTERNAL_HEADER))) {
+      throw new CattyError("forbidden", "Only another replica of this server may call this.");
+    }
+    await next();
+  });
+  const sessionOf = async (id: string): Promise<SessionRow> => {
+    const row = await store.sessionById(id);
+    if (!row) throw new CattyError("not_found", `No session ${id}.`);
+    return row;
+  };
+
+  // A client that landed on another replica, passed through to this one (the relay replica).
+  app.get("/sessions/:id/attach", async (c) => {
+    return upgradeClient(c, relay, await sessionOf(c.req.param("id")), c.req.query("view") === "1");
+  });
+
+  app.post("/sessions/:id/stop", async (c) => {
+    const row = await sessionOf(c.req.param("id"));
+    if (isLive(row.status)) await lifecycle.stop(row, { here: true });
+    return c.json({ ok: true });
+  });
+
+  app.post("/sessions/:id/files", ...jsonBody(HandedFile), async (c) => {
+    const row = await sessionOf(c.req.param("id"));
+    return c.json({ path: await relay.putFile(row.id, c.req.valid("json")) });
+  });
+
+  app.post("/sessions/:id/moved", async (c) => {
+    const row = await sessionOf(c.req.param("id"));
+    // A late word: the session came back here meanwhile.
+    if (row.relayReplica !== replicas.id) {
+      relay.moved(row.id);
+      lifecycle.movedAway(row.id);
+    }
+    return c.json({ ok: true });
+  });
+
+  app.post("/sessions/:id/ended", async (c) => {
+    const row = await sessionOf(c.req.param("id"));
+    if (!isLive(row.status)) relay.endClients(row.id, { type: "exit", code: row.exitCode ?? 1, status: row.status, reason: row.endReason });
+    return c.json({ ok: true });
+  });
+
+  app.post("/sessions/:id/handover", (c) => c.json({ env: lifecycle.handOver(c.req.param("id")) }));
+
+  return app;
+}

@@ -1,0 +1,192 @@
+/**
+ * Several replicas of the real server on one PostgreSQL and one S3 (s3rver), behind two small
+ * TCP load balancers written for the test (helpers/balancer.ts): one that session agents dial,
+ * one for clients. Sessions are created through one replica while their agents land on another;
+ * clients attach through a third or through the balancer; the replica relaying a session is
+ * killed mid-output; stops are asked of replicas that do not relay the session; a session whose
+ * replica and machine both die is failed by exactly one of the others.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { SQL } from "bun";
+import { readFileSync } from "node:fs";
+import { createApiClient, type ApiClient } from "../../src/client/api.ts";
+import { startBalancer, type Balancer } from "../helpers/balancer.ts";
+import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
+import { killAgents, pidAlive } from "../helpers/agents.ts";
+import { freshDatabase } from "../helpers/postgres.ts";
+import { checkSeq, pacedSeq, Recorder } from "../helpers/recorder.ts";
+import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
+import { ServerProcess } from "../helpers/server-process.ts";
+import { waitFor } from "../helpers/wait.ts";
+
+let bins: Binaries;
+let s3: S3Fixture;
+let sql: SQL;
+let agents: Balancer;
+let clients: Balancer;
+/** Replicas A, B, C. Agents dial B and C only, so a session created through A always moves. */
+let replicas: ServerProcess[];
+let token: string;
+const recorders: Recorder[] = [];
+
+const [A, B, C] = [0, 1, 2];
+const api = (i: number): ApiClient => createApiClient((replicas[i] as ServerProcess).url, token);
+const record = (url: string, mode: "interactive" | "view" = "interactive"): Recorder => {
+  const rec = new Recorder({ url, token, mode, offset: 0 });
+  recorders.push(rec);
+  return rec;
+};
+
+/** The replica (index) whose relay holds the session's agent link, once one does. */
+async function relayOf(label: string, not: number[] = []): Promise<number> {
+  return waitFor(
+    async () => {
+      const [row] = (await sql`SELECT r.url FROM sessions s JOIN replicas r ON r.id = s.relay_replica WHERE s.label = ${label} AND s.status = 'running'`) as Array<{ url: string }>;
+      const i = replicas.findIndex((r) => r.url === row?.url);
+      return i >= 0 && !not.includes(i) ? i : null;
+    },
+    { timeoutMs: 20_000, what: `the relay replica of ${label}` },
+  );
+}
+
+beforeAll(async () => {
+  bins = await buildBinaries();
+  s3 = await startS3rver({ bucket: "catty-replicas" });
+  const databaseUrl = await freshDatabase();
+  sql = new SQL(databaseUrl, { max: 2 });
+  agents = await startBalancer();
+  clients = await startBalancer();
+  const env = {
+    CATTY_DATABASE_URL: databaseUrl,
+    CATTY_MASTER_KEY: "7c".repeat(32),
+    CATTY_PUBLIC_URL: agents.url,
+    CATTY_REPLICA_DEAD_MS: "1500",
+    CATTY_LIFECYCLE_TICK_MS: "300",
+    CATTY_AGENT_LOST_MS: "2000",
+    CATTY_SAVE_FIRST_MS: "300",
+    CATTY_SAVE_INTERVAL_MS: "700",
+    ...s3.serverEnv(),
+  };
+  replicas = [new ServerProcess(bins.server, env), new ServerProcess(bins.server, env), new ServerProcess(bins.server, env)];
+  // The first one makes the owner; the others find it in the database.
+  await (replicas[A] as ServerProcess).start();
+  token = (replicas[A] as ServerProcess).ownerToken;
+  await Promise.all([(replicas[B] as ServerProcess).start(), (replicas[C] as ServerProcess).start()]);
+  agents.setBackends([(replicas[B] as ServerProcess).port, (replicas[C] as ServerProcess).port]);
+  clients.setBackends(replicas.map((r) => r.port));
+  await waitFor(async () => ((await sql`SELECT count(*)::int AS n FROM replicas`) as Array<{ n: number }>)[0]?.n === 3, {
+    timeoutMs: 10_000,
+    what: "three replicas registered",
+  });
+}, 120_000);
+
+afterAll(async () => {
+  for (const r of recorders) r.close();
+  for (const r of replicas ?? []) await r.stop();
+  await agents?.stop();
+  await clients?.stop();
+  await sql?.close();
+  await s3?.stop();
+});
+
+describe("several replicas behind a load balancer", () => {
+  test("created through one replica, attached through others; the replica relaying it is killed mid-output: every line arrives once, in order", async () => {
+    const N = 60_000;
+    const secret = `ghp_${crypto.randomUUID().replaceAll("-", "")}`;
+    const prefix = `token=${secret}\r\n`;
+    const session = await api(A).create({
+      command: ["bash", "-c", `echo "token=$GITHUB_TOKEN"; ${pacedSeq(N, 60, 0.1)}`],
+      cols: 80,
+      rows: 24,
+      secrets: { GITHUB_TOKEN: secret },
+    });
+    // Through A, which never relays (agents dial B or C): its frames are forwarded.
+    const viaA = record(api(A).attachUrl(session.label));
+    const viaBalancer = record(createApiClient(clients.url, token).attachUrl(session.label), "view");
+    const relay = await relayOf(session.label);
+    expect([B, C]).toContain(relay);
+    // The program got the secret although the replica that took it (A) never had the agent.
+    await viaA.waitForText(prefix, 20_000);
+    await viaA.waitForText("\r\n10000\r\n", 20_000);
+
+    const killed = replicas[relay] as ServerProcess;
+    await killed.kill9();
+    agents.drop(killed.port);
+    clients.drop(killed.port);
+    const survivor = await relayOf(session.label, [relay]);
+    expect(survivor).toBe(relay === B ? C : B);
+
+    for (const rec of [viaA, viaBalancer]) {
+      await rec.waitForText((t) => t.endsWith(`\n${N}\r\n`), 60_000, `line ${N}`);
+      expect(rec.text.startsWith(prefix)).toBe(true);
+      expect(checkSeq(rec.text.slice(prefix.length), N)).toBeNull();
+      expect(rec.gaps).toEqual([]);
+    }
+    expect(viaA.attachedCount).toBeGreaterThanOrEqual(2);
+    expect((await api(survivor).get(session.label)).status).toBe("running");
+
+    // The killed replica comes back (a new process: a new replica id) and takes traffic again.
+    await killed.start();
+    agents.setBackends([(replicas[B] as ServerProcess).port, (replicas[C] as ServerProcess).port]);
+    clients.setBackends(replicas.map((r) => r.port));
+    await api(A).stop(session.label);
+  }, 150_000);
+
+  test("a file handed and a stop asked through a replica that does not relay the session are done by the one that does; every client hears the end", async () => {
+    const session = await api(B).create({ command: ["bash", "-c", "echo ready; exec sleep 600"], cols: 80, rows: 24 });
+    const relay = await relayOf(session.label);
+    const other = relay === B ? C : B;
+    const viaA = record(api(A).attachUrl(session.label));
+    const viaOther = record(api(other).attachUrl(session.label), "view");
+    await viaA.waitForText("ready");
+    await viaOther.waitForText("ready");
+    // A file handed through A reaches the agent through the relay replica.
+    const put = await api(A).putFile(session.label, "notes.txt", new TextEncoder().encode("handed over\n"));
+    expect(put.path).toMatch(/\/\.catty-uploads\/notes-[\d-]+\.txt$/);
+    // Unsandboxed local sessions see host paths: the file is there, as written by the agent.
+    expect(readFileSync(put.path, "utf8")).toBe("handed over\n");
+    const stopped = await api(A).stop(session.label);
+    expect(stopped.status).toBe("stopped");
+    expect(stopped.endReason).toBe("stopped by user");
+    expect(stopped.finalSave === null || !stopped.finalSave.startsWith("failed")).toBe(true);
+    for (const rec of [viaA, viaOther]) {
+      const outcome = await waitFor(() => rec.outcomeNow, { timeoutMs: 15_000, what: "the client's outcome" });
+      expect(outcome.kind).not.toBe("error");
+    }
+    // The end was recorded once, by the relay replica.
+    const ended = replicas.map((r) => r.output.split("\n").filter((l) => l.includes("session ended") && l.includes(session.label)).length);
+    expect(ended.reduce((a, b) => a + b, 0)).toBe(1);
+    expect(ended[relay]).toBe(1);
+  }, 60_000);
+
+  test("a session whose relay replica and machine both die is failed once, by one of the others", async () => {
+    const session = await api(A).create({ command: ["bash", "-c", "echo up; exec sleep 600"], cols: 80, rows: 24 });
+    const relay = await relayOf(session.label);
+    const watcher = record(api(A).attachUrl(session.label), "view");
+    await watcher.waitForText("up");
+    const [row] = (await sql`SELECT machine FROM sessions WHERE label = ${session.label}`) as Array<{ machine: string }>;
+    const pid = (JSON.parse(row?.machine ?? "{}") as { pid?: number }).pid as number;
+    expect(pidAlive(pid)).toBe(true);
+    process.kill(pid, "SIGKILL");
+    const killed = replicas[relay] as ServerProcess;
+    await killed.kill9();
+    agents.drop(killed.port);
+    clients.drop(killed.port);
+
+    const failed = await waitFor(
+      async () => {
+        const s = await api(A).get(session.label);
+        return s.status === "failed" ? s : null;
+      },
+      { timeoutMs: 30_000, what: "the session failed" },
+    );
+    expect(failed.endReason).toContain("the session machine went away");
+    const outcome = await waitFor(() => watcher.outcomeNow, { timeoutMs: 15_000, what: "the watcher's outcome" });
+    expect(outcome.kind).not.toBe("error");
+    const lines = replicas.map((r) => r.output.split("\n").filter((l) => l.includes("session failed") && l.includes(session.label)).length);
+    expect(lines.reduce((a, b) => a + b, 0)).toBe(1);
+    expect(lines[relay]).toBe(0);
+    await killed.start();
+    killAgents(killed.dataDir);
+  }, 90_000);
+});
