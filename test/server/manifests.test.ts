@@ -41,8 +41,18 @@ describe("Kubernetes manifests", () => {
     expect(pod.securityContext.runAsNonRoot).toBe(true);
     expect(server.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ["ALL"] } });
     expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(10);
-    const env = Object.fromEntries(server.env.map((e: { name: string; value: string }) => [e.name, e.value]));
+    type Var = { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } };
+    // Variables taken from the Pod (its address) only feed the settings after them.
+    const fromPod = (server.env as Var[]).filter((e) => e.valueFrom?.fieldRef);
+    expect(fromPod).toEqual([{ name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } }]);
+    const env = Object.fromEntries((server.env as Var[]).filter((e) => !e.valueFrom).map((e) => [e.name, e.value]));
     for (const name of [...Object.keys(env), ...Object.keys(secret.stringData)]) expect({ name, known: known.has(name) }).toEqual({ name, known: true });
+    expect(deployment.spec.replicas).toBeGreaterThanOrEqual(2);
+    const names = (server.env as Var[]).map((e) => e.name);
+    expect(names.indexOf("POD_IP")).toBeLessThan(names.indexOf("CATTY_INTERNAL_URL"));
+    expect(env.CATTY_INTERNAL_URL).toBe(`http://$(POD_IP):${server.ports[0].containerPort}`);
+    expect(secret.stringData.CATTY_MASTER_KEY).toBeDefined();
+    expect(secret.stringData.CATTY_DATABASE_URL).toMatch(/^postgres/);
     expect(env.CATTY_PROVIDER).toBe("kubernetes");
     const service = one("Service");
     expect(env.CATTY_PUBLIC_URL).toBe(`http://${service.metadata.name}.catty.svc:${service.spec.ports[0].port}`);
