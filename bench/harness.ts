@@ -233,7 +233,9 @@ export async function startServerProcess(
       await Bun.sleep(50);
     }
   }
-  return { url, port, token: readFileSync(join(dataDir, "owner-token"), "utf8").trim(), pid: proc.pid };
+  // A replica sharing another's database finds the owner there and writes no token.
+  const tokenFile = join(dataDir, "owner-token");
+  return { url, port, token: existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "", pid: proc.pid };
 }
 
 // ── commands under a PTY ──────────────────────────────────────────────────────────────────────

@@ -11,9 +11,13 @@
  * p99, the server's CPU (share of one core) and peak resident memory, and errors: output a client
  * never got (gaps in its offsets), links that ended, sessions that did not run. Targets (the
  * issue's, for 200 sessions, 200 clients, 50 viewers): nothing lost, p99 ≤ 10 ms, RSS ≤ 1 GB.
- * Only one replica: replicas do not yet route sessions between each other.
  *
- *   ./node_modules/.bin/bun bench/load.ts [--sessions 200] [--viewers 50] [--seconds 300] [--bytes-per-s 10240] [--keystroke-ms 1000]
+ * `--replicas N` (N > 1) runs N replicas on the same database and an S3 bucket (s3rver, in this
+ * process), behind two round-robin TCP balancers (test/helpers/balancer.ts): agents dial one,
+ * clients the other, so most clients land on a replica that does not relay their session and are
+ * forwarded. CPU and memory are then the replicas' sum.
+ *
+ *   ./node_modules/.bin/bun bench/load.ts [--sessions 200] [--viewers 50] [--seconds 300] [--bytes-per-s 10240] [--keystroke-ms 1000] [--replicas 1]
  *
  * A soak is the same with `--seconds 3600`. Exits non-zero only when something fails to start.
  */
@@ -24,6 +28,8 @@ import { parseArgs } from "node:util";
 import { createApiClient } from "../src/client/api.ts";
 import { freshDatabase } from "../test/helpers/postgres.ts";
 import { Recorder } from "../test/helpers/recorder.ts";
+import { startBalancer, type Balancer } from "../test/helpers/balancer.ts";
+import { startS3rver } from "../test/helpers/s3.ts";
 import { cleanups, compiledBinaries, cpuSeconds, descendants, killProcessesUnder, memory, percentile, runBench, startServerProcess } from "./harness.ts";
 
 const { values } = parseArgs({
@@ -33,8 +39,10 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "300" },
     "bytes-per-s": { type: "string", default: "10240" },
     "keystroke-ms": { type: "string", default: "1000" },
+    replicas: { type: "string", default: "1" },
   },
 });
+const REPLICAS = Math.max(1, Number(values.replicas));
 const SESSIONS = Number(values.sessions);
 const VIEWERS = Math.min(SESSIONS, Number(values.viewers));
 const SECONDS = Number(values.seconds);
@@ -43,6 +51,8 @@ const KEY_MS = Number(values["keystroke-ms"]);
 
 /** Prints `rate` bytes a second in lines of 100, in ten bursts a second; never reads its input. */
 const PRODUCER = `$|=1; my $n=int($ARGV[0]/1000)||1; my $l=("x" x 99)."\\n"; while (1) { print $l x $n; select(undef,undef,undef,0.1) }`;
+
+let balancers: { agents: Balancer; clients: Balancer } | null = null;
 
 interface Client {
   rec: Recorder;
@@ -56,14 +66,33 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
   const root = mkdtempSync(join(tmpdir(), "catty-bench-load-"));
   cleanups.push({ what: "the bench's directory", run: () => rmSync(root, { recursive: true, force: true }) });
   cleanups.push({ what: "session agents", run: () => killProcessesUnder(root) });
-  console.log(`Starting PostgreSQL and catty-server…`);
+  console.log(`Starting PostgreSQL and ${REPLICAS === 1 ? "catty-server" : `${REPLICAS} catty-server replicas`}…`);
   const databaseUrl = await freshDatabase();
   const bins = await compiledBinaries();
-  const server = await startServerProcess(join(root, "server"), {
-    bin: bins.server,
-    env: { CATTY_DATABASE_URL: databaseUrl, CATTY_IDLE_TIMEOUT_MS: String((SECONDS + 600) * 1000), CATTY_SESSION_MEMORY_BYTES: String(256 * 1024 ** 2) },
-  });
+  const env: Record<string, string> = {
+    CATTY_DATABASE_URL: databaseUrl,
+    CATTY_IDLE_TIMEOUT_MS: String((SECONDS + 600) * 1000),
+    CATTY_SESSION_MEMORY_BYTES: String(256 * 1024 ** 2),
+    CATTY_MASTER_KEY: "3e".repeat(32),
+  };
+  let clientUrl: string | null = null;
+  if (REPLICAS > 1) {
+    const s3 = await startS3rver({ bucket: "catty-load" });
+    cleanups.push({ what: "s3rver", run: () => s3.stop() });
+    const agents = await startBalancer();
+    const clients = await startBalancer();
+    cleanups.push({ what: "balancers", run: async () => (await agents.stop(), await clients.stop()) });
+    Object.assign(env, s3.serverEnv(), { CATTY_PUBLIC_URL: agents.url });
+    clientUrl = clients.url;
+    balancers = { agents, clients };
+  }
+  const servers = [];
+  for (let i = 0; i < REPLICAS; i++) servers.push(await startServerProcess(join(root, `server-${i}`), { bin: bins.server, env }));
+  const server = servers[0] as (typeof servers)[number];
+  balancers?.agents.setBackends(servers.map((s) => s.port));
+  balancers?.clients.setBackends(servers.map((s) => s.port));
   const api = createApiClient(server.url, server.token);
+  const clientApi = createApiClient(clientUrl ?? server.url, server.token);
 
   console.log(`Starting ${SESSIONS} sessions, each printing ${RATE} bytes/s…`);
   const t0 = performance.now();
@@ -91,7 +120,7 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
   const attach = (label: string, mode: "interactive" | "view"): Client => {
     const client: Client = { rec: undefined as unknown as Recorder, received: 0, pending: null, tail: "" };
     client.rec = new Recorder({
-      url: api.attachUrl(label),
+      url: clientApi.attachUrl(label),
       token: server.token,
       mode,
       offset: null,
@@ -129,21 +158,22 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
       c.rec.send(marker);
     }
   }, KEY_MS);
-  const cpuBefore = cpuSeconds([server.pid]);
+  const serverPids = servers.map((s) => s.pid);
+  const cpuBefore = cpuSeconds(serverPids);
   // The sessions' own processes (agents, sandboxes, programs) run on this machine too.
-  const sessionPids = descendants(server.pid);
+  const sessionPids = serverPids.flatMap((pid) => descendants(pid));
   const sessionsCpuBefore = cpuSeconds(sessionPids);
   const benchCpuBefore = process.cpuUsage();
   const bytesBefore = all.reduce((a, c) => a + c.received, 0);
   let peakRss = 0;
   const windowStart = performance.now();
   while (performance.now() - windowStart < SECONDS * 1000) {
-    peakRss = Math.max(peakRss, (memory(server.pid)?.rssKb ?? 0) / 1024);
+    peakRss = Math.max(peakRss, serverPids.reduce((a, pid) => a + (memory(pid)?.rssKb ?? 0), 0) / 1024);
     await Bun.sleep(1000);
   }
   clearInterval(typist);
   const elapsed = (performance.now() - windowStart) / 1000;
-  const cpu = ((cpuSeconds([server.pid]) - cpuBefore) / elapsed) * 100;
+  const cpu = ((cpuSeconds(serverPids) - cpuBefore) / elapsed) * 100;
   const sessionsCpu = ((cpuSeconds(sessionPids) - sessionsCpuBefore) / elapsed) * 100;
   const benchUsage = process.cpuUsage(benchCpuBefore);
   const benchCpu = ((benchUsage.user + benchUsage.system) / 1e6 / elapsed) * 100;
@@ -154,10 +184,10 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
   const ms = (x: number): string => `${x.toFixed(1)} ms`;
 
   console.log("");
-  console.log(`${SESSIONS} sessions × ${RATE} B/s, ${interactive.length} interactive clients, ${viewers.length} viewers, ${Math.round(elapsed)} s, one replica on PostgreSQL`);
+  console.log(`${SESSIONS} sessions × ${RATE} B/s, ${interactive.length} interactive clients, ${viewers.length} viewers, ${Math.round(elapsed)} s, ${REPLICAS === 1 ? "one replica on PostgreSQL" : `${REPLICAS} replicas on PostgreSQL and S3, clients and agents through round-robin balancers`}`);
   console.log(`relay throughput   ${(bytes / elapsed / 1024 / 1024).toFixed(2)} MB/s to clients (${((SESSIONS + VIEWERS) * RATE / 1024 / 1024).toFixed(2)} MB/s produced for them)`);
   console.log(`keystroke round trip  p50 ${ms(percentile(sorted, 50))}  p90 ${ms(percentile(sorted, 90))}  p99 ${ms(percentile(sorted, 99))}  (${sorted.length} keystrokes; target p99 ≤ 10 ms)`);
-  console.log(`server             ${cpu.toFixed(0)} % of a core, peak ${peakRss.toFixed(0)} MB resident (target ≤ 1024 MB)`);
+  console.log(`server${REPLICAS > 1 ? "s (sum)" : "      "}      ${cpu.toFixed(0)} % of a core, peak ${peakRss.toFixed(0)} MB resident (target ≤ 1024 MB)`);
   console.log(`the same machine   sessions' processes ${sessionsCpu.toFixed(0)} %, this bench's clients ${benchCpu.toFixed(0)} % of a core (${navigator.hardwareConcurrency} cores)`);
   console.log(`errors             ${lost} bytes never received, ${ended} links ended, ${unanswered} keystrokes not echoed within 5 s (target: none)`);
 });
