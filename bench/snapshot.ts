@@ -163,7 +163,7 @@ const row: SessionRow = {
   id: crypto.randomUUID(), label: "bench-save-0001", userId: user.id, status: "running", region: "local", provider: "local",
   command: ["sh"], cols: 80, rows: 24, agentTokenHash: crypto.randomUUID(), machine: null, createdAt: new Date().toISOString(),
   endedAt: null, exitCode: null, endReason: null, lastScreen: null, restoreKey: null, finalSave: null, idleTimeoutMs: 3_600_000,
-  expiresAt: null, ending: null, attention: null, relayReplica: null,
+  expiresAt: null, ending: null, attention: null, relayReplica: null, lastActivityAt: null,
 };
 await store.insertSession(row);
 /** Bytes of every request body the server took (packs, queries; and the tar reference's PUT). */

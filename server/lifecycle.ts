@@ -62,6 +62,9 @@ export interface LifecycleDeps {
   replicas: Replicas;
 }
 
+/** How stale the activity recorded in a session's row may get (it is written at most this often, checked each tick). */
+const ACTIVITY_RECORD_MS = 15_000;
+
 export class Lifecycle implements RelayEvents {
   private readonly live = new Map<string, LiveSession>();
   private relay: RelayControl | null = null;
@@ -154,11 +157,17 @@ export class Lifecycle implements RelayEvents {
     this.live.clear();
   }
 
-  /** The live session of `row`, created on first use. */
-  session(row: Pick<SessionRow, "id" | "label" | "createdAt">): LiveSession {
+  /**
+   * The live session of `row`, created on first use. Its idle time counts from the activity last
+   * recorded (by this replica or the one before), else from its creation or this process's start.
+   */
+  session(row: Pick<SessionRow, "id" | "label" | "createdAt" | "lastActivityAt">): LiveSession {
     let s = this.live.get(row.id);
     if (!s) {
-      s = new LiveSession(this, row.id, row.label, Math.max(Date.parse(row.createdAt), this.startedAt));
+      const recorded = row.lastActivityAt ? Date.parse(row.lastActivityAt) : NaN;
+      const since = Number.isFinite(recorded) ? Math.max(recorded, Date.parse(row.createdAt)) : Math.max(Date.parse(row.createdAt), this.startedAt);
+      s = new LiveSession(this, row.id, row.label, since);
+      s.recordedActivity = since;
       this.live.set(row.id, s);
     }
     return s;
@@ -209,7 +218,7 @@ export class Lifecycle implements RelayEvents {
   async stop(row: SessionRow, opts: { here?: boolean } = {}): Promise<SessionRow | null> {
     const relay = opts.here ? null : await this.relayElsewhere(row);
     if (!relay) return this.session(row).end({ status: "stopped", reason: "stopped by user" });
-    const res = await this.deps.replicas.call(relay, "POST", `/v1/internal/sessions/${row.id}/stop`, undefined, this.deps.stopTimeoutMs + 15_000);
+    const res = await this.deps.replicas.call(relay, "POST", `/v1/internal/sessions/${row.id}/stop`, undefined, { timeoutMs: this.deps.stopTimeoutMs + 15_000, retries: 2 });
     await res.body?.cancel();
     if (!res.ok) throw new CattyError("unavailable", `The replica that relays session ${row.label} could not stop it (HTTP ${res.status}).`, "Try again.");
     return this.deps.store.sessionById(row.id);
@@ -237,6 +246,11 @@ export class Lifecycle implements RelayEvents {
         const took = formatDuration(Date.parse(row.expiresAt) - Date.parse(row.createdAt));
         void s.end({ status: "timed_out", reason: `reached its maximum duration of ${took}` });
         continue;
+      }
+      if (s.lastActivity !== s.recordedActivity && now - s.recordedAt >= Math.min(ACTIVITY_RECORD_MS, 3 * this.deps.timeouts.tickMs)) {
+        s.recordedActivity = s.lastActivity;
+        s.recordedAt = now;
+        await this.deps.store.updateSession(row.id, { lastActivityAt: new Date(s.lastActivity).toISOString() });
       }
       if (now - s.lastActivity >= row.idleTimeoutMs) {
         void s.end({ status: "timed_out", reason: `idle for ${formatDuration(row.idleTimeoutMs)} (no input or output)` });
@@ -281,7 +295,7 @@ export class Lifecycle implements RelayEvents {
     const before = await this.relayElsewhere(row);
     if (before && !programStarted && live.programEnv === null) {
       live.programEnv = await replicas
-        .call(before, "POST", `/v1/internal/sessions/${row.id}/handover`)
+        .call(before, "POST", `/v1/internal/sessions/${row.id}/handover`, undefined, { retries: 2 })
         .then(async (res) => (res.ok ? ((await res.json()) as { env: Record<string, string> | null }).env : null))
         .catch((err: unknown) => {
           log.warn("could not get the program's environment from the replica that started the session", { label: row.label, err });
@@ -292,16 +306,18 @@ export class Lifecycle implements RelayEvents {
     replicas.broadcast(`/v1/internal/sessions/${row.id}/moved`, {});
   }
 
-  /** Another replica asks for the program's environment this one keeps (see `takeOver`): given once. */
+  /**
+   * Another replica asks for the program's environment this one keeps (see `takeOver`); it is
+   * forgotten here once that replica says it relays the session (`movedAway`).
+   */
   handOver(sessionId: string): Record<string, string> | null {
-    const s = this.live.get(sessionId);
-    const env = s?.programEnv ?? null;
-    if (s) s.programEnv = null;
-    return env;
+    return this.live.get(sessionId)?.programEnv ?? null;
   }
 
   /** Another replica relays the session now. */
   movedAway(sessionId: string): void {
+    const s = this.live.get(sessionId);
+    if (s) s.programEnv = null;
     this.letGo(sessionId);
   }
 
@@ -339,9 +355,12 @@ export class Lifecycle implements RelayEvents {
     if (s) s.lastActivity = Date.now();
   }
 
-  /** When input or output last went through a live session of this process (ms), if it has one here. */
-  lastActivity(sessionId: string): number | null {
-    return this.live.get(sessionId)?.lastActivity ?? null;
+  /** When input or output last went through a live session (ms): as this replica saw it, else as recorded. */
+  lastActivity(row: Pick<SessionRow, "id" | "lastActivityAt">): number | null {
+    const here = this.live.get(row.id)?.lastActivity;
+    if (here !== undefined) return here;
+    const recorded = row.lastActivityAt ? Date.parse(row.lastActivityAt) : NaN;
+    return Number.isFinite(recorded) ? recorded : null;
   }
 }
 
@@ -362,6 +381,9 @@ export class LiveSession {
   programEnv: Record<string, string> | null = null;
   /** The program's Claude API access, made at the first welcome (see `LifecycleDeps.apiEnv`). */
   apiEnv: Record<string, string> | null = null;
+  /** The last activity stored in the row, and when it was stored (see `Lifecycle.tick`). */
+  recordedActivity = 0;
+  recordedAt = 0;
 
   constructor(
     private readonly lifecycle: Lifecycle,

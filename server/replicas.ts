@@ -148,14 +148,24 @@ export class Replicas {
     return createHmac("sha256", this.signKey).update(`${method.toUpperCase()} ${path} ${expiry}`).digest("base64url");
   }
 
-  /** A signed request to another replica; `timeoutMs` bounds it. */
-  async call(to: ReplicaRow, method: string, path: string, body?: unknown, timeoutMs = 10_000): Promise<Response> {
-    return fetch(new URL(path, to.url), {
-      method,
-      headers: { [INTERNAL_HEADER]: this.sign(method, path), ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+  /**
+   * A signed request to another replica; `timeoutMs` bounds each try. `retries`: tries again after
+   * a network error (a pooled connection the other side had closed is reset), for requests that
+   * may be repeated.
+   */
+  async call(to: ReplicaRow, method: string, path: string, body?: unknown, opts: { timeoutMs?: number; retries?: number } = {}): Promise<Response> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await fetch(new URL(path, to.url), {
+          method,
+          headers: { [INTERNAL_HEADER]: this.sign(method, path), ...(body === undefined ? {} : { "content-type": "application/json" }) },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+        });
+      } catch (err) {
+        if (attempt >= (opts.retries ?? 0) || (err as Error).name === "TimeoutError") throw err;
+      }
+    }
   }
 
   /** Tells every other live replica (`POST path`), without waiting for, or minding, their answers. */
@@ -163,7 +173,7 @@ export class Replicas {
     void this.others().then(
       (rows) => {
         for (const r of rows) {
-          void this.call(r, "POST", path, body, 5_000).then(
+          void this.call(r, "POST", path, body, { timeoutMs: 5_000, retries: 2 }).then(
             (res) => void res.body?.cancel(),
             (err: unknown) => this.opts.log.debug("could not tell a replica", { replica: r.id, path, err }),
           );

@@ -36,7 +36,7 @@ export function toSession(row: SessionRow, saves: Session["saves"] = [], isolate
 export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
   const { store, saves, lifecycle, relay, provider } = deps;
   const sessionJson = async (row: SessionRow): Promise<Session> =>
-    toSession(row, await saves.savesOf(row.id), provider.isolated, lifecycle.lastActivity(row.id));
+    toSession(row, await saves.savesOf(row.id), provider.isolated, lifecycle.lastActivity(row));
   const app = new Hono<AppEnv>();
   // The browser's attach WebSocket comes with a one-use ticket instead (see web-auth.ts).
   const needUser = requireUser(store);
@@ -140,7 +140,7 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
 /** Asks the session's relay replica to hand a staged file to its agent; resolves to the path the program sees. */
 async function handOnFile(deps: RouteDeps, to: ReplicaRow, row: SessionRow, file: { name: string; url: string; size: number }): Promise<string> {
   // The staged file's URL may be relative to this server (disk storage): any replica serves it.
-  const res = await deps.replicas.call(to, "POST", `/v1/internal/sessions/${row.id}/files`, file, 90_000).catch(() => null);
+  const res = await deps.replicas.call(to, "POST", `/v1/internal/sessions/${row.id}/files`, file, { timeoutMs: 90_000 }).catch(() => null);
   if (!res) throw new CattyError("unavailable", "The replica that relays this session did not answer.", "Try again in a moment.");
   const body = (await res.json().catch(() => null)) as { path?: unknown } | null;
   if (res.ok && typeof body?.path === "string") return body.path;
@@ -221,6 +221,7 @@ async function newSession(deps: RouteDeps, user: User, body: CreateSession & { c
     ending: null,
     attention: null,
     relayReplica: null,
+    lastActivityAt: null,
   };
   await store.insertSession(row);
   deps.log.debug("session row stored", { label, user: user.name });

@@ -120,6 +120,8 @@ const MIGRATIONS: readonly string[] = [
   CREATE INDEX transfers_session ON transfers(session_id);
   CREATE INDEX transfers_user ON transfers(user_id);
   `,
+  // 3: when input or output last went through a session.
+  `ALTER TABLE sessions ADD COLUMN last_activity_at TEXT;`,
 ];
 
 /** Schema versions this server knows. */

@@ -56,6 +56,7 @@ export function rowReaders(log?: Log) {
     ending: endingFrom(r),
     attention: attentionFrom(r),
     relayReplica: strOrNull(r.relay_replica),
+    lastActivityAt: strOrNull(r.last_activity_at),
   });
   const saveFrom = (r: Row): SaveRow => ({
     id: str(r.id),
@@ -133,6 +134,7 @@ const COLUMNS: Record<keyof SessionPatch, string> = {
   ending: "ending_status",
   attention: "attention_state",
   relayReplica: "relay_replica",
+  lastActivityAt: "last_activity_at",
 };
 
 /** A patch's values as the columns store them. */

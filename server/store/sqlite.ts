@@ -130,6 +130,9 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     db.run("CREATE INDEX IF NOT EXISTS transfers_session ON transfers(session_id)");
     db.run("CREATE INDEX IF NOT EXISTS transfers_user ON transfers(user_id)");
   },
+  // 7: when input or output last went through a session (any replica shows it, and its idle time
+  // survives a restart or a move).
+  (db) => addColumn(db, "sessions", "last_activity_at", "TEXT"),
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {

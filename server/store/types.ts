@@ -45,6 +45,8 @@ export interface SessionRow {
   attention: Attention | null;
   /** The replica whose relay holds (or last held) the agent's link; see replicas.ts. */
   relayReplica: string | null;
+  /** When input or output last went through, as its relay replica last recorded it (every 15 s at most). */
+  lastActivityAt: string | null;
 }
 
 export interface PendingEnding {
@@ -68,6 +70,7 @@ export type SessionPatch = Partial<
     | "ending"
     | "attention"
     | "relayReplica"
+    | "lastActivityAt"
   >
 >;
 

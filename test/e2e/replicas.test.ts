@@ -140,6 +140,9 @@ describe("several replicas behind a load balancer", () => {
     const viaOther = record(api(other).attachUrl(session.label), "view");
     await viaA.waitForText("ready");
     await viaOther.waitForText("ready");
+    // Any replica shows when input or output last went through, as the relay replica records it.
+    viaA.send("x");
+    await waitFor(async () => (await api(A).get(session.label)).lastActivityAt, { timeoutMs: 10_000, what: "the last activity, seen through A" });
     // A file handed through A reaches the agent through the relay replica.
     const put = await api(A).putFile(session.label, "notes.txt", new TextEncoder().encode("handed over\n"));
     expect(put.path).toMatch(/\/\.catty-uploads\/notes-[\d-]+\.txt$/);

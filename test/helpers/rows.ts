@@ -26,6 +26,7 @@ export function sessionRow(patch: Partial<SessionRow> & { id: string }): Session
     ending: null,
     attention: null,
     relayReplica: null,
+    lastActivityAt: null,
     ...patch,
   };
 }

@@ -227,11 +227,13 @@ for (const engine of ENGINES) {
       expect(await store.endSession("missing", { status: "failed" })).toBeNull();
     });
 
-    test("the relay replica of a session is stored and patched", async () => {
+    test("the relay replica and the last activity of a session are stored and patched", async () => {
       await store.insertSession(session("r1"));
       expect((await store.sessionById("r1"))?.relayReplica).toBeNull();
       expect((await store.updateSession("r1", { relayReplica: "rep-a" }))?.relayReplica).toBe("rep-a");
       expect((await store.liveSessions()).find((r) => r.id === "r1")?.relayReplica).toBe("rep-a");
+      expect((await store.sessionById("r1"))?.lastActivityAt).toBeNull();
+      expect((await store.updateSession("r1", { lastActivityAt: at(3) }))?.lastActivityAt).toBe(at(3));
     });
 
     test("replicas: heartbeats, the live ones, removal", async () => {
