@@ -40,6 +40,9 @@ export interface AgentDeps {
   timing?: { stopGraceMs?: number; lastTryMs?: number; requestTimeoutMs?: number; quietMs?: number };
 }
 
+/** How long a file handed before the program started waits for it (the server gives up after a minute). */
+const PUT_FILE_START_WAIT_MS = 45_000;
+
 /** How the agent ended. */
 export type AgentEnd =
   /** The program exited and the server recorded it. */
@@ -210,20 +213,23 @@ export function createAgent(deps: AgentDeps): Agent {
         }
         case "put_file": {
           const { id, name, size } = msg;
-          if (!program.started || program.exitReport) {
-            sendJson({ type: "file_put", id, path: null, error: "the program is not running" });
-            return;
-          }
-          void putFile(msg, { serverUrl: config.serverUrl, workspace: config.workspace, wrap: config.wrap }).then(
-            (path) => {
-              log.info("file handed over", { name, size });
-              sendJson({ type: "file_put", id, path, error: null });
-            },
-            (err: Error) => {
-              log.warn("a handed file was not written", { name, err: err.message });
-              sendJson({ type: "file_put", id, path: null, error: err.message });
-            },
-          );
+          // A file handed while the workspace is still being restored lands once the program runs.
+          void program
+            .whenStarted(PUT_FILE_START_WAIT_MS)
+            .then((started) => {
+              if (!started || program.exitReport) throw new Error("the program is not running");
+              return putFile(msg, { serverUrl: config.serverUrl, workspace: config.workspace, wrap: config.wrap });
+            })
+            .then(
+              (path) => {
+                log.info("file handed over", { name, size });
+                sendJson({ type: "file_put", id, path, error: null });
+              },
+              (err: Error) => {
+                log.warn("a handed file was not written", { name, err: err.message });
+                sendJson({ type: "file_put", id, path: null, error: err.message });
+              },
+            );
           return;
         }
         case "ping":

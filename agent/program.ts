@@ -50,6 +50,9 @@ export class Program {
   readonly exited = new Promise<number>((resolve) => (this.resolveExited = resolve));
   /** The exit report, once the final save is done. */
   readonly reported = new Promise<ExitReport>((resolve) => (this.resolveReported = resolve));
+  private resolveStarted: (started: boolean) => void = () => {};
+  /** True once the program has started; false if it never will (the workspace could not be restored). */
+  private readonly startedOrNot = new Promise<boolean>((resolve) => (this.resolveStarted = resolve));
 
   constructor(private readonly opts: ProgramOptions) {}
 
@@ -76,12 +79,22 @@ export class Program {
     if (this.state !== "waiting") return;
     this.state = "abandoned";
     this.typeahead.length = 0;
+    this.resolveStarted(false);
+  }
+
+  /** Waits (up to `timeoutMs`) for the program to start: false when it did not (or never will). */
+  whenStarted(timeoutMs: number): Promise<boolean> {
+    if (this.started) return Promise.resolve(true);
+    let timer: Timer | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    return Promise.race([this.startedOrNot, late]).finally(() => clearTimeout(timer));
   }
 
   /** Starts the program under its PTY (once). A program that cannot start exits with 127. */
   start(): void {
     if (this.state !== "waiting") return;
     this.state = "running";
+    this.resolveStarted(true);
     const { argv, log } = this.opts;
     try {
       const { cols, rows } = this.opts.size();

@@ -258,8 +258,9 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     app.close();
     // The others take over this replica's sessions and duties at once.
     await replicas.close();
-    app.closeLinks();
+    // No new connection from here on, so links told to dial again land on another replica.
     const finished = server.stop(false).then(() => true);
+    app.closeLinks();
     // Whatever still runs at the deadline (a long download) is cut; a little is kept for the rest.
     const late = Bun.sleep(Math.max(0, deadlineMs - 1000)).then(() => false);
     if (!(await Promise.race([finished, late]))) log.warn("requests still under way at the deadline were cut");

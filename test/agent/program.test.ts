@@ -63,6 +63,19 @@ describe("the program's lifecycle", () => {
     expect(program.started).toBe(false);
   });
 
+  test("whenStarted: waits for the start (a file handed during the restore), says false when it never comes", async () => {
+    const { program } = setup();
+    const waiting = program.whenStarted(60_000);
+    program.start();
+    expect(await waiting).toBe(true);
+    expect(await program.whenStarted(0)).toBe(true);
+    const never = setup().program;
+    const abandoned = never.whenStarted(60_000);
+    never.abandon();
+    expect(await abandoned).toBe(false);
+    expect(await setup().program.whenStarted(10)).toBe(false); // nothing happens: given up after the wait
+  });
+
   test("a stop sends SIGHUP, and SIGKILL after the grace when the program ignores it", async () => {
     const { program, pty } = setup({ pty: new FakePty({ ignoreHangup: true }), graceMs: 80 });
     program.start();

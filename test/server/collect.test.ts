@@ -13,6 +13,9 @@ import type { ServerToAgent } from "../../src/protocol/index.ts";
 import { tempDirs } from "../helpers/fs.ts";
 import { sessionRow } from "../helpers/rows.ts";
 import { saveOf, savesOver } from "../helpers/vault.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { Replicas } from "../../server/replicas.ts";
+import { silentLog } from "../../src/lib/log.ts";
 
 const tempDir = tempDirs("catty-collect-");
 
@@ -78,3 +81,33 @@ test("sweeps racing saves never lose a blob a kept save refers to", async () => 
   expect((await saves.savesOf(row.id)).length).toBeGreaterThan(0);
   store.close();
 }, 60_000);
+
+test("across replicas: a save begun while another replica collects the user's blobs waits for that collection; a collection skips a user with a save in flight", async () => {
+  const dataDir = tempDir();
+  const store = await openStore({ dataDir });
+  await createUserToken(store, "owner");
+  const user = (await store.userByName("owner"))!;
+  const blobs = createDiskBlobStore({ dir: join(dataDir, "blobs"), secret: "ab".repeat(32) });
+  const replica = (url: string) => new Replicas({ store, log: silentLog, master: Buffer.alloc(32, 3), url: () => url, solo: false });
+  const [one, two] = [replica("http://10.0.0.1"), replica("http://10.0.0.2")];
+  const saves = savesOver(store, blobs, { leases: two });
+  try {
+    // Replica one is collecting this user's blobs.
+    expect(await one.lease(`collect:${user.id}`)).toBe(true);
+    let released = false;
+    const upload = saves.startUpload(user).then(() => released);
+    // The upload is recorded (so a collection starting now would skip the user), then waits.
+    await waitFor(() => store.userHasTransfers(user.id, Date.now()), { timeoutMs: 5_000, what: "the upload recorded" });
+    released = true;
+    await one.release(`collect:${user.id}`);
+    expect(await upload).toBe(true);
+    // Replica two's own sweep: the user has a transfer in flight, so nothing of theirs is collected, and the lease is left free.
+    await blobs.put(`vault/${user.id}/stray`, new Uint8Array(10));
+    expect((await saves.sweep()).collected).toBe(0);
+    expect(await store.leaseHeld(`collect:${user.id}`, new Date().toISOString())).toBe(false);
+  } finally {
+    await one.close();
+    await two.close();
+    await store.close();
+  }
+});
