@@ -11,6 +11,7 @@
  * per-socket data, and `hono/bun` (4.13) passes none of these through.
  */
 import type { Server, WebSocketHandler } from "bun";
+import type { BlockList } from "node:net";
 import { Hono } from "hono";
 import { logContext, type Log } from "../src/lib/log.ts";
 import { CattyError } from "../src/protocol/index.ts";
@@ -70,6 +71,8 @@ export interface AppDeps {
   metricsToken?: string | null;
   /** The replicas sharing the store (default: a solo one, as on SQLite). */
   replicas?: Replicas;
+  /** Proxies whose `X-Forwarded-For` is believed (see client-address.ts). */
+  trustedProxies?: BlockList | null;
 }
 
 export interface CattyApp {
@@ -145,6 +148,7 @@ export function createApp(deps: AppDeps): CattyApp {
     serverKey: deps.serverKey,
     claudeAccess: access.apiKey !== null,
     replicas,
+    trustedProxies: deps.trustedProxies ?? null,
   };
 
   const app = new Hono<AppEnv>();

@@ -13,6 +13,7 @@ import { cattyHome } from "../src/lib/paths.ts";
 import { readAgentTuning, type AgentTuning } from "../src/protocol/agent-env.ts";
 import { regionName, RegionId } from "../src/protocol/session.ts";
 import { FLY_REGIONS, parseRegions, singleRegion, type Region } from "./regions.ts";
+import { parseTrustedProxies } from "./client-address.ts";
 import {
   enumSetting,
   intSetting,
@@ -63,6 +64,25 @@ export const SERVER_SETTINGS = {
     doc: "with several replicas: the URL the other replicas reach this one at (on the cluster's private network; for example `http://$(POD_IP):8080`)",
     shown: "`http://<host>:<port>`",
   }),
+  trustedProxies: setting(
+    optionalString().refine(
+      (v) => {
+        if (v === undefined) return true;
+        try {
+          parseTrustedProxies(v);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { error: "must be IP addresses or CIDR ranges, comma-separated (10.0.0.0/8,192.168.1.7)" },
+    ),
+    {
+      env: ["CATTY_TRUSTED_PROXIES"],
+      doc: "load balancers or proxies in front of the server (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` names the client, for per-address limits",
+      shown: "none: the connection's address",
+    },
+  ),
   replicaDeadMs: setting(intSetting(10_000, 500), {
     env: ["CATTY_REPLICA_DEAD_MS"],
     unit: "ms",
@@ -232,6 +252,8 @@ export interface ServerConfig {
   /** Where the other replicas reach this one; unset: the address it listens on. */
   internalUrl: string | undefined;
   replicaDeadMs: number;
+  /** `CATTY_TRUSTED_PROXIES` as given. */
+  trustedProxies: string | undefined;
   agentBin: string | undefined;
   agentLostMs: number;
   stopTimeoutMs: number;
@@ -283,6 +305,7 @@ export function readServerConfig(
     publicUrl: s.publicUrl?.replace(/\/+$/, ""),
     internalUrl: s.internalUrl?.replace(/\/+$/, ""),
     replicaDeadMs: s.replicaDeadMs,
+    trustedProxies: s.trustedProxies,
     agentBin: s.agentBin,
     agentLostMs: s.agentLostMs,
     stopTimeoutMs: s.stopTimeoutMs,

@@ -9,6 +9,7 @@ import type { Log } from "../src/lib/log.ts";
 import { hashToken, newToken } from "./tokens.ts";
 import { createApp } from "./app.ts";
 import { Replicas } from "./replicas.ts";
+import { parseTrustedProxies } from "./client-address.ts";
 import { createDiskBlobStore, loadOrCreateSecret } from "./blobs/disk.ts";
 import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
@@ -215,6 +216,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     limits: { maxUploadBytes: config.maxUploadBytes, maxSaveBytes: config.maxSaveBytes, retentionDays: config.retentionDays },
     masterKey,
     replicas,
+    trustedProxies: config.trustedProxies ? parseTrustedProxies(config.trustedProxies) : null,
     timeouts: config.timeouts,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,

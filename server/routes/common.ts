@@ -8,6 +8,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { getCookie } from "hono/cookie";
 import { timingSafeEqual } from "node:crypto";
+import type { BlockList } from "node:net";
 import { HTTPException } from "hono/http-exception";
 import { zValidator } from "@hono/zod-validator";
 import type { z } from "zod";
@@ -50,6 +51,8 @@ export interface RouteDeps {
   /** Whether sessions get Claude API access through this server (an operator's key is set). */
   claudeAccess: boolean;
   replicas: Replicas;
+  /** Proxies whose `X-Forwarded-For` is believed (see client-address.ts). */
+  trustedProxies: BlockList | null;
 }
 
 /** JSON bodies are small; only uploads and blob transfers stream large bodies (to storage). */

@@ -14,6 +14,8 @@
  *   `access_denied`, or a new API token once a signed-in user approved the code on `/device`
  *   (`GET /v1/device/<code>`, `POST /v1/device/approve`).
  */
+import type { BlockList } from "node:net";
+import { clientAddress } from "../client-address.ts";
 import { randomBytes, randomInt } from "node:crypto";
 import type { Context } from "hono";
 import { Hono } from "hono";
@@ -53,9 +55,10 @@ export class RateLimit {
   }
 }
 
-/** The client's address, as Bun's server saw it (no proxy header is trusted for a limit). */
-function address(c: Context<AppEnv>): string {
-  return c.env?.requestIP(c.req.raw)?.address ?? "unknown";
+/** The client's address: the connection's, or what a trusted proxy in front says (see client-address.ts). */
+function address(c: Context<AppEnv>, trusted: BlockList | null): string {
+  const peer = c.env?.requestIP(c.req.raw)?.address ?? "unknown";
+  return clientAddress(peer, c.req.header("x-forwarded-for"), trusted);
 }
 
 const isHttps = (c: Context<AppEnv>): boolean => new URL(c.req.url).protocol === "https:";
@@ -76,7 +79,7 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
   const user = requireUser(store);
 
   app.post("/web/login", ...jsonBody(z.object({ token: z.string().min(1).max(512) })), async (c) => {
-    const from = address(c);
+    const from = address(c, deps.trustedProxies);
     if (failedLogins.exceeded(from)) throw new CattyError("too_many_requests", "Too many failed sign-ins from here.", "Wait a minute and try again.");
     const found = await store.userByTokenHash(hashToken(c.req.valid("json").token));
     if (!found) {
@@ -120,7 +123,7 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   // The CLI's side of the device-code login.
   app.post("/device/code", async (c) => {
-    if (!deviceStarts.take(address(c))) throw new CattyError("too_many_requests", "Too many logins started from here.", "Wait a minute and try again.");
+    if (!deviceStarts.take(address(c, deps.trustedProxies))) throw new CattyError("too_many_requests", "Too many logins started from here.", "Wait a minute and try again.");
     const deviceCode = newToken("dev");
     const now = Date.now();
     let code = userCode();

@@ -161,5 +161,24 @@ describe("the sign-in limit (last: it locks this address out for a minute)", () 
     expect(codes).toContain(429);
     expect(codes.slice(-1)[0]).toBe(429);
     expect((await post("/v1/web/login", { token: server.ownerToken })).status).toBe(429);
+    // Without trusted proxies a client cannot say it is someone else.
+    expect((await post("/v1/web/login", { token: server.ownerToken }, { "x-forwarded-for": "203.0.113.99" })).status).toBe(429);
+  });
+
+  test("behind a trusted proxy, the limit is per client the proxy names, not per proxy", async () => {
+    const proxied = await startTestServer({ env: { CATTY_TRUSTED_PROXIES: "127.0.0.0/8,::1" } });
+    try {
+      const from = (address: string) => ({ "x-forwarded-for": `${address}, 127.0.0.1` });
+      const login = (token: string, address: string) =>
+        fetch(`${proxied.url}/v1/web/login`, { method: "POST", headers: { "content-type": "application/json", ...from(address) }, body: JSON.stringify({ token }) });
+      const codes: number[] = [];
+      for (let i = 0; i < 12; i++) codes.push((await login(`cat_guess_${i}`, "203.0.113.7")).status);
+      expect(codes.slice(-1)[0]).toBe(429);
+      expect((await login(proxied.ownerToken, "203.0.113.7")).status).toBe(429);
+      // Another client behind the same proxy signs in.
+      expect((await login(proxied.ownerToken, "198.51.100.4")).status).toBe(200);
+    } finally {
+      await proxied.stop();
+    }
   });
 });
