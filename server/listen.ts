@@ -157,7 +157,9 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
       limits: config.sessionLimits,
       ...(config.sessionDiskBytes ? { diskBytes: config.sessionDiskBytes } : {}),
       tuning: config.agentTuning,
-      serverId: serverIdFrom(serverKey),
+      // Replicas sharing a database share the id (so any of them reconciles all their containers); a
+      // server of its own keeps the id its containers were labelled with.
+      serverId: serverIdFrom(config.databaseUrl && config.masterKey ? config.masterKey : serverKey),
       log,
     });
   }

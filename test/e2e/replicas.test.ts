@@ -132,6 +132,26 @@ describe("several replicas behind a load balancer", () => {
     await api(A).stop(session.label);
   }, 150_000);
 
+  test("a rolling restart: SIGTERM of the relaying replica moves its agent and clients to another, losslessly", async () => {
+    const N = 40_000;
+    const session = await api(A).create({ command: ["bash", "-c", pacedSeq(N, 40, 0.1)], cols: 80, rows: 24 });
+    const viaA = record(api(A).attachUrl(session.label));
+    const relay = await relayOf(session.label);
+    await viaA.waitForText("\r\n5000\r\n", 20_000);
+    const leaving = replicas[relay] as ServerProcess;
+    const { code, ms } = await leaving.terminate();
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(10_000);
+    // The agent, told to dial again, lands on the other one.
+    const other = await relayOf(session.label, [relay]);
+    expect(other).toBe(relay === B ? C : B);
+    await viaA.waitForText((t) => t.endsWith(`\n${N}\r\n`), 60_000, `line ${N}`);
+    expect(checkSeq(viaA.text, N)).toBeNull();
+    expect(viaA.gaps).toEqual([]);
+    await leaving.start();
+    await api(A).stop(session.label);
+  }, 120_000);
+
   test("a file handed and a stop asked through a replica that does not relay the session are done by the one that does; every client hears the end", async () => {
     const session = await api(B).create({ command: ["bash", "-c", "echo ready; exec sleep 600"], cols: 80, rows: 24 });
     const relay = await relayOf(session.label);
