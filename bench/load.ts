@@ -159,6 +159,7 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
     }
   }, KEY_MS);
   const serverPids = servers.map((s) => s.pid);
+  const echoBefore = await echoBuckets(servers.map((x) => x.url));
   const cpuBefore = cpuSeconds(serverPids);
   // The sessions' own processes (agents, sandboxes, programs) run on this machine too.
   const sessionPids = serverPids.flatMap((pid) => descendants(pid));
@@ -172,6 +173,7 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
     await Bun.sleep(1000);
   }
   clearInterval(typist);
+  const echo = diffBuckets(await echoBuckets(servers.map((x) => x.url)), echoBefore);
   const elapsed = (performance.now() - windowStart) / 1000;
   const cpu = ((cpuSeconds(serverPids) - cpuBefore) / elapsed) * 100;
   const sessionsCpu = ((cpuSeconds(sessionPids) - sessionsCpuBefore) / elapsed) * 100;
@@ -187,7 +189,34 @@ await runBench("load", (SECONDS + 600) * 1000, async () => {
   console.log(`${SESSIONS} sessions × ${RATE} B/s, ${interactive.length} interactive clients, ${viewers.length} viewers, ${Math.round(elapsed)} s, ${REPLICAS === 1 ? "one replica on PostgreSQL" : `${REPLICAS} replicas on PostgreSQL and S3, clients and agents through round-robin balancers`}`);
   console.log(`relay throughput   ${(bytes / elapsed / 1024 / 1024).toFixed(2)} MB/s to clients (${((SESSIONS + VIEWERS) * RATE / 1024 / 1024).toFixed(2)} MB/s produced for them)`);
   console.log(`keystroke round trip  p50 ${ms(percentile(sorted, 50))}  p90 ${ms(percentile(sorted, 90))}  p99 ${ms(percentile(sorted, 99))}  (${sorted.length} keystrokes; target p99 ≤ 10 ms)`);
+  console.log(
+    `  of which the servers saw   p50 ≤ ${bucketMs(echo, 0.5)}  p99 ≤ ${bucketMs(echo, 0.99)}  (keystroke reaching the server to the session's next output, from /metrics)`,
+  );
   console.log(`server${REPLICAS > 1 ? "s (sum)" : "      "}      ${cpu.toFixed(0)} % of a core, peak ${peakRss.toFixed(0)} MB resident (target ≤ 1024 MB)`);
   console.log(`the same machine   sessions' processes ${sessionsCpu.toFixed(0)} %, this bench's clients ${benchCpu.toFixed(0)} % of a core (${navigator.hardwareConcurrency} cores)`);
   console.log(`errors             ${lost} bytes never received, ${ended} links ended, ${unanswered} keystrokes not echoed within 5 s (target: none)`);
 });
+
+/** The servers' `catty_keystroke_echo_seconds` histogram, summed: cumulative count per upper bound. */
+async function echoBuckets(urls: string[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (const url of urls) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    for (const m of text.matchAll(/^catty_keystroke_echo_seconds_bucket\{le="([^"]+)"\} (\d+)/gm)) {
+      out.set(m[1] as string, (out.get(m[1] as string) ?? 0) + Number(m[2]));
+    }
+  }
+  return out;
+}
+
+function diffBuckets(after: Map<string, number>, before: Map<string, number>): Map<string, number> {
+  return new Map([...after].map(([le, n]) => [le, n - (before.get(le) ?? 0)]));
+}
+
+/** The bucket bound a quantile falls under, in ms ("> 1000 ms" past the last bound). */
+function bucketMs(buckets: Map<string, number>, q: number): string {
+  const total = buckets.get("+Inf") ?? 0;
+  if (total === 0) return "n/a";
+  for (const [le, n] of buckets) if (le !== "+Inf" && n >= q * total) return `${Number(le) * 1000} ms`;
+  return "> 1000 ms";
+}
