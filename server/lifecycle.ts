@@ -37,6 +37,10 @@ export interface RelayControl {
   agentConnected(sessionId: string): boolean;
   /** Tells every client of a session that ended without its agent, and closes their links. */
   endClients(sessionId: string, msg: ServerToClient): void;
+  /** Sessions with clients here but no agent link. */
+  waitingSessions(): string[];
+  /** Another replica relays the session: its clients here dial again (and land there). */
+  moved(sessionId: string): void;
 }
 
 export interface LifecycleDeps {
@@ -228,6 +232,12 @@ export class Lifecycle implements RelayEvents {
   async tick(): Promise<void> {
     const now = Date.now();
     this.duties = await this.deps.replicas.lease(DUTIES_LEASE);
+    // Clients waiting here for an agent that dialled another replica (a word about it was missed).
+    for (const id of this.relayControl.waitingSessions()) {
+      if (!(await this.servedElsewhere(id))) continue;
+      this.deps.log.debug("clients waiting here for a session relayed elsewhere: told to dial again", { session: id });
+      this.relayControl.moved(id);
+    }
     for (const row of await this.deps.store.liveSessions()) {
       if (this.closed) return;
       if (!(await this.owns(row))) {
@@ -303,6 +313,7 @@ export class Lifecycle implements RelayEvents {
         });
     }
     await store.updateSession(row.id, { relayReplica: replicas.id });
+    log.debug("relaying the session here now", { label: row.label, before: row.relayReplica, env: live.programEnv !== null });
     replicas.broadcast(`/v1/internal/sessions/${row.id}/moved`, {});
   }
 
@@ -399,8 +410,10 @@ export class LiveSession {
 
   /** Whether the agent's machine is being watched (see `watchAgent`). */
   get watching(): boolean {
-    return this.lostTimer !== null;
+    return this.lostTimer !== null || this.checking;
   }
+  private checking = false;
+  private watchGeneration = 0;
 
   /** The agent is connected: no need to look for its machine. */
   agentBack(): void {
@@ -415,15 +428,25 @@ export class LiveSession {
     this.clearLostTimer();
     if (this.lifecycle.isClosed || this.done) return;
     const { store, provider, log, agentLostMs } = this.deps;
+    // A check under way counts as watching; a newer `watchAgent` supersedes it (its timer is not kept).
+    const generation = ++this.watchGeneration;
     const check = async (): Promise<void> => {
       this.lostTimer = null;
-      if (this.lifecycle.isClosed || this.done) return;
+      if (this.lifecycle.isClosed || this.done || generation !== this.watchGeneration) return;
+      this.checking = true;
+      try {
+        await checkOnce();
+      } finally {
+        this.checking = false;
+      }
+    };
+    const checkOnce = async (): Promise<void> => {
       const row = await store.sessionById(this.id);
       if (!row || !isLive(row.status) || this.lifecycle.relayControl.agentConnected(this.id)) return;
       if (await this.lifecycle.relayElsewhere(row)) return;
       const alive = row.machine ? await provider.isAlive(row.machine) : false;
       if (alive) {
-        this.lostTimer = setTimeout(run, agentLostMs);
+        if (generation === this.watchGeneration && !this.done) this.lostTimer = setTimeout(run, agentLostMs);
         return;
       }
       await this.fail(await this.lifecycle.goneReason(row.machine, "the session machine went away (crash or kill)"));
@@ -545,8 +568,10 @@ export class LiveSession {
     for (const resolve of this.onEnded.splice(0)) resolve();
   }
 
+  /** Stops watching: the timer goes, and a check under way does not arm another. */
   private clearLostTimer(): void {
     if (this.lostTimer) clearTimeout(this.lostTimer);
     this.lostTimer = null;
+    this.watchGeneration++;
   }
 }

@@ -299,6 +299,10 @@ export class Relay {
     }
   }
 
+  waitingSessions(): string[] {
+    return [...this.sessions.values()].filter((s) => !s.agent && s.clients.size > 0).map((s) => s.sessionId);
+  }
+
   agentConnected(sessionId: string): boolean {
     return this.sessions.get(sessionId)?.agent != null;
   }

@@ -48,8 +48,11 @@ export class Replicas {
   readonly deadMs: number;
   private readonly signKey: Buffer;
   private timer: Timer | null = null;
+  private beating: Promise<void> | null = null;
   private cached: { at: number; rows: ReplicaRow[] } | null = null;
   private readonly held = new Set<string>();
+  /** When each replica id last missed from the list (see `alive`). */
+  private readonly missed = new Map<string, number>();
   private closed = false;
 
   constructor(private readonly opts: ReplicasOptions) {
@@ -64,7 +67,7 @@ export class Replicas {
     if (this.solo) return;
     await this.beat();
     this.timer = setInterval(() => {
-      void this.beat().catch((err: unknown) => this.opts.log.warn("replica heartbeat failed", { err }));
+      this.beating = this.beat().catch((err: unknown) => this.opts.log.warn("replica heartbeat failed", { err }));
     }, this.beatMs);
   }
 
@@ -80,16 +83,18 @@ export class Replicas {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    // A heartbeat under way would write the row back after it is removed.
+    await this.beating;
     const { store } = this.opts;
     for (const name of this.held) await store.releaseLease(name, this.id).catch(() => {});
     this.held.clear();
     await store.removeReplica(this.id).catch(() => {});
   }
 
-  /** The live replicas, this one included (read at most once a second). */
-  async live(): Promise<ReplicaRow[]> {
+  /** The live replicas, this one included (read at most once a second, or every `maxAgeMs`). */
+  async live(maxAgeMs = 1_000): Promise<ReplicaRow[]> {
     const now = Date.now();
-    if (this.cached && now - this.cached.at < 1_000) return this.cached.rows;
+    if (this.cached && now - this.cached.at < maxAgeMs) return this.cached.rows;
     const rows = await this.opts.store.replicas(new Date(now - this.deadMs).toISOString());
     this.cached = { at: now, rows };
     return rows;
@@ -100,7 +105,15 @@ export class Replicas {
     if (id === null) return null;
     if (id === this.id) return { id, url: this.opts.url(), startedAt: "", seenAt: new Date().toISOString() };
     if (this.solo) return null;
-    return (await this.live()).find((r) => r.id === id) ?? null;
+    const found = (await this.live()).find((r) => r.id === id);
+    if (found) return found;
+    // Not in the list: it may have just started, so the list is read again — for a given id at
+    // most once a second (a dead replica is asked about until its sessions move).
+    const now = Date.now();
+    if (now - (this.missed.get(id) ?? 0) < 1_000) return null;
+    if (this.missed.size > 1_000) this.missed.clear();
+    this.missed.set(id, now);
+    return (await this.live(0)).find((r) => r.id === id) ?? null;
   }
 
   /** The other live replicas. */

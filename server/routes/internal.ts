@@ -50,6 +50,7 @@ export function internalRoutes(deps: RouteDeps): Hono<AppEnv> {
     const row = await sessionOf(c.req.param("id"));
     // A late word: the session came back here meanwhile.
     if (row.relayReplica !== replicas.id) {
+      deps.log.debug("the session moved to another replica", { label: row.label, replica: row.relayReplica });
       relay.moved(row.id);
       lifecycle.movedAway(row.id);
     }

@@ -118,6 +118,7 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     // Another replica holds the agent's link: this client's frames go through to it.
     const relayReplica = isLive(row.status) ? await lifecycle.relayElsewhere(row) : null;
     if (relayReplica) {
+      deps.log.debug("forwarding a client to the session's relay replica", { label: row.label, replica: relayReplica.id, url: relayReplica.url });
       const path = `/v1/internal/sessions/${row.id}/attach${viewOnly ? "?view=1" : ""}`;
       const target = new URL(path, relayReplica.url);
       target.protocol = target.protocol === "https:" ? "wss:" : "ws:";

@@ -61,6 +61,8 @@ beforeAll(async () => {
     CATTY_MASTER_KEY: "7c".repeat(32),
     CATTY_PUBLIC_URL: agents.url,
     CATTY_REPLICA_DEAD_MS: "1500",
+    // Routing decisions are logged at debug level: shown when a test fails.
+    CATTY_LOG_LEVEL: "debug",
     CATTY_LIFECYCLE_TICK_MS: "300",
     CATTY_AGENT_LOST_MS: "2000",
     CATTY_SAVE_FIRST_MS: "300",
@@ -89,8 +91,22 @@ afterAll(async () => {
   await s3?.stop();
 });
 
+/** Runs a test's body; when it fails, prints what each replica logged and the replica list. */
+function diagnosed(body: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    const from = replicas.map((r) => r.output.length);
+    try {
+      await body();
+    } catch (err) {
+      for (const [i, r] of replicas.entries()) console.error(`--- replica ${"ABC"[i]} (${r.url}) ---\n${r.output.slice(from[i]).split("\n").slice(-60).join("\n")}`);
+      console.error("--- replicas ---\n" + JSON.stringify(await sql`SELECT id, url, seen_at FROM replicas`));
+      throw err;
+    }
+  };
+}
+
 describe("several replicas behind a load balancer", () => {
-  test("created through one replica, attached through others; the replica relaying it is killed mid-output: every line arrives once, in order", async () => {
+  test("created through one replica, attached through others; the replica relaying it is killed mid-output: every line arrives once, in order", diagnosed(async () => {
     const N = 60_000;
     const secret = `ghp_${crypto.randomUUID().replaceAll("-", "")}`;
     const prefix = `token=${secret}\r\n`;
@@ -130,9 +146,9 @@ describe("several replicas behind a load balancer", () => {
     agents.setBackends([(replicas[B] as ServerProcess).port, (replicas[C] as ServerProcess).port]);
     clients.setBackends(replicas.map((r) => r.port));
     await api(A).stop(session.label);
-  }, 150_000);
+  }), 150_000);
 
-  test("a rolling restart: SIGTERM of the relaying replica moves its agent and clients to another, losslessly", async () => {
+  test("a rolling restart: SIGTERM of the relaying replica moves its agent and clients to another, losslessly", diagnosed(async () => {
     const N = 40_000;
     const session = await api(A).create({ command: ["bash", "-c", pacedSeq(N, 40, 0.1)], cols: 80, rows: 24 });
     const viaA = record(api(A).attachUrl(session.label));
@@ -150,9 +166,9 @@ describe("several replicas behind a load balancer", () => {
     expect(viaA.gaps).toEqual([]);
     await leaving.start();
     await api(A).stop(session.label);
-  }, 120_000);
+  }), 120_000);
 
-  test("a file handed and a stop asked through a replica that does not relay the session are done by the one that does; every client hears the end", async () => {
+  test("a file handed and a stop asked through a replica that does not relay the session are done by the one that does; every client hears the end", diagnosed(async () => {
     const session = await api(B).create({ command: ["bash", "-c", "echo ready; exec sleep 600"], cols: 80, rows: 24 });
     const relay = await relayOf(session.label);
     const other = relay === B ? C : B;
@@ -180,9 +196,9 @@ describe("several replicas behind a load balancer", () => {
     const ended = replicas.map((r) => r.output.split("\n").filter((l) => l.includes("session ended") && l.includes(session.label)).length);
     expect(ended.reduce((a, b) => a + b, 0)).toBe(1);
     expect(ended[relay]).toBe(1);
-  }, 60_000);
+  }), 60_000);
 
-  test("a session whose relay replica and machine both die is failed once, by one of the others", async () => {
+  test("a session whose relay replica and machine both die is failed once, by one of the others", diagnosed(async () => {
     const session = await api(A).create({ command: ["bash", "-c", "echo up; exec sleep 600"], cols: 80, rows: 24 });
     const relay = await relayOf(session.label);
     const watcher = record(api(A).attachUrl(session.label), "view");
@@ -211,5 +227,5 @@ describe("several replicas behind a load balancer", () => {
     expect(lines[relay]).toBe(0);
     await killed.start();
     killAgents(killed.dataDir);
-  }, 90_000);
+  }), 90_000);
 });

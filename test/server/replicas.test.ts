@@ -55,6 +55,11 @@ describe("replicas", () => {
       expect(await two.lease("duties")).toBe(false);
       expect((await two.others()).map((r) => [r.id, r.url])).toEqual([[one.id, "http://10.0.0.1:8080"]]);
       expect((await two.alive(one.id))?.url).toBe("http://10.0.0.1:8080");
+      // One that starts after the list was read is known at once (a miss reads the list again).
+      const three = new Replicas({ store, log: silentLog, master, url: () => "http://10.0.0.3:8080", solo: false });
+      await three.start();
+      expect((await two.alive(three.id))?.url).toBe("http://10.0.0.3:8080");
+      await three.close();
       // Leaving releases the lease and the row at once.
       await one.close();
       expect(await two.lease("duties")).toBe(true);
