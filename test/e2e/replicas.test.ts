@@ -4,7 +4,8 @@
  * one for clients. Sessions are created through one replica while their agents land on another;
  * clients attach through a third or through the balancer; the replica relaying a session is
  * killed mid-output; stops are asked of replicas that do not relay the session; a session whose
- * replica and machine both die is failed by exactly one of the others.
+ * replica and machine both die is failed by exactly one of the others. A second cluster, of two
+ * replicas behind one balancer for agents and clients alike, loses its relaying replica too.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
@@ -27,6 +28,8 @@ let clients: Balancer;
 /** Replicas A, B, C. Agents dial B and C only, so a session created through A always moves. */
 let replicas: ServerProcess[];
 let token: string;
+/** The replicas' environment (database, bucket, timings). */
+let env: Record<string, string>;
 const recorders: Recorder[] = [];
 
 const [A, B, C] = [0, 1, 2];
@@ -56,7 +59,7 @@ beforeAll(async () => {
   sql = new SQL(databaseUrl, { max: 2 });
   agents = await startBalancer();
   clients = await startBalancer();
-  const env = {
+  env = {
     CATTY_DATABASE_URL: databaseUrl,
     CATTY_MASTER_KEY: "7c".repeat(32),
     CATTY_PUBLIC_URL: agents.url,
@@ -91,15 +94,14 @@ afterAll(async () => {
   await s3?.stop();
 });
 
-/** Runs a test's body; when it fails, prints what each replica logged and the replica list. */
-function diagnosed(body: () => Promise<void>): () => Promise<void> {
+/** Runs a test's body; when it fails, prints what each replica logged. */
+function diagnosed(body: () => Promise<void>, cluster: () => ServerProcess[] = () => replicas): () => Promise<void> {
   return async () => {
-    const from = replicas.map((r) => r.output.length);
+    const from = cluster().map((r) => r.output.length);
     try {
       await body();
     } catch (err) {
-      for (const [i, r] of replicas.entries()) console.error(`--- replica ${"ABC"[i]} (${r.url}) ---\n${r.output.slice(from[i]).split("\n").slice(-60).join("\n")}`);
-      console.error("--- replicas ---\n" + JSON.stringify(await sql`SELECT id, url, seen_at FROM replicas`));
+      for (const [i, r] of cluster().entries()) console.error(`--- replica ${"ABC"[i]} (${r.url}) ---\n${r.output.slice(from[i]).split("\n").slice(-60).join("\n")}`);
       throw err;
     }
   };
@@ -228,4 +230,56 @@ describe("several replicas behind a load balancer", () => {
     await killed.start();
     killAgents(killed.dataDir);
   }), 90_000);
+});
+
+describe("two replicas behind one load balancer", () => {
+  let pair: ServerProcess[] = [];
+  let balancer: Balancer;
+  let pairSql: SQL;
+  let pairToken: string;
+
+  beforeAll(async () => {
+    balancer = await startBalancer();
+    const databaseUrl = await freshDatabase();
+    pairSql = new SQL(databaseUrl, { max: 1 });
+    const pairEnv = { ...env, CATTY_DATABASE_URL: databaseUrl, CATTY_PUBLIC_URL: balancer.url, CATTY_S3_PREFIX: "pair" };
+    pair = [new ServerProcess(bins.server, pairEnv), new ServerProcess(bins.server, pairEnv)];
+    await (pair[0] as ServerProcess).start();
+    pairToken = (pair[0] as ServerProcess).ownerToken;
+    await (pair[1] as ServerProcess).start();
+    balancer.setBackends(pair.map((r) => r.port));
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const r of pair) await r.stop();
+    await balancer?.stop();
+    await pairSql?.close();
+  });
+
+  test("agents and clients through the balancer; the relaying replica is killed mid-output; the other takes the session, and every line arrives once, in order", diagnosed(async () => {
+    const N = 40_000;
+    const session = await createApiClient((pair[0] as ServerProcess).url, pairToken).create({ command: ["bash", "-c", pacedSeq(N, 40, 0.1)], cols: 80, rows: 24 });
+    const relayUrl = (): Promise<string | null> =>
+      pairSql`SELECT r.url FROM sessions s JOIN replicas r ON r.id = s.relay_replica WHERE s.label = ${session.label} AND s.status = 'running'`.then(
+        (rows: Array<{ url: string }>) => rows[0]?.url ?? null,
+      );
+    const relay = await waitFor(relayUrl, { timeoutMs: 20_000, what: "the relay replica" });
+    const killed = pair.find((r) => r.url === relay) as ServerProcess;
+    const survivor = pair.find((r) => r !== killed) as ServerProcess;
+    const viaBalancer = new Recorder({ url: createApiClient(balancer.url, pairToken).attachUrl(session.label), token: pairToken, offset: 0 });
+    // Through the survivor, which forwards it until the kill, then serves it itself.
+    const viaSurvivor = new Recorder({ url: createApiClient(survivor.url, pairToken).attachUrl(session.label), token: pairToken, mode: "view", offset: 0 });
+    recorders.push(viaBalancer, viaSurvivor);
+    await viaSurvivor.waitForText("\r\n5000\r\n", 20_000);
+    await killed.kill9();
+    balancer.drop(killed.port);
+    await waitFor(async () => (await relayUrl()) === survivor.url, { timeoutMs: 20_000, what: "the survivor relaying the session" });
+    for (const rec of [viaBalancer, viaSurvivor]) {
+      await rec.waitForText((t) => t.endsWith(`\n${N}\r\n`), 60_000, `line ${N}`);
+      expect(checkSeq(rec.text, N)).toBeNull();
+      expect(rec.gaps).toEqual([]);
+    }
+    await killed.start();
+    await createApiClient(survivor.url, pairToken).stop(session.label);
+  }, () => pair), 120_000);
 });
