@@ -88,6 +88,8 @@ export interface CattyApp {
   /** Closes every agent and client link, telling them to dial again (elsewhere, or here once back). */
   closeLinks(): void;
   close(): void;
+  /** Resolves once work the app began (a storage sweep) has finished. */
+  settled(): Promise<void>;
 }
 
 export function createApp(deps: AppDeps): CattyApp {
@@ -196,6 +198,7 @@ export function createApp(deps: AppDeps): CattyApp {
     },
     closeLinks: () => relay.closeAll(),
     close: () => lifecycle.close(),
+    settled: () => lifecycle.settled(),
   };
 }
 

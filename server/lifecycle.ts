@@ -74,6 +74,8 @@ export class Lifecycle implements RelayEvents {
   private relay: RelayControl | null = null;
   private ticker: Timer | null = null;
   private sweeper: Timer | null = null;
+  /** The storage sweep under way, if any. */
+  private sweeping: Promise<unknown> | null = null;
   private closed = false;
   private readonly startedAt = Date.now();
   /** Whether this replica held the duties lease at the last check. */
@@ -120,7 +122,13 @@ export class Lifecycle implements RelayEvents {
     if (this.closed) return;
     const report = (what: string) => (err: unknown) => log.error(`${what} failed`, { err });
     this.ticker = setInterval(() => void this.tick().catch(report("session limit check")), this.deps.timeouts.tickMs);
-    const sweep = (): void => void (this.duties ? saves.sweep() : Promise.resolve()).catch(report("storage sweep"));
+    const sweep = (): void => {
+      if (!this.duties || this.sweeping || this.closed) return;
+      this.sweeping = saves
+        .sweep()
+        .catch(report("storage sweep"))
+        .finally(() => (this.sweeping = null));
+    };
     sweep();
     this.sweeper = setInterval(sweep, this.deps.sweepMs);
   }
@@ -151,6 +159,11 @@ export class Lifecycle implements RelayEvents {
     if (!machine || !this.deps.provider.whyGone) return fallback;
     const why = await this.deps.provider.whyGone(machine).catch(() => null);
     return why ? `${fallback}: ${why}` : fallback;
+  }
+
+  /** Resolves once a storage sweep under way has finished (so the database may be closed). */
+  async settled(): Promise<void> {
+    await this.sweeping;
   }
 
   close(): void {

@@ -253,6 +253,8 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     app.close();
     await replicas.close();
     await server.stop(true);
+    // A storage sweep under way finishes before the database closes (for 5 s at most).
+    await Promise.race([app.settled(), Bun.sleep(5_000)]);
     await store.close();
   };
   const shutdown = async (deadlineMs = 10_000): Promise<void> => {
@@ -263,7 +265,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     // The others take over this replica's sessions and duties at once.
     await replicas.close();
     // No new connection from here on, so links told to dial again land on another replica.
-    const finished = server.stop(false).then(() => true);
+    const finished = Promise.all([server.stop(false), app.settled()]).then(() => true);
     app.closeLinks();
     // Whatever still runs at the deadline (a long download) is cut; a little is kept for the rest.
     const late = Bun.sleep(Math.max(0, deadlineMs - 1000)).then(() => false);
