@@ -134,7 +134,7 @@ export function createApp(deps: AppDeps): CattyApp {
     replicas,
   });
   const relay = new Relay(lifecycle, log, metrics);
-  metrics.sources({ store: deps.store, relay: () => relay.counts() });
+  metrics.sources({ store: deps.store, relay: () => relay.counts(), replicas: async () => (replicas.solo ? 1 : (await replicas.live()).length) });
   let draining = false;
   lifecycle.connect(relay);
   const routeDeps: RouteDeps = {

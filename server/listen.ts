@@ -209,6 +209,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   // replicas may share it, and must share the master key too.
   const solo = config.databaseUrl === null;
   if (!solo && !config.masterKey) log.warn("on PostgreSQL, give every replica the same CATTY_MASTER_KEY: this one uses the key in its data dir");
+  if (!solo && !config.s3) log.warn("on PostgreSQL, several replicas need an S3 bucket (--s3-bucket): this one keeps saves on its own disk");
   const replicas = new Replicas({ store, log, master: masterKey, url: () => internalUrl, solo, deadMs: config.replicaDeadMs, beatMs: Math.max(100, Math.floor(config.replicaDeadMs / 5)) });
   const app = createApp({
     store,

@@ -12,6 +12,8 @@ export interface RelayCounts {
   agents: number;
   /** Attached clients by mode. */
   clients: { interactive: number; view: number };
+  /** Client links passed through to another replica (see replicas.ts). */
+  forwarded: number;
 }
 
 export interface ServerMetrics {
@@ -31,14 +33,21 @@ export interface ServerMetrics {
   /** Sessions that ended in this process, by how. */
   ended: Counter<"status">;
   /** Where the gauges read from; set once the app exists. */
-  sources(src: { store: Store; relay: () => RelayCounts }): void;
+  sources(src: Sources): void;
   text(): Promise<string>;
+}
+
+interface Sources {
+  store: Store;
+  relay: () => RelayCounts;
+  /** Live replicas as this one sees them. */
+  replicas?: () => Promise<number>;
 }
 
 export function createMetrics(): ServerMetrics {
   const registry = new Registry();
   const registers = [registry];
-  let src: { store: Store; relay: () => RelayCounts } | null = null;
+  let src: Sources | null = null;
 
   new Gauge({
     name: "catty_sessions",
@@ -68,6 +77,22 @@ export function createMetrics(): ServerMetrics {
       const counts = src?.relay().clients ?? { interactive: 0, view: 0 };
       this.set({ mode: "interactive" }, counts.interactive);
       this.set({ mode: "view" }, counts.view);
+    },
+  });
+  new Gauge({
+    name: "catty_forwarded_clients",
+    help: "Terminals that attached through this server and are passed through to the replica relaying their session.",
+    registers,
+    collect() {
+      this.set(src?.relay().forwarded ?? 0);
+    },
+  });
+  new Gauge({
+    name: "catty_replicas",
+    help: "Live server replicas sharing the database, as this one sees them (1 on SQLite).",
+    registers,
+    async collect() {
+      this.set(src?.replicas ? await src.replicas() : 1);
     },
   });
   new Gauge({

@@ -176,7 +176,7 @@ export class Relay {
 
   /** Links and clients now, for the metrics. */
   counts(): RelayCounts {
-    const out: RelayCounts = { agents: 0, clients: { interactive: 0, view: 0 } };
+    const out: RelayCounts = { agents: 0, clients: { interactive: 0, view: 0 }, forwarded: this.forwards.size };
     for (const s of this.sessions.values()) {
       if (s.agent) out.agents++;
       for (const c of s.clients.values()) out.clients[c.mode]++;

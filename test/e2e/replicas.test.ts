@@ -126,6 +126,10 @@ describe("several replicas behind a load balancer", () => {
     // The program got the secret although the replica that took it (A) never had the agent.
     await viaA.waitForText(prefix, 20_000);
     await viaA.waitForText("\r\n10000\r\n", 20_000);
+    // A counts the client it passes through, and sees the three replicas.
+    const metrics = await (await fetch(`${(replicas[A] as ServerProcess).url}/metrics`)).text();
+    expect(Number(/^catty_forwarded_clients (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(metrics).toMatch(/^catty_replicas 3$/m);
 
     const killed = replicas[relay] as ServerProcess;
     await killed.kill9();

@@ -191,6 +191,8 @@ describe("operating it: /readyz, /metrics, request ids", () => {
       expect(text).toMatch(/^catty_errors_total\{code="not_found"\} 1$/m);
       expect(text).toMatch(/^catty_errors_total\{code="unauthorized"\} 2$/m);
       expect(text).toMatch(/^catty_attached_clients\{mode="interactive"\} 0$/m);
+      expect(text).toMatch(/^catty_forwarded_clients 0$/m);
+      expect(text).toMatch(/^catty_replicas 1$/m);
       expect(text).toMatch(/^process_resident_memory_bytes \d+$/m);
       expect(text).toContain("# TYPE catty_keystroke_echo_seconds histogram");
     } finally {
