@@ -246,7 +246,8 @@ export class Lifecycle implements RelayEvents {
     const now = Date.now();
     this.duties = await this.deps.replicas.lease(DUTIES_LEASE);
     // Clients waiting here for an agent that dialled another replica (a word about it was missed).
-    for (const id of this.relayControl.waitingSessions()) {
+    // A solo replica has no other: nothing to look up.
+    for (const id of this.deps.replicas.solo ? [] : this.relayControl.waitingSessions()) {
       if (!(await this.servedElsewhere(id))) continue;
       this.deps.log.debug("clients waiting here for a session relayed elsewhere: told to dial again", { session: id });
       this.relayControl.moved(id);

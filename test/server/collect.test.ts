@@ -19,12 +19,17 @@ import { silentLog } from "../../src/lib/log.ts";
 
 const tempDir = tempDirs("catty-collect-");
 
-test("sweeps racing saves never lose a blob a kept save refers to", async () => {
+/** A store with the user "owner", and a disk blob store beside it. */
+async function ownerStore() {
   const dataDir = tempDir();
   const store = await openStore({ dataDir });
   await createUserToken(store, "owner");
   const user = (await store.userByName("owner"))!;
-  const blobs = createDiskBlobStore({ dir: join(dataDir, "blobs"), secret: "ab".repeat(32) });
+  return { store, user, blobs: createDiskBlobStore({ dir: join(dataDir, "blobs"), secret: "ab".repeat(32) }) };
+}
+
+test("sweeps racing saves never lose a blob a kept save refers to", async () => {
+  const { store, user, blobs } = await ownerStore();
   // Time runs fast: each save is a day after the one before, so retention drops most of them.
   let now = Date.parse("2026-01-01T00:00:00Z");
   const saves = savesOver(store, blobs, { limits: { maxUploadBytes: 1e9, maxSaveBytes: 1e9, retentionDays: 3 }, now: () => now });
@@ -83,11 +88,7 @@ test("sweeps racing saves never lose a blob a kept save refers to", async () => 
 }, 60_000);
 
 test("across replicas: a save begun while another replica collects the user's blobs waits for that collection; a collection skips a user with a save in flight", async () => {
-  const dataDir = tempDir();
-  const store = await openStore({ dataDir });
-  await createUserToken(store, "owner");
-  const user = (await store.userByName("owner"))!;
-  const blobs = createDiskBlobStore({ dir: join(dataDir, "blobs"), secret: "ab".repeat(32) });
+  const { store, user, blobs } = await ownerStore();
   const replica = (url: string) => new Replicas({ store, log: silentLog, master: Buffer.alloc(32, 3), url: () => url, solo: false });
   const [one, two] = [replica("http://10.0.0.1"), replica("http://10.0.0.2")];
   const saves = savesOver(store, blobs, { leases: two });
