@@ -31,6 +31,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import * as tar from "tar-stream";
 import { CattyError } from "../protocol/errors.ts";
+import { TarReader, type TarEntryHeader } from "./tar-reader.ts";
 import { createExcluder, type PackMode } from "./exclude.ts";
 import { MAX_PATH_BYTES, openExclusive, openSeenSync, parseRelPath, walkTree } from "./safe-fs.ts";
 
@@ -580,32 +581,51 @@ interface Kinds {
 }
 
 const fold = (path: string) => path.normalize("NFD").toLowerCase();
-type TarEntry = tar.Extract extends AsyncIterable<infer E> ? E : never;
+
+/** The file being written, while its contents arrive. */
+interface Writing {
+  fd: number;
+  mode: number;
+  mtime: number;
+}
 
 async function extractInto(source: ArchiveSource, root: string, limits: Required<ExtractLimits>, owner: Owner | undefined): Promise<ExtractStats> {
   const stats: ExtractStats = { files: 0, bytes: 0 };
   const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map(), owner };
-  let decompressed = 0;
+  // A file made with its mode at open needs no chmod unless the umask takes bits from it.
+  const umask = process.umask();
   let entries = 0;
+  let writing: Writing | null = null;
 
-  const extract = tar.extract();
-  const abort = new AbortController();
-
-  const capped = async function* (chunks: AsyncIterable<Buffer>) {
-    for await (const chunk of chunks) {
-      decompressed += chunk.byteLength;
-      if (decompressed > limits.maxBytes) {
-        throw refusal(`The archive is larger than ${formatBytes(limits.maxBytes)} uncompressed.`);
+  // The reader hands on each entry as its header arrives and the contents in pieces, synchronously:
+  // files are written as the archive streams in, with no copies and no stream per entry.
+  const reader = new TarReader({
+    entry(header) {
+      entries++;
+      if (entries > limits.maxEntries) {
+        throw refusal(`The archive has more than ${limits.maxEntries.toLocaleString("en-US")} entries.`);
       }
-      yield chunk;
-    }
-  };
-  const feed = async (chunks: AsyncIterable<Buffer>) => {
-    for await (const chunk of chunks) {
-      if (!extract.write(chunk)) await drained(extract);
-    }
-    extract.end(undefined);
-  };
+      writing = extractEntry(header, root, kinds, stats, limits, umask);
+    },
+    data(bytes) {
+      if (!writing) return;
+      let off = 0;
+      while (off < bytes.byteLength) off += writeSync(writing.fd, bytes, off);
+      stats.bytes += bytes.byteLength;
+    },
+    end() {
+      if (!writing) return;
+      const w = writing;
+      writing = null;
+      try {
+        if ((w.mode & umask) !== 0) fchmodSync(w.fd, w.mode);
+        if (Number.isFinite(w.mtime)) futimesSync(w.fd, w.mtime, w.mtime);
+      } finally {
+        closeSync(w.fd);
+      }
+    },
+  });
+
   // A .tar.gz, or a plain tar (saves are read out as tar): the first bytes tell.
   const chunks = chunksOf(source);
   const head = await chunks.next();
@@ -615,40 +635,31 @@ async function extractInto(source: ArchiveSource, root: string, limits: Required
     yield* chunks;
   })();
   const gzipped = head.done || (head.value[0] === 0x1f && head.value[1] === 0x8b);
-  const piped = gzipped
-    ? pipeline(all, createGunzip(), capped, feed, { signal: abort.signal })
-    : pipeline(all, capped, feed, { signal: abort.signal });
-  const feeding = piped.catch((err: unknown) => {
-    extract.destroy(err instanceof Error ? err : new Error(String(err)));
-    throw err;
-  });
-
-  const consuming = (async () => {
-    for await (const entry of extract) {
-      entries++;
-      if (entries > limits.maxEntries) {
-        throw refusal(`The archive has more than ${limits.maxEntries.toLocaleString("en-US")} entries.`);
+  const gunzip = gzipped ? createGunzip() : null;
+  // Feeding gzip runs beside the reading below; it stops (and cancels the source) when either fails.
+  const feeding = gunzip ? pipeline(all, gunzip) : null;
+  feeding?.catch(() => {});
+  let decompressed = 0;
+  try {
+    for await (const chunk of (gunzip ?? all) as AsyncIterable<Uint8Array>) {
+      decompressed += chunk.byteLength;
+      if (decompressed > limits.maxBytes) {
+        throw refusal(`The archive is larger than ${formatBytes(limits.maxBytes)} uncompressed.`);
       }
-      await extractEntry(entry, root, kinds, stats, limits);
+      reader.push(chunk);
     }
-  })().catch((err: unknown) => {
-    abort.abort(err);
-    throw err;
-  });
-
-  const [fed, consumed] = await Promise.allSettled([feeding, consuming]);
-  // The side that failed first has the real reason; the other only saw the teardown.
-  const failures = [fed, consumed]
-    .filter((r) => r.status === "rejected")
-    .map((r) => r.reason as unknown)
-    .filter((err) => !(err instanceof Error && err.name === "AbortError"));
-  const refused = failures.find((err) => err instanceof CattyError);
-  if (refused) throw refused;
-  const first = failures[0];
-  if (first !== undefined) {
+    await feeding;
+    reader.finish();
+  } catch (err) {
+    gunzip?.destroy();
+    await feeding?.catch(() => {});
+    if (err instanceof CattyError) throw err;
     // A failed system call is ours (disk full, permissions), not the archive's fault.
-    if ((first as NodeJS.ErrnoException).syscall) throw first;
-    throw refusal(`The archive is not a valid .tar.gz (${first instanceof Error ? first.message : String(first)}).`);
+    if ((err as NodeJS.ErrnoException).syscall) throw err;
+    throw refusal(`The archive is not a valid .tar.gz (${err instanceof Error ? err.message : String(err)}).`);
+  } finally {
+    const open = writing as Writing | null;
+    if (open) closeSync(open.fd);
   }
 
   for (const [rel, target] of kinds.links) {
@@ -657,21 +668,21 @@ async function extractInto(source: ArchiveSource, root: string, limits: Required
   return stats;
 }
 
-async function extractEntry(
-  entry: TarEntry,
+/** Checks and makes one entry; a file is returned open for its contents. */
+function extractEntry(
+  header: TarEntryHeader,
   root: string,
   kinds: Kinds,
   stats: ExtractStats,
   limits: Required<ExtractLimits>,
-): Promise<void> {
-  const header = entry.header;
+  umask: number,
+): Writing | null {
   const rel = entryPath(header.name);
   const abs = rel === "" ? root : join(root, rel);
 
   switch (header.type) {
     case "directory": {
-      await drain(entry);
-      if (rel === "") return;
+      if (rel === "") return null;
       prepareParents(rel, header.name, root, kinds);
       const was = kinds.exact.get(rel);
       if (was && was !== "dir") replaceable(rel, header.name, abs, kinds);
@@ -679,7 +690,7 @@ async function extractEntry(
       // Directories stay owner-writable so this and later extractions can write into them.
       chmodSync(abs, (header.mode & 0o777) | 0o700);
       kinds.exact.set(rel, "dir");
-      return;
+      return null;
     }
     case "file":
     case "contiguous-file": {
@@ -689,15 +700,24 @@ async function extractEntry(
       }
       prepareParents(rel, header.name, root, kinds);
       replaceable(rel, header.name, abs, kinds);
-      await writeFileEntry(entry, abs, header, stats, kinds.owner);
+      // No setuid, setgid or sticky bits. Never open something that is already there, least of all a symlink.
+      const mode = header.mode & 0o777;
+      const fd = openExclusive(abs, mode & ~umask);
+      if (kinds.owner) {
+        try {
+          fchownSync(fd, kinds.owner.uid, kinds.owner.gid);
+        } catch (err) {
+          closeSync(fd);
+          throw err;
+        }
+      }
       kinds.exact.set(rel, "file");
       stats.files++;
-      return;
+      return { fd, mode, mtime: header.mtime };
     }
     case "symlink": {
-      await drain(entry);
       if (rel === "") throw refusedEntry(header.name, "is a symlink at the root of the archive");
-      const target = header.linkname ?? "";
+      const target = header.linkname;
       checkLinkTarget(rel, header.name, target);
       prepareParents(rel, header.name, root, kinds);
       replaceable(rel, header.name, abs, kinds);
@@ -707,12 +727,12 @@ async function extractEntry(
       kinds.linkFolds.add(fold(rel));
       kinds.links.set(rel, target);
       stats.files++;
-      return;
+      return null;
     }
     case "link":
-      throw refusedEntry(header.name, `is a hard link (to ${quote(header.linkname ?? "")}); archives with hard links are not accepted`);
+      throw refusedEntry(header.name, `is a hard link (to ${quote(header.linkname)}); archives with hard links are not accepted`);
     default:
-      throw refusedEntry(header.name, `is a ${header.type ?? "unknown type of"} entry; only files, directories and symlinks are accepted`);
+      throw refusedEntry(header.name, `is a ${header.type} entry; only files, directories and symlinks are accepted`);
   }
 }
 
@@ -763,23 +783,6 @@ function replaceable(rel: string, name: string, abs: string, kinds: Kinds): void
 function makeDir(abs: string, owner: Owner | undefined): void {
   mkdirSync(abs, 0o755);
   if (owner) lchownSync(abs, owner.uid, owner.gid);
-}
-
-async function writeFileEntry(entry: TarEntry, abs: string, header: tar.Header, stats: ExtractStats, owner: Owner | undefined): Promise<void> {
-  // Never open something that is already there, least of all a symlink.
-  const fd = openExclusive(abs);
-  try {
-    if (owner) fchownSync(fd, owner.uid, owner.gid);
-    for await (const chunk of entry as AsyncIterable<Uint8Array>) {
-      let off = 0;
-      while (off < chunk.byteLength) off += writeSync(fd, chunk, off);
-      stats.bytes += chunk.byteLength;
-    }
-    fchmodSync(fd, header.mode & 0o777); // no setuid, setgid or sticky bits
-    if (header.mtime instanceof Date && !Number.isNaN(header.mtime.getTime())) futimesSync(fd, header.mtime, header.mtime);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function checkLinkTarget(rel: string, name: string, target: string): void {
@@ -886,12 +889,6 @@ async function* chunksOf(source: ArchiveSource): AsyncGenerator<Uint8Array> {
   } finally {
     if (!done) await reader.cancel().catch(() => {});
     reader.releaseLock();
-  }
-}
-
-async function drain(entry: TarEntry): Promise<void> {
-  for await (const _ of entry as AsyncIterable<unknown>) {
-    // directories and symlinks carry no data; anything there is skipped
   }
 }
 

@@ -243,6 +243,11 @@ export async function craftTarGz(entries: CraftedEntry[]): Promise<Uint8Array> {
   return gzipSync(await tarBytes(entries, Number.POSITIVE_INFINITY));
 }
 
+/** A plain tar with exactly these entries. */
+export async function craftTar(entries: CraftedEntry[]): Promise<Uint8Array> {
+  return tarBytes(entries, Number.POSITIVE_INFINITY);
+}
+
 /**
  * A tar stream cut after `limit` bytes, gzipped: for entries that claim more data than is worth
  * generating (a decompression bomb's header), since extraction must refuse at the header.
