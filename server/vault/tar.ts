@@ -24,37 +24,42 @@ export function tarPadding(size: number): Uint8Array {
   return new Uint8Array(rest === 0 ? 0 : BLOCK - rest);
 }
 
-function octal(value: number, width: number): string {
-  return value.toString(8).padStart(width - 1, "0") + "\0";
-}
+/** The fields every header shares: uid, gid, the checksum placeholder, the ustar magic and version. */
+const TEMPLATE = (() => {
+  const block = Buffer.alloc(BLOCK);
+  block.write("0000000\0", 108, "latin1");
+  block.write("0000000\0", 116, "latin1");
+  block.write("        ", 148, "latin1");
+  block.write("ustar\0", 257, "latin1");
+  block.write("00", 263, "latin1");
+  return block;
+})();
 
-function writeField(block: Uint8Array, offset: number, width: number, text: string): void {
-  // Numbers and markers are ASCII: written as they are, without an encoder.
-  if (/^[\x00-\x7f]*$/.test(text)) {
-    for (let i = 0; i < text.length && i < width; i++) block[offset + i] = text.charCodeAt(i);
-    return;
+/** `value` in octal, zero-padded to `width - 1` digits and a NUL. */
+function octal(block: Buffer, offset: number, width: number, value: number): void {
+  let v = Math.max(0, Math.floor(value));
+  block[offset + width - 1] = 0;
+  for (let i = offset + width - 2; i >= offset; i--) {
+    block[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
   }
-  const bytes = encoder.encode(text);
-  block.set(bytes.subarray(0, width), offset);
 }
 
-function header(name: string, typeflag: string, mode: number, size: number, mtime: number, linkname: string): Uint8Array {
-  const block = new Uint8Array(BLOCK);
-  writeField(block, 0, 100, name);
-  writeField(block, 100, 8, octal(mode & 0o7777, 8));
-  writeField(block, 108, 8, octal(0, 8));
-  writeField(block, 116, 8, octal(0, 8));
-  writeField(block, 124, 12, octal(size, 12));
-  writeField(block, 136, 12, octal(Math.max(0, Math.floor(mtime)), 12));
-  writeField(block, 148, 8, "        ");
-  writeField(block, 156, 1, typeflag);
-  writeField(block, 157, 100, linkname);
-  writeField(block, 257, 6, "ustar\0");
-  writeField(block, 263, 2, "00");
+function header(name: string, typeflag: string, mode: number, size: number, mtime: number, linkname: string): Buffer {
+  const block = Buffer.allocUnsafe(BLOCK);
+  TEMPLATE.copy(block);
+  // Names were cut to fit (see truncate); what does not fit is left out, as the field's width says.
+  block.write(name, 0, 100, "utf8");
+  octal(block, 100, 8, mode & 0o7777);
+  octal(block, 124, 12, size);
+  octal(block, 136, 12, mtime);
+  block[156] = typeflag.charCodeAt(0);
+  if (linkname !== "") block.write(linkname, 157, 100, "utf8");
   let sum = 0;
   // Indexed: a typed array's iterator is several times slower, and this runs for every entry.
   for (let i = 0; i < BLOCK; i++) sum += block[i]!;
-  writeField(block, 148, 8, `${sum.toString(8).padStart(6, "0")}\0 `);
+  octal(block, 148, 7, sum);
+  block[155] = 0x20;
   return block;
 }
 
@@ -99,4 +104,43 @@ function truncate(text: string): string {
     out += ch;
   }
   return out;
+}
+
+/** Tar output is handed on in pieces of about this size. */
+const TAR_BATCH = 256 * 1024;
+/** Pieces at least this large are handed on as they are, not copied into a batch. */
+const WHOLE_PIECE = 64 * 1024;
+
+/**
+ * Gathers tar output (headers, small files' contents, padding) into batches of about
+ * `TAR_BATCH` bytes, copied once; large pieces pass through without a copy.
+ */
+export class TarBatches {
+  private buf = Buffer.allocUnsafe(TAR_BATCH);
+  private fill = 0;
+  private readonly done: Uint8Array[] = [];
+
+  add(bytes: Uint8Array): void {
+    if (bytes.byteLength >= WHOLE_PIECE) {
+      this.flush();
+      this.done.push(bytes);
+      return;
+    }
+    if (this.fill + bytes.byteLength > TAR_BATCH) this.flush();
+    this.buf.set(bytes, this.fill);
+    this.fill += bytes.byteLength;
+  }
+
+  /** The pieces ready to be handed on (everything, at the end). */
+  *ready(end = false): Generator<Uint8Array> {
+    if (end) this.flush();
+    while (this.done.length > 0) yield this.done.shift()!;
+  }
+
+  private flush(): void {
+    if (this.fill === 0) return;
+    this.done.push(this.buf.subarray(0, this.fill));
+    this.buf = Buffer.allocUnsafe(TAR_BATCH);
+    this.fill = 0;
+  }
 }

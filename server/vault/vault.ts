@@ -20,7 +20,7 @@ import { decodePack, decodeTree, Hash, MAX_BLOB_BYTES, sha256, type Tree } from 
 import type { BlobStore } from "../blobs/types.ts";
 import type { BlobLocation, Store } from "../store/types.ts";
 import { blobId, newWrappedUserKey, openBlob, sealBlob, unwrapUserKeys, type UserKeys } from "./crypto.ts";
-import { TAR_END, tarHeader, tarPadding } from "./tar.ts";
+import { TAR_END, TarBatches, tarHeader, tarPadding, type TarEntry } from "./tar.ts";
 
 export interface VaultDeps {
   store: Store;
@@ -35,8 +35,6 @@ const MAX_DEPTH = 256;
 const PACK_CACHE_BYTES = 64 * 1024 * 1024;
 /** A blob smaller than this is read by fetching its whole pack (its neighbours are likely next). */
 const WHOLE_PACK_BELOW = 256 * 1024;
-/** Tar output is handed on in pieces of about this size. */
-const TAR_BATCH = 256 * 1024;
 
 /**
  * Runs a storage call, again after 200 ms and 800 ms if it throws (a storage that answered 500 or
@@ -92,7 +90,17 @@ export function createVault(deps: VaultDeps) {
   function reader(userId: string) {
     const packs = new Map<string, Uint8Array>();
     let cached = 0;
+    /** By content hash: the blob's stored id, and where it is once looked up. */
+    const ids = new Map<string, string>();
     const locations = new Map<string, BlobLocation>();
+    const idOf = (keys: UserKeys, hash: string): string => {
+      let id = ids.get(hash);
+      if (id === undefined) {
+        id = blobId(keys, hash);
+        ids.set(hash, id);
+      }
+      return id;
+    };
     const fetchPack = async (pack: string): Promise<Uint8Array> => {
       const hit = packs.get(pack);
       if (hit) {
@@ -115,17 +123,18 @@ export function createVault(deps: VaultDeps) {
       return bytes;
     };
     return {
-      /** Looks up where blobs are, ahead of reading them. */
-      async locate(hashes: readonly string[]): Promise<void> {
+      /** Looks up where blobs are, ahead of reading them (in as few queries as the store allows). */
+      async locate(hashes: Iterable<string>): Promise<void> {
         const keys = await keysOf(userId);
-        const ids = hashes.map((h) => blobId(keys, h)).filter((id) => !locations.has(id));
-        if (ids.length === 0) return;
-        for (const [id, loc] of await store.blobLocations(userId, ids)) locations.set(id, loc);
+        const byId = new Map<string, string>();
+        for (const h of hashes) if (!locations.has(h)) byId.set(idOf(keys, h), h);
+        if (byId.size === 0) return;
+        for (const [id, loc] of await store.blobLocations(userId, [...byId.keys()])) locations.set(byId.get(id)!, loc);
       },
       async read(hash: string): Promise<Uint8Array> {
         const keys = await keysOf(userId);
-        const id = blobId(keys, hash);
-        let loc = locations.get(id);
+        const id = idOf(keys, hash);
+        let loc = locations.get(hash);
         if (!loc) {
           loc = (await store.blobLocations(userId, [id])).get(id);
           if (!loc) throw new CattyError("not_found", `Blob ${hash.slice(0, 12)}… of the save is not stored.`);
@@ -231,53 +240,66 @@ export function createVault(deps: VaultDeps) {
       await walk(root, 0);
     },
 
-    /** The save under `root` as a tar stream (names relative to the workspace), checking every blob. */
+    /**
+     * The save under `root` as a tar stream (names relative to the workspace), checking every blob.
+     * Its trees are read first, a level at a time, and every blob is looked up in a few large
+     * queries; then the stream runs without waiting on the database.
+     */
     async *tar(userId: string, root: string, opts: { mtimeSec: number }): AsyncGenerator<Uint8Array> {
       const r = reader(userId);
-      let batch: Uint8Array[] = [];
-      let batched = 0;
-      const take = (bytes: Uint8Array): Uint8Array | null => {
-        batch.push(bytes);
-        batched += bytes.length;
-        if (batched < TAR_BATCH) return null;
-        const out = Buffer.concat(batch, batched);
-        batch = [];
-        batched = 0;
-        return out;
-      };
-      async function* dir(prefix: string, hash: string, depth: number): AsyncGenerator<Uint8Array> {
+      const trees = new Map<string, Tree>();
+      let level = [root];
+      for (let depth = 0; level.length > 0; depth++) {
         if (depth > MAX_DEPTH) throw new CattyError("bad_request", `The save's directories nest deeper than ${MAX_DEPTH} levels.`);
-        const tree = await r.tree(hash);
-        await r.locate(tree.e.flatMap((e) => (e.t === "f" ? e.c : e.t === "d" ? [e.h] : [])));
+        const fresh = [...new Set(level)].filter((h) => !trees.has(h));
+        await r.locate(fresh);
+        const next: string[] = [];
+        for (const h of fresh) {
+          const tree = await r.tree(h);
+          trees.set(h, tree);
+          for (const e of tree.e) if (e.t === "d" && !trees.has(e.h)) next.push(e.h);
+        }
+        level = next;
+      }
+      const chunks = new Set<string>();
+      for (const tree of trees.values()) for (const e of tree.e) if (e.t === "f") for (const c of e.c) chunks.add(c);
+      await r.locate(chunks);
+
+      const out = new TarBatches();
+      function* dir(prefix: string, tree: Tree, depth: number): Generator<TarEntry | { chunks: string[]; name: string; size: number }> {
+        // A tree met again deeper down (trees are shared by hash) is checked again here.
+        if (depth > MAX_DEPTH) throw new CattyError("bad_request", `The save's directories nest deeper than ${MAX_DEPTH} levels.`);
         for (const e of tree.e) {
           const name = prefix === "" ? e.n : `${prefix}/${e.n}`;
           if (e.t === "d") {
-            const out = take(tarHeader({ name, type: "dir", mode: e.m, size: 0, mtime: opts.mtimeSec }));
-            if (out) yield out;
-            yield* dir(name, e.h, depth + 1);
+            yield { name, type: "dir", mode: e.m, size: 0, mtime: opts.mtimeSec };
+            yield* dir(name, trees.get(e.h)!, depth + 1);
           } else if (e.t === "l") {
-            const out = take(tarHeader({ name, type: "symlink", mode: 0o777, size: 0, mtime: opts.mtimeSec, linkname: e.l }));
-            if (out) yield out;
+            yield { name, type: "symlink", mode: 0o777, size: 0, mtime: opts.mtimeSec, linkname: e.l };
           } else {
-            let out = take(tarHeader({ name, type: "file", mode: e.m, size: e.s, mtime: e.mt / 1000 }));
-            if (out) yield out;
-            let written = 0;
-            for (const c of e.c) {
-              const bytes = await r.read(c);
-              written += bytes.length;
-              if (written > e.s) break;
-              out = take(bytes);
-              if (out) yield out;
-            }
-            if (written !== e.s) throw new CattyError("internal", `${name} in the save has ${written} bytes of content, not ${e.s}.`);
-            out = take(tarPadding(e.s));
-            if (out) yield out;
+            yield { name, type: "file", mode: e.m, size: e.s, mtime: e.mt / 1000 };
+            yield { chunks: e.c, name, size: e.s };
           }
         }
       }
-      yield* dir("", root, 0);
-      take(TAR_END);
-      yield Buffer.concat(batch, batched);
+      for (const item of dir("", trees.get(root)!, 0)) {
+        if ("type" in item) {
+          out.add(tarHeader(item));
+        } else {
+          let written = 0;
+          for (const c of item.chunks) {
+            const bytes = await r.read(c);
+            written += bytes.length;
+            if (written > item.size) break;
+            out.add(bytes);
+          }
+          if (written !== item.size) throw new CattyError("internal", `${item.name} in the save has ${written} bytes of content, not ${item.size}.`);
+          out.add(tarPadding(item.size));
+        }
+        yield* out.ready();
+      }
+      out.add(TAR_END);
+      yield* out.ready(true);
     },
 
     /**
