@@ -14,8 +14,8 @@
  * side sends, and the random temp names stop anyone planting a symlink where we will open.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsc, fchmodSync, fstatSync, openSync, unlinkSync, writeSync, type Stats } from "node:fs";
-import { lstat, mkdir, open, readdir, rename, type FileHandle } from "node:fs/promises";
+import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync, readdirSync, unlinkSync, writeSync, type Stats } from "node:fs";
+import { lstat, mkdir, open, rename, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
 
@@ -279,16 +279,21 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
 /** What `walkTree`'s visitor returns: false skips the entry (a directory's contents too). */
 export type Visit = (rel: string, st: Stats) => boolean | void | Promise<boolean | void>;
 
+/** A walk runs this long at most before it lets the event loop run. */
+const WALK_SLICE_MS = 8;
+
 /**
  * Depth-first walk under `root`, parents before children, names sorted, every entry lstat'ed
  * (symlinks are reported, never followed). Directories that cannot be read and entries that
- * vanish are passed over; `onError` hears about them.
+ * vanish are passed over; `onError` hears about them. The system calls are synchronous (an
+ * awaited lstat costs several times the call itself), in slices that let the event loop run.
  */
 export async function walkTree(root: string, visit: Visit, onError?: (rel: string, err: unknown) => void): Promise<void> {
+  let sliceStart = performance.now();
   const walk = async (rel: string): Promise<void> => {
     let names: string[];
     try {
-      names = (await readdir(rel === "" ? root : join(root, rel))).sort();
+      names = readdirSync(rel === "" ? root : join(root, rel)).sort();
     } catch (err) {
       onError?.(rel, err);
       return;
@@ -297,12 +302,17 @@ export async function walkTree(root: string, visit: Visit, onError?: (rel: strin
       const childRel = rel === "" ? name : `${rel}/${name}`;
       let st: Stats;
       try {
-        st = await lstat(join(root, childRel));
+        st = lstatSync(join(root, childRel));
       } catch (err) {
         onError?.(childRel, err);
         continue;
       }
-      if ((await visit(childRel, st)) === false) continue;
+      const visited = visit(childRel, st);
+      if ((visited instanceof Promise ? await visited : visited) === false) continue;
+      if (performance.now() - sliceStart > WALK_SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
       if (st.isDirectory()) await walk(childRel);
     }
   };
