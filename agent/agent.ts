@@ -363,6 +363,7 @@ export function createAgent(deps: AgentDeps): Agent {
       try {
         const started = performance.now();
         const stats = await restoreWorkspace(restore, config);
+        if (stats.written) saver.seedRestored(stats.written);
         sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
         log.info("workspace restored", { ...stats, ms: Math.round(performance.now() - started) });
       } catch (err) {

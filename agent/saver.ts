@@ -12,9 +12,10 @@
  */
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
-import { createExcluder } from "../src/lib/archive.ts";
+import { createExcluder, type WrittenFile } from "../src/lib/archive.ts";
 import type { Log } from "../src/lib/log.ts";
-import { SnapshotBuilder } from "../src/lib/snapshot/build.ts";
+import { SnapshotBuilder, type FileMemo } from "../src/lib/snapshot/build.ts";
+import { MIN_CHUNK } from "../src/lib/snapshot/chunker.ts";
 import { BlobUploader, httpVault, type VaultClient } from "../src/lib/snapshot/upload.ts";
 import { FILES_DIR } from "../src/protocol/files.ts";
 import type { SaveReason } from "../src/protocol/index.ts";
@@ -27,7 +28,7 @@ export interface SaveTransport {
 }
 
 export type SaveOutcome =
-  | { kind: "stored"; size: number; files: number; added: number }
+  | { kind: "stored"; size: number; files: number; added: number; read: number }
   | { kind: "unchanged" }
   | { kind: "failed"; error: string };
 
@@ -82,6 +83,20 @@ export class WorkspaceSaver {
 
   constructor(private readonly opts: SaverOptions) {
     this.builder = new SnapshotBuilder({ root: opts.workspace, exclude: createExcluder(opts.workspace, "snapshot", true) });
+  }
+
+  /**
+   * Files the restore wrote from a save, with their SHA-256: a file of at most one chunk whose
+   * identity has not moved by the first save is taken as that chunk, not read back. (Should the
+   * store lack a chunk after all, the server refuses the save and the next one reads everything.)
+   */
+  seedRestored(written: ReadonlyMap<string, WrittenFile>): void {
+    const memos: Array<[string, FileMemo]> = [];
+    for (const [rel, f] of written) {
+      if (f.sha256 === null || f.size > MIN_CHUNK) continue;
+      memos.push([rel, { size: f.size, mtimeMs: f.mtimeMs, ctimeMs: f.ctimeMs, ino: f.ino, mode: f.mode, chunks: f.size === 0 ? [] : [f.sha256] }]);
+    }
+    this.builder.seedFiles(memos);
   }
 
   /** Starts the schedule: first save after `firstDelayMs`, then every `intervalMs`. */
@@ -167,9 +182,10 @@ export class WorkspaceSaver {
         files: built.files,
         bytes: built.bytes,
         added: uploader.added,
+        read: built.read,
         ms: Math.round(performance.now() - started),
       });
-      return { kind: "stored", size: built.bytes, files: built.files, added: uploader.added };
+      return { kind: "stored", size: built.bytes, files: built.files, added: uploader.added, read: built.read };
     } catch (err) {
       const error = (err as Error).message;
       log.warn("save failed; the previous save stays the latest", { reason, error });

@@ -12,6 +12,7 @@ import {
   closeSync,
   fchmodSync,
   fchownSync,
+  fstatSync,
   futimesSync,
   lchownSync,
   lstatSync,
@@ -486,6 +487,22 @@ export interface ExtractOptions extends ExtractLimits {
   into?: "empty" | "merge";
   /** Who owns what is extracted (the caller may give files away: it runs as root). */
   owner?: Owner;
+  /**
+   * Record each regular file as written (`ExtractStats.written`), with the SHA-256 of the
+   * contents of those of at most this many bytes: the caller then knows the tree without reading
+   * it back. Only with `into: "empty"` (a merge moves files, which changes them).
+   */
+  recordUpTo?: number;
+}
+
+/** A regular file as extraction left it (what `lstat` says of it), and its SHA-256 when taken. */
+export interface WrittenFile {
+  size: number;
+  mtimeMs: number;
+  ctimeMs: number;
+  ino: number;
+  mode: number;
+  sha256: string | null;
 }
 
 /** A numeric user and group. */
@@ -499,6 +516,8 @@ export interface ExtractStats {
   files: number;
   /** Bytes of file contents extracted. */
   bytes: number;
+  /** With `recordUpTo`: every regular file, by its path in the tree. */
+  written?: Map<string, WrittenFile>;
 }
 
 /** A fully checked tree in a temporary directory beside its destination. */
@@ -529,7 +548,8 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
     throw new CattyError("conflict", `${dest} exists and is not a directory.`);
   }
 
-  await using tree = await extractToTemp(source, dest, options);
+  const { recordUpTo, ...rest } = options;
+  await using tree = await extractToTemp(source, dest, into === "empty" ? options : rest);
   if (into === "merge" && existing) {
     await mergeTree(tree.dir, dest);
   } else {
@@ -542,7 +562,7 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
       throw err;
     });
   }
-  return { files: tree.files, bytes: tree.bytes };
+  return { files: tree.files, bytes: tree.bytes, ...(tree.written ? { written: tree.written } : {}) };
 }
 
 /**
@@ -550,14 +570,18 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
  * into place) and returns it for the caller to move or merge (see `mergeTree`). The directory is
  * removed if extraction fails; otherwise the caller disposes of it.
  */
-export async function extractToTemp(source: ArchiveSource, dest: string, limits: ExtractLimits & { owner?: Owner } = {}): Promise<ExtractedTree> {
+export async function extractToTemp(
+  source: ArchiveSource,
+  dest: string,
+  limits: ExtractLimits & { owner?: Owner; recordUpTo?: number } = {},
+): Promise<ExtractedTree> {
   const parent = dirname(dest);
   await mkdir(parent, { recursive: true });
   const dir = await mkdtemp(join(parent, `.${basename(dest)}.catty-extract-`));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
-    const { owner, ...caps } = limits;
-    const result = await extractInto(source, dir, { ...DEFAULT_EXTRACT_LIMITS, ...definedOnly(caps) }, owner);
+    const { owner, recordUpTo, ...caps } = limits;
+    const result = await extractInto(source, dir, { ...DEFAULT_EXTRACT_LIMITS, ...definedOnly(caps) }, owner, recordUpTo);
     return { dir, ...result, remove, [Symbol.asyncDispose]: remove };
   } catch (err) {
     await remove();
@@ -584,13 +608,22 @@ const fold = (path: string) => path.normalize("NFD").toLowerCase();
 
 /** The file being written, while its contents arrive. */
 interface Writing {
+  rel: string;
   fd: number;
   mode: number;
   mtime: number;
+  hasher: Bun.CryptoHasher | null;
 }
 
-async function extractInto(source: ArchiveSource, root: string, limits: Required<ExtractLimits>, owner: Owner | undefined): Promise<ExtractStats> {
-  const stats: ExtractStats = { files: 0, bytes: 0 };
+async function extractInto(
+  source: ArchiveSource,
+  root: string,
+  limits: Required<ExtractLimits>,
+  owner: Owner | undefined,
+  recordUpTo: number | undefined,
+): Promise<ExtractStats> {
+  const written = recordUpTo === undefined ? undefined : new Map<string, WrittenFile>();
+  const stats: ExtractStats = { files: 0, bytes: 0, ...(written ? { written } : {}) };
   const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map(), owner };
   // A file made with its mode at open needs no chmod unless the umask takes bits from it.
   const umask = process.umask();
@@ -606,11 +639,13 @@ async function extractInto(source: ArchiveSource, root: string, limits: Required
         throw refusal(`The archive has more than ${limits.maxEntries.toLocaleString("en-US")} entries.`);
       }
       writing = extractEntry(header, root, kinds, stats, limits, umask);
+      if (writing && recordUpTo !== undefined && header.size <= recordUpTo) writing.hasher = new Bun.CryptoHasher("sha256");
     },
     data(bytes) {
       if (!writing) return;
       let off = 0;
       while (off < bytes.byteLength) off += writeSync(writing.fd, bytes, off);
+      writing.hasher?.update(bytes);
       stats.bytes += bytes.byteLength;
     },
     end() {
@@ -620,6 +655,10 @@ async function extractInto(source: ArchiveSource, root: string, limits: Required
       try {
         if ((w.mode & umask) !== 0) fchmodSync(w.fd, w.mode);
         if (Number.isFinite(w.mtime)) futimesSync(w.fd, w.mtime, w.mtime);
+        if (written) {
+          const st = fstatSync(w.fd);
+          written.set(w.rel, { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode, sha256: w.hasher?.digest("hex") ?? null });
+        }
       } finally {
         closeSync(w.fd);
       }
@@ -665,6 +704,8 @@ async function extractInto(source: ArchiveSource, root: string, limits: Required
   for (const [rel, target] of kinds.links) {
     if (escapes(rel, target, kinds.links)) throw refusedEntry(rel, `is a symlink to ${JSON.stringify(target)}, which leads outside the destination`);
   }
+  // A file a later entry replaced with a symlink or a directory is not there any more.
+  if (written) for (const rel of written.keys()) if (kinds.exact.get(rel) !== "file") written.delete(rel);
   return stats;
 }
 
@@ -713,7 +754,7 @@ function extractEntry(
       }
       kinds.exact.set(rel, "file");
       stats.files++;
-      return { fd, mode, mtime: header.mtime };
+      return { rel, fd, mode, mtime: header.mtime, hasher: null };
     }
     case "symlink": {
       if (rel === "") throw refusedEntry(header.name, "is a symlink at the root of the archive");

@@ -570,6 +570,31 @@ describe("extracting into place", () => {
     expect(readdirSync(dirname(dest)).filter((n) => n.includes("catty-extract"))).toEqual([]);
   });
 
+  test("recordUpTo: every file as lstat sees it after extraction, hashed up to the size given; a replaced one is not kept", async () => {
+    const archive = await craft([
+      { header: { name: "small.txt", mode: 0o640 }, data: "small" },
+      { header: { name: "large.bin" }, data: "x".repeat(100) },
+      { header: { name: "gone.txt" }, data: "first" },
+      { header: { name: "gone.txt", type: "symlink", linkname: "small.txt" } },
+      { header: { name: "link", type: "symlink", linkname: "small.txt" } },
+    ]);
+    const dest = join(tempDir(), "dest");
+    const { written } = await extractArchive(archive, dest, { recordUpTo: 50 });
+    expect([...written!.keys()].sort()).toEqual(["large.bin", "small.txt"]);
+    const st = lstatSync(join(dest, "small.txt"));
+    expect(written!.get("small.txt")).toEqual({
+      size: 5,
+      mtimeMs: st.mtimeMs,
+      ctimeMs: st.ctimeMs,
+      ino: st.ino,
+      mode: st.mode,
+      sha256: new Bun.CryptoHasher("sha256").update("small").digest("hex"),
+    });
+    expect(written!.get("large.bin")?.sha256).toBeNull();
+    // Merging moves files, which changes them: nothing is recorded.
+    expect((await extractArchive(archive, dest, { into: "merge", recordUpTo: 50 })).written).toBeUndefined();
+  });
+
   // Giving files to another user takes root (the agent, handing a workspace to the sandbox's user).
   test.skipIf(process.getuid?.() !== 0)("gives everything it writes to the owner it is told, the destination too", async () => {
     const dest = join(tempDir(), "ws");

@@ -29,6 +29,8 @@ export interface BuildStats {
 
 export interface BuildResult extends BuildStats {
   root: string;
+  /** Files read (the rest were known from earlier builds or a seed). */
+  read: number;
   /** Entries that vanished or could not be read while building (first 100). */
   skipped: { path: string; reason: string }[];
 }
@@ -143,7 +145,7 @@ export class SnapshotBuilder {
       const within = revisit.map((r) => `${r}/`);
       visit = (rel) => marked.has(rel) || revisit.includes(rel) || within.some((w) => rel.startsWith(w));
     }
-    const result: BuildResult = { root: "", files: 0, bytes: 0, skipped: [] };
+    const result: BuildResult = { root: "", files: 0, bytes: 0, read: 0, skipped: [] };
     this.builtDirs = new Set();
     this.readFiles = new Set();
     this.sliceStart = performance.now();
@@ -152,6 +154,7 @@ export class SnapshotBuilder {
     result.root = memo.hash;
     result.files = memo.files;
     result.bytes = memo.bytes;
+    result.read = this.readFiles.size;
     return result;
   }
 
