@@ -365,7 +365,7 @@ export function createAgent(deps: AgentDeps): Agent {
         const stats = await restoreWorkspace(restore, config);
         if (stats.written) saver.seedRestored(stats.written);
         sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
-        log.info("workspace restored", { ...stats, ms: Math.round(performance.now() - started) });
+        log.info("workspace restored", { files: stats.files, bytes: stats.bytes, ms: Math.round(performance.now() - started) });
       } catch (err) {
         const error = (err as Error).message;
         log.error("workspace restore failed", { error });

@@ -9,12 +9,22 @@
 import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import type { FileMemo } from "../lib/snapshot/build.ts";
-import { Hash } from "../lib/snapshot/format.ts";
 
-const Row = z.tuple([z.number().int().min(0), z.number(), z.number(), z.number().int().min(0), z.number().int().min(0), z.array(Hash).max(100_000)]);
-const CacheFile = z.object({ v: z.literal(1), server: z.string(), root: z.string(), files: z.record(z.string(), Row) });
+/** One file: size, mtime, ctime, inode, mode, chunk hashes. */
+type Row = [number, number, number, number, number, string[]];
+
+const HASH = /^[0-9a-f]{64}$/;
+const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** Checked by hand, not with a schema: the file holds a row for each of tens of thousands of files. */
+function memoOf(row: unknown): FileMemo | null {
+  if (!Array.isArray(row) || row.length !== 6) return null;
+  const [size, mtimeMs, ctimeMs, ino, mode, chunks] = row as unknown[];
+  if (!count(size) || typeof mtimeMs !== "number" || typeof ctimeMs !== "number" || !count(ino) || !count(mode)) return null;
+  if (!Array.isArray(chunks) || chunks.length > 100_000 || !chunks.every((c) => typeof c === "string" && HASH.test(c))) return null;
+  return { size, mtimeMs, ctimeMs, ino, mode, chunks: chunks as string[] };
+}
 
 /** Where the cache of one directory uploaded to one server is. */
 export interface CacheKey {
@@ -30,15 +40,19 @@ const fileOf = ({ home, server, root }: CacheKey): string =>
 /** The remembered files of the directory; empty when there is nothing usable. */
 export function loadUploadCache(key: CacheKey): Map<string, FileMemo> {
   const out = new Map<string, FileMemo>();
-  let parsed: z.infer<typeof CacheFile>;
+  let parsed: { v?: unknown; server?: unknown; root?: unknown; files?: unknown };
   try {
-    parsed = CacheFile.parse(JSON.parse(readFileSync(fileOf(key), "utf8")));
+    parsed = JSON.parse(readFileSync(fileOf(key), "utf8"));
   } catch {
     return out;
   }
-  if (parsed.root !== key.root || parsed.server !== key.server) return out;
-  for (const [rel, [size, mtimeMs, ctimeMs, ino, mode, chunks]] of Object.entries(parsed.files)) {
-    out.set(rel, { size, mtimeMs, ctimeMs, ino, mode, chunks });
+  if (parsed?.v !== 1 || parsed.root !== key.root || parsed.server !== key.server) return out;
+  if (typeof parsed.files !== "object" || parsed.files === null || Array.isArray(parsed.files)) return out;
+  for (const [rel, row] of Object.entries(parsed.files)) {
+    const memo = memoOf(row);
+    // One bad row and the whole file is suspect: nothing is used.
+    if (!memo) return new Map();
+    out.set(rel, memo);
   }
   return out;
 }
@@ -47,7 +61,7 @@ export function loadUploadCache(key: CacheKey): Map<string, FileMemo> {
 export function saveUploadCache(key: CacheKey, memos: ReadonlyMap<string, FileMemo>): void {
   const file = fileOf(key);
   mkdirSync(join(key.home, "cache", "uploads"), { recursive: true, mode: 0o700 });
-  const files: Record<string, z.infer<typeof Row>> = {};
+  const files: Record<string, Row> = {};
   for (const [rel, m] of memos) files[rel] = [m.size, m.mtimeMs, m.ctimeMs, m.ino, m.mode, m.chunks];
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify({ v: 1, server: key.server, root: key.root, files }), { mode: 0o600 });

@@ -98,7 +98,9 @@ export async function uploadDirectory(
       ({ uploader, builder, built } = await send(new Map()));
       result = await commit();
     }
-    if (cacheKey) {
+    // Nothing read and nothing gone: the cache already says all there is.
+    const same = built.read === 0 && builder.fileMemos().size === cached.size && cached.size > 0;
+    if (cacheKey && !same) {
       try {
         saveUploadCache(cacheKey, builder.fileMemos());
       } catch (err) {

@@ -6,7 +6,7 @@
  * upload. A counting proxy between the upload and the server shows which hashes were asked about.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { uploadDirectory } from "../../src/client/upload.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
@@ -58,9 +58,19 @@ describe("uploads remember the project", () => {
     const [cacheFile] = readdirSync(join(home, "cache", "uploads"));
     expect(statSync(join(home, "cache", "uploads", cacheFile as string)).mode & 0o777).toBe(0o600);
 
+    const cachePath = join(home, "cache", "uploads", cacheFile as string);
+    const written = statSync(cachePath).ino;
     const again = await upload(dir, home);
     expect(again.summary).toMatchObject({ files: 40, added: 0 });
     expect(again.hashes).toBe(6); // the trees only: no file was read
+    // Nothing new to remember: the cache is not written again.
+    expect(statSync(cachePath).ino).toBe(written);
+
+    // One malformed row and the cache is not used at all.
+    const text = readFileSync(cachePath, "utf8");
+    writeFileSync(cachePath, text.replace(/"src\/d0\/f0\.txt":\[\d+/, '"src/d0/f0.txt":[-1'));
+    expect((await upload(dir, home)).hashes).toBe(40 + 6);
+    expect((await upload(dir, home)).hashes).toBe(6);
 
     writeFileSync(join(dir, "src/d1/f1.txt"), "changed\n");
     const changed = await upload(dir, home);
