@@ -19,7 +19,7 @@ import type { Log } from "../../src/lib/log.ts";
 import { decodePack, decodeTree, Hash, MAX_BLOB_BYTES, sha256, type Tree } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { BlobLocation, Store } from "../store/types.ts";
-import { blobId, newWrappedUserKey, openBlob, sealBlob, unwrapUserKeys, type UserKeys } from "./crypto.ts";
+import { blobId, newWrappedUserKey, openBlob, sealBlobs, unwrapUserKeys, type UserKeys } from "./crypto.ts";
 import { TAR_END, TarBatches, tarHeader, tarPadding, type TarEntry } from "./tar.ts";
 
 export interface VaultDeps {
@@ -192,20 +192,24 @@ export function createVault(deps: VaultDeps) {
       const ids = records.map((r) => blobId(keys, r.hash));
       const present = await store.blobsPresent(userId, ids);
       const key = `${packPrefix(userId)}${randomBytes(16).toString("hex")}`;
-      const parts: Uint8Array[] = [];
-      const rows: Array<BlobLocation & { id: string }> = [];
+      const fresh: Array<{ id: string; plain: Uint8Array }> = [];
       const seen = new Set<string>();
-      let offset = 0;
-      let bytes = 0;
       records.forEach((r, i) => {
         const id = ids[i]!;
         if (present.has(id) || seen.has(id)) return;
         seen.add(id);
-        const sealed = sealBlob(keys, id, r.bytes);
-        parts.push(sealed);
-        rows.push({ id, pack: key, offset, length: sealed.length });
-        offset += sealed.length;
-        bytes += r.bytes.length;
+        fresh.push({ id, plain: r.bytes });
+      });
+      const parts: Uint8Array[] = [];
+      const rows: Array<BlobLocation & { id: string }> = [];
+      let offset = 0;
+      let bytes = 0;
+      (await sealBlobs(keys, fresh)).forEach((sealed, i) => {
+        const length = sealed.reduce((n, p) => n + p.length, 0);
+        parts.push(...sealed);
+        rows.push({ id: fresh[i]!.id, pack: key, offset, length });
+        offset += length;
+        bytes += fresh[i]!.plain.length;
       });
       if (rows.length === 0) return { blobs: 0, bytes: 0, ids };
       await retrying(() => blobs.put(key, Buffer.concat(parts)));
