@@ -107,13 +107,28 @@ export async function sealBlobs(keys: UserKeys, blobs: ReadonlyArray<{ id: strin
   return blobs.map(({ id, plain }, i) => sealParts(keys, id, plain, packed[i] ?? null));
 }
 
+/** Decrypts a blob: its flag byte and payload. Throws if it was altered or belongs to another id or user. */
+function openParts(keys: UserKeys, id: string, sealed: Uint8Array): { compressed: boolean; payload: Uint8Array } {
+  const body = gcmOpen(keys.seal, sealed, Buffer.from(id));
+  if (body[0] !== 0 && body[0] !== 1) throw new Error("unknown blob encoding");
+  return { compressed: body[0] === 1, payload: body.subarray(1) };
+}
+
 /** Decrypts and decompresses a blob; throws if it was altered or belongs to another id or user. `maxBytes` caps the result. */
 export function openBlob(keys: UserKeys, id: string, sealed: Uint8Array, maxBytes: number): Uint8Array {
-  const body = gcmOpen(keys.seal, sealed, Buffer.from(id));
-  if (body[0] === 0) return body.subarray(1);
-  if (body[0] !== 1) throw new Error("unknown blob encoding");
+  const { compressed, payload } = openParts(keys, id, sealed);
+  if (!compressed) return payload;
   // Sealed by this server, so the frame is ours; the cap still guards against a bug.
-  const out = Bun.zstdDecompressSync(body.subarray(1));
+  const out = Bun.zstdDecompressSync(payload);
+  if (out.length > maxBytes) throw new Error("a blob is larger than blobs may be");
+  return out;
+}
+
+/** As `openBlob`, decompressing on Bun's worker threads (so many blobs can be opened side by side). */
+export async function openBlobAsync(keys: UserKeys, id: string, sealed: Uint8Array, maxBytes: number): Promise<Uint8Array> {
+  const { compressed, payload } = openParts(keys, id, sealed);
+  if (!compressed) return payload;
+  const out = await Bun.zstdDecompress(payload);
   if (out.length > maxBytes) throw new Error("a blob is larger than blobs may be");
   return out;
 }

@@ -19,7 +19,7 @@ import type { Log } from "../../src/lib/log.ts";
 import { decodePack, decodeTree, Hash, MAX_BLOB_BYTES, sha256, type Tree } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { BlobLocation, Store } from "../store/types.ts";
-import { blobId, newWrappedUserKey, openBlob, sealBlobs, unwrapUserKeys, type UserKeys } from "./crypto.ts";
+import { blobId, newWrappedUserKey, openBlobAsync, sealBlobs, unwrapUserKeys, type UserKeys } from "./crypto.ts";
 import { TAR_END, TarBatches, tarHeader, tarPadding, type TarEntry } from "./tar.ts";
 
 export interface VaultDeps {
@@ -29,6 +29,9 @@ export interface VaultDeps {
   log: Log;
 }
 
+/** Blobs a tar stream reads ahead of what it has written, and their bytes at most (beyond one file). */
+const READ_AHEAD = 64;
+const READ_AHEAD_BYTES = 16 * 1024 * 1024;
 /** Trees nest at most this deep. */
 const MAX_DEPTH = 256;
 /** Packs read whole are kept in memory up to this many bytes. */
@@ -88,7 +91,8 @@ export function createVault(deps: VaultDeps) {
 
   /** Reads a user's blobs, checking each against its hash; caches packs it read whole. */
   function reader(userId: string) {
-    const packs = new Map<string, Uint8Array>();
+    const packs = new Map<string, Promise<Uint8Array>>();
+    const sizes = new Map<string, number>();
     let cached = 0;
     /** By content hash: the blob's stored id, and where it is once looked up. */
     const ids = new Map<string, string>();
@@ -101,26 +105,34 @@ export function createVault(deps: VaultDeps) {
       }
       return id;
     };
-    const fetchPack = async (pack: string): Promise<Uint8Array> => {
+    /** A pack read whole, or being read (reads of the same pack at once share one fetch). */
+    const fetchPack = (pack: string): Promise<Uint8Array> => {
       const hit = packs.get(pack);
       if (hit) {
         packs.delete(pack);
         packs.set(pack, hit);
         return hit;
       }
-      const bytes = await retrying(async () => {
+      const fetched = retrying(async () => {
         const body = await blobs.getBytes(pack);
         if (!body) throw new CattyError("internal", `Pack ${pack} of a save is missing from storage.`);
         return body;
       });
-      packs.set(pack, bytes);
-      cached += bytes.length;
-      for (const [k, v] of packs) {
-        if (cached <= PACK_CACHE_BYTES || k === pack) break;
-        packs.delete(k);
-        cached -= v.length;
-      }
-      return bytes;
+      packs.set(pack, fetched);
+      fetched.then(
+        (bytes) => {
+          sizes.set(pack, bytes.length);
+          cached += bytes.length;
+          for (const k of packs.keys()) {
+            if (cached <= PACK_CACHE_BYTES || k === pack) break;
+            packs.delete(k);
+            cached -= sizes.get(k) ?? 0;
+            sizes.delete(k);
+          }
+        },
+        () => packs.delete(pack),
+      );
+      return fetched;
     };
     return {
       /** Looks up where blobs are, ahead of reading them (in as few queries as the store allows). */
@@ -150,7 +162,7 @@ export function createVault(deps: VaultDeps) {
         if (!sealed || sealed.length !== loc.length) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… is cut short in storage.`);
         let plain: Uint8Array;
         try {
-          plain = openBlob(keys, id, sealed, MAX_BLOB_BYTES);
+          plain = await openBlobAsync(keys, id, sealed, MAX_BLOB_BYTES);
         } catch {
           throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… of the save is damaged in storage (it does not decrypt).`);
         }
@@ -286,19 +298,49 @@ export function createVault(deps: VaultDeps) {
           }
         }
       }
-      for (const item of dir("", trees.get(root)!, 0)) {
-        if ("type" in item) {
-          out.add(tarHeader(item));
+      // Blobs are read (fetched, decrypted, decompressed, checked) up to READ_AHEAD ahead of the
+      // output, so that several decompress side by side on the worker threads.
+      const items = dir("", trees.get(root)!, 0);
+      const ahead: Array<{ item: TarEntry } | { name: string; size: number; chunks: Array<Promise<Uint8Array>> }> = [];
+      let pending = 0;
+      let pendingBytes = 0;
+      let exhausted = false;
+      const fill = (): void => {
+        while (!exhausted && pending < READ_AHEAD && (pendingBytes < READ_AHEAD_BYTES || pending === 0)) {
+          const next = items.next();
+          if (next.done) {
+            exhausted = true;
+            break;
+          }
+          const item = next.value;
+          if ("type" in item) {
+            ahead.push({ item });
+            continue;
+          }
+          const chunks = item.chunks.map((c) => r.read(c));
+          // Failures surface when the chunk's turn comes; until then they are not "unhandled".
+          for (const p of chunks) p.catch(() => {});
+          pending += chunks.length;
+          pendingBytes += item.size;
+          ahead.push({ name: item.name, size: item.size, chunks });
+        }
+      };
+      for (fill(); ahead.length > 0; fill()) {
+        const next = ahead.shift()!;
+        if ("item" in next) {
+          out.add(tarHeader(next.item));
         } else {
           let written = 0;
-          for (const c of item.chunks) {
-            const bytes = await r.read(c);
+          for (const chunk of next.chunks) {
+            const bytes = await chunk;
+            pending--;
             written += bytes.length;
-            if (written > item.size) break;
+            if (written > next.size) break;
             out.add(bytes);
           }
-          if (written !== item.size) throw new CattyError("internal", `${item.name} in the save has ${written} bytes of content, not ${item.size}.`);
-          out.add(tarPadding(item.size));
+          if (written !== next.size) throw new CattyError("internal", `${next.name} in the save has ${written} bytes of content, not ${next.size}.`);
+          pendingBytes -= next.size;
+          out.add(tarPadding(next.size));
         }
         yield* out.ready();
       }
