@@ -121,6 +121,8 @@ export function createVault(deps: VaultDeps) {
       packs.set(pack, fetched);
       fetched.then(
         (bytes) => {
+          // Dropped from the cache while it was being read: not counted.
+          if (packs.get(pack) !== fetched) return;
           sizes.set(pack, bytes.length);
           cached += bytes.length;
           for (const k of packs.keys()) {
@@ -130,7 +132,9 @@ export function createVault(deps: VaultDeps) {
             sizes.delete(k);
           }
         },
-        () => packs.delete(pack),
+        () => {
+          if (packs.get(pack) === fetched) packs.delete(pack);
+        },
       );
       return fetched;
     };
