@@ -32,12 +32,20 @@ export function parseMasterKey(text: string): Buffer {
   return key;
 }
 
-function gcmSeal(key: Buffer, plaintext: Uint8Array, aad: Uint8Array): Buffer {
+/**
+ * `nonce ‖ ciphertext ‖ tag` of the concatenated `pieces`, as pieces to store one after another:
+ * each goes through the cipher in turn, which gives the same ciphertext without copying them
+ * together first.
+ */
+function gcmSeal(key: Buffer, pieces: readonly Uint8Array[], aad: Uint8Array): Uint8Array[] {
   const nonce = randomBytes(NONCE);
   const cipher = createCipheriv("aes-256-gcm", key, nonce);
   cipher.setAAD(aad);
-  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
-  return Buffer.concat([nonce, body, cipher.getAuthTag()]);
+  const out: Uint8Array[] = [nonce, ...pieces.map((p) => cipher.update(p))];
+  const rest = cipher.final(); // empty for GCM
+  if (rest.length > 0) out.push(rest);
+  out.push(cipher.getAuthTag());
+  return out;
 }
 
 function gcmOpen(key: Buffer, sealed: Uint8Array, aad: Uint8Array): Buffer {
@@ -54,7 +62,7 @@ function gcmOpen(key: Buffer, sealed: Uint8Array, aad: Uint8Array): Buffer {
 
 /** A new user key, wrapped by the master key for the database. */
 export function newWrappedUserKey(master: Buffer): string {
-  return gcmSeal(master, randomBytes(KEY_BYTES), WRAP_AAD).toString("base64");
+  return Buffer.concat(gcmSeal(master, [randomBytes(KEY_BYTES)], WRAP_AAD)).toString("base64");
 }
 
 /** The user's keys from their wrapped key; throws when the master key is not the one that wrapped it. */
@@ -74,28 +82,9 @@ export function blobId(keys: UserKeys, hash: string): string {
   return createHmac("sha256", keys.name).update(hash).digest("hex");
 }
 
+/** A sealed blob's first plaintext byte: how the rest is encoded. */
 const RAW = Buffer.of(0);
 const ZSTD = Buffer.of(1);
-
-/** The pieces of a sealed blob (to be stored one after another), from its plaintext or its compressed form. */
-function sealParts(keys: UserKeys, id: string, plain: Uint8Array, packed: Uint8Array | null): Uint8Array[] {
-  const [flag, payload] = packed && packed.length < plain.length - 16 ? [ZSTD, packed] : [RAW, plain];
-  const nonce = randomBytes(NONCE);
-  const cipher = createCipheriv("aes-256-gcm", keys.seal, nonce);
-  cipher.setAAD(Buffer.from(id));
-  // The flag and the payload go through the cipher in turn: the same ciphertext as of their concatenation, without copying it.
-  const parts: Uint8Array[] = [nonce, cipher.update(flag), cipher.update(payload)];
-  const rest = cipher.final();
-  if (rest.length > 0) parts.push(rest);
-  parts.push(cipher.getAuthTag());
-  return parts;
-}
-
-/** Compresses (when that helps) and encrypts a blob under its id. */
-export function sealBlob(keys: UserKeys, id: string, plain: Uint8Array): Buffer {
-  const packed = plain.length >= 64 ? Bun.zstdCompressSync(plain, { level: 1 }) : null;
-  return Buffer.concat(sealParts(keys, id, plain, packed));
-}
 
 /**
  * Seals many blobs, compressing them side by side on Bun's worker threads (a pack holds
@@ -104,31 +93,24 @@ export function sealBlob(keys: UserKeys, id: string, plain: Uint8Array): Buffer 
  */
 export async function sealBlobs(keys: UserKeys, blobs: ReadonlyArray<{ id: string; plain: Uint8Array }>): Promise<Uint8Array[][]> {
   const packed = await Promise.all(blobs.map(({ plain }) => (plain.length >= 64 ? Bun.zstdCompress(plain, { level: 1 }) : null)));
-  return blobs.map(({ id, plain }, i) => sealParts(keys, id, plain, packed[i] ?? null));
+  return blobs.map(({ id, plain }, i) => {
+    const zipped = packed[i];
+    const [flag, payload] = zipped && zipped.length < plain.length - 16 ? [ZSTD, zipped] : [RAW, plain];
+    return gcmSeal(keys.seal, [flag, payload], Buffer.from(id));
+  });
 }
 
-/** Decrypts a blob: its flag byte and payload. Throws if it was altered or belongs to another id or user. */
-function openParts(keys: UserKeys, id: string, sealed: Uint8Array): { compressed: boolean; payload: Uint8Array } {
+/**
+ * Decrypts and decompresses a blob (decompressing on Bun's worker threads, so many blobs can be
+ * opened side by side); throws if it was altered or belongs to another id or user. `maxBytes` caps
+ * the result.
+ */
+export async function openBlob(keys: UserKeys, id: string, sealed: Uint8Array, maxBytes: number): Promise<Uint8Array> {
   const body = gcmOpen(keys.seal, sealed, Buffer.from(id));
-  if (body[0] !== 0 && body[0] !== 1) throw new Error("unknown blob encoding");
-  return { compressed: body[0] === 1, payload: body.subarray(1) };
-}
-
-/** Decrypts and decompresses a blob; throws if it was altered or belongs to another id or user. `maxBytes` caps the result. */
-export function openBlob(keys: UserKeys, id: string, sealed: Uint8Array, maxBytes: number): Uint8Array {
-  const { compressed, payload } = openParts(keys, id, sealed);
-  if (!compressed) return payload;
+  if (body[0] === 0) return body.subarray(1);
+  if (body[0] !== 1) throw new Error("unknown blob encoding");
   // Sealed by this server, so the frame is ours; the cap still guards against a bug.
-  const out = Bun.zstdDecompressSync(payload);
-  if (out.length > maxBytes) throw new Error("a blob is larger than blobs may be");
-  return out;
-}
-
-/** As `openBlob`, decompressing on Bun's worker threads (so many blobs can be opened side by side). */
-export async function openBlobAsync(keys: UserKeys, id: string, sealed: Uint8Array, maxBytes: number): Promise<Uint8Array> {
-  const { compressed, payload } = openParts(keys, id, sealed);
-  if (!compressed) return payload;
-  const out = await Bun.zstdDecompress(payload);
+  const out = await Bun.zstdDecompress(body.subarray(1));
   if (out.length > maxBytes) throw new Error("a blob is larger than blobs may be");
   return out;
 }

@@ -19,7 +19,7 @@ import type { Log } from "../../src/lib/log.ts";
 import { decodePack, decodeTree, Hash, MAX_BLOB_BYTES, sha256, type Tree } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { BlobLocation, Store } from "../store/types.ts";
-import { blobId, newWrappedUserKey, openBlobAsync, sealBlobs, unwrapUserKeys, type UserKeys } from "./crypto.ts";
+import { blobId, newWrappedUserKey, openBlob, sealBlobs, unwrapUserKeys, type UserKeys } from "./crypto.ts";
 import { TAR_END, TarBatches, tarHeader, tarPadding, type TarEntry } from "./tar.ts";
 
 export interface VaultDeps {
@@ -166,7 +166,7 @@ export function createVault(deps: VaultDeps) {
         if (!sealed || sealed.length !== loc.length) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… is cut short in storage.`);
         let plain: Uint8Array;
         try {
-          plain = await openBlobAsync(keys, id, sealed, MAX_BLOB_BYTES);
+          plain = await openBlob(keys, id, sealed, MAX_BLOB_BYTES);
         } catch {
           throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… of the save is damaged in storage (it does not decrypt).`);
         }
@@ -286,26 +286,26 @@ export function createVault(deps: VaultDeps) {
       await r.locate(chunks);
 
       const out = new TarBatches();
-      function* dir(prefix: string, tree: Tree, depth: number): Generator<TarEntry | { chunks: string[]; name: string; size: number }> {
+      /** Every entry of the tree in tar order, with its file's chunks. */
+      function* dir(prefix: string, tree: Tree, depth: number): Generator<{ entry: TarEntry; chunks: readonly string[] }> {
         // A tree met again deeper down (trees are shared by hash) is checked again here.
         if (depth > MAX_DEPTH) throw new CattyError("bad_request", `The save's directories nest deeper than ${MAX_DEPTH} levels.`);
         for (const e of tree.e) {
           const name = prefix === "" ? e.n : `${prefix}/${e.n}`;
           if (e.t === "d") {
-            yield { name, type: "dir", mode: e.m, size: 0, mtime: opts.mtimeSec };
+            yield { entry: { name, type: "dir", mode: e.m, size: 0, mtime: opts.mtimeSec }, chunks: [] };
             yield* dir(name, trees.get(e.h)!, depth + 1);
           } else if (e.t === "l") {
-            yield { name, type: "symlink", mode: 0o777, size: 0, mtime: opts.mtimeSec, linkname: e.l };
+            yield { entry: { name, type: "symlink", mode: 0o777, size: 0, mtime: opts.mtimeSec, linkname: e.l }, chunks: [] };
           } else {
-            yield { name, type: "file", mode: e.m, size: e.s, mtime: e.mt / 1000 };
-            yield { chunks: e.c, name, size: e.s };
+            yield { entry: { name, type: "file", mode: e.m, size: e.s, mtime: e.mt / 1000 }, chunks: e.c };
           }
         }
       }
       // Blobs are read (fetched, decrypted, decompressed, checked) up to READ_AHEAD ahead of the
       // output, so that several decompress side by side on the worker threads.
       const items = dir("", trees.get(root)!, 0);
-      const ahead: Array<{ item: TarEntry } | { name: string; size: number; chunks: Array<Promise<Uint8Array>> }> = [];
+      const ahead: Array<{ entry: TarEntry; reads: Array<Promise<Uint8Array>> }> = [];
       let pending = 0;
       let pendingBytes = 0;
       let exhausted = false;
@@ -316,35 +316,30 @@ export function createVault(deps: VaultDeps) {
             exhausted = true;
             break;
           }
-          const item = next.value;
-          if ("type" in item) {
-            ahead.push({ item });
-            continue;
-          }
-          const chunks = item.chunks.map((c) => r.read(c));
+          const { entry, chunks } = next.value;
+          const reads = chunks.map((c) => r.read(c));
           // Failures surface when the chunk's turn comes; until then they are not "unhandled".
-          for (const p of chunks) p.catch(() => {});
-          pending += chunks.length;
-          pendingBytes += item.size;
-          ahead.push({ name: item.name, size: item.size, chunks });
+          for (const p of reads) p.catch(() => {});
+          pending += reads.length;
+          pendingBytes += entry.size;
+          ahead.push({ entry, reads });
         }
       };
       for (fill(); ahead.length > 0; fill()) {
-        const next = ahead.shift()!;
-        if ("item" in next) {
-          out.add(tarHeader(next.item));
-        } else {
+        const { entry, reads } = ahead.shift()!;
+        out.add(tarHeader(entry));
+        if (entry.type === "file") {
           let written = 0;
-          for (const chunk of next.chunks) {
-            const bytes = await chunk;
+          for (const read of reads) {
+            const bytes = await read;
             pending--;
             written += bytes.length;
-            if (written > next.size) break;
+            if (written > entry.size) break;
             out.add(bytes);
           }
-          if (written !== next.size) throw new CattyError("internal", `${next.name} in the save has ${written} bytes of content, not ${next.size}.`);
-          pendingBytes -= next.size;
-          out.add(tarPadding(next.size));
+          if (written !== entry.size) throw new CattyError("internal", `${entry.name} in the save has ${written} bytes of content, not ${entry.size}.`);
+          pendingBytes -= entry.size;
+          out.add(tarPadding(entry.size));
         }
         yield* out.ready();
       }

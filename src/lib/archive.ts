@@ -548,8 +548,8 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
     throw new CattyError("conflict", `${dest} exists and is not a directory.`);
   }
 
-  const { recordUpTo, ...rest } = options;
-  await using tree = await extractToTemp(source, dest, into === "empty" ? options : rest);
+  // A merge moves files, which changes what would have been recorded of them.
+  await using tree = await extractToTemp(source, dest, into === "empty" ? options : { ...options, recordUpTo: undefined });
   if (into === "merge" && existing) {
     await mergeTree(tree.dir, dest);
   } else {

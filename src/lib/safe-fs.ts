@@ -18,6 +18,7 @@ import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync
 import { lstat, mkdir, open, rename, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
+import { TimeSlices } from "./time-slices.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Path rules
@@ -279,9 +280,6 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
 /** What `walkTree`'s visitor returns: false skips the entry (a directory's contents too). */
 export type Visit = (rel: string, st: Stats) => boolean | void | Promise<boolean | void>;
 
-/** A walk runs this long at most before it lets the event loop run. */
-const WALK_SLICE_MS = 8;
-
 /**
  * Depth-first walk under `root`, parents before children, names sorted, every entry lstat'ed
  * (symlinks are reported, never followed). Directories that cannot be read and entries that
@@ -289,7 +287,7 @@ const WALK_SLICE_MS = 8;
  * awaited lstat costs several times the call itself), in slices that let the event loop run.
  */
 export async function walkTree(root: string, visit: Visit, onError?: (rel: string, err: unknown) => void): Promise<void> {
-  let sliceStart = performance.now();
+  const slices = new TimeSlices();
   const walk = async (rel: string): Promise<void> => {
     let names: string[];
     try {
@@ -309,10 +307,7 @@ export async function walkTree(root: string, visit: Visit, onError?: (rel: strin
       }
       const visited = visit(childRel, st);
       if ((visited instanceof Promise ? await visited : visited) === false) continue;
-      if (performance.now() - sliceStart > WALK_SLICE_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        sliceStart = performance.now();
-      }
+      if (slices.due) await slices.next();
       if (st.isDirectory()) await walk(childRel);
     }
   };

@@ -79,7 +79,6 @@ export class TarReader {
   private readonly header = Buffer.alloc(BLOCK);
   private headerFill = 0;
   private overrides: Overrides = {};
-  private inEntry = false;
 
   constructor(private readonly sink: TarEntrySink) {}
 
@@ -114,7 +113,6 @@ export class TarReader {
           s.left -= take;
           at += take;
           if (s.left === 0) {
-            this.inEntry = false;
             this.sink.end();
             this.state = s.pad > 0 ? { at: "pad", left: s.pad } : { at: "header" };
           }
@@ -146,7 +144,7 @@ export class TarReader {
   /** The input is over: throws unless the archive ended properly. */
   finish(): void {
     if (this.state.at === "end") return;
-    if (this.state.at === "header" && this.headerFill === 0 && !this.inEntry) throw new TarFormatError("the archive ends without its end marker");
+    if (this.state.at === "header" && this.headerFill === 0) throw new TarFormatError("the archive ends without its end marker");
     throw new TarFormatError("the archive is cut short");
   }
 
@@ -183,14 +181,11 @@ export class TarReader {
     };
     // Only these types carry contents; the size of others (a link, a directory) means nothing.
     const carries = type === "file" || type === "contiguous-file" || type.startsWith("type ");
-    const left = carries ? header.size : 0;
     if (!carries) header.size = 0;
-    this.inEntry = true;
     this.sink.entry(header);
-    if (left > 0) {
-      this.state = { at: "data", left, pad: padding(left) };
+    if (header.size > 0) {
+      this.state = { at: "data", left: header.size, pad: padding(header.size) };
     } else {
-      this.inEntry = false;
       this.sink.end();
       this.state = { at: "header" };
     }

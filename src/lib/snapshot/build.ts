@@ -12,6 +12,7 @@ import { closeSync, lstatSync, readdirSync, readlinkSync, readSync, type Stats }
 import { join } from "node:path";
 import type { Excluder } from "../exclude.ts";
 import { openSeenSync, walkTree } from "../safe-fs.ts";
+import { TimeSlices } from "../time-slices.ts";
 import { chunkStream, MAX_CHUNK, MIN_CHUNK } from "./chunker.ts";
 import { encodeTree, sha256, type TreeEntry } from "./format.ts";
 
@@ -58,8 +59,6 @@ export interface BuilderOptions {
   onProgress?(stats: BuildStats): void;
 }
 
-/** Sync work runs this long at most before the builder lets the event loop run. */
-const SLICE_MS = 8;
 const SKIPPED_KEPT = 100;
 
 const parentOf = (rel: string): string => (rel.includes("/") ? rel.slice(0, rel.lastIndexOf("/")) : "");
@@ -70,7 +69,8 @@ export class SnapshotBuilder {
   /** Directories and files (re)built by the latest build: what a failed save must not be trusted for. */
   private builtDirs = new Set<string>();
   private readFiles = new Set<string>();
-  private sliceStart = 0;
+  /** Sync work runs at most a slice (8 ms) before the builder lets the event loop run. */
+  private readonly slices = new TimeSlices();
   /** The read buffer, reused file after file while a build runs (8 MiB: not kept between builds). */
   private buffer: Uint8Array | null = null;
 
@@ -148,7 +148,7 @@ export class SnapshotBuilder {
     const result: BuildResult = { root: "", files: 0, bytes: 0, read: 0, skipped: [] };
     this.builtDirs = new Set();
     this.readFiles = new Set();
-    this.sliceStart = performance.now();
+    this.slices.restart();
     this.buffer = new Uint8Array(MAX_CHUNK * 2);
     const memo = await this.buildDir("", sink, visit, result).finally(() => (this.buffer = null));
     result.root = memo.hash;
@@ -166,10 +166,9 @@ export class SnapshotBuilder {
   }
 
   private async breathe(): Promise<void> {
-    if (performance.now() - this.sliceStart < SLICE_MS) return;
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    this.sliceStart = performance.now();
+    if (this.slices.due) await this.slices.next();
   }
+
 
   private async buildDir(rel: string, sink: BlobSink, visit: ((rel: string) => boolean) | null, result: BuildResult): Promise<DirMemo> {
     const cached = this.dirs.get(rel);
