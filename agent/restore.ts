@@ -9,6 +9,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { extractArchive, type ExtractOptions, type ExtractStats } from "../src/lib/archive.ts";
 import { MIN_CHUNK } from "../src/lib/snapshot/chunker.ts";
+import { errorMessageOf } from "../src/protocol/errors.ts";
 
 export interface RestoreSource {
   /** Where to GET the archive; relative to the server's URL. */
@@ -31,7 +32,7 @@ export async function restoreWorkspace(source: RestoreSource, opts: RestoreOptio
   const file = join(opts.stateDir, "restore.tar.gz");
   try {
     const res = await fetch(new URL(source.url, `${opts.serverUrl}/`));
-    if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${res.statusText}`);
+    if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${(await errorMessageOf(res)) ?? res.statusText}`);
     const [uid, gid] = opts.owner?.split(":").map(Number) ?? [];
     const options: ExtractOptions = { into: "empty", ...(uid !== undefined && gid !== undefined ? { owner: { uid, gid } } : {}) };
     // A save streamed from the vault: its files (up to one chunk) are recorded with their hashes,

@@ -190,7 +190,7 @@ server = Bun.serve({
       }
       if (!m) return new Response("no such route", { status: 404 });
       const [, ticket, what] = m as unknown as [string, string, string];
-      if (what === "tar") return new Response(saves.readTar(ticket).stream);
+      if (what === "tar") return new Response((await saves.readTar(ticket)).stream);
       const body = new Uint8Array(await req.arrayBuffer());
       received += body.length;
       if (what === "missing") return Response.json({ missing: await saves.missing(ticket, JSON.parse(new TextDecoder().decode(body)).hashes) });

@@ -78,12 +78,17 @@ export const toSaveInfo = (r: SaveRow): SaveInfo => ({
   added: r.added,
 });
 
-/** A pull stream over an async generator; an error thrown by the generator errors the stream. */
-function streamOf(gen: AsyncGenerator<Uint8Array>): ReadableStream<Uint8Array> {
+/**
+ * A pull stream over an async generator, once it has produced its first piece: an error before
+ * that is thrown here (the caller can still answer with it), an error after it errors the stream.
+ */
+async function streamOf(gen: AsyncGenerator<Uint8Array>): Promise<ReadableStream<Uint8Array>> {
+  let first: IteratorResult<Uint8Array> | null = await gen.next();
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
-        const next = await gen.next();
+        const next = first ?? (await gen.next());
+        first = null;
         if (next.done) controller.close();
         else controller.enqueue(next.value);
       } catch (err) {
@@ -294,10 +299,13 @@ export function createSaves(deps: SavesDeps) {
       return { blobs: stored.blobs, bytes: stored.bytes };
     },
 
-    /** A read ticket's save as a tar (or tar.gz) stream, for `/v1/vault/<ticket>/tar`. */
-    readTar(ticket: string): { stream: ReadableStream<Uint8Array>; gzip: boolean; name: string | null } {
+    /**
+     * A read ticket's save as a tar (or tar.gz) stream, for `/v1/vault/<ticket>/tar`. A save that
+     * cannot be read from its start (a tree missing or damaged) throws before anything is sent.
+     */
+    async readTar(ticket: string): Promise<{ stream: ReadableStream<Uint8Array>; gzip: boolean; name: string | null }> {
       const { u, r, z: gz, t, n } = verifyTicket(deps.ticketKey, ticket, ReadTicket, { nowMs: now() });
-      const tar = streamOf(vault.tar(u, r, { mtimeSec: t }));
+      const tar = await streamOf(vault.tar(u, r, { mtimeSec: t }));
       const stream = gz ? tar.pipeThrough(new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>) : tar;
       return { stream, gzip: gz === 1, name: n ?? null };
     },

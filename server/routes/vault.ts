@@ -26,8 +26,8 @@ export function vaultRoutes(deps: RouteDeps): Hono<AppEnv> {
     const pack = await readCapped(c.req.raw, MAX_PACK_BYTES, () => new CattyError("too_large", `A pack may carry at most ${MAX_PACK_BYTES} bytes.`));
     return c.json(await saves.putPack(ticket, pack));
   });
-  app.get("/:ticket/tar", (c) => {
-    const { stream, gzip, name } = saves.readTar(c.req.param("ticket"));
+  app.get("/:ticket/tar", async (c) => {
+    const { stream, gzip, name } = await saves.readTar(c.req.param("ticket"));
     return new Response(stream, {
       headers: {
         "Content-Type": gzip ? "application/gzip" : "application/x-tar",

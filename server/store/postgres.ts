@@ -122,6 +122,8 @@ const MIGRATIONS: readonly string[] = [
   `,
   // 3: when input or output last went through a session.
   `ALTER TABLE sessions ADD COLUMN last_activity_at TEXT;`,
+  // 4: small blobs sealed together in groups.
+  `ALTER TABLE blobs ADD COLUMN grouped BOOLEAN NOT NULL DEFAULT false;`,
 ];
 
 /** Schema versions this server knows. */
@@ -169,8 +171,12 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
   const blobLocations = async (userId: string, ids: readonly string[]): Promise<Map<string, BlobLocation>> => {
     const out = new Map<string, BlobLocation>();
     if (ids.length === 0) return out;
-    const rows = await q(`SELECT id, pack, "offset", length FROM blobs WHERE user_id = $1 AND id = ANY($2::text[])`, [userId, [...ids]]);
-    for (const r of rows) out.set(str(r.id), { pack: str(r.pack), offset: num(r.offset), length: num(r.length) });
+    const rows = await q(`SELECT id, pack, "offset", length, grouped FROM blobs WHERE user_id = $1 AND id = ANY($2::text[])`, [userId, [...ids]]);
+    for (const r of rows) {
+      const loc: BlobLocation = { pack: str(r.pack), offset: num(r.offset), length: num(r.length) };
+      if (r.grouped === true) loc.grouped = true;
+      out.set(str(r.id), loc);
+    }
     return out;
   };
 
@@ -367,10 +373,11 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
     async insertBlobs(userId, rows) {
       if (rows.length === 0) return;
       await q(
-        `INSERT INTO blobs (user_id, id, pack, "offset", length, created_at)
-         SELECT $1, a.id, a.pack, a.off, a.len, $6 FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[]) AS a(id, pack, off, len)
+        `INSERT INTO blobs (user_id, id, pack, "offset", length, grouped, created_at)
+         SELECT $1, a.id, a.pack, a.off, a.len, a.grouped, $7
+         FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::boolean[]) AS a(id, pack, off, len, grouped)
          ON CONFLICT (user_id, id) DO NOTHING`,
-        [userId, rows.map((r) => r.id), rows.map((r) => r.pack), rows.map((r) => r.offset), rows.map((r) => r.length), new Date().toISOString()],
+        [userId, rows.map((r) => r.id), rows.map((r) => r.pack), rows.map((r) => r.offset), rows.map((r) => r.length), rows.map((r) => r.grouped === true), new Date().toISOString()],
       );
     },
     blobLocations,

@@ -133,6 +133,8 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
   // 7: when input or output last went through a session (any replica shows it, and its idle time
   // survives a restart or a move).
   (db) => addColumn(db, "sessions", "last_activity_at", "TEXT"),
+  // 8: small blobs sealed together in groups.
+  (db) => addColumn(db, "blobs", "grouped", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -386,19 +388,20 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       return new Set((await this.blobLocations(userId, ids)).keys());
     },
     async insertBlobs(userId, rows) {
-      const q = db.query("INSERT OR IGNORE INTO blobs (user_id, id, pack, offset, length, created_at) VALUES (?, ?, ?, ?, ?, ?)");
+      const q = db.query("INSERT OR IGNORE INTO blobs (user_id, id, pack, offset, length, grouped, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
       const now = new Date().toISOString();
       db.transaction(() => {
-        for (const r of rows) q.run(userId, r.id, r.pack, r.offset, r.length, now);
+        for (const r of rows) q.run(userId, r.id, r.pack, r.offset, r.length, r.grouped ? 1 : 0, now);
       })();
     },
     async blobLocations(userId, ids) {
       const out = new Map<string, BlobLocation>();
       for (const batch of batches(ids)) {
+        // As arrays, not objects: a restore looks up every blob of the save.
         const rows = db
-          .query(`SELECT id, pack, offset, length FROM blobs WHERE user_id = ? AND id IN (${batch.map(() => "?").join(",")})`)
-          .all(userId, ...batch) as Array<BlobLocation & { id: string }>;
-        for (const r of rows) out.set(r.id, { pack: r.pack, offset: r.offset, length: r.length });
+          .query(`SELECT id, pack, offset, length, grouped FROM blobs WHERE user_id = ? AND id IN (${batch.map(() => "?").join(",")})`)
+          .values(userId, ...batch) as Array<[string, string, number, number, number]>;
+        for (const [id, pack, offset, length, grouped] of rows) out.set(id, grouped ? { pack, offset, length, grouped: true } : { pack, offset, length });
       }
       return out;
     },

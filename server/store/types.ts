@@ -91,6 +91,8 @@ export interface BlobLocation {
   pack: string;
   offset: number;
   length: number;
+  /** The range is a group of small blobs sealed together, this one among them (see the vault). */
+  grouped?: boolean;
 }
 
 export interface UploadRow {

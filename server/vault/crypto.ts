@@ -86,31 +86,80 @@ export function blobId(keys: UserKeys, hash: string): string {
 const RAW = Buffer.of(0);
 const ZSTD = Buffer.of(1);
 
+/** What is sealed as one: a blob (its associated data its id) or a group of small blobs. */
+export interface SealUnit {
+  /** Associated data: the blob's id, or `GROUP_AAD`. */
+  aad: string;
+  plain: Uint8Array;
+}
+
 /**
- * Seals many blobs, compressing them side by side on Bun's worker threads (a pack holds
- * thousands of small files; compressing them one after another on the server's thread was most
- * of what storing a pack cost). Resolves to each blob's sealed pieces, in order.
+ * Seals many units, compressing them side by side on Bun's worker threads. Resolves to each
+ * unit's sealed pieces, in order.
  */
-export async function sealBlobs(keys: UserKeys, blobs: ReadonlyArray<{ id: string; plain: Uint8Array }>): Promise<Uint8Array[][]> {
-  const packed = await Promise.all(blobs.map(({ plain }) => (plain.length >= 64 ? Bun.zstdCompress(plain, { level: 1 }) : null)));
-  return blobs.map(({ id, plain }, i) => {
+export async function sealBlobs(keys: UserKeys, units: readonly SealUnit[]): Promise<Uint8Array[][]> {
+  const packed = await Promise.all(units.map(({ plain }) => (plain.length >= 64 ? Bun.zstdCompress(plain, { level: 1 }) : null)));
+  return units.map(({ aad, plain }, i) => {
     const zipped = packed[i];
     const [flag, payload] = zipped && zipped.length < plain.length - 16 ? [ZSTD, zipped] : [RAW, plain];
-    return gcmSeal(keys.seal, [flag, payload], Buffer.from(id));
+    return gcmSeal(keys.seal, [flag, payload], Buffer.from(aad));
   });
 }
 
 /**
- * Decrypts and decompresses a blob (decompressing on Bun's worker threads, so many blobs can be
- * opened side by side); throws if it was altered or belongs to another id or user. `maxBytes` caps
- * the result.
+ * Decrypts and decompresses a unit (decompressing on Bun's worker threads, so many can be opened
+ * side by side); throws if it was altered or sealed with other associated data or another user's
+ * key. `maxBytes` caps the result.
  */
-export async function openBlob(keys: UserKeys, id: string, sealed: Uint8Array, maxBytes: number): Promise<Uint8Array> {
-  const body = gcmOpen(keys.seal, sealed, Buffer.from(id));
+export async function openBlob(keys: UserKeys, aad: string, sealed: Uint8Array, maxBytes: number): Promise<Uint8Array> {
+  const body = gcmOpen(keys.seal, sealed, Buffer.from(aad));
   if (body[0] === 0) return body.subarray(1);
   if (body[0] !== 1) throw new Error("unknown blob encoding");
   // Sealed by this server, so the frame is ours; the cap still guards against a bug.
   const out = await Bun.zstdDecompress(body.subarray(1));
   if (out.length > maxBytes) throw new Error("a blob is larger than blobs may be");
+  return out;
+}
+
+/**
+ * Small blobs are sealed in groups: thousands of small files cost a few hundred ciphers and
+ * compressions instead of one each, and compress better together. A group's associated data is
+ * this constant; what binds each blob to its id is the group's own list of members, sealed with
+ * it: a count (u32), each member's id (32 bytes) and length (u32), then the members' bytes.
+ */
+export const GROUP_AAD = "catty blob group v1";
+const ID_BYTES = 32;
+
+export function encodeGroup(members: ReadonlyArray<{ id: string; plain: Uint8Array }>): Uint8Array {
+  const head = 4 + members.length * (ID_BYTES + 4);
+  const out = Buffer.allocUnsafe(head + members.reduce((n, m) => n + m.plain.length, 0));
+  out.writeUInt32BE(members.length, 0);
+  let at = 4;
+  let body = head;
+  for (const { id, plain } of members) {
+    if (out.write(id, at, ID_BYTES, "hex") !== ID_BYTES) throw new Error("a blob id is not 32 bytes of hex");
+    out.writeUInt32BE(plain.length, at + ID_BYTES);
+    at += ID_BYTES + 4;
+    out.set(plain, body);
+    body += plain.length;
+  }
+  return out;
+}
+
+/** The members of an opened group by id; throws if its list does not add up to its bytes. */
+export function decodeGroup(group: Uint8Array): Map<string, Uint8Array> {
+  const bytes = Buffer.from(group.buffer, group.byteOffset, group.byteLength);
+  if (bytes.length < 4) throw new Error("a blob group is cut short");
+  const count = bytes.readUInt32BE(0);
+  let body = 4 + count * (ID_BYTES + 4);
+  if (body > bytes.length) throw new Error("a blob group is cut short");
+  const out = new Map<string, Uint8Array>();
+  for (let i = 0, at = 4; i < count; i++, at += ID_BYTES + 4) {
+    const length = bytes.readUInt32BE(at + ID_BYTES);
+    if (body + length > bytes.length) throw new Error("a blob group is cut short");
+    out.set(bytes.toString("hex", at, at + ID_BYTES), bytes.subarray(body, body + length));
+    body += length;
+  }
+  if (body !== bytes.length) throw new Error("a blob group has bytes no member claims");
   return out;
 }

@@ -3,8 +3,9 @@
  *
  * Whoever writes a save (the agent, the CLI's upload) sends plaintext blobs named by their
  * SHA-256 (`src/lib/snapshot/format.ts`); the server checks each blob against its hash, seals it
- * with the user's key (`crypto.ts`) and stores the sealed blobs of one request as one pack object
- * (`vault/<userId>/<random>`), indexed in the database by the blob's keyed id. The server
+ * with the user's key (`crypto.ts`; small blobs in groups sealed together) and stores what one
+ * request sealed as one pack object (`vault/<userId>/<random>`), indexed in the database by each
+ * blob's keyed id. The server
  * encrypts, not the agent: keys never enter a session machine, and a blob is checked against its
  * hash before it is kept, so a session cannot plant content under a hash that another of the
  * user's sessions would then restore.
@@ -19,7 +20,7 @@ import type { Log } from "../../src/lib/log.ts";
 import { decodePack, decodeTree, Hash, MAX_BLOB_BYTES, sha256, type Tree } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { BlobLocation, Store } from "../store/types.ts";
-import { blobId, newWrappedUserKey, openBlob, sealBlobs, unwrapUserKeys, type UserKeys } from "./crypto.ts";
+import { blobId, decodeGroup, encodeGroup, GROUP_AAD, newWrappedUserKey, openBlob, sealBlobs, unwrapUserKeys, type SealUnit, type UserKeys } from "./crypto.ts";
 import { TAR_END, TarBatches, tarHeader, tarPadding, type TarEntry } from "./tar.ts";
 
 export interface VaultDeps {
@@ -38,6 +39,14 @@ const MAX_DEPTH = 256;
 const PACK_CACHE_BYTES = 64 * 1024 * 1024;
 /** A blob smaller than this is read by fetching its whole pack (its neighbours are likely next). */
 const WHOLE_PACK_BELOW = 256 * 1024;
+/** Blobs smaller than this are sealed in groups (`encodeGroup`) of about `GROUP_BYTES`, `GROUP_MEMBERS` at most. */
+const GROUP_BELOW = 64 * 1024;
+const GROUP_BYTES = 256 * 1024;
+const GROUP_MEMBERS = 4096;
+/** An opened group is at most this large (its list and its members). */
+const MAX_GROUP_BYTES = 1024 * 1024;
+/** Opened groups a reader keeps (a restore reads a group's members one after another). */
+const GROUP_CACHE = 64;
 
 /**
  * Runs a storage call, again after 200 ms and 800 ms if it throws (a storage that answered 500 or
@@ -138,6 +147,46 @@ export function createVault(deps: VaultDeps) {
       );
       return fetched;
     };
+    /** The sealed bytes at `loc`. */
+    const sealedAt = async (loc: BlobLocation, hash: string): Promise<Uint8Array> => {
+      let sealed: Uint8Array | null;
+      if (packs.has(loc.pack) || loc.length < WHOLE_PACK_BELOW) {
+        const pack = await fetchPack(loc.pack);
+        sealed = pack.subarray(loc.offset, loc.offset + loc.length);
+      } else {
+        const { pack, offset, length } = loc;
+        sealed = await retrying(() => blobs.getRange(pack, offset, length));
+      }
+      if (!sealed || sealed.length !== loc.length) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… is cut short in storage.`);
+      return sealed;
+    };
+    const damaged = (hash: string): CattyError => new CattyError("internal", `Blob ${hash.slice(0, 12)}… of the save is damaged in storage (it does not decrypt).`);
+    /** Groups opened (or being opened), by where they are; the members of one share it. */
+    const groups = new Map<string, Promise<Map<string, Uint8Array>>>();
+    const groupAt = (keys: UserKeys, loc: BlobLocation, hash: string): Promise<Map<string, Uint8Array>> => {
+      const where = `${loc.pack}@${loc.offset}`;
+      let group = groups.get(where);
+      if (group) {
+        groups.delete(where);
+        groups.set(where, group);
+        return group;
+      }
+      group = (async () => {
+        const sealed = await sealedAt(loc, hash);
+        try {
+          return decodeGroup(await openBlob(keys, GROUP_AAD, sealed, MAX_GROUP_BYTES));
+        } catch {
+          throw damaged(hash);
+        }
+      })();
+      groups.set(where, group);
+      group.catch(() => groups.get(where) === group && groups.delete(where));
+      for (const k of groups.keys()) {
+        if (groups.size <= GROUP_CACHE) break;
+        groups.delete(k);
+      }
+      return group;
+    };
     return {
       /** Looks up where blobs are, ahead of reading them (in as few queries as the store allows). */
       async locate(hashes: Iterable<string>): Promise<void> {
@@ -155,20 +204,18 @@ export function createVault(deps: VaultDeps) {
           loc = (await store.blobLocations(userId, [id])).get(id);
           if (!loc) throw new CattyError("not_found", `Blob ${hash.slice(0, 12)}… of the save is not stored.`);
         }
-        let sealed: Uint8Array | null;
-        if (packs.has(loc.pack) || loc.length < WHOLE_PACK_BELOW) {
-          const pack = await fetchPack(loc.pack);
-          sealed = pack.subarray(loc.offset, loc.offset + loc.length);
-        } else {
-          const { pack, offset, length } = loc;
-          sealed = await retrying(() => blobs.getRange(pack, offset, length));
-        }
-        if (!sealed || sealed.length !== loc.length) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… is cut short in storage.`);
         let plain: Uint8Array;
-        try {
-          plain = await openBlob(keys, id, sealed, MAX_BLOB_BYTES);
-        } catch {
-          throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… of the save is damaged in storage (it does not decrypt).`);
+        if (loc.grouped) {
+          const member = (await groupAt(keys, loc, hash)).get(id);
+          if (!member) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… is not in the group its index names.`);
+          plain = member;
+        } else {
+          const sealed = await sealedAt(loc, hash);
+          try {
+            plain = await openBlob(keys, id, sealed, MAX_BLOB_BYTES);
+          } catch {
+            throw damaged(hash);
+          }
         }
         if (sha256(plain) !== hash) throw new CattyError("internal", `Blob ${hash.slice(0, 12)}… of the save does not match its hash.`);
         return plain;
@@ -216,16 +263,35 @@ export function createVault(deps: VaultDeps) {
         seen.add(id);
         fresh.push({ id, plain: r.bytes });
       });
+      // Large blobs are sealed each on its own; small ones in groups, in the order they came.
+      const units: Array<SealUnit & { ids: string[]; grouped: boolean }> = [];
+      let group: Array<{ id: string; plain: Uint8Array }> = [];
+      let groupBytes = 0;
+      const closeGroup = (): void => {
+        if (group.length > 0) units.push({ aad: GROUP_AAD, plain: encodeGroup(group), ids: group.map((m) => m.id), grouped: true });
+        group = [];
+        groupBytes = 0;
+      };
+      for (const blob of fresh) {
+        if (blob.plain.length >= GROUP_BELOW) {
+          units.push({ aad: blob.id, plain: blob.plain, ids: [blob.id], grouped: false });
+          continue;
+        }
+        group.push(blob);
+        groupBytes += blob.plain.length;
+        if (groupBytes >= GROUP_BYTES || group.length >= GROUP_MEMBERS) closeGroup();
+      }
+      closeGroup();
       const parts: Uint8Array[] = [];
       const rows: Array<BlobLocation & { id: string }> = [];
       let offset = 0;
-      let bytes = 0;
-      (await sealBlobs(keys, fresh)).forEach((sealed, i) => {
+      const bytes = fresh.reduce((n, b) => n + b.plain.length, 0);
+      (await sealBlobs(keys, units)).forEach((sealed, i) => {
         const length = sealed.reduce((n, p) => n + p.length, 0);
+        const unit = units[i]!;
         parts.push(...sealed);
-        rows.push({ id: fresh[i]!.id, pack: key, offset, length });
+        for (const id of unit.ids) rows.push(unit.grouped ? { id, pack: key, offset, length, grouped: true } : { id, pack: key, offset, length });
         offset += length;
-        bytes += fresh[i]!.plain.length;
       });
       if (rows.length === 0) return { blobs: 0, bytes: 0, ids };
       await retrying(() => blobs.put(key, Buffer.concat(parts)));

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { link, lstat, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { CattyError } from "../protocol/errors.ts";
+import { CattyError, errorMessageOf } from "../protocol/errors.ts";
 import { isLive, type SaveDownload } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { extractArchive } from "../lib/archive.ts";
@@ -84,8 +84,7 @@ async function fetchSave(url: string, signal: AbortSignal | undefined): Promise<
     );
   }
   if (res.ok) return res;
-  await res.body?.cancel().catch(() => {});
-  throw httpError(res.status);
+  throw httpError(res.status, await errorMessageOf(res));
 }
 
 /**
@@ -232,7 +231,15 @@ export function formatCount(n: number, noun: string): string {
   return `${n.toLocaleString("en-US")} ${noun}${n === 1 ? "" : "s"}`;
 }
 
-function httpError(status: number): CattyError {
+function httpError(status: number, message: string | null): CattyError {
+  if (status === 500 && message) {
+    // The server read the save and found it damaged: trying again does not help.
+    return new CattyError(
+      "internal",
+      `The save could not be downloaded: ${message}`,
+      "An earlier save may be whole: `catty saves LABEL` lists them, `catty download LABEL --at TIME` downloads one.",
+    );
+  }
   const prefix = `The save could not be downloaded (HTTP ${status})`;
   if (status === 401 || status === 403) {
     return new CattyError("forbidden", `${prefix}: the link expired; run the command again.`);

@@ -47,6 +47,16 @@ export class CattyError extends Error {
   }
 }
 
+/** The message of a Catty server's error answer, read from its body (null for anyone else's answer). */
+export async function errorMessageOf(res: Response): Promise<string | null> {
+  if (!/json/.test(res.headers.get("content-type") ?? "")) {
+    await res.body?.cancel().catch(() => {});
+    return null;
+  }
+  const parsed = ErrorBody.safeParse(await res.json().catch(() => null));
+  return parsed.success ? parsed.data.message : null;
+}
+
 export const httpStatus: Record<ErrorCode, number> = {
   bad_request: 400,
   unauthorized: 401,

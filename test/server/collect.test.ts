@@ -76,7 +76,7 @@ test("sweeps racing saves never lose a blob a kept save refers to", async () => 
       // Every save kept reads back whole.
       for (const kept of await saves.savesOf(row.id)) {
         const got = await saves.download(row, { id: kept.id });
-        const { stream } = saves.readTar(got.url.split("/").at(-2) as string);
+        const { stream } = await saves.readTar(got.url.split("/").at(-2) as string);
         const dest = join(tempDir(), "out");
         await extractArchive(new Uint8Array(await new Response(stream).arrayBuffer()), dest);
       }

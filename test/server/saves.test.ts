@@ -168,33 +168,56 @@ describe("reading saves back", () => {
     expect(readFileSync(join(dest, "sub/x.txt"), "utf8")).toBe("x");
   });
 
-  test("a blob damaged in storage: the stream is cut where it is, catty download fails (as a directory and as a .tar.gz) and writes nothing", async () => {
+  /** A session whose save holds a big file, then `z.bin` (each sealed on its own), then the trees (in a group); and that pack's file. */
+  async function savedThree() {
     const { server, agent, label } = await rig();
     const t = await target(agent, "save-0001");
-    const big = new Uint8Array(300_000);
-    for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
-    // The big file comes first in the archive, so the damaged one after it fails the stream midway.
-    const save = saveOf({ "a-big.bin": big, "z.txt": "z" });
+    const random = (n: number): Uint8Array => {
+      const out = new Uint8Array(n);
+      for (let i = 0; i < n; i += 65536) crypto.getRandomValues(out.subarray(i, i + 65536));
+      return out;
+    };
+    const big = random(300_000);
+    const z = random(70_000);
+    // The big file comes first in the archive, so a damaged z.bin after it fails the stream midway.
+    const save = saveOf({ "a-big.bin": big, "z.bin": z });
     expect(await put(server, t.url as string, save.pack)).toBe(200);
     expect(await done(agent, "save-0001", save.root)).toMatchObject({ ok: true });
     const [pack] = packs(server);
     const path = readdirSync(join(server.dataDir, "blobs", "vault"), { recursive: true })
       .map(String)
       .find((p) => p.endsWith(pack as string)) as string;
-    const file = join(server.dataDir, "blobs", "vault", path);
-    const bytes = readFileSync(file);
-    // Sealed blobs are nonce (12) ‖ flag and content ‖ tag (16), in the pack's order: z.txt's
-    // starts right after the incompressible big file's.
+    // Sealed blobs are nonce (12) ‖ flag and content ‖ tag (16), in the pack's order: z.bin's
+    // starts right after the incompressible big file's, and the group of trees after z.bin's.
     const zAt = 12 + 1 + big.length + 16;
-    bytes[zAt + 14]! ^= 1;
-    writeFileSync(file, bytes);
+    return { server, label, file: join(server.dataDir, "blobs", "vault", path), zAt, groupAt: zAt + 12 + 1 + z.length + 16 };
+  }
+
+  async function damagedDownloadFails(server: TestServer, label: string, error: RegExp): Promise<void> {
     const out = mkdtempSync(join(tmpdir(), "catty-damaged-"));
     for (const format of ["dir", "tar.gz"] as const) {
       const dest = join(out, format === "dir" ? "ws" : "ws.tar.gz");
-      await expect(downloadSaveTo({ client: server.owner, label, dest, format })).rejects.toThrow(/The download was cut short/);
+      await expect(downloadSaveTo({ client: server.owner, label, dest, format })).rejects.toThrow(error);
       expect(existsSync(dest)).toBe(false);
     }
     expect(readdirSync(out)).toEqual([]);
+  }
+
+  test("a blob damaged in storage: the stream is cut where it is, catty download fails (as a directory and as a .tar.gz) and writes nothing", async () => {
+    const { server, label, file, zAt } = await savedThree();
+    const bytes = readFileSync(file);
+    bytes[zAt + 14]! ^= 1;
+    writeFileSync(file, bytes);
+    await damagedDownloadFails(server, label, /The download was cut short/);
+  });
+
+  test("a save whose trees are damaged in storage: the server answers with what is wrong before sending anything, and catty download says so", async () => {
+    const { server, label, file, groupAt } = await savedThree();
+    const bytes = readFileSync(file);
+    expect(groupAt + 40).toBeLessThan(bytes.length);
+    bytes[groupAt + 40]! ^= 1;
+    writeFileSync(file, bytes);
+    await damagedDownloadFails(server, label, /could not be downloaded: Blob [0-9a-f]{12}… of the save is damaged in storage/);
   });
 });
 
@@ -271,7 +294,7 @@ describe("saves on S3", () => {
     await saves.putPack(ticket, save.pack);
     expect(await saves.control(row, { type: "save_done", id: "save-0001", root: save.root, size: 13, files: 1 }, fail)).toMatchObject({ ok: true });
     const got = await saves.download(row);
-    const { stream, gzip } = saves.readTar((got.url.split("/").at(-2)) as string);
+    const { stream, gzip } = await saves.readTar((got.url.split("/").at(-2)) as string);
     expect(gzip).toBe(true);
     const dest = join(dataDir, "out");
     await extractArchive(new Uint8Array(await new Response(stream).arrayBuffer()), dest);

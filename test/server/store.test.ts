@@ -43,7 +43,7 @@ describe("sqlite store migrations", () => {
     expect((await store.liveSessions()).map((r) => r.id).sort()).toEqual(["s1", "s2"]);
     store.close();
     const db = new Database(file);
-    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(7);
+    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(8);
     db.close();
     // Opening again changes nothing.
     const again = openSqliteStore(file);

@@ -13,6 +13,7 @@ import { createS3BlobStore } from "../../server/blobs/s3.ts";
 import type { BlobStore } from "../../server/blobs/types.ts";
 import { createUserToken, openStore } from "../../server/listen.ts";
 import type { Store } from "../../server/store/types.ts";
+import { blobId, sealBlobs } from "../../server/vault/crypto.ts";
 import { savesToKeep } from "../../server/vault/retention.ts";
 import { createVault, type Vault } from "../../server/vault/vault.ts";
 import { createExcluder, extractArchive } from "../../src/lib/archive.ts";
@@ -22,6 +23,8 @@ import { BlobUploader } from "../../src/lib/snapshot/upload.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
 import { flakyHttp } from "../helpers/flaky-http.ts";
 import { tempDirs } from "../helpers/fs.ts";
+import { saveOf } from "../helpers/vault.ts";
+import { encodePack, sha256 } from "../../src/lib/snapshot/format.ts";
 
 const tempDir = tempDirs("catty-vault-");
 
@@ -196,6 +199,72 @@ for (const [kind, open] of stores()) {
       bytes[Math.floor(bytes.length / 2)]! ^= 1;
       await r.blobs.put(pack.key, bytes);
       await expect(restore(r, r.alice, saved.root)).rejects.toThrow(/damaged|does not match/);
+    });
+
+    test("small blobs are sealed in groups: each opens under its own id, a group's damage is caught, and a row pointing into the wrong group is refused", async () => {
+      const r = await rig(await open());
+      const files: Record<string, string> = {};
+      for (let i = 0; i < 300; i++) files[`d${i % 7}/f${i}.txt`] = `file ${i} `.repeat(50 + (i % 90));
+      files["big.txt"] = "0123456789abcdef".repeat(5000);
+      const s = saveOf(files);
+      await r.vault.storePack(r.alice, s.pack);
+      const keys = await r.vault.keysOf(r.alice);
+      const ids = s.blobs.map((b) => blobId(keys, b.hash));
+      const where = await r.store.blobLocations(r.alice, ids);
+      const grouped = [...where.values()].filter((l) => l.grouped);
+      // 300 files and 8 trees of up to 64 KB: a few groups of about 256 KB (0.3 MB of text); the big file alone.
+      expect(new Set(grouped.map((l) => l.offset)).size).toBeLessThanOrEqual(3);
+      expect(grouped.length).toBe(s.blobs.length - 1);
+      expect(where.get(blobId(keys, sha256(new TextEncoder().encode(files["big.txt"]))))?.grouped).toBeUndefined();
+      const tar = async (): Promise<Record<string, string>> => {
+        const dest = join(tempDir(), "restored");
+        await extractArchive(new Uint8Array(await new Response(ReadableStreamFrom(r.vault.tar(r.alice, s.root, { mtimeSec: 0 }))).arrayBuffer()), dest, { into: "empty" });
+        const out: Record<string, string> = {};
+        for (const path of Object.keys(files)) out[path] = readFileSync(join(dest, path), "utf8");
+        return out;
+      };
+      expect(await tar()).toEqual(files);
+      // A row naming a group that does not hold the blob (the index and the packs disagree).
+      const stranger = new TextEncoder().encode("a blob stored on its own");
+      const strangerId = blobId(keys, sha256(stranger));
+      const first = grouped[0]!;
+      await r.store.insertBlobs(r.alice, [{ id: strangerId, pack: first.pack, offset: first.offset, length: first.length, grouped: true }]);
+      const lie = saveOf({ "x.txt": stranger });
+      await r.vault.storePack(r.alice, encodePack(lie.blobs.filter((b) => b.hash !== sha256(stranger))));
+      const reading = async (): Promise<number> => {
+        let n = 0;
+        for await (const chunk of r.vault.tar(r.alice, lie.root, { mtimeSec: 0 })) n += chunk.length;
+        return n;
+      };
+      await expect(reading()).rejects.toThrow(/not in the group its index names/);
+      // A flipped byte in a group: every member of it is refused.
+      const size = (await r.blobs.list(`vault/${r.alice}/`)).find((b) => b.key === first.pack)!.size;
+      const pack = Buffer.from((await r.blobs.getRange(first.pack, 0, size)) as Uint8Array);
+      pack[first.offset + 40]! ^= 1;
+      await r.blobs.put(first.pack, pack);
+      await expect(tar()).rejects.toThrow(/damaged/);
+    });
+
+    test("small blobs sealed one by one (saves from before groups) still read", async () => {
+      const r = await rig(await open());
+      const s = saveOf({ "a.txt": "before groups", "sub/b.txt": "also before" });
+      const keys = await r.vault.keysOf(r.alice);
+      const sealed = await sealBlobs(keys, s.blobs.map((b) => ({ aad: blobId(keys, b.hash), plain: b.bytes })));
+      const key = `vault/${r.alice}/old`;
+      let offset = 0;
+      const rows = sealed.map((pieces, i) => {
+        const length = pieces.reduce((n, p) => n + p.length, 0);
+        const row = { id: blobId(keys, s.blobs[i]!.hash), pack: key, offset, length };
+        offset += length;
+        return row;
+      });
+      await r.blobs.put(key, Buffer.concat(sealed.flat()));
+      await r.store.insertBlobs(r.alice, rows);
+      await r.vault.verify(r.alice, s.root);
+      const dest = join(tempDir(), "restored");
+      await extractArchive(new Uint8Array(await new Response(ReadableStreamFrom(r.vault.tar(r.alice, s.root, { mtimeSec: 0 }))).arrayBuffer()), dest, { into: "empty" });
+      expect(readFileSync(join(dest, "a.txt"), "utf8")).toBe("before groups");
+      expect(readFileSync(join(dest, "sub/b.txt"), "utf8")).toBe("also before");
     });
 
     test("a pack with a blob that does not match its hash is refused whole", async () => {
