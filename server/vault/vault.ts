@@ -45,6 +45,9 @@ const WHOLE_PACK_BELOW = 256 * 1024;
 const GROUP_BELOW = 64 * 1024;
 const GROUP_BYTES = 256 * 1024;
 const GROUP_MEMBERS = 4096;
+/** How every tree's bytes begin (`encodeTree`). */
+const TREE_PREFIX = new TextEncoder().encode('{"v":1,"e":[');
+const looksLikeTree = (bytes: Uint8Array): boolean => bytes.length >= TREE_PREFIX.length && TREE_PREFIX.every((b, i) => bytes[i] === b);
 /** An opened group is at most this large (its list and its members). */
 const MAX_GROUP_BYTES = 1024 * 1024;
 /** Opened groups a reader keeps (a restore reads a group's members one after another). */
@@ -264,25 +267,29 @@ export function createVault(deps: VaultDeps) {
         seen.add(id);
         fresh.push({ id, plain: r.bytes });
       });
-      // Large blobs are sealed each on its own; small ones in groups, in the order they came.
+      // Large blobs are sealed each on its own; small ones in groups, in the order they came, with
+      // trees apart from files: a restore reads every tree first, and would otherwise open every
+      // group for its trees and then again for its files. (What looks like a tree only decides
+      // where a blob is placed; reading does not depend on it.)
       const units: Array<SealUnit & { ids: string[]; grouped: boolean }> = [];
-      let group: Array<{ id: string; plain: Uint8Array }> = [];
-      let groupBytes = 0;
-      const closeGroup = (): void => {
-        if (group.length > 0) units.push({ aad: GROUP_AAD, plain: encodeGroup(group), ids: group.map((m) => m.id), grouped: true });
-        group = [];
-        groupBytes = 0;
+      const open = { trees: { members: [] as typeof fresh, bytes: 0 }, files: { members: [] as typeof fresh, bytes: 0 } };
+      const closeGroup = (group: { members: typeof fresh; bytes: number }): void => {
+        if (group.members.length > 0) units.push({ aad: GROUP_AAD, plain: encodeGroup(group.members), ids: group.members.map((m) => m.id), grouped: true });
+        group.members = [];
+        group.bytes = 0;
       };
       for (const blob of fresh) {
         if (blob.plain.length >= GROUP_BELOW) {
           units.push({ aad: blob.id, plain: blob.plain, ids: [blob.id], grouped: false });
           continue;
         }
-        group.push(blob);
-        groupBytes += blob.plain.length;
-        if (groupBytes >= GROUP_BYTES || group.length >= GROUP_MEMBERS) closeGroup();
+        const group = looksLikeTree(blob.plain) ? open.trees : open.files;
+        group.members.push(blob);
+        group.bytes += blob.plain.length;
+        if (group.bytes >= GROUP_BYTES || group.members.length >= GROUP_MEMBERS) closeGroup(group);
       }
-      closeGroup();
+      closeGroup(open.files);
+      closeGroup(open.trees);
       const parts: Uint8Array[] = [];
       const rows: Array<BlobLocation & { id: string }> = [];
       let offset = 0;
