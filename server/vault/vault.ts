@@ -336,61 +336,87 @@ export function createVault(deps: VaultDeps) {
 
     /**
      * The save under `root` as a tar stream (names relative to the workspace), checking every blob.
-     * Its trees are read first, a level at a time, and every blob is looked up in a few large
-     * queries; then the stream runs without waiting on the database.
+     * Trees are read as the walk comes to them: entering a directory reads its subdirectories'
+     * trees and looks up where everything they list is, one query per directory, ahead of the
+     * walk; so the stream starts as soon as the root is read and runs without waiting on the
+     * database.
      */
     async *tar(userId: string, root: string, opts: { mtimeSec: number }): AsyncGenerator<Uint8Array> {
       const r = reader(userId);
-      const trees = new Map<string, Tree>();
-      let level = [root];
-      for (let depth = 0; level.length > 0; depth++) {
-        if (depth > MAX_DEPTH) throw new CattyError("bad_request", `The save's directories nest deeper than ${MAX_DEPTH} levels.`);
-        const fresh = [...new Set(level)].filter((h) => !trees.has(h));
-        await r.locate(fresh);
-        const next: string[] = [];
-        for (const h of fresh) {
-          const tree = await r.tree(h);
-          trees.set(h, tree);
-          for (const e of tree.e) if (e.t === "d" && !trees.has(e.h)) next.push(e.h);
+      /** Trees read (or being read), each once what it lists has been looked up. */
+      const trees = new Map<string, Promise<Tree>>();
+      const treeOf = (hash: string): Promise<Tree> => {
+        let tree = trees.get(hash);
+        if (!tree) {
+          tree = r.tree(hash).then(async (t) => {
+            await r.locate(t.e.flatMap((e) => (e.t === "d" ? [e.h] : e.t === "f" ? e.c : [])));
+            return t;
+          });
+          // Read ahead: a failure surfaces when the walk comes to the tree.
+          tree.catch(() => {});
+          trees.set(hash, tree);
         }
-        level = next;
-      }
-      const chunks = new Set<string>();
-      for (const tree of trees.values()) for (const e of tree.e) if (e.t === "f") for (const c of e.c) chunks.add(c);
-      await r.locate(chunks);
+        return tree;
+      };
+      await r.locate([root]);
 
-      const out = new TarBatches();
-      /** Every entry of the tree in tar order, with its file's chunks. */
-      function* dir(prefix: string, tree: Tree, depth: number): Generator<{ entry: TarEntry; chunks: readonly string[] }> {
+      type Item = { entry: TarEntry; chunks: readonly string[] };
+      /** Every entry below `hash` in tar order, with its file's chunks, in runs up to a subdirectory. */
+      async function* dir(prefix: string, hash: string, depth: number): AsyncGenerator<Item[]> {
         // A tree met again deeper down (trees are shared by hash) is checked again here.
         if (depth > MAX_DEPTH) throw new CattyError("bad_request", `The save's directories nest deeper than ${MAX_DEPTH} levels.`);
+        const tree = await treeOf(hash);
+        for (const e of tree.e) if (e.t === "d") void treeOf(e.h);
+        let run: Item[] = [];
         for (const e of tree.e) {
           const name = prefix === "" ? e.n : `${prefix}/${e.n}`;
           if (e.t === "d") {
-            yield { entry: { name, type: "dir", mode: e.m, size: 0, mtime: opts.mtimeSec }, chunks: [] };
-            yield* dir(name, trees.get(e.h)!, depth + 1);
+            run.push({ entry: { name, type: "dir", mode: e.m, size: 0, mtime: opts.mtimeSec }, chunks: [] });
+            yield run;
+            run = [];
+            yield* dir(name, e.h, depth + 1);
           } else if (e.t === "l") {
-            yield { entry: { name, type: "symlink", mode: 0o777, size: 0, mtime: opts.mtimeSec, linkname: e.l }, chunks: [] };
+            run.push({ entry: { name, type: "symlink", mode: 0o777, size: 0, mtime: opts.mtimeSec, linkname: e.l }, chunks: [] });
           } else {
-            yield { entry: { name, type: "file", mode: e.m, size: e.s, mtime: e.mt / 1000 }, chunks: e.c };
+            run.push({ entry: { name, type: "file", mode: e.m, size: e.s, mtime: e.mt / 1000 }, chunks: e.c });
           }
         }
+        if (run.length > 0) yield run;
       }
-      // Blobs are read (fetched, decrypted, decompressed, checked) up to READ_AHEAD ahead of the
-      // output, so that several decompress side by side on the worker threads.
-      const items = dir("", trees.get(root)!, 0);
+
+      // Blobs are read (fetched, decrypted, decompressed) up to READ_AHEAD ahead of the output, so
+      // that several decompress side by side on the worker threads. The walk runs ahead too; it is
+      // waited for only when nothing read is left to write.
+      const walk = dir("", root, 0);
+      let queue: Item[] = [];
+      let taken = 0;
+      let next: Promise<IteratorResult<Item[]>> | null = null;
+      let arrived: IteratorResult<Item[]> | null = null;
+      let exhausted = false;
+      const out = new TarBatches();
       const ahead: Array<{ entry: TarEntry; reads: Array<Promise<Uint8Array>> }> = [];
       let pending = 0;
       let pendingBytes = 0;
-      let exhausted = false;
-      const fill = (): void => {
+      const fill = async (): Promise<void> => {
         while (!exhausted && pending < READ_AHEAD && (pendingBytes < READ_AHEAD_BYTES || pending === 0)) {
-          const next = items.next();
-          if (next.done) {
-            exhausted = true;
-            break;
+          if (taken === queue.length) {
+            if (!next) {
+              const asked = walk.next();
+              next = asked;
+              asked.then((got) => void (arrived = got), () => {});
+            }
+            if (!arrived) {
+              if (ahead.length > 0) return;
+              await next;
+            }
+            const got = arrived ?? (await next);
+            next = null;
+            arrived = null;
+            if (got.done) exhausted = true;
+            else [queue, taken] = [got.value, 0];
+            continue;
           }
-          const { entry, chunks } = next.value;
+          const { entry, chunks } = queue[taken++]!;
           const reads = chunks.map((c) => r.read(c));
           // Failures surface when the chunk's turn comes; until then they are not "unhandled".
           for (const p of reads) p.catch(() => {});
@@ -399,7 +425,7 @@ export function createVault(deps: VaultDeps) {
           ahead.push({ entry, reads });
         }
       };
-      for (fill(); ahead.length > 0; fill()) {
+      for (await fill(); ahead.length > 0; await fill()) {
         const { entry, reads } = ahead.shift()!;
         out.add(tarHeader(entry));
         if (entry.type === "file") {
