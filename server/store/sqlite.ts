@@ -153,13 +153,6 @@ function migrate(db: Database, file: string): void {
   })();
 }
 
-/** `ids` in slices small enough for one `IN (…)` each. */
-function batches(ids: readonly string[], size = 500): string[][] {
-  const out: string[][] = [];
-  for (let i = 0; i < ids.length; i += size) out.push(ids.slice(i, i + size));
-  return out;
-}
-
 export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   const db = new Database(file, { create: true, strict: true });
   db.run("PRAGMA journal_mode = WAL");
@@ -399,13 +392,17 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async blobLocations(userId, ids) {
       const out = new Map<string, BlobLocation>();
-      for (const batch of batches(ids)) {
-        // As arrays, not objects: a restore looks up every blob of the save.
-        const rows = db
-          .query(`SELECT id, pack, offset, length, grouped FROM blobs WHERE user_id = ? AND id IN (${batch.map(() => "?").join(",")})`)
-          .values(userId, ...batch) as Array<[string, string, number, number, number]>;
-        for (const [id, pack, offset, length, grouped] of rows) out.set(id, grouped ? { pack, offset, length, grouped: true } : { pack, offset, length });
-      }
+      // One lookup per id through one prepared statement, read as arrays: a restore looks up each
+      // directory's blobs as it goes, and an `IN (…)` of each length would be a statement of its own.
+      const q = db.query("SELECT pack, offset, length, grouped FROM blobs WHERE user_id = ? AND id = ?");
+      db.transaction(() => {
+        for (const id of ids) {
+          const row = q.values(userId, id)[0] as [string, number, number, number] | undefined;
+          if (!row) continue;
+          const [pack, offset, length, grouped] = row;
+          out.set(id, grouped ? { pack, offset, length, grouped: true } : { pack, offset, length });
+        }
+      })();
       return out;
     },
     async blobsOfUser(userId) {
