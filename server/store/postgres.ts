@@ -122,8 +122,9 @@ const MIGRATIONS: readonly string[] = [
   `,
   // 3: when input or output last went through a session.
   `ALTER TABLE sessions ADD COLUMN last_activity_at TEXT;`,
-  // 4: small blobs sealed together in groups.
-  `ALTER TABLE blobs ADD COLUMN grouped BOOLEAN NOT NULL DEFAULT false;`,
+  // 4: small blobs sealed together in groups; how many times a user's blobs were deleted.
+  `ALTER TABLE blobs ADD COLUMN grouped BOOLEAN NOT NULL DEFAULT false;
+   ALTER TABLE user_keys ADD COLUMN deletions BIGINT NOT NULL DEFAULT 0;`,
 ];
 
 /** Schema versions this server knows. */
@@ -385,7 +386,14 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
       return (await q("SELECT id, pack FROM blobs WHERE user_id = $1", [userId])).map((r) => ({ id: str(r.id), pack: str(r.pack) }));
     },
     async deleteBlobs(userId, ids) {
-      if (ids.length > 0) await q("DELETE FROM blobs WHERE user_id = $1 AND id = ANY($2::text[])", [userId, [...ids]]);
+      if (ids.length === 0) return;
+      await sql.begin(async (tx) => {
+        await tx.unsafe("DELETE FROM blobs WHERE user_id = $1 AND id = ANY($2::text[])", [userId, [...ids]]);
+        await tx.unsafe("UPDATE user_keys SET deletions = deletions + 1 WHERE user_id = $1", [userId]);
+      });
+    },
+    async blobDeletions(userId) {
+      return num((await one("SELECT deletions FROM user_keys WHERE user_id = $1", [userId]))?.deletions ?? 0);
     },
     async usersWithBlobs() {
       return (await q("SELECT DISTINCT user_id FROM blobs")).map((r) => str(r.user_id));

@@ -133,8 +133,11 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
   // 7: when input or output last went through a session (any replica shows it, and its idle time
   // survives a restart or a move).
   (db) => addColumn(db, "sessions", "last_activity_at", "TEXT"),
-  // 8: small blobs sealed together in groups.
-  (db) => addColumn(db, "blobs", "grouped", "INTEGER NOT NULL DEFAULT 0"),
+  // 8: small blobs sealed together in groups; how many times a user's blobs were deleted.
+  (db) => {
+    addColumn(db, "blobs", "grouped", "INTEGER NOT NULL DEFAULT 0");
+    addColumn(db, "user_keys", "deletions", "INTEGER NOT NULL DEFAULT 0");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -409,10 +412,15 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       return db.query("SELECT id, pack FROM blobs WHERE user_id = ?").all(userId) as Array<{ id: string; pack: string }>;
     },
     async deleteBlobs(userId, ids) {
+      if (ids.length === 0) return;
       const q = db.query("DELETE FROM blobs WHERE user_id = ? AND id = ?");
       db.transaction(() => {
         for (const id of ids) q.run(userId, id);
+        db.query("UPDATE user_keys SET deletions = deletions + 1 WHERE user_id = ?").run(userId);
       })();
+    },
+    async blobDeletions(userId) {
+      return (db.query("SELECT deletions FROM user_keys WHERE user_id = ?").get(userId) as { deletions: number } | null)?.deletions ?? 0;
     },
     async usersWithBlobs() {
       return (db.query("SELECT DISTINCT user_id FROM blobs").all() as Array<{ user_id: string }>).map((r) => r.user_id);

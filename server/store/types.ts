@@ -251,7 +251,10 @@ export interface Store {
   insertBlobs(userId: string, rows: ReadonlyArray<BlobLocation & { id: string }>): Promise<void>;
   blobLocations(userId: string, ids: readonly string[]): Promise<Map<string, BlobLocation>>;
   blobsOfUser(userId: string): Promise<Array<{ id: string; pack: string }>>;
+  /** Deletes blobs from the index, and counts one more deletion for the user (`blobDeletions`). */
   deleteBlobs(userId: string, ids: readonly string[]): Promise<void>;
+  /** How many times blobs of the user were deleted: what a replica knew to be stored may not be since it changed. */
+  blobDeletions(userId: string): Promise<number>;
   usersWithBlobs(): Promise<string[]>;
 
   /**

@@ -87,8 +87,11 @@ export interface CollectResult {
 export function createVault(deps: VaultDeps) {
   const { store, blobs, master, log } = deps;
   const keyCache = new Map<string, Promise<UserKeys>>();
-  /** Per user: trees known to be complete (every blob below them stored). Cleared by a collection. */
-  const complete = new Map<string, Set<string>>();
+  /**
+   * Per user: trees known to be complete (every blob below them stored), as of the user's count
+   * of deletions; a collection by any replica moves the count, and what was known goes.
+   */
+  const complete = new Map<string, { deletions: number; trees: Set<string> }>();
 
   function keysOf(userId: string): Promise<UserKeys> {
     let keys = keyCache.get(userId);
@@ -312,8 +315,10 @@ export function createVault(deps: VaultDeps) {
      * is stored and well-formed. `stored`: ids known to be stored (just sent), not looked up again.
      */
     async verify(userId: string, root: string, stored: ReadonlySet<string> = new Set()): Promise<void> {
-      const done = complete.get(userId) ?? new Set<string>();
-      complete.set(userId, done);
+      const deletions = await store.blobDeletions(userId);
+      let known = complete.get(userId);
+      if (known?.deletions !== deletions) complete.set(userId, (known = { deletions, trees: new Set() }));
+      const done = known.trees;
       const r = reader(userId);
       const keys = await keysOf(userId);
       const walk = async (hash: string, depth: number): Promise<void> => {
@@ -474,10 +479,7 @@ export function createVault(deps: VaultDeps) {
       const livePacks = new Set(rows.filter((row) => live.has(row.id)).map((row) => row.pack));
       const indexedPacks = new Set(rows.map((row) => row.pack));
       const deadPacks = new Set(dead.map((row) => row.pack).filter((p) => !livePacks.has(p)));
-      if (dead.length > 0) {
-        await store.deleteBlobs(userId, dead.map((row) => row.id));
-        complete.delete(userId);
-      }
+      await store.deleteBlobs(userId, dead.map((row) => row.id));
       for (const info of await blobs.list(packPrefix(userId))) {
         const orphan = !indexedPacks.has(info.key) && opts.now - (info.modifiedAt ?? opts.now) >= opts.orphanAgeMs;
         if (orphan) deadPacks.add(info.key);

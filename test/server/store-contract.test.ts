@@ -191,9 +191,11 @@ for (const engine of ENGINES) {
       expect(await store.insertUserKey(alice.id, "wrapped-3")).toBe(a);
     });
 
-    test("the blob index: batched lookups past the batch size, first location kept, per user", async () => {
+    test("the blob index: lookups of many, first location kept, grouped blobs, per user; deletions are counted", async () => {
+      await store.insertUserKey(alice.id, "wrapped");
+      await store.insertUserKey(bob.id, "wrapped");
       const ids = Array.from({ length: 1234 }, (_, i) => `${i}`.padStart(64, "0"));
-      await store.insertBlobs(alice.id, ids.map((id, i) => ({ id, pack: `vault/a/p${i % 3}`, offset: i * 5_000_000, length: 100 + i })));
+      await store.insertBlobs(alice.id, ids.map((id, i) => ({ id, pack: `vault/a/p${i % 3}`, offset: i * 5_000_000, length: 100 + i, ...(i === 5 ? { grouped: true } : {}) })));
       await store.insertBlobs(alice.id, [{ id: ids[0]!, pack: "vault/a/other", offset: 1, length: 1 }]);
       await store.insertBlobs(bob.id, [{ id: ids[1]!, pack: "vault/b/p", offset: 0, length: 9 }]);
       await store.insertBlobs(alice.id, []);
@@ -204,13 +206,17 @@ for (const engine of ENGINES) {
       const where = await store.blobLocations(alice.id, [ids[0]!, ids[1233]!]);
       expect(where.get(ids[0]!)).toEqual({ pack: "vault/a/p0", offset: 0, length: 100 });
       expect(where.get(ids[1233]!)).toEqual({ pack: "vault/a/p0", offset: 1233 * 5_000_000, length: 1333 });
+      expect((await store.blobLocations(alice.id, [ids[5]!])).get(ids[5]!)).toEqual({ pack: "vault/a/p2", offset: 25_000_000, length: 105, grouped: true });
       expect([...(await store.blobLocations(bob.id, ids.slice(0, 3))).keys()]).toEqual([ids[1]!]);
       expect(await store.blobLocations(alice.id, [])).toEqual(new Map());
       expect((await store.blobsOfUser(bob.id))).toEqual([{ id: ids[1]!, pack: "vault/b/p" }]);
       expect((await store.usersWithBlobs()).sort()).toEqual([alice.id, bob.id].sort());
+      expect(await store.blobDeletions(alice.id)).toBe(0);
       await store.deleteBlobs(alice.id, ids.slice(0, 1000));
       expect((await store.blobsOfUser(alice.id)).length).toBe(234);
       await store.deleteBlobs(alice.id, []);
+      expect(await store.blobDeletions(alice.id)).toBe(1);
+      expect(await store.blobDeletions(bob.id)).toBe(0);
       expect((await store.blobsPresent(bob.id, [ids[1]!])).size).toBe(1);
     });
 

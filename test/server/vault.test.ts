@@ -287,6 +287,22 @@ for (const [kind, open] of stores()) {
       expect(await r.blobs.list("vault/")).toEqual([]);
     });
 
+    test("what one replica knew to be complete is checked again after another replica's collection", async () => {
+      const r = await rig(await open());
+      const other = createVault({ store: r.store, blobs: r.blobs, master: Buffer.alloc(32, 9), log: silentLog });
+      const dir = join(tempDir(), "ws");
+      mkdirSync(join(dir, "sub"), { recursive: true });
+      writeFileSync(join(dir, "sub", "a.txt"), "only in the first save");
+      writeFileSync(join(dir, "kept.txt"), "in both");
+      const first = await save(r, r.alice, dir);
+      require("node:fs").rmSync(join(dir, "sub"), { recursive: true });
+      const second = await save(r, r.alice, dir);
+      await other.collect(r.alice, [second.root], { now: Date.now(), orphanAgeMs: 60_000 });
+      // This replica checked the first save whole before; its blobs are gone now.
+      await expect(r.vault.verify(r.alice, first.root)).rejects.toThrow(/not stored/);
+      await r.vault.verify(r.alice, second.root);
+    });
+
     test("collection deletes what no kept save refers to and keeps every blob a kept save needs", async () => {
       const r = await rig(await open());
       const dir = join(tempDir(), "ws");
