@@ -31,6 +31,17 @@ class Tally implements BlobSink {
   }
 }
 
+/** The refusal of a project with more new content than the server takes, naming its largest files. */
+async function tooLarge(root: string, exclude: Excluder, fresh: number, cap: number): Promise<CattyError> {
+  const { largest } = await treeSize(root, exclude);
+  const list = largest.map((f) => `  ${f.path} (${formatBytes(f.size)})`).join("\n");
+  return new CattyError(
+    "too_large",
+    `The project has ${fresh > cap ? formatBytes(fresh) : `more than ${formatBytes(cap)}`} to upload, more than this server's cap of ${formatBytes(cap)}. Largest files:\n${list}`,
+    "Add large files or folders to .gitignore, or use --no-upload to start without uploading the project.",
+  );
+}
+
 /**
  * Refuses, before any content is sent, a project with more new content than the server takes:
  * when its files alone pass the cap, their hashes are checked with the server first.
@@ -45,13 +56,23 @@ async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap
   for (let i = 0; i < hashes.length; i += MAX_QUERY_HASHES) {
     for (const h of await vault.missing(hashes.slice(i, i + MAX_QUERY_HASHES))) fresh += tally.sizes.get(h) ?? 0;
   }
-  if (fresh <= cap) return;
-  const list = size.largest.map((f) => `  ${f.path} (${formatBytes(f.size)})`).join("\n");
-  throw new CattyError(
-    "too_large",
-    `The project has ${formatBytes(fresh)} to upload, more than this server's cap of ${formatBytes(cap)}. Largest files:\n${list}`,
-    "Add large files or folders to .gitignore, or use --no-upload to start without uploading the project.",
-  );
+  if (fresh > cap) throw await tooLarge(root, exclude, fresh, cap);
+}
+
+/**
+ * A vault that refuses, before sending it, a pack that would take what was sent past `cap`: for
+ * a project uploaded before (its cache is there), which is not walked twice to check the cap.
+ */
+function capped(vault: VaultClient, cap: number, refusal: () => Promise<CattyError>): VaultClient {
+  let sent = 0;
+  return {
+    missing: (hashes) => vault.missing(hashes),
+    async putPack(pack) {
+      if (sent + pack.length > cap) throw await refusal();
+      sent += pack.length;
+      await vault.putPack(pack);
+    },
+  };
 }
 
 export async function uploadDirectory(
@@ -62,8 +83,11 @@ export async function uploadDirectory(
   const report = opts.report ?? silentReporter;
   const { maxUploadBytes } = await client.limits();
   const start = await client.startUpload();
-  const vault = httpVault(client.resolveUrl(start.url));
   const exclude = createExcluder(root, "upload", opts.includeGit);
+  const cacheKey = opts.cacheHome ? { home: opts.cacheHome, server: client.resolveUrl("/"), root } : null;
+  const cached = cacheKey ? loadUploadCache(cacheKey) : new Map<string, FileMemo>();
+  const direct = httpVault(client.resolveUrl(start.url));
+  const vault = cached.size > 0 ? capped(direct, maxUploadBytes, () => tooLarge(root, exclude, 0, maxUploadBytes)) : direct;
   const step = report.step("Uploading");
   /** Reads the project (files the seed still describes are not read again) and sends what the server lacks. */
   const send = async (seed: Map<string, FileMemo>) => {
@@ -83,9 +107,8 @@ export async function uploadDirectory(
     return { uploader, builder, built };
   };
   try {
-    await checkCap(vault, root, exclude, maxUploadBytes, step);
-    const cacheKey = opts.cacheHome ? { home: opts.cacheHome, server: client.resolveUrl("/"), root } : null;
-    const cached = cacheKey ? loadUploadCache(cacheKey) : new Map<string, FileMemo>();
+    // A project uploaded before is checked as it is sent instead.
+    if (cached.size === 0) await checkCap(direct, root, exclude, maxUploadBytes, step);
     let { uploader, builder, built } = await send(cached);
     const commit = () => client.commitUpload(start.id, { root: built.root, files: built.files, size: built.bytes });
     let result: UploadResult;

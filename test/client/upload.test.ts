@@ -95,3 +95,40 @@ describe("uploads remember the project", () => {
     expect((await upload(dir, home)).hashes).toBe(2); // and the cache is good again
   });
 });
+
+describe("the server's cap, for a project uploaded before", () => {
+  test("is checked as the upload is sent (the tree is not walked twice): nothing past the cap is sent, and the refusal names the largest file", async () => {
+    const capped = await startTestServer({ env: { CATTY_MAX_UPLOAD_BYTES: "1000000" } });
+    try {
+      const home = tempDir();
+      const dir = writeTree(tempDir(), { "README.md": "small\n", "src/a.ts": "export {};\n" });
+      await uploadDirectory(capped.owner, dir, { includeGit: false, cacheHome: home });
+      expect(readdirSync(join(home, "cache", "uploads")).length).toBe(1);
+      const big = new Uint8Array(3_000_000);
+      for (let i = 0; i < big.length; i += 65536) crypto.getRandomValues(big.subarray(i, i + 65536));
+      writeFileSync(join(dir, "big.bin"), big);
+      let sent = 0;
+      const counting = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        async fetch(req) {
+          const url = new URL(req.url);
+          const body = req.method === "GET" || req.method === "HEAD" ? undefined : await req.arrayBuffer();
+          if (url.pathname.endsWith("/pack") && body) sent += body.byteLength;
+          return fetch(`${capped.url}${url.pathname}${url.search}`, { method: req.method, headers: req.headers, body });
+        },
+      });
+      try {
+        const viaProxy = { ...capped.owner, resolveUrl: (u: string) => new URL(u, `http://127.0.0.1:${counting.port}/`).toString() };
+        const refused = uploadDirectory(viaProxy, dir, { includeGit: false, cacheHome: home });
+        await expect(refused).rejects.toMatchObject({ code: "too_large" });
+        await expect(refused).rejects.toThrow(/big\.bin/);
+        expect(sent).toBeLessThanOrEqual(1_000_000);
+      } finally {
+        counting.stop(true);
+      }
+    } finally {
+      await capped.stop();
+    }
+  });
+});
