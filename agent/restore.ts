@@ -8,7 +8,6 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { extractArchive, type ExtractOptions, type ExtractStats } from "../src/lib/archive.ts";
-import { MIN_CHUNK } from "../src/lib/snapshot/chunker.ts";
 import { errorMessageOf } from "../src/protocol/errors.ts";
 
 export interface RestoreSource {
@@ -35,9 +34,9 @@ export async function restoreWorkspace(source: RestoreSource, opts: RestoreOptio
     if (!res.ok || !res.body) throw new Error(`download failed: ${res.status} ${(await errorMessageOf(res)) ?? res.statusText}`);
     const [uid, gid] = opts.owner?.split(":").map(Number) ?? [];
     const options: ExtractOptions = { into: "empty", ...(uid !== undefined && gid !== undefined ? { owner: { uid, gid } } : {}) };
-    // A save streamed from the vault: its files (up to one chunk) are recorded with their hashes,
-    // so the first save need not read them back (`WorkspaceSaver.seedRestored`).
-    if (source.size === null) return await extractArchive(res.body, opts.workspace, { ...options, recordUpTo: MIN_CHUNK });
+    // A save streamed from the vault: its files are recorded with their chunks (from the manifest
+    // after the archive), so the first save need not read them back (`WorkspaceSaver.seedRestored`).
+    if (source.size === null) return await extractArchive(res.body, opts.workspace, { ...options, record: "manifest" });
     const got = await Bun.write(file, res);
     if (source.size !== null && got !== source.size) {
       throw new Error(`download incomplete: got ${got} of ${source.size} bytes`);

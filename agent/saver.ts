@@ -15,7 +15,6 @@ import { join } from "node:path";
 import { createExcluder, type WrittenFile } from "../src/lib/archive.ts";
 import type { Log } from "../src/lib/log.ts";
 import { SnapshotBuilder, type FileMemo } from "../src/lib/snapshot/build.ts";
-import { MIN_CHUNK } from "../src/lib/snapshot/chunker.ts";
 import { BlobUploader, httpVault, type VaultClient } from "../src/lib/snapshot/upload.ts";
 import { FILES_DIR } from "../src/protocol/files.ts";
 import type { SaveReason } from "../src/protocol/index.ts";
@@ -86,15 +85,16 @@ export class WorkspaceSaver {
   }
 
   /**
-   * Files the restore wrote from a save, with their SHA-256: a file of at most one chunk whose
-   * identity has not moved by the first save is taken as that chunk, not read back. (Should the
-   * store lack a chunk after all, the server refuses the save and the next one reads everything.)
+   * Files the restore wrote from a save, with their chunks (from the manifest that followed the
+   * save's stream): a file whose identity has not moved by the first save is taken as those
+   * chunks, not read back. (Should the store lack a chunk after all, the server refuses the save
+   * and the next one reads everything.)
    */
   seedRestored(written: ReadonlyMap<string, WrittenFile>): void {
     const memos: Array<[string, FileMemo]> = [];
     for (const [rel, f] of written) {
-      if (f.sha256 === null || f.size > MIN_CHUNK) continue;
-      memos.push([rel, { size: f.size, mtimeMs: f.mtimeMs, ctimeMs: f.ctimeMs, ino: f.ino, mode: f.mode, chunks: f.size === 0 ? [] : [f.sha256] }]);
+      if (f.chunks === null) continue;
+      memos.push([rel, { size: f.size, mtimeMs: f.mtimeMs, ctimeMs: f.ctimeMs, ino: f.ino, mode: f.mode, chunks: f.chunks }]);
     }
     this.builder.seedFiles(memos);
   }

@@ -67,7 +67,15 @@ const VAULT_KEY = "vault:";
 export const vaultRoot = (key: string | null): string | null => (key?.startsWith(VAULT_KEY) ? key.slice(VAULT_KEY.length) : null);
 
 const WriteTicket = z.object({ w: z.string() });
-const ReadTicket = z.object({ u: z.string(), r: z.string().regex(/^[0-9a-f]{64}$/), z: z.literal(1).optional(), t: z.number().int(), n: Label.optional() });
+const ReadTicket = z.object({
+  u: z.string(),
+  r: z.string().regex(/^[0-9a-f]{64}$/),
+  z: z.literal(1).optional(),
+  t: z.number().int(),
+  n: Label.optional(),
+  /** The stream is followed by its files' chunks (`vault.tar`'s manifest): a restore's. */
+  m: z.literal(1).optional(),
+});
 
 export const toSaveInfo = (r: SaveRow): SaveInfo => ({
   id: r.id,
@@ -99,6 +107,14 @@ async function streamOf(gen: AsyncGenerator<Uint8Array>): Promise<ReadableStream
       await gen.return(undefined);
     },
   });
+}
+
+/** How a save is read out: gzipped or not, its files' times, the download's name, and the manifest after it. */
+interface ReadOptions {
+  gzip: boolean;
+  mtime: string;
+  name?: string;
+  manifest?: boolean;
 }
 
 /** A save's transfer id: the agent names its saves, so only within its session. */
@@ -143,13 +159,20 @@ export function createSaves(deps: SavesDeps) {
   const writeUrl = (id: string): string => `/v1/vault/${signTicket(deps.ticketKey, { w: id }, ttlSec, now())}`;
 
   /** A URL the holder may fetch the save under `root` from, as tar (or tar.gz, named after `name`), until it expires. */
-  const readUrl = (userId: string, root: string, opts: { gzip: boolean; mtime: string; name?: string }): string => {
-    const payload = { u: userId, r: root, t: Math.floor(Date.parse(opts.mtime) / 1000) || 0, ...(opts.gzip ? { z: 1 } : {}), ...(opts.name ? { n: opts.name } : {}) };
+  const readUrl = (userId: string, root: string, opts: ReadOptions): string => {
+    const payload = {
+      u: userId,
+      r: root,
+      t: Math.floor(Date.parse(opts.mtime) / 1000) || 0,
+      ...(opts.gzip ? { z: 1 } : {}),
+      ...(opts.name ? { n: opts.name } : {}),
+      ...(opts.manifest ? { m: 1 } : {}),
+    };
     return `/v1/vault/${signTicket(deps.ticketKey, payload, ttlSec, now())}/tar`;
   };
 
   /** Where a stored save or upload (`key`) is read from. */
-  const urlOf = async (userId: string, key: string, opts: { gzip: boolean; mtime: string; name?: string }): Promise<string> => {
+  const urlOf = async (userId: string, key: string, opts: ReadOptions): Promise<string> => {
     const root = vaultRoot(key);
     return root ? readUrl(userId, root, opts) : blobs.presignGet(key, ttlSec);
   };
@@ -238,7 +261,7 @@ export function createSaves(deps: SavesDeps) {
     /** Where the agent restores the workspace from on (re)connect, until it has. */
     async restoreFor(row: SessionRow): Promise<{ url: string; size: number | null } | null> {
       if (!row.restoreKey) return null;
-      if (vaultRoot(row.restoreKey)) return { url: await urlOf(row.userId, row.restoreKey, { gzip: false, mtime: row.createdAt }), size: null };
+      if (vaultRoot(row.restoreKey)) return { url: await urlOf(row.userId, row.restoreKey, { gzip: false, mtime: row.createdAt, manifest: true }), size: null };
       const info = await blobs.stat(row.restoreKey);
       return { url: await blobs.presignGet(row.restoreKey, ttlSec), size: info?.size ?? null };
     },
@@ -304,8 +327,8 @@ export function createSaves(deps: SavesDeps) {
      * cannot be read from its start (a tree missing or damaged) throws before anything is sent.
      */
     async readTar(ticket: string): Promise<{ stream: ReadableStream<Uint8Array>; gzip: boolean; name: string | null }> {
-      const { u, r, z: gz, t, n } = verifyTicket(deps.ticketKey, ticket, ReadTicket, { nowMs: now() });
-      const tar = await streamOf(vault.tar(u, r, { mtimeSec: t }));
+      const { u, r, z: gz, t, n, m } = verifyTicket(deps.ticketKey, ticket, ReadTicket, { nowMs: now() });
+      const tar = await streamOf(vault.tar(u, r, { mtimeSec: t, manifest: m === 1 }));
       const stream = gz ? tar.pipeThrough(new CompressionStream("gzip") as unknown as TransformStream<Uint8Array, Uint8Array>) : tar;
       return { stream, gzip: gz === 1, name: n ?? null };
     },

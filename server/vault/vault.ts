@@ -19,7 +19,7 @@
 import { randomBytes } from "node:crypto";
 import { CattyError } from "../../src/protocol/errors.ts";
 import type { Log } from "../../src/lib/log.ts";
-import { decodePack, decodeTree, Hash, MAX_BLOB_BYTES, type Tree } from "../../src/lib/snapshot/format.ts";
+import { decodePack, decodeTree, Hash, ManifestWriter, MAX_BLOB_BYTES, type Tree } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { BlobLocation, Store } from "../store/types.ts";
 import { blobId, decodeGroup, encodeGroup, GROUP_AAD, newWrappedUserKey, openBlob, sealBlobs, unwrapUserKeys, type SealUnit, type UserKeys } from "./crypto.ts";
@@ -344,9 +344,10 @@ export function createVault(deps: VaultDeps) {
      * Trees are read as the walk comes to them: entering a directory reads its subdirectories'
      * trees and looks up where everything they list is, one query per directory, ahead of the
      * walk; so the stream starts as soon as the root is read and runs without waiting on the
-     * database.
+     * database. With `manifest`, the archive is followed by its files' chunks (`ManifestWriter`), so
+     * a restore knows them without hashing what it wrote.
      */
-    async *tar(userId: string, root: string, opts: { mtimeSec: number }): AsyncGenerator<Uint8Array> {
+    async *tar(userId: string, root: string, opts: { mtimeSec: number; manifest?: boolean }): AsyncGenerator<Uint8Array> {
       const r = reader(userId);
       /** Trees read (or being read), each once what it lists has been looked up. */
       const trees = new Map<string, Promise<Tree>>();
@@ -399,6 +400,7 @@ export function createVault(deps: VaultDeps) {
       let arrived: IteratorResult<Item[]> | null = null;
       let exhausted = false;
       const out = new TarBatches();
+      const manifest = opts.manifest ? new ManifestWriter() : null;
       const ahead: Array<{ entry: TarEntry; reads: Array<Promise<Uint8Array>> }> = [];
       let pending = 0;
       let pendingBytes = 0;
@@ -422,6 +424,7 @@ export function createVault(deps: VaultDeps) {
             continue;
           }
           const { entry, chunks } = queue[taken++]!;
+          if (entry.type === "file") manifest?.add(entry.size, chunks);
           const reads = chunks.map((c) => r.read(c));
           // Failures surface when the chunk's turn comes; until then they are not "unhandled".
           for (const p of reads) p.catch(() => {});
@@ -449,6 +452,7 @@ export function createVault(deps: VaultDeps) {
         yield* out.ready();
       }
       out.add(TAR_END);
+      if (manifest) out.add(manifest.bytes());
       yield* out.ready(true);
     },
 

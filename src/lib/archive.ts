@@ -33,6 +33,7 @@ import { createGunzip, createGzip } from "node:zlib";
 import * as tar from "tar-stream";
 import { CattyError } from "../protocol/errors.ts";
 import { TarReader, type TarEntryHeader } from "./tar-reader.ts";
+import { decodeManifest } from "./snapshot/format.ts";
 import { createExcluder, type PackMode } from "./exclude.ts";
 import { MAX_PATH_BYTES, openExclusive, openSeenSync, parseRelPath, walkTree } from "./safe-fs.ts";
 
@@ -488,22 +489,26 @@ export interface ExtractOptions extends ExtractLimits {
   /** Who owns what is extracted (the caller may give files away: it runs as root). */
   owner?: Owner;
   /**
-   * Record each regular file as written (`ExtractStats.written`), with the SHA-256 of the
-   * contents of those of at most this many bytes: the caller then knows the tree without reading
-   * it back. Only with `into: "empty"` (a merge moves files, which changes them).
+   * Record each regular file as written (`ExtractStats.written`): the caller then knows the tree
+   * without reading it back. `manifest`: the archive is a save's restore stream, followed by its
+   * files' chunks (`decodeManifest`), which go into the records. Only with `into: "empty"` (a
+   * merge moves files, which changes them).
    */
-  recordUpTo?: number;
+  record?: "files" | "manifest";
 }
 
-/** A regular file as extraction left it (what `lstat` says of it), and its SHA-256 when taken. */
+/** A regular file as extraction left it (what `lstat` says of it), and its chunks when known. */
 export interface WrittenFile {
   size: number;
   mtimeMs: number;
   ctimeMs: number;
   ino: number;
   mode: number;
-  sha256: string | null;
+  chunks: string[] | null;
 }
+
+/** A restore's manifest is held in memory: no more than this. */
+const MAX_MANIFEST_BYTES = 64 * 1024 * 1024;
 
 /** A numeric user and group. */
 export interface Owner {
@@ -516,7 +521,7 @@ export interface ExtractStats {
   files: number;
   /** Bytes of file contents extracted. */
   bytes: number;
-  /** With `recordUpTo`: every regular file, by its path in the tree. */
+  /** With `record`: every regular file, by its path in the tree. */
   written?: Map<string, WrittenFile>;
 }
 
@@ -549,7 +554,7 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
   }
 
   // A merge moves files, which changes what would have been recorded of them.
-  await using tree = await extractToTemp(source, dest, into === "empty" ? options : { ...options, recordUpTo: undefined });
+  await using tree = await extractToTemp(source, dest, into === "empty" ? options : { ...options, record: undefined });
   if (into === "merge" && existing) {
     await mergeTree(tree.dir, dest);
   } else {
@@ -573,15 +578,15 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
 export async function extractToTemp(
   source: ArchiveSource,
   dest: string,
-  limits: ExtractLimits & { owner?: Owner; recordUpTo?: number } = {},
+  limits: ExtractLimits & { owner?: Owner; record?: "files" | "manifest" } = {},
 ): Promise<ExtractedTree> {
   const parent = dirname(dest);
   await mkdir(parent, { recursive: true });
   const dir = await mkdtemp(join(parent, `.${basename(dest)}.catty-extract-`));
   const remove = () => rm(dir, { recursive: true, force: true });
   try {
-    const { owner, recordUpTo, ...caps } = limits;
-    const result = await extractInto(source, dir, { ...DEFAULT_EXTRACT_LIMITS, ...definedOnly(caps) }, owner, recordUpTo);
+    const { owner, record, ...caps } = limits;
+    const result = await extractInto(source, dir, { ...DEFAULT_EXTRACT_LIMITS, ...definedOnly(caps) }, owner, record);
     return { dir, ...result, remove, [Symbol.asyncDispose]: remove };
   } catch (err) {
     await remove();
@@ -612,7 +617,6 @@ interface Writing {
   fd: number;
   mode: number;
   mtime: number;
-  hasher: Bun.CryptoHasher | null;
 }
 
 async function extractInto(
@@ -620,9 +624,13 @@ async function extractInto(
   root: string,
   limits: Required<ExtractLimits>,
   owner: Owner | undefined,
-  recordUpTo: number | undefined,
+  record: "files" | "manifest" | undefined,
 ): Promise<ExtractStats> {
-  const written = recordUpTo === undefined ? undefined : new Map<string, WrittenFile>();
+  const written = record === undefined ? undefined : new Map<string, WrittenFile>();
+  /** Every regular file's record in the archive's order, for the manifest. */
+  const inOrder: WrittenFile[] = [];
+  const after: Uint8Array[] = [];
+  let afterBytes = 0;
   const stats: ExtractStats = { files: 0, bytes: 0, ...(written ? { written } : {}) };
   const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map(), owner };
   // A file made with its mode at open needs no chmod unless the umask takes bits from it.
@@ -639,13 +647,11 @@ async function extractInto(
         throw refusal(`The archive has more than ${limits.maxEntries.toLocaleString("en-US")} entries.`);
       }
       writing = extractEntry(header, root, kinds, stats, limits, umask);
-      if (writing && recordUpTo !== undefined && header.size <= recordUpTo) writing.hasher = new Bun.CryptoHasher("sha256");
     },
     data(bytes) {
       if (!writing) return;
       let off = 0;
       while (off < bytes.byteLength) off += writeSync(writing.fd, bytes, off);
-      writing.hasher?.update(bytes);
       stats.bytes += bytes.byteLength;
     },
     end() {
@@ -657,11 +663,18 @@ async function extractInto(
         if (Number.isFinite(w.mtime)) futimesSync(w.fd, w.mtime, w.mtime);
         if (written) {
           const st = fstatSync(w.fd);
-          written.set(w.rel, { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode, sha256: w.hasher?.digest("hex") ?? null });
+          const file: WrittenFile = { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode, chunks: null };
+          written.set(w.rel, file);
+          inOrder.push(file);
         }
       } finally {
         closeSync(w.fd);
       }
+    },
+    after(bytes) {
+      if (record !== "manifest") return;
+      afterBytes += bytes.byteLength;
+      if (afterBytes <= MAX_MANIFEST_BYTES) after.push(bytes.slice());
     },
   });
 
@@ -704,9 +717,26 @@ async function extractInto(
   for (const [rel, target] of kinds.links) {
     if (escapes(rel, target, kinds.links)) throw refusedEntry(rel, `is a symlink to ${JSON.stringify(target)}, which leads outside the destination`);
   }
+  if (record === "manifest") addChunks(inOrder, after, afterBytes);
   // A file a later entry replaced with a symlink or a directory is not there any more.
   if (written) for (const rel of written.keys()) if (kinds.exact.get(rel) !== "file") written.delete(rel);
   return stats;
+}
+
+/**
+ * Gives each file its chunks from the manifest that followed the archive, if there is one and it
+ * lists exactly these files with these sizes; otherwise they stay unknown (the caller reads them).
+ */
+function addChunks(files: WrittenFile[], after: Uint8Array[], bytes: number): void {
+  if (bytes === 0 || bytes > MAX_MANIFEST_BYTES) return;
+  let listed;
+  try {
+    listed = decodeManifest(Buffer.concat(after, bytes));
+  } catch {
+    return;
+  }
+  if (listed.length !== files.length || listed.some((f, i) => f.size !== files[i]!.size)) return;
+  listed.forEach((f, i) => (files[i]!.chunks = f.chunks));
 }
 
 /** Checks and makes one entry; a file is returned open for its contents. */
@@ -754,7 +784,7 @@ function extractEntry(
       }
       kinds.exact.set(rel, "file");
       stats.files++;
-      return { rel, fd, mode, mtime: header.mtime, hasher: null };
+      return { rel, fd, mode, mtime: header.mtime };
     }
     case "symlink": {
       if (rel === "") throw refusedEntry(header.name, "is a symlink at the root of the archive");

@@ -43,6 +43,8 @@ export interface TarEntrySink {
   data(bytes: Uint8Array): void;
   /** The current entry's contents are complete. */
   end(): void;
+  /** What follows the end marker's first block, as it arrives (without it, it is not read). */
+  after?(bytes: Uint8Array): void;
 }
 
 const TYPES: Record<string, TarEntryType> = {
@@ -90,7 +92,8 @@ export class TarReader {
       const s = this.state;
       switch (s.at) {
         case "end":
-          // Whatever follows the end marker (record padding) is not read.
+          // What follows the end marker (record padding, a restore's manifest) is the sink's.
+          if (at < n) this.sink.after?.(chunk.subarray(at));
           return;
         case "header": {
           const take = Math.min(BLOCK - this.headerFill, n - at);

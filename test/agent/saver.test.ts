@@ -9,7 +9,8 @@ import { chmodSync, mkdirSync, rmSync, statSync, symlinkSync, utimesSync, writeF
 import { join } from "node:path";
 import { restoreWorkspace } from "../../agent/restore.ts";
 import { FULL_CHECK_EVERY, WorkspaceSaver, type ChangeLog } from "../../agent/saver.ts";
-import { sha256 } from "../../src/lib/snapshot/format.ts";
+import { ManifestWriter, sha256 } from "../../src/lib/snapshot/format.ts";
+import { TarReader } from "../../src/lib/tar-reader.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
 import { memoryVault } from "../helpers/vault.ts";
@@ -192,56 +193,74 @@ describe("periodic saves with the workspace journal", () => {
 });
 
 describe("the first save after a restore", () => {
-  test("does not read back the files the restore wrote and hashed; a file changed since is read", async () => {
+  test("reads back none of the files the restore wrote (their chunks came with the stream); a file changed since is read; with no manifest, all are", async () => {
     const files: Record<string, string | Uint8Array> = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`src/f${i}.ts`, `export const f${i} = ${i};\n`]));
     files["empty.txt"] = "";
-    // Larger than one chunk: the restore does not hash it, the first save reads it.
+    // Larger than one chunk.
     files["assets/big.bin"] = crypto.getRandomValues(new Uint8Array(600_000));
     const src = writeTree(tempDir(), files);
     const { saver: first, vault, roots } = saver(src);
     expect((await first.save("initial")).kind).toBe("stored");
 
-    // The save restored from a plain tar, as the server streams saves (whole-second times).
+    // The save as the server streams it for a restore: a plain tar (whole-second times), then
+    // each file's chunks in the archive's order.
     const tar = join(tempDir(), "save.tar");
     const made = Bun.spawnSync(["tar", "--format=posix", "-cf", tar, "-C", src, "."]);
     expect(made.exitCode).toBe(0);
-    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response(Bun.file(tar)) });
+    const archive = new Uint8Array(await Bun.file(tar).arrayBuffer());
+    const chunks = vault.chunks(roots[0]!);
+    const manifest = new ManifestWriter();
+    const reader = new TarReader({
+      entry: (h) => void (h.type === "file" && manifest.add(h.size, chunks[h.name.replace(/^\.\//, "")]!)),
+      data: () => {},
+      end: () => {},
+    });
+    reader.push(archive);
+    const streamed = Buffer.concat([archive, manifest.bytes()]);
+    const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req) => new Response(new URL(req.url).pathname === "/plain" ? archive : streamed) });
     try {
-      const base = tempDir();
-      const stateDir = join(base, "state");
-      mkdirSync(stateDir);
-      const workspace = join(base, "workspace");
-      const stats = await restoreWorkspace({ url: "/save", size: null }, { serverUrl: `http://127.0.0.1:${server.port}`, workspace, stateDir });
+      const restore = async (url: string) => {
+        const base = tempDir();
+        const stateDir = join(base, "state");
+        mkdirSync(stateDir);
+        const workspace = join(base, "workspace");
+        const stats = await restoreWorkspace({ url, size: null }, { serverUrl: `http://127.0.0.1:${server.port}`, workspace, stateDir });
+        return { workspace, stats };
+      };
+      const { workspace, stats } = await restore("/save");
       expect(stats.written?.size).toBe(32);
-      expect(stats.written?.get("assets/big.bin")?.sha256).toBeNull();
-      expect(stats.written?.get("src/f7.ts")?.sha256).toBe(sha256(new TextEncoder().encode("export const f7 = 7;\n")));
+      expect(stats.written?.get("assets/big.bin")?.chunks).toEqual(chunks["assets/big.bin"]!);
+      expect(stats.written?.get("src/f7.ts")?.chunks).toEqual([sha256(new TextEncoder().encode("export const f7 = 7;\n"))]);
 
-      const restored = (): WorkspaceSaver => {
+      const restored = (at: string, written: NonNullable<typeof stats.written>): WorkspaceSaver => {
         const s = new WorkspaceSaver({
-          workspace,
+          workspace: at,
           log: silentLog,
           firstDelayMs: 60_000,
           intervalMs: 60_000,
           vault: () => vault,
           transport: { target: async (id) => `http://vault.invalid/${id}`, done: async (_id, stats) => void roots.push(stats.root) },
         });
-        s.seedRestored(stats.written!);
+        s.seedRestored(written);
         return s;
       };
-      const second = restored();
-      const again = await second.save("initial");
-      // Only the large file was read; the tree is the save it came from.
-      expect(again).toMatchObject({ kind: "stored", read: 1, files: 32, added: 0 });
+      // Nothing was read; the tree is the save it came from.
+      expect(await restored(workspace, stats.written!).save("initial")).toMatchObject({ kind: "stored", read: 0, files: 32, added: 0 });
       expect(roots.at(-1)).toBe(roots[0]);
 
       // Same size and time, other contents: its ctime moved, so it is read and saved.
-      const third = restored();
+      const third = restored(workspace, stats.written!);
       const f3 = join(workspace, "src/f3.ts");
       const { mtime } = statSync(f3);
       writeFileSync(f3, "export const f3 = 9;\n");
       utimesSync(f3, mtime, mtime);
-      expect(await third.save("initial")).toMatchObject({ kind: "stored", read: 2 });
+      expect(await third.save("initial")).toMatchObject({ kind: "stored", read: 1 });
       expect(vault.files(roots.at(-1)!)["src/f3.ts"]).toBe("export const f3 = 9;\n");
+
+      // A stream with no manifest (a server from before): every file is read.
+      const plain = await restore("/plain");
+      expect([...plain.stats.written!.values()].every((f) => f.chunks === null)).toBe(true);
+      expect(await restored(plain.workspace, plain.stats.written!).save("initial")).toMatchObject({ kind: "stored", read: 32 });
     } finally {
       server.stop(true);
     }

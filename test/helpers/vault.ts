@@ -15,8 +15,9 @@ export interface MemoryVault extends VaultClient {
   blobs: Map<string, Uint8Array>;
   queries: number;
   packs: number;
-  /** Every file of the save under `root`: path → content (symlinks as `-> target`), and modes. */
+  /** Every file of the save under `root`: path → content (symlinks as `-> target`), modes, and chunks. */
   files(root: string): Record<string, string>;
+  chunks(root: string): Record<string, string[]>;
   modes(root: string): Record<string, number>;
 }
 
@@ -47,6 +48,13 @@ export function memoryVault(): MemoryVault {
       walk(root, "", (path, e) => {
         if (e.t === "f") out[path] = Buffer.concat(e.c.map((c) => blobs.get(c) as Uint8Array)).toString();
         else if (e.t === "l") out[path] = `-> ${e.l}`;
+      });
+      return out;
+    },
+    chunks(root) {
+      const out: Record<string, string[]> = {};
+      walk(root, "", (path, e) => {
+        if (e.t === "f") out[path] = e.c;
       });
       return out;
     },

@@ -14,6 +14,7 @@ import {
   type PackOptions,
 } from "../../src/lib/archive.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
+import { ManifestWriter } from "../../src/lib/snapshot/format.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
 
 const tempDir = tempDirs("catty-archive-");
@@ -570,7 +571,7 @@ describe("extracting into place", () => {
     expect(readdirSync(dirname(dest)).filter((n) => n.includes("catty-extract"))).toEqual([]);
   });
 
-  test("recordUpTo: every file as lstat sees it after extraction, hashed up to the size given; a replaced one is not kept", async () => {
+  test("record: every file as lstat sees it after extraction; a replaced one is not kept", async () => {
     const archive = await craft([
       { header: { name: "small.txt", mode: 0o640 }, data: "small" },
       { header: { name: "large.bin" }, data: "x".repeat(100) },
@@ -579,20 +580,45 @@ describe("extracting into place", () => {
       { header: { name: "link", type: "symlink", linkname: "small.txt" } },
     ]);
     const dest = join(tempDir(), "dest");
-    const { written } = await extractArchive(archive, dest, { recordUpTo: 50 });
+    const { written } = await extractArchive(archive, dest, { record: "files" });
     expect([...written!.keys()].sort()).toEqual(["large.bin", "small.txt"]);
     const st = lstatSync(join(dest, "small.txt"));
-    expect(written!.get("small.txt")).toEqual({
-      size: 5,
-      mtimeMs: st.mtimeMs,
-      ctimeMs: st.ctimeMs,
-      ino: st.ino,
-      mode: st.mode,
-      sha256: new Bun.CryptoHasher("sha256").update("small").digest("hex"),
-    });
-    expect(written!.get("large.bin")?.sha256).toBeNull();
+    expect(written!.get("small.txt")).toEqual({ size: 5, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, mode: st.mode, chunks: null });
     // Merging moves files, which changes them: nothing is recorded.
-    expect((await extractArchive(archive, dest, { into: "merge", recordUpTo: 50 })).written).toBeUndefined();
+    expect((await extractArchive(archive, dest, { into: "merge", record: "files" })).written).toBeUndefined();
+  });
+
+  test("record: manifest gives each file the chunks the manifest after the archive lists; one that does not fit the files gives none", async () => {
+    const entries = [
+      { header: { name: "a.txt" }, data: "alpha" },
+      { header: { name: "dir", type: "directory" as const } },
+      { header: { name: "dir/b.txt" }, data: "" },
+      { header: { name: "dir/c.bin" }, data: "c".repeat(300) },
+    ];
+    // A plain tar, as saves stream.
+    const archive = gunzipSync(await craft(entries));
+    const h = (n: number): string => n.toString(16).padStart(64, "0");
+    const withManifest = (files: Array<[number, string[]]>): Uint8Array => {
+      const m = new ManifestWriter();
+      for (const [size, chunks] of files) m.add(size, chunks);
+      return Buffer.concat([archive, m.bytes()]);
+    };
+    const extract = async (bytes: Uint8Array) => (await extractArchive(bytes, join(tempDir(), "dest"), { record: "manifest" })).written!;
+    const good = await extract(withManifest([[5, [h(1)]], [0, []], [300, [h(2), h(3)]]]));
+    expect(good.get("a.txt")?.chunks).toEqual([h(1)]);
+    expect(good.get("dir/b.txt")?.chunks).toEqual([]);
+    expect(good.get("dir/c.bin")?.chunks).toEqual([h(2), h(3)]);
+    // A size that differs, a file too few, a manifest cut short, none at all: nothing is known.
+    for (const bytes of [
+      withManifest([[5, [h(1)]], [1, []], [300, [h(2)]]]),
+      withManifest([[5, [h(1)]], [0, []]]),
+      withManifest([[5, [h(1)]], [0, []], [300, [h(2)]]]).subarray(0, -10),
+      archive,
+    ]) {
+      const written = await extract(bytes);
+      expect(written.size).toBe(3);
+      expect([...written.values()].map((f) => f.chunks)).toEqual([null, null, null]);
+    }
   });
 
   // Giving files to another user takes root (the agent, handing a workspace to the sandbox's user).

@@ -252,6 +252,27 @@ for (const [kind, open] of stores()) {
       await expect(tar()).rejects.toThrow(/damaged/);
     });
 
+    test("a restore's stream carries its files' chunks after the archive (GNU tar still reads it); a download's does not", async () => {
+      const r = await rig(await open());
+      const big = "0123456789abcdef".repeat(40_000);
+      const s = saveOf({ "a.txt": "alpha", "sub/big.txt": big, "sub/empty.txt": "" });
+      await r.vault.storePack(r.alice, s.pack);
+      const bytesOf = async (manifest: boolean) => new Uint8Array(await new Response(ReadableStreamFrom(r.vault.tar(r.alice, s.root, { mtimeSec: 0, manifest }))).arrayBuffer());
+      const withManifest = await bytesOf(true);
+      const { written } = await extractArchive(withManifest, join(tempDir(), "restored"), { record: "manifest" });
+      expect(written!.get("a.txt")?.chunks).toEqual([sha256(new TextEncoder().encode("alpha"))]);
+      expect(written!.get("sub/empty.txt")?.chunks).toEqual([]);
+      expect(written!.get("sub/big.txt")?.chunks).toEqual(saveOf({ "sub/big.txt": big }).blobs.filter((b) => b.bytes.length > 1000).map((b) => b.hash));
+      const file = join(tempDir(), "restore.tar");
+      writeFileSync(file, withManifest);
+      const listed = Bun.spawnSync(["tar", "-tf", file]);
+      expect(listed.exitCode).toBe(0);
+      expect(listed.stdout.toString().split("\n").filter(Boolean).sort()).toEqual(["a.txt", "sub/", "sub/big.txt", "sub/empty.txt"]);
+      const plain = await bytesOf(false);
+      expect(withManifest.length).toBeGreaterThan(plain.length);
+      expect((await extractArchive(plain, join(tempDir(), "restored"), { record: "manifest" })).written!.get("a.txt")?.chunks).toBeNull();
+    });
+
     test("small blobs sealed one by one (saves from before groups) still read", async () => {
       const r = await rig(await open());
       const s = saveOf({ "a.txt": "before groups", "sub/b.txt": "also before" });

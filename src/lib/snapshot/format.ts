@@ -123,3 +123,60 @@ export function decodePack(pack: Uint8Array): PackRecord[] {
   }
   return out;
 }
+
+/**
+ * What a restore stream carries after its tar end marker: each regular file of the archive, in
+ * order, with its size and its chunks' hashes, so the restore knows what it wrote without hashing
+ * it. `CATTYMF1`, a count (u32), then for each file its size (f64), its number of chunks (u32)
+ * and their hashes (32 bytes each). A tar reader stops at the end marker and never sees it.
+ */
+const MANIFEST_MAGIC = new TextEncoder().encode("CATTYMF1");
+
+export interface ManifestFile {
+  size: number;
+  chunks: string[];
+}
+
+export class ManifestWriter {
+  private readonly parts: Uint8Array[] = [];
+  private count = 0;
+
+  add(size: number, chunks: readonly string[]): void {
+    const part = Buffer.allocUnsafe(12 + 32 * chunks.length);
+    part.writeDoubleBE(size, 0);
+    part.writeUInt32BE(chunks.length, 8);
+    chunks.forEach((c, i) => part.write(c, 12 + 32 * i, 32, "hex"));
+    this.parts.push(part);
+    this.count++;
+  }
+
+  bytes(): Uint8Array {
+    const head = Buffer.allocUnsafe(MANIFEST_MAGIC.length + 4);
+    head.set(MANIFEST_MAGIC, 0);
+    head.writeUInt32BE(this.count, MANIFEST_MAGIC.length);
+    return Buffer.concat([head, ...this.parts]);
+  }
+}
+
+/** The files of a manifest (zero bytes before it, the rest of the end marker, are skipped); throws if malformed. */
+export function decodeManifest(input: Uint8Array): ManifestFile[] {
+  let at = 0;
+  while (at < input.length && input[at] === 0) at++;
+  const bytes = Buffer.from(input.buffer, input.byteOffset + at, input.byteLength - at);
+  if (bytes.length < MANIFEST_MAGIC.length + 4 || !MANIFEST_MAGIC.every((b, i) => bytes[i] === b)) throw new Error("no manifest");
+  const count = bytes.readUInt32BE(MANIFEST_MAGIC.length);
+  const out: ManifestFile[] = [];
+  let off = MANIFEST_MAGIC.length + 4;
+  for (let i = 0; i < count; i++) {
+    if (off + 12 > bytes.length) throw new Error("the manifest is cut short");
+    const size = bytes.readDoubleBE(off);
+    const n = bytes.readUInt32BE(off + 8);
+    off += 12;
+    if (off + 32 * n > bytes.length) throw new Error("the manifest is cut short");
+    const chunks: string[] = [];
+    for (let k = 0; k < n; k++, off += 32) chunks.push(bytes.toString("hex", off, off + 32));
+    out.push({ size, chunks });
+  }
+  if (off !== bytes.length) throw new Error("the manifest has bytes after its end");
+  return out;
+}
