@@ -295,6 +295,14 @@ for (const [kind, open] of stores()) {
       expect(readFileSync(join(dest, "sub/b.txt"), "utf8")).toBe("also before");
     });
 
+    test("a save whose tree is malformed (a name that climbs out) is refused, and cannot be read", async () => {
+      const r = await rig(await open());
+      const bad = new TextEncoder().encode(JSON.stringify({ v: 1, e: [{ t: "l", n: "..", l: "/etc" }] }));
+      await r.vault.storePack(r.alice, encodePack([{ hash: sha256(bad), bytes: bad }]));
+      await expect(r.vault.verify(r.alice, sha256(bad))).rejects.toThrow(/malformed/);
+      await expect(restore(r, r.alice, sha256(bad))).rejects.toThrow(/malformed/);
+    });
+
     test("a pack with a blob that does not match its hash is refused whole", async () => {
       const r = await rig(await open());
       const { encodePack, sha256 } = await import("../../src/lib/snapshot/format.ts");

@@ -71,14 +71,42 @@ export function encodeTree(entries: readonly TreeEntry[]): Uint8Array {
   return new TextEncoder().encode(JSON.stringify({ v: 1, e }));
 }
 
-/** Parses a tree's bytes; throws on anything but a well-formed tree with unique, sorted names. */
+/**
+ * Parses a tree's bytes; throws on anything but a well-formed tree with unique, sorted names (the
+ * schemas above, checked by hand: a restore reads every tree of a save, and zod cost more than
+ * the parsing itself).
+ */
 export function decodeTree(bytes: Uint8Array): Tree {
-  const tree = Tree.parse(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)));
-  for (let i = 1; i < tree.e.length; i++) {
-    if (!(tree.e[i - 1]!.n < tree.e[i]!.n)) throw new Error("tree entries are not sorted and unique");
+  const raw = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes)) as unknown;
+  if (!isRecord(raw) || raw.v !== 1 || !Array.isArray(raw.e)) throw new Error("not a tree (v 1 with entries e)");
+  const entries = raw.e as unknown[];
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i];
+    if (!isRecord(e) || !isName(e.n)) throw new Error(`entry ${i} has no valid name`);
+    if (i > 0 && !((entries[i - 1] as TreeEntry).n < e.n)) throw new Error("tree entries are not sorted and unique");
+    const ok =
+      e.t === "f"
+        ? isMode(e.m) && Number.isSafeInteger(e.s) && (e.s as number) >= 0 && Number.isSafeInteger(e.mt) && Array.isArray(e.c) && e.c.every(isHash)
+        : e.t === "d"
+          ? isMode(e.m) && isHash(e.h)
+          : e.t === "l" && typeof e.l === "string" && e.l.length >= 1 && e.l.length <= 4096;
+    if (!ok) throw new Error(`entry ${JSON.stringify(e.n)} is malformed`);
   }
-  return tree;
+  return raw as Tree;
 }
+
+const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
+const HASH = /^[0-9a-f]{64}$/;
+const isHash = (x: unknown): boolean => typeof x === "string" && HASH.test(x);
+const isMode = (x: unknown): boolean => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0o7777;
+const isName = (x: unknown): x is string =>
+  typeof x === "string" &&
+  x.length > 0 &&
+  x !== "." &&
+  x !== ".." &&
+  !x.includes("/") &&
+  !x.includes("\0") &&
+  (x.length * 3 <= MAX_PART_BYTES || Buffer.byteLength(x) <= MAX_PART_BYTES);
 
 export interface PackRecord {
   hash: string;
