@@ -175,8 +175,13 @@ export class WorkspaceSaver {
       await transport.done(id, { root: built.root, size: built.bytes, files: built.files });
       this.committed = built.root;
       this.known = this.builder.referenced();
-      // What the save read and sent is garbage now: give it back rather than keep the peak.
+      // What the save read and sent is garbage now: give it back rather than keep the peak. The
+      // collection alone keeps the code compiled for the restore and the save; Bun.shrink (once
+      // idle: JSC drops compiled code, collects and frees unused pages) takes the idle agent
+      // after a first save of 20,000 files from ~59 to ~53 MB of its own memory. What runs later
+      // is compiled again; a save is at most every 30 s.
       Bun.gc(true);
+      Bun.shrink();
       log.info("saved workspace", {
         reason,
         files: built.files,
