@@ -321,7 +321,9 @@ async function sessions(workspace: string): Promise<{ firstMs: number; secondMs:
   const cpuPct = ((cpuSeconds([agentPid]) - before) / IDLE_S) * 100;
   const mem = memory(agentPid);
   const rssMb = (mem?.rssKb ?? NaN) / 1024;
-  console.log(`  the idle agent's memory: ${((mem?.anonKb ?? NaN) / 1024).toFixed(1)} MB its own (heap and the rest), ${((mem?.fileKb ?? NaN) / 1024).toFixed(1)} MB of its executable's pages`);
+  // The executable's pages are RssShmem, not RssFile, when it lies in tmpfs (TMPDIR=/dev/shm).
+  const exePages = (mem?.fileKb ?? NaN) + (mem?.shmemKb ?? NaN);
+  console.log(`  the idle agent's memory: ${((mem?.anonKb ?? NaN) / 1024).toFixed(1)} MB its own (heap and the rest), ${(exePages / 1024).toFixed(1)} MB of its executable's pages`);
   return { firstMs, secondMs, cpuPct, rssMb };
 }
 
