@@ -93,9 +93,10 @@ export class WorkspaceJournal {
     return this.queue;
   }
 
-  private async watchDir(rel: string): Promise<void> {
+  /** Watches the directory `rel` (`seen`: how it was just found, when it was). */
+  private async watchDir(rel: string, seen?: Stats): Promise<void> {
     if (this.closed || this.dirs.has(rel)) return;
-    const st = await lstat(this.abs(rel)).catch(() => null);
+    const st = seen ?? (await lstat(this.abs(rel)).catch(() => null));
     if (!st?.isDirectory()) return;
     let watcher: FSWatcher | null = null;
     try {
@@ -191,33 +192,26 @@ export class WorkspaceJournal {
   }
 
   /**
-   * Scans `rel` (watched already) until every directory the scan found was watched before it
-   * started: whatever is written into a directory after the scan that found it raises an event,
-   * and whatever was written before is in the scan. (Watching a directory only after the scan
-   * that found it would miss a file created in between, and its mtime, taken when the watch
-   * starts, would hide it from the directory checks too.)
+   * Scans `rel` (watched already), watching each directory it finds before listing it: whatever is
+   * written into a directory after it was listed raises an event, and whatever was written before
+   * is in the scan. (Watching a directory only after the scan that found it would miss a file
+   * created in between, and its mtime, taken when the watch starts, would hide it from the
+   * directory checks too.)
    */
-  private async watchedScan(rel: string): Promise<Map<string, string>> {
-    for (;;) {
-      const now = await this.scan(rel);
-      let unwatched = false;
-      for (const [path, sig] of now) {
-        if (sig !== "d" || this.dirs.has(path)) continue;
-        unwatched = true;
-        await this.watchDir(path);
-      }
-      if (!unwatched || this.closed) return now;
-    }
+  private watchedScan(rel: string): Promise<Map<string, string>> {
+    return this.scan(rel, true);
   }
 
-  /** Signatures of everything under `rel` (not `rel` itself). */
-  private async scan(rel: string): Promise<Map<string, string>> {
+  /** Signatures of everything under `rel` (not `rel` itself); with `watch`, directories are watched as found. */
+  private async scan(rel: string, watch = false): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     const base = rel === "" ? "" : `${rel}/`;
-    await walkTree(this.abs(rel), (sub, st) => {
+    await walkTree(this.abs(rel), async (sub, st) => {
       const path = base + sub;
       if (this.exclude(path, st.isDirectory())) return false;
       if (st.isDirectory() || st.isFile() || st.isSymbolicLink()) out.set(path, signature(st));
+      // The walk lists a directory after its visit: watched first, nothing written in between is missed.
+      if (watch && st.isDirectory()) await this.watchDir(path, st);
     });
     return out;
   }
