@@ -275,7 +275,7 @@ export function createVault(deps: VaultDeps) {
       // group for its trees and then again for its files. (What looks like a tree only decides
       // where a blob is placed; reading does not depend on it.)
       const units: Array<SealUnit & { ids: string[]; grouped: boolean }> = [];
-      const open = { trees: { members: [] as typeof fresh, bytes: 0 }, files: { members: [] as typeof fresh, bytes: 0 } };
+      const forming = { trees: { members: [] as typeof fresh, bytes: 0 }, files: { members: [] as typeof fresh, bytes: 0 } };
       const closeGroup = (group: { members: typeof fresh; bytes: number }): void => {
         if (group.members.length > 0) units.push({ aad: GROUP_AAD, plain: encodeGroup(group.members), ids: group.members.map((m) => m.id), grouped: true });
         group.members = [];
@@ -286,13 +286,13 @@ export function createVault(deps: VaultDeps) {
           units.push({ aad: blob.id, plain: blob.plain, ids: [blob.id], grouped: false });
           continue;
         }
-        const group = looksLikeTree(blob.plain) ? open.trees : open.files;
+        const group = looksLikeTree(blob.plain) ? forming.trees : forming.files;
         group.members.push(blob);
         group.bytes += blob.plain.length;
         if (group.bytes >= GROUP_BYTES || group.members.length >= GROUP_MEMBERS) closeGroup(group);
       }
-      closeGroup(open.files);
-      closeGroup(open.trees);
+      closeGroup(forming.files);
+      closeGroup(forming.trees);
       const parts: Uint8Array[] = [];
       const rows: Array<BlobLocation & { id: string }> = [];
       let offset = 0;
@@ -408,17 +408,12 @@ export function createVault(deps: VaultDeps) {
         while (!exhausted && pending < READ_AHEAD && (pendingBytes < READ_AHEAD_BYTES || pending === 0)) {
           if (taken === queue.length) {
             if (!next) {
-              const asked = walk.next();
-              next = asked;
-              asked.then((got) => void (arrived = got), () => {});
+              next = walk.next();
+              next.then((got) => void (arrived = got), () => {});
             }
-            if (!arrived) {
-              if (ahead.length > 0) return;
-              await next;
-            }
+            if (!arrived && ahead.length > 0) return;
             const got = arrived ?? (await next);
-            next = null;
-            arrived = null;
+            next = arrived = null;
             if (got.done) exhausted = true;
             else [queue, taken] = [got.value, 0];
             continue;
