@@ -303,6 +303,19 @@ for (const [kind, open] of stores()) {
       await expect(restore(r, r.alice, sha256(bad))).rejects.toThrow(/malformed/);
     });
 
+    test("a save nested deeper than 256 directories is refused, and its stream fails instead of running on", async () => {
+      const r = await rig(await open());
+      const deep = saveOf({ [`${"d/".repeat(300)}f.txt`]: "deep" });
+      await r.vault.storePack(r.alice, deep.pack);
+      await expect(r.vault.verify(r.alice, deep.root)).rejects.toThrow(/deeper than 256/);
+      await expect(restore(r, r.alice, deep.root)).rejects.toThrow(/deeper than 256/);
+      // 200 levels are fine.
+      const fine = saveOf({ [`${"d/".repeat(200)}f.txt`]: "fine" });
+      await r.vault.storePack(r.alice, fine.pack);
+      await r.vault.verify(r.alice, fine.root);
+      expect(readFileSync(join(await restore(r, r.alice, fine.root), `${"d/".repeat(200)}f.txt`), "utf8")).toBe("fine");
+    });
+
     test("a pack with a blob that does not match its hash is refused whole", async () => {
       const r = await rig(await open());
       const { encodePack, sha256 } = await import("../../src/lib/snapshot/format.ts");
