@@ -8,7 +8,7 @@
  */
 import { AttentionTracker, claudeHookSettings, foregroundReadsInput } from "./attention.ts";
 import { putFile } from "./files.ts";
-import { mkdirSync } from "node:fs";
+import { lstatSync, mkdirSync } from "node:fs";
 import { seedClaudeConfig } from "../src/lib/claude-config.ts";
 import { loginShell } from "../src/lib/account.ts";
 import { formatDuration } from "../src/lib/duration.ts";
@@ -25,9 +25,10 @@ import { Program } from "./program.ts";
 import type { PtyRunner } from "./pty.ts";
 import { Requests } from "./requests.ts";
 import { restoreWorkspace, type RestoreSource } from "./restore.ts";
+import type { ExtractStats } from "../src/lib/archive.ts";
 import { WorkspaceSaver, type SaveOutcome } from "./saver.ts";
 import { SyncSender } from "./sync-sender.ts";
-import { WorkspaceJournal } from "./watch.ts";
+import { DIR_SIGNATURE, fileSignature, symlinkSignature, WorkspaceJournal } from "./watch.ts";
 
 export interface AgentDeps {
   config: AgentConfig;
@@ -115,6 +116,24 @@ function programEnv(env: NodeJS.ProcessEnv): Record<string, string> {
   out.COLORTERM = "truecolor";
   out.CATTY = "1";
   return out;
+}
+
+/**
+ * The restored tree as the workspace journal signs it (`WorkspaceJournal.start`): files from the
+ * restore's records, directories, and symlinks as they are now; null when the restore kept no records.
+ */
+function journalPicture(root: string, stats: ExtractStats): Map<string, string> | undefined {
+  if (!stats.written || !stats.others) return undefined;
+  const picture = new Map<string, string>();
+  for (const [rel, f] of stats.written) picture.set(rel, fileSignature(f.size, f.mtimeMs, f.mode));
+  for (const [rel, kind] of stats.others) {
+    if (kind === "dir") picture.set(rel, DIR_SIGNATURE);
+    else {
+      const st = lstatSync(join(root, rel), { throwIfNoEntry: false });
+      if (st?.isSymbolicLink()) picture.set(rel, symlinkSignature(st.mtimeMs));
+    }
+  }
+  return picture;
 }
 
 /** Gives the workspace to the sandbox's user (`uid:gid`), so the program may change what was restored. */
@@ -359,11 +378,14 @@ export function createAgent(deps: AgentDeps): Agent {
   const begin = async (restore: RestoreSource | null): Promise<void> => {
     if (phase !== "waiting") return;
     phase = "restoring";
+    /** What the restore wrote, as the journal sees it: its picture need not come before the program. */
+    let restored: Map<string, string> | undefined;
     if (restore) {
       try {
         const started = performance.now();
         const stats = await restoreWorkspace(restore, config);
         if (stats.written) saver.seedRestored(stats.written);
+        restored = journalPicture(config.workspace, stats);
         sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
         log.info("workspace restored", { files: stats.files, bytes: stats.bytes, ms: Math.round(performance.now() - started) });
       } catch (err) {
@@ -386,13 +408,17 @@ export function createAgent(deps: AgentDeps): Agent {
     }
     // A restored tree was given to the owner as it was written.
     if (config.owner && !restore) await handOver(config.workspace, config.owner);
-    await journal.start();
+    // Started from what the restore wrote, the journal records whatever the program changes while
+    // it takes its picture; otherwise the picture comes first.
+    const watching = journal.start(restored);
+    if (!restored) await watching;
     for (const [clientId, from] of early) syncSender.subscribe(clientId, from);
     early.clear();
     phase = "running";
     if (command.notice) output.write(new TextEncoder().encode(command.notice));
     program.start();
     saver.start();
+    await watching;
   };
 
   const link = deps.dial(handlers);

@@ -523,6 +523,8 @@ export interface ExtractStats {
   bytes: number;
   /** With `record`: every regular file, by its path in the tree. */
   written?: Map<string, WrittenFile>;
+  /** With `record`: every directory and symlink, by its path in the tree. */
+  others?: Map<string, "dir" | "symlink">;
 }
 
 /** A fully checked tree in a temporary directory beside its destination. */
@@ -567,7 +569,7 @@ export async function extractArchive(source: ArchiveSource, dest: string, option
       throw err;
     });
   }
-  return { files: tree.files, bytes: tree.bytes, ...(tree.written ? { written: tree.written } : {}) };
+  return { files: tree.files, bytes: tree.bytes, ...(tree.written ? { written: tree.written } : {}), ...(tree.others ? { others: tree.others } : {}) };
 }
 
 /**
@@ -718,8 +720,12 @@ async function extractInto(
     if (escapes(rel, target, kinds.links)) throw refusedEntry(rel, `is a symlink to ${JSON.stringify(target)}, which leads outside the destination`);
   }
   if (record === "manifest") addChunks(inOrder, after, afterBytes);
-  // A file a later entry replaced with a symlink or a directory is not there any more.
-  if (written) for (const rel of written.keys()) if (kinds.exact.get(rel) !== "file") written.delete(rel);
+  if (written) {
+    // A file a later entry replaced with a symlink or a directory is not there any more.
+    for (const rel of written.keys()) if (kinds.exact.get(rel) !== "file") written.delete(rel);
+    stats.others = new Map();
+    for (const [rel, kind] of kinds.exact) if (rel !== "" && kind !== "file") stats.others.set(rel, kind);
+  }
   return stats;
 }
 

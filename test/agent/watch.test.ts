@@ -31,3 +31,39 @@ test("files written into directories made a moment before are all recorded, with
     throw new Error(`${missing.length} of ${want.length} files were never recorded, e.g. ${missing.slice(0, 5).join(", ")} (${err.message})`);
   });
 }, 30_000);
+
+test("started from what a restore wrote, the journal records what changed since, before or while it takes its picture, and nothing else", async () => {
+  const { writeFileSync, mkdirSync, rmSync, lstatSync, symlinkSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { DIR_SIGNATURE, fileSignature, symlinkSignature } = await import("../../agent/watch.ts");
+  const root = tempDir();
+  const restored: Record<string, string> = { "a.txt": "a", "b.txt": "b", "gone.txt": "gone", "sub/c.txt": "c", "node_modules/x/y.js": "y" };
+  for (const [path, text] of Object.entries(restored)) {
+    mkdirSync(join(root, path, ".."), { recursive: true });
+    writeFileSync(join(root, path), text);
+  }
+  symlinkSync("a.txt", join(root, "link"));
+  // The restore's picture, as the agent makes it from the extractor's records.
+  const picture = new Map<string, string>();
+  for (const path of Object.keys(restored)) {
+    const st = lstatSync(join(root, path));
+    picture.set(path, fileSignature(st.size, st.mtimeMs, st.mode));
+  }
+  for (const dir of ["sub", "node_modules", "node_modules/x"]) picture.set(dir, DIR_SIGNATURE);
+  picture.set("link", symlinkSignature(lstatSync(join(root, "link")).mtimeMs));
+  // The program got there first: one file changed, one deleted, one made, a directory made.
+  writeFileSync(join(root, "b.txt"), "b, changed");
+  rmSync(join(root, "gone.txt"));
+  writeFileSync(join(root, "new.txt"), "new");
+  mkdirSync(join(root, "made"));
+  writeFileSync(join(root, "made", "d.txt"), "d");
+
+  const journal = new WorkspaceJournal({ root, log: silentLog, scanIntervalMs: 60_000, onChange() {} });
+  journals.push(journal);
+  await journal.start(picture);
+  const recorded = Object.fromEntries(journal.changesSince(0).map((e) => [e.path, e.kind]));
+  expect(recorded).toEqual({ "b.txt": "file", "gone.txt": "deleted", "new.txt": "file", made: "dir", "made/d.txt": "file" });
+  // And it watches on from there.
+  writeFileSync(join(root, "sub", "c.txt"), "c, changed");
+  await waitFor(() => journal.changesSince(0).some((e) => e.path === "sub/c.txt"), { timeoutMs: 10_000, what: "a change after the start recorded" });
+});
