@@ -52,6 +52,8 @@ const looksLikeTree = (bytes: Uint8Array): boolean => bytes.length >= TREE_PREFI
 const MAX_GROUP_BYTES = 1024 * 1024;
 /** Opened groups a reader keeps (a restore reads a group's members one after another). */
 const GROUP_CACHE = 64;
+/** Blob locations the readers' indexes keep, over all users (each about 400 bytes with its id and trees). */
+const INDEX_ENTRIES = 100_000;
 
 /**
  * Runs a storage call, again after 200 ms and 800 ms if it throws (a storage that answered 500 or
@@ -106,14 +108,45 @@ export function createVault(deps: VaultDeps) {
     return keys;
   }
 
-  /** Reads a user's blobs, checking each (see above); caches packs it read whole and groups it opened. */
-  function reader(userId: string) {
+  /**
+   * What reading a user's saves learnt, by content hash: blob ids, where the blobs are, decoded
+   * trees. None of it changes until one of the user's blobs is deleted (a collection moves the
+   * count), so restores of the same save, or of one much like it, do not look it all up again.
+   * The least recently read users' go first past `INDEX_ENTRIES` locations.
+   */
+  interface UserIndex {
+    deletions: number;
+    ids: Map<string, string>;
+    locations: Map<string, BlobLocation>;
+    trees: Map<string, Tree>;
+  }
+  const indexes = new Map<string, UserIndex>();
+  async function indexOf(userId: string): Promise<UserIndex> {
+    const deletions = await store.blobDeletions(userId);
+    let index = indexes.get(userId);
+    if (index?.deletions !== deletions) index = { deletions, ids: new Map(), locations: new Map(), trees: new Map() };
+    indexes.delete(userId);
+    indexes.set(userId, index);
+    let entries = 0;
+    for (const i of indexes.values()) entries += i.locations.size;
+    for (const [user, i] of indexes) {
+      if (entries <= INDEX_ENTRIES || i === index) break;
+      entries -= i.locations.size;
+      indexes.delete(user);
+    }
+    if (index.locations.size > INDEX_ENTRIES) [index.ids, index.locations, index.trees] = [new Map(), new Map(), new Map()];
+    return index;
+  }
+
+  /**
+   * Reads a user's blobs, checking each (see above); caches packs it read whole and groups it
+   * opened, and keeps what it learns in `index` (a reader's own, unless given the user's).
+   */
+  function reader(userId: string, index: Omit<UserIndex, "deletions"> = { ids: new Map(), locations: new Map(), trees: new Map() }) {
     const packs = new Map<string, Promise<Uint8Array>>();
     const sizes = new Map<string, number>();
     let cached = 0;
-    /** By content hash: the blob's stored id, and where it is once looked up. */
-    const ids = new Map<string, string>();
-    const locations = new Map<string, BlobLocation>();
+    const { ids, locations, trees } = index;
     const idOf = (keys: UserKeys, hash: string): string => {
       let id = ids.get(hash);
       if (id === undefined) {
@@ -228,12 +261,17 @@ export function createVault(deps: VaultDeps) {
         return plain;
       },
       async tree(hash: string): Promise<Tree> {
+        const known = trees.get(hash);
+        if (known) return known;
         const bytes = await this.read(hash);
+        let tree: Tree;
         try {
-          return decodeTree(bytes);
+          tree = decodeTree(bytes);
         } catch (err) {
           throw new CattyError("bad_request", `Tree ${hash.slice(0, 12)}… of the save is malformed: ${(err as Error).message}.`);
         }
+        trees.set(hash, tree);
+        return tree;
       },
     };
   }
@@ -348,7 +386,7 @@ export function createVault(deps: VaultDeps) {
      * a restore knows them without hashing what it wrote.
      */
     async *tar(userId: string, root: string, opts: { mtimeSec: number; manifest?: boolean }): AsyncGenerator<Uint8Array> {
-      const r = reader(userId);
+      const r = reader(userId, await indexOf(userId));
       /** Trees read (or being read), each once what it lists has been looked up. */
       const trees = new Map<string, Promise<Tree>>();
       const treeOf = (hash: string): Promise<Tree> => {

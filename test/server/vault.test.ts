@@ -273,6 +273,40 @@ for (const [kind, open] of stores()) {
       expect((await extractArchive(plain, join(tempDir(), "restored"), { record: "manifest" })).written!.get("a.txt")?.chunks).toBeNull();
     });
 
+    test("a second restore of a save looks nothing up again; after a collection it does, and reads blobs stored again in new packs", async () => {
+      const r = await rig(await open());
+      let lookups = 0;
+      const counted = new Proxy(r.store, {
+        get: (target, prop, receiver) =>
+          prop === "blobLocations"
+            ? (...args: Parameters<Store["blobLocations"]>) => {
+                lookups++;
+                return target.blobLocations(...args);
+              }
+            : Reflect.get(target, prop, receiver),
+      });
+      const vault = createVault({ store: counted, blobs: r.blobs, master: Buffer.alloc(32, 9), log: silentLog });
+      const files = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`d${i % 4}/f${i}.txt`, `file ${i}`]));
+      const s = saveOf(files);
+      await vault.storePack(r.alice, s.pack);
+      const restoreWith = async (): Promise<Record<string, string>> => {
+        const dest = join(tempDir(), "restored");
+        await extractArchive(new Uint8Array(await new Response(ReadableStreamFrom(vault.tar(r.alice, s.root, { mtimeSec: 0 }))).arrayBuffer()), dest, { into: "empty" });
+        return Object.fromEntries(Object.keys(files).map((p) => [p, readFileSync(join(dest, p), "utf8")]));
+      };
+      expect(await restoreWith()).toEqual(files);
+      expect(lookups).toBeGreaterThan(0);
+      lookups = 0;
+      expect(await restoreWith()).toEqual(files);
+      expect(lookups).toBe(0);
+      // Everything collected, then stored again: new packs, new locations.
+      await vault.collect(r.alice, [], { now: Date.now() + 3_600_000, orphanAgeMs: 0 });
+      expect(await r.blobs.list(`vault/${r.alice}/`)).toEqual([]);
+      await vault.storePack(r.alice, s.pack);
+      expect(await restoreWith()).toEqual(files);
+      expect(lookups).toBeGreaterThan(0);
+    });
+
     test("small blobs sealed one by one (saves from before groups) still read", async () => {
       const r = await rig(await open());
       const s = saveOf({ "a.txt": "before groups", "sub/b.txt": "also before" });
