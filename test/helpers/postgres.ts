@@ -3,8 +3,9 @@
  * on PATH), a private cluster made by `initdb` in a temp directory (as the `postgres` user when the
  * tests run as root: PostgreSQL refuses to run as root), listening on a free loopback port and on a
  * socket in that directory only, with trust authentication for the cluster's own user. One cluster
- * per test process, started on first use and stopped when the process exits; each caller gets a
- * database of its own (`freshDatabase`).
+ * per test process, started on first use and stopped after the last test (the test preload calls
+ * `stopPostgres`; other users, such as a bench, stop it on exit); each caller gets a database of
+ * its own (`freshDatabase`).
  */
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,7 +26,8 @@ export function postgresBin(): string | null {
 interface Cluster {
   /** The admin URL (database `postgres`). */
   url: string;
-  stop(): void;
+  /** Shuts the server down, waits for it to exit, and removes its files. */
+  stop(): Promise<void>;
 }
 
 let cluster: Promise<Cluster> | null = null;
@@ -62,11 +64,17 @@ async function startCluster(): Promise<Cluster> {
     for await (const chunk of proc.stderr) log = (log + new TextDecoder().decode(chunk)).slice(-4000);
   })();
   const url = `postgres://catty@127.0.0.1:${port}/postgres`;
-  const stop = (): void => {
+  // A process exiting cannot wait: it signals and goes (`bun test` runs no exit handlers, hence stopPostgres).
+  const onExit = (): void => void proc.kill("SIGKILL");
+  process.once("exit", onExit);
+  const stop = async (): Promise<void> => {
+    process.off("exit", onExit);
     proc.kill("SIGINT"); // fast shutdown
+    const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(10_000).then(() => false)]);
+    if (!exited) proc.kill("SIGKILL");
+    await proc.exited;
     rmSync(dir, { recursive: true, force: true });
   };
-  process.once("exit", stop);
   try {
     await waitFor(
       async () => {
@@ -84,10 +92,17 @@ async function startCluster(): Promise<Cluster> {
       { timeoutMs: 30_000, what: "PostgreSQL to accept connections" },
     );
   } catch (err) {
-    stop();
+    await stop();
     throw err;
   }
   return { url, stop };
+}
+
+/** Stops this process's cluster, if it started one, and removes its files. */
+export async function stopPostgres(): Promise<void> {
+  const started = cluster;
+  cluster = null;
+  await (await started?.catch(() => null))?.stop();
 }
 
 let databases = 0;

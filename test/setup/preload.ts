@@ -1,11 +1,15 @@
 /**
  * Test preload (bunfig.toml): every test process gets its own HOME and CATTY_HOME in a fresh
  * temporary directory, and no Catty setting (`CATTY_*`) or storage credential (`AWS_*`) from the developer's environment, so no
- * test reads or writes the developer's own files or talks to their server.
+ * test reads or writes the developer's own files or talks to their server. After the last test,
+ * the PostgreSQL cluster the tests started (if any) is stopped and the temporary HOME removed:
+ * `bun test` runs no exit handlers.
  */
-import { mkdtempSync } from "node:fs";
+import { afterAll } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { stopPostgres } from "../helpers/postgres.ts";
 
 // Every setting of every binary, and storage credentials: a test sets what it needs itself.
 for (const name of Object.keys(process.env)) {
@@ -14,3 +18,8 @@ for (const name of Object.keys(process.env)) {
 const home = mkdtempSync(join(tmpdir(), "catty-test-home-"));
 process.env.HOME = home;
 process.env.CATTY_HOME = join(home, ".catty");
+
+afterAll(async () => {
+  await stopPostgres();
+  rmSync(home, { recursive: true, force: true });
+});
