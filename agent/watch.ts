@@ -92,9 +92,9 @@ export class WorkspaceJournal {
     await this.watchDir("");
     if (since) {
       this.known = new Map([...since].filter(([path, sig]) => !this.exclude(path, sig === DIR_SIGNATURE)));
-      this.apply(await this.watchedScan(""), () => true);
+      this.apply(await this.scan("", true), () => true);
     } else {
-      this.known = await this.watchedScan("");
+      this.known = await this.scan("", true);
     }
     this.scheduleCheck();
   }
@@ -145,7 +145,7 @@ export class WorkspaceJournal {
       if (this.known.get(rel) === "d") return;
       // A new directory (or a file replaced by one): it and everything already in it.
       await this.watchDir(rel);
-      const now = await this.watchedScan(rel);
+      const now = await this.scan(rel, true);
       now.set(rel, "d");
       this.apply(now, (p) => p === rel || p.startsWith(`${rel}/`));
       return;
@@ -207,17 +207,12 @@ export class WorkspaceJournal {
   }
 
   /**
-   * Scans `rel` (watched already), watching each directory it finds before listing it: whatever is
-   * written into a directory after it was listed raises an event, and whatever was written before
-   * is in the scan. (Watching a directory only after the scan that found it would miss a file
-   * created in between, and its mtime, taken when the watch starts, would hide it from the
-   * directory checks too.)
+   * Signatures of everything under `rel` (not `rel` itself). With `watch` (`rel` watched already),
+   * each directory found is watched before the walk lists it: whatever is written into it after it
+   * was listed raises an event, and whatever was written before is in the scan. (Watching a
+   * directory only after the scan that found it would miss a file created in between, and its
+   * mtime, taken when the watch starts, would hide it from the directory checks too.)
    */
-  private watchedScan(rel: string): Promise<Map<string, string>> {
-    return this.scan(rel, true);
-  }
-
-  /** Signatures of everything under `rel` (not `rel` itself); with `watch`, directories are watched as found. */
   private async scan(rel: string, watch = false): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     const base = rel === "" ? "" : `${rel}/`;
@@ -225,7 +220,6 @@ export class WorkspaceJournal {
       const path = base + sub;
       if (this.exclude(path, st.isDirectory())) return false;
       if (st.isDirectory() || st.isFile() || st.isSymbolicLink()) out.set(path, signature(st));
-      // The walk lists a directory after its visit: watched first, nothing written in between is missed.
       if (watch && st.isDirectory()) await this.watchDir(path, st);
     });
     return out;
@@ -254,7 +248,7 @@ export class WorkspaceJournal {
   /** The whole safety net: whatever differs from what is known is recorded as a change. */
   async rescan(): Promise<void> {
     await this.serial(async () => {
-      const now = await this.watchedScan("");
+      const now = await this.scan("", true);
       const before = this.seq;
       this.apply(now, () => true);
       if (this.seq !== before) this.opts.log.info("scan found changes the watcher missed", { count: this.seq - before });

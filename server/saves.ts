@@ -20,6 +20,7 @@ import type { Log } from "../src/lib/log.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { AgentControl } from "./relay.ts";
 import type { SaveRow, SessionRow, Store, TransferRow, User } from "./store/types.ts";
+import { Hash } from "../src/lib/snapshot/format.ts";
 import { savesToKeep } from "./vault/retention.ts";
 import { signTicket, verifyTicket } from "./tickets.ts";
 import type { Vault } from "./vault/vault.ts";
@@ -69,7 +70,7 @@ export const vaultRoot = (key: string | null): string | null => (key?.startsWith
 const WriteTicket = z.object({ w: z.string() });
 const ReadTicket = z.object({
   u: z.string(),
-  r: z.string().regex(/^[0-9a-f]{64}$/),
+  r: Hash,
   z: z.literal(1).optional(),
   t: z.number().int(),
   n: Label.optional(),

@@ -89,12 +89,6 @@ export interface CollectResult {
 export function createVault(deps: VaultDeps) {
   const { store, blobs, master, log } = deps;
   const keyCache = new Map<string, Promise<UserKeys>>();
-  /**
-   * Per user: trees known to be complete (every blob below them stored), as of the user's count
-   * of deletions; a collection by any replica moves the count, and what was known goes.
-   */
-  const complete = new Map<string, { deletions: number; trees: Set<string> }>();
-
   function keysOf(userId: string): Promise<UserKeys> {
     let keys = keyCache.get(userId);
     if (!keys) {
@@ -110,21 +104,24 @@ export function createVault(deps: VaultDeps) {
 
   /**
    * What reading a user's saves learnt, by content hash: blob ids, where the blobs are, decoded
-   * trees. None of it changes until one of the user's blobs is deleted (a collection moves the
-   * count), so restores of the same save, or of one much like it, do not look it all up again.
-   * The least recently read users' go first past `INDEX_ENTRIES` locations.
+   * trees; and which trees checking saves found complete (every blob below them stored). None of
+   * it changes until one of the user's blobs is deleted (a collection, by any replica, moves the
+   * count), so restores of the same save, or of one much like it, do not look it all up again, and
+   * a save is checked without walking what was checked before. The least recently used users' go
+   * first past `INDEX_ENTRIES` locations.
    */
   interface UserIndex {
     deletions: number;
     ids: Map<string, string>;
     locations: Map<string, BlobLocation>;
     trees: Map<string, Tree>;
+    complete: Set<string>;
   }
   const indexes = new Map<string, UserIndex>();
   async function indexOf(userId: string): Promise<UserIndex> {
     const deletions = await store.blobDeletions(userId);
     let index = indexes.get(userId);
-    if (index?.deletions !== deletions) index = { deletions, ids: new Map(), locations: new Map(), trees: new Map() };
+    if (index?.deletions !== deletions) index = { deletions, ids: new Map(), locations: new Map(), trees: new Map(), complete: new Set() };
     indexes.delete(userId);
     indexes.set(userId, index);
     let entries = 0;
@@ -142,7 +139,7 @@ export function createVault(deps: VaultDeps) {
    * Reads a user's blobs, checking each (see above); caches packs it read whole and groups it
    * opened, and keeps what it learns in `index` (a reader's own, unless given the user's).
    */
-  function reader(userId: string, index: Omit<UserIndex, "deletions"> = { ids: new Map(), locations: new Map(), trees: new Map() }) {
+  function reader(userId: string, index: Pick<UserIndex, "ids" | "locations" | "trees"> = { ids: new Map(), locations: new Map(), trees: new Map() }) {
     const packs = new Map<string, Promise<Uint8Array>>();
     const sizes = new Map<string, number>();
     let cached = 0;
@@ -353,10 +350,8 @@ export function createVault(deps: VaultDeps) {
      * is stored and well-formed. `stored`: ids known to be stored (just sent), not looked up again.
      */
     async verify(userId: string, root: string, stored: ReadonlySet<string> = new Set()): Promise<void> {
-      const deletions = await store.blobDeletions(userId);
-      let known = complete.get(userId);
-      if (known?.deletions !== deletions) complete.set(userId, (known = { deletions, trees: new Set() }));
-      const done = known.trees;
+      const done = (await indexOf(userId)).complete;
+      // Its own reader: a save about to become the latest has its trees read from storage.
       const r = reader(userId);
       const keys = await keysOf(userId);
       const walk = async (hash: string, depth: number): Promise<void> => {

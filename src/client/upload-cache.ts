@@ -10,11 +10,11 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FileMemo } from "../lib/snapshot/build.ts";
+import { isHash } from "../lib/snapshot/format.ts";
 
 /** One file: size, mtime, ctime, inode, mode, chunk hashes. */
 type Row = [number, number, number, number, number, string[]];
 
-const HASH = /^[0-9a-f]{64}$/;
 const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
 
 /** Checked by hand, not with a schema: the file holds a row for each of tens of thousands of files. */
@@ -22,7 +22,7 @@ function memoOf(row: unknown): FileMemo | null {
   if (!Array.isArray(row) || row.length !== 6) return null;
   const [size, mtimeMs, ctimeMs, ino, mode, chunks] = row as unknown[];
   if (!count(size) || typeof mtimeMs !== "number" || typeof ctimeMs !== "number" || !count(ino) || !count(mode)) return null;
-  if (!Array.isArray(chunks) || chunks.length > 100_000 || !chunks.every((c) => typeof c === "string" && HASH.test(c))) return null;
+  if (!Array.isArray(chunks) || chunks.length > 100_000 || !chunks.every(isHash)) return null;
   return { size, mtimeMs, ctimeMs, ino, mode, chunks: chunks as string[] };
 }
 

@@ -169,7 +169,6 @@ export class SnapshotBuilder {
     if (this.slices.due) await this.slices.next();
   }
 
-
   private async buildDir(rel: string, sink: BlobSink, visit: ((rel: string) => boolean) | null, result: BuildResult): Promise<DirMemo> {
     const cached = this.dirs.get(rel);
     if (cached && visit && !visit(rel)) return cached;

@@ -27,18 +27,26 @@ export const MAX_QUERY_HASHES = 10_000;
 export const PACK_MAGIC = new TextEncoder().encode("CATTYPK1");
 const RECORD_HEADER = 32 + 4;
 
-export const Hash = z.string().regex(/^[0-9a-f]{64}$/, "not a SHA-256 hash");
+const HASH = /^[0-9a-f]{64}$/;
+/** A blob's name: hex SHA-256 of its content. */
+export const isHash = (x: unknown): x is string => typeof x === "string" && HASH.test(x);
+export const Hash = z.string().regex(HASH, "not a SHA-256 hash");
 export type Hash = z.infer<typeof Hash>;
 
 export function sha256(bytes: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
 }
 
-/** A directory entry's name: one path part, not `.` or `..`, no `/` or NUL. */
-const Name = z
-  .string()
-  .min(1)
-  .refine((n) => n !== "." && n !== ".." && !n.includes("/") && !n.includes("\0") && Buffer.byteLength(n) <= MAX_PART_BYTES, "not a file name");
+/** A directory entry's name: one path part, not `.` or `..`, no `/` or NUL, at most 255 bytes. */
+const isName = (x: unknown): x is string =>
+  typeof x === "string" &&
+  x.length > 0 &&
+  x !== "." &&
+  x !== ".." &&
+  !x.includes("/") &&
+  !x.includes("\0") &&
+  (x.length * 3 <= MAX_PART_BYTES || Buffer.byteLength(x) <= MAX_PART_BYTES);
+const Name = z.string().refine(isName, "not a file name");
 const Mode = z.number().int().min(0).max(0o7777);
 
 export const FileEntry = z.object({
@@ -96,17 +104,7 @@ export function decodeTree(bytes: Uint8Array): Tree {
 }
 
 const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === "object" && x !== null && !Array.isArray(x);
-const HASH = /^[0-9a-f]{64}$/;
-const isHash = (x: unknown): boolean => typeof x === "string" && HASH.test(x);
 const isMode = (x: unknown): boolean => Number.isInteger(x) && (x as number) >= 0 && (x as number) <= 0o7777;
-const isName = (x: unknown): x is string =>
-  typeof x === "string" &&
-  x.length > 0 &&
-  x !== "." &&
-  x !== ".." &&
-  !x.includes("/") &&
-  !x.includes("\0") &&
-  (x.length * 3 <= MAX_PART_BYTES || Buffer.byteLength(x) <= MAX_PART_BYTES);
 
 export interface PackRecord {
   hash: string;
