@@ -22,6 +22,7 @@ import {
 import { join, posix, resolve } from "node:path";
 import fc from "fast-check";
 import {
+  checkedRelPath,
   checkParents,
   checkRelPath,
   isGitName,
@@ -147,6 +148,17 @@ describe("checkRelPath", () => {
         }),
         { numRuns: 5000 },
       );
+    });
+
+    test("the shortcut for plain paths answers exactly as the full check, under every rule", () => {
+      const plainish = fc.oneof(pathish, fc.stringMatching(/^[a-zA-Z0-9._\/-]{0,300}$/), fc.array(fc.constantFrom("a", ".", "..", "git", ".git", "x-1_y.z", ""), { maxLength: 6 }).map((p) => p.join("/")));
+      fc.assert(
+        fc.property(plainish, fc.boolean(), fc.boolean(), (path, lenient, allowGit) => {
+          expect(parseRelPath(path, { lenient, allowGit })).toEqual(checkedRelPath(path, { lenient, allowGit }));
+        }),
+        { numRuns: 20000 },
+      );
+      expect(parseRelPath("a".repeat(MAX_PART_BYTES + 1)).problem).toStartWith("a path with a part that is too long");
     });
 
     test("any letter case of .git, with trailing dots or spaces, anywhere in a path, is refused", () => {
