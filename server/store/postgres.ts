@@ -125,6 +125,8 @@ const MIGRATIONS: readonly string[] = [
   // 4: small blobs sealed together in groups; how many times a user's blobs were deleted.
   `ALTER TABLE blobs ADD COLUMN grouped BOOLEAN NOT NULL DEFAULT false;
    ALTER TABLE user_keys ADD COLUMN deletions BIGINT NOT NULL DEFAULT 0;`,
+  // 5: no query looks blobs up by pack; the index cost about a tenth of every blob's insert.
+  `DROP INDEX IF EXISTS blobs_pack;`,
 ];
 
 /** Schema versions this server knows. */
@@ -372,14 +374,16 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
       return new Set((await blobLocations(userId, ids)).keys());
     },
     async insertBlobs(userId, rows) {
-      if (rows.length === 0) return;
-      await q(
+      if (rows.length === 0) return new Set();
+      const inserted = await q(
         `INSERT INTO blobs (user_id, id, pack, "offset", length, grouped, created_at)
          SELECT $1, a.id, a.pack, a.off, a.len, a.grouped, $7
          FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::boolean[]) AS a(id, pack, off, len, grouped)
-         ON CONFLICT (user_id, id) DO NOTHING`,
+         ON CONFLICT (user_id, id) DO NOTHING
+         RETURNING id`,
         [userId, rows.map((r) => r.id), rows.map((r) => r.pack), rows.map((r) => r.offset), rows.map((r) => r.length), rows.map((r) => r.grouped === true), new Date().toISOString()],
       );
+      return new Set(inserted.map((r) => str(r.id)));
     },
     blobLocations,
     async blobsOfUser(userId) {

@@ -138,6 +138,8 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     addColumn(db, "blobs", "grouped", "INTEGER NOT NULL DEFAULT 0");
     addColumn(db, "user_keys", "deletions", "INTEGER NOT NULL DEFAULT 0");
   },
+  // 9: no query looks blobs up by pack; the index cost about a tenth of every blob's insert.
+  (db) => db.run("DROP INDEX IF EXISTS blobs_pack"),
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -389,9 +391,11 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async insertBlobs(userId, rows) {
       const q = db.query("INSERT OR IGNORE INTO blobs (user_id, id, pack, offset, length, grouped, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)");
       const now = new Date().toISOString();
+      const inserted = new Set<string>();
       db.transaction(() => {
-        for (const r of rows) q.run(userId, r.id, r.pack, r.offset, r.length, r.grouped ? 1 : 0, now);
+        for (const r of rows) if (q.run(userId, r.id, r.pack, r.offset, r.length, r.grouped ? 1 : 0, now).changes > 0) inserted.add(r.id);
       })();
+      return inserted;
     },
     async blobLocations(userId, ids) {
       const out = new Map<string, BlobLocation>();

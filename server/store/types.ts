@@ -247,8 +247,8 @@ export interface Store {
   insertUserKey(userId: string, wrapped: string): Promise<string>;
   /** Which of the ids (stored blob ids) the user's index has. */
   blobsPresent(userId: string, ids: readonly string[]): Promise<Set<string>>;
-  /** Indexes blobs (ids already indexed keep their first location). */
-  insertBlobs(userId: string, rows: ReadonlyArray<BlobLocation & { id: string }>): Promise<void>;
+  /** Indexes blobs (ids already indexed keep their first location); resolves to the ids whose rows it inserted. */
+  insertBlobs(userId: string, rows: ReadonlyArray<BlobLocation & { id: string }>): Promise<Set<string>>;
   blobLocations(userId: string, ids: readonly string[]): Promise<Map<string, BlobLocation>>;
   blobsOfUser(userId: string): Promise<Array<{ id: string; pack: string }>>;
   /** Deletes blobs from the index, and counts one more deletion for the user (`blobDeletions`). */

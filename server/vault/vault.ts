@@ -103,12 +103,12 @@ export function createVault(deps: VaultDeps) {
   }
 
   /**
-   * What reading a user's saves learnt, by content hash: blob ids, where the blobs are, decoded
-   * trees; and which trees checking saves found complete (every blob below them stored). None of
-   * it changes until one of the user's blobs is deleted (a collection, by any replica, moves the
-   * count), so restores of the same save, or of one much like it, do not look it all up again, and
-   * a save is checked without walking what was checked before. The least recently used users' go
-   * first past `INDEX_ENTRIES` locations.
+   * What reading a user's saves learnt, by content hash: blob ids, where the blobs are (also
+   * learnt as packs are stored), decoded trees; and which trees checking saves found complete
+   * (every blob below them stored). None of it changes until one of the user's blobs is deleted
+   * (a collection, by any replica, moves the count), so restores of the same save, or of one much
+   * like it, do not look it all up again, and a save is checked without walking what was checked
+   * before. The least recently used users' go first past `INDEX_ENTRIES` locations.
    */
   interface UserIndex {
     deletions: number;
@@ -294,6 +294,7 @@ export function createVault(deps: VaultDeps) {
         throw new CattyError("bad_request", `The pack was refused: ${(err as Error).message}.`);
       }
       const keys = await keysOf(userId);
+      const index = await indexOf(userId);
       const ids = records.map((r) => blobId(keys, r.hash));
       const present = await store.blobsPresent(userId, ids);
       const key = `${packPrefix(userId)}${randomBytes(16).toString("hex")}`;
@@ -341,7 +342,19 @@ export function createVault(deps: VaultDeps) {
       });
       if (rows.length === 0) return { blobs: 0, bytes: 0, ids };
       await retrying(() => blobs.put(key, Buffer.concat(parts)));
-      await store.insertBlobs(userId, rows);
+      const inserted = await store.insertBlobs(userId, rows);
+      // Where the rows this pack inserted point is known now: the first restore need not look it
+      // up. Not a row another transfer inserted first: its pack is that one, not this. (An index a
+      // deletion has ended since it was taken is dropped at its next use, with this in it.)
+      if (indexes.get(userId) === index) {
+        const hashOf = new Map(records.map((r, i) => [ids[i]!, r.hash]));
+        for (const { id, ...loc } of rows) {
+          if (!inserted.has(id)) continue;
+          const hash = hashOf.get(id)!;
+          index.ids.set(hash, id);
+          index.locations.set(hash, loc);
+        }
+      }
       return { blobs: rows.length, bytes, ids };
     },
 

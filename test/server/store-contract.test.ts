@@ -195,10 +195,14 @@ for (const engine of ENGINES) {
       await store.insertUserKey(alice.id, "wrapped");
       await store.insertUserKey(bob.id, "wrapped");
       const ids = Array.from({ length: 1234 }, (_, i) => `${i}`.padStart(64, "0"));
-      await store.insertBlobs(alice.id, ids.map((id, i) => ({ id, pack: `vault/a/p${i % 3}`, offset: i * 5_000_000, length: 100 + i, ...(i === 5 ? { grouped: true } : {}) })));
-      await store.insertBlobs(alice.id, [{ id: ids[0]!, pack: "vault/a/other", offset: 1, length: 1 }]);
-      await store.insertBlobs(bob.id, [{ id: ids[1]!, pack: "vault/b/p", offset: 0, length: 9 }]);
-      await store.insertBlobs(alice.id, []);
+      const inserted = await store.insertBlobs(alice.id, ids.map((id, i) => ({ id, pack: `vault/a/p${i % 3}`, offset: i * 5_000_000, length: 100 + i, ...(i === 5 ? { grouped: true } : {}) })));
+      expect(inserted).toEqual(new Set(ids));
+      // Rows already there are left as they are, and are not among those inserted.
+      expect(await store.insertBlobs(alice.id, [{ id: ids[0]!, pack: "vault/a/other", offset: 1, length: 1 }, { id: "e".repeat(64), pack: "vault/a/other", offset: 2, length: 2 }])).toEqual(
+        new Set(["e".repeat(64)]),
+      );
+      expect(await store.insertBlobs(bob.id, [{ id: ids[1]!, pack: "vault/b/p", offset: 0, length: 9 }])).toEqual(new Set([ids[1]!]));
+      expect(await store.insertBlobs(alice.id, [])).toEqual(new Set());
       const asked = [...ids.slice(0, 700), "f".repeat(64), ...ids.slice(700)];
       const present = await store.blobsPresent(alice.id, asked);
       expect(present.size).toBe(1234);
@@ -213,7 +217,7 @@ for (const engine of ENGINES) {
       expect((await store.usersWithBlobs()).sort()).toEqual([alice.id, bob.id].sort());
       expect(await store.blobDeletions(alice.id)).toBe(0);
       await store.deleteBlobs(alice.id, ids.slice(0, 1000));
-      expect((await store.blobsOfUser(alice.id)).length).toBe(234);
+      expect((await store.blobsOfUser(alice.id)).length).toBe(235);
       await store.deleteBlobs(alice.id, []);
       expect(await store.blobDeletions(alice.id)).toBe(1);
       expect(await store.blobDeletions(bob.id)).toBe(0);

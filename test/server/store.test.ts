@@ -43,7 +43,9 @@ describe("sqlite store migrations", () => {
     expect((await store.liveSessions()).map((r) => r.id).sort()).toEqual(["s1", "s2"]);
     store.close();
     const db = new Database(file);
-    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(8);
+    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(9);
+    // The blob index has no index by pack (no query looks blobs up by pack).
+    expect(db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'blobs'").all()).not.toContainEqual({ name: "blobs_pack" });
     db.close();
     // Opening again changes nothing.
     const again = openSqliteStore(file);

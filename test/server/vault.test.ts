@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from "node:fs";
+import { createHmac } from "node:crypto";
 import { join } from "node:path";
 import fc from "fast-check";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
@@ -273,7 +274,7 @@ for (const [kind, open] of stores()) {
       expect((await extractArchive(plain, join(tempDir(), "restored"), { record: "manifest" })).written!.get("a.txt")?.chunks).toBeNull();
     });
 
-    test("a second restore of a save looks nothing up again; after a collection it does, and reads blobs stored again in new packs", async () => {
+    test("a restore of a save the server stored or read before looks nothing up; after another replica's collection it does, and reads blobs stored again in new packs", async () => {
       const r = await rig(await open());
       let lookups = 0;
       const counted = new Proxy(r.store, {
@@ -285,26 +286,54 @@ for (const [kind, open] of stores()) {
               }
             : Reflect.get(target, prop, receiver),
       });
-      const vault = createVault({ store: counted, blobs: r.blobs, master: Buffer.alloc(32, 9), log: silentLog });
+      const replica = (): Vault => createVault({ store: counted, blobs: r.blobs, master: Buffer.alloc(32, 9), log: silentLog });
+      const [a, b] = [replica(), replica()];
       const files = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`d${i % 4}/f${i}.txt`, `file ${i}`]));
       const s = saveOf(files);
-      await vault.storePack(r.alice, s.pack);
-      const restoreWith = async (): Promise<Record<string, string>> => {
+      await a.storePack(r.alice, s.pack);
+      const restoreWith = async (vault: Vault): Promise<Record<string, string>> => {
+        lookups = 0;
         const dest = join(tempDir(), "restored");
         await extractArchive(new Uint8Array(await new Response(ReadableStreamFrom(vault.tar(r.alice, s.root, { mtimeSec: 0 }))).arrayBuffer()), dest, { into: "empty" });
         return Object.fromEntries(Object.keys(files).map((p) => [p, readFileSync(join(dest, p), "utf8")]));
       };
-      expect(await restoreWith()).toEqual(files);
-      expect(lookups).toBeGreaterThan(0);
-      lookups = 0;
-      expect(await restoreWith()).toEqual(files);
+      // The replica that stored the blobs knows where they are.
+      expect(await restoreWith(a)).toEqual(files);
       expect(lookups).toBe(0);
-      // Everything collected, then stored again: new packs, new locations.
-      await vault.collect(r.alice, [], { now: Date.now() + 3_600_000, orphanAgeMs: 0 });
-      expect(await r.blobs.list(`vault/${r.alice}/`)).toEqual([]);
-      await vault.storePack(r.alice, s.pack);
-      expect(await restoreWith()).toEqual(files);
+      // Another looks them up the first time only.
+      expect(await restoreWith(b)).toEqual(files);
       expect(lookups).toBeGreaterThan(0);
+      expect(await restoreWith(b)).toEqual(files);
+      expect(lookups).toBe(0);
+      // Everything collected by b, then stored again: new packs, new locations. a, which knew the
+      // old ones, sees the deletion and looks them up again.
+      await b.collect(r.alice, [], { now: Date.now() + 3_600_000, orphanAgeMs: 0 });
+      expect(await r.blobs.list(`vault/${r.alice}/`)).toEqual([]);
+      await b.storePack(r.alice, s.pack);
+      expect(await restoreWith(a)).toEqual(files);
+      expect(lookups).toBeGreaterThan(0);
+      expect(await restoreWith(b)).toEqual(files);
+      expect(lookups).toBe(0);
+    });
+
+    test("a pack whose blobs another transfer indexed first is not remembered as where they are (it is collected as an orphan)", async () => {
+      const r = await rig(await open());
+      const files = { "a.txt": "the same content, stored twice" };
+      const s = saveOf(files);
+      await r.vault.storePack(r.alice, s.pack);
+      // A second replica that missed the first's rows (both checked before either indexed) stores
+      // the same blobs again, in a pack of its own whose rows are ignored.
+      const blind = new Proxy(r.store, {
+        get: (target, prop, receiver) => (prop === "blobsPresent" ? async () => new Set<string>() : Reflect.get(target, prop, receiver)),
+      });
+      const late = createVault({ store: blind, blobs: r.blobs, master: Buffer.alloc(32, 9), log: silentLog });
+      const packs = await r.blobs.list(`vault/${r.alice}/`);
+      await late.storePack(r.alice, s.pack);
+      expect((await r.blobs.list(`vault/${r.alice}/`)).length).toBe(packs.length + 1);
+      // The orphan pack goes; no row pointed at it, so no deletion is counted.
+      await late.collect(r.alice, [s.root], { now: Date.now() + 3_600_000, orphanAgeMs: 0 });
+      expect(await r.blobs.list(`vault/${r.alice}/`)).toEqual(packs);
+      expect(picture(await restore({ ...r, vault: late }, r.alice, s.root))).toEqual({ "a.txt": expect.stringMatching(/^644 /) });
     });
 
     test("small blobs sealed one by one (saves from before groups) still read", async () => {
@@ -434,6 +463,17 @@ describe("storage faults (S3 through a proxy that fails requests)", () => {
     expect(await r.vault.missing(r.alice, [lost])).toEqual([lost]);
     const back = await restore(r, r.alice, first.root);
     expect(readFileSync(join(back, "a.txt"), "utf8")).toBe("the first save");
+  });
+});
+
+describe("blob names", () => {
+  test("a blob's stored id is HMAC-SHA256 of its content hash under the user's naming key, as saves were always indexed", () => {
+    const keys = { seal: Buffer.alloc(32, 1), name: Buffer.from(Array.from({ length: 32 }, (_, i) => i * 7)) };
+    for (const text of ["", "a", "catty"]) {
+      const hash = sha256(new TextEncoder().encode(text));
+      expect(blobId(keys, hash)).toBe(createHmac("sha256", keys.name).update(hash).digest("hex"));
+    }
+    expect(blobId({ ...keys, name: Buffer.alloc(32, 2) }, sha256(new Uint8Array(0)))).not.toBe(blobId(keys, sha256(new Uint8Array(0))));
   });
 });
 
