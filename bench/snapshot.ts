@@ -11,10 +11,10 @@
  *   (c) unchanged tick: time of a periodic save the journal saw nothing in, and of a tick that
  *       lists the whole tree; restic's unchanged backup — target ≤ 50 ms;
  *   (d) restore (the tar stream into the safe extractor, timed in its process as the agent times
- *       it, without Bun's start), against `tar xzf`: a save's first, right
- *       after each full save (the server has read none of it) — target ≤ tar xzf; and the same
- *       save again, as a second session from the same project is (the server kept the save's
- *       trees and where its blobs are), also against restic restore;
+ *       it, without Bun's start), against `tar xzf`: a save's first, right after each full save
+ *       (the server has read none of it; it knows where the blobs it stored are) — target ≤ tar
+ *       xzf; and the same save again, as a second session from the same project is (the server
+ *       kept the save's trees and where its blobs are), also against restic restore;
  *   (e) `catty new` in the workspace to the program's first output, through the compiled binaries
  *       (a real `catty-server`, sandboxed local sessions) under a PTY: the first time, and again
  *       with nothing changed — targets ≤ 3 s and ≤ 1 s;
@@ -405,7 +405,8 @@ async function savesReport(workspace: string, generated: { files: number; bytes:
     const t = await timed(() => tarSave(workspace, round));
     tarMs.push(t.ms);
     tarFile = t.value.file;
-    // The save's first restore: the server has read none of it yet (its trees, where its blobs are).
+    // The save's first restore: the server has read none of it yet (its trees are read and
+    // decoded now); where its blobs are, it knows from storing them, as for `catty new`.
     const first = await saves.restoreFor({ ...row, restoreKey: (await store.listSaves(row.id))[0]?.key ?? null });
     if (!first) throw new Error("no save to restore");
     const firstRead = await restoreAndXzf(first.url, tarFile, `first-${round}`);
