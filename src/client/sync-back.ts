@@ -14,9 +14,8 @@ import { createHash } from "node:crypto";
 import { lstat, mkdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { formatBytes } from "../lib/archive.ts";
-import { createExcluder } from "../lib/exclude.ts";
 import type { Log } from "../lib/log.ts";
-import { checkParents, checkRelPath, isGitName, sameContent, TempFile, walkTree, writeFileAtomic } from "../lib/safe-fs.ts";
+import { checkParents, checkRelPath, sameContent, TempFile, writeFileAtomic } from "../lib/safe-fs.ts";
 import { CattyError } from "../protocol/errors.ts";
 import { DEFAULT_SYNC_MAX_BYTES } from "../protocol/agent-env.ts";
 import type { SyncEvent, SyncPosition } from "../protocol/index.ts";
@@ -324,16 +323,4 @@ async function freeName(base: string): Promise<string> {
     const name = i === 0 ? base : `${base}.${i}`;
     if (!(await lstat(name).catch(() => null))) return name;
   }
-}
-
-/** What `catty new` uploaded: remembered so a later local edit is told apart from the upload. */
-export async function recordTree(root: string, includeGit: boolean): Promise<SyncState["files"]> {
-  const exclude = createExcluder(root, "upload", includeGit);
-  const files: SyncState["files"] = {};
-  await walkTree(root, (rel, st) => {
-    // Sync-back never writes into .git, so there is nothing there to tell apart.
-    if (exclude(rel, st.isDirectory()) || isGitName(rel.slice(rel.lastIndexOf("/") + 1))) return false;
-    if (st.isFile()) files[rel] = { size: st.size, mtimeMs: st.mtimeMs };
-  });
-  return files;
 }

@@ -15,12 +15,16 @@ import { MAX_QUERY_HASHES } from "../lib/snapshot/format.ts";
 import { BlobUploader, httpVault, type VaultClient } from "../lib/snapshot/upload.ts";
 import { silentReporter, type Progress, type Reporter } from "./progress.ts";
 import { CattyError } from "../protocol/errors.ts";
+import { isGitName } from "../lib/safe-fs.ts";
+import type { SyncState } from "./sync-back.ts";
 
 export interface UploadSummary extends UploadResult {
   files: number;
   bytes: number;
   /** Bytes of content the server did not have. */
   added: number;
+  /** Each file sent (none inside `.git`), as it was when read: sync-back tells later local edits apart. */
+  sent: SyncState["files"];
 }
 
 /** Collects the hashes and sizes of a build's blobs, sending nothing. */
@@ -94,12 +98,17 @@ export async function uploadDirectory(
     const uploader = new BlobUploader(vault);
     // The count is formatted every 64 files: once per file cost 20 ms of a 20,000-file upload.
     let count = "";
+    const sent: SyncState["files"] = {};
     const builder = new SnapshotBuilder({
       root,
       exclude,
       onProgress: (s) => {
         if (s.files % 64 === 1) count = `${s.files.toLocaleString("en-US")} files`;
         step.update(s.bytes, count);
+      },
+      // Sync-back never writes into `.git`: there is nothing there to tell apart.
+      onFile: (rel, st) => {
+        if (!rel.split("/").some(isGitName)) sent[rel] = { size: st.size, mtimeMs: st.mtimeMs };
       },
     });
     builder.seedFiles(seed);
@@ -109,12 +118,12 @@ export async function uploadDirectory(
     await uploader.flush().catch((err: unknown) => {
       throw err instanceof Error && !(err instanceof CattyError) ? new CattyError("unavailable", `The upload failed: ${err.message}`, "Run `catty new` again.") : err;
     });
-    return { uploader, builder, built };
+    return { uploader, builder, built, sent };
   };
   try {
     // A project uploaded before is checked as it is sent instead.
     if (cached.size === 0) await checkCap(direct, root, exclude, maxUploadBytes, step);
-    let { uploader, builder, built } = await send(cached);
+    let { uploader, builder, built, sent } = await send(cached);
     const commit = () => client.commitUpload(start.id, { root: built.root, files: built.files, size: built.bytes });
     let result: UploadResult;
     try {
@@ -123,7 +132,7 @@ export async function uploadDirectory(
       // The server no longer has chunks the cache said it had (they were collected): read it all.
       if (cached.size === 0 || !(err instanceof CattyError && err.code === "bad_request")) throw err;
       if (cacheKey) dropUploadCache(cacheKey);
-      ({ uploader, builder, built } = await send(new Map()));
+      ({ uploader, builder, built, sent } = await send(new Map()));
       result = await commit();
     }
     // Nothing read and nothing gone: the cache already says all there is.
@@ -135,10 +144,10 @@ export async function uploadDirectory(
         report.warn(`Could not remember the project for next time: ${(err as Error).message}`);
       }
     }
-    const sent = uploader.added === 0 ? "nothing new to send" : `${formatBytes(uploader.added)} sent`;
-    step.done(`Uploaded ${built.files.toLocaleString("en-US")} files, ${formatBytes(built.bytes)} (${sent})`);
+    const news = uploader.added === 0 ? "nothing new to send" : `${formatBytes(uploader.added)} sent`;
+    step.done(`Uploaded ${built.files.toLocaleString("en-US")} files, ${formatBytes(built.bytes)} (${news})`);
     for (const s of built.skipped) report.warn(`Left out ${s.path}: ${s.reason}`);
-    return { ...result, files: built.files, bytes: built.bytes, added: uploader.added };
+    return { ...result, files: built.files, bytes: built.bytes, added: uploader.added, sent };
   } catch (err) {
     step.fail();
     throw err;

@@ -8,7 +8,6 @@ import { uploadDirectory } from "../client/upload.ts";
 import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
 import { detachHint, requireTty } from "../client/attach.ts";
-import { recordTree } from "../client/sync-back.ts";
 import { apiArg, commandAfterDashes } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
 
@@ -77,7 +76,7 @@ export default defineCommand({
       offset: 0,
       autoReconnect: args["auto-reconnect"],
       syncBack: args["sync-back"],
-      uploaded: upload && args["sync-back"] ? await recordTree(process.cwd(), args.git) : undefined,
+      uploaded: upload && args["sync-back"] ? upload.sent : undefined,
     });
   },
 });

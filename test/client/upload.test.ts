@@ -6,7 +6,7 @@
  * upload. A counting proxy between the upload and the server shows which hashes were asked about.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { uploadDirectory } from "../../src/client/upload.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
@@ -77,6 +77,23 @@ describe("uploads remember the project", () => {
     expect(changed.summary.added).toBeGreaterThan(0);
     expect(changed.hashes).toBe(1 + 6);
     expect(changed.summary.id).not.toBe(again.summary.id);
+  });
+
+  test("the summary lists each file sent as it was read, for sync-back (none inside .git, none left out), also when the cache spared reading it", async () => {
+    const home = tempDir();
+    const dir = writeTree(tempDir(), {
+      "a.txt": "alpha\n",
+      "src/b.ts": "beta\n",
+      ".git/HEAD": "ref: refs/heads/main\n",
+      "node_modules/x/index.js": "left out\n",
+      "debug.log": "left out\n",
+    });
+    symlinkSync("a.txt", join(dir, "link"));
+    const expected = Object.fromEntries(["a.txt", "src/b.ts"].map((rel) => [rel, { size: statSync(join(dir, rel)).size, mtimeMs: statSync(join(dir, rel)).mtimeMs }]));
+    for (let round = 0; round < 2; round++) {
+      const summary = await uploadDirectory(client(), dir, { includeGit: true, cacheHome: home });
+      expect(summary.sent).toEqual(expected);
+    }
   });
 
   test("a cache whose chunks the server no longer has: read again whole, and the upload is complete", async () => {

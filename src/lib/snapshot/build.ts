@@ -57,6 +57,8 @@ export interface BuilderOptions {
   exclude: Excluder;
   /** After each file read, with the totals so far. */
   onProgress?(stats: BuildStats): void;
+  /** Each regular file of the directories a build lists (read or known), as it was listed. */
+  onFile?(rel: string, st: Stats): void;
 }
 
 const SKIPPED_KEPT = 100;
@@ -228,6 +230,7 @@ export class SnapshotBuilder {
         result.files++;
         result.bytes += file.size;
         this.opts.onProgress?.({ files: result.files, bytes: result.bytes });
+        this.opts.onFile?.(childRel, st);
       } else {
         continue; // sockets, fifos and devices are not project content
       }
