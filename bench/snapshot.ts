@@ -292,7 +292,8 @@ async function sessions(workspace: string): Promise<{ firstMs: number; secondMs:
     const shown = new Promise<void>((resolve) => (ready = resolve));
     const t0 = performance.now();
     if (values["agent-log"]) console.log(`${new Date().toISOString()} catty new`);
-    spawnInPty([bins.catty, "new", "--no-sync-back", "--", "sh", "-c", `echo ${READY}; exec sleep 3600`], {
+    // As a user runs it: with sync-back (the default) into the project directory.
+    spawnInPty([bins.catty, "new", "--", "sh", "-c", `echo ${READY}; exec sleep 3600`], {
       cwd: workspace,
       env: { ...process.env, CATTY_API_ADDR: server.url, CATTY_TOKEN: server.token, CATTY_HOME: home, CATTY_NO_UPDATE_CHECK: "1" },
       onOutput: (data) => {
