@@ -9,7 +9,7 @@
 import type { UploadResult } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { createExcluder, formatBytes, type Excluder } from "../lib/archive.ts";
-import { SnapshotBuilder, treeSize, type BlobSink, type FileMemo } from "../lib/snapshot/build.ts";
+import { SnapshotBuilder, treeSize, type BlobSink, type FileMemo, type Listing } from "../lib/snapshot/build.ts";
 import { dropUploadCache, loadUploadCache, saveUploadCache } from "./upload-cache.ts";
 import { MAX_QUERY_HASHES } from "../lib/snapshot/format.ts";
 import { BlobUploader, httpVault, type VaultClient } from "../lib/snapshot/upload.ts";
@@ -50,9 +50,11 @@ async function tooLarge(root: string, exclude: Excluder, fresh: number, cap: num
  * Refuses, before any content is sent, a project with more new content than the server takes:
  * when its files alone pass the cap, their hashes are checked with the server first.
  */
-async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap: number, step: Progress): Promise<void> {
-  const size = await treeSize(root, exclude);
-  if (size.bytes <= cap) return;
+async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap: number, step: Progress): Promise<Listing> {
+  // What it lists, the upload does not list again.
+  const listing: Listing = new Map();
+  const size = await treeSize(root, exclude, 5, listing);
+  if (size.bytes <= cap) return listing;
   const tally = new Tally();
   await new SnapshotBuilder({ root, exclude, onProgress: (s) => step.update(s.bytes, "checking what the server has") }).build(tally, null);
   const hashes = [...tally.sizes.keys()];
@@ -61,6 +63,7 @@ async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap
     for (const h of await vault.missing(hashes.slice(i, i + MAX_QUERY_HASHES))) fresh += tally.sizes.get(h) ?? 0;
   }
   if (fresh > cap) throw await tooLarge(root, exclude, fresh, cap);
+  return new Map();
 }
 
 /**
@@ -94,7 +97,7 @@ export async function uploadDirectory(
   const vault = cached.size > 0 ? capped(direct, maxUploadBytes, () => tooLarge(root, exclude, 0, maxUploadBytes)) : direct;
   const step = report.step("Uploading");
   /** Reads the project (files the seed still describes are not read again) and sends what the server lacks. */
-  const send = async (seed: Map<string, FileMemo>) => {
+  const send = async (seed: Map<string, FileMemo>, listing: Listing = new Map()) => {
     const uploader = new BlobUploader(vault);
     // The count is formatted every 64 files: once per file cost 20 ms of a 20,000-file upload.
     let count = "";
@@ -112,6 +115,7 @@ export async function uploadDirectory(
       },
     });
     builder.seedFiles(seed);
+    builder.seedListing(listing);
     const built = await builder.build(uploader, null).catch((err: unknown) => {
       throw err instanceof Error && !(err instanceof CattyError) ? new CattyError("bad_request", err.message) : err;
     });
@@ -122,8 +126,8 @@ export async function uploadDirectory(
   };
   try {
     // A project uploaded before is checked as it is sent instead.
-    if (cached.size === 0) await checkCap(direct, root, exclude, maxUploadBytes, step);
-    let { uploader, builder, built, sent } = await send(cached);
+    const listing = cached.size === 0 ? await checkCap(direct, root, exclude, maxUploadBytes, step) : undefined;
+    let { uploader, builder, built, sent } = await send(cached, listing);
     const commit = () => client.commitUpload(start.id, { root: built.root, files: built.files, size: built.bytes });
     let result: UploadResult;
     try {

@@ -75,6 +75,8 @@ export class SnapshotBuilder {
   private readonly slices = new TimeSlices();
   /** The read buffer, reused file after file while a build runs (8 MiB: not kept between builds). */
   private buffer: Uint8Array | null = null;
+  /** Directories listed for the next build (`seedListing`). */
+  private listing: Listing | null = null;
 
   constructor(private readonly opts: BuilderOptions) {}
 
@@ -106,6 +108,14 @@ export class SnapshotBuilder {
    */
   seedFiles(memos: Iterable<[string, FileMemo]>): void {
     for (const [rel, memo] of memos) this.files.set(rel, memo);
+  }
+
+  /**
+   * Directories listed just before (`listTree`, which `catty new` takes to check the server's
+   * cap): the next build takes their entries from here instead of listing them again.
+   */
+  seedListing(listing: Listing): void {
+    this.listing = listing;
   }
 
   /** Whether a build happened since the last reset. */
@@ -152,7 +162,10 @@ export class SnapshotBuilder {
     this.readFiles = new Set();
     this.slices.restart();
     this.buffer = new Uint8Array(MAX_CHUNK * 2);
-    const memo = await this.buildDir("", sink, visit, result).finally(() => (this.buffer = null));
+    const memo = await this.buildDir("", sink, visit, result).finally(() => {
+      this.buffer = null;
+      this.listing = null;
+    });
     result.root = memo.hash;
     result.files = memo.files;
     result.bytes = memo.bytes;
@@ -179,27 +192,33 @@ export class SnapshotBuilder {
     const skip = (path: string, err: unknown): void => {
       if (result.skipped.length < SKIPPED_KEPT) result.skipped.push({ path, reason: errorCode(err) });
     };
-    let names: string[] = [];
-    try {
-      names = readdirSync(abs);
-    } catch (err) {
-      skip(rel, err);
+    let listed = this.listing?.get(rel);
+    if (listed) this.listing?.delete(rel);
+    else {
+      let names: string[] = [];
+      try {
+        names = readdirSync(abs);
+      } catch (err) {
+        skip(rel, err);
+      }
+      listed = [];
+      for (const name of names) {
+        const childRel = rel === "" ? name : `${rel}/${name}`;
+        try {
+          const st = lstatSync(join(abs, name));
+          if (!exclude(childRel, st.isDirectory())) listed.push([name, st]);
+        } catch (err) {
+          skip(childRel, err);
+        }
+      }
     }
     await this.breathe();
     const entries: TreeEntry[] = [];
     const memo: DirMemo = { hash: "", files: 0, bytes: 0, names: [] };
     const present = new Set<string>();
-    for (const name of names) {
+    for (const [name, st] of listed) {
       const childRel = rel === "" ? name : `${rel}/${name}`;
       const childAbs = join(abs, name);
-      let st: Stats;
-      try {
-        st = lstatSync(childAbs);
-      } catch (err) {
-        skip(childRel, err);
-        continue;
-      }
-      if (exclude(childRel, st.isDirectory())) continue;
       if (st.isDirectory()) {
         const sub = await this.buildDir(childRel, sink, visit, result);
         entries.push({ t: "d", n: name, m: st.mode & 0o7777, h: sub.hash });
@@ -289,19 +308,44 @@ function errorCode(err: unknown): string {
   return typeof err === "object" && err !== null && "code" in err && typeof err.code === "string" ? err.code : String(err);
 }
 
-/** What a tree holds, by `lstat` only: the bytes of its files and the `n` largest. */
-export async function treeSize(root: string, exclude: Excluder, n = 5): Promise<{ bytes: number; largest: Array<{ path: string; size: number }> }> {
+/** Each directory's entries (not those left out) with what `lstat` said, by the directory's path. */
+export type Listing = Map<string, Array<[name: string, st: Stats]>>;
+
+/**
+ * What a tree holds, by `lstat` only: the bytes of its files and the `n` largest; and, with
+ * `listing`, every directory's entries (for `SnapshotBuilder.seedListing`).
+ */
+export async function treeSize(
+  root: string,
+  exclude: Excluder,
+  n = 5,
+  listing?: Listing,
+): Promise<{ bytes: number; largest: Array<{ path: string; size: number }> }> {
   let bytes = 0;
   const largest: Array<{ path: string; size: number }> = [];
-  await walkTree(root, (rel, st) => {
-    if (exclude(rel, st.isDirectory())) return false;
-    if (!st.isFile()) return;
-    bytes += st.size;
-    if (largest.length < n || st.size > (largest.at(-1)?.size ?? 0)) {
-      largest.push({ path: rel, size: st.size });
-      largest.sort((a, b) => b.size - a.size);
-      largest.length = Math.min(largest.length, n);
-    }
-  });
+  listing?.set("", []);
+  await walkTree(
+    root,
+    (rel, st) => {
+      if (exclude(rel, st.isDirectory())) return false;
+      if (listing) {
+        listing.get(parentOf(rel))?.push([rel.slice(rel.lastIndexOf("/") + 1), st]);
+        if (st.isDirectory()) listing.set(rel, []);
+      }
+      if (!st.isFile()) return;
+      bytes += st.size;
+      if (largest.length < n || st.size > (largest.at(-1)?.size ?? 0)) {
+        largest.push({ path: rel, size: st.size });
+        largest.sort((a, b) => b.size - a.size);
+        largest.length = Math.min(largest.length, n);
+      }
+    },
+    // A directory that could not be listed, or whose entry vanished, is listed again by the
+    // build, which reports what it cannot read.
+    (rel) => {
+      listing?.delete(rel);
+      listing?.delete(parentOf(rel));
+    },
+  );
   return { bytes, largest };
 }
