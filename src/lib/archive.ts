@@ -609,6 +609,8 @@ interface Kinds {
   links: Map<string, string>;
   /** Who is given what is created. */
   owner: Owner | undefined;
+  /** The directory whose parents `prepareParents` checked last, with it. */
+  checked: string;
 }
 
 const fold = (path: string) => path.normalize("NFD").toLowerCase();
@@ -634,7 +636,7 @@ async function extractInto(
   const after: Uint8Array[] = [];
   let afterBytes = 0;
   const stats: ExtractStats = { files: 0, bytes: 0, ...(written ? { written } : {}) };
-  const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map(), owner };
+  const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map(), owner, checked: "" };
   // A file made with its mode at open needs no chmod unless the umask takes bits from it.
   const umask = process.umask();
   let entries = 0;
@@ -755,7 +757,8 @@ function extractEntry(
   umask: number,
 ): Writing | null {
   const rel = entryPath(header.name);
-  const abs = rel === "" ? root : join(root, rel);
+  // `rel` is normalized and `root` is the temp directory made for this extraction.
+  const abs = rel === "" ? root : `${root}/${rel}`;
 
   switch (header.type) {
     case "directory": {
@@ -829,6 +832,10 @@ function entryPath(name: string): string {
  * (made earlier by this archive) would redirect the write, so it is refused.
  */
 function prepareParents(rel: string, name: string, root: string, kinds: Kinds): void {
+  const slash = rel.lastIndexOf("/");
+  // Entries come directory by directory: the parent checked last is still a directory (one is
+  // never replaced), and so are its parents.
+  if (slash < 0 || (slash === kinds.checked.length && rel.startsWith(kinds.checked))) return;
   let at = rel.indexOf("/");
   while (at >= 0) {
     const parent = rel.slice(0, at);
@@ -843,6 +850,7 @@ function prepareParents(rel: string, name: string, root: string, kinds: Kinds): 
     }
     at = rel.indexOf("/", at + 1);
   }
+  kinds.checked = rel.slice(0, slash);
 }
 
 /** A later entry replaces an earlier file or symlink of the same name (as tar does); never a directory. */
