@@ -455,6 +455,14 @@ describe("extracting hostile archives", () => {
     expect(err.message).toContain('"link/x"');
   });
 
+  test("a directory the archive wrote into is never replaced, so what follows in it is written inside", async () => {
+    // The extractor checks an entry's parents once per directory, relying on this.
+    for (const replacement of [{ header: { name: "d", type: "symlink" as const, linkname: "ok" } }, { header: { name: "d" }, data: "now a file" }]) {
+      const { err } = await refuse(await craft([...GOOD, { header: { name: "d/a.txt" }, data: "a" }, replacement, { header: { name: "d/b.txt" }, data: "b" }]));
+      expect(err.message).toContain("names a directory that the archive already created");
+    }
+  });
+
   test("a symlink replaced by a real directory may be written into", async () => {
     const dest = join(tempDir(), "dest");
     await extractArchive(
