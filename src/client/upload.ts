@@ -102,6 +102,17 @@ export async function uploadDirectory(
     // The count is formatted every 64 files: once per file cost 20 ms of a 20,000-file upload.
     let count = "";
     const sent: SyncState["files"] = {};
+    /** Whether a directory is in `.git` (by any spelling), answered once per directory. */
+    const gitDirs = new Map<string, boolean>([["", false]]);
+    const inGit = (dir: string): boolean => {
+      let answer = gitDirs.get(dir);
+      if (answer === undefined) {
+        const slash = dir.lastIndexOf("/");
+        answer = isGitName(dir.slice(slash + 1)) || inGit(slash < 0 ? "" : dir.slice(0, slash));
+        gitDirs.set(dir, answer);
+      }
+      return answer;
+    };
     const builder = new SnapshotBuilder({
       root,
       exclude,
@@ -111,7 +122,8 @@ export async function uploadDirectory(
       },
       // Sync-back never writes into `.git`: there is nothing there to tell apart.
       onFile: (rel, st) => {
-        if (!rel.split("/").some(isGitName)) sent[rel] = { size: st.size, mtimeMs: st.mtimeMs };
+        const slash = rel.lastIndexOf("/");
+        if (!isGitName(rel.slice(slash + 1)) && !inGit(slash < 0 ? "" : rel.slice(0, slash))) sent[rel] = { size: st.size, mtimeMs: st.mtimeMs };
       },
     });
     builder.seedFiles(seed);

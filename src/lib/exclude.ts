@@ -88,13 +88,20 @@ function gitignoreRules(root: string): { ignores(path: string): boolean } {
     if (lines.length > 0) ig.add(lines.map((line) => rebase(line, dir)));
   };
 
+  /** Directories whose own and every parent's `.gitignore` are loaded (a walk asks about each entry of one in turn). */
+  const chains = new Set<string>();
   return {
     ignores(path) {
-      load("");
-      let at = path.indexOf("/");
-      while (at >= 0 && at < path.length - 1) {
-        load(path.slice(0, at));
-        at = path.indexOf("/", at + 1);
+      const end = path.endsWith("/") ? path.length - 1 : path.length;
+      const parent = path.slice(0, Math.max(0, path.lastIndexOf("/", end - 1)));
+      if (!chains.has(parent)) {
+        load("");
+        let at = path.indexOf("/");
+        while (at >= 0 && at < end) {
+          load(path.slice(0, at));
+          at = path.indexOf("/", at + 1);
+        }
+        chains.add(parent);
       }
       return ig.ignores(path);
     },

@@ -85,11 +85,13 @@ describe("uploads remember the project", () => {
       "a.txt": "alpha\n",
       "src/b.ts": "beta\n",
       ".git/HEAD": "ref: refs/heads/main\n",
+      "vendor/lib/.Git/objects/x": "another repository, any spelling\n",
+      "vendor/lib/git.txt": "not a repository\n",
       "node_modules/x/index.js": "left out\n",
       "debug.log": "left out\n",
     });
     symlinkSync("a.txt", join(dir, "link"));
-    const expected = Object.fromEntries(["a.txt", "src/b.ts"].map((rel) => [rel, { size: statSync(join(dir, rel)).size, mtimeMs: statSync(join(dir, rel)).mtimeMs }]));
+    const expected = Object.fromEntries(["a.txt", "src/b.ts", "vendor/lib/git.txt"].map((rel) => [rel, { size: statSync(join(dir, rel)).size, mtimeMs: statSync(join(dir, rel)).mtimeMs }]));
     for (let round = 0; round < 2; round++) {
       const summary = await uploadDirectory(client(), dir, { includeGit: true, cacheHome: home });
       expect(summary.sent).toEqual(expected);

@@ -238,6 +238,16 @@ describe("packing", () => {
     expect(upload(".git/objects/ab", false)).toBe(false);
     expect(upload("node_modules/pkg/.git/HEAD", false)).toBe(true);
     expect(createExcluder(root, "upload", false)(".git/HEAD", false)).toBe(true);
+    // Asked in any order, a directory's own and its parents' rules all apply.
+    const nested = tree(tempDir(), { "a/.gitignore": "*.tmp\n", "a/b/.gitignore": "*.bak\n", "a/b/c/.gitignore": "!keep.bak\n" });
+    const fresh = createExcluder(nested, "upload");
+    expect(fresh("a/x.bak", false)).toBe(false);
+    expect(fresh("a/b/c/x.tmp", false)).toBe(true);
+    expect(fresh("a/b/c/keep.bak", false)).toBe(false);
+    expect(fresh("a/b/c/other.bak", false)).toBe(true);
+    expect(fresh("a/b/x.bak", false)).toBe(true);
+    expect(createExcluder(nested, "upload")("a/b/c/other.bak", false)).toBe(true);
+    expect(fresh("a/b/c/", true)).toBe(false);
     const snapshot = createExcluder(root, "snapshot");
     expect(snapshot("dist/a.js", false)).toBe(false);
     expect(snapshot("a/.cache", true)).toBe(true);

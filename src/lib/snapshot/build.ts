@@ -9,7 +9,6 @@
  * reader with more rights than the tree's writer reads nothing the writer could not.
  */
 import { closeSync, lstatSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
-import { join } from "node:path";
 import type { Excluder } from "../exclude.ts";
 import { openSeenSync, walkTree } from "../safe-fs.ts";
 import { TimeSlices } from "../time-slices.ts";
@@ -78,7 +77,12 @@ export class SnapshotBuilder {
   /** Directories listed for the next build (`seedListing`). */
   private listing: Listing | null = null;
 
-  constructor(private readonly opts: BuilderOptions) {}
+  /** The root without a trailing slash: paths below it are put together without `join` (names from readdir need no normalizing). */
+  private readonly base: string;
+
+  constructor(private readonly opts: BuilderOptions) {
+    this.base = opts.root.replace(/\/+$/, "");
+  }
 
   /** Forgets everything: the next build reads the whole tree (after a save the server refused). */
   reset(): void {
@@ -188,7 +192,7 @@ export class SnapshotBuilder {
     const cached = this.dirs.get(rel);
     if (cached && visit && !visit(rel)) return cached;
     const { root, exclude } = this.opts;
-    const abs = rel === "" ? root : join(root, rel);
+    const abs = rel === "" ? root : `${this.base}/${rel}`;
     const skip = (path: string, err: unknown): void => {
       if (result.skipped.length < SKIPPED_KEPT) result.skipped.push({ path, reason: errorCode(err) });
     };
@@ -205,7 +209,7 @@ export class SnapshotBuilder {
       for (const name of names) {
         const childRel = rel === "" ? name : `${rel}/${name}`;
         try {
-          const st = lstatSync(join(abs, name));
+          const st = lstatSync(`${this.base}/${childRel}`);
           if (!exclude(childRel, st.isDirectory())) listed.push([name, st]);
         } catch (err) {
           skip(childRel, err);
@@ -218,7 +222,7 @@ export class SnapshotBuilder {
     const present = new Set<string>();
     for (const [name, st] of listed) {
       const childRel = rel === "" ? name : `${rel}/${name}`;
-      const childAbs = join(abs, name);
+      const childAbs = `${this.base}/${childRel}`;
       if (st.isDirectory()) {
         const sub = await this.buildDir(childRel, sink, visit, result);
         entries.push({ t: "d", n: name, m: st.mode & 0o7777, h: sub.hash });
