@@ -147,8 +147,15 @@ export function jsonBody<S extends z.ZodType>(schema: S) {
   return [limit, jsonOnly, validate] as const;
 }
 
-/** The whole body, refused with `tooLarge()` as soon as more than `max` bytes arrived (never held whole). */
+/** The whole body, refused with `tooLarge()` once it is known to be over `max` bytes (by its declared length, or as it arrives): never more is held. */
 export async function readCapped(req: Request, max: number, tooLarge: () => CattyError): Promise<Uint8Array> {
+  // A body of declared length is read whole (the HTTP layer holds it to that length): refused at
+  // once when too large, and not copied piece by piece.
+  const declared = req.headers.get("content-length");
+  if (declared !== null && /^\d+$/.test(declared)) {
+    if (Number(declared) > max) throw tooLarge();
+    return new Uint8Array(await req.arrayBuffer());
+  }
   const chunks: Uint8Array[] = [];
   let size = 0;
   if (req.body) {

@@ -11,7 +11,7 @@ import { dirname, join } from "node:path";
 import { createS3BlobStore } from "../../server/blobs/s3.ts";
 import { createUserToken, openStore } from "../../server/listen.ts";
 import { extractArchive } from "../../src/lib/archive.ts";
-import { encodePack, sha256 } from "../../src/lib/snapshot/format.ts";
+import { encodePack, MAX_PACK_BYTES, sha256 } from "../../src/lib/snapshot/format.ts";
 import type { ServerToAgent } from "../../src/protocol/index.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
 import { startTestServer, type TestServer, type TestServerOptions } from "../helpers/server.ts";
@@ -127,6 +127,25 @@ describe("saves in flight", () => {
     expect(await put(server, t.url as string, new TextEncoder().encode("not a pack"))).toBe(400);
     const lie = encodePack([{ hash: sha256(new TextEncoder().encode("claimed")), bytes: new TextEncoder().encode("planted") }]);
     expect(await put(server, t.url as string, lie)).toBe(400);
+    expect(packs(server)).toEqual([]);
+  });
+
+  test("a pack over the size a pack may have is refused (413), by its declared length or as it streams, and nothing is kept", async () => {
+    const { server, agent } = await rig();
+    const t = await target(agent, "save-0001");
+    const url = new URL(`${t.url}/pack`, server.url);
+    const declared = await fetch(url, { method: "PUT", headers: { "Content-Length": String(MAX_PACK_BYTES + 1) }, body: new Uint8Array(MAX_PACK_BYTES + 1) });
+    expect(declared.status).toBe(413);
+    let pulled = 0;
+    const streamed = new ReadableStream<Uint8Array>({
+      pull(ctl) {
+        pulled += 1024 * 1024;
+        if (pulled > 2 * MAX_PACK_BYTES) ctl.close();
+        else ctl.enqueue(new Uint8Array(1024 * 1024));
+      },
+    });
+    const res = await fetch(url, { method: "PUT", body: streamed, duplex: "half" } as RequestInit);
+    expect(res.status).toBe(413);
     expect(packs(server)).toEqual([]);
   });
 
