@@ -113,18 +113,74 @@ export interface PackRecord {
 
 /** A pack's bytes. */
 export function encodePack(records: readonly PackRecord[]): Uint8Array {
-  const size = PACK_MAGIC.length + records.reduce((n, r) => n + RECORD_HEADER + r.bytes.length, 0);
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
-  out.set(PACK_MAGIC, 0);
-  let off = PACK_MAGIC.length;
-  for (const r of records) {
-    out.set(Buffer.from(r.hash, "hex"), off);
-    view.setUint32(off + 32, r.bytes.length);
-    out.set(r.bytes, off + RECORD_HEADER);
-    off += RECORD_HEADER + r.bytes.length;
+  const pack = new PackWriter(records.reduce((n, r) => n + RECORD_HEADER + r.bytes.length, 0));
+  for (const r of records) pack.add(r.hash, r.bytes);
+  return pack.bytes();
+}
+
+/**
+ * A pack written a record at a time, each blob copied in as it comes (the uploader's batch: sent
+ * as it is when the store lacks all of it).
+ */
+export class PackWriter {
+  private buf: Uint8Array;
+  private fill = PACK_MAGIC.length;
+  private readonly at: Array<{ hash: string; start: number; length: number }> = [];
+
+  /** `capacity`: the bytes of records expected (it grows past that if need be). */
+  constructor(capacity = PACK_TARGET_BYTES) {
+    // Not zeroed: only what is written is touched (a save of one small file writes a few KB), and
+    // only what is written is ever read.
+    this.buf = Buffer.allocUnsafe(PACK_MAGIC.length + capacity);
+    this.buf.set(PACK_MAGIC, 0);
   }
-  return out;
+
+  /** Records written. */
+  get count(): number {
+    return this.at.length;
+  }
+
+  /** Bytes of its records (without the magic), and with one more blob of `length` bytes. */
+  recordBytesWith(length = -RECORD_HEADER): number {
+    return this.fill - PACK_MAGIC.length + RECORD_HEADER + length;
+  }
+
+  add(hash: string, bytes: Uint8Array): void {
+    const need = this.fill + RECORD_HEADER + bytes.length;
+    if (need > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.buf.length * 2));
+      grown.set(this.buf.subarray(0, this.fill), 0);
+      this.buf = grown;
+    }
+    if (Buffer.from(this.buf.buffer, this.buf.byteOffset + this.fill, 32).write(hash, "hex") !== 32) throw new Error("a blob hash is not 32 bytes of hex");
+    new DataView(this.buf.buffer, this.buf.byteOffset).setUint32(this.fill + 32, bytes.length);
+    this.buf.set(bytes, this.fill + RECORD_HEADER);
+    this.at.push({ hash, start: this.fill, length: RECORD_HEADER + bytes.length });
+    this.fill = need;
+  }
+
+  hashes(): string[] {
+    return this.at.map((r) => r.hash);
+  }
+
+  /** Bytes of the blobs whose hashes are in `which`. */
+  bytesOf(which: ReadonlySet<string>): number {
+    return this.at.reduce((n, r) => (which.has(r.hash) ? n + r.length - RECORD_HEADER : n), 0);
+  }
+
+  /** The pack: all of it, or only the records whose hashes are in `only`. */
+  bytes(only?: ReadonlySet<string>): Uint8Array {
+    if (!only) return this.buf.subarray(0, this.fill);
+    const kept = this.at.filter((r) => only.has(r.hash));
+    const out = new Uint8Array(PACK_MAGIC.length + kept.reduce((n, r) => n + r.length, 0));
+    out.set(PACK_MAGIC, 0);
+    let off = PACK_MAGIC.length;
+    for (const r of kept) {
+      out.set(this.buf.subarray(r.start, r.start + r.length), off);
+      off += r.length;
+    }
+    return out;
+  }
 }
 
 /**

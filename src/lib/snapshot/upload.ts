@@ -1,12 +1,12 @@
 /**
  * Sending a save's blobs: `BlobUploader` collects the blobs a build hands it, asks the server
- * which of them it lacks, and sends those in packs (`encodePack`) of about `PACK_TARGET_BYTES`.
+ * which of them it lacks, and sends those in packs (`PackWriter`) of about `PACK_TARGET_BYTES`.
  * Blobs the server is known to hold are neither asked about nor sent. `httpVault` is the server's
  * side of that conversation over HTTP (`<base>/missing`, `<base>/pack`), retrying what failed on
  * the way (network errors, 5xx) a few times with backoff.
  */
 import type { BlobSink } from "./build.ts";
-import { encodePack, MAX_QUERY_HASHES, PACK_TARGET_BYTES, type PackRecord } from "./format.ts";
+import { MAX_QUERY_HASHES, PACK_TARGET_BYTES, PackWriter } from "./format.ts";
 
 export interface VaultClient {
   /** Which of `hashes` the store does not have. */
@@ -76,9 +76,9 @@ export class BlobUploader implements BlobSink {
   added = 0;
   /** Blobs sent. */
   sent = 0;
-  private queue: PackRecord[] = [];
+  /** Blobs waiting to be asked about, copied into the pack they make if the store lacks them all. */
+  private batch = new PackWriter();
   private queued = new Set<string>();
-  private queuedBytes = 0;
   /** The batch being sent, if any. */
   private sending: Promise<void> = Promise.resolve();
 
@@ -90,54 +90,40 @@ export class BlobUploader implements BlobSink {
 
   async add(hash: string, bytes: Uint8Array): Promise<void> {
     if (this.known.has(hash) || this.queued.has(hash)) return;
-    this.queue.push({ hash, bytes: bytes.slice() });
+    // A pack stays under the target unless one blob alone passes it.
+    if (this.batch.count > 0 && this.batch.recordBytesWith(bytes.length) > PACK_TARGET_BYTES) await this.next();
+    this.batch.add(hash, bytes);
     this.queued.add(hash);
-    this.queuedBytes += bytes.length;
-    if (this.queuedBytes >= PACK_TARGET_BYTES || this.queue.length >= MAX_QUERY_HASHES) {
-      // One batch goes out while the next is read: wait only for the one before.
-      await this.sending;
-      this.sending = this.send(this.take());
-      // Awaited by the next add or flush; until then its failure is not "unhandled".
-      this.sending.catch(() => {});
-    }
+    if (this.batch.recordBytesWith() >= PACK_TARGET_BYTES || this.batch.count >= MAX_QUERY_HASHES) await this.next();
   }
 
   /** Sends what is waiting, and waits until everything sent is stored. */
   async flush(): Promise<void> {
-    await this.sending;
-    this.sending = this.send(this.take());
+    await this.next();
     await this.sending;
   }
 
-  private take(): PackRecord[] {
-    const batch = this.queue;
-    this.queue = [];
+  /** One batch goes out while the next is read: waits only for the one before. */
+  private async next(): Promise<void> {
+    await this.sending;
+    const batch = this.batch;
+    this.batch = new PackWriter();
     this.queued = new Set();
-    this.queuedBytes = 0;
-    return batch;
+    this.sending = this.send(batch);
+    // Awaited by the next batch or flush; until then its failure is not "unhandled".
+    this.sending.catch(() => {});
   }
 
-  private async send(batch: PackRecord[]): Promise<void> {
-    if (batch.length === 0) return;
-    const missing = new Set(await this.client.missing(batch.map((r) => r.hash)));
-    const records = batch.filter((r) => missing.has(r.hash));
-    // Packs stay under the request cap: a new one starts before a blob would pass the target.
-    let pack: PackRecord[] = [];
-    let bytes = 0;
-    const put = async (): Promise<void> => {
-      if (pack.length === 0) return;
-      await this.client.putPack(encodePack(pack));
-      this.sent += pack.length;
-      this.added += bytes;
-      pack = [];
-      bytes = 0;
-    };
-    for (const r of records) {
-      if (bytes > 0 && bytes + r.bytes.length > PACK_TARGET_BYTES) await put();
-      pack.push(r);
-      bytes += r.bytes.length;
+  private async send(batch: PackWriter): Promise<void> {
+    if (batch.count === 0) return;
+    const hashes = batch.hashes();
+    const answer = new Set(await this.client.missing(hashes));
+    const missing = new Set(hashes.filter((h) => answer.has(h)));
+    if (missing.size > 0) {
+      await this.client.putPack(batch.bytes(missing.size === batch.count ? undefined : missing));
+      this.sent += missing.size;
+      this.added += batch.bytesOf(missing);
     }
-    await put();
-    for (const r of batch) this.known.add(r.hash);
+    for (const h of hashes) this.known.add(h);
   }
 }
