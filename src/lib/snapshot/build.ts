@@ -115,8 +115,8 @@ export class SnapshotBuilder {
   }
 
   /**
-   * Directories listed just before (`listTree`, which `catty new` takes to check the server's
-   * cap): the next build takes their entries from here instead of listing them again.
+   * Directories listed just before (`treeSize`'s listing, which `catty new` takes to check the
+   * server's cap): the next build takes their entries from here instead of listing them again.
    */
   seedListing(listing: Listing): void {
     this.listing = listing;

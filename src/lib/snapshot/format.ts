@@ -140,9 +140,14 @@ export class PackWriter {
     return this.at.length;
   }
 
-  /** Bytes of its records (without the magic), and with one more blob of `length` bytes. */
-  recordBytesWith(length = -RECORD_HEADER): number {
-    return this.fill - PACK_MAGIC.length + RECORD_HEADER + length;
+  /** Bytes of its records (the pack without its magic). */
+  get recordBytes(): number {
+    return this.fill - PACK_MAGIC.length;
+  }
+
+  /** Bytes of its records with one more blob of `length` bytes. */
+  recordBytesWith(length: number): number {
+    return this.recordBytes + RECORD_HEADER + length;
   }
 
   add(hash: string, bytes: Uint8Array): void {

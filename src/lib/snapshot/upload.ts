@@ -94,7 +94,7 @@ export class BlobUploader implements BlobSink {
     if (this.batch.count > 0 && this.batch.recordBytesWith(bytes.length) > PACK_TARGET_BYTES) await this.next();
     this.batch.add(hash, bytes);
     this.queued.add(hash);
-    if (this.batch.recordBytesWith() >= PACK_TARGET_BYTES || this.batch.count >= MAX_QUERY_HASHES) await this.next();
+    if (this.batch.recordBytes >= PACK_TARGET_BYTES || this.batch.count >= MAX_QUERY_HASHES) await this.next();
   }
 
   /** Sends what is waiting, and waits until everything sent is stored. */
