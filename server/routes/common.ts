@@ -154,7 +154,11 @@ export async function readCapped(req: Request, max: number, tooLarge: () => Catt
   const declared = req.headers.get("content-length");
   if (declared !== null && /^\d+$/.test(declared)) {
     if (Number(declared) > max) throw tooLarge();
-    return new Uint8Array(await req.arrayBuffer());
+    try {
+      return new Uint8Array(await req.arrayBuffer());
+    } catch (err) {
+      throw new CattyError("bad_request", `The request's body could not be read whole (${(err as Error).message}).`);
+    }
   }
   const chunks: Uint8Array[] = [];
   let size = 0;
