@@ -4,12 +4,29 @@
  * `catty list --watch` prints a line with a bell when a session starts waiting. Output again
  * makes it `working`.
  */
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
+import { rmSync, writeFileSync } from "node:fs";
 import type { Session } from "../../src/protocol/index.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceServerForFile } from "../helpers/workspace.ts";
 
 const fixture = workspaceServerForFile();
+
+/** Trigger files the sessions wait for, removed after the file's tests. */
+const triggers: string[] = [];
+afterAll(() => {
+  for (const file of triggers) rmSync(file, { force: true });
+});
+
+/** Lets the sessions' programs that wait for `/tmp/<marker>-<their pid>` go on. */
+function release(marker: string): void {
+  const pids = new TextDecoder().decode(Bun.spawnSync(["pgrep", "-f", marker]).stdout).split("\n").filter(Boolean);
+  for (const pid of pids) {
+    const file = `/tmp/${marker}-${pid.trim()}`;
+    writeFileSync(file, "");
+    triggers.push(file);
+  }
+}
 
 async function create(script: string): Promise<string> {
   const res = await fixture().user.api("POST", "/v1/sessions", { command: ["bash", "-c", script], cols: 80, rows: 24 });
@@ -40,7 +57,7 @@ describe("attention", () => {
       expect(watched).toContain("\x07");
 
       // The program prints again (the test's sessions run unsandboxed, so /tmp is shared): working.
-      Bun.spawnSync(["sh", "-c", `for p in $(pgrep -f 'catty-attn'); do touch /tmp/catty-attn-$p; done`]);
+      release("catty-attn");
       await waitFor(async () => (await fixture().user.session(label)).attention?.state === "working", { timeoutMs: 15_000, what: "working again" });
       await fixture().user.api("POST", `/v1/sessions/${label}/stop`, {});
       // An ended session has no attention state.
@@ -57,7 +74,7 @@ describe("viewers", () => {
     const tmux = fixture().user.freshTerminal();
     tmux.type(`catty connect --view ${label}`);
     await tmux.waitFor("viewer-ready", 20_000);
-    Bun.spawnSync(["sh", "-c", `for p in $(pgrep -f 'catty-bell'); do touch /tmp/catty-bell-$p; done`]);
+    release("catty-bell");
     await tmux.waitFor(`${label} is waiting for input`, 20_000);
     tmux.keys("C-c");
     tmux.keys("C-c");
