@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { makeRepo, startGitServer, type GitServer } from "../helpers/git-server.ts";
 import { startGitHubStandIn, type GitHubStandIn } from "../helpers/github-api.ts";
-import { filesContaining } from "../helpers/fs.ts";
+import { filesContaining, removeAfterRun } from "../helpers/fs.ts";
 import { shellExitCode } from "../helpers/session-flow.ts";
 import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
 
@@ -25,7 +25,7 @@ const gitToken = `ghp_git${crypto.randomUUID().replace(/-/g, "")}`;
 beforeAll(async () => {
   fx = await startWorkspaceServer({});
   github = startGitHubStandIn({ [GOOD]: { login: "octocat", scopes: "repo, read:org" }, [gitToken]: { login: "gitcat", scopes: "repo" } });
-  const repos = mkdtempSync(join(tmpdir(), "catty-git-repos-"));
+  const repos = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-git-repos-")));
   makeRepo(repos, "private", { "README.md": "private repository content\n" });
   git = startGitServer(repos, gitToken);
 }, 60_000);
@@ -127,7 +127,7 @@ describe("secrets in a session", () => {
     await cli(["secrets", "set", "MY_SECRET", value]);
     await cli(["secrets", "set", "GH_TOKEN", gitToken]);
     await cli(["secrets", "set", "GH_HOST", new URL(git.url).host]);
-    const project = mkdtempSync(join(tmpdir(), "catty-secrets-proj-"));
+    const project = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-secrets-proj-")));
     writeTree(project, { "a.txt": "a\n" });
     const { label, exitMarker } = await fx.user.newSession(project, ["--no-sync-back"]);
     // Compared by its hash: a value printed on the terminal would be in the session's last screen.
@@ -143,7 +143,7 @@ describe("secrets in a session", () => {
     await fx.user.detach(label, exitMarker);
     expect((await fx.user.cli(["stop", label])).code).toBe(0);
 
-    const saved = mkdtempSync(join(tmpdir(), "catty-secrets-save-"));
+    const saved = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-secrets-save-")));
     expect((await fx.user.cli(["download", label, join(saved, "out")])).code).toBe(0);
     for (const secret of [value, gitToken]) {
       expect(filesContaining(fx.server.dataDir, secret)).toEqual([]);

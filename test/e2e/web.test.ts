@@ -16,6 +16,7 @@ import { shellExitCode } from "../helpers/session-flow.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceServerForFile } from "../helpers/workspace.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const fixture = workspaceServerForFile();
 let browser: Browser;
@@ -148,7 +149,7 @@ describe("files handed to a session from the page", () => {
 
 describe("the dashboard and other clients", () => {
   test("catty login waits in tmux while the code is approved in the page", async () => {
-    const home = mkdtempSync(join(tmpdir(), "catty-web-login-"));
+    const home = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-web-login-")));
     const tmux = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${fixture().bins.dir}:${process.env.PATH}`, PS1: "$ " });
     tmux.start({ cols: 100, rows: 30 });
     const page = await browser.newPage();

@@ -8,8 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinaries } from "../helpers/binaries.ts";
 import { freePort } from "../helpers/ports.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
-const home = mkdtempSync(join(tmpdir(), "catty-zero-"));
+const home = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-zero-")));
 const env = { ...process.env, HOME: home, CATTY_HOME: join(home, ".catty"), CATTY_PORT: String(freePort()) };
 const pidFile = join(home, ".catty", "server", "server.pid");
 
@@ -56,7 +57,7 @@ test("catty never sends its token to another program answering on the local port
     },
   });
   try {
-    const home2 = mkdtempSync(join(tmpdir(), "catty-zero-"));
+    const home2 = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-zero-")));
     const env2 = { ...process.env, HOME: home2, CATTY_HOME: join(home2, ".catty"), CATTY_PORT: String(impostor.port) };
     // The token of this home's local server (not running now): what an impostor is after.
     mkdirSync(join(home2, ".catty", "server"), { recursive: true, mode: 0o700 });

@@ -2,9 +2,10 @@
  * The compiled binaries, built once per test run into a temp directory (so a test run never
  * races with a developer's own `dist/`).
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { removeAfterRun } from "./fs.ts";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 
@@ -19,9 +20,8 @@ let built: Promise<Binaries> | null = null;
 
 export function buildBinaries(): Promise<Binaries> {
   built ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), "catty-bin-"));
-    // ~330 MB of binaries per test process: gone when the process ends.
-    process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+    // ~360 MB of binaries per test process: removed after its last test.
+    const dir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-bin-")));
     const proc = Bun.spawn([process.execPath, join(ROOT, "build.ts"), "--quiet", "--outdir", dir], {
       cwd: ROOT,
       stdout: "pipe",

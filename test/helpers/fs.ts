@@ -4,6 +4,21 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
+/** Where the test preload (test/setup/preload.ts) keeps the paths to remove after the last test. */
+export const AFTER_RUN = Symbol.for("catty.test.removeAfterRun");
+
+/**
+ * Removes `path` after the last test of this process: for what outlives a test file (the compiled
+ * binaries, a server's data dir that a restarted server reuses). `bun test` runs no exit handlers;
+ * the preload's last hook does this.
+ */
+export function removeAfterRun(path: string): string {
+  const paths = (globalThis as Record<symbol, unknown>)[AFTER_RUN] as string[] | undefined;
+  if (paths) paths.push(path);
+  else process.on("exit", () => rmSync(path, { recursive: true, force: true }));
+  return path;
+}
+
 /**
  * Returns a maker of fresh temp directories named `<prefix>…`, all removed after the file's
  * tests (also those whose modes a test restricted). Call it at the top level of a test file.

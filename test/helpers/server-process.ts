@@ -9,11 +9,12 @@ import type { Subprocess } from "bun";
 import { killAgents } from "./agents.ts";
 import { freePort } from "./ports.ts";
 import { waitFor } from "./wait.ts";
+import { removeAfterRun } from "./fs.ts";
 
 export class ServerProcess {
   readonly port = freePort();
   readonly url: string;
-  readonly dataDir = mkdtempSync(join(tmpdir(), "catty-server-"));
+  readonly dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-server-")));
   private proc: Subprocess | null = null;
   private logs = "";
 

@@ -12,6 +12,7 @@ import { createLog, type Log } from "../../src/lib/log.ts";
 import { openSqliteStore } from "../../server/store/sqlite.ts";
 import type { Store, User } from "../../server/store/types.ts";
 import { killAgents } from "./agents.ts";
+import { removeAfterRun } from "./fs.ts";
 
 export interface TestServer extends RunningServer {
   dataDir: string;
@@ -30,7 +31,8 @@ export interface TestServerOptions extends StartOptions {
 }
 
 export async function startTestServer(opts: TestServerOptions = {}): Promise<TestServer> {
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "catty-srv-"));
+  // A new one is removed after the run (not at stop: a test may start a server on it again).
+  const dataDir = opts.dataDir ?? removeAfterRun(mkdtempSync(join(tmpdir(), "catty-srv-")));
   const config = readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, CATTY_SANDBOX: "none", ...opts.env });
   const server = await startServer(config, opts.log ?? createLog({ scope: "test-server", level: "warn" }), opts);
   const ownerToken = readFileSync(server.ownerTokenFile, "utf8").trim();

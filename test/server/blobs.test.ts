@@ -13,6 +13,7 @@ import type { BlobStore } from "../../server/blobs/types.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const MAX_PUT_BYTES = 8 * 1024 * 1024;
 
@@ -35,7 +36,7 @@ interface DiskHarness extends Harness {
 }
 
 function tempDir(name: string): string {
-  return mkdtempSync(join(tmpdir(), `catty-${name}-`));
+  return removeAfterRun(mkdtempSync(join(tmpdir(), `catty-${name}-`)));
 }
 
 async function startDisk(): Promise<DiskHarness> {

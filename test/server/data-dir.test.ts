@@ -13,6 +13,7 @@ import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { RogueAgent, rogueProvider } from "../helpers/sync-back.ts";
 import { saveOf } from "../helpers/vault.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -53,7 +54,7 @@ function expectPrivate(files: Record<string, string>): void {
 
 /** A data dir as an older server (or a careless user) left it: readable by everyone. */
 function looseDataDir(): string {
-  const dataDir = mkdtempSync(join(tmpdir(), "catty-modes-"));
+  const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-modes-")));
   chmodSync(dataDir, 0o755);
   for (const name of ["owner-token", "blob-secret", "catty.db-wal", "server.pid", "notes.log"]) {
     writeFileSync(join(dataDir, name), name === "blob-secret" ? "ab".repeat(32) : "", { mode: 0o644 });
@@ -94,7 +95,7 @@ describe("data dir modes", () => {
   });
 
   test("catty-server itself (umask 077): every file it creates is private", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "catty-modes-bin-"));
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-modes-bin-")));
     const port = freePort();
     const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../../server/main.ts"), "--port", String(port), "--data-dir", dataDir], {
       env: { ...process.env, CATTY_LOG_LEVEL: "warn" },

@@ -15,6 +15,7 @@ import { readAgentEnv } from "../../src/protocol/agent-env.ts";
 import type { KubernetesMachine } from "../../src/protocol/index.ts";
 import { startKubeStandIn, type KubeStandIn } from "../helpers/kube-api.ts";
 import { keptLog } from "../helpers/log.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const limits = { memoryBytes: 2 * 1024 ** 3, cpus: 2, pids: 300 };
 const tuning = readServerConfig({}, {}).agentTuning;
@@ -34,7 +35,7 @@ let kube: KubeStandIn;
 afterEach(() => kube?.stop());
 
 function kubeConfig(token = kube.token): k8s.KubeConfig {
-  const file = join(mkdtempSync(join(tmpdir(), "catty-kubeconfig-")), "config");
+  const file = join(removeAfterRun(mkdtempSync(join(tmpdir(), "catty-kubeconfig-"))), "config");
   kube.kubeconfig(file, "sessions");
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(file);

@@ -14,6 +14,7 @@ import { keptLog } from "../helpers/log.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { RogueAgent, rogueProvider } from "../helpers/sync-back.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const running: TestServer[] = [];
 const agents: RogueAgent[] = [];
@@ -24,7 +25,7 @@ afterEach(async () => {
 
 /** One data dir, one rogue provider (its token map survives restarts), servers started on it in turn. */
 function restartable(env: Record<string, string> = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), "catty-lifecycle-"));
+  const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-lifecycle-")));
   let rogue: ReturnType<typeof rogueProvider> | undefined;
   const wrapProvider = (real: Provider): Provider => (rogue ??= rogueProvider(real));
   return {

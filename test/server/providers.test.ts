@@ -19,6 +19,7 @@ import { silentLog } from "../../src/lib/log.ts";
 import { readAgentEnv } from "../../src/protocol/agent-env.ts";
 import type { MachineHandle } from "../../src/protocol/index.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const LOCAL = { id: "local", name: "Local", place: null };
 
@@ -38,7 +39,7 @@ const DUMP = `require("fs").writeFileSync("dump.json", JSON.stringify({ env: pro
 
 describe("local provider", () => {
   test("writes the agent's environment with the contract, the session's idle timeout and the tuning", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "catty-provider-"));
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-provider-")));
     const serverEnv = { ...process.env, CATTY_SAVE_INTERVAL_MS: "700", CATTY_RING_BYTES: "4096", CATTY_LOG_LEVEL: "debug" };
     const config = readServerConfig({ "data-dir": dataDir }, serverEnv);
     const provider = createLocalProvider({
@@ -109,7 +110,7 @@ describe("local provider", () => {
   });
 
   test("without a sandbox, a server with more than one user (or beyond loopback) refuses to start a session, saying what to do", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "catty-provider-"));
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-provider-")));
     const config = readServerConfig({ "data-dir": dataDir }, process.env);
     const provider = createLocalProvider({
       dataDir,
@@ -232,7 +233,7 @@ describe("Docker provider", () => {
 
 describe("a server with --provider docker", () => {
   const start = (env: Record<string, string>) => {
-    const dataDir = mkdtempSync(join(tmpdir(), "catty-provider-docker-"));
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-provider-docker-")));
     return startServer(readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, CATTY_PROVIDER: "docker", ...env }), silentLog);
   };
 

@@ -13,11 +13,12 @@ import { openStore } from "../../server/listen.ts";
 import { INTERNAL_HEADER, Replicas } from "../../server/replicas.ts";
 import type { Provider } from "../../server/providers/types.ts";
 import { silentLog } from "../../src/lib/log.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const master = Buffer.alloc(32, 9);
 
 async function replicas(opts: { solo: boolean; key?: Buffer }) {
-  const store = await openStore({ dataDir: mkdtempSync(join(tmpdir(), "catty-replicas-")) });
+  const store = await openStore({ dataDir: removeAfterRun(mkdtempSync(join(tmpdir(), "catty-replicas-"))) });
   return { store, replicas: new Replicas({ store, log: silentLog, master: opts.key ?? master, url: () => "http://10.0.0.1:8080", solo: opts.solo }) };
 }
 
@@ -71,7 +72,7 @@ describe("replicas", () => {
   });
 
   test("/v1/internal answers only signed requests", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "catty-replicas-"));
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-replicas-")));
     const store = await openStore({ dataDir });
     const provider: Provider = {
       name: "local",

@@ -21,6 +21,7 @@ import { VERSION } from "../../src/lib/version.ts";
 import { parseMessage, PROTOCOL_VERSION, ServerToAgent, ServerToClient, type MachineHandle } from "../../src/protocol/index.ts";
 import { keptLog, type KeptLog } from "../helpers/log.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 interface Recorded {
   started: MachineSpec[];
@@ -66,7 +67,7 @@ interface Fixture {
 }
 
 async function fixture(wrapStore: (s: Store) => Store = (s) => s, extra: Partial<AppDeps> = {}): Promise<Fixture> {
-  const dataDir = mkdtempSync(join(tmpdir(), "catty-routes-"));
+  const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-routes-")));
   const store = wrapStore(await openStore({ dataDir }));
   const token = await createUserToken(store, "owner");
   const otherToken = await createUserToken(store, "mallory");
@@ -206,7 +207,7 @@ describe("operating it: /readyz, /metrics, request ids", () => {
     const odd = await f.app.request("/healthz", { headers: { "X-Request-Id": "no spaces; $(or) <this>" } });
     expect(odd.headers.get("x-request-id")).toMatch(/^[0-9a-f-]{36}$/);
 
-    const file = join(mkdtempSync(join(tmpdir(), "catty-log-")), "server.log");
+    const file = join(removeAfterRun(mkdtempSync(join(tmpdir(), "catty-log-"))), "server.log");
     const log = createLog({ scope: "server", file, format: "json" });
     const fx = await fixture((s) => ({ ...s, listSessions: () => Promise.reject(new Error("disk on fire")) }), { log });
     try {

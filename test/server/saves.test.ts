@@ -20,6 +20,7 @@ import { sessionRow } from "../helpers/rows.ts";
 import { saveOf, savesOver } from "../helpers/vault.ts";
 import { downloadSaveTo } from "../../src/client/transfer.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -182,7 +183,7 @@ describe("reading saves back", () => {
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toBe("application/gzip");
     expect(res.headers.get("content-disposition")).toBe(`attachment; filename="${label}.tar.gz"`);
-    const dest = join(mkdtempSync(join(tmpdir(), "catty-link-")), "out");
+    const dest = join(removeAfterRun(mkdtempSync(join(tmpdir(), "catty-link-"))), "out");
     await extractArchive(new Uint8Array(await res.arrayBuffer()), dest);
     expect(readFileSync(join(dest, "sub/x.txt"), "utf8")).toBe("x");
   });
@@ -213,7 +214,7 @@ describe("reading saves back", () => {
   }
 
   async function damagedDownloadFails(server: TestServer, label: string, error: RegExp): Promise<void> {
-    const out = mkdtempSync(join(tmpdir(), "catty-damaged-"));
+    const out = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-damaged-")));
     for (const format of ["dir", "tar.gz"] as const) {
       const dest = join(out, format === "dir" ? "ws" : "ws.tar.gz");
       await expect(downloadSaveTo({ client: server.owner, label, dest, format })).rejects.toThrow(error);
@@ -261,7 +262,7 @@ describe("the periodic sweep", () => {
   });
 
   test("uploads not turned into a session within their time are deleted, rows and blobs; an archive save with a row stays readable", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "catty-sweep-"));
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-sweep-")));
     const store = await openStore({ dataDir });
     cleanups.push(() => store.close());
     await createUserToken(store, "owner");
@@ -290,7 +291,7 @@ describe("saves on S3", () => {
   afterAll(() => s3.stop());
 
   test("a save's blobs go through the server, encrypted, into the bucket; the save reads back as tar.gz", async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), "catty-s3-saves-"));
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-s3-saves-")));
     const store = await openStore({ dataDir });
     cleanups.push(() => store.close());
     await createUserToken(store, "owner");

@@ -14,6 +14,7 @@ import { openSqliteStore } from "../../server/store/sqlite.ts";
 import type { SessionRow, Store, User } from "../../server/store/types.ts";
 import { freshDatabase } from "../helpers/postgres.ts";
 import { sessionRow } from "../helpers/rows.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 interface Engine {
   name: string;
@@ -21,7 +22,7 @@ interface Engine {
 }
 
 const ENGINES: Engine[] = [
-  { name: "sqlite", open: async () => openSqliteStore(join(mkdtempSync(join(tmpdir(), "catty-contract-")), "catty.db")) },
+  { name: "sqlite", open: async () => openSqliteStore(join(removeAfterRun(mkdtempSync(join(tmpdir(), "catty-contract-"))), "catty.db")) },
   { name: "postgres", open: async () => openPostgresStore(await freshDatabase()) },
 ];
 

@@ -10,9 +10,10 @@ import { join } from "node:path";
 import { FIRST_SCHEMA, openSqliteStore } from "../../server/store/sqlite.ts";
 import type { SessionRow } from "../../server/store/types.ts";
 import { sessionRow } from "../helpers/rows.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 
 
-const dbFile = (): string => join(mkdtempSync(join(tmpdir(), "catty-store-")), "catty.db");
+const dbFile = (): string => join(removeAfterRun(mkdtempSync(join(tmpdir(), "catty-store-"))), "catty.db");
 
 function firstReleaseDb(file: string): void {
   const db = new Database(file, { create: true });
