@@ -50,7 +50,7 @@ async function tooLarge(root: string, exclude: Excluder, fresh: number, cap: num
  * Refuses, before any content is sent, a project with more new content than the server takes:
  * when its files alone pass the cap, their hashes are checked with the server first.
  */
-async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap: number, step: Progress): Promise<Listing> {
+async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap: number, step: Progress): Promise<Listing | undefined> {
   // What it lists, the upload does not list again.
   const listing: Listing = new Map();
   const size = await treeSize(root, exclude, 5, listing);
@@ -63,7 +63,7 @@ async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap
     for (const h of await vault.missing(hashes.slice(i, i + MAX_QUERY_HASHES))) fresh += tally.sizes.get(h) ?? 0;
   }
   if (fresh > cap) throw await tooLarge(root, exclude, fresh, cap);
-  return new Map();
+  return undefined;
 }
 
 /**
@@ -97,7 +97,7 @@ export async function uploadDirectory(
   const vault = cached.size > 0 ? capped(direct, maxUploadBytes, () => tooLarge(root, exclude, 0, maxUploadBytes)) : direct;
   const step = report.step("Uploading");
   /** Reads the project (files the seed still describes are not read again) and sends what the server lacks. */
-  const send = async (seed: Map<string, FileMemo>, listing: Listing = new Map()) => {
+  const send = async (seed: Map<string, FileMemo>, listing?: Listing) => {
     const uploader = new BlobUploader(vault);
     // The count is formatted every 64 files: once per file cost 20 ms of a 20,000-file upload.
     let count = "";
@@ -127,7 +127,7 @@ export async function uploadDirectory(
       },
     });
     builder.seedFiles(seed);
-    builder.seedListing(listing);
+    if (listing) builder.seedListing(listing);
     const built = await builder.build(uploader, null).catch((err: unknown) => {
       throw err instanceof Error && !(err instanceof CattyError) ? new CattyError("bad_request", err.message) : err;
     });

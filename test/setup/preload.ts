@@ -21,12 +21,11 @@ const home = mkdtempSync(join(tmpdir(), "catty-test-home-"));
 process.env.HOME = home;
 process.env.CATTY_HOME = join(home, ".catty");
 
-/** What helpers made that outlives a test file (`removeAfterRun` in test/helpers/fs.ts). */
-const afterRun: string[] = [];
+/** What outlives a test file (`removeAfterRun` in test/helpers/fs.ts), the temporary HOME first. */
+const afterRun: string[] = [home];
 (globalThis as Record<symbol, unknown>)[AFTER_RUN] = afterRun;
 
 afterAll(async () => {
   await stopPostgres();
-  rmSync(home, { recursive: true, force: true });
   for (const path of afterRun) rmSync(path, { recursive: true, force: true });
 });

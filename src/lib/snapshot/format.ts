@@ -123,7 +123,7 @@ export function encodePack(records: readonly PackRecord[]): Uint8Array {
  * as it is when the store lacks all of it).
  */
 export class PackWriter {
-  private buf: Uint8Array;
+  private buf: Buffer;
   private fill = PACK_MAGIC.length;
   private readonly at: Array<{ hash: string; start: number; length: number }> = [];
 
@@ -157,8 +157,8 @@ export class PackWriter {
       grown.set(this.buf.subarray(0, this.fill), 0);
       this.buf = grown;
     }
-    if (Buffer.from(this.buf.buffer, this.buf.byteOffset + this.fill, 32).write(hash, "hex") !== 32) throw new Error("a blob hash is not 32 bytes of hex");
-    new DataView(this.buf.buffer, this.buf.byteOffset).setUint32(this.fill + 32, bytes.length);
+    if (this.buf.write(hash, this.fill, 32, "hex") !== 32) throw new Error("a blob hash is not 32 bytes of hex");
+    this.buf.writeUInt32BE(bytes.length, this.fill + 32);
     this.buf.set(bytes, this.fill + RECORD_HEADER);
     this.at.push({ hash, start: this.fill, length: RECORD_HEADER + bytes.length });
     this.fill = need;
