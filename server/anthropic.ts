@@ -2,9 +2,9 @@
  * Claude API access through the server: a session's program gets `ANTHROPIC_BASE_URL` pointing
  * here and `ANTHROPIC_AUTH_TOKEN`, a token of its own session that works only for this proxy and
  * only while the session is live. The operator's key (`ANTHROPIC_API_KEY`) is added here and never
- * enters a machine. Requests go upstream as they are (path, query, `anthropic-*` headers, body
- * streamed); answers come back as they arrive, server-sent events unbuffered, errors and
- * rate-limit headers included. Usage is read from the answer as it passes (`message_start` and
+ * enters a machine. Only the calls Claude Code makes go upstream (`PROXY_ROUTES`; anything else is
+ * 404), with their query, an allow-list of headers and the body streamed; answers come back as they
+ * arrive, server-sent events unbuffered, errors and rate-limit headers included. Usage is read from the answer as it passes (`message_start` and
  * `message_delta` events, or the JSON body) and added to the session's figures for the month,
  * also when the stream is cut short; a user over their monthly quota gets 402.
  */
@@ -35,9 +35,29 @@ export function apiError(status: number, type: string, message: string): Respons
   return Response.json({ type: "error", error: { type, message } }, { status });
 }
 
-/** Headers not passed through: hop-by-hop, the client's credentials, and the framing Bun sets itself. */
-const DROP_REQUEST = new Set(["host", "authorization", "x-api-key", "connection", "keep-alive", "transfer-encoding", "content-length", "accept-encoding", "te", "upgrade", "proxy-authorization"]);
-const DROP_RESPONSE = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"]);
+/**
+ * The calls passed upstream: what Claude Code makes (checked against the real CLI: the Messages
+ * API, token counting, the model list). Anything else the operator's key could do (files, batches,
+ * the organization's admin API) is not a session's to do; only `POST /v1/messages` costs tokens.
+ */
+export const PROXY_ROUTES: ReadonlyArray<{ method: string; path: RegExp; name: string; metered: boolean }> = [
+  { method: "POST", path: /^\/v1\/messages$/, name: "POST /v1/messages", metered: true },
+  { method: "POST", path: /^\/v1\/messages\/count_tokens$/, name: "POST /v1/messages/count_tokens", metered: false },
+  { method: "GET", path: /^\/v1\/models(\/[\w.:@-]+)?$/, name: "GET /v1/models", metered: false },
+];
+
+/**
+ * Request headers passed upstream, and no others: the API's own and what Claude Code's SDK sends.
+ * Never the client's credentials, cookies (a browser's dashboard session), forwarding headers or
+ * hop-by-hop framing.
+ */
+const PASS_REQUEST = new Set([
+  "accept", "content-type", "user-agent", "anthropic-version", "anthropic-beta", "anthropic-dangerous-direct-browser-access",
+  "x-app", "x-claude-code-session-id",
+]);
+const passRequestHeader = (name: string): boolean => PASS_REQUEST.has(name) || /^x-stainless-[a-z-]+$/.test(name);
+/** Response headers not passed back: hop-by-hop, the framing Bun sets itself, and cookies (for the API's domain, not this one). */
+const DROP_RESPONSE = new Set(["connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding", "set-cookie"]);
 
 /**
  * Reads usage from an answer as it passes: server-sent events line by line, or a JSON body (kept
@@ -138,8 +158,12 @@ export function anthropicRoutes(deps: { store: Store; access: ApiAccess; log: Lo
 
     const incoming = new URL(c.req.url);
     const path = incoming.pathname.replace(/^\/v1\/anthropic/, "") || "/";
+    const route = PROXY_ROUTES.find((r) => r.method === c.req.method && r.path.test(path));
+    if (!route) {
+      return apiError(404, "not_found_error", `This Catty server passes on only what Claude Code calls (${PROXY_ROUTES.map((r) => r.name).join(", ")}); ${c.req.method} ${path} is not among them.`);
+    }
     const headers = new Headers();
-    for (const [k, v] of c.req.raw.headers) if (!DROP_REQUEST.has(k.toLowerCase())) headers.set(k, v);
+    for (const [k, v] of c.req.raw.headers) if (passRequestHeader(k.toLowerCase())) headers.set(k, v);
     headers.set("x-api-key", access.apiKey);
     headers.set("accept-encoding", "identity");
     const hasBody = !["GET", "HEAD"].includes(c.req.method);

@@ -103,6 +103,66 @@ describe("the Claude API proxy", () => {
     expect(((await (await call(session.base, session.token, "/v1/models")).json()) as { data: Array<{ id: string }> }).data[0]?.id).toBe("claude-standin");
   });
 
+  test("only what Claude Code calls goes upstream: other endpoints answer 404 and never reach the API with the operator's key", async () => {
+    const before = api.requests.length;
+    for (const [method, path] of [
+      ["GET", "/v1/files"],
+      ["POST", "/v1/files"],
+      ["POST", "/v1/messages/batches"],
+      ["GET", "/v1/messages/batches/msgbatch_1"],
+      ["GET", "/v1/organizations/me"],
+      ["GET", "/v1/messages"],
+      ["POST", "/v1/models"],
+      ["DELETE", "/v1/models/claude-standin"],
+      ["POST", "/v1/complete"],
+      ["GET", "/"],
+    ] as const) {
+      const res = await call(session.base, session.token, path, { method, ...(method === "POST" ? { body: "{}" } : {}) });
+      expect(`${method} ${path} ${res.status}`).toBe(`${method} ${path} 404`);
+      const body = (await res.json()) as { type: string; error: { type: string; message: string } };
+      expect(body.error.type).toBe("not_found_error");
+      expect(body.error.message).toContain("POST /v1/messages/count_tokens");
+    }
+    expect(api.requests.length).toBe(before);
+    // A model by its id is one of the calls (the SDK's models.retrieve).
+    expect((await call(session.base, session.token, "/v1/models/claude-standin")).status).toBe(404);
+    expect(api.requests.at(-1)?.path).toBe("/v1/models/claude-standin");
+  });
+
+  test("only an allow-list of request headers goes upstream: no cookie, no forwarding headers, nothing unknown", async () => {
+    await call(session.base, session.token, "/v1/messages/count_tokens", {
+      method: "POST",
+      body: "{}",
+      headers: {
+        cookie: "catty_session=dashboard-secret",
+        "x-forwarded-for": "10.1.2.3",
+        "x-real-ip": "10.1.2.3",
+        "x-csrf-token": "csrf-secret",
+        "anthropic-workspace-id": "wrkspc_other",
+        "x-custom": "1",
+        "anthropic-beta": "token-counting-2024-11-01",
+        "x-app": "cli",
+        "x-stainless-os": "Linux",
+        "x-claude-code-session-id": "cc-1",
+        "user-agent": "claude-cli/2.1 (external, cli)",
+      },
+    });
+    const seen = api.requests.at(-1);
+    expect(seen?.path).toBe("/v1/messages/count_tokens");
+    const h = seen?.headers ?? {};
+    for (const name of ["cookie", "x-forwarded-for", "x-real-ip", "x-csrf-token", "anthropic-workspace-id", "x-custom", "authorization"]) expect(h[name]).toBeUndefined();
+    expect(JSON.stringify(h)).not.toContain("dashboard-secret");
+    expect(h).toMatchObject({
+      "x-api-key": OPERATOR_KEY,
+      "anthropic-version": "2023-06-01",
+      "anthropic-beta": "token-counting-2024-11-01",
+      "x-app": "cli",
+      "x-stainless-os": "Linux",
+      "x-claude-code-session-id": "cc-1",
+      "user-agent": "claude-cli/2.1 (external, cli)",
+    });
+  });
+
   test("a stream the client cuts short is still metered with what was seen", async () => {
     const userId = (await server.ownerUser()).id;
     const before = (await server.store().usageOf(userId, usageMonth()))[0]?.requests ?? 0;
