@@ -5,12 +5,14 @@
  * signal, process exit.
  */
 import { CattyError, type ClientMode } from "../protocol/index.ts";
+import { homedir } from "node:os";
+import { formatBytes } from "../lib/archive.ts";
 import type { ApiClient } from "./api.ts";
 import type { Log } from "../lib/log.ts";
 import { Display } from "./display.ts";
 import { DetachDetector } from "./keys.ts";
 import { describeDetachKeys, EscapeKeys } from "./escape-keys.ts";
-import { droppableFiles, PasteCatcher, pastedPaths } from "./paste-files.ts";
+import { droppableFiles, PasteCatcher, pastedPaths, readDroppedFile, uploadAnswer, type DroppedFile } from "./paste-files.ts";
 import { CursorReportReader } from "./local-screen.ts";
 import { enterRawMode, type RawMode } from "./raw-mode.ts";
 import { SessionLink, type Outcome } from "./session-link.ts";
@@ -28,6 +30,8 @@ export interface AttachOptions {
   syncBack?: SyncBackWriter | null;
   /** Docker-style detach keys (`--detach-keys`), besides Enter ~ . and Ctrl+C twice. */
   detachKeys?: Uint8Array | null;
+  /** `$CATTY_HOME`: a pasted path in it is never uploaded. */
+  cattyHome: string;
   stdin?: NodeJS.ReadStream;
   stdout?: NodeJS.WriteStream;
 }
@@ -163,12 +167,36 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
         after(() => deliver(ev.data));
         continue;
       }
-      const files = opts.mode === "interactive" ? droppableFiles(pastedPaths(ev.text) ?? []) : null;
-      after(files && files.length > 0 ? () => handFiles(files, ev.raw) : () => deliver(ev.raw));
+      const paths = opts.mode === "interactive" ? pastedPaths(ev.text) : null;
+      const found = paths ? droppableFiles(paths, { home: homedir(), cattyHome: opts.cattyHome }) : null;
+      if (found && "refused" in found) {
+        after(() => {
+          display.notice(`not uploading: ${found.refused}; pasted the text`);
+          deliver(ev.raw);
+        });
+      } else after(found ? () => offerFiles(found.files, ev.raw) : () => deliver(ev.raw));
     }
   };
+  /** The answer to the open question, fed the input while it is shown. */
+  let answer: ((bytes: Uint8Array) => void) | null = null;
+  /** Asks once, with the full paths, whether to upload; Enter uploads, Esc pastes the text. */
+  const offerFiles = async (files: DroppedFile[], raw: Uint8Array): Promise<void> => {
+    const upload = await new Promise<boolean>((resolve) => {
+      answer = (bytes) => {
+        const said = uploadAnswer(bytes);
+        if (said === null) return;
+        answer = null;
+        display.endQuestion();
+        resolve(said === "upload");
+      };
+      const what = files.length === 1 ? "this file" : `these ${files.length} files`;
+      display.ask([`upload ${what} to the session? Enter uploads · Esc pastes the text`, ...files.map((f) => `  ${f.path}  (${formatBytes(f.size)})`)]);
+    });
+    if (upload) await handFiles(files, raw);
+    else deliver(raw);
+  };
   /** Uploads the dropped files and pastes their remote paths; on failure, the local paths as pasted. */
-  const handFiles = async (files: Array<{ path: string; name: string; size: number }>, raw: Uint8Array): Promise<void> => {
+  const handFiles = async (files: DroppedFile[], raw: Uint8Array): Promise<void> => {
     const remote: string[] = [];
     try {
       for (const [i, f] of files.entries()) {
@@ -181,7 +209,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
           display.status(`Uploading ${f.name}${which}… ${pct} %`);
         };
         progress(0);
-        remote.push((await opts.client.putFile(opts.label, f.name, await Bun.file(f.path).bytes(), progress)).path);
+        remote.push((await opts.client.putFile(opts.label, f.name, readDroppedFile(f), progress)).path);
       }
     } catch (err) {
       display.status("");
@@ -201,6 +229,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
       if (rest.length === 0) return;
       bytes = rest;
     }
+    if (answer) return answer(bytes);
     input(bytes);
   };
   const onResize = (): void => {

@@ -1,6 +1,7 @@
 /**
  * What an attached client draws on the user's terminal: the session's output and screens, and
- * catty's own one-line notices over the bottom row. It keeps track of the modes the program
+ * catty's own one-line notices over the bottom row (and its questions, over as many rows at the
+ * bottom as they need, with the program's output held while one is open). It keeps track of the modes the program
  * switched on (`ModeTracker`, undone on exit) and of what it has drawn (`LocalScreen`), so that a
  * notice, once it goes, is replaced by exactly the row it covered — never a repaint of the whole
  * screen, which would erase the lines catty printed before attaching.
@@ -24,8 +25,10 @@ export interface DisplayOptions {
 export class Display {
   readonly modes = new ModeTracker();
   private readonly screen: LocalScreen;
-  /** The row (0-based) a notice covers now; null when none does. */
-  private noticeRow: number | null = null;
+  /** The rows (0-based) a notice or question covers now; empty when none does. */
+  private noticeRows: number[] = [];
+  /** The question shown (its lines), while it waits for an answer. */
+  private question: string[] | null = null;
   private timer: Timer | undefined;
   /** Output held back while a covered row is put back, so the row is not drawn over newer output. */
   private held: Uint8Array[] | null = null;
@@ -46,7 +49,8 @@ export class Display {
 
   /** Program output. */
   output(data: Uint8Array): void {
-    if (this.held) {
+    if (this.held || this.question) {
+      this.held ??= [];
       this.held.push(data);
       return;
     }
@@ -60,31 +64,60 @@ export class Display {
     this.paints++;
     // Output held back was before this screen, which includes it (or is followed by it again).
     if (this.held) this.held = [];
-    this.noticeRow = null;
+    this.noticeRows = [];
     // Modes of what was on screen (vim's alternate screen…) are undone first: the new screen
     // switches on its own, and the tracker knows only those from here on.
     this.opts.out.write(`${this.modes.restoreSequence()}\x1b[H\x1b[2J${data}`);
     this.modes.reset();
     this.modes.feed(data);
     this.screen.painted(data);
+    if (this.question) this.draw(this.question);
   }
 
   /** A problem's status line ("" when it is over), shown only if it lasts. */
   status(message: string): void {
+    if (this.question) return;
     clearTimeout(this.timer);
     if (!message) return this.clearNotice();
-    this.timer = setTimeout(() => this.draw(message), this.opts.statusDelayMs ?? 500);
+    this.timer = setTimeout(() => this.draw([message]), this.opts.statusDelayMs ?? 500);
   }
 
   /** A notice shown now, for a few seconds. */
   notice(message: string): void {
+    if (this.question) return;
     clearTimeout(this.timer);
-    this.draw(message);
+    this.draw([message]);
     this.timer = setTimeout(() => this.clearNotice(), this.opts.noticeMs ?? 3_000);
   }
 
   resize(cols: number, rows: number): void {
     this.screen.resize(cols, rows);
+    if (this.question) this.draw(this.question);
+  }
+
+  /**
+   * A question over the bottom rows (its first line after "catty:", each line wrapped to the
+   * width), kept until `endQuestion`; the program's output is held meanwhile, so nothing draws
+   * over it, and follows once the rows it covered are put back.
+   */
+  ask(lines: string[]): void {
+    clearTimeout(this.timer);
+    this.held ??= [];
+    this.question = lines;
+    this.draw(lines);
+  }
+
+  endQuestion(): void {
+    if (!this.question) return;
+    this.question = null;
+    if (this.noticeRows.length === 0) {
+      // Painted over meanwhile: nothing covered; the held output follows at once.
+      const held = this.held ?? [];
+      this.held = null;
+      for (const data of held) this.output(data);
+      return;
+    }
+    this.clearNotice();
   }
 
   /** Resolves once no covered row is being put back (for tests). */
@@ -102,40 +135,60 @@ export class Display {
     this.screen.dispose();
   }
 
-  private draw(message: string): void {
+  /**
+   * Draws `lines` over the bottom rows, the first after "catty:": a notice on one row, cut at the
+   * width; a question's lines wrapped, so every path shows in full.
+   */
+  private draw(lines: string[]): void {
     const { cols, rows } = this.opts.size();
-    const text = ` catty: ${message} `.slice(0, cols);
+    const wrapped: string[] = [];
+    for (const [i, line] of lines.entries()) {
+      const chars = [...(i === 0 ? ` catty: ${line} ` : ` ${line} `)];
+      if (!this.question) wrapped.push(chars.slice(0, cols).join(""));
+      else for (let at = 0; at < chars.length; at += cols) wrapped.push(chars.slice(at, at + cols).join(""));
+    }
+    const shown = wrapped.slice(0, rows);
+    const top = rows - shown.length;
     // Save and restore the cursor (and pen) around it, so the program's drawing carries on.
-    this.opts.out.write(`\x1b7\x1b[${rows};1H\x1b[0m\x1b[2K\x1b[7m${text}\x1b[0m\x1b8`);
-    this.noticeRow = rows - 1;
+    const drawn = shown.map((text, i) => `\x1b[${top + i + 1};1H\x1b[0m\x1b[2K\x1b[7m${text}\x1b[0m`).join("");
+    this.opts.out.write(`\x1b7${drawn}\x1b8`);
+    const covered = shown.map((_, i) => top + i);
+    // Rows a longer notice covered before and this one does not: put back.
+    const uncovered = this.noticeRows.filter((y) => !covered.includes(y));
+    this.noticeRows = covered;
+    if (uncovered.length > 0) this.restoring = this.restoring.then(() => this.putBack(uncovered));
   }
 
   private clearNotice(): void {
     clearTimeout(this.timer);
-    const y = this.noticeRow;
-    if (y === null) return;
-    this.noticeRow = null;
-    this.restoring = this.restoring.then(() => this.putBack(y));
+    const ys = this.noticeRows;
+    if (ys.length === 0) return;
+    this.noticeRows = [];
+    this.restoring = this.restoring.then(() => this.putBack(ys));
   }
 
-  /** Draws row `y` again as it was under the notice. */
-  private async putBack(y: number): Promise<void> {
-    // Covered again meanwhile, or gone with a resize: nothing to put back.
-    if (this.noticeRow === y || y >= this.opts.size().rows) return;
+  /** Draws rows `ys` again as they were under the notice. */
+  private async putBack(ys: number[]): Promise<void> {
     const paint = this.paints;
-    this.held = [];
-    const row = await this.screen.row(y);
+    // Output held by a question that just ended is older than the rows read here: it follows them.
+    this.held ??= [];
+    const rows = await Promise.all(ys.map((y) => this.screen.row(y)));
     const held = this.held;
-    this.held = null;
-    if (paint === this.paints && this.noticeRow !== y) {
+    this.held = this.question ? [] : null;
+    let lost = false;
+    for (const [i, y] of ys.entries()) {
+      // Covered again meanwhile, gone with a resize, or painted over: nothing to put back.
+      if (paint !== this.paints || this.noticeRows.includes(y) || y >= this.opts.size().rows) continue;
+      const row = rows[i] ?? null;
       if (row !== null) this.opts.out.write(`\x1b7\x1b[${y + 1};1H\x1b[0m\x1b[2K${row}\x1b8`);
       else {
         // Unknown (no cursor report, or a flood made the mirror let go): erase, and ask the
         // session for its screen.
         this.opts.out.write(`\x1b7\x1b[${y + 1};1H\x1b[2K\x1b8`);
-        this.opts.repaint();
+        lost = true;
       }
     }
+    if (lost) this.opts.repaint();
     for (const data of held) this.output(data);
   }
 }

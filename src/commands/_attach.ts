@@ -48,6 +48,7 @@ export async function attachAndReport(ctx: Context, label: string, flags: Attach
     autoReconnect: flags.autoReconnect,
     syncBack,
     detachKeys: ctx.config.detachKeys,
+    cattyHome: ctx.config.home,
   });
   reportSync(syncBack);
   switch (result.kind) {

@@ -188,6 +188,30 @@ describe("Display: a notice goes without a trace", () => {
   });
 });
 
+describe("Display: a question", () => {
+  test("covers the bottom rows with every path in full, holds the output meanwhile, and goes without a trace", async () => {
+    const s = await setup({ cols: 40, rows: 10 });
+    for (let i = 0; i < 12; i++) s.output(`\x1b[3${i % 8}mline ${i}\x1b[0m\r\n`);
+    s.output("prompt> ");
+    const long = `/home/me/Pictures/${"very-long-name-".repeat(3)}shot.png`;
+    s.display.ask(["upload these 2 files to the session? Enter uploads · Esc pastes the text", `  ${long}`, "  /home/me/notes.md"]);
+    // Output meanwhile is held: it would draw over the question.
+    s.output("\x1b[10;1Hdrawn over the bottom row\x1b[1;1H");
+    const shown = (await s.real.text()).join("\n");
+    expect(shown.replace(/\n/g, "")).toContain(long);
+    expect(shown).toContain("/home/me/notes.md");
+    expect(shown).toContain("catty: upload these 2 files");
+    expect(shown).not.toContain("drawn over");
+    // Notices do not cover it.
+    s.display.notice("sync-back on");
+    expect((await s.real.text()).join("\n")).not.toContain("sync-back on");
+    s.display.endQuestion();
+    await s.display.settled();
+    expect(await s.real.state()).toBe(await s.reference.state());
+    expect(s.repaints()).toBe(0);
+  });
+});
+
 describe("LocalScreen", () => {
   test("waits for its anchor before parsing, then starts at the reported cursor", async () => {
     const screen = new LocalScreen(20, 5);

@@ -3,7 +3,7 @@
  * sessions running bash and vim under a real PTY in detached catty-agent processes.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
@@ -299,7 +299,7 @@ describe("a session end to end", () => {
     Bun.spawnSync([bins.catty, "stop", label], { env: { ...process.env, HOME: home, CATTY_HOME: home } });
   }, 90_000);
 
-  test("files dropped on the terminal (a bracketed paste of their paths) go to .catty-uploads; the program gets the remote paths", async () => {
+  test("files dropped on the terminal (a bracketed paste of their paths) go to .catty-uploads once the user says so; the program gets the remote paths; private files are never offered", async () => {
     freshTerminal();
     const dir = mkdtempSync(join(tmpdir(), "catty-drop-"));
     const png = crypto.getRandomValues(new Uint8Array(200_000));
@@ -315,7 +315,14 @@ describe("a session end to end", () => {
     const label = /Session (\S+) started/.exec(started)?.[1] as string;
     const uploads = join(server.dataDir, "sessions", label, "workspace", ".catty-uploads");
 
+    const joined = (): string => tmux.capture().replaceAll("\n", "");
     tmux.paste(`${join(dir, "Screen\\ Shot.png")} ${join(dir, "notes.md")}`);
+    // Asked first, with the full paths; nothing goes before Enter.
+    await waitFor(() => /upload these 2 files to the session\? Enter uploads · Esc pastes the text/.test(joined()), { what: "the upload question" });
+    expect(joined()).toContain(join(dir, "Screen Shot.png"));
+    expect(joined()).toContain(join(dir, "notes.md"));
+    expect(existsSync(uploads)).toBe(false);
+    tmux.keys("Enter");
     const shown = await tmux.waitFor(/\^\[\[200~[^]*\^\[\[201~/, 30_000);
     const typed = /\^\[\[200~([^]*?)\^\[\[201~/.exec(shown.replaceAll("\n", ""))?.[1] as string;
     const remote = typed.split(" ");
@@ -324,6 +331,24 @@ describe("a session end to end", () => {
     expect(remote[1]).toMatch(new RegExp(`^${uploads}/notes-\\d{8}-\\d{6}\\.md$`));
     expect(new Uint8Array(readFileSync(remote[0] as string))).toEqual(png);
     expect(readFileSync(remote[1] as string, "utf8")).toBe("# notes\n");
+
+    await waitFor(() => !joined().includes("Enter uploads"), { what: "the question gone" });
+
+    // Esc: the text is pasted as it was, nothing uploaded.
+    tmux.paste(join(dir, "notes.md"));
+    await waitFor(() => joined().includes("upload this file to the session?"), { what: "the question again" });
+    tmux.keys("Escape");
+    await waitFor(() => joined().includes(`^[[200~${join(dir, "notes.md")}^[[201~`), { what: "notes.md pasted as text" });
+
+    // Private files are never offered (a program can put any path in the clipboard): catty's own
+    // credentials, and a harmless-looking link to them. Pasted as text, with a word why.
+    symlinkSync(join(home, "credentials.json"), join(dir, "cat.png"));
+    tmux.paste(join(home, "credentials.json"));
+    await waitFor(() => joined().includes("catty: not uploading"), { what: "the refusal" });
+    await waitFor(() => joined().includes(`^[[200~${join(home, "credentials.json")}^[[201~`), { what: "credentials.json pasted as text" });
+    tmux.paste(join(dir, "cat.png"));
+    await waitFor(() => joined().includes("is a symbolic link"), { what: "the link refused" });
+    await waitFor(() => joined().includes(`^[[200~${join(dir, "cat.png")}^[[201~`), { what: "the link pasted as text" });
 
     // A type a session does not take, and a file over 10 MB: pasted as they were.
     for (const name of ["tool.exe", "huge.pdf"]) {
