@@ -39,6 +39,7 @@ import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
 import { webAuthRoutes } from "./routes/web-auth.ts";
 import { webRoutes } from "./routes/web.ts";
 import { hashToken, newToken } from "./tokens.ts";
+import { publicOrigin } from "./client-address.ts";
 
 export { toSession } from "./routes/sessions.ts";
 
@@ -71,8 +72,12 @@ export interface AppDeps {
   metricsToken?: string | null;
   /** The replicas sharing the store (default: a solo one, as on SQLite). */
   replicas?: Replicas;
-  /** Proxies whose `X-Forwarded-For` is believed (see client-address.ts). */
+  /** Proxies whose `X-Forwarded-For` and `X-Forwarded-Proto` are believed (see client-address.ts). */
   trustedProxies?: BlockList | null;
+  /** `CATTY_PUBLIC_URL`: its scheme is the one requests to its host were sent with (TLS ended before this server). */
+  publicUrl?: string | null;
+  /** With replicas: `/v1/internal` is served by `internalFetch` (a listener of its own), not by `fetch`. */
+  internalListener?: boolean;
 }
 
 export interface CattyApp {
@@ -80,6 +85,8 @@ export interface CattyApp {
   fetch(req: Request, server?: Server<SocketData>): Response | Promise<Response>;
   /** Hono's test entry: a request without a socket. */
   request: Hono<AppEnv>["request"];
+  /** `/v1/internal` alone, for the internal listener; null unless there are replicas and `internalListener`. */
+  internalFetch: ((req: Request, server?: Server<SocketData>) => Response | Promise<Response>) | null;
   websocket: WebSocketHandler<SocketData>;
   /** Takes over sessions a previous process left running, and starts the periodic checks. */
   start(): Promise<void>;
@@ -98,7 +105,7 @@ export function createApp(deps: AppDeps): CattyApp {
   const transferTtlMs = deps.transferTtlMs ?? 15 * 60 * 1000;
   const vault = createVault({ store: deps.store, blobs: deps.blobs, master: deps.masterKey, log });
   const metrics = deps.metrics ?? createMetrics();
-  const replicas = deps.replicas ?? new Replicas({ store: deps.store, log, master: deps.masterKey, url: deps.agentUrl, solo: true });
+  const replicas = deps.replicas ?? new Replicas({ store: deps.store, log, key: null, url: deps.agentUrl, solo: true });
   const saves = createSaves({
     store: deps.store,
     blobs: deps.blobs,
@@ -162,6 +169,20 @@ export function createApp(deps: AppDeps): CattyApp {
     c.header("X-Request-Id", id);
     await logContext.run({ request: id }, next);
   });
+  // The origin the client used: `Origin` checks, `Secure` cookies and links follow it; over HTTPS
+  // browsers are told to keep to it (HSTS; not subdomains, where preview links may live).
+  const originOf = { trustedProxies: deps.trustedProxies ?? null, publicUrl: deps.publicUrl ?? null };
+  app.use("*", async (c, next) => {
+    const origin = publicOrigin(c.req.raw, c.env?.requestIP(c.req.raw)?.address ?? "unknown", originOf);
+    c.set("origin", origin);
+    await next();
+    if (!origin.startsWith("https:")) return;
+    try {
+      c.res.headers.set("strict-transport-security", "max-age=31536000");
+    } catch {
+      // A response passed through as it came (its headers are immutable): not a page.
+    }
+  });
   // A path that is not valid percent-encoding names nothing; say so before any router decodes it.
   app.use("*", async (c, next) => {
     try {
@@ -181,16 +202,25 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/v1/uploads", uploadRoutes(routeDeps));
   app.route("/v1/vault", vaultRoutes(routeDeps));
   app.route("/v1/agent", agentRoutes(routeDeps));
-  app.route("/v1/internal", internalRoutes(routeDeps));
+  // Replicas' calls to each other: nowhere on a server of its own (there is no other to call it).
+  const internal = replicas.solo ? null : internalRoutes(routeDeps);
+  if (internal && !deps.internalListener) app.route("/v1/internal", internal);
   app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log, metrics }));
   if (isDisk(deps.blobs)) app.route("/v1/blobs", blobRoutes(routeDeps, deps.blobs));
   const counted = (code: string): void => metrics.errors.inc({ code });
   app.notFound((c) => errorResponse(new CattyError("not_found", `No route for ${c.req.method} ${c.req.path}.`), c, log, counted));
   app.onError((err, c) => errorResponse(err, c, log, counted));
+  let internalApp: Hono<AppEnv> | null = null;
+  if (internal && deps.internalListener) {
+    internalApp = new Hono<AppEnv>().route("/v1/internal", internal);
+    internalApp.notFound((c) => errorResponse(new CattyError("not_found", `No route for ${c.req.method} ${c.req.path}.`), c, log, counted));
+    internalApp.onError((err, c) => errorResponse(err, c, log, counted));
+  }
 
   return {
     fetch: (req, server) => app.fetch(req, server),
     request: app.request,
+    internalFetch: internalApp ? (req, server) => (internalApp as Hono<AppEnv>).fetch(req, server) : null,
     websocket: relay.websocket,
     start: () => lifecycle.start(),
     drain: () => {

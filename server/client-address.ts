@@ -1,8 +1,11 @@
 /**
- * Who a request comes from, for per-address limits. Behind a load balancer or an Ingress every
- * connection comes from the proxy, so its `X-Forwarded-For` is believed when (and only when) the
- * connection comes from an address the operator named (`CATTY_TRUSTED_PROXIES`): the client is
- * then the right-most address of that header that is not itself a trusted proxy.
+ * Who a request comes from, for per-address limits, and the origin it was sent to. Behind a load
+ * balancer or an Ingress every connection comes from the proxy, so its `X-Forwarded-For` is
+ * believed when (and only when) the connection comes from an address the operator named
+ * (`CATTY_TRUSTED_PROXIES`): the client is then the right-most address of that header that is
+ * not itself a trusted proxy. Behind TLS termination the connection is plain HTTP whatever the
+ * browser used, so the scheme comes from the trusted proxy's `X-Forwarded-Proto`, or from
+ * `CATTY_PUBLIC_URL` when the request came to its host.
  */
 import { BlockList, isIP } from "node:net";
 
@@ -40,4 +43,18 @@ export function clientAddress(peer: string, forwardedFor: string | undefined, tr
     if (!trusts(trusted, hop)) return hop;
   }
   return hops[0] ?? peer;
+}
+
+/**
+ * The origin the client sent `req` to (`https://catty.example.com`): the request's host, with the
+ * scheme a trusted proxy (`peer`) names in `X-Forwarded-Proto`, else the public URL's when the
+ * request came to the public URL's host, else the connection's own.
+ */
+export function publicOrigin(req: Request, peer: string, opts: { trustedProxies: BlockList | null; publicUrl: string | null }): string {
+  const url = new URL(req.url);
+  const forwarded = req.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
+  if (opts.trustedProxies && trusts(opts.trustedProxies, peer) && (forwarded === "https" || forwarded === "http")) return `${forwarded}://${url.host}`;
+  const pub = opts.publicUrl ? new URL(opts.publicUrl) : null;
+  if (pub && pub.host === url.host) return pub.origin;
+  return url.origin;
 }

@@ -30,6 +30,9 @@ import type { S3BlobStoreOptions } from "./blobs/s3.ts";
 const portSetting = (fallback: number): z.ZodType<number, string | undefined> =>
   intSetting(fallback).pipe(z.number().max(65_535, { error: "must be a port number (0 to 65535)" }));
 
+/** 32 bytes as 64 hex characters or in base64 (as `parseMasterKey` reads them). */
+const isKey32 = (v: string): boolean => /^[0-9a-fA-F]{64}$/.test(v.trim()) || /^[A-Za-z0-9+/_-]{43}=?$/.test(v.trim());
+
 const urlSetting = (): z.ZodType<string | undefined, string | undefined> =>
   optionalString().refine((v) => v === undefined || /^https?:\/\/[^/\s]+/.test(v), {
     error: "must be an http:// or https:// URL",
@@ -56,13 +59,22 @@ export const SERVER_SETTINGS = {
   ),
   publicUrl: setting(urlSetting(), {
     env: ["CATTY_PUBLIC_URL"],
-    doc: "the URL session agents dial",
+    doc: "the server's public URL: session agents dial it, and requests to its host are taken to have come with its scheme (`https://`: cookies are `Secure`, HSTS is sent, device links use it)",
     shown: "`http://127.0.0.1:<port>`",
   }),
   internalUrl: setting(urlSetting(), {
     env: ["CATTY_INTERNAL_URL"],
     doc: "with several replicas: the URL the other replicas reach this one at (on the cluster's private network; for example `http://$(POD_IP):8080`)",
-    shown: "`http://<host>:<port>`",
+    shown: "`http://<host>:<port>` (`:<internal port>` with `CATTY_INTERNAL_PORT`)",
+  }),
+  internalKey: setting(optionalString().refine((v) => v === undefined || isKey32(v), { error: "must be 32 bytes as 64 hex characters or base64 (`openssl rand -hex 32`)" }), {
+    env: ["CATTY_INTERNAL_KEY"],
+    doc: "with several replicas (needed on PostgreSQL): the key replicas sign their calls to each other with, the same on every replica and not the master key: 32 bytes as hex or base64 (`openssl rand -hex 32`)",
+    shown: "none",
+  }),
+  internalPort: setting(portSetting(0), {
+    env: ["CATTY_INTERNAL_PORT"],
+    doc: "with several replicas: serve the replicas' calls to each other (`/v1/internal`) on this port of `--host` only, not on `--port` (0: on `--port`)",
   }),
   trustedProxies: setting(
     optionalString().refine(
@@ -79,7 +91,7 @@ export const SERVER_SETTINGS = {
     ),
     {
       env: ["CATTY_TRUSTED_PROXIES"],
-      doc: "load balancers or proxies in front of the server (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` names the client, for per-address limits",
+      doc: "load balancers or proxies in front of the server (IPs or CIDRs, comma-separated) whose `X-Forwarded-For` names the client, for per-address limits, and whose `X-Forwarded-Proto` the scheme the client used (name only the proxy itself, never a range sessions live in)",
       shown: "none: the connection's address",
     },
   ),
@@ -251,6 +263,10 @@ export interface ServerConfig {
   publicUrl: string | undefined;
   /** Where the other replicas reach this one; unset: the address it listens on. */
   internalUrl: string | undefined;
+  /** `CATTY_INTERNAL_KEY` as given: replicas sign their calls to each other with it; set whenever `databaseUrl` is. */
+  internalKey: string | undefined;
+  /** A port of its own for `/v1/internal`; null: served on `port`. */
+  internalPort: number | null;
   replicaDeadMs: number;
   /** `CATTY_TRUSTED_PROXIES` as given. */
   trustedProxies: string | undefined;
@@ -297,6 +313,15 @@ export function readServerConfig(
       `CATTY_MIN_DURATION_MS (${s.minDurationMs}) is larger than CATTY_MAX_DURATION_MS (${s.maxDurationMs}).`,
     );
   }
+  if (s.databaseUrl && !s.internalKey) {
+    throw new SettingsError(
+      "CATTY_DATABASE_URL is set, so replicas may share this database, and they sign their calls to each other with CATTY_INTERNAL_KEY: " +
+        "set it to a key of its own (`openssl rand -hex 32`), the same on every replica.",
+    );
+  }
+  if (s.internalKey && s.masterKey && s.internalKey.trim() === s.masterKey.trim()) {
+    throw new SettingsError("CATTY_INTERNAL_KEY is the master key: give it a key of its own (`openssl rand -hex 32`), the same on every replica.");
+  }
   return Object.freeze({
     port: s.port,
     host: s.host,
@@ -304,6 +329,8 @@ export function readServerConfig(
     databaseUrl: s.databaseUrl ?? null,
     publicUrl: s.publicUrl?.replace(/\/+$/, ""),
     internalUrl: s.internalUrl?.replace(/\/+$/, ""),
+    internalKey: s.internalKey,
+    internalPort: s.internalPort > 0 ? s.internalPort : null,
     replicaDeadMs: s.replicaDeadMs,
     trustedProxies: s.trustedProxies,
     agentBin: s.agentBin,

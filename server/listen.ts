@@ -210,7 +210,9 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   const solo = config.databaseUrl === null;
   if (!solo && !config.masterKey) log.warn("on PostgreSQL, give every replica the same CATTY_MASTER_KEY: this one uses the key in its data dir");
   if (!solo && !config.s3) log.warn("on PostgreSQL, several replicas need an S3 bucket (--s3-bucket): this one keeps saves on its own disk");
-  const replicas = new Replicas({ store, log, master: masterKey, url: () => internalUrl, solo, deadMs: config.replicaDeadMs, beatMs: Math.max(100, Math.floor(config.replicaDeadMs / 5)) });
+  // readServerConfig asks for CATTY_INTERNAL_KEY on PostgreSQL; a solo replica calls no other.
+  const key = !solo && config.internalKey ? parseMasterKey(config.internalKey) : null;
+  const replicas = new Replicas({ store, log, key, url: () => internalUrl, solo, deadMs: config.replicaDeadMs, beatMs: Math.max(100, Math.floor(config.replicaDeadMs / 5)) });
   const app = createApp({
     store,
     provider,
@@ -220,6 +222,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     masterKey,
     replicas,
     trustedProxies: config.trustedProxies ? parseTrustedProxies(config.trustedProxies) : null,
+    publicUrl: config.publicUrl ?? null,
     timeouts: config.timeouts,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,
@@ -227,6 +230,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     serverKey,
     apiAccess: config.apiAccess,
     metricsToken: config.metricsToken,
+    internalListener: config.internalPort !== null,
     ...(opts.transferTtlMs !== undefined ? { transferTtlMs: opts.transferTtlMs } : {}),
     ...(opts.sweepMs !== undefined ? { sweepMs: opts.sweepMs } : {}),
   });
@@ -239,11 +243,15 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     // JSON routes stop reading at 1 MiB. Save packs are far smaller.
     maxRequestBodySize: Math.max(config.maxUploadBytes, MAX_PACK_BYTES) + 1024 * 1024,
   });
+  // Replicas' calls to each other on a port of their own (the cluster's private network), when asked.
+  const internalServer = app.internalFetch
+    ? Bun.serve<SocketData>({ port: config.internalPort ?? 0, hostname: config.host, fetch: app.internalFetch, websocket: app.websocket, maxRequestBodySize: 2 * 1024 * 1024 })
+    : null;
   const port = server.port as number;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  const reachable = `http://${config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-  if (!agentUrl) agentUrl = reachable;
-  if (!internalUrl) internalUrl = reachable;
+  const reachableHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host;
+  if (!agentUrl) agentUrl = `http://${reachableHost}:${port}`;
+  if (!internalUrl) internalUrl = `http://${reachableHost}:${internalServer?.port ?? port}`;
   await replicas.start();
   await app.start();
   const pidFile = join(config.dataDir, "server.pid");
@@ -254,6 +262,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     app.close();
     await replicas.close();
     await server.stop(true);
+    await internalServer?.stop(true);
     // A storage sweep under way finishes before the database closes (for 5 s at most).
     await Promise.race([app.settled(), Bun.sleep(5_000)]);
     await store.close();
@@ -266,13 +275,14 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     // The others take over this replica's sessions and duties at once.
     await replicas.close();
     // No new connection from here on, so links told to dial again land on another replica.
-    const finished = Promise.all([server.stop(false), app.settled()]).then(() => true);
+    const finished = Promise.all([server.stop(false), internalServer?.stop(false), app.settled()]).then(() => true);
     app.closeLinks();
     // Whatever still runs at the deadline (a long download) is cut; a little is kept for the rest.
     const late = Bun.sleep(Math.max(0, deadlineMs - 1000)).then(() => false);
     if (!(await Promise.race([finished, late]))) log.warn("requests still under way at the deadline were cut");
     rmSync(pidFile, { force: true });
     await server.stop(true);
+    await internalServer?.stop(true);
     await store.close();
     log.info("shut down", { ms: Date.now() - started });
   };

@@ -8,21 +8,26 @@
  * replica died, the storage sweep) is done by the holder of a lease in the store, so it is done
  * once across replicas.
  *
- * Replicas call each other on `/v1/internal/…` (routes/internal.ts), each request signed with a
- * key derived from the master key every replica shares (`X-Catty-Internal`: an expiry and an HMAC
- * over the method, the path and the expiry). Internal URLs belong on the cluster's private network.
+ * Replicas call each other on `/v1/internal/…` (routes/internal.ts), each request signed with the
+ * internal key every replica shares (`CATTY_INTERNAL_KEY`, a key of its own: holding the master
+ * key, or a user's token, signs nothing). `X-Catty-Internal` carries an expiry, a random nonce and
+ * an HMAC over the method, the path with its query, a hash of the body, the target replica's id,
+ * the expiry and the nonce: a signature is good for one request, to one replica (ids are new on
+ * every start), once, within a minute. Internal URLs belong on the cluster's private network, and
+ * `CATTY_INTERNAL_PORT` serves `/v1/internal` on a listener of its own.
  *
  * On SQLite the store is this process's alone (the data dir is locked), so the replica is `solo`:
  * every lease is its own at once, and no other replica is alive.
  */
-import { createHmac, hkdfSync, timingSafeEqual } from "node:crypto";
+import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Log } from "../src/lib/log.ts";
 import type { ReplicaRow, Store } from "./store/types.ts";
 
 export interface ReplicasOptions {
   store: Store;
   log: Log;
-  master: Buffer;
+  /** The key internal requests are signed with (`CATTY_INTERNAL_KEY`); null on a solo replica, which calls no other. */
+  key: Buffer | null;
   /** This replica's internal URL (known once it listens). */
   url(): string;
   /** The store is this process's alone (SQLite). */
@@ -37,6 +42,8 @@ export interface ReplicasOptions {
 export const INTERNAL_HEADER = "x-catty-internal";
 /** How long a signed internal request is valid. */
 const SIGNATURE_TTL_SEC = 60;
+/** Nonces seen within their signatures' lifetime; past this many, internal requests are refused until some expire. */
+const MAX_NONCES = 100_000;
 /** The lease of the work no live replica owns (orphaned sessions, the storage sweep). */
 export const DUTIES_LEASE = "duties";
 
@@ -46,7 +53,9 @@ export class Replicas {
   readonly solo: boolean;
   readonly beatMs: number;
   readonly deadMs: number;
-  private readonly signKey: Buffer;
+  private readonly signKey: Buffer | null;
+  /** Nonces of signatures this replica took, with their expiry (s), oldest first: each is good once. */
+  private readonly nonces = new Map<string, number>();
   private timer: Timer | null = null;
   private beating: Promise<void> | null = null;
   private cached: { at: number; rows: ReplicaRow[] } | null = null;
@@ -59,7 +68,8 @@ export class Replicas {
     this.solo = opts.solo;
     this.beatMs = opts.beatMs ?? 2_000;
     this.deadMs = opts.deadMs ?? 10_000;
-    this.signKey = Buffer.from(hkdfSync("sha256", opts.master, Buffer.alloc(0), "catty replicas v1", 32));
+    if (!opts.solo && !opts.key) throw new Error("replicas sharing a database sign their calls to each other: set CATTY_INTERNAL_KEY (`openssl rand -hex 32`), the same on every replica");
+    this.signKey = opts.key;
   }
 
   /** Records this replica and keeps its heartbeat. */
@@ -140,25 +150,46 @@ export class Replicas {
 
   // ── internal requests ───────────────────────────────────────────────────────────────────────
 
-  /** The `X-Catty-Internal` value for a request of `method` to `path` (with its query). */
-  sign(method: string, path: string, nowMs = Date.now()): string {
+  /**
+   * The `X-Catty-Internal` value for one request of `method` to `path` (with its query) carrying
+   * `body`, to the replica `to` (its id): `<expiry>.<nonce>.<mac>`.
+   */
+  sign(to: string, method: string, path: string, body: Uint8Array | string = "", nowMs = Date.now()): string {
     const expiry = Math.ceil(nowMs / 1000) + SIGNATURE_TTL_SEC;
-    return `${expiry}.${this.mac(method, path, expiry)}`;
+    const nonce = randomBytes(16).toString("base64url");
+    return `${expiry}.${nonce}.${this.mac(to, method, path, body, expiry, nonce)}`;
   }
 
-  /** Whether `header` signs a request of `method` to `path` and has not expired. */
-  verify(method: string, path: string, header: string | undefined, nowMs = Date.now()): boolean {
-    const m = /^(\d{1,12})\.([\w-]{43})$/.exec(header ?? "");
-    if (!m) return false;
+  /**
+   * Whether `header` signs this request (`method`, `path` with its query, `body`) to this replica,
+   * has not expired and was not used before; a signature that holds is used up.
+   */
+  verify(method: string, path: string, body: Uint8Array | string, header: string | undefined, nowMs = Date.now()): boolean {
+    const m = /^(\d{1,12})\.([\w-]{22})\.([\w-]{43})$/.exec(header ?? "");
+    if (!m || !this.signKey) return false;
     const expiry = Number(m[1]);
-    if (nowMs / 1000 >= expiry || expiry > nowMs / 1000 + SIGNATURE_TTL_SEC + 5) return false;
-    const given = Buffer.from(m[2] as string);
-    const wanted = Buffer.from(this.mac(method, path, expiry));
-    return given.length === wanted.length && timingSafeEqual(given, wanted);
+    const nonce = m[2] as string;
+    const now = nowMs / 1000;
+    if (now >= expiry || expiry > now + SIGNATURE_TTL_SEC + 5) return false;
+    const given = Buffer.from(m[3] as string);
+    const wanted = Buffer.from(this.mac(this.id, method, path, body, expiry, nonce));
+    if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) return false;
+    // Expired nonces are forgotten (their signatures no longer hold anyway).
+    for (const [seen, until] of this.nonces) {
+      if (until > now) break;
+      this.nonces.delete(seen);
+    }
+    if (this.nonces.has(nonce) || this.nonces.size >= MAX_NONCES) return false;
+    this.nonces.set(nonce, now + SIGNATURE_TTL_SEC + 5);
+    return true;
   }
 
-  private mac(method: string, path: string, expiry: number): string {
-    return createHmac("sha256", this.signKey).update(`${method.toUpperCase()} ${path} ${expiry}`).digest("base64url");
+  private mac(to: string, method: string, path: string, body: Uint8Array | string, expiry: number, nonce: string): string {
+    if (!this.signKey) throw new Error("a solo replica calls no other replica");
+    const bodyHash = createHash("sha256").update(body).digest("hex");
+    return createHmac("sha256", this.signKey)
+      .update(["catty internal v2", method.toUpperCase(), path, bodyHash, to, String(expiry), nonce].join("\n"))
+      .digest("base64url");
   }
 
   /**
@@ -169,10 +200,11 @@ export class Replicas {
   async call(to: ReplicaRow, method: string, path: string, body?: unknown, opts: { timeoutMs?: number; retries?: number } = {}): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
       try {
+        const text = body === undefined ? undefined : JSON.stringify(body);
         return await fetch(new URL(path, to.url), {
           method,
-          headers: { [INTERNAL_HEADER]: this.sign(method, path), ...(body === undefined ? {} : { "content-type": "application/json" }) },
-          body: body === undefined ? undefined : JSON.stringify(body),
+          headers: { [INTERNAL_HEADER]: this.sign(to.id, method, path, text), ...(text === undefined ? {} : { "content-type": "application/json" }) },
+          body: text,
           signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
         });
       } catch (err) {

@@ -31,6 +31,8 @@ export interface AppEnv {
     /** Set when the request came from a signed-in browser (cookie): its hash and CSRF token. */
     browserSession?: string;
     csrf?: string;
+    /** The origin the client sent this request to (see `publicOrigin`): what `Origin` must be, and whether cookies are `Secure`. */
+    origin: string;
   };
 }
 
@@ -85,7 +87,7 @@ export function requireUser(store: Store): MiddlewareHandler<AppEnv> {
     const web = cookie ? await store.browserSession(hashToken(cookie), new Date().toISOString()) : null;
     if (!web) throw new CattyError("unauthorized", "Missing token.", "Run `catty login`.");
     const origin = c.req.header("origin");
-    if (origin && origin !== new URL(c.req.url).origin) throw new CattyError("forbidden", "Cross-origin request refused.");
+    if (origin && origin !== c.var.origin) throw new CattyError("forbidden", "Cross-origin request refused.");
     if (c.req.header("upgrade")?.toLowerCase() === "websocket") {
       throw new CattyError("forbidden", "A browser attaches with a ticket (POST /v1/sessions/<label>/ticket), not with its cookie.");
     }

@@ -1,6 +1,7 @@
 /**
  * `/v1/internal`: what replicas ask of each other (see replicas.ts), each request signed with the
- * replicas' shared key (`X-Catty-Internal`); anything else is refused. The session's relay
+ * replicas' internal key for this replica, once (`X-Catty-Internal`); anything else is refused.
+ * Mounted only where there are replicas (PostgreSQL), on the main listener or on the internal one. The session's relay
  * replica is asked to serve a forwarded attach, a stop, a handed file; any replica is told that a
  * session moved or ended, and the replica that started a session hands over its program's
  * environment.
@@ -10,7 +11,7 @@ import { z } from "zod";
 import { CattyError, isLive } from "../../src/protocol/index.ts";
 import { INTERNAL_HEADER } from "../replicas.ts";
 import type { SessionRow } from "../store/types.ts";
-import { jsonBody, upgradeClient, type AppEnv, type RouteDeps } from "./common.ts";
+import { jsonBody, MAX_JSON_BYTES, readCapped, upgradeClient, type AppEnv, type RouteDeps } from "./common.ts";
 
 const HandedFile = z.object({ name: z.string().min(1).max(255), url: z.string().min(1).max(4096), size: z.number().int().nonnegative() });
 
@@ -19,8 +20,14 @@ export function internalRoutes(deps: RouteDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", async (c, next) => {
     const url = new URL(c.req.url);
-    if (!replicas.verify(c.req.method, url.pathname + url.search, c.req.header(INTERNAL_HEADER))) {
-      throw new CattyError("forbidden", "Only another replica of this server may call this.");
+    // The signature binds the body: it is read whole first (small: JSON), and handed on as read.
+    let body: Uint8Array = new Uint8Array(0);
+    if (c.req.raw.body) {
+      body = await readCapped(c.req.raw, MAX_JSON_BYTES, () => new CattyError("too_large", `The request body is larger than ${MAX_JSON_BYTES} bytes.`));
+      c.req.raw = new Request(c.req.raw, { body });
+    }
+    if (!replicas.verify(c.req.method, url.pathname + url.search, body, c.req.header(INTERNAL_HEADER))) {
+      throw new CattyError("forbidden", "Only another replica of this server may call this (each signed request works once).");
     }
     await next();
   });

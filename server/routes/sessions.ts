@@ -104,7 +104,7 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     let row: SessionRow;
     if (ticket !== undefined) {
       const origin = c.req.header("origin");
-      if (origin && origin !== new URL(c.req.url).origin) throw new CattyError("forbidden", "Cross-origin WebSocket refused.");
+      if (origin && origin !== c.var.origin) throw new CattyError("forbidden", "Cross-origin WebSocket refused.");
       const t = await store.takeTicket(hashToken(ticket), new Date().toISOString());
       const found = t ? await store.sessionById(t.sessionId) : null;
       if (!t || !found || found.label !== c.req.param("label") || found.userId !== t.userId) {
@@ -128,7 +128,7 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
         label: row.label,
         malformed: 0,
         target: target.toString(),
-        headers: { [INTERNAL_HEADER]: deps.replicas.sign("GET", path) },
+        headers: { [INTERNAL_HEADER]: deps.replicas.sign(relayReplica.id, "GET", path) },
         queued: [],
       });
     }

@@ -61,7 +61,8 @@ function address(c: Context<AppEnv>, trusted: BlockList | null): string {
   return clientAddress(peer, c.req.header("x-forwarded-for"), trusted);
 }
 
-const isHttps = (c: Context<AppEnv>): boolean => new URL(c.req.url).protocol === "https:";
+/** Whether the client reached this server over HTTPS (a TLS-terminating proxy in front counts: see `publicOrigin`). */
+const isHttps = (c: Context<AppEnv>): boolean => c.var.origin.startsWith("https:");
 
 function userCode(): string {
   const pick = (): string => Array.from({ length: 4 }, () => CODE_ALPHABET[randomInt(CODE_ALPHABET.length)]).join("");
@@ -137,7 +138,7 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
       userId: null,
       polledAt: null,
     });
-    const origin = new URL(c.req.url).origin;
+    const origin = c.var.origin;
     return c.json({
       deviceCode,
       userCode: code,

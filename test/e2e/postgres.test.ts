@@ -28,6 +28,7 @@ beforeAll(async () => {
   env = {
     CATTY_DATABASE_URL: databaseUrl,
     CATTY_MASTER_KEY: "5a".repeat(32),
+    CATTY_INTERNAL_KEY: "a5".repeat(32),
     CATTY_SAVE_FIRST_MS: "300",
     CATTY_SAVE_INTERVAL_MS: "700",
     ...s3.serverEnv(),

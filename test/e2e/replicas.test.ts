@@ -5,15 +5,19 @@
  * clients attach through a third or through the balancer; the replica relaying a session is
  * killed mid-output; stops are asked of replicas that do not relay the session; a session whose
  * replica and machine both die is failed by exactly one of the others. A second cluster, of two
- * replicas behind one balancer for agents and clients alike, loses its relaying replica too.
+ * replicas behind one balancer for agents and clients alike (their calls to each other on an
+ * internal port of their own), loses its relaying replica too. Holding the master key, an outsider
+ * signs no internal request.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
+import { createHmac, hkdfSync } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import { startBalancer, type Balancer } from "../helpers/balancer.ts";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { killAgents, pidAlive } from "../helpers/agents.ts";
+import { freePort } from "../helpers/ports.ts";
 import { freshDatabase } from "../helpers/postgres.ts";
 import { checkSeq, pacedSeq, Recorder } from "../helpers/recorder.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
@@ -62,6 +66,7 @@ beforeAll(async () => {
   env = {
     CATTY_DATABASE_URL: databaseUrl,
     CATTY_MASTER_KEY: "7c".repeat(32),
+    CATTY_INTERNAL_KEY: "c7".repeat(32),
     CATTY_PUBLIC_URL: agents.url,
     CATTY_REPLICA_DEAD_MS: "1500",
     // Routing decisions are logged at debug level: shown when a test fails.
@@ -93,6 +98,26 @@ afterAll(async () => {
   await sql?.close();
   await s3?.stop();
 });
+
+/** An `X-Catty-Internal` header made as replicas made them before they had a key of their own: from the master key. */
+function masterKeySignature(method: string, path: string): string {
+  const derived = Buffer.from(hkdfSync("sha256", Buffer.from(env.CATTY_MASTER_KEY as string, "hex"), Buffer.alloc(0), "catty replicas v1", 32));
+  const expiry = Math.ceil(Date.now() / 1000) + 60;
+  return `${expiry}.${createHmac("sha256", derived).update(`${method} ${path} ${expiry}`).digest("base64url")}`;
+}
+
+/** Whether a WebSocket to `url` with `headers` opens (and, if it does, sends `input`). */
+function opens(url: string, headers: Record<string, string>, input: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, { headers } as unknown as string[]);
+    ws.onopen = () => {
+      ws.send(input);
+      resolve(true);
+    };
+    ws.onerror = () => resolve(false);
+    ws.onclose = () => resolve(false);
+  });
+}
 
 /** Runs a test's body; when it fails, prints what each replica logged. */
 function diagnosed(body: () => Promise<void>, cluster: () => ServerProcess[] = () => replicas): () => Promise<void> {
@@ -236,8 +261,30 @@ describe("several replicas behind a load balancer", () => {
   }), 90_000);
 });
 
+describe("the replicas' internal API", () => {
+  test("holding the master key, another user's session cannot be attached through /v1/internal", diagnosed(async () => {
+    const session = await api(A).create({ command: ["bash", "-c", "echo ready; exec cat"], cols: 80, rows: 24 });
+    const owner = record(api(A).attachUrl(session.label));
+    await owner.waitForText("ready");
+    const [row] = (await sql`SELECT id FROM sessions WHERE label = ${session.label}`) as Array<{ id: string }>;
+    const path = `/v1/internal/sessions/${row?.id}/attach`;
+    for (const r of replicas) {
+      const forged = { "x-catty-internal": masterKeySignature("GET", path) };
+      const res = await fetch(`${r.url}${path}`, { headers: forged });
+      expect(res.status).toBe(403);
+      expect(await opens(`${r.url.replace("http:", "ws:")}${path}`, forged, "typed by an intruder\r")).toBe(false);
+    }
+    // The owner's own input still goes through, and nothing else did.
+    owner.send("mine\r");
+    await owner.waitForText("mine\r\nmine");
+    expect(owner.text).not.toContain("intruder");
+    await api(A).stop(session.label);
+  }), 60_000);
+});
+
 describe("two replicas behind one load balancer", () => {
   let pair: ServerProcess[] = [];
+  let internalPorts: number[] = [];
   let balancer: Balancer;
   let pairSql: SQL;
   let pairToken: string;
@@ -247,7 +294,9 @@ describe("two replicas behind one load balancer", () => {
     const databaseUrl = await freshDatabase();
     pairSql = new SQL(databaseUrl, { max: 1 });
     const pairEnv = { ...env, CATTY_DATABASE_URL: databaseUrl, CATTY_PUBLIC_URL: balancer.url, CATTY_S3_PREFIX: "pair" };
-    pair = [new ServerProcess(bins.server, pairEnv), new ServerProcess(bins.server, pairEnv)];
+    // Their calls to each other go to an internal port each, never through the balancer.
+    internalPorts = [freePort(), freePort()];
+    pair = internalPorts.map((port) => new ServerProcess(bins.server, { ...pairEnv, CATTY_INTERNAL_PORT: String(port) }));
     await (pair[0] as ServerProcess).start();
     pairToken = (pair[0] as ServerProcess).ownerToken;
     await (pair[1] as ServerProcess).start();
@@ -268,7 +317,11 @@ describe("two replicas behind one load balancer", () => {
         (rows: Array<{ url: string }>) => rows[0]?.url ?? null,
       );
     const relay = await waitFor(relayUrl, { timeoutMs: 20_000, what: "the relay replica" });
-    const killed = pair.find((r) => r.url === relay) as ServerProcess;
+    // Recorded at its internal port; the public one has no /v1/internal.
+    const killed = pair[internalPorts.findIndex((port) => relay === `http://127.0.0.1:${port}`)] as ServerProcess;
+    expect(killed).toBeDefined();
+    const [row] = (await pairSql`SELECT id FROM sessions WHERE label = ${session.label}`) as Array<{ id: string }>;
+    expect((await fetch(`${killed.url}/v1/internal/sessions/${row?.id}/attach`)).status).toBe(404);
     const survivor = pair.find((r) => r !== killed) as ServerProcess;
     const viaBalancer = new Recorder({ url: createApiClient(balancer.url, pairToken).attachUrl(session.label), token: pairToken, offset: 0 });
     // Through the survivor, which forwards it until the kill, then serves it itself.
@@ -277,7 +330,7 @@ describe("two replicas behind one load balancer", () => {
     await viaSurvivor.waitForText("\r\n5000\r\n", 20_000);
     await killed.kill9();
     balancer.drop(killed.port);
-    await waitFor(async () => (await relayUrl()) === survivor.url, { timeoutMs: 20_000, what: "the survivor relaying the session" });
+    await waitFor(async () => (await relayUrl()) === `http://127.0.0.1:${internalPorts[pair.indexOf(survivor)]}`, { timeoutMs: 20_000, what: "the survivor relaying the session" });
     for (const rec of [viaBalancer, viaSurvivor]) {
       await rec.waitForText((t) => t.endsWith(`\n${N}\r\n`), 60_000, `line ${N}`);
       expect(checkSeq(rec.text, N)).toBeNull();

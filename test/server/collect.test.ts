@@ -89,7 +89,7 @@ test("sweeps racing saves never lose a blob a kept save refers to", async () => 
 
 test("across replicas: a save begun while another replica collects the user's blobs waits for that collection; a collection skips a user with a save in flight", async () => {
   const { store, user, blobs } = await ownerStore();
-  const replica = (url: string) => new Replicas({ store, log: silentLog, master: Buffer.alloc(32, 3), url: () => url, solo: false });
+  const replica = (url: string) => new Replicas({ store, log: silentLog, key: Buffer.alloc(32, 3), url: () => url, solo: false });
   const [one, two] = [replica("http://10.0.0.1"), replica("http://10.0.0.2")];
   const saves = savesOver(store, blobs, { leases: two });
   try {

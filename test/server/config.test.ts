@@ -71,6 +71,28 @@ describe("server configuration", () => {
     for (const [flags, env, message] of bad) expect(() => readServerConfig(flags, env)).toThrow(message);
   });
 
+  test("replicas (on PostgreSQL) need an internal key of their own, and may serve their calls on a port of their own", () => {
+    const pg = { CATTY_DATABASE_URL: "postgres://catty@db:5432/catty" };
+    expect(() => readServerConfig({}, pg)).toThrow(/^CATTY_DATABASE_URL is set, .*CATTY_INTERNAL_KEY: set it to a key of its own \(`openssl rand -hex 32`\), the same on every replica\.$/);
+    expect(() => readServerConfig({}, { ...pg, CATTY_INTERNAL_KEY: "short" })).toThrow(/^CATTY_INTERNAL_KEY must be 32 bytes/);
+    expect(() => readServerConfig({}, { ...pg, CATTY_INTERNAL_KEY: "ab".repeat(32), CATTY_MASTER_KEY: "ab".repeat(32) })).toThrow(/CATTY_INTERNAL_KEY is the master key/);
+    const c = readServerConfig({}, { ...pg, CATTY_INTERNAL_KEY: "ab".repeat(32), CATTY_MASTER_KEY: "cd".repeat(32), CATTY_INTERNAL_PORT: "4816" });
+    expect(c).toMatchObject({ internalKey: "ab".repeat(32), internalPort: 4816 });
+    expect(readServerConfig({}, {}).internalPort).toBeNull();
+  });
+
+  test("catty-server on PostgreSQL without CATTY_INTERNAL_KEY refuses to start and says what to set", async () => {
+    const proc = Bun.spawn([process.execPath, join(import.meta.dir, "../../server/main.ts")], {
+      env: { ...process.env, CATTY_DATABASE_URL: "postgres://catty@127.0.0.1:1/catty", CATTY_INTERNAL_KEY: undefined },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    expect(code).toBe(1);
+    expect(stderr.trim()).toStartWith("catty-server: CATTY_DATABASE_URL is set,");
+    expect(stderr).toContain("set it to a key of its own (`openssl rand -hex 32`), the same on every replica.");
+  });
+
   test("the result is frozen, nested parts too", () => {
     const c = readServerConfig({}, { CATTY_S3_BUCKET: "b" });
     expect(Object.isFrozen(c)).toBe(true);

@@ -50,8 +50,12 @@ describe("Kubernetes manifests", () => {
     expect(deployment.spec.replicas).toBeGreaterThanOrEqual(2);
     const names = (server.env as Var[]).map((e) => e.name);
     expect(names.indexOf("POD_IP")).toBeLessThan(names.indexOf("CATTY_INTERNAL_URL"));
-    expect(env.CATTY_INTERNAL_URL).toBe(`http://$(POD_IP):${server.ports[0].containerPort}`);
+    // The replicas' calls to each other go to a port of their own, which the Service does not expose.
+    const internalPort = (server.ports as Array<{ name: string; containerPort: number }>).find((p) => p.name === "internal")?.containerPort;
+    expect(env.CATTY_INTERNAL_PORT).toBe(String(internalPort));
+    expect(env.CATTY_INTERNAL_URL).toBe(`http://$(POD_IP):${internalPort}`);
     expect(secret.stringData.CATTY_MASTER_KEY).toBeDefined();
+    expect(secret.stringData.CATTY_INTERNAL_KEY).toBeDefined();
     expect(secret.stringData.CATTY_DATABASE_URL).toMatch(/^postgres/);
     expect(env.CATTY_PROVIDER).toBe("kubernetes");
     const service = one("Service");

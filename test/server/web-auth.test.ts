@@ -154,6 +154,75 @@ describe("device-code login", () => {
   });
 });
 
+describe("behind TLS termination", () => {
+  /** Signs in at `base` with `headers` (as a proxy or a browser sends them); the answer and the cookie. */
+  const signInAt = async (base: string, token: string, headers: Record<string, string>) => {
+    const res = await fetch(`${base}/v1/web/login`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify({ token }) });
+    expect(res.status).toBe(200);
+    const { csrf } = (await res.json()) as { csrf: string };
+    return { res, csrf, cookie: (res.headers.get("set-cookie") ?? "").split(";")[0] as string };
+  };
+
+  test("a trusted proxy's X-Forwarded-Proto: https: Secure cookies, HSTS, an https Origin accepted (requests and WebSockets), https device links", async () => {
+    const proxied = await startTestServer({ env: { CATTY_TRUSTED_PROXIES: "127.0.0.1" } });
+    try {
+      const host = new URL(proxied.url).host;
+      const viaTls = { "x-forwarded-proto": "https" };
+      const { res, csrf, cookie } = await signInAt(proxied.url, proxied.ownerToken, viaTls);
+      expect(res.headers.get("set-cookie")).toContain("Secure");
+      expect(res.headers.get("strict-transport-security")).toBe("max-age=31536000");
+      const session = await proxied.owner.create({ command: ["bash", "-c", "echo up; sleep 60"], cols: 80, rows: 24 });
+      const ticketAt = (origin: string) =>
+        fetch(`${proxied.url}/v1/sessions/${session.label}/ticket`, {
+          method: "POST",
+          headers: { ...viaTls, cookie, "x-csrf-token": csrf, origin, "content-type": "application/json" },
+          body: "{}",
+        });
+      // The browser's page is https://host: its Origin is this server's, and http://host is not.
+      expect((await ticketAt(`http://${host}`)).status).toBe(403);
+      const ok = await ticketAt(`https://${host}`);
+      expect(ok.status).toBe(200);
+      const { ticket } = (await ok.json()) as { ticket: string };
+      const opened = await new Promise<boolean>((resolve) => {
+        const ws = new WebSocket(`${proxied.url.replace("http", "ws")}/v1/sessions/${session.label}/attach?ticket=${ticket}`, { headers: { ...viaTls, origin: `https://${host}` } } as never);
+        ws.onopen = () => {
+          resolve(true);
+          ws.close();
+        };
+        ws.onerror = () => resolve(false);
+        ws.onclose = () => resolve(false);
+      });
+      expect(opened).toBe(true);
+      const start = (await (await fetch(`${proxied.url}/v1/device/code`, { method: "POST", headers: viaTls })).json()) as { verificationUri: string };
+      expect(start.verificationUri).toBe(`https://${host}/device`);
+      await proxied.owner.stop(session.label);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
+  test("CATTY_PUBLIC_URL https://…: requests to its host are https; anyone's X-Forwarded-Proto is not believed", async () => {
+    const pub = await startTestServer({ env: { CATTY_PUBLIC_URL: "https://catty.example.test" } });
+    try {
+      const atPublic = { host: "catty.example.test" };
+      const { res, csrf, cookie } = await signInAt(pub.url, pub.ownerToken, atPublic);
+      expect(res.headers.get("set-cookie")).toContain("Secure");
+      expect(res.headers.get("strict-transport-security")).toBe("max-age=31536000");
+      const logout = (origin: string) => fetch(`${pub.url}/v1/web/logout`, { method: "POST", headers: { ...atPublic, cookie, "x-csrf-token": csrf, origin } });
+      expect((await logout("http://catty.example.test")).status).toBe(403);
+      expect((await logout("https://catty.example.test")).status).toBe(200);
+      const start = (await (await fetch(`${pub.url}/v1/device/code`, { method: "POST", headers: atPublic })).json()) as { verificationUri: string };
+      expect(start.verificationUri).toBe("https://catty.example.test/device");
+      // On another host, and from a peer that is no trusted proxy, the connection's scheme holds.
+      const plain = await signInAt(pub.url, pub.ownerToken, { "x-forwarded-proto": "https" });
+      expect(plain.res.headers.get("set-cookie")).not.toContain("Secure");
+      expect(plain.res.headers.get("strict-transport-security")).toBeNull();
+    } finally {
+      await pub.stop();
+    }
+  });
+});
+
 describe("the sign-in limit (last: it locks this address out for a minute)", () => {
   test("failed sign-ins are rate-limited per address (a right token then waits too)", async () => {
     const codes: number[] = [];
