@@ -8,14 +8,14 @@
  */
 import { AttentionTracker, claudeHookSettings, foregroundReadsInput } from "./attention.ts";
 import { putFile } from "./files.ts";
-import { lstatSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { seedClaudeConfig } from "../src/lib/claude-config.ts";
 import { loginShell } from "../src/lib/account.ts";
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
 import { lchown } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { walkTree } from "../src/lib/safe-fs.ts";
+import { treeUser, workspaceTree, type Tree, type TreeUser } from "../src/lib/tree.ts";
 import { PROTOCOL_VERSION, type AgentToServer, type SyncPosition } from "../src/protocol/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Link, LinkHandlers } from "./link.ts";
@@ -122,25 +122,31 @@ function programEnv(env: NodeJS.ProcessEnv): Record<string, string> {
  * The restored tree as the workspace journal signs it (`WorkspaceJournal.start`): files from the
  * restore's records, directories, and symlinks as they are now; null when the restore kept no records.
  */
-function journalPicture(root: string, stats: ExtractStats): Map<string, string> | undefined {
+function journalPicture(tree: Tree, stats: ExtractStats): Map<string, string> | undefined {
   if (!stats.written || !stats.others) return undefined;
   const picture = new Map<string, string>();
   for (const [rel, f] of stats.written) picture.set(rel, fileSignature(f.size, f.mtimeMs, f.mode));
   for (const [rel, kind] of stats.others) {
     if (kind === "dir") picture.set(rel, DIR_SIGNATURE);
     else {
-      const st = lstatSync(join(root, rel), { throwIfNoEntry: false });
+      const st = tree.lstat(rel);
       if (st?.isSymbolicLink()) picture.set(rel, symlinkSignature(st.mtimeMs));
     }
   }
   return picture;
 }
 
-/** Gives the workspace to the sandbox's user (`uid:gid`), so the program may change what was restored. */
-async function handOver(root: string, owner: string): Promise<void> {
-  const [uid, gid] = owner.split(":").map(Number) as [number, number];
-  await lchown(root, uid, gid);
-  await walkTree(root, (rel) => lchown(join(root, rel), uid, gid).catch(() => {}));
+/** Gives the workspace to the sandbox's user, so the program may change what is in it. */
+async function handOver(tree: Tree, owner: TreeUser): Promise<void> {
+  // The root is the agent's own path (the provider made it), not one the program can swap.
+  await lchown(tree.root, owner.uid, owner.gid);
+  await tree.walk((_rel, _st, parent) => {
+    try {
+      parent.chown(_rel.slice(_rel.lastIndexOf("/") + 1), owner);
+    } catch {
+      // gone meanwhile
+    }
+  });
 }
 
 export function createAgent(deps: AgentDeps): Agent {
@@ -153,7 +159,7 @@ export function createAgent(deps: AgentDeps): Agent {
     watch.close();
     link.close();
     saver.stop();
-    void journal.close();
+    void journal.close().then(() => tree.close());
     resolveDone(end);
   };
   let phase: "waiting" | "restoring" | "running" | "failed" = "waiting";
@@ -308,14 +314,19 @@ export function createAgent(deps: AgentDeps): Agent {
   });
 
   mkdirSync(config.stateDir, { recursive: true, mode: 0o700 });
+  mkdirSync(config.workspace, { recursive: true, mode: 0o755 });
+  /** The program's user, when it is not the agent's: the workspace is read only as it could read it. */
+  const owner = treeUser(config.owner);
+  // Every read of the workspace goes through descriptors from here, never through a symlink (src/lib/tree.ts).
+  const tree = workspaceTree(config.workspace, owner);
   const journal = new WorkspaceJournal({
-    root: config.workspace,
+    tree,
     log,
     scanIntervalMs: config.syncScanMs,
     onChange: () => syncSender.changed(),
   });
   const saver = new WorkspaceSaver({
-    workspace: config.workspace,
+    tree,
     log,
     firstDelayMs: config.saveFirstMs,
     intervalMs: config.saveIntervalMs,
@@ -335,7 +346,7 @@ export function createAgent(deps: AgentDeps): Agent {
 
   const syncSender = new SyncSender({
     journal,
-    root: config.workspace,
+    tree,
     maxFileBytes: config.syncMaxBytes,
     send: sendJson,
     sendBinary: (data) => link.send(data),
@@ -385,7 +396,7 @@ export function createAgent(deps: AgentDeps): Agent {
         const started = performance.now();
         const stats = await restoreWorkspace(restore, config);
         if (stats.written) saver.seedRestored(stats.written);
-        restored = journalPicture(config.workspace, stats);
+        restored = journalPicture(tree, stats);
         sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
         log.info("workspace restored", { files: stats.files, bytes: stats.bytes, ms: Math.round(performance.now() - started) });
       } catch (err) {
@@ -407,7 +418,7 @@ export function createAgent(deps: AgentDeps): Agent {
       sessionEnv = { ...sessionEnv, CLAUDE_CONFIG_DIR: dir };
     }
     // A restored tree was given to the owner as it was written.
-    if (config.owner && !restore) await handOver(config.workspace, config.owner);
+    if (owner && !restore) await handOver(tree, owner);
     // Started from what the restore wrote, the journal records whatever the program changes while
     // it takes its picture; otherwise the picture comes first.
     const watching = journal.start(restored);

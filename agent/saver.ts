@@ -10,12 +10,11 @@
  * refused, the next one starts from scratch; after one that failed on the way (no link, a network
  * error), the next one makes again only what the failed one had made (it may not be stored).
  */
-import { lstatSync } from "node:fs";
-import { join } from "node:path";
 import { createExcluder, type WrittenFile } from "../src/lib/archive.ts";
 import type { Log } from "../src/lib/log.ts";
 import { SnapshotBuilder, type FileMemo } from "../src/lib/snapshot/build.ts";
 import { BlobUploader, httpVault, type VaultClient } from "../src/lib/snapshot/upload.ts";
+import type { Tree } from "../src/lib/tree.ts";
 import { FILES_DIR } from "../src/protocol/files.ts";
 import type { SaveReason } from "../src/protocol/index.ts";
 
@@ -39,7 +38,8 @@ export interface ChangeLog {
 }
 
 export interface SaverOptions {
-  workspace: string;
+  /** The workspace (`workspaceTree`): read through descriptors, never through a symlink. */
+  tree: Tree;
   transport: SaveTransport;
   log: Log;
   firstDelayMs: number;
@@ -57,10 +57,10 @@ export const FULL_CHECK_EVERY = 10;
 const UNWATCHED = [".git", FILES_DIR];
 
 /** A cheap signature of a git repository's state: what `git commit`, `checkout`, `fetch`… touch. */
-function gitSignature(workspace: string): string {
+function gitSignature(tree: Tree): string {
   return ["HEAD", "index", "logs/HEAD", "packed-refs", "refs/heads", "refs/tags", "FETCH_HEAD", "refs/remotes"]
     .map((p) => {
-      const st = lstatSync(join(workspace, ".git", p), { throwIfNoEntry: false });
+      const st = tree.lstat(`.git/${p}`);
       return st ? `${st.size}:${st.mtimeMs}:${st.ino}` : "-";
     })
     .join(" ");
@@ -81,7 +81,7 @@ export class WorkspaceSaver {
   private stopped = false;
 
   constructor(private readonly opts: SaverOptions) {
-    this.builder = new SnapshotBuilder({ root: opts.workspace, exclude: createExcluder(opts.workspace, "snapshot", true) });
+    this.builder = new SnapshotBuilder({ tree: opts.tree, exclude: createExcluder(opts.tree.root, "snapshot", true) });
   }
 
   /**
@@ -138,9 +138,9 @@ export class WorkspaceSaver {
   }
 
   private async saveOnce(reason: SaveReason): Promise<SaveOutcome> {
-    const { workspace, transport, log, journal } = this.opts;
+    const { tree, transport, log, journal } = this.opts;
     const seq = journal?.seq ?? null;
-    const git = gitSignature(workspace);
+    const git = gitSignature(tree);
     const quiet = seq !== null && seq === this.builtAt && git === this.builtGit && this.committed !== null;
     if (reason === "periodic" && quiet && this.skipped < FULL_CHECK_EVERY - 1) {
       this.skipped++;

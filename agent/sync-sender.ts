@@ -8,13 +8,14 @@
  * settled (size and mtime unchanged across a short re-check), and a file that changed while it was
  * read or announced is sent again, so what a client gets last is the file's final version. (A change
  * after that is a new journal entry, sent in its turn.)
+ *
+ * Files are looked at and read through `Tree` (src/lib/tree.ts): never through a symlink, a
+ * parent directory swapped for one included, and only as the program's user could read them.
  */
-import type { Stats } from "node:fs";
-import { lstat } from "node:fs/promises";
-import { join } from "node:path";
+import { closeSync, readSync, type Stats } from "node:fs";
 import { formatBytes } from "../src/lib/archive.ts";
-import { openSeen } from "../src/lib/safe-fs.ts";
 import type { Log } from "../src/lib/log.ts";
+import type { Tree } from "../src/lib/tree.ts";
 import { encodeAgentSync, type AgentToServer, type SyncEvent, type SyncPosition } from "../src/protocol/index.ts";
 import type { JournalEntry } from "./watch.ts";
 
@@ -45,12 +46,12 @@ function sameVersion(a: Stats | null, b: Stats | null): boolean {
 }
 
 /** The path's stats once it has stopped changing (or after `SETTLE_MAX_MS`); null when it is gone. */
-async function settled(abs: string): Promise<Stats | null> {
+async function settled(tree: Tree, rel: string): Promise<Stats | null> {
   const deadline = Date.now() + SETTLE_MAX_MS;
-  let st = await lstat(abs).catch(() => null);
+  let st = tree.lstat(rel);
   while (st?.isFile() && Date.now() - st.mtimeMs < SETTLE_MS && Date.now() < deadline) {
     await Bun.sleep(SETTLE_MS);
-    const again = await lstat(abs).catch(() => null);
+    const again = tree.lstat(rel);
     if (sameVersion(st, again)) return again;
     st = again;
   }
@@ -60,7 +61,8 @@ async function settled(abs: string): Promise<Stats | null> {
 export interface SyncSenderOptions {
   /** The workspace journal (`WorkspaceJournal`): what changed, in order. */
   journal: { readonly epoch: string; readonly seq: number; changesSince(seq: number): JournalEntry[] };
-  root: string;
+  /** The workspace (`workspaceTree`). */
+  tree: Tree;
   /** `CATTY_SYNC_MAX_BYTES`: larger files are skipped with a notice (default 50 MB). */
   maxFileBytes: number;
   send(msg: AgentToServer): boolean;
@@ -133,23 +135,22 @@ export class SyncSender {
 
   /** Sends what `entry.path` is now, again if it changed meanwhile. False when the link is gone. */
   private async sendEntry(clientId: number, sub: Subscription, entry: JournalEntry): Promise<boolean> {
-    const abs = join(this.opts.root, entry.path);
+    const { tree } = this.opts;
     for (let attempt = 0; ; attempt++) {
-      const st = await settled(abs);
+      const st = await settled(tree, entry.path);
       const version = st?.isFile() ? versionKey(st) : null;
       if (version !== null && sub.sent.get(entry.path) === version) return true;
-      if (!(await this.sendVersion(clientId, entry, abs, st))) return false;
+      if (!(await this.sendVersion(clientId, entry, st))) return false;
       if (version === null) sub.sent.delete(entry.path);
       else sub.sent.set(entry.path, version);
       if (version === null || attempt >= RESENDS) return true;
-      const now = await lstat(abs).catch(() => null);
-      if (sameVersion(st, now)) return true;
+      if (sameVersion(st, tree.lstat(entry.path))) return true;
       this.opts.log.debug("sync-back: a file changed while it was sent; sending it again", { path: entry.path });
     }
   }
 
   /** Sends one version of a path, described by `st` (null: gone). False when the link is gone. */
-  private async sendVersion(clientId: number, entry: JournalEntry, abs: string, st: Stats | null): Promise<boolean> {
+  private async sendVersion(clientId: number, entry: JournalEntry, st: Stats | null): Promise<boolean> {
     const { path, seq } = entry;
     if (!st) return this.event(clientId, { kind: "delete", seq, path });
     if (st.isDirectory()) return this.event(clientId, { kind: "dir", seq, path });
@@ -166,21 +167,21 @@ export class SyncSender {
     const transfer = (this.transfer = this.transfer >= 0xfffffffe ? 1 : this.transfer + 1);
     if (!this.event(clientId, { kind: "file", seq, path, size: st.size, transfer })) return false;
     let sent = 0;
-    const fh = await openSeen(abs, st);
-    if (fh) {
+    const fd = this.opts.tree.openFile(path, st);
+    if (fd !== null) {
       try {
         const buf = new Uint8Array(CHUNK);
         // Never more than the size announced (the client discards a transfer that sends more):
         // a file that grows meanwhile is sent again for its next change.
         while (sent < st.size) {
-          const { bytesRead } = await fh.read(buf, 0, Math.min(CHUNK, st.size - sent), null);
+          const bytesRead = readSync(fd, buf, 0, Math.min(CHUNK, st.size - sent), sent);
           if (bytesRead === 0) break;
           while (this.opts.buffered() > HIGH_WATER) await Bun.sleep(2);
           if (!this.opts.sendBinary(encodeAgentSync(clientId, transfer, buf.subarray(0, bytesRead)))) return false;
           sent += bytesRead;
         }
       } finally {
-        await fh.close();
+        closeSync(fd);
       }
     }
     return this.event(clientId, { kind: "file_end", transfer, bytes: sent });

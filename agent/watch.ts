@@ -9,14 +9,16 @@
  * (`FULL_SCAN_EVERY` checks) the whole tree is compared, for content changes an event missed.
  * Paths the saves leave out (node_modules/ …), `.git` and the files the user handed to the session
  * (`.catty-uploads/`) are not watched.
+ *
+ * The workspace is read through `Tree` (src/lib/tree.ts): directories by descriptor, never through
+ * a symlink. A directory is watched by its inode: moved away and replaced by a symlink, its events
+ * still name its old path, which is then looked up afresh (and found to be a symlink, or gone).
  */
-import { watch, type FSWatcher, type Stats } from "node:fs";
-import { lstat, readdir } from "node:fs/promises";
-import { join } from "node:path";
+import type { FSWatcher, Stats } from "node:fs";
 import { createExcluder, type Excluder } from "../src/lib/exclude.ts";
 import { FILES_DIR } from "../src/protocol/files.ts";
 import type { Log } from "../src/lib/log.ts";
-import { walkTree } from "../src/lib/safe-fs.ts";
+import type { Tree, TreeDir } from "../src/lib/tree.ts";
 
 export type EntryKind = "file" | "dir" | "symlink" | "deleted";
 
@@ -47,7 +49,8 @@ const kindOfSignature = (sig: string | undefined): EntryKind =>
 export const FULL_SCAN_EVERY = 60;
 
 export interface WatcherOptions {
-  root: string;
+  /** The workspace (`workspaceTree`). */
+  tree: Tree;
   log: Log;
   /** How often the watched directories' mtimes are checked. */
   scanIntervalMs: number;
@@ -76,7 +79,7 @@ export class WorkspaceJournal {
   private closed = false;
 
   constructor(private readonly opts: WatcherOptions) {
-    const base = createExcluder(opts.root, "snapshot", true);
+    const base = createExcluder(opts.tree.root, "snapshot", true);
     // Files the user handed to the session came from their machine: not synced back to it.
     this.exclude = (rel, isDir) =>
       rel === ".git" || rel.startsWith(".git/") || rel.includes("/.git/") || rel === FILES_DIR || rel.startsWith(`${FILES_DIR}/`) || base(rel, isDir);
@@ -99,23 +102,25 @@ export class WorkspaceJournal {
     this.scheduleCheck();
   }
 
-  private abs(rel: string): string {
-    return rel === "" ? this.opts.root : join(this.opts.root, rel);
-  }
-
   private serial(work: () => Promise<void>): Promise<void> {
     this.queue = this.queue.then(work).catch((err: unknown) => this.opts.log.warn("workspace journal error", { err }));
     return this.queue;
   }
 
-  /** Watches the directory `rel` (`seen`: how it was just found, when it was). */
-  private async watchDir(rel: string, seen?: Stats): Promise<void> {
+  /**
+   * Watches the directory `rel` (`seen`: how it was just found, in `parent`, when it was). The
+   * watch is on the directory opened, whatever its name leads to later.
+   */
+  private async watchDir(rel: string, seen?: Stats, parent?: TreeDir): Promise<void> {
     if (this.closed || this.dirs.has(rel)) return;
-    const st = seen ?? (await lstat(this.abs(rel)).catch(() => null));
+    const st = seen ?? this.opts.tree.lstat(rel);
     if (!st?.isDirectory()) return;
+    const { tree } = this.opts;
+    const dir = parent ? parent.dir(rel.slice(rel.lastIndexOf("/") + 1)) : tree.dir(rel);
+    if (!dir) return;
     let watcher: FSWatcher | null = null;
     try {
-      watcher = watch(this.abs(rel), { persistent: true }, (_event, name) => {
+      watcher = dir.watch((_event, name) => {
         if (typeof name !== "string" || name === "") void this.serial(() => this.relist(rel));
         else void this.serial(() => this.touch(rel === "" ? name : `${rel}/${name}`));
       });
@@ -123,6 +128,8 @@ export class WorkspaceJournal {
     } catch (err) {
       // Out of inotify watches, or gone meanwhile: the directory checks still cover it.
       this.opts.log.debug("could not watch a directory", { path: rel, err });
+    } finally {
+      if (rel !== "") dir.close();
     }
     this.dirs.set(rel, { watcher, mtimeMs: st.mtimeMs });
   }
@@ -139,7 +146,7 @@ export class WorkspaceJournal {
   /** Records the current state of `rel`, and of everything under it when it is a directory that appeared or went. */
   private async touch(rel: string): Promise<void> {
     if (this.closed || !rel || rel.startsWith("..")) return;
-    const st = await lstat(this.abs(rel)).catch(() => null);
+    const st = this.opts.tree.lstat(rel);
     if (st && this.exclude(rel, st.isDirectory())) return;
     if (st?.isDirectory()) {
       if (this.known.get(rel) === "d") return;
@@ -159,7 +166,15 @@ export class WorkspaceJournal {
   /** Lists one directory again and records what differs among its direct entries. */
   private async relist(rel: string): Promise<void> {
     if (this.closed) return;
-    const names = await readdir(this.abs(rel)).catch(() => null);
+    const dir = this.opts.tree.dir(rel);
+    let names: string[] | null = null;
+    try {
+      names = dir?.names() ?? null;
+    } catch {
+      // unreadable now: looked at as a path below
+    } finally {
+      if (rel !== "") dir?.close();
+    }
     if (names === null) {
       if (rel !== "") await this.touch(rel);
       return;
@@ -215,13 +230,15 @@ export class WorkspaceJournal {
    */
   private async scan(rel: string, watch = false): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    const base = rel === "" ? "" : `${rel}/`;
-    await walkTree(this.abs(rel), async (sub, st) => {
-      const path = base + sub;
-      if (this.exclude(path, st.isDirectory())) return false;
-      if (st.isDirectory() || st.isFile() || st.isSymbolicLink()) out.set(path, signature(st));
-      if (watch && st.isDirectory()) await this.watchDir(path, st);
-    });
+    await this.opts.tree.walk(
+      async (path, st, parent) => {
+        if (this.exclude(path, st.isDirectory())) return false;
+        if (st.isDirectory() || st.isFile() || st.isSymbolicLink()) out.set(path, signature(st));
+        if (watch && st.isDirectory()) await this.watchDir(path, st, parent);
+      },
+      undefined,
+      rel,
+    );
     return out;
   }
 
@@ -236,7 +253,7 @@ export class WorkspaceJournal {
   async checkDirs(): Promise<void> {
     await this.serial(async () => {
       for (const [rel, dir] of [...this.dirs]) {
-        const st = await lstat(this.abs(rel)).catch(() => null);
+        const st = this.opts.tree.lstat(rel);
         if (st?.isDirectory() && st.mtimeMs === dir.mtimeMs) continue;
         if (st) dir.mtimeMs = st.mtimeMs;
         this.opts.log.debug("a directory changed without an event", { path: rel });

@@ -42,6 +42,7 @@ import { silentLog } from "../src/lib/log.ts";
 import type { ServerToAgent } from "../src/protocol/index.ts";
 import { createApiClient } from "../src/client/api.ts";
 import { cleanup as cleanupBench, compiledBinaries, cpuSeconds, killProcessesUnder, memory, median, spawnInPty, startServerProcess } from "./harness.ts";
+import { workspaceTree } from "../src/lib/tree.ts";
 
 const URL_TTL_SEC = 15 * 60;
 
@@ -231,7 +232,7 @@ const journal: ChangeLog & { record(path: string): void } = {
 };
 
 function saver(workspace: string): WorkspaceSaver {
-  return new WorkspaceSaver({ workspace, transport, journal, log: silentLog, firstDelayMs: 1e9, intervalMs: 1e9 });
+  return new WorkspaceSaver({ tree: workspaceTree(workspace), transport, journal, log: silentLog, firstDelayMs: 1e9, intervalMs: 1e9 });
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<{ ms: number; value: T }> {
@@ -344,9 +345,10 @@ async function savesReport(workspace: string, generated: { files: number; bytes:
     [
       `import { WorkspaceSaver } from ${src("agent/saver.ts")};`,
       `import { silentLog } from ${src("src/lib/log.ts")};`,
+      `import { workspaceTree } from ${src("src/lib/tree.ts")};`,
       "const [base, workspace] = process.argv.slice(2);",
       "const saver = new WorkspaceSaver({",
-      "  workspace, log: silentLog, firstDelayMs: 1e9, intervalMs: 1e9,",
+      "  tree: workspaceTree(workspace), log: silentLog, firstDelayMs: 1e9, intervalMs: 1e9,",
       "  transport: {",
       "    target: async (id) => ((await (await fetch(`${base}/bench/target?id=${id}`)).json()) as { url: string }).url,",
       "    done: async (id, stats) => {",

@@ -9,6 +9,7 @@
 import type { UploadResult } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { createExcluder, formatBytes, type Excluder } from "../lib/archive.ts";
+import { pathTree } from "../lib/tree.ts";
 import { SnapshotBuilder, treeSize, type BlobSink, type FileMemo, type Listing } from "../lib/snapshot/build.ts";
 import { dropUploadCache, loadUploadCache, saveUploadCache } from "./upload-cache.ts";
 import { MAX_QUERY_HASHES } from "../lib/snapshot/format.ts";
@@ -56,7 +57,7 @@ async function checkCap(vault: VaultClient, root: string, exclude: Excluder, cap
   const size = await treeSize(root, exclude, 5, listing);
   if (size.bytes <= cap) return listing;
   const tally = new Tally();
-  await new SnapshotBuilder({ root, exclude, onProgress: (s) => step.update(s.bytes, "checking what the server has") }).build(tally, null);
+  await new SnapshotBuilder({ tree: pathTree(root), exclude, onProgress: (s) => step.update(s.bytes, "checking what the server has") }).build(tally, null);
   const hashes = [...tally.sizes.keys()];
   let fresh = 0;
   for (let i = 0; i < hashes.length; i += MAX_QUERY_HASHES) {
@@ -114,7 +115,7 @@ export async function uploadDirectory(
       return answer;
     };
     const builder = new SnapshotBuilder({
-      root,
+      tree: pathTree(root),
       exclude,
       onProgress: (s) => {
         if (s.files % 64 === 1) count = `${s.files.toLocaleString("en-US")} files`;

@@ -14,11 +14,11 @@
  * side sends, and the random temp names stop anyone planting a symlink where we will open.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync, readdirSync, unlinkSync, writeSync, type Stats } from "node:fs";
+import { closeSync, constants as fsc, fchmodSync, fstatSync, openSync, unlinkSync, writeSync, type Stats } from "node:fs";
 import { lstat, mkdir, open, rename, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
-import { TimeSlices } from "./time-slices.ts";
+import { pathTree } from "./tree.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Path rules
@@ -293,37 +293,13 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
 export type Visit = (rel: string, st: Stats) => boolean | void | Promise<boolean | void>;
 
 /**
- * Depth-first walk under `root`, parents before children, names sorted, every entry lstat'ed
- * (symlinks are reported, never followed). Directories that cannot be read and entries that
- * vanish are passed over; `onError` hears about them. The system calls are synchronous (an
- * awaited lstat costs several times the call itself), in slices that let the event loop run.
+ * Depth-first walk under `root` by plain paths, parents before children, names sorted, every
+ * entry lstat'ed (symlinks are reported, never followed): `pathTree(root).walk`, for trees only
+ * the walker writes. A tree someone else writes meanwhile (a session's workspace) is walked
+ * through `workspaceTree` (src/lib/tree.ts).
  */
 export async function walkTree(root: string, visit: Visit, onError?: (rel: string, err: unknown) => void): Promise<void> {
-  const slices = new TimeSlices();
-  const walk = async (rel: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = readdirSync(rel === "" ? root : join(root, rel)).sort();
-    } catch (err) {
-      onError?.(rel, err);
-      return;
-    }
-    for (const name of names) {
-      const childRel = rel === "" ? name : `${rel}/${name}`;
-      let st: Stats;
-      try {
-        st = lstatSync(join(root, childRel));
-      } catch (err) {
-        onError?.(childRel, err);
-        continue;
-      }
-      const visited = visit(childRel, st);
-      if ((visited instanceof Promise ? await visited : visited) === false) continue;
-      if (slices.due) await slices.next();
-      if (st.isDirectory()) await walk(childRel);
-    }
-  };
-  await walk("");
+  await pathTree(root).walk((rel, st) => visit(rel, st), onError);
 }
 
 const COMPARE_CHUNK = 256 * 1024;

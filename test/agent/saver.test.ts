@@ -14,6 +14,7 @@ import { TarReader } from "../../src/lib/tar-reader.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
 import { memoryVault } from "../helpers/vault.ts";
+import { workspaceTree } from "../../src/lib/tree.ts";
 
 const tempDir = tempDirs("catty-saver-");
 
@@ -23,7 +24,7 @@ function saver(workspace: string, journal?: ChangeLog, opts: { refuse?: () => bo
   const roots: string[] = [];
   let targets = 0;
   const s = new WorkspaceSaver({
-    workspace,
+    tree: workspaceTree(workspace),
     log: silentLog,
     firstDelayMs: 60_000,
     intervalMs: 60_000,
@@ -152,7 +153,7 @@ describe("periodic saves with the workspace journal", () => {
     const asked: number[] = [];
     const vault = memoryVault();
     const s = new WorkspaceSaver({
-      workspace: root,
+      tree: workspaceTree(root),
       log: silentLog,
       firstDelayMs: 60_000,
       intervalMs: 60_000,
@@ -234,7 +235,7 @@ describe("the first save after a restore", () => {
 
       const restored = (at: string, written: NonNullable<typeof stats.written>): WorkspaceSaver => {
         const s = new WorkspaceSaver({
-          workspace: at,
+          tree: workspaceTree(at),
           log: silentLog,
           firstDelayMs: 60_000,
           intervalMs: 60_000,

@@ -13,6 +13,7 @@ import { silentLog } from "../../src/lib/log.ts";
 import { decodeAgentSync, type AgentToServer, type SyncEvent } from "../../src/protocol/index.ts";
 import { noise, tempDirs } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { workspaceTree } from "../../src/lib/tree.ts";
 
 const temp = tempDirs("catty-sync-sender-");
 const journals: WorkspaceJournal[] = [];
@@ -55,7 +56,7 @@ async function harness(maxFileBytes: number, journalKind: "watched" | "manual" =
   const journal =
     journalKind === "manual"
       ? new ManualJournal(() => sender.changed())
-      : new WorkspaceJournal({ root, log: silentLog, scanIntervalMs: 60_000, onChange: () => sender.changed() });
+      : new WorkspaceJournal({ tree: workspaceTree(root), log: silentLog, scanIntervalMs: 60_000, onChange: () => sender.changed() });
   if (journal instanceof WorkspaceJournal) journals.push(journal);
   const h: Harness = {
     root,
@@ -77,7 +78,7 @@ async function harness(maxFileBytes: number, journalKind: "watched" | "manual" =
   };
   const sender = new SyncSender({
     journal,
-    root,
+    tree: workspaceTree(root),
     maxFileBytes,
     send: (msg) => {
       if (msg.type === "sync") {
@@ -191,7 +192,7 @@ test("a file that grows while it is sent is cut at the size the file event decla
   let sent = 0;
   const sender = new SyncSender({
     journal,
-    root,
+    tree: workspaceTree(root),
     maxFileBytes: 50 * 1024 * 1024,
     log: silentLog,
     buffered: () => 0,

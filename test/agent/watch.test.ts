@@ -9,6 +9,7 @@ import { WorkspaceJournal } from "../../agent/watch.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { tempDirs } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { workspaceTree } from "../../src/lib/tree.ts";
 
 const tempDir = tempDirs("catty-watch-");
 const journals: WorkspaceJournal[] = [];
@@ -18,7 +19,7 @@ afterEach(async () => {
 
 test("files written into directories made a moment before are all recorded, with no scan to catch them", async () => {
   const root = tempDir();
-  const journal = new WorkspaceJournal({ root, log: silentLog, scanIntervalMs: 60_000, onChange() {} });
+  const journal = new WorkspaceJournal({ tree: workspaceTree(root), log: silentLog, scanIntervalMs: 60_000, onChange() {} });
   journals.push(journal);
   await journal.start();
   const N = 200;
@@ -58,7 +59,7 @@ test("started from what a restore wrote, the journal records what changed since,
   mkdirSync(join(root, "made"));
   writeFileSync(join(root, "made", "d.txt"), "d");
 
-  const journal = new WorkspaceJournal({ root, log: silentLog, scanIntervalMs: 60_000, onChange() {} });
+  const journal = new WorkspaceJournal({ tree: workspaceTree(root), log: silentLog, scanIntervalMs: 60_000, onChange() {} });
   journals.push(journal);
   await journal.start(picture);
   const recorded = Object.fromEntries(journal.changesSince(0).map((e) => [e.path, e.kind]));

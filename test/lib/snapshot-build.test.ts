@@ -11,6 +11,7 @@ import fc from "fast-check";
 import { createExcluder } from "../../src/lib/exclude.ts";
 import { SnapshotBuilder, treeSize, type BlobSink, type Listing } from "../../src/lib/snapshot/build.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
+import { pathTree } from "../../src/lib/tree.ts";
 
 const tempDir = tempDirs("catty-build-");
 
@@ -19,7 +20,7 @@ const nowhere: BlobSink = { add: async () => {} };
 
 async function build(root: string, listing?: Listing) {
   const files: string[] = [];
-  const builder = new SnapshotBuilder({ root, exclude: createExcluder(root, "upload", false), onFile: (rel) => void files.push(rel) });
+  const builder = new SnapshotBuilder({ tree: pathTree(root), exclude: createExcluder(root, "upload", false), onFile: (rel) => void files.push(rel) });
   if (listing) builder.seedListing(listing);
   const built = await builder.build(nowhere, null);
   return { built, files: files.sort(), builder };

@@ -26,6 +26,7 @@ import { flakyHttp } from "../helpers/flaky-http.ts";
 import { tempDirs } from "../helpers/fs.ts";
 import { saveOf } from "../helpers/vault.ts";
 import { encodePack, sha256 } from "../../src/lib/snapshot/format.ts";
+import { pathTree } from "../../src/lib/tree.ts";
 
 const tempDir = tempDirs("catty-vault-");
 
@@ -46,7 +47,7 @@ async function rig(blobs: BlobStore): Promise<Rig> {
 }
 
 /** Saves `dir` for `user` the way the agent does, straight into the vault. */
-async function save(r: Rig, user: string, dir: string, builder = new SnapshotBuilder({ root: dir, exclude: createExcluder(dir, "snapshot", true) })) {
+async function save(r: Rig, user: string, dir: string, builder = new SnapshotBuilder({ tree: pathTree(dir), exclude: createExcluder(dir, "snapshot", true) })) {
   const uploader = new BlobUploader({
     missing: (h) => r.vault.missing(user, h),
     putPack: async (p) => void (await r.vault.storePack(user, p)),
@@ -157,7 +158,7 @@ for (const [kind, open] of stores()) {
       require("node:fs").mkdirSync(dir);
       writeFileSync(join(dir, "big.bin"), big);
       writeFileSync(join(dir, "small.txt"), "small");
-      const builder = new SnapshotBuilder({ root: dir, exclude: createExcluder(dir, "snapshot", true) });
+      const builder = new SnapshotBuilder({ tree: pathTree(dir), exclude: createExcluder(dir, "snapshot", true) });
       const first = await save(r, r.alice, dir, builder);
       expect(first.added).toBeGreaterThanOrEqual(big.length);
       big.set(new TextEncoder().encode("an edit in the middle"), 12 * 1024 * 1024);

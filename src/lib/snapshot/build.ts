@@ -5,13 +5,15 @@
  * re-reads only files whose identity moved. Every blob it makes (file chunks, trees) goes to a
  * `BlobSink`, which uploads what the store lacks.
  *
- * Files are opened with `openSeenSync` (no symlinks, no FIFOs, the inode that was listed), so a
- * reader with more rights than the tree's writer reads nothing the writer could not.
+ * The tree is read through `Tree` (src/lib/tree.ts): each directory opened from its parent, files
+ * opened as listed (no symlinks, no FIFOs, the inode that was listed), so a reader with more
+ * rights than the tree's writer (the agent) reads nothing the writer could not.
  */
-import { closeSync, lstatSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
+import { closeSync, readSync, type Stats } from "node:fs";
 import type { Excluder } from "../exclude.ts";
-import { openSeenSync, walkTree } from "../safe-fs.ts";
+import { walkTree } from "../safe-fs.ts";
 import { TimeSlices } from "../time-slices.ts";
+import type { Tree, TreeDir } from "../tree.ts";
 import { chunkStream, MAX_CHUNK, MIN_CHUNK } from "./chunker.ts";
 import { encodeTree, sha256, type TreeEntry } from "./format.ts";
 
@@ -52,7 +54,8 @@ export interface FileMemo {
 }
 
 export interface BuilderOptions {
-  root: string;
+  /** The tree to save (`workspaceTree` in a session, `pathTree` for the user's own project). */
+  tree: Tree;
   exclude: Excluder;
   /** After each file read, with the totals so far. */
   onProgress?(stats: BuildStats): void;
@@ -77,12 +80,7 @@ export class SnapshotBuilder {
   /** Directories listed for the next build (`seedListing`). */
   private listing: Listing | null = null;
 
-  /** The root without a trailing slash: paths below it are put together without `join` (names from readdir need no normalizing). */
-  private readonly base: string;
-
-  constructor(private readonly opts: BuilderOptions) {
-    this.base = opts.root.replace(/\/+$/, "");
-  }
+  constructor(private readonly opts: BuilderOptions) {}
 
   /** Forgets everything: the next build reads the whole tree (after a save the server refused). */
   reset(): void {
@@ -166,7 +164,7 @@ export class SnapshotBuilder {
     this.readFiles = new Set();
     this.slices.restart();
     this.buffer = new Uint8Array(MAX_CHUNK * 2);
-    const memo = await this.buildDir("", sink, visit, result).finally(() => {
+    const memo = await this.buildDir("", () => this.opts.tree.dir(""), sink, visit, result).finally(() => {
       this.buffer = null;
       this.listing = null;
     });
@@ -188,32 +186,52 @@ export class SnapshotBuilder {
     if (this.slices.due) await this.slices.next();
   }
 
-  private async buildDir(rel: string, sink: BlobSink, visit: ((rel: string) => boolean) | null, result: BuildResult): Promise<DirMemo> {
+  /** `open`: the directory `rel`, opened (only when its memo cannot stand). */
+  private async buildDir(
+    rel: string,
+    open: () => TreeDir | null,
+    sink: BlobSink,
+    visit: ((rel: string) => boolean) | null,
+    result: BuildResult,
+  ): Promise<DirMemo> {
     const cached = this.dirs.get(rel);
     if (cached && visit && !visit(rel)) return cached;
-    const { root, exclude } = this.opts;
-    const abs = rel === "" ? root : `${this.base}/${rel}`;
+    const dir = open();
+    try {
+      return await this.buildOpenDir(rel, dir, cached, sink, visit, result);
+    } finally {
+      if (rel !== "") dir?.close();
+    }
+  }
+
+  private async buildOpenDir(
+    rel: string,
+    dir: TreeDir | null,
+    cached: DirMemo | undefined,
+    sink: BlobSink,
+    visit: ((rel: string) => boolean) | null,
+    result: BuildResult,
+  ): Promise<DirMemo> {
+    const { exclude } = this.opts;
     const skip = (path: string, err: unknown): void => {
       if (result.skipped.length < SKIPPED_KEPT) result.skipped.push({ path, reason: errorCode(err) });
     };
-    let listed = this.listing?.get(rel);
+    let listed = dir ? this.listing?.get(rel) : undefined;
     if (listed) this.listing?.delete(rel);
     else {
       let names: string[] = [];
       try {
-        names = readdirSync(abs);
+        if (!dir) throw Object.assign(new Error("not a directory now"), { code: "ENOTDIR" });
+        names = dir.names();
       } catch (err) {
         skip(rel, err);
       }
       listed = [];
       for (const name of names) {
         const childRel = rel === "" ? name : `${rel}/${name}`;
-        try {
-          const st = lstatSync(`${this.base}/${childRel}`);
-          if (!exclude(childRel, st.isDirectory())) listed.push([name, st]);
-        } catch (err) {
-          skip(childRel, err);
-        }
+        const st = dir?.lstat(name);
+        if (!st) skip(childRel, Object.assign(new Error("gone"), { code: "ENOENT" }));
+        else if (!exclude(childRel, st.isDirectory())) listed.push([name, st]);
       }
     }
     await this.breathe();
@@ -222,16 +240,16 @@ export class SnapshotBuilder {
     const present = new Set<string>();
     for (const [name, st] of listed) {
       const childRel = rel === "" ? name : `${rel}/${name}`;
-      const childAbs = `${this.base}/${childRel}`;
       if (st.isDirectory()) {
-        const sub = await this.buildDir(childRel, sink, visit, result);
+        const sub = await this.buildDir(childRel, () => dir?.dir(name) ?? null, sink, visit, result);
         entries.push({ t: "d", n: name, m: st.mode & 0o7777, h: sub.hash });
         memo.files += sub.files;
         memo.bytes += sub.bytes;
       } else if (st.isSymbolicLink()) {
         let target: string;
         try {
-          target = readlinkSync(childAbs);
+          if (!dir) throw new Error("not a directory now");
+          target = dir.readlink(name);
         } catch (err) {
           skip(childRel, err);
           continue;
@@ -240,7 +258,7 @@ export class SnapshotBuilder {
         entries.push({ t: "l", n: name, l: target });
         memo.files++;
       } else if (st.isFile()) {
-        const file = await this.fileChunks(childRel, childAbs, st, sink).catch((err: unknown) => {
+        const file = await this.fileChunks(childRel, dir, name, st, sink).catch((err: unknown) => {
           skip(childRel, err);
           return null;
         });
@@ -276,12 +294,18 @@ export class SnapshotBuilder {
   }
 
   /** The file's chunks: remembered if its identity did not move, else read (and handed to the sink). */
-  private async fileChunks(rel: string, abs: string, st: Stats, sink: BlobSink): Promise<{ size: number; chunks: string[] } | null> {
+  private async fileChunks(
+    rel: string,
+    dir: TreeDir | null,
+    name: string,
+    st: Stats,
+    sink: BlobSink,
+  ): Promise<{ size: number; chunks: string[] } | null> {
     const known = this.files.get(rel);
     if (known && known.size === st.size && known.mtimeMs === st.mtimeMs && known.ctimeMs === st.ctimeMs && known.ino === st.ino && known.mode === st.mode) {
       return { size: known.size, chunks: known.chunks };
     }
-    const fd = openSeenSync(abs, st);
+    const fd = dir?.openFile(name, st) ?? null;
     if (fd === null) return null;
     this.readFiles.add(rel);
     const chunks: string[] = [];
