@@ -1,10 +1,12 @@
 /**
  * The CLI's HTTP client for the server API. Every failure becomes a `CattyError` whose message
- * says what to do.
+ * says what to do. Every string the server answers (errors included) is made printable here, once
+ * (`terminal-text.ts`): whatever the CLI then prints cannot carry escape sequences.
  */
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
 import { PutFileResult } from "../protocol/files.ts";
+import { printable, printableDeep } from "./terminal-text.ts";
 import { RegionInfo, SaveDownload, ServerLimits, Session, UploadResult, UploadStart, UsageReport, type CreateSession, type UploadCommit } from "../protocol/session.ts";
 
 export interface ApiClient {
@@ -85,12 +87,12 @@ export function createApiClient(api: string, token: string): ApiClient {
     }
     if (!res.ok) {
       const err = ErrorBody.safeParse(raw);
-      if (err.success) throw CattyError.from(err.data);
-      throw new CattyError("internal", `The server answered ${res.status} ${res.statusText} to ${method} ${path}.`);
+      if (err.success) throw CattyError.from(printableDeep(err.data));
+      throw new CattyError("internal", `The server answered ${res.status} ${printable(res.statusText)} to ${method} ${path}.`);
     }
     const parsed = schema.safeParse(raw);
     if (!parsed.success) throw new CattyError("internal", `Unexpected answer from the server to ${method} ${path}.`);
-    return parsed.data;
+    return printableDeep(parsed.data);
   }
   const enc = encodeURIComponent;
   return {

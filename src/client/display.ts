@@ -8,6 +8,7 @@
  */
 import { LocalScreen } from "./local-screen.ts";
 import { ModeTracker } from "../lib/terminal-modes.ts";
+import { printable } from "./terminal-text.ts";
 
 export interface DisplayOptions {
   out: { write(data: Uint8Array | string): unknown };
@@ -143,7 +144,7 @@ export class Display {
     const { cols, rows } = this.opts.size();
     const wrapped: string[] = [];
     for (const [i, line] of lines.entries()) {
-      const chars = [...(i === 0 ? ` catty: ${line} ` : ` ${line} `)];
+      const chars = [...(i === 0 ? ` catty: ${printable(line)} ` : ` ${printable(line)} `)];
       if (!this.question) wrapped.push(chars.slice(0, cols).join(""));
       else for (let at = 0; at < chars.length; at += cols) wrapped.push(chars.slice(at, at + cols).join(""));
     }

@@ -20,6 +20,7 @@ import {
   type SyncPosition,
 } from "../protocol/index.ts";
 import type { Log } from "../lib/log.ts";
+import { printable } from "./terminal-text.ts";
 import { Socket, type DropInfo } from "../lib/socket.ts";
 
 export type Outcome =
@@ -165,7 +166,7 @@ export class SessionLink {
       case CLOSE.takeover:
         return this.finish({ kind: "takeover" });
       case CLOSE.protocol:
-        return this.finish({ kind: "error", error: new CattyError("protocol_mismatch", info.reason || "protocol mismatch") });
+        return this.finish({ kind: "error", error: new CattyError("protocol_mismatch", printable(info.reason) || "protocol mismatch") });
       case CLOSE.ended:
         // The server says why in a message before it closes; this is in case that never came.
         return this.finish({ kind: "error", error: new CattyError("unavailable", "The session has ended.") });
@@ -226,17 +227,18 @@ export class SessionLink {
         this.ev.attached?.();
         return;
       case "status":
-        this.ev.status(msg.message);
+        this.ev.status(printable(msg.message));
         return;
       case "screen":
         this.offset = msg.offset;
         this.ev.screen(msg.data, msg.cols, msg.rows);
         return;
       case "exit":
-        this.finish({ kind: "exit", code: msg.code, status: msg.status, reason: msg.reason });
+        this.finish({ kind: "exit", code: msg.code, status: msg.status, reason: msg.reason === null ? null : printable(msg.reason) });
         return;
       case "ended":
-        this.finish({ kind: "ended", status: msg.status, exitCode: msg.exitCode, reason: msg.reason, screen: msg.screen });
+        // The screen is the program's, drawn as such; the reason is text to print.
+        this.finish({ kind: "ended", status: msg.status, exitCode: msg.exitCode, reason: msg.reason === null ? null : printable(msg.reason), screen: msg.screen });
         return;
       case "takeover":
         this.finish({ kind: "takeover" });
@@ -256,7 +258,7 @@ export class SessionLink {
       case "pong":
         return;
       case "error":
-        this.finish({ kind: "error", error: new CattyError(msg.code, msg.message, msg.hint) });
+        this.finish({ kind: "error", error: new CattyError(msg.code, printable(msg.message), msg.hint === undefined ? undefined : printable(msg.hint)) });
         return;
       default: {
         const never: never = msg;

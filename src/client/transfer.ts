@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { link, lstat, mkdir, open, readdir, rename, unlink, type FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { CattyError, errorMessageOf } from "../protocol/errors.ts";
+import { printable } from "./terminal-text.ts";
 import { isLive, type SaveDownload } from "../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
 import { extractArchive } from "../lib/archive.ts";
@@ -84,7 +85,8 @@ async function fetchSave(url: string, signal: AbortSignal | undefined): Promise<
     );
   }
   if (res.ok) return res;
-  throw httpError(res.status, await errorMessageOf(res));
+  const message = await errorMessageOf(res);
+  throw httpError(res.status, message === null ? null : printable(message));
 }
 
 /**

@@ -2,7 +2,8 @@ import { defineCommand } from "citty";
 import { z } from "zod";
 import { CattyError } from "../protocol/index.ts";
 import { createApiClient } from "../client/api.ts";
-import { openInBrowser } from "../client/browser.ts";
+import { browsable, openInBrowser } from "../client/browser.ts";
+import { printable, printableDeep } from "../client/terminal-text.ts";
 import { readCliConfig, readCredentials, writeCredentials } from "../client/config.ts";
 import { ui } from "../client/ui.ts";
 import { apiArg } from "./_args.ts";
@@ -68,9 +69,11 @@ async function deviceLogin(api: string): Promise<string> {
   const started = await call("/v1/device/code", {});
   const start = DeviceStart.safeParse(started.json);
   if (started.status !== 200 || !start.success) throw new CattyError("unavailable", `${api} does not offer a device login (HTTP ${started.status}).`, "Log in with `catty login --token TOKEN`.");
-  const d = start.data;
+  // The server's words are printed, and its link opened only if it is a page of the server itself.
+  const d = printableDeep(start.data);
   ui.box({ title: "Sign in from your browser", message: `Open ${d.verificationUri}\nand enter the code   ${d.userCode}` });
-  openInBrowser(d.verificationUriComplete);
+  if (!browsable(d.verificationUriComplete, api)) ui.warn(`Not opening ${d.verificationUriComplete}: it is not a page of ${api}. Open the address above yourself if it is right.`);
+  else openInBrowser(d.verificationUriComplete, api);
   ui.start("Waiting for approval in the browser… (Ctrl+C to cancel)");
   let interval = d.interval;
   const deadline = Date.now() + d.expiresIn * 1000;
@@ -86,7 +89,7 @@ async function deviceLogin(api: string): Promise<string> {
     }
     if (body?.error === "access_denied") throw new CattyError("forbidden", "The login was denied in the browser.", "Run `catty login` again to retry.");
     if (body?.error === "expired_token") break;
-    throw new CattyError("unavailable", `Unexpected answer from ${api}: HTTP ${r.status}${body?.description ? ` (${body.description})` : ""}.`);
+    throw new CattyError("unavailable", `Unexpected answer from ${api}: HTTP ${r.status}${body?.description ? ` (${printable(String(body.description))})` : ""}.`);
   }
   throw new CattyError("unauthorized", "The login code expired before it was approved.", "Run `catty login` again.");
 }

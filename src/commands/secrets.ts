@@ -41,7 +41,7 @@ async function addGitHub(): Promise<void> {
       "",
     ].join("\n"),
   );
-  if ((await confirm("Open that page in your browser?", true)) && !openInBrowser(NEW_TOKEN_URL)) ui.info(`Open this page in a browser: ${NEW_TOKEN_URL}`);
+  if ((await confirm("Open that page in your browser?", true)) && !openInBrowser(NEW_TOKEN_URL, NEW_TOKEN_URL)) ui.info(`Open this page in a browser: ${NEW_TOKEN_URL}`);
   const token = await readHidden("GitHub token: ", log());
   if (token === null) {
     process.exitCode = 130;
