@@ -77,3 +77,79 @@ describe("import rule", () => {
     expect(lonely).toEqual([]);
   });
 });
+
+/**
+ * The agent never touches the workspace with more rights than the program (DESIGN §4): it reads
+ * it through `src/lib/tree.ts` (descriptors, never a symlink followed) and writes into it through
+ * the program's own sandbox (agent/files.ts). Every module the agent binary reaches that opens
+ * files by path — a `node:fs` function that takes a path, or `Bun.file`/`Bun.write` — must be
+ * listed here with the reason it is not a workspace reader; a new one fails this test until it
+ * goes through the tree or says why it need not.
+ */
+const PATH_FS_ALLOWED: Record<string, string> = {
+  "src/lib/tree.ts": "the one module that reaches the workspace: one component at a time from an opened directory",
+  "agent/main.ts": "creates the agent's own state dir (outside the workspace)",
+  "agent/agent.ts": "creates the state dir and the unsandboxed session's Claude config dir beside the workspace; chowns the workspace root, its own path",
+  "agent/attention.ts": "reads /proc/<pid>/stat and wchan of the program's processes",
+  "agent/restore.ts": "the downloaded archive in the agent's state dir; extraction runs before the program exists, into the new, empty workspace",
+  "src/lib/archive.ts": "extraction (the restore, before the program exists) and the CLI's packing of the user's own files",
+  "src/lib/safe-fs.ts": "the path rules and atomic writes for the CLI's trees (sync, sync-back, downloads); the agent uses only its path checks",
+  "src/lib/exclude.ts": "reads .gitignore only for uploads (the CLI, from the user's own project); a snapshot's rules are fixed",
+  "src/lib/claude-config.ts": "seeds Claude Code's config in the session's HOME or config dir, made by the provider or the agent, before the program starts",
+  "src/lib/log.ts": "the log file the binary was told to write",
+  "src/lib/account.ts": "reads /etc/passwd and checks the login shell is executable",
+};
+
+/** The fs functions that act on a descriptor or a constant, never on a name. */
+const FD_ONLY = new Set(["closeSync", "readSync", "fstatSync", "writeSync", "fchmodSync", "fsyncSync", "ftruncateSync", "constants", "close", "read", "fstat"]);
+
+/** Names a file takes from node:fs that reach files by path (type-only imports excepted). */
+function pathFsUse(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), "utf8");
+  const used: string[] = [];
+  for (const m of text.matchAll(/import\s+(type\s+)?(\{[^}]*\}|\*\s+as\s+\w+|\w+)\s+from\s+"(?:node:)?fs(?:\/promises)?"/g)) {
+    if (m[1]) continue;
+    const clause = m[2] as string;
+    if (!clause.startsWith("{")) {
+      used.push(clause);
+      continue;
+    }
+    for (const part of clause.slice(1, -1).split(",").map((p) => p.trim()).filter(Boolean)) {
+      if (part.startsWith("type ")) continue;
+      const name = part.split(/\s+as\s+/)[0] as string;
+      if (!FD_ONLY.has(name)) used.push(name);
+    }
+  }
+  for (const m of text.matchAll(/Bun\.(file|write)\(/g)) used.push(`Bun.${m[1]}`);
+  return used;
+}
+
+describe("the agent and the workspace", () => {
+  const reached = new Set<string>();
+  const visit = (file: string): void => {
+    if (reached.has(file)) return;
+    reached.add(file);
+    for (const next of importsOf(file)) visit(next);
+  };
+  visit(ENTRIES["catty-agent"]);
+
+  test("every module the agent reaches that opens files by path says why it is not a workspace reader", () => {
+    const unexplained = [...reached].sort().flatMap((file) => {
+      const used = pathFsUse(file);
+      return used.length > 0 && !(file in PATH_FS_ALLOWED) ? [`${file}: ${used.join(", ")}`] : [];
+    });
+    expect(unexplained).toEqual([]);
+  });
+
+  test("the workspace's readers take a tree, and open nothing by path", () => {
+    for (const file of ["agent/watch.ts", "agent/sync-sender.ts", "agent/saver.ts", "src/lib/snapshot/build.ts"]) {
+      expect(reached.has(file)).toBe(true);
+      expect({ file, used: pathFsUse(file) }).toEqual({ file, used: [] });
+    }
+  });
+
+  test("the list of exceptions holds no module that no longer needs one", () => {
+    const stale = Object.keys(PATH_FS_ALLOWED).filter((file) => !reached.has(file) || pathFsUse(file).length === 0);
+    expect(stale).toEqual([]);
+  });
+});
