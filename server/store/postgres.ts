@@ -11,7 +11,7 @@
 import { SQL } from "bun";
 import type { Log } from "../../src/lib/log.ts";
 import { num, patchColumns, rowReaders, str, strOrNull, type Row } from "./rows.ts";
-import type { BlobLocation, SessionRow, Store } from "./types.ts";
+import type { BlobLocation, HoldResult, SessionRow, Store, UsageRecord } from "./types.ts";
 
 /** Any number: the key of the advisory lock migrations hold ("catty" in ASCII). */
 const MIGRATION_LOCK = 0x6361747479;
@@ -127,6 +127,11 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE user_keys ADD COLUMN deletions BIGINT NOT NULL DEFAULT 0;`,
   // 5: no query looks blobs up by pack; the index cost about a tenth of every blob's insert.
   `DROP INDEX IF EXISTS blobs_pack;`,
+  // 6: the quota held by Claude API requests in flight.
+  `CREATE TABLE token_holds (
+     id TEXT PRIMARY KEY, user_id TEXT NOT NULL, month TEXT NOT NULL, tokens BIGINT NOT NULL, created_at TEXT NOT NULL
+   );
+   CREATE INDEX token_holds_user ON token_holds(user_id, month);`,
 ];
 
 /** Schema versions this server knows. */
@@ -145,6 +150,19 @@ async function migrate(sql: SQL, url: string): Promise<void> {
     for (let v = version; v < MIGRATIONS.length; v++) await tx.unsafe(MIGRATIONS[v]!);
     await tx.unsafe("UPDATE catty_schema SET version = $1", [MIGRATIONS.length]);
   });
+}
+
+/** Adds one request's tokens to its session's figures for the month. */
+async function addUsage(sql: Pick<SQL, "unsafe">, { userId, sessionId, month, tokens: t }: UsageRecord): Promise<void> {
+  await sql.unsafe(
+    `INSERT INTO usage AS u (session_id, user_id, month, requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens)
+     VALUES ($1, $2, $3, 1, $4, $5, $6, $7)
+     ON CONFLICT (session_id, month) DO UPDATE SET requests = u.requests + 1,
+       input_tokens = u.input_tokens + excluded.input_tokens, output_tokens = u.output_tokens + excluded.output_tokens,
+       cache_creation_tokens = u.cache_creation_tokens + excluded.cache_creation_tokens,
+       cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens`,
+    [sessionId, userId, month, t.input, t.output, t.cacheCreation, t.cacheRead],
+  );
 }
 
 /** The URL without its password, for messages. */
@@ -249,16 +267,8 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
     async sessionByProxyTokenHash(tokenHash) {
       return sessionBy("proxy_token_hash = $1", [tokenHash]);
     },
-    async addUsage(userId, sessionId, month, t) {
-      await q(
-        `INSERT INTO usage AS u (session_id, user_id, month, requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens)
-         VALUES ($1, $2, $3, 1, $4, $5, $6, $7)
-         ON CONFLICT (session_id, month) DO UPDATE SET requests = u.requests + 1,
-           input_tokens = u.input_tokens + excluded.input_tokens, output_tokens = u.output_tokens + excluded.output_tokens,
-           cache_creation_tokens = u.cache_creation_tokens + excluded.cache_creation_tokens,
-           cache_read_tokens = u.cache_read_tokens + excluded.cache_read_tokens`,
-        [sessionId, userId, month, t.input, t.output, t.cacheCreation, t.cacheRead],
-      );
+    async addUsage(userId, sessionId, month, tokens) {
+      await addUsage(sql, { userId, sessionId, month, tokens });
     },
     async usageOf(userId, month) {
       const rows = await q(
@@ -276,6 +286,41 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
     },
     async tokenQuota(userId) {
       return num((await one("SELECT token_quota FROM users WHERE id = $1", [userId]))?.token_quota ?? null, true);
+    },
+    async holdTokens(h, staleBeforeIso) {
+      // The user's row, locked for the transaction, makes one check-and-hold at a time per user;
+      // settleHold takes the same lock, so a check never sees a request's usage and its hold both
+      // (or neither).
+      return sql.begin(async (tx): Promise<HoldResult> => {
+        const user = (await tx.unsafe("SELECT token_quota FROM users WHERE id = $1 FOR UPDATE", [h.userId]))[0] as Row | undefined;
+        const quota = num(user?.token_quota ?? null, true);
+        if (quota === null) return { ok: true };
+        await tx.unsafe("DELETE FROM token_holds WHERE user_id = $1 AND created_at < $2", [h.userId, staleBeforeIso]);
+        const [u] = (await tx.unsafe(
+          `SELECT coalesce(sum(input_tokens + output_tokens + cache_creation_tokens + cache_read_tokens), 0) AS used,
+             (SELECT coalesce(sum(tokens), 0) FROM token_holds WHERE user_id = $1 AND month = $2) AS held
+           FROM usage WHERE user_id = $1 AND month = $2`,
+          [h.userId, h.month],
+        )) as Row[];
+        const used = num(u?.used ?? 0);
+        const held = num(u?.held ?? 0);
+        if (used + held >= quota) return { ok: false, used, held, quota };
+        if (h.tokens > 0) {
+          await tx.unsafe("INSERT INTO token_holds (id, user_id, month, tokens, created_at) VALUES ($1, $2, $3, $4, $5)", [h.id, h.userId, h.month, h.tokens, h.createdAt]);
+        }
+        return { ok: true };
+      });
+    },
+    async settleHold(holdId, usage) {
+      if (!usage) {
+        await q("DELETE FROM token_holds WHERE id = $1", [holdId]);
+        return;
+      }
+      await sql.begin(async (tx) => {
+        await tx.unsafe("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", [usage.userId]);
+        await tx.unsafe("DELETE FROM token_holds WHERE id = $1", [holdId]);
+        await addUsage(tx, usage);
+      });
     },
     async insertBrowserSession(s) {
       await q("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)", [

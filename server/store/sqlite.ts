@@ -6,7 +6,7 @@
 import { Database } from "bun:sqlite";
 import type { Log } from "../../src/lib/log.ts";
 import { patchColumns, rowReaders, type Row } from "./rows.ts";
-import type { BlobLocation, SessionRow, Store } from "./types.ts";
+import type { BlobLocation, HoldResult, SessionRow, Store, UsageRecord } from "./types.ts";
 
 /** The first release's schema (user_version 0); `MIGRATIONS` take it to the current one. */
 export const FIRST_SCHEMA = `
@@ -140,6 +140,12 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
   },
   // 9: no query looks blobs up by pack; the index cost about a tenth of every blob's insert.
   (db) => db.run("DROP INDEX IF EXISTS blobs_pack"),
+  // 10: the quota held by Claude API requests in flight.
+  (db) => {
+    db.run(`CREATE TABLE IF NOT EXISTS token_holds (
+      id TEXT PRIMARY KEY, user_id TEXT NOT NULL, month TEXT NOT NULL, tokens INTEGER NOT NULL, created_at TEXT NOT NULL)`);
+    db.run("CREATE INDEX IF NOT EXISTS token_holds_user ON token_holds(user_id, month)");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -169,6 +175,16 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   db.run(FIRST_SCHEMA);
   migrate(db, file);
   const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom } = rowReaders(opts.log);
+  const addUsage = ({ userId, sessionId, month, tokens: t }: UsageRecord): void => {
+    db.query(
+      `INSERT INTO usage (session_id, user_id, month, requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens)
+       VALUES (?, ?, ?, 1, ?, ?, ?, ?)
+       ON CONFLICT (session_id, month) DO UPDATE SET requests = requests + 1,
+         input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
+         cache_creation_tokens = cache_creation_tokens + excluded.cache_creation_tokens,
+         cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens`,
+    ).run(sessionId, userId, month, t.input, t.output, t.cacheCreation, t.cacheRead);
+  };
   const sessionBy = (where: string, ...params: string[]): SessionRow | null => {
     const r = db.query(`SELECT * FROM sessions WHERE ${where}`).get(...params) as Row | null;
     return r ? sessionFrom(r) : null;
@@ -252,15 +268,8 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async sessionByProxyTokenHash(tokenHash) {
       return sessionBy("proxy_token_hash = ?", tokenHash);
     },
-    async addUsage(userId, sessionId, month, t) {
-      db.query(
-        `INSERT INTO usage (session_id, user_id, month, requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens)
-         VALUES (?, ?, ?, 1, ?, ?, ?, ?)
-         ON CONFLICT (session_id, month) DO UPDATE SET requests = requests + 1,
-           input_tokens = input_tokens + excluded.input_tokens, output_tokens = output_tokens + excluded.output_tokens,
-           cache_creation_tokens = cache_creation_tokens + excluded.cache_creation_tokens,
-           cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens`,
-      ).run(sessionId, userId, month, t.input, t.output, t.cacheCreation, t.cacheRead);
+    async addUsage(userId, sessionId, month, tokens) {
+      addUsage({ userId, sessionId, month, tokens });
     },
     async usageOf(userId, month) {
       const rows = db
@@ -283,6 +292,27 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async tokenQuota(userId) {
       const r = db.query("SELECT token_quota FROM users WHERE id = ?").get(userId) as { token_quota: number | null } | null;
       return r?.token_quota ?? null;
+    },
+    async holdTokens(h, staleBeforeIso) {
+      // One connection, and nothing awaited inside: the transaction is the whole check-and-hold.
+      return db.transaction((): HoldResult => {
+        const quota = (db.query("SELECT token_quota FROM users WHERE id = ?").get(h.userId) as { token_quota: number | null } | null)?.token_quota ?? null;
+        if (quota === null) return { ok: true };
+        db.query("DELETE FROM token_holds WHERE user_id = ? AND created_at < ?").run(h.userId, staleBeforeIso);
+        const used = (db
+          .query("SELECT coalesce(sum(input_tokens + output_tokens + cache_creation_tokens + cache_read_tokens), 0) AS n FROM usage WHERE user_id = ? AND month = ?")
+          .get(h.userId, h.month) as { n: number }).n;
+        const held = (db.query("SELECT coalesce(sum(tokens), 0) AS n FROM token_holds WHERE user_id = ? AND month = ?").get(h.userId, h.month) as { n: number }).n;
+        if (used + held >= quota) return { ok: false, used, held, quota };
+        if (h.tokens > 0) db.query("INSERT INTO token_holds (id, user_id, month, tokens, created_at) VALUES (?, ?, ?, ?, ?)").run(h.id, h.userId, h.month, h.tokens, h.createdAt);
+        return { ok: true };
+      }).immediate();
+    },
+    async settleHold(holdId, usage) {
+      db.transaction(() => {
+        db.query("DELETE FROM token_holds WHERE id = ?").run(holdId);
+        if (usage) addUsage(usage);
+      }).immediate();
     },
     async insertBrowserSession(s) {
       db.query("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)").run(

@@ -123,6 +123,28 @@ export interface UsageRow extends TokenCounts {
 /** Every token counts toward a quota: input, output, cache writes and cache reads. */
 export const tokenTotal = (u: TokenCounts): number => u.input + u.output + u.cacheCreation + u.cacheRead;
 
+/** Tokens held from a user's monthly quota for one Claude API request in flight (see `holdTokens`). */
+export interface TokenHold {
+  id: string;
+  userId: string;
+  /** `YYYY-MM` (UTC): the month the request is counted in. */
+  month: string;
+  /** What the request may use at most, as far as can be told before it goes upstream. */
+  tokens: number;
+  createdAt: string;
+}
+
+/** Whether a hold was granted; when not, what filled the quota. */
+export type HoldResult = { ok: true } | { ok: false; used: number; held: number; quota: number };
+
+/** What a request used, recorded when its hold ends. */
+export interface UsageRecord {
+  userId: string;
+  sessionId: string;
+  month: string;
+  tokens: TokenCounts;
+}
+
 /** A signed-in browser: its cookie's hash, the CSRF token its page sends back, and its lifetime. */
 export interface BrowserSession {
   idHash: string;
@@ -207,6 +229,17 @@ export interface Store {
   /** Tokens a user may use per month; null: no limit. */
   setTokenQuota(userId: string, tokens: number | null): Promise<void>;
   tokenQuota(userId: string): Promise<number | null>;
+  /**
+   * Holds `hold.tokens` of the user's quota for a request about to go upstream, in one atomic step
+   * (one transaction, the user's row locked on PostgreSQL): refused when what the month used plus
+   * what requests in flight hold has reached the quota, so parallel requests cannot all pass a
+   * check made before any of them is counted. Holds made before `staleBeforeIso` no longer count
+   * (their server died mid-request). A user without a quota is never refused and nothing is held;
+   * a hold of 0 tokens only checks.
+   */
+  holdTokens(hold: TokenHold, staleBeforeIso: string): Promise<HoldResult>;
+  /** Ends a hold and, in the same step, records what its request used (null: nothing). */
+  settleHold(holdId: string, usage: UsageRecord | null): Promise<void>;
 
   insertBrowserSession(s: BrowserSession): Promise<void>;
   /** A browser session that is neither revoked nor expired at `nowIso`. */

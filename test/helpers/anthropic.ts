@@ -5,7 +5,7 @@
  * `message_stop`), `POST /v1/messages/count_tokens` and `GET /v1/models`, with the
  * `anthropic-ratelimit-*` headers the API sends. It records every request (method, path, query,
  * headers, body), and a test may hold a stream after its first event (`hold`) to see that what was
- * sent arrives before the rest exists.
+ * sent arrives before the rest exists, or before its final counts (`holdEnd`) to cut it there.
  */
 export interface RecordedRequest {
   method: string;
@@ -23,6 +23,9 @@ export interface AnthropicStandIn {
   usage: { input_tokens: number; output_tokens: number; cache_creation_input_tokens: number; cache_read_input_tokens: number };
   /** While set, a stream stops after `message_start` until `release()`. */
   hold: boolean;
+  /** While set, a stream stops after its last content block, before `message_delta` (its output count), until `release()`. */
+  holdEnd: boolean;
+  /** Lets every held stream go on. */
   release(): void;
   /** Makes the next request fail with this status and Anthropic error type. */
   failNext: { status: number; type: string; message: string } | null;
@@ -30,15 +33,18 @@ export interface AnthropicStandIn {
 }
 
 export function startAnthropicStandIn(opts: { port?: number; record?: boolean } = {}): AnthropicStandIn {
-  let releaseHold: () => void = () => {};
-  let held = Promise.resolve();
+  const holding: Array<() => void> = [];
+  const holdHere = (): Promise<void> => new Promise((r) => holding.push(r));
   const state: AnthropicStandIn = {
     url: "",
     requests: [],
     reply: { text: "Hello from the stand-in.", deltas: 3 },
     usage: { input_tokens: 120, output_tokens: 0, cache_creation_input_tokens: 30, cache_read_input_tokens: 7 },
     hold: false,
-    release: () => releaseHold(),
+    holdEnd: false,
+    release: () => {
+      for (const r of holding.splice(0)) r();
+    },
     failNext: null,
     stop: () => server.stop(true),
   };
@@ -81,7 +87,8 @@ export function startAnthropicStandIn(opts: { port?: number; record?: boolean } 
           { headers: rateHeaders },
         );
       }
-      if (state.hold) held = new Promise((r) => (releaseHold = r));
+      const held = state.hold ? holdHere() : null;
+      const heldEnd = state.holdEnd ? holdHere() : null;
       const parts: string[] = [];
       const size = Math.ceil(text.length / state.reply.deltas);
       for (let i = 0; i < text.length; i += size) parts.push(text.slice(i, i + size));
@@ -97,6 +104,7 @@ export function startAnthropicStandIn(opts: { port?: number; record?: boolean } 
             ctrl.enqueue(event("content_block_delta", { index: 0, delta: { type: "text_delta", text: p } }));
           }
           ctrl.enqueue(event("content_block_stop", { index: 0 }));
+          await heldEnd;
           ctrl.enqueue(event("message_delta", { delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: outputTokens } }));
           ctrl.enqueue(event("message_stop", {}));
           ctrl.close();

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { usageMonth, UsageMeter } from "../../server/anthropic.ts";
+import { BYTES_PER_INPUT_TOKEN, usageMonth, UsageMeter } from "../../server/anthropic.ts";
 import { sessionDir } from "../../server/providers/local.ts";
 import { formatUsage } from "../../src/commands/usage.ts";
 import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
@@ -182,6 +182,84 @@ describe("the Claude API proxy", () => {
     api.release();
   });
 
+  test("a stream cut after its last content block, before its output count, is charged what it streamed", async () => {
+    const userId = (await server.ownerUser()).id;
+    const before = (await server.store().usageOf(userId, usageMonth()))[0];
+    api.reply = { text: "A whole answer, every word of it streamed, and not one token paid for.", deltas: 5 };
+    api.holdEnd = true;
+    const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let seen = "";
+    while (!seen.includes("content_block_stop")) seen += new TextDecoder().decode((await reader.read()).value);
+    await reader.cancel();
+    const u = await waitFor(async () => {
+      const row = (await server.store().usageOf(userId, usageMonth()))[0];
+      return row && row.requests === (before?.requests ?? 0) + 1 ? row : null;
+    }, { what: "the cut stream charged" });
+    api.holdEnd = false;
+    api.release();
+    // The API would have counted ceil(70 / 4) = 18 output tokens; message_start said 1.
+    expect(u.output - (before?.output ?? 0)).toBeGreaterThanOrEqual(Math.ceil(api.reply.text.length / 4));
+    expect(u.input - (before?.input ?? 0)).toBe(120);
+    api.reply = { text: "Hello from the stand-in.", deltas: 3 };
+  });
+
+  test("a JSON answer the client stops reading is read to its end by the proxy and charged in full", async () => {
+    const userId = (await server.ownerUser()).id;
+    const before = (await server.store().usageOf(userId, usageMonth()))[0];
+    api.reply = { text: "x".repeat(2_000_000), deltas: 1 };
+    const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body: JSON.stringify({ model: "m", max_tokens: 600_000, messages: [] }) });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    // The content comes first in the body, the usage last: the client has its answer and goes.
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain("xxxx");
+    await reader.cancel();
+    const u = await waitFor(async () => {
+      const row = (await server.store().usageOf(userId, usageMonth()))[0];
+      return row && row.requests === (before?.requests ?? 0) + 1 ? row : null;
+    }, { what: "the JSON answer charged" });
+    expect(u.output - (before?.output ?? 0)).toBe(500_000);
+    api.reply = { text: "Hello from the stand-in.", deltas: 3 };
+  });
+
+  test("a Messages call without a max_tokens is refused before it goes upstream (the hold needs it)", async () => {
+    const before = api.requests.length;
+    for (const body of ['{"model":"m","messages":[]}', '{"max_tokens":"lots"}', '{"max_tokens":0}', "not json", "[1]"]) {
+      const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body });
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { type: string; message: string } }).error.message).toContain("max_tokens");
+    }
+    expect(api.requests.length).toBe(before);
+  });
+
+  test("parallel calls against a small quota: only as many go upstream as the quota has room for", async () => {
+    const user = await server.ownerUser();
+    const used = (await server.store().usageOf(user.id, usageMonth())).reduce((n, u) => n + u.input + u.output + u.cacheCreation + u.cacheRead, 0);
+    // Each call holds its max_tokens and its body's estimate until it is settled: room for three.
+    const hold = 100 + Math.ceil(streamBody.length / BYTES_PER_INPUT_TOKEN);
+    await server.store().setTokenQuota(user.id, used + 2 * hold + 1);
+    const before = api.requests.length;
+    api.hold = true;
+    try {
+      const answers = await Promise.all(Array.from({ length: 10 }, () => call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody })));
+      expect(answers.map((r) => r.status).sort()).toEqual([200, 200, 200, 402, 402, 402, 402, 402, 402, 402]);
+      expect(api.requests.length - before).toBe(3);
+      const refused = (await answers.find((r) => r.status === 402)?.json()) as { error: { message: string } };
+      expect(refused.error.message).toMatch(/held by requests still running/);
+      api.hold = false;
+      api.release();
+      for (const r of answers) if (!r.bodyUsed) await r.text();
+      // Settled: the holds are gone, what was used is recorded, and the quota is over now.
+      await waitFor(async () => (await server.store().usageOf(user.id, usageMonth())).reduce((n, u) => n + u.input + u.output + u.cacheCreation + u.cacheRead, 0) >= used + 3 * 163, { what: "the three calls recorded" });
+      const next = await call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody });
+      expect(next.status).toBe(402);
+      expect(((await next.json()) as { error: { message: string } }).error.message).not.toContain("held");
+    } finally {
+      api.hold = false;
+      api.release();
+      await server.store().setTokenQuota(user.id, null);
+    }
+  });
+
   test("an API error passes through as it is, with its headers", async () => {
     api.failNext = { status: 429, type: "rate_limit_error", message: "slow down" };
     const res = await call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody });
@@ -223,6 +301,33 @@ describe("the usage meter", () => {
       m.end();
       expect(m.tokens).toEqual({ input: 11, output: 25, cacheCreation: 2, cacheRead: 3 });
     }
+  });
+
+  test("charges a cut stream at least a token per 3 bytes it generated (text, thinking, tool input); an unreadable JSON answer its hold", () => {
+    const estimate = { input: 50, output: 1000, cacheCreation: 0, cacheRead: 0 };
+    const ev = (type: string, data: object): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    const start = ev("message_start", { message: { usage: { input_tokens: 11, cache_creation_input_tokens: 2, cache_read_input_tokens: 3, output_tokens: 1 } } });
+    const deltas = [
+      ev("content_block_delta", { index: 0, delta: { type: "thinking_delta", thinking: "é".repeat(30) } }),
+      ev("content_block_delta", { index: 1, delta: { type: "text_delta", text: "y".repeat(30) } }),
+      ev("content_block_delta", { index: 2, delta: { type: "input_json_delta", partial_json: '{"path":"a"}' } }),
+      ev("content_block_delta", { index: 1, delta: { type: "signature_delta", signature: "s".repeat(300) } }),
+    ].join("");
+    const meter = (text: string, sse = true): UsageMeter => {
+      const m = new UsageMeter(sse);
+      m.feed(new TextEncoder().encode(text));
+      m.end();
+      return m;
+    };
+    // 60 + 30 + 12 bytes generated: 34 tokens at the least, over message_start's 1.
+    expect(meter(start + deltas).charge(estimate)).toEqual({ input: 11, output: 34, cacheCreation: 2, cacheRead: 3 });
+    // Cut before message_start: the input estimate.
+    expect(meter(deltas).charge(estimate)).toEqual({ input: 50, output: 34, cacheCreation: 0, cacheRead: 0 });
+    // Whole: the API's count, even when lower than the estimate would be.
+    expect(meter(start + deltas + ev("message_delta", { usage: { output_tokens: 20 } })).charge(estimate)).toEqual({ input: 11, output: 20, cacheCreation: 2, cacheRead: 3 });
+    // JSON: its usage when it could be read; else the hold.
+    expect(meter('{"content":[],"usage":{"input_tokens":7,"output_tokens":9}}', false).charge(estimate)).toMatchObject({ input: 7, output: 9 });
+    expect(meter('{"content":[{"type":"text","text":"all of it"}],"usa', false).charge(estimate)).toEqual(estimate);
   });
 
   test("ignores what is not usage: bad JSON, negative or missing counts", () => {

@@ -123,6 +123,45 @@ for (const engine of ENGINES) {
       expect(await store.tokenQuota(alice.id)).toBeNull();
     });
 
+    test("quota holds: granted until usage and holds reach the quota, settled into usage, stale ones dropped", async () => {
+      await store.insertSession(session("s1"));
+      const hold = (id: string, tokens: number, createdAt = at(10), userId = alice.id) => ({ id, userId, month: "2026-11", tokens, createdAt });
+      const usage = (tokens: number) => ({ userId: alice.id, sessionId: "s1", month: "2026-11", tokens: { input: tokens, output: 0, cacheCreation: 0, cacheRead: 0 } });
+      // No quota: never refused, nothing held.
+      expect(await store.holdTokens(hold("h0", 1e12), at(0))).toEqual({ ok: true });
+      await store.setTokenQuota(alice.id, 1000);
+      await store.addUsage(alice.id, "s1", "2026-11", { input: 300, output: 100, cacheCreation: 50, cacheRead: 50 });
+      await store.addUsage(alice.id, "s1", "2026-10", { input: 5000, output: 0, cacheCreation: 0, cacheRead: 0 });
+      expect(await store.holdTokens(hold("h1", 300), at(0))).toEqual({ ok: true });
+      expect(await store.holdTokens(hold("h2", 199), at(0))).toEqual({ ok: true });
+      // 500 used + 499 held: one token left, so one more (of any size) goes.
+      expect(await store.holdTokens(hold("h3", 2000), at(0))).toEqual({ ok: true });
+      expect(await store.holdTokens(hold("h4", 1), at(0))).toEqual({ ok: false, used: 500, held: 2499, quota: 1000 });
+      expect(await store.holdTokens(hold("h4", 0), at(0))).toMatchObject({ ok: false });
+      // Another user, and another month, are not touched.
+      expect(await store.holdTokens({ ...hold("b1", 10), userId: bob.id }, at(0))).toEqual({ ok: true });
+      expect(await store.holdTokens({ ...hold("m1", 10), month: "2026-12" }, at(0))).toEqual({ ok: true });
+      // Settling ends the hold and records what was used, once.
+      await store.settleHold("h3", usage(10));
+      await store.settleHold("h2", null);
+      expect((await store.usageOf(alice.id, "2026-11"))[0]).toMatchObject({ requests: 2, input: 310 });
+      expect(await store.holdTokens(hold("h5", 10), at(0))).toEqual({ ok: true });
+      await store.settleHold("h1", usage(480));
+      expect(await store.holdTokens(hold("h6", 1), at(0))).toEqual({ ok: false, used: 990, held: 10, quota: 1000 });
+      // A hold older than the stale mark no longer counts (its server died mid-request).
+      expect(await store.holdTokens(hold("h7", 1, at(30)), at(11))).toEqual({ ok: true });
+    });
+
+    test("quota holds: of parallel requests against a small quota, only as many as fit are granted", async () => {
+      await store.setTokenQuota(alice.id, 1000);
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => store.holdTokens({ id: `p${i}`, userId: alice.id, month: "2026-11", tokens: 300, createdAt: at(1) }, at(0))),
+      );
+      // 0, 300, 600 and 900 held leave room; 1200 does not.
+      expect(results.filter((r) => r.ok)).toHaveLength(4);
+      expect(results.filter((r) => !r.ok)).toHaveLength(16);
+    });
+
     test("browser sessions expire and are revoked", async () => {
       await store.insertBrowserSession({ idHash: "b1", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: at(60) });
       expect(await store.browserSession("b1", at(30))).toEqual({ idHash: "b1", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: at(60) });
