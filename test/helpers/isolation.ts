@@ -43,3 +43,58 @@ export function limitsFound(lines: string[]): { started: number; memoryExit: num
   const value = (key: string): number => Number(lines.find((l) => l.startsWith(`${key}=`))?.slice(key.length + 1));
   return { started: value("started"), memoryExit: value("memory") };
 }
+
+/**
+ * The review's chain against the agent (not the sandbox): each round makes a directory, a nested
+ * one and a file with content of the program's own, waits until the watcher has seen them (the
+ * agent's sync-back is attached), then swaps the directory, the parent and the file for symlinks
+ * to `target` (a directory the program cannot read but the agent could), plants a FIFO, and
+ * writes into the moved directories under the `names` it knows are in `target`: the watch, still on
+ * the moved directory, reports those names under the swapped path. Writes `done` to
+ * /workspace/result.txt after `rounds` rounds, then keeps the last swap in place.
+ */
+export function swapAttack(target: string, names: string[], rounds = 40): string {
+  return [
+    "cd /workspace",
+    `for i in $(seq ${rounds}); do`,
+    '  mkdir -p d p/q && echo "mine $i" > d/f && echo "mine $i" > p/q/g && echo "own $i" > own.txt',
+    "  sleep 0.05",
+    `  mv d d.$i && ln -s '${target}' d`,
+    `  mv p p.$i && ln -s '${target}' p`,
+    `  rm -f f && ln -s '${target}' f`,
+    "  mkfifo fifo-$i",
+    `  for n in ${names.join(" ")}; do echo x > d.$i/$n; echo x > p.$i/$n; echo x > p.$i/q/$n; done`,
+    "  sleep 0.05",
+    '  [ "$i" -lt ' + rounds + " ] && rm -f d p",
+    "done",
+    "echo done >> /workspace/result.txt",
+    "sleep 300",
+  ].join("\n");
+}
+
+/**
+ * An interactive client attached with sync-back from the start, keeping everything the server
+ * sends it (text and binary frames, as text) to search for what must never arrive.
+ */
+export async function syncBackClient(attachUrl: string, token: string, protocol: number): Promise<{ received(): string; close(): void }> {
+  const ws = new WebSocket(attachUrl, { headers: { Authorization: `Bearer ${token}` } } as never);
+  ws.binaryType = "arraybuffer";
+  const parts: string[] = [];
+  const decoder = new TextDecoder("latin1");
+  ws.onmessage = (e) => parts.push(typeof e.data === "string" ? e.data : decoder.decode(new Uint8Array(e.data as ArrayBuffer)));
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error(`could not attach to ${attachUrl}`));
+  });
+  ws.send(JSON.stringify({ type: "hello", protocol, mode: "interactive", offset: null, cols: 80, rows: 24, syncBack: { epoch: null, seq: 0 } }));
+  return { received: () => parts.join(""), close: () => ws.close() };
+}
+
+/** A save's bytes as text (a gzipped archive is unzipped first), to search for what must not be in it. */
+export async function saveText(url: string, token: string): Promise<string> {
+  const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
+  if (!res.ok) throw new Error(`downloading the save: ${res.status}`);
+  let bytes = new Uint8Array(await res.arrayBuffer());
+  if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = Bun.gunzipSync(bytes);
+  return new TextDecoder("latin1").decode(bytes);
+}
