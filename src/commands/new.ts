@@ -12,10 +12,11 @@ import { apiArg, commandAfterDashes } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
 
 /** The stored secrets that open on this machine; those that do not are named, and left out. */
-function sessionSecrets(home: string): Record<string, string> {
-  const { values, failed } = openSecretStore(home).open();
+async function sessionSecrets(home: string): Promise<Record<string, string>> {
+  const { values, failed, problem } = await openSecretStore(home).open();
   if (failed.length > 0) {
-    ui.warn(`Secret${failed.length === 1 ? "" : "s"} ${failed.join(", ")} cannot be decrypted on this machine and ${failed.length === 1 ? "is" : "are"} left out of the session. Add ${failed.length === 1 ? "it" : "them"} again with \`catty secrets add\`.`);
+    const why = problem ? `: ${problem}` : " on this machine";
+    ui.warn(`Secret${failed.length === 1 ? "" : "s"} ${failed.join(", ")} cannot be decrypted${why}, and ${failed.length === 1 ? "is" : "are"} left out of the session. Add ${failed.length === 1 ? "it" : "them"} again with \`catty secrets add\`.`);
   }
   return values;
 }
@@ -43,7 +44,7 @@ export default defineCommand({
     const idleTimeoutMs = args["idle-timeout"] ? parseDuration(args["idle-timeout"], "--idle-timeout") : undefined;
     const durationMs = args.duration ? parseDuration(args.duration, "--duration") : undefined;
     const from = args.from || undefined;
-    const secrets = args.secrets ? sessionSecrets(ctx.config.home) : {};
+    const secrets = args.secrets ? await sessionSecrets(ctx.config.home) : {};
     const ownApiKey = args["own-api-key"] ? process.env.ANTHROPIC_API_KEY : undefined;
     if (args["own-api-key"] && !ownApiKey) {
       throw new CattyError("bad_request", "--own-api-key reads ANTHROPIC_API_KEY from this shell, and it is not set.", "export ANTHROPIC_API_KEY=… first.");

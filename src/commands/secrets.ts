@@ -8,7 +8,7 @@ import { openInBrowser } from "../client/browser.ts";
 import { readCliConfig } from "../client/config.ts";
 import { checkGitHubToken, NEW_TOKEN_URL } from "../client/github.ts";
 import { confirm, readHidden } from "../client/hidden-input.ts";
-import { checkSecretName, GITHUB_NAMES, openSecretStore } from "../client/secrets.ts";
+import { checkSecretName, GITHUB_NAMES, openSecretStore, type SecretStore } from "../client/secrets.ts";
 import { ui } from "../client/ui.ts";
 import { createLog } from "../lib/log.ts";
 import { CattyError } from "../protocol/errors.ts";
@@ -22,6 +22,13 @@ const log = () => {
 function checkName(name: string): void {
   const problem = checkSecretName(name);
   if (problem) throw new CattyError("bad_request", problem);
+}
+
+/** Where the values' key is, said once after saving. */
+function keyNote(secrets: SecretStore): string {
+  return secrets.keyPlace() === "os"
+    ? "its key is in your system's credential store"
+    : "no system credential store here, so its key is derived from this machine and account: as safe as your ~/.catty";
 }
 
 function noValue(): void {
@@ -52,7 +59,7 @@ async function addGitHub(): Promise<void> {
   const account = await checkGitHubToken(token.trim(), config.githubApi);
   const secrets = store();
   for (const name of GITHUB_NAMES) await secrets.set(name, token.trim());
-  ui.success(`GitHub token saved for @${account.login} (as GH_TOKEN and GITHUB_TOKEN)`);
+  ui.success(`GitHub token saved for @${account.login} (as GH_TOKEN and GITHUB_TOKEN; ${keyNote(secrets)})`);
   if (account.scopes && !account.scopes.includes("repo")) {
     ui.warn(`The token has no "repo" scope (it has: ${account.scopes.join(", ") || "none"}); private repositories will not work.`);
   }
@@ -70,8 +77,9 @@ const add = defineCommand({
       return;
     }
     if (value === "") return noValue();
-    await store().set(args.name, value);
-    ui.success(`Secret "${args.name}" saved`);
+    const secrets = store();
+    await secrets.set(args.name, value);
+    ui.success(`Secret "${args.name}" saved (${keyNote(secrets)})`);
   },
 });
 
@@ -84,15 +92,16 @@ const set = defineCommand({
   async run({ args }) {
     checkName(args.name);
     if (!args.value) return noValue();
-    await store().set(args.name, args.value);
-    ui.success(`Secret "${args.name}" saved`);
+    const secrets = store();
+    await secrets.set(args.name, args.value);
+    ui.success(`Secret "${args.name}" saved (${keyNote(secrets)})`);
   },
 });
 
 const list = defineCommand({
   meta: { name: "list", description: "List your secrets' names (never their values)" },
   args: {},
-  run() {
+  async run() {
     const secrets = store();
     const names = secrets.names();
     if (names.length === 0) {
@@ -100,9 +109,10 @@ const list = defineCommand({
       ui.info("Add one with `catty secrets add NAME`, or set up GitHub with `catty secrets add github`.");
       return;
     }
-    const { failed } = secrets.open();
+    const { failed, problem } = await secrets.open();
     for (const name of names) console.log(failed.includes(name) ? `${name}  (cannot be decrypted on this machine)` : name);
-    if (failed.length > 0) {
+    if (problem) ui.warn(`${failed.length === 1 ? "This secret" : "These secrets"} cannot be read: ${problem}.`);
+    else if (failed.length > 0) {
       ui.warn(`${failed.length === 1 ? "This secret was" : "These secrets were"} stored on another machine or account and cannot be read here: ${failed.join(", ")}. Add ${failed.length === 1 ? "it" : "them"} again.`);
     }
   },
@@ -127,7 +137,7 @@ const test = defineCommand({
   args: { service: { type: "positional", required: true, description: "github" } },
   async run({ args }) {
     if (args.service.toLowerCase() !== "github") throw new CattyError("bad_request", `Cannot test "${args.service}": only github is known.`);
-    const { values, failed } = store().open();
+    const { values, failed } = await store().open();
     const token = values.GH_TOKEN ?? values.GITHUB_TOKEN;
     if (!token) {
       const unreadable = GITHUB_NAMES.filter((n) => failed.includes(n));
