@@ -10,8 +10,12 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { BYTES_PER_INPUT_TOKEN, usageMonth, UsageMeter } from "../../server/anthropic.ts";
 import { sessionDir } from "../../server/providers/local.ts";
+import { openPostgresStore } from "../../server/store/postgres.ts";
+import type { Store, User } from "../../server/store/types.ts";
 import { formatUsage } from "../../src/commands/usage.ts";
+import { createLog } from "../../src/lib/log.ts";
 import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
+import { freshDatabase } from "../helpers/postgres.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -31,9 +35,9 @@ afterAll(async () => {
 });
 
 /** A session whose program writes its environment to the workspace; resolves to its label, env and proxy access. */
-async function apiSession(): Promise<{ label: string; env: Record<string, string>; base: string; token: string }> {
-  const s = await server.owner.create({ command: ["bash", "-c", "env > /tmp/env.$$; mv /tmp/env.$$ env.txt; sleep 300"], cols: 80, rows: 24 });
-  const file = join(sessionDir(server.dataDir, s.label), "workspace", "env.txt");
+async function apiSession(srv: TestServer = server): Promise<{ label: string; env: Record<string, string>; base: string; token: string }> {
+  const s = await srv.owner.create({ command: ["bash", "-c", "env > /tmp/env.$$; mv /tmp/env.$$ env.txt; sleep 300"], cols: 80, rows: 24 });
+  const file = join(sessionDir(srv.dataDir, s.label), "workspace", "env.txt");
   const text = await waitFor(() => existsSync(file) && readFileSync(file, "utf8"), { what: "the program's environment" });
   const env = Object.fromEntries(text.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
   return { label: s.label, env, base: env.ANTHROPIC_BASE_URL as string, token: env.ANTHROPIC_AUTH_TOKEN as string };
@@ -232,32 +236,7 @@ describe("the Claude API proxy", () => {
   });
 
   test("parallel calls against a small quota: only as many go upstream as the quota has room for", async () => {
-    const user = await server.ownerUser();
-    const used = (await server.store().usageOf(user.id, usageMonth())).reduce((n, u) => n + u.input + u.output + u.cacheCreation + u.cacheRead, 0);
-    // Each call holds its max_tokens and its body's estimate until it is settled: room for three.
-    const hold = 100 + Math.ceil(streamBody.length / BYTES_PER_INPUT_TOKEN);
-    await server.store().setTokenQuota(user.id, used + 2 * hold + 1);
-    const before = api.requests.length;
-    api.hold = true;
-    try {
-      const answers = await Promise.all(Array.from({ length: 10 }, () => call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody })));
-      expect(answers.map((r) => r.status).sort()).toEqual([200, 200, 200, 402, 402, 402, 402, 402, 402, 402]);
-      expect(api.requests.length - before).toBe(3);
-      const refused = (await answers.find((r) => r.status === 402)?.json()) as { error: { message: string } };
-      expect(refused.error.message).toMatch(/held by requests still running/);
-      api.hold = false;
-      api.release();
-      for (const r of answers) if (!r.bodyUsed) await r.text();
-      // Settled: the holds are gone, what was used is recorded, and the quota is over now.
-      await waitFor(async () => (await server.store().usageOf(user.id, usageMonth())).reduce((n, u) => n + u.input + u.output + u.cacheCreation + u.cacheRead, 0) >= used + 3 * 163, { what: "the three calls recorded" });
-      const next = await call(session.base, session.token, "/v1/messages", { method: "POST", body: streamBody });
-      expect(next.status).toBe(402);
-      expect(((await next.json()) as { error: { message: string } }).error.message).not.toContain("held");
-    } finally {
-      api.hold = false;
-      api.release();
-      await server.store().setTokenQuota(user.id, null);
-    }
+    await parallelCallsAgainstQuota(server.store(), await server.ownerUser(), session);
   });
 
   test("an API error passes through as it is, with its headers", async () => {
@@ -285,6 +264,58 @@ describe("the Claude API proxy", () => {
     expect(ended.status).toBe(401);
     expect(((await ended.json()) as { error: { type: string } }).error.type).toBe("authentication_error");
   });
+});
+
+/**
+ * Ten calls at once against a quota with room for three holds (each call holds its max_tokens and
+ * its body's estimate until it is settled): three go upstream, seven get 402; once they are
+ * settled the quota is over.
+ */
+async function parallelCallsAgainstQuota(store: Store, user: User, s: { base: string; token: string }): Promise<void> {
+  const usedNow = async (): Promise<number> => (await store.usageOf(user.id, usageMonth())).reduce((n, u) => n + u.input + u.output + u.cacheCreation + u.cacheRead, 0);
+  const used = await usedNow();
+  const hold = 100 + Math.ceil(streamBody.length / BYTES_PER_INPUT_TOKEN);
+  await store.setTokenQuota(user.id, used + 2 * hold + 1);
+  const before = api.requests.length;
+  api.hold = true;
+  try {
+    const answers = await Promise.all(Array.from({ length: 10 }, () => call(s.base, s.token, "/v1/messages", { method: "POST", body: streamBody })));
+    expect(answers.map((r) => r.status).sort()).toEqual([200, 200, 200, 402, 402, 402, 402, 402, 402, 402]);
+    expect(api.requests.length - before).toBe(3);
+    const refused = (await answers.find((r) => r.status === 402)?.json()) as { error: { message: string } };
+    expect(refused.error.message).toMatch(/held by requests still running/);
+    api.hold = false;
+    api.release();
+    for (const r of answers) if (!r.bodyUsed) await r.text();
+    // Settled: the holds are gone, what was used is recorded, and the quota is over now.
+    await waitFor(async () => (await usedNow()) >= used + 3 * 163, { what: "the three calls recorded" });
+    const next = await call(s.base, s.token, "/v1/messages", { method: "POST", body: streamBody });
+    expect(next.status).toBe(402);
+    expect(((await next.json()) as { error: { message: string } }).error.message).not.toContain("held");
+  } finally {
+    api.hold = false;
+    api.release();
+    await store.setTokenQuota(user.id, null);
+  }
+}
+
+describe("the proxy on PostgreSQL", () => {
+  test("parallel calls against a small quota: only as many go upstream as the quota has room for", async () => {
+    const url = await freshDatabase();
+    // (Quietly: it warns that replicas on PostgreSQL want a bucket; this one has none.)
+    await using pg = await startTestServer({
+      log: createLog({ scope: "test-server", level: "error" }),
+      env: { CATTY_ANTHROPIC_API_KEY: OPERATOR_KEY, CATTY_ANTHROPIC_UPSTREAM: api.url, CATTY_DATABASE_URL: url, CATTY_MASTER_KEY: "5a".repeat(32), CATTY_INTERNAL_KEY: "a5".repeat(32) },
+    });
+    const store = await openPostgresStore(url);
+    try {
+      const s = await apiSession(pg);
+      await parallelCallsAgainstQuota(store, (await store.userByName("owner")) as User, s);
+      await pg.owner.stop(s.label);
+    } finally {
+      await store.close();
+    }
+  }, 60_000);
 });
 
 describe("the usage meter", () => {
