@@ -33,19 +33,37 @@ export const DEVICE_INTERVAL_S = 5;
 /** User codes: no vowels or look-alikes, so they read and type easily and spell nothing. */
 const CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ";
 
-/** Sliding one-minute windows of events per key (an address). */
+/**
+ * Sliding one-minute windows of events per key (an address). At most `maxKeys` keys are held: past
+ * that the key hit longest ago is forgotten (never all of them, so many new addresses do not wipe
+ * the count of one being limited).
+ */
 export class RateLimit {
+  /** Keys in the order they were last hit, oldest first. */
   private readonly hits = new Map<string, number[]>();
-  constructor(private readonly max: number, private readonly windowMs = 60_000) {}
+  constructor(private readonly max: number, private readonly windowMs = 60_000, private readonly maxKeys = 10_000) {}
   /** Whether `key` has had `max` events in the window. */
   exceeded(key: string, now = Date.now()): boolean {
-    const recent = (this.hits.get(key) ?? []).filter((t) => now - t < this.windowMs);
-    this.hits.set(key, recent);
+    const held = this.hits.get(key);
+    if (!held) return false;
+    const recent = held.filter((t) => now - t < this.windowMs);
+    if (recent.length === 0) this.hits.delete(key);
+    else if (recent.length < held.length) this.hits.set(key, recent);
     return recent.length >= this.max;
   }
   hit(key: string, now = Date.now()): void {
-    if (this.hits.size > 10_000) this.hits.clear();
-    this.hits.set(key, [...(this.hits.get(key) ?? []), now]);
+    const held = this.hits.get(key) ?? [];
+    // Moved to the end: the map stays in order of last hit.
+    this.hits.delete(key);
+    this.hits.set(key, [...held.filter((t) => now - t < this.windowMs), now]);
+    for (const oldest of this.hits.keys()) {
+      if (this.hits.size <= this.maxKeys) break;
+      this.hits.delete(oldest);
+    }
+  }
+  /** How many keys are held. */
+  get size(): number {
+    return this.hits.size;
   }
   /** Counts an event; false when over the limit. */
   take(key: string, now = Date.now()): boolean {
@@ -124,7 +142,8 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
 
   // The CLI's side of the device-code login.
   app.post("/device/code", async (c) => {
-    if (!deviceStarts.take(address(c, deps.trustedProxies))) throw new CattyError("too_many_requests", "Too many logins started from here.", "Wait a minute and try again.");
+    const from = address(c, deps.trustedProxies);
+    if (!deviceStarts.take(from)) throw new CattyError("too_many_requests", "Too many logins started from here.", "Wait a minute and try again.");
     const deviceCode = newToken("dev");
     const now = Date.now();
     let code = userCode();
@@ -137,13 +156,18 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
       status: "pending",
       userId: null,
       polledAt: null,
+      // Shown to the person approving, who should recognize their own terminal.
+      requesterAddress: from,
+      requesterAgent: (c.req.header("user-agent") ?? "").replace(/[^\x20-\x7e]/g, "").slice(0, 200) || null,
     });
-    const origin = c.var.origin;
+    // The link does not carry the code: the person types the code their terminal shows, so a link
+    // someone else sent approves nothing by a click.
+    const uri = `${c.var.origin}/device`;
     return c.json({
       deviceCode,
       userCode: code,
-      verificationUri: `${origin}/device`,
-      verificationUriComplete: `${origin}/device?code=${code}`,
+      verificationUri: uri,
+      verificationUriComplete: uri,
       expiresIn: DEVICE_CODE_MS / 1000,
       interval: DEVICE_INTERVAL_S,
     });
@@ -162,9 +186,10 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
       await store.updateDeviceCode(hash, { polledAt: new Date(now).toISOString() });
       return tooSoon ? answer("slow_down", `Ask at most every ${DEVICE_INTERVAL_S} s.`) : answer("authorization_pending", "Waiting for approval in the browser.");
     }
-    // Approved: one new API token for that user, handed out once.
-    await store.updateDeviceCode(hash, { status: "used" });
-    const owner = await store.userById(d.userId as string);
+    // Approved: one new API token for that user, handed out once (of polls racing, one redeems it).
+    const userId = await store.redeemDeviceCode(hash, new Date(now).toISOString());
+    if (!userId) return answer("expired_token", "This login code is not known or was already used.");
+    const owner = await store.userById(userId);
     if (!owner) return answer("access_denied", "The approving user no longer exists.");
     const token = newToken("cat");
     await store.addToken(owner.id, hashToken(token));
@@ -177,7 +202,7 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (!d || d.status !== "pending" || Date.parse(d.expiresAt) <= Date.now()) {
       throw new CattyError("not_found", "No login is waiting for that code.", "Check the code your terminal shows, or run `catty login` again.");
     }
-    return c.json({ userCode: d.userCode, createdAt: d.createdAt, expiresAt: d.expiresAt });
+    return c.json({ userCode: d.userCode, createdAt: d.createdAt, expiresAt: d.expiresAt, requester: { address: d.requesterAddress, userAgent: d.requesterAgent } });
   });
 
   app.post("/device/approve", user, ...jsonBody(z.object({ userCode: z.string().min(1).max(20), approve: z.boolean() })), async (c) => {

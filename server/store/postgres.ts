@@ -132,6 +132,9 @@ const MIGRATIONS: readonly string[] = [
      id TEXT PRIMARY KEY, user_id TEXT NOT NULL, month TEXT NOT NULL, tokens BIGINT NOT NULL, created_at TEXT NOT NULL
    );
    CREATE INDEX token_holds_user ON token_holds(user_id, month);`,
+  // 7: who asked for a device code, shown to the person approving it.
+  `ALTER TABLE device_codes ADD COLUMN requester_address TEXT;
+   ALTER TABLE device_codes ADD COLUMN requester_agent TEXT;`,
 ];
 
 /** Schema versions this server knows. */
@@ -335,9 +338,10 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
       await q("UPDATE browser_sessions SET revoked_at = $1 WHERE id_hash = $2", [new Date().toISOString(), idHash]);
     },
     async insertDeviceCode(d) {
-      await q("INSERT INTO device_codes (device_hash, user_code, created_at, expires_at, status, user_id, polled_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
-        d.deviceHash, d.userCode, d.createdAt, d.expiresAt, d.status, d.userId, d.polledAt,
-      ]);
+      await q(
+        "INSERT INTO device_codes (device_hash, user_code, created_at, expires_at, status, user_id, polled_at, requester_address, requester_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        [d.deviceHash, d.userCode, d.createdAt, d.expiresAt, d.status, d.userId, d.polledAt, d.requesterAddress, d.requesterAgent],
+      );
     },
     async deviceCodeByHash(deviceHash) {
       return deviceFrom(await one("SELECT * FROM device_codes WHERE device_hash = $1", [deviceHash]));
@@ -356,6 +360,10 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
       if (patch.userId !== undefined) set("user_id", patch.userId);
       if (patch.polledAt !== undefined) set("polled_at", patch.polledAt);
       if (sets.length > 0) await q(`UPDATE device_codes SET ${sets.join(", ")} WHERE device_hash = $${values.length + 1}`, [...values, deviceHash]);
+    },
+    async redeemDeviceCode(deviceHash, nowIso) {
+      const r = await one("UPDATE device_codes SET status = 'used' WHERE device_hash = $1 AND status = 'approved' AND expires_at > $2 RETURNING user_id", [deviceHash, nowIso]);
+      return strOrNull(r?.user_id ?? null);
     },
     async insertTicket(t) {
       await q("INSERT INTO attach_tickets (hash, user_id, session_id, viewer, expires_at) VALUES ($1, $2, $3, $4, $5)", [

@@ -75,6 +75,7 @@ export function rowReaders(log?: Log) {
     return {
       deviceHash: str(r.device_hash), userCode: str(r.user_code), createdAt: str(r.created_at), expiresAt: str(r.expires_at),
       status, userId: strOrNull(r.user_id), polledAt: strOrNull(r.polled_at),
+      requesterAddress: strOrNull(r.requester_address ?? null), requesterAgent: strOrNull(r.requester_agent ?? null),
     };
   };
   const replicaFrom = (r: Row): ReplicaRow => ({ id: str(r.id), url: str(r.url), startedAt: str(r.started_at), seenAt: str(r.seen_at) });

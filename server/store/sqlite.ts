@@ -146,6 +146,11 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
       id TEXT PRIMARY KEY, user_id TEXT NOT NULL, month TEXT NOT NULL, tokens INTEGER NOT NULL, created_at TEXT NOT NULL)`);
     db.run("CREATE INDEX IF NOT EXISTS token_holds_user ON token_holds(user_id, month)");
   },
+  // 11: who asked for a device code, shown to the person approving it.
+  (db) => {
+    addColumn(db, "device_codes", "requester_address", "TEXT");
+    addColumn(db, "device_codes", "requester_agent", "TEXT");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -329,9 +334,9 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       db.query("UPDATE browser_sessions SET revoked_at = ? WHERE id_hash = ?").run(new Date().toISOString(), idHash);
     },
     async insertDeviceCode(d) {
-      db.query("INSERT INTO device_codes (device_hash, user_code, created_at, expires_at, status, user_id, polled_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run(
-        d.deviceHash, d.userCode, d.createdAt, d.expiresAt, d.status, d.userId, d.polledAt,
-      );
+      db.query(
+        "INSERT INTO device_codes (device_hash, user_code, created_at, expires_at, status, user_id, polled_at, requester_address, requester_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+      ).run(d.deviceHash, d.userCode, d.createdAt, d.expiresAt, d.status, d.userId, d.polledAt, d.requesterAddress, d.requesterAgent);
     },
     async deviceCodeByHash(deviceHash) {
       return deviceFrom(db.query("SELECT * FROM device_codes WHERE device_hash = ?").get(deviceHash) as Row | null);
@@ -346,6 +351,12 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       if (patch.userId !== undefined) (sets.push("user_id = ?"), values.push(patch.userId));
       if (patch.polledAt !== undefined) (sets.push("polled_at = ?"), values.push(patch.polledAt));
       if (sets.length > 0) db.query(`UPDATE device_codes SET ${sets.join(", ")} WHERE device_hash = ?`).run(...values, deviceHash);
+    },
+    async redeemDeviceCode(deviceHash, nowIso) {
+      const r = db
+        .query("UPDATE device_codes SET status = 'used' WHERE device_hash = ? AND status = 'approved' AND expires_at > ? RETURNING user_id")
+        .get(deviceHash, nowIso) as { user_id: string | null } | null;
+      return r?.user_id ?? null;
     },
     async insertTicket(t) {
       db.query("INSERT INTO attach_tickets (hash, user_id, session_id, viewer, expires_at) VALUES (?, ?, ?, ?, ?)").run(

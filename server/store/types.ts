@@ -164,6 +164,9 @@ export interface DeviceCode {
   userId: string | null;
   /** When the CLI last asked (for slow_down). */
   polledAt: string | null;
+  /** Who asked for the code, shown to the person approving it: the address and `User-Agent` (null on codes from before). */
+  requesterAddress: string | null;
+  requesterAgent: string | null;
 }
 
 /** A one-use ticket a browser's WebSocket attaches with (browsers cannot set headers). */
@@ -250,6 +253,8 @@ export interface Store {
   deviceCodeByHash(deviceHash: string): Promise<DeviceCode | null>;
   deviceCodeByUserCode(userCode: string): Promise<DeviceCode | null>;
   updateDeviceCode(deviceHash: string, patch: Partial<Pick<DeviceCode, "status" | "userId" | "polledAt">>): Promise<void>;
+  /** Marks an approved code that has not expired at `nowIso` used, in one step; its user's id, or null (of polls racing, one gets it). */
+  redeemDeviceCode(deviceHash: string, nowIso: string): Promise<string | null>;
 
   insertTicket(t: AttachTicket): Promise<void>;
   /** Removes and returns a ticket that has not expired at `nowIso` (each works once). */

@@ -1,5 +1,7 @@
 import { defineCommand } from "citty";
+import { hostname } from "node:os";
 import { z } from "zod";
+import { VERSION } from "../lib/version.ts";
 import { CattyError } from "../protocol/index.ts";
 import { createApiClient } from "../client/api.ts";
 import { browsable, openInBrowser } from "../client/browser.ts";
@@ -61,7 +63,9 @@ const DeviceStart = z.object({
  */
 async function deviceLogin(api: string): Promise<string> {
   const call = async (path: string, body: unknown): Promise<{ status: number; json: unknown }> => {
-    const res = await fetch(`${api}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) }).catch((err: Error) => {
+    // The person approving sees this, to recognize their own terminal.
+    const agent = `catty/${VERSION} (${process.platform} ${process.arch}; ${hostname()})`;
+    const res = await fetch(`${api}${path}`, { method: "POST", headers: { "content-type": "application/json", "user-agent": agent }, body: JSON.stringify(body) }).catch((err: Error) => {
       throw new CattyError("unavailable", `Could not reach ${api}: ${err.message}`, "Check the URL and your network.");
     });
     return { status: res.status, json: await res.json().catch(() => null) };

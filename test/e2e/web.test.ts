@@ -148,7 +148,7 @@ describe("files handed to a session from the page", () => {
 });
 
 describe("the dashboard and other clients", () => {
-  test("catty login waits in tmux while the code is approved in the page", async () => {
+  test("catty login waits in tmux while the code is typed and approved in the page, which shows who asked", async () => {
     const home = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-web-login-")));
     const tmux = new Tmux({ HOME: home, CATTY_HOME: home, PATH: `${fixture().bins.dir}:${process.env.PATH}`, PS1: "$ " });
     tmux.start({ cols: 100, rows: 30 });
@@ -157,8 +157,20 @@ describe("the dashboard and other clients", () => {
       tmux.type(`catty login --api ${fixture().server.url}; echo LOGIN_EXIT=$?`);
       const code = /([B-Z]{4}-[B-Z]{4})/.exec(await tmux.waitFor(/[B-Z]{4}-[B-Z]{4}/, 15_000))?.[1] as string;
       await signedIn(page);
+      // A link that carries a code fills nothing in: the person types the code their terminal shows.
       await page.goto(`${fixture().server.url}/device?code=${code}`);
-      await page.getByRole("button", { name: "Approve" }).click();
+      const input = page.getByLabel("Code");
+      expect(await input.inputValue()).toBe("");
+      expect(await page.getByRole("button", { name: "Approve" }).count()).toBe(0);
+      await input.fill(code.toLowerCase());
+      await page.getByRole("button", { name: "Continue" }).click();
+      const request = page.getByRole("region", { name: "Login request" });
+      await request.waitFor();
+      const shown = await request.innerText();
+      expect(shown).toContain(code);
+      expect(shown).toContain("127.0.0.1");
+      expect(shown).toMatch(/catty\/\S+ \(linux/);
+      await request.getByRole("button", { name: "Approve" }).click();
       await page.getByRole("status").filter({ hasText: "Approved" }).waitFor();
       expect(await shellExitCode(tmux, "LOGIN_EXIT", 30_000)).toBe(0);
       expect(tmux.capture()).toContain("Logged in to");

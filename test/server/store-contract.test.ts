@@ -170,13 +170,34 @@ for (const engine of ENGINES) {
       expect(await store.browserSession("b1", at(30))).toBeNull();
     });
 
-    test("device codes by either code, patched", async () => {
-      await store.insertDeviceCode({ deviceHash: "d1", userCode: "ABCD-EFGH", createdAt: T0, expiresAt: at(10), status: "pending", userId: null, polledAt: null });
+    const requester = { requesterAddress: "203.0.113.7", requesterAgent: "catty/1.0 (linux)" };
+
+    test("device codes by either code, patched, with who asked for them", async () => {
+      await store.insertDeviceCode({ deviceHash: "d1", userCode: "ABCD-EFGH", createdAt: T0, expiresAt: at(10), status: "pending", userId: null, polledAt: null, ...requester });
       expect(await store.deviceCodeByUserCode("ABCD-EFGH")).toMatchObject({ deviceHash: "d1", status: "pending", userId: null });
       await store.updateDeviceCode("d1", { status: "approved", userId: bob.id });
       await store.updateDeviceCode("d1", { polledAt: at(2) });
-      expect(await store.deviceCodeByHash("d1")).toEqual({ deviceHash: "d1", userCode: "ABCD-EFGH", createdAt: T0, expiresAt: at(10), status: "approved", userId: bob.id, polledAt: at(2) });
+      expect(await store.deviceCodeByHash("d1")).toEqual({ deviceHash: "d1", userCode: "ABCD-EFGH", createdAt: T0, expiresAt: at(10), status: "approved", userId: bob.id, polledAt: at(2), ...requester });
       expect(await store.deviceCodeByHash("d2")).toBeNull();
+    });
+
+    test("an approved device code is redeemed once, by one of many racing polls; not when pending, denied or expired", async () => {
+      const code = (hash: string, userCode: string, status: "pending" | "approved" | "denied", expiresAt = at(10)) =>
+        store.insertDeviceCode({ deviceHash: hash, userCode, createdAt: T0, expiresAt, status, userId: status === "approved" ? bob.id : null, polledAt: null, ...requester });
+      await code("r1", "BCDF-GHJK", "approved");
+      const polls = await Promise.all(Array.from({ length: 12 }, () => store.redeemDeviceCode("r1", at(1))));
+      expect(polls.filter((p) => p !== null)).toEqual([bob.id]);
+      expect((await store.deviceCodeByHash("r1"))?.status).toBe("used");
+      expect(await store.redeemDeviceCode("r1", at(1))).toBeNull();
+      await code("r2", "BCDF-GHJL", "pending");
+      await code("r3", "BCDF-GHJM", "denied");
+      await code("r4", "BCDF-GHJN", "approved", at(1));
+      expect(await store.redeemDeviceCode("r2", at(0))).toBeNull();
+      expect(await store.redeemDeviceCode("r3", at(0))).toBeNull();
+      expect(await store.redeemDeviceCode("r4", at(2))).toBeNull();
+      expect(await store.redeemDeviceCode("nope", at(0))).toBeNull();
+      expect((await store.deviceCodeByHash("r2"))?.status).toBe("pending");
+      expect((await store.deviceCodeByHash("r4"))?.status).toBe("approved");
     });
 
     test("attach tickets work once, and not after they expire", async () => {

@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createUserToken } from "../../server/listen.ts";
+import { RateLimit } from "../../server/routes/web-auth.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { waitFor } from "../helpers/wait.ts";
 
 let server: TestServer;
 let label: string;
@@ -115,12 +115,14 @@ describe("WebSocket tickets", () => {
 });
 
 describe("device-code login", () => {
-  test("pending, slow_down, approval in the browser, a token once; then used", async () => {
-    const start = (await (await post("/v1/device/code", {})).json()) as {
-      deviceCode: string; userCode: string; verificationUri: string; interval: number; expiresIn: number;
+  test("pending, slow_down, approval in the browser (which sees who asked), a token once to racing polls; then used", async () => {
+    const start = (await (await post("/v1/device/code", {}, { "user-agent": "catty/test (linux x64; build-box)" })).json()) as {
+      deviceCode: string; userCode: string; verificationUri: string; verificationUriComplete: string; interval: number; expiresIn: number;
     };
     expect(start.userCode).toMatch(/^[B-Z]{4}-[B-Z]{4}$/);
     expect(start.verificationUri).toBe(`${server.url}/device`);
+    // The link does not carry the code: the person types it.
+    expect(start.verificationUriComplete).toBe(`${server.url}/device`);
     expect(start.interval).toBe(5);
     const poll = async () => {
       const res = await post("/v1/device/token", { deviceCode: start.deviceCode });
@@ -131,13 +133,18 @@ describe("device-code login", () => {
 
     const { cookie, csrf } = await signIn(server.ownerToken);
     const shown = await fetch(`${server.url}/v1/device/${start.userCode.toLowerCase().replace("-", "")}`, { headers: { cookie } });
-    expect(((await shown.json()) as { userCode: string }).userCode).toBe(start.userCode);
+    const request = (await shown.json()) as { userCode: string; createdAt: string; requester: { address: string; userAgent: string } };
+    expect(request.userCode).toBe(start.userCode);
+    expect(request.requester).toEqual({ address: "127.0.0.1", userAgent: "catty/test (linux x64; build-box)" });
+    expect(Math.abs(Date.parse(request.createdAt) - Date.now())).toBeLessThan(60_000);
     expect((await post("/v1/device/approve", { userCode: start.userCode, approve: true }, { cookie })).status).toBe(403); // no CSRF
     expect((await post("/v1/device/approve", { userCode: start.userCode, approve: true }, { cookie, "x-csrf-token": csrf })).status).toBe(200);
-    const done = await waitFor(async () => {
-      const r = await poll();
-      return r.status === 200 ? r : null;
-    }, { timeoutMs: 15_000, intervalMs: 1_000, what: "the token" });
+    // Polls racing after the approval: exactly one gets a token.
+    const racing = await Promise.all(Array.from({ length: 8 }, () => poll()));
+    const granted = racing.filter((r) => r.status === 200);
+    expect(granted).toHaveLength(1);
+    expect(racing.filter((r) => r.status !== 200).map((r) => r.body.error)).toEqual(Array(7).fill("expired_token"));
+    const done = granted[0] as (typeof racing)[number];
     expect(done.body.user).toBe("owner");
     const who = await fetch(`${server.url}/v1/whoami`, { headers: { authorization: `Bearer ${done.body.token}` } });
     expect(((await who.json()) as { user: string }).user).toBe("owner");
@@ -220,6 +227,29 @@ describe("behind TLS termination", () => {
     } finally {
       await pub.stop();
     }
+  });
+});
+
+describe("the rate limiter", () => {
+  test("holding 10,000 keys, it forgets the one hit longest ago, never the count of an address being limited", () => {
+    const limit = new RateLimit(3);
+    const now = Date.now();
+    for (let i = 0; i < 10_000; i++) limit.hit(`203.0.${i >> 8}.${i & 255}`, now);
+    expect(limit.size).toBe(10_000);
+    for (let i = 0; i < 3; i++) limit.hit("198.51.100.9", now);
+    expect(limit.exceeded("198.51.100.9", now)).toBe(true);
+    // The oldest key went, and only it.
+    expect(limit.size).toBe(10_000);
+    // Another 5,000 addresses arrive: the limited one is still limited.
+    for (let i = 0; i < 5_000; i++) limit.hit(`192.0.2.${i}`, now + 1);
+    expect(limit.size).toBe(10_000);
+    expect(limit.exceeded("198.51.100.9", now + 1)).toBe(true);
+    expect(limit.take("198.51.100.9", now + 1)).toBe(false);
+    // A minute on, its window has passed.
+    expect(limit.take("198.51.100.9", now + 60_001)).toBe(true);
+    // Asking about an address it never saw holds nothing.
+    expect(limit.exceeded("2001:db8::1", now)).toBe(false);
+    expect(limit.size).toBe(10_000);
   });
 });
 

@@ -52,6 +52,14 @@ function putFile(label: string, file: File, progress: (fraction: number) => void
   });
 }
 
+/** A `catty login` waiting for approval, and who asked for it. */
+export interface DeviceRequest {
+  userCode: string;
+  createdAt: string;
+  expiresAt: string;
+  requester: { address: string | null; userAgent: string | null };
+}
+
 export const api = {
   putFile,
   async me(): Promise<{ user: string } | null> {
@@ -76,6 +84,6 @@ export const api = {
   ticket: (label: string, view: boolean) => call<{ ticket: string }>("POST", `/v1/sessions/${encodeURIComponent(label)}/ticket`, { view }),
   config: () => call<{ regions: Array<{ id: string; name: string }> }>("GET", "/v1/web/config"),
   usage: () => call<UsageReport>("GET", "/v1/usage"),
-  device: (code: string) => call<{ userCode: string }>("GET", `/v1/device/${encodeURIComponent(code)}`),
+  device: (code: string) => call<DeviceRequest>("GET", `/v1/device/${encodeURIComponent(code)}`),
   approve: (userCode: string, approve: boolean) => call<unknown>("POST", "/v1/device/approve", { userCode, approve }),
 };

@@ -15,7 +15,7 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { regionName, type Session } from "../../../src/protocol/session.ts";
 import { FILE_TYPES, fileProblem } from "../../../src/protocol/files.ts";
-import { api, ApiError } from "./api.ts";
+import { api, ApiError, type DeviceRequest } from "./api.ts";
 import { chatBubbles, cursorLine, screenLines, type Bubble, type Sent } from "./chat.ts";
 import { BrowserLink, type LinkState } from "./link.ts";
 
@@ -380,13 +380,28 @@ function TerminalPage({ label }: { label: string }) {
   );
 }
 
+/**
+ * Approving a `catty login`: the person types the code their terminal shows (a link never fills
+ * it in, so a link someone else sent approves nothing), then sees who asked — address, program,
+ * time — before approving or denying.
+ */
 function DevicePage({ user }: { user: string }) {
-  const [code, setCode] = useState(new URLSearchParams(location.search).get("code") ?? "");
+  const [code, setCode] = useState("");
+  const [request, setRequest] = useState<DeviceRequest | null>(null);
   const [result, setResult] = useState<string | null>(null);
-  const answer = async (approve: boolean): Promise<void> => {
+  const look = async (): Promise<void> => {
+    setResult(null);
     try {
-      await api.device(code);
-      await api.approve(code, approve);
+      setRequest(await api.device(code));
+    } catch (err) {
+      setResult((err as Error).message);
+    }
+  };
+  const answer = async (approve: boolean): Promise<void> => {
+    if (!request) return;
+    try {
+      await api.approve(request.userCode, approve);
+      setRequest(null);
       setResult(approve ? "Approved: your terminal is signed in." : "Denied.");
     } catch (err) {
       setResult((err as Error).message);
@@ -395,11 +410,28 @@ function DevicePage({ user }: { user: string }) {
   return (
     <main class="narrow">
       <h1>Sign in a terminal</h1>
-      <p>Signed in as {user}. Enter the code your terminal shows.</p>
+      <p>Signed in as {user}. Type the code your terminal shows.</p>
       <label for="code">Code</label>
-      <input id="code" value={code} onInput={(e) => setCode(e.currentTarget.value)} autocomplete="off" />
-      <button type="button" onClick={() => void answer(true)}>Approve</button>
-      <button type="button" class="danger" onClick={() => void answer(false)}>Deny</button>
+      <input id="code" value={code} onInput={(e) => (setCode(e.currentTarget.value), setRequest(null))} autocomplete="off" />
+      <button type="button" onClick={() => void look()}>Continue</button>
+      {request && (
+        <section aria-label="Login request">
+          <p>
+            A terminal asked to sign in as {user} with code <strong>{request.userCode}</strong>. Approve only if this is
+            your terminal and it asked just now.
+          </p>
+          <dl>
+            <dt>From</dt>
+            <dd>{request.requester.address ?? "unknown"}</dd>
+            <dt>Program</dt>
+            <dd>{request.requester.userAgent ?? "unknown"}</dd>
+            <dt>Asked at</dt>
+            <dd>{new Date(request.createdAt).toLocaleString()}</dd>
+          </dl>
+          <button type="button" onClick={() => void answer(true)}>Approve</button>
+          <button type="button" class="danger" onClick={() => void answer(false)}>Deny</button>
+        </section>
+      )}
       {result && <p role="status">{result}</p>}
     </main>
   );
