@@ -87,7 +87,7 @@ export const SERVER_SETTINGS = {
           return false;
         }
       },
-      { error: "must be IP addresses or CIDR ranges, comma-separated (10.0.0.0/8,192.168.1.7)" },
+      { error: "must be the proxies' IP addresses or CIDR ranges, comma-separated (192.168.1.7,10.2.0.15)" },
     ),
     {
       env: ["CATTY_TRUSTED_PROXIES"],
@@ -165,8 +165,8 @@ export const SERVER_SETTINGS = {
   k8sImage: setting(optionalString(), { env: ["CATTY_K8S_IMAGE"], doc: "Kubernetes: the session image, as the cluster pulls it" }),
   k8sNamespace: setting(optionalString().refine((v) => v === undefined || /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(v), { error: "must be a Kubernetes namespace name" }), {
     env: ["CATTY_K8S_NAMESPACE"],
-    doc: "Kubernetes: the namespace of session Pods (the server's own in the cluster, else the kubeconfig context's)",
-    shown: "the server's namespace",
+    doc: "Kubernetes: the namespace of session Pods, never the server's own (in the cluster: `<server's namespace>-sessions`, else the kubeconfig context's)",
+    shown: "`<server's namespace>-sessions`",
   }),
   k8sRegionLabel: setting(stringSetting("topology.kubernetes.io/region"), {
     env: ["CATTY_K8S_REGION_LABEL"],

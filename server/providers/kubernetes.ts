@@ -224,14 +224,27 @@ export function loadKubeConfig(): k8s.KubeConfig {
   return kc;
 }
 
-/** The namespace to use: the setting, the server's own (in the cluster), the kubeconfig context's, else `default`. */
-export function kubeNamespace(kc: k8s.KubeConfig, configured: string | null): string {
-  if (configured) return configured;
+/** The server's own namespace when it runs in the cluster; null otherwise. */
+export function ownNamespace(): string | null {
   try {
-    const own = readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/namespace", "utf8").trim();
-    if (own) return own;
+    return readFileSync("/var/run/secrets/kubernetes.io/serviceaccount/namespace", "utf8").trim() || null;
   } catch {
-    // not in a cluster
+    return null; // not in a cluster
   }
-  return kc.getContextObject(kc.getCurrentContext())?.namespace ?? "default";
+}
+
+/**
+ * The namespace session Pods go in: the setting; in the cluster `<the server's namespace>-sessions`;
+ * else the kubeconfig context's, or `default`. Never the server's own: a session (code an AI wrote)
+ * shares nothing with the server, its Secret or its Service account, and the sessions' network
+ * policy covers their whole namespace.
+ */
+export function kubeNamespace(kc: k8s.KubeConfig, configured: string | null, own: string | null = ownNamespace()): string {
+  const namespace = configured ?? (own ? `${own}-sessions` : (kc.getContextObject(kc.getCurrentContext())?.namespace ?? "default"));
+  if (namespace === own) {
+    throw new Error(
+      `session Pods may not run in the server's own namespace (${own}): set CATTY_K8S_NAMESPACE to a namespace of their own (${own}-sessions), with the server's Role on Pods there`,
+    );
+  }
+  return namespace;
 }

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { readServerConfig } from "../../server/config.ts";
-import { createKubernetesProvider, POD_LABELS } from "../../server/providers/kubernetes.ts";
+import { createKubernetesProvider, kubeNamespace, POD_LABELS } from "../../server/providers/kubernetes.ts";
 import { readAgentEnv } from "../../src/protocol/agent-env.ts";
 import type { KubernetesMachine } from "../../src/protocol/index.ts";
 import { startKubeStandIn, type KubeStandIn } from "../helpers/kube-api.ts";
@@ -144,6 +144,30 @@ describe("Kubernetes provider", () => {
     expect(err?.message).toBe("Kubernetes did not take the session's Pod: the Kubernetes API answered 401: Unauthorized.");
     expect(err?.hint).toContain("RBAC");
     expect(JSON.stringify(err)).not.toContain(kube.token);
+  });
+});
+
+describe("the sessions' namespace", () => {
+  test("in the cluster, sessions go to a namespace of their own, never the server's, and the provider creates their Pods there", async () => {
+    kube = startKubeStandIn();
+    const kc = kubeConfig();
+    expect(kubeNamespace(kc, null, "catty")).toBe("catty-sessions");
+    expect(kubeNamespace(kc, "team-sessions", "catty")).toBe("team-sessions");
+    expect(() => kubeNamespace(kc, "catty", "catty")).toThrow(
+      "session Pods may not run in the server's own namespace (catty): set CATTY_K8S_NAMESPACE to a namespace of their own (catty-sessions)",
+    );
+    // Outside the cluster the server has no namespace: the kubeconfig context's.
+    expect(kubeNamespace(kc, null, null)).toBe("sessions");
+    const inCluster = createKubernetesProvider({
+      kubeConfig: kc, namespace: kubeNamespace(kc, null, "catty"), image: "ghcr.io/example/catty-session:1", regions: [EU],
+      regionLabel: "topology.kubernetes.io/region", pullSecret: null, limits, tuning, serverId: "0123456789abcdef", log: keptLog(), startTimeoutMs: 1500, pollMs: 20,
+    });
+    const machine = (await inCluster.start(spec)) as KubernetesMachine;
+    expect(machine.namespace).toBe("catty-sessions");
+    const created = kube.requests.find((r) => r.method === "POST");
+    expect(created?.path).toBe("/api/v1/namespaces/catty-sessions/pods");
+    expect((created?.body as { metadata: { namespace: string } }).metadata.namespace).toBe("catty-sessions");
+    expect(kube.requests.some((r) => r.path.startsWith("/api/v1/namespaces/catty/"))).toBe(false);
   });
 });
 

@@ -1,13 +1,15 @@
 /**
- * The Kubernetes manifests for running the server (deploy/kubernetes/): RBAC that reaches Pods in
- * one namespace and nothing more, probes on /healthz and /readyz, a non-root server, every
- * environment variable and secret key one the server reads, agents dialling the Service, and an
- * Ingress that keeps WebSockets open.
+ * The Kubernetes manifests for running the server (deploy/kubernetes/): sessions in a namespace of
+ * their own, fenced by a NetworkPolicy (the server's port, DNS and the internet only); RBAC that
+ * reaches Pods in that namespace and nothing more; probes on /healthz and /readyz, a non-root
+ * server, every environment variable and secret key one the server reads, no proxy trusted but the
+ * Ingress controller, agents dialling the Service, and an Ingress that keeps WebSockets open.
  */
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { SERVER_SETTINGS } from "../../server/config.ts";
+import { BlockList } from "node:net";
+import { readServerConfig, SERVER_SETTINGS } from "../../server/config.ts";
 
 type Doc = { kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> } } & Record<string, any>;
 const dir = join(import.meta.dir, "..", "..", "deploy", "kubernetes");
@@ -21,15 +23,64 @@ const one = (kind: string): Doc => {
 const known = new Set(Object.values(SERVER_SETTINGS).flatMap((s) => (s.info.env ?? []) as string[]));
 
 describe("Kubernetes manifests", () => {
-  test("RBAC: a namespaced Role on Pods only, bound to the server's service account", () => {
+  test("RBAC: a Role on Pods in the sessions' namespace only, bound to the server's service account", () => {
     expect(docs.some((d) => d.kind === "ClusterRole" || d.kind === "ClusterRoleBinding")).toBe(false);
+    expect(docs.filter((d) => d.kind === "Namespace").map((d) => d.metadata.name)).toEqual(["catty", "catty-sessions"]);
     const role = one("Role");
+    expect(role.metadata.namespace).toBe("catty-sessions");
     expect(role.rules).toEqual([{ apiGroups: [""], resources: ["pods"], verbs: ["create", "get", "list", "watch", "delete"] }]);
     const binding = one("RoleBinding");
     const deployment = one("Deployment");
+    expect(binding.metadata.namespace).toBe("catty-sessions");
     expect(binding.roleRef).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name });
     expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: deployment.spec.template.spec.serviceAccountName, namespace: "catty" }]);
-    for (const d of docs) if (d.kind !== "Namespace") expect(d.metadata.namespace).toBe("catty");
+    for (const d of docs) if (!["Namespace", "Role", "RoleBinding"].includes(d.kind) && d.metadata.name !== "catty-sessions") expect(d.metadata.namespace).toBe("catty");
+  });
+
+  test("sessions: a namespace of their own, where nothing reaches them and they reach the server's port, DNS and the internet only", () => {
+    const deployment = one("Deployment");
+    const [server] = deployment.spec.template.spec.containers;
+    const env = Object.fromEntries((server.env as Array<{ name: string; value?: string }>).map((e) => [e.name, e.value]));
+    expect(env.CATTY_K8S_NAMESPACE).toBe("catty-sessions");
+    const policies = docs.filter((d) => d.kind === "NetworkPolicy");
+    const sessions = policies.find((p) => p.metadata.namespace === "catty-sessions") as Doc;
+    expect(sessions.spec.podSelector).toEqual({});
+    expect(sessions.spec.policyTypes).toEqual(["Ingress", "Egress"]);
+    expect(sessions.spec.ingress).toEqual([]);
+    type Peer = { namespaceSelector?: { matchLabels: Record<string, string> }; podSelector?: { matchLabels: Record<string, string> }; ipBlock?: { cidr: string; except: string[] } };
+    const egress = sessions.spec.egress as Array<{ to: Peer[]; ports?: Array<{ protocol: string; port: number }> }>;
+    // In the cluster: the server's Pods on its port (not the internal one), and DNS.
+    const inCluster = egress.filter((r) => r.to.some((p) => p.namespaceSelector));
+    expect(inCluster).toEqual([
+      {
+        to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "catty" } }, podSelector: { matchLabels: deployment.spec.selector.matchLabels } }],
+        ports: [{ protocol: "TCP", port: server.ports.find((p: { name: string }) => p.name === "http").containerPort }],
+      },
+      {
+        to: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": "kube-system" } }, podSelector: { matchLabels: { "k8s-app": "kube-dns" } } }],
+        ports: [{ protocol: "UDP", port: 53 }, { protocol: "TCP", port: 53 }],
+      },
+    ]);
+    // Beyond: any address but the private, shared, link-local (metadata) and loopback ranges.
+    const blocks = egress.flatMap((r) => r.to.flatMap((p) => (p.ipBlock ? [p.ipBlock] : [])));
+    expect(egress.filter((r) => !r.to.some((p) => p.namespaceSelector)).every((r) => r.to.every((p) => p.ipBlock) && !r.ports)).toBe(true);
+    const outside = new BlockList();
+    for (const b of blocks) for (const c of b.except) outside.addSubnet(c.split("/")[0] as string, Number(c.split("/")[1]), c.includes(":") ? "ipv6" : "ipv4");
+    for (const address of ["10.1.2.3", "172.20.0.5", "192.168.1.1", "169.254.169.254", "100.64.0.10", "127.0.0.1"]) expect({ address, refused: outside.check(address, "ipv4") }).toEqual({ address, refused: true });
+    for (const address of ["fd00::1", "fe80::1", "::1"]) expect({ address, refused: outside.check(address, "ipv6") }).toEqual({ address, refused: true });
+    expect(outside.check("1.1.1.1", "ipv4")).toBe(false);
+    expect(blocks.map((b) => b.cidr).sort()).toEqual(["0.0.0.0/0", "::/0"]);
+    // The server's internal port takes the other replicas only.
+    const serverPolicy = policies.find((p) => p.metadata.namespace === "catty") as Doc;
+    const internal = (serverPolicy.spec.ingress as Array<{ from: Peer[]; ports: Array<{ port: number }> }>).find((r) => r.ports.some((p) => p.port === 4816));
+    expect(internal?.from).toEqual([{ podSelector: { matchLabels: deployment.spec.selector.matchLabels } }]);
+  });
+
+  test("no proxy is trusted but the Ingress controller: no address range, and the server refuses the placeholder until it is named", () => {
+    const [server] = one("Deployment").spec.template.spec.containers;
+    const trusted = (server.env as Array<{ name: string; value?: string }>).find((e) => e.name === "CATTY_TRUSTED_PROXIES")?.value as string;
+    for (const entry of trusted.split(",")) expect(entry).not.toMatch(/\/(?!32$|128$)\d+$/);
+    expect(() => readServerConfig({}, { CATTY_TRUSTED_PROXIES: trusted })).toThrow(/^CATTY_TRUSTED_PROXIES must be/);
   });
 
   test("the server: probes, non-root, graceful stop, settings it reads, agents dialling its Service", () => {
