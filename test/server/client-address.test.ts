@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { clientAddress, parseTrustedProxies } from "../../server/client-address.ts";
+import { clientAddress, parseTrustedProxies, publicOrigin } from "../../server/client-address.ts";
 import { readServerConfig } from "../../server/config.ts";
 
 describe("the client's address behind proxies", () => {
@@ -25,5 +25,24 @@ describe("the client's address behind proxies", () => {
     for (const bad of ["10.0.0.0/33", "ingress", "10.0.0.0/8/1", "fd00::/129"]) {
       expect(() => readServerConfig({}, { CATTY_TRUSTED_PROXIES: bad })).toThrow(/CATTY_TRUSTED_PROXIES/);
     }
+  });
+});
+
+describe("the origin a client used behind TLS termination", () => {
+  const trusted = parseTrustedProxies("10.0.0.7");
+  const req = (url: string, proto?: string) => new Request(url, { headers: proto ? { "x-forwarded-proto": proto } : {} });
+
+  test("a trusted proxy's X-Forwarded-Proto gives the scheme; anyone else's is ignored", () => {
+    expect(publicOrigin(req("http://catty.example.com/v1/x", "https"), "10.0.0.7", { trustedProxies: trusted, publicUrl: null })).toBe("https://catty.example.com");
+    expect(publicOrigin(req("http://catty.example.com/v1/x", "https, http"), "10.0.0.7", { trustedProxies: trusted, publicUrl: null })).toBe("https://catty.example.com");
+    expect(publicOrigin(req("http://catty.example.com/v1/x", "https"), "10.0.0.8", { trustedProxies: trusted, publicUrl: null })).toBe("http://catty.example.com");
+    expect(publicOrigin(req("http://catty.example.com/v1/x", "gopher"), "10.0.0.7", { trustedProxies: trusted, publicUrl: null })).toBe("http://catty.example.com");
+  });
+
+  test("CATTY_PUBLIC_URL gives the scheme of requests to its host, and no other", () => {
+    const opts = { trustedProxies: null, publicUrl: "https://catty.example.com" };
+    expect(publicOrigin(req("http://catty.example.com/"), "203.0.113.7", opts)).toBe("https://catty.example.com");
+    expect(publicOrigin(req("http://127.0.0.1:4815/"), "127.0.0.1", opts)).toBe("http://127.0.0.1:4815");
+    expect(publicOrigin(req("http://catty.example.com/", "http"), "203.0.113.7", opts)).toBe("https://catty.example.com");
   });
 });
