@@ -19,7 +19,8 @@ import { LABELS, serverIdFrom } from "../../server/providers/docker.ts";
 import { removeCopy, testEngine, type TestEngine } from "../helpers/docker.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { sessionFlow, shellExitCode } from "../helpers/session-flow.ts";
-import { hostTargets, limitsFound, LIMITS_SCRIPT, readAttempts } from "../helpers/isolation.ts";
+import { hostTargets, limitsFound, LIMITS_SCRIPT, readAttempts, saveText, swapAttack, syncBackClient } from "../helpers/isolation.ts";
+import { PROTOCOL_VERSION } from "../../src/protocol/index.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceRoundTrip } from "../helpers/workspace-round-trip.ts";
 import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
@@ -162,6 +163,27 @@ describe("Docker sessions are isolated", () => {
     await server.owner.stop(me.label);
     // A stopped session's container is removed.
     await waitFor(async () => (await engine.containerOf(me.label)) === null, { what: "the container to be removed" });
+  }, 120_000);
+
+  test("the review's chain against the agent, which is root in the container: symlinks swapped for watched paths to /etc reach neither sync-back nor a save", async () => {
+    // What the program cannot read and the agent (root) could: the image's /etc/shadow.
+    const shadow = (await engine.run("cat /etc/shadow")).output.split("\n").find((l) => l.startsWith("root:"))?.trim();
+    expect(shadow).toBeTruthy();
+    const me = await session(swapAttack("/etc", ["shadow", "gshadow"]));
+    await waitFor(async () => (await server.owner.get(me.label)).status === "running", { what: "the session running" });
+    const client = await syncBackClient(server.owner.attachUrl(me.label), server.ownerToken, PROTOCOL_VERSION);
+    try {
+      expect(await results(me.container)).toContain("done");
+      await waitFor(() => client.received().includes("own 40"), { timeoutMs: 30_000, what: "the program's last file synced back" });
+    } finally {
+      client.close();
+    }
+    await server.owner.stop(me.label);
+    const save = await server.owner.latestSave(me.label);
+    const saved = await saveText(server.owner.resolveUrl(save.url), server.ownerToken);
+    expect(saved).toContain("own 40");
+    expect(client.received()).not.toContain(shadow as string);
+    expect(saved).not.toContain(shadow as string);
   }, 120_000);
 
   test("the process limit stops a fork bomb, the memory limit a runaway allocation; the server stays responsive", async () => {
