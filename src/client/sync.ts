@@ -5,13 +5,29 @@
  * as local-only and never deleted. Writes are atomic (temporary file beside the target, then
  * rename), and nothing is written through a symlink, outside the local directory or into `.git`
  * (in any letter case), whatever the save or the plan contains: the rules of `lib/safe-fs.ts`.
+ * A symlink of the save is made as it is only when it leads somewhere inside the directory (your
+ * editor and tools will write through it); one that leads outside is left alone and reported.
  */
-import type { Stats } from "node:fs";
-import { lstat, open, readlink, rename, rmdir, symlink, unlink } from "node:fs/promises";
-import { dirname, join, resolve } from "node:path";
+import { readlinkSync, type Stats } from "node:fs";
+import { lstat, open, readlink, rmdir, unlink } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
 import { createExcluder, type Excluder } from "../lib/exclude.ts";
-import { checkParents, checkRelPath, isGitName, type Parents, readFull, sameContent, TempFile, tempName, walkTree } from "../lib/safe-fs.ts";
+import {
+  checkParents,
+  checkRelPath,
+  isGitName,
+  linkLeavesTree,
+  linksOnDisk,
+  type LinkLookup,
+  outsideLinkReason,
+  type Parents,
+  readFull,
+  sameContent,
+  symlinkAtomic,
+  TempFile,
+  walkTree,
+} from "../lib/safe-fs.ts";
 
 export interface SyncConflict {
   path: string;
@@ -28,7 +44,10 @@ export interface SyncPlan {
   localOnly: string[];
   /** Files and symlinks that are the same here and in the save. */
   unchanged: number;
-  /** Paths of the save that are left alone: writing them would go through a local symlink or replace a directory. */
+  /**
+   * Paths of the save that are left alone: writing them would go through a local symlink or
+   * replace a directory, or they are symlinks that lead outside this directory.
+   */
   conflicts: SyncConflict[];
 }
 
@@ -99,6 +118,24 @@ export async function planSync(fromDir: string, toDir: string, opts: PlanOptions
     return true;
   });
   plan.localOnly.sort(compare);
+
+  // With or without --delete (which removes local-only links), the links stay inside.
+  const kept = linksAfter(plan, fromDir, toDir, false);
+  const deleted = linksAfter(plan, fromDir, toDir, true);
+  const leads = (rel: string): string | undefined => {
+    if (!saved.get(rel)?.isSymbolicLink()) return undefined;
+    const target = readlinkSync(join(fromDir, rel));
+    return linkLeavesTree(rel, target, kept) || linkLeavesTree(rel, target, deleted) ? outsideLinkReason(target) : undefined;
+  };
+  for (const list of [plan.create, plan.change]) {
+    const outside = list.flatMap((rel) => {
+      const reason = leads(rel);
+      return reason ? [{ path: rel, reason: `is ${reason}` }] : [];
+    });
+    plan.conflicts.push(...outside);
+    const left = new Set(outside.map((c) => c.path));
+    list.splice(0, list.length, ...list.filter((rel) => !left.has(rel)));
+  }
   return plan;
 }
 
@@ -112,6 +149,7 @@ export async function planSync(fromDir: string, toDir: string, opts: PlanOptions
 export async function applySync(plan: SyncPlan, fromDir: string, toDir: string, opts: ApplyOptions): Promise<ApplyResult> {
   for (const rel of [...plan.create, ...plan.change, ...(opts.delete ? plan.localOnly : [])]) checkRel(rel);
   const result: ApplyResult = { created: 0, changed: 0, deleted: 0, skipped: [] };
+  const links = linksAfter(plan, fromDir, toDir, opts.delete);
   const write = async (rel: string): Promise<boolean> => {
     const problem = await prepareParents(toDir, rel);
     if (problem) {
@@ -127,7 +165,12 @@ export async function applySync(plan: SyncPlan, fromDir: string, toDir: string, 
       return false;
     }
     if (srcStat.isSymbolicLink()) {
-      await replaceWithSymlink(dest, await readlink(src));
+      const target = await readlink(src);
+      if (linkLeavesTree(rel, target, links)) {
+        result.skipped.push({ path: rel, reason: `is ${outsideLinkReason(target)}` });
+        return false;
+      }
+      await symlinkAtomic(dest, target);
     } else if (srcStat.isFile()) {
       await replaceWithFile(dest, src, here?.isFile() ? here.mode & 0o7777 : srcStat.mode & 0o755);
     } else {
@@ -221,13 +264,16 @@ async function replaceWithFile(dest: string, src: string, mode: number): Promise
   }
 }
 
-async function replaceWithSymlink(dest: string, target: string): Promise<void> {
-  const tmp = tempName(dirname(dest));
-  await symlink(target, tmp);
-  await rename(tmp, dest).catch(async (err: unknown) => {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  });
+/**
+ * The symlinks of the local tree as `plan` leaves it: the save's where the plan writes, the local
+ * ones elsewhere, but for the local-only ones when they are `deleted`.
+ */
+function linksAfter(plan: SyncPlan, fromDir: string, toDir: string, deleted: boolean): LinkLookup {
+  const written = new Set([...plan.create, ...plan.change]);
+  const gone = new Set(deleted ? plan.localOnly : []);
+  const saved = linksOnDisk(fromDir);
+  const here = linksOnDisk(toDir);
+  return (path) => (written.has(path) ? saved(path) : gone.has(path) ? undefined : here(path));
 }
 
 /** Removes directories that deletes left empty and that the save does not have, deepest first. */

@@ -27,7 +27,7 @@ import {
   type Stats,
 } from "node:fs";
 import { lstat, mkdir, mkdtemp, open, readdir, rename, rm, stat, unlink } from "node:fs/promises";
-import { basename, dirname, join, posix } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import * as tar from "tar-stream";
@@ -35,7 +35,7 @@ import { CattyError } from "../protocol/errors.ts";
 import { TarReader, type TarEntryHeader } from "./tar-reader.ts";
 import { decodeManifest } from "./snapshot/format.ts";
 import { createExcluder, type PackMode } from "./exclude.ts";
-import { MAX_PATH_BYTES, openExclusive, openSeenSync, parseRelPath, walkTree } from "./safe-fs.ts";
+import { linkLeavesTree, linksOnDisk, linkTargetProblem, openExclusive, openSeenSync, parseRelPath, walkTree } from "./safe-fs.ts";
 
 export { createExcluder, type Excluder, type PackMode } from "./exclude.ts";
 
@@ -340,10 +340,9 @@ async function addEntry(pack: tar.Pack, { rel, abs, st }: WalkEntry, stats: Pack
     } catch (err) {
       return skip(rel, err);
     }
-    // A link out of the tree would be refused when the archive is extracted: leave it out here.
-    if (target.startsWith("/") || posix.normalize(posix.join(posix.dirname(rel), target)).startsWith("../")) {
-      return skip(rel, new Error(`symlink to ${target}, outside the directory`));
-    }
+    // Kept whatever it points to, as the saves' builder keeps it (the rule is in safe-fs).
+    const problem = linkTargetProblem(target);
+    if (problem) return skip(rel, new Error(`it is ${problem}`));
     stats.files++;
     return entry(pack, { ...base, type: "symlink", linkname: target });
   }
@@ -539,13 +538,17 @@ export const DEFAULT_EXTRACT_LIMITS: Readonly<Required<ExtractLimits>> = Object.
   maxEntries: 100_000,
 });
 
-const MAX_SYMLINK_HOPS = 40;
-
 /**
  * Extracts an untrusted `.tar.gz` into `dest`. Refuses (CattyError `bad_request`, naming the
- * entry) absolute names, `..`, NUL, over-long names, writes through any symlink, symlinks that
- * are absolute or resolve outside the tree, all hard links, devices and fifos, and archives over
- * the limits. Nothing is written to `dest` unless the whole archive passed.
+ * entry) absolute names, `..`, NUL, over-long names, writes through any symlink, symlinks with
+ * a target no file system holds (empty, NUL, over-long: `linkTargetProblem`), all hard links,
+ * devices and fifos, and archives over the limits. Nothing is written to `dest` unless the whole
+ * archive passed.
+ *
+ * Symlinks are data and are kept whatever they point to (absolute, `../`, dangling, looping): the
+ * extraction makes a new tree and never writes through a symlink (every parent is a directory
+ * this extraction made), so creating one is safe whatever its target. A merge into an existing
+ * directory is the user's live tree, where `mergeTree` holds links to the stricter rule.
  */
 export async function extractArchive(source: ArchiveSource, dest: string, options: ExtractOptions = {}): Promise<ExtractStats> {
   const into = options.into ?? "empty";
@@ -605,8 +608,6 @@ type Kind = "dir" | "file" | "symlink";
 interface Kinds {
   exact: Map<string, Kind>;
   linkFolds: Set<string>;
-  /** Symlink path → target, for the final check that no chain of them leads outside. */
-  links: Map<string, string>;
   /** Who is given what is created. */
   owner: Owner | undefined;
   /** The directory whose parents `prepareParents` checked last, with it. */
@@ -636,7 +637,7 @@ async function extractInto(
   const after: Uint8Array[] = [];
   let afterBytes = 0;
   const stats: ExtractStats = { files: 0, bytes: 0, ...(written ? { written } : {}) };
-  const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), links: new Map(), owner, checked: "" };
+  const kinds: Kinds = { exact: new Map([["", "dir"]]), linkFolds: new Set(), owner, checked: "" };
   // A file made with its mode at open needs no chmod unless the umask takes bits from it.
   const umask = process.umask();
   let entries = 0;
@@ -718,9 +719,6 @@ async function extractInto(
     if (open) closeSync(open.fd);
   }
 
-  for (const [rel, target] of kinds.links) {
-    if (escapes(rel, target, kinds.links)) throw refusedEntry(rel, `is a symlink to ${JSON.stringify(target)}, which leads outside the destination`);
-  }
   if (record === "manifest") addChunks(inOrder, after, afterBytes);
   if (written) {
     // A file a later entry replaced with a symlink or a directory is not there any more.
@@ -798,14 +796,14 @@ function extractEntry(
     case "symlink": {
       if (rel === "") throw refusedEntry(header.name, "is a symlink at the root of the archive");
       const target = header.linkname;
-      checkLinkTarget(rel, header.name, target);
+      const problem = linkTargetProblem(target);
+      if (problem) throw refusedEntry(header.name, `is ${problem}`);
       prepareParents(rel, header.name, root, kinds);
       replaceable(rel, header.name, abs, kinds);
       symlinkSync(target, abs);
       if (kinds.owner) lchownSync(abs, kinds.owner.uid, kinds.owner.gid);
       kinds.exact.set(rel, "symlink");
       kinds.linkFolds.add(fold(rel));
-      kinds.links.set(rel, target);
       stats.files++;
       return null;
     }
@@ -860,54 +858,12 @@ function replaceable(rel: string, name: string, abs: string, kinds: Kinds): void
   if (!kind) return;
   unlinkSync(abs);
   kinds.exact.delete(rel);
-  if (kind !== "symlink") return;
-  kinds.linkFolds.delete(fold(rel));
-  kinds.links.delete(rel);
+  if (kind === "symlink") kinds.linkFolds.delete(fold(rel));
 }
 
 function makeDir(abs: string, owner: Owner | undefined): void {
   mkdirSync(abs, 0o755);
   if (owner) lchownSync(abs, owner.uid, owner.gid);
-}
-
-function checkLinkTarget(rel: string, name: string, target: string): void {
-  if (target === "") throw refusedEntry(name, "is a symlink with an empty target");
-  if (target.includes("\0")) throw refusedEntry(name, "is a symlink whose target has a NUL character");
-  if (Buffer.byteLength(target) > MAX_PATH_BYTES) throw refusedEntry(name, "is a symlink with a target that is too long");
-  if (target.startsWith("/") || /^[A-Za-z]:/.test(target) || target.includes("\\")) {
-    throw refusedEntry(name, `is a symlink to the absolute path ${quote(target)}`);
-  }
-  const resolved = posix.normalize(posix.join(posix.dirname(rel), target));
-  if (resolved === ".." || resolved.startsWith("../")) {
-    throw refusedEntry(name, `is a symlink to ${quote(target)}, which leads outside the destination`);
-  }
-}
-
-/**
- * Resolves a symlink the way the kernel would, following the archive's other symlinks, and
- * reports whether any step climbs above the root. Catches chains like `b -> .` plus
- * `a -> b/b/../..` that each look harmless on their own.
- */
-function escapes(rel: string, target: string, links: Map<string, string>): boolean {
-  const stack = rel.split("/").slice(0, -1);
-  const pending = target.split("/");
-  let hops = 0;
-  while (pending.length > 0) {
-    const part = pending.shift()!;
-    if (part === "" || part === ".") continue;
-    if (part === "..") {
-      if (stack.length === 0) return true;
-      stack.pop();
-      continue;
-    }
-    stack.push(part);
-    const next = links.get(stack.join("/"));
-    if (next === undefined) continue;
-    if (++hops > MAX_SYMLINK_HOPS) return true;
-    stack.pop();
-    pending.unshift(...next.split("/"));
-  }
-  return false;
 }
 
 /**
@@ -937,6 +893,20 @@ export async function mergeTree(from: string, dest: string): Promise<void> {
   };
   await walkTree(from, plan, (_rel, err) => {
     throw err; // a part of the tree left out would be lost
+  });
+  // `dest` is a live tree: its user's tools will write through the links it gets, so none may
+  // lead outside it, judged with the links of the tree as it will be (the incoming ones over
+  // those already there).
+  const incoming = linksOnDisk(from);
+  const there = linksOnDisk(dest);
+  const lookup = (path: string) => {
+    const link = incoming(path);
+    return link === undefined ? there(path) : link;
+  };
+  await walkTree(from, (rel, st) => {
+    if (!st.isSymbolicLink()) return;
+    const target = readlinkSync(join(from, rel));
+    if (linkLeavesTree(rel, target, lookup)) throw refusedEntry(rel, `is a symlink to ${quote(target)}, which leads outside ${dest}`);
   });
   for (const { rel, replace } of moves) {
     if (replace) await unlink(join(dest, rel));

@@ -14,8 +14,8 @@
  * side sends, and the random temp names stop anyone planting a symlink where we will open.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsc, fchmodSync, fstatSync, openSync, unlinkSync, writeSync, type Stats } from "node:fs";
-import { lstat, mkdir, open, rename, type FileHandle } from "node:fs/promises";
+import { closeSync, constants as fsc, fchmodSync, fstatSync, openSync, readlinkSync, unlinkSync, writeSync, type Stats } from "node:fs";
+import { lstat, mkdir, open, rename, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
 import { pathTree } from "./tree.ts";
@@ -97,6 +97,99 @@ export function isGitName(part: string): boolean {
   const name = part.replace(HFS_IGNORED, "").toLowerCase();
   if (name === "git~1") return true;
   return name.startsWith(".git") && /^[. ]*(:.*)?$/.test(name.slice(4));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Symlink targets
+//
+// A symlink is data: the user's project, a session's workspace and its saves keep each one as it
+// was made, whatever it points to (`/etc/hosts`, `../shared`, a file not there yet, itself).
+// Creating a symlink writes nothing through it; what matters is that nothing we write later goes
+// *through* one, which the parent checks (`checkParents`, the extractor's own record of what it
+// made) and the `O_NOFOLLOW`/`O_EXCL` opens see to. So there are two rules:
+//
+// - `linkTargetProblem`, for every link anyone stores, restores or creates: a target the file
+//   system can hold (not empty, no NUL, at most PATH_MAX bytes). Extraction into a new directory
+//   (the agent's restore, `catty download`) needs nothing more: every parent it writes through is
+//   a directory it made itself, never a link, so any target is safe to create there.
+// - `linkLeavesTree`, for writing into the user's live working directory (`catty sync`,
+//   sync-back): there the user's own editor and tools will write through the links later, so a
+//   link is only created when it leads to a place inside that directory (as the kernel would
+//   resolve it, through the tree's other links). The others stay in the session, reported.
+
+/**
+ * Why `target` cannot be a symlink's target anywhere (a phrase that reads after "it is"), or
+ * null. The same rule for the builder of saves, the extractor and the sync writers.
+ */
+export function linkTargetProblem(target: string): string | null {
+  if (target === "") return "a symlink with an empty target";
+  if (target.includes("\0")) return "a symlink whose target has a NUL character";
+  if (Buffer.byteLength(target) > MAX_PATH_BYTES) return `a symlink with a target that is too long (over ${MAX_PATH_BYTES} bytes)`;
+  return null;
+}
+
+/**
+ * What is at `path` (relative to a tree's root) for `linkLeavesTree`: a symlink's target, null
+ * for anything else that is there, undefined when nothing is.
+ */
+export type LinkLookup = (path: string) => string | null | undefined;
+
+/** A `LinkLookup` that asks the file system under `root` (lstat and readlink, never following the last part). */
+export function linksOnDisk(root: string): LinkLookup {
+  return (path) => {
+    try {
+      return readlinkSync(join(root, path));
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code === "EINVAL" ? null : undefined;
+    }
+  };
+}
+
+/**
+ * More link follows than the kernel makes in one lookup (40 on Linux, 32 on macOS): a chain this
+ * long ends in ELOOP there, so nothing past it can be reached.
+ */
+const MAX_LINK_HOPS = 64;
+
+/**
+ * Whether the symlink `rel` with `target` leads outside its tree, resolved the way the kernel
+ * would: from the link's directory, part by part, following the tree's other links (`lookup`)
+ * as they come. Absolute targets (and, anywhere in a chain, targets Windows reads as absolute:
+ * a drive letter or a backslash) lead outside; so does a `..` above the root. A dangling link
+ * (a part not there) is taken as if that part were a directory: whatever is made there later is
+ * inside. A chain that never ends (a loop) reaches nothing. Catches chains like `b -> .` plus
+ * `a -> b/b/../..` that each look harmless on their own.
+ */
+export function linkLeavesTree(rel: string, target: string, lookup: LinkLookup): boolean {
+  const absolute = (t: string): boolean => t.startsWith("/") || t.includes("\\") || /^[A-Za-z]:/.test(t);
+  if (absolute(target)) return true;
+  const stack = rel.split("/").slice(0, -1);
+  /** The parts still to walk, the next one last. */
+  const pending = target.split("/").reverse();
+  let hops = 0;
+  while (pending.length > 0) {
+    const part = pending.pop()!;
+    if (part === "" || part === ".") continue;
+    if (part === "..") {
+      if (stack.length === 0) return true;
+      stack.pop();
+      continue;
+    }
+    stack.push(part);
+    const path = stack.join("/");
+    const link = path === rel ? target : lookup(path);
+    if (typeof link !== "string") continue;
+    if (++hops > MAX_LINK_HOPS) return false;
+    if (absolute(link)) return true;
+    stack.pop();
+    pending.push(...link.split("/").reverse());
+  }
+  return false;
+}
+
+/** Why a symlink is not written into the user's directory: reads after the path and "it is". */
+export function outsideLinkReason(target: string): string {
+  return `a symlink to ${target}, outside this directory: kept in the session`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,6 +377,25 @@ export async function writeFileAtomic(target: string, data: string | Uint8Array,
   const tmp = TempFile.beside(target);
   tmp.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
   await tmp.commit(target, mode);
+}
+
+/**
+ * Makes `dest` a symlink to `target`, atomically: the link is made at a fresh temp name beside it
+ * (`tempName`) and renamed over `dest`, so `dest` is at every moment the old entry or the new
+ * link. A rename replaces a file or a symlink itself, never what a symlink points to; over a
+ * directory it fails (EISDIR) and the temp link goes, so a directory is never replaced. The
+ * parents must be checked first (`checkParents`); the target by `linkTargetProblem` (it is
+ * again here) and, in a live tree, by `linkLeavesTree`.
+ */
+export async function symlinkAtomic(dest: string, target: string): Promise<void> {
+  const problem = linkTargetProblem(target);
+  if (problem) throw new CattyError("bad_request", `Refusing to make ${dest}: it would be ${problem}.`);
+  const tmp = tempName(dirname(dest));
+  await symlink(target, tmp);
+  await rename(tmp, dest).catch(async (err: unknown) => {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

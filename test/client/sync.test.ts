@@ -3,7 +3,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync,
 import { dirname, join } from "node:path";
 import { applySync, formatPlan, isEmptyPlan, planSync, type SyncPlan } from "../../src/client/sync.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
-import { tempDirs } from "../helpers/fs.ts";
+import { listPaths, tempDirs } from "../helpers/fs.ts";
 
 const tempDir = tempDirs("catty-sync-test-");
 
@@ -25,9 +25,7 @@ const read = (path: string) => readFileSync(path, "utf8");
 const mode = (path: string) => statSync(path).mode & 0o7777;
 
 /** Every name in the tree, to show no temporary files are left behind. */
-function names(root: string): string[] {
-  return readdirSync(root, { recursive: true }).map(String).sort();
-}
+const names = listPaths;
 
 describe("planSync", () => {
   test("sorts the save's files into create, change and unchanged, and finds local-only ones", async () => {
@@ -228,6 +226,89 @@ describe("applySync", () => {
     expect(existsSync(join(save, "x"))).toBe(true);
     expect(readdirSync(parent).sort()).toEqual(["here", "save"]);
     expect(names(here)).toEqual(["keep"]);
+  });
+});
+
+describe("symlinks", () => {
+  const OUTSIDE = "a symlink to {}, outside this directory: kept in the session";
+  const outside = (target: string) => `is ${OUTSIDE.replace("{}", target)}`;
+
+  test("links that stay inside are made as they are (dangling and looping too); links that lead outside are left alone and reported", async () => {
+    const save = tree(tempDir(), {
+      "a.txt": "a",
+      "sub/b.txt": "b",
+      "inside": { link: "sub/b.txt" },
+      "sub/back": { link: "../a.txt" },
+      "dangling": { link: "not/there/yet" },
+      "loop1": { link: "loop2" },
+      "loop2": { link: "loop1" },
+      "self": { link: "self" },
+      "abs": { link: "/etc/hosts" },
+      "up": { link: "../outside" },
+      "sub/upup": { link: "../../x" },
+      "dot": { link: "." },
+      "chain": { link: "dot/dot/../outside" }, // each part harmless, together outside
+      "changed": { link: "/etc/passwd" },
+    });
+    const here = tree(tempDir(), { "changed": { link: "a.txt" }, "mine": "local only" });
+    const before = names(here);
+    const plan = await planSync(save, here);
+    expect(plan.create).toEqual(["a.txt", "dangling", "dot", "inside", "loop1", "loop2", "self", "sub/b.txt", "sub/back"]);
+    expect(plan.change).toEqual([]);
+    expect(plan.conflicts).toEqual([
+      { path: "abs", reason: outside("/etc/hosts") },
+      { path: "chain", reason: outside("dot/dot/../outside") },
+      { path: "sub/upup", reason: outside("../../x") },
+      { path: "up", reason: outside("../outside") },
+      { path: "changed", reason: outside("/etc/passwd") },
+    ]);
+    expect(names(here)).toEqual(before); // planning changes nothing
+
+    const result = await applySync(plan, save, here, { delete: true });
+    expect(result).toEqual({ created: 9, changed: 0, deleted: 1, skipped: [] });
+    for (const rel of ["inside", "sub/back", "dangling", "loop1", "loop2", "self", "dot"]) {
+      expect(readlinkSync(join(here, rel))).toBe(readlinkSync(join(save, rel)));
+    }
+    for (const rel of ["abs", "up", "sub/upup", "chain"]) expect(lstatSync(join(here, rel), { throwIfNoEntry: false })).toBeUndefined();
+    expect(readlinkSync(join(here, "changed"))).toBe("a.txt");
+    expect(read(join(here, "inside"))).toBe("b");
+    expect(names(here)).toEqual(["a.txt", "changed", "dangling", "dot", "inside", "loop1", "loop2", "self", "sub", "sub/b.txt", "sub/back"]);
+    expect(formatPlan(plan, { dryRun: false, delete: true })).toContain("  ! abs (is a symlink to /etc/hosts, outside this directory: kept in the session)");
+  });
+
+  test("a link is judged with the local tree's links: through a local link out, it is left alone", async () => {
+    const save = tree(tempDir(), { "x": { link: "d/../sys/hosts" }, "y": { link: "d/../lib/z" } });
+    const here = tree(tempDir(), { "d/": "", "sys": { link: "/etc" }, "lib": { link: "d" } });
+    const plan = await planSync(save, here);
+    expect(plan.create).toEqual(["y"]);
+    expect(plan.conflicts).toEqual([{ path: "x", reason: outside("d/../sys/hosts") }]);
+    // Only with --delete would `sys` go: a link that leads out only while it is there still waits.
+    const gone = tree(tempDir(), { "d/": "", "far": { link: "d/e/f" } });
+    const via = tree(tempDir(), { "w": { link: "far/../../.." } });
+    expect((await planSync(via, gone)).conflicts.map((c) => c.path)).toEqual(["w"]);
+  });
+
+  test("a forged plan is checked again: a link out is skipped, nothing is written", async () => {
+    const save = tree(tempDir(), { "abs": { link: "/etc/hosts" }, "ok": { link: "abs" } });
+    const here = tempDir();
+    const forged: SyncPlan = { create: ["abs", "ok"], change: [], localOnly: [], unchanged: 0, conflicts: [] };
+    const result = await applySync(forged, save, here, { delete: false });
+    expect(result.skipped).toEqual([
+      { path: "abs", reason: outside("/etc/hosts") },
+      // `ok` would lead out through `abs` as the plan claimed it: left alone too.
+      { path: "ok", reason: outside("abs") },
+    ]);
+    expect(names(here)).toEqual([]);
+  });
+
+  test("a link never replaces a local directory", async () => {
+    const save = tree(tempDir(), { "d": { link: "e" } });
+    const here = tree(tempDir(), { "d/keep.txt": "k" });
+    const plan = await planSync(save, here);
+    expect(plan.conflicts).toEqual([{ path: "d", reason: "is a directory here" }]);
+    const result = await applySync({ ...plan, change: ["d"] }, save, here, { delete: false });
+    expect(result.skipped).toEqual([{ path: "d", reason: "is a directory here" }]);
+    expect(read(join(here, "d/keep.txt"))).toBe("k");
   });
 });
 

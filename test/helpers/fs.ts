@@ -27,11 +27,7 @@ export function tempDirs(prefix: string): () => string {
   const made: string[] = [];
   afterAll(() => {
     for (const dir of made) {
-      if (existsSync(dir)) {
-        for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
-          if (e.isDirectory()) chmodSync(join(e.parentPath, e.name), 0o755);
-        }
-      }
+      if (existsSync(dir)) openDirs(dir);
       rmSync(dir, { recursive: true, force: true });
     }
   });
@@ -40,6 +36,29 @@ export function tempDirs(prefix: string): () => string {
     made.push(dir);
     return dir;
   };
+}
+
+/**
+ * Makes every directory under `dir` removable (0755). By hand, not `readdirSync(…, { recursive })`:
+ * Bun's follows symlinks to directories, and tests leave links to `..` and `/` behind.
+ */
+function openDirs(dir: string): void {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    if (!e.isDirectory()) continue;
+    chmodSync(join(dir, e.name), 0o755);
+    openDirs(join(dir, e.name));
+  }
+}
+
+/** Every path under `root`, relative and sorted; symlinks listed, never followed. */
+export function listPaths(root: string, rel = ""): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(join(root, rel), { withFileTypes: true })) {
+    const path = rel === "" ? e.name : `${rel}/${e.name}`;
+    out.push(path);
+    if (e.isDirectory()) out.push(...listPaths(root, path));
+  }
+  return out.sort();
 }
 
 /** Writes files (string or byte contents); keys ending in `/` are empty directories. */

@@ -15,7 +15,7 @@ import {
 } from "../../src/lib/archive.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
 import { ManifestWriter } from "../../src/lib/snapshot/format.ts";
-import { tempDirs, writeTree } from "../helpers/fs.ts";
+import { listPaths, tempDirs, writeTree } from "../helpers/fs.ts";
 
 const tempDir = tempDirs("catty-archive-");
 const tree = writeTree;
@@ -69,10 +69,7 @@ const GOOD: Crafted[] = [
   { header: { name: "ok/file.txt" }, data: "fine" },
 ];
 
-/** All paths under `dir`, relative, sorted. */
-function listAll(dir: string): string[] {
-  return readdirSync(dir, { recursive: true, encoding: "utf8" }).sort();
-}
+const listAll = listPaths;
 
 async function refuse(data: Uint8Array | ReadableStream<Uint8Array>, limits = {}): Promise<{ err: CattyError; base: string }> {
   const base = tempDir();
@@ -253,18 +250,35 @@ describe("packing", () => {
     expect(snapshot("a/.cache", true)).toBe(true);
   });
 
-  test("symlinks out of the tree are left out of a pack (they could not be restored) and reported", async () => {
+  test("symlinks are data: absolute, climbing, dangling and looping ones are packed and extracted as they were", async () => {
     const root = tempDir();
     writeFileSync(join(root, "a.txt"), "a");
-    symlinkSync("/etc/passwd", join(root, "abs"));
-    symlinkSync("../outside", join(root, "up"));
-    symlinkSync("a.txt", join(root, "fine"));
+    mkdirSync(join(root, "sub"));
+    const links: Record<string, string> = {
+      abs: "/etc/hosts",
+      up: "../outside",
+      "sub/upup": "../../..",
+      dangling: "missing/file.txt",
+      loop1: "loop2",
+      loop2: "loop1",
+      self: "self",
+      fine: "a.txt",
+      chain: "sub/upup/etc", // through another link that climbs out
+      long: `${"x/".repeat(1500)}end`,
+    };
+    for (const [rel, target] of Object.entries(links)) symlinkSync(target, join(root, rel));
     const packed = await packToBytes({ root, mode: "upload" });
-    expect(packed.skipped.map((x) => x.path).sort()).toEqual(["abs", "up"]);
-    const dest = join(tempDir(), "out");
-    await extractArchive(packed.data, dest);
-    expect(readlinkSync(join(dest, "fine"))).toBe("a.txt");
-    expect(existsSync(join(dest, "abs"))).toBe(false);
+    expect(packed.skipped).toEqual([]);
+    expect(packed.files).toBe(1 + Object.keys(links).length);
+    const base = tempDir();
+    const dest = join(base, "out");
+    const result = await extractArchive(packed.data, dest);
+    expect(result.files).toBe(1 + Object.keys(links).length);
+    for (const [rel, target] of Object.entries(links)) expect(readlinkSync(join(dest, rel))).toBe(target);
+    expect(readFileSync(join(dest, "fine"), "utf8")).toBe("a");
+    // Made, never followed: nothing appeared beside the destination or where the links point.
+    expect(listAll(base)).toEqual(["out", ...listAll(dest).map((p) => `out/${p}`)].sort());
+    expect(existsSync(join(base, "outside"))).toBe(false);
   });
 
   test("modes, symlinks, empty directories, mtimes and long names round-trip; special files are skipped", async () => {
@@ -411,15 +425,32 @@ describe("extracting hostile archives", () => {
     expect(existsSync(outside)).toBe(false);
   });
 
-  test("a symlink out of the tree, and a write through it", async () => {
+  test("a symlink out of the tree is kept; a write through it is refused", async () => {
     const escape = await refuse(
       await craft([...GOOD, { header: { name: "evil", type: "symlink", linkname: ".." } }, { header: { name: "evil/x" }, data: "evil" }]),
     );
-    expect(escape.err.message).toContain('"evil"');
+    expect(escape.err.message).toContain('entry "evil/x" would be written through the symlink "evil"');
     expect(existsSync(join(escape.base, "x"))).toBe(false);
 
-    const absolute = await refuse(await craft([{ header: { name: "etc", type: "symlink", linkname: "/etc" } }]));
-    expect(absolute.err.message).toContain("/etc");
+    const outside = tempDir();
+    const absolute = await refuse(
+      await craft([{ header: { name: "out", type: "symlink", linkname: outside } }, { header: { name: "out/pwned.txt" }, data: "evil" }]),
+    );
+    expect(absolute.err.message).toContain('"out/pwned.txt"');
+    expect(readdirSync(outside)).toEqual([]);
+
+    const dest = join(tempDir(), "dest");
+    await extractArchive(await craft([{ header: { name: "etc", type: "symlink", linkname: "/etc" } }, ...GOOD]), dest);
+    expect(readlinkSync(join(dest, "etc"))).toBe("/etc");
+  });
+
+  test("symlink targets no file system holds are refused: empty, NUL, over-long", async () => {
+    const empty = await refuse(await craft([...GOOD, { header: { name: "e", type: "symlink", linkname: "" } }]));
+    expect(empty.err.message).toContain('entry "e" is a symlink with an empty target');
+    const nul = await refuse(await craft([...GOOD, { header: { name: "n", type: "symlink", linkname: "a", pax: { linkpath: "a\0b" } } }]));
+    expect(nul.err.message).toContain('entry "n" is a symlink whose target has a NUL character');
+    const long = await refuse(await craft([...GOOD, { header: { name: "l", type: "symlink", linkname: "a".repeat(4097) } }]));
+    expect(long.err.message).toContain('entry "l" is a symlink with a target that is too long');
   });
 
   test("a write through a symlink the archive made, even one pointing inside", async () => {
@@ -430,15 +461,37 @@ describe("extracting hostile archives", () => {
     expect(err.message).toContain("symlink");
   });
 
-  test("a chain of symlinks that each look harmless but escape together", async () => {
-    const { err } = await refuse(
-      await craft([
-        ...GOOD,
-        { header: { name: "b", type: "symlink", linkname: "." } },
-        { header: { name: "a", type: "symlink", linkname: "b/b/../.." } },
-      ]),
-    );
-    expect(err.message).toContain('"a"');
+  test("a chain of symlinks that each look harmless but escape together: kept in a new tree, refused in a merge", async () => {
+    const chain = await craft([
+      ...GOOD,
+      { header: { name: "b", type: "symlink", linkname: "." } },
+      { header: { name: "a", type: "symlink", linkname: "b/b/../.." } },
+    ]);
+    const dest = join(tempDir(), "dest");
+    await extractArchive(chain, dest);
+    expect(readlinkSync(join(dest, "a"))).toBe("b/b/../..");
+
+    const live = tempDir();
+    writeFileSync(join(live, "mine.txt"), "mine");
+    const err = await extractArchive(chain, live, { into: "merge" }).catch((e: unknown) => e);
+    expect((err as CattyError).code).toBe("bad_request");
+    expect((err as CattyError).message).toContain('entry "a" is a symlink to "b/b/../..", which leads outside');
+    expect(listAll(live)).toEqual(["mine.txt"]);
+  });
+
+  test("a merge refuses a link that would lead outside through a link already there, and takes one that stays inside", async () => {
+    const live = tempDir();
+    mkdirSync(join(live, "d"));
+    symlinkSync("/etc", join(live, "sys"));
+    const through = await craft([{ header: { name: "x", type: "symlink", linkname: "d/../sys/hosts" } }]);
+    const err = await extractArchive(through, live, { into: "merge" }).catch((e: unknown) => e);
+    expect((err as CattyError).message).toContain('entry "x" is a symlink to "d/../sys/hosts"');
+    expect(listAll(live)).toEqual(["d", "sys"]);
+
+    const inside = await craft([{ header: { name: "y", type: "symlink", linkname: "d/../missing" } }, { header: { name: "d/loop", type: "symlink", linkname: "loop" } }]);
+    await extractArchive(inside, live, { into: "merge" });
+    expect(readlinkSync(join(live, "y"))).toBe("d/../missing");
+    expect(readlinkSync(join(live, "d/loop"))).toBe("loop");
   });
 
   test("a pre-existing symlink in the destination is not written through when merging", async () => {

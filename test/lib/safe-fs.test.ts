@@ -26,6 +26,9 @@ import {
   checkParents,
   checkRelPath,
   isGitName,
+  linkLeavesTree,
+  linksOnDisk,
+  linkTargetProblem,
   MAX_PART_BYTES,
   MAX_PATH_BYTES,
   openExclusive,
@@ -33,6 +36,7 @@ import {
   openSeenSync,
   parseRelPath,
   sameContent,
+  symlinkAtomic,
   TempFile,
   tempName,
   walkTree,
@@ -215,6 +219,99 @@ describe("checkParents", () => {
     const cache = new Map();
     expect(await checkParents(root, "a/x", { cache })).toEqual({ kind: "ok" });
     expect([...cache.keys()]).toEqual(["a"]);
+  });
+});
+
+describe("symlink targets", () => {
+  test("any target the file system can hold is kept: absolute, climbing, dangling, looping; empty, NUL and over-long ones are not", () => {
+    for (const target of ["/etc/hosts", "../outside", "../../..", "missing/file", "loop", ".", "a".repeat(MAX_PATH_BYTES)]) {
+      expect(linkTargetProblem(target)).toBeNull();
+    }
+    expect(linkTargetProblem("")).toBe("a symlink with an empty target");
+    expect(linkTargetProblem("a\0b")).toBe("a symlink whose target has a NUL character");
+    expect(linkTargetProblem("é".repeat(MAX_PATH_BYTES / 2 + 1))).toContain("too long");
+  });
+
+  test("linkLeavesTree resolves as the kernel would, through the tree's other links", () => {
+    const links = new Map<string, string>([
+      ["b", "."],
+      ["abs", "/etc"],
+      ["sub/up", ".."],
+      ["loop1", "loop2"],
+      ["loop2", "loop1"],
+    ]);
+    const lookup = (path: string) => links.get(path);
+    const leaves = (rel: string, target: string) => linkLeavesTree(rel, target, lookup);
+    // Outside: absolute (also as Windows reads them), climbing above the root, or through a link that does.
+    expect(leaves("x", "/etc/hosts")).toBe(true);
+    expect(leaves("x", "C:/Windows")).toBe(true);
+    expect(leaves("x", "a\\..\\..")).toBe(true);
+    expect(leaves("x", "../outside")).toBe(true);
+    expect(leaves("sub/x", "../../outside")).toBe(true);
+    expect(leaves("sub/deep/x", "./../a/../../..")).toBe(true);
+    expect(leaves("a", "b/b/../..")).toBe(true); // each part looks harmless; `b` is the root itself
+    expect(leaves("x", "abs/hosts")).toBe(true);
+    expect(leaves("x", "sub/up/sub/up/..")).toBe(true);
+    expect(leaves("x", "sub/up/../y")).toBe(true); // sub/up is the root: its parent is outside
+    // Inside: plain, climbing back to the root at most, dangling, a loop (the kernel gives up on it).
+    expect(leaves("x", "y")).toBe(false);
+    expect(leaves("sub/x", "../y")).toBe(false);
+    expect(leaves("sub/x", "..")).toBe(false);
+    expect(leaves("x", "missing/deeper/../file")).toBe(false);
+    expect(leaves("x", "b/b/b/y")).toBe(false);
+    expect(leaves("x", "sub/up/y")).toBe(false);
+    expect(leaves("x", "loop1")).toBe(false);
+    expect(leaves("self", "self/x")).toBe(false);
+    // The link itself counts with its new target, whatever the tree held at its path.
+    expect(linkLeavesTree("b", "../b", lookup)).toBe(true);
+  });
+
+  test("linksOnDisk reads links with readlink, never through one; anything else is there, or not", () => {
+    const root = tempDir();
+    writeTree(root, { "f.txt": "f", "d/": "" });
+    symlinkSync("/etc", join(root, "abs"));
+    symlinkSync("d", join(root, "in"));
+    const lookup = linksOnDisk(root);
+    expect(lookup("abs")).toBe("/etc");
+    expect(lookup("in")).toBe("d");
+    expect(lookup("f.txt")).toBeNull();
+    expect(lookup("d")).toBeNull();
+    expect(lookup("missing")).toBeUndefined();
+    expect(linkLeavesTree("x", "in/../abs/passwd", lookup)).toBe(true);
+    expect(linkLeavesTree("x", "in/../f.txt", lookup)).toBe(false);
+  });
+
+  test("properties: an absolute target, or one with more .. than the link is deep, always leaves; a plain relative one never does", () => {
+    const name = fc.stringMatching(/^[a-z]{1,4}$/);
+    fc.assert(
+      fc.property(fc.array(name, { minLength: 1, maxLength: 4 }), fc.array(name, { maxLength: 4 }), (relParts, targetParts) => {
+        const rel = relParts.join("/");
+        const none = () => undefined;
+        expect(linkLeavesTree(rel, `/${targetParts.join("/")}`, none)).toBe(true);
+        const up = Array(relParts.length).fill("..").join("/");
+        expect(linkLeavesTree(rel, [up, ...targetParts].join("/"), none)).toBe(true);
+        if (targetParts.length > 0) expect(linkLeavesTree(rel, targetParts.join("/"), none)).toBe(false);
+      }),
+    );
+  });
+
+  test("symlinkAtomic makes or replaces a link under a temp name, never replaces a directory, never writes through the old link", async () => {
+    const dir = tempDir();
+    writeTree(dir, { "victim.txt": "victim\n", "file.txt": "file\n", "d/inside.txt": "i" });
+    symlinkSync("victim.txt", join(dir, "old"));
+    await symlinkAtomic(join(dir, "new"), "/etc/hosts");
+    await symlinkAtomic(join(dir, "old"), "../elsewhere");
+    await symlinkAtomic(join(dir, "file.txt"), "dangling");
+    expect(readlinkSync(join(dir, "new"))).toBe("/etc/hosts");
+    expect(readlinkSync(join(dir, "old"))).toBe("../elsewhere");
+    expect(readlinkSync(join(dir, "file.txt"))).toBe("dangling");
+    expect(readFileSync(join(dir, "victim.txt"), "utf8")).toBe("victim\n");
+    const err = await symlinkAtomic(join(dir, "d"), "x").catch((e: unknown) => e);
+    expect((err as NodeJS.ErrnoException).code).toBe("EISDIR");
+    expect(statSync(join(dir, "d")).isDirectory()).toBe(true);
+    const bad = await symlinkAtomic(join(dir, "nul"), "a\0b").catch((e: unknown) => e);
+    expect((bad as CattyError).code).toBe("bad_request");
+    expect(readdirSync(dir).sort()).toEqual(["d", "file.txt", "new", "old", "victim.txt"]);
   });
 });
 

@@ -55,6 +55,8 @@ const damage: Array<[string, (e: Record<string, unknown>) => void]> = [
   ["directory hash upper case", (e) => (e.h = "A".repeat(64))],
   ["link empty", (e) => (e.l = "")],
   ["link too long", (e) => (e.l = "x".repeat(4097))],
+  ["link too long in bytes", (e) => (e.l = "é".repeat(2049))],
+  ["link with a NUL", (e) => (e.l = "a\0b")],
   ["entry not an object", (e) => Object.assign(e, { __replace: true })],
 ];
 

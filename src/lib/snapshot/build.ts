@@ -11,7 +11,7 @@
  */
 import { closeSync, readSync, type Stats } from "node:fs";
 import type { Excluder } from "../exclude.ts";
-import { walkTree } from "../safe-fs.ts";
+import { linkTargetProblem, walkTree } from "../safe-fs.ts";
 import { TimeSlices } from "../time-slices.ts";
 import type { Tree, TreeDir } from "../tree.ts";
 import { chunkStream, MAX_CHUNK, MIN_CHUNK } from "./chunker.ts";
@@ -254,7 +254,12 @@ export class SnapshotBuilder {
           skip(childRel, err);
           continue;
         }
-        if (target.length === 0 || target.length > 4096) continue;
+        // Any target is kept, as the user made it (the rule, and why, is in safe-fs).
+        const problem = linkTargetProblem(target);
+        if (problem) {
+          skip(childRel, `it is ${problem}`);
+          continue;
+        }
         entries.push({ t: "l", n: name, l: target });
         memo.files++;
       } else if (st.isFile()) {

@@ -13,7 +13,7 @@
  * Everything here is parsed as untrusted input.
  */
 import { z } from "zod";
-import { MAX_PART_BYTES } from "../safe-fs.ts";
+import { linkTargetProblem, MAX_PART_BYTES } from "../safe-fs.ts";
 
 /** The most bytes one blob may have: a chunk is at most `MAX_CHUNK` (4 MiB); a tree of a huge directory more. */
 export const MAX_BLOB_BYTES = 16 * 1024 * 1024;
@@ -59,7 +59,7 @@ export const FileEntry = z.object({
   c: z.array(Hash),
 });
 export const DirEntry = z.object({ t: z.literal("d"), n: Name, m: Mode, h: Hash });
-export const LinkEntry = z.object({ t: z.literal("l"), n: Name, l: z.string().min(1).max(4096) });
+export const LinkEntry = z.object({ t: z.literal("l"), n: Name, l: z.string().refine((l) => linkTargetProblem(l) === null) });
 export const TreeEntry = z.discriminatedUnion("t", [FileEntry, DirEntry, LinkEntry]);
 export type FileEntry = z.infer<typeof FileEntry>;
 export type DirEntry = z.infer<typeof DirEntry>;
@@ -97,7 +97,7 @@ export function decodeTree(bytes: Uint8Array): Tree {
         ? isMode(e.m) && Number.isSafeInteger(e.s) && (e.s as number) >= 0 && Number.isSafeInteger(e.mt) && Array.isArray(e.c) && e.c.every(isHash)
         : e.t === "d"
           ? isMode(e.m) && isHash(e.h)
-          : e.t === "l" && typeof e.l === "string" && e.l.length >= 1 && e.l.length <= 4096;
+          : e.t === "l" && typeof e.l === "string" && linkTargetProblem(e.l) === null;
     if (!ok) throw new Error(`entry ${JSON.stringify(e.n)} is malformed`);
   }
   return raw as Tree;
