@@ -57,8 +57,8 @@ export async function openStore(config: Pick<ServerConfig, "dataDir"> & Partial<
   return openSqliteStore(file, log ? { log } : {});
 }
 
-/** Creates a token for `name` (and the user if missing). The token is only ever shown here. */
-export async function createUserToken(store: Store, name: string): Promise<string> {
+/** Creates a token for `name` (and the user if missing), working until `expiresAt` (null: until revoked). The token is only ever shown here. */
+export async function createUserToken(store: Store, name: string, expiresAt: string | null = null): Promise<string> {
   // Replicas on one database may make the first user at once: the one that loses uses the other's.
   const user =
     (await store.userByName(name)) ??
@@ -68,7 +68,7 @@ export async function createUserToken(store: Store, name: string): Promise<strin
       return made;
     }));
   const token = newToken("cat");
-  await store.addToken(user.id, hashToken(token));
+  await store.addToken(user.id, hashToken(token), expiresAt);
   return token;
 }
 

@@ -1,9 +1,11 @@
 /**
  * `catty-server`: the API, the WebSocket relay between clients and session agents, and (later)
- * the dashboard. Subcommands: `serve` (default), `token create` and `users set-quota`.
+ * the dashboard. Subcommands: `serve` (default), `token create | list | revoke` and `users set-quota`.
  */
 import { defineCommand, runMain } from "citty";
 import { createLog } from "../src/lib/log.ts";
+import { parseDuration } from "../src/lib/duration.ts";
+import { tokenIdOfHash } from "../src/lib/token-id.ts";
 import { VERSION } from "../src/lib/version.ts";
 import { SettingsError } from "../src/protocol/settings.ts";
 import { readServerConfig, serverFlags, type ServerConfig } from "./config.ts";
@@ -44,13 +46,81 @@ const serve = defineCommand({
   },
 });
 
+/** A one-line error and exit code 1. */
+function fail(message: string): never {
+  console.error(`catty-server: ${message}`);
+  process.exit(1);
+}
+
 const tokenCreate = defineCommand({
   meta: { name: "create", description: "Print a new API token for a user (created if missing)" },
-  args: { ...common, user: { type: "string", description: "User name", default: "owner" } },
+  args: {
+    ...common,
+    user: { type: "string", description: "User name", default: "owner" },
+    expires: { type: "string", description: "Stop working after this long (30d, 12h, 90m); default: when revoked" },
+  },
+  async run({ args }) {
+    let expiresAt: string | null = null;
+    if (args.expires !== undefined) {
+      try {
+        expiresAt = new Date(Date.now() + parseDuration(args.expires, "--expires")).toISOString();
+      } catch (err) {
+        fail(`${(err as Error).message} Use a number with a unit, like 30d, 12h or 90m.`);
+      }
+    }
+    const store = await openStore(configOrExit(args));
+    try {
+      console.log(await createUserToken(store, args.user, expiresAt));
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+const tokenList = defineCommand({
+  meta: { name: "list", description: "List API tokens (never the tokens themselves): id, user, created, expires" },
+  args: { ...common, user: { type: "string", description: "Only this user's" }, json: { type: "boolean", description: "JSON on stdout" } },
   async run({ args }) {
     const store = await openStore(configOrExit(args));
     try {
-      console.log(await createUserToken(store, args.user));
+      const user = args.user === undefined ? null : await store.userByName(args.user);
+      if (args.user !== undefined && !user) fail(`no user named "${args.user}".`);
+      const now = new Date().toISOString();
+      const rows = (await store.listTokens(user?.id)).map((t) => ({
+        id: tokenIdOfHash(t.hash),
+        user: t.userName,
+        createdAt: t.createdAt,
+        expiresAt: t.expiresAt,
+        expired: t.expiresAt !== null && t.expiresAt <= now,
+      }));
+      if (args.json) {
+        console.log(JSON.stringify(rows, null, 2));
+        return;
+      }
+      const when = (iso: string): string => `${iso.slice(0, 16).replace("T", " ")} UTC`;
+      const table = [["ID", "USER", "CREATED", "EXPIRES"], ...rows.map((r) => [r.id, r.user, when(r.createdAt), r.expiresAt === null ? "never" : `${when(r.expiresAt)}${r.expired ? " (expired)" : ""}`])];
+      const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
+      for (const row of table) console.log(row.map((cell, i) => cell.padEnd(widths[i]!)).join("  ").trimEnd());
+    } finally {
+      await store.close();
+    }
+  },
+});
+
+const tokenRevoke = defineCommand({
+  meta: { name: "revoke", description: "Revoke an API token by its id (from `token list`); the browsers it signed in are signed out" },
+  args: { ...common, id: { type: "positional", required: true, description: "The token's id, or enough of its start to name one" } },
+  async run({ args }) {
+    const id = args.id.trim().toLowerCase();
+    if (!/^[0-9a-f]{6,64}$/.test(id)) fail(`"${args.id}" is not a token id: give 6 or more of the hex digits \`catty-server token list\` shows.`);
+    const store = await openStore(configOrExit(args));
+    try {
+      const found = (await store.listTokens()).filter((t) => t.hash.startsWith(id));
+      if (found.length === 0) fail(`no token has an id starting "${id}" (see \`catty-server token list\`).`);
+      if (found.length > 1) fail(`${found.length} tokens have ids starting "${id}": give more of the id.`);
+      const token = found[0]!;
+      await store.revokeToken(token.hash);
+      console.log(`Revoked token ${tokenIdOfHash(token.hash)} of ${token.userName}; browsers it signed in are signed out.`);
     } finally {
       await store.close();
     }
@@ -90,7 +160,7 @@ const main = defineCommand({
   meta: { name: "catty-server", version: VERSION, description: "Catty server: API, relay and session machines" },
   subCommands: {
     serve,
-    token: defineCommand({ meta: { name: "token", description: "Manage API tokens" }, subCommands: { create: tokenCreate } }),
+    token: defineCommand({ meta: { name: "token", description: "Manage API tokens" }, subCommands: { create: tokenCreate, list: tokenList, revoke: tokenRevoke } }),
     users: defineCommand({ meta: { name: "users", description: "Manage users" }, subCommands: { "set-quota": setQuota } }),
   },
 });

@@ -1,6 +1,7 @@
 /**
  * What the server says about itself: `/healthz` (open; with `?challenge=<hex>` it proves it holds
- * this data dir's server key), `/v1/whoami` and `/v1/config` (the limits the CLI checks first).
+ * this data dir's server key), `/v1/whoami` and `/v1/config` (the limits the CLI checks first),
+ * `DELETE /v1/token` (`catty logout`: the token the request carries is revoked).
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { Hono } from "hono";
@@ -10,7 +11,9 @@ import { usageMonth } from "../anthropic.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { ServerMetrics } from "../metrics.ts";
 import { tokenTotal, type Store } from "../store/types.ts";
-import { requireUser, type AppEnv, type RouteDeps } from "./common.ts";
+import { tokenIdOfHash } from "../../src/lib/token-id.ts";
+import { hashToken } from "../tokens.ts";
+import { bearer, requireUser, type AppEnv, type RouteDeps } from "./common.ts";
 
 const CHALLENGE = /^[0-9a-fA-F]{16,256}$/;
 
@@ -106,6 +109,14 @@ export function accountRoutes(deps: RouteDeps): Hono<AppEnv> {
     const month = c.req.query("month") ?? usageMonth();
     if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(month)) throw new CattyError("bad_request", `"${month}" is not a month (YYYY-MM).`);
     return c.json(await usageReport(deps.store, c.var.user.id, month));
+  });
+  // Revokes the API token this request carries, and signs out the browsers it signed in.
+  app.delete("/token", user, async (c) => {
+    const token = bearer(c.req.header("authorization"));
+    if (!token) throw new CattyError("bad_request", "Only an API token (Authorization: Bearer) is revoked this way.", "A browser signs out with its Sign out button.");
+    const hash = hashToken(token);
+    await deps.store.revokeToken(hash);
+    return c.json({ revoked: tokenIdOfHash(hash) });
   });
   return app;
 }

@@ -100,7 +100,8 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
   app.post("/web/login", ...jsonBody(z.object({ token: z.string().min(1).max(512) })), async (c) => {
     const from = address(c, deps.trustedProxies);
     if (failedLogins.exceeded(from)) throw new CattyError("too_many_requests", "Too many failed sign-ins from here.", "Wait a minute and try again.");
-    const found = await store.userByTokenHash(hashToken(c.req.valid("json").token));
+    const tokenHash = hashToken(c.req.valid("json").token);
+    const found = await store.userByTokenHash(tokenHash);
     if (!found) {
       failedLogins.hit(from);
       throw new CattyError("unauthorized", "That token is not valid.", "Create one with `catty-server token create --user NAME` on the server.");
@@ -114,6 +115,8 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
       csrf,
       createdAt: new Date(now).toISOString(),
       expiresAt: new Date(now + SESSION_DAYS * 86_400_000).toISOString(),
+      // Revoking the token signs this browser out.
+      tokenHash,
     });
     setCookie(c, SESSION_COOKIE, id, { httpOnly: true, sameSite: "Lax", secure: isHttps(c), path: "/", maxAge: SESSION_DAYS * 86_400 });
     return c.json({ user: found.name, csrf });

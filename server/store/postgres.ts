@@ -135,6 +135,10 @@ const MIGRATIONS: readonly string[] = [
   // 7: who asked for a device code, shown to the person approving it.
   `ALTER TABLE device_codes ADD COLUMN requester_address TEXT;
    ALTER TABLE device_codes ADD COLUMN requester_agent TEXT;`,
+  // 8: tokens that expire; the token a browser signed in with (revoking it signs the browser out).
+  `ALTER TABLE tokens ADD COLUMN expires_at TEXT;
+   ALTER TABLE browser_sessions ADD COLUMN token_hash TEXT;
+   CREATE INDEX browser_sessions_token ON browser_sessions(token_hash);`,
 ];
 
 /** Schema versions this server knows. */
@@ -187,7 +191,7 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
   const one = async (text: string, params: unknown[] = []): Promise<Row | null> => (await q(text, params))[0] ?? null;
 
   const rows = rowReaders(opts.log);
-  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom } = rows;
+  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom, tokenFrom } = rows;
   const sessionBy = async (where: string, params: unknown[]): Promise<SessionRow | null> => {
     const r = await one(`SELECT * FROM sessions WHERE ${where}`, params);
     return r ? sessionFrom(r) : null;
@@ -219,11 +223,26 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
     async userById(id) {
       return userFrom(await one("SELECT * FROM users WHERE id = $1", [id]));
     },
-    async addToken(userId, tokenHash) {
-      await q("INSERT INTO tokens (hash, user_id, created_at) VALUES ($1, $2, $3)", [tokenHash, userId, new Date().toISOString()]);
+    async addToken(userId, tokenHash, expiresAt = null) {
+      await q("INSERT INTO tokens (hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)", [tokenHash, userId, new Date().toISOString(), expiresAt]);
     },
     async userByTokenHash(tokenHash) {
-      return userFrom(await one("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1", [tokenHash]));
+      return userFrom(
+        await one("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)", [
+          tokenHash,
+          new Date().toISOString(),
+        ]),
+      );
+    },
+    async listTokens(userId) {
+      const where = userId ? "WHERE t.user_id = $1" : "";
+      return (await q(`SELECT t.*, u.name FROM tokens t JOIN users u ON u.id = t.user_id ${where} ORDER BY t.created_at, t.hash`, userId ? [userId] : [])).map(tokenFrom);
+    },
+    async revokeToken(tokenHash) {
+      return sql.begin(async (tx) => {
+        await tx.unsafe("UPDATE browser_sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL", [new Date().toISOString(), tokenHash]);
+        return ((await tx.unsafe("DELETE FROM tokens WHERE hash = $1 RETURNING hash", [tokenHash])) as Row[]).length > 0;
+      });
     },
     async insertSession(s) {
       await q(
@@ -326,8 +345,8 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
       });
     },
     async insertBrowserSession(s) {
-      await q("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)", [
-        s.idHash, s.userId, s.csrf, s.createdAt, s.expiresAt,
+      await q("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at, token_hash) VALUES ($1, $2, $3, $4, $5, $6)", [
+        s.idHash, s.userId, s.csrf, s.createdAt, s.expiresAt, s.tokenHash ?? null,
       ]);
     },
     async browserSession(idHash, nowIso) {

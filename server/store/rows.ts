@@ -6,7 +6,7 @@
  */
 import type { Log } from "../../src/lib/log.ts";
 import { AttentionState, MachineHandle, SessionStatus, type Attention } from "../../src/protocol/index.ts";
-import type { DeviceCode, PendingEnding, ReplicaRow, SaveRow, SessionPatch, SessionRow, TransferRow, UploadRow, User } from "./types.ts";
+import type { DeviceCode, PendingEnding, ReplicaRow, SaveRow, SessionPatch, SessionRow, TokenRow, TransferRow, UploadRow, User } from "./types.ts";
 
 export type Row = Record<string, unknown>;
 
@@ -93,7 +93,8 @@ export function rowReaders(log?: Log) {
           cap: num(r.cap),
         }
       : null;
-  return { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom };
+  const tokenFrom = (r: Row): TokenRow => ({ hash: str(r.hash), userId: str(r.user_id), userName: str(r.name), createdAt: str(r.created_at), expiresAt: strOrNull(r.expires_at) });
+  return { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom, tokenFrom };
 }
 
 function attentionFrom(r: Row): Attention | null {

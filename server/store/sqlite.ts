@@ -151,6 +151,12 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     addColumn(db, "device_codes", "requester_address", "TEXT");
     addColumn(db, "device_codes", "requester_agent", "TEXT");
   },
+  // 12: tokens that expire; the token a browser signed in with (revoking it signs the browser out).
+  (db) => {
+    addColumn(db, "tokens", "expires_at", "TEXT");
+    addColumn(db, "browser_sessions", "token_hash", "TEXT");
+    db.run("CREATE INDEX IF NOT EXISTS browser_sessions_token ON browser_sessions(token_hash)");
+  },
 ];
 
 function addColumn(db: Database, table: string, column: string, type: string): void {
@@ -179,7 +185,7 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
   db.run("PRAGMA foreign_keys = ON");
   db.run(FIRST_SCHEMA);
   migrate(db, file);
-  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom } = rowReaders(opts.log);
+  const { sessionFrom, saveFrom, uploadFrom, deviceFrom, userFrom, replicaFrom, transferFrom, tokenFrom } = rowReaders(opts.log);
   const addUsage = ({ userId, sessionId, month, tokens: t }: UsageRecord): void => {
     db.query(
       `INSERT INTO usage (session_id, user_id, month, requests, input_tokens, output_tokens, cache_creation_tokens, cache_read_tokens)
@@ -210,17 +216,27 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     async userById(id) {
       return userFrom(db.query("SELECT * FROM users WHERE id = ?").get(id) as Row | null);
     },
-    async addToken(userId, tokenHash) {
-      db.query("INSERT INTO tokens (hash, user_id, created_at) VALUES (?, ?, ?)").run(
-        tokenHash,
-        userId,
-        new Date().toISOString(),
-      );
+    async addToken(userId, tokenHash, expiresAt = null) {
+      db.query("INSERT INTO tokens (hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)").run(tokenHash, userId, new Date().toISOString(), expiresAt);
     },
     async userByTokenHash(tokenHash) {
       return userFrom(
-        db.query("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ?").get(tokenHash) as Row | null,
+        db
+          .query("SELECT u.* FROM tokens t JOIN users u ON u.id = t.user_id WHERE t.hash = ? AND (t.expires_at IS NULL OR t.expires_at > ?)")
+          .get(tokenHash, new Date().toISOString()) as Row | null,
       );
+    },
+    async listTokens(userId) {
+      const rows = db
+        .query(`SELECT t.*, u.name FROM tokens t JOIN users u ON u.id = t.user_id ${userId ? "WHERE t.user_id = ?" : ""} ORDER BY t.created_at, t.hash`)
+        .all(...(userId ? [userId] : [])) as Row[];
+      return rows.map(tokenFrom);
+    },
+    async revokeToken(tokenHash) {
+      return db.transaction(() => {
+        db.query("UPDATE browser_sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL").run(new Date().toISOString(), tokenHash);
+        return db.query("DELETE FROM tokens WHERE hash = ?").run(tokenHash).changes > 0;
+      }).immediate();
     },
     async insertSession(s) {
       db.query(
@@ -320,8 +336,8 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       }).immediate();
     },
     async insertBrowserSession(s) {
-      db.query("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?)").run(
-        s.idHash, s.userId, s.csrf, s.createdAt, s.expiresAt,
+      db.query("INSERT INTO browser_sessions (id_hash, user_id, csrf, created_at, expires_at, token_hash) VALUES (?, ?, ?, ?, ?, ?)").run(
+        s.idHash, s.userId, s.csrf, s.createdAt, s.expiresAt, s.tokenHash ?? null,
       );
     },
     async browserSession(idHash, nowIso) {

@@ -152,6 +152,18 @@ export interface BrowserSession {
   csrf: string;
   createdAt: string;
   expiresAt: string;
+  /** The hash of the API token it signed in with: revoking that token ends it (stored only; not read back). */
+  tokenHash?: string | null;
+}
+
+/** An API token as listed: never the token, only its hash (whose first 12 hex digits are its id). */
+export interface TokenRow {
+  hash: string;
+  userId: string;
+  userName: string;
+  createdAt: string;
+  /** When it stops working; null: when it is revoked. */
+  expiresAt: string | null;
 }
 
 /** A device-code login (RFC 8628) of the CLI, waiting for a signed-in user to approve it. */
@@ -208,8 +220,14 @@ export interface Store {
   createUser(name: string): Promise<User>;
   userByName(name: string): Promise<User | null>;
   userById(id: string): Promise<User | null>;
-  addToken(userId: string, tokenHash: string): Promise<void>;
+  /** A new API token of a user, by its hash, working until `expiresAt` (null or absent: until revoked). */
+  addToken(userId: string, tokenHash: string, expiresAt?: string | null): Promise<void>;
+  /** The user of a token that is neither revoked nor expired (now). */
   userByTokenHash(tokenHash: string): Promise<User | null>;
+  /** Every API token, or one user's, oldest first (then by hash); expired ones too (until revoked). */
+  listTokens(userId?: string): Promise<TokenRow[]>;
+  /** Deletes a token and, in the same step, ends the browser sessions it signed in; false when there was no such token. */
+  revokeToken(tokenHash: string): Promise<boolean>;
 
   insertSession(row: SessionRow): Promise<void>;
   labelTaken(label: string): Promise<boolean>;

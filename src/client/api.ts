@@ -13,6 +13,8 @@ export interface ApiClient {
   readonly api: string;
   readonly token: string;
   whoami(): Promise<{ user: string }>;
+  /** Revokes this client's own token on the server (`catty logout`); resolves to its id. */
+  revokeToken(): Promise<{ revoked: string }>;
   limits(): Promise<ServerLimits>;
   /** Claude API usage through the server in `month` (YYYY-MM; default this one). */
   usage(month?: string): Promise<UsageReport>;
@@ -99,6 +101,7 @@ export function createApiClient(api: string, token: string): ApiClient {
     api,
     token,
     whoami: () => call("GET", "/v1/whoami", z.object({ user: z.string() })),
+    revokeToken: () => call("DELETE", "/v1/token", z.object({ revoked: z.string().max(64) })),
     limits: () => call("GET", "/v1/config", ServerLimits),
     usage: (month) => call("GET", `/v1/usage${month ? `?month=${encodeURIComponent(month)}` : ""}`, UsageReport),
     regions: () => call("GET", "/v1/regions", z.array(RegionInfo).max(1000)),

@@ -58,6 +58,36 @@ for (const engine of ENGINES) {
       expect(await store.userByTokenHash("tok-x")).toBeNull();
     });
 
+    test("tokens: listed without the token, expire, and revoked once, ending the browser sessions they signed in", async () => {
+      const past = new Date(Date.now() - 60_000).toISOString();
+      const future = new Date(Date.now() + 3_600_000).toISOString();
+      await store.addToken(alice.id, "tok-a");
+      await store.addToken(alice.id, "tok-old", past);
+      await store.addToken(bob.id, "tok-b", future);
+      expect(await store.userByTokenHash("tok-a")).toEqual(alice);
+      expect(await store.userByTokenHash("tok-old")).toBeNull();
+      expect(await store.userByTokenHash("tok-b")).toEqual(bob);
+      // (Made in the same millisecond, perhaps: sorted here.)
+      const all = (await store.listTokens()).sort((x, y) => x.hash.localeCompare(y.hash));
+      expect(all.map((t) => [t.hash, t.userName, t.expiresAt])).toEqual([["tok-a", "alice", null], ["tok-b", "bob", future], ["tok-old", "alice", past]]);
+      expect(all[0]?.userId).toBe(alice.id);
+      expect(Date.parse(all[0]?.createdAt ?? "")).toBeGreaterThan(0);
+      expect((await store.listTokens(bob.id)).map((t) => t.hash)).toEqual(["tok-b"]);
+
+      const later = new Date(Date.now() + 86_400_000).toISOString();
+      await store.insertBrowserSession({ idHash: "w1", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: later, tokenHash: "tok-a" });
+      await store.insertBrowserSession({ idHash: "w2", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: later, tokenHash: "tok-other" });
+      await store.insertBrowserSession({ idHash: "w3", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: later });
+      expect(await store.browserSession("w1", T0)).toEqual({ idHash: "w1", userId: alice.id, csrf: "c", createdAt: T0, expiresAt: later });
+      expect(await store.revokeToken("tok-a")).toBe(true);
+      expect(await store.revokeToken("tok-a")).toBe(false);
+      expect(await store.userByTokenHash("tok-a")).toBeNull();
+      expect(await store.browserSession("w1", T0)).toBeNull();
+      expect(await store.browserSession("w2", T0)).not.toBeNull();
+      expect(await store.browserSession("w3", T0)).not.toBeNull();
+      expect((await store.listTokens()).map((t) => t.hash).sort()).toEqual(["tok-b", "tok-old"]);
+    });
+
     test("sessions: insert, look up by every key, list newest first, update, live ones", async () => {
       const full = session("s1", {
         command: ["bash", "-c", "echo 'hi' \"there\""],
