@@ -4,7 +4,8 @@
  *   bun build.ts --all    → dist/<target>/… for every release target
  *   --outdir DIR          → somewhere else than dist/ (tests); --quiet prints nothing
  *   --release [--version V] → binaries that report V or package.json's version (else "dev"), with
- *                           --npm-name NAME and --download-url URL: where `catty update` looks
+ *                           --npm-name NAME and --download-url URL: where `catty update` looks,
+ *                           and --release-key KEY: the public key (base64 SPKI) releases are signed with
  *   --targets a,b         → with --all: only these targets (of linux-x64, linux-arm64, darwin-x64, darwin-arm64)
  */
 import { mkdirSync } from "node:fs";
@@ -67,6 +68,7 @@ async function compile(name: string, entry: string, target: string | null): Prom
       ...(release ? { CATTY_VERSION: JSON.stringify(flag("--version") ?? PACKAGE_VERSION) } : {}),
       ...(release && flag("--npm-name") ? { CATTY_NPM_NAME: JSON.stringify(flag("--npm-name")) } : {}),
       ...(release && flag("--download-url") ? { CATTY_DOWNLOAD_URL: JSON.stringify(flag("--download-url")) } : {}),
+      ...(release && flag("--release-key") ? { CATTY_RELEASE_PUBLIC_KEY: JSON.stringify(flag("--release-key")) } : {}),
       ...(name === "catty-server" ? { CATTY_WEB_ASSETS: JSON.stringify(await (web ??= buildWebAssets())) } : {}),
     },
   });

@@ -7,19 +7,25 @@
  *   compiled binary; the server and agent the same way (`catty-server`, `--server-npm-name`).
  *   Each packed with `npm pack` into a .tgz.
  * - `catty-<version>-<platform>.tar.gz`: the three binaries, for downloads and install.sh.
- * - `SHA256SUMS` of everything above, and `install.sh` with the version and `--base-url` filled in.
+ * - `SHA256SUMS` of everything above, its Ed25519 signature `SHA256SUMS.sig`, and `install.sh`
+ *   with the version, `--base-url` and the release's public key filled in.
  *
- *   bun release/release.ts [--npm-name catty] [--server-npm-name catty-server] [--version V]
- *                          [--base-url URL] [--targets linux-x64,…] [--out DIR]
+ *   CATTY_RELEASE_SIGNING_KEY_FILE=key.pem bun release/release.ts [--npm-name catty]
+ *       [--server-npm-name catty-server] [--version V] [--base-url URL] [--targets linux-x64,…] [--out DIR]
  *
  * `--base-url` is where the archives will be downloaded from: install.sh and `catty update` of a
- * downloaded binary use it.
+ * downloaded binary use it. The signing key (an Ed25519 private key, PEM) comes from
+ * `--signing-key FILE`, `CATTY_RELEASE_SIGNING_KEY_FILE`, or `CATTY_RELEASE_SIGNING_KEY` (the PEM
+ * itself, for a CI secret); it is never in the repository, and there is no release without it.
+ * Its public half is built into `catty` and written into install.sh, which check the signature
+ * before they install anything. Make one with `openssl genpkey -algorithm ed25519 -out key.pem`.
  */
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { TARGETS, type Target } from "../src/client/platforms.ts";
 import { PACKAGE_VERSION } from "../src/lib/version.ts";
+import { isReleaseVersion, releasePublicKey, signRelease } from "../src/client/release-signature.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const { values } = parseArgs({
@@ -31,10 +37,27 @@ const { values } = parseArgs({
     out: { type: "string", default: join(ROOT, "dist", "release") },
     version: { type: "string", default: PACKAGE_VERSION },
     quiet: { type: "boolean", default: false },
+    "signing-key": { type: "string" },
   },
 });
 const out = values.out as string;
 const version = values.version as string;
+if (!isReleaseVersion(version)) throw new Error(`--version ${version} is not a semver version (such as 1.2.3)`);
+
+/** The release signing key (PEM): a file, or the PEM itself in the environment. */
+function signingKey(): string {
+  const file = values["signing-key"] ?? process.env.CATTY_RELEASE_SIGNING_KEY_FILE;
+  const pem = file ? readFileSync(file, "utf8") : process.env.CATTY_RELEASE_SIGNING_KEY;
+  if (!pem) {
+    throw new Error(
+      "no release signing key: set CATTY_RELEASE_SIGNING_KEY_FILE (or pass --signing-key FILE, or put the PEM in CATTY_RELEASE_SIGNING_KEY). " +
+        "A release is signed so that install.sh and catty update can tell it from a tampered download.",
+    );
+  }
+  return pem;
+}
+const signingPem = signingKey();
+const publicKey = releasePublicKey(signingPem);
 const targets = (values.targets as string).split(",").map((t) => {
   if (!(TARGETS as readonly string[]).includes(t)) throw new Error(`unknown target ${t} (one of ${TARGETS.join(", ")})`);
   return t as Target;
@@ -100,6 +123,8 @@ run([
   "--npm-name",
   values["npm-name"] as string,
   ...(values["base-url"] ? ["--download-url", values["base-url"]] : []),
+  "--release-key",
+  publicKey,
   "--targets",
   targets.join(","),
   "--outdir",
@@ -119,7 +144,8 @@ writeFileSync(
   join(out, "install.sh"),
   readFileSync(join(import.meta.dir, "install.sh"), "utf8")
     .replace("__VERSION__", version)
-    .replace("__BASE_URL__", baseUrl ?? "__BASE_URL__"),
+    .replace("__BASE_URL__", baseUrl ?? "__BASE_URL__")
+    .replace("__RELEASE_KEY__", publicKey),
 );
 chmodSync(join(out, "install.sh"), 0o755);
 
@@ -128,7 +154,9 @@ for (const f of readdirSync(out).sort()) {
   if (!f.endsWith(".tar.gz") && !f.endsWith(".tgz")) continue;
   sums.push(`${new Bun.CryptoHasher("sha256").update(readFileSync(join(out, f))).digest("hex")}  ${f}`);
 }
-writeFileSync(join(out, "SHA256SUMS"), `${sums.join("\n")}\n`);
+const sumsText = new TextEncoder().encode(`${sums.join("\n")}\n`);
+writeFileSync(join(out, "SHA256SUMS"), sumsText);
+writeFileSync(join(out, "SHA256SUMS.sig"), signRelease(signingPem, sumsText));
 rmSync(join(out, "npm"), { recursive: true, force: true });
 rmSync(join(out, "bin"), { recursive: true, force: true });
 say(`Release ${version} in ${out}:`);

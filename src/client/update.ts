@@ -1,8 +1,10 @@
 /**
- * Keeping catty current. The latest version comes from the npm registry (5 s timeout, no cache).
- * An install from npm, pnpm, yarn or bun is updated with that package manager; a downloaded
- * binary downloads the release archive, checks it against SHA256SUMS and replaces itself (and the
- * server and agent beside it) atomically. A development build is never updated.
+ * Keeping catty current. The latest version comes from the npm registry (5 s timeout, no cache)
+ * and must be a semver version. An install from npm, pnpm, yarn or bun is updated with that
+ * package manager; a downloaded binary downloads the release archive, SHA256SUMS and its
+ * signature, checks the signature against the release key built into this catty, then the archive
+ * against SHA256SUMS, and replaces itself (and the server and agent beside it) atomically. A
+ * development build is never updated.
  *
  * After most commands, on a terminal, catty looks (at most every 15 minutes) and asks; a version
  * the user declined is not asked about again for 2 days.
@@ -12,10 +14,13 @@ import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
 import { currentTarget } from "./platforms.ts";
 import { VERSION } from "../lib/version.ts";
+import { isReleaseVersion, verifyRelease } from "./release-signature.ts";
 
 /** Set by `build.ts --release`: the npm package and the download URL the release was made for. */
 declare const CATTY_NPM_NAME: string | undefined;
 declare const CATTY_DOWNLOAD_URL: string | undefined;
+/** Set by `build.ts --release-key`: the public key release SHA256SUMS are signed with (base64 SPKI). */
+declare const CATTY_RELEASE_PUBLIC_KEY: string | undefined;
 
 export const CHECK_EVERY_MS = 15 * 60_000;
 export const DECLINED_QUIET_MS = 2 * 86_400_000;
@@ -29,6 +34,8 @@ export interface UpdateSettings {
   packageName: string;
   /** Where release archives and SHA256SUMS are (a downloaded binary updates from there). */
   downloadUrl: string | null;
+  /** The release signing key's public half, built in (never from the environment); null: none. */
+  releaseKey: string | null;
 }
 
 export function updateSettings(env: NodeJS.ProcessEnv = process.env): UpdateSettings {
@@ -36,6 +43,7 @@ export function updateSettings(env: NodeJS.ProcessEnv = process.env): UpdateSett
     registry: (env.CATTY_NPM_REGISTRY || env.npm_config_registry || "https://registry.npmjs.org").replace(/\/+$/, ""),
     packageName: env.CATTY_NPM_NAME || (typeof CATTY_NPM_NAME === "string" ? CATTY_NPM_NAME : "catty"),
     downloadUrl: (env.CATTY_DOWNLOAD_URL || (typeof CATTY_DOWNLOAD_URL === "string" ? CATTY_DOWNLOAD_URL : "")).replace(/\/+$/, "") || null,
+    releaseKey: typeof CATTY_RELEASE_PUBLIC_KEY === "string" && CATTY_RELEASE_PUBLIC_KEY ? CATTY_RELEASE_PUBLIC_KEY : null,
   };
 }
 
@@ -75,7 +83,17 @@ export async function latestVersion(s: UpdateSettings): Promise<string> {
   if (!res.ok) throw new CattyError("unavailable", `The npm registry answered ${res.status} for ${s.packageName}.`);
   const version = ((await res.json().catch(() => null)) as { version?: unknown } | null)?.version;
   if (typeof version !== "string") throw new CattyError("unavailable", `The npm registry gave no version for ${s.packageName}.`);
-  return version;
+  return checkedVersion(version, `The npm registry at ${s.registry}`);
+}
+
+/** `version` if it is a semver version; else an error naming who said it. */
+export function checkedVersion(version: string, from: string): string {
+  if (isReleaseVersion(version)) return version;
+  throw new CattyError(
+    "unavailable",
+    `${from} names ${JSON.stringify(version.slice(0, 80))} as the latest version, which is not a version (such as 1.2.3); not updating.`,
+    "Check CATTY_NPM_REGISTRY, or try again later.",
+  );
 }
 
 /** The command that installs `version` with the package manager that installed catty. */
@@ -106,16 +124,33 @@ async function download(url: string): Promise<Uint8Array> {
 }
 
 /**
- * A downloaded binary: fetches `catty-<version>-<platform>.tar.gz` and SHA256SUMS, refuses a
- * checksum mismatch, and renames the new executables over the old ones (catty, and catty-server
- * and catty-agent where they sit beside it).
+ * A downloaded binary: fetches `catty-<version>-<platform>.tar.gz`, SHA256SUMS and its signature,
+ * refuses a signature that is not the built-in release key's and a checksum mismatch, and renames
+ * the new executables over the old ones (catty, and catty-server and catty-agent where they sit
+ * beside it).
  */
 export async function replaceBinaries(execPath: string, s: UpdateSettings, version: string): Promise<string[]> {
+  checkedVersion(version, "The update");
   if (!s.downloadUrl) throw new CattyError("bad_request", "This catty does not know where its releases are downloaded from.", "Set CATTY_DOWNLOAD_URL to the release's download URL.");
+  if (!s.releaseKey) {
+    throw new CattyError("bad_request", "This catty has no release key built in, so it cannot check a download.", "Install the new version with install.sh from the release, or from npm.");
+  }
   const target = currentTarget();
   if (!target) throw new CattyError("bad_request", `No release is built for ${process.platform}-${process.arch}.`);
   const archive = `catty-${version}-${target}.tar.gz`;
-  const [bytes, sums] = await Promise.all([download(`${s.downloadUrl}/${archive}`), download(`${s.downloadUrl}/SHA256SUMS`)]);
+  const [bytes, sums, signature] = await Promise.all([
+    download(`${s.downloadUrl}/${archive}`),
+    download(`${s.downloadUrl}/SHA256SUMS`),
+    download(`${s.downloadUrl}/SHA256SUMS.sig`),
+  ]);
+  // Whoever can replace the archive can replace SHA256SUMS beside it: only the signature says it is the release's.
+  if (!verifyRelease(s.releaseKey, sums, signature)) {
+    throw new CattyError(
+      "unavailable",
+      `SHA256SUMS at ${s.downloadUrl} is not signed with the Catty release key; not updating.`,
+      "The download location may have been tampered with. Install from a source you trust, or report it.",
+    );
+  }
   const expected = new TextDecoder()
     .decode(sums)
     .split("\n")

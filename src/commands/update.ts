@@ -1,6 +1,6 @@
 import { defineCommand } from "citty";
 import { ui } from "../client/ui.ts";
-import { installCommand, installKind, isNewer, latestVersion, replaceBinaries, updateSettings, type Install } from "../client/update.ts";
+import { checkedVersion, installCommand, installKind, isNewer, latestVersion, replaceBinaries, updateSettings, type Install } from "../client/update.ts";
 import { VERSION } from "../lib/version.ts";
 import { CattyError } from "../protocol/index.ts";
 
@@ -15,6 +15,7 @@ function updatableInstall(): Exclude<Install, { kind: "dev" }> {
 
 /** Installs `latest` the way catty was installed; resolves to the exit code. */
 export async function updateTo(latest: string): Promise<number> {
+  checkedVersion(latest, "The update check");
   const install = updatableInstall();
   const s = updateSettings();
   ui.start(`Updating catty ${VERSION} → ${latest}…`);

@@ -1,12 +1,17 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { CHECK_EVERY_MS, DECLINED_QUIET_MS, installCommand, installKind, isNewer, offerUpdate, replaceBinaries, UpdateCheckState, type UpdateSettings } from "../../src/client/update.ts";
+import { generateKeyPairSync } from "node:crypto";
+import { CHECK_EVERY_MS, DECLINED_QUIET_MS, installCommand, installKind, isNewer, latestVersion, offerUpdate, replaceBinaries, UpdateCheckState, type UpdateSettings } from "../../src/client/update.ts";
+import { isReleaseVersion, releasePublicKey, signRelease, verifyRelease } from "../../src/client/release-signature.ts";
 import { currentTarget } from "../../src/client/platforms.ts";
 import { tempDirs } from "../helpers/fs.ts";
 
 const temp = tempDirs("catty-update-");
-const settings: UpdateSettings = { registry: "http://registry.test", packageName: "@acme/catty", downloadUrl: null };
+/** The tests' own release key pair (a release's comes from CATTY_RELEASE_SIGNING_KEY; none is in the repository). */
+const newKey = (): string => generateKeyPairSync("ed25519").privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+const RELEASE_KEY = newKey();
+const settings: UpdateSettings = { registry: "http://registry.test", packageName: "@acme/catty", downloadUrl: null, releaseKey: releasePublicKey(RELEASE_KEY) };
 
 describe("how catty was installed", () => {
   test("a development build, a package manager's global install, a downloaded binary", () => {
@@ -77,7 +82,8 @@ describe("a downloaded binary replaces itself", () => {
   });
   afterAll(() => server.stop(true));
 
-  async function publish(version: string, corrupt = false): Promise<void> {
+  /** Publishes a release of `version`: its SHA256SUMS wrong if `corrupt`, signed with `signer` (none: no signature). */
+  async function publish(version: string, corrupt = false, signer: string | null = RELEASE_KEY): Promise<void> {
     const dir = temp();
     for (const exe of ["catty", "catty-server", "catty-agent"]) writeFileSync(join(dir, exe), `#!/bin/sh\necho ${exe} ${version}\n`);
     const archive = `catty-${version}-${target}.tar.gz`;
@@ -86,7 +92,10 @@ describe("a downloaded binary replaces itself", () => {
     const bytes = new Uint8Array(readFileSync(join(dir, archive)));
     files.set(archive, bytes);
     const sum = new Bun.CryptoHasher("sha256").update(corrupt ? new Uint8Array([1]) : bytes).digest("hex");
-    files.set("SHA256SUMS", new TextEncoder().encode(`${sum}  ${archive}\n`));
+    const sums = new TextEncoder().encode(`${sum}  ${archive}\n`);
+    files.set("SHA256SUMS", sums);
+    if (signer) files.set("SHA256SUMS.sig", signRelease(signer, sums));
+    else files.delete("SHA256SUMS.sig");
   }
 
   function installed(): string {
@@ -115,5 +124,53 @@ describe("a downloaded binary replaces itself", () => {
     await expect(replaceBinaries(join(bin, "catty"), { ...settings, downloadUrl: server.url.origin }, "2.0.1")).rejects.toThrow(/Checksum mismatch/);
     expect(readFileSync(join(bin, "catty"), "utf8")).toBe("#!/bin/sh\necho old\n");
     await expect(replaceBinaries(join(bin, "catty"), settings, "2.0.1")).rejects.toThrow(/does not know where its releases/);
+  });
+
+  test("SHA256SUMS must be signed with the built-in key: an archive swapped together with its checksum is refused, and so is a missing signature or key", async () => {
+    const at = { ...settings, downloadUrl: server.url.origin };
+    // Whoever controls the download location publishes a matching archive and SHA256SUMS, signed with a key of their own.
+    await publish("2.0.2", false, newKey());
+    const bin = installed();
+    await expect(replaceBinaries(join(bin, "catty"), at, "2.0.2")).rejects.toThrow(/not signed with the Catty release key/);
+    await publish("2.0.2", false, null);
+    await expect(replaceBinaries(join(bin, "catty"), at, "2.0.2")).rejects.toThrow(/SHA256SUMS.sig: 404/);
+    await publish("2.0.2");
+    await expect(replaceBinaries(join(bin, "catty"), { ...at, releaseKey: null }, "2.0.2")).rejects.toThrow(/no release key built in/);
+    expect(readFileSync(join(bin, "catty"), "utf8")).toBe("#!/bin/sh\necho old\n");
+    expect(readFileSync(join(bin, "catty-server"), "utf8")).toBe("#!/bin/sh\necho old\n");
+    // A version that is not one is never turned into a download path.
+    await expect(replaceBinaries(join(bin, "catty"), at, "../../2.0.2")).rejects.toThrow(/not a version/);
+  });
+});
+
+describe("what the registry and the download location say", () => {
+  test("the registry's latest version must be semver: a path, an option or a URL is refused", async () => {
+    let answer = "1.2.3";
+    const registry = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => Response.json({ name: "catty", version: answer }) });
+    try {
+      const s = { ...settings, registry: registry.url.origin, packageName: "catty" };
+      expect(await latestVersion(s)).toBe("1.2.3");
+      for (const bad of ["../../../etc/passwd", "1.2.3/../../x", "1.2.3 --registry=http://evil", "http://evil/x.tgz", "1.2", "v1.2.3", "1.2.3-\x1b]0;x", `1.2.3-${"a".repeat(80)}`]) {
+        answer = bad;
+        await expect(latestVersion(s)).rejects.toThrow(/is not a version/);
+      }
+    } finally {
+      registry.stop(true);
+    }
+  });
+
+  test("signatures: only the pinned key's over exactly these bytes; semver as the registry may name it", () => {
+    const data = new TextEncoder().encode("abc  catty-1.0.0-linux-x64.tar.gz\n");
+    const sig = signRelease(RELEASE_KEY, data);
+    const pub = releasePublicKey(RELEASE_KEY);
+    expect(verifyRelease(pub, data, sig)).toBe(true);
+    expect(verifyRelease(pub, new TextEncoder().encode("abd  catty-1.0.0-linux-x64.tar.gz\n"), sig)).toBe(false);
+    expect(verifyRelease(releasePublicKey(newKey()), data, sig)).toBe(false);
+    expect(verifyRelease(pub, data, sig.slice(0, 63))).toBe(false);
+    expect(verifyRelease("not a key", data, sig)).toBe(false);
+    const rsa = generateKeyPairSync("rsa", { modulusLength: 1024 }).privateKey.export({ format: "pem", type: "pkcs8" }).toString();
+    expect(() => releasePublicKey(rsa)).toThrow(/not Ed25519/);
+    for (const ok of ["0.1.0", "1.2.3-rc.1", "1.2.3+build.5", "10.20.30-alpha-1.beta"]) expect(isReleaseVersion(ok)).toBe(true);
+    for (const bad of ["", "1", "01.2.3", "1.2.3.4", "1.2.3-", "1.2.3/x", " 1.2.3"]) expect(isReleaseVersion(bad)).toBe(false);
   });
 });

@@ -2,17 +2,22 @@
  * The release as users meet it: `release/release.ts` builds two versions (for this machine's
  * platform); their npm packages go to a local Verdaccio registry and their archives to a local
  * download server. Then: `npx catty` runs, `install.sh` installs (and refuses a checksum
- * mismatch), `catty update` moves an npm install and a downloaded binary to the newer version,
- * and the check after a command asks once, then not again about the version declined.
+ * mismatch, a download location whose archive and SHA256SUMS were swapped together — signed with
+ * another key — and a machine without OpenSSL 3), `catty update` moves an npm install and a
+ * downloaded binary to the newer version (and refuses the swapped ones), and the check after a
+ * command asks once, then not again about the version declined. The release key is the test's
+ * own, handed to release.ts as a CI secret would be.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, existsSync, readdirSync, readFileSync } from "node:fs";
+import { generateKeyPairSync } from "node:crypto";
+import { chmodSync, copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { currentTarget } from "../../src/client/platforms.ts";
 import { shellExitCode } from "../helpers/session-flow.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { startRegistry, type Registry } from "../helpers/verdaccio.ts";
 import { tempDirs } from "../helpers/fs.ts";
+import { signRelease } from "../../src/client/release-signature.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 const target = currentTarget() as string;
@@ -23,14 +28,20 @@ const tempDir = tempDirs("catty-release-");
 const dl = tempDir();
 const releases: Record<string, string> = {};
 let registry: Registry;
-let badSums = "";
+const pem = (key: { export(o: { format: "pem"; type: "pkcs8" }): string | Buffer }): string => key.export({ format: "pem", type: "pkcs8" }).toString();
+/** The release key (as a CI secret holds it), and someone else's. */
+const SIGNING_KEY = pem(generateKeyPairSync("ed25519").privateKey);
+const OTHER_KEY = pem(generateKeyPairSync("ed25519").privateKey);
+/** What other download locations serve (`/bad/…`, `/evil/…`), by path; anything else comes from `dl`. */
+const other = new Map<string, Uint8Array>();
 
 const files = Bun.serve({
   hostname: "127.0.0.1",
   port: 0,
   fetch(req) {
     const path = new URL(req.url).pathname;
-    if (path === "/bad/SHA256SUMS") return new Response(badSums);
+    const special = other.get(path);
+    if (special) return new Response(special);
     const name = path.replace(/^\/(bad\/)?/, "");
     if (!/^[\w.-]+$/.test(name) || !existsSync(join(dl, name))) return new Response("not found", { status: 404 });
     return new Response(Bun.file(join(dl, name)));
@@ -40,7 +51,11 @@ const base = files.url.origin;
 
 async function release(version: string): Promise<string> {
   const out = tempDir();
-  const proc = Bun.spawn([process.execPath, join(ROOT, "release", "release.ts"), "--quiet", "--version", version, "--targets", target, "--base-url", base, "--out", out], { stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn([process.execPath, join(ROOT, "release", "release.ts"), "--quiet", "--version", version, "--targets", target, "--base-url", base, "--out", out], {
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, CATTY_RELEASE_SIGNING_KEY: SIGNING_KEY },
+  });
   if ((await proc.exited) !== 0) throw new Error(`release ${version} failed:\n${await new Response(proc.stderr).text()}`);
   return out;
 }
@@ -63,9 +78,31 @@ beforeAll(async () => {
     for (const f of readdirSync(dir)) if (f.endsWith(".tar.gz")) copyFileSync(join(dir, f), join(dl, f));
     sums += readFileSync(join(dir, "SHA256SUMS"), "utf8");
   }
+  // Combined, it needs a signature of its own: made with the release key, as a release pipeline would.
+  const enc = new TextEncoder();
   await Bun.write(join(dl, "SHA256SUMS"), sums);
+  await Bun.write(join(dl, "SHA256SUMS.sig"), signRelease(SIGNING_KEY, enc.encode(sums)));
   copyFileSync(join(a, "install.sh"), join(dl, "install.sh"));
-  badSums = sums.replace(/^[0-9a-f]{4}/gm, "0000");
+  // /bad: checksums that do not match, properly signed (a release made wrong).
+  const badSums = sums.replace(/^[0-9a-f]{4}/gm, "0000");
+  other.set("/bad/SHA256SUMS", enc.encode(badSums));
+  other.set("/bad/SHA256SUMS.sig", signRelease(SIGNING_KEY, enc.encode(badSums)));
+  // /evil: a download location taken over: other binaries, and a SHA256SUMS that matches them, signed with another key.
+  const evil = tempDir();
+  let evilSums = "";
+  for (const exe of ["catty", "catty-server", "catty-agent"]) {
+    writeFileSync(join(evil, exe), "#!/bin/sh\necho evil\n");
+    chmodSync(join(evil, exe), 0o755);
+  }
+  for (const v of [OLD, NEW]) {
+    const name = `catty-${v}-${target}.tar.gz`;
+    expect(Bun.spawnSync(["tar", "czf", join(evil, name), "-C", evil, "catty", "catty-server", "catty-agent"]).exitCode).toBe(0);
+    const bytes = new Uint8Array(readFileSync(join(evil, name)));
+    other.set(`/evil/${name}`, bytes);
+    evilSums += `${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}  ${name}\n`;
+  }
+  other.set("/evil/SHA256SUMS", enc.encode(evilSums));
+  other.set("/evil/SHA256SUMS.sig", signRelease(OTHER_KEY, enc.encode(evilSums)));
   await registry.publish(join(a, `catty-${target}-${OLD}.tgz`));
   await registry.publish(join(a, `catty-${OLD}.tgz`));
 }, 300_000);
@@ -79,7 +116,7 @@ describe("a release", () => {
   test("npm packages for catty and catty-server (a shim and one package per platform), archives, SHA256SUMS, install.sh", async () => {
     const dir = releases[OLD] as string;
     expect(readdirSync(dir).sort()).toEqual(
-      [`SHA256SUMS`, `catty-${OLD}-${target}.tar.gz`, `catty-${OLD}.tgz`, `catty-${target}-${OLD}.tgz`, `catty-server-${OLD}.tgz`, `catty-server-${target}-${OLD}.tgz`, "install.sh"].sort(),
+      [`SHA256SUMS`, `SHA256SUMS.sig`, `catty-${OLD}-${target}.tar.gz`, `catty-${OLD}.tgz`, `catty-${target}-${OLD}.tgz`, `catty-server-${OLD}.tgz`, `catty-server-${target}-${OLD}.tgz`, "install.sh"].sort(),
     );
     for (const line of readFileSync(join(dir, "SHA256SUMS"), "utf8").trim().split("\n")) {
       const [sum, name] = line.split(/\s+/) as [string, string];
@@ -109,11 +146,32 @@ describe("a release", () => {
     expect(ok.out).toContain(`Installed catty ${OLD} into ${prefix}/bin.`);
     expect((await run([join(prefix, "bin", "catty"), "--version"])).out.trim()).toBe(OLD);
     expect(existsSync(join(prefix, "bin", "catty-server"))).toBe(true);
-    const other = tempDir();
-    const bad = await run(["sh", join(dl, "install.sh"), "--prefix", other, "--base-url", `${base}/bad`]);
+    const elsewhere = tempDir();
+    const bad = await run(["sh", join(dl, "install.sh"), "--prefix", elsewhere, "--base-url", `${base}/bad`]);
     expect(bad.code).toBe(1);
     expect(bad.err).toContain("checksum mismatch");
-    expect(existsSync(join(other, "bin", "catty"))).toBe(false);
+    expect(existsSync(join(elsewhere, "bin", "catty"))).toBe(false);
+  }, 120_000);
+
+  test("install.sh checks SHA256SUMS's signature with the key it holds: a swapped archive and SHA256SUMS are refused; without OpenSSL 3 nothing is installed", async () => {
+    const prefix = tempDir();
+    const evil = await run(["sh", join(dl, "install.sh"), "--prefix", prefix, "--base-url", `${base}/evil`]);
+    expect(evil.code).toBe(1);
+    expect(evil.err).toContain("not signed with the Catty release key");
+    expect(existsSync(join(prefix, "bin", "catty"))).toBe(false);
+    const none = await run(["sh", join(dl, "install.sh"), "--prefix", prefix], { CATTY_OPENSSL: join(prefix, "no-openssl") });
+    expect(none.code).toBe(1);
+    expect(none.err).toContain("needs OpenSSL 3");
+    // An openssl that is not OpenSSL 3 (macOS's LibreSSL has no pkeyutl -rawin).
+    const libressl = join(prefix, "openssl");
+    writeFileSync(libressl, "#!/bin/sh\necho 'LibreSSL 3.3.6'\n");
+    chmodSync(libressl, 0o755);
+    const old = await run(["sh", join(dl, "install.sh"), "--prefix", prefix], { CATTY_OPENSSL: libressl });
+    expect(old.code).toBe(1);
+    expect(old.err).toContain("needs OpenSSL 3 or newer, and");
+    expect(old.err).toContain("LibreSSL 3.3.6");
+    expect(existsSync(join(prefix, "bin", "catty"))).toBe(false);
+    expect(readFileSync(join(dl, "install.sh"), "utf8")).not.toContain("__RELEASE_KEY__");
   }, 120_000);
 
   test("catty update: an npm install through npm, a downloaded binary by replacing itself; the check after a command asks once", async () => {
@@ -132,6 +190,11 @@ describe("a release", () => {
 
     const prefix = tempDir();
     expect((await run(["sh", join(dl, "install.sh"), "--prefix", prefix])).code).toBe(0);
+    // From a download location taken over: refused, nothing replaced.
+    const swapped = await run([join(prefix, "bin", "catty"), "update"], { CATTY_NPM_REGISTRY: registry.url, CATTY_DOWNLOAD_URL: `${base}/evil` });
+    expect(swapped.code).toBe(1);
+    expect(swapped.err).toContain("not signed with the Catty release key");
+    expect((await run([join(prefix, "bin", "catty"), "--version"])).out.trim()).toBe(OLD);
     const self = await run([join(prefix, "bin", "catty"), "update"], { CATTY_NPM_REGISTRY: registry.url });
     expect(self.code).toBe(0);
     expect((await run([join(prefix, "bin", "catty"), "--version"])).out.trim()).toBe(NEW);
