@@ -11,6 +11,7 @@
 import { readlinkSync, type Stats } from "node:fs";
 import { lstat, open, readlink, rmdir, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { printable } from "./terminal-text.ts";
 import { CattyError } from "../protocol/errors.ts";
 import { createExcluder, type Excluder } from "../lib/exclude.ts";
 import {
@@ -317,7 +318,8 @@ export function formatPlan(plan: SyncPlan, report: PlanReport): string[] {
   const section = (title: string, mark: string, paths: string[]) => {
     if (paths.length === 0) return;
     lines.push(title);
-    for (const path of paths.slice(0, limit)) lines.push(`  ${mark} ${path}`);
+    // The save's paths are the session's: printed without the control characters they may hold.
+    for (const path of paths.slice(0, limit)) lines.push(`  ${mark} ${printable(path)}`);
     if (paths.length > limit) lines.push(`  … and ${paths.length - limit} more`);
   };
   const n = (count: number) => `${count} ${count === 1 ? "file" : "files"}`;

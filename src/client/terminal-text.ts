@@ -4,7 +4,8 @@
  * otherwise write escape sequences into it: set the clipboard (OSC 52), retitle the window, move
  * the cursor to forge a line, or hide text behind bidirectional overrides. Every string the server
  * sends reaches the CLI through `api.ts` (HTTP answers and errors) or `session-link.ts` (attach
- * messages) and passes through `printable` there, once; `Display` passes its notices through it too.
+ * messages) and passes through `printable` there, once; `Display` passes its notices through it
+ * too, and the paths a session names (sync-back's summary, `catty sync`'s plan) are printed through it.
  */
 
 /** C0 controls (tab, newline and carriage return among them), DEL, C1 controls, and bidi overrides and isolates. */

@@ -3,6 +3,7 @@ import { createLog, type Log } from "../lib/log.ts";
 import { loadSyncState, SyncBackWriter, syncStateFile, type SyncState } from "../client/sync-back.ts";
 import type { Context } from "../client/context.ts";
 import { ui } from "../client/ui.ts";
+import { printable } from "../client/terminal-text.ts";
 import { attachTerminal } from "../client/attach.ts";
 import type { ClientMode } from "../protocol/index.ts";
 
@@ -29,8 +30,9 @@ function reportSync(writer: SyncBackWriter | null): void {
   const s = writer.summary;
   const parts = [`${s.written} file${s.written === 1 ? "" : "s"} written`, `${s.deleted} deleted`];
   ui.info(`Sync-back paused: ${parts.join(", ")} in ${process.cwd()}.`);
-  for (const c of s.conflicts) ui.warn(`Kept your local version: ${c}`);
-  for (const k of s.skipped) ui.info(`Not synced back: ${k}`);
+  // Paths (and reasons) the session named: printed without the control characters they may hold.
+  for (const c of s.conflicts) ui.warn(`Kept your local version: ${printable(c)}`);
+  for (const k of s.skipped) ui.info(`Not synced back: ${printable(k)}`);
   if (s.refused.length > 0) {
     ui.warn(`Refused ${s.refused.length} unsafe path${s.refused.length === 1 ? "" : "s"} from the session (nothing was written outside this directory); see the log.`);
   }

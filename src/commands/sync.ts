@@ -8,6 +8,7 @@ import { applySync, formatPlan, isEmptyPlan, planSync } from "../client/sync.ts"
 import { abortOnInterrupt, downloadLatestSave, savedAgo } from "../client/transfer.ts";
 import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
+import { printable } from "../client/terminal-text.ts";
 import { CattyError } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
 
@@ -53,7 +54,7 @@ export default defineCommand({
       if (interrupt.signal.aborted) throw interrupt.signal.reason;
       const done = await applySync(plan, tree, here, { delete: args.delete });
       process.stdout.write(`${formatPlan(plan, { dryRun: false, delete: args.delete, limit: LISTED }).join("\n")}\n`);
-      for (const skip of done.skipped) ui.warn(`Left ${skip.path} alone: it ${skip.reason}.`);
+      for (const skip of done.skipped) ui.warn(`Left ${printable(skip.path)} alone: it ${skip.reason}.`);
       const deleted = args.delete ? `, ${done.deleted} deleted` : "";
       ui.success(`Synced ${from} into ${here}: ${done.created} created, ${done.changed} changed${deleted}, ${plan.unchanged} unchanged.`);
     } catch (err) {

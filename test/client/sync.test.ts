@@ -362,6 +362,11 @@ describe("formatPlan", () => {
     conflicts: [{ path: "lib/x.ts", reason: "is inside lib, which is a symlink here" }],
   };
 
+  test("a path the session named is printed without its control characters", () => {
+    const named: SyncPlan = { create: ["a\x1b]52;c;ZXZpbA==\x07\x1b[2Jb.txt"], change: [], localOnly: [], unchanged: 0, conflicts: [] };
+    expect(formatPlan(named, { dryRun: true, delete: false })).toContain("  + a]52;c;ZXZpbA==[2Jb.txt");
+  });
+
   test("dry run without --delete says local-only files are kept", () => {
     expect(formatPlan(plan, { dryRun: true, delete: false })).toEqual([
       "Would create (1 file):",
