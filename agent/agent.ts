@@ -15,7 +15,7 @@ import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
 import { lchown } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { treeUser, workspaceTree, type Tree, type TreeUser } from "../src/lib/tree.ts";
+import { treeUser, WorkspaceRoot, type Tree, type TreeUser } from "../src/lib/tree.ts";
 import { PROTOCOL_VERSION, type AgentToServer, type SyncPosition } from "../src/protocol/index.ts";
 import type { AgentConfig } from "./config.ts";
 import type { Link, LinkHandlers } from "./link.ts";
@@ -317,8 +317,9 @@ export function createAgent(deps: AgentDeps): Agent {
   mkdirSync(config.workspace, { recursive: true, mode: 0o755 });
   /** The program's user, when it is not the agent's: the workspace is read only as it could read it. */
   const owner = treeUser(config.owner);
-  // Every read of the workspace goes through descriptors from here, never through a symlink (src/lib/tree.ts).
-  const tree = workspaceTree(config.workspace, owner);
+  // Every read of the workspace goes through descriptors from here, never through a symlink
+  // (src/lib/tree.ts); opened once the restore has put the workspace in place.
+  const tree = new WorkspaceRoot(config.workspace, owner);
   const journal = new WorkspaceJournal({
     tree,
     log,
@@ -395,6 +396,7 @@ export function createAgent(deps: AgentDeps): Agent {
       try {
         const started = performance.now();
         const stats = await restoreWorkspace(restore, config);
+        tree.open();
         if (stats.written) saver.seedRestored(stats.written);
         restored = journalPicture(tree, stats);
         sendJson({ type: "restored", files: stats.files, bytes: stats.bytes });
@@ -408,6 +410,7 @@ export function createAgent(deps: AgentDeps): Agent {
         return;
       }
     }
+    if (!restore) tree.open();
     // The session pins its Claude Code (the image's, or the host's): no self-update inside it.
     if (runsClaude) sessionEnv = { ...sessionEnv, DISABLE_AUTOUPDATER: "1" };
     if (runsClaude && config.wrap.length === 0) {

@@ -370,3 +370,54 @@ export function treeUser(owner: string | undefined): TreeUser | undefined {
   if (uid === undefined || gid === undefined || !Number.isInteger(uid) || !Number.isInteger(gid)) return undefined;
   return { uid, gid };
 }
+
+/**
+ * The workspace tree for the agent, opened when `open` is called: the restore puts a new directory
+ * in the workspace's place (extracted beside it, then renamed over it), so the root is opened only
+ * once the restore is done — a descriptor taken before would hold the empty directory it replaced.
+ * Used before `open`, it throws.
+ */
+export class WorkspaceRoot implements Tree {
+  private tree: Tree | null = null;
+
+  constructor(
+    readonly root: string,
+    private readonly user?: TreeUser,
+  ) {}
+
+  /** Opens (again) whatever directory is at the root now. */
+  open(): void {
+    this.tree?.close();
+    this.tree = workspaceTree(this.root, this.user);
+  }
+
+  private get opened(): Tree {
+    if (!this.tree) throw new Error("the workspace is not in place yet");
+    return this.tree;
+  }
+
+  dir(rel: string): TreeDir | null {
+    return this.opened.dir(rel);
+  }
+
+  lstat(rel: string): Stats | null {
+    return this.opened.lstat(rel);
+  }
+
+  openFile(rel: string, seen?: Stats): number | null {
+    return this.opened.openFile(rel, seen);
+  }
+
+  readlink(rel: string): string | null {
+    return this.opened.readlink(rel);
+  }
+
+  walk(visit: TreeVisit, onError?: (rel: string, err: unknown) => void, from?: string): Promise<void> {
+    return this.opened.walk(visit, onError, from);
+  }
+
+  close(): void {
+    this.tree?.close();
+    this.tree = null;
+  }
+}
