@@ -186,6 +186,21 @@ describe("Docker sessions are isolated", () => {
     expect(saved).not.toContain(shadow as string);
   }, 120_000);
 
+  test("a handed file goes in as the program's user: .catty-uploads pointed at /etc (root's, in the container) carries no write there", async () => {
+    const me = await session("ln -s /etc /workspace/.catty-uploads && echo planted > /workspace/planted; sleep 300");
+    await waitFor(() => engine.readFile(me.container, "/workspace/planted"), { what: "the planted symlink" });
+    const refused = await fetch(`${server.url}/v1/sessions/${me.label}/files?name=payload.png`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${server.ownerToken}` },
+      body: new Uint8Array([1, 2, 3]),
+    });
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { message: string }).message).toContain("could not take the file");
+    expect(await engine.readFile(me.container, "/etc/payload.png")).toBeNull();
+    expect((await server.owner.get(me.label)).status).toBe("running");
+    await server.owner.stop(me.label);
+  }, 90_000);
+
   test("the process limit stops a fork bomb, the memory limit a runaway allocation; the server stays responsive", async () => {
 
     const me = await session(LIMITS_SCRIPT);
