@@ -23,6 +23,9 @@ export interface DisplayOptions {
   maxBacklogBytes?: number;
 }
 
+/** Output held while a question waits, at most (a program flooding meanwhile is repainted after). */
+const MAX_HELD_BYTES = 2 * 1024 * 1024;
+
 export class Display {
   readonly modes = new ModeTracker();
   private readonly screen: LocalScreen;
@@ -33,6 +36,10 @@ export class Display {
   private timer: Timer | undefined;
   /** Output held back while a covered row is put back, so the row is not drawn over newer output. */
   private held: Uint8Array[] | null = null;
+  /** Bytes in `held`: while a question waits, more than `maxBacklogBytes` is let go (see `output`). */
+  private heldBytes = 0;
+  /** Output was let go while a question waited: the session repaints once it is answered. */
+  private dropped = false;
   /** Full screens painted so far: a row computed before the latest one is stale. */
   private paints = 0;
   private restoring: Promise<void> = Promise.resolve();
@@ -52,7 +59,17 @@ export class Display {
   output(data: Uint8Array): void {
     if (this.held || this.question) {
       this.held ??= [];
+      // A question may wait long; a program that floods meanwhile is not kept in memory: what it
+      // drew is asked for again (a full screen) once the question is answered.
+      if (this.dropped) return;
+      if (this.question && this.heldBytes + data.length > (this.opts.maxBacklogBytes ?? MAX_HELD_BYTES)) {
+        this.held = [];
+        this.heldBytes = 0;
+        this.dropped = true;
+        return;
+      }
       this.held.push(data);
+      this.heldBytes += data.length;
       return;
     }
     this.modes.feed(data);
@@ -65,6 +82,8 @@ export class Display {
     this.paints++;
     // Output held back was before this screen, which includes it (or is followed by it again).
     if (this.held) this.held = [];
+    this.heldBytes = 0;
+    this.dropped = false;
     this.noticeRows = [];
     // Modes of what was on screen (vim's alternate screen…) are undone first: the new screen
     // switches on its own, and the tracker knows only those from here on.
@@ -113,9 +132,7 @@ export class Display {
     this.question = null;
     if (this.noticeRows.length === 0) {
       // Painted over meanwhile: nothing covered; the held output follows at once.
-      const held = this.held ?? [];
-      this.held = null;
-      for (const data of held) this.output(data);
+      this.release(this.held ?? []);
       return;
     }
     this.clearNotice();
@@ -133,6 +150,15 @@ export class Display {
 
   dispose(): void {
     clearTimeout(this.timer);
+    if (this.question) {
+      // Going away with a question open (the session ended, a signal): its rows are erased and
+      // what the program drew meanwhile is written, so the terminal is left as the program left it.
+      this.question = null;
+      for (const y of this.noticeRows) this.opts.out.write(`\x1b7\x1b[${y + 1};1H\x1b[0m\x1b[2K\x1b8`);
+      this.noticeRows = [];
+      for (const data of this.held ?? []) this.opts.out.write(data);
+      this.held = null;
+    }
     this.screen.dispose();
   }
 
@@ -176,6 +202,7 @@ export class Display {
     const rows = await Promise.all(ys.map((y) => this.screen.row(y)));
     const held = this.held;
     this.held = this.question ? [] : null;
+    const dropped = this.dropped && !this.question;
     let lost = false;
     for (const [i, y] of ys.entries()) {
       // Covered again meanwhile, gone with a resize, or painted over: nothing to put back.
@@ -190,6 +217,20 @@ export class Display {
       }
     }
     if (lost) this.opts.repaint();
+    if (dropped) this.release([]);
+    else if (!this.question) this.release(held);
+    else for (const data of held) this.output(data);
+  }
+
+  /** The held output goes out (none when some was let go: the session is asked for its screen). */
+  private release(held: Uint8Array[]): void {
+    this.held = null;
+    this.heldBytes = 0;
+    if (this.dropped) {
+      this.dropped = false;
+      this.opts.repaint();
+      return;
+    }
     for (const data of held) this.output(data);
   }
 }

@@ -210,6 +210,29 @@ describe("Display: a question", () => {
     expect(await s.real.state()).toBe(await s.reference.state());
     expect(s.repaints()).toBe(0);
   });
+
+  test("a program flooding while the question waits is not kept in memory: once answered, the session is asked for its screen", async () => {
+    const s = await setup({ maxBacklogBytes: 64 * 1024 });
+    s.output("prompt> ");
+    s.display.ask(["upload this file to the session? Enter uploads · Esc pastes the text", "  /tmp/a.png"]);
+    s.display.output(new TextEncoder().encode("FLOOD\r\n".repeat(30_000)));
+    expect((await s.real.text()).join("\n")).not.toContain("FLOOD");
+    s.display.endQuestion();
+    await s.display.settled();
+    expect(s.repaints()).toBe(1);
+    expect((await s.real.text()).join("\n")).not.toContain("catty:");
+  });
+
+  test("going away with the question open leaves the terminal as the program left it", async () => {
+    const s = await setup();
+    s.output("prompt> ");
+    s.display.ask(["upload this file to the session? Enter uploads · Esc pastes the text", "  /tmp/a.png"]);
+    s.output("output while asking\r\n");
+    s.display.dispose();
+    const shown = (await s.real.text()).join("\n");
+    expect(shown).not.toContain("catty:");
+    expect(shown).toContain("output while asking");
+  });
 });
 
 describe("LocalScreen", () => {
