@@ -2,7 +2,8 @@
  * Sync-back, agent side: sends each subscribed client the workspace changes it has not seen —
  * first everything since its position in the journal, then each new change as it happens.
  * Rapid rewrites coalesce (a change is read from disk when it is sent, so the last content wins);
- * file bytes travel in binary chunks; files over the cap are announced as skipped.
+ * file bytes travel in binary chunks; files over the cap are announced as skipped; a symlink goes
+ * as its target, whatever it points to (the client decides whether it may make it).
  *
  * A file still being written is not sent (or reported) half-way: the sender waits until it has
  * settled (size and mtime unchanged across a short re-check), and a file that changed while it was
@@ -15,6 +16,7 @@
 import { closeSync, readSync, type Stats } from "node:fs";
 import { formatBytes } from "../src/lib/archive.ts";
 import type { Log } from "../src/lib/log.ts";
+import { linkTargetProblem } from "../src/lib/safe-fs.ts";
 import type { Tree } from "../src/lib/tree.ts";
 import { encodeAgentSync, type AgentToServer, type SyncEvent, type SyncPosition } from "../src/protocol/index.ts";
 import type { JournalEntry } from "./watch.ts";
@@ -154,7 +156,15 @@ export class SyncSender {
     const { path, seq } = entry;
     if (!st) return this.event(clientId, { kind: "delete", seq, path });
     if (st.isDirectory()) return this.event(clientId, { kind: "dir", seq, path });
-    if (st.isSymbolicLink()) return this.event(clientId, { kind: "skip", seq, path, reason: "symlinks are not synced back" });
+    if (st.isSymbolicLink()) {
+      // Read beneath the opened root, never followed. Gone or no longer a link: what replaced it
+      // is a change of its own, sent in its turn.
+      const target = this.opts.tree.readlink(path);
+      if (target === null) return true;
+      const problem = linkTargetProblem(target);
+      if (problem) return this.event(clientId, { kind: "skip", seq, path, reason: `it is ${problem}` });
+      return this.event(clientId, { kind: "symlink", seq, path, target });
+    }
     if (!st.isFile()) return true;
     if (st.size > this.opts.maxFileBytes) {
       return this.event(clientId, {

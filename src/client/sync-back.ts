@@ -3,19 +3,35 @@
  * `catty` runs in. The agent is not trusted: whatever it sends, nothing is written or deleted
  * outside that directory or inside a `.git` directory (in any letter case), as the rules of
  * `lib/safe-fs.ts` say: paths must be relative and plain, every parent must be a real directory
- * (never a symlink), and the target itself is never a symlink. A file's bytes go to an exclusive
- * temp file with a random name beside the target, never more than the size the agent declared
- * nor the writer's cap, and are renamed into place whole. A local file edited since Catty last
- * wrote it is kept beside the new one as `NAME.catty-local`. Where the client stands is
+ * (never a symlink), and the target itself is never a symlink (but for one Catty made, which is
+ * replaced whole, never written through). A file's bytes go to an exclusive temp file with a
+ * random name beside the target, never more than the size the agent declared nor the writer's
+ * cap, and are renamed into place whole. A symlink is made at a temp name and renamed into place,
+ * and only when it leads somewhere inside the directory (`linkLeavesTree`: the user's own editor
+ * and tools will write through it); one that leads outside stays in the session, reported as
+ * skipped. A local file (or link) edited since Catty last wrote it is kept beside the new one as
+ * `NAME.catty-local`. Where the client stands is
  * remembered per session and directory under `$CATTY_HOME/sync/`, so a later attach catches up
  * with what it missed.
  */
 import { createHash } from "node:crypto";
-import { lstat, mkdir, readFile, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
+import type { Stats } from "node:fs";
+import { lstat, mkdir, readFile, readlink, realpath, rename, rm, rmdir, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { formatBytes } from "../lib/archive.ts";
 import type { Log } from "../lib/log.ts";
-import { checkParents, checkRelPath, sameContent, TempFile, writeFileAtomic } from "../lib/safe-fs.ts";
+import {
+  checkParents,
+  checkRelPath,
+  linkLeavesTree,
+  linksOnDisk,
+  linkTargetProblem,
+  outsideLinkReason,
+  sameContent,
+  symlinkAtomic,
+  TempFile,
+  writeFileAtomic,
+} from "../lib/safe-fs.ts";
 import { CattyError } from "../protocol/errors.ts";
 import { DEFAULT_SYNC_MAX_BYTES } from "../protocol/agent-env.ts";
 import type { SyncEvent, SyncPosition } from "../protocol/index.ts";
@@ -155,8 +171,12 @@ export class SyncBackWriter {
     return this.realRoot;
   }
 
-  /** The absolute target for `rel`, creating missing parent directories; null (and reported) when unsafe. */
-  private async target(rel: string, createParents: boolean): Promise<string | null> {
+  /**
+   * The absolute target for `rel`, creating missing parent directories; null (and reported) when
+   * unsafe. A symlink there is refused unless `anyLink`, or Catty made it and it is unchanged
+   * (it is then replaced whole or removed, never written through).
+   */
+  private async target(rel: string, createParents: boolean, anyLink = false): Promise<string | null> {
     const bad = checkRelPath(rel);
     if (bad) {
       this.refuse(rel, bad);
@@ -178,11 +198,17 @@ export class SyncBackWriter {
     }
     const abs = join(root, rel);
     const st = await lstat(abs).catch(() => null);
-    if (st?.isSymbolicLink()) {
+    if (st?.isSymbolicLink() && !anyLink && !this.unchanged(rel, st)) {
       this.refuse(rel, "it is a symlink here");
       return null;
     }
     return abs;
+  }
+
+  /** Whether what is at `rel` (`here`) is what Catty last wrote (or uploaded) there. */
+  private unchanged(rel: string, here: Stats): boolean {
+    const known = this.state.files[rel];
+    return known !== undefined && known.size === here.size && known.mtimeMs === here.mtimeMs;
   }
 
   private async apply(e: SyncEvent): Promise<void> {
@@ -249,6 +275,10 @@ export class SyncBackWriter {
         await this.remove(e.path);
         this.advance(e.seq);
         return;
+      case "symlink":
+        await this.link(e.path, e.target);
+        this.advance(e.seq);
+        return;
       case "skip":
         this.summary.skipped.push(`${e.path}: ${e.reason}`);
         this.log.info("sync-back skipped a file", { path: e.path, reason: e.reason });
@@ -267,29 +297,71 @@ export class SyncBackWriter {
       const abs = await this.target(rel, true);
       if (!abs) return;
       const here = await lstat(abs).catch(() => null);
-      if (here && !here.isFile()) {
+      if (here && !here.isFile() && !here.isSymbolicLink()) {
         this.refuse(rel, here.isDirectory() ? "a directory is in the way here" : "not a regular file here");
         return;
       }
-      if (here) {
-        const known = this.state.files[rel];
-        const editedHere = known ? known.size !== here.size || known.mtimeMs !== here.mtimeMs : !(await sameContent(abs, tmp.path));
-        if (editedHere) {
-          const keep = await freeName(`${abs}.catty-local`);
-          await rename(abs, keep);
-          const kept = keep.slice((await this.root()).length + 1);
-          this.summary.conflicts.push(kept);
-          if (this.summary.conflicts.length === 1) this.onNotice(`your local edit of ${rel} was kept as ${kept}`);
-        }
-      }
+      const known = this.state.files[rel];
+      if (here && (known ? !this.unchanged(rel, here) : !(await sameContent(abs, tmp.path)))) await this.keepAside(rel, abs);
       // A new file gets the usual 0644 (less the umask), whatever mode it had in the session.
-      await tmp.commit(abs, here ? here.mode & 0o7777 : 0o644 & ~process.umask());
+      await tmp.commit(abs, here?.isFile() ? here.mode & 0o7777 : 0o644 & ~process.umask());
       const st = await stat(abs);
       this.state.files[rel] = { size: st.size, mtimeMs: st.mtimeMs };
       this.summary.written++;
     } finally {
       await tmp.discard();
     }
+  }
+
+  /** Moves the local version at `rel` aside (`NAME.catty-local`), telling the user once. */
+  private async keepAside(rel: string, abs: string): Promise<void> {
+    const keep = await freeName(`${abs}.catty-local`);
+    await rename(abs, keep);
+    const kept = keep.slice((await this.root()).length + 1);
+    this.summary.conflicts.push(kept);
+    if (this.summary.conflicts.length === 1) this.onNotice(`your local edit of ${rel} was kept as ${kept}`);
+  }
+
+  /**
+   * Makes the symlink the session has at `rel`, when it leads somewhere inside this directory
+   * (resolved through the links already here); one that leads outside is skipped, and nothing
+   * changes. A local file or link edited since Catty wrote it is kept aside first.
+   */
+  private async link(rel: string, linkTarget: string): Promise<void> {
+    const bad = checkRelPath(rel) ?? linkTargetProblem(linkTarget);
+    if (bad) {
+      this.refuse(rel, bad);
+      return;
+    }
+    if (linkLeavesTree(rel, linkTarget, linksOnDisk(await this.root()))) {
+      this.summary.skipped.push(`${rel}: ${outsideLinkReason(linkTarget)}`);
+      this.log.info("sync-back skipped a symlink that leads outside", { path: rel, target: linkTarget });
+      return;
+    }
+    const abs = await this.target(rel, true, true);
+    if (!abs) return;
+    const here = await lstat(abs).catch(() => null);
+    if (here && !here.isFile() && !here.isSymbolicLink()) {
+      this.refuse(rel, here.isDirectory() ? "a directory is in the way here" : "not a regular file here");
+      return;
+    }
+    const same = here?.isSymbolicLink() && (await readlink(abs)) === linkTarget;
+    if (here && !same && !this.unchanged(rel, here)) await this.keepAside(rel, abs);
+    if (!same) {
+      const made = await symlinkAtomic(abs, linkTarget).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          // A directory appeared there meanwhile: it stays.
+          if (err.code !== "EISDIR" && err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+          this.refuse(rel, "a directory is in the way here");
+          return false;
+        },
+      );
+      if (!made) return;
+      this.summary.written++;
+    }
+    const st = await lstat(abs);
+    this.state.files[rel] = { size: st.size, mtimeMs: st.mtimeMs };
   }
 
   private async remove(rel: string): Promise<void> {

@@ -41,7 +41,9 @@ export const SyncEvent = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("dir"), seq: Seq, path: RelPath }),
   /** A file or (empty) directory is gone. */
   z.object({ kind: z.literal("delete"), seq: Seq, path: RelPath }),
-  /** A change not sent (too large, or a symlink). */
+  /** A symlink exists with this target, whatever it points to (the client judges it: src/lib/safe-fs.ts). */
+  z.object({ kind: z.literal("symlink"), seq: Seq, path: RelPath, target: z.string().min(1).max(4096) }),
+  /** A change not sent (too large). */
   z.object({ kind: z.literal("skip"), seq: Seq, path: RelPath, reason: z.string() }),
   /** Everything up to `seq` was sent. */
   z.object({ kind: z.literal("caught_up"), seq: Seq }),

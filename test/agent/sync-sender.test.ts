@@ -4,7 +4,7 @@
  * sent or announced.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { SyncSender } from "../../agent/sync-sender.ts";
 import { WorkspaceJournal, type JournalEntry } from "../../agent/watch.ts";
@@ -211,4 +211,21 @@ test("a file that grows while it is sent is cut at the size the file event decla
   expect(events.find((e) => e.kind === "file")).toMatchObject({ path: "log.txt", size });
   expect(end).toMatchObject({ bytes: size });
   expect(sent).toBe(size);
+});
+
+test("symlinks are sent with their targets, whatever they point to; never one reached through a symlinked parent", async () => {
+  const h = await harness(50 * 1024 * 1024, "manual");
+  const outside = temp();
+  symlinkSync("/etc/hosts", join(outside, "x"));
+  const links: Record<string, string> = { abs: "/etc/hosts", up: "../outside", dangling: "missing/file", loop: "loop", inside: "a.txt" };
+  for (const [rel, target] of Object.entries(links)) symlinkSync(target, join(h.root, rel));
+  symlinkSync(outside, join(h.root, "via"));
+  const journal = h.journal as ManualJournal;
+  for (const rel of [...Object.keys(links), "via/x", "via"]) journal.record(rel);
+  await waitFor(() => h.events.some((e) => e.kind === "caught_up" && e.seq === journal.seq), { what: "the sender to catch up" });
+  const sent = h.events.flatMap((e) => (e.kind === "symlink" ? [[e.path, e.target]] : []));
+  // `via` is a link like the others; `via/x` is not read through it: below a link, nothing is there.
+  expect(Object.fromEntries(sent)).toEqual({ ...links, via: outside });
+  expect(h.events.filter((e) => "path" in e && e.path === "via/x").map((e) => e.kind)).toEqual(["delete"]);
+  expect(h.events.filter((e) => e.kind === "skip")).toEqual([]);
 });

@@ -6,7 +6,7 @@
  * edits are kept.
  */
 import { describe, expect, test } from "bun:test";
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { silentLog } from "../../src/lib/log.ts";
 import type { SyncEvent } from "../../src/protocol/index.ts";
@@ -19,7 +19,7 @@ import {
   type SyncState,
 } from "../../src/client/sync-back.ts";
 import { snapshotTree } from "../helpers/sync-back.ts";
-import { noise, tempDirs, writeTree } from "../helpers/fs.ts";
+import { listPaths, noise, tempDirs, writeTree } from "../helpers/fs.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const tempDir = tempDirs("catty-syncback-unit-");
@@ -65,8 +65,7 @@ function sendFile(w: SyncBackWriter, path: string, data: string | Uint8Array, ch
 const event = (w: SyncBackWriter, e: SyncEvent): void => w.event(e);
 
 /** Temp files the writer left in `dir`. */
-const temps = (dir: string): string[] =>
-  readdirSync(dir, { recursive: true }).map(String).filter((n) => n.split("/").pop()?.startsWith(".catty-tmp-"));
+const temps = (dir: string): string[] => listPaths(dir).filter((n) => n.split("/").pop()?.startsWith(".catty-tmp-"));
 
 
 describe("SyncBackWriter", () => {
@@ -464,6 +463,107 @@ describe("SyncBackWriter", () => {
       expect(existsSync(join(root, "d"))).toBe(false);
       expect(readdirSync(join(root, "e/sub"))).toEqual(["local-only.txt"]);
       expect(writer.summary.deleted).toBe(2);
+    });
+  });
+
+  describe("symlinks", () => {
+    const link = (w: SyncBackWriter, path: string, target: string): void => event(w, { kind: "symlink", seq: nextSeq++, path, target });
+    const outside = (path: string, target: string) => `${path}: a symlink to ${target}, outside this directory: kept in the session`;
+
+    test("links that stay inside are made as the session has them, dangling and looping too; changed and deleted later", async () => {
+      const { root, writer, state } = makeWriter();
+      sendFile(writer, "a.txt", "a\n");
+      const links: Record<string, string> = { inside: "a.txt", "sub/back": "../a.txt", dangling: "not/yet/there", loop1: "loop2", loop2: "loop1", self: "self", dot: "." };
+      for (const [path, target] of Object.entries(links)) link(writer, path, target);
+      await writer.flush();
+      for (const [path, target] of Object.entries(links)) expect(readlinkSync(join(root, path))).toBe(target);
+      expect(read(join(root, "inside"))).toBe("a\n");
+      expect(writer.summary).toMatchObject({ written: 1 + Object.keys(links).length, refused: [], skipped: [], conflicts: [] });
+      expect(Object.keys(state.files).sort()).toEqual(["a.txt", ...Object.keys(links)].sort());
+      expect(temps(root)).toEqual([]);
+
+      // Changed in the session: replaced whole (never written through: a.txt is untouched).
+      link(writer, "inside", "sub");
+      // The same again: nothing to do.
+      link(writer, "loop1", "loop2");
+      // Deleted in the session: the link goes, not what it points to.
+      event(writer, { kind: "delete", seq: nextSeq++, path: "sub/back" });
+      // A link Catty made becomes a file in the session.
+      sendFile(writer, "dot", "now a file\n");
+      await writer.flush();
+      expect(readlinkSync(join(root, "inside"))).toBe("sub");
+      expect(read(join(root, "a.txt"))).toBe("a\n");
+      expect(lstatSync(join(root, "sub/back"), { throwIfNoEntry: false })).toBeUndefined();
+      expect(read(join(root, "dot"))).toBe("now a file\n");
+      expect(writer.summary).toMatchObject({ deleted: 1, refused: [], conflicts: [] });
+    });
+
+    test("links that lead outside (absolute, climbing, through a link here) are skipped with the reason; nothing changes", async () => {
+      const base = tempDir();
+      const root = join(base, "project");
+      mkdirSync(join(root, "d"), { recursive: true });
+      symlinkSync("/etc", join(root, "sys"));
+      const { writer } = makeWriter({ root });
+      const before = snapshotTree(base, (rel) => rel === "home" || rel.startsWith("home/"));
+      const hostile: Record<string, string> = {
+        abs: "/etc/hosts",
+        up: "../outside",
+        "d/upup": "../../x",
+        via: "d/../sys/passwd",
+        chain: "d/../d/../..",
+        "d/new/deep": "../../../..",
+      };
+      for (const [path, target] of Object.entries(hostile)) link(writer, path, target);
+      await writer.flush();
+      expect(writer.summary.skipped).toEqual(Object.entries(hostile).map(([path, target]) => outside(path, target)));
+      expect(writer.summary).toMatchObject({ written: 0, refused: [] });
+      expect(snapshotTree(base, (rel) => rel === "home" || rel.startsWith("home/"))).toEqual(before);
+      expect(writer.position.seq).toBe(nextSeq - 1);
+    });
+
+    test("never made through a symlinked parent, never over a directory, never with a target no file system holds", async () => {
+      const base = tempDir();
+      const root = join(base, "project");
+      mkdirSync(join(base, "outside-dir"));
+      mkdirSync(join(root, "dir"), { recursive: true });
+      writeFileSync(join(root, "dir/keep.txt"), "k\n");
+      symlinkSync("dir", join(root, "inlink"));
+      symlinkSync(join(base, "outside-dir"), join(root, "out"));
+      const { writer } = makeWriter({ root });
+      link(writer, "inlink/x", "keep.txt");
+      link(writer, "out/x", "y");
+      link(writer, "dir", "elsewhere");
+      link(writer, "nul", "a\0b");
+      link(writer, "../escape", "x");
+      link(writer, ".git/hooks", "x");
+      await writer.flush();
+      expect(writer.summary.refused).toEqual([
+        "inlink/x (it goes through the symlink inlink)",
+        "out/x (it goes through the symlink out)",
+        "dir (a directory is in the way here)",
+        "nul (a symlink whose target has a NUL character)",
+        "../escape (a path with a .. part)",
+        ".git/hooks (a path into .git)",
+      ]);
+      expect(readdirSync(join(base, "outside-dir"))).toEqual([]);
+      expect(readdirSync(join(root, "dir"))).toEqual(["keep.txt"]);
+      expect(readdirSync(root).sort()).toEqual(["dir", "inlink", "out"]);
+    });
+
+    test("a local file or link edited since Catty wrote it is kept as NAME.catty-local", async () => {
+      const { root, writer } = makeWriter();
+      writeFileSync(join(root, "mine.txt"), "my own file\n");
+      symlinkSync("mine.txt", join(root, "my-link"));
+      symlinkSync("a", join(root, "same"));
+      link(writer, "mine.txt", "other");
+      link(writer, "my-link", "other");
+      link(writer, "same", "a");
+      await writer.flush();
+      expect(readlinkSync(join(root, "mine.txt"))).toBe("other");
+      expect(read(join(root, "mine.txt.catty-local"))).toBe("my own file\n");
+      expect(readlinkSync(join(root, "my-link.catty-local"))).toBe("mine.txt");
+      expect(readlinkSync(join(root, "same"))).toBe("a");
+      expect(writer.summary.conflicts).toEqual(["mine.txt.catty-local", "my-link.catty-local"]);
     });
   });
 

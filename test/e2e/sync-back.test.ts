@@ -251,9 +251,13 @@ describe("sync-back through the real binaries", () => {
     await term.shell("mkdir -p node_modules/pkg .git/objects && echo x > node_modules/pkg/index.js && echo y > .git/HEAD && echo after > barrier.txt");
     await arrives(join(proj, "barrier.txt"), "after\n");
 
-    // Symlinks the session makes are not synced back (they could point anywhere).
-    await term.shell("ln -s /etc/passwd evil-link && ln -s .. up-link && echo after-links > barrier2.txt");
+    // Symlinks the session makes come back as they are when they stay inside this directory;
+    // those that lead outside stay in the session (the user's tools would write through them).
+    await term.shell("ln -s /etc/passwd evil-link && ln -s .. up-link && ln -s rapid.txt in-link && ln -s nowhere dangling-link && echo after-links > barrier2.txt");
     await arrives(join(proj, "barrier2.txt"), "after-links\n");
+    await waitFor(() => lstatSync(join(proj, "dangling-link"), { throwIfNoEntry: false })?.isSymbolicLink(), { what: "dangling-link" });
+    expect(readlinkSync(join(proj, "in-link"))).toBe("rapid.txt");
+    expect(readlinkSync(join(proj, "dangling-link"))).toBe("nowhere");
     for (const link of ["evil-link", "up-link"]) expect(lstatSync(join(proj, link), { throwIfNoEntry: false })).toBeUndefined();
 
     // In the end the directory holds the files the workspace holds (modes aside). Directories are
@@ -284,8 +288,8 @@ describe("sync-back through the real binaries", () => {
     expect(counts?.written).toBeLessThan(100);
     expect(counts?.deleted).toBeGreaterThanOrEqual(6);
     expect(farewell).toContain(`in ${proj}.`);
-    expect(farewell).toContain("Not synced back: evil-link: symlinks are not synced back");
-    expect(farewell).toContain("Not synced back: up-link: symlinks are not synced back");
+    expect(farewell).toContain("Not synced back: evil-link: a symlink to /etc/passwd, outside this directory: kept in the session");
+    expect(farewell).toContain("Not synced back: up-link: a symlink to .., outside this directory: kept in the session");
   }, 120_000);
 
   // A late `unlink` event for a child must not be recorded after its parent's delete.
