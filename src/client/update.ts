@@ -194,7 +194,9 @@ export class UpdateCheckState {
   read(): CheckState {
     try {
       const s = JSON.parse(readFileSync(this.file, "utf8")) as Partial<CheckState>;
-      return { checkedAt: Number(s.checkedAt) || 0, latest: typeof s.latest === "string" ? s.latest : null, declined: s.declined ?? null };
+      // A version remembered by an older catty (which took any string) is offered only if it is one.
+      const latest = typeof s.latest === "string" && isReleaseVersion(s.latest) ? s.latest : null;
+      return { checkedAt: Number(s.checkedAt) || 0, latest, declined: s.declined ?? null };
     } catch {
       return { checkedAt: 0, latest: null, declined: null };
     }

@@ -66,6 +66,10 @@ describe("the automatic check", () => {
     expect(await offerUpdate(offline, down, "1.0.0", t0)).toBeNull();
     expect(await offerUpdate(offline, down, "1.0.0", t0 + 1000)).toBeNull();
     expect(tries).toBe(1);
+    // What an older catty remembered from a registry, not a version: never offered (nor printed).
+    const remembered = join(temp(), "update-check.json");
+    writeFileSync(remembered, JSON.stringify({ checkedAt: t0, latest: "9.9.9\x1b]52;c;ZXZpbA==\x07", declined: null }));
+    expect(await offerUpdate(new UpdateCheckState(remembered), down, "1.0.0", t0 + 1000)).toBeNull();
   });
 });
 
