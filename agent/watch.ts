@@ -145,7 +145,7 @@ export class WorkspaceJournal {
 
   /** Records the current state of `rel`, and of everything under it when it is a directory that appeared or went. */
   private async touch(rel: string): Promise<void> {
-    if (this.closed || !rel || rel.startsWith("..")) return;
+    if (this.closed || !rel) return;
     const st = this.opts.tree.lstat(rel);
     if (st && this.exclude(rel, st.isDirectory())) return;
     if (st?.isDirectory()) {

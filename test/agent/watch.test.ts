@@ -5,6 +5,8 @@
  * echo > a/b/c/f` does.
  */
 import { afterEach, expect, test } from "bun:test";
+import { mkdirSync as makeDir, writeFileSync as writeFile } from "node:fs";
+import { join as joinPath } from "node:path";
 import { WorkspaceJournal } from "../../agent/watch.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { tempDirs } from "../helpers/fs.ts";
@@ -67,4 +69,15 @@ test("started from what a restore wrote, the journal records what changed since,
   // And it watches on from there.
   writeFileSync(join(root, "sub", "c.txt"), "c, changed");
   await waitFor(() => journal.changesSince(0).some((e) => e.path === "sub/c.txt"), { timeoutMs: 10_000, what: "a change after the start recorded" });
+});
+
+test("a name that starts with two dots (`..foo`, `...`) is a name like any other, at the top and below", async () => {
+  const root = tempDir();
+  makeDir(joinPath(root, "sub"));
+  const journal = new WorkspaceJournal({ tree: workspaceTree(root), log: silentLog, scanIntervalMs: 60_000, onChange() {} });
+  journals.push(journal);
+  await journal.start();
+  for (const rel of ["..foo", "...", "sub/..bar"]) writeFile(joinPath(root, rel), rel);
+  const recorded = (): string[] => journal.changesSince(0).map((e) => e.path);
+  await waitFor(() => ["..foo", "...", "sub/..bar"].every((p) => recorded().includes(p)), { timeoutMs: 10_000, what: "the dotted names recorded" });
 });
