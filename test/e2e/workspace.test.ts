@@ -5,7 +5,7 @@
  * so the schedule can be watched in seconds.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Session } from "../../src/protocol/index.ts";
@@ -233,13 +233,13 @@ describe("a hostile upload", () => {
     {
       name: "a symlink out of the tree and a write through it",
       entries: () => [{ header: { name: "link", type: "symlink", linkname: outside } }, file("link/pwned.txt", "escaped")],
-      entry: "link",
+      entry: "link/pwned.txt",
       escapes: () => [join(outside, "pwned.txt")],
     },
     {
       name: "a relative symlink escape",
       entries: () => [{ header: { name: "up", type: "symlink", linkname: "../.." } }, file("up/pwned2.txt", "escaped")],
-      entry: "up",
+      entry: "up/pwned2.txt",
       escapes: (s) => [join(s, "..", "pwned2.txt"), join(s, "pwned2.txt")],
     },
     {
@@ -293,6 +293,39 @@ describe("a hostile upload", () => {
       await waitFor(() => !pidAlive(pid), { what: `agent ${pid} to exit` });
     }, 30_000);
   }
+});
+
+describe("symlinks are data", () => {
+  test("a project with absolute, climbing, dangling and looping links starts, and its save downloads with them", async () => {
+    const project = writeTree(dir("links-project"), { "a.txt": "a\n", "sub/b.txt": "b\n" });
+    const links: Record<string, string> = {
+      abs: "/etc/hosts",
+      up: "../outside",
+      dangling: "missing/file.txt",
+      loop1: "loop2",
+      loop2: "loop1",
+      "sub/back": "../a.txt",
+    };
+    for (const [rel, target] of Object.entries(links)) symlinkSync(target, join(project, rel));
+    const { label, exitMarker } = await user.newSession(project);
+    const ws = user.workspace(label);
+    for (const [rel, target] of Object.entries(links)) expect(readlinkSync(join(ws, rel))).toBe(target);
+    // The program sees them as they are, and makes one of its own.
+    expect(await user.shell("readlink abs up; cat sub/back; ln -s /etc/passwd made")).toContain("../outside");
+    await user.detach(label, exitMarker);
+    const stop = await user.cli(["stop", label]);
+    expect(stop.code).toBe(0);
+    const ended = await user.session(label);
+    expect(ended.status).toBe("stopped");
+    expect(ended.saves.length).toBeGreaterThanOrEqual(1);
+
+    const out = dir("links-out");
+    const down = await user.cli(["download", label, out]);
+    expect(down.code).toBe(0);
+    for (const [rel, target] of Object.entries({ ...links, made: "/etc/passwd" })) expect(readlinkSync(join(out, rel))).toBe(target);
+    expect(readFileSync(join(out, "sub/back"), "utf8")).toBe("a\n");
+    expect(listTree(out).filter((p) => !p.endsWith("/")).sort()).toEqual(["a.txt", "abs", "dangling", "loop1", "loop2", "made", "sub/b.txt", "sub/back", "up"]);
+  }, 60_000);
 });
 
 describe("saves while running", () => {
