@@ -1,6 +1,7 @@
 /**
- * `catty-server`: the API, the WebSocket relay between clients and session agents, and (later)
- * the dashboard. Subcommands: `serve` (default), `token create | list | revoke` and `users set-quota`.
+ * `catty-server`: the API, the WebSocket relay between clients and session agents, the dashboard
+ * and the Claude API proxy. `serve` is the default subcommand; `catty-server --help` lists the
+ * others (tokens, users' quotas, …).
  */
 import { defineCommand, runMain } from "citty";
 import { createLog } from "../src/lib/log.ts";

@@ -2,7 +2,7 @@
  * `catty`: the command line. Parses the command, runs it, and turns errors into a message, a hint
  * and an exit code (0 ok, 1 error, 130 interrupted, else the program's own code).
  */
-import { defineCommand, runCommand, showUsage, type CommandDef } from "citty";
+import { defineCommand, renderUsage, runCommand, type CommandDef } from "citty";
 import { CattyError } from "./protocol/errors.ts";
 import { readCliConfig } from "./client/config.ts";
 import { createLog } from "./lib/log.ts";
@@ -48,8 +48,7 @@ async function run(input: string[]): Promise<number> {
     const sub = own.find((a) => !a.startsWith("-"));
     const subs = main.subCommands as Record<string, () => Promise<CommandDef<any>>>;
     const loader = sub ? subs[sub] : undefined;
-    if (loader) await showUsage(await loader(), main);
-    else await showUsage(main);
+    printUsage(loader ? await renderUsage(await loader(), main) : await renderUsage(main));
     return own.length === 0 ? 1 : 0;
   }
   const sub = own[0] as string;
@@ -58,8 +57,14 @@ async function run(input: string[]): Promise<number> {
     return 1;
   }
   await runCommand(main, { rawArgs: argv });
-  if (!NO_UPDATE_CHECK.has(sub)) await offerAnUpdate(config.home);
+  if (!NO_UPDATE_CHECK.has(sub) && config.updateCheck) await offerAnUpdate(config.home);
   return typeof process.exitCode === "number" ? process.exitCode : 0;
+}
+
+/** The usage text, in colour only on a terminal and when `NO_COLOR` is not set (`catty --help | less`). */
+function printUsage(text: string): void {
+  const colour = process.stdout.isTTY === true && !process.env.NO_COLOR;
+  process.stdout.write(`${colour ? text : Bun.stripANSI(text)}\n`);
 }
 
 /** Commands after which catty does not look for a newer version. */
@@ -67,7 +72,7 @@ const NO_UPDATE_CHECK = new Set(["version", "update", "completion"]);
 
 /** On a terminal, at most every 15 min: "Update available: A → B. Update now? (Y/n)". */
 async function offerAnUpdate(home: string): Promise<void> {
-  if (!process.stdin.isTTY || !process.stderr.isTTY || inCi() || process.env.CATTY_NO_UPDATE_CHECK === "1") return;
+  if (!process.stdin.isTTY || !process.stderr.isTTY || inCi()) return;
   if (installKind().kind === "dev") return;
   const state = new UpdateCheckState(join(home, "update-check.json"));
   const latest = await offerUpdate(state, () => latestVersion(updateSettings()), VERSION);

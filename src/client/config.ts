@@ -36,6 +36,7 @@ export const CLI_SETTINGS = {
   syncMaxBytes: setting(intSetting(DEFAULT_SYNC_MAX_BYTES, 1), { env: ["CATTY_SYNC_MAX_BYTES"], unit: "bytes", doc: "largest file sync-back writes here (larger ones are listed; get them with `catty download`)" }),
   githubApi: setting(stringSetting("https://api.github.com"), { env: ["CATTY_GITHUB_API"], doc: "the GitHub API `catty secrets` checks tokens with" }),
   quiet: setting(boolSetting(false), { env: ["CATTY_QUIET"], doc: "print only errors" }),
+  noUpdateCheck: setting(boolSetting(false), { env: ["CATTY_NO_UPDATE_CHECK"], doc: "never look for a newer release after a command (`catty update` still does)" }),
   detachKeys: setting(optionalString(), {
     flag: "detach-keys",
     env: ["CATTY_DETACH_KEYS"],
@@ -67,6 +68,8 @@ export interface CliConfig {
   githubApi: string;
   /** `CATTY_QUIET`: only errors on the terminal. */
   quiet: boolean;
+  /** Not `CATTY_NO_UPDATE_CHECK`: after a command on a terminal, look for a newer release. */
+  updateCheck: boolean;
   /** `CATTY_LOG_LEVEL`. */
   logLevel: Level;
   /** `--detach-keys` / `CATTY_DETACH_KEYS`, parsed; null: none. */
@@ -92,6 +95,7 @@ export function readCliConfig(flags: { api?: string; "detach-keys"?: string }, e
     syncMaxBytes: s.syncMaxBytes,
     githubApi: s.githubApi.replace(/\/+$/, ""),
     quiet: s.quiet,
+    updateCheck: !s.noUpdateCheck,
     logLevel: s.logLevel,
     detachKeys: s.detachKeys ? parseDetachKeys(s.detachKeys) : null,
   });

@@ -1,8 +1,9 @@
 /**
  * How every binary declares its settings: one zod schema per setting, tagged with the flag and
  * environment variables it is read from and a line of documentation. `readSettings` parses them
- * once (flags > environment > default) into a frozen object; `settingsRows` lists them for the
- * README's tables, which are generated from these declarations (`bun build.ts --docs`).
+ * once (flags > environment > default) into a frozen object; `settingsTable` writes them as the
+ * README's tables, which are generated from these declarations
+ * (`bun test/setup/readme-settings.ts --write`; test/readme.test.ts checks they are current).
  *
  * Values arrive as strings (flags, environment). A setting's schema takes the string and turns it
  * into the typed value; an empty string counts as not set.
