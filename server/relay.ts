@@ -70,7 +70,7 @@ export type SocketData =
 export type Socket = ServerWebSocket<SocketData>;
 
 const MAX_PENDING_INPUT = 64 * 1024;
-/** Malformed frames in a row after which a link is closed (DESIGN §5: an error each, then a close). */
+/** Malformed frames in a row after which a link is closed (docs/architecture.md §4: an error each, then a close). */
 export const MAX_MALFORMED = 5;
 
 interface Client {

@@ -1,5 +1,5 @@
 /**
- * The layout's import rule (DESIGN §2): server/ and agent/ import only src/protocol and src/lib,
+ * The layout's import rule (docs/architecture.md §1): server/ and agent/ import only src/protocol and src/lib,
  * never each other; nothing outside the CLI imports src/client, src/commands or src/tui;
  * src/protocol imports nothing of ours but itself; and src/lib holds only what two or more
  * binaries use.
@@ -79,7 +79,7 @@ describe("import rule", () => {
 });
 
 /**
- * The agent never touches the workspace with more rights than the program (DESIGN §4): it reads
+ * The agent never touches the workspace with more rights than the program (docs/architecture.md §3): it reads
  * it through `src/lib/tree.ts` (descriptors, never a symlink followed) and writes into it through
  * the program's own sandbox (agent/files.ts). Every module the agent binary reaches that opens
  * files by path — a `node:fs` function that takes a path, or `Bun.file`/`Bun.write` — must be
@@ -151,5 +151,17 @@ describe("the agent and the workspace", () => {
   test("the list of exceptions holds no module that no longer needs one", () => {
     const stale = Object.keys(PATH_FS_ALLOWED).filter((file) => !reached.has(file) || pathFsUse(file).length === 0);
     expect(stale).toEqual([]);
+  });
+});
+
+describe("docs/architecture.md", () => {
+  test("every section the code cites is there", () => {
+    const doc = readFileSync(join(ROOT, "docs/architecture.md"), "utf8");
+    const sections = new Set([...doc.matchAll(/^## (\d+)\. /gm)].map((m) => m[1]));
+    const cited = ["src", "server", "agent", "test"].flatMap(sources).flatMap((file) =>
+      [...readFileSync(join(ROOT, file), "utf8").matchAll(/docs\/architecture\.md §(\d+)/g)].map((m) => ({ file, section: m[1] })),
+    );
+    expect(cited.length).toBeGreaterThan(0);
+    expect(cited.filter((c) => !sections.has(c.section))).toEqual([]);
   });
 });

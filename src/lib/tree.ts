@@ -1,7 +1,7 @@
 /**
  * Reading a tree that someone else may change while we read it: one directory at a time, through
  * descriptors, never through a symlink. This is how the agent touches a session's workspace
- * (DESIGN §4): the program beside it runs with fewer rights and may swap any path for a symlink
+ * (docs/architecture.md §3): the program beside it runs with fewer rights and may swap any path for a symlink
  * at any moment (a parent directory too), so the agent never resolves a workspace path by name
  * from the host's root.
  *

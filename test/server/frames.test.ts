@@ -1,5 +1,5 @@
 /**
- * Malformed WebSocket frames on both endpoints (DESIGN §5): each gets an error message; five in a
+ * Malformed WebSocket frames on both endpoints (docs/architecture.md §4): each gets an error message; five in a
  * row close the link with `CLOSE.malformed` and one log line; a good frame in between resets the
  * count. Binary frames from an agent that do not decode count too.
  */
