@@ -12,13 +12,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, Page } from "playwright-core";
 import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
+import { pathWithout } from "../helpers/env-path.ts";
 import { shellExitCode } from "../helpers/session-flow.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceServerForFile } from "../helpers/workspace.ts";
 import { removeAfterRun } from "../helpers/fs.ts";
 
-const fixture = workspaceServerForFile();
+// New session runs the default program: the login shell these tests type into, not a `claude`
+// the machine may have on its PATH.
+const fixture = workspaceServerForFile({ PATH: pathWithout("claude") });
 let browser: Browser;
 
 beforeAll(async () => {
