@@ -10,6 +10,19 @@ import type { Log } from "../src/lib/log.ts";
 /** The last try: long enough for the link's slowest re-dial (5 s backoff, jittered). */
 export const LAST_TRY_MS = 10_000;
 
+/** Time, as the watch reads and waits for it (tests pass a clock they move by hand). */
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(timer: unknown): void;
+}
+
+const realClock: Clock = {
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (timer) => clearTimeout(timer as Timer),
+};
+
 export interface OrphanWatchOptions {
   /** `CATTY_SESSION_IDLE_MS`: how long the server may be unreachable. */
   idleTimeoutMs: number;
@@ -18,6 +31,8 @@ export interface OrphanWatchOptions {
   /** The server stayed unreachable through the last try too. */
   onGiveUp(downForMs: number): void;
   log: Log;
+  /** Default: the real one. */
+  clock?: Clock;
 }
 
 /** Timers take at most a 32-bit signed delay; a longer one would fire at once. */
@@ -27,11 +42,14 @@ export type OrphanState = "up" | "down" | "last-try" | "closed";
 
 export class OrphanWatch {
   private downSince: number | null = null;
-  private timer: Timer | undefined;
+  private timer: unknown;
   private closed = false;
   private lastTry = false;
+  private readonly clock: Clock;
 
-  constructor(private readonly opts: OrphanWatchOptions) {}
+  constructor(private readonly opts: OrphanWatchOptions) {
+    this.clock = opts.clock ?? realClock;
+  }
 
   /** Where the watch stands (for logs and tests). */
   get state(): OrphanState {
@@ -42,7 +60,7 @@ export class OrphanWatch {
 
   /** The link is open. */
   up(): void {
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.timer = undefined;
     this.downSince = null;
     this.lastTry = false;
@@ -51,7 +69,7 @@ export class OrphanWatch {
   /** The link is down (or not yet up): the clock starts, unless it already runs. */
   down(): void {
     if (this.closed || this.downSince !== null) return;
-    this.downSince = Date.now();
+    this.downSince = this.clock.now();
     const { idleTimeoutMs, log } = this.opts;
     const lastTryMs = Math.min(this.opts.lastTryMs ?? LAST_TRY_MS, idleTimeoutMs);
     this.after(idleTimeoutMs, () => {
@@ -62,7 +80,7 @@ export class OrphanWatch {
       this.after(lastTryMs, () => {
         if (this.closed || this.downSince === null) return;
         this.closed = true;
-        this.opts.onGiveUp(Date.now() - this.downSince);
+        this.opts.onGiveUp(this.clock.now() - this.downSince);
       });
     });
   }
@@ -70,7 +88,7 @@ export class OrphanWatch {
   /** Runs `fn` after `ms` (in steps, for delays longer than a timer takes) unless cleared meanwhile. */
   private after(ms: number, fn: () => void): void {
     const step = Math.min(ms, MAX_TIMER_MS);
-    this.timer = setTimeout(() => {
+    this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
       if (ms > step) this.after(ms - step, fn);
       else fn();
@@ -80,7 +98,7 @@ export class OrphanWatch {
   /** Stops watching (the agent is ending for another reason). */
   close(): void {
     this.closed = true;
-    clearTimeout(this.timer);
+    this.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
 }

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { createAgent, type Agent, type AgentDeps } from "../../agent/agent.ts";
 import { readAgentConfig } from "../../agent/config.ts";
 import { packToBytes } from "../../src/lib/archive.ts";
-import { silentLog } from "../../src/lib/log.ts";
+import { silentLog, type Log } from "../../src/lib/log.ts";
+import { keptLog } from "../helpers/log.ts";
 import { PROTOCOL_VERSION } from "../../src/protocol/index.ts";
 import { FakeLink } from "../helpers/fake-link.ts";
 import { FakePty } from "../helpers/fake-pty.ts";
@@ -43,7 +44,7 @@ afterEach(async () => {
   for (const { link } of running.splice(0)) if (!link.closed) link.end("test over");
 });
 
-function start(opts: { env?: Record<string, string>; pty?: FakePty; timing?: AgentDeps["timing"]; answerSaves?: boolean } = {}) {
+function start(opts: { env?: Record<string, string>; pty?: FakePty; timing?: AgentDeps["timing"]; answerSaves?: boolean; log?: Log } = {}) {
   const root = temp();
   const workspace = join(root, "workspace");
   mkdirSync(workspace);
@@ -68,7 +69,7 @@ function start(opts: { env?: Record<string, string>; pty?: FakePty; timing?: Age
       }
     };
   }
-  const agent = createAgent({ config, pty: pty.runner, dial: link.dial, log: silentLog, timing: { stopGraceMs: 50, ...opts.timing } });
+  const agent = createAgent({ config, pty: pty.runner, dial: link.dial, log: opts.log ?? silentLog, timing: { stopGraceMs: 50, ...opts.timing } });
   running.push({ link, agent });
   return { agent, link, pty, workspace, root, config };
 }
@@ -271,12 +272,13 @@ describe("the agent, wired", () => {
     });
 
     test("a server that comes back in time keeps the agent", async () => {
-      const { agent, link, pty } = start({ env: { CATTY_SESSION_IDLE_MS: "100" }, timing: { lastTryMs: 60_000 } });
+      const log = keptLog();
+      const { agent, link, pty } = start({ env: { CATTY_SESSION_IDLE_MS: "100" }, timing: { lastTryMs: 60_000 }, log });
       link.open();
       link.deliver(welcome());
       await waitFor(() => pty.procs.length === 1, { what: "the program to start" });
       link.drop();
-      await Bun.sleep(150); // past the idle timeout: the last try runs
+      await waitFor(() => log.lines.some((l) => l.includes("one last try")), { what: "the idle timeout to pass: the last try runs" });
       link.open();
       pty.proc.exit(0);
       await link.next("exit");

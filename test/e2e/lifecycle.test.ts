@@ -145,8 +145,17 @@ describe("session ending", () => {
     const busy = await api.create({ command: ["bash", "-c", "while :; do echo tick; sleep 0.3; done"], idleTimeoutMs: 2000, cols: 80, rows: 24 });
     try {
       await waitForStatus(busy.label, ["running"]);
-      await Bun.sleep(4_000); // twice the idle timeout, with output all along
-      expect((await api.get(busy.label)).status).toBe("running");
+      // Until the server has seen output more than twice the idle timeout after the start (or the
+      // session ended, which fails the test): output all along kept it alive.
+      const seen = await waitFor(
+        async () => {
+          const s = await api.get(busy.label);
+          const active = s.lastActivityAt ? Date.parse(s.lastActivityAt) - Date.parse(s.createdAt) : 0;
+          return s.status !== "running" || active > 4_000 ? s : null;
+        },
+        { timeoutMs: 20_000, what: "output seen for twice the idle timeout" },
+      );
+      expect(seen.status).toBe("running");
     } finally {
       await api.stop(busy.label);
     }

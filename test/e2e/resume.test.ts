@@ -150,11 +150,12 @@ describe("lossless resume", () => {
       const witness = record({ url: api.attachUrl(label), token: server.ownerToken, mode: "view", offset: 0, keepText: false });
 
       const cutAt = await withTimeout(faulted, 20_000, "the cut");
-      // The fault: 20 s without a link. Frames the client had already read still come out of its
-      // socket just after the cut; after that, nothing gets through.
-      await Bun.sleep(1_000);
+      // The fault: a long time without a link. Frames the client had already read still come out
+      // of its socket just after the cut; after that, nothing gets through, while the program
+      // prints about 20 s worth (70 KB/s), which the witness sees.
+      await waitFor(() => (witness.offset ?? 0) > cutAt + 64 * 1024, { timeoutMs: 10_000, what: "output past the cut" });
       const heldAt = client.offset ?? 0;
-      await Bun.sleep(19_000);
+      await waitFor(() => (witness.offset ?? 0) > heldAt + 1_300_000, { timeoutMs: 40_000, what: "20 s of output while cut off" });
       expect(client.offset).toBe(heldAt);
       const witnessAtRestore = witness.offset ?? 0;
       expect(witnessAtRestore).toBeGreaterThan(heldAt); // the program went on printing meanwhile

@@ -1,4 +1,8 @@
-/** Waiting for a condition with a deadline: the only way tests wait. */
+/**
+ * Waiting for a condition with a deadline: how tests wait for something to happen. (That
+ * something does not happen for a while is shown on a clock the test moves, test/helpers/clock.ts,
+ * where the code takes one.)
+ */
 export async function waitFor<T>(
   check: () => T | undefined | null | false | Promise<T | undefined | null | false>,
   opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
