@@ -17,7 +17,7 @@
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, realpathSync } from "node:fs";
 import { homedir } from "node:os";
-import { basename, isAbsolute, join, sep } from "node:path";
+import { basename, isAbsolute, join, normalize, sep } from "node:path";
 import { FILE_MAX_BYTES, fileProblem } from "../protocol/files.ts";
 
 const START = Buffer.from("\x1b[200~");
@@ -143,7 +143,7 @@ const PRIVATE_DIRS = [".ssh", ".claude", ".aws", ".config"];
 /** `dir` as given and as resolved (when it exists): a path inside either is inside it. */
 function bothForms(dir: string): string[] {
   try {
-    const real = realpathSync(dir);
+    const real = realpathSync.native(dir);
     return real === dir ? [dir] : [dir, real];
   } catch {
     return [dir];
@@ -194,7 +194,8 @@ export function droppableFiles(paths: string[], places: PrivatePlaces): { files:
     }
     let real: string;
     try {
-      real = realpathSync(path);
+      // The native call: on a case-insensitive disk it gives the names' real letter case too.
+      real = realpathSync.native(path);
     } catch {
       notFiles = true;
       continue;
@@ -203,7 +204,7 @@ export function droppableFiles(paths: string[], places: PrivatePlaces): { files:
       refused ??= "a pasted path holds control characters";
       continue;
     }
-    const why = privatePlace(path, places) ?? privatePlace(real, places);
+    const why = privatePlace(normalize(path), places) ?? privatePlace(real, places);
     if (why) {
       refused ??= `${real}: ${why}`;
       continue;

@@ -83,6 +83,9 @@ describe("pasted paths", () => {
     expect(droppableFiles([join(dir, "big.pdf")], places)).toBeNull();
     expect(droppableFiles([join(dir, "missing.png")], places)).toBeNull();
     expect(droppableFiles([dir], places)).toBeNull();
+    // `.` and `..` in a pasted path are not hidden places.
+    mkdirSync(join(dir, "sub"));
+    expect(droppableFiles([join(dir, "sub", "..", ".", "a.png")], places)).toEqual({ files: [expect.objectContaining({ path: join(dir, "a.png") })] });
   });
 
   test("nothing private is offered: links, catty's home, ~/.ssh, ~/.claude, ~/.aws, ~/.config, hidden places, also behind a linked directory", () => {
