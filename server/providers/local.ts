@@ -4,7 +4,7 @@
  * beside it.
  */
 import { spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { Log } from "../../src/lib/log.ts";
 import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
@@ -33,6 +33,37 @@ export interface LocalProviderOptions {
 
 export function sessionDir(dataDir: string, label: string): string {
   return join(dataDir, "sessions", label);
+}
+
+/**
+ * The uids the sessions under `dataDir` whose agents still run were given: their workspaces'
+ * owners (the sandbox gives each workspace and home to its session's user), read again at each
+ * start, so a server restarted while sessions run never hands one of theirs to a new session.
+ */
+export function sessionUids(dataDir: string): Set<number> {
+  const out = new Set<number>();
+  const sessions = join(dataDir, "sessions");
+  let labels: string[] = [];
+  try {
+    labels = readdirSync(sessions);
+  } catch {
+    return out;
+  }
+  for (const label of labels) {
+    const dir = join(sessions, label);
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(dir, "agent.pid"), "utf8").trim());
+    } catch {
+      continue; // never started, or starting now (this server holds its uid)
+    }
+    if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) continue;
+    for (const owned of ["workspace", "home"]) {
+      const st = statSync(join(dir, owned), { throwIfNoEntry: false });
+      if (st && st.uid !== 0) out.add(st.uid);
+    }
+  }
+  return out;
 }
 
 function pidAlive(pid: number): boolean {
@@ -72,7 +103,7 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
       const dir = sessionDir(opts.dataDir, spec.label);
       const workspace = join(dir, "workspace");
       mkdirSync(workspace, { recursive: true, mode: 0o700 });
-      const sandbox = opts.sandbox.prepare({ label: spec.label, workspace, home: join(dir, "home") });
+      const sandbox = opts.sandbox.prepare({ label: spec.label, workspace, home: join(dir, "home"), inUse: () => sessionUids(opts.dataDir) });
       const logFd = openSync(join(dir, "agent.log"), "a", 0o600);
       const [bin, ...binArgs] = opts.agentCommand;
       if (!bin) throw new Error("no agent command configured");

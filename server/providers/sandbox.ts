@@ -5,7 +5,9 @@
  * a private `/tmp`, its workspace at `/workspace` and its own `HOME`, and nothing else of the host:
  * not the server's data dir, other workspaces, the host user's files, or the agent (which stays
  * outside, holding the PTY master and its token). A server running as root drops the program to
- * an unprivileged user inside the sandbox. Limits: memory, CPU and processes through cgroups when
+ * an unprivileged host user of the session's own (`SANDBOX_UIDS`), so that no session can reach
+ * another's files or processes even from outside its namespaces (`/proc/<pid>/root`, signals,
+ * a shared owner), as Docker sessions have a uid each. Limits: memory, CPU and processes through cgroups when
  * the server may create them (as root). A server running as an ordinary user gets no limits:
  * `prlimit` cannot give them per session (RLIMIT_NPROC counts every process of the host user, and
  * RLIMIT_AS breaks runtimes that reserve large address spaces, Bun and Node among them).
@@ -13,7 +15,7 @@
  * The provider builds the wrapper here; the agent prepends it to the program's command line
  * (`CATTY_AGENT_WRAP`) and hands the tree to the sandbox user (`CATTY_AGENT_OWNER`).
  */
-import { chownSync, existsSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { seedClaudeConfig } from "../../src/lib/claude-config.ts";
 
@@ -32,9 +34,12 @@ export interface Sandbox {
   readonly kind: "bwrap" | "none";
   /** What applies, for logs and the README (e.g. "cgroup v1: memory, cpu, pids"). */
   readonly limits: string;
-  /** The wrapper for one session, its owner (uid:gid, or null) and what to clean up after it. */
-  prepare(opts: { label: string; workspace: string; home: string }): PreparedSandbox;
-  /** Removes what `prepare` made for a session that has ended (its cgroups). */
+  /**
+   * The wrapper for one session and its owner (uid:gid, or null). `inUse`: the uids sessions of
+   * this server that still run were given (a server restarted while they run holds none itself).
+   */
+  prepare(opts: { label: string; workspace: string; home: string; inUse?: () => Iterable<number> }): PreparedSandbox;
+  /** Removes what `prepare` made for a session that has ended (its cgroups) and frees its uid. */
   release(label: string): void;
 }
 
@@ -43,9 +48,69 @@ export interface PreparedSandbox {
   owner: string | null;
 }
 
-/** The unprivileged user a root server runs programs as (`nobody`). */
-const SANDBOX_UID = 65534;
-const SANDBOX_GID = 65534;
+/**
+ * The host uids a root server runs sessions' programs as: `first + n`, each running session its
+ * own (its gid the same number), the lowest free one first. Apart from the range Docker sessions
+ * draw theirs from (200000–999999, server/providers/docker.ts), so a host that runs both never
+ * gives two sessions one user; no account on the host has these ids.
+ */
+export const SANDBOX_UIDS = { first: 1_000_000, count: 1_000_000 } as const;
+
+/**
+ * Gives each session a uid of its own from a range: the lowest that no session of this server
+ * holds and that `inUse` does not name. A session keeps its uid until `release`.
+ */
+export class UidPool {
+  private readonly held = new Map<string, number>();
+
+  constructor(private readonly range: { first: number; count: number } = SANDBOX_UIDS) {}
+
+  take(label: string, inUse: Iterable<number> = []): number {
+    const mine = this.held.get(label);
+    if (mine !== undefined) return mine;
+    const taken = new Set(inUse);
+    for (const uid of this.held.values()) taken.add(uid);
+    const end = this.range.first + this.range.count;
+    for (let uid = this.range.first; uid < end; uid++) {
+      if (taken.has(uid)) continue;
+      this.held.set(label, uid);
+      return uid;
+    }
+    throw new Error(`every sandbox uid (${this.range.first}–${end - 1}) is held by a running session; stop some sessions and try again`);
+  }
+
+  release(label: string): void {
+    this.held.delete(label);
+  }
+}
+
+/**
+ * The uids in `range` that processes on this host run as (real, effective, saved or file-system
+ * uid): a session whose agent is gone but whose program lingers keeps its uid.
+ */
+export function processUids(range: { first: number; count: number } = SANDBOX_UIDS, proc = "/proc"): Set<number> {
+  const out = new Set<number>();
+  let pids: string[] = [];
+  try {
+    pids = readdirSync(proc).filter((name) => /^\d+$/.test(name));
+  } catch {
+    return out;
+  }
+  for (const pid of pids) {
+    let status: string;
+    try {
+      status = readFileSync(join(proc, pid, "status"), "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    const line = /^Uid:\s+(.*)$/m.exec(status)?.[1] ?? "";
+    for (const uid of line.trim().split(/\s+/).map(Number)) {
+      if (uid >= range.first && uid < range.first + range.count) out.add(uid);
+    }
+  }
+  return out;
+}
+
 /** The program's HOME inside the sandbox. */
 export const SANDBOX_HOME = "/home/catty";
 
@@ -60,17 +125,20 @@ export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupR
   const setpriv = root ? Bun.which("setpriv") : null;
   if (root && !setpriv) throw new Error("catty-server runs as root, and the sandbox needs setpriv (util-linux) to drop the program's privileges.");
   const cgroups = root ? cgroupLayout(cgroupRoot) : null;
+  const uids = new UidPool();
   return {
     kind: "bwrap",
     limits: cgroups ? `${cgroups.name}: memory, cpu, pids` : "none (cgroups need a server running as root)",
-    prepare({ label, workspace, home }) {
+    prepare({ label, workspace, home, inUse }) {
       mkdirSync(home, { recursive: true, mode: 0o700 });
       // Claude Code in the sandbox opens at its prompt: onboarding done, /workspace trusted.
       const seeded = seedClaudeConfig(home, "/workspace");
-      if (root) {
-        chownSync(workspace, SANDBOX_UID, SANDBOX_GID);
-        chownSync(home, SANDBOX_UID, SANDBOX_GID);
-        if (seeded) chownSync(join(home, ".claude.json"), SANDBOX_UID, SANDBOX_GID);
+      const uid = root ? uids.take(label, [...(inUse?.() ?? []), ...processUids()]) : null;
+      if (uid !== null) {
+        // The workspace's owner is also the record of the session's uid (`sessionUids` reads it).
+        chownSync(workspace, uid, uid);
+        chownSync(home, uid, uid);
+        if (seeded) chownSync(join(home, ".claude.json"), uid, uid);
       }
       const procs = cgroups ? cgroups.create(label, limits) : [];
       const inside = [
@@ -89,17 +157,16 @@ export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupR
         "--chdir", "/workspace",
         "--setenv", "HOME", SANDBOX_HOME, "--setenv", "USER", "catty", "--setenv", "LOGNAME", "catty",
         "--",
-        ...(root
-          ? [setpriv as string, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_GID}`, "--clear-groups", "--no-new-privs", "--"]
-          : []),
+        ...(uid !== null ? [setpriv as string, `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--no-new-privs", "--"] : []),
       ];
       // A shell that moves itself into the session's cgroups before it becomes the sandbox, so no
       // process of the session ever runs outside them.
       const enter = procs.length > 0 ? ["/bin/sh", "-c", `for f in ${procs.map(quote).join(" ")}; do echo $$ > "$f" || exit 126; done; exec "$@"`, "catty-sandbox"] : [];
-      return { wrap: [...enter, ...inside], owner: root ? `${SANDBOX_UID}:${SANDBOX_GID}` : null };
+      return { wrap: [...enter, ...inside], owner: uid !== null ? `${uid}:${uid}` : null };
     },
     release(label) {
       cgroups?.remove(label);
+      uids.release(label);
     },
   };
 }

@@ -173,4 +173,49 @@ describe("sandboxed local sessions", () => {
     await server.owner.stop(me.label);
     await waitFor(() => groups.every((d) => !existsSync(d)), { what: "the session's cgroups to be removed" });
   }, 90_000);
+
+  test.if(process.getuid?.() === 0)("each session's program runs as a host uid of its own: neither reaches the other's files or processes, not even through /proc", async () => {
+    const { SANDBOX_UIDS } = await import("../../server/providers/sandbox.ts");
+    /** A session whose program keeps a secret in its workspace; its program's host pid (bash, found by a mark in its script). */
+    const start = async (name: string) => {
+      const mark = `uid-test-${name}-${crypto.randomUUID()}`;
+      const s = await session(`echo ${name}-secret > /workspace/secret.txt; : ${mark}; while :; do sleep 1; done`);
+      const pid = await waitFor(
+        () => {
+          const pids = Bun.spawnSync(["pgrep", "-f", mark]).stdout.toString().trim().split(/\s+/).filter(Boolean).map(Number);
+          return pids.find((p) => existsSync(`/proc/${p}/comm`) && readFileSync(`/proc/${p}/comm`, "utf8").trim() === "bash" && hostUid(p) !== 0);
+        },
+        { timeoutMs: 30_000, what: `${name}'s program` },
+      );
+      await waitFor(() => existsSync(join(s.workspace, "secret.txt")), { what: `${name}'s secret` });
+      return { ...s, pid, uid: hostUid(pid) };
+    };
+    const a = await start("a");
+    const b = await start("b");
+    expect(a.uid).not.toBe(b.uid);
+    for (const s of [a, b]) {
+      expect(s.uid).toBeGreaterThanOrEqual(SANDBOX_UIDS.first);
+      expect(s.uid).toBeLessThan(SANDBOX_UIDS.first + SANDBOX_UIDS.count);
+      expect(statSync(s.workspace).uid).toBe(s.uid);
+    }
+    /** Runs `cmd` on the host as `uid` (as if the program had left every namespace); true when it succeeded. */
+    const as = (uid: number, cmd: string[]): boolean =>
+      Bun.spawnSync(["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "--", ...cmd], { stdout: "ignore", stderr: "ignore" }).exitCode === 0;
+    const viaProc = (them: { pid: number }) => [
+      ["cat", `/proc/${them.pid}/root/workspace/secret.txt`],
+      ["cat", `/proc/${them.pid}/cwd/secret.txt`],
+      ["cat", `/proc/${them.pid}/environ`],
+      ["kill", "-0", String(them.pid)],
+    ];
+    // Its own user gets there through /proc (so the attempts below could succeed)…
+    for (const cmd of viaProc(b)) expect({ cmd, own: as(b.uid, cmd) }).toEqual({ cmd, own: true });
+    // …the other session's user does not, there nor by the host path.
+    for (const [me, them] of [[a, b], [b, a]] as const) {
+      for (const cmd of [...viaProc(them), ["cat", join(them.workspace, "secret.txt")]]) {
+        expect({ cmd, reached: as(me.uid, cmd) }).toEqual({ cmd, reached: false });
+      }
+    }
+    await server.owner.stop(a.label);
+    await server.owner.stop(b.label);
+  }, 90_000);
 });
