@@ -1,8 +1,7 @@
 /**
  * The user's secrets (a GitHub token, API keys of their own tools), kept on their machine only:
  * `$CATTY_HOME/secrets.json` (0600, in a 0700 directory), each value sealed with AES-256-GCM under
- * a random IV, its name bound to it. Where the key lives is chosen once, when the first secret is
- * stored, and written in the file:
+ * a random IV, its name bound to it. Where the key lives is written in the file:
  *
  * - `os`: a random key in the operating system's credential store (`Bun.secrets`: the macOS
  *   Keychain, libsecret on Linux, the Windows Credential Manager), under an id kept in the file.
@@ -12,13 +11,14 @@
  *   home directory, uid and account name) and a random salt kept beside the file
  *   (`secrets.salt`). Those facts are not secret: this protects against the file shown or copied
  *   on its own, and a copy opening on another machine or account by accident — not against
- *   someone who can read `$CATTY_HOME` as this user.
+ *   someone who can read `$CATTY_HOME` as this user. When a store is usable later, the next
+ *   secret added moves every value to a key there (if every one opens here) and the salt goes.
  *
  * A value that does not open is reported by name, never skipped silently. `catty new` sends the
  * opened values in its create request, and only there.
  */
 import { createCipheriv, createDecipheriv, randomBytes, scryptSync } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { homedir, hostname } from "node:os";
 import { currentAccount } from "../lib/account.ts";
 import { join } from "node:path";
@@ -157,36 +157,49 @@ export function openSecretStore(home: string, vault: KeyVault = osKeyVault()): S
     return { key, problem: null };
   };
 
-  /**
-   * The key for a new secret. The first one decides where the key lives: the OS credential store
-   * when it takes a key and gives the same back, else the file's own.
-   */
-  const keyFor = async (data: SecretsFile): Promise<Buffer> => {
-    const established = data.key !== undefined || existsSync(saltFile);
-    if (established) {
-      const { key, problem } = await existingKey(data);
-      if (key) return key;
-      if (data.key !== "os") {
-        data.key = "file";
-        return (cachedKey = fileKey(true) as Buffer);
-      }
-      throw new CattyError("unavailable", `Cannot add a secret: ${problem}.`, "Unlock or start your keyring and try again; or move secrets.json away and add your secrets again.");
-    }
+  /** A new random key in the OS credential store, read back to be sure; null when there is no usable store. */
+  const newVaultKey = async (): Promise<{ id: string; key: Buffer } | null> => {
     const id = randomBytes(18).toString("base64url");
     const key = randomBytes(32);
     try {
       await vault.set(id, key.toString("base64"));
-      if ((await vault.get(id)) === key.toString("base64")) {
-        data.key = "os";
-        data.keyId = id;
-        return (cachedKey = key);
-      }
+      return (await vault.get(id)) === key.toString("base64") ? { id, key } : null;
     } catch {
-      // no usable store here: the file's own key
+      return null; // no usable store here
+    }
+  };
+
+  /** Set when the values just moved to the OS credential store: the salt goes once the file is written. */
+  let retireSalt = false;
+
+  /**
+   * The key for a new secret: the OS credential store's when it works — the first secret puts a
+   * key there, and values sealed under the file's own key move to it (only when every one of
+   * them opens, so none is lost) — else the file's own key.
+   */
+  const keyFor = async (data: SecretsFile): Promise<Buffer> => {
+    const established = data.key !== undefined || existsSync(saltFile);
+    if (established && data.key === "os") {
+      const { key, problem } = await existingKey(data);
+      if (key) return key;
+      throw new CattyError("unavailable", `Cannot add a secret: ${problem}.`, "Unlock or start your keyring and try again; or move secrets.json away and add your secrets again.");
+    }
+    const old = established ? (await existingKey(data)).key : null;
+    const names = Object.keys(data.secrets);
+    const opened = names.map((n) => [n, old ? unseal(old, n, data.secrets[n] as z.infer<typeof Sealed>) : null] as const);
+    if (opened.every(([, v]) => v !== null)) {
+      const fresh = await newVaultKey();
+      if (fresh) {
+        for (const [n, v] of opened) data.secrets[n] = seal(fresh.key, n, v as string);
+        data.key = "os";
+        data.keyId = fresh.id;
+        retireSalt = existsSync(saltFile);
+        return (cachedKey = fresh.key);
+      }
     }
     data.key = "file";
     delete data.keyId;
-    return (cachedKey = fileKey(true) as Buffer);
+    return (cachedKey = old ?? (fileKey(true) as Buffer));
   };
 
   const write = async (data: SecretsFile): Promise<void> => {
@@ -242,6 +255,10 @@ export function openSecretStore(home: string, vault: KeyVault = osKeyVault()): S
       const data = read();
       data.secrets[name] = seal(await keyFor(data), name, value);
       await write(data);
+      if (retireSalt) {
+        retireSalt = false;
+        rmSync(saltFile, { force: true });
+      }
     },
     async remove(name) {
       const data = read();

@@ -106,16 +106,31 @@ describe("the secret store", () => {
     expect(openSecretStore(home, vault).names()).toEqual(["NPM_TOKEN"]);
   });
 
-  test("without a credential store (it fails, or gives back another key): the file's own key, chosen once and kept", async () => {
+  test("without a credential store (it fails, or gives back another key): the file's own key; once a store works, the next secret moves them all there", async () => {
     const home = join(tempDir(), ".catty");
     await openSecretStore(home, NO_VAULT).set("A", "1");
+    await openSecretStore(home, NO_VAULT).set("B", "2");
     expect(openSecretStore(home, NO_VAULT).keyPlace()).toBe("file");
     expect(existsSync(join(home, "secrets.salt"))).toBe(true);
-    // A store that works later does not change where the key is: the values still open.
+    expect(await openSecretStore(home, NO_VAULT).open()).toEqual({ values: { A: "1", B: "2" }, failed: [], problem: null });
+    // A store that works now: adding a secret moves every value under a key kept there, and the salt goes.
     const vault = memoryVault();
-    await openSecretStore(home, vault).set("B", "2");
-    expect(vault.entries.size).toBe(0);
-    expect(await openSecretStore(home, vault).open()).toEqual({ values: { A: "1", B: "2" }, failed: [], problem: null });
+    await openSecretStore(home, vault).set("C", "3");
+    expect(openSecretStore(home, vault).keyPlace()).toBe("os");
+    expect(vault.entries.size).toBe(1);
+    expect(existsSync(join(home, "secrets.salt"))).toBe(false);
+    expect(await openSecretStore(home, vault).open()).toEqual({ values: { A: "1", B: "2", C: "3" }, failed: [], problem: null });
+    expect((await openSecretStore(home, NO_VAULT).open()).failed).toEqual(["A", "B", "C"]);
+
+    // A value that does not open here (made on another machine) is never lost by a move: the store stays on the file's key.
+    const mixed = join(tempDir(), ".catty");
+    await openSecretStore(mixed, NO_VAULT).set("MINE", "m");
+    const file = JSON.parse(readFileSync(join(mixed, "secrets.json"), "utf8"));
+    file.secrets.FOREIGN = { iv: file.secrets.MINE.iv, data: file.secrets.MINE.data, tag: file.secrets.MINE.tag };
+    writeFileSync(join(mixed, "secrets.json"), JSON.stringify(file));
+    await openSecretStore(mixed, memoryVault()).set("MORE", "x");
+    expect(openSecretStore(mixed, NO_VAULT).keyPlace()).toBe("file");
+    expect(await openSecretStore(mixed, NO_VAULT).open()).toEqual({ values: { MINE: "m", MORE: "x" }, failed: ["FOREIGN"], problem: null });
 
     const lying: KeyVault = { name: "a broken store", get: async () => "not the key", set: async () => {} };
     const home2 = join(tempDir(), ".catty");
