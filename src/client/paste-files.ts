@@ -7,10 +7,11 @@
  * program the remote paths instead. Anything else is pasted unchanged.
  *
  * A paste is not proof that the user dropped a file: a program can put any text in the clipboard
- * (OSC 52). So nothing private is ever offered: no symbolic link, nothing under `$CATTY_HOME`,
- * `~/.ssh`, `~/.claude`, `~/.aws` or `~/.config`, nothing hidden (a name starting with `.` anywhere
- * in the path) — checked on the path as pasted and as resolved — and the file read is the one
- * checked (opened without following a link, same device and inode).
+ * (OSC 52). So nothing private is ever offered: no symbolic link, no file with other (hard-linked)
+ * names, nothing under `$CATTY_HOME`, `~/.ssh`, `~/.claude`, `~/.aws` or `~/.config`, nothing
+ * hidden (a name starting with `.` anywhere in the path) — checked on the path as pasted and as
+ * resolved — and the file read is the one checked (opened without following a link, same device
+ * and inode).
  *
  * `PasteCatcher` finds bracketed pastes in the input stream (an end marker split across reads
  * too); what is not a paste passes straight through, at once.
@@ -190,6 +191,11 @@ export function droppableFiles(paths: string[], places: PrivatePlaces): { files:
     }
     if (!st.isFile() || fileProblem(path, st.size) !== null) {
       notFiles = true;
+      continue;
+    }
+    if (st.nlink > 1) {
+      // Another name of the same file may be in a private place: which one the paste names proves nothing.
+      refused ??= `${path} has other names (hard links)`;
       continue;
     }
     let real: string;

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { droppableFiles, PasteCatcher, pastedPaths, readDroppedFile, uploadAnswer, type DroppedFile, type PasteEvent } from "../../src/client/paste-files.ts";
 import { tempDirs } from "../helpers/fs.ts";
@@ -105,6 +105,8 @@ describe("pasted paths", () => {
       return got.refused;
     };
     expect(refused(join(dir, "cat.png"))).toContain("symbolic link");
+    linkSync(put(join(home, ".ssh", "id_ed25519.txt")), join(dir, "dog.txt"));
+    expect(refused(join(dir, "dog.txt"))).toContain("other names (hard links)");
     expect(refused(put(join(home, ".catty", "credentials.json"), "{}"))).toContain("catty's own directory");
     expect(refused(put(join(home, ".claude", ".credentials.json"), "{}"))).toContain(join(home, ".claude"));
     expect(refused(put(join(home, ".aws", "notes.txt")))).toContain(join(home, ".aws"));
