@@ -37,6 +37,8 @@ interface Subscription {
   seq: number;
   /** Path → version key of the file (or skip notice) last sent. */
   sent: Map<string, string>;
+  /** The client makes symlinks (`SyncPosition.links`). */
+  links: boolean;
 }
 
 const versionKey = (st: Stats): string => `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
@@ -86,7 +88,7 @@ export class SyncSender {
 
   subscribe(clientId: number, from: SyncPosition): void {
     const seq = from.epoch === this.opts.journal.epoch ? from.seq : 0;
-    this.subs.set(clientId, { seq, sent: new Map() });
+    this.subs.set(clientId, { seq, sent: new Map(), links: from.links === true });
     this.event(clientId, { kind: "start", epoch: this.opts.journal.epoch, seq });
     this.enqueue(() => this.catchUp(clientId));
   }
@@ -142,7 +144,7 @@ export class SyncSender {
       const st = await settled(tree, entry.path);
       const version = st?.isFile() ? versionKey(st) : null;
       if (version !== null && sub.sent.get(entry.path) === version) return true;
-      if (!(await this.sendVersion(clientId, entry, st))) return false;
+      if (!(await this.sendVersion(clientId, sub, entry, st))) return false;
       if (version === null) sub.sent.delete(entry.path);
       else sub.sent.set(entry.path, version);
       if (version === null || attempt >= RESENDS) return true;
@@ -152,11 +154,12 @@ export class SyncSender {
   }
 
   /** Sends one version of a path, described by `st` (null: gone). False when the link is gone. */
-  private async sendVersion(clientId: number, entry: JournalEntry, st: Stats | null): Promise<boolean> {
+  private async sendVersion(clientId: number, sub: Subscription, entry: JournalEntry, st: Stats | null): Promise<boolean> {
     const { path, seq } = entry;
     if (!st) return this.event(clientId, { kind: "delete", seq, path });
     if (st.isDirectory()) return this.event(clientId, { kind: "dir", seq, path });
     if (st.isSymbolicLink()) {
+      if (!sub.links) return this.event(clientId, { kind: "skip", seq, path, reason: "a symlink, which this version of catty does not sync back (update it)" });
       // Read beneath the opened root, never followed. Gone or no longer a link: what replaced it
       // is a change of its own, sent in its turn.
       const target = this.opts.tree.readlink(path);

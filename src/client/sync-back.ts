@@ -114,7 +114,7 @@ export class SyncBackWriter {
   }
 
   get position(): SyncPosition {
-    return { epoch: this.state.epoch, seq: this.state.seq };
+    return { epoch: this.state.epoch, seq: this.state.seq, links: true };
   }
 
   event(e: SyncEvent): void {

@@ -50,8 +50,12 @@ export const SyncEvent = z.discriminatedUnion("kind", [
 ]);
 export type SyncEvent = z.infer<typeof SyncEvent>;
 
-/** Where a client's sync-back stands: the agent's journal epoch and the last change applied. */
-export const SyncPosition = z.object({ epoch: z.string().max(64).nullable(), seq: Seq });
+/**
+ * Where a client's sync-back stands: the agent's journal epoch and the last change applied; and
+ * whether it makes symlinks (`links`: it knows the `symlink` event; an older client is told with a
+ * `skip` instead).
+ */
+export const SyncPosition = z.object({ epoch: z.string().max(64).nullable(), seq: Seq, links: z.boolean().optional() });
 export type SyncPosition = z.infer<typeof SyncPosition>;
 
 // ── client → server ────────────────────────────────────────────────────────────────────────────

@@ -51,7 +51,8 @@ interface Harness {
   skips(path: string): string[];
 }
 
-async function harness(maxFileBytes: number, journalKind: "watched" | "manual" = "watched"): Promise<Harness> {
+/** `links`: the client makes symlinks (today's CLI), or is an older one that does not. */
+async function harness(maxFileBytes: number, journalKind: "watched" | "manual" = "watched", links = true): Promise<Harness> {
   const root = temp();
   const journal =
     journalKind === "manual"
@@ -98,7 +99,7 @@ async function harness(maxFileBytes: number, journalKind: "watched" | "manual" =
     log: silentLog,
   });
   if (journal instanceof WorkspaceJournal) await journal.start();
-  sender.subscribe(1, { epoch: journal.epoch, seq: 0 });
+  sender.subscribe(1, { epoch: journal.epoch, seq: 0, links });
   return h;
 }
 
@@ -228,4 +229,13 @@ test("symlinks are sent with their targets, whatever they point to; never one re
   expect(Object.fromEntries(sent)).toEqual({ ...links, via: outside });
   expect(h.events.filter((e) => "path" in e && e.path === "via/x").map((e) => e.kind)).toEqual(["delete"]);
   expect(h.events.filter((e) => e.kind === "skip")).toEqual([]);
+});
+
+test("a client that does not make symlinks (an older catty) is told they were skipped, and why", async () => {
+  const h = await harness(50 * 1024 * 1024, "manual", false);
+  symlinkSync("a.txt", join(h.root, "inside"));
+  (h.journal as ManualJournal).record("inside");
+  await waitFor(() => h.skips("inside").length > 0, { what: "the skip notice" });
+  expect(h.skips("inside")).toEqual(["a symlink, which this version of catty does not sync back (update it)"]);
+  expect(h.events.some((e) => e.kind === "symlink")).toBe(false);
 });

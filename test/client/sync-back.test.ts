@@ -572,10 +572,10 @@ describe("SyncBackWriter", () => {
       const { writer, stateFile, root } = makeWriter({ state: { epoch: "E1", seq: 0 } });
       const { seq } = sendFile(writer, "a.txt", "a\n");
       await writer.flush();
-      expect(writer.position).toEqual({ epoch: "E1", seq });
+      expect(writer.position).toEqual({ epoch: "E1", seq, links: true });
       writer.event({ kind: "caught_up", seq: seq + 5 });
       await writer.flush();
-      expect(writer.position).toEqual({ epoch: "E1", seq: seq + 5 });
+      expect(writer.position).toEqual({ epoch: "E1", seq: seq + 5, links: true });
       const saved = await loadSyncState(stateFile, root);
       expect(saved.epoch).toBe("E1");
       expect(saved.seq).toBe(seq + 5);
@@ -590,10 +590,10 @@ describe("SyncBackWriter", () => {
       const { writer } = makeWriter({ state: { epoch: "E1", seq: 42 } });
       writer.event({ kind: "start", epoch: "E1", seq: 42 });
       await writer.flush();
-      expect(writer.position).toEqual({ epoch: "E1", seq: 42 });
+      expect(writer.position).toEqual({ epoch: "E1", seq: 42, links: true });
       writer.event({ kind: "start", epoch: "E2", seq: 0 });
       await writer.flush();
-      expect(writer.position).toEqual({ epoch: "E2", seq: 0 });
+      expect(writer.position).toEqual({ epoch: "E2", seq: 0, links: true });
       expect(writer.active).toBe(true);
     });
 

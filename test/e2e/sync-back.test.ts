@@ -546,7 +546,7 @@ describe("a rogue agent", () => {
     const exit = "ROGUE_EXIT";
     term.tmux.type(`cd ${proj} && catty connect ${session.label}; echo ${exit}=$?`);
     const attach = await agent.next("attach");
-    expect(attach.syncBack).toEqual({ epoch: null, seq: 0 });
+    expect(attach.syncBack).toEqual({ epoch: null, seq: 0, links: true });
     const clientId = attach.clientId;
     agent.synced(clientId);
     agent.sync(clientId, { kind: "start", epoch: "rogue-epoch", seq: 0 });
@@ -573,6 +573,12 @@ describe("a rogue agent", () => {
     for (const path of hostileDeletes) agent.sync(clientId, { kind: "delete", seq: agent.nextSeq(), path });
     const hostileDirs = ["../made-outside", "link/made-through-link", join(absTarget, "dir")];
     for (const path of hostileDirs) agent.sync(clientId, { kind: "dir", seq: agent.nextSeq(), path });
+    // Symlinks: through a local symlink, bad paths, a target no file system holds (refused); and
+    // links that lead outside, which stay in the session (skipped, listed).
+    const hostileLinks: Record<string, string> = { "link/planted": "x", "../up": "x", ".GIT/hooks": "x", nul: "a\0b" };
+    for (const [path, target] of Object.entries(hostileLinks)) agent.sync(clientId, { kind: "symlink", seq: agent.nextSeq(), path, target });
+    const outsideLinks: Record<string, string> = { keys: join(home, ".ssh/authorized_keys"), up: "../outside.txt", "deep/er": "../../../.ssh" };
+    for (const [path, target] of Object.entries(outsideLinks)) agent.sync(clientId, { kind: "symlink", seq: agent.nextSeq(), path, target });
     // Bytes for a transfer nobody announced, and events for a client that is not this one.
     agent.sendRaw(new Uint8Array([2, 0, 0, 0, clientId, 0, 0, 0x30, 0x39, 0x50, 0x57, 0x4e]));
     agent.file(clientId + 1000, "../other-client.txt", "PWNED\n");
@@ -606,11 +612,14 @@ describe("a rogue agent", () => {
     const farewell = await term.tmux.waitFor(new RegExp(`${exit}=\\d+`));
     expect(farewell).toContain(`${exit}=0`);
     expect(farewell).toContain("Sync-back paused: 2 files written, 0 deleted");
-    const refused = hostileFiles.length + hostileDeletes.length + hostileDirs.length;
+    for (const [path, target] of Object.entries(outsideLinks)) {
+      expect(farewell).toContain(`Not synced back: ${path}: a symlink to ${target}, outside this directory: kept in the session`);
+    }
+    const refused = hostileFiles.length + hostileDeletes.length + hostileDirs.length + Object.keys(hostileLinks).length;
     expect(farewell).toContain(`Refused ${refused} unsafe paths from the session (nothing was written outside this directory); see the log.`);
     // The log names each one.
     const log = readFileSync(join(cattyHome, "logs/catty.log"), "utf8");
-    for (const path of [...hostileFiles, ...hostileDeletes, ...hostileDirs]) expect(log).toContain(JSON.stringify(path).slice(1, -1));
+    for (const path of [...hostileFiles, ...hostileDeletes, ...hostileDirs, ...Object.keys(hostileLinks)]) expect(log).toContain(JSON.stringify(path).slice(1, -1));
     expect(snapshotTree(home, outsideProj)).toEqual(before);
     expect(readdirSync(proj, { recursive: true }).map(String).filter((n) => n.includes(".catty-tmp-"))).toEqual([]);
   }, 60_000);
