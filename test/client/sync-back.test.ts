@@ -550,6 +550,26 @@ describe("SyncBackWriter", () => {
       expect(readdirSync(root).sort()).toEqual(["dir", "inlink", "out"]);
     });
 
+    test("a link catty new uploaded counts as Catty's own: changed in the session it is replaced, deleted it goes", async () => {
+      const base = tempDir();
+      const root = join(base, "p");
+      mkdirSync(root);
+      symlinkSync("/etc/hosts", join(root, "abs"));
+      symlinkSync("a.txt", join(root, "gone"));
+      const record = (rel: string) => {
+        const st = lstatSync(join(root, rel));
+        return { size: st.size, mtimeMs: st.mtimeMs };
+      };
+      const { writer } = makeWriter({ root, state: { files: { abs: record("abs"), gone: record("gone") } } });
+      link(writer, "abs", "b.txt");
+      event(writer, { kind: "delete", seq: nextSeq++, path: "gone" });
+      await writer.flush();
+      expect(readlinkSync(join(root, "abs"))).toBe("b.txt");
+      expect(lstatSync(join(root, "gone"), { throwIfNoEntry: false })).toBeUndefined();
+      expect(readdirSync(root).sort()).toEqual(["abs"]);
+      expect(writer.summary).toMatchObject({ written: 1, deleted: 1, conflicts: [], refused: [] });
+    });
+
     test("a local file or link edited since Catty wrote it is kept as NAME.catty-local", async () => {
       const { root, writer } = makeWriter();
       writeFileSync(join(root, "mine.txt"), "my own file\n");

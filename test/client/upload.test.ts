@@ -6,7 +6,7 @@
  * upload. A counting proxy between the upload and the server shows which hashes were asked about.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { uploadDirectory } from "../../src/client/upload.ts";
 import { tempDirs, writeTree } from "../helpers/fs.ts";
@@ -79,7 +79,7 @@ describe("uploads remember the project", () => {
     expect(changed.summary.id).not.toBe(again.summary.id);
   });
 
-  test("the summary lists each file sent as it was read, for sync-back (none inside .git, none left out), also when the cache spared reading it", async () => {
+  test("the summary lists each file and symlink sent as it was read, for sync-back (none inside .git, none left out), also when the cache spared reading it", async () => {
     const home = tempDir();
     const dir = writeTree(tempDir(), {
       "a.txt": "alpha\n",
@@ -91,7 +91,8 @@ describe("uploads remember the project", () => {
       "debug.log": "left out\n",
     });
     symlinkSync("a.txt", join(dir, "link"));
-    const expected = Object.fromEntries(["a.txt", "src/b.ts", "vendor/lib/git.txt"].map((rel) => [rel, { size: statSync(join(dir, rel)).size, mtimeMs: statSync(join(dir, rel)).mtimeMs }]));
+    // The symlink as it is (lstat), not what it points to: sync-back then knows it as Catty's own.
+    const expected = Object.fromEntries(["a.txt", "link", "src/b.ts", "vendor/lib/git.txt"].map((rel) => [rel, { size: lstatSync(join(dir, rel)).size, mtimeMs: lstatSync(join(dir, rel)).mtimeMs }]));
     for (let round = 0; round < 2; round++) {
       const summary = await uploadDirectory(client(), dir, { includeGit: true, cacheHome: home });
       expect(summary.sent).toEqual(expected);

@@ -62,6 +62,15 @@ describe("a build from a listing", () => {
     );
   });
 
+  test("names every file and symlink it lists, whatever the link points to", async () => {
+    const root = writeTree(tempDir(), { "a.txt": "alpha", "sub/b.txt": "beta" });
+    symlinkSync("/etc/hosts", join(root, "abs"));
+    symlinkSync("../../outside", join(root, "sub/up"));
+    const { built, files } = await build(root);
+    expect(files).toEqual(["a.txt", "abs", "sub/b.txt", "sub/up"]);
+    expect(built.skipped).toEqual([]);
+  });
+
   test("is used by the next build only: what changed since the listing shows in the build after", async () => {
     const root = writeTree(tempDir(), { "a.txt": "alpha", "src/b.txt": "beta", "empty/": "" });
     const listing = await listed(root);

@@ -59,7 +59,10 @@ export interface BuilderOptions {
   exclude: Excluder;
   /** After each file read, with the totals so far. */
   onProgress?(stats: BuildStats): void;
-  /** Each regular file of the directories a build lists (read or known), as it was listed. */
+  /**
+   * Each regular file and symlink of the directories a build lists (read or known), as it was
+   * listed (`catty new` records them: sync-back then knows them as Catty's own).
+   */
   onFile?(rel: string, st: Stats): void;
 }
 
@@ -262,6 +265,7 @@ export class SnapshotBuilder {
         }
         entries.push({ t: "l", n: name, l: target });
         memo.files++;
+        this.opts.onFile?.(childRel, st);
       } else if (st.isFile()) {
         const file = await this.fileChunks(childRel, dir, name, st, sink).catch((err: unknown) => {
           skip(childRel, err);
