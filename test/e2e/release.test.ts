@@ -129,6 +129,20 @@ describe("a release", () => {
     // Hashing every artifact and listing the archive read several hundred MB: seconds on a busy machine.
   }, 60_000);
 
+  test("no release without the signing key, nor with a version that is not semver; the key never enters the release", async () => {
+    const out = tempDir();
+    const env = { ...process.env, CATTY_RELEASE_SIGNING_KEY: undefined, CATTY_RELEASE_SIGNING_KEY_FILE: undefined };
+    const unsigned = await run([process.execPath, join(ROOT, "release", "release.ts"), "--quiet", "--targets", target, "--out", out], env);
+    expect(unsigned.code).not.toBe(0);
+    expect(unsigned.err).toContain("no release signing key: set CATTY_RELEASE_SIGNING_KEY_FILE");
+    const odd = await run([process.execPath, join(ROOT, "release", "release.ts"), "--quiet", "--version", "1.0/../x", "--targets", target, "--out", out], { CATTY_RELEASE_SIGNING_KEY: SIGNING_KEY });
+    expect(odd.code).not.toBe(0);
+    expect(odd.err).toContain("is not a semver version");
+    expect(readdirSync(out)).toEqual([]);
+    const secret = SIGNING_KEY.split("\n")[1] as string;
+    for (const f of ["install.sh", "SHA256SUMS"]) expect(readFileSync(join(releases[OLD] as string, f), "utf8")).not.toContain(secret);
+  });
+
   test("npx --registry runs it in a clean prefix; the exit code and the error come through the shim", async () => {
     const clean = tempDir();
     const env = { HOME: registry.home, npm_config_cache: join(clean, "cache"), npm_config_prefix: join(clean, "prefix") };
