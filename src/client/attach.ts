@@ -181,6 +181,14 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   let answer: ((bytes: Uint8Array) => void) | null = null;
   /** Asks once, with the full paths, whether to upload; Enter uploads, Esc pastes the text. */
   const offerFiles = async (files: DroppedFile[], raw: Uint8Array): Promise<void> => {
+    const what = files.length === 1 ? "this file" : `these ${files.length} files`;
+    const question = [`upload ${what} to the session? Enter uploads · Esc pastes the text`, ...files.map((f) => `  ${f.path}  (${formatBytes(f.size)})`)];
+    // Nothing is uploaded that the question could not show.
+    if (!display.questionFits(question)) {
+      display.notice(`${files.length} files are more than this terminal can show at once: pasted the text; drop fewer at a time`);
+      deliver(raw);
+      return;
+    }
     const upload = await new Promise<boolean>((resolve) => {
       answer = (bytes) => {
         const said = uploadAnswer(bytes);
@@ -189,8 +197,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
         display.endQuestion();
         resolve(said === "upload");
       };
-      const what = files.length === 1 ? "this file" : `these ${files.length} files`;
-      display.ask([`upload ${what} to the session? Enter uploads · Esc pastes the text`, ...files.map((f) => `  ${f.path}  (${formatBytes(f.size)})`)]);
+      display.ask(question);
     });
     if (upload) await handFiles(files, raw);
     else deliver(raw);

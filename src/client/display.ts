@@ -127,6 +127,11 @@ export class Display {
     this.draw(lines);
   }
 
+  /** Whether a question of these lines fits on the screen whole (leaving the program a row). */
+  questionFits(lines: string[]): boolean {
+    return this.rowsOf(lines, true).length < this.opts.size().rows;
+  }
+
   endQuestion(): void {
     if (!this.question) return;
     this.question = null;
@@ -167,14 +172,8 @@ export class Display {
    * width; a question's lines wrapped, so every path shows in full.
    */
   private draw(lines: string[]): void {
-    const { cols, rows } = this.opts.size();
-    const wrapped: string[] = [];
-    for (const [i, line] of lines.entries()) {
-      const chars = [...(i === 0 ? ` catty: ${printable(line)} ` : ` ${printable(line)} `)];
-      if (!this.question) wrapped.push(chars.slice(0, cols).join(""));
-      else for (let at = 0; at < chars.length; at += cols) wrapped.push(chars.slice(at, at + cols).join(""));
-    }
-    const shown = wrapped.slice(0, rows);
+    const { rows } = this.opts.size();
+    const shown = this.rowsOf(lines, this.question !== null).slice(0, rows);
     const top = rows - shown.length;
     // Save and restore the cursor (and pen) around it, so the program's drawing carries on.
     const drawn = shown.map((text, i) => `\x1b[${top + i + 1};1H\x1b[0m\x1b[2K\x1b[7m${text}\x1b[0m`).join("");
@@ -184,6 +183,18 @@ export class Display {
     const uncovered = this.noticeRows.filter((y) => !covered.includes(y));
     this.noticeRows = covered;
     if (uncovered.length > 0) this.restoring = this.restoring.then(() => this.putBack(uncovered));
+  }
+
+  /** The rows `lines` take: each wrapped to the width (a question) or cut at it (a notice). */
+  private rowsOf(lines: string[], wrap: boolean): string[] {
+    const { cols } = this.opts.size();
+    const out: string[] = [];
+    for (const [i, line] of lines.entries()) {
+      const chars = [...(i === 0 ? ` catty: ${printable(line)} ` : ` ${printable(line)} `)];
+      if (!wrap) out.push(chars.slice(0, cols).join(""));
+      else for (let at = 0; at < chars.length; at += cols) out.push(chars.slice(at, at + cols).join(""));
+    }
+    return out;
   }
 
   private clearNotice(): void {

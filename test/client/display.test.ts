@@ -211,6 +211,16 @@ describe("Display: a question", () => {
     expect(s.repaints()).toBe(0);
   });
 
+  test("a question fits when all its lines, wrapped, leave the program a row", async () => {
+    const s = await setup({ cols: 40, rows: 10 });
+    const paths = (n: number): string[] => ["upload? Enter uploads · Esc pastes the text", ...Array.from({ length: n }, (_, i) => `  /home/me/Pictures/shot-${i}.png`)];
+    expect(s.display.questionFits(paths(3))).toBe(true);
+    expect(s.display.questionFits(paths(9))).toBe(false);
+    // Long paths take two rows each here.
+    expect(s.display.questionFits(["upload?", ...Array.from({ length: 4 }, () => `  /${"x".repeat(45)}.png`)])).toBe(true);
+    expect(s.display.questionFits(["upload?", ...Array.from({ length: 5 }, () => `  /${"x".repeat(45)}.png`)])).toBe(false);
+  });
+
   test("a program flooding while the question waits is not kept in memory: once answered, the session is asked for its screen", async () => {
     const s = await setup({ maxBacklogBytes: 64 * 1024 });
     s.output("prompt> ");
