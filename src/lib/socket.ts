@@ -1,15 +1,17 @@
 /**
- * A typed, reconnecting WebSocket: the one link implementation behind the CLI's session link and
- * the agent's link to the server (and, later, the browser's). It is generic over the two message
- * unions of a link — `Socket<ServerToClient, ClientToServer>` — so a peer can only send what the
- * protocol allows, and incoming text is parsed once, here, with the protocol's zod schema.
+ * A typed, reconnecting WebSocket: the one link implementation behind the CLI's session link, the
+ * agent's link to the server and the dashboard's attach link in the browser. It is generic over
+ * the two message unions of a link — `Socket<ServerToClient, ClientToServer>` — so a peer can only
+ * send what the protocol allows, and incoming text is parsed once, here, with the protocol's zod
+ * schema.
  *
- * Lifecycle. `start()` dials. Each time a link opens, `open()` runs first: the owner sends its
- * handshake then (it goes out before anything queued). The link is *ready* right after `open()`,
- * or — with `awaitReady` — once the owner calls `ready()` (when the peer has accepted the
- * handshake). When a link drops, the socket dials again after `retry()`'s delay, jittered, unless
- * the close code is in `stopOn`, `reconnect` is off, or the owner called `close()`; `down()` tells
- * the owner which it is.
+ * Lifecycle. `start()` dials (a `url` given as a function is asked for before every dial — a
+ * browser's one-use ticket — and when it fails, that dial failed). Each time a link opens, `open()`
+ * runs first: the owner sends its handshake then (it goes out before anything queued). The link
+ * is *ready* right after `open()`, or — with `awaitReady` — once the owner calls `markReady()`
+ * (when the peer has accepted the handshake). When a link drops, the socket dials again after
+ * `retry()`'s delay, jittered, unless the close code is in `stopOn`, `reconnect` is off, or the
+ * owner called `close()`; `down()` tells the owner which it is.
  *
  * Buffering. `send(msg)` sends a control message on the current link, or drops it (returns false)
  * when there is none: control messages describe the link's present state, and the owner's
@@ -28,7 +30,11 @@
 import type { z } from "zod";
 import { CLOSE } from "../protocol/close.ts";
 import { parseMessage } from "../protocol/messages.ts";
-import type { Log } from "./log.ts";
+
+/** What the socket logs (a `Log`, or a browser's `console`). */
+export interface SocketLog {
+  warn(msg: string, extra?: Record<string, unknown>): void;
+}
 
 export interface DropInfo {
   code: number;
@@ -64,12 +70,13 @@ export interface RetryState {
 }
 
 export interface SocketOptions<In, Out> {
-  url: string;
+  /** Where to dial; a function is asked again before every dial. */
+  url: string | (() => Promise<string>);
   /** Sent with the upgrade request (Bun's WebSocket client; browsers cannot set headers). */
   headers?: Record<string, string>;
   /** The schema of the incoming union. */
   schema: z.ZodType<In>;
-  log: Log;
+  log: SocketLog;
   /** The ping message the heartbeat sends. */
   ping(id: number): Out;
   /** The delay before the next dial (the socket adds ±`jitter`). */
@@ -101,8 +108,8 @@ export class Socket<In, Out> {
   private isReady = false;
   private stopped = false;
   private started = false;
-  private retryTimer: Timer | undefined;
-  private heartbeat: Timer | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
   /** A frame arrived since the last heartbeat tick. */
   private heard = false;
   private lastHeard = 0;
@@ -115,14 +122,13 @@ export class Socket<In, Out> {
   private queued = 0;
   private readonly stopOn: readonly number[];
   /** The URL for logs, without its query (which may carry a ticket). */
-  private readonly where: string;
+  private where = "";
 
   constructor(
     private readonly opts: SocketOptions<In, Out>,
     private readonly h: SocketHandlers<In>,
   ) {
     this.stopOn = opts.stopOn ?? [CLOSE.ended];
-    this.where = opts.url.split("?")[0] as string;
   }
 
   /** Dials (once; later calls do nothing). */
@@ -216,9 +222,23 @@ export class Socket<In, Out> {
 
   private dial(): void {
     if (this.stopped) return;
+    const url = this.opts.url;
+    if (typeof url === "string") return this.connect(url);
+    url().then(
+      (u) => {
+        if (!this.stopped) this.connect(u);
+      },
+      (err: unknown) => {
+        if (!this.stopped) this.lost(1006, err instanceof Error ? err.message : String(err), false);
+      },
+    );
+  }
+
+  private connect(url: string): void {
+    this.where = url.split("?")[0] as string;
     // Headers are Bun's extension; browsers take none (they authenticate with a ticket in the URL).
     const headers = this.opts.headers;
-    const ws = headers ? new WebSocket(this.opts.url, { headers } as never) : new WebSocket(this.opts.url);
+    const ws = headers ? new WebSocket(url, { headers } as never) : new WebSocket(url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     let wasOpen = false;

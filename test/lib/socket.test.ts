@@ -173,6 +173,38 @@ describe("Socket", () => {
     expect(ev.downs).toEqual([{ code: 1011, reason: "restarting", wasOpen: true, retryInMs: 0 }]);
   });
 
+  test("a url given as a function is asked for before every dial (a one-use ticket); when it fails, that dial failed", async () => {
+    const p = peer();
+    let asked = 0;
+    const { s, ev } = socket(p.url, {
+      url: async () => {
+        if (++asked === 1) throw new Error("no ticket");
+        return `${p.url}?ticket=${asked}`;
+      },
+      retry: ({ wasOpen }) => (wasOpen ? 0 : 20),
+    });
+    await waitFor(() => s.ready, { what: "a link on the second ask" });
+    expect(ev.downs).toHaveLength(1);
+    expect(ev.downs[0]).toMatchObject({ code: 1006, reason: "no ticket", wasOpen: false });
+    expect(p.conns).toHaveLength(1);
+    p.last().ws.close(1011, "restarting");
+    await waitFor(() => p.conns.length === 2 && s.ready, { what: "a link on the third ask" });
+    expect(asked).toBe(3);
+  });
+
+  test("a url function that answers after close() dials nothing", async () => {
+    const p = peer();
+    let answer: (url: string) => void = () => {};
+    const { s } = socket(p.url, { url: () => new Promise((resolve) => (answer = resolve)) });
+    s.close();
+    answer(p.url);
+    // A dial would be an upgrade at the peer; a ready socket on another peer proves time passed.
+    const q = peer();
+    const { s: other } = socket(q.url);
+    await waitFor(() => other.ready, { what: "another socket's link" });
+    expect(p.conns).toHaveLength(0);
+  });
+
   test("keeps dialling while nobody listens, with the schedule's delays, and connects once the peer is up", async () => {
     const port = freePort();
     const asked: number[] = [];
