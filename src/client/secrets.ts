@@ -71,7 +71,8 @@ export function osKeyVault(): KeyVault {
   return {
     name,
     get: (id) => withTimeout(Bun.secrets.get({ service: VAULT_SERVICE, name: id }), name),
-    set: (id, value) => withTimeout(Bun.secrets.set({ service: VAULT_SERVICE, name: id, value }), name),
+    // Windows: this computer only (a roaming profile would carry the key to others).
+    set: (id, value) => withTimeout(Bun.secrets.set({ service: VAULT_SERVICE, name: id, value, persist: "local" }), name),
   };
 }
 
