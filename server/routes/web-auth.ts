@@ -21,7 +21,7 @@ import type { Context } from "hono";
 import { Hono } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { z } from "zod";
-import { CattyError } from "../../src/protocol/index.ts";
+import { CattyError, type AttachTicket, type DeviceRequest, type WebUser } from "../../src/protocol/index.ts";
 import { hashToken, newToken } from "../tokens.ts";
 import { jsonBody, requireUser, sessionOf, type AppEnv, type RouteDeps } from "./common.ts";
 
@@ -119,10 +119,10 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
       tokenHash,
     });
     setCookie(c, SESSION_COOKIE, id, { httpOnly: true, sameSite: "Lax", secure: isHttps(c), path: "/", maxAge: SESSION_DAYS * 86_400 });
-    return c.json({ user: found.name, csrf });
+    return c.json({ user: found.name, csrf } satisfies WebUser);
   });
 
-  app.get("/web/me", user, (c) => c.json({ user: c.var.user.name, csrf: c.var.csrf ?? null }));
+  app.get("/web/me", user, (c) => c.json({ user: c.var.user.name, csrf: c.var.csrf ?? null } satisfies WebUser));
 
   app.post("/web/logout", user, async (c) => {
     if (c.var.browserSession) await store.revokeBrowserSession(c.var.browserSession);
@@ -140,7 +140,7 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
       viewer: c.req.valid("json").view,
       expiresAt: new Date(Date.now() + TICKET_MS).toISOString(),
     });
-    return c.json({ ticket, expiresIn: TICKET_MS / 1000 });
+    return c.json({ ticket, expiresIn: TICKET_MS / 1000 } satisfies AttachTicket);
   });
 
   // The CLI's side of the device-code login.
@@ -205,7 +205,8 @@ export function webAuthRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (!d || d.status !== "pending" || Date.parse(d.expiresAt) <= Date.now()) {
       throw new CattyError("not_found", "No login is waiting for that code.", "Check the code your terminal shows, or run `catty login` again.");
     }
-    return c.json({ userCode: d.userCode, createdAt: d.createdAt, expiresAt: d.expiresAt, requester: { address: d.requesterAddress, userAgent: d.requesterAgent } });
+    const request: DeviceRequest = { userCode: d.userCode, createdAt: d.createdAt, expiresAt: d.expiresAt, requester: { address: d.requesterAddress, userAgent: d.requesterAgent } };
+    return c.json(request);
   });
 
   app.post("/device/approve", user, ...jsonBody(z.object({ userCode: z.string().min(1).max(20), approve: z.boolean() })), async (c) => {

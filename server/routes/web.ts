@@ -6,6 +6,7 @@
  */
 import { Hono } from "hono";
 import { webAssets } from "../web/assets.ts";
+import type { WebConfig } from "../../src/protocol/index.ts";
 import type { AppEnv, RouteDeps } from "./common.ts";
 
 const CSP = [
@@ -60,6 +61,6 @@ export function webRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (name === `app-${a.hash}.css`) return new Response(a.css, { headers: { ...headers, "content-type": "text/css; charset=utf-8" } });
     return c.text("not found", 404);
   });
-  app.get("/v1/web/config", (c) => c.json({ regions: deps.provider.regions.map((r) => ({ id: r.id, name: r.name })) }));
+  app.get("/v1/web/config", (c) => c.json({ regions: deps.provider.regions.map((r) => ({ id: r.id, name: r.name })) } satisfies WebConfig));
   return app;
 }

@@ -22,6 +22,7 @@ import {
 import type { Log } from "../lib/log.ts";
 import { printable } from "./terminal-text.ts";
 import { Socket, type DropInfo } from "../lib/socket.ts";
+import { newOutput } from "../lib/output-offset.ts";
 
 export type Outcome =
   | { kind: "exit"; code: number; status: SessionStatus; reason: string | null }
@@ -203,19 +204,15 @@ export class SessionLink {
     }
     const out = decodeClientOutput(frame);
     if (!out) return false;
-    const end = out.offset + out.data.length;
-    let data = out.data;
-    if (this.offset !== null) {
-      if (end <= this.offset) return true; // already have it
-      if (out.offset < this.offset) data = data.subarray(this.offset - out.offset);
-      else if (out.offset > this.offset) {
-        // Should not happen; if it does, the screen is redrawn from the agent's mirror.
-        this.opts.log.warn("gap in output stream; asking for the screen", { have: this.offset, got: out.offset });
-        this.repaint();
-      }
+    const fresh = newOutput(this.offset, out.offset, out.data);
+    if (!fresh) return true; // already have it
+    if (fresh.gap) {
+      // Should not happen; if it does, the screen is redrawn from the agent's mirror.
+      this.opts.log.warn("gap in output stream; asking for the screen", { have: this.offset, got: out.offset });
+      this.repaint();
     }
-    this.offset = end;
-    this.ev.output(data);
+    this.offset = fresh.end;
+    this.ev.output(fresh.data);
     return true;
   }
 

@@ -6,3 +6,4 @@ export * from "./machine.ts";
 export * from "./messages.ts";
 export * from "./secrets.ts";
 export * from "./session.ts";
+export * from "./web.ts";

@@ -1,8 +1,13 @@
 /**
- * The page's calls to the server's API: the session cookie goes along by itself; every
- * state-changing request carries the CSRF token the server gave at sign-in (`/v1/web/me`).
+ * The page's calls to the server's API, each answer parsed with the protocol's schema: the session
+ * cookie goes along by itself; every state-changing request carries the CSRF token the server gave
+ * at sign-in (`/v1/web/me`).
  */
-import type { Session, UsageReport } from "../../../src/protocol/session.ts";
+import { z } from "zod";
+import { ErrorBody } from "../../../src/protocol/errors.ts";
+import { PutFileResult } from "../../../src/protocol/files.ts";
+import { Session, UsageReport } from "../../../src/protocol/session.ts";
+import { AttachTicket, DeviceRequest, WebConfig, WebUser } from "../../../src/protocol/web.ts";
 
 let csrf = "";
 
@@ -12,16 +17,25 @@ export class ApiError extends Error {
   }
 }
 
-async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** The error a non-2xx answer's body describes, or one that names the status. */
+function failure(status: number, body: unknown, fallback: string): ApiError {
+  const e = ErrorBody.safeParse(body);
+  return e.success ? new ApiError(status, e.data.message, e.data.hint) : new ApiError(status, fallback);
+}
+
+async function call<T>(schema: z.ZodType<T>, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
   const res = await fetch(path, {
     method,
     credentials: "same-origin",
     headers: { ...(body !== undefined ? { "content-type": "application/json" } : {}), ...(method !== "GET" ? { "x-csrf-token": csrf } : {}) },
     body: body === undefined ? null : JSON.stringify(body),
+    signal: timeoutMs === undefined ? null : AbortSignal.timeout(timeoutMs),
   });
-  const json = (await res.json().catch(() => null)) as { message?: string; hint?: string } | null;
-  if (!res.ok) throw new ApiError(res.status, json?.message ?? `HTTP ${res.status}`, json?.hint);
-  return json as T;
+  const json: unknown = await res.json().catch(() => null);
+  if (!res.ok) throw failure(res.status, json, `HTTP ${res.status}`);
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) throw new ApiError(res.status, `The server's answer to ${method} ${path} is not what this page expects: reload it.`);
+  return parsed.data;
 }
 
 /**
@@ -37,34 +51,28 @@ function putFile(label: string, file: File, progress: (fraction: number) => void
     xhr.upload.onprogress = (e) => e.lengthComputable && progress(e.loaded / e.total);
     xhr.onerror = () => reject(new ApiError(0, `${file.name}: the upload failed (network).`));
     xhr.onload = () => {
-      type Answer = { path?: string; message?: string; hint?: string } | null;
-      const json = ((): Answer => {
+      const json = ((): unknown => {
         try {
-          return JSON.parse(xhr.responseText) as Answer;
+          return JSON.parse(xhr.responseText);
         } catch {
           return null;
         }
       })();
-      if (xhr.status === 201 && json?.path) resolve({ path: json.path });
-      else reject(new ApiError(xhr.status, json?.message ?? `${file.name}: HTTP ${xhr.status}`, json?.hint));
+      const put = PutFileResult.safeParse(json);
+      if (xhr.status === 201 && put.success) resolve({ path: put.data.path });
+      else reject(failure(xhr.status, json, `${file.name}: HTTP ${xhr.status}`));
     };
     xhr.send(file);
   });
 }
 
-/** A `catty login` waiting for approval, and who asked for it. */
-export interface DeviceRequest {
-  userCode: string;
-  createdAt: string;
-  expiresAt: string;
-  requester: { address: string | null; userAgent: string | null };
-}
+const Any = z.unknown();
 
 export const api = {
   putFile,
   async me(): Promise<{ user: string } | null> {
     try {
-      const me = await call<{ user: string; csrf: string | null }>("GET", "/v1/web/me");
+      const me = await call(WebUser, "GET", "/v1/web/me");
       csrf = me.csrf ?? "";
       return { user: me.user };
     } catch (err) {
@@ -73,17 +81,18 @@ export const api = {
     }
   },
   async signIn(token: string): Promise<string> {
-    const r = await call<{ user: string; csrf: string }>("POST", "/v1/web/login", { token });
-    csrf = r.csrf;
+    const r = await call(WebUser, "POST", "/v1/web/login", { token });
+    csrf = r.csrf ?? "";
     return r.user;
   },
-  signOut: () => call<unknown>("POST", "/v1/web/logout", {}),
-  sessions: () => call<Session[]>("GET", "/v1/sessions"),
-  create: (durationMs: number, region?: string) => call<Session>("POST", "/v1/sessions", { command: [], durationMs, region, cols: 80, rows: 24 }),
-  stop: (label: string) => call<Session>("POST", `/v1/sessions/${encodeURIComponent(label)}/stop`, {}),
-  ticket: (label: string, view: boolean) => call<{ ticket: string }>("POST", `/v1/sessions/${encodeURIComponent(label)}/ticket`, { view }),
-  config: () => call<{ regions: Array<{ id: string; name: string }> }>("GET", "/v1/web/config"),
-  usage: () => call<UsageReport>("GET", "/v1/usage"),
-  device: (code: string) => call<DeviceRequest>("GET", `/v1/device/${encodeURIComponent(code)}`),
-  approve: (userCode: string, approve: boolean) => call<unknown>("POST", "/v1/device/approve", { userCode, approve }),
+  signOut: () => call(Any, "POST", "/v1/web/logout", {}),
+  sessions: () => call(z.array(Session), "GET", "/v1/sessions"),
+  create: (durationMs: number, region?: string) => call(Session, "POST", "/v1/sessions", { command: [], durationMs, region, cols: 80, rows: 24 }),
+  stop: (label: string) => call(Session, "POST", `/v1/sessions/${encodeURIComponent(label)}/stop`, {}),
+  /** A ticket for one attach; given up after 10 s (a dead network path can hold a request forever). */
+  ticket: (label: string, view: boolean) => call(AttachTicket, "POST", `/v1/sessions/${encodeURIComponent(label)}/ticket`, { view }, 10_000),
+  config: () => call(WebConfig, "GET", "/v1/web/config"),
+  usage: () => call(UsageReport, "GET", "/v1/usage"),
+  device: (code: string) => call(DeviceRequest, "GET", `/v1/device/${encodeURIComponent(code)}`),
+  approve: (userCode: string, approve: boolean) => call(Any, "POST", "/v1/device/approve", { userCode, approve }),
 };

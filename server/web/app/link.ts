@@ -1,13 +1,17 @@
 /**
- * The browser's attach link, speaking the CLI's protocol: a WebSocket opened with a one-use ticket,
- * `hello` with the output offset it holds, binary output frames appended only past that offset, the
- * agent's screen when it was away too long — so a reload or a dropped network shows the right
- * screen and loses nothing. It reconnects by itself with backoff (a fresh ticket each time) until
- * the session ends or another client takes over.
+ * The browser's attach link, the CLI's protocol on the shared typed socket (src/lib/socket.ts):
+ * a fresh one-use ticket for every dial, `hello` with the output offset it holds, messages parsed
+ * with the protocol's schema, a heartbeat that gives up on a silent server, output taken only past
+ * that offset (src/lib/output-offset.ts), and the agent's screen when it was away too long — so a
+ * reload or a dropped network shows the right screen and loses nothing. It reconnects by itself
+ * with backoff until the session ends or another client takes over.
  */
+import { CLOSE } from "../../../src/protocol/close.ts";
 import { decodeClientOutput } from "../../../src/protocol/frames.ts";
-import { PROTOCOL_VERSION } from "../../../src/protocol/messages.ts";
-import type { ServerToClient } from "../../../src/protocol/messages.ts";
+import { PROTOCOL_VERSION, ServerToClient, type ClientToServer } from "../../../src/protocol/messages.ts";
+import type { SessionStatus } from "../../../src/protocol/session.ts";
+import { newOutput } from "../../../src/lib/output-offset.ts";
+import { Socket, type DropInfo } from "../../../src/lib/socket.ts";
 import { api } from "./api.ts";
 
 export type LinkState =
@@ -23,15 +27,16 @@ export interface LinkEvents {
   attention?(state: string): void;
 }
 
+/** Failed dials wait 0.5 s, then twice as long each time, up to 10 s. */
+const retryMs = (previousMs: number): number => Math.min(10_000, Math.max(500, previousMs * 2));
+
 export class BrowserLink {
-  private ws: WebSocket | null = null;
+  private socket: Socket<ServerToClient, ClientToServer> | null = null;
+  /** End offset of the output held (null until the first output or screen). */
   private offset: number | null = null;
+  /** Same on every reconnect, so the server can tell a comeback from a new client. */
   private readonly instance = crypto.randomUUID();
-  private attached = false;
   private everAttached = false;
-  private closed = false;
-  private retry = 0;
-  private timer: ReturnType<typeof setTimeout> | null = null;
   private size = { cols: 80, rows: 24 };
 
   constructor(
@@ -42,133 +47,151 @@ export class BrowserLink {
 
   start(cols: number, rows: number): void {
     this.size = { cols, rows };
-    void this.connect();
+    this.dial();
   }
 
   /** Retry now (the Retry button). */
   reconnect(): void {
-    this.closed = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.retry = 0;
-    void this.connect();
+    this.dial();
   }
 
   close(): void {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.ws?.close();
+    this.socket?.close(1000, "page done");
+    this.socket = null;
   }
 
   input(data: string): void {
-    if (this.ws?.readyState === WebSocket.OPEN && this.attached) this.ws.send(new TextEncoder().encode(data));
+    this.socket?.sendBinary(new TextEncoder().encode(data));
   }
 
   resize(cols: number, rows: number): void {
     this.size = { cols, rows };
-    if (this.ws?.readyState === WebSocket.OPEN && this.attached && !this.view) this.ws.send(JSON.stringify({ type: "resize", cols, rows }));
+    if (!this.view && this.socket?.ready) this.socket.send({ type: "resize", cols, rows });
   }
 
-  private async connect(): Promise<void> {
+  private dial(): void {
+    this.socket?.close(1000, "retry");
+    const socket: Socket<ServerToClient, ClientToServer> = new Socket<ServerToClient, ClientToServer>(
+      {
+        url: () => this.attachUrl(),
+        schema: ServerToClient,
+        log: console,
+        ping: (id) => ({ type: "ping", id }),
+        // A link that was up is dialled again at once.
+        retry: ({ previousMs, wasOpen }) => (wasOpen ? 0 : retryMs(previousMs)),
+        stopOn: [CLOSE.ended, CLOSE.takeover, CLOSE.protocol, CLOSE.malformed],
+        // Input waits for `attached`: the server takes it only from an accepted client.
+        awaitReady: true,
+      },
+      {
+        open: () => this.hello(socket),
+        message: (msg) => this.message(socket, msg),
+        binary: (frame) => this.binary(socket, frame),
+        down: (info) => this.down(socket, info),
+      },
+    );
+    this.socket = socket;
+    socket.start();
+  }
+
+  private async attachUrl(): Promise<string> {
     this.ev.state({ kind: "connecting", reason: this.everAttached ? "reconnecting" : null });
-    let ticket: string;
-    try {
-      ticket = (await api.ticket(this.label, this.view)).ticket;
-    } catch (err) {
-      return this.dropped((err as Error).message);
-    }
-    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/sessions/${encodeURIComponent(this.label)}/attach?ticket=${encodeURIComponent(ticket)}`;
-    const ws = new WebSocket(url);
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    this.attached = false;
-    ws.onopen = () => {
-      ws.send(
-        JSON.stringify({
-          type: "hello",
-          protocol: PROTOCOL_VERSION,
-          mode: this.view ? "view" : "interactive",
-          offset: this.offset,
-          cols: this.size.cols,
-          rows: this.size.rows,
-          syncBack: null,
-          instance: this.instance,
-          reconnect: this.everAttached,
-        }),
-      );
-    };
-    ws.onmessage = (e) => {
-      if (typeof e.data === "string") return this.message(JSON.parse(e.data) as ServerToClient);
-      const out = decodeClientOutput(new Uint8Array(e.data as ArrayBuffer));
-      if (!out) return;
-      const end = out.offset + out.data.length;
-      let data = out.data;
-      if (this.offset !== null) {
-        if (end <= this.offset) return;
-        if (out.offset < this.offset) data = data.subarray(this.offset - out.offset);
-        else if (out.offset > this.offset) ws.send(JSON.stringify({ type: "repaint" }));
-      }
-      this.offset = end;
-      this.ev.output(data);
-    };
-    ws.onclose = () => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      if (!this.closed) this.dropped("network");
-    };
+    const { ticket } = await api.ticket(this.label, this.view);
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    return `${scheme}://${location.host}/v1/sessions/${encodeURIComponent(this.label)}/attach?ticket=${encodeURIComponent(ticket)}`;
   }
 
-  private message(msg: ServerToClient): void {
+  private hello(socket: Socket<ServerToClient, ClientToServer>): void {
+    socket.send({
+      type: "hello",
+      protocol: PROTOCOL_VERSION,
+      mode: this.view ? "view" : "interactive",
+      offset: this.offset,
+      cols: this.size.cols,
+      rows: this.size.rows,
+      syncBack: null,
+      instance: this.instance,
+      reconnect: this.everAttached,
+    });
+  }
+
+  private binary(socket: Socket<ServerToClient, ClientToServer>, frame: Uint8Array): boolean {
+    const out = decodeClientOutput(frame);
+    if (!out) return false;
+    const fresh = newOutput(this.offset, out.offset, out.data);
+    if (!fresh) return true;
+    if (fresh.gap) socket.send({ type: "repaint" });
+    this.offset = fresh.end;
+    this.ev.output(fresh.data);
+    return true;
+  }
+
+  private message(socket: Socket<ServerToClient, ClientToServer>, msg: ServerToClient): void {
     switch (msg.type) {
       case "attached":
-        this.attached = true;
         this.everAttached = true;
-        this.retry = 0;
+        socket.markReady();
         this.ev.state({ kind: "connected" });
         return;
       case "status":
         if (msg.message) this.ev.state({ kind: "connecting", reason: msg.message });
-        else if (this.attached) this.ev.state({ kind: "connected" });
+        else if (socket.ready) this.ev.state({ kind: "connected" });
         return;
       case "screen":
         this.offset = msg.offset;
         this.ev.screen(msg.data);
         return;
       case "exit":
-        return this.finish(`Process exited with code ${msg.code}`);
+        return this.finish(socket, `Process exited with code ${msg.code}`);
       case "ended":
         if (msg.screen) this.ev.screen(msg.screen);
-        return this.finish(endedReason(msg.status, msg.exitCode, msg.reason));
+        return this.finish(socket, endedReason(msg.status, msg.exitCode, msg.reason));
       case "takeover":
-        return this.finish("Connection replaced by another client");
+        return this.finish(socket, "Connection replaced by another client");
       case "ping":
-        this.ws?.send(JSON.stringify({ type: "pong", id: msg.id }));
+        socket.send({ type: "pong", id: msg.id });
         return;
       case "attention":
         this.ev.attention?.(msg.state);
         return;
       case "error":
-        return this.finish(msg.message);
-      default:
+        return this.finish(socket, msg.message);
+      case "view_only":
+      case "sync":
+      case "pong":
         return;
+      default: {
+        const never: never = msg;
+        return never;
+      }
     }
   }
 
-  private finish(reason: string): void {
-    this.closed = true;
-    this.ev.state({ kind: "disconnected", reason, final: true });
-    this.ws?.close();
+  private down(socket: Socket<ServerToClient, ClientToServer>, info: DropInfo): void {
+    if (socket !== this.socket) return;
+    switch (info.code) {
+      case CLOSE.takeover:
+        return this.finish(socket, "Connection replaced by another client");
+      case CLOSE.protocol:
+        return this.finish(socket, info.reason || "This page speaks another protocol than the server: reload it.");
+      case CLOSE.ended:
+        // The server says why in a message before it closes; this is in case that never came.
+        return this.finish(socket, "The session has ended.");
+      case CLOSE.malformed:
+        return this.finish(socket, "The server kept sending messages this page cannot read: reload it.");
+    }
+    this.ev.state({ kind: "disconnected", reason: info.reason || "network", final: info.retryInMs === null });
   }
 
-  private dropped(reason: string): void {
-    if (this.closed) return;
-    this.ev.state({ kind: "disconnected", reason, final: false });
-    const wait = Math.min(10_000, 500 * 2 ** this.retry++);
-    this.timer = setTimeout(() => void this.connect(), wait);
+  private finish(socket: Socket<ServerToClient, ClientToServer>, reason: string): void {
+    if (socket !== this.socket) return;
+    socket.close(1000, "done");
+    this.ev.state({ kind: "disconnected", reason, final: true });
   }
 }
 
 /** Why a session that had already ended is not attachable, in the status bar's words. */
-export function endedReason(status: string, exitCode: number | null, reason: string | null): string {
+function endedReason(status: SessionStatus, exitCode: number | null, reason: string | null): string {
   if (exitCode !== null) return `Process exited with code ${exitCode}`;
   if (status === "stopped") return "Session was stopped";
   return `Session ${status === "timed_out" ? "timed out" : status}${reason ? `: ${reason}` : ""}`;

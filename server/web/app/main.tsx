@@ -15,7 +15,8 @@ import "@xterm/xterm/css/xterm.css";
 import "./style.css";
 import { regionName, type Session } from "../../../src/protocol/session.ts";
 import { FILE_TYPES, fileProblem } from "../../../src/protocol/files.ts";
-import { api, ApiError, type DeviceRequest } from "./api.ts";
+import type { DeviceRequest } from "../../../src/protocol/web.ts";
+import { api, ApiError } from "./api.ts";
 import { chatBubbles, cursorLine, screenLines, type Bubble, type Sent } from "./chat.ts";
 import { BrowserLink, type LinkState } from "./link.ts";
 
