@@ -3,14 +3,14 @@
  * against a real server on port 0 and real agents, with a TCP proxy between page and server to
  * cut the network or make it go silent: a fresh ticket for every dial, the heartbeat giving up on
  * a silent link, and the catch-up after a drop — exactly the bytes missed when the agent still
- * has them, the screen when it does not.
+ * has them, the screen when it does not. And the session list on a phone.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { launchBrowser } from "../helpers/browser.ts";
+import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { removeAfterRun } from "../helpers/fs.ts";
 import { TcpProxy } from "../helpers/proxy.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
@@ -199,4 +199,29 @@ describe("the attach link in the browser", () => {
       await stop(s.label);
     }
   }, 120_000);
+});
+
+describe("the session list on a phone", () => {
+  test("390×844: each row shows its region and its age", async () => {
+    const label = await newSession(["sleep", "300"]);
+    const context = await browser.newContext({ viewport: { width: 390, height: 844 }, hasTouch: true, isMobile: true });
+    try {
+      const page = await signedIn(context);
+      const row = page.getByRole("listitem", { name: `Session ${label}` });
+      await row.waitFor();
+      const region = row.locator(".region");
+      const age = row.locator(".created");
+      expect(await region.isVisible()).toBe(true);
+      expect(await age.isVisible()).toBe(true);
+      expect(await region.innerText()).toBe("Local");
+      expect(await age.innerText()).toMatch(/^\d+[smhd] ago$/);
+      // Within the screen's width: nothing to scroll sideways for.
+      const box = await age.boundingBox();
+      expect((box?.x ?? 0) + (box?.width ?? 0)).toBeLessThanOrEqual(390);
+      await page.screenshot({ path: join(SCREENSHOTS, "mobile-list-rows.png") });
+    } finally {
+      await context.close();
+      await stop(label);
+    }
+  }, 60_000);
 });
