@@ -70,7 +70,7 @@ export function createSaves(deps: SavesDeps) {
   const reading = createReading({ store, blobs, vault, ticketKey: deps.ticketKey, ttlSec, now });
   const staging = createStaging({ store, blobs, log, maxUploadBytes: limits.maxUploadBytes, ttlSec, now });
   // Each calls the other only later, when a save is stored or a sweep runs.
-  const t = createTransfers({ store, vault, ticketKey: deps.ticketKey, log, limits, ttlSec, now, metrics: deps.metrics, collections, prune: (rows) => sweeping.prune(rows) });
+  const t = createTransfers({ store, vault, ticketKey: deps.ticketKey, log, limits, ttlSec, now, metrics: deps.metrics, collections, prune: (userId, rows) => sweeping.prune(userId, rows) });
   const sweeping = createSweep({
     store,
     blobs,

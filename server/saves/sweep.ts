@@ -70,7 +70,7 @@ export function createCollections(deps: { store: Pick<Store, "leaseHeld" | "user
 export interface SweepDeps {
   store: Store;
   blobs: Pick<BlobStore, "list" | "delete">;
-  vault: Pick<Vault, "collect">;
+  vault: Pick<Vault, "collect" | "forgetSave">;
   log: Log;
   collections: Collections;
   retentionDays: number;
@@ -91,13 +91,14 @@ export function createSweep(deps: SweepDeps) {
     await blobs.delete(key).catch((err: unknown) => log.warn("could not delete a blob", { key, err }));
   };
 
-  /** Applies retention to one session's saves; resolves to the ones kept. */
-  async function prune(rows: SaveRow[]): Promise<SaveRow[]> {
+  /** Applies retention to one session's saves (of `userId`); resolves to the ones kept. */
+  async function prune(userId: string, rows: SaveRow[]): Promise<SaveRow[]> {
     const keep = savesToKeep(rows, now(), deps.retentionDays);
     for (const old of rows) {
       if (keep.has(old.id)) continue;
       await store.deleteSave(old.id);
-      if (!vaultRoot(old.key)) await forget(old.key);
+      if (vaultRoot(old.key)) await deps.vault.forgetSave(userId, old.sessionId, old.id);
+      else await forget(old.key);
     }
     return rows.filter((r) => keep.has(r.id));
   }
@@ -143,7 +144,7 @@ export function createSweep(deps: SweepDeps) {
         const result = await deps.collections.run(userId, t, async () => {
           try {
             const kept: SaveRow[] = [];
-            for (const rows of Map.groupBy(await store.savesOfUser(userId), (s) => s.sessionId).values()) kept.push(...(await prune(rows)));
+            for (const rows of Map.groupBy(await store.savesOfUser(userId), (s) => s.sessionId).values()) kept.push(...(await prune(userId, rows)));
             const roots = [
               ...kept.map((s) => vaultRoot(s.key)),
               ...(await store.uploadsOfUser(userId)).map((u) => vaultRoot(u.key)),

@@ -22,7 +22,7 @@ const saveTransferId = (sessionId: string, saveId: string): string => `save:${se
 
 export interface TransfersDeps {
   store: Store;
-  vault: Pick<Vault, "verify" | "missing" | "storePack">;
+  vault: Pick<Vault, "verify" | "missing" | "storePack" | "recordSave">;
   ticketKey: Buffer;
   log: Log;
   limits: { maxUploadBytes: number; maxSaveBytes: number };
@@ -31,7 +31,7 @@ export interface TransfersDeps {
   metrics?: Pick<ServerMetrics, "saveSeconds" | "saves" | "savedBytes">;
   collections: Collections;
   /** Applies retention to a session's saves (after a new one is stored). */
-  prune(rows: SaveRow[]): Promise<unknown>;
+  prune(userId: string, rows: SaveRow[]): Promise<unknown>;
 }
 
 export function createTransfers(deps: TransfersDeps) {
@@ -111,7 +111,7 @@ export function createTransfers(deps: TransfersDeps) {
         log.warn("save refused; the previous save stays the latest", { label: row.label, error });
         return { type: "save_result", id: msg.id, ok: false, error };
       }
-      await store.insertSave({
+      const save: SaveRow = {
         id: msg.id,
         sessionId: row.id,
         key: `${VAULT_KEY}${msg.root}`,
@@ -120,10 +120,14 @@ export function createTransfers(deps: TransfersDeps) {
         files: msg.files,
         reason: t.reason,
         added: t.added,
-      });
+      };
+      // Its record in the bucket first: a save the database lists can be recovered without it.
+      // Storage failing here does not lose the save (it is stored); only its record is missing.
+      await vault.recordSave(row, save).catch((err: unknown) => log.error("could not store a save's record; it cannot be recovered from storage alone", { label: row.label, err }));
+      await store.insertSave(save);
       await abandon(row.id);
       storedHere.delete(t.id);
-      await deps.prune(await store.listSaves(row.id));
+      await deps.prune(row.userId, await store.listSaves(row.id));
       deps.metrics?.saves.inc({ outcome: "stored" });
       deps.metrics?.saveSeconds.observe((now() - t.startedAt) / 1000);
       log.info("save stored", { label: row.label, files: msg.files, size: msg.size, added: t.added, reason: t.reason });

@@ -217,6 +217,9 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
       await q("INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3)", [user.id, name, user.createdAt]);
       return user;
     },
+    async insertUser(user) {
+      await q("INSERT INTO users (id, name, created_at) VALUES ($1, $2, $3)", [user.id, user.name, user.createdAt]);
+    },
     async userByName(name) {
       return userFrom(await one("SELECT * FROM users WHERE name = $1", [name]));
     },

@@ -210,6 +210,9 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
       db.query("INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)").run(user.id, name, user.createdAt);
       return user;
     },
+    async insertUser(user) {
+      db.query("INSERT INTO users (id, name, created_at) VALUES (?, ?, ?)").run(user.id, user.name, user.createdAt);
+    },
     async userByName(name) {
       return userFrom(db.query("SELECT * FROM users WHERE name = ?").get(name) as Row | null);
     },

@@ -218,6 +218,8 @@ export interface TransferRow {
 export interface Store {
   countUsers(): Promise<number>;
   createUser(name: string): Promise<User>;
+  /** Recreates a user as it was (recovery from storage, see vault/recover.ts). */
+  insertUser(user: User): Promise<void>;
   userByName(name: string): Promise<User | null>;
   userById(id: string): Promise<User | null>;
   /** A new API token of a user, by its hash, working until `expiresAt` (null or absent: until revoked). */

@@ -3,10 +3,12 @@
  * on its own; small ones in groups (`encodeGroup`), in the order they came, with trees apart from
  * files: a restore reads every tree first, and would otherwise open every group for its trees and
  * then again for its files. (What looks like a tree only decides where a blob is placed; reading
- * does not depend on it.)
+ * does not depend on it.) The pack ends in its header (`pack-header.ts`), so that it can be indexed
+ * from storage alone.
  */
 import type { BlobLocation } from "../store/types.ts";
 import { encodeGroup, GROUP_AAD, sealBlobs, type SealUnit, type UserKeys } from "./crypto.ts";
+import { sealPackHeader, type PackUnit } from "./pack-header.ts";
 
 /** Blobs smaller than this are sealed in groups of about `GROUP_BYTES`, `GROUP_MEMBERS` at most. */
 export const GROUP_BELOW = 64 * 1024;
@@ -23,7 +25,7 @@ export interface PlainBlob {
 }
 
 export interface SealedPack {
-  /** The pack object's bytes, in pieces to write one after another. */
+  /** The pack object's bytes, in pieces to write one after another (its header last). */
   parts: Uint8Array[];
   /** Where each blob is in it (grouped blobs share their group's range). */
   rows: Array<BlobLocation & { id: string }>;
@@ -52,13 +54,16 @@ export async function sealPack(keys: UserKeys, pack: string, blobs: readonly Pla
   closeGroup(forming.trees);
   const parts: Uint8Array[] = [];
   const rows: SealedPack["rows"] = [];
+  const header: PackUnit[] = [];
   let offset = 0;
   (await sealBlobs(keys, units)).forEach((sealed, i) => {
     const length = sealed.reduce((n, p) => n + p.length, 0);
     const unit = units[i]!;
     parts.push(...sealed);
+    header.push({ length, grouped: unit.grouped, ids: unit.ids });
     for (const id of unit.ids) rows.push(unit.grouped ? { id, pack, offset, length, grouped: true } : { id, pack, offset, length });
     offset += length;
   });
+  if (rows.length > 0) parts.push(...(await sealPackHeader(keys, pack, header)));
   return { parts, rows };
 }

@@ -13,7 +13,9 @@
  * the user's keys (`keys.ts`), the index of what is where (`index.ts`, the database and what this
  * process learnt), packs written (`pack-writer.ts`) and read, each blob checked
  * (`pack-reader.ts`); above them the restore stream (`restore.ts`) and the collection
- * (`collect.ts`). This module joins them: `storePack` stores what a transfer sent, `verify` makes
+ * (`collect.ts`). Packs carry their own index (`pack-header.ts`), and the bucket holds each user's
+ * wrapped key and each save's record (`catalog.ts`): `recover.ts` rebuilds the database's part from
+ * them, `check.ts` checks every save. This module joins them: `storePack` stores what a transfer sent, `verify` makes
  * sure a save about to become the latest is complete, `tar` streams a save, `collect` deletes
  * blobs no kept save refers to.
  */
@@ -22,7 +24,8 @@ import { CattyError } from "../../src/protocol/errors.ts";
 import type { Log } from "../../src/lib/log.ts";
 import { decodePack, Hash } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
-import type { Store } from "../store/types.ts";
+import type { SaveRow, SessionRow, Store } from "../store/types.ts";
+import { saveRecordKey, writeSaveRecord } from "./catalog.ts";
 import { collectUser, packPrefix, type CollectResult } from "./collect.ts";
 import { blobId } from "./crypto.ts";
 import { createIndexCache } from "./index.ts";
@@ -51,7 +54,7 @@ export interface StoredPack {
 
 export function createVault(deps: VaultDeps) {
   const { store, blobs, log } = deps;
-  const keyring = createKeyring({ store, master: deps.master });
+  const keyring = createKeyring({ store, master: deps.master, blobs });
   const { keysOf } = keyring;
   const indexes = createIndexCache({ store });
   const readers = { store, blobs, keyring };
@@ -92,6 +95,7 @@ export function createVault(deps: VaultDeps) {
       const bytes = fresh.reduce((n, b) => n + b.plain.length, 0);
       const { parts, rows } = await sealPack(keys, key, fresh);
       if (rows.length === 0) return { blobs: 0, bytes: 0, ids };
+      await retrying(() => keyring.recorded(userId));
       await retrying(() => blobs.put(key, Buffer.concat(parts)));
       const inserted = await store.insertBlobs(userId, rows);
       // Where the rows this pack inserted point is known now: the first restore need not look it
@@ -134,6 +138,17 @@ export function createVault(deps: VaultDeps) {
         done.add(hash);
       };
       await walk(root, 0);
+    },
+
+    /** Stores the save's record in the bucket (`catalog.ts`), so that it can be recovered without the database. */
+    async recordSave(session: SessionRow, save: SaveRow): Promise<void> {
+      const keys = await keysOf(session.userId);
+      await retrying(() => writeSaveRecord(blobs, keys, session, save));
+    },
+
+    /** Deletes a save's record (the save is no longer kept). */
+    async forgetSave(userId: string, sessionId: string, saveId: string): Promise<void> {
+      await blobs.delete(saveRecordKey(userId, sessionId, saveId)).catch((err: unknown) => log.warn("could not delete a save's record", { err }));
     },
 
     /** The save under `root` as a tar stream, checking every blob (see `restore.ts`). */

@@ -43,7 +43,7 @@ async function rig() {
     waitMs: 0,
   });
   const pruned: number[] = [];
-  const transfers = createTransfers({ ...common, limits: { maxUploadBytes: 1000, maxSaveBytes: 1000 }, collections, prune: async (rows) => pruned.push(rows.length) });
+  const transfers = createTransfers({ ...common, limits: { maxUploadBytes: 1000, maxSaveBytes: 1000 }, collections, prune: async (_, rows) => pruned.push(rows.length) });
   return { store, blobs, vault, user, row, clock, common, collections, transfers, pruned };
 }
 

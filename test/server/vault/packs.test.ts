@@ -2,6 +2,7 @@
 import { expect, test } from "bun:test";
 import { blobId } from "../../../server/vault/crypto.ts";
 import { createBlobReader } from "../../../server/vault/pack-reader.ts";
+import { readPackHeader } from "../../../server/vault/pack-header.ts";
 import { GROUP_BELOW, sealPack } from "../../../server/vault/pack-writer.ts";
 import { sha256 } from "../../../src/lib/snapshot/format.ts";
 import { tempDirs } from "../../helpers/fs.ts";
@@ -48,5 +49,26 @@ test("a flipped byte in a pack, a pack gone, and a tree that is not one: each is
   await expect(reader().tree(sha256(notATree))).rejects.toThrow(/malformed/);
   await r.blobs.delete(pack);
   await expect(reader().read(sha256(notATree))).rejects.toThrow(/missing from storage/);
+  await r.store.close();
+});
+
+test("a pack's header lists where its blobs are; a header altered, or moved to another pack, is refused with what is wrong", async () => {
+  const r = await layerRig(tempDir);
+  const keys = await r.keyring.keysOf(r.alice);
+  const contents = ["one", "two", "x".repeat(GROUP_BELOW + 1)].map((s) => new TextEncoder().encode(s));
+  const pack = `vault/${r.alice}/p3`;
+  const sealed = await sealPack(keys, pack, contents.map((b) => ({ id: blobId(keys, sha256(b)), plain: b })));
+  const bytes = Buffer.concat(sealed.parts);
+  const header = await readPackHeader(keys, pack, bytes);
+  expect(header).toEqual({ ok: true, rows: expect.arrayContaining(sealed.rows) });
+  expect(header.ok && header.rows.length).toBe(3);
+  expect(await readPackHeader(keys, `vault/${r.alice}/elsewhere`, bytes)).toMatchObject({ ok: false, problem: "damaged", message: expect.stringMatching(/does not decrypt/) });
+  const altered = Buffer.from(bytes);
+  altered[altered.length - 20]! ^= 1;
+  expect(await readPackHeader(keys, pack, altered)).toMatchObject({ ok: false, problem: "damaged" });
+  const claims = Buffer.from(bytes);
+  claims.writeUInt32BE(bytes.length, bytes.length - 8);
+  expect(await readPackHeader(keys, pack, claims)).toMatchObject({ ok: false, message: expect.stringMatching(/claims more bytes/) });
+  expect(await readPackHeader(keys, pack, bytes.subarray(0, bytes.length - 8))).toMatchObject({ ok: false, problem: "legacy" });
   await r.store.close();
 });

@@ -1,0 +1,94 @@
+/**
+ * What the bucket holds besides packs, so that saves can be found again without the database
+ * (`recover.ts`): one object per user (`vault-keys/<userId>`: the user's id, name and wrapped
+ * key, sealed with the master key) and one per save (`vault-saves/<userId>/<sessionId>/<save>`:
+ * the save's row and enough of its session's to list it again, sealed with the user's key).
+ * Each is bound to its key as associated data, so an object copied under another name does not
+ * open. Neither lives under `vault/<userId>/`, where the collection deletes what no row names.
+ */
+import { z } from "zod";
+import type { BlobStore } from "../blobs/types.ts";
+import type { SaveRow, SessionRow } from "../store/types.ts";
+import { openBlob, sealBlobs, type UserKeys } from "./crypto.ts";
+
+export const USER_RECORDS = "vault-keys/";
+export const SAVE_RECORDS = "vault-saves/";
+const MAX_RECORD_BYTES = 1024 * 1024;
+
+export const userRecordKey = (userId: string): string => `${USER_RECORDS}${userId}`;
+/** Save ids are the agent's (letters, digits and a few marks); hex keeps the key's rules whatever they are. */
+export const saveRecordKey = (userId: string, sessionId: string, saveId: string): string =>
+  `${SAVE_RECORDS}${userId}/${sessionId}/${Buffer.from(saveId).toString("hex")}`;
+
+export const UserRecord = z.object({ v: z.literal(1), id: z.string(), name: z.string(), createdAt: z.string(), wrapped: z.string() });
+export type UserRecord = z.infer<typeof UserRecord>;
+
+export const SaveRecord = z.object({
+  v: z.literal(1),
+  session: z.object({
+    id: z.string(),
+    label: z.string(),
+    userId: z.string(),
+    region: z.string(),
+    provider: z.string(),
+    command: z.array(z.string()),
+    createdAt: z.string(),
+  }),
+  save: z.object({
+    id: z.string(),
+    sessionId: z.string(),
+    key: z.string(),
+    createdAt: z.string(),
+    size: z.number(),
+    files: z.number(),
+    reason: z.string(),
+    added: z.number().nullable(),
+  }),
+});
+export type SaveRecord = z.infer<typeof SaveRecord>;
+
+/** The master key used as a record's sealing key (user records are sealed as user keys are wrapped: by the master key). */
+const masterKeys = (master: Buffer): UserKeys => ({ seal: master, name: master });
+
+async function seal(keys: UserKeys, key: string, value: unknown): Promise<Uint8Array> {
+  const [pieces] = await sealBlobs(keys, [{ aad: `catty record v1 ${key}`, plain: new TextEncoder().encode(JSON.stringify(value)) }]);
+  return Buffer.concat(pieces!);
+}
+
+/** The record's value; throws, saying which object, when it does not open or is not one. */
+async function open<T>(keys: UserKeys, key: string, bytes: Uint8Array, schema: z.ZodType<T>): Promise<T> {
+  let text: string;
+  try {
+    text = new TextDecoder().decode(await openBlob(keys, `catty record v1 ${key}`, bytes, MAX_RECORD_BYTES));
+  } catch {
+    throw new Error(`${key} does not decrypt: it was altered, or sealed with another key (is CATTY_MASTER_KEY the one the saves were made with?).`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new Error(`${key} is not a record this server reads: it is not JSON.`);
+  }
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) throw new Error(`${key} is not a record this server reads: ${parsed.error.issues[0]?.message}.`);
+  return parsed.data;
+}
+
+export function writeUserRecord(blobs: BlobStore, master: Buffer, user: Omit<UserRecord, "v">): Promise<void> {
+  const key = userRecordKey(user.id);
+  return seal(masterKeys(master), key, { v: 1, ...user }).then((bytes) => blobs.put(key, bytes));
+}
+
+export function readUserRecord(master: Buffer, key: string, bytes: Uint8Array): Promise<UserRecord> {
+  return open(masterKeys(master), key, bytes, UserRecord);
+}
+
+export async function writeSaveRecord(blobs: BlobStore, keys: UserKeys, session: SessionRow, save: SaveRow): Promise<void> {
+  const key = saveRecordKey(session.userId, session.id, save.id);
+  const { id, label, userId, region, provider, command, createdAt } = session;
+  await blobs.put(key, await seal(keys, key, { v: 1, session: { id, label, userId, region, provider, command, createdAt }, save }));
+}
+
+export function readSaveRecord(keys: UserKeys, key: string, bytes: Uint8Array): Promise<SaveRecord> {
+  return open(keys, key, bytes, SaveRecord);
+}

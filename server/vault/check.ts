@@ -1,0 +1,110 @@
+/**
+ * `catty-server check [--read-data]` (restic's `check`): every kept save's trees are read and
+ * opened, and every blob they name must be indexed, in a pack that exists and is long enough;
+ * with `readData`, every blob is read and opened too. Reports each damaged save with what is
+ * wrong. It only reads, so it is safe on a live server; a save deleted by retention while it
+ * ran is not reported.
+ */
+import type { BlobStore } from "../blobs/types.ts";
+import type { Store } from "../store/types.ts";
+import { vaultRoot } from "../saves/keys.ts";
+import { packPrefix } from "./collect.ts";
+import { emptyReadIndex } from "./index.ts";
+import { createKeyring } from "./keys.ts";
+import { createBlobReader, MAX_DEPTH } from "./pack-reader.ts";
+import type { Progress } from "./recover.ts";
+
+export interface DamagedSave {
+  user: string;
+  session: string;
+  label: string;
+  save: string;
+  createdAt: string;
+  /** What is wrong, a few lines at most. */
+  problems: string[];
+}
+
+export interface CheckReport {
+  saves: number;
+  blobs: number;
+  damaged: DamagedSave[];
+}
+
+export interface CheckDeps {
+  store: Store;
+  blobs: BlobStore;
+  master: Buffer;
+  readData?: boolean;
+  onProgress?: (p: Omit<Progress, "step"> & { step: "saves" }) => void;
+}
+
+const MAX_PROBLEMS = 5;
+
+export async function checkVault(deps: CheckDeps): Promise<CheckReport> {
+  const { store, blobs } = deps;
+  const keyring = createKeyring({ store, master: deps.master });
+  const report: CheckReport = { saves: 0, blobs: 0, damaged: [] };
+  const users = await store.usersWithBlobs();
+  const all = (await Promise.all(users.map(async (u) => (await store.savesOfUser(u)).map((s) => ({ user: u, save: s }))))).flat();
+  let done = 0;
+  for (const user of users) {
+    const index = emptyReadIndex();
+    const reader = createBlobReader({ store, blobs, keyring }, user, index);
+    const sizes = new Map((await blobs.list(packPrefix(user))).map((b) => [b.key, b.size]));
+    /** Each blob's problem (null: none), checked once for all the user's saves. */
+    const checked = new Map<string, Promise<string | null>>();
+    const checkBlob = (hash: string): Promise<string | null> => {
+      let result = checked.get(hash);
+      if (!result) {
+        result = (async () => {
+          const loc = index.locations.get(hash);
+          if (!loc) return `blob ${hash.slice(0, 12)}… is not indexed`;
+          const size = sizes.get(loc.pack);
+          if (size === undefined) return `pack ${loc.pack} is missing from storage`;
+          if (loc.offset + loc.length > size) return `pack ${loc.pack} is cut short`;
+          if (!deps.readData) return null;
+          return reader.read(hash).then(
+            () => null,
+            (err: unknown) => `${(err as Error).message} (pack ${loc.pack})`,
+          );
+        })();
+        checked.set(hash, result);
+      }
+      return result;
+    };
+    for (const save of await store.savesOfUser(user)) {
+      deps.onProgress?.({ step: "saves", done: done++, total: all.length });
+      const root = vaultRoot(save.key);
+      if (!root) continue;
+      report.saves++;
+      const problems = new Set<string>();
+      const walk = async (hash: string, depth: number): Promise<void> => {
+        if (problems.size >= MAX_PROBLEMS || depth > MAX_DEPTH) return;
+        await reader.locate([hash]);
+        const treeProblem = await checkBlob(hash);
+        if (treeProblem) return void problems.add(treeProblem);
+        let tree;
+        try {
+          tree = await reader.tree(hash);
+        } catch (err) {
+          return void problems.add(`tree ${hash.slice(0, 12)}…: ${(err as Error).message}`);
+        }
+        const chunks = tree.e.flatMap((e) => (e.t === "f" ? e.c : []));
+        await reader.locate(chunks);
+        for (const c of chunks) {
+          const problem = await checkBlob(c);
+          if (problem) problems.add(problem);
+        }
+        for (const e of tree.e) if (e.t === "d") await walk(e.h, depth + 1);
+      };
+      await walk(root, 0);
+      if (problems.size === 0) continue;
+      // Deleted meanwhile (retention, on a live server): not damage.
+      if (!(await store.listSaves(save.sessionId)).some((s) => s.id === save.id)) continue;
+      const session = await store.sessionById(save.sessionId);
+      report.damaged.push({ user, session: save.sessionId, label: session?.label ?? save.sessionId, save: save.id, createdAt: save.createdAt, problems: [...problems] });
+    }
+    report.blobs += checked.size;
+  }
+  return report;
+}
