@@ -25,6 +25,7 @@ import {
   checkRelPath,
   linkLeavesTree,
   linksOnDisk,
+  type LinkLookup,
   linkTargetProblem,
   outsideLinkReason,
   sameContent,
@@ -42,6 +43,11 @@ export interface SyncState {
   seq: number;
   /** What Catty last wrote (or uploaded) at each path, to tell local edits apart. */
   files: Record<string, { size: number; mtimeMs: number }>;
+  /**
+   * The symlinks sync-back made here, by path, with their targets: a later link must not make one
+   * of them lead outside (`L -> M/../..` is inside while `M -> d/e`, and would not be with `M -> d`).
+   */
+  links?: Record<string, string>;
 }
 
 export interface SyncSummary {
@@ -307,6 +313,7 @@ export class SyncBackWriter {
       await tmp.commit(abs, here?.isFile() ? here.mode & 0o7777 : 0o644 & ~process.umask());
       const st = await stat(abs);
       this.state.files[rel] = { size: st.size, mtimeMs: st.mtimeMs };
+      delete this.state.links?.[rel];
       this.summary.written++;
     } finally {
       await tmp.discard();
@@ -317,6 +324,7 @@ export class SyncBackWriter {
   private async keepAside(rel: string, abs: string): Promise<void> {
     const keep = await freeName(`${abs}.catty-local`);
     await rename(abs, keep);
+    delete this.state.links?.[rel];
     const kept = keep.slice((await this.root()).length + 1);
     this.summary.conflicts.push(kept);
     if (this.summary.conflicts.length === 1) this.onNotice(`your local edit of ${rel} was kept as ${kept}`);
@@ -333,9 +341,12 @@ export class SyncBackWriter {
       this.refuse(rel, bad);
       return;
     }
-    if (linkLeavesTree(rel, linkTarget, linksOnDisk(await this.root()))) {
-      this.summary.skipped.push(`${rel}: ${outsideLinkReason(linkTarget)}`);
-      this.log.info("sync-back skipped a symlink that leads outside", { path: rel, target: linkTarget });
+    const root = await this.root();
+    const onDisk = linksOnDisk(root);
+    const outside = linkLeavesTree(rel, linkTarget, onDisk) ? outsideLinkReason(linkTarget) : this.wouldLeadOut(rel, linkTarget, onDisk);
+    if (outside) {
+      this.summary.skipped.push(`${rel}: ${outside}`);
+      this.log.info("sync-back skipped a symlink that leads outside", { path: rel, target: linkTarget, why: outside });
       return;
     }
     const abs = await this.target(rel, true, true);
@@ -362,6 +373,22 @@ export class SyncBackWriter {
     }
     const st = await lstat(abs);
     this.state.files[rel] = { size: st.size, mtimeMs: st.mtimeMs };
+    (this.state.links ??= {})[rel] = linkTarget;
+  }
+
+  /**
+   * Why making `rel -> linkTarget` would make a link sync-back made before lead outside (through
+   * it), or null. Links you made yourself are yours to judge.
+   */
+  private wouldLeadOut(rel: string, linkTarget: string, onDisk: LinkLookup): string | null {
+    const after: LinkLookup = (path) => (path === rel ? linkTarget : onDisk(path));
+    for (const [other, target] of Object.entries(this.state.links ?? {})) {
+      if (other === rel || onDisk(other) !== target) continue; // replaced here since
+      if (!linkLeavesTree(other, target, onDisk) && linkLeavesTree(other, target, after)) {
+        return outsideLinkReason(linkTarget, other);
+      }
+    }
+    return null;
   }
 
   private async remove(rel: string): Promise<void> {
@@ -386,6 +413,7 @@ export class SyncBackWriter {
     }
     await rm(abs, { force: true });
     delete this.state.files[rel];
+    delete this.state.links?.[rel];
     this.summary.deleted++;
   }
 }

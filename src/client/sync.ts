@@ -8,7 +8,7 @@
  * A symlink of the save is made as it is only when it leads somewhere inside the directory (your
  * editor and tools will write through it); one that leads outside is left alone and reported.
  */
-import { readlinkSync, type Stats } from "node:fs";
+import type { Stats } from "node:fs";
 import { lstat, open, readlink, rmdir, unlink } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { printable } from "./terminal-text.ts";
@@ -112,29 +112,25 @@ export async function planSync(fromDir: string, toDir: string, opts: PlanOptions
 
   const exclude = opts.excluder ?? createExcluder(toDir, "upload", true);
   const ignored = new Set((opts.ignore ?? []).map((p) => resolve(p)));
+  const present = new Map<string, string>();
+  const here = linksOnDisk(toDir);
   await walkTree(toDir, (rel, st) => {
     if (ignored.has(resolve(toDir, rel))) return false;
     if (isGitName(rel.slice(rel.lastIndexOf("/") + 1)) || exclude(rel, st.isDirectory())) return false;
     if ((st.isFile() || st.isSymbolicLink()) && !saved.has(rel)) plan.localOnly.push(rel);
+    const target = st.isSymbolicLink() ? here(rel) : null;
+    if (typeof target === "string") present.set(rel, target);
     return true;
   });
   plan.localOnly.sort(compare);
 
-  // With or without --delete (which removes local-only links), the links stay inside.
-  const kept = linksAfter(plan, fromDir, toDir, false);
-  const deleted = linksAfter(plan, fromDir, toDir, true);
-  const leads = (rel: string): string | undefined => {
-    if (!saved.get(rel)?.isSymbolicLink()) return undefined;
-    const target = readlinkSync(join(fromDir, rel));
-    return linkLeavesTree(rel, target, kept) || linkLeavesTree(rel, target, deleted) ? outsideLinkReason(target) : undefined;
-  };
+  // With or without --delete (which removes local-only links), no link may lead outside.
+  const left = linksLeft(plan, fromDir, toDir, [false, true], present);
   for (const list of [plan.create, plan.change]) {
-    const outside = list.flatMap((rel) => {
-      const reason = leads(rel);
-      return reason ? [{ path: rel, reason: `is ${reason}` }] : [];
-    });
-    plan.conflicts.push(...outside);
-    const left = new Set(outside.map((c) => c.path));
+    for (const rel of list) {
+      const reason = left.get(rel);
+      if (reason) plan.conflicts.push({ path: rel, reason: `is ${reason}` });
+    }
     list.splice(0, list.length, ...list.filter((rel) => !left.has(rel)));
   }
   return plan;
@@ -150,7 +146,7 @@ export async function planSync(fromDir: string, toDir: string, opts: PlanOptions
 export async function applySync(plan: SyncPlan, fromDir: string, toDir: string, opts: ApplyOptions): Promise<ApplyResult> {
   for (const rel of [...plan.create, ...plan.change, ...(opts.delete ? plan.localOnly : [])]) checkRel(rel);
   const result: ApplyResult = { created: 0, changed: 0, deleted: 0, skipped: [] };
-  const links = linksAfter(plan, fromDir, toDir, opts.delete);
+  const left = linksLeft(plan, fromDir, toDir, [opts.delete], await presentLinks(plan, fromDir, toDir));
   const write = async (rel: string): Promise<boolean> => {
     const problem = await prepareParents(toDir, rel);
     if (problem) {
@@ -166,12 +162,12 @@ export async function applySync(plan: SyncPlan, fromDir: string, toDir: string, 
       return false;
     }
     if (srcStat.isSymbolicLink()) {
-      const target = await readlink(src);
-      if (linkLeavesTree(rel, target, links)) {
-        result.skipped.push({ path: rel, reason: `is ${outsideLinkReason(target)}` });
+      const reason = left.get(rel);
+      if (reason) {
+        result.skipped.push({ path: rel, reason: `is ${reason}` });
         return false;
       }
-      await symlinkAtomic(dest, target);
+      await symlinkAtomic(dest, await readlink(src));
     } else if (srcStat.isFile()) {
       await replaceWithFile(dest, src, here?.isFile() ? here.mode & 0o7777 : srcStat.mode & 0o755);
     } else {
@@ -263,6 +259,68 @@ async function replaceWithFile(dest: string, src: string, mode: number): Promise
   } finally {
     await out.discard();
   }
+}
+
+/**
+ * The symlinks `plan` would write that must not be made, each with why: one that leads outside
+ * `toDir` in the tree as the plan leaves it (with and without the local-only files: `deletes`),
+ * or one that would make a link already there (`present`, path to target) lead outside. Links
+ * are resolved through each other, as the kernel would (`linkLeavesTree`).
+ */
+function linksLeft(plan: SyncPlan, fromDir: string, toDir: string, deletes: readonly boolean[], present: ReadonlyMap<string, string>): Map<string, string> {
+  const saved = linksOnDisk(fromDir);
+  const here = linksOnDisk(toDir);
+  const writes = new Map<string, string>();
+  for (const rel of [...plan.create, ...plan.change]) {
+    const target = saved(rel);
+    if (typeof target === "string") writes.set(rel, target);
+  }
+  const left = new Map<string, string>();
+  if (writes.size === 0) return left;
+  /** A link here, not rewritten nor deleted, that leads inside now and outside by `lookup`. */
+  const comesOut = (lookup: LinkLookup, gone: ReadonlySet<string>): string | undefined => {
+    for (const [path, target] of present) {
+      if (writes.has(path) || gone.has(path)) continue;
+      if (!linkLeavesTree(path, target, here) && linkLeavesTree(path, target, lookup)) return path;
+    }
+    return undefined;
+  };
+  const after = deletes.map((d) => linksAfter(plan, fromDir, toDir, d));
+  for (const [rel, target] of writes) {
+    if (after.some((links) => linkLeavesTree(rel, target, links))) {
+      left.set(rel, outsideLinkReason(target));
+      continue;
+    }
+    const via = comesOut((path) => (path === rel ? target : here(path)), new Set());
+    if (via !== undefined) left.set(rel, outsideLinkReason(target, via));
+  }
+  // The links that are left could together do what none does alone: then none is made.
+  const rest: SyncPlan = { ...plan, create: plan.create.filter((r) => !left.has(r)), change: plan.change.filter((r) => !left.has(r)) };
+  for (const d of deletes) {
+    const via = comesOut(linksAfter(rest, fromDir, toDir, d), new Set(d ? plan.localOnly : []));
+    if (via === undefined) continue;
+    for (const [rel, target] of writes) if (!left.has(rel)) left.set(rel, outsideLinkReason(target, via));
+  }
+  return left;
+}
+
+/**
+ * The symlinks in `toDir` (where an upload looks: not in what it leaves out, nor in `.git`), when
+ * `plan` writes any: what `linksLeft` must keep inside.
+ */
+async function presentLinks(plan: SyncPlan, fromDir: string, toDir: string): Promise<Map<string, string>> {
+  const present = new Map<string, string>();
+  const saved = linksOnDisk(fromDir);
+  if (![...plan.create, ...plan.change].some((rel) => typeof saved(rel) === "string")) return present;
+  const exclude = createExcluder(toDir, "upload", true);
+  const here = linksOnDisk(toDir);
+  await walkTree(toDir, (rel, st) => {
+    if (isGitName(rel.slice(rel.lastIndexOf("/") + 1)) || exclude(rel, st.isDirectory())) return false;
+    const target = st.isSymbolicLink() ? here(rel) : null;
+    if (typeof target === "string") present.set(rel, target);
+    return true;
+  });
+  return present;
 }
 
 /**

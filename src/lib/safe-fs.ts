@@ -187,9 +187,13 @@ export function linkLeavesTree(rel: string, target: string, lookup: LinkLookup):
   return false;
 }
 
-/** Why a symlink is not written into the user's directory: reads after the path and "it is". */
-export function outsideLinkReason(target: string): string {
-  return `a symlink to ${target}, outside this directory: kept in the session`;
+/**
+ * Why a symlink is not written into the user's directory: it leads outside, or (`via`) it would
+ * make the link `via` there lead outside. Reads after the path and "it is".
+ */
+export function outsideLinkReason(target: string, via?: string): string {
+  const where = via === undefined ? "outside this directory" : `which would make ${via} lead outside this directory`;
+  return `a symlink to ${target}, ${where}: kept in the session`;
 }
 
 // ---------------------------------------------------------------------------------------------

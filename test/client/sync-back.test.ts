@@ -521,6 +521,27 @@ describe("SyncBackWriter", () => {
       expect(writer.position.seq).toBe(nextSeq - 1);
     });
 
+    test("a link that would make one sync-back made before lead outside is skipped too, and kept over attaches", async () => {
+      const { root, writer, state, stateFile } = makeWriter();
+      link(writer, "m", "d/e");
+      link(writer, "l", "m/../.."); // d/e/../.. is the directory itself: inside
+      await writer.flush();
+      expect(readlinkSync(join(root, "l"))).toBe("m/../..");
+      link(writer, "m", "d"); // would make l lead to the parent of the directory
+      await writer.flush();
+      expect(writer.summary.skipped).toEqual(["m: a symlink to d, which would make l lead outside this directory: kept in the session"]);
+      expect(readlinkSync(join(root, "m"))).toBe("d/e");
+      // Another attach, from the saved state: the same.
+      const again = new SyncBackWriter(await loadSyncState(stateFile, root), stateFile, silentLog);
+      again.event({ kind: "start", epoch: state.epoch ?? "epoch-1", seq: state.seq });
+      link(again, "m", "d");
+      link(again, "n", "m/x"); // through m, still inside: fine
+      await again.flush();
+      expect(again.summary.skipped).toEqual(["m: a symlink to d, which would make l lead outside this directory: kept in the session"]);
+      expect(readlinkSync(join(root, "m"))).toBe("d/e");
+      expect(readlinkSync(join(root, "n"))).toBe("m/x");
+    });
+
     test("never made through a symlinked parent, never over a directory, never with a target no file system holds", async () => {
       const base = tempDir();
       const root = join(base, "project");

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { applySync, formatPlan, isEmptyPlan, planSync, type SyncPlan } from "../../src/client/sync.ts";
+import { applySync, formatPlan, isEmptyPlan, planSync, type SyncConflict, type SyncPlan } from "../../src/client/sync.ts";
 import { CattyError } from "../../src/protocol/errors.ts";
 import { listPaths, tempDirs } from "../helpers/fs.ts";
 
@@ -286,6 +286,29 @@ describe("symlinks", () => {
     const gone = tree(tempDir(), { "d/": "", "far": { link: "d/e/f" } });
     const via = tree(tempDir(), { "w": { link: "far/../../.." } });
     expect((await planSync(via, gone)).conflicts.map((c) => c.path)).toEqual(["w"]);
+  });
+
+  test("a link that would make a link already here lead outside is left alone; so are links that do it only together", async () => {
+    // l -> m/../.. is inside while m -> d/e; the save (as a session that went on) has m -> d.
+    const here = tree(tempDir(), { "m": { link: "d/e" }, "l": { link: "m/../.." } });
+    const save = tree(tempDir(), { "m": { link: "d" }, "l": { link: "m/../.." }, "n": { link: "m/x" } });
+    const plan = await planSync(save, here);
+    expect(plan.conflicts).toEqual([{ path: "m", reason: outside("d").replace("outside this directory", "which would make l lead outside this directory") }]);
+    expect(plan.create).toEqual(["n"]);
+    expect(plan.unchanged).toBe(1);
+    // A plan that claims otherwise is checked again.
+    const forced = await applySync({ ...plan, change: ["m"] }, save, here, { delete: false });
+    expect(forced.skipped).toEqual([plan.conflicts[0] as SyncConflict]);
+    expect(readlinkSync(join(here, "m"))).toBe("d/e");
+
+    // Two links that each keep k inside, and together do not (p -> s/t, then s/t/q -> ../..
+    // climbs to the root, and k's last .. above it): neither is made.
+    const here2 = tree(tempDir(), { "k": { link: "p/q/../.." } });
+    const save2 = tree(tempDir(), { "p": { link: "s/t" }, "s/t/q": { link: "../.." } });
+    const both = await planSync(save2, here2);
+    expect(both.create).toEqual([]);
+    expect(both.conflicts.map((c) => c.path).sort()).toEqual(["p", "s/t/q"]);
+    expect(both.conflicts.every((c) => c.reason.includes("which would make k lead outside this directory"))).toBe(true);
   });
 
   test("a forged plan is checked again: a link out is skipped, nothing is written", async () => {
