@@ -18,6 +18,7 @@
 import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { seedClaudeConfig } from "../../src/lib/claude-config.ts";
+import { shellQuote } from "../../src/lib/format.ts";
 
 export type SandboxMode = "auto" | "bwrap" | "none";
 
@@ -161,7 +162,7 @@ export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupR
       ];
       // A shell that moves itself into the session's cgroups before it becomes the sandbox, so no
       // process of the session ever runs outside them.
-      const enter = procs.length > 0 ? ["/bin/sh", "-c", `for f in ${procs.map(quote).join(" ")}; do echo $$ > "$f" || exit 126; done; exec "$@"`, "catty-sandbox"] : [];
+      const enter = procs.length > 0 ? ["/bin/sh", "-c", `for f in ${procs.map(shellQuote).join(" ")}; do echo $$ > "$f" || exit 126; done; exec "$@"`, "catty-sandbox"] : [];
       return { wrap: [...enter, ...inside], owner: uid !== null ? `${uid}:${uid}` : null };
     },
     release(label) {
@@ -177,8 +178,6 @@ const noSandbox: Sandbox = {
   prepare: () => ({ wrap: [], owner: null }),
   release() {},
 };
-
-const quote = (s: string): string => `'${s.replace(/'/g, "'\\''")}'`;
 
 interface CgroupLayout {
   name: string;

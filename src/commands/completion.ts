@@ -5,6 +5,7 @@
  */
 import { defineCommand, type ArgsDef, type CommandDef } from "citty";
 import { CattyError } from "../protocol/index.ts";
+import { shellQuote } from "../lib/format.ts";
 import { COMMANDS } from "./index.ts";
 
 interface Flag {
@@ -49,7 +50,6 @@ async function describe(name: string, def: AnyCommand): Promise<Cmd> {
 }
 
 const LABELS = "catty list --plain 2>/dev/null | awk 'NR>1 {print $1}'";
-const quote = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
 
 export function bashScript(cmds: Cmd[]): string {
   const cases = cmds
@@ -77,7 +77,7 @@ complete -F _catty catty
 export function zshScript(cmds: Cmd[]): string {
   const cases = cmds
     .map((c) => {
-      const words = [...c.subs.map((s) => s.name), ...c.flags.map((f) => `--${f.name}`)].map(quote).join(" ");
+      const words = [...c.subs.map((s) => s.name), ...c.flags.map((f) => `--${f.name}`)].map(shellQuote).join(" ");
       const labels = c.label ? `; compadd -- \${(f)"$(${LABELS})"}` : "";
       return `    ${c.name}) compadd -- ${words}${labels} ;;`;
     })
@@ -86,7 +86,7 @@ export function zshScript(cmds: Cmd[]): string {
 # catty completion for zsh: eval "$(catty completion zsh)" (e.g. in ~/.zshrc, after compinit)
 _catty() {
   if (( CURRENT == 2 )); then
-    local -a cmds=(${cmds.map((c) => quote(`${c.name}:${c.description.replaceAll(":", "\\:")}`)).join(" ")})
+    local -a cmds=(${cmds.map((c) => shellQuote(`${c.name}:${c.description.replaceAll(":", "\\:")}`)).join(" ")})
     _describe 'command' cmds
     return
   fi
@@ -104,10 +104,10 @@ export function fishScript(cmds: Cmd[]): string {
     "complete -c catty -f",
   ];
   for (const c of cmds) {
-    lines.push(`complete -c catty -n __fish_use_subcommand -a ${c.name} -d ${quote(c.description)}`);
+    lines.push(`complete -c catty -n __fish_use_subcommand -a ${c.name} -d ${shellQuote(c.description)}`);
     const when = `'__fish_seen_subcommand_from ${c.name}'`;
-    for (const s of c.subs) lines.push(`complete -c catty -n ${when} -a ${s.name} -d ${quote(s.description)}`);
-    for (const f of c.flags) lines.push(`complete -c catty -n ${when} -l ${f.name} -d ${quote(f.description)}`);
+    for (const s of c.subs) lines.push(`complete -c catty -n ${when} -a ${s.name} -d ${shellQuote(s.description)}`);
+    for (const f of c.flags) lines.push(`complete -c catty -n ${when} -l ${f.name} -d ${shellQuote(f.description)}`);
     if (c.label) lines.push(`complete -c catty -n ${when} -a '(${LABELS})'`);
   }
   return `${lines.join("\n")}\n`;

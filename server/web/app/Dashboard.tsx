@@ -1,0 +1,85 @@
+/** @jsxImportSource preact */
+/**
+ * The list: the sessions (running first, green; stopped below, gray) with their attention state,
+ * **Refresh** (and every 30 s), **New session** in a region for a duration, and the tab's title
+ * counting the sessions that wait.
+ */
+import { useEffect, useRef, useState } from "preact/hooks";
+import { isLive, type Session } from "../../../src/protocol/session.ts";
+import { api } from "./api.ts";
+import { notifyWaiting } from "./notify.ts";
+import { SessionRow } from "./SessionRow.tsx";
+
+export function Dashboard({ user }: { user: string }) {
+  const [sessions, setSessions] = useState<Session[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [hours, setHours] = useState(2);
+  const [regions, setRegions] = useState<Array<{ id: string; name: string }>>([]);
+  const [region, setRegion] = useState<string | null>(null);
+  const waitingBefore = useRef<Set<string> | null>(null);
+  const refresh = async (): Promise<void> => {
+    try {
+      const list = await api.sessions();
+      setSessions(list);
+      setError(null);
+      const waiting = list.filter((s) => s.status === "running" && s.attention?.state === "waiting").map((s) => s.label);
+      document.title = waiting.length > 0 ? `(${waiting.length}) waiting · Catty` : "Catty";
+      // A notification for each session that started waiting since the last look.
+      if (waitingBefore.current) for (const l of waiting) if (!waitingBefore.current.has(l)) notifyWaiting(l);
+      waitingBefore.current = new Set(waiting);
+    } catch (err) {
+      setError((err as Error).message);
+    }
+  };
+  useEffect(() => {
+    void refresh();
+    void api.config().then((c) => {
+      setRegions(c.regions);
+      setRegion((r) => r ?? c.regions[0]?.id ?? null);
+    }, (err: Error) => setError(err.message));
+    const t = setInterval(() => void refresh(), 30_000);
+    return () => clearInterval(t);
+  }, []);
+  const live = (sessions ?? []).filter((s) => isLive(s.status));
+  const ended = (sessions ?? []).filter((s) => !isLive(s.status));
+  return (
+    <main>
+      <header>
+        <h1>Catty</h1>
+        <span class="user">{user}</span>
+        <button type="button" onClick={() => void refresh()}>Refresh</button>
+        {typeof Notification !== "undefined" && Notification.permission === "default" && (
+          <button type="button" onClick={() => void Notification.requestPermission()}>Notify me</button>
+        )}
+        <button type="button" onClick={async () => { await api.signOut(); location.href = "/"; }}>Sign out</button>
+      </header>
+      <section class="new">
+        <label for="region">Region</label>
+        <select id="region" value={region ?? ""} onChange={(e) => setRegion(e.currentTarget.value)}>
+          {regions.map((r) => <option value={r.id}>{r.name}</option>)}
+        </select>
+        <label for="duration">Duration</label>
+        <select id="duration" value={hours} onChange={(e) => setHours(Number(e.currentTarget.value))}>
+          {[1, 2, 3, 4, 5, 6, 7, 8].map((h) => <option value={h}>{h} h</option>)}
+        </select>
+        <button
+          type="button"
+          onClick={async () => {
+            try {
+              const s = await api.create(hours * 3_600_000, region ?? undefined);
+              location.href = `/s/${s.label}`;
+            } catch (err) {
+              setError((err as Error).message);
+            }
+          }}
+        >
+          New session
+        </button>
+      </section>
+      {error && <p role="alert" class="error">{error}</p>}
+      {sessions === null ? <p>Loading…</p> : sessions.length === 0 ? <p>No sessions yet. Start one here, or with <code>catty new</code>.</p> : null}
+      <ul class="sessions" aria-label="Running sessions">{live.map((s) => <SessionRow s={s} onStop={async (l) => { await api.stop(l); await refresh(); }} />)}</ul>
+      <ul class="sessions" aria-label="Stopped sessions">{ended.map((s) => <SessionRow s={s} onStop={() => {}} />)}</ul>
+    </main>
+  );
+}
