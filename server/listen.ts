@@ -10,6 +10,7 @@ import { hashToken, newToken } from "./tokens.ts";
 import { createApp } from "./app.ts";
 import { Replicas } from "./replicas.ts";
 import { parseTrustedProxies } from "./client-address.ts";
+import { aboutThisReplica } from "./topology.ts";
 import { createDiskBlobStore, loadOrCreateSecret } from "./blobs/disk.ts";
 import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
@@ -209,10 +210,19 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   // replicas may share it, and must share the master key too.
   const solo = config.databaseUrl === null;
   if (!solo && !config.masterKey) log.warn("on PostgreSQL, give every replica the same CATTY_MASTER_KEY: this one uses the key in its data dir");
-  if (!solo && !config.s3) log.warn("on PostgreSQL, several replicas need an S3 bucket (--s3-bucket): this one keeps saves on its own disk");
+  if (!solo && !config.s3) log.warn("on PostgreSQL, several replicas need an S3 bucket (--s3-bucket): this one keeps saves on its own disk, so no other replica may share this database (one that tries is refused)");
   // readServerConfig asks for CATTY_INTERNAL_KEY on PostgreSQL; a solo replica calls no other.
   const key = !solo && config.internalKey ? parseMasterKey(config.internalKey) : null;
-  const replicas = new Replicas({ store, log, key, url: () => internalUrl, solo, deadMs: config.replicaDeadMs, beatMs: Math.max(100, Math.floor(config.replicaDeadMs / 5)) });
+  const replicas = new Replicas({
+    store,
+    log,
+    key,
+    url: () => internalUrl,
+    solo,
+    deadMs: config.replicaDeadMs,
+    beatMs: Math.max(100, Math.floor(config.replicaDeadMs / 5)),
+    about: aboutThisReplica(config, masterKey),
+  });
   const app = createApp({
     store,
     provider,
@@ -252,7 +262,19 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   const reachableHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host;
   if (!agentUrl) agentUrl = `http://${reachableHost}:${port}`;
   if (!internalUrl) internalUrl = `http://${reachableHost}:${internalServer?.port ?? port}`;
-  await replicas.start();
+  // A deployment the other replicas could not serve alongside this one stops here, before it takes any work.
+  const check = async (): Promise<void> => {
+    await replicas.checkUrl();
+    await replicas.start();
+    await replicas.checkTopology();
+  };
+  await check().catch(async (err: unknown) => {
+    await replicas.close();
+    await server.stop(true);
+    await internalServer?.stop(true);
+    await store.close();
+    throw err;
+  });
   await app.start();
   const pidFile = join(config.dataDir, "server.pid");
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });

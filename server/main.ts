@@ -11,6 +11,7 @@ import { VERSION } from "../src/lib/version.ts";
 import { SettingsError } from "../src/protocol/settings.ts";
 import { readServerConfig, serverFlags, type ServerConfig } from "./config.ts";
 import { createUserToken, openStore, startServer } from "./listen.ts";
+import { TopologyError } from "./topology.ts";
 
 // Everything the server creates (database, WAL, keys, blobs, logs) is for its user only.
 process.umask(0o077);
@@ -34,7 +35,8 @@ const serve = defineCommand({
   async run({ args }) {
     const config = configOrExit(args);
     const log = createLog({ scope: "server", level: config.logLevel, format: config.logFormat });
-    const server = await startServer(config, log);
+    // A deployment the other replicas could not serve alongside this one is a one-line error and exit code 1, as a bad setting.
+    const server = await startServer(config, log).catch((err: unknown) => (err instanceof TopologyError ? fail(err.message) : Promise.reject(err)));
     let stopping = false;
     const shutdown = async (): Promise<void> => {
       if (stopping) return;

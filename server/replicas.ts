@@ -16,12 +16,17 @@
  * every start), once, within a minute. Internal URLs belong on the cluster's private network, and
  * `CATTY_INTERNAL_PORT` serves `/v1/internal` on a listener of its own.
  *
+ * A replica starting checks that its internal URL reaches it (before it records itself) and that
+ * the live replicas keep saves in the same storage, run sessions in the same place and share the
+ * master key (topology.ts); if not, it does not start.
+ *
  * On SQLite the store is this process's alone (the data dir is locked), so the replica is `solo`:
  * every lease is its own at once, and no other replica is alive.
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import type { Log } from "../src/lib/log.ts";
 import type { ReplicaRow, Store } from "./store/types.ts";
+import { ReplicaAbout, TopologyError, topologyProblem } from "./topology.ts";
 
 export interface ReplicasOptions {
   store: Store;
@@ -36,6 +41,8 @@ export interface ReplicasOptions {
   beatMs?: number;
   /** A replica not seen for this long is dead (default 10 s); also the lifetime of a lease. */
   deadMs?: number;
+  /** What this replica says of itself to the others (see topology.ts). */
+  about?: Omit<ReplicaAbout, "id">;
 }
 
 /** The header internal requests are signed in. */
@@ -101,11 +108,20 @@ export class Replicas {
     await store.removeReplica(this.id).catch(() => {});
   }
 
-  /** The live replicas, this one included (read at most once a second, or every `maxAgeMs`). */
+  /**
+   * The live replicas, this one included (read at most once a second, or every `maxAgeMs`). Of
+   * replicas at one URL only the one started last counts: an earlier one is a process that died
+   * there (its row not yet stale), and whatever is called at that URL is the newer one.
+   */
   async live(maxAgeMs = 1_000): Promise<ReplicaRow[]> {
     const now = Date.now();
     if (this.cached && now - this.cached.at < maxAgeMs) return this.cached.rows;
-    const rows = await this.opts.store.replicas(new Date(now - this.deadMs).toISOString());
+    const latest = new Map<string, ReplicaRow>();
+    for (const r of await this.opts.store.replicas(new Date(now - this.deadMs).toISOString())) {
+      const seen = latest.get(r.url);
+      if (!seen || r.startedAt > seen.startedAt || (r.startedAt === seen.startedAt && r.id === this.id)) latest.set(r.url, r);
+    }
+    const rows = [...latest.values()];
     this.cached = { at: now, rows };
     return rows;
   }
@@ -124,6 +140,70 @@ export class Replicas {
     if (this.missed.size > 1_000) this.missed.clear();
     this.missed.set(id, now);
     return (await this.live(0)).find((r) => r.id === id) ?? null;
+  }
+
+  /** What this replica says of itself to the others (`GET /v1/internal/replica`). */
+  get about(): ReplicaAbout {
+    return { id: this.id, storage: "", machines: "", masterKey: "", ...this.opts.about };
+  }
+
+  /**
+   * Once this replica listens, before it is registered (a wrong URL is never recorded): that its
+   * internal URL reaches it. Throws a `TopologyError` saying what to change.
+   */
+  async checkUrl(): Promise<void> {
+    if (this.solo) return;
+    const url = this.opts.url();
+    const self: ReplicaRow = { id: this.id, url, startedAt: "", seenAt: "" };
+    const mine = await this.ask(self).catch((err: unknown) => {
+      throw new TopologyError(
+        `this replica's internal URL ${url} (CATTY_INTERNAL_URL) does not reach it (${(err as Error).message}), and the other replicas call it there: ` +
+          "set CATTY_INTERNAL_URL to an address of this replica on the replicas' private network, on the port that serves /v1/internal (--port, or CATTY_INTERNAL_PORT).",
+      );
+    });
+    if (mine.kind !== "about" || mine.about.id !== this.id) {
+      throw new TopologyError(
+        `this replica's internal URL ${url} (CATTY_INTERNAL_URL) reaches another server, not this replica (${mine.kind === "about" ? "another replica answered" : `HTTP ${mine.status}`}): ` +
+          "give each replica its own CATTY_INTERNAL_URL, the address it listens on.",
+      );
+    }
+  }
+
+  /**
+   * Once this replica is registered (so that one starting at the same time sees it too): that
+   * every other live replica that answers could serve alongside it (topology.ts). Throws a
+   * `TopologyError` saying what to change. A replica that does not answer may have just died (its
+   * row stays live for `deadMs`): it is passed over.
+   */
+  async checkTopology(): Promise<void> {
+    if (this.solo) return;
+    const url = this.opts.url();
+    const mine = this.about;
+    // A row at this replica's own URL is a process that died here (this one answered there).
+    for (const r of (await this.live(0)).filter((row) => row.id !== this.id && row.url !== url)) {
+      const theirs = await this.ask(r).catch((err: unknown) => {
+        this.opts.log.warn("another live replica did not answer (it may have just stopped)", { replica: r.id, url: r.url, err });
+        return null;
+      });
+      if (theirs === null) continue;
+      if (theirs.kind === "status") {
+        // A replica from before this check has no such route: nothing to compare.
+        if (theirs.status === 404) continue;
+        throw new TopologyError(
+          `the replica at ${r.url} refused this replica's signed call (HTTP ${theirs.status}): give every replica the same CATTY_INTERNAL_KEY, and each its own CATTY_INTERNAL_URL.`,
+        );
+      }
+      const problem = topologyProblem(mine, theirs.about, r.url);
+      if (problem) throw new TopologyError(problem);
+    }
+  }
+
+  /** `GET /v1/internal/replica` of `to`: what it says of itself, or the HTTP status it answered with. */
+  private async ask(to: ReplicaRow): Promise<{ kind: "about"; about: ReplicaAbout } | { kind: "status"; status: number }> {
+    const res = await this.call(to, "GET", "/v1/internal/replica", undefined, { timeoutMs: 5_000, retries: 1 });
+    const about = res.ok ? ReplicaAbout.safeParse(await res.json().catch(() => null)) : null;
+    if (!res.ok) await res.body?.cancel();
+    return about?.success ? { kind: "about", about: about.data } : { kind: "status", status: res.status };
   }
 
   /** The other live replicas. */

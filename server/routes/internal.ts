@@ -4,7 +4,7 @@
  * Mounted only where there are replicas (PostgreSQL), on the main listener or on the internal one. The session's relay
  * replica is asked to serve a forwarded attach, a stop, a handed file; any replica is told that a
  * session moved or ended, and the replica that started a session hands over its program's
- * environment.
+ * environment; a replica that starts asks what the others are (`/replica`).
  */
 import { Hono } from "hono";
 import { z } from "zod";
@@ -69,6 +69,9 @@ export function internalRoutes(deps: RouteDeps): Hono<AppEnv> {
     if (!isLive(row.status)) relay.endClients(row.id, { type: "exit", code: row.exitCode ?? 1, status: row.status, reason: row.endReason });
     return c.json({ ok: true });
   });
+
+  // What this replica says of itself to a replica that starts (see topology.ts).
+  app.get("/replica", (c) => c.json(replicas.about));
 
   app.post("/sessions/:id/handover", (c) => c.json({ env: lifecycle.handOver(c.req.param("id")) }));
 

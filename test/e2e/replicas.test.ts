@@ -6,18 +6,25 @@
  * killed mid-output; stops are asked of replicas that do not relay the session; a session whose
  * replica and machine both die is failed by exactly one of the others. A second cluster, of two
  * replicas behind one balancer for agents and clients alike (their calls to each other on an
- * internal port of their own), loses its relaying replica too. Holding the master key, an outsider
- * signs no internal request.
+ * internal port of their own), loses its relaying replica too. A third, of two replicas each with
+ * its own CATTY_INTERNAL_URL, has its clients dial a replica straight and its agents a round-robin
+ * balancer that goes on sending to the replica that was killed; deployments replicas could not
+ * serve (saves on disk, another bucket, another master key, an internal URL that reaches nothing
+ * or another replica) are refused at start. Holding the master key, an outsider signs no internal
+ * request.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { createHmac, hkdfSync } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import { startBalancer, type Balancer } from "../helpers/balancer.ts";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { killAgents, pidAlive } from "../helpers/agents.ts";
 import { freePort } from "../helpers/ports.ts";
+import { removeAfterRun } from "../helpers/fs.ts";
 import { freshDatabase } from "../helpers/postgres.ts";
 import { checkSeq, pacedSeq, Recorder } from "../helpers/recorder.ts";
 import { startS3rver, type S3Fixture } from "../helpers/s3.ts";
@@ -339,4 +346,126 @@ describe("two replicas behind one load balancer", () => {
     await killed.start();
     await createApiClient(survivor.url, pairToken).stop(session.label);
   }, () => pair), 120_000);
+});
+
+/**
+ * Runs `catty-server serve` with `extra` added to `base` (a variable given as undefined is left
+ * out) and waits for it to exit on its own: its exit code and what it wrote. A server still
+ * running after `timeoutMs` is stopped, and its code is null.
+ */
+async function startRefused(base: Record<string, string | undefined>, extra: Record<string, string | undefined>, timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
+  const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-refused-")));
+  const merged: Record<string, string | undefined> = { ...process.env, CATTY_SANDBOX: "none", ...base, ...extra };
+  const proc = Bun.spawn([bins.server, "serve", "--host", "127.0.0.1", "--port", String(freePort()), "--data-dir", dataDir], {
+    stdout: "ignore",
+    stderr: "pipe",
+    env: Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined)),
+  });
+  const stderr = new Response(proc.stderr).text();
+  const exited = await Promise.race([proc.exited.then(() => true), Bun.sleep(timeoutMs).then(() => false)]);
+  if (!exited) {
+    proc.kill("SIGKILL");
+    await proc.exited;
+    return { code: null, stderr: await stderr };
+  }
+  return { code: proc.exitCode, stderr: await stderr };
+}
+
+describe("clients straight to a replica, agents through a round-robin balancer that keeps a dead replica", () => {
+  /** Replicas A and B on S3, each with its own CATTY_INTERNAL_URL; clients dial B itself. */
+  let duo: ServerProcess[] = [];
+  let balancer: Balancer;
+  let duoSql: SQL;
+  let duoToken: string;
+  let duoEnv: Record<string, string>;
+  const duoApi = (r: ServerProcess): ApiClient => createApiClient(r.url, duoToken);
+
+  beforeAll(async () => {
+    balancer = await startBalancer();
+    const databaseUrl = await freshDatabase();
+    duoSql = new SQL(databaseUrl, { max: 1 });
+    // The default heartbeat timing: a killed replica's row stays live for 10 s.
+    duoEnv = { ...env, CATTY_DATABASE_URL: databaseUrl, CATTY_PUBLIC_URL: balancer.url, CATTY_S3_PREFIX: "duo", CATTY_REPLICA_DEAD_MS: "10000" };
+    duo = [freePort(), freePort()].map((port) => new ServerProcess(bins.server, { ...duoEnv, CATTY_INTERNAL_URL: `http://127.0.0.1:${port}` }, { port }));
+    await (duo[0] as ServerProcess).start();
+    duoToken = (duo[0] as ServerProcess).ownerToken;
+    await (duo[1] as ServerProcess).start();
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const r of duo) await r.stop();
+    await balancer?.stop();
+    await duoSql?.close();
+  });
+
+  test("the replica relaying the session is killed mid-output and the balancer still sends agents to it: the client on the other gets every line once, in order", diagnosed(async () => {
+    const [A, B] = duo as [ServerProcess, ServerProcess];
+    const N = 40_000;
+    // The agent lands on A, then the balancer sends new connections to A and B in turn.
+    balancer.setBackends([A.port]);
+    // Once its output is done the program writes a file, for a save made after the kill.
+    const command = pacedSeq(N, 40, 0.1).replace(/; sleep 600$/, "; echo after > after.txt; sleep 600");
+    const session = await duoApi(A).create({ command: ["bash", "-c", command], cols: 80, rows: 24 });
+    const relayUrl = (): Promise<string | null> =>
+      duoSql`SELECT r.url FROM sessions s JOIN replicas r ON r.id = s.relay_replica WHERE s.label = ${session.label} AND s.status = 'running'`.then(
+        (rows: Array<{ url: string }>) => rows[0]?.url ?? null,
+      );
+    const viaB = new Recorder({ url: duoApi(B).attachUrl(session.label), token: duoToken, offset: 0 });
+    recorders.push(viaB);
+    await viaB.waitForText("\r\n2000\r\n", 20_000);
+    expect(await relayUrl()).toBe(A.url);
+    balancer.setBackends([A.port, B.port]);
+    await viaB.waitForText("\r\n5000\r\n", 20_000);
+    await A.kill9();
+    const savesAtKill = (await duoApi(B).get(session.label)).saves.length;
+    await waitFor(async () => (await relayUrl()) === B.url, { timeoutMs: 30_000, what: "B relaying the session" });
+    await viaB.waitForText((t) => t.endsWith(`\n${N}\r\n`), 60_000, `line ${N}`);
+    expect(checkSeq(viaB.text, N)).toBeNull();
+    expect(viaB.gaps).toEqual([]);
+    expect((await duoApi(B).get(session.label)).status).toBe("running");
+    // Saves go on after the kill, through the balancer that still names A, to the bucket.
+    await waitFor(async () => (await duoApi(B).get(session.label)).saves.length > savesAtKill, { timeoutMs: 30_000, what: "a save after the kill" });
+    const stopped = await duoApi(B).stop(session.label);
+    expect(stopped.status).toBe("stopped");
+    expect(stopped.finalSave?.startsWith("failed")).toBe(false);
+    await A.start();
+  }, () => duo), 150_000);
+
+  test("a deployment the replicas could not serve is refused at start, saying what to change", diagnosed(async () => {
+    const [A] = duo as [ServerProcess, ServerProcess];
+    const unreachable = `http://127.0.0.1:${freePort()}`;
+    const cases: Array<[Record<string, string | undefined>, RegExp]> = [
+      // The issue's deployment: saves on each replica's own disk.
+      [{ CATTY_S3_BUCKET: undefined, CATTY_S3_ENDPOINT: undefined }, /^catty-server: this replica keeps saves on its own disk \(no --s3-bucket\), and another replica \(http:\/\/127\.0\.0\.1:\d+\) shares its database: .*Give every replica the same S3 bucket/m],
+      [{ CATTY_S3_PREFIX: "elsewhere" }, /^catty-server: saves go to s3 \S+ catty-replicas\/elsewhere here and to s3 \S+ catty-replicas\/duo on the replica at .*: give every replica the same S3 endpoint, bucket and prefix\.$/m],
+      [{ CATTY_MASTER_KEY: "9d".repeat(32) }, /^catty-server: the replica at http:\/\/127\.0\.0\.1:\d+ opens saves with another master key: give every replica the same CATTY_MASTER_KEY\.$/m],
+      [{ CATTY_INTERNAL_URL: unreachable }, new RegExp(`^catty-server: this replica's internal URL ${unreachable} \\(CATTY_INTERNAL_URL\\) does not reach it .*set CATTY_INTERNAL_URL to an address of this replica`, "m")],
+      [{ CATTY_INTERNAL_URL: A.url }, /^catty-server: this replica's internal URL http:\/\/127\.0\.0\.1:\d+ \(CATTY_INTERNAL_URL\) reaches another server, not this replica .*give each replica its own CATTY_INTERNAL_URL/m],
+    ];
+    for (const [extra, message] of cases) {
+      const { code, stderr } = await startRefused(duoEnv, extra);
+      expect({ extra, code, stderr }).toMatchObject({ code: 1, stderr: expect.stringMatching(message) });
+    }
+    // None of them stayed registered (the killed A's row may still be there, at A's address).
+    const urls = ((await duoSql`SELECT url FROM replicas`) as Array<{ url: string }>).map((r) => r.url);
+    expect(urls.filter((u) => u !== A.url && u !== (duo[1] as ServerProcess).url)).toEqual([]);
+  }, () => duo), 120_000);
+});
+
+describe("a replica keeping saves on its own disk", () => {
+  test("is refused by a replica on S3 that joins its database", async () => {
+    const databaseUrl = await freshDatabase();
+    const diskEnv = { ...env, CATTY_DATABASE_URL: databaseUrl, CATTY_S3_BUCKET: undefined, CATTY_S3_ENDPOINT: undefined };
+    const alone = new ServerProcess(bins.server, diskEnv);
+    try {
+      // One replica on PostgreSQL with its saves on disk starts (with a warning).
+      await alone.start();
+      expect(alone.output).toContain("several replicas need an S3 bucket");
+      const { code, stderr } = await startRefused({ ...env, CATTY_DATABASE_URL: databaseUrl }, {});
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/^catty-server: the replica at http:\/\/127\.0\.0\.1:\d+ keeps saves on its own disk \(no --s3-bucket\), and shares this database: .*Stop it and start every replica with the same S3 bucket/m);
+    } finally {
+      await alone.stop();
+    }
+  }, 60_000);
 });

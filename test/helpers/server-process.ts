@@ -12,7 +12,7 @@ import { waitFor } from "./wait.ts";
 import { removeAfterRun } from "./fs.ts";
 
 export class ServerProcess {
-  readonly port = freePort();
+  readonly port: number;
   readonly url: string;
   readonly dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-server-")));
   private proc: Subprocess | null = null;
@@ -23,13 +23,15 @@ export class ServerProcess {
   /**
    * `env` is added to this process's environment; a variable given as undefined is left out.
    * `host`: another loopback address to bind (127.0.0.2: one a provider takes for reachable),
-   * which agents are then told to dial (`CATTY_PUBLIC_URL`).
+   * which agents are then told to dial (`CATTY_PUBLIC_URL`). `port`: one picked beforehand (its
+   * URL may then be in `env`, as a replica's `CATTY_INTERNAL_URL`).
    */
   constructor(
     private readonly bin: string,
     private readonly env: Record<string, string | undefined> = {},
-    opts: { host?: string } = {},
+    opts: { host?: string; port?: number } = {},
   ) {
+    this.port = opts.port ?? freePort();
     this.host = opts.host ?? "127.0.0.1";
     this.url = `http://${this.host}:${this.port}`;
     if (opts.host) this.env = { CATTY_PUBLIC_URL: this.url, ...env };

@@ -14,6 +14,7 @@ import { createApp, type CattyApp } from "../../server/app.ts";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
 import { openStore } from "../../server/listen.ts";
 import { INTERNAL_HEADER, Replicas } from "../../server/replicas.ts";
+import { topologyProblem } from "../../server/topology.ts";
 import type { Provider } from "../../server/providers/types.ts";
 import type { Store } from "../../server/store/types.ts";
 import { silentLog } from "../../src/lib/log.ts";
@@ -130,6 +131,40 @@ describe("replicas", () => {
       await two.close();
       await store.close();
     }
+  });
+
+  test("a replica started at the address of one that died stands for it at once: the dead one's row, still fresh, no longer counts", async () => {
+    const { store, replicas: restarted } = await replicas({ solo: false });
+    const other = new Replicas({ store, log: silentLog, key, url: () => "http://10.0.0.2:8080", solo: false });
+    // The process that ran at 10.0.0.1 before was killed a moment ago: its row is within deadMs.
+    await store.beatReplica({ id: "killed", url: "http://10.0.0.1:8080" }, new Date(Date.now() - 1_000).toISOString());
+    expect((await other.alive("killed"))?.url).toBe("http://10.0.0.1:8080");
+    await restarted.start();
+    await other.start();
+    try {
+      // (The list is read at most once a second: read again now.)
+      await other.live(0);
+      expect(await other.alive("killed")).toBeNull();
+      expect((await other.others()).map((r) => r.id)).toEqual([restarted.id]);
+      expect((await restarted.live(0)).map((r) => r.id).sort()).toEqual([restarted.id, other.id].sort());
+    } finally {
+      await restarted.close();
+      await other.close();
+      await store.close();
+    }
+  });
+
+  test("what replicas must share: one bucket, one place for machines, one master key", () => {
+    const s3 = "s3 https://s3.example aws-bucket/catty";
+    const base = { id: "b", storage: s3, machines: "local processes on host-a (boot 12345678)", masterKey: "f1" };
+    const url = "http://10.0.0.2:8080";
+    expect(topologyProblem({ ...base, id: "a" }, base, url)).toBeNull();
+    expect(topologyProblem({ ...base, id: "a", storage: "disk" }, base, url)).toContain("this replica keeps saves on its own disk");
+    expect(topologyProblem({ ...base, id: "a" }, { ...base, storage: "disk" }, url)).toContain(`the replica at ${url} keeps saves on its own disk`);
+    expect(topologyProblem({ ...base, id: "a", storage: `${s3}/other` }, base, url)).toContain("give every replica the same S3 endpoint, bucket and prefix");
+    // Local sessions on two hosts: neither replica could watch the other's machines.
+    expect(topologyProblem({ ...base, id: "a", machines: "local processes on host-b (boot 9abcdef0)" }, base, url)).toContain("on one host for local sessions");
+    expect(topologyProblem({ ...base, id: "a", masterKey: "f2" }, base, url)).toContain("another master key");
   });
 
   test("/v1/internal is not served by a server of its own, even to a request signed with its master key", async () => {
