@@ -307,6 +307,11 @@ export class SyncBackWriter {
         this.refuse(rel, here.isDirectory() ? "a directory is in the way here" : "not a regular file here");
         return;
       }
+      const stranded = here && (await this.strands(rel, here));
+      if (stranded) {
+        this.summary.skipped.push(`${rel}: a file in the session, but ${stranded}`);
+        return;
+      }
       const known = this.state.files[rel];
       if (here && (known ? !this.unchanged(rel, here) : !(await sameContent(abs, tmp.path)))) await this.keepAside(rel, abs);
       // A new file gets the usual 0644 (less the umask), whatever mode it had in the session.
@@ -381,12 +386,27 @@ export class SyncBackWriter {
    * it), or null. Links you made yourself are yours to judge.
    */
   private wouldLeadOut(rel: string, linkTarget: string, onDisk: LinkLookup): string | null {
-    const after: LinkLookup = (path) => (path === rel ? linkTarget : onDisk(path));
+    const other = this.comesOut(rel, (path) => (path === rel ? linkTarget : onDisk(path)), onDisk);
+    return other === null ? null : outsideLinkReason(linkTarget, other);
+  }
+
+  /**
+   * Why the link at `rel` may not stop being one (deleted, or replaced by a file): a link
+   * sync-back made leads through it, and would lead outside once a directory is made there
+   * (`L -> M/../..` with `M -> d/e`, then `M` deleted and made a directory). Null when it may.
+   */
+  private async strands(rel: string, here: Stats): Promise<string | null> {
+    if (!here.isSymbolicLink()) return null;
+    const onDisk = linksOnDisk(await this.root());
+    const other = this.comesOut(rel, (path) => (path === rel ? undefined : onDisk(path)), onDisk);
+    return other === null ? null : `it is a symlink that ${other} leads through, which would then lead outside this directory: kept here`;
+  }
+
+  /** A link sync-back made (not at `rel`) that leads inside now, and outside by `after`; null when none. */
+  private comesOut(rel: string, after: LinkLookup, onDisk: LinkLookup): string | null {
     for (const [other, target] of Object.entries(this.state.links ?? {})) {
       if (other === rel || onDisk(other) !== target) continue; // replaced here since
-      if (!linkLeavesTree(other, target, onDisk) && linkLeavesTree(other, target, after)) {
-        return outsideLinkReason(linkTarget, other);
-      }
+      if (!linkLeavesTree(other, target, onDisk) && linkLeavesTree(other, target, after)) return other;
     }
     return null;
   }
@@ -409,6 +429,11 @@ export class SyncBackWriter {
     }
     if (known.size !== here.size || known.mtimeMs !== here.mtimeMs) {
       this.summary.conflicts.push(`${rel} (deleted in the session, kept here: edited locally)`);
+      return;
+    }
+    const stranded = await this.strands(rel, here);
+    if (stranded) {
+      this.summary.skipped.push(`${rel}: deleted in the session, but ${stranded}`);
       return;
     }
     await rm(abs, { force: true });

@@ -542,6 +542,27 @@ describe("SyncBackWriter", () => {
       expect(readlinkSync(join(root, "n"))).toBe("m/x");
     });
 
+    test("a link another one leads through is not deleted or replaced by a file while that would strand it outside", async () => {
+      const { root, writer } = makeWriter();
+      link(writer, "m", "d/e");
+      link(writer, "l", "m/../..");
+      event(writer, { kind: "delete", seq: nextSeq++, path: "m" });
+      sendFile(writer, "m", "a file now\n");
+      // Then a directory where m was: l would lead to the parent of the directory.
+      event(writer, { kind: "dir", seq: nextSeq++, path: "m" });
+      await writer.flush();
+      const why = "it is a symlink that l leads through, which would then lead outside this directory: kept here";
+      expect(writer.summary.skipped).toEqual([`m: deleted in the session, but ${why}`, `m: a file in the session, but ${why}`]);
+      expect(readlinkSync(join(root, "m"))).toBe("d/e");
+      expect(temps(root)).toEqual([]);
+      // Once l is gone, m may go.
+      event(writer, { kind: "delete", seq: nextSeq++, path: "l" });
+      event(writer, { kind: "delete", seq: nextSeq++, path: "m" });
+      await writer.flush();
+      expect(readdirSync(root)).toEqual([]);
+      expect(writer.summary.deleted).toBe(2);
+    });
+
     test("never made through a symlinked parent, never over a directory, never with a target no file system holds", async () => {
       const base = tempDir();
       const root = join(base, "project");
