@@ -27,11 +27,13 @@ export interface LinkEvents {
   attention?(state: string): void;
 }
 
+type AttachSocket = Socket<ServerToClient, ClientToServer>;
+
 /** Failed dials wait 0.5 s, then twice as long each time, up to 10 s. */
 const retryMs = (previousMs: number): number => Math.min(10_000, Math.max(500, previousMs * 2));
 
 export class BrowserLink {
-  private socket: Socket<ServerToClient, ClientToServer> | null = null;
+  private socket: AttachSocket | null = null;
   /** End offset of the output held (null until the first output or screen). */
   private offset: number | null = null;
   /** Same on every reconnect, so the server can tell a comeback from a new client. */
@@ -71,7 +73,7 @@ export class BrowserLink {
 
   private dial(): void {
     this.socket?.close(1000, "retry");
-    const socket: Socket<ServerToClient, ClientToServer> = new Socket<ServerToClient, ClientToServer>(
+    const socket: AttachSocket = new Socket<ServerToClient, ClientToServer>(
       {
         url: () => this.attachUrl(),
         schema: ServerToClient,
@@ -101,7 +103,7 @@ export class BrowserLink {
     return `${scheme}://${location.host}/v1/sessions/${encodeURIComponent(this.label)}/attach?ticket=${encodeURIComponent(ticket)}`;
   }
 
-  private hello(socket: Socket<ServerToClient, ClientToServer>): void {
+  private hello(socket: AttachSocket): void {
     socket.send({
       type: "hello",
       protocol: PROTOCOL_VERSION,
@@ -115,7 +117,7 @@ export class BrowserLink {
     });
   }
 
-  private binary(socket: Socket<ServerToClient, ClientToServer>, frame: Uint8Array): boolean {
+  private binary(socket: AttachSocket, frame: Uint8Array): boolean {
     const out = decodeClientOutput(frame);
     if (!out) return false;
     const fresh = newOutput(this.offset, out.offset, out.data);
@@ -126,7 +128,7 @@ export class BrowserLink {
     return true;
   }
 
-  private message(socket: Socket<ServerToClient, ClientToServer>, msg: ServerToClient): void {
+  private message(socket: AttachSocket, msg: ServerToClient): void {
     switch (msg.type) {
       case "attached":
         this.everAttached = true;
@@ -167,7 +169,7 @@ export class BrowserLink {
     }
   }
 
-  private down(socket: Socket<ServerToClient, ClientToServer>, info: DropInfo): void {
+  private down(socket: AttachSocket, info: DropInfo): void {
     if (socket !== this.socket) return;
     switch (info.code) {
       case CLOSE.takeover:
@@ -183,7 +185,7 @@ export class BrowserLink {
     this.ev.state({ kind: "disconnected", reason: info.reason || "network", final: info.retryInMs === null });
   }
 
-  private finish(socket: Socket<ServerToClient, ClientToServer>, reason: string): void {
+  private finish(socket: AttachSocket, reason: string): void {
     if (socket !== this.socket) return;
     socket.close(1000, "done");
     this.ev.state({ kind: "disconnected", reason, final: true });
