@@ -161,6 +161,11 @@ export class Replicas {
           "set CATTY_INTERNAL_URL to an address of this replica on the replicas' private network, on the port that serves /v1/internal (--port, or CATTY_INTERNAL_PORT).",
       );
     });
+    if (mine.kind === "status" && mine.status === 404) {
+      throw new TopologyError(
+        `this replica's internal URL ${url} (CATTY_INTERNAL_URL) does not serve /v1/internal (HTTP 404): point it at the port that does (CATTY_INTERNAL_PORT when it is set, else --port).`,
+      );
+    }
     if (mine.kind !== "about" || mine.about.id !== this.id) {
       throw new TopologyError(
         `this replica's internal URL ${url} (CATTY_INTERNAL_URL) reaches another server, not this replica (${mine.kind === "about" ? "another replica answered" : `HTTP ${mine.status}`}): ` +

@@ -353,10 +353,10 @@ describe("two replicas behind one load balancer", () => {
  * out) and waits for it to exit on its own: its exit code and what it wrote. A server still
  * running after `timeoutMs` is stopped, and its code is null.
  */
-async function startRefused(base: Record<string, string | undefined>, extra: Record<string, string | undefined>, timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
+async function startRefused(base: Record<string, string | undefined>, extra: Record<string, string | undefined>, port = freePort(), timeoutMs = 30_000): Promise<{ code: number | null; stderr: string }> {
   const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-refused-")));
   const merged: Record<string, string | undefined> = { ...process.env, CATTY_SANDBOX: "none", ...base, ...extra };
-  const proc = Bun.spawn([bins.server, "serve", "--host", "127.0.0.1", "--port", String(freePort()), "--data-dir", dataDir], {
+  const proc = Bun.spawn([bins.server, "serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", dataDir], {
     stdout: "ignore",
     stderr: "pipe",
     env: Object.fromEntries(Object.entries(merged).filter((e): e is [string, string] => e[1] !== undefined)),
@@ -434,16 +434,23 @@ describe("clients straight to a replica, agents through a round-robin balancer t
   test("a deployment the replicas could not serve is refused at start, saying what to change", diagnosed(async () => {
     const [A] = duo as [ServerProcess, ServerProcess];
     const unreachable = `http://127.0.0.1:${freePort()}`;
-    const cases: Array<[Record<string, string | undefined>, RegExp]> = [
+    const publicPort = freePort();
+    const cases: Array<[Record<string, string | undefined>, RegExp, number?]> = [
       // The issue's deployment: saves on each replica's own disk.
       [{ CATTY_S3_BUCKET: undefined, CATTY_S3_ENDPOINT: undefined }, /^catty-server: this replica keeps saves on its own disk \(no --s3-bucket\), and another replica \(http:\/\/127\.0\.0\.1:\d+\) shares its database: .*Give every replica the same S3 bucket/m],
       [{ CATTY_S3_PREFIX: "elsewhere" }, /^catty-server: saves go to s3 \S+ catty-replicas\/elsewhere here and to s3 \S+ catty-replicas\/duo on the replica at .*: give every replica the same S3 endpoint, bucket and prefix\.$/m],
       [{ CATTY_MASTER_KEY: "9d".repeat(32) }, /^catty-server: the replica at http:\/\/127\.0\.0\.1:\d+ opens saves with another master key: give every replica the same CATTY_MASTER_KEY\.$/m],
       [{ CATTY_INTERNAL_URL: unreachable }, new RegExp(`^catty-server: this replica's internal URL ${unreachable} \\(CATTY_INTERNAL_URL\\) does not reach it .*set CATTY_INTERNAL_URL to an address of this replica`, "m")],
       [{ CATTY_INTERNAL_URL: A.url }, /^catty-server: this replica's internal URL http:\/\/127\.0\.0\.1:\d+ \(CATTY_INTERNAL_URL\) reaches another server, not this replica .*give each replica its own CATTY_INTERNAL_URL/m],
+      // With an internal port of its own, the public one has no /v1/internal.
+      [
+        { CATTY_INTERNAL_PORT: String(freePort()), CATTY_INTERNAL_URL: `http://127.0.0.1:${publicPort}` },
+        /^catty-server: this replica's internal URL http:\/\/127\.0\.0\.1:\d+ \(CATTY_INTERNAL_URL\) does not serve \/v1\/internal \(HTTP 404\): point it at the port that does/m,
+        publicPort,
+      ],
     ];
-    for (const [extra, message] of cases) {
-      const { code, stderr } = await startRefused(duoEnv, extra);
+    for (const [extra, message, port] of cases) {
+      const { code, stderr } = await startRefused(duoEnv, extra, port);
       expect({ extra, code, stderr }).toMatchObject({ code: 1, stderr: expect.stringMatching(message) });
     }
     // None of them stayed registered (the killed A's row may still be there, at A's address).
