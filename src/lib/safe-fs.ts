@@ -14,7 +14,7 @@
  * side sends, and the random temp names stop anyone planting a symlink where we will open.
  */
 import { randomBytes } from "node:crypto";
-import { closeSync, constants as fsc, fchmodSync, fstatSync, openSync, readlinkSync, unlinkSync, writeSync, type Stats } from "node:fs";
+import { closeSync, constants as fsc, fchmodSync, fstatSync, lstatSync, openSync, readlinkSync, unlinkSync, writeSync, type Stats } from "node:fs";
 import { lstat, mkdir, open, rename, symlink, unlink, type FileHandle } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { CattyError } from "../protocol/errors.ts";
@@ -134,9 +134,16 @@ export function linkTargetProblem(target: string): string | null {
  */
 export type LinkLookup = (path: string) => string | null | undefined;
 
-/** A `LinkLookup` that asks the file system under `root` (lstat and readlink, never following the last part). */
+/**
+ * A `LinkLookup` that asks the file system under `root` with readlink, never through a symlink:
+ * below a parent that is one (which `linkLeavesTree` would have followed instead, unless its
+ * caller has it otherwise), nothing is there.
+ */
 export function linksOnDisk(root: string): LinkLookup {
   return (path) => {
+    for (let at = path.indexOf("/"); at >= 0; at = path.indexOf("/", at + 1)) {
+      if (lstatSync(join(root, path.slice(0, at)), { throwIfNoEntry: false })?.isSymbolicLink() !== false) return undefined;
+    }
     try {
       return readlinkSync(join(root, path));
     } catch (err) {

@@ -277,6 +277,13 @@ describe("symlink targets", () => {
     expect(lookup("f.txt")).toBeNull();
     expect(lookup("d")).toBeNull();
     expect(lookup("missing")).toBeUndefined();
+    // Never read through a parent that is a link: below one, nothing is there.
+    const elsewhere = tempDir();
+    symlinkSync("/etc", join(elsewhere, "x"));
+    symlinkSync(elsewhere, join(root, "via"));
+    expect(lookup("via/x")).toBeUndefined();
+    expect(lookup("missing/x")).toBeUndefined();
+    expect(lookup("f.txt/x")).toBeUndefined();
     expect(linkLeavesTree("x", "in/../abs/passwd", lookup)).toBe(true);
     expect(linkLeavesTree("x", "in/../f.txt", lookup)).toBe(false);
   });
