@@ -11,6 +11,7 @@ import { VERSION } from "../src/lib/version.ts";
 import { SettingsError } from "../src/protocol/settings.ts";
 import { readServerConfig, serverFlags, type ServerConfig } from "./config.ts";
 import { createUserToken, openStore, startServer } from "./listen.ts";
+import { runCheck, runRecover } from "./storage-commands.ts";
 import { TopologyError } from "./topology.ts";
 
 // Everything the server creates (database, WAL, keys, blobs, logs) is for its user only.
@@ -159,12 +160,34 @@ const setQuota = defineCommand({
   },
 });
 
+const recover = defineCommand({
+  meta: { name: "recover", description: "Rebuild an empty database from the saves' bucket and the master key (--from-storage)" },
+  args: { ...common, "from-storage": { type: "boolean", description: "Read users, the index, sessions and saves from storage" }, json: { type: "boolean", description: "JSON on stdout" } },
+  async run({ args }) {
+    if (!args["from-storage"]) fail("give --from-storage: recovery reads everything from the bucket (or the disk store) and the master key.");
+    const config = configOrExit(args);
+    process.exit(await runRecover(config, createLog({ scope: "server", level: config.logLevel, format: config.logFormat }), { json: args.json === true }));
+  },
+});
+
+const check = defineCommand({
+  meta: { name: "check", description: "Check that every save's blobs exist and decrypt (safe on a live server); exit code 1 when something is damaged" },
+  args: { ...common, "read-data": { type: "boolean", description: "Read and decrypt every blob, not only the trees" }, json: { type: "boolean", description: "JSON on stdout" } },
+  async run({ args }) {
+    const config = configOrExit(args);
+    const log = createLog({ scope: "server", level: config.logLevel, format: config.logFormat });
+    process.exit(await runCheck(config, log, { json: args.json === true, readData: args["read-data"] === true }));
+  },
+});
+
 const main = defineCommand({
   meta: { name: "catty-server", version: VERSION, description: "Catty server: API, relay and session machines" },
   subCommands: {
     serve,
     token: defineCommand({ meta: { name: "token", description: "Manage API tokens" }, subCommands: { create: tokenCreate, list: tokenList, revoke: tokenRevoke } }),
     users: defineCommand({ meta: { name: "users", description: "Manage users" }, subCommands: { "set-quota": setQuota } }),
+    recover,
+    check,
   },
 });
 

@@ -9,9 +9,7 @@ import { createDiskBlobStore } from "../../../server/blobs/disk.ts";
 import { createS3BlobStore } from "../../../server/blobs/s3.ts";
 import type { BlobStore } from "../../../server/blobs/types.ts";
 import { createUserToken, openStore } from "../../../server/listen.ts";
-import { createSaves } from "../../../server/saves.ts";
-import type { SessionRow, Store } from "../../../server/store/types.ts";
-import { ticketKey } from "../../../server/tickets.ts";
+import type { Store } from "../../../server/store/types.ts";
 import { checkVault } from "../../../server/vault/check.ts";
 import { blobId, sealBlobs } from "../../../server/vault/crypto.ts";
 import { recoverFromStorage } from "../../../server/vault/recover.ts";
@@ -21,9 +19,9 @@ import { tempDirs } from "../../helpers/fs.ts";
 import { freshDatabase } from "../../helpers/postgres.ts";
 import { startS3rver, type S3Fixture } from "../../helpers/s3.ts";
 import { saveOf } from "../../helpers/vault.ts";
+import { downloads, MASTER, save, savesOver, sessionRow } from "./layers.ts";
 
 const tempDir = tempDirs("catty-recover-");
-const MASTER = Buffer.alloc(32, 7);
 
 let s3: S3Fixture;
 beforeAll(async () => {
@@ -43,50 +41,6 @@ const databases: Array<[string, () => Promise<Store>]> = [
   ["PostgreSQL", async () => openStore({ dataDir: tempDir(), databaseUrl: await freshDatabase() })],
 ];
 
-function session(userId: string, label: string): SessionRow {
-  return {
-    id: crypto.randomUUID(), label, userId, status: "running", region: "local", provider: "local", command: ["claude"], cols: 80, rows: 24, agentTokenHash: crypto.randomUUID(),
-    machine: null, createdAt: new Date().toISOString(), endedAt: null, exitCode: null, endReason: null, lastScreen: null, restoreKey: null, finalSave: null,
-    idleTimeoutMs: 60_000, expiresAt: null, ending: null, attention: null, relayReplica: null, lastActivityAt: null,
-  };
-}
-
-const savesOver = (store: Store, blobs: BlobStore, now: () => number) =>
-  createSaves({
-    store,
-    blobs,
-    vault: createVault({ store, blobs, master: MASTER, log: silentLog }),
-    ticketKey: ticketKey(MASTER),
-    log: silentLog,
-    limits: { maxUploadBytes: 1e8, maxSaveBytes: 1e8, retentionDays: 30 },
-    transferTtlMs: 60_000,
-    now,
-  });
-
-/** Makes a save of `files` in `row` the way the agent does; its root. */
-async function save(saves: ReturnType<typeof savesOver>, row: SessionRow, id: string, files: Record<string, string | Uint8Array>): Promise<string> {
-  const s = saveOf(files);
-  const target = (await saves.control(row, { type: "save_request", id, reason: "periodic" }, async () => {})) as { url: string };
-  await saves.putPack(target.url.split("/").pop()!, s.pack);
-  const result = await saves.control(row, { type: "save_done", id, root: s.root, size: 1, files: Object.keys(files).length }, async () => {});
-  expect(result).toMatchObject({ ok: true });
-  return s.root;
-}
-
-/** Every save of every session of `user`, downloaded (tar.gz, unpacked): label/save → tar bytes. */
-async function downloads(store: Store, saves: ReturnType<typeof savesOver>, userId: string): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const row of await store.listSessions(userId)) {
-    for (const info of await saves.savesOf(row.id)) {
-      const { url } = await saves.download(row, { id: info.id });
-      const { stream } = await saves.readTar(url.split("/").at(-2)!);
-      const tar = Bun.gunzipSync(new Uint8Array(await new Response(stream).arrayBuffer()));
-      out[`${row.label}/${info.id}`] = new Bun.CryptoHasher("sha256").update(tar).digest("hex");
-    }
-  }
-  return out;
-}
-
 for (const [bucket, openBucket] of buckets) {
   for (const [database, openDatabase] of databases) {
     describe(`recovery from ${bucket} into ${database}`, () => {
@@ -98,8 +52,8 @@ for (const [bucket, openBucket] of buckets) {
         const [alice, bob] = [(await old.userByName("alice"))!, (await old.userByName("bob"))!];
         let t = Date.now();
         const saves = savesOver(old, blobs, () => t);
-        const a = session(alice.id, "brave-tiger-1234");
-        const b = session(bob.id, "calm-otter-5678");
+        const a = sessionRow(alice.id, "brave-tiger-1234");
+        const b = sessionRow(bob.id, "calm-otter-5678");
         for (const row of [a, b]) await old.insertSession(row);
         await save(saves, a, "save-a1", { "a.txt": "alpha", "sub/big.bin": crypto.getRandomValues(new Uint8Array(200_000)) });
         t += 60_000;
@@ -138,7 +92,7 @@ describe("check", () => {
     const alice = (await store.userByName("alice"))!;
     let t = Date.now();
     const saves = savesOver(store, blobs, () => t);
-    const [a, b] = [session(alice.id, "brave-tiger-1234"), session(alice.id, "calm-otter-5678")];
+    const [a, b] = [sessionRow(alice.id, "brave-tiger-1234"), sessionRow(alice.id, "calm-otter-5678")];
     for (const row of [a, b]) await store.insertSession(row);
     await save(saves, a, "save-a1", { "a.txt": "alpha", "sub/b.txt": "beta" });
     const firstPack = (await blobs.list(`vault/${alice.id}/`))[0]!;
