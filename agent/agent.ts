@@ -20,6 +20,8 @@ import { PROTOCOL_VERSION, type AgentToServer, type SyncPosition } from "../src/
 import type { AgentConfig } from "./config.ts";
 import type { Link, LinkHandlers } from "./link.ts";
 import { OrphanWatch } from "./orphan.ts";
+import { Forwards } from "./forwards.ts";
+import { connectSessionPort, PortWatch } from "./ports.ts";
 import { Output } from "./output.ts";
 import { Program } from "./program.ts";
 import type { PtyRunner } from "./pty.ts";
@@ -38,7 +40,7 @@ export interface AgentDeps {
   /** Finds an executable on PATH (Bun.which). */
   which?(name: string): string | null;
   /** Timings tests shorten: SIGHUP→SIGKILL grace, the orphan watch's last try. */
-  timing?: { stopGraceMs?: number; lastTryMs?: number; requestTimeoutMs?: number; quietMs?: number };
+  timing?: { stopGraceMs?: number; lastTryMs?: number; requestTimeoutMs?: number; quietMs?: number; portScanMs?: number };
 }
 
 /** How long a file handed before the program started waits for it (the server gives up after a minute). */
@@ -155,6 +157,8 @@ export function createAgent(deps: AgentDeps): Agent {
   let resolveDone: (end: AgentEnd) => void = () => {};
   const done = new Promise<AgentEnd>((resolve) => (resolveDone = resolve));
   const finish = (end: AgentEnd): void => {
+    ports.stop();
+    forwards.close();
     attention.close();
     watch.close();
     link.close();
@@ -189,6 +193,7 @@ export function createAgent(deps: AgentDeps): Agent {
       sendJson({ type: "hello", protocol: PROTOCOL_VERSION, offset: output.end, cols: output.cols, rows: output.rows, pid: program.pid });
       program.resend();
       if (program.started) attention.resend();
+      sendJson({ type: "ports", ports: ports.ports });
     },
     onMessage(msg) {
       switch (msg.type) {
@@ -257,6 +262,9 @@ export function createAgent(deps: AgentDeps): Agent {
             );
           return;
         }
+        case "forward":
+          forwards.open(msg.id);
+          return;
         case "ping":
           sendJson({ type: "pong", id: msg.id });
           return;
@@ -291,6 +299,20 @@ export function createAgent(deps: AgentDeps): Agent {
       void program.exited.then((code) => finish({ kind: "ended", code }));
     },
   };
+
+  /** The TCP ports the session's programs listen on, reported as they change (agent/ports.ts). */
+  const ports = new PortWatch({
+    pid: () => (program.started && !program.exitReport ? program.pid : null),
+    everyMs: timing.portScanMs ?? 2_000,
+    onChange: (list) => sendJson({ type: "ports", ports: list }),
+  });
+  const forwards = new Forwards({
+    serverUrl: config.serverUrl,
+    token: config.token,
+    log,
+    listener: (port) => ports.lookup(port),
+    connect: connectSessionPort,
+  });
 
   /** The server stayed away: stop the program and go (a final save has nowhere to go). */
   const watch = new OrphanWatch({
@@ -431,6 +453,7 @@ export function createAgent(deps: AgentDeps): Agent {
     phase = "running";
     if (command.notice) output.write(new TextEncoder().encode(command.notice));
     program.start();
+    ports.start();
     saver.start();
     await watching;
   };

@@ -20,7 +20,7 @@
  */
 import { formatDuration } from "../src/lib/duration.ts";
 import type { Log } from "../src/lib/log.ts";
-import { CattyError, isLive, type Attention, type MachineHandle, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
+import { CattyError, isLive, type Attention, type ListeningPort, type MachineHandle, type ServerToClient, type SessionStatus } from "../src/protocol/index.ts";
 import type { SessionTimeouts } from "./config.ts";
 import type { Provider } from "./providers/types.ts";
 import { DUTIES_LEASE, type Replicas } from "./replicas.ts";
@@ -192,6 +192,7 @@ export class Lifecycle implements RelayEvents {
 
   /** Called by a LiveSession once its ending is recorded. */
   forget(id: string): void {
+    this.listening.delete(id);
     this.live.delete(id);
   }
 
@@ -378,6 +379,18 @@ export class Lifecycle implements RelayEvents {
   activity(sessionId: string): void {
     const s = this.live.get(sessionId);
     if (s) s.lastActivity = Date.now();
+  }
+
+  /** The ports a live session's programs listen on, as its agent last said (held by its relay replica). */
+  private readonly listening = new Map<string, ListeningPort[]>();
+
+  ports(sessionId: string, ports: ListeningPort[]): void {
+    if (ports.length === 0) this.listening.delete(sessionId);
+    else this.listening.set(sessionId, ports);
+  }
+
+  listeningPorts(row: Pick<SessionRow, "id" | "status">): ListeningPort[] {
+    return isLive(row.status) ? (this.listening.get(row.id) ?? []) : [];
   }
 
   /** When input or output last went through a live session (ms): as this replica saw it, else as recorded. */

@@ -32,6 +32,8 @@ import {
 } from "../src/protocol/index.ts";
 import type { RelayCounts, ServerMetrics } from "./metrics.ts";
 import { logContext, type Log } from "../src/lib/log.ts";
+import type { ListeningPort } from "../src/protocol/forward.ts";
+import { Tunnels, type TunnelData, type TunnelSocket } from "./tunnels.ts";
 
 interface LinkData {
   sessionId: string;
@@ -57,6 +59,7 @@ export interface ForwardData extends LinkData {
 
 export type SocketData =
   | ForwardData
+  | TunnelData
   | (LinkData & { kind: "agent"; ended?: boolean })
   | (LinkData & {
       kind: "client";
@@ -126,6 +129,8 @@ export interface RelayEvents {
   attention(sessionId: string, attention: Attention): void;
   /** Whether another live replica relays the session now (a client waiting here should dial again). */
   servedElsewhere(sessionId: string): Promise<boolean>;
+  /** The agent says which TCP ports the session's programs listen on. */
+  ports?(sessionId: string, ports: ListeningPort[]): void;
 }
 
 class SessionRelay {
@@ -167,12 +172,23 @@ const send = (ws: Socket | null, msg: ServerToClient | ServerToAgent): void => {
 export class Relay {
   private readonly sessions = new Map<string, SessionRelay>();
   private nextClientId = 1;
+  /** Port forwards: client links joined to links their session's agent dials for them. */
+  readonly tunnels: Tunnels;
 
   constructor(
     private readonly events: RelayEvents,
     private readonly log: Log,
     private readonly metrics?: Pick<ServerMetrics, "relayBytes" | "keystrokeEcho">,
-  ) {}
+  ) {
+    this.tunnels = new Tunnels({
+      log,
+      toAgent: (sessionId, msg) => {
+        const agent = this.sessions.get(sessionId)?.agent ?? null;
+        send(agent, msg);
+        return agent !== null;
+      },
+    });
+  }
 
   /** Links and clients now, for the metrics. */
   counts(): RelayCounts {
@@ -190,12 +206,14 @@ export class Relay {
     sendPings: true,
     maxPayloadLength: 16 * 1024 * 1024,
     open: (ws) => {
+      if (ws.data.kind === "tunnel") return this.tunnels.open(ws as TunnelSocket);
       if (ws.data.kind === "forward") return this.forwardOpen(ws as ServerWebSocket<ForwardData>);
       if (!ws.data.ended) return;
       if (ws.data.kind === "client") ws.send(JSON.stringify(ws.data.ended));
       ws.close(CLOSE.ended, "session ended");
     },
     message: (ws, msg) => {
+      if (ws.data.kind === "tunnel") return this.tunnels.message(ws as TunnelSocket, msg);
       if (ws.data.kind === "forward") return this.forwardMessage(ws as ServerWebSocket<ForwardData>, msg);
       if (ws.data.ended) return;
       // What a link's messages lead to is logged with its session.
@@ -204,7 +222,8 @@ export class Relay {
         else this.clientMessage(ws, msg);
       });
     },
-    close: (ws) => {
+    close: (ws, code) => {
+      if (ws.data.kind === "tunnel") return this.tunnels.close(ws as TunnelSocket, code);
       if (ws.data.kind === "forward") return ws.data.upstream?.close(1000, "client left");
       logContext.run({ session: ws.data.label }, () => {
         if (ws.data.kind === "agent") this.agentClose(ws);
@@ -292,6 +311,7 @@ export class Relay {
 
   /** Closes every link (the server is shutting down): agents and clients dial again. */
   closeAll(): void {
+    this.tunnels.closeAll();
     for (const f of this.forwards) f.close(CLOSE.restart, "server shutting down");
     for (const s of this.sessions.values()) {
       for (const c of s.clients.values()) c.ws.close(CLOSE.restart, "server shutting down");
@@ -338,6 +358,7 @@ export class Relay {
 
   /** Ends every client link of a session that ended without its agent (failed, destroyed). */
   endClients(sessionId: string, msg: ServerToClient): void {
+    this.tunnels.ended(sessionId);
     const s = this.sessions.get(sessionId);
     if (!s) return;
     for (const c of s.clients.values()) {
@@ -448,6 +469,9 @@ export class Relay {
         for (const c of s.clients.values()) if (c.mode === "view") send(c.ws, { type: "attention", ...attention });
         return;
       }
+      case "ports":
+        this.events.ports?.(s.sessionId, msg.ports);
+        return;
       case "file_put": {
         const f = s.files.get(msg.id);
         if (!f) return;
@@ -493,6 +517,7 @@ export class Relay {
         if (s.agent !== ws) return;
         send(ws, { type: "welcome", protocol: PROTOCOL_VERSION, label: s.label, restore, env });
         this.resync(s, ws, { cols: msg.cols, rows: msg.rows });
+        this.tunnels.agentUp(s.sessionId);
         if (stop !== null) send(ws, { type: "stop", reason: stop });
       },
       (err: unknown) => this.log.error("agent hello failed", { label: s.label, err }),
@@ -584,6 +609,7 @@ export class Relay {
       screen: msg.screen,
       finalSave: msg.finalSave,
     });
+    this.tunnels.ended(s.sessionId);
     for (const c of s.clients.values()) {
       send(c.ws, { type: "exit", code: msg.code, status: ended.status, reason: ended.reason });
       c.ws.close(1000, "program exited");

@@ -6,14 +6,21 @@ import { usageMonth } from "../anthropic.ts";
 import { usageReport } from "./info.ts";
 import { Hono } from "hono";
 import { formatDuration } from "../../src/lib/duration.ts";
-import { CattyError, CreateSession, ErrorBody, FILE_MAX_BYTES, fileProblem, isLive, storedFileName, type Session } from "../../src/protocol/index.ts";
+import { CattyError, CreateSession, ErrorBody, ForwardId, FILE_MAX_BYTES, fileProblem, isLive, storedFileName, type Session } from "../../src/protocol/index.ts";
 import { randomLabel } from "../labels.ts";
 import { INTERNAL_HEADER } from "../replicas.ts";
 import type { ReplicaRow, SessionRow, User } from "../store/types.ts";
 import { hashToken, newToken } from "../tokens.ts";
 import { jsonBody, readCapped, requireUser, sessionOf, upgrade, upgradeClient, type AppEnv, type RouteDeps } from "./common.ts";
+import { tunnelData } from "../tunnels.ts";
 
-export function toSession(row: SessionRow, saves: Session["saves"] = [], isolated = true, lastActivity: number | null = null): Session {
+export function toSession(
+  row: SessionRow,
+  saves: Session["saves"] = [],
+  isolated = true,
+  lastActivity: number | null = null,
+  live: Pick<Session, "ports" | "forwards"> = { ports: [], forwards: [] },
+): Session {
   return {
     label: row.label,
     status: row.status,
@@ -30,13 +37,18 @@ export function toSession(row: SessionRow, saves: Session["saves"] = [], isolate
     isolated,
     attention: isLive(row.status) ? row.attention : null,
     lastActivityAt: isLive(row.status) ? (lastActivity === null ? null : new Date(lastActivity).toISOString()) : row.endedAt,
+    ports: isLive(row.status) ? live.ports : [],
+    forwards: isLive(row.status) ? live.forwards : [],
   };
 }
 
 export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
   const { store, saves, lifecycle, relay, provider } = deps;
   const sessionJson = async (row: SessionRow): Promise<Session> =>
-    toSession(row, await saves.savesOf(row.id), provider.isolated, lifecycle.lastActivity(row));
+    toSession(row, await saves.savesOf(row.id), provider.isolated, lifecycle.lastActivity(row), {
+      ports: lifecycle.listeningPorts(row),
+      forwards: relay.tunnels.list(row.id),
+    });
   const app = new Hono<AppEnv>();
   // The browser's attach WebSocket comes with a one-use ticket instead (see web-auth.ts).
   const needUser = requireUser(store);
@@ -96,6 +108,18 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     } finally {
       await staged.drop();
     }
+  });
+
+  // `catty forward`: one WebSocket carrying many TCP streams to the session's ports (tunnels.ts).
+  app.get("/:label/forward", async (c) => {
+    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    const id = ForwardId.safeParse(c.req.query("id"));
+    if (!id.success) throw new CattyError("bad_request", "A forward needs ?id= (16 to 64 letters, digits, - or _).");
+    if (!isLive(row.status)) throw new CattyError("session_ended", `Session ${row.label} has ended; its ports are gone.`, "Start a new one with `catty new`.");
+    if (await lifecycle.relayElsewhere(row)) {
+      throw new CattyError("unavailable", "This session is relayed by another of the server's replicas, which forwards do not reach yet.", "Try again in a moment.");
+    }
+    return upgrade(c, tunnelData("client", row, id.data));
   });
 
   app.get("/:label/attach", async (c) => {

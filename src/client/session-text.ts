@@ -16,3 +16,8 @@ export function statusText(s: Session, now = Date.now()): string {
   const attention = attentionText(s, now);
   return attention ? `${s.status} · ${attention}` : s.status;
 }
+
+/** The ports a running session's programs listen on: "3000 · node, 8000 · python3"; "" when none. */
+export function portsText(s: Pick<Session, "ports">): string {
+  return s.ports.map((p) => (p.name ? `${p.port} · ${p.name}` : String(p.port))).join(", ");
+}

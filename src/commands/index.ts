@@ -10,6 +10,7 @@ export const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
   connect: () => load(import("./connect.ts")),
   list: () => load(import("./list.ts")),
   stop: () => load(import("./stop.ts")),
+  forward: () => load(import("./forward.ts")),
   download: () => load(import("./download.ts")),
   saves: () => load(import("./saves.ts")),
   sync: () => load(import("./sync.ts")),

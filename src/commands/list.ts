@@ -5,11 +5,13 @@ import type { ApiClient } from "../client/api.ts";
 import type { Session } from "../protocol/index.ts";
 import { apiArg } from "./_args.ts";
 import { canPick, pickAndAct } from "./_pick.ts";
-import { ago, statusText } from "../client/session-text.ts";
+import { ago, portsText, statusText } from "../client/session-text.ts";
 
 export function formatTable(sessions: Session[], now = Date.now()): string {
-  const rows = [["LABEL", "STATUS", "REGION", "CREATED"]];
-  for (const s of sessions) rows.push([s.label, statusText(s, now), s.region, ago(s.createdAt, now)]);
+  // The PORTS column only when a session listens on one.
+  const ports = sessions.some((s) => s.ports.length > 0);
+  const rows = [["LABEL", "STATUS", "REGION", "CREATED", ...(ports ? ["PORTS"] : [])]];
+  for (const s of sessions) rows.push([s.label, statusText(s, now), s.region, ago(s.createdAt, now), ...(ports ? [portsText(s)] : [])]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n");
 }

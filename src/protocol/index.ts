@@ -1,6 +1,7 @@
 export * from "./close.ts";
 export * from "./errors.ts";
 export * from "./files.ts";
+export * from "./forward.ts";
 export * from "./frames.ts";
 export * from "./machine.ts";
 export * from "./messages.ts";

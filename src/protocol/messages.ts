@@ -8,6 +8,7 @@
  */
 import { z } from "zod";
 import { ErrorBody } from "./errors.ts";
+import { ForwardId, ListeningPort, MUX_MAX_STREAMS } from "./forward.ts";
 import { AttentionState, SessionStatus } from "./session.ts";
 
 /** Bumped on any incompatible change; exchanged in the first message of every link. */
@@ -170,6 +171,8 @@ export const AgentToServer = z.discriminatedUnion("type", [
     path: z.string().max(4096).regex(/^\/[^\x00-\x1f\x7f]*$/).nullable(),
     error: z.string().max(1000).nullable(),
   }),
+  /** Agent, when the TCP ports the session's programs listen on change (and after each hello). */
+  z.object({ type: z.literal("ports"), ports: z.array(ListeningPort).max(MUX_MAX_STREAMS) }),
   /** Agent, in answer to a server ping. */
   z.object({ type: z.literal("pong"), id: z.number() }),
   z.object({ type: z.literal("ping"), id: z.number() }),
@@ -214,6 +217,8 @@ export const ServerToAgent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("exit_ack") }),
   /** Server: a file the user handed over, to fetch from `url` and write as `.catty-uploads/<name>`. */
   z.object({ type: z.literal("put_file"), id: FileId, name: z.string().max(255), url: z.string(), size: z.number().int().min(0) }),
+  /** Server, when a forward's other end (the CLI, a preview) is there: dial `/v1/agent/forward?id=` for it. */
+  z.object({ type: z.literal("forward"), id: ForwardId }),
   z.object({ type: z.literal("ping"), id: z.number() }),
   z.object({ type: z.literal("pong"), id: z.number() }),
   ErrorBody,

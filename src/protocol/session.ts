@@ -2,6 +2,7 @@
  * Session shapes of the HTTP API (`/v1/sessions`), shared by server, CLI and dashboard.
  */
 import { z } from "zod";
+import { ListeningPort, Port } from "./forward.ts";
 import { Secrets } from "./secrets.ts";
 
 /** `brave-tiger-1234`: two lowercase words and four digits. Anything else is rejected at the edge. */
@@ -75,6 +76,10 @@ export const Session = z.object({
   attention: Attention.nullable().default(null),
   /** The last input or output (while it runs), or when it ended; null when not known. */
   lastActivityAt: z.string().nullable().default(null),
+  /** While it runs: the TCP ports its programs listen on ("3000 · node"). */
+  ports: z.array(ListeningPort).default([]),
+  /** While it runs: the forwards (`catty forward`) running to it now, their ports and since when. */
+  forwards: z.array(z.object({ ports: z.array(Port), since: z.string() })).default([]),
 });
 export type Session = z.infer<typeof Session>;
 

@@ -1,7 +1,7 @@
 /** The picker's pure view: a page of sessions, the filter, a confirmation or message, and the keys. */
 import { Box, Text } from "ink";
 import type { Session } from "../../protocol/index.ts";
-import { ago, attentionText } from "../../client/session-text.ts";
+import { ago, attentionText, portsText } from "../../client/session-text.ts";
 import { current, pageOf, type PickerState } from "./state.ts";
 
 const STATUS_COLOR: Record<string, string> = { running: "green", starting: "yellow", stopping: "yellow", failed: "red" };
@@ -25,6 +25,7 @@ function Row({ s, selected, now }: { s: Session; selected: boolean; now: number 
       <Text dimColor>{cell(ago(s.createdAt, now), 10)}</Text>
       <Text dimColor>{cell(s.lastActivityAt ? ago(s.lastActivityAt, now) : "—", 10)}</Text>
       <Text dimColor>{latest ? ago(latest.createdAt, now) : "no save"}</Text>
+      {s.ports.length > 0 && <Text color="cyan">  {portsText(s)}</Text>}
     </Box>
   );
 }
