@@ -7,6 +7,7 @@
  * open. Neither lives under `vault/<userId>/`, where the collection deletes what no row names.
  */
 import { z } from "zod";
+import { Label } from "../../src/protocol/index.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { SaveRow, SessionRow } from "../store/types.ts";
 import { openBlob, sealBlobs, type UserKeys } from "./crypto.ts";
@@ -27,7 +28,7 @@ export const SaveRecord = z.object({
   v: z.literal(1),
   session: z.object({
     id: z.string(),
-    label: z.string(),
+    label: Label,
     userId: z.string(),
     region: z.string(),
     provider: z.string(),
@@ -37,7 +38,8 @@ export const SaveRecord = z.object({
   save: z.object({
     id: z.string(),
     sessionId: z.string(),
-    key: z.string(),
+    /** Only saves in the vault are recorded. */
+    key: z.string().startsWith("vault:"),
     createdAt: z.string(),
     size: z.number(),
     files: z.number(),

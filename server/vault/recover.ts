@@ -8,7 +8,7 @@
  */
 import type { BlobStore } from "../blobs/types.ts";
 import type { SessionRow, Store } from "../store/types.ts";
-import { readSaveRecord, readUserRecord, SAVE_RECORDS, USER_RECORDS, type SaveRecord } from "./catalog.ts";
+import { readSaveRecord, readUserRecord, SAVE_RECORDS, saveRecordKey, USER_RECORDS, type SaveRecord } from "./catalog.ts";
 import { packPrefix } from "./collect.ts";
 import { unwrapUserKeys } from "./crypto.ts";
 import { readPackTail } from "./pack-header.ts";
@@ -64,9 +64,15 @@ export async function recoverFromStorage(deps: RecoverDeps): Promise<RecoverRepo
       report.problems.push(`${info.key} holds the record of another user (${user.id}); skipped.`);
       continue;
     }
-    const keys = unwrapUserKeys(master, user.wrapped);
-    await store.insertUser({ id: user.id, name: user.name, createdAt: user.createdAt });
-    await store.insertUserKey(user.id, user.wrapped);
+    let keys;
+    try {
+      keys = unwrapUserKeys(master, user.wrapped);
+      await store.insertUser({ id: user.id, name: user.name, createdAt: user.createdAt });
+      await store.insertUserKey(user.id, user.wrapped);
+    } catch (err) {
+      report.problems.push(`User ${user.name} (${info.key}) could not be recovered: ${(err as Error).message}`);
+      continue;
+    }
     report.users++;
 
     const packs = await blobs.list(packPrefix(user.id));
@@ -88,20 +94,24 @@ export async function recoverFromStorage(deps: RecoverDeps): Promise<RecoverRepo
       progress({ step: "saves", done: s, total: saves.length });
       const record = await recordAt(blobs, report, info.key, (bytes) => readSaveRecord(keys, info.key, bytes));
       if (!record) continue;
-      if (record.session.userId !== user.id || record.save.sessionId !== record.session.id) {
+      if (info.key !== saveRecordKey(user.id, record.session.id, record.save.id) || record.session.userId !== user.id || record.save.sessionId !== record.session.id) {
         report.problems.push(`${info.key} names another user's or session's save; skipped.`);
         continue;
       }
-      const known = sessions.get(record.session.id);
-      if (!known) {
-        await store.insertSession(endedSession(record.session, record.save.createdAt));
-        report.sessions++;
-        sessions.set(record.session.id, { session: record.session, latest: record.save.createdAt });
-      } else if (record.save.createdAt > known.latest) {
-        known.latest = record.save.createdAt;
+      try {
+        const known = sessions.get(record.session.id);
+        if (!known) {
+          await store.insertSession(endedSession(record.session, record.save.createdAt));
+          report.sessions++;
+          sessions.set(record.session.id, { session: record.session, latest: record.save.createdAt });
+        } else if (record.save.createdAt > known.latest) {
+          known.latest = record.save.createdAt;
+        }
+        await store.insertSave(record.save);
+        report.saves++;
+      } catch (err) {
+        report.problems.push(`Save ${record.save.id} of ${record.session.label} (${info.key}) could not be recovered: ${(err as Error).message}`);
       }
-      await store.insertSave(record.save);
-      report.saves++;
     }
     for (const { session, latest } of sessions.values()) await store.updateSession(session.id, { endedAt: latest });
   }

@@ -147,3 +147,45 @@ describe("check", () => {
     await store.close();
   });
 });
+
+describe("recovery from a storage someone tampered with", () => {
+  test("a record copied under another name, an object that is not a record, a pack whose header was altered: each is reported, the rest recovered, nothing made up", async () => {
+    const blobs = buckets[0]![1]();
+    const old = await openStore({ dataDir: tempDir() });
+    await createUserToken(old, "alice");
+    const alice = (await old.userByName("alice"))!;
+    let t = Date.now();
+    const saves = savesOver(old, blobs, () => t);
+    const [a, b] = [sessionRow(alice.id, "brave-tiger-1234"), sessionRow(alice.id, "calm-otter-5678")];
+    for (const row of [a, b]) await old.insertSession(row);
+    await save(saves, a, "save-a1", { "a.txt": "alpha" });
+    const [alphaPack] = await blobs.list(`vault/${alice.id}/`);
+    t += 60_000;
+    await save(saves, b, "save-b1", { "b.txt": "beta" });
+    const before = await downloads(old, saves, alice.id);
+    await old.close();
+
+    const records = await blobs.list(`vault-saves/${alice.id}/`);
+    const aRecord = records.find((r) => r.key.includes(a.id))!;
+    await blobs.put(aRecord.key.replace(a.id, b.id), (await blobs.getBytes(aRecord.key))!);
+    await blobs.put("vault-keys/not-a-user", new TextEncoder().encode("garbage"));
+    const pack = Buffer.from((await blobs.getBytes(alphaPack!.key))!);
+    pack[pack.length - 12]! ^= 1;
+    await blobs.put(alphaPack!.key, pack);
+
+    const fresh = await openStore({ dataDir: tempDir() });
+    const report = await recoverFromStorage({ store: fresh, blobs, master: MASTER });
+    expect(report.users).toBe(1);
+    expect(report.saves).toBe(2);
+    expect(report.problems).toHaveLength(3);
+    expect(report.problems.join("\n")).toMatch(/vault-keys\/not-a-user does not decrypt/);
+    expect(report.problems.join("\n")).toMatch(new RegExp(`The header of pack ${alphaPack!.key} does not decrypt`));
+    expect(report.problems.join("\n")).toMatch(/does not decrypt: it was altered, or sealed with another key/);
+    // a's save is listed but its pack could not be indexed, and check says so; b's is whole.
+    const damaged = (await checkVault({ store: fresh, blobs, master: MASTER })).damaged.map((d) => `${d.label}/${d.save}`);
+    expect(damaged).toEqual(["brave-tiger-1234/save-a1"]);
+    await fresh.deleteSave("save-a1");
+    expect(await downloads(fresh, savesOver(fresh, blobs, () => t), alice.id)).toEqual({ "calm-otter-5678/save-b1": before["calm-otter-5678/save-b1"]! });
+    await fresh.close();
+  });
+});
