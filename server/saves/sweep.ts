@@ -2,7 +2,8 @@
  * What saves leave behind, deleted: retention applied to each session's saves
  * (`vault/retention.ts`), transfers past their ticket's expiry, archive blobs and uploads nobody
  * will use, files handed to sessions; and each user's blobs no kept save refers to, collected
- * (`vault.collect`). A collection never runs for a user while one of their saves or uploads is in
+ * (`vault.collect`), and what they stored before storage described itself described
+ * (`vault.describe`). A collection never runs for a user while one of their saves or uploads is in
  * flight, and a new one waits for it (`Collections`).
  */
 import type { Log } from "../../src/lib/log.ts";
@@ -70,7 +71,7 @@ export function createCollections(deps: { store: Pick<Store, "leaseHeld" | "user
 export interface SweepDeps {
   store: Store;
   blobs: Pick<BlobStore, "list" | "delete">;
-  vault: Pick<Vault, "collect" | "forgetSave">;
+  vault: Pick<Vault, "collect" | "forgetSave" | "describe">;
   log: Log;
   collections: Collections;
   retentionDays: number;
@@ -81,6 +82,9 @@ export interface SweepDeps {
   /** Drops what this process remembers of transfers expired at `nowMs`. */
   forgetTransfers(nowMs: number): void;
 }
+
+/** Packs from before packs had headers that one sweep looks at, at most (see `vault/backfill.ts`). */
+const DESCRIBE_PACKS_PER_SWEEP = 200;
 
 const ageOf = (modifiedAt: number | undefined, now: number): number => (modifiedAt === undefined ? 0 : now - modifiedAt);
 
@@ -140,6 +144,7 @@ export function createSweep(deps: SweepDeps) {
         if (ageOf(blob.modifiedAt, t) >= ttlSec * 1000) await drop(blob.key);
       }
       let collected = 0;
+      const budget = { packs: DESCRIBE_PACKS_PER_SWEEP };
       for (const userId of await store.usersWithBlobs()) {
         const result = await deps.collections.run(userId, t, async () => {
           try {
@@ -150,7 +155,13 @@ export function createSweep(deps: SweepDeps) {
               ...(await store.uploadsOfUser(userId)).map((u) => vaultRoot(u.key)),
               ...liveSessions.filter((r) => r.userId === userId).map((r) => vaultRoot(r.restoreKey)),
             ].filter((r): r is string => r !== null);
-            return await deps.vault.collect(userId, roots, { now: t, orphanAgeMs: ttlSec * 1000 });
+            const result = await deps.vault.collect(userId, roots, { now: t, orphanAgeMs: ttlSec * 1000 });
+            // Under the same lease: no pack of the user's is written or deleted meanwhile.
+            await deps.vault.describe(userId, kept, budget).then(
+              (described) => (described.packs > 0 || described.saves > 0) && log.info("described saves from before storage described itself", { user: userId, ...described }),
+              (err: unknown) => log.warn("could not describe a user's saves from before storage described itself; the next sweep tries again", { user: userId, err }),
+            );
+            return result;
           } catch (err) {
             log.error("could not collect a user's unused save blobs", { user: userId, err });
             return null;

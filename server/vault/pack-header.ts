@@ -105,6 +105,13 @@ export async function readPackHeader(keys: UserKeys, pack: string, bytes: Uint8A
   return openHeader(keys, pack, buf.subarray(where.start, where.start + where.length), where.start);
 }
 
+/** Whether the pack object `pack` of `size` bytes ends in a header (without opening it). */
+export async function hasPackHeader(blobs: Pick<BlobStore, "getRange">, pack: string, size: number): Promise<boolean> {
+  if (size < TRAILER) return false;
+  const tail = await blobs.getRange(pack, size - TRAILER, TRAILER);
+  return tail !== null && Buffer.from(tail).subarray(4).equals(MAGIC);
+}
+
 /** Reads the header of the pack object `pack` of `size` bytes from storage, fetching only its end; throws only when storage does. */
 export async function readPackTail(blobs: Pick<BlobStore, "getRange">, keys: UserKeys, pack: string, size: number): Promise<PackHeader> {
   const gone: PackHeader = { ok: false, problem: "damaged", message: `Pack ${pack} vanished while it was read.` };

@@ -26,6 +26,7 @@ import { decodePack, Hash } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { SaveRow, SessionRow, Store } from "../store/types.ts";
 import { saveRecordKey, writeSaveRecord } from "./catalog.ts";
+import { createBackfill, type BackfillResult } from "./backfill.ts";
 import { collectUser, packPrefix, type CollectResult } from "./collect.ts";
 import { blobId } from "./crypto.ts";
 import { createIndexCache } from "./index.ts";
@@ -58,6 +59,7 @@ export function createVault(deps: VaultDeps) {
   const { keysOf } = keyring;
   const indexes = createIndexCache({ store });
   const readers = { store, blobs, keyring };
+  const backfill = createBackfill({ store, blobs, keyring, log });
 
   return {
     keysOf,
@@ -154,6 +156,14 @@ export function createVault(deps: VaultDeps) {
     /** The save under `root` as a tar stream, checking every blob (see `restore.ts`). */
     async *tar(userId: string, root: string, opts: TarOptions): AsyncGenerator<Uint8Array> {
       yield* tarStream(createBlobReader(readers, userId, await indexes.indexOf(userId)), root, opts);
+    },
+
+    /**
+     * Gives what the user's storage holds from before it described itself its description (see
+     * `backfill.ts`); the caller holds the user's collection lease.
+     */
+    describe(userId: string, kept: readonly SaveRow[], budget: { packs: number }): Promise<BackfillResult> {
+      return backfill.run(userId, kept, budget);
     },
 
     /** Deletes the user's blobs that no tree under `roots` refers to (see `collect.ts`). */
