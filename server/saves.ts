@@ -29,7 +29,8 @@ import { createStaging } from "./saves/staging.ts";
 import { createCollections, createSweep, type Leases } from "./saves/sweep.ts";
 import { createTransfers } from "./saves/transfers.ts";
 
-export { toSaveInfo, vaultRoot } from "./saves/keys.ts";
+export { toSaveInfo } from "./saves/reading.ts";
+export { vaultRoot } from "./vault/catalog.ts";
 export type { Leases } from "./saves/sweep.ts";
 
 export interface SaveLimits {

@@ -7,10 +7,19 @@ import { z } from "zod";
 import { CattyError, Label, type SaveInfo } from "../../src/protocol/index.ts";
 import { Hash } from "../../src/lib/snapshot/format.ts";
 import type { BlobStore } from "../blobs/types.ts";
-import type { SessionRow, Store } from "../store/types.ts";
+import type { SaveRow, SessionRow, Store } from "../store/types.ts";
 import { signTicket, verifyTicket } from "../tickets.ts";
 import type { Vault } from "../vault/vault.ts";
-import { toSaveInfo, vaultRoot } from "./keys.ts";
+import { vaultRoot } from "../vault/catalog.ts";
+
+export const toSaveInfo = (r: SaveRow): SaveInfo => ({
+  id: r.id,
+  createdAt: r.createdAt,
+  size: r.size,
+  files: r.files,
+  reason: r.reason,
+  added: r.added,
+});
 
 const ReadTicket = z.object({
   u: z.string(),

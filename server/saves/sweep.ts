@@ -11,7 +11,7 @@ import type { BlobStore } from "../blobs/types.ts";
 import type { SaveRow, Store } from "../store/types.ts";
 import { savesToKeep } from "../vault/retention.ts";
 import type { Vault } from "../vault/vault.ts";
-import { vaultRoot } from "./keys.ts";
+import { vaultRoot } from "../vault/catalog.ts";
 
 /**
  * Takes and releases named leases shared by every replica (see replicas.ts): a collection of a

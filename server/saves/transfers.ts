@@ -12,7 +12,7 @@ import type { AgentControl } from "../relay.ts";
 import type { SaveRow, SessionRow, Store, TransferRow, User } from "../store/types.ts";
 import { signTicket, verifyTicket } from "../tickets.ts";
 import type { Vault } from "../vault/vault.ts";
-import { VAULT_KEY } from "./keys.ts";
+import { VAULT_KEY } from "../vault/catalog.ts";
 import type { Collections } from "./sweep.ts";
 
 const WriteTicket = z.object({ w: z.string() });

@@ -9,7 +9,7 @@
 import type { Log } from "../../src/lib/log.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { SaveRow, Store } from "../store/types.ts";
-import { SAVE_RECORDS, saveRecordKey, writeSaveRecord } from "./catalog.ts";
+import { SAVE_RECORDS, saveRecordKey, vaultRoot, writeSaveRecord } from "./catalog.ts";
 import { packPrefix } from "./collect.ts";
 import type { Keyring } from "./keys.ts";
 import { hasPackHeader, sealPackHeader, type PackUnit } from "./pack-header.ts";
@@ -78,7 +78,7 @@ export function createBackfill(deps: BackfillDeps) {
       await keyring.recorded(userId);
       const recorded = new Set((await blobs.list(`${SAVE_RECORDS}${userId}/`)).map((b) => b.key));
       for (const save of kept) {
-        if (!save.key.startsWith("vault:") || recorded.has(saveRecordKey(userId, save.sessionId, save.id))) continue;
+        if (!vaultRoot(save.key) || recorded.has(saveRecordKey(userId, save.sessionId, save.id))) continue;
         const session = await store.sessionById(save.sessionId);
         if (!session) continue;
         await writeSaveRecord(blobs, await keyring.keysOf(userId), session, save);

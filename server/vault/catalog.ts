@@ -12,6 +12,10 @@ import type { BlobStore } from "../blobs/types.ts";
 import type { SaveRow, SessionRow } from "../store/types.ts";
 import { openBlob, sealBlobs, type UserKeys } from "./crypto.ts";
 
+/** A save's or upload's key in the database: `vault:<root>` for saves in the vault, else an archive's blob key (saves from before). */
+export const VAULT_KEY = "vault:";
+export const vaultRoot = (key: string | null): string | null => (key?.startsWith(VAULT_KEY) ? key.slice(VAULT_KEY.length) : null);
+
 export const USER_RECORDS = "vault-keys/";
 export const SAVE_RECORDS = "vault-saves/";
 const MAX_RECORD_BYTES = 1024 * 1024;
@@ -39,7 +43,7 @@ export const SaveRecord = z.object({
     id: z.string(),
     sessionId: z.string(),
     /** Only saves in the vault are recorded. */
-    key: z.string().startsWith("vault:"),
+    key: z.string().startsWith(VAULT_KEY),
     createdAt: z.string(),
     size: z.number(),
     files: z.number(),

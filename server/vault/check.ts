@@ -7,7 +7,7 @@
  */
 import type { BlobStore } from "../blobs/types.ts";
 import type { Store } from "../store/types.ts";
-import { vaultRoot } from "../saves/keys.ts";
+import { vaultRoot } from "./catalog.ts";
 import { packPrefix } from "./collect.ts";
 import { emptyReadIndex } from "./index.ts";
 import { createKeyring } from "./keys.ts";
