@@ -1,7 +1,8 @@
 /**
  * Local attach: puts the user's terminal in full raw mode (`raw-mode.ts`) and joins it to a
- * session. Every key goes to the program (a single Ctrl+C too); Ctrl+C twice within a second
- * detaches. The terminal is restored on every way out: detach, program exit, takeover, error,
+ * session. What the user types is read once into events (`input.ts`); the cursor report, the
+ * upload question, pasted files and the ways to detach (`detach.ts`) take theirs, and every other
+ * key goes to the program (a single Ctrl+C too). The terminal is restored on every way out: detach, program exit, takeover, error,
  * signal, process exit.
  */
 import { CattyError, type ClientMode } from "../protocol/index.ts";
@@ -10,10 +11,10 @@ import { formatBytes } from "../lib/archive.ts";
 import type { ApiClient } from "./api.ts";
 import type { Log } from "../lib/log.ts";
 import { Display } from "./display.ts";
-import { DetachDetector } from "./keys.ts";
-import { describeDetachKeys, EscapeKeys } from "./escape-keys.ts";
-import { droppableFiles, PasteCatcher, pastedPaths, readDroppedFile, uploadAnswer, type DroppedFile } from "./paste-files.ts";
-import { CursorReportReader } from "./local-screen.ts";
+import { Detacher, escapeHelp } from "./detach.ts";
+import { InputReader, pasteEvent, type InputEvent } from "./input.ts";
+import { droppableFiles, pastedPaths, readDroppedFile, uploadAnswer, type DroppedFile } from "./paste-files.ts";
+import { CursorReportReader } from "./cursor-report.ts";
 import { enterRawMode, type RawMode } from "./raw-mode.ts";
 import { SessionLink, type Outcome } from "./session-link.ts";
 import type { SyncBackWriter } from "./sync-back.ts";
@@ -43,20 +44,12 @@ export type AttachResult =
 
 /** How long to wait for the terminal to report its cursor position (it takes milliseconds). */
 const CURSOR_REPORT_MS = 1_500;
-
-/** Every way to detach, for the "Detach with …" line: `Enter ~ . or Ctrl+C twice` (and the detach keys). */
-export function detachHint(detachKeys: Uint8Array | null): string {
-  return `${detachKeys ? `${describeDetachKeys(detachKeys)}, ` : ""}Enter ~ . or Ctrl+C twice`;
-}
+/** How long the rest of an escape sequence cut by a read may take (the terminal wrote it at once). */
+const SEQUENCE_REST_MS = 50;
 
 /** A path as a terminal types a dropped one: spaces and shell characters escaped with `\`. */
 function escapePath(path: string): string {
   return path.replace(/[^A-Za-z0-9_./~+-]/g, (c) => `\\${c}`);
-}
-
-/** What `~?` shows. */
-function escapeHelp(detachKeys: Uint8Array | null): string {
-  return `escapes (after Enter): ~. detach · ~~ a literal ~ · ~? this list${detachKeys ? ` · ${describeDetachKeys(detachKeys)} detach` : ""} · Ctrl+C twice detach`;
 }
 
 export function requireTty(stdin: NodeJS.ReadStream = process.stdin): void {
@@ -73,8 +66,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   const stdin = opts.stdin ?? process.stdin;
   const stdout = opts.stdout ?? process.stdout;
   requireTty(stdin);
-  const detector = new DetachDetector();
-  const escapes = new EscapeKeys(opts.detachKeys ?? null);
+  const detacher = new Detacher({ detachKeys: opts.detachKeys });
   const size = (): { cols: number; rows: number } => ({
     cols: Math.max(1, stdout.columns || 80),
     rows: Math.max(1, stdout.rows || 24),
@@ -137,20 +129,19 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     display.anchor(cursor.position);
   };
   const cursorTimer = setTimeout(() => {
-    const held = cursor.giveUp();
+    const held = cursor.release();
     located();
     if (held.length > 0) input(held);
   }, CURSOR_REPORT_MS);
 
-  const deliver = (bytes: Uint8Array): void => {
-    const escaped = escapes.feed(bytes);
-    if (escaped.help) display.notice(escapeHelp(opts.detachKeys ?? null));
-    const { forward, detach } = detector.feed(escaped.forward);
+  /** Input events through the ways to detach; what is left goes to the program, in one frame. */
+  const deliver = (events: InputEvent[]): void => {
+    const { forward, detach, help } = detacher.take(events);
+    if (help) display.notice(escapeHelp(opts.detachKeys ?? null));
     if (forward.length > 0) link.send(forward);
-    if (detach || escaped.detach) resolveLocal({ kind: "detached" });
+    if (detach) resolveLocal({ kind: "detached" });
   };
   // Files dropped on the terminal go to the session first; input after them waits its turn.
-  const pastes = new PasteCatcher();
   let busy: Promise<void> | null = null;
   /** Runs `step` now when nothing waits, else after what waits; an async step makes later input wait. */
   const after = (step: () => void | Promise<void>): void => {
@@ -161,49 +152,60 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     });
     busy = next;
   };
-  const input = (bytes: Uint8Array): void => {
-    for (const ev of pastes.feed(bytes)) {
-      if (ev.kind === "bytes") {
-        after(() => deliver(ev.data));
+  const input = (events: InputEvent[]): void => {
+    let keys: InputEvent[] = [];
+    const flushKeys = (): void => {
+      if (keys.length === 0) return;
+      const batch = keys;
+      keys = [];
+      after(() => deliver(batch));
+    };
+    for (const ev of events) {
+      if (ev.kind !== "paste") {
+        keys.push(ev);
         continue;
       }
+      flushKeys();
       const paths = opts.mode === "interactive" ? pastedPaths(ev.text) : null;
       const found = paths ? droppableFiles(paths, { home: homedir(), cattyHome: opts.cattyHome }) : null;
       if (found && "refused" in found) {
         after(() => {
           display.notice(`not uploading: ${found.refused}; pasted the text`);
-          deliver(ev.raw);
+          deliver([ev]);
         });
-      } else after(found ? () => offerFiles(found.files, ev.raw) : () => deliver(ev.raw));
+      } else after(found ? () => offerFiles(found.files, ev) : () => deliver([ev]));
     }
+    flushKeys();
   };
-  /** The answer to the open question, fed the input while it is shown. */
-  let answer: ((bytes: Uint8Array) => void) | null = null;
+  /** The answer to the open question, fed the input while it is shown; true once answered. */
+  let answer: ((ev: InputEvent) => boolean) | null = null;
   /** Asks once, with the full paths, whether to upload; Enter uploads, Esc pastes the text. */
-  const offerFiles = async (files: DroppedFile[], raw: Uint8Array): Promise<void> => {
+  const offerFiles = async (files: DroppedFile[], paste: InputEvent): Promise<void> => {
     const what = files.length === 1 ? "this file" : `these ${files.length} files`;
     const question = [`upload ${what} to the session? Enter uploads · Esc pastes the text`, ...files.map((f) => `  ${f.path}  (${formatBytes(f.size)})`)];
     // Nothing is uploaded that the question could not show.
     if (!display.questionFits(question)) {
       display.notice(`${files.length} files are more than this terminal can show at once: pasted the text; drop fewer at a time`);
-      deliver(raw);
+      deliver([paste]);
       return;
     }
     const upload = await new Promise<boolean>((resolve) => {
-      answer = (bytes) => {
-        const said = uploadAnswer(bytes);
-        if (said === null) return;
+      answer = (ev) => {
+        // Keys answer (the Escape key too, when a read ends with its ESC); a paste does not.
+        const said = ev.kind === "paste" || ev.kind === "pasting" || ev.kind === "cursor" ? null : uploadAnswer(ev.raw);
+        if (said === null) return false;
         answer = null;
         display.endQuestion();
         resolve(said === "upload");
+        return true;
       };
       display.ask(question);
     });
-    if (upload) await handFiles(files, raw);
-    else deliver(raw);
+    if (upload) await handFiles(files, paste);
+    else deliver([paste]);
   };
   /** Uploads the dropped files and pastes their remote paths; on failure, the local paths as pasted. */
-  const handFiles = async (files: DroppedFile[], raw: Uint8Array): Promise<void> => {
+  const handFiles = async (files: DroppedFile[], paste: InputEvent): Promise<void> => {
     const remote: string[] = [];
     try {
       for (const [i, f] of files.entries()) {
@@ -221,23 +223,32 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     } catch (err) {
       display.status("");
       display.notice(`could not upload ${files.length === 1 ? "the file" : "the files"} (${(err as Error).message}); pasted the local path instead`);
-      deliver(raw);
+      deliver([paste]);
       return;
     }
     display.status("");
-    deliver(new TextEncoder().encode(`\x1b[200~${remote.map(escapePath).join(" ")}\x1b[201~`));
+    deliver([pasteEvent(remote.map(escapePath).join(" "))]);
   };
-  const onData = (chunk: unknown): void => {
-    let bytes = typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Uint8Array);
+  const reader = new InputReader();
+  let restTimer: Timer | undefined;
+  /** The events of one read. */
+  const read = (events: InputEvent[]): void => {
     if (cursor.waiting) {
-      const rest = cursor.feed(bytes);
+      const rest = cursor.take(events);
       if (rest === null) return;
       located();
-      if (rest.length === 0) return;
-      bytes = rest;
+      events = rest;
     }
-    if (answer) return answer(bytes);
-    input(bytes);
+    if (events.length === 0) return;
+    // While a question is open, input answers it or goes; the rest of the read that answered goes
+    // with the answer (an Enter may come as CR LF).
+    if (answer) events.some(answer);
+    else input(events);
+  };
+  const onData = (chunk: unknown): void => {
+    clearTimeout(restTimer);
+    read(reader.feed(typeof chunk === "string" ? Buffer.from(chunk) : (chunk as Uint8Array)));
+    if (reader.holding) restTimer = setTimeout(() => read(reader.flush()), SEQUENCE_REST_MS);
   };
   const onResize = (): void => {
     const { cols, rows } = size();
@@ -249,6 +260,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   let raw: RawMode | null = null;
   const restore = (): void => {
     clearTimeout(cursorTimer);
+    clearTimeout(restTimer);
     display.dispose();
     try {
       stdout.write(display.restoreSequence());
@@ -266,7 +278,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   process.on("exit", restore);
   if (stdout.isTTY) stdout.write("\x1b[6n");
   else {
-    cursor.giveUp();
+    cursor.release();
     located();
   }
   try {

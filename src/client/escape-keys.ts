@@ -8,12 +8,13 @@
  *   held while they match and detach once all came; a key that breaks the match sends the held
  *   ones on.
  *
- * Inside a bracketed paste and inside escape sequences nothing is looked at, so pasted text and
- * arrow keys pass untouched. Runs before the double Ctrl+C detector.
+ * It reads events (`input.ts`): inside a bracketed paste and an escape sequence nothing is looked
+ * at, so pasted text and arrow keys pass untouched; such an event breaks a held `~` or a partial
+ * match, which go on before it. Runs before the double Ctrl+C detector.
  */
 import { CattyError } from "../protocol/errors.ts";
+import { InputReader, readAll, unsent, type InputEvent } from "./input.ts";
 
-const ESC = 0x1b;
 const TILDE = 0x7e;
 const CR = 0x0d;
 const LF = 0x0a;
@@ -64,23 +65,52 @@ export class EscapeKeys {
   private lineStart = true;
   private tilde = false;
   private matched = 0;
-  /** 0: ground; 1: after ESC; 2: in a CSI (its parameters in `csi`). */
-  private esc = 0;
-  private csi = "";
-  private inPaste = false;
+  /** For `feed`. */
+  private readonly reader = new InputReader();
 
   constructor(private readonly detachKeys: Uint8Array | null = null) {}
 
+  /** One event: what goes on to the program (held keys released), whether it detaches or asks for help. */
+  take(ev: InputEvent): { pass: InputEvent[]; detach: boolean; help: boolean } {
+    if (ev.kind === "text") {
+      const r = this.keys(ev.raw);
+      return { pass: r.forward.length > 0 ? [{ kind: "text", raw: r.forward }] : [], detach: r.detach, help: r.help };
+    }
+    // A sequence or a paste: nothing in it is looked at, and it breaks a held ~ or a partial match.
+    const held = this.release();
+    this.lineStart = false;
+    return { pass: held.length > 0 ? [{ kind: "text", raw: held }, ev] : [ev], detach: false, help: false };
+  }
+
+  /** Bytes of one read. */
   feed(chunk: Uint8Array): EscapeResult {
+    const parts: Uint8Array[] = [];
+    let help = false;
+    for (const ev of readAll(this.reader, chunk)) {
+      const r = this.take(ev);
+      help ||= r.help;
+      parts.push(...r.pass.map(unsent));
+      if (r.detach) return { forward: Buffer.concat(parts), detach: true, help };
+    }
+    return { forward: parts.length === 1 && parts[0] === chunk ? chunk : Buffer.concat(parts), detach: false, help };
+  }
+
+  /** The held ~ and partly matched detach keys, which go on after all. */
+  private release(): Uint8Array {
+    const out: number[] = [];
+    if (this.tilde) out.push(TILDE);
+    if (this.matched > 0 && this.detachKeys) out.push(...this.detachKeys.subarray(0, this.matched));
+    this.tilde = false;
+    this.matched = 0;
+    return Uint8Array.from(out);
+  }
+
+  /** Plain keys. */
+  private keys(chunk: Uint8Array): EscapeResult {
     const out: number[] = [];
     let help = false;
     for (let i = 0; i < chunk.length; i++) {
       const b = chunk[i] as number;
-      if (this.esc !== 0 || this.inPaste || b === ESC) {
-        this.sequenceByte(b);
-        out.push(b);
-        continue;
-      }
       if (this.tilde) {
         this.tilde = false;
         if (b === 0x2e) return { forward: Uint8Array.from(out), detach: true, help };
@@ -114,29 +144,8 @@ export class EscapeKeys {
       out.push(b);
       this.lineStart = b === CR || b === LF;
     }
-    return { forward: out.length === chunk.length ? chunk : Uint8Array.from(out), detach: false, help };
-  }
-
-  /** Tracks escape sequences, for bracketed pastes (`CSI 200~` … `CSI 201~`) and to keep keys out. */
-  private sequenceByte(b: number): void {
-    this.lineStart = false;
-    if (this.esc === 0) {
-      // An ESC (in ground or inside a paste) begins a sequence; other pasted bytes are just text.
-      if (b === ESC) this.esc = 1;
-      return;
-    }
-    if (this.esc === 1) {
-      if (b === 0x5b) {
-        this.esc = 2;
-        this.csi = "";
-      } else this.esc = b === ESC ? 1 : 0;
-      return;
-    }
-    if (b >= 0x40 && b <= 0x7e) {
-      if (b === TILDE && this.csi === "200") this.inPaste = true;
-      if (b === TILDE && this.csi === "201") this.inPaste = false;
-      this.esc = 0;
-    } else if (b === ESC) this.esc = 1;
-    else if (this.csi.length < 16) this.csi += String.fromCharCode(b);
+    // (The same length is not the same bytes: held keys may have gone out and others been held.)
+    const same = out.length === chunk.length && out.every((b, i) => b === chunk[i]);
+    return { forward: same ? chunk : Uint8Array.from(out), detach: false, help };
   }
 }

@@ -6,7 +6,7 @@
  * to repaint the whole screen (which would erase the CLI's lines).
  *
  * The mirror is sized like the local terminal and follows its resizes. It starts at the cursor
- * position the terminal reports (`CursorReportReader`), or after a full screen paint; until then
+ * position the terminal reports (`cursor-report.ts`), or after a full screen paint; until then
  * it is not anchored and has nothing to offer. Output reaches its parser in 20 ms batches, off
  * the echo path. When output outruns the parser by more than `maxBacklogBytes` (a flood), the
  * mirror lets go — it stops parsing, so a flood costs the client nothing here — and `row()`
@@ -227,50 +227,4 @@ function color(rgb: boolean, palette: boolean, value: number, base: number, brig
   if (value < 8) return `;${base + value}`;
   if (value < 16) return `;${bright + value - 8}`;
   return `;${extended};5;${value}`;
-}
-
-/**
- * Picks the terminal's answer to a cursor position query (`ESC[6n` → `ESC[row;colR`) out of the
- * input, holding the input meanwhile (so typeahead is neither lost nor mistaken for it), however
- * the answer is cut into reads.
- */
-export class CursorReportReader {
-  private held: Uint8Array = new Uint8Array(0);
-  private done = false;
-  /** The reported position, 0-based; null until it came (or if it never does). */
-  position: { row: number; col: number } | null = null;
-
-  /** Whether it is still waiting for the answer. */
-  get waiting(): boolean {
-    return !this.done;
-  }
-
-  /** Input while waiting: null while it holds on, else the input to pass on (answer removed). */
-  feed(chunk: Uint8Array): Uint8Array | null {
-    if (this.done) return chunk;
-    const held = new Uint8Array(this.held.length + chunk.length);
-    held.set(this.held);
-    held.set(chunk, this.held.length);
-    const m = /\x1b\[(\d{1,5});(\d{1,5})R/.exec(Buffer.from(held).toString("latin1"));
-    if (!m) {
-      // Not an answer after this much input: the terminal does not answer; pass everything on.
-      if (held.length > 256) return this.giveUp(held);
-      this.held = held;
-      return null;
-    }
-    this.done = true;
-    this.held = new Uint8Array(0);
-    this.position = { row: Math.max(0, Number(m[1]) - 1), col: Math.max(0, Number(m[2]) - 1) };
-    const rest = new Uint8Array(held.length - m[0].length);
-    rest.set(held.subarray(0, m.index));
-    rest.set(held.subarray(m.index + m[0].length), m.index);
-    return rest;
-  }
-
-  /** Stops waiting; returns the input held so far. */
-  giveUp(held: Uint8Array = this.held): Uint8Array {
-    this.done = true;
-    this.held = new Uint8Array(0);
-    return held;
-  }
 }

@@ -13,76 +13,12 @@
  * resolved — and the file read is the one checked (opened without following a link, same device
  * and inode).
  *
- * `PasteCatcher` finds bracketed pastes in the input stream (an end marker split across reads
- * too); what is not a paste passes straight through, at once.
+ * The pastes themselves are found by the input reader (`input.ts`).
  */
 import { closeSync, constants, fstatSync, lstatSync, openSync, readFileSync, realpathSync } from "node:fs";
 import { homedir } from "node:os";
 import { basename, isAbsolute, join, normalize, sep } from "node:path";
 import { FILE_MAX_BYTES, fileProblem } from "../protocol/files.ts";
-
-const START = Buffer.from("\x1b[200~");
-const END = Buffer.from("\x1b[201~");
-/** A paste longer than this is not a list of dropped files: it goes on as it comes. */
-const MAX_PATHS_BYTES = 64 * 1024;
-
-export type PasteEvent = { kind: "bytes"; data: Uint8Array } | { kind: "paste"; text: string; raw: Uint8Array };
-
-/** How many bytes at the end of `buf` could begin `marker` (a marker cut by the read). */
-function partialSuffix(buf: Buffer, marker: Buffer): number {
-  for (let n = Math.min(marker.length - 1, buf.length); n > 0; n--) {
-    if (buf.subarray(buf.length - n).equals(marker.subarray(0, n))) return n;
-  }
-  return 0;
-}
-
-export class PasteCatcher {
-  /** Bytes held: a marker's beginning at the end of a read, or a paste not ended yet. */
-  private held = Buffer.alloc(0);
-  private inPaste = false;
-  /** The paste grew too long to be paths: the rest of it passes through. */
-  private passing = false;
-
-  feed(chunk: Uint8Array): PasteEvent[] {
-    const out: PasteEvent[] = [];
-    let buf = Buffer.concat([this.held, chunk]);
-    this.held = Buffer.alloc(0);
-    for (;;) {
-      if (!this.inPaste) {
-        const at = buf.indexOf(START);
-        if (at === -1) {
-          // Nothing is held back here, not even an ESC that might begin a marker: a lone Escape key
-          // must reach the program now. (A terminal writes a paste's start marker in one go.)
-          if (buf.length > 0) out.push({ kind: "bytes", data: buf });
-          return out;
-        }
-        if (at > 0) out.push({ kind: "bytes", data: buf.subarray(0, at) });
-        buf = buf.subarray(at);
-        this.inPaste = true;
-        this.passing = false;
-        continue;
-      }
-      // In a paste: `buf` starts with START unless it is passing through.
-      const from = this.passing ? 0 : START.length;
-      const end = buf.indexOf(END, from);
-      if (end === -1) {
-        if (!this.passing && buf.length > MAX_PATHS_BYTES) this.passing = true;
-        if (this.passing) {
-          const keep = partialSuffix(buf, END);
-          if (buf.length - keep > 0) out.push({ kind: "bytes", data: buf.subarray(0, buf.length - keep) });
-          this.held = Buffer.from(buf.subarray(buf.length - keep));
-        } else this.held = Buffer.from(buf);
-        return out;
-      }
-      const whole = buf.subarray(0, end + END.length);
-      if (this.passing) out.push({ kind: "bytes", data: whole });
-      else out.push({ kind: "paste", text: whole.subarray(START.length, end).toString("utf8"), raw: Uint8Array.from(whole) });
-      this.inPaste = false;
-      this.passing = false;
-      buf = buf.subarray(end + END.length);
-    }
-  }
-}
 
 /**
  * The paths a paste names, when it is nothing but paths: absolute or `~/…`, separated by spaces,

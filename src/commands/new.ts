@@ -7,7 +7,8 @@ import { cattyHome } from "../lib/paths.ts";
 import { uploadDirectory } from "../client/upload.ts";
 import { terminalReporter } from "../client/progress.ts";
 import { ui } from "../client/ui.ts";
-import { detachHint, requireTty } from "../client/attach.ts";
+import { requireTty } from "../client/attach.ts";
+import { detachHint } from "../client/detach.ts";
 import { apiArg, commandAfterDashes } from "./_args.ts";
 import { attachAndReport } from "./_attach.ts";
 

@@ -8,7 +8,8 @@ import { describe, expect, test } from "bun:test";
 import { SerializeAddon } from "@xterm/addon-serialize";
 import { Terminal } from "@xterm/headless";
 import { Display } from "../../src/client/display.ts";
-import { CursorReportReader, LocalScreen, serializeRow } from "../../src/client/local-screen.ts";
+import { CursorReportReader } from "../../src/client/cursor-report.ts";
+import { LocalScreen, serializeRow } from "../../src/client/local-screen.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const BEFORE = "$ catty new -- bash\r\n\x1b[32m✔\x1b[0m Session brave-tiger-1234 started. Reconnect with `catty connect brave-tiger-1234`.\r\n";

@@ -58,6 +58,13 @@ describe("detach keys", () => {
     expect(feed(new EscapeKeys(keys), "\x10\x10\x11")).toMatchObject({ sent: "\x10", detachedAt: 0 });
   });
 
+  test("a held detach key goes on before the key that broke the match, also when the read is as long as what goes on", () => {
+    // (It used to send the read as it came, "a" before the held Ctrl+P, when the lengths matched.)
+    const keys = parseDetachKeys("ctrl-p,ctrl-q");
+    expect(feed(new EscapeKeys(keys), "\x10", "a\x10", "x")).toMatchObject({ sent: "\x10a\x10x", detachedAt: -1 });
+    expect(feed(new EscapeKeys(keys), "\x10", "a\x10", "\x11")).toMatchObject({ sent: "\x10a", detachedAt: 2 });
+  });
+
   test("parsing and describing; bad specs say what is allowed", () => {
     expect([...parseDetachKeys("ctrl-a,d")]).toEqual([1, 0x64]);
     expect([...parseDetachKeys("ctrl-@,ctrl-]")]).toEqual([0, 0x1d]);

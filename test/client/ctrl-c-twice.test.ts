@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { DetachDetector } from "../../src/client/keys.ts";
+import { DetachDetector } from "../../src/client/ctrl-c-twice.ts";
 
 const b = (s: string): Uint8Array => Buffer.from(s, "latin1");
 const s = (u: Uint8Array): string => Buffer.from(u).toString("latin1");
