@@ -33,16 +33,23 @@ export const ReplicaAbout = z.object({
 });
 export type ReplicaAbout = z.infer<typeof ReplicaAbout>;
 
-/** This host, as told apart from another host or container (the kernel's boot id where there is one). */
-function thisHost(): string {
-  const boot = ((): string => {
-    try {
-      return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
-    } catch {
-      return "";
-    }
-  })();
-  return boot ? `${hostname()} (boot ${boot.slice(0, 8)})` : hostname();
+/** The running kernel's boot id (shared by the containers on one host); null where there is none. */
+function bootId(): string | null {
+  try {
+    return readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim().slice(0, 8) || null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Where this replica runs: `kernel` for what a host's containers share (a Docker socket), else this
+ * host or container (local processes are seen through its process table).
+ */
+function thisHost(scope: "kernel" | "processes"): string {
+  const boot = bootId();
+  if (scope === "kernel" && boot) return `the kernel booted as ${boot}`;
+  return boot ? `${hostname()} (boot ${boot})` : hostname();
 }
 
 /** What this replica says of itself, from its configuration and its master key. */
@@ -52,9 +59,9 @@ export function aboutThisReplica(config: ServerConfig, masterKey: Uint8Array): O
   const machines = ((): string => {
     switch (config.provider) {
       case "local":
-        return `local processes on ${thisHost()}`;
+        return `local processes on ${thisHost("processes")}`;
       case "docker":
-        return config.docker.host.startsWith("unix:") ? `docker ${config.docker.host} on ${thisHost()}` : `docker ${config.docker.host}`;
+        return config.docker.host.startsWith("unix:") ? `docker ${config.docker.host} on ${thisHost("kernel")}` : `docker ${config.docker.host}`;
       case "kubernetes":
         return `kubernetes ${config.kubernetes?.namespace ?? "(the current context's namespace)"}`;
       case "fly":

@@ -8,13 +8,14 @@
 import { describe, expect, test } from "bun:test";
 import { createHmac, hkdfSync } from "node:crypto";
 import { mkdtempSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp, type CattyApp } from "../../server/app.ts";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
 import { openStore } from "../../server/listen.ts";
 import { INTERNAL_HEADER, Replicas } from "../../server/replicas.ts";
-import { topologyProblem } from "../../server/topology.ts";
+import { readServerConfig } from "../../server/config.ts";
+import { aboutThisReplica, topologyProblem } from "../../server/topology.ts";
 import type { Provider } from "../../server/providers/types.ts";
 import type { Store } from "../../server/store/types.ts";
 import { silentLog } from "../../src/lib/log.ts";
@@ -165,6 +166,20 @@ describe("replicas", () => {
     // Local sessions on two hosts: neither replica could watch the other's machines.
     expect(topologyProblem({ ...base, id: "a", machines: "local processes on host-b (boot 9abcdef0)" }, base, url)).toContain("on one host for local sessions");
     expect(topologyProblem({ ...base, id: "a", masterKey: "f2" }, base, url)).toContain("another master key");
+  });
+
+  test("what a replica says of itself: its bucket, where its machines run (a local socket: this kernel), a fingerprint of its master key", () => {
+    const config = (env: Record<string, string>) => readServerConfig({}, { CATTY_DATABASE_URL: "postgres://db/catty", CATTY_INTERNAL_KEY: "ab".repeat(32), ...env });
+    const local = aboutThisReplica(config({}), master);
+    expect(local.storage).toBe("disk");
+    expect(local.machines).toStartWith(`local processes on ${hostname()}`);
+    expect(local.masterKey).toMatch(/^[0-9a-f]{16}$/);
+    expect(master.toString("hex")).not.toContain(local.masterKey);
+    expect(aboutThisReplica(config({}), key).masterKey).not.toBe(local.masterKey);
+    const docker = aboutThisReplica(config({ CATTY_PROVIDER: "docker", CATTY_S3_BUCKET: "b", CATTY_S3_ENDPOINT: "http://s3.test", CATTY_S3_PREFIX: "p" }), master);
+    expect(docker.storage).toBe("s3 http://s3.test b/p");
+    expect(docker.machines).toMatch(/^docker unix:\/\/\/var\/run\/docker\.sock on /);
+    expect(docker.machines).not.toContain(hostname());
   });
 
   test("/v1/internal is not served by a server of its own, even to a request signed with its master key", async () => {
