@@ -15,6 +15,7 @@ import { createDiskBlobStore, loadOrCreateSecret } from "./blobs/disk.ts";
 import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
+import { startLine } from "./environment-check.ts";
 import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
 import { MAX_PACK_BYTES } from "../src/lib/snapshot/format.ts";
 import { parseMasterKey } from "./vault/crypto.ts";
@@ -279,6 +280,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   const pidFile = join(config.dataDir, "server.pid");
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
   log.info(`listening on ${url}`, { dataDir: config.dataDir });
+  log.info(startLine(config, config.publicUrl ?? agentUrl, "none (plain HTTP: put a TLS proxy in front)"));
   const stop = async (): Promise<void> => {
     rmSync(pidFile, { force: true });
     app.close();

@@ -13,6 +13,8 @@ import { readServerConfig, serverFlags, type ServerConfig } from "./config.ts";
 import { createUserToken, openStore, startServer } from "./listen.ts";
 import { runCheck, runRecover } from "./storage-commands.ts";
 import { TopologyError } from "./topology.ts";
+import { unknownVariableWarnings } from "./environment-check.ts";
+import { checkCommandLine } from "../src/lib/command-line.ts";
 
 // Everything the server creates (database, WAL, keys, blobs, logs) is for its user only.
 process.umask(0o077);
@@ -36,6 +38,7 @@ const serve = defineCommand({
   async run({ args }) {
     const config = configOrExit(args);
     const log = createLog({ scope: "server", level: config.logLevel, format: config.logFormat });
+    for (const warning of unknownVariableWarnings(process.env)) log.warn(warning);
     // A deployment the other replicas could not serve alongside this one is a one-line error and exit code 1, as a bad setting.
     const server = await startServer(config, log).catch((err: unknown) => (err instanceof TopologyError ? fail(err.message) : Promise.reject(err)));
     let stopping = false;
@@ -194,4 +197,10 @@ const main = defineCommand({
 const argv = process.argv.slice(2);
 const first = argv[0];
 const rawArgs = first === undefined || first.startsWith("-") && first !== "--help" && first !== "-h" && first !== "--version" ? ["serve", ...argv] : argv;
+// A mistyped subcommand or flag is a usage error (exit code 2): citty alone would ignore the flag.
+const wrong = await checkCommandLine(main, rawArgs, "catty-server");
+if (wrong) {
+  console.error(`catty-server: ${wrong}`);
+  process.exit(2);
+}
 await runMain(main, { rawArgs });

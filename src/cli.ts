@@ -1,6 +1,6 @@
 /**
  * `catty`: the command line. Parses the command, runs it, and turns errors into a message, a hint
- * and an exit code (0 ok, 1 error, 130 interrupted, else the program's own code).
+ * and an exit code (0 ok, 1 error, 2 a mistyped command or flag, 130 interrupted, else the program's own code).
  */
 import { defineCommand, renderUsage, runCommand, type CommandDef } from "citty";
 import { CattyError } from "./protocol/errors.ts";
@@ -14,6 +14,7 @@ import { confirm } from "./client/hidden-input.ts";
 import { installKind, latestVersion, offerUpdate, UpdateCheckState, updateSettings } from "./client/update.ts";
 import { updateTo } from "./commands/update.ts";
 import { inCi } from "./client/ci.ts";
+import { checkCommandLine } from "./lib/command-line.ts";
 
 const main = defineCommand({
   meta: { name: "catty", version: VERSION, description: "Persistent remote sessions for Claude Code and any terminal program" },
@@ -52,9 +53,11 @@ async function run(input: string[]): Promise<number> {
     return own.length === 0 ? 1 : 0;
   }
   const sub = own[0] as string;
-  if (!(sub in (main.subCommands as object))) {
-    ui.error(`Unknown command "${sub}". Run \`catty --help\` to see the commands.`);
-    return 1;
+  // A mistyped command or flag is a usage error (exit code 2), not something to ignore.
+  const wrong = await checkCommandLine(main, argv, "catty");
+  if (wrong) {
+    ui.error(wrong);
+    return 2;
   }
   await runCommand(main, { rawArgs: argv });
   if (!NO_UPDATE_CHECK.has(sub) && config.updateCheck) await offerAnUpdate(config.home);
