@@ -76,12 +76,13 @@ export function createBackfill(deps: BackfillDeps) {
     async run(userId: string, kept: readonly SaveRow[], budget: { packs: number }): Promise<BackfillResult> {
       const result: BackfillResult = { packs: 0, saves: 0 };
       await keyring.recorded(userId);
+      const keys = await keyring.keysOf(userId);
       const recorded = new Set((await blobs.list(`${SAVE_RECORDS}${userId}/`)).map((b) => b.key));
       for (const save of kept) {
-        if (!vaultRoot(save.key) || recorded.has(saveRecordKey(userId, save.sessionId, save.id))) continue;
+        if (!vaultRoot(save.key) || recorded.has(saveRecordKey(keys, userId, save.sessionId, save.id))) continue;
         const session = await store.sessionById(save.sessionId);
         if (!session) continue;
-        await writeSaveRecord(blobs, await keyring.keysOf(userId), session, save);
+        await writeSaveRecord(blobs, keys, session, save);
         result.saves++;
       }
       const packs = (await blobs.list(packPrefix(userId))).filter((p) => !described.has(p.key));

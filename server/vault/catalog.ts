@@ -1,8 +1,8 @@
 /**
  * What the bucket holds besides packs, so that saves can be found again without the database
  * (`recover.ts`): one object per user (`vault-keys/<userId>`: the user's id, name and wrapped
- * key, sealed with the master key) and one per save (`vault-saves/<userId>/<sessionId>/<save>`:
- * the save's row and enough of its session's to list it again, sealed with the user's key).
+ * key, sealed with the master key) and one per save (`vault-saves/<userId>/<HMAC>`: the save's
+ * row and enough of its session's to list it again, sealed with the user's key).
  * Each is bound to its key as associated data, so an object copied under another name does not
  * open. Neither lives under `vault/<userId>/`, where the collection deletes what no row names.
  */
@@ -10,7 +10,7 @@ import { z } from "zod";
 import { Label } from "../../src/protocol/index.ts";
 import type { BlobStore } from "../blobs/types.ts";
 import type { SaveRow, SessionRow } from "../store/types.ts";
-import { openBlob, sealBlobs, type UserKeys } from "./crypto.ts";
+import { blobId, openBlob, sealBlobs, type UserKeys } from "./crypto.ts";
 
 /** A save's or upload's key in the database: `vault:<root>` for saves in the vault, else an archive's blob key (saves from before). */
 export const VAULT_KEY = "vault:";
@@ -21,9 +21,9 @@ export const SAVE_RECORDS = "vault-saves/";
 const MAX_RECORD_BYTES = 1024 * 1024;
 
 export const userRecordKey = (userId: string): string => `${USER_RECORDS}${userId}`;
-/** Save ids are the agent's (letters, digits and a few marks); hex keeps the key's rules whatever they are. */
-export const saveRecordKey = (userId: string, sessionId: string, saveId: string): string =>
-  `${SAVE_RECORDS}${userId}/${sessionId}/${Buffer.from(saveId).toString("hex")}`;
+/** Named by an HMAC under the user's naming key, as blobs are: the name shows neither the session nor the save. */
+export const saveRecordKey = (keys: UserKeys, userId: string, sessionId: string, saveId: string): string =>
+  `${SAVE_RECORDS}${userId}/${blobId(keys, `save ${sessionId} ${saveId}`)}`;
 
 export const UserRecord = z.object({ v: z.literal(1), id: z.string(), name: z.string(), createdAt: z.string(), wrapped: z.string() });
 export type UserRecord = z.infer<typeof UserRecord>;
@@ -90,7 +90,7 @@ export function readUserRecord(master: Buffer, key: string, bytes: Uint8Array): 
 }
 
 export async function writeSaveRecord(blobs: BlobStore, keys: UserKeys, session: SessionRow, save: SaveRow): Promise<void> {
-  const key = saveRecordKey(session.userId, session.id, save.id);
+  const key = saveRecordKey(keys, session.userId, session.id, save.id);
   const { id, label, userId, region, provider, command, createdAt } = session;
   await blobs.put(key, await seal(keys, key, { v: 1, session: { id, label, userId, region, provider, command, createdAt }, save }));
 }

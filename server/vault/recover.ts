@@ -94,7 +94,7 @@ export async function recoverFromStorage(deps: RecoverDeps): Promise<RecoverRepo
       progress({ step: "saves", done: s, total: saves.length });
       const record = await recordAt(blobs, report, info.key, (bytes) => readSaveRecord(keys, info.key, bytes));
       if (!record) continue;
-      if (info.key !== saveRecordKey(user.id, record.session.id, record.save.id) || record.session.userId !== user.id || record.save.sessionId !== record.session.id) {
+      if (info.key !== saveRecordKey(keys, user.id, record.session.id, record.save.id) || record.session.userId !== user.id || record.save.sessionId !== record.session.id) {
         report.problems.push(`${info.key} names another user's or session's save; skipped.`);
         continue;
       }

@@ -150,7 +150,7 @@ export function createVault(deps: VaultDeps) {
 
     /** Deletes a save's record (the save is no longer kept). */
     async forgetSave(userId: string, sessionId: string, saveId: string): Promise<void> {
-      await blobs.delete(saveRecordKey(userId, sessionId, saveId)).catch((err: unknown) => log.warn("could not delete a save's record", { err }));
+      await blobs.delete(saveRecordKey(await keysOf(userId), userId, sessionId, saveId)).catch((err: unknown) => log.warn("could not delete a save's record", { err }));
     },
 
     /** The save under `root` as a tar stream, checking every blob (see `restore.ts`). */
