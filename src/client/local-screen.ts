@@ -7,79 +7,54 @@
  *
  * The mirror is sized like the local terminal and follows its resizes. It starts at the cursor
  * position the terminal reports (`cursor-report.ts`), or after a full screen paint; until then
- * it is not anchored and has nothing to offer. Output reaches its parser in 20 ms batches, off
- * the echo path. When output outruns the parser by more than `maxBacklogBytes` (a flood), the
- * mirror lets go — it stops parsing, so a flood costs the client nothing here — and `row()`
- * answers null until the next full screen paint anchors it again; the caller then repaints from
- * the agent (after a flood the CLI's lines have scrolled away, so nothing of them is lost).
+ * it is not anchored and has nothing to offer. Output reaches its parser off the echo path
+ * (`src/lib/terminal-mirror.ts`). When output outruns the parser by more than `maxBacklogBytes`
+ * (a flood), the mirror lets go — it stops parsing, so a flood costs the client nothing here — and
+ * `row()` answers null until the next full screen paint anchors it again; the caller then
+ * repaints from the agent (after a flood the CLI's lines have scrolled away, so nothing of them
+ * is lost).
  */
-import { Terminal, type IBufferCell } from "@xterm/headless";
+import type { IBufferCell, Terminal } from "@xterm/headless";
+import { TerminalMirror } from "../lib/terminal-mirror.ts";
 
-const FEED_DELAY_MS = 20;
 const MAX_BACKLOG_BYTES = 2 * 1024 * 1024;
 
-const WAITING = 0;
-const LIVE = 1;
-const LOST = 2;
-
 export class LocalScreen {
-  private term: Terminal;
-  private state = WAITING;
-  private pending: Array<Uint8Array | string> = [];
-  private pendingBytes = 0;
-  /** Bytes handed to the parser and not yet parsed. */
-  private parsing = 0;
-  private feedTimer: Timer | undefined;
-  /** Resolvers of `row()` calls, answered null if the terminal they wait on is replaced. */
-  private waiters = new Set<() => void>();
+  private readonly mirror: TerminalMirror;
 
-  constructor(
-    private cols: number,
-    private rows: number,
-    private readonly maxBacklogBytes = MAX_BACKLOG_BYTES,
-  ) {
-    this.term = this.newTerminal();
+  constructor(cols: number, rows: number, maxBacklogBytes = MAX_BACKLOG_BYTES) {
+    // Waits for its anchor before parsing; a flood makes it let go (the `let-go` policy).
+    this.mirror = new TerminalMirror({ cols, rows, scrollback: 0, overflow: { policy: "let-go", maxBytes: maxBacklogBytes }, paused: true });
   }
 
   /** Whether `row()` can answer. */
   get anchored(): boolean {
-    return this.state === LIVE;
+    return !this.waiting && !this.mirror.lost;
   }
 
   /** The terminal's cursor was at (row, col), 0-based, before anything in the mirror was drawn. */
   anchor(row: number, col: number): void {
-    if (this.state !== WAITING) return;
-    this.state = LIVE;
-    this.term.write(`\x1b[${row + 1};${col + 1}H`);
-    this.schedule();
+    this.mirror.start(`\x1b[${row + 1};${col + 1}H`);
   }
 
   /** The cursor position is not coming: the mirror waits for a full paint instead. */
   unanchored(): void {
-    if (this.state === WAITING) this.lose();
+    if (this.waiting) this.mirror.letGo();
   }
 
   /** Bytes this client wrote to the terminal. */
   write(data: Uint8Array | string): void {
-    if (this.state === LOST) return;
-    this.pending.push(data);
-    this.pendingBytes += data.length;
-    if (this.pendingBytes + this.parsing > this.maxBacklogBytes) return this.lose();
-    if (this.state === LIVE) this.schedule();
+    this.mirror.write(data);
   }
 
   /** This client cleared the terminal and drew `data` from its top-left corner. */
   painted(data: string): void {
-    this.reset();
-    this.state = LIVE;
-    this.write(data);
+    this.mirror.reset();
+    this.mirror.write(data);
   }
 
   resize(cols: number, rows: number): void {
-    this.cols = cols;
-    this.rows = rows;
-    if (this.state === LIVE) this.feed();
-    this.term.resize(cols, rows);
+    this.mirror.resize(cols, rows);
   }
 
   /**
@@ -88,71 +63,17 @@ export class LocalScreen {
    * the mirror is not anchored.
    */
   row(y: number): Promise<string | null> {
-    if (this.state !== LIVE) return Promise.resolve(null);
-    this.feed();
-    const term = this.term;
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.waiters.delete(cancel);
-        resolve(this.state === LIVE && this.term === term ? serializeRow(term, y) : null);
-      };
-      const cancel = (): void => resolve(null);
-      this.waiters.add(cancel);
-      term.write("", done);
-    });
+    if (!this.anchored) return Promise.resolve(null);
+    return new Promise((resolve) => this.mirror.afterParse((ok) => resolve(ok ? serializeRow(this.mirror.term, y) : null)));
   }
 
   dispose(): void {
-    clearTimeout(this.feedTimer);
-    this.cancelWaiters();
-    this.term.dispose();
+    this.mirror.dispose();
   }
 
-  private newTerminal(): Terminal {
-    return new Terminal({ cols: this.cols, rows: this.rows, scrollback: 0, allowProposedApi: true });
-  }
-
-  private schedule(): void {
-    this.feedTimer ??= setTimeout(() => this.feed(), FEED_DELAY_MS);
-  }
-
-  private feed(): void {
-    clearTimeout(this.feedTimer);
-    this.feedTimer = undefined;
-    if (this.pending.length === 0) return;
-    const bytes = this.pendingBytes;
-    for (const data of this.pending) this.term.write(data);
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.parsing += bytes;
-    const term = this.term;
-    term.write("", () => {
-      if (this.term === term) this.parsing -= bytes;
-    });
-  }
-
-  /** Lets go of everything: the terminal's contents are unknown until the next full paint. */
-  private lose(): void {
-    this.reset();
-    this.state = LOST;
-  }
-
-  private reset(): void {
-    clearTimeout(this.feedTimer);
-    this.feedTimer = undefined;
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.parsing = 0;
-    this.cancelWaiters();
-    // A new parser: the old one may still hold a backlog it would go on parsing.
-    this.term.dispose();
-    this.term = this.newTerminal();
-  }
-
-  private cancelWaiters(): void {
-    const waiters = [...this.waiters];
-    this.waiters.clear();
-    for (const cancel of waiters) cancel();
+  /** Not anchored yet (nor let go). */
+  private get waiting(): boolean {
+    return this.mirror.paused && !this.mirror.lost;
   }
 }
 
