@@ -19,6 +19,8 @@ export const Credentials = z.object({
   token: z.string().min(1),
   /** True when this is the zero-setup server on this machine (restarted on demand). */
   local: z.boolean().optional(),
+  /** `catty login --insecure`: the user allowed this http:// server off this machine (warned each time). */
+  insecure: z.boolean().optional(),
 });
 export type Credentials = z.infer<typeof Credentials>;
 

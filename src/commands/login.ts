@@ -8,6 +8,7 @@ import { browsable, openInBrowser } from "../client/browser.ts";
 import { printable, printableDeep } from "../client/terminal-text.ts";
 import { readCliConfig, readCredentials, writeCredentials } from "../client/config.ts";
 import { ui } from "../client/ui.ts";
+import { checkTransport } from "../client/transport.ts";
 import { apiArg } from "./_args.ts";
 
 /** Reads a token from the terminal without echoing it, or one line from a pipe. */
@@ -104,15 +105,18 @@ export default defineCommand({
     ...apiArg,
     token: { type: "string", description: "API token (for scripts; a token on stdin works too)" },
     device: { type: "boolean", default: true, description: "Without --token on a terminal: approve a short code in the browser (--no-device: type the token)" },
+    insecure: { type: "boolean", description: "Allow an http:// server that is not this machine (a private network you trust): the token crosses it in clear" },
   },
   async run({ args }) {
     const config = readCliConfig(args);
     const api = config.apiOverride ?? readCredentials(config)?.api;
     if (!api) throw new CattyError("bad_request", "Which server?", "Run `catty login --api URL`.");
+    const insecure = args.insecure === true;
+    checkTransport(api, insecure);
     const token = args.token || (args.device && process.stdin.isTTY ? await deviceLogin(api) : await promptToken());
     if (!token) throw new CattyError("bad_request", "No token given.", "Pass --token TOKEN or type it at the prompt.");
     const { user } = await createApiClient(api, token).whoami();
-    writeCredentials(config, { api, token });
+    writeCredentials(config, { api, token, ...(insecure && api.startsWith("http:") ? { insecure } : {}) });
     ui.success(`Logged in to ${api} as ${user}. Credentials are in ${config.credentialsFile}.`);
   },
 });
