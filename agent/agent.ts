@@ -22,6 +22,7 @@ import type { Link, LinkHandlers } from "./link.ts";
 import { OrphanWatch } from "./orphan.ts";
 import { Forwards } from "./forwards.ts";
 import { connectSessionPort, PortWatch } from "./ports.ts";
+import { startNetnsBridge, type NetnsBridge } from "./netns.ts";
 import { Output } from "./output.ts";
 import { Program } from "./program.ts";
 import type { PtyRunner } from "./pty.ts";
@@ -157,6 +158,7 @@ export function createAgent(deps: AgentDeps): Agent {
   let resolveDone: (end: AgentEnd) => void = () => {};
   const done = new Promise<AgentEnd>((resolve) => (resolveDone = resolve));
   const finish = (end: AgentEnd): void => {
+    bridge?.close();
     ports.stop();
     forwards.close();
     attention.close();
@@ -311,8 +313,10 @@ export function createAgent(deps: AgentDeps): Agent {
     token: config.token,
     log,
     listener: (port) => ports.lookup(port),
-    connect: connectSessionPort,
+    connect: (l) => connectSessionPort(l, bridge?.portsSocket),
   });
+  /** The way into the session's own network namespace, when it has one (agent/netns.ts). */
+  let bridge: NetnsBridge | null = null;
 
   /** The server stayed away: stop the program and go (a final save has nowhere to go). */
   const watch = new OrphanWatch({
@@ -442,6 +446,16 @@ export function createAgent(deps: AgentDeps): Agent {
       seedClaudeConfig(dir, config.workspace);
       sessionEnv = { ...sessionEnv, CLAUDE_CONFIG_DIR: dir };
     }
+    if (config.netns) {
+      try {
+        bridge ??= await startNetnsBridge({ netns: config.netns, dir: join(config.stateDir, "bridge"), serverUrl: config.serverUrl, log });
+      } catch (err) {
+        log.error("no way into the session's network: the program runs without Catty's API", { err: (err as Error).message });
+        output.write(new TextEncoder().encode(`\x1b[33mcatty: the Claude API is not reachable in this session: ${(err as Error).message}\x1b[0m\r\n`));
+      }
+    }
+    // The program reaches the Claude API proxy through the bridge (the server is outside its network).
+    if (bridge && sessionEnv.ANTHROPIC_BASE_URL) sessionEnv = { ...sessionEnv, ANTHROPIC_BASE_URL: `${bridge.apiUrl}/v1/anthropic` };
     // A restored tree was given to the owner as it was written.
     if (owner && !restore) await handOver(tree, owner);
     // Started from what the restore wrote, the journal records whatever the program changes while

@@ -9,11 +9,19 @@ import { VERSION } from "../src/lib/version.ts";
 import { createAgent } from "./agent.ts";
 import { readAgentConfig, type AgentConfig } from "./config.ts";
 import { dialServer } from "./link.ts";
+import { runNetnsBridge } from "./netns.ts";
 import { bunPty } from "./pty.ts";
 
 if (process.argv.includes("--version")) {
   console.log(VERSION);
   process.exit(0);
+}
+
+// The bridge into a session's own network namespace (agent/netns.ts), started by the agent itself.
+const bridge = process.argv.indexOf("--netns-bridge");
+if (bridge !== -1) {
+  runNetnsBridge(process.argv[bridge + 1] ?? "", Number(process.argv[bridge + 2]));
+  await new Promise(() => {});
 }
 
 let config: AgentConfig;

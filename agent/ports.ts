@@ -125,13 +125,18 @@ export function listeningPorts(root: number, proc = "/proc"): Listener[] {
 }
 
 /**
- * A TCP connection to a port the session listens on, as the program would make it. Today the
- * agent shares the program's network namespace (a sandbox on the host's network, or the same
- * container), so a plain connect reaches it. When a session gets a network namespace of its own,
- * this is the one place to change: connect from inside it (setns into `/proc/<program>/ns/net` in
- * a small helper that hands the connected descriptor back, or a connect made through the sandbox).
+ * A TCP connection to a port the session listens on, as the program would make it. Where the agent
+ * shares the program's network namespace (the same container, or a sandbox on the host's network)
+ * a plain connect reaches it. A session with a namespace of its own (a sandboxed local session)
+ * is reached through the agent's bridge inside it (`bridge`: its Unix socket, agent/netns.ts),
+ * told where to connect by a first line `HOST PORT`.
  */
-export function connectSessionPort(listener: Listener): Socket {
+export function connectSessionPort(listener: Listener, bridge?: string): Socket {
+  if (bridge) {
+    const socket = connect({ path: bridge, allowHalfOpen: true });
+    socket.write(`${listener.host} ${listener.port}\n`);
+    return socket;
+  }
   const socket = connect({ host: listener.host, port: listener.port, allowHalfOpen: true });
   socket.setNoDelay(true);
   return socket;

@@ -6,6 +6,7 @@
  * throws a `SettingsError` naming the flag or variable; `catty-server` prints it and exits 1.
  */
 import type { SandboxMode, SessionLimits } from "./providers/sandbox.ts";
+import { parseEgressAllow, type AllowEntry, type EgressPolicy } from "./providers/network.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Level } from "../src/lib/log.ts";
@@ -217,6 +218,24 @@ export const SERVER_SETTINGS = {
     doc: "Docker: size of a container's writable layer, workspace included (0: no limit); needs engine storage that can limit it (overlay2 on xfs with pquota)",
     shown: "0",
   }),
+  sessionEgress: setting(enumSetting(["public", "all", "none"] as const, "public"), {
+    env: ["CATTY_SESSION_EGRESS"],
+    doc: "what sessions reach on the network: public (the internet, not private, loopback or link-local ranges: no metadata service, no host services), all, or none (DNS too); Catty's Claude API proxy always",
+  }),
+  sessionEgressAllow: setting(
+    optionalString().refine(
+      (v) => {
+        try {
+          parseEgressAllow(v);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { error: "must be host:port, IP addresses or CIDR ranges, comma-separated (mirror.internal:443,10.1.0.0/16)" },
+    ),
+    { env: ["CATTY_SESSION_EGRESS_ALLOW"], doc: "what sessions may reach beside the egress policy (an internal package mirror): host:port, IP or CIDR, comma-separated", shown: "none" },
+  ),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
     doc: "log level (debug, info, warn, error); also passed to every session's agent",
@@ -300,6 +319,8 @@ export interface ServerConfig {
   sessionLimits: Readonly<SessionLimits>;
   /** Docker: the size of a container's writable layer, when the engine's storage can limit it. */
   sessionDiskBytes: number | undefined;
+  /** What sessions reach on the network, and what beside it (server/providers/network.ts). */
+  egress: Readonly<{ policy: EgressPolicy; allow: readonly AllowEntry[] }>;
 }
 
 /** Reads the configuration once. Throws `SettingsError` naming the flag or variable at fault. */
@@ -361,6 +382,7 @@ export function readServerConfig(
     sandbox: s.sandbox,
     sessionLimits: Object.freeze({ memoryBytes: s.sessionMemoryBytes, cpus: s.sessionCpus, pids: s.sessionPids }),
     sessionDiskBytes: s.sessionDiskBytes > 0 ? s.sessionDiskBytes : undefined,
+    egress: Object.freeze({ policy: s.sessionEgress, allow: Object.freeze(parseEgressAllow(s.sessionEgressAllow)) }),
   });
 }
 

@@ -24,6 +24,7 @@ import { createFlyProvider } from "./providers/fly.ts";
 import { createDockerProvider, serverIdFrom } from "./providers/docker.ts";
 import { createLocalProvider } from "./providers/local.ts";
 import { resolveSandbox } from "./providers/sandbox.ts";
+import { createSessionNetworks } from "./providers/network.ts";
 import type { Provider } from "./providers/types.ts";
 import type { SocketData } from "./relay.ts";
 import { openPostgresStore } from "./store/postgres.ts";
@@ -166,13 +167,21 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
     });
   }
   const sandbox = resolveSandbox(config.sandbox, config.sessionLimits);
-  log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}`);
+  // A network per session needs root (a namespace of the host's, rules the program cannot change).
+  const root = process.getuid?.() === 0;
+  const network =
+    sandbox.kind === "bwrap" && root ? createSessionNetworks({ policy: config.egress.policy, allow: [...config.egress.allow], dataDir: config.dataDir }) : null;
+  log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}, network ${network ? network.summary : "the host's"}`);
+  if (!network && sandbox.kind === "bwrap") {
+    log.warn("sandboxed sessions share the host's network (and reach its loopback): run catty-server as root for a network of their own with the egress policy");
+  }
   const loopback = isLoopback(config.host);
   return createLocalProvider({
     dataDir: config.dataDir,
     agentCommand: binaryCommand("catty-agent", config.agentBin),
     tuning: config.agentTuning,
     sandbox,
+    network,
     mayRunUnsandboxed: async () => loopback && (await store.countUsers()) <= 1,
     regions: config.regions,
     log,

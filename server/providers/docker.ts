@@ -58,6 +58,7 @@ export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, ownUser: {
     idleTimeoutMs: spec.idleTimeoutMs,
     wrap: ownUser && uid !== null ? programWrap(uid, ownUser.pids) : [],
     owner: uid !== null ? `${uid}:${uid}` : undefined,
+    netns: undefined,
   });
   if (uid !== null) env.CATTY_PROGRAM_UID = String(uid);
   return env;

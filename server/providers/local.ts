@@ -9,6 +9,7 @@ import { basename, join } from "node:path";
 import type { Log } from "../../src/lib/log.ts";
 import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
 import type { LocalMachine, MachineHandle } from "../../src/protocol/index.ts";
+import type { SessionNetworks } from "./network.ts";
 import type { Sandbox } from "./sandbox.ts";
 import { singleRegion, type Region } from "../regions.ts";
 import type { MachineSpec, Provider } from "./types.ts";
@@ -21,6 +22,8 @@ export interface LocalProviderOptions {
   tuning: AgentTuning;
   /** How each session's program is isolated (`resolveSandbox`). */
   sandbox: Sandbox;
+  /** A network of its own for each sandboxed session (null: the host's). */
+  network?: SessionNetworks | null;
   /**
    * Whether this server may run a session without a sandbox: only one user, on a loopback
    * address (checked at each start, since users can be added while it runs).
@@ -103,7 +106,14 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
       const dir = sessionDir(opts.dataDir, spec.label);
       const workspace = join(dir, "workspace");
       mkdirSync(workspace, { recursive: true, mode: 0o700 });
-      const sandbox = opts.sandbox.prepare({ label: spec.label, workspace, home: join(dir, "home"), inUse: () => sessionUids(opts.dataDir) });
+      const network = opts.network ? await opts.network.create(spec.label, dir) : null;
+      let sandbox: ReturnType<Sandbox["prepare"]>;
+      try {
+        sandbox = opts.sandbox.prepare({ label: spec.label, workspace, home: join(dir, "home"), inUse: () => sessionUids(opts.dataDir), network });
+      } catch (err) {
+        opts.network?.remove(spec.label);
+        throw err;
+      }
       const logFd = openSync(join(dir, "agent.log"), "a", 0o600);
       const [bin, ...binArgs] = opts.agentCommand;
       if (!bin) throw new Error("no agent command configured");
@@ -129,6 +139,7 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
               idleTimeoutMs: spec.idleTimeoutMs,
               wrap: sandbox.wrap,
               owner: sandbox.owner ?? undefined,
+              netns: network?.netns,
             }),
           },
         });
@@ -158,10 +169,13 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
         }
       }
       opts.sandbox.release(basename(m.dir));
+      opts.network?.remove(basename(m.dir));
     },
     async release(machine) {
       const m = local(machine);
-      if (m) opts.sandbox.release(basename(m.dir));
+      if (!m) return;
+      opts.sandbox.release(basename(m.dir));
+      opts.network?.remove(basename(m.dir));
     },
   };
 }

@@ -19,6 +19,7 @@ import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync,
 import { join } from "node:path";
 import { seedClaudeConfig } from "../../src/lib/claude-config.ts";
 import { shellQuote } from "../../src/lib/format.ts";
+import { resolvConfTarget, type PreparedNetwork } from "./network.ts";
 
 export type SandboxMode = "auto" | "bwrap" | "none";
 
@@ -39,7 +40,7 @@ export interface Sandbox {
    * The wrapper for one session and its owner (uid:gid, or null). `inUse`: the uids sessions of
    * this server that still run were given (a server restarted while they run holds none itself).
    */
-  prepare(opts: { label: string; workspace: string; home: string; inUse?: () => Iterable<number> }): PreparedSandbox;
+  prepare(opts: { label: string; workspace: string; home: string; inUse?: () => Iterable<number>; network?: PreparedNetwork | null }): PreparedSandbox;
   /** Removes what `prepare` made for a session that has ended (its cgroups) and frees its uid. */
   release(label: string): void;
 }
@@ -130,7 +131,7 @@ export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupR
   return {
     kind: "bwrap",
     limits: cgroups ? `${cgroups.name}: memory, cpu, pids` : "none (cgroups need a server running as root)",
-    prepare({ label, workspace, home, inUse }) {
+    prepare({ label, workspace, home, inUse, network }) {
       mkdirSync(home, { recursive: true, mode: 0o700 });
       // Claude Code in the sandbox opens at its prompt: onboarding done, /workspace trusted.
       const seeded = seedClaudeConfig(home, "/workspace");
@@ -142,7 +143,10 @@ export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupR
         if (seeded) chownSync(join(home, ".claude.json"), uid, uid);
       }
       const procs = cgroups ? cgroups.create(label, limits) : [];
+      // The session's own network (server/providers/network.ts): bubblewrap starts inside it.
+      const netns = network ? [Bun.which("nsenter", { PATH: "/usr/bin:/bin:/usr/sbin:/sbin" }) ?? "nsenter", `--net=${network.netns}`, "--"] : [];
       const inside = [
+        ...netns,
         bwrap,
         ...(root ? [] : ["--unshare-user"]),
         "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "catty",
@@ -151,6 +155,7 @@ export function resolveSandbox(mode: SandboxMode, limits: SessionLimits, cgroupR
         "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
         "--ro-bind", "/etc", "/etc",
+        ...(network?.resolvConf ? ["--ro-bind", network.resolvConf, resolvConfTarget()] : []),
         "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
         "--bind", workspace, "/workspace",
         "--perms", "0755", "--dir", "/home",

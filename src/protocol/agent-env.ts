@@ -61,6 +61,10 @@ export const AGENT_ENV = {
     env: ["CATTY_AGENT_OWNER"],
     doc: "uid:gid the workspace is handed to before the program starts (the sandbox's user)",
   }),
+  netns: setting(optionalString(), {
+    env: ["CATTY_AGENT_NETNS"],
+    doc: "the session's network namespace (a path nsenter takes), when it has one of its own: the agent bridges Catty's API and the session's ports through it",
+  }),
   cols: setting(intSetting(80, 1), { env: ["CATTY_COLS"], doc: "initial terminal width" }),
   rows: setting(intSetting(24, 1), { env: ["CATTY_ROWS"], doc: "initial terminal height" }),
   idleTimeoutMs: setting(intSetting(2 * 3_600_000, 1), {

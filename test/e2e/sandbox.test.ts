@@ -13,6 +13,10 @@ import { PROTOCOL_VERSION, type LocalMachine } from "../../src/protocol/index.ts
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { hostTargets, limitsFound, LIMITS_SCRIPT, readAttempts, saveText, swapAttack, syncBackClient } from "../helpers/isolation.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { networkInterfaces } from "node:os";
+import { SESSION_DNS } from "../../server/providers/network.ts";
+import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
+import { startStandInHosts, type StandInHosts } from "../helpers/stand-in-hosts.ts";
 
 let server: TestServer;
 const machines = new Map<string, LocalMachine>();
@@ -72,7 +76,7 @@ describe("sandboxed local sessions", () => {
       "for i in $(seq 100); do [ -s /workspace/agent.pid ] && break; sleep 0.1; done",
       'if kill -0 "$(cat /workspace/agent.pid)" 2>/dev/null; then echo "agent signalled" >> $r; else echo "agent out of reach" >> $r; fi',
       'echo "procs=$(ls -d /proc/[0-9]* | wc -l)" >> $r',
-      // Outbound network: the server, on loopback as in these tests.
+      // The server, on the host's loopback as in these tests: out of reach (the session has its own).
       `if exec 3<>/dev/tcp/127.0.0.1/${new URL(server.url).port}; then echo "network ok" >> $r; else echo "no network" >> $r; fi`,
       "echo done >> $r",
       "while :; do echo alive > /workspace/alive.txt; sleep 0.2; done",
@@ -89,7 +93,7 @@ describe("sandboxed local sessions", () => {
     expect(lines).toContain("token hidden");
     expect(lines).not.toContain("catty env");
     expect(lines).toContain("agent out of reach");
-    expect(lines).toContain("network ok");
+    expect(lines).toContain("no network");
     // Its own process tree only: bash and what it runs.
     expect(Number(lines.find((l) => l.startsWith("procs="))?.slice(6))).toBeLessThan(10);
     // Still working, and the agent still answers for it.
@@ -218,4 +222,104 @@ describe("sandboxed local sessions", () => {
     await server.owner.stop(a.label);
     await server.owner.stop(b.label);
   }, 90_000);
+});
+
+/**
+ * Each sandboxed session has a network of its own (server/providers/network.ts): its own
+ * loopback, the internet through pasta, and the egress policy. Probed from inside against
+ * stand-in hosts in a namespace of the test's own (test/helpers/stand-in-hosts.ts): one session
+ * per policy, each probing everything once.
+ */
+describe("a sandboxed session's network", () => {
+  let hosts: StandInHosts;
+  let anthropic: AnthropicStandIn;
+  let hostOnly: ReturnType<typeof Bun.serve>;
+  let open: TestServer;
+  let closed: TestServer;
+
+  beforeAll(async () => {
+    hosts = await startStandInHosts();
+    anthropic = startAnthropicStandIn();
+    hostOnly = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("host only\n") });
+    const api = { CATTY_SANDBOX: "bwrap", CATTY_ANTHROPIC_API_KEY: "sk-ant-test", CATTY_ANTHROPIC_UPSTREAM: anthropic.url };
+    open = await startTestServer({ env: { ...api, CATTY_SESSION_EGRESS_ALLOW: `${hosts.private}:${hosts.ports[0]}` } });
+    closed = await startTestServer({ env: { ...api, CATTY_SESSION_EGRESS: "none" } });
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const s of [open, closed]) {
+      if (!s) continue;
+      for (const row of await s.owner.list()) await s.owner.stop(row.label).catch(() => {});
+      await s.stop();
+    }
+    void hostOnly?.stop(true);
+    anthropic?.stop();
+    hosts?.dispose();
+  });
+
+  /** A script that writes `NAME reached BODY` or `NAME unreachable` for each target, the proxy's answer, then `done`. */
+  const probes = (targets: Array<[string, string]>): string =>
+    [
+      "r=/workspace/result.txt",
+      'probe() { if body=$(curl -sS -m 5 "$2" 2>&1); then echo "$1 reached $body" >> $r; else echo "$1 unreachable" >> $r; fi; }',
+      ...targets.map(([name, url]) => `probe ${name} '${url}'`),
+      'echo "base=$ANTHROPIC_BASE_URL" >> $r',
+      `echo "proxy=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST "$ANTHROPIC_BASE_URL/v1/messages" -H "Authorization: Bearer $ANTHROPIC_AUTH_TOKEN" ` +
+        `-H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -d '{"model":"claude-test","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}')" >> $r`,
+      'echo "dns=$(grep -m1 ^nameserver /etc/resolv.conf)" >> $r',
+      "echo done >> $r",
+      "sleep 300",
+    ].join("\n");
+
+  const hostAddress = (): string | undefined =>
+    Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a && a.family === "IPv4" && !a.internal && !a.address.startsWith("203.0.113."))?.address;
+
+  test("under public: the internet and the allow-list, not the server, the host's loopback, another session, private ranges or the metadata service; the proxy works", async () => {
+    const [allowed, blocked] = hosts.ports;
+    const other = await open.owner.create({ command: ["python3", "-m", "http.server", "8765", "--bind", "0.0.0.0"], cols: 80, rows: 24 });
+    // The other session's port is up (the agent sees it in the session's own namespace).
+    await waitFor(async () => (await open.owner.get(other.label)).ports.some((p) => p.port === 8765), { timeoutMs: 30_000, what: "the other session's port" });
+    const host = hostAddress();
+    const targets: Array<[string, string]> = [
+      ["server", `${open.url}/healthz`],
+      ["host-only", `http://127.0.0.1:${hostOnly.port}/`],
+      ["other-session", "http://127.0.0.1:8765/"],
+      ...(host ? [["other-session-by-host", `http://${host}:8765/`] as [string, string]] : []),
+      ["metadata", `http://${hosts.metadata}/`],
+      ["internet", `http://${hosts.internet}/`],
+      ["allowed", `http://${hosts.private}:${allowed}/`],
+      ["private", `http://${hosts.private}:${blocked}/`],
+    ];
+    const before = anthropic.requests.length;
+    const s = await open.owner.create({ command: ["bash", "-c", probes(targets)], cols: 80, rows: 24 });
+    const lines = await results(join(sessionDir(open.dataDir, s.label), "workspace"));
+    for (const name of ["server", "host-only", "other-session", "other-session-by-host", "metadata", "private"]) {
+      if (name === "other-session-by-host" && !host) continue;
+      expect(lines).toContain(`${name} unreachable`);
+    }
+    expect(lines).toContain(`internet reached hello from ${hosts.internet}:80`);
+    expect(lines).toContain(`allowed reached hello from ${hosts.private}:${allowed}`);
+    expect(lines).toContain("base=http://127.0.0.1:4815/v1/anthropic");
+    expect(lines).toContain("proxy=200");
+    expect(anthropic.requests.length).toBe(before + 1);
+    expect(lines).toContain(`dns=nameserver ${SESSION_DNS}`);
+    // Still working.
+    expect((await open.owner.get(s.label)).status).toBe("running");
+  }, 90_000);
+
+  test("under none: nothing at all, the proxy still", async () => {
+    const s = await closed.owner.create(
+      {
+        command: ["bash", "-c", probes([["server", `${closed.url}/healthz`], ["internet", `http://${hosts.internet}/`], ["metadata", `http://${hosts.metadata}/`], ["private", `http://${hosts.private}/`]])],
+        cols: 80,
+        rows: 24,
+      },
+    );
+    const lines = await results(join(sessionDir(closed.dataDir, s.label), "workspace"));
+    for (const name of ["server", "internet", "metadata", "private"]) expect(lines).toContain(`${name} unreachable`);
+    expect(lines).toContain("proxy=200");
+    expect((await closed.owner.get(s.label)).status).toBe("running");
+  }, 60_000);
 });

@@ -87,6 +87,7 @@ describe("local provider", () => {
       idleTimeoutMs: 90_000,
       wrap: [],
       owner: undefined,
+      netns: undefined,
       ringBytes: 4096,
       saveFirstMs: 10_000,
       saveIntervalMs: 700,

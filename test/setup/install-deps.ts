@@ -3,7 +3,8 @@
  * the end-to-end tests, vim and bash as programs inside sessions, bubblewrap for the session
  * sandbox, dockerd (docker.io) for the Docker provider, mmdebstrap for the session image and
  * Chromium for the dashboard's browser tests, curl for install.sh, PostgreSQL for the store's
- * tests on it (Debian keeps its server programs off PATH: see test/helpers/postgres.ts). Run
+ * tests on it (Debian keeps its server programs off PATH: see test/helpers/postgres.ts), iproute2,
+ * passt and nftables for sessions' own networks (and python3 to serve from a session). Run
  * by `npm test` before `bun test`; does nothing when everything is there.
  */
 import { postgresBin } from "../helpers/postgres.ts";
@@ -21,6 +22,12 @@ const NEEDED: Record<string, string> = {
   chromium: "chromium",
   // install.sh downloads with curl (the release tests).
   curl: "curl",
+  // A sandboxed session's own network (server/providers/network.ts): its namespace, its NAT
+  // (pasta), its egress rules; the isolation tests' stand-in hosts and a server in a session.
+  ip: "iproute2",
+  pasta: "passt",
+  nft: "nftables",
+  python3: "python3",
 };
 
 const missing = Object.entries(NEEDED)

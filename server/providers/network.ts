@@ -1,0 +1,213 @@
+/**
+ * A network of its own for each sandboxed local session: a network namespace with its own
+ * loopback, outbound access through a user-space NAT, and the server's egress policy enforced by
+ * nftables rules inside the namespace.
+ *
+ * The NAT is `pasta` (Debian's `passt` package) rather than `slirp4netns`: pasta has no TCP/IP
+ * stack of its own — it maps the namespace's connections onto ordinary sockets of the host
+ * (near native throughput, the host's routing and DNS) — can bind a DNS address of the namespace
+ * to the host's resolver (`--dns-forward`), and takes an existing namespace by path. Its port
+ * mappings are all switched off (`-t/-u/-T/-U none`) and so is the gateway's mapping to the
+ * host (`--no-map-gw`): nothing of the host's loopback is reachable from the session, and nothing
+ * of the session from the host. Debian 12's pasta drops to `nobody` before it joins a namespace,
+ * which root's namespaces refuse, so it keeps root (`--runas 0`); it confines itself (an empty
+ * mount namespace, a seccomp filter) before it handles a packet.
+ *
+ * The rules: a table in the session's namespace, set up before the agent (and so the program)
+ * starts. The program runs as an unprivileged host uid without capabilities (server/providers/
+ * sandbox.ts) in that namespace, which belongs to the host's user namespace: it cannot change the
+ * rules, and a user namespace it makes for itself gets no rights over this one. Under `none` there
+ * is no NAT at all (only the allow-list, when there is one).
+ *
+ * Catty's own services stay reachable under every policy through the agent, which is outside the
+ * namespace (agent/netns.ts): a bridge it starts inside the namespace listens on the session's
+ * loopback (`SESSION_API_PORT`) for the Claude API proxy, and reaches the session's ports for
+ * forwards.
+ */
+import { createHash } from "node:crypto";
+import { lookup } from "node:dns/promises";
+import { existsSync, lstatSync, realpathSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
+import { join } from "node:path";
+
+export type EgressPolicy = "public" | "all" | "none";
+
+/** Ranges `public` keeps a session away from: private, loopback, link-local, shared, unique-local. */
+export const NON_PUBLIC_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"];
+/** The same for IPv6, with IPv4-mapped addresses (which would lead to the IPv4 ones). */
+export const NON_PUBLIC_V6 = ["::1/128", "::ffff:0:0/96", "fc00::/7", "fe80::/10"];
+
+/** The session's DNS server: an address of its namespace pasta answers with the host's resolver. */
+export const SESSION_DNS = "169.254.1.53";
+
+/** One entry of `CATTY_SESSION_EGRESS_ALLOW`: an address or range, any port or one. */
+export interface AllowEntry {
+  /** A host name (resolved when a session starts), an IP address or a CIDR range. */
+  host: string;
+  port: number | null;
+}
+
+/** Parses `host:port,cidr,[v6]:port,…`; throws a message naming the entry at fault. */
+export function parseEgressAllow(text: string | undefined): AllowEntry[] {
+  if (!text?.trim()) return [];
+  return text.split(",").map((raw) => {
+    const entry = raw.trim();
+    const v6 = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(entry);
+    const m = v6 ?? /^([^\s:/]+(?:\/\d+)?|[0-9a-fA-F:]+(?:\/\d+)?)(?::(\d+))?$/.exec(entry);
+    const host = m?.[1];
+    const port = m?.[2] === undefined ? null : Number(m[2]);
+    const cidr = host?.includes("/") ? host.split("/") : null;
+    const okHost =
+      host !== undefined &&
+      (cidr
+        ? isIP(cidr[0] as string) !== 0 && Number(cidr[1]) <= (isIP(cidr[0] as string) === 4 ? 32 : 128)
+        : isIP(host) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(host));
+    if (!okHost || (port !== null && (port < 1 || port > 65535))) {
+      throw new Error(`"${entry}" is not host:port, an IP address or a CIDR range (e.g. mirror.internal:443,10.1.0.0/16)`);
+    }
+    return { host, port };
+  });
+}
+
+/** An allow entry with its addresses. */
+interface ResolvedAllow {
+  addresses: string[];
+  port: number | null;
+}
+
+async function resolveAllow(entries: AllowEntry[]): Promise<ResolvedAllow[]> {
+  return Promise.all(
+    entries.map(async ({ host, port }) => {
+      if (host.includes("/") || isIP(host)) return { addresses: [host], port };
+      const found = await lookup(host, { all: true }).catch((err: Error) => {
+        throw new Error(`the egress allow-list names ${host}, which does not resolve (${err.message}); fix CATTY_SESSION_EGRESS_ALLOW`);
+      });
+      return { addresses: found.map((a) => a.address), port };
+    }),
+  );
+}
+
+/** The nftables rules of a session's namespace (only what leaves it is filtered). */
+export function egressRules(policy: EgressPolicy, allow: ResolvedAllow[]): string {
+  const accept: string[] = ['oif "lo" accept'];
+  if (policy !== "none") accept.push(`ip daddr ${SESSION_DNS} udp dport 53 accept`, `ip daddr ${SESSION_DNS} tcp dport 53 accept`);
+  for (const { addresses, port } of allow) {
+    for (const address of addresses) {
+      const family = address.includes(":") ? "ip6" : "ip";
+      if (port === null) accept.push(`${family} daddr ${address} accept`);
+      else accept.push(`${family} daddr ${address} tcp dport ${port} accept`, `${family} daddr ${address} udp dport ${port} accept`);
+    }
+  }
+  const refuse =
+    policy === "none"
+      ? ["goto refuse"]
+      : policy === "public"
+        ? [`ip daddr { ${NON_PUBLIC_V4.join(", ")} } goto refuse`, `ip6 daddr { ${NON_PUBLIC_V6.join(", ")} } goto refuse`]
+        : [];
+  return [
+    "table inet catty {",
+    "  chain refuse {",
+    "    meta l4proto tcp reject with tcp reset",
+    "    reject with icmpx admin-prohibited",
+    "  }",
+    "  chain output {",
+    "    type filter hook output priority 0; policy accept;",
+    ...[...accept, ...refuse].map((r) => `    ${r}`),
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}
+
+export interface SessionNetworkOptions {
+  policy: EgressPolicy;
+  allow: AllowEntry[];
+  /** Names this server's namespaces apart from another's on the same host (its data dir). */
+  dataDir: string;
+}
+
+/** What the sandbox needs of a session's network. */
+export interface PreparedNetwork {
+  /** The namespace, as a path `nsenter --net=` takes. */
+  netns: string;
+  /** A resolv.conf naming the session's DNS server (none under `none`). */
+  resolvConf: string | null;
+}
+
+export interface SessionNetworks {
+  /** What applies, for the log. */
+  readonly summary: string;
+  /** Makes the namespace of a session, its rules and its NAT. `dir`: the session's own directory. */
+  create(label: string, dir: string): Promise<PreparedNetwork>;
+  /** Removes a session's namespace (its NAT goes with it). */
+  remove(label: string): void;
+}
+
+/** The programs a network per session needs, as `apt-get install` names them. */
+const TOOLS: Record<string, string> = { ip: "iproute2", nsenter: "util-linux", nft: "nftables", pasta: "passt" };
+
+/**
+ * Networks per session for a server running as root; throws, saying what to install, when a tool
+ * is missing (a server asked for egress rules it cannot set up must not run sessions open).
+ */
+export function createSessionNetworks(opts: SessionNetworkOptions): SessionNetworks {
+  const missing = Object.entries(TOOLS).filter(([bin]) => !Bun.which(bin, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` }));
+  if (missing.length > 0) {
+    throw new Error(
+      `sandboxed sessions get a network of their own, which needs ${missing.map(([b]) => b).join(", ")}: ` +
+        `install them (apt-get install ${[...new Set(missing.map(([, p]) => p))].join(" ")}) and restart catty-server`,
+    );
+  }
+  const tool = (bin: string): string => Bun.which(bin, { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` }) as string;
+  const prefix = `catty-${createHash("sha256").update(opts.dataDir).digest("hex").slice(0, 6)}-`;
+  const name = (label: string): string => `${prefix}${label}`;
+  const run = (args: string[], input?: string): void => {
+    const r = Bun.spawnSync(args, { stdin: input === undefined ? "ignore" : new TextEncoder().encode(input), stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) throw new Error(`${args.slice(0, 4).join(" ")} failed: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
+  };
+  const remove = (label: string): void => {
+    if (existsSync(`/run/netns/${name(label)}`)) Bun.spawnSync([tool("ip"), "netns", "delete", name(label)], { stdout: "ignore", stderr: "ignore" });
+  };
+  const nat = opts.policy !== "none" || opts.allow.length > 0;
+  return {
+    summary: `a network namespace each, egress ${opts.policy}${opts.allow.length ? ` plus ${opts.allow.map((a) => (a.port ? `${a.host}:${a.port}` : a.host)).join(", ")}` : ""}${nat ? " (NAT: pasta)" : ""}`,
+    async create(label, dir) {
+      const ns = name(label);
+      const netns = `/run/netns/${ns}`;
+      const allow = await resolveAllow(opts.allow);
+      remove(label); // left from a session of that label this server lost track of
+      run([tool("ip"), "netns", "add", ns]);
+      try {
+        run([tool("ip"), "-n", ns, "link", "set", "lo", "up"]);
+        run([tool("nsenter"), `--net=${netns}`, "--", tool("nft"), "-f", "-"], egressRules(opts.policy, allow));
+        if (nat) {
+          // Forks into the background once the namespace is configured; quits when it is deleted.
+          run([
+            tool("pasta"), "--config-net", "--netns", netns, "--runas", "0",
+            "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw",
+            "--dns-forward", SESSION_DNS, "-q", "-l", join(dir, "pasta.log"), "--log-size", "1048576",
+          ]);
+        }
+      } catch (err) {
+        remove(label);
+        throw new Error(`could not set up the session's network: ${(err as Error).message}`);
+      }
+      let resolvConf: string | null = null;
+      if (opts.policy !== "none") {
+        resolvConf = join(dir, "resolv.conf");
+        writeFileSync(resolvConf, `nameserver ${SESSION_DNS}\noptions edns0\n`, { mode: 0o644 });
+      }
+      return { netns, resolvConf };
+    },
+    remove,
+  };
+}
+
+/** Where a resolv.conf goes in the sandbox: over the host's file, or over what its symlink names. */
+export function resolvConfTarget(): string {
+  try {
+    return lstatSync("/etc/resolv.conf").isSymbolicLink() ? realpathSync("/etc/resolv.conf") : "/etc/resolv.conf";
+  } catch {
+    return "/etc/resolv.conf";
+  }
+}
