@@ -58,6 +58,16 @@ for (const engine of ENGINES) {
       expect(await store.userByTokenHash("tok-x")).toBeNull();
     });
 
+    test("a user recreated as it was (recovery from storage): same id, name and time; a name or id taken is refused", async () => {
+      const carol = { id: crypto.randomUUID(), name: "carol", createdAt: T0 };
+      await store.insertUser(carol);
+      expect(await store.userById(carol.id)).toEqual(carol);
+      expect(await store.userByName("carol")).toEqual(carol);
+      await expect(store.insertUser({ ...carol, id: crypto.randomUUID() })).rejects.toThrow();
+      await expect(store.insertUser({ ...carol, name: "dave" })).rejects.toThrow();
+      expect(await store.countUsers()).toBe(3);
+    });
+
     test("tokens: listed without the token, expire, and revoked once, ending the browser sessions they signed in", async () => {
       const past = new Date(Date.now() - 60_000).toISOString();
       const future = new Date(Date.now() + 3_600_000).toISOString();
