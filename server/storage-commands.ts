@@ -84,9 +84,12 @@ export function runCheck(config: ServerConfig, log: Log, opts: { json: boolean; 
     const report = await checkVault({ ...deps, readData: opts.readData, onProgress: progressLine(io, "checking") });
     if (opts.json) io.out(JSON.stringify(report));
     else {
-      io.out(`Checked ${report.saves} saves and ${report.blobs} blobs${opts.readData ? " (every blob read)" : ""}: ${report.damaged.length === 0 ? "no damage" : `${report.damaged.length} damaged`}.`);
+      const damage = report.damaged.length + report.damagedPacks.length === 0 ? "no damage" : `${report.damaged.length} damaged saves, ${report.damagedPacks.length} damaged pack headers`;
+      io.out(`Checked ${report.saves} saves and ${report.blobs} blobs${opts.readData ? " (every blob and pack header read)" : ""}: ${damage}.`);
       for (const d of report.damaged) io.out(`damaged: ${d.label} save ${d.save} (${d.createdAt}): ${d.problems.join("; ")}`);
+      for (const p of report.damagedPacks) io.out(`damaged pack header: ${p.problem}`);
+      if (report.undescribedPacks > 0) io.out(`${report.undescribedPacks} packs from before packs had headers: the periodic sweep describes them (until then recovery from storage skips them).`);
     }
-    return report.damaged.length === 0 ? 0 : 1;
+    return report.damaged.length === 0 && report.damagedPacks.length === 0 ? 0 : 1;
   });
 }

@@ -6,6 +6,7 @@
 import { expect, test } from "bun:test";
 import { createUserToken, openStore } from "../../../server/listen.ts";
 import { unitsOf } from "../../../server/vault/backfill.ts";
+import { checkVault } from "../../../server/vault/check.ts";
 import { blobId } from "../../../server/vault/crypto.ts";
 import { hasPackHeader } from "../../../server/vault/pack-header.ts";
 import { GROUP_BELOW, sealPack } from "../../../server/vault/pack-writer.ts";
@@ -61,7 +62,10 @@ test("the sweep describes a pack and a save from before headers and records; the
   expect(await hasPackHeader(blobs, key, end)).toBe(false);
   expect(await blobs.list("vault-keys/")).toEqual([]);
 
+  const check = () => checkVault({ store, blobs, master: MASTER, readData: true });
+  expect(await check()).toMatchObject({ damaged: [], damagedPacks: [], undescribedPacks: 1 });
   await saves.sweep();
+  expect(await check()).toMatchObject({ damaged: [], damagedPacks: [], undescribedPacks: 0 });
   const [pack] = await blobs.list(`vault/${alice.id}/`);
   expect(pack!.size).toBeGreaterThan(end);
   expect(await hasPackHeader(blobs, key, pack!.size)).toBe(true);
