@@ -20,7 +20,7 @@ if (process.argv.includes("--version")) {
 // The bridge into a session's own network namespace (agent/netns.ts), started by the agent itself.
 const bridge = process.argv.indexOf("--netns-bridge");
 if (bridge !== -1) {
-  runNetnsBridge(process.argv[bridge + 1] ?? "", Number(process.argv[bridge + 2]));
+  runNetnsBridge(process.argv[bridge + 1] ?? "", Number(process.argv[bridge + 2]), process.argv[bridge + 3]);
   await new Promise(() => {});
 }
 

@@ -16,7 +16,9 @@
  *   program.
  *
  * The bridge says `ready` once both listen, and exits when its stdin (a pipe from the agent)
- * closes: it never outlives the agent.
+ * closes: it never outlives the agent, even one killed with SIGKILL. As it goes it removes the
+ * namespace's name (`ip netns delete`), which ends the session's NAT (pasta quits when its
+ * namespace's file goes): nothing of a session's network outlives its agent.
  */
 import { chmodSync, mkdirSync, rmSync } from "node:fs";
 import { connect, createServer, isIP, type Socket } from "node:net";
@@ -34,9 +36,10 @@ export interface NetnsBridge {
   close(): void;
 }
 
-/** This executable again: a compiled agent is its own file; run from source, Bun runs the entry script. */
+/** This executable again: a compiled agent is its own file; run from source, Bun runs its entry script. */
 function selfCommand(): string[] {
-  return Bun.main.startsWith("/$bunfs/") || Bun.main.includes("~BUN") ? [process.execPath] : [process.execPath, Bun.main];
+  const compiled = import.meta.path.startsWith("/$bunfs/") || import.meta.path.includes("~BUN");
+  return compiled ? [process.execPath] : [process.execPath, join(import.meta.dir, "main.ts")];
 }
 
 /** Starts the agent's API relay and the bridge in the session's namespace; resolves once it is ready. */
@@ -65,6 +68,8 @@ export async function startNetnsBridge(opts: { netns: string; dir: string; serve
           headers,
           body: req.method === "GET" || req.method === "HEAD" ? null : req.body,
           redirect: "manual",
+          // A caller that goes (a permission hook the terminal answered first) ends the call upstream too.
+          signal: req.signal,
         });
         // fetch has decoded the body: its length and encoding are not what is passed on.
         const out = new Headers(res.headers);
@@ -78,18 +83,15 @@ export async function startNetnsBridge(opts: { netns: string; dir: string; serve
   });
   chmodSync(apiSocket, 0o600);
   const nsenter = Bun.which("nsenter", { PATH: `${process.env.PATH ?? ""}:/usr/bin:/usr/sbin:/bin:/sbin` }) ?? "nsenter";
-  const child = Bun.spawn([nsenter, `--net=${opts.netns}`, "--", ...selfCommand(), "--netns-bridge", dir, String(SESSION_API_PORT)], {
+  const child = Bun.spawn([nsenter, `--net=${opts.netns}`, "--", ...selfCommand(), "--netns-bridge", dir, String(SESSION_API_PORT), opts.netns], {
     stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
   });
   const close = (): void => {
     relay.stop(true);
-    try {
-      child.kill();
-    } catch {
-      // gone already
-    }
+    // Its stdin closing is what ends it (as when the agent dies).
+    void Promise.resolve(child.stdin.end()).catch(() => {});
   };
   const ready = await readLine(child.stdout, opts.readyTimeoutMs ?? 15_000);
   if (ready !== "ready") {
@@ -132,8 +134,8 @@ function join2(a: Socket, b: Socket): void {
   b.on("close", () => a.destroy());
 }
 
-/** The bridge's side, inside the session's namespace (`catty-agent --netns-bridge DIR PORT`). */
-export function runNetnsBridge(dir: string, port: number): void {
+/** The bridge's side, inside the session's namespace (`catty-agent --netns-bridge DIR PORT NETNS`). */
+export function runNetnsBridge(dir: string, port: number, netns?: string): void {
   const api = createServer({ allowHalfOpen: true }, (c) => join2(c, connect({ path: join(dir, "api.sock"), allowHalfOpen: true })));
   const ports = createServer({ allowHalfOpen: true }, (c) => {
     let head = Buffer.alloc(0);
@@ -178,7 +180,14 @@ export function runNetnsBridge(dir: string, port: number): void {
     up();
   });
   // Never outlives the agent: its stdin is a pipe from it.
-  process.stdin.on("end", () => process.exit(0));
-  process.stdin.on("close", () => process.exit(0));
+  const bye = (): never => {
+    const name = netns?.startsWith("/run/netns/") ? netns.slice("/run/netns/".length) : null;
+    const ip = Bun.which("ip", { PATH: `${process.env.PATH ?? ""}:/usr/sbin:/sbin` }) ?? "ip";
+    if (name && /^[\w.-]+$/.test(name)) Bun.spawnSync([ip, "netns", "delete", name], { stdout: "ignore", stderr: "ignore" });
+    process.exit(0);
+  };
+  process.stdin.on("end", bye);
+  process.stdin.on("close", bye);
+  process.on("SIGTERM", bye);
   process.stdin.resume();
 }

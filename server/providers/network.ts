@@ -26,7 +26,7 @@
  */
 import { createHash } from "node:crypto";
 import { lookup } from "node:dns/promises";
-import { existsSync, lstatSync, realpathSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { join } from "node:path";
 
@@ -169,6 +169,13 @@ export function createSessionNetworks(opts: SessionNetworkOptions): SessionNetwo
     if (existsSync(`/run/netns/${name(label)}`)) Bun.spawnSync([tool("ip"), "netns", "delete", name(label)], { stdout: "ignore", stderr: "ignore" });
   };
   const nat = opts.policy !== "none" || opts.allow.length > 0;
+  // A session's agent removes its namespace as it goes (agent/netns.ts); one whose agent never
+  // started its bridge, or a server that died meanwhile, may leave some: gone once no agent runs.
+  for (const entry of safeReaddir("/run/netns")) {
+    if (!entry.startsWith(prefix)) continue;
+    const label = entry.slice(prefix.length);
+    if (!agentAlive(join(opts.dataDir, "sessions", label, "agent.pid"))) remove(label);
+  }
   return {
     summary: `a network namespace each, egress ${opts.policy}${opts.allow.length ? ` plus ${opts.allow.map((a) => (a.port ? `${a.host}:${a.port}` : a.host)).join(", ")}` : ""}${nat ? " (NAT: pasta)" : ""}`,
     async create(label, dir) {
@@ -201,6 +208,25 @@ export function createSessionNetworks(opts: SessionNetworkOptions): SessionNetwo
     },
     remove,
   };
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+function agentAlive(pidFile: string): boolean {
+  try {
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    if (!Number.isInteger(pid) || pid <= 1) return false;
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** Where a resolv.conf goes in the sandbox: over the host's file, or over what its symlink names. */
