@@ -171,7 +171,7 @@ async function childrenGone(pid: number, ms: number): Promise<void> {
 }
 
 /** A loopback sshd on a free port with its own host key, and a client key it accepts. */
-async function startSshd(dir: string): Promise<{ port: number; pid: number; clientKey: string; log: () => string }> {
+export async function startSshd(dir: string): Promise<{ port: number; pid: number; clientKey: string; log: () => string }> {
   await ensureSshd();
   mkdirSync(dir, { mode: 0o700 });
   for (const key of ["host_key", "client_key"]) {

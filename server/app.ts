@@ -40,6 +40,7 @@ import { webAuthRoutes } from "./routes/web-auth.ts";
 import { webRoutes } from "./routes/web.ts";
 import { hashToken, newToken } from "./tokens.ts";
 import { publicOrigin } from "./client-address.ts";
+import { Previews, previewTarget } from "./preview.ts";
 
 export { toSession } from "./routes/sessions.ts";
 
@@ -78,6 +79,8 @@ export interface AppDeps {
   publicUrl?: string | null;
   /** With replicas: `/v1/internal` is served by `internalFetch` (a listener of its own), not by `fetch`. */
   internalListener?: boolean;
+  /** `CATTY_PREVIEW_DOMAIN`: preview links at `LABEL-PORT.<domain>`; null: at `LABEL-PORT.localhost`. */
+  previewDomain?: string | null;
 }
 
 export interface CattyApp {
@@ -141,6 +144,9 @@ export function createApp(deps: AppDeps): CattyApp {
     replicas,
   });
   const relay = new Relay(lifecycle, log, metrics);
+  const previewDomain = deps.previewDomain ?? null;
+  const previews = new Previews({ store: deps.store, tunnels: relay.tunnels, log, domain: previewDomain });
+  relay.tunnels.onEnded = (sessionId) => previews.closeSession(sessionId);
   metrics.sources({ store: deps.store, relay: () => relay.counts(), replicas: async () => (replicas.solo ? 1 : (await replicas.live()).length) });
   let draining = false;
   lifecycle.connect(relay);
@@ -158,6 +164,7 @@ export function createApp(deps: AppDeps): CattyApp {
     claudeAccess: access.apiKey !== null,
     replicas,
     trustedProxies: deps.trustedProxies ?? null,
+    previewDomain,
   };
 
   const app = new Hono<AppEnv>();
@@ -182,6 +189,13 @@ export function createApp(deps: AppDeps): CattyApp {
     } catch {
       // A response passed through as it came (its headers are immutable): not a page.
     }
+  });
+  // A preview host (LABEL-PORT.localhost, LABEL-PORT.<preview domain>) is the session's, never the
+  // dashboard's or the API's: nothing else is served there (preview.ts).
+  app.use("*", async (c, next) => {
+    const target = previewTarget(c.req.header("host"), previewDomain);
+    if (!target) return next();
+    c.res = await previews.serve(c, target);
   });
   // A path that is not valid percent-encoding names nothing; say so before any router decodes it.
   app.use("*", async (c, next) => {
@@ -227,7 +241,10 @@ export function createApp(deps: AppDeps): CattyApp {
       draining = true;
     },
     closeLinks: () => relay.closeAll(),
-    close: () => lifecycle.close(),
+    close: () => {
+      previews.close();
+      lifecycle.close();
+    },
     settled: () => lifecycle.settled(),
   };
 }

@@ -63,6 +63,16 @@ export const SERVER_SETTINGS = {
     doc: "the server's public URL: session agents dial it, and requests to its host are taken to have come with its scheme (`https://`: cookies are `Secure`, HSTS is sent, device links use it)",
     shown: "`http://127.0.0.1:<port>`",
   }),
+  previewDomain: setting(
+    optionalString().refine((v) => v === undefined || /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$/.test(v), {
+      error: "must be a domain name such as preview.example.com (lowercase, no scheme or port)",
+    }),
+    {
+      env: ["CATTY_PREVIEW_DOMAIN"],
+      doc: "preview links at `https://LABEL-PORT.<domain>/` (a wildcard DNS record and certificate for `*.<domain>` pointing at this server); without it they are `http://LABEL-PORT.localhost:<port>/`, which browsers send to this machine's loopback",
+      shown: "none",
+    },
+  ),
   internalUrl: setting(urlSetting(), {
     env: ["CATTY_INTERNAL_URL"],
     doc: "with several replicas: the URL the other replicas reach this one at (on the cluster's private network; for example `http://$(POD_IP):8080`)",
@@ -280,6 +290,8 @@ export interface ServerConfig {
   /** PostgreSQL's URL; null keeps the database in SQLite in the data dir. */
   databaseUrl: string | null;
   publicUrl: string | undefined;
+  /** `CATTY_PREVIEW_DOMAIN`: preview links live under it; null: under `localhost`. */
+  previewDomain: string | null;
   /** Where the other replicas reach this one; unset: the address it listens on. */
   internalUrl: string | undefined;
   /** `CATTY_INTERNAL_KEY` as given: replicas sign their calls to each other with it; set whenever `databaseUrl` is. */
@@ -349,6 +361,7 @@ export function readServerConfig(
     dataDir: s.dataDir ?? join(cattyHome(env), "server"),
     databaseUrl: s.databaseUrl ?? null,
     publicUrl: s.publicUrl?.replace(/\/+$/, ""),
+    previewDomain: s.previewDomain ?? null,
     internalUrl: s.internalUrl?.replace(/\/+$/, ""),
     internalKey: s.internalKey,
     internalPort: s.internalPort > 0 ? s.internalPort : null,

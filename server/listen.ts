@@ -243,6 +243,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     replicas,
     trustedProxies: config.trustedProxies ? parseTrustedProxies(config.trustedProxies) : null,
     publicUrl: config.publicUrl ?? null,
+    previewDomain: config.previewDomain,
     timeouts: config.timeouts,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,

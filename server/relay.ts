@@ -34,6 +34,7 @@ import type { RelayCounts, ServerMetrics } from "./metrics.ts";
 import { logContext, type Log } from "../src/lib/log.ts";
 import type { ListeningPort } from "../src/protocol/forward.ts";
 import { Tunnels, type TunnelData, type TunnelSocket } from "./tunnels.ts";
+import { previewSocket, type PreviewData } from "./preview.ts";
 
 interface LinkData {
   sessionId: string;
@@ -60,6 +61,7 @@ export interface ForwardData extends LinkData {
 export type SocketData =
   | ForwardData
   | TunnelData
+  | PreviewData
   | (LinkData & { kind: "agent"; ended?: boolean })
   | (LinkData & {
       kind: "client";
@@ -207,6 +209,7 @@ export class Relay {
     maxPayloadLength: 16 * 1024 * 1024,
     open: (ws) => {
       if (ws.data.kind === "tunnel") return this.tunnels.open(ws as TunnelSocket);
+      if (ws.data.kind === "preview") return previewSocket.open(ws as ServerWebSocket<PreviewData>);
       if (ws.data.kind === "forward") return this.forwardOpen(ws as ServerWebSocket<ForwardData>);
       if (!ws.data.ended) return;
       if (ws.data.kind === "client") ws.send(JSON.stringify(ws.data.ended));
@@ -214,6 +217,7 @@ export class Relay {
     },
     message: (ws, msg) => {
       if (ws.data.kind === "tunnel") return this.tunnels.message(ws as TunnelSocket, msg);
+      if (ws.data.kind === "preview") return previewSocket.message(ws as ServerWebSocket<PreviewData>, msg);
       if (ws.data.kind === "forward") return this.forwardMessage(ws as ServerWebSocket<ForwardData>, msg);
       if (ws.data.ended) return;
       // What a link's messages lead to is logged with its session.
@@ -222,8 +226,9 @@ export class Relay {
         else this.clientMessage(ws, msg);
       });
     },
-    close: (ws, code) => {
+    close: (ws, code, reason) => {
       if (ws.data.kind === "tunnel") return this.tunnels.close(ws as TunnelSocket, code);
+      if (ws.data.kind === "preview") return previewSocket.close(ws as ServerWebSocket<PreviewData>, code, reason);
       if (ws.data.kind === "forward") return ws.data.upstream?.close(1000, "client left");
       logContext.run({ session: ws.data.label }, () => {
         if (ws.data.kind === "agent") this.agentClose(ws);

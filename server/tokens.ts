@@ -1,7 +1,8 @@
 /** Bearer tokens: 256 bits of randomness, stored only as a SHA-256 hash. */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 
-export function newToken(prefix: "cat" | "agt" | "apx" | "tkt" | "dev"): string {
+/** `shr`: a preview share link; `pvw`: a preview host's sign-in ticket or cookie. */
+export function newToken(prefix: "cat" | "agt" | "apx" | "tkt" | "dev" | "shr" | "pvw"): string {
   return `${prefix}_${randomBytes(32).toString("base64url")}`;
 }
 

@@ -13,6 +13,7 @@
 import type { ServerWebSocket } from "bun";
 import { CLOSE, decodeMuxFrame, ForwardMessage, parseMessage, type ServerToAgent } from "../src/protocol/index.ts";
 import type { Log } from "../src/lib/log.ts";
+import { Mux, type MuxStream } from "../src/lib/mux.ts";
 import { MAX_MALFORMED } from "./relay.ts";
 
 export interface TunnelData {
@@ -45,6 +46,8 @@ export interface ForwardInfo {
 export class Tunnels {
   /** Client halves by session, then forward id. */
   private readonly clients = new Map<string, Map<string, TunnelSocket>>();
+  /** The server's own forward to each session (preview links): its streams and the agent's half. */
+  private readonly locals = new Map<string, { id: string; mux: Mux; agent: TunnelSocket | null }>();
 
   constructor(
     private readonly deps: {
@@ -68,9 +71,35 @@ export class Tunnels {
     }, PAIR_TIMEOUT_MS);
   }
 
+  /**
+   * A stream to the session's `port` on the server's own forward (preview links); null when the
+   * session's agent is not connected. It waits, as a client's would, while the agent's half dials.
+   */
+  localStream(sessionId: string, port: number): MuxStream | null {
+    let l = this.locals.get(sessionId);
+    if (!l) {
+      const entry = {
+        id: Buffer.from(crypto.getRandomValues(new Uint8Array(18))).toString("base64url"),
+        mux: new Mux({ role: "opener", onViolation: (what) => this.malformed(entry.agent, what) }),
+        agent: null as TunnelSocket | null,
+      };
+      l = entry;
+      this.locals.set(sessionId, l);
+    }
+    if (!l.agent && !this.deps.toAgent(sessionId, { type: "forward", id: l.id })) return null;
+    return l.mux.open(port);
+  }
+
   /** The agent's half: joined to the client's waiting for it. */
   private pair(agent: TunnelSocket): void {
     const d = agent.data;
+    const local = this.locals.get(d.sessionId);
+    if (local?.id === d.forwardId) {
+      local.agent?.close(CLOSE.replaced, "replaced");
+      local.agent = agent;
+      local.mux.attach({ send: (b) => void agent.send(b), hello: (h) => void agent.send(JSON.stringify(h)) });
+      return;
+    }
     const client = this.clients.get(d.sessionId)?.get(d.forwardId);
     if (!client || client.readyState !== 1 || client.data.peer) {
       agent.close(1000, "no one is waiting for this forward");
@@ -86,6 +115,8 @@ export class Tunnels {
     for (const [id, ws] of this.clients.get(sessionId) ?? []) {
       if (!ws.data.peer) this.deps.toAgent(sessionId, { type: "forward", id });
     }
+    const local = this.locals.get(sessionId);
+    if (local && !local.agent && local.mux.streams.size > 0) this.deps.toAgent(sessionId, { type: "forward", id: local.id });
   }
 
   message(ws: TunnelSocket, raw: string | Buffer): void {
@@ -102,6 +133,18 @@ export class Tunnels {
       }
       if (msg.type === "pong") return;
       if (msg.type === "hello" && d.side === "client") d.ports = msg.ports;
+      const local = this.localOf(ws);
+      if (local) {
+        d.malformed = 0;
+        if (msg.type === "hello") local.mux.hello(msg);
+        return;
+      }
+    }
+    const local = this.localOf(ws);
+    if (local && typeof raw !== "string") {
+      d.malformed = 0;
+      local.mux.frame(raw);
+      return;
     }
     d.malformed = 0;
     const peer = d.peer;
@@ -115,7 +158,13 @@ export class Tunnels {
     else ws.close(CLOSE.protocol, "stream frames before the forward was joined");
   }
 
-  private malformed(ws: TunnelSocket, what: string): void {
+  private localOf(ws: TunnelSocket): { mux: Mux } | null {
+    const local = this.locals.get(ws.data.sessionId);
+    return local && local.agent === ws ? local : null;
+  }
+
+  private malformed(ws: TunnelSocket | null, what: string): void {
+    if (!ws) return;
     const d = ws.data;
     d.malformed++;
     if (d.malformed < MAX_MALFORMED) {
@@ -129,6 +178,14 @@ export class Tunnels {
 
   close(ws: TunnelSocket, code: number): void {
     const d = ws.data;
+    const local = this.locals.get(d.sessionId);
+    if (local && local.agent === ws) {
+      local.agent = null;
+      local.mux.detach();
+      // Streams under way wait for the agent's half to come back.
+      if (local.mux.streams.size > 0) this.deps.toAgent(d.sessionId, { type: "forward", id: local.id });
+      return;
+    }
     if (d.side === "client") {
       const forwards = this.clients.get(d.sessionId);
       if (forwards?.get(d.forwardId) === ws) forwards.delete(d.forwardId);
@@ -150,7 +207,14 @@ export class Tunnels {
   }
 
   /** The session ended: its forwards end with it. */
+  /** Told when a session ended (its preview sockets go). */
+  onEnded: (sessionId: string) => void = () => {};
+
   ended(sessionId: string): void {
+    this.onEnded(sessionId);
+    this.locals.get(sessionId)?.mux.close("the session ended");
+    this.locals.get(sessionId)?.agent?.close(1000, "the session ended");
+    this.locals.delete(sessionId);
     for (const ws of this.clients.get(sessionId)?.values() ?? []) ws.close(CLOSE.ended, "session ended");
     this.clients.delete(sessionId);
   }

@@ -55,6 +55,8 @@ export interface RouteDeps {
   replicas: Replicas;
   /** Proxies whose `X-Forwarded-For` is believed (see client-address.ts). */
   trustedProxies: BlockList | null;
+  /** `CATTY_PREVIEW_DOMAIN`, or null (preview links under `localhost`). */
+  previewDomain: string | null;
 }
 
 /** JSON bodies are small; only uploads and blob transfers stream large bodies (to storage). */

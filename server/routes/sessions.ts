@@ -6,20 +6,25 @@ import { usageMonth } from "../anthropic.ts";
 import { usageReport } from "./info.ts";
 import { Hono } from "hono";
 import { formatDuration } from "../../src/lib/duration.ts";
-import { CattyError, CreateSession, ErrorBody, ForwardId, FILE_MAX_BYTES, fileProblem, isLive, storedFileName, type Session } from "../../src/protocol/index.ts";
+import { CattyError, CreateSession, CreateShare, ErrorBody, ForwardId, Port, type ShareInfo, FILE_MAX_BYTES, fileProblem, isLive, storedFileName, type Session } from "../../src/protocol/index.ts";
 import { randomLabel } from "../labels.ts";
 import { INTERNAL_HEADER } from "../replicas.ts";
 import type { ReplicaRow, SessionRow, User } from "../store/types.ts";
 import { hashToken, newToken } from "../tokens.ts";
 import { jsonBody, readCapped, requireUser, sessionOf, upgrade, upgradeClient, type AppEnv, type RouteDeps } from "./common.ts";
 import { tunnelData } from "../tunnels.ts";
+import { newGrant, previewUrl, TICKET_MS } from "../preview.ts";
+import type { PortGrant } from "../store/types.ts";
+
+/** A share link as listed: an id from its hash (the token itself is shown once). */
+const shareInfo = (g: PortGrant): ShareInfo => ({ id: g.hash.slice(0, 12), port: g.port, createdAt: g.createdAt, expiresAt: g.expiresAt });
 
 export function toSession(
   row: SessionRow,
   saves: Session["saves"] = [],
   isolated = true,
   lastActivity: number | null = null,
-  live: Pick<Session, "ports" | "forwards"> = { ports: [], forwards: [] },
+  live: Pick<Session, "ports" | "forwards" | "shares"> = { ports: [], forwards: [], shares: [] },
 ): Session {
   return {
     label: row.label,
@@ -39,6 +44,7 @@ export function toSession(
     lastActivityAt: isLive(row.status) ? (lastActivity === null ? null : new Date(lastActivity).toISOString()) : row.endedAt,
     ports: isLive(row.status) ? live.ports : [],
     forwards: isLive(row.status) ? live.forwards : [],
+    shares: isLive(row.status) ? live.shares : [],
   };
 }
 
@@ -48,6 +54,7 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     toSession(row, await saves.savesOf(row.id), provider.isolated, lifecycle.lastActivity(row), {
       ports: lifecycle.listeningPorts(row),
       forwards: relay.tunnels.list(row.id),
+      shares: isLive(row.status) ? (await store.listShares(row.id, new Date().toISOString())).map(shareInfo) : [],
     });
   const app = new Hono<AppEnv>();
   // The browser's attach WebSocket comes with a one-use ticket instead (see web-auth.ts).
@@ -121,6 +128,54 @@ export function sessionRoutes(deps: RouteDeps): Hono<AppEnv> {
     }
     return upgrade(c, tunnelData("client", row, id.data));
   });
+
+  // A preview link from the dashboard: a one-use ticket, exchanged on the preview host for a
+  // cookie of that host alone (preview.ts).
+  app.get("/:label/preview/:port", async (c) => {
+    const { row, port, base } = await previewOf(c.req.param("label"), c.req.param("port"), c.var.user, c.var.origin);
+    const { token } = await newGrant(store, "ticket", row, port, TICKET_MS);
+    return c.redirect(`${base}__catty/signin?ticket=${token}`, 302);
+  });
+
+  // Share links: one port, signed out, until they expire or are revoked.
+  app.post("/:label/shares", ...jsonBody(CreateShare), async (c) => {
+    const body = c.req.valid("json");
+    const { row, port, base } = await previewOf(c.req.param("label"), String(body.port), c.var.user, c.var.origin);
+    const { token, grant } = await newGrant(store, "share", row, port, body.expiresInMs ?? 86_400_000);
+    deps.log.info("share link made", { label: row.label, port, expiresAt: grant.expiresAt });
+    return c.json({ ...shareInfo(grant), url: `${base}__catty/share/${token}` }, 201);
+  });
+  app.get("/:label/shares", async (c) => {
+    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    return c.json((await store.listShares(row.id, new Date().toISOString())).map(shareInfo));
+  });
+  // ?port=: that port's only.
+  app.delete("/:label/shares", async (c) => {
+    const row = await sessionOf(store, c.var.user, c.req.param("label"));
+    const portText = c.req.query("port");
+    const port = portText === undefined ? null : Port.safeParse(Number(portText)).data;
+    if (port === undefined) throw new CattyError("bad_request", `${JSON.stringify(portText)} is not a port (1 to 65535).`);
+    const revoked = await store.revokeShares(row.id, port, new Date().toISOString());
+    deps.log.info("share links revoked", { label: row.label, port, revoked });
+    return c.json({ revoked });
+  });
+
+  /** The user's live session and one of its ports, with the preview host's base URL. */
+  const previewOf = async (label: string, portText: string, user: User, origin: string) => {
+    const row = await sessionOf(store, user, label);
+    const port = Port.safeParse(/^\d{1,5}$/.test(portText) ? Number(portText) : NaN);
+    if (!port.success) throw new CattyError("bad_request", `${JSON.stringify(portText)} is not a port (1 to 65535).`);
+    if (!isLive(row.status)) throw new CattyError("session_ended", `Session ${row.label} has ended; its ports are gone.`);
+    const base = previewUrl(origin, { label: row.label, port: port.data }, deps.previewDomain);
+    if (!base) {
+      throw new CattyError(
+        "conflict",
+        "This server has no preview links at this address: they need a wildcard domain.",
+        "Set CATTY_PREVIEW_DOMAIN (with a wildcard DNS record and certificate), or use the server at localhost.",
+      );
+    }
+    return { row, port: port.data, base };
+  };
 
   app.get("/:label/attach", async (c) => {
     const ticket = c.req.query("ticket");

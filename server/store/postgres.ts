@@ -10,7 +10,7 @@
  */
 import { SQL } from "bun";
 import type { Log } from "../../src/lib/log.ts";
-import { num, patchColumns, rowReaders, str, strOrNull, type Row } from "./rows.ts";
+import { grantFrom, num, patchColumns, rowReaders, str, strOrNull, type Row } from "./rows.ts";
 import type { BlobLocation, HoldResult, SessionRow, Store, UsageRecord } from "./types.ts";
 
 /** Any number: the key of the advisory lock migrations hold ("catty" in ASCII). */
@@ -139,6 +139,12 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE tokens ADD COLUMN expires_at TEXT;
    ALTER TABLE browser_sessions ADD COLUMN token_hash TEXT;
    CREATE INDEX browser_sessions_token ON browser_sessions(token_hash);`,
+  // 9: preview links and share links: capabilities for one port of one session.
+  `CREATE TABLE port_grants (
+      hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+      session_id TEXT NOT NULL REFERENCES sessions(id), port INTEGER NOT NULL,
+      created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT);
+   CREATE INDEX port_grants_session ON port_grants(session_id);`,
 ];
 
 /** Schema versions this server knows. */
@@ -398,6 +404,31 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
       await q("DELETE FROM attach_tickets WHERE expires_at <= $1", [nowIso]);
       if (!r || str(r.expires_at) <= nowIso) return null;
       return { hash: str(r.hash), userId: str(r.user_id), sessionId: str(r.session_id), viewer: r.viewer === true, expiresAt: str(r.expires_at) };
+    },
+    async insertPortGrant(g) {
+      await q("INSERT INTO port_grants (hash, kind, user_id, session_id, port, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [
+        g.hash, g.kind, g.userId, g.sessionId, g.port, g.createdAt, g.expiresAt, g.revokedAt,
+      ]);
+    },
+    async takePortGrant(hash, nowIso) {
+      // A ticket is deleted as it is read (one replica gets it); other kinds are only read.
+      const ticket = await one("DELETE FROM port_grants WHERE hash = $1 AND kind = 'ticket' RETURNING *", [hash]);
+      const r = ticket ?? (await one("SELECT * FROM port_grants WHERE hash = $1", [hash]));
+      await q("DELETE FROM port_grants WHERE expires_at <= $1", [nowIso]);
+      if (!r) return null;
+      const g = grantFrom(r);
+      return g.expiresAt <= nowIso || g.revokedAt !== null ? null : g;
+    },
+    async listShares(sessionId, nowIso) {
+      const rows = await q("SELECT * FROM port_grants WHERE session_id = $1 AND kind = 'share' AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC", [sessionId, nowIso]);
+      return rows.map(grantFrom);
+    },
+    async revokeShares(sessionId, port, nowIso) {
+      const r = await q(
+        "UPDATE port_grants SET revoked_at = $1 WHERE session_id = $2 AND ($3::int IS NULL OR port = $3) AND revoked_at IS NULL AND kind = 'share' AND expires_at > $1 RETURNING hash",
+        [nowIso, sessionId, port],
+      );
+      return r.length;
     },
     async insertSave(r) {
       await q("INSERT INTO saves (id, session_id, key, created_at, size, files, reason, added) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)", [

@@ -6,7 +6,7 @@
  */
 import type { Log } from "../../src/lib/log.ts";
 import { AttentionState, MachineHandle, SessionStatus, type Attention } from "../../src/protocol/index.ts";
-import type { DeviceCode, PendingEnding, ReplicaRow, SaveRow, SessionPatch, SessionRow, TokenRow, TransferRow, UploadRow, User } from "./types.ts";
+import type { DeviceCode, PendingEnding, PortGrant, ReplicaRow, SaveRow, SessionPatch, SessionRow, TokenRow, TransferRow, UploadRow, User } from "./types.ts";
 
 export type Row = Record<string, unknown>;
 
@@ -153,4 +153,19 @@ export function patchColumns(patch: SessionPatch): Array<[string, string | numbe
     } else out.push([COLUMNS[key], (patch[key] as string | number | null | undefined) ?? null]);
   }
   return out;
+}
+
+/** A `port_grants` row. */
+export function grantFrom(r: Row): PortGrant {
+  const kind = r.kind === "ticket" || r.kind === "cookie" ? r.kind : "share";
+  return {
+    hash: str(r.hash),
+    kind,
+    userId: str(r.user_id),
+    sessionId: str(r.session_id),
+    port: num(r.port),
+    createdAt: str(r.created_at),
+    expiresAt: str(r.expires_at),
+    revokedAt: strOrNull(r.revoked_at),
+  };
 }

@@ -5,7 +5,7 @@
  */
 import { Database } from "bun:sqlite";
 import type { Log } from "../../src/lib/log.ts";
-import { patchColumns, rowReaders, type Row } from "./rows.ts";
+import { grantFrom, patchColumns, rowReaders, type Row } from "./rows.ts";
 import type { BlobLocation, HoldResult, SessionRow, Store, UsageRecord } from "./types.ts";
 
 /** The first release's schema (user_version 0); `MIGRATIONS` take it to the current one. */
@@ -156,6 +156,14 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
     addColumn(db, "tokens", "expires_at", "TEXT");
     addColumn(db, "browser_sessions", "token_hash", "TEXT");
     db.run("CREATE INDEX IF NOT EXISTS browser_sessions_token ON browser_sessions(token_hash)");
+  },
+  // 13: preview links and share links: capabilities for one port of one session.
+  (db) => {
+    db.run(`CREATE TABLE IF NOT EXISTS port_grants (
+      hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL REFERENCES users(id),
+      session_id TEXT NOT NULL REFERENCES sessions(id), port INTEGER NOT NULL,
+      created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT)`);
+    db.run("CREATE INDEX IF NOT EXISTS port_grants_session ON port_grants(session_id)");
   },
 ];
 
@@ -393,6 +401,33 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
         if (r.expires_at <= nowIso) return null;
         return { hash: r.hash, userId: r.user_id, sessionId: r.session_id, viewer: r.viewer === 1, expiresAt: r.expires_at };
       })();
+    },
+    async insertPortGrant(g) {
+      db.query("INSERT INTO port_grants (hash, kind, user_id, session_id, port, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)").run(
+        g.hash, g.kind, g.userId, g.sessionId, g.port, g.createdAt, g.expiresAt, g.revokedAt,
+      );
+    },
+    async takePortGrant(hash, nowIso) {
+      return db.transaction(() => {
+        const r = db.query("SELECT * FROM port_grants WHERE hash = ?").get(hash) as Record<string, string | number | null> | null;
+        if (!r) return null;
+        if (r.kind === "ticket") db.query("DELETE FROM port_grants WHERE hash = ?").run(hash);
+        db.query("DELETE FROM port_grants WHERE expires_at <= ?").run(nowIso);
+        const g = grantFrom(r);
+        return g.expiresAt <= nowIso || g.revokedAt !== null ? null : g;
+      })();
+    },
+    async listShares(sessionId, nowIso) {
+      const rows = db
+        .query("SELECT * FROM port_grants WHERE session_id = ? AND kind = 'share' AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at DESC")
+        .all(sessionId, nowIso) as Array<Record<string, string | number | null>>;
+      return rows.map(grantFrom);
+    },
+    async revokeShares(sessionId, port, nowIso) {
+      const r = db
+        .query("UPDATE port_grants SET revoked_at = ? WHERE session_id = ? AND (? IS NULL OR port = ?) AND revoked_at IS NULL AND kind = 'share' AND expires_at > ?")
+        .run(nowIso, sessionId, port, port, nowIso);
+      return r.changes;
     },
     async insertSave(r) {
       db.query(

@@ -190,6 +190,23 @@ export interface AttachTicket {
   expiresAt: string;
 }
 
+/**
+ * A capability for one port of one session (preview links): a one-use `ticket` handed from the
+ * dashboard to a preview host, the `cookie` it is exchanged for there, or a `share` link that
+ * works signed out. Random, stored hashed, expiring, revocable; its scope is checked in one place
+ * (server/preview.ts `grantAllows`).
+ */
+export interface PortGrant {
+  hash: string;
+  kind: "ticket" | "cookie" | "share";
+  userId: string;
+  sessionId: string;
+  port: number;
+  createdAt: string;
+  expiresAt: string;
+  revokedAt: string | null;
+}
+
 /** A `catty-server` process sharing the database with others (see replicas.ts). */
 export interface ReplicaRow {
   id: string;
@@ -279,6 +296,14 @@ export interface Store {
   insertTicket(t: AttachTicket): Promise<void>;
   /** Removes and returns a ticket that has not expired at `nowIso` (each works once). */
   takeTicket(hash: string, nowIso: string): Promise<AttachTicket | null>;
+
+  insertPortGrant(g: PortGrant): Promise<void>;
+  /** A grant that is neither expired at `nowIso` nor revoked; a `ticket` is removed as it is taken (each works once). */
+  takePortGrant(hash: string, nowIso: string): Promise<PortGrant | null>;
+  /** A session's share links that still work at `nowIso`, newest first. */
+  listShares(sessionId: string, nowIso: string): Promise<PortGrant[]>;
+  /** Revokes a session's share links (of one port, or all); how many were revoked. */
+  revokeShares(sessionId: string, port: number | null, nowIso: string): Promise<number>;
 
   insertSave(row: SaveRow): Promise<void>;
   /** Newest first. */

@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
 import { PutFileResult } from "../protocol/files.ts";
+import { ShareCreated, type CreateShare } from "../protocol/forward.ts";
 import { printable, printableDeep } from "./terminal-text.ts";
 import { RegionInfo, SaveDownload, ServerLimits, Session, UploadResult, UploadStart, UsageReport, type CreateSession, type UploadCommit } from "../protocol/session.ts";
 
@@ -38,6 +39,10 @@ export interface ApiClient {
   resolveUrl(url: string): string;
   /** The WebSocket URL of a session's attach endpoint. */
   attachUrl(label: string): string;
+  /** A share link to one port of a running session (works signed out until it expires or is revoked). */
+  share(label: string, body: CreateShare): Promise<ShareCreated>;
+  /** Revokes a session's share links (of one port, or all); how many. */
+  revokeShares(label: string, port: number | null): Promise<{ revoked: number }>;
 }
 
 /** `bytes` as a stream of 64 KiB pieces, reporting how much was taken so far. */
@@ -120,5 +125,8 @@ export function createApiClient(api: string, token: string): ApiClient {
     latestSave: (label, at) => call("GET", `/v1/sessions/${enc(label)}/saves/latest${at ? `?at=${enc(at)}` : ""}`, SaveDownload),
     resolveUrl: (url) => new URL(url, `${api}/`).toString(),
     attachUrl: (label) => `${api.replace(/^http/, "ws")}/v1/sessions/${enc(label)}/attach`,
+    share: (label, body) => call("POST", `/v1/sessions/${enc(label)}/shares`, ShareCreated, body),
+    revokeShares: (label, port) =>
+      call("DELETE", `/v1/sessions/${enc(label)}/shares${port === null ? "" : `?port=${port}`}`, z.object({ revoked: z.number().int() })),
   };
 }

@@ -3,6 +3,7 @@ import { resolveContext } from "../client/context.ts";
 import { startForward, type ForwardSpec } from "../client/forward.ts";
 import { ui } from "../client/ui.ts";
 import { createLog } from "../lib/log.ts";
+import { parseDuration } from "../lib/duration.ts";
 import { CattyError, isLive } from "../protocol/index.ts";
 import { apiArg, labelArg } from "./_args.ts";
 
@@ -39,11 +40,32 @@ export default defineCommand({
     ...labelArg,
     local: { type: "string", description: "Local port for the first session port (default: the same number)" },
     bind: { type: "string", default: "127.0.0.1", description: "Local address to listen on (default 127.0.0.1: this machine only)" },
+    share: { type: "boolean", default: false, description: "Print a link to the port that works without signing in (until --expires, or --revoke)" },
+    expires: { type: "string", description: "With --share: how long the link works, e.g. 2h, 30m, 7d (default 1d, at most 30d)" },
+    revoke: { type: "boolean", default: false, description: "Revoke the session's share links (of the ports given, or all)" },
   },
   async run({ args }) {
     const words = args._.slice(1).map(String);
+    if (args.revoke) {
+      const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
+      const ports = words.length === 0 ? [null] : parseSpecs(words, undefined, args.bind).map((s) => s.remote);
+      let revoked = 0;
+      for (const p of ports) revoked += (await ctx.client.revokeShares(args.label, p)).revoked;
+      ui.success(`Revoked ${revoked} link${revoked === 1 ? "" : "s"} of ${args.label}${words.length ? ` (port ${words.join(", ")})` : ""}.`);
+      return;
+    }
     const specs = parseSpecs(words, args.local, args.bind);
+    if (args.expires !== undefined && !args.share) throw new CattyError("bad_request", "--expires goes with --share.");
     const ctx = await resolveContext(args, () => ui.start("Starting a local Catty server…"));
+    if (args.share) {
+      const expiresInMs = args.expires === undefined ? undefined : parseDuration(args.expires, "--expires");
+      for (const s of specs) {
+        const made = await ctx.client.share(args.label, { port: s.remote, ...(expiresInMs === undefined ? {} : { expiresInMs }) });
+        process.stdout.write(`${made.url}\n`);
+        ui.info(`Port ${s.remote}: works without signing in until ${new Date(made.expiresAt).toLocaleString()}; \`catty forward ${args.label} ${s.remote} --revoke\` ends it.`);
+      }
+      return;
+    }
     const session = await ctx.client.get(args.label);
     if (!isLive(session.status)) {
       throw new CattyError("session_ended", `Session ${session.label} has ended (${session.status}); its ports are gone.`, "Start a new one with `catty new`.");

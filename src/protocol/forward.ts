@@ -153,3 +153,24 @@ export function decodeMuxFrame(frame: Uint8Array): MuxFrame | null {
       return null;
   }
 }
+
+/** `POST /v1/sessions/<label>/shares`: a link to one port that works signed out until it expires or is revoked. */
+export const CreateShare = z.object({
+  port: Port,
+  /** How long it works; default a day, at most 30 days. */
+  expiresInMs: z.number().int().min(60_000).max(30 * 86_400_000).default(86_400_000),
+});
+export type CreateShare = z.input<typeof CreateShare>;
+
+/** A share link as listed (its token is shown once, when it is made). */
+export const ShareInfo = z.object({
+  id: z.string().max(64),
+  port: Port,
+  createdAt: z.string(),
+  expiresAt: z.string(),
+});
+export type ShareInfo = z.infer<typeof ShareInfo>;
+
+/** The answer to making one: the link itself. */
+export const ShareCreated = ShareInfo.extend({ url: z.string().max(2000) });
+export type ShareCreated = z.infer<typeof ShareCreated>;

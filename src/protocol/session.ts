@@ -2,7 +2,7 @@
  * Session shapes of the HTTP API (`/v1/sessions`), shared by server, CLI and dashboard.
  */
 import { z } from "zod";
-import { ListeningPort, Port } from "./forward.ts";
+import { ListeningPort, Port, ShareInfo } from "./forward.ts";
 import { Secrets } from "./secrets.ts";
 
 /** `brave-tiger-1234`: two lowercase words and four digits. Anything else is rejected at the edge. */
@@ -80,6 +80,8 @@ export const Session = z.object({
   ports: z.array(ListeningPort).default([]),
   /** While it runs: the forwards (`catty forward`) running to it now, their ports and since when. */
   forwards: z.array(z.object({ ports: z.array(Port), since: z.string() })).default([]),
+  /** While it runs: its share links that still work (`catty forward LABEL PORT --share`). */
+  shares: z.array(ShareInfo).default([]),
 });
 export type Session = z.infer<typeof Session>;
 

@@ -1,10 +1,12 @@
 /**
  * Servers a test session runs so that forwards have something real to reach (run with bun:
  * `bun test/helpers/port-servers.ts WS SOURCE HALF`, all on 127.0.0.1):
- * - WS: a WebSocket echo server (as a dev server's hot-reload socket);
+ * - WS: a WebSocket echo server that also serves the files of its working directory (as a dev
+ *   server with its hot-reload socket on the same port);
  * - SOURCE: reads a decimal byte count and a newline, then sends that many bytes of `pattern`
  *   (each 8-byte word its own offset, so a byte lost, doubled or out of order shows), then ends;
- * - HALF: reads until the client half-closes, then answers "<bytes> <sha256 hex>\n" and ends.
+ * - HALF: reads until the client half-closes, then answers "<bytes> <sha256 hex>\n" and ends;
+ * - ECHO (optional fourth port): sends back whatever it reads (request round trips).
  */
 import { createHash } from "node:crypto";
 import { createServer, type Socket } from "node:net";
@@ -65,13 +67,26 @@ function half(socket: Socket): void {
 }
 
 if (import.meta.main) {
-  const [ws, src, hf] = process.argv.slice(2).map(Number);
+  const [ws, src, hf, echo] = process.argv.slice(2).map(Number);
   Bun.serve({
     hostname: "127.0.0.1",
     port: ws,
-    fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("WebSocket only", { status: 400 })),
+    fetch: (req, server) => {
+      if (server.upgrade(req)) return undefined;
+      const path = new URL(req.url).pathname;
+      const name = path === "/" ? "index.html" : path.slice(1);
+      if (!/^[\w.-]+$/.test(name) || name.startsWith(".")) return new Response("not found", { status: 404 });
+      return new Response(Bun.file(name));
+    },
     websocket: { maxPayloadLength: 64 * 1024 * 1024, message: (sock, m) => void sock.send(m) },
   });
   createServer({ allowHalfOpen: true }, source).listen(src, "127.0.0.1");
   createServer({ allowHalfOpen: true }, half).listen(hf, "127.0.0.1");
+  if (echo) {
+    createServer((socket) => {
+      socket.setNoDelay(true);
+      socket.on("error", () => {});
+      socket.pipe(socket);
+    }).listen(echo, "127.0.0.1");
+  }
 }

@@ -253,6 +253,40 @@ for (const engine of ENGINES) {
       expect([a, b].filter((t) => t !== null)).toHaveLength(1);
     });
 
+    test("port grants: a ticket works once, cookies and shares until they expire or are revoked; shares listed newest first", async () => {
+      await store.insertSession(session("s1"));
+      await store.insertSession(session("s2"));
+      const grant = (hash: string, kind: "ticket" | "cookie" | "share", sessionId: string, port: number, createdAt: string, expiresAt: string) =>
+        ({ hash, kind, userId: alice.id, sessionId, port, createdAt, expiresAt, revokedAt: null }) as const;
+      await store.insertPortGrant(grant("t1", "ticket", "s1", 3000, T0, at(1)));
+      await store.insertPortGrant(grant("c1", "cookie", "s1", 3000, T0, at(60)));
+      await store.insertPortGrant(grant("sh1", "share", "s1", 3000, T0, at(60)));
+      await store.insertPortGrant(grant("sh2", "share", "s1", 8080, at(1), at(60)));
+      await store.insertPortGrant(grant("sh3", "share", "s2", 3000, T0, at(60)));
+      await store.insertPortGrant(grant("old", "share", "s1", 3000, T0, at(1)));
+      expect(await store.takePortGrant("t1", T0)).toEqual(grant("t1", "ticket", "s1", 3000, T0, at(1)));
+      expect(await store.takePortGrant("t1", T0)).toBeNull();
+      expect(await store.takePortGrant("c1", at(2))).toEqual(grant("c1", "cookie", "s1", 3000, T0, at(60)));
+      expect(await store.takePortGrant("c1", at(2))).not.toBeNull();
+      expect(await store.takePortGrant("old", at(2))).toBeNull();
+      expect(await store.takePortGrant("nope", T0)).toBeNull();
+      expect((await store.listShares("s1", at(2))).map((g) => g.hash)).toEqual(["sh2", "sh1"]);
+      // Two takers of one ticket at once: exactly one gets it.
+      await store.insertPortGrant(grant("t2", "ticket", "s1", 3000, T0, at(1)));
+      const both = await Promise.all([store.takePortGrant("t2", T0), store.takePortGrant("t2", T0)]);
+      expect(both.filter((g) => g !== null)).toHaveLength(1);
+      // Revoking one port's share links of one session leaves the others, and signed-in previews.
+      expect(await store.revokeShares("s1", 3000, at(3))).toBe(1);
+      expect(await store.takePortGrant("sh1", at(3))).toBeNull();
+      expect(await store.takePortGrant("c1", at(3))).not.toBeNull();
+      expect(await store.takePortGrant("sh2", at(3))).not.toBeNull();
+      expect(await store.takePortGrant("sh3", at(3))).not.toBeNull();
+      expect(await store.revokeShares("s1", null, at(3))).toBe(1);
+      expect(await store.revokeShares("s1", null, at(3))).toBe(0);
+      expect(await store.listShares("s1", at(3))).toEqual([]);
+      expect((await store.listShares("s2", at(3))).map((g) => g.hash)).toEqual(["sh3"]);
+    });
+
     test("saves: newest first, by key, of a user, deleted", async () => {
       await store.insertSession(session("s1"));
       await store.insertSession(session("s2", { userId: bob.id }));
