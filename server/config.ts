@@ -225,7 +225,7 @@ export const SERVER_SETTINGS = {
   sessionDiskBytes: setting(intSetting(0), {
     env: ["CATTY_SESSION_DISK_BYTES"],
     unit: "bytes",
-    doc: "Docker: size of a container's writable layer, workspace included (0: no limit); needs engine storage that can limit it (overlay2 on xfs with pquota)",
+    doc: "disk of one session (0: no limit): local sessions get a file system of this size for their workspace, home and agent (needs a server running as root); Docker the size of a container's writable layer, where the engine's storage can limit it (overlay2 on xfs with pquota)",
     shown: "0",
   }),
   sessionEgress: setting(enumSetting(["public", "all", "none"] as const, "public"), {
@@ -329,7 +329,7 @@ export interface ServerConfig {
   /** How local sessions are isolated, and their limits (the limits apply to every provider). */
   sandbox: SandboxMode;
   sessionLimits: Readonly<SessionLimits>;
-  /** Docker: the size of a container's writable layer, when the engine's storage can limit it. */
+  /** A session's disk: local sessions' file system, Docker's writable layer (when the engine's storage can limit it). */
   sessionDiskBytes: number | undefined;
   /** What sessions reach on the network, and what beside it (server/providers/network.ts). */
   egress: Readonly<{ policy: EgressPolicy; allow: readonly AllowEntry[] }>;

@@ -25,6 +25,7 @@ import { createDockerProvider, serverIdFrom } from "./providers/docker.ts";
 import { createLocalProvider } from "./providers/local.ts";
 import { resolveSandbox } from "./providers/sandbox.ts";
 import { createSessionNetworks } from "./providers/network.ts";
+import { createSessionDisks } from "./providers/disk.ts";
 import type { Provider } from "./providers/types.ts";
 import type { SocketData } from "./relay.ts";
 import { openPostgresStore } from "./store/postgres.ts";
@@ -172,6 +173,8 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
   const network =
     sandbox.kind === "bwrap" && root ? createSessionNetworks({ policy: config.egress.policy, allow: [...config.egress.allow], dataDir: config.dataDir }) : null;
   log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}, network ${network ? network.summary : "the host's"}`);
+  const disks = config.sessionDiskBytes ? createSessionDisks({ dataDir: config.dataDir, bytes: config.sessionDiskBytes }) : null;
+  log.info(`local sessions' disks: ${disks ? disks.summary : "the data dir's, not limited"}`);
   if (!network && sandbox.kind === "bwrap") {
     log.warn("sandboxed sessions share the host's network (and reach its loopback): run catty-server as root for a network of their own with the egress policy");
   }
@@ -182,6 +185,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
     tuning: config.agentTuning,
     sandbox,
     network,
+    disks,
     mayRunUnsandboxed: async () => loopback && (await store.countUsers()) <= 1,
     regions: config.regions,
     log,

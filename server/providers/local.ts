@@ -9,6 +9,7 @@ import { basename, join } from "node:path";
 import type { Log } from "../../src/lib/log.ts";
 import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
 import type { LocalMachine, MachineHandle } from "../../src/protocol/index.ts";
+import type { SessionDisks } from "./disk.ts";
 import type { SessionNetworks } from "./network.ts";
 import type { Sandbox } from "./sandbox.ts";
 import { singleRegion, type Region } from "../regions.ts";
@@ -24,6 +25,8 @@ export interface LocalProviderOptions {
   sandbox: Sandbox;
   /** A network of its own for each sandboxed session (null: the host's). */
   network?: SessionNetworks | null;
+  /** A disk of its own for each session (null: the data dir's, not limited). */
+  disks?: SessionDisks | null;
   /**
    * Whether this server may run a session without a sandbox: only one user, on a loopback
    * address (checked at each start, since users can be added while it runs).
@@ -104,14 +107,18 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
         );
       }
       const dir = sessionDir(opts.dataDir, spec.label);
+      // Before anything is made in the session's directory: it is the disk's mount point.
+      opts.disks?.create(spec.label, dir);
       const workspace = join(dir, "workspace");
       mkdirSync(workspace, { recursive: true, mode: 0o700 });
-      const network = opts.network ? await opts.network.create(spec.label, dir) : null;
       let sandbox: ReturnType<Sandbox["prepare"]>;
+      let network: Awaited<ReturnType<SessionNetworks["create"]>> | null = null;
       try {
+        network = opts.network ? await opts.network.create(spec.label, dir) : null;
         sandbox = opts.sandbox.prepare({ label: spec.label, workspace, home: join(dir, "home"), inUse: () => sessionUids(opts.dataDir), network });
       } catch (err) {
         opts.network?.remove(spec.label);
+        opts.disks?.remove(spec.label, dir);
         throw err;
       }
       const logFd = openSync(join(dir, "agent.log"), "a", 0o600);
@@ -170,12 +177,14 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
       }
       opts.sandbox.release(basename(m.dir));
       opts.network?.remove(basename(m.dir));
+      opts.disks?.remove(basename(m.dir), m.dir);
     },
     async release(machine) {
       const m = local(machine);
       if (!m) return;
       opts.sandbox.release(basename(m.dir));
       opts.network?.remove(basename(m.dir));
+      opts.disks?.remove(basename(m.dir), m.dir);
     },
   };
 }

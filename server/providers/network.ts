@@ -210,7 +210,7 @@ export function createSessionNetworks(opts: SessionNetworkOptions): SessionNetwo
   };
 }
 
-function safeReaddir(dir: string): string[] {
+export function safeReaddir(dir: string): string[] {
   try {
     return readdirSync(dir);
   } catch {
@@ -218,7 +218,8 @@ function safeReaddir(dir: string): string[] {
   }
 }
 
-function agentAlive(pidFile: string): boolean {
+/** Whether the agent whose pid is in `pidFile` still runs. */
+export function agentAlive(pidFile: string): boolean {
   try {
     const pid = Number(readFileSync(pidFile, "utf8").trim());
     if (!Number.isInteger(pid) || pid <= 1) return false;

@@ -323,3 +323,72 @@ describe("a sandboxed session's network", () => {
     expect((await closed.owner.get(s.label)).status).toBe("running");
   }, 60_000);
 });
+
+/** Each local session has a disk of its own (server/providers/disk.ts) with CATTY_SESSION_DISK_BYTES. */
+describe("a local session's disk", () => {
+  const MiB = 1024 * 1024;
+  let limited: TestServer;
+
+  beforeAll(async () => {
+    limited = await startTestServer({
+      env: { CATTY_SANDBOX: "bwrap", CATTY_SESSION_DISK_BYTES: String(64 * MiB), CATTY_SAVE_FIRST_MS: "300", CATTY_SAVE_INTERVAL_MS: "500" },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    if (!limited) return;
+    for (const row of await limited.owner.list()) await limited.owner.stop(row.label).catch(() => {});
+    await limited.stop();
+    // Whatever a failed test left mounted under the data dir.
+    for (const line of readFileSync("/proc/self/mounts", "utf8").split("\n")) {
+      const at = line.split(" ")[1];
+      if (at?.startsWith(`${limited.dataDir}/`)) Bun.spawnSync(["umount", "-l", at]);
+    }
+  });
+
+  test("a session that fills its disk gets ENOSPC; the data dir and another session are untouched; its saves work again once it deletes the file", async () => {
+    const other = await limited.owner.create({
+      command: ["bash", "-c", "while [ ! -e /workspace/go ]; do sleep 0.1; done; echo still-working > /workspace/b.txt; sleep 300"],
+      cols: 80,
+      rows: 24,
+    });
+    const token = `after-${crypto.randomUUID()}`;
+    const script = [
+      "r=/workspace/result.txt",
+      "echo start > $r",
+      // More than the disk holds.
+      "head -c 100M /dev/zero > /workspace/big 2>/tmp/err; code=$?",
+      "free=$(df --output=avail -B1 /workspace | tail -1 | tr -d ' ')",
+      "rm /workspace/big",
+      'echo "fill=$code free=$free $(cat /tmp/err)" >> $r',
+      `echo ${token} > /workspace/after.txt`,
+      "echo done >> $r",
+      "sleep 300",
+    ].join("\n");
+    const me = await limited.owner.create({ command: ["bash", "-c", script], cols: 80, rows: 24 });
+    const lines = await results(join(sessionDir(limited.dataDir, me.label), "workspace"));
+    const fill = lines.find((l) => l.startsWith("fill=")) ?? "";
+    expect(fill).toMatch(/^fill=1 free= *\d+ .*No space left on device/);
+    // Full: less than a MiB left when the write failed.
+    expect(Number(/free= *(\d+)/.exec(fill)?.[1])).toBeLessThan(MiB);
+    // What it wrote stayed in its own 64 MiB image: the data dir's file system did not take it.
+    const image = join(limited.dataDir, "disks", `${me.label}.img`);
+    expect(statSync(image).blocks * 512).toBeLessThanOrEqual(64 * MiB);
+    expect(readFileSync(join(limited.dataDir, "master-key"), "utf8").length).toBeGreaterThan(0);
+    // The other session goes on writing.
+    writeFileSync(join(sessionDir(limited.dataDir, other.label), "workspace", "go"), "");
+    await waitFor(() => existsSync(join(sessionDir(limited.dataDir, other.label), "workspace", "b.txt")), { what: "the other session's write" });
+    // Its saves work again once the file is gone.
+    await waitFor(
+      async () => {
+        const save = await limited.owner.latestSave(me.label).catch(() => null);
+        return save !== null && (await saveText(limited.owner.resolveUrl(save.url), limited.ownerToken)).includes(token);
+      },
+      { timeoutMs: 30_000, what: "a save holding the file written after the disk was full" },
+    );
+    expect((await limited.owner.get(me.label)).status).toBe("running");
+    // The session's end takes its disk away.
+    await limited.owner.stop(me.label);
+    await waitFor(() => !existsSync(image), { timeoutMs: 30_000, what: "the session's disk to go" });
+  }, 90_000);
+});
