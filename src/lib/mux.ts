@@ -477,11 +477,17 @@ export function pipeSocket(stream: MuxStream, socket: NetSocket): void {
   });
   stream.onDrain = () => socket.resume();
   socket.on("end", () => stream.end());
+  // Bytes the socket took while under its high-water mark count as written out at once; beyond
+  // it, once it drains (so the peer's window tracks what the socket really holds).
+  let held = 0;
+  socket.on("drain", () => {
+    const n = held;
+    held = 0;
+    if (n > 0) stream.consumed(n);
+  });
   stream.onData = (data) => {
-    const n = data.length;
-    socket.write(data, (err) => {
-      if (!err) stream.consumed(n);
-    });
+    if (socket.write(data) && held === 0) stream.consumed(data.length);
+    else held += data.length;
   };
   stream.onEnd = () => socket.end();
   stream.onClose = (error) => {

@@ -75,6 +75,11 @@ describe("the picker", () => {
     expect(text).toContain("Enter connect");
   });
 
+  test("a running session's listening ports on a line under its row: 3000 · node", () => {
+    const { frame } = picker([session("brave-tiger-1234", "running", { ports: [{ port: 3000, name: "node" }, { port: 8000, name: "python3" }] })]);
+    expect(frame()).toMatch(/❯ brave-tiger-1234\s+● running\s+local\s+30m ago[^\n]*\n\s+ports 3000 · node, 8000 · python3\n/);
+  });
+
   test("↓/j and ↑/k move; Enter connects; v views", async () => {
     const p = picker(fleet);
     await p.press(KEYS.down, "j");

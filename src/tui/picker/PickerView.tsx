@@ -12,20 +12,23 @@ function Row({ s, selected, now }: { s: Session; selected: boolean; now: number 
   const attention = attentionText(s, now);
   const latest = s.saves[0];
   return (
-    <Box>
-      <Text color={selected ? "cyan" : undefined}>{selected ? "❯ " : "  "}</Text>
-      <Text bold={selected}>{cell(s.label, 22)}</Text>
-      <Text color={STATUS_COLOR[s.status] ?? "gray"}>{cell(`● ${s.status}`, 12)}</Text>
-      {attention.startsWith("waiting") ? (
-        <Text color="black" backgroundColor="yellow" bold>{cell(attention, 13)}</Text>
-      ) : (
-        <Text dimColor>{cell(attention, 13)}</Text>
-      )}
-      <Text> {cell(s.region, 10)}</Text>
-      <Text dimColor>{cell(ago(s.createdAt, now), 10)}</Text>
-      <Text dimColor>{cell(s.lastActivityAt ? ago(s.lastActivityAt, now) : "—", 10)}</Text>
-      <Text dimColor>{latest ? ago(latest.createdAt, now) : "no save"}</Text>
-      {s.ports.length > 0 && <Text color="cyan">  {portsText(s)}</Text>}
+    <Box flexDirection="column">
+      <Box>
+        <Text color={selected ? "cyan" : undefined}>{selected ? "❯ " : "  "}</Text>
+        <Text bold={selected}>{cell(s.label, 22)}</Text>
+        <Text color={STATUS_COLOR[s.status] ?? "gray"}>{cell(`● ${s.status}`, 12)}</Text>
+        {attention.startsWith("waiting") ? (
+          <Text color="black" backgroundColor="yellow" bold>{cell(attention, 13)}</Text>
+        ) : (
+          <Text dimColor>{cell(attention, 13)}</Text>
+        )}
+        <Text> {cell(s.region, 10)}</Text>
+        <Text dimColor>{cell(ago(s.createdAt, now), 10)}</Text>
+        <Text dimColor>{cell(s.lastActivityAt ? ago(s.lastActivityAt, now) : "—", 10)}</Text>
+        <Text dimColor>{latest ? ago(latest.createdAt, now) : "no save"}</Text>
+      </Box>
+      {/* Its listening ports, on a line of their own under it. */}
+      {s.ports.length > 0 && <Text color="cyan" wrap="truncate">{"    ports "}{portsText(s)}</Text>}
     </Box>
   );
 }
