@@ -61,7 +61,7 @@ export async function checkVault(deps: CheckDeps): Promise<CheckReport> {
   for (const user of users) {
     const index = emptyReadIndex();
     const reader = createBlobReader({ store, blobs, keyring }, user, index);
-    const sizes = new Map((await blobs.list(packPrefix(user))).map((b) => [b.key, b.size]));
+    const sizes: ReadonlyMap<string, number> = new Map((await blobs.list(packPrefix(user))).map((b) => [b.key, b.size]));
     /** Each blob's problem (null: none), checked once for all the user's saves. */
     const checked = new Map<string, Promise<string | null>>();
     const checkBlob = (hash: string): Promise<string | null> => {
@@ -70,7 +70,8 @@ export async function checkVault(deps: CheckDeps): Promise<CheckReport> {
         result = (async () => {
           const loc = index.locations.get(hash);
           if (!loc) return `blob ${hash.slice(0, 12)}… is not indexed`;
-          const size = sizes.get(loc.pack);
+          // A pack written since the listing (a save made meanwhile, on a live server) is looked at on its own.
+          const size = sizes.get(loc.pack) ?? (await blobs.stat(loc.pack))?.size;
           if (size === undefined) return `pack ${loc.pack} is missing from storage`;
           if (loc.offset + loc.length > size) return `pack ${loc.pack} is cut short`;
           if (!deps.readData) return null;
