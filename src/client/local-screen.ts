@@ -14,8 +14,9 @@
  * repaints from the agent (after a flood the CLI's lines have scrolled away, so nothing of them
  * is lost).
  */
-import type { IBufferCell, Terminal } from "@xterm/headless";
+import type { Terminal } from "@xterm/headless";
 import { TerminalMirror } from "../lib/terminal-mirror.ts";
+import { cellSgr } from "./terminal-cells.ts";
 
 const MAX_BACKLOG_BYTES = 2 * 1024 * 1024;
 
@@ -123,29 +124,4 @@ export function serializeRow(term: Terminal, y: number): string {
   // Trailing blanks in the default colours are already there: the row was erased.
   if (blankPen !== "0") flushBlanks();
   return pen === "0" ? out : `${out}\x1b[0m`;
-}
-
-/** The SGR parameters that select a cell's attributes from a reset pen ("0;…"). */
-function cellSgr(c: IBufferCell): string {
-  let sgr = "0";
-  if (c.isBold()) sgr += ";1";
-  if (c.isDim()) sgr += ";2";
-  if (c.isItalic()) sgr += ";3";
-  if (c.isUnderline()) sgr += ";4";
-  if (c.isBlink()) sgr += ";5";
-  if (c.isInverse()) sgr += ";7";
-  if (c.isInvisible()) sgr += ";8";
-  if (c.isStrikethrough()) sgr += ";9";
-  if (c.isOverline()) sgr += ";53";
-  sgr += color(c.isFgRGB(), c.isFgPalette(), c.getFgColor(), 30, 90, 38);
-  sgr += color(c.isBgRGB(), c.isBgPalette(), c.getBgColor(), 40, 100, 48);
-  return sgr;
-}
-
-function color(rgb: boolean, palette: boolean, value: number, base: number, bright: number, extended: number): string {
-  if (rgb) return `;${extended};2;${(value >> 16) & 0xff};${(value >> 8) & 0xff};${value & 0xff}`;
-  if (!palette) return "";
-  if (value < 8) return `;${base + value}`;
-  if (value < 16) return `;${bright + value - 8}`;
-  return `;${extended};5;${value}`;
 }
