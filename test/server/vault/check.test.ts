@@ -4,27 +4,20 @@
  * list, is checked whole; what the check reports was damaged.
  */
 import { expect, test } from "bun:test";
-import { join } from "node:path";
-import { createDiskBlobStore } from "../../../server/blobs/disk.ts";
-import { createUserToken, openStore } from "../../../server/listen.ts";
 import type { Store } from "../../../server/store/types.ts";
 import { checkVault } from "../../../server/vault/check.ts";
 import { tempDirs } from "../../helpers/fs.ts";
 import { waitFor } from "../../helpers/wait.ts";
-import { MASTER, save, savesOver, sessionRow } from "./layers.ts";
+import { layerRig, MASTER, save, savesOver, sessionRow } from "./layers.ts";
 
 const tempDir = tempDirs("catty-check-");
 
 /** Alice with two saves a day apart; `oneSave(days)` makes another `days` later (retention keeps 30 days, and always the latest). */
 async function liveServer() {
-  const dataDir = tempDir();
-  const store = await openStore({ dataDir });
-  await createUserToken(store, "alice");
-  const alice = (await store.userByName("alice"))!;
-  const blobs = createDiskBlobStore({ dir: join(dataDir, "blobs"), secret: "ab".repeat(32) });
+  const { store, blobs, alice } = await layerRig(tempDir);
   let now = Date.parse("2026-01-01T00:00:00Z");
   const saves = savesOver(store, blobs, () => now);
-  const row = sessionRow(alice.id, "brave-tiger-1234");
+  const row = sessionRow(alice, "brave-tiger-1234");
   await store.insertSession(row);
   let n = 0;
   const oneSave = async (days: number): Promise<void> => {
