@@ -37,6 +37,8 @@ export type TunnelSocket = ServerWebSocket<TunnelData>;
 /** How long a client's half waits for the agent's before it is told to dial again. */
 const PAIR_TIMEOUT_MS = 30_000;
 const MAX_QUEUED = 16;
+/** Forwards one session may have open at once (each costs the agent a link). */
+export const MAX_FORWARDS = 64;
 
 export interface ForwardInfo {
   ports: number[];
@@ -63,6 +65,11 @@ export class Tunnels {
     let forwards = this.clients.get(d.sessionId);
     if (!forwards) this.clients.set(d.sessionId, (forwards = new Map()));
     const old = forwards.get(d.forwardId);
+    if (!old && forwards.size >= MAX_FORWARDS) {
+      ws.send(JSON.stringify({ type: "error", code: "too_many_requests", message: `Session ${d.label} has ${MAX_FORWARDS} forwards open already; stop one first.` }));
+      ws.close(CLOSE.protocol, "too many forwards");
+      return;
+    }
     forwards.set(d.forwardId, ws);
     if (old && old !== ws) old.close(CLOSE.replaced, "replaced by a newer link of the same forward");
     this.deps.toAgent(d.sessionId, { type: "forward", id: d.forwardId });
