@@ -42,7 +42,34 @@ const urlSetting = (): z.ZodType<string | undefined, string | undefined> =>
 /** Every setting of `catty-server`, in the order the README lists them. */
 export const SERVER_SETTINGS = {
   port: setting(portSetting(4815), { flag: "port", env: ["CATTY_PORT"], doc: "port to listen on (0: any free port)" }),
-  host: setting(stringSetting("127.0.0.1"), { flag: "host", env: ["CATTY_HOST"], doc: "address to bind" }),
+  host: setting(stringSetting("127.0.0.1"), { flag: "host", env: ["CATTY_HOST"], doc: "address to bind (with TLS: the HTTPS and HTTP ports' address, `0.0.0.0` unless given; `--port` stays on loopback)" }),
+  domain: setting(
+    optionalString().refine((v) => v === undefined || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z0-9-]{2,}$/.test(v), {
+      error: "must be a domain name such as catty.example.com (lowercase, no scheme or port)",
+    }),
+    {
+      flag: "domain",
+      env: ["CATTY_DOMAIN"],
+      doc: "serve HTTPS for this name with a certificate obtained and renewed by itself over ACME (its DNS must point here, ports 443 and 80 open); HTTP redirects to HTTPS; sets the public URL",
+      shown: "none",
+    },
+  ),
+  acmeDirectory: setting(stringSetting("https://acme-v02.api.letsencrypt.org/directory").pipe(z.string().regex(/^https:\/\/[^/\s]+/, { error: "must be an https:// URL" })), {
+    env: ["CATTY_ACME_DIRECTORY"],
+    doc: "with `--domain`: the ACME directory of the certificate authority (Let's Encrypt's staging: `https://acme-staging-v02.api.letsencrypt.org/directory`)",
+    shown: "Let's Encrypt",
+  }),
+  acmeEmail: setting(optionalString(), { env: ["CATTY_ACME_EMAIL"], doc: "with `--domain`: a contact address the certificate authority may write to about the certificate", shown: "none" }),
+  acmeRenewDays: setting(intSetting(30, 1), { env: ["CATTY_ACME_RENEW_DAYS"], doc: "with `--domain`: renew the certificate this many days before it expires" }),
+  tlsCert: setting(optionalString(), {
+    flag: "tls-cert",
+    env: ["CATTY_TLS_CERT"],
+    doc: "serve HTTPS with this PEM certificate chain (with `--tls-key`; reloaded on SIGHUP or when the file changes); with `--domain`, it serves the names it is for (a wildcard for `CATTY_PREVIEW_DOMAIN`) and `--domain` the rest",
+    shown: "none",
+  }),
+  tlsKey: setting(optionalString(), { flag: "tls-key", env: ["CATTY_TLS_KEY"], doc: "the private key of `--tls-cert`, PEM", shown: "none" }),
+  httpsPort: setting(portSetting(443), { flag: "https-port", env: ["CATTY_HTTPS_PORT"], doc: "with TLS: the HTTPS port" }),
+  httpPort: setting(portSetting(80), { flag: "http-port", env: ["CATTY_HTTP_PORT"], doc: "with TLS: the HTTP port, which redirects to HTTPS and answers the ACME HTTP-01 challenge" }),
   dataDir: setting(optionalString(), {
     flag: "data-dir",
     env: ["CATTY_DATA_DIR"],
@@ -272,6 +299,19 @@ export function serverFlags(): Record<string, { type: "string"; description: str
   return out;
 }
 
+export interface TlsConfig {
+  /** The HTTPS and HTTP listeners' address: `--host` when given, else every interface. */
+  host: string;
+  httpsPort: number;
+  /** Redirects to HTTPS and answers ACME HTTP-01 challenges. */
+  httpPort: number;
+  /** `--domain`: a certificate obtained over ACME for it. */
+  domain: string | null;
+  acme: Readonly<{ directory: string; email: string | null; renewDays: number }>;
+  /** `--tls-cert` and `--tls-key`: a certificate the operator brings. */
+  files: Readonly<{ cert: string; key: string }> | null;
+}
+
 export interface SessionTimeouts {
   /** Default time without input or output before a session stops. */
   idleTimeoutMs: number;
@@ -290,6 +330,8 @@ export interface ServerConfig {
   /** PostgreSQL's URL; null keeps the database in SQLite in the data dir. */
   databaseUrl: string | null;
   publicUrl: string | undefined;
+  /** HTTPS served by the server itself (`--domain`, `--tls-cert`); null: plain HTTP on `port`. */
+  tls: Readonly<TlsConfig> | null;
   /** `CATTY_PREVIEW_DOMAIN`: preview links live under it; null: under `localhost`. */
   previewDomain: string | null;
   /** Where the other replicas reach this one; unset: the address it listens on. */
@@ -341,6 +383,7 @@ export function readServerConfig(
   env: NodeJS.ProcessEnv = process.env,
 ): Readonly<ServerConfig> {
   const s = readSettings(SERVER_SETTINGS, { flags, env });
+  const tls = tlsOptions(s, flags.host || env.CATTY_HOST ? s.host : "0.0.0.0");
   if (s.minDurationMs > s.maxDurationMs) {
     throw new SettingsError(
       `CATTY_MIN_DURATION_MS (${s.minDurationMs}) is larger than CATTY_MAX_DURATION_MS (${s.maxDurationMs}).`,
@@ -360,7 +403,8 @@ export function readServerConfig(
     host: s.host,
     dataDir: s.dataDir ?? join(cattyHome(env), "server"),
     databaseUrl: s.databaseUrl ?? null,
-    publicUrl: s.publicUrl?.replace(/\/+$/, ""),
+    publicUrl: s.publicUrl?.replace(/\/+$/, "") ?? (tls?.domain ? `https://${tls.domain}${tls.httpsPort === 443 ? "" : `:${tls.httpsPort}`}` : undefined),
+    tls,
     previewDomain: s.previewDomain ?? null,
     internalUrl: s.internalUrl?.replace(/\/+$/, ""),
     internalKey: s.internalKey,
@@ -448,4 +492,19 @@ function s3Options(s: ServerSettings): Readonly<S3BlobStoreOptions> | null {
   if (sessionToken !== undefined) options.sessionToken = sessionToken;
   if (s.s3Prefix !== undefined) options.prefix = s.s3Prefix;
   return Object.freeze(options);
+}
+
+/** TLS settings when the server serves HTTPS itself; null otherwise. */
+function tlsOptions(s: ServerSettings, host: string): TlsConfig | null {
+  if ((s.tlsCert === undefined) !== (s.tlsKey === undefined)) throw new SettingsError("--tls-cert and --tls-key go together: give both, the certificate chain and its private key.");
+  if (!s.domain && !s.tlsCert) return null;
+  if (s.httpsPort === s.httpPort) throw new SettingsError(`--https-port and --http-port are both ${s.httpsPort}: give them different ports.`);
+  return Object.freeze({
+    host,
+    httpsPort: s.httpsPort,
+    httpPort: s.httpPort,
+    domain: s.domain ?? null,
+    acme: Object.freeze({ directory: s.acmeDirectory, email: s.acmeEmail ?? null, renewDays: s.acmeRenewDays }),
+    files: s.tlsCert && s.tlsKey ? Object.freeze({ cert: s.tlsCert, key: s.tlsKey }) : null,
+  });
 }

@@ -55,5 +55,6 @@ export function startLine(config: ServerConfig, publicUrl: string, tls: string):
   const database = config.databaseUrl ? `PostgreSQL at ${new URL(config.databaseUrl).host}` : "SQLite in the data dir";
   const sandbox = config.provider === "local" ? `, sandbox ${config.sandbox}` : "";
   const network = config.provider === "docker" ? `, network ${config.docker.network}` : "";
-  return `settings: storage ${storage}; database ${database}; provider ${config.provider}${sandbox}${network}; public URL ${publicUrl}; TLS ${tls}`;
+  const egress = `${config.egress.policy}${config.egress.allow.length > 0 ? ` (+${config.egress.allow.length} allowed)` : ""}`;
+  return `settings: storage ${storage}; database ${database}; provider ${config.provider}${sandbox}${network}; session egress ${egress}; public URL ${publicUrl}; TLS ${tls}`;
 }

@@ -16,6 +16,8 @@ import { createS3BlobStore } from "./blobs/s3.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
 import { startLine } from "./environment-check.ts";
+import { serveTls } from "./tls/serve.ts";
+import { dataDirTlsStorage } from "./tls/storage.ts";
 import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
 import { MAX_PACK_BYTES } from "../src/lib/snapshot/format.ts";
 import { parseMasterKey } from "./vault/crypto.ts";
@@ -217,7 +219,8 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     throw err;
   });
   const provider = opts.wrapProvider ? opts.wrapProvider(chosen) : chosen;
-  let agentUrl = config.publicUrl ?? "";
+  // Local agents dial the plain port on loopback, whatever name the server has outside.
+  let agentUrl = config.tls && config.provider === "local" ? "" : (config.publicUrl ?? "");
   let internalUrl = config.internalUrl ?? "";
   const masterKey = parseMasterKey(config.masterKey ?? loadOrCreateKey(config.dataDir, "master-key"));
   // On SQLite the database is this process's alone (the data dir is locked); on PostgreSQL other
@@ -272,6 +275,15 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   const internalServer = app.internalFetch
     ? Bun.serve<SocketData>({ port: config.internalPort ?? 0, hostname: config.host, fetch: app.internalFetch, websocket: app.websocket, maxRequestBodySize: 2 * 1024 * 1024 })
     : null;
+  // HTTPS on its own ports when the server has certificates (--domain, --tls-cert); --port stays plain for local agents.
+  const tls = config.tls
+    ? await serveTls({ tls: config.tls, storage: dataDirTlsStorage(config.dataDir), fetch: app.fetch, websocket: app.websocket, maxRequestBodySize: Math.max(config.maxUploadBytes, MAX_PACK_BYTES) + 1024 * 1024, log }).catch(async (err: unknown) => {
+        await server.stop(true);
+        await internalServer?.stop(true);
+        await store.close();
+        throw err;
+      })
+    : null;
   const port = server.port as number;
   const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
   const reachableHost = config.host === "0.0.0.0" || config.host === "::" ? "127.0.0.1" : config.host.includes(":") ? `[${config.host}]` : config.host;
@@ -287,6 +299,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     await replicas.close();
     await server.stop(true);
     await internalServer?.stop(true);
+    await tls?.stop(true);
     await store.close();
     throw err;
   });
@@ -294,13 +307,14 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
   const pidFile = join(config.dataDir, "server.pid");
   writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
   log.info(`listening on ${url}`, { dataDir: config.dataDir });
-  log.info(startLine(config, config.publicUrl ?? agentUrl, "none (plain HTTP: put a TLS proxy in front)"));
+  log.info(startLine(config, config.publicUrl ?? agentUrl, tls?.summary ?? "none (plain HTTP: put a TLS proxy in front)"));
   const stop = async (): Promise<void> => {
     rmSync(pidFile, { force: true });
     app.close();
     await replicas.close();
     await server.stop(true);
     await internalServer?.stop(true);
+    await tls?.stop(true);
     // A storage sweep under way finishes before the database closes (for 5 s at most).
     await Promise.race([app.settled(), Bun.sleep(5_000)]);
     await store.close();
@@ -313,7 +327,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     // The others take over this replica's sessions and duties at once.
     await replicas.close();
     // No new connection from here on, so links told to dial again land on another replica.
-    const finished = Promise.all([server.stop(false), internalServer?.stop(false), app.settled()]).then(() => true);
+    const finished = Promise.all([server.stop(false), internalServer?.stop(false), tls?.stop(false), app.settled()]).then(() => true);
     app.closeLinks();
     // Whatever still runs at the deadline (a long download) is cut; a little is kept for the rest.
     const late = Bun.sleep(Math.max(0, deadlineMs - 1000)).then(() => false);
@@ -321,6 +335,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     rmSync(pidFile, { force: true });
     await server.stop(true);
     await internalServer?.stop(true);
+    await tls?.stop(true);
     await store.close();
     log.info("shut down", { ms: Date.now() - started });
   };

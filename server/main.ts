@@ -40,7 +40,7 @@ const serve = defineCommand({
     const log = createLog({ scope: "server", level: config.logLevel, format: config.logFormat });
     for (const warning of unknownVariableWarnings(process.env)) log.warn(warning);
     // A deployment the other replicas could not serve alongside this one is a one-line error and exit code 1, as a bad setting.
-    const server = await startServer(config, log).catch((err: unknown) => (err instanceof TopologyError ? fail(err.message) : Promise.reject(err)));
+    const server = await startServer(config, log).catch((err: unknown) => (err instanceof TopologyError || err instanceof SettingsError ? fail(err.message) : Promise.reject(err)));
     let stopping = false;
     const shutdown = async (): Promise<void> => {
       if (stopping) return;

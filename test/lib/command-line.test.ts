@@ -95,7 +95,7 @@ test("a starting server warns about a mistyped CATTY_ variable and logs one line
     expect(out).toContain("CATTY_S3_BUCKT is not a Catty setting");
     expect(out).toContain("did you mean CATTY_S3_BUCKET?");
     const line = out.split("\n").find((l) => l.includes("settings:")) as string;
-    for (const part of [`storage disk (${dataDir})`, "database SQLite", "provider local", "sandbox none", "public URL http://127.0.0.1:", "TLS none"]) expect(line).toContain(part);
+    for (const part of [`storage disk (${dataDir})`, "database SQLite", "provider local", "sandbox none", "session egress ", "public URL http://127.0.0.1:", "TLS none"]) expect(line).toContain(part);
   } finally {
     proc.kill();
     await proc.exited;

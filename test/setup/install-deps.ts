@@ -2,7 +2,7 @@
  * Installs the system programs the test suite drives with apt-get when they are missing: tmux for
  * the end-to-end tests, vim and bash as programs inside sessions, bubblewrap for the session
  * sandbox, dockerd (docker.io) for the Docker provider, mmdebstrap for the session image and
- * Chromium for the dashboard's browser tests, curl for install.sh, PostgreSQL for the store's
+ * Chromium for the dashboard's browser tests, curl for install.sh, pebble for the TLS tests, PostgreSQL for the store's
  * tests on it (Debian keeps its server programs off PATH: see test/helpers/postgres.ts), iproute2,
  * passt and nftables for sessions' own networks (and python3 to serve from a session). Run
  * by `npm test` before `bun test`; does nothing when everything is there.
@@ -22,6 +22,8 @@ const NEEDED: Record<string, string> = {
   chromium: "chromium",
   // install.sh downloads with curl (the release tests).
   curl: "curl",
+  // The ACME test server (with its DNS stand-in) the TLS tests get certificates from.
+  pebble: "pebble",
   // A sandboxed session's own network (server/providers/network.ts): its namespace, its NAT
   // (pasta), its egress rules; the isolation tests' stand-in hosts and a server in a session.
   ip: "iproute2",

@@ -1,0 +1,124 @@
+/**
+ * HTTPS served by catty-server itself, as a real process: `--tls-cert/--tls-key` serve the
+ * operator's certificate and pick up a replaced one; the HTTP port redirects to HTTPS; with
+ * `--domain` (against pebble, names resolving to loopback) a certificate is obtained over ACME,
+ * served, renewed when it is near expiry, and kept while the certificate authority is down.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { renameSync } from "node:fs";
+import { connect } from "node:tls";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { tempDirs } from "../../helpers/fs.ts";
+import { freePort } from "../../helpers/ports.ts";
+import { waitFor } from "../../helpers/wait.ts";
+
+const SERVER = join(import.meta.dir, "../../../server/main.ts");
+const tempDir = tempDirs("catty-tls-");
+const running: Array<() => Promise<void>> = [];
+afterAll(async () => {
+  for (const stop of running.reverse()) await stop();
+});
+
+interface Proc {
+  out(): string;
+  stop(): Promise<void>;
+}
+
+function startServer(args: string[], env: Record<string, string> = {}): Proc {
+  const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([process.execPath, SERVER, "--port", "0", "--sandbox", "none", ...args], {
+    env: { ...process.env, CATTY_LOG_LEVEL: "info", ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let out = "";
+  const read = async (stream: ReadableStream<Uint8Array>): Promise<void> => {
+    for await (const chunk of stream) out += new TextDecoder().decode(chunk);
+  };
+  void read(proc.stdout);
+  void read(proc.stderr);
+  const stop = async (): Promise<void> => {
+    proc.kill();
+    await proc.exited;
+  };
+  running.push(stop);
+  return { out: () => out, stop };
+}
+
+/** The certificate the server presents for `name` on `port`: its serial and subject's CN, and whether `ca` trusts it. */
+function peer(port: number, name: string, ca?: string): Promise<{ serial: string; cn: string; trusted: boolean }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: "127.0.0.1", port, servername: name, rejectUnauthorized: false, ...(ca ? { ca } : {}) }, () => {
+      const cert = socket.getPeerCertificate();
+      resolve({ serial: cert.serialNumber, cn: String(cert.subject?.CN ?? ""), trusted: socket.authorized });
+      socket.end();
+    });
+    socket.on("error", reject);
+  });
+}
+
+const openssl = (args: string[], cwd: string): void => {
+  const p = Bun.spawnSync(["openssl", ...args], { cwd, stdout: "pipe", stderr: "pipe" });
+  if (p.exitCode !== 0) throw new Error(p.stderr.toString());
+};
+
+/** A self-signed certificate for `names` in `dir` as `<base>.crt` and `<base>.key`. */
+function selfSigned(dir: string, base: string, names: string[]): void {
+  openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${base}.key`, "-out", `${base}.crt`, "-days", "2", "-subj", `/CN=${names[0]}`, "-addext", `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}`], dir);
+}
+
+describe("--tls-cert and --tls-key", () => {
+  test("serve the given certificate, redirect HTTP to HTTPS, and pick up a replaced certificate", async () => {
+    const dir = tempDir();
+    selfSigned(dir, "first", ["catty.localhost"]);
+    selfSigned(dir, "second", ["catty.localhost"]);
+    const [httpsPort, httpPort] = [freePort(), freePort()];
+    const server = startServer([
+      "--data-dir", join(dir, "data"), "--host", "127.0.0.1", "--https-port", String(httpsPort), "--http-port", String(httpPort),
+      "--tls-cert", join(dir, "first.crt"), "--tls-key", join(dir, "first.key"),
+    ]);
+    const first = await Bun.file(join(dir, "first.crt")).text();
+    const res = await waitFor(() => fetch(`https://catty.localhost:${httpsPort}/healthz`, { tls: { ca: first } }), { timeoutMs: 20_000, what: "HTTPS" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("strict-transport-security")).toContain("max-age=");
+    expect((await peer(httpsPort, "catty.localhost", first)).trusted).toBe(true);
+    expect(server.out()).toContain(`TLS HTTPS on 127.0.0.1:${httpsPort} with the certificate in ${join(dir, "first.crt")}`);
+
+    const redirect = await fetch(`http://catty.localhost:${httpPort}/dashboard?x=1`, { redirect: "manual" });
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.get("location")).toBe(`https://catty.localhost:${httpsPort}/dashboard?x=1`);
+
+    // Replaced as certbot does it: new files renamed over the old ones.
+    const before = await peer(httpsPort, "catty.localhost");
+    renameSync(join(dir, "second.key"), join(dir, "first.key"));
+    renameSync(join(dir, "second.crt"), join(dir, "first.crt"));
+    const after = await waitFor(async () => {
+      const now = await peer(httpsPort, "catty.localhost");
+      return now.serial !== before.serial && now;
+    }, { timeoutMs: 10_000, what: "the replaced certificate" });
+    const second = await Bun.file(join(dir, "first.crt")).text();
+    expect((await peer(httpsPort, "catty.localhost", second)).trusted).toBe(true);
+    expect(after.cn).toBe("catty.localhost");
+    expect(server.out()).toContain("TLS certificate reloaded");
+    await server.stop();
+  });
+
+  test("a wildcard certificate serves the preview names", async () => {
+    const dir = tempDir();
+    selfSigned(dir, "wild", ["*.preview.localhost", "preview.localhost"]);
+    const [httpsPort, httpPort] = [freePort(), freePort()];
+    startServer(["--data-dir", join(dir, "data"), "--host", "127.0.0.1", "--https-port", String(httpsPort), "--http-port", String(httpPort), "--tls-cert", join(dir, "wild.crt"), "--tls-key", join(dir, "wild.key")]);
+    const wild = await Bun.file(join(dir, "wild.crt")).text();
+    await waitFor(() => peer(httpsPort, "brave-tiger-1234-3000.preview.localhost"), { timeoutMs: 20_000, what: "HTTPS" });
+    expect((await peer(httpsPort, "brave-tiger-1234-3000.preview.localhost", wild)).trusted).toBe(true);
+  });
+
+  test("a missing key file stops the server at start with one line naming it, exit code 1", async () => {
+    const dir = tempDir();
+    selfSigned(dir, "only", ["catty.localhost"]);
+    const p = Bun.spawnSync([process.execPath, SERVER, "--port", "0", "--data-dir", join(dir, "data"), "--https-port", String(freePort()), "--http-port", String(freePort()), "--host", "127.0.0.1", "--tls-cert", join(dir, "only.crt"), "--tls-key", join(dir, "missing.key")], { stdout: "pipe", stderr: "pipe" });
+    expect(p.exitCode).toBe(1);
+    expect(p.stderr.toString()).toContain(`catty-server: cannot read the TLS key (--tls-key) ${join(dir, "missing.key")}`);
+  });
+});
