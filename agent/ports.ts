@@ -172,9 +172,11 @@ export function samePorts(a: ListeningPort[], b: ListeningPort[]): boolean {
   return a.length === b.length && a.every((p, i) => p.port === b[i]?.port && p.name === b[i]?.name);
 }
 
+const MISS_SCAN_MS = 200;
+
 /**
  * Watches the session's listening ports: a scan every `everyMs` while the program runs, reported
- * when they change; `lookup` answers from a scan at most a moment old (a port just opened counts).
+ * when they change; `lookup` answers from the last scan, or a new one for a port not seen yet.
  */
 export class PortWatch {
   private current: Listener[] = [];
@@ -199,9 +201,14 @@ export class PortWatch {
     return this.current.map(({ port, name }) => ({ port, name }));
   }
 
+  /**
+   * The listener on `port`: from the last scan (the watch keeps it fresh), or — for a port not
+   * seen yet, just opened — from a new scan, at most one every `MISS_SCAN_MS` (a client asking for
+   * ports nothing listens on cannot make the agent scan /proc without pause).
+   */
   lookup(port: number): Listener | null {
     const known = this.current.find((l) => l.port === port);
-    if (known && Date.now() - this.scannedAt < 1_000) return known;
+    if (known || Date.now() - this.scannedAt < MISS_SCAN_MS) return known ?? null;
     this.scan();
     return this.current.find((l) => l.port === port) ?? null;
   }

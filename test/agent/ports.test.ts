@@ -64,6 +64,22 @@ describe("listening ports", () => {
     }
   });
 
+  test("a port opened since the last scan is found when asked for (a forward to a server that just started)", async () => {
+    const port = freePort();
+    const program = Bun.spawn(["bash", "-c", `sleep 0.3; exec python3 -m http.server ${port} --bind 127.0.0.1`], { stdout: "ignore", stderr: "ignore" });
+    procs.push(program);
+    // No periodic scan within the test: only lookups scan.
+    const watch = new PortWatch({ pid: () => program.pid, everyMs: 600_000, onChange: () => {} });
+    watch.start();
+    try {
+      expect(watch.ports).toEqual([]);
+      const found = await waitFor(() => watch.lookup(port), { what: "the new port", timeoutMs: 15_000 });
+      expect(found).toEqual({ port, name: "python3", host: "127.0.0.1" });
+    } finally {
+      watch.stop();
+    }
+  });
+
   test("/proc/net tables: only LISTEN rows; wildcard addresses are reached on loopback; junk lines are skipped", () => {
     const v4 = [
       "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
