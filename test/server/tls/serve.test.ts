@@ -5,15 +5,19 @@
  * served, renewed when it is near expiry, and kept while the certificate authority is down.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { renameSync } from "node:fs";
+import { createHash, X509Certificate } from "node:crypto";
+import { readdirSync, readFileSync, renameSync, statSync } from "node:fs";
 import { connect } from "node:tls";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { tempDirs } from "../../helpers/fs.ts";
 import { freePort } from "../../helpers/ports.ts";
 import { waitFor } from "../../helpers/wait.ts";
+import { havePebble, startPebble, type Pebble } from "../../helpers/pebble.ts";
+import { launchBrowser } from "../../helpers/browser.ts";
 
 const SERVER = join(import.meta.dir, "../../../server/main.ts");
+const CLI = join(import.meta.dir, "../../../src/cli.ts");
 const tempDir = tempDirs("catty-tls-");
 const running: Array<() => Promise<void>> = [];
 afterAll(async () => {
@@ -121,4 +125,107 @@ describe("--tls-cert and --tls-key", () => {
     expect(p.exitCode).toBe(1);
     expect(p.stderr.toString()).toContain(`catty-server: cannot read the TLS key (--tls-key) ${join(dir, "missing.key")}`);
   });
+});
+
+describe.skipIf(!havePebble())("--domain, against pebble", () => {
+  let pebble: Pebble;
+  const dir = tempDir();
+  const dataDir = join(dir, "data");
+  const httpsPort = freePort();
+  const domainArgs = (): string[] => ["--data-dir", dataDir, "--host", "127.0.0.1", "--domain", "catty.localhost", "--https-port", String(httpsPort), "--http-port", String(pebble.httpPort)];
+  const acmeEnv = (more: Record<string, string> = {}): Record<string, string> => ({ CATTY_ACME_DIRECTORY: pebble.directory, NODE_EXTRA_CA_CERTS: pebble.caFile, ...more });
+  let root = "";
+  let firstSerial = "";
+
+  test("obtains a certificate, serves HTTPS with it to the CLI and Chromium, redirects HTTP", async () => {
+    pebble = await startPebble();
+    running.push(() => pebble[Symbol.asyncDispose]());
+    root = await pebble.root();
+    const server = startServer(domainArgs(), acmeEnv());
+    await waitFor(() => server.out().includes("TLS: obtained a certificate for catty.localhost"), { timeoutMs: 30_000, what: `the certificate (log: ${server.out()})` });
+    const res = await waitFor(() => fetch(`https://catty.localhost:${httpsPort}/healthz`, { tls: { ca: root } }), { timeoutMs: 10_000, what: "HTTPS" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("strict-transport-security")).toContain("max-age=");
+    const served = await peer(httpsPort, "catty.localhost", root);
+    expect(served.trusted).toBe(true);
+    firstSerial = served.serial;
+    expect(server.out()).toContain("public URL https://catty.localhost:");
+
+    // Kept in the data dir, for this user only.
+    const tlsDir = join(dataDir, "tls");
+    expect(statSync(tlsDir).mode & 0o777).toBe(0o700);
+    for (const f of readdirSync(tlsDir)) expect(statSync(join(tlsDir, f)).mode & 0o777).toBe(0o600);
+
+    const redirect = await fetch(`http://catty.localhost:${pebble.httpPort}/x`, { redirect: "manual" });
+    expect(redirect.status).toBe(308);
+    expect(redirect.headers.get("location")).toBe(`https://catty.localhost:${httpsPort}/x`);
+
+    // The CLI, trusting pebble's root as a system CA would be trusted.
+    const rootFile = join(dir, "root.pem");
+    await Bun.write(rootFile, root);
+    const token = readFileSync(join(dataDir, "owner-token"), "utf8").trim();
+    const login = Bun.spawn([process.execPath, CLI, "login", "--api", `https://catty.localhost:${httpsPort}`, "--token", token], {
+      env: { ...process.env, CATTY_HOME: join(dir, "cli"), CATTY_NO_UPDATE_CHECK: "1", NODE_EXTRA_CA_CERTS: rootFile },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [loginErr, loginCode] = await Promise.all([new Response(login.stderr).text(), login.exited]);
+    expect(loginErr).toContain("Logged in");
+    expect(loginCode).toBe(0);
+
+    // Chromium, trusting the issuing CA's key: the dashboard is a secure context.
+    const chain = (JSON.parse(readFileSync(join(tlsDir, "certificate-catty.localhost.json"), "utf8")) as { cert: string }).cert;
+    const issuer = new X509Certificate(chain.slice(chain.indexOf("-----END CERTIFICATE-----") + 26));
+    const spki = createHash("sha256").update(issuer.publicKey.export({ type: "spki", format: "der" })).digest("base64");
+    const browser = await launchBrowser([`--ignore-certificate-errors-spki-list=${spki}`]);
+    try {
+      const page = await browser.newPage();
+      const answer = await page.goto(`https://catty.localhost:${httpsPort}/`);
+      expect(answer?.ok()).toBe(true);
+      expect(await page.evaluate(() => (globalThis as { isSecureContext?: boolean }).isSecureContext)).toBe(true);
+    } finally {
+      await browser.close();
+    }
+    await server.stop();
+  }, 90_000);
+
+  test("renews when the certificate is near expiry (CATTY_ACME_RENEW_DAYS), swapping it in while serving", async () => {
+    const server = startServer(domainArgs(), acmeEnv({ CATTY_ACME_RENEW_DAYS: "100000" }));
+    await waitFor(() => server.out().includes("TLS: obtained a certificate for catty.localhost"), { timeoutMs: 30_000, what: `the renewal (log: ${server.out()})` });
+    expect(server.out()).toContain("renewing a certificate for catty.localhost");
+    const renewed = await waitFor(async () => {
+      const now = await peer(httpsPort, "catty.localhost", root);
+      return now.serial !== firstSerial && now;
+    }, { timeoutMs: 10_000, what: "the renewed certificate" });
+    expect(renewed.trusted).toBe(true);
+    firstSerial = renewed.serial;
+    await server.stop();
+  }, 60_000);
+
+  test("with a wildcard --tls-cert beside it: the preview names get the wildcard, the domain its ACME certificate (SNI)", async () => {
+    selfSigned(dir, "wild", ["*.preview.localhost"]);
+    const server = startServer([...domainArgs(), "--tls-cert", join(dir, "wild.crt"), "--tls-key", join(dir, "wild.key")], acmeEnv());
+    await waitFor(() => server.out().includes("TLS: serving the certificate for catty.localhost"), { timeoutMs: 30_000, what: `the stored certificate (log: ${server.out()})` });
+    const wild = await Bun.file(join(dir, "wild.crt")).text();
+    const preview = await waitFor(() => peer(httpsPort, "brave-tiger-1234-3000.preview.localhost", wild), { timeoutMs: 10_000, what: "HTTPS" });
+    expect(preview.trusted).toBe(true);
+    const main = await peer(httpsPort, "catty.localhost", root);
+    expect(main.trusted).toBe(true);
+    expect(main.serial).toBe(firstSerial);
+    await server.stop();
+  }, 60_000);
+
+  test("keeps serving the current certificate while the certificate authority is down", async () => {
+    await pebble.stop();
+    const server = startServer(domainArgs(), acmeEnv({ CATTY_ACME_RENEW_DAYS: "100000" }));
+    await waitFor(() => server.out().includes("TLS: could not renew the certificate for catty.localhost"), { timeoutMs: 30_000, what: `the failed renewal (log: ${server.out()})` });
+    expect(server.out()).toContain("still serving the current certificate");
+    expect(server.out()).toContain("trying again in 1 min");
+    const served = await peer(httpsPort, "catty.localhost", root);
+    expect(served.serial).toBe(firstSerial);
+    expect(served.trusted).toBe(true);
+    expect((await fetch(`https://catty.localhost:${httpsPort}/healthz`, { tls: { ca: root } })).status).toBe(200);
+    await server.stop();
+    await pebble.start();
+  }, 60_000);
 });
