@@ -13,6 +13,7 @@ import type { Log } from "../lib/log.ts";
 import { Display } from "./display.ts";
 import { Detacher, escapeHelp } from "./detach.ts";
 import { InputReader, pasteEvent, type InputEvent } from "./input.ts";
+import type { PredictMode } from "./predict.ts";
 import { droppableFiles, pastedPaths, readDroppedFile, uploadAnswer, type DroppedFile } from "./paste-files.ts";
 import { CursorReportReader } from "./cursor-report.ts";
 import { enterRawMode, type RawMode } from "./raw-mode.ts";
@@ -33,6 +34,8 @@ export interface AttachOptions {
   detachKeys?: Uint8Array | null;
   /** `$CATTY_HOME`: a pasted path in it is never uploaded. */
   cattyHome: string;
+  /** Predictive local echo (`--predict`); default never. */
+  predict?: PredictMode;
   stdin?: NodeJS.ReadStream;
   stdout?: NodeJS.WriteStream;
 }
@@ -46,6 +49,11 @@ export type AttachResult =
 const CURSOR_REPORT_MS = 1_500;
 /** How long the rest of an escape sequence cut by a read may take (the terminal wrote it at once). */
 const SEQUENCE_REST_MS = 50;
+
+/** The round trip and the prediction, as `~?` lists them. */
+export function roundTrip(rttMs: number | null, predicting: string): string {
+  return `round trip ${rttMs === null ? "not measured yet" : `${Math.round(rttMs)} ms`} · prediction ${predicting}`;
+}
 
 /** A path as a terminal types a dropped one: spaces and shell characters escaped with `\`. */
 function escapePath(path: string): string {
@@ -71,7 +79,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     cols: Math.max(1, stdout.columns || 80),
     rows: Math.max(1, stdout.rows || 24),
   });
-  const display = new Display({ out: stdout, size, repaint: () => link.repaint() });
+  const display = new Display({ out: stdout, size, repaint: () => link.repaint(), predict: opts.predict });
 
   if (opts.syncBack) opts.syncBack.onNotice = (m) => display.notice(m);
   let toldViewOnly = false;
@@ -93,6 +101,7 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
       attached() {
         display.status(""); // back: the reconnect notice goes
       },
+      rtt: (ms) => display.rtt(ms),
       attention(a) {
         // Viewers: the program waits for its user (who is not attached) — say so once per wait, with a bell.
         if (a.state === "waiting") {
@@ -137,8 +146,11 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
   /** Input events through the ways to detach; what is left goes to the program, in one frame. */
   const deliver = (events: InputEvent[]): void => {
     const { forward, detach, help } = detacher.take(events);
-    if (help) display.notice(escapeHelp(opts.detachKeys ?? null));
-    if (forward.length > 0) link.send(forward);
+    if (help) display.notice(`${escapeHelp(opts.detachKeys ?? null)} · ${roundTrip(link.rttMs, display.predicting)}`);
+    if (forward.length > 0) {
+      display.typed(forward);
+      link.send(forward);
+    }
     if (detach) resolveLocal({ kind: "detached" });
   };
   // Files dropped on the terminal go to the session first; input after them waits its turn.

@@ -45,11 +45,23 @@ export const CLI_SETTINGS = {
     doc: "keys that detach without reaching the program, docker-style (e.g. `ctrl-p,ctrl-q`)",
     shown: "none (Enter ~ . and Ctrl+C twice always work)",
   }),
+  predict: setting(enumSetting(["auto", "always", "never"] as const, "auto"), {
+    flag: "predict",
+    env: ["CATTY_PREDICT"],
+    doc: "predictive local echo: keys drawn at once, underlined until the program echoes them; `auto` when the round trip exceeds 30 ms and the prompt's echo was confirmed",
+  }),
   logLevel: setting(enumSetting(LOG_LEVELS, "info"), {
     env: ["CATTY_LOG_LEVEL"],
     doc: "log level of `$CATTY_HOME/logs/catty.log`",
   }),
 } as const;
+
+/** The flags that are settings too. */
+export interface CliFlags {
+  api?: string;
+  "detach-keys"?: string;
+  predict?: string;
+}
 
 export interface CliConfig {
   /** `$CATTY_HOME`, default `~/.catty`. */
@@ -76,12 +88,14 @@ export interface CliConfig {
   logLevel: Level;
   /** `--detach-keys` / `CATTY_DETACH_KEYS`, parsed; null: none. */
   detachKeys: Uint8Array | null;
+  /** `--predict` / `CATTY_PREDICT`: predictive local echo (default auto). */
+  predict: "auto" | "always" | "never";
 }
 
-export function readCliConfig(flags: { api?: string; "detach-keys"?: string }, env: NodeJS.ProcessEnv = process.env): Readonly<CliConfig> {
+export function readCliConfig(flags: CliFlags, env: NodeJS.ProcessEnv = process.env): Readonly<CliConfig> {
   let s;
   try {
-    s = readSettings(CLI_SETTINGS, { flags: { api: flags.api, "detach-keys": flags["detach-keys"] }, env });
+    s = readSettings(CLI_SETTINGS, { flags: { api: flags.api, "detach-keys": flags["detach-keys"], predict: flags.predict }, env });
   } catch (err) {
     throw new CattyError("bad_request", (err as Error).message, "Fix or unset the variable.");
   }
@@ -100,6 +114,7 @@ export function readCliConfig(flags: { api?: string; "detach-keys"?: string }, e
     updateCheck: !s.noUpdateCheck,
     logLevel: s.logLevel,
     detachKeys: s.detachKeys ? parseDetachKeys(s.detachKeys) : null,
+    predict: s.predict,
   });
 }
 

@@ -4,7 +4,7 @@
  */
 import { CattyError } from "../protocol/errors.ts";
 import { createApiClient, type ApiClient } from "./api.ts";
-import { readCliConfig, readCredentials, writeCredentials, type CliConfig } from "./config.ts";
+import { readCliConfig, readCredentials, writeCredentials, type CliConfig, type CliFlags } from "./config.ts";
 import { ensureLocalServer } from "./local-server.ts";
 import { checkTransport } from "./transport.ts";
 
@@ -16,7 +16,7 @@ export interface Context {
 /** A command other than login allows an http:// server where the login did. */
 const INSECURE_HOW = "`catty login --insecure`";
 
-export async function resolveContext(flags: { api?: string; "detach-keys"?: string }, onStarting: () => void = () => {}): Promise<Context> {
+export async function resolveContext(flags: CliFlags, onStarting: () => void = () => {}): Promise<Context> {
   const config = readCliConfig(flags);
   const creds = readCredentials(config);
   if (config.apiOverride) {

@@ -7,6 +7,7 @@
  * screen, which would erase the lines catty printed before attaching.
  */
 import { LocalScreen } from "./local-screen.ts";
+import { PredictedEcho, Predictor, type PredictMode, type ScreenView } from "./predict.ts";
 import { ModeTracker } from "../lib/terminal-modes.ts";
 import { printable } from "./terminal-text.ts";
 
@@ -21,6 +22,8 @@ export interface DisplayOptions {
   noticeMs?: number;
   /** Unparsed output beyond which the local mirror lets go (see `LocalScreen`). */
   maxBacklogBytes?: number;
+  /** Predictive local echo (`predict.ts`; `--predict`); default never. */
+  predict?: PredictMode;
 }
 
 /** Output held while a question waits, at most (a program flooding meanwhile is repainted after). */
@@ -43,10 +46,42 @@ export class Display {
   /** Full screens painted so far: a row computed before the latest one is stale. */
   private paints = 0;
   private restoring: Promise<void> = Promise.resolve();
+  /** Predictions drawn over what the program drew; null: `--predict never`. */
+  private readonly echo: PredictedEcho | null;
+  private predictTimer: Timer | undefined;
 
   constructor(private readonly opts: DisplayOptions) {
     const { cols, rows } = opts.size();
     this.screen = new LocalScreen(cols, rows, opts.maxBacklogBytes);
+    const mode = opts.predict ?? "never";
+    this.echo = mode === "never" ? null : new PredictedEcho(new Predictor({ mode }));
+  }
+
+  /** The link's latest round trip (its heartbeat). */
+  rtt(ms: number): void {
+    this.echo?.predictor.rtt(ms);
+  }
+
+  /** What the prediction does now, for `~?` ("off" when never). */
+  get predicting(): string {
+    const p = this.echo?.predictor;
+    if (!p) return "off";
+    return p.active ? "on" : `off below ${p.thresholdMs} ms`;
+  }
+
+  /**
+   * Keys going to the program: drawn at once where it would draw them, when prediction is on
+   * (not while a question or a covered row holds the output).
+   */
+  typed(data: Uint8Array): void {
+    const echo = this.echo;
+    if (!echo || !echo.predictor.active || this.held || this.question) return;
+    const text = new TextDecoder().decode(data);
+    this.screen.view((view) => {
+      if (!view || this.held || this.question) return;
+      this.opts.out.write(echo.key(text, view, performance.now()));
+      this.scheduleJudging();
+    });
   }
 
   /** Where the terminal's cursor was before anything was drawn (null: unknown). */
@@ -73,13 +108,17 @@ export class Display {
       return;
     }
     this.modes.feed(data);
+    const erase = this.echo?.output(data);
+    if (erase) this.opts.out.write(erase);
     this.opts.out.write(data);
     this.screen.write(data);
+    if (this.echo?.predictor.pending) this.judge((echo, view, now) => echo.settled(view, now));
   }
 
   /** A full screen from the session, drawn from the top-left corner of a cleared terminal. */
   paint(data: string): void {
     this.paints++;
+    this.echo?.reset();
     // Output held back was before this screen, which includes it (or is followed by it again).
     if (this.held) this.held = [];
     this.heldBytes = 0;
@@ -155,6 +194,8 @@ export class Display {
 
   dispose(): void {
     clearTimeout(this.timer);
+    clearTimeout(this.predictTimer);
+    this.hidePredictions();
     if (this.question) {
       // Going away with a question open (the session ended, a signal): its rows are erased and
       // what the program drew meanwhile is written, so the terminal is left as the program left it.
@@ -177,6 +218,7 @@ export class Display {
     const top = rows - shown.length;
     // Save and restore the cursor (and pen) around it, so the program's drawing carries on.
     const drawn = shown.map((text, i) => `\x1b[${top + i + 1};1H\x1b[0m\x1b[2K\x1b[7m${text}\x1b[0m`).join("");
+    this.hidePredictions();
     this.opts.out.write(`\x1b7${drawn}\x1b8`);
     const covered = shown.map((_, i) => top + i);
     // Rows a longer notice covered before and this one does not: put back.
@@ -214,6 +256,7 @@ export class Display {
     const held = this.held;
     this.held = this.question ? [] : null;
     const dropped = this.dropped && !this.question;
+    this.hidePredictions();
     let lost = false;
     for (const [i, y] of ys.entries()) {
       // Covered again meanwhile, gone with a resize, or painted over: nothing to put back.
@@ -243,5 +286,35 @@ export class Display {
       return;
     }
     for (const data of held) this.output(data);
+  }
+
+  /**
+   * Predictions go from the terminal (before catty draws there itself: both use ESC 7 and ESC 8)
+   * and are forgotten; typing brings new ones.
+   */
+  private hidePredictions(): void {
+    if (!this.echo) return;
+    const erase = this.echo.output(new Uint8Array(0));
+    if (erase) this.opts.out.write(erase);
+    this.echo.reset();
+  }
+
+  /** Judges the predictions against the screen as drawn now, and draws what is left of them. */
+  private judge(step: (echo: PredictedEcho, view: ScreenView, now: number) => string): void {
+    const echo = this.echo;
+    if (!echo) return;
+    this.screen.view((view) => {
+      if (!view || this.held || this.question) return;
+      this.opts.out.write(step(echo, view, performance.now()));
+      this.scheduleJudging();
+    });
+  }
+
+  /** Predictions the program does not answer are judged at their deadline. */
+  private scheduleJudging(): void {
+    clearTimeout(this.predictTimer);
+    const at = this.echo?.predictor.nextDeadline;
+    if (at === null || at === undefined) return;
+    this.predictTimer = setTimeout(() => this.judge((echo, view, now) => echo.tick(view, now)), Math.max(0, at - performance.now()));
   }
 }

@@ -16,7 +16,8 @@
  */
 import type { Terminal } from "@xterm/headless";
 import { TerminalMirror } from "../lib/terminal-mirror.ts";
-import { cellSgr } from "./terminal-cells.ts";
+import type { ScreenView } from "./predict.ts";
+import { cellSgr, xtermScreen } from "./terminal-cells.ts";
 
 const MAX_BACKLOG_BYTES = 2 * 1024 * 1024;
 
@@ -66,6 +67,20 @@ export class LocalScreen {
   row(y: number): Promise<string | null> {
     if (!this.anchored) return Promise.resolve(null);
     return new Promise((resolve) => this.mirror.afterParse((ok) => resolve(ok ? serializeRow(this.mirror.term, y) : null)));
+  }
+
+  /**
+   * The screen as this client drew it, once everything written is parsed (what the terminal
+   * shows right then); null when the mirror is not anchored.
+   */
+  view(done: (view: ScreenView | null) => void): void {
+    if (!this.anchored) return done(null);
+    this.mirror.afterParse((ok) => {
+      if (!ok) return done(null);
+      // More was written while parsing: the view must be the terminal's as of now.
+      if (this.mirror.parsed !== this.mirror.written) return this.view(done);
+      done(xtermScreen(this.mirror.term));
+    });
   }
 
   dispose(): void {

@@ -492,7 +492,16 @@ export class OutputBoundary {
   private utf8Left = 0;
 
   feed(data: Uint8Array): void {
-    for (let i = 0; i < data.length; i++) {
+    // An ESC starts an escape whatever came before it (in a string too): only the bytes from the
+    // last one matter, found natively — bulk output costs next to nothing here. Between
+    // sequences, only a character cut at the end matters.
+    const esc = data.lastIndexOf(0x1b);
+    let from = 0;
+    if (esc >= 0) {
+      from = esc;
+      this.state = "ground";
+    } else if (this.atBoundary) from = Math.max(0, data.length - 4);
+    for (let i = from; i < data.length; i++) {
       const b = data[i] as number;
       if (this.utf8Left > 0 && (b & 0xc0) === 0x80) {
         this.utf8Left--;

@@ -40,6 +40,8 @@ export interface LinkEvents {
   status(message: string): void;
   /** The link is attached (after each (re)connect). */
   attached?(): void;
+  /** A round trip measured by the heartbeat (ping to pong), in ms. */
+  rtt?(ms: number): void;
   viewOnly?(): void;
   /** Sync-back: an event, and file bytes of a transfer. */
   sync?(event: SyncEvent): void;
@@ -86,6 +88,10 @@ export class SessionLink {
   /** Same on every reconnect, so the server can tell a comeback from a new client. */
   private readonly instance = crypto.randomUUID();
   private everAttached = false;
+  /** When each heartbeat ping went, by id, until its pong. */
+  private readonly pings = new Map<number, number>();
+  /** The latest round trip (ms); null until the first pong. */
+  rttMs: number | null = null;
 
   constructor(private readonly opts: SessionLinkOptions, private readonly ev: LinkEvents) {
     this.offset = opts.offset;
@@ -97,7 +103,12 @@ export class SessionLink {
         headers: { Authorization: `Bearer ${opts.token}` },
         schema: ServerToClient,
         log: opts.log,
-        ping: (id) => ({ type: "ping", id }),
+        ping: (id) => {
+          // The heartbeat measures the round trip as it goes (a lost pong's entry goes with the next ones).
+          if (this.pings.size > 8) this.pings.clear();
+          this.pings.set(id, performance.now());
+          return { type: "ping", id };
+        },
         // A link that was up is re-dialled at once; failed dials follow `retryDelay`.
         retry: ({ sinceLostMs, previousMs, wasOpen }) => (wasOpen ? 0 : retryDelay(sinceLostMs, previousMs, cap)),
         reconnect: opts.autoReconnect,
@@ -252,8 +263,14 @@ export class SessionLink {
       case "ping":
         this.socket.send({ type: "pong", id: msg.id });
         return;
-      case "pong":
+      case "pong": {
+        const sent = this.pings.get(msg.id);
+        if (sent === undefined) return;
+        this.pings.delete(msg.id);
+        this.rttMs = performance.now() - sent;
+        this.ev.rtt?.(this.rttMs);
         return;
+      }
       case "error":
         this.finish({ kind: "error", error: new CattyError(msg.code, printable(msg.message), msg.hint === undefined ? undefined : printable(msg.hint)) });
         return;

@@ -51,6 +51,7 @@ export async function attachAndReport(ctx: Context, label: string, flags: Attach
     syncBack,
     detachKeys: ctx.config.detachKeys,
     cattyHome: ctx.config.home,
+    predict: ctx.config.predict,
   });
   reportSync(syncBack);
   switch (result.kind) {

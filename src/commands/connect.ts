@@ -16,6 +16,7 @@ export default defineCommand({
     "sync-back": { type: "boolean", default: true, description: "Sync changed files back here (--no-sync-back turns it off)" },
     "auto-reconnect": { type: "boolean", default: true, description: "Reconnect by itself when the link drops" },
     "detach-keys": { type: "string", description: "Keys that detach without reaching the program, e.g. ctrl-p,ctrl-q (CATTY_DETACH_KEYS)" },
+    predict: { type: "string", description: "Predictive local echo: auto, always or never (CATTY_PREDICT; default auto)" },
   },
   async run({ args }) {
     requireTty();

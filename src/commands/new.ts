@@ -31,6 +31,7 @@ export default defineCommand({
     "sync-back": { type: "boolean", default: true, description: "Sync changed files back here (--no-sync-back turns it off)" },
     "auto-reconnect": { type: "boolean", default: true, description: "Reconnect by itself when the link drops" },
     "detach-keys": { type: "string", description: "Keys that detach without reaching the program, e.g. ctrl-p,ctrl-q (CATTY_DETACH_KEYS)" },
+    predict: { type: "string", description: "Predictive local echo: auto, always or never (CATTY_PREDICT; default auto)" },
     from: { type: "string", description: "Start from the latest save of session LABEL instead of this directory" },
     "idle-timeout": { type: "string", description: "Stop after this long without input or output (e.g. 30m; server default 2h)" },
     duration: { type: "string", description: "Stop after this long in any case (1h to 8h)" },

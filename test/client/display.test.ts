@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { SerializeAddon } from "@xterm/addon-serialize";
 import { Terminal } from "@xterm/headless";
 import { Display } from "../../src/client/display.ts";
+import type { PredictMode } from "../../src/client/predict.ts";
 import { CursorReportReader } from "../../src/client/cursor-report.ts";
 import { LocalScreen, serializeRow } from "../../src/client/local-screen.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -46,7 +47,7 @@ class Term {
 }
 
 /** A display writing into `real`, which starts with catty's own lines; `reference` gets the same minus catty's notices. */
-async function setup(opts: { cols?: number; rows?: number; anchored?: boolean; maxBacklogBytes?: number; noticeMs?: number } = {}) {
+async function setup(opts: { cols?: number; rows?: number; anchored?: boolean; maxBacklogBytes?: number; noticeMs?: number; predict?: PredictMode } = {}) {
   let cols = opts.cols ?? 60;
   let rows = opts.rows ?? 12;
   const real = new Term(cols, rows);
@@ -63,6 +64,7 @@ async function setup(opts: { cols?: number; rows?: number; anchored?: boolean; m
     // Notices are cleared by the tests (status("") clears one too), except where the timer is tested.
     noticeMs: opts.noticeMs ?? 600_000,
     maxBacklogBytes: opts.maxBacklogBytes,
+    predict: opts.predict,
   });
   const b = real.t.buffer.active;
   display.anchor(opts.anchored === false ? null : { row: b.cursorY, col: b.cursorX });
@@ -186,6 +188,51 @@ describe("Display: a notice goes without a trace", () => {
     s.display.paint("\x1b[Hscreen after the flood");
     await s.noticeCycle();
     expect(s.repaints()).toBe(1);
+  });
+});
+
+describe("Display: predicted echo", () => {
+  const enc = (t: string): Uint8Array => new TextEncoder().encode(t);
+  /** Whether the cell right of "bash-5.2$ " on the prompt's row holds `chars`, and underlined. */
+  const typedCell = (s: Awaited<ReturnType<typeof setup>>, chars: string): { chars: string; underlined: boolean } | null => {
+    const b = s.real.t.buffer.active;
+    const y = b.baseY + b.cursorY;
+    const c = b.getLine(y)?.getCell("bash-5.2$ ".length);
+    return c && c.getChars() === chars ? { chars, underlined: c.isUnderline() === 1 } : null;
+  };
+
+  test("a key shows at once, underlined; its echo leaves the terminal as without prediction, a notice meanwhile too", async () => {
+    const s = await setup({ predict: "always" });
+    s.output("bash-5.2$ ");
+    s.display.rtt(150);
+    s.display.typed(enc("l"));
+    await s.real.flush();
+    expect(await waitFor(() => typedCell(s, "l"), { what: "the prediction" })).toEqual({ chars: "l", underlined: true });
+    s.display.typed(enc("s"));
+    await s.noticeCycle();
+    s.output("l");
+    s.output("s");
+    await waitFor(async () => (await s.real.state()) === (await s.reference.state()), { what: "the screen without prediction" });
+  });
+
+  test("a program that echoes uppercase: the wrong character goes as its echo arrives", async () => {
+    const s = await setup({ predict: "always" });
+    s.output("bash-5.2$ ");
+    s.display.rtt(150);
+    s.display.typed(enc("a"));
+    await waitFor(() => typedCell(s, "a"), { what: "the prediction" });
+    s.output("A");
+    await waitFor(async () => (await s.real.state()) === (await s.reference.state()), { what: "the true screen" });
+    expect(typedCell(s, "A")).toEqual({ chars: "A", underlined: false });
+  });
+
+  test("auto on a fast link draws nothing", async () => {
+    const s = await setup({ predict: "auto" });
+    s.output("bash-5.2$ ");
+    s.display.rtt(2);
+    s.display.typed(enc("l"));
+    expect(s.display.predicting).toBe("off below 30 ms");
+    expect(await s.real.state()).toBe(await s.reference.state());
   });
 });
 
