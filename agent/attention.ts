@@ -163,7 +163,27 @@ export function foregroundReadsInput(pid: number | null): boolean | null {
   }
 }
 
-/** Claude Code settings (`claude --settings`) whose hooks report to `AttentionTracker`. */
+/**
+ * The `PermissionRequest` hook that asks the server's inbox (server/inbox.ts): Claude Code's input
+ * posted with the session's own Claude API token to where its API calls go, and the answer, held
+ * until the user gives one, printed as the hook's decision. Without Catty's API access (the user's
+ * own key) or when the server refuses, it prints nothing: the terminal's dialog decides.
+ */
+const postHook = (maxTime: number, quiet: boolean): string =>
+  '[ -n "$ANTHROPIC_AUTH_TOKEN" ] && [ -n "$ANTHROPIC_BASE_URL" ] || exit 0; ' +
+  `exec curl -sf --max-time ${maxTime} -H "Authorization: Bearer $ANTHROPIC_AUTH_TOKEN" -H "Content-Type: application/json" ` +
+  `--data-binary @- "$ANTHROPIC_BASE_URL/catty/permission"${quiet ? " -o /dev/null" : ""} 2>/dev/null`;
+export const PERMISSION_HOOK = postHook(86_400, false);
+/**
+ * "Yes" in the terminal's dialog leaves the permission hook running (Claude Code no longer reads
+ * it); the tool's `PostToolUse` (or `PostToolUseFailure`) hook tells the inbox that use was answered.
+ */
+const TOOL_RAN_HOOK = `${postHook(5, true)} || true`;
+
+/** How long Claude Code lets the permission hook wait for an answer (seconds): a day. */
+const PERMISSION_HOOK_TIMEOUT_S = 86_400;
+
+/** Claude Code settings (`claude --settings`) whose hooks report to `AttentionTracker` and ask the inbox. */
 export function claudeHookSettings(): string {
   const report = (state: string): { type: "command"; command: string } => ({
     type: "command",
@@ -175,7 +195,10 @@ export function claudeHookSettings(): string {
         { matcher: "permission_prompt", hooks: [report("waiting;permission")] },
         { matcher: "idle_prompt", hooks: [report("waiting;idle")] },
       ],
-      PermissionRequest: [{ matcher: "*", hooks: [report("waiting;permission")] }],
+      PermissionRequest: [{ matcher: "*", hooks: [report("waiting;permission"), { type: "command", command: PERMISSION_HOOK, timeout: PERMISSION_HOOK_TIMEOUT_S }] }],
+      // A tool that ran was answered (in the terminal, when the inbox still holds its request).
+      PostToolUse: [{ matcher: "*", hooks: [{ type: "command", command: TOOL_RAN_HOOK, timeout: 10 }] }],
+      PostToolUseFailure: [{ matcher: "*", hooks: [{ type: "command", command: TOOL_RAN_HOOK, timeout: 10 }] }],
       UserPromptSubmit: [{ hooks: [report("working")] }],
       Stop: [{ hooks: [report("waiting;idle")] }],
     },

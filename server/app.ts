@@ -36,6 +36,8 @@ import { Replicas } from "./replicas.ts";
 import { internalRoutes } from "./routes/internal.ts";
 import type { Store } from "./store/types.ts";
 import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
+import { Inbox } from "./inbox.ts";
+import { hookRoutes, inboxRoutes } from "./routes/inbox.ts";
 import { webAuthRoutes } from "./routes/web-auth.ts";
 import { webRoutes } from "./routes/web.ts";
 import { hashToken, newToken } from "./tokens.ts";
@@ -144,6 +146,7 @@ export function createApp(deps: AppDeps): CattyApp {
     replicas,
   });
   const relay = new Relay(lifecycle, log, metrics);
+  const inbox = new Inbox();
   const previewDomain = deps.previewDomain ?? null;
   const previews = new Previews({ store: deps.store, tunnels: relay.tunnels, log, domain: previewDomain });
   relay.tunnels.onEnded = (sessionId) => previews.closeSession(sessionId);
@@ -215,10 +218,13 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/v1", webAuthRoutes(routeDeps));
   app.route("/v1/uploads", uploadRoutes(routeDeps));
   app.route("/v1/vault", vaultRoutes(routeDeps));
+  app.route("/v1", inboxRoutes(routeDeps, inbox));
   app.route("/v1/agent", agentRoutes(routeDeps));
   // Replicas' calls to each other: nowhere on a server of its own (there is no other to call it).
   const internal = replicas.solo ? null : internalRoutes(routeDeps);
   if (internal && !deps.internalListener) app.route("/v1/internal", internal);
+  // Claude Code's permission hook reaches the server as the proxy does (the netns bridge passes /v1/anthropic/ only).
+  app.route("/v1/anthropic/catty/permission", hookRoutes(routeDeps, inbox));
   app.route("/v1/anthropic", anthropicRoutes({ store: deps.store, access, log, metrics }));
   if (isDisk(deps.blobs)) app.route("/v1/blobs", blobRoutes(routeDeps, deps.blobs));
   const counted = (code: string): void => metrics.errors.inc({ code });
@@ -243,6 +249,7 @@ export function createApp(deps: AppDeps): CattyApp {
     closeLinks: () => relay.closeAll(),
     close: () => {
       previews.close();
+      inbox.close();
       lifecycle.close();
     },
     settled: () => lifecycle.settled(),

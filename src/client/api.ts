@@ -7,6 +7,7 @@ import { z } from "zod";
 import { CattyError, ErrorBody } from "../protocol/errors.ts";
 import { PutFileResult } from "../protocol/files.ts";
 import { ShareCreated, type CreateShare } from "../protocol/forward.ts";
+import { AnswerResult, PendingRequests, type PendingRequest, type RequestAnswer } from "../protocol/inbox.ts";
 import { printable, printableDeep } from "./terminal-text.ts";
 import { RegionInfo, SaveDownload, ServerLimits, Session, UploadResult, UploadStart, UsageReport, type CreateSession, type UploadCommit } from "../protocol/session.ts";
 
@@ -43,6 +44,10 @@ export interface ApiClient {
   share(label: string, body: CreateShare): Promise<ShareCreated>;
   /** Revokes a session's share links (of one port, or all); how many. */
   revokeShares(label: string, port: number | null): Promise<{ revoked: number }>;
+  /** What Claude Code waits on across the user's sessions (the approval inbox). */
+  inbox(): Promise<PendingRequest[]>;
+  /** Answers a request of a session (its only one when `id` is null). */
+  answer(label: string, id: string | null, answer: RequestAnswer): Promise<AnswerResult>;
 }
 
 /** `bytes` as a stream of 64 KiB pieces, reporting how much was taken so far. */
@@ -128,5 +133,7 @@ export function createApiClient(api: string, token: string): ApiClient {
     share: (label, body) => call("POST", `/v1/sessions/${enc(label)}/shares`, ShareCreated, body),
     revokeShares: (label, port) =>
       call("DELETE", `/v1/sessions/${enc(label)}/shares${port === null ? "" : `?port=${port}`}`, z.object({ revoked: z.number().int() })),
+    inbox: () => call("GET", "/v1/inbox", PendingRequests),
+    answer: (label, id, answer) => call("POST", `/v1/sessions/${enc(label)}/requests${id ? `/${enc(id)}` : ""}/answer`, AnswerResult, answer),
   };
 }

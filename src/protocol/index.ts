@@ -3,6 +3,7 @@ export * from "./errors.ts";
 export * from "./files.ts";
 export * from "./forward.ts";
 export * from "./frames.ts";
+export * from "./inbox.ts";
 export * from "./machine.ts";
 export * from "./messages.ts";
 export * from "./secrets.ts";

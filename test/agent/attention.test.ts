@@ -58,10 +58,13 @@ describe("attention", () => {
     unknown.t.close();
   });
 
-  test("the hook settings name every event the issue needs, each writing its marker to the terminal", () => {
+  test("the hook settings name every event the issue needs, each writing its marker to the terminal; the permission ones ask the inbox", () => {
     const settings = JSON.parse(claudeHookSettings()) as { hooks: Record<string, Array<{ matcher?: string; hooks: Array<{ command: string }> }>> };
-    expect(Object.keys(settings.hooks).sort()).toEqual(["Notification", "PermissionRequest", "Stop", "UserPromptSubmit"]);
+    expect(Object.keys(settings.hooks).sort()).toEqual(["Notification", "PermissionRequest", "PostToolUse", "PostToolUseFailure", "Stop", "UserPromptSubmit"]);
     expect(settings.hooks.Notification?.map((h) => h.matcher)).toEqual(["permission_prompt", "idle_prompt"]);
-    for (const list of Object.values(settings.hooks)) for (const h of list) expect(h.hooks[0]?.command).toContain("> /dev/tty");
+    for (const [event, list] of Object.entries(settings.hooks)) {
+      for (const h of list) expect(h.hooks[0]?.command).toContain(event.startsWith("PostToolUse") ? "/catty/permission" : "> /dev/tty");
+    }
+    expect(settings.hooks.PermissionRequest?.[0]?.hooks[1]?.command).toContain('"$ANTHROPIC_BASE_URL/catty/permission"');
   });
 });

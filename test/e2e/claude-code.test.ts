@@ -12,7 +12,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
-import { claudeCodeBinDir } from "../helpers/claude-code.ts";
+import { claudeCodeBinDir, typePrompt } from "../helpers/claude-code.ts";
 import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { filesContaining } from "../helpers/fs.ts";
@@ -34,25 +34,6 @@ afterAll(async () => {
   await fx?.close();
   api?.stop();
 });
-
-/**
- * Types a prompt into Claude Code's input and submits it. Keys that arrive before it reads its
- * terminal are dropped, so the text is typed again (after Ctrl+U clears the line) until it shows.
- */
-async function typePrompt(tmux: Tmux, text: string): Promise<void> {
-  await waitFor(
-    async () => {
-      tmux.keys("C-u");
-      tmux.type(text, false);
-      // (Claude Code puts a no-break space after its ❯.)
-      return (await tmux.waitFor(new RegExp(`❯\\s${text}`), 3_000).catch(() => "")) !== "";
-    },
-    { timeoutMs: 60_000, what: `"${text}" in Claude Code's input` },
-  ).catch((err: unknown) => {
-    throw new Error(`${(err as Error).message}\n--- screen ---\n${tmux.capture()}`);
-  });
-  tmux.keys("Enter");
-}
 
 describe("Claude Code in a session", () => {
   test("a prompt gets the stand-in's reply through the proxy; waiting after; usage recorded", async () => {

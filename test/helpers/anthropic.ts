@@ -27,6 +27,12 @@ export interface AnthropicStandIn {
   holdEnd: boolean;
   /** Lets every held stream go on. */
   release(): void;
+  /**
+   * While set, a request with tools whose last user turn is text containing `trigger` (not a tool's
+   * result) is answered with this tool use; a turn of tool results is answered "Tool result: …"
+   * with the result's text (the error flag as "(error)").
+   */
+  toolUse: { trigger: string; name: string; input: Record<string, unknown> } | null;
   /** Makes the next request fail with this status and Anthropic error type. */
   failNext: { status: number; type: string; message: string } | null;
   stop(): void;
@@ -45,6 +51,7 @@ export function startAnthropicStandIn(opts: { port?: number; record?: boolean } 
     release: () => {
       for (const r of holding.splice(0)) r();
     },
+    toolUse: null,
     failNext: null,
     stop: () => server.stop(true),
   };
@@ -70,14 +77,15 @@ export function startAnthropicStandIn(opts: { port?: number; record?: boolean } 
       if (req.method === "POST" && url.pathname === "/v1/messages/count_tokens") return Response.json({ input_tokens: 42 }, { headers: rateHeaders });
       if (req.method !== "POST" || url.pathname !== "/v1/messages") return Response.json({ type: "error", error: { type: "not_found_error", message: "Not found" } }, { status: 404 });
 
-      let request: { stream?: boolean; model?: string } = {};
+      let request: { stream?: boolean; model?: string; tools?: unknown[]; messages?: Array<{ role: string; content: unknown }> } = {};
       try {
         request = JSON.parse(body);
       } catch {
         return Response.json({ type: "error", error: { type: "invalid_request_error", message: "body is not JSON" } }, { status: 400 });
       }
       const model = request.model ?? "claude-standin";
-      const text = state.reply.text;
+      const turn = toolTurn(request, state.toolUse);
+      const text = turn?.text ?? state.reply.text;
       const outputTokens = Math.max(1, Math.ceil(text.length / 4));
       const usage = { ...state.usage };
       const message = { id: "msg_standin", type: "message", role: "assistant", model, content: [] as unknown[], stop_reason: null, stop_sequence: null, usage: { ...usage, output_tokens: 1 } };
@@ -97,6 +105,16 @@ export function startAnthropicStandIn(opts: { port?: number; record?: boolean } 
         async start(ctrl) {
           ctrl.enqueue(event("message_start", { message }));
           await held;
+          if (turn?.toolUse) {
+            const use = turn.toolUse;
+            ctrl.enqueue(event("content_block_start", { index: 0, content_block: { type: "tool_use", id: use.id, name: use.name, input: {} } }));
+            ctrl.enqueue(event("content_block_delta", { index: 0, delta: { type: "input_json_delta", partial_json: JSON.stringify(use.input) } }));
+            ctrl.enqueue(event("content_block_stop", { index: 0 }));
+            ctrl.enqueue(event("message_delta", { delta: { stop_reason: "tool_use", stop_sequence: null }, usage: { output_tokens: outputTokens } }));
+            ctrl.enqueue(event("message_stop", {}));
+            ctrl.close();
+            return;
+          }
           ctrl.enqueue(event("content_block_start", { index: 0, content_block: { type: "text", text: "" } }));
           ctrl.enqueue(event("ping", {}));
           for (const p of parts) {
@@ -115,6 +133,33 @@ export function startAnthropicStandIn(opts: { port?: number; record?: boolean } 
   });
   state.url = `http://127.0.0.1:${server.port}`;
   return state;
+}
+
+let toolUses = 0;
+/** How many prompts with each trigger had their tool use. */
+const usedPrompts = new Map<string, number>();
+
+/** The stand-in's turn when it uses tools (`AnthropicStandIn.toolUse`): a tool use, or the text answering a tool's result. */
+function toolTurn(
+  request: { tools?: unknown[]; messages?: Array<{ role: string; content: unknown }> },
+  toolUse: AnthropicStandIn["toolUse"],
+): { toolUse?: { id: string; name: string; input: Record<string, unknown> }; text?: string } | null {
+  if (!toolUse || !request.tools?.length) return null;
+  // (Claude Code may put a system message after the user's turn, and a new prompt in the same turn as the last tool's result.)
+  const last = request.messages?.findLast((m) => m.role === "user" || m.role === "assistant");
+  if (last?.role !== "user") return null;
+  type Block = { type: string; text?: string; content?: unknown; is_error?: boolean };
+  const blocksOf = (m: { content: unknown }): Block[] => (Array.isArray(m.content) ? m.content : [{ type: "text", text: String(m.content) }]) as Block[];
+  // A prompt with the trigger (counted over the conversation) that has not had its tool use yet asks for one; else the last tool result is answered.
+  const prompts = (request.messages ?? []).filter((m) => m.role === "user").flatMap(blocksOf).filter((b) => b.type === "text" && b.text?.includes(toolUse.trigger)).length;
+  const result = blocksOf(last).findLast((b) => b.type === "tool_result");
+  if (prompts > (usedPrompts.get(toolUse.trigger) ?? 0)) {
+    usedPrompts.set(toolUse.trigger, prompts);
+  } else if (result) {
+    const content = typeof result.content === "string" ? result.content : JSON.stringify(result.content);
+    return { text: `Tool result${result.is_error ? " (error)" : ""}: ${content}` };
+  } else return null;
+  return { toolUse: { id: `toolu_standin_${++toolUses}`, name: toolUse.name, input: toolUse.input } };
 }
 
 /** Run as a process of its own (the proxy benchmark): `bun test/helpers/anthropic.ts PORT DELTAS GAP_MS`. */

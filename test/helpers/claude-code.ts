@@ -7,6 +7,8 @@
 import { existsSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { defaultCacheDir } from "../../image/build.ts";
+import type { Tmux } from "./tmux.ts";
+import { waitFor } from "./wait.ts";
 
 export const CLAUDE_CODE_VERSION = /CLAUDE_CODE_VERSION=(\S+)/.exec(readFileSync(join(import.meta.dir, "../../image/versions.env"), "utf8"))?.[1] as string;
 
@@ -31,4 +33,23 @@ export function claudeCodeBinDir(): Promise<string> {
     return bin;
   })();
   return installed;
+}
+
+/**
+ * Types a prompt into Claude Code's input and submits it. Keys that arrive before it reads its
+ * terminal are dropped, so the text is typed again (after Ctrl+U clears the line) until it shows.
+ */
+export async function typePrompt(tmux: Tmux, text: string): Promise<void> {
+  await waitFor(
+    async () => {
+      tmux.keys("C-u");
+      tmux.type(text, false);
+      // (Claude Code puts a no-break space after its ❯.)
+      return (await tmux.waitFor(new RegExp(`❯\\s${text}`), 3_000).catch(() => "")) !== "";
+    },
+    { timeoutMs: 60_000, what: `"${text}" in Claude Code's input` },
+  ).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\n--- screen ---\n${tmux.capture()}`);
+  });
+  tmux.keys("Enter");
 }

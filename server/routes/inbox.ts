@@ -1,0 +1,76 @@
+/**
+ * The approval inbox's routes (server/inbox.ts):
+ *
+ * - `POST /v1/anthropic/catty/permission`: Claude Code's `PermissionRequest` hook, from inside the
+ *   session, with the session's Claude API token (the one credential its program holds, good for
+ *   the proxy and this only). Held open until answered; the answer is the hook's output. Its
+ *   `PostToolUse`/`PostToolUseFailure` hooks post here too: a tool that ran was answered.
+ * - `GET /v1/inbox`: the user's pending requests.
+ * - `POST /v1/sessions/<label>/requests[/<id>]/answer`: allow / deny (with a message) / always.
+ * - `GET /v1/sessions/<label>/rules`, `DELETE /v1/sessions/<label>/rules/<id>`: "always allow".
+ *
+ * Answers need a user (token, or cookie with CSRF) and find only the user's own sessions and
+ * requests (404 otherwise). The session's token can only ask.
+ */
+import { Hono, type Context } from "hono";
+import { CattyError, HOOK_BODY_MAX, isLive, PermissionHookInput, RequestAnswer } from "../../src/protocol/index.ts";
+import type { Inbox } from "../inbox.ts";
+import { hashToken } from "../tokens.ts";
+import { bearer, jsonBody, readCapped, requireUser, sessionOf, type AppEnv, type RouteDeps } from "./common.ts";
+
+/** The hook's route, mounted before the Claude API proxy (which answers 404 to anything not Claude's API). */
+export function hookRoutes(deps: Pick<RouteDeps, "store">, inbox: Inbox): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.post("/", async (c) => {
+    const token = bearer(c.req.header("authorization"));
+    const session = token ? await deps.store.sessionByProxyTokenHash(hashToken(token)) : null;
+    if (!session || !isLive(session.status)) throw new CattyError("unauthorized", "This session's token is not valid (the session has ended, or the token is not Catty's).");
+    const body = await readCapped(c.req.raw, HOOK_BODY_MAX, () => new CattyError("too_large", `The hook's input is larger than ${HOOK_BODY_MAX} bytes.`));
+    let raw: unknown;
+    try {
+      raw = JSON.parse(new TextDecoder().decode(body));
+    } catch {
+      throw new CattyError("bad_request", "The hook's input is not JSON.");
+    }
+    const input = PermissionHookInput.safeParse(raw);
+    if (!input.success) throw new CattyError("bad_request", "The hook's input is not Claude Code's PermissionRequest, PostToolUse or PostToolUseFailure.");
+    if (input.data.hook_event_name !== "PermissionRequest") {
+      inbox.toolRan(session.id, input.data);
+      return c.json({});
+    }
+    // Held until answered: no idle timeout for this request.
+    c.env?.timeout?.(c.req.raw, 0);
+    const decision = await inbox.ask({ id: session.id, userId: session.userId, label: session.label }, input.data, c.req.raw.signal);
+    if (!decision) return c.json({});
+    return c.json({ hookSpecificOutput: { hookEventName: "PermissionRequest", decision } });
+  });
+  return app;
+}
+
+/** The user's side, mounted at `/v1`. */
+export function inboxRoutes(deps: Pick<RouteDeps, "store">, inbox: Inbox): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  const user = requireUser(deps.store);
+  const session = (c: { var: AppEnv["Variables"] }, label: string) => sessionOf(deps.store, c.var.user, label);
+
+  app.get("/inbox", user, (c) => c.json(inbox.list(c.var.user.id)));
+
+  const answer = async (c: Context<AppEnv>, label: string, id: string | null, body: RequestAnswer): Promise<Response> => {
+    const row = await session(c, label);
+    return c.json(inbox.answer(c.var.user.id, { id: row.id, userId: row.userId, label: row.label }, id, body));
+  };
+  app.post("/sessions/:label/requests/answer", user, ...jsonBody(RequestAnswer), (c) => answer(c, c.req.param("label"), null, c.req.valid("json")));
+  app.post("/sessions/:label/requests/:id/answer", user, ...jsonBody(RequestAnswer), (c) => {
+    const id = c.req.param("id");
+    if (!/^[0-9a-f]{12}$/.test(id)) throw new CattyError("not_found", `Request ${id.slice(0, 64)} not found.`, "Run `catty inbox` to see what waits.");
+    return answer(c, c.req.param("label"), id, c.req.valid("json"));
+  });
+
+  app.get("/sessions/:label/rules", user, async (c) => c.json(inbox.listRules((await session(c, c.req.param("label"))).id)));
+  app.delete("/sessions/:label/rules/:id", user, async (c) => {
+    const row = await session(c, c.req.param("label"));
+    if (!inbox.revokeRule(row.id, c.req.param("id"))) throw new CattyError("not_found", "No such rule.", `Run \`catty inbox --rules ${row.label}\` to see them.`);
+    return c.json({ revoked: c.req.param("id") });
+  });
+  return app;
+}

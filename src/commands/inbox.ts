@@ -1,0 +1,35 @@
+/**
+ * `catty inbox`: every request Claude Code waits on across the user's sessions — session, ID,
+ * tool, what it would do, age. A table (or `--json`); `catty approve` / `catty deny` answer.
+ */
+import { defineCommand } from "citty";
+import { resolveContext } from "../client/context.ts";
+import { ago } from "../lib/format.ts";
+import type { PendingRequest } from "../protocol/index.ts";
+import { apiArg } from "./_args.ts";
+
+/** What a request would do, on one line. */
+export function requestSummary(r: PendingRequest): string {
+  const what = r.command || (r.path ? `${r.path}` : "") || r.url || r.description || r.tool;
+  return what.replace(/\s+/g, " ").slice(0, 200);
+}
+
+export function formatInbox(requests: PendingRequest[], now = Date.now()): string {
+  if (requests.length === 0) return "Nothing waits for an answer.";
+  const rows = [["SESSION", "ID", "TOOL", "AGE", "WHAT"], ...requests.map((r) => [r.label, r.id, r.tool, ago(r.createdAt, now), requestSummary(r)])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  ")).join("\n");
+}
+
+export default defineCommand({
+  meta: { name: "inbox", description: "What Claude Code asks, across your sessions (answer with catty approve / deny)" },
+  args: {
+    ...apiArg,
+    json: { type: "boolean", default: false, description: "Print JSON and nothing else" },
+  },
+  async run({ args }) {
+    const ctx = await resolveContext(args);
+    const requests = await ctx.client.inbox();
+    process.stdout.write(args.json ? `${JSON.stringify(requests, null, 2)}\n` : `${formatInbox(requests)}\n`);
+  },
+});

@@ -1,0 +1,146 @@
+/**
+ * The approval inbox with the real Claude Code in a session, against the Anthropic stand-in, which
+ * answers a prompt with a Bash tool use. The project's own settings put Claude Code in its manual
+ * permission mode, so it asks. Each request shows in `catty inbox --json` with its command while
+ * the terminal shows Claude Code's dialog; `catty approve` runs it, `catty deny --message` tells
+ * Claude why not, an answer in the terminal makes a late `catty approve` "already answered in the
+ * terminal", and `--always` lets the same command run without asking. The session's own
+ * credential cannot answer; another user finds nothing.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync } from "node:fs";
+import { readlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { PendingRequest } from "../../src/protocol/index.ts";
+import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
+import { claudeCodeBinDir, typePrompt } from "../helpers/claude-code.ts";
+import type { Tmux } from "../helpers/tmux.ts";
+import { waitFor } from "../helpers/wait.ts";
+import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
+
+let api: AnthropicStandIn;
+let fx: WorkspaceFixture;
+
+beforeAll(async () => {
+  const bin = await claudeCodeBinDir();
+  api = startAnthropicStandIn();
+  fx = await startWorkspaceServer({ CATTY_ANTHROPIC_API_KEY: "sk-ant-operator-inbox", CATTY_ANTHROPIC_UPSTREAM: api.url, PATH: `${bin}:${process.env.PATH}` });
+}, 300_000);
+
+afterAll(async () => {
+  await fx?.close();
+  api?.stop();
+});
+
+async function inbox(): Promise<PendingRequest[]> {
+  const r = await fx.user.cli(["inbox", "--json"]);
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout) as PendingRequest[];
+}
+
+/** The request of `label` running `command`, once it is in the inbox (else the error shows the terminal). */
+const asked = (tmux: Tmux, label: string, command: string): Promise<PendingRequest> =>
+  waitFor(async () => (await inbox()).find((r) => r.label === label && r.command === command) ?? null, { timeoutMs: 60_000, what: `"${command}" in catty inbox` }).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}\n--- screen ---\n${tmux.capture()}`);
+  });
+
+describe("the approval inbox", () => {
+  test("Claude Code's requests: approved from the CLI, denied with a message, answered in the terminal first, always allowed", async () => {
+    const project = mkdtempSync(join(tmpdir(), "catty-inbox-proj-"));
+    writeTree(project, { "README.md": "# a project\n", ".claude/settings.json": JSON.stringify({ permissions: { defaultMode: "default" } }) });
+    const tmux = fx.user.freshTerminal();
+    tmux.type(`cd ${project} && catty new`);
+    const label = /Session (\S+) started/.exec(await tmux.waitFor(/Session \S+ started/, 60_000))?.[1] as string;
+    await tmux.waitFor(/for shortcuts|manual mode|\/effort/, 60_000);
+    const workspace = fx.user.workspace(label);
+    const run = (command: string, trigger: string): Promise<void> => {
+      api.toolUse = { trigger, name: "Bash", input: { command, description: "A command from the stand-in" } };
+      return typePrompt(tmux, trigger);
+    };
+
+    // 1. Asked: in the inbox with its command, Claude Code's dialog on the terminal; approved from the CLI.
+    await run("echo approved > proof.txt", "Write the proof");
+    const first = await asked(tmux, label, "echo approved > proof.txt");
+    expect(first).toMatchObject({ tool: "Bash", description: "A command from the stand-in" });
+    await tmux.waitFor("Do you want to proceed?", 30_000);
+    expect((await fx.user.cli(["inbox"])).stdout).toMatch(new RegExp(`${label}\\s+${first.id}\\s+Bash\\s+.*echo approved > proof.txt`));
+    const approved = await fx.user.cli(["approve", label]);
+    expect(approved.code).toBe(0);
+    await waitFor(() => existsSync(join(workspace, "proof.txt")), { timeoutMs: 30_000, what: "proof.txt in the workspace" });
+    await tmux.waitFor("Tool result: ", 60_000);
+    expect(await inbox()).toEqual([]);
+    // Answered once: again is a conflict saying so (exit 1).
+    const again = await fx.user.cli(["approve", label, first.id]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain("Already answered (allowed)");
+
+    // 2. Denied with a message: the command never runs, Claude is told why.
+    await run("echo denied > denied.txt", "Try the denied one");
+    await asked(tmux, label, "echo denied > denied.txt");
+    expect((await fx.user.cli(["deny", label, "--message", "Not this one, thanks"])).code).toBe(0);
+    await tmux.waitFor("Tool result (error): Not this one, thanks", 60_000);
+    expect(existsSync(join(workspace, "denied.txt"))).toBe(false);
+
+    // 3. Answered in the terminal while the inbox holds it: the request goes; a late answer is told so.
+    await run("echo terminal > terminal.txt", "Ask the terminal");
+    const third = await asked(tmux, label, "echo terminal > terminal.txt");
+    await tmux.waitFor("Do you want to proceed?", 30_000);
+    // (A key that comes before the dialog reads its terminal is lost: pressed while the dialog shows.)
+    await waitFor(
+      () => {
+        if (tmux.capture().includes("Do you want to proceed?")) tmux.keys("1");
+        return existsSync(join(workspace, "terminal.txt"));
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: "terminal.txt, allowed in the terminal" },
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}\n--- screen ---\n${tmux.capture()}`);
+    });
+    await waitFor(async () => (await inbox()).length === 0, { timeoutMs: 15_000, what: "the request gone from the inbox" });
+    const late = await fx.user.cli(["approve", label, third.id]);
+    expect(late.code).toBe(1);
+    expect(late.stderr).toContain("Already answered in the terminal");
+
+    // 4. Always: the same command again runs without asking; the rule is listed.
+    await run("echo again >> always.txt", "Always this one");
+    await asked(tmux, label, "echo again >> always.txt");
+    const always = await fx.user.cli(["approve", label, "--always"]);
+    expect(always.code).toBe(0);
+    expect(always.stdout + always.stderr).toContain("echo again >> always.txt");
+    await waitFor(() => existsSync(join(workspace, "always.txt")), { timeoutMs: 30_000, what: "always.txt" });
+    await typePrompt(tmux, "Always this one");
+    await waitFor(async () => (await Bun.file(join(workspace, "always.txt")).text()) === "again\nagain\n", { timeoutMs: 60_000, what: "the command run again without asking" });
+    expect(await inbox()).toEqual([]);
+    const rules = (await (await fx.user.api("GET", `/v1/sessions/${label}/rules`)).json()) as Array<{ tool: string; prefix: string }>;
+    expect(rules).toMatchObject([{ tool: "Bash", prefix: "echo again >> always.txt" }]);
+
+    // The session's own credential (its Claude API token) asks, and only asks.
+    await run("echo never > never.txt", "One more");
+    const pending = await asked(tmux, label, "echo never > never.txt");
+    const own = await fetch(`${fx.server.url}/v1/sessions/${label}/requests/${pending.id}/answer`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${await programToken(label)}` },
+      body: JSON.stringify({ behavior: "allow" }),
+    });
+    expect(own.status).toBe(401);
+    // A wrong label or an unknown id is a 404.
+    expect((await fx.user.api("POST", `/v1/sessions/${label}/requests/000000000000/answer`, { behavior: "allow" })).status).toBe(404);
+    expect((await fx.user.api("POST", `/v1/sessions/nobody-here-1/requests/${pending.id}/answer`, { behavior: "allow" })).status).toBe(404);
+    expect((await fx.user.cli(["deny", label])).code).toBe(0);
+    expect(existsSync(join(workspace, "never.txt"))).toBe(false);
+    await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
+  }, 420_000);
+});
+
+/** The Claude API token the session's program holds, read from the environment of its process. */
+async function programToken(label: string): Promise<string> {
+  const pids = new TextDecoder().decode(Bun.spawnSync(["pgrep", "-f", "claude --settings"]).stdout).split("\n").filter(Boolean);
+  for (const pid of pids) {
+    const cwd = await readlink(`/proc/${pid.trim()}/cwd`).catch(() => "");
+    if (!cwd.includes(label)) continue;
+    const env = await Bun.file(`/proc/${pid.trim()}/environ`).text().catch(() => "");
+    const token = /(?:^|\0)ANTHROPIC_AUTH_TOKEN=([^\0]+)/.exec(env)?.[1];
+    if (token) return token;
+  }
+  throw new Error(`no process of ${label} holds a Claude API token`);
+}
