@@ -167,6 +167,9 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
   },
 ];
 
+/** The schema this server writes (`PRAGMA user_version`): one step per migration. */
+export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+
 function addColumn(db: Database, table: string, column: string, type: string): void {
   const columns = db.query(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>;
   if (!columns.some((c) => c.name === column)) db.run(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);

@@ -7,7 +7,7 @@ import { Database } from "bun:sqlite";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { FIRST_SCHEMA, openSqliteStore } from "../../server/store/sqlite.ts";
+import { FIRST_SCHEMA, SQLITE_SCHEMA_VERSION, openSqliteStore } from "../../server/store/sqlite.ts";
 import type { SessionRow } from "../../server/store/types.ts";
 import { sessionRow } from "../helpers/rows.ts";
 import { removeAfterRun } from "../helpers/fs.ts";
@@ -44,7 +44,7 @@ describe("sqlite store migrations", () => {
     expect((await store.liveSessions()).map((r) => r.id).sort()).toEqual(["s1", "s2"]);
     store.close();
     const db = new Database(file);
-    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(9);
+    expect((db.query("PRAGMA user_version").get() as { user_version: number }).user_version).toBe(SQLITE_SCHEMA_VERSION);
     // The blob index has no index by pack (no query looks blobs up by pack).
     expect(db.query("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'blobs'").all()).not.toContainEqual({ name: "blobs_pack" });
     db.close();
