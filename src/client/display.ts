@@ -112,7 +112,7 @@ export class Display {
     if (erase) this.opts.out.write(erase);
     this.opts.out.write(data);
     this.screen.write(data);
-    if (this.echo?.predictor.pending) this.judge((echo, view, now) => echo.settled(view, now));
+    if (this.echo?.predictor.awaitingOutput) this.judge((echo, view, now) => echo.settled(view, now));
   }
 
   /** A full screen from the session, drawn from the top-left corner of a cleared terminal. */

@@ -143,6 +143,11 @@ export class Predictor {
     return this.entries.length > 0;
   }
 
+  /** Output is awaited: to judge predictions, or to settle after a key it could not predict. */
+  get awaitingOutput(): boolean {
+    return this.entries.length > 0 || this.settling;
+  }
+
   /** When the oldest prediction is judged without output (for the shell's timer); null: none. */
   get nextDeadline(): number | null {
     return this.entries[0]?.deadline ?? null;

@@ -232,6 +232,8 @@ export class SessionLink {
       case "attached":
         this.everAttached = true;
         this.socket.markReady();
+        // The round trip, measured at once (the heartbeat goes on measuring it every beat).
+        this.socket.ping();
         this.ev.attached?.();
         return;
       case "status":

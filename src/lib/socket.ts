@@ -156,6 +156,11 @@ export class Socket<In, Out> {
   }
 
   /** Sends a control message on the current link; false when there is none. */
+  /** Sends a heartbeat ping now, outside the beat (a round trip measured at once); false when not open. */
+  ping(): boolean {
+    return this.send(this.opts.ping(++this.pingId));
+  }
+
   send(msg: Out): boolean {
     const ws = this.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;

@@ -49,6 +49,11 @@ export class Tmux {
     return this.run(["capture-pane", "-p", "-t", this.target]);
   }
 
+  /** The screen with its attributes as SGR sequences (underlined cells show as `\x1b[4m`). */
+  captureAttributes(): string {
+    return this.run(["capture-pane", "-p", "-e", "-t", this.target]);
+  }
+
   /** Screen text, then a line with the cursor position and the alternate-screen flag. */
   state(): string {
     const screen = this.capture();
