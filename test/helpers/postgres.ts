@@ -56,7 +56,7 @@ async function startCluster(): Promise<Cluster> {
   if (init.exitCode !== 0) throw new Error(`initdb failed: ${init.stderr.toString()}`);
   const port = freePort();
   const proc = Bun.spawn(
-    as([join(bin, "postgres"), "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=200"]),
+    as([join(bin, "postgres"), "-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=600"]),
     { cwd: dir, stdout: "ignore", stderr: "pipe", env: { ...process.env, LC_ALL: "C" } },
   );
   let log = "";
