@@ -182,6 +182,11 @@ export class Inbox {
     }
   }
 
+  /** How many requests of the session wait. */
+  waitingIn(sessionId: string): number {
+    return this.forSession(sessionId).length;
+  }
+
   /** The user's pending requests, oldest first. */
   list(userId: string): PendingRequest[] {
     return [...this.pending.values()].filter((p) => p.userId === userId).map((p) => p.request).sort((a, b) => a.createdAt.localeCompare(b.createdAt));

@@ -340,6 +340,15 @@ export class Relay {
     return true;
   }
 
+  /** Types `data` into the program, as a client's keys (`catty send`). False when no agent is connected here. */
+  typeInput(sessionId: string, data: Uint8Array): boolean {
+    const s = this.sessions.get(sessionId);
+    if (!s?.agent) return false;
+    this.events.activity(sessionId);
+    s.agent.send(data);
+    return true;
+  }
+
   /**
    * Asks the agent to fetch `url` and write it as `.catty-uploads/<name>`; resolves to the path
    * the program sees. Fails when no agent is connected, when the link drops first, or after a minute.

@@ -7,13 +7,15 @@
  *   `PostToolUse`/`PostToolUseFailure` hooks post here too: a tool that ran was answered.
  * - `GET /v1/inbox`: the user's pending requests.
  * - `POST /v1/sessions/<label>/requests[/<id>]/answer`: allow / deny (with a message) / always.
+ * - `POST /v1/sessions/<label>/send`: the next message typed into the program and submitted,
+ *   refused while a request waits or the program works.
  * - `GET /v1/sessions/<label>/rules`, `DELETE /v1/sessions/<label>/rules/<id>`: "always allow".
  *
  * Answers need a user (token, or cookie with CSRF) and find only the user's own sessions and
  * requests (404 otherwise). The session's token can only ask.
  */
 import { Hono, type Context } from "hono";
-import { CattyError, HOOK_BODY_MAX, isLive, PermissionHookInput, RequestAnswer } from "../../src/protocol/index.ts";
+import { CattyError, HOOK_BODY_MAX, isLive, PermissionHookInput, RequestAnswer, SendText } from "../../src/protocol/index.ts";
 import type { Inbox } from "../inbox.ts";
 import { hashToken } from "../tokens.ts";
 import { bearer, jsonBody, readCapped, requireUser, sessionOf, type AppEnv, type RouteDeps } from "./common.ts";
@@ -48,7 +50,7 @@ export function hookRoutes(deps: Pick<RouteDeps, "store">, inbox: Inbox): Hono<A
 }
 
 /** The user's side, mounted at `/v1`. */
-export function inboxRoutes(deps: Pick<RouteDeps, "store">, inbox: Inbox): Hono<AppEnv> {
+export function inboxRoutes(deps: Pick<RouteDeps, "store" | "relay">, inbox: Inbox): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const user = requireUser(deps.store);
   const session = (c: { var: AppEnv["Variables"] }, label: string) => sessionOf(deps.store, c.var.user, label);
@@ -64,6 +66,20 @@ export function inboxRoutes(deps: Pick<RouteDeps, "store">, inbox: Inbox): Hono<
     const id = c.req.param("id");
     if (!/^[0-9a-f]{12}$/.test(id)) throw new CattyError("not_found", `Request ${id.slice(0, 64)} not found.`, "Run `catty inbox` to see what waits.");
     return answer(c, c.req.param("label"), id, c.req.valid("json"));
+  });
+
+  // The next message, typed and submitted as the dashboard's chat mode does, when the program waits at its prompt.
+  app.post("/sessions/:label/send", user, ...jsonBody(SendText), async (c) => {
+    const row = await session(c, c.req.param("label"));
+    if (row.status !== "running") throw new CattyError("conflict", `Session ${row.label} is ${row.status}; messages go only to a running session.`);
+    const asking = inbox.waitingIn(row.id);
+    if (asking > 0) throw new CattyError("conflict", `${row.label} waits for an answer to ${asking === 1 ? "a request" : `${asking} requests`} first.`, "Run `catty inbox`, then `catty approve` or `catty deny`.");
+    const state = row.attention?.state ?? "working";
+    if (state === "working") throw new CattyError("conflict", `${row.label} is not at its prompt (it is working).`, "Send when it waits for you (`catty list --watch` says when).");
+    if (!deps.relay.typeInput(row.id, new TextEncoder().encode(`${c.req.valid("json").text}\r`))) {
+      throw new CattyError("unavailable", `The machine of ${row.label} is not connected to this server right now.`, "Try again in a moment.");
+    }
+    return c.json({ sent: true });
   });
 
   app.get("/sessions/:label/rules", user, async (c) => c.json(inbox.listRules((await session(c, c.req.param("label"))).id)));

@@ -48,6 +48,8 @@ export interface ApiClient {
   inbox(): Promise<PendingRequest[]>;
   /** Answers a request of a session (its only one when `id` is null). */
   answer(label: string, id: string | null, answer: RequestAnswer): Promise<AnswerResult>;
+  /** Types a message into the program and submits it (refused unless it waits at its prompt). */
+  send(label: string, text: string): Promise<{ sent: true }>;
 }
 
 /** `bytes` as a stream of 64 KiB pieces, reporting how much was taken so far. */
@@ -135,5 +137,6 @@ export function createApiClient(api: string, token: string): ApiClient {
       call("DELETE", `/v1/sessions/${enc(label)}/shares${port === null ? "" : `?port=${port}`}`, z.object({ revoked: z.number().int() })),
     inbox: () => call("GET", "/v1/inbox", PendingRequests),
     answer: (label, id, answer) => call("POST", `/v1/sessions/${enc(label)}/requests${id ? `/${enc(id)}` : ""}/answer`, AnswerResult, answer),
+    send: (label, text) => call("POST", `/v1/sessions/${enc(label)}/send`, z.object({ sent: z.literal(true) }), { text }),
   };
 }

@@ -14,6 +14,14 @@ export function requestSummary(r: PendingRequest): string {
   return what.replace(/\s+/g, " ").slice(0, 200);
 }
 
+/** What a request asks, as a phrase: "asks to run: npm test", "asks to edit src/a.ts". */
+export function askText(r: PendingRequest): string {
+  if (r.tool === "Bash") return `asks to run: ${requestSummary(r)}`;
+  if (r.path && /^(Edit|MultiEdit|Write|NotebookEdit)$/.test(r.tool)) return `asks to edit ${r.path}`;
+  if (r.url) return `asks to fetch ${r.url.slice(0, 200)}`;
+  return `asks to use ${r.tool}: ${requestSummary(r)}`;
+}
+
 export function formatInbox(requests: PendingRequest[], now = Date.now()): string {
   if (requests.length === 0) return "Nothing waits for an answer.";
   const rows = [["SESSION", "ID", "TOOL", "AGE", "WHAT"], ...requests.map((r) => [r.label, r.id, r.tool, ago(r.createdAt, now), requestSummary(r)])];

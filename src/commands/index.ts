@@ -13,6 +13,7 @@ export const COMMANDS: Record<string, () => Promise<AnyCommand>> = {
   inbox: () => load(import("./inbox.ts")),
   approve: () => load(import("./approve.ts")),
   deny: () => load(import("./deny.ts")),
+  send: () => load(import("./send.ts")),
   forward: () => load(import("./forward.ts")),
   download: () => load(import("./download.ts")),
   saves: () => load(import("./saves.ts")),

@@ -4,6 +4,7 @@ import { ui } from "../client/ui.ts";
 import type { ApiClient } from "../client/api.ts";
 import type { Session } from "../protocol/index.ts";
 import { apiArg } from "./_args.ts";
+import { askText } from "./inbox.ts";
 import { canPick, pickAndAct } from "./_pick.ts";
 import { ago, portsText, statusText } from "../client/session-text.ts";
 
@@ -18,10 +19,11 @@ export function formatTable(sessions: Session[], now = Date.now()): string {
 
 /**
  * `catty list --watch`: polls the sessions every 2 s and prints a line, with a bell, each time one
- * starts waiting for its user (until Ctrl+C).
+ * starts waiting for its user, and one saying what is asked for each request of the inbox (until Ctrl+C).
  */
 async function watchWaiting(client: ApiClient): Promise<void> {
   const seen = new Map<string, string>();
+  const asked = new Set<string>();
   ui.info("Watching your sessions; a line (and a bell) each time one starts waiting for you. Ctrl+C to stop.");
   for (;;) {
     for (const s of await client.list()) {
@@ -32,6 +34,13 @@ async function watchWaiting(client: ApiClient): Promise<void> {
         process.stdout.write(`\x07${time}  ${s.label} is waiting for you  (catty connect ${s.label})\n`);
       }
       seen.set(s.label, waitingSince ?? "");
+    }
+    // What is asked, once per request (a server without the inbox answers nothing here).
+    for (const r of await client.inbox().catch(() => [])) {
+      if (asked.has(r.id)) continue;
+      asked.add(r.id);
+      const time = new Date(r.createdAt).toLocaleTimeString("en-GB", { hour12: false });
+      process.stdout.write(`${time}  ${r.label} ${askText(r)}  (catty approve ${r.label} ${r.id} | catty deny ${r.label} ${r.id})\n`);
     }
     await Bun.sleep(2_000);
   }

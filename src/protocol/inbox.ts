@@ -69,3 +69,16 @@ export const AnswerResult = z.object({
   rule: AllowRule.nullable().default(null),
 });
 export type AnswerResult = z.infer<typeof AnswerResult>;
+
+/** The longest message `catty send` types. */
+export const SEND_TEXT_MAX = 16 * 1024;
+
+/** A message typed into the program and submitted (`catty send`): text without control characters. */
+export const SendText = z.object({
+  text: z
+    .string()
+    .min(1)
+    .max(SEND_TEXT_MAX)
+    .refine((t) => !/[\x00-\x08\x0a-\x1f\x7f\x80-\x9f]/.test(t), "the text must be one line without control characters"),
+});
+export type SendText = z.infer<typeof SendText>;

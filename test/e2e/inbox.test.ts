@@ -54,6 +54,11 @@ describe("the approval inbox", () => {
     const label = /Session (\S+) started/.exec(await tmux.waitFor(/Session \S+ started/, 60_000))?.[1] as string;
     await tmux.waitFor(/for shortcuts|manual mode|\/effort/, 60_000);
     const workspace = fx.user.workspace(label);
+    const watch = Bun.spawn([fx.bins.catty, "list", "--watch"], { env: fx.user.env as Record<string, string>, stdout: "pipe", stderr: "pipe" });
+    let watched = "";
+    void (async () => {
+      for await (const chunk of watch.stdout as ReadableStream<Uint8Array>) watched += new TextDecoder().decode(chunk);
+    })();
     const run = (command: string, trigger: string): Promise<void> => {
       api.toolUse = { trigger, name: "Bash", input: { command, description: "A command from the stand-in" } };
       return typePrompt(tmux, trigger);
@@ -65,6 +70,8 @@ describe("the approval inbox", () => {
     expect(first).toMatchObject({ tool: "Bash", description: "A command from the stand-in" });
     await tmux.waitFor("Do you want to proceed?", 30_000);
     expect((await fx.user.cli(["inbox"])).stdout).toMatch(new RegExp(`${label}\\s+${first.id}\\s+Bash\\s+.*echo approved > proof.txt`));
+    await waitFor(() => watched.includes(`${label} asks to run: echo approved > proof.txt  (catty approve ${label} ${first.id}`), { timeoutMs: 15_000, what: "catty list --watch to say what is asked" });
+    watch.kill();
     const approved = await fx.user.cli(["approve", label]);
     expect(approved.code).toBe(0);
     await waitFor(() => existsSync(join(workspace, "proof.txt")), { timeoutMs: 30_000, what: "proof.txt in the workspace" });
@@ -126,10 +133,46 @@ describe("the approval inbox", () => {
     // A wrong label or an unknown id is a 404.
     expect((await fx.user.api("POST", `/v1/sessions/${label}/requests/000000000000/answer`, { behavior: "allow" })).status).toBe(404);
     expect((await fx.user.api("POST", `/v1/sessions/nobody-here-1/requests/${pending.id}/answer`, { behavior: "allow" })).status).toBe(404);
+    // catty send is refused while a request waits.
+    const early = await fx.user.cli(["send", label, "Hello?"]);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toContain("waits for an answer to a request first");
     expect((await fx.user.cli(["deny", label])).code).toBe(0);
     expect(existsSync(join(workspace, "never.txt"))).toBe(false);
+
+    // Done with its turn, Claude Code waits: catty send types the next message and submits it.
+    await waitFor(async () => (await fx.user.session(label)).attention?.state === "waiting", { timeoutMs: 30_000, what: "Claude Code waiting" });
+    api.toolUse = null;
+    api.reply = { text: "Replying to the sent message.", deltas: 2 };
+    const sent = await fx.user.cli(["send", label, "A message from catty send"]);
+    expect(sent.code).toBe(0);
+    await tmux.waitFor("Replying to the sent message.", 60_000);
+    expect(api.requests.some((r) => r.path === "/v1/messages" && r.body.includes("A message from catty send"))).toBe(true);
+    // Control characters are refused, changing nothing.
+    const bad = await fx.user.cli(["send", label, "rm -rf x\x1b[A"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain("without control characters");
+    expect((await fx.user.api("POST", `/v1/sessions/${label}/send`, { text: "one\ntwo" })).status).toBe(400);
     await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
   }, 420_000);
+});
+
+describe("catty send", () => {
+  test("into a shell waiting at its prompt: the command runs; an unknown session is not found", async () => {
+    const res = await fx.user.api("POST", "/v1/sessions", { command: ["bash", "--norc", "--noprofile", "-i"], cols: 80, rows: 24 });
+    expect(res.status).toBe(201);
+    const label = ((await res.json()) as { label: string }).label;
+    await waitFor(async () => (await fx.user.session(label)).status === "running", { timeoutMs: 30_000, what: "the shell running" });
+    // Quiet at its prompt, the shell is no longer working (agent/attention.ts: waiting, or idle where the agent cannot see its wait).
+    await waitFor(async () => ["waiting", "idle"].includes((await fx.user.session(label)).attention?.state ?? ""), { timeoutMs: 30_000, what: "the shell quiet at its prompt" });
+    const sent = await fx.user.cli(["send", label, "echo sent-by-catty > sent.txt"]);
+    expect(sent.code).toBe(0);
+    await waitFor(async () => existsSync(join(fx.user.workspace(label), "sent.txt")) && (await Bun.file(join(fx.user.workspace(label), "sent.txt")).text()) === "sent-by-catty\n", { timeoutMs: 15_000, what: "sent.txt written by the shell" });
+    const gone = await fx.user.cli(["send", "nobody-here-1", "x"]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain("not found");
+    await fx.user.api("POST", `/v1/sessions/${label}/stop`, {});
+  }, 90_000);
 });
 
 /** The Claude API token the session's program holds, read from the environment of its process. */
