@@ -2,7 +2,9 @@
  * Starting a server from its configuration: open the database, create the owner on first start,
  * pick the provider, build the app and bind it. Used by `catty-server serve` and by tests.
  */
+import { randomUUID } from "node:crypto";
 import { chmodSync, closeSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { binaryCommand } from "../src/lib/paths.ts";
 import type { Log } from "../src/lib/log.ts";
@@ -17,7 +19,7 @@ import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
 import { startLine } from "./environment-check.ts";
 import { serveTls } from "./tls/serve.ts";
-import { dataDirTlsStorage } from "./tls/storage.ts";
+import { dataDirTlsStorage, storeTlsStorage, underLease } from "./tls/storage.ts";
 import { loadOrCreateKey, prepareDataDir } from "./data-dir.ts";
 import { MAX_PACK_BYTES } from "../src/lib/snapshot/format.ts";
 import { parseMasterKey } from "./vault/crypto.ts";
@@ -277,7 +279,15 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     : null;
   // HTTPS on its own ports when the server has certificates (--domain, --tls-cert); --port stays plain for local agents.
   const tls = config.tls
-    ? await serveTls({ tls: config.tls, storage: dataDirTlsStorage(config.dataDir), fetch: app.fetch, websocket: app.websocket, maxRequestBodySize: Math.max(config.maxUploadBytes, MAX_PACK_BYTES) + 1024 * 1024, log }).catch(async (err: unknown) => {
+    ? await serveTls({
+        tls: config.tls,
+        // Replicas on one database share the certificate, and one of them orders at a time.
+        ...(solo ? { storage: dataDirTlsStorage(config.dataDir) } : { storage: storeTlsStorage(store, masterKey), exclusive: underLease(store, `${hostname()}:${process.pid}:${randomUUID()}`) }),
+        fetch: app.fetch,
+        websocket: app.websocket,
+        maxRequestBodySize: Math.max(config.maxUploadBytes, MAX_PACK_BYTES) + 1024 * 1024,
+        log,
+      }).catch(async (err: unknown) => {
         await server.stop(true);
         await internalServer?.stop(true);
         await store.close();

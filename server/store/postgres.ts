@@ -145,6 +145,8 @@ const MIGRATIONS: readonly string[] = [
       session_id TEXT NOT NULL REFERENCES sessions(id), port INTEGER NOT NULL,
       created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT);
    CREATE INDEX port_grants_session ON port_grants(session_id);`,
+  // 10: state the replicas share: the ACME account and the certificates it obtained.
+  `CREATE TABLE server_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL);`,
 ];
 
 /** Schema versions this server knows. */
@@ -543,6 +545,13 @@ export async function openPostgresStore(url: string, opts: { log?: Log; maxConne
     },
     async leaseHeld(name, nowIso) {
       return (await one("SELECT 1 FROM leases WHERE name = $1 AND until > $2", [name, nowIso])) !== null;
+    },
+    async serverState(name) {
+      return ((await one("SELECT value FROM server_state WHERE name = $1", [name]))?.value as string | undefined) ?? null;
+    },
+    async setServerState(name, value, nowIso) {
+      if (value === null) await q("DELETE FROM server_state WHERE name = $1", [name]);
+      else await q("INSERT INTO server_state (name, value, updated_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at", [name, value, nowIso]);
     },
     async insertTransfer(t) {
       await q(

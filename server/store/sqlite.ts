@@ -165,6 +165,10 @@ const MIGRATIONS: ReadonlyArray<(db: Database) => void> = [
       created_at TEXT NOT NULL, expires_at TEXT NOT NULL, revoked_at TEXT)`);
     db.run("CREATE INDEX IF NOT EXISTS port_grants_session ON port_grants(session_id)");
   },
+  // 14: state the replicas share: the ACME account and the certificates it obtained.
+  (db) => {
+    db.run("CREATE TABLE IF NOT EXISTS server_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, updated_at TEXT NOT NULL)");
+  },
 ];
 
 /** The schema this server writes (`PRAGMA user_version`): one step per migration. */
@@ -561,6 +565,13 @@ export function openSqliteStore(file: string, opts: { log?: Log } = {}): Store {
     },
     async leaseHeld(name, nowIso) {
       return db.query("SELECT 1 FROM leases WHERE name = ? AND until > ?").get(name, nowIso) !== null;
+    },
+    async serverState(name) {
+      return (db.query("SELECT value FROM server_state WHERE name = ?").get(name) as { value: string } | null)?.value ?? null;
+    },
+    async setServerState(name, value, nowIso) {
+      if (value === null) db.query("DELETE FROM server_state WHERE name = ?").run(name);
+      else db.query("INSERT INTO server_state (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at").run(name, value, nowIso);
     },
     async insertTransfer(t) {
       db.query(

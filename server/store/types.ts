@@ -356,6 +356,10 @@ export interface Store {
   releaseLease(name: string, holder: string): Promise<void>;
   /** Whether anyone holds the lease `name` at `nowIso`. */
   leaseHeld(name: string, nowIso: string): Promise<boolean>;
+  /** Server-wide state replicas share (the ACME account, certificates, HTTP-01 answers), by name; null when unset. */
+  serverState(name: string): Promise<string | null>;
+  /** Sets (null: removes) the server-wide state `name`. */
+  setServerState(name: string, value: string | null, nowIso: string): Promise<void>;
 
   insertTransfer(t: TransferRow): Promise<void>;
   transferById(id: string): Promise<TransferRow | null>;

@@ -89,7 +89,10 @@ export async function startAcmeManager(opts: AcmeManagerOptions): Promise<AcmeMa
       if (due()) {
         const ran = opts.exclusive ? await opts.exclusive(order) : (await order(), true);
         // Another replica is ordering: look again soon for the certificate it stores.
-        if (!ran) return schedule(FIRST_RETRY_MS / 6);
+        if (!ran) {
+          log.info(`TLS: another replica is ordering the certificate for ${opts.domain}; serving the one it stores`);
+          return schedule(FIRST_RETRY_MS / 12);
+        }
         if (due()) log.warn(`TLS: the new certificate is already within CATTY_ACME_RENEW_DAYS (${opts.renewDays}) of expiry; looking again in 12 h`);
       }
       failures = 0;

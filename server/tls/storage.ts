@@ -1,10 +1,12 @@
 /**
- * Where the ACME account and the certificates it obtained are kept: in the data dir, in
- * `tls/` (mode 0700, files 0600), as JSON. HTTP-01 challenge answers live in memory while an
- * order validates.
+ * Where the ACME account and the certificates it obtained are kept: a server of its own keeps
+ * them in the data dir, in `tls/` (mode 0700, files 0600), as JSON, and HTTP-01 answers in
+ * memory while an order validates; replicas sharing a database keep all of it there.
  */
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Store } from "../store/types.ts";
 import type { AcmeAccount } from "./acme.ts";
 
 export interface StoredCertificate {
@@ -48,5 +50,60 @@ export function dataDirTlsStorage(dataDir: string): TlsStorage {
     challenge: async (token) => challenges.get(token) ?? null,
     publish: async (token, auth) => void challenges.set(token, auth),
     unpublish: async (token) => void challenges.delete(token),
+  };
+}
+
+/**
+ * Replicas sharing a database keep the account and certificates in it (`server_state`), sealed
+ * with a key derived from the master key they share (AES-256-GCM), so every replica serves the
+ * certificate one of them obtained; HTTP-01 answers are there too, as the certificate authority's
+ * request may reach any replica.
+ */
+export function storeTlsStorage(store: Store, masterKey: Buffer): TlsStorage {
+  const key = Buffer.from(hkdfSync("sha256", masterKey, Buffer.alloc(0), "catty tls state v1", 32));
+  const seal = (name: string, value: unknown): string => {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", key, iv).setAAD(Buffer.from(name));
+    const body = Buffer.concat([cipher.update(JSON.stringify(value), "utf8"), cipher.final()]);
+    return Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64");
+  };
+  const open = <T>(name: string, sealed: string | null): T | null => {
+    if (sealed === null) return null;
+    const bytes = Buffer.from(sealed, "base64");
+    const decipher = createDecipheriv("aes-256-gcm", key, bytes.subarray(0, 12)).setAAD(Buffer.from(name));
+    decipher.setAuthTag(bytes.subarray(12, 28));
+    return JSON.parse(Buffer.concat([decipher.update(bytes.subarray(28)), decipher.final()]).toString("utf8")) as T;
+  };
+  const now = (): string => new Date().toISOString();
+  const get = async <T>(name: string): Promise<T | null> => open<T>(name, await store.serverState(name));
+  const put = (name: string, value: unknown): Promise<void> => store.setServerState(name, seal(name, value), now());
+  return {
+    account: () => get<AcmeAccount>("tls:acme-account"),
+    saveAccount: (account) => put("tls:acme-account", account),
+    certificate: (domain) => get<StoredCertificate>(`tls:certificate:${domain}`),
+    saveCertificate: (domain, cert) => put(`tls:certificate:${domain}`, cert),
+    challenge: (token) => store.serverState(`tls:challenge:${token}`),
+    publish: (token, auth) => store.setServerState(`tls:challenge:${token}`, auth, now()),
+    unpublish: (token) => store.setServerState(`tls:challenge:${token}`, null, now()),
+  };
+}
+
+/**
+ * Runs an order under the lease `tls-acme`, renewed while it runs, so one replica orders at a
+ * time; false, without running it, when another replica holds the lease.
+ */
+export function underLease(store: Store, holder: string): (order: () => Promise<void>) => Promise<boolean> {
+  const LEASE_MS = 5 * 60_000;
+  const take = (): Promise<boolean> => store.takeLease("tls-acme", holder, new Date(Date.now() + LEASE_MS).toISOString(), new Date().toISOString());
+  return async (order) => {
+    if (!(await take())) return false;
+    const renew = setInterval(() => void take().catch(() => {}), LEASE_MS / 5);
+    try {
+      await order();
+      return true;
+    } finally {
+      clearInterval(renew);
+      await store.releaseLease("tls-acme", holder).catch(() => {});
+    }
   };
 }

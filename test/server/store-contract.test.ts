@@ -410,6 +410,17 @@ for (const engine of ENGINES) {
       expect(await store.takeLease("other", other, at(40), at(21))).toBe(true);
     });
 
+    test("server state: set, replaced, removed, by name", async () => {
+      expect(await store.serverState("tls:account")).toBeNull();
+      await store.setServerState("tls:account", '{"a":1}', at(0));
+      await store.setServerState("tls:certificate:catty.example.com", "pem", at(0));
+      await store.setServerState("tls:account", '{"a":2}', at(1));
+      expect(await store.serverState("tls:account")).toBe('{"a":2}');
+      await store.setServerState("tls:account", null, at(2));
+      expect(await store.serverState("tls:account")).toBeNull();
+      expect(await store.serverState("tls:certificate:catty.example.com")).toBe("pem");
+    });
+
     test("transfers: by id and session, counted bytes past 32 bits, expiry, per user", async () => {
       await store.insertSession(session("t1"));
       const base = Date.parse(T0);

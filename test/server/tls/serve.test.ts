@@ -15,6 +15,8 @@ import { freePort } from "../../helpers/ports.ts";
 import { waitFor } from "../../helpers/wait.ts";
 import { havePebble, startPebble, type Pebble } from "../../helpers/pebble.ts";
 import { launchBrowser } from "../../helpers/browser.ts";
+import { freshDatabase, postgresBin } from "../../helpers/postgres.ts";
+import { startS3rver } from "../../helpers/s3.ts";
 
 const SERVER = join(import.meta.dir, "../../../server/main.ts");
 const CLI = join(import.meta.dir, "../../../src/cli.ts");
@@ -228,4 +230,40 @@ describe.skipIf(!havePebble())("--domain, against pebble", () => {
     await server.stop();
     await pebble.start();
   }, 60_000);
+});
+
+describe.skipIf(!havePebble() || !postgresBin())("--domain, two replicas on PostgreSQL", () => {
+  test("order one certificate between them, and both serve it", async () => {
+    await using pebble = await startPebble();
+    await using s3 = await startS3rver({ bucket: "catty-tls" });
+    const root = await pebble.root();
+    const env = {
+      CATTY_DATABASE_URL: await freshDatabase(),
+      CATTY_MASTER_KEY: "7c".repeat(32),
+      CATTY_INTERNAL_KEY: "c7".repeat(32),
+      CATTY_ACME_DIRECTORY: pebble.directory,
+      NODE_EXTRA_CA_CERTS: pebble.caFile,
+      ...s3.serverEnv(),
+    };
+    const dir = tempDir();
+    // Only the first answers on the port pebble validates on (the challenges of an order the other
+    // makes are answered there from the database); the second starts while the first orders.
+    const ports = [{ https: freePort(), http: pebble.httpPort }, { https: freePort(), http: freePort() }];
+    const start = (i: number): Proc => {
+      const p = ports[i] as { https: number; http: number };
+      return startServer(["--data-dir", join(dir, `data-${i}`), "--host", "127.0.0.1", "--domain", "catty.localhost", "--https-port", String(p.https), "--http-port", String(p.http)], env);
+    };
+    const first = start(0);
+    await waitFor(() => first.out().includes("TLS: obtaining a certificate"), { timeoutMs: 30_000, what: "the first replica's order" });
+    const servers = [first, start(1)];
+    const served = await Promise.all(
+      ports.map((p) => waitFor(() => peer(p.https, "catty.localhost", root).then((c) => c.trusted && c), { timeoutMs: 60_000, what: `HTTPS on ${p.https}` })),
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; the replicas' logs:\n${servers.map((s) => s.out()).join("\n---\n")}`);
+    });
+    expect(served[0]?.serial).toBe(served[1]?.serial as string);
+    const orders = servers.map((s) => s.out().split("TLS: obtained a certificate").length - 1);
+    expect(orders.reduce((a, b) => a + b, 0)).toBe(1);
+    await Promise.all(servers.map((s) => s.stop()));
+  }, 120_000);
 });
