@@ -7,6 +7,7 @@
  */
 import type { Server, WebSocketHandler } from "bun";
 import type { Log } from "../../src/lib/log.ts";
+import { SettingsError } from "../../src/protocol/settings.ts";
 import type { TlsConfig } from "../config.ts";
 import { startAcmeManager, type AcmeManager } from "./acme-manager.ts";
 import type { Certificate } from "./certs.ts";
@@ -36,6 +37,16 @@ export interface TlsServeOptions<T> {
 
 const CHALLENGE = "/.well-known/acme-challenge/";
 
+/** Binds a listener; a port that cannot be bound is a one-line error saying what to do. */
+function bind<L>(flag: string, port: number, listen: () => L): L {
+  try {
+    return listen();
+  } catch (err) {
+    const privileged = port > 0 && port < 1024 ? " Ports below 1024 need root or CAP_NET_BIND_SERVICE (`setcap cap_net_bind_service=+ep $(which catty-server)`)," : "";
+    throw new SettingsError(`cannot listen on port ${port} (${(err as Error).message}).${privileged} or set ${flag} to another port.`);
+  }
+}
+
 export async function serveTls<T>(opts: TlsServeOptions<T>): Promise<TlsServing> {
   const { tls, log } = opts;
   let acmeCert: Certificate | null = null;
@@ -48,23 +59,26 @@ export async function serveTls<T>(opts: TlsServeOptions<T>): Promise<TlsServing>
       const certs = [acmeCert, fileCert].filter((c): c is Certificate => c !== null);
       if (certs.length === 0) return;
       if (https) return https.swap(certs);
-      https = listenHttps({ host: tls.host, port: tls.httpsPort, certs, fetch: opts.fetch, websocket: opts.websocket, maxRequestBodySize: opts.maxRequestBodySize });
+      https = bind("--https-port", tls.httpsPort, () =>
+        listenHttps({ host: tls.host, port: tls.httpsPort, certs, fetch: opts.fetch, websocket: opts.websocket, maxRequestBodySize: opts.maxRequestBodySize }),
+      );
       log.info(`HTTPS on ${tls.host}:${https.port} for ${certs.flatMap((c) => c.names).join(", ")}`);
     }));
 
-  const http = Bun.serve({
+  const http = bind("--http-port", tls.httpPort, () => Bun.serve({
     hostname: tls.host,
     port: tls.httpPort,
     async fetch(req) {
       const url = new URL(req.url);
-      if (url.pathname.startsWith(CHALLENGE)) {
-        const answer = await opts.storage.challenge(url.pathname.slice(CHALLENGE.length));
+      const token = url.pathname.startsWith(CHALLENGE) ? url.pathname.slice(CHALLENGE.length) : null;
+      if (token !== null) {
+        const answer = /^[A-Za-z0-9_-]{1,128}$/.test(token) ? await opts.storage.challenge(token) : null;
         return answer ? new Response(answer, { headers: { "content-type": "text/plain" } }) : new Response("not found", { status: 404 });
       }
       const port = https?.port ?? tls.httpsPort;
       return Response.redirect(`https://${url.hostname}${port === 443 ? "" : `:${port}`}${url.pathname}${url.search}`, 308);
     },
-  });
+  }));
 
   let files: CertificateFiles | null = null;
   let acme: AcmeManager | null = null;

@@ -120,6 +120,20 @@ describe("--tls-cert and --tls-key", () => {
     expect((await peer(httpsPort, "brave-tiger-1234-3000.preview.localhost", wild)).trusted).toBe(true);
   });
 
+  test("an HTTP port in use stops the server at start with one line saying what to do, exit code 1", async () => {
+    const dir = tempDir();
+    selfSigned(dir, "only", ["catty.localhost"]);
+    const taken = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const p = Bun.spawnSync([process.execPath, SERVER, "--port", "0", "--data-dir", join(dir, "data"), "--https-port", String(freePort()), "--http-port", String(taken.port), "--host", "127.0.0.1", "--tls-cert", join(dir, "only.crt"), "--tls-key", join(dir, "only.key")], { stdout: "pipe", stderr: "pipe" });
+      expect(p.exitCode).toBe(1);
+      expect(p.stderr.toString()).toContain(`catty-server: cannot listen on port ${taken.port}`);
+      expect(p.stderr.toString()).toContain("set --http-port to another port");
+    } finally {
+      taken.stop(true);
+    }
+  });
+
   test("a missing key file stops the server at start with one line naming it, exit code 1", async () => {
     const dir = tempDir();
     selfSigned(dir, "only", ["catty.localhost"]);
