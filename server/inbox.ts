@@ -14,7 +14,7 @@
  * (without its content) for `SETTLED_KEEP_MS`, to tell a late answer what happened.
  */
 import { randomBytes } from "node:crypto";
-import { CattyError, REQUEST_TEXT_MAX, type AllowRule, type AnswerResult, type PendingRequest, type PermissionHookInput, type RequestAnswer } from "../src/protocol/index.ts";
+import { CattyError, REQUEST_TEXT_MAX, type AllowRule, type AnswerResult, type PendingRequest, type PermissionHookInput, type RequestAnswer, type SettledHow, type SettledRequests } from "../src/protocol/index.ts";
 
 /** How long a settled request is remembered, to answer a late answer. */
 export const SETTLED_KEEP_MS = 10 * 60 * 1000;
@@ -27,7 +27,7 @@ const RATE_WINDOW_MS = 60_000;
 /** The hook's decision, as Claude Code reads it from a `PermissionRequest` hook's output. */
 export type HookDecision = { behavior: "allow" } | { behavior: "deny"; message: string };
 
-type Settled = { userId: string; sessionId: string; how: "terminal" | "allow" | "deny" | "ended"; at: number };
+type Settled = { userId: string; sessionId: string; how: SettledHow; at: number };
 
 interface Pending {
   request: PendingRequest;
@@ -180,6 +180,11 @@ export class Inbox {
       this.settle(r.id, "terminal");
       p.decide(null);
     }
+  }
+
+  /** The user's requests settled in the last `SETTLED_KEEP_MS`, and how. */
+  settledOf(userId: string): SettledRequests {
+    return [...this.settled].filter(([, s]) => s.userId === userId).map(([id, s]) => ({ id, how: s.how }));
   }
 
   /** How many requests of the session wait. */

@@ -56,6 +56,7 @@ export function inboxRoutes(deps: Pick<RouteDeps, "store" | "relay">, inbox: Inb
   const session = (c: { var: AppEnv["Variables"] }, label: string) => sessionOf(deps.store, c.var.user, label);
 
   app.get("/inbox", user, (c) => c.json(inbox.list(c.var.user.id)));
+  app.get("/inbox/settled", user, (c) => c.json(inbox.settledOf(c.var.user.id)));
 
   const answer = async (c: Context<AppEnv>, label: string, id: string | null, body: RequestAnswer): Promise<Response> => {
     const row = await session(c, label);

@@ -61,6 +61,12 @@ export const RequestAnswer = z.object({
 });
 export type RequestAnswer = z.infer<typeof RequestAnswer>;
 
+/** How a request was settled: answered from outside, in the terminal, or its session ended. */
+export const SettledHow = z.enum(["allow", "deny", "terminal", "ended"]);
+export type SettledHow = z.infer<typeof SettledHow>;
+export const SettledRequests = z.array(z.object({ id: z.string().max(64), how: SettledHow })).max(10_000);
+export type SettledRequests = z.infer<typeof SettledRequests>;
+
 /** How an answer went. */
 export const AnswerResult = z.object({
   answered: z.literal(true),

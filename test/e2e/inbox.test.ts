@@ -2,9 +2,10 @@
  * The approval inbox with the real Claude Code in a session, against the Anthropic stand-in, which
  * answers a prompt with a Bash tool use. The project's own settings put Claude Code in its manual
  * permission mode, so it asks. Each request shows in `catty inbox --json` with its command while
- * the terminal shows Claude Code's dialog; `catty approve` runs it, `catty deny --message` tells
- * Claude why not, an answer in the terminal makes a late `catty approve` "already answered in the
- * terminal", and `--always` lets the same command run without asking. The session's own
+ * the terminal shows Claude Code's dialog; `catty approve` runs it, the dashboard's Deny (real
+ * Chromium) stops it, an answer in the terminal turns the dashboard's card "Answered in the
+ * terminal" and makes a late `catty approve` say so, `--always` lets the same command run without
+ * asking, and `catty deny --message` tells Claude why. The session's own
  * credential cannot answer; another user finds nothing.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -14,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PendingRequest } from "../../src/protocol/index.ts";
 import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
+import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { claudeCodeBinDir, typePrompt } from "../helpers/claude-code.ts";
 import type { Tmux } from "../helpers/tmux.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -46,7 +48,7 @@ const asked = (tmux: Tmux, label: string, command: string): Promise<PendingReque
   });
 
 describe("the approval inbox", () => {
-  test("Claude Code's requests: approved from the CLI, denied with a message, answered in the terminal first, always allowed", async () => {
+  test("Claude Code's requests: approved from the CLI, denied from the dashboard, answered in the terminal first, always allowed, denied with a message", async () => {
     const project = mkdtempSync(join(tmpdir(), "catty-inbox-proj-"));
     writeTree(project, { "README.md": "# a project\n", ".claude/settings.json": JSON.stringify({ permissions: { defaultMode: "default" } }) });
     const tmux = fx.user.freshTerminal();
@@ -82,31 +84,49 @@ describe("the approval inbox", () => {
     expect(again.code).toBe(1);
     expect(again.stderr).toContain("Already answered (allowed)");
 
-    // 2. Denied with a message: the command never runs, Claude is told why.
-    await run("echo denied > denied.txt", "Try the denied one");
-    await asked(tmux, label, "echo denied > denied.txt");
-    expect((await fx.user.cli(["deny", label, "--message", "Not this one, thanks"])).code).toBe(0);
-    await tmux.waitFor("Tool result (error): Not this one, thanks", 60_000);
-    expect(existsSync(join(workspace, "denied.txt"))).toBe(false);
+    // 2. Denied from the dashboard (its inbox, a badge in the header and the tab's title): the command never runs, Claude is told.
+    const browser = await launchBrowser();
+    try {
+      const page = await (await browser.newContext()).newPage();
+      await page.goto(fx.server.url);
+      await page.getByLabel("API token").fill(fx.server.ownerToken);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await run("echo denied > denied.txt", "Try the denied one");
+      const denied = await asked(tmux, label, "echo denied > denied.txt");
+      const card = page.getByRole("listitem", { name: `Request ${denied.id}` });
+      await card.getByText("echo denied > denied.txt").waitFor({ timeout: 15_000 });
+      await page.getByLabel("1 waiting for an answer").waitFor({ timeout: 15_000 });
+      expect(await page.title()).toBe("(1) asking · Catty");
+      await card.getByRole("button", { name: "Deny" }).click();
+      await card.getByRole("status").filter({ hasText: "Denied" }).waitFor({ timeout: 15_000 });
+      await tmux.waitFor("Tool result (error): The user denied this from outside the terminal.", 60_000);
+      expect(existsSync(join(workspace, "denied.txt"))).toBe(false);
 
-    // 3. Answered in the terminal while the inbox holds it: the request goes; a late answer is told so.
-    await run("echo terminal > terminal.txt", "Ask the terminal");
-    const third = await asked(tmux, label, "echo terminal > terminal.txt");
-    await tmux.waitFor("Do you want to proceed?", 30_000);
-    // (A key that comes before the dialog reads its terminal is lost: pressed while the dialog shows.)
-    await waitFor(
-      () => {
-        if (tmux.capture().includes("Do you want to proceed?")) tmux.keys("1");
-        return existsSync(join(workspace, "terminal.txt"));
-      },
-      { timeoutMs: 30_000, intervalMs: 500, what: "terminal.txt, allowed in the terminal" },
-    ).catch((err: unknown) => {
-      throw new Error(`${(err as Error).message}\n--- screen ---\n${tmux.capture()}`);
-    });
-    await waitFor(async () => (await inbox()).length === 0, { timeoutMs: 15_000, what: "the request gone from the inbox" });
-    const late = await fx.user.cli(["approve", label, third.id]);
-    expect(late.code).toBe(1);
-    expect(late.stderr).toContain("Already answered in the terminal");
+      // 3. Answered in the terminal while the dashboard shows it: its card says so; a late answer is told so.
+      await run("echo terminal > terminal.txt", "Ask the terminal");
+      const third = await asked(tmux, label, "echo terminal > terminal.txt");
+      const thirdCard = page.getByRole("listitem", { name: `Request ${third.id}` });
+      await thirdCard.getByRole("button", { name: "Allow", exact: true }).waitFor({ timeout: 15_000 });
+      await tmux.waitFor("Do you want to proceed?", 30_000);
+      // (A key that comes before the dialog reads its terminal is lost: pressed while the dialog shows.)
+      await waitFor(
+        () => {
+          if (tmux.capture().includes("Do you want to proceed?")) tmux.keys("1");
+          return existsSync(join(workspace, "terminal.txt"));
+        },
+        { timeoutMs: 30_000, intervalMs: 500, what: "terminal.txt, allowed in the terminal" },
+      ).catch((err: unknown) => {
+        throw new Error(`${(err as Error).message}\n--- screen ---\n${tmux.capture()}`);
+      });
+      await thirdCard.getByRole("status").filter({ hasText: "Answered in the terminal" }).waitFor({ timeout: 15_000 });
+      await page.screenshot({ path: join(SCREENSHOTS, "inbox-answered-in-terminal.png") });
+      expect(await inbox()).toEqual([]);
+      const late = await fx.user.cli(["approve", label, third.id]);
+      expect(late.code).toBe(1);
+      expect(late.stderr).toContain("Already answered in the terminal");
+    } finally {
+      await browser.close();
+    }
 
     // 4. Always: the same command again runs without asking; the rule is listed.
     await run("echo again >> always.txt", "Always this one");
@@ -137,7 +157,8 @@ describe("the approval inbox", () => {
     const early = await fx.user.cli(["send", label, "Hello?"]);
     expect(early.code).toBe(1);
     expect(early.stderr).toContain("waits for an answer to a request first");
-    expect((await fx.user.cli(["deny", label])).code).toBe(0);
+    expect((await fx.user.cli(["deny", label, "--message", "Not this one, thanks"])).code).toBe(0);
+    await tmux.waitFor("Tool result (error): Not this one, thanks", 60_000);
     expect(existsSync(join(workspace, "never.txt"))).toBe(false);
 
     // Done with its turn, Claude Code waits: catty send types the next message and submits it.

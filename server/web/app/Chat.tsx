@@ -1,8 +1,9 @@
 /** @jsxImportSource preact */
-/** Chat mode: the program's replies as bubbles (read from the terminal's screen model by chat.ts), a message box, quick keys. */
+/** Chat mode: the program's replies as bubbles (read from the terminal's screen model by chat.ts), what it asks as cards, a message box, quick keys. */
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Terminal } from "@xterm/xterm";
 import { chatBubbles, cursorLine, screenLines, type Bubble, type Sent } from "./chat.ts";
+import { SessionRequests } from "./Inbox.tsx";
 
 const QUICK: Array<[string, string, string]> = [
   ["y", "y", "y"],
@@ -16,7 +17,7 @@ const QUICK: Array<[string, string, string]> = [
   ["^C", "\x03", "Control-C"],
 ];
 
-export function Chat({ term, send, version }: { term: Terminal | null; send(data: string): void; version: number }) {
+export function Chat({ label, term, send, version }: { label: string; term: Terminal | null; send(data: string): void; version: number }) {
   const [draft, setDraft] = useState("");
   const sent = useRef<Sent[]>([]);
   const end = useRef<HTMLDivElement>(null);
@@ -36,6 +37,7 @@ export function Chat({ term, send, version }: { term: Terminal | null; send(data
     <div class="chat">
       <div class="bubbles" role="log" aria-label="Conversation">
         {bubbles.map((b) => <div class={`bubble ${b.from}`}>{b.text}</div>)}
+        <SessionRequests label={label} />
         <div ref={end} />
       </div>
       <div class="quick" role="toolbar" aria-label="Quick actions">

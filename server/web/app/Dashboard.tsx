@@ -1,14 +1,15 @@
 /** @jsxImportSource preact */
 /**
  * The list: the sessions (running first, green; stopped below, gray) with their attention state,
- * **Refresh** (and every 30 s), **New session** in a region for a duration, and the tab's title
- * counting the sessions that wait.
+ * **Refresh** (and every 30 s), **New session** in a region for a duration, the inbox (a badge in
+ * the header), and the tab's title counting what asks, else the sessions that wait.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { isLive, type Session } from "../../../src/protocol/session.ts";
 import { api } from "./api.ts";
 import { notifyWaiting } from "./notify.ts";
 import { SessionRow } from "./SessionRow.tsx";
+import { Inbox } from "./Inbox.tsx";
 
 export function Dashboard({ user }: { user: string }) {
   const [sessions, setSessions] = useState<Session[] | null>(null);
@@ -16,6 +17,8 @@ export function Dashboard({ user }: { user: string }) {
   const [hours, setHours] = useState(2);
   const [regions, setRegions] = useState<Array<{ id: string; name: string }>>([]);
   const [region, setRegion] = useState<string | null>(null);
+  const [asking, setAsking] = useState(0);
+  const [waitingCount, setWaitingCount] = useState(0);
   const waitingBefore = useRef<Set<string> | null>(null);
   const refresh = async (): Promise<void> => {
     try {
@@ -23,7 +26,7 @@ export function Dashboard({ user }: { user: string }) {
       setSessions(list);
       setError(null);
       const waiting = list.filter((s) => s.status === "running" && s.attention?.state === "waiting").map((s) => s.label);
-      document.title = waiting.length > 0 ? `(${waiting.length}) waiting · Catty` : "Catty";
+      setWaitingCount(waiting.length);
       // A notification for each session that started waiting since the last look.
       if (waitingBefore.current) for (const l of waiting) if (!waitingBefore.current.has(l)) notifyWaiting(l);
       waitingBefore.current = new Set(waiting);
@@ -40,6 +43,10 @@ export function Dashboard({ user }: { user: string }) {
     const t = setInterval(() => void refresh(), 30_000);
     return () => clearInterval(t);
   }, []);
+  // The tab's title: what asks (the inbox), else how many sessions wait.
+  useEffect(() => {
+    document.title = asking > 0 ? `(${asking}) asking · Catty` : waitingCount > 0 ? `(${waitingCount}) waiting · Catty` : "Catty";
+  }, [asking, waitingCount]);
   const live = (sessions ?? []).filter((s) => isLive(s.status));
   const ended = (sessions ?? []).filter((s) => !isLive(s.status));
   return (
@@ -47,6 +54,7 @@ export function Dashboard({ user }: { user: string }) {
       <header>
         <h1>Catty</h1>
         <span class="user">{user}</span>
+        <a href="#inbox" class="inbox-link">Inbox{asking > 0 && <span class="badge" aria-label={`${asking} waiting for an answer`}>{asking}</span>}</a>
         <button type="button" onClick={() => void refresh()}>Refresh</button>
         {typeof Notification !== "undefined" && Notification.permission === "default" && (
           <button type="button" onClick={() => void Notification.requestPermission()}>Notify me</button>
@@ -77,6 +85,7 @@ export function Dashboard({ user }: { user: string }) {
         </button>
       </section>
       {error && <p role="alert" class="error">{error}</p>}
+      <Inbox onCount={setAsking} />
       {sessions === null ? <p>Loading…</p> : sessions.length === 0 ? <p>No sessions yet. Start one here, or with <code>catty new</code>.</p> : null}
       <ul class="sessions" aria-label="Running sessions">{live.map((s) => <SessionRow s={s} onStop={async (l) => { await api.stop(l); await refresh(); }} />)}</ul>
       <ul class="sessions" aria-label="Stopped sessions">{ended.map((s) => <SessionRow s={s} onStop={() => {}} />)}</ul>

@@ -174,7 +174,7 @@ export function TerminalPage({ label }: { label: string }) {
           {filesError && <span role="alert">{filesError}</span>}
         </div>
       )}
-      {chat && <Chat term={termRef.current} send={(d) => link.current?.input(d)} version={version} />}
+      {chat && <Chat label={label} term={termRef.current} send={(d) => link.current?.input(d)} version={version} />}
       <div class={chat ? "term hidden" : "term"} ref={box} />
       {keysShown && !chat && (
         <div class="keybar" role="toolbar" aria-label="Keys">

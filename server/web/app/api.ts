@@ -8,6 +8,7 @@ import { ErrorBody } from "../../../src/protocol/errors.ts";
 import { PutFileResult } from "../../../src/protocol/files.ts";
 import { Session, UsageReport } from "../../../src/protocol/session.ts";
 import { AttachTicket, DeviceRequest, WebConfig, WebUser } from "../../../src/protocol/web.ts";
+import { AnswerResult, PendingRequests, SettledRequests, type RequestAnswer } from "../../../src/protocol/inbox.ts";
 
 let csrf = "";
 
@@ -95,4 +96,8 @@ export const api = {
   usage: () => call(UsageReport, "GET", "/v1/usage"),
   device: (code: string) => call(DeviceRequest, "GET", `/v1/device/${encodeURIComponent(code)}`),
   approve: (userCode: string, approve: boolean) => call(Any, "POST", "/v1/device/approve", { userCode, approve }),
+  inbox: () => call(PendingRequests, "GET", "/v1/inbox"),
+  /** How the user's requests settled in the last minutes went (a card that left the inbox says so). */
+  settled: () => call(SettledRequests, "GET", "/v1/inbox/settled"),
+  answer: (label: string, id: string, answer: RequestAnswer) => call(AnswerResult, "POST", `/v1/sessions/${encodeURIComponent(label)}/requests/${encodeURIComponent(id)}/answer`, answer),
 };
