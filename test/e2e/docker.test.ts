@@ -19,8 +19,7 @@ import { LABELS, serverIdFrom } from "../../server/providers/docker.ts";
 import { removeCopy, testEngine, type TestEngine } from "../helpers/docker.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { sessionFlow, shellExitCode } from "../helpers/session-flow.ts";
-import { hostTargets, limitsFound, LIMITS_SCRIPT, readAttempts, saveText, swapAttack, syncBackClient } from "../helpers/isolation.ts";
-import { PROTOCOL_VERSION } from "../../src/protocol/index.ts";
+import { hostTargets, LIMITS_SCRIPT, limitsFound, readAttempts, runSwapAttack } from "../helpers/isolation.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceRoundTrip } from "../helpers/workspace-round-trip.ts";
 import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
@@ -169,20 +168,9 @@ describe("Docker sessions are isolated", () => {
     // What the program cannot read and the agent (root) could: the image's /etc/shadow.
     const shadow = (await engine.run("cat /etc/shadow")).output.split("\n").find((l) => l.startsWith("root:"))?.trim();
     expect(shadow).toBeTruthy();
-    const me = await session(swapAttack("/etc", ["shadow", "gshadow"]));
-    await waitFor(async () => (await server.owner.get(me.label)).status === "running", { what: "the session running" });
-    const client = await syncBackClient(server.owner.attachUrl(me.label), server.ownerToken, PROTOCOL_VERSION);
-    try {
-      expect(await results(me.container)).toContain("done");
-      await waitFor(() => client.received().includes("own 40"), { timeoutMs: 30_000, what: "the program's last file synced back" });
-    } finally {
-      client.close();
-    }
-    await server.owner.stop(me.label);
-    const save = await server.owner.latestSave(me.label);
-    const saved = await saveText(server.owner.resolveUrl(save.url), server.ownerToken);
+    const { received, saved } = await runSwapAttack({ api: server.owner, token: server.ownerToken, start: session, results: (s) => results(s.container) }, "/etc", ["shadow", "gshadow"]);
     expect(saved).toContain("own 40");
-    expect(client.received()).not.toContain(shadow as string);
+    expect(received).not.toContain(shadow as string);
     expect(saved).not.toContain(shadow as string);
   }, 120_000);
 

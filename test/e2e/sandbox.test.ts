@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { sessionDir } from "../../server/providers/local.ts";
-import { PROTOCOL_VERSION, type LocalMachine } from "../../src/protocol/index.ts";
+import type { LocalMachine } from "../../src/protocol/index.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { hostTargets, limitsFound, LIMITS_SCRIPT, readAttempts, saveText, swapAttack, syncBackClient } from "../helpers/isolation.ts";
+import { hostTargets, LIMITS_SCRIPT, limitsFound, readAttempts, runSwapAttack, saveText } from "../helpers/isolation.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { networkInterfaces } from "node:os";
 import { SESSION_DNS } from "../../server/providers/network.ts";
@@ -111,23 +111,15 @@ describe("sandboxed local sessions", () => {
   test("the review's chain against the agent: a watched directory, a parent and a file swapped for symlinks to the data dir reach neither sync-back nor a save", async () => {
     const canary = `canary-${crypto.randomUUID()}`;
     writeFileSync(join(server.dataDir, "canary-secret"), `${canary}\n`, { mode: 0o600 });
-    const me = await session(swapAttack(server.dataDir, ["canary-secret", "master-key", "owner-token", "sessions"]));
-    await waitFor(async () => (await server.owner.get(me.label)).status === "running", { what: "the session running" });
-    const client = await syncBackClient(server.owner.attachUrl(me.label), server.ownerToken, PROTOCOL_VERSION);
-    try {
-      expect(await results(me.workspace)).toContain("done");
-      // The program's own files do come back: sync-back ran through every swap.
-      await waitFor(() => client.received().includes("own 40"), { timeoutMs: 30_000, what: "the program's last file synced back" });
-    } finally {
-      client.close();
-    }
-    await server.owner.stop(me.label);
-    const save = await server.owner.latestSave(me.label);
-    const saved = await saveText(server.owner.resolveUrl(save.url), server.ownerToken);
+    const { session: me, received, saved } = await runSwapAttack(
+      { api: server.owner, token: server.ownerToken, start: session, results: (s) => results(s.workspace) },
+      server.dataDir,
+      ["canary-secret", "master-key", "owner-token", "sessions"],
+    );
     expect(saved).toContain("own 40");
     const masterKey = readFileSync(join(server.dataDir, "master-key"), "utf8").trim();
     for (const secret of [canary, masterKey, server.ownerToken]) {
-      expect(client.received()).not.toContain(secret);
+      expect(received).not.toContain(secret);
       expect(saved).not.toContain(secret);
       expect(readFileSync(join(sessionDir(server.dataDir, me.label), "agent.log"), "utf8")).not.toContain(secret);
     }

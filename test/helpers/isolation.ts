@@ -5,6 +5,9 @@
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { ApiClient } from "../../src/client/api.ts";
+import { PROTOCOL_VERSION } from "../../src/protocol/index.ts";
+import { waitFor } from "./wait.ts";
 
 /**
  * What a session must not read on the host: the server's secrets and database, and a file of
@@ -97,4 +100,41 @@ export async function saveText(url: string, token: string): Promise<string> {
   let bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = Bun.gunzipSync(bytes);
   return new TextDecoder("latin1").decode(bytes);
+}
+
+/** Where `runSwapAttack` runs: the server's API as its owner, and how a session starts and reports. */
+export interface AttackRig<S extends { label: string }> {
+  api: ApiClient;
+  token: string;
+  /** Starts a session running `script` in bash. */
+  start(script: string): Promise<S>;
+  /** The lines the session wrote to /workspace/result.txt, once it wrote `done`. */
+  results(session: S): Promise<string[]>;
+}
+
+/**
+ * `swapAttack` against `target` in a session, with sync-back attached from the start: waits for
+ * the rounds to end and the program's own last file to come back, stops the session (its final
+ * save), and returns everything the client received and the final save's bytes, for the test to
+ * search for what must not be there.
+ */
+export async function runSwapAttack<S extends { label: string }>(
+  rig: AttackRig<S>,
+  target: string,
+  names: string[],
+): Promise<{ session: S; received: string; saved: string }> {
+  const { api, token } = rig;
+  const session = await rig.start(swapAttack(target, names));
+  await waitFor(async () => (await api.get(session.label)).status === "running", { what: "the session running" });
+  const client = await syncBackClient(api.attachUrl(session.label), token, PROTOCOL_VERSION);
+  try {
+    if (!(await rig.results(session)).includes("done")) throw new Error("the attack did not finish its rounds");
+    // The program's own files do come back: sync-back ran through every swap.
+    await waitFor(() => client.received().includes("own 40"), { timeoutMs: 30_000, what: "the program's last file synced back" });
+  } finally {
+    client.close();
+  }
+  await api.stop(session.label);
+  const save = await api.latestSave(session.label);
+  return { session, received: client.received(), saved: await saveText(api.resolveUrl(save.url), token) };
 }
