@@ -16,6 +16,9 @@ const MAX_RETRY_MS = 6 * 3_600_000;
 /** Even a certificate far from expiry is looked at this often (a clock that jumped, another replica's renewal). */
 const CHECK_MS = 12 * 3_600_000;
 
+/** How long to wait before the next try after `failures` failed orders in a row: 1 min, doubling, at most 6 h. */
+export const retryDelayMs = (failures: number): number => Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(failures, 20));
+
 export interface AcmeManagerOptions {
   domain: string;
   directory: string;
@@ -99,7 +102,7 @@ export async function startAcmeManager(opts: AcmeManagerOptions): Promise<AcmeMa
       const renewAt = (current as Certificate | null)?.notAfter.getTime() ?? now();
       schedule(due() ? CHECK_MS : renewAt - opts.renewDays * DAY - now());
     } catch (err) {
-      const wait = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** failures);
+      const wait = retryDelayMs(failures);
       failures++;
       const serving = current ? `still serving the current certificate, valid until ${current.notAfter.toISOString()}` : "HTTPS is not served until one is obtained";
       log.error(`TLS: could not ${current ? "renew" : "obtain"} the certificate for ${opts.domain}: ${(err as Error).message}; trying again in ${Math.round(wait / 60_000)} min; ${serving}`);

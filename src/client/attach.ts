@@ -13,7 +13,7 @@ import type { Log } from "../lib/log.ts";
 import { Display } from "./display.ts";
 import { Detacher, escapeHelp } from "./detach.ts";
 import { InputReader, pasteEvent, type InputEvent } from "./input.ts";
-import type { PredictMode } from "./predict.ts";
+import type { PredictMode } from "../lib/predict.ts";
 import { droppableFiles, pastedPaths, readDroppedFile, uploadAnswer, type DroppedFile } from "./paste-files.ts";
 import { CursorReportReader } from "./cursor-report.ts";
 import { enterRawMode, type RawMode } from "./raw-mode.ts";

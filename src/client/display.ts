@@ -7,7 +7,7 @@
  * screen, which would erase the lines catty printed before attaching.
  */
 import { LocalScreen } from "./local-screen.ts";
-import { PredictedEcho, Predictor, type PredictMode, type ScreenView } from "./predict.ts";
+import { PredictedEcho, Predictor, type PredictMode, type ScreenView } from "../lib/predict.ts";
 import { ModeTracker } from "../lib/terminal-modes.ts";
 import { printable } from "./terminal-text.ts";
 

@@ -16,8 +16,8 @@
  */
 import type { Terminal } from "@xterm/headless";
 import { TerminalMirror } from "../lib/terminal-mirror.ts";
-import type { ScreenView } from "./predict.ts";
-import { cellSgr, xtermScreen } from "./terminal-cells.ts";
+import type { ScreenView } from "../lib/predict.ts";
+import { cellSgr, xtermScreen } from "../lib/terminal-cells.ts";
 
 const MAX_BACKLOG_BYTES = 2 * 1024 * 1024;
 

@@ -8,7 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { SerializeAddon } from "@xterm/addon-serialize";
 import { Terminal } from "@xterm/headless";
 import { Display } from "../../src/client/display.ts";
-import type { PredictMode } from "../../src/client/predict.ts";
+import type { PredictMode } from "../../src/lib/predict.ts";
 import { CursorReportReader } from "../../src/client/cursor-report.ts";
 import { LocalScreen, serializeRow } from "../../src/client/local-screen.ts";
 import { waitFor } from "../helpers/wait.ts";

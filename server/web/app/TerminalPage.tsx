@@ -15,6 +15,8 @@ import { shellWord } from "../../../src/lib/format.ts";
 import { api } from "./api.ts";
 import { Chat } from "./Chat.tsx";
 import { BrowserLink, type LinkState } from "./link.ts";
+import { PredictedTerminal } from "./predicted-terminal.ts";
+import type { PredictMode } from "../../../src/lib/predict.ts";
 import { notifyWaiting } from "./notify.ts";
 
 /** The virtual key bar of touch screens: keys a phone's keyboard does not have. */
@@ -33,7 +35,17 @@ const KEYS: Array<[string, string, string]> = [
   ["⏎", "\r", "Enter"],
 ];
 
+/** The dashboard's prediction setting (as `--predict` / `CATTY_PREDICT`), kept in this browser. */
+const PREDICT_KEY = "catty.predict";
+const PREDICT_MODES: PredictMode[] = ["auto", "always", "never"];
+function storedPredictMode(): PredictMode {
+  return storedModeOf(localStorage.getItem(PREDICT_KEY) ?? "");
+}
+
 export function TerminalPage({ label }: { label: string }) {
+  const [predictMode, setPredictMode] = useState<PredictMode>(storedPredictMode);
+  const [rtt, setRtt] = useState<number | null>(null);
+  const predicted = useRef<PredictedTerminal | null>(null);
   const [keysShown, setKeysShown] = useState(window.matchMedia("(pointer: coarse)").matches);
   const [chat, setChat] = useState(window.matchMedia("(max-width: 600px)").matches);
   const [version, setVersion] = useState(0);
@@ -58,6 +70,19 @@ export function TerminalPage({ label }: { label: string }) {
       for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? "");
       return lines.join("\n");
     };
+    // The characters drawn underlined on the screen (predictions not confirmed yet), for tests.
+    (box.current as HTMLDivElement & { underlinedText?: () => string }).underlinedText = () => {
+      const b = term.buffer.active;
+      let out = "";
+      for (let y = 0; y < term.rows; y++) {
+        const line = b.getLine(b.baseY + y);
+        for (let x = 0; line && x < term.cols; x++) {
+          const c = line.getCell(x);
+          if (c?.isUnderline()) out += c.getChars() || " ";
+        }
+      }
+      return out;
+    };
     // Chat mode re-reads the screen model after output lands (a frame at most).
     let pending = false;
     const written = term.onWriteParsed(() => {
@@ -76,11 +101,20 @@ export function TerminalPage({ label }: { label: string }) {
       // no WebGL here: the DOM renderer stays
     }
     fit.fit();
+    const shown = new PredictedTerminal(term, storedPredictMode(), parsed);
+    predicted.current = shown;
+    // Predictions judged so far, for tests and benchmarks.
+    (box.current as HTMLDivElement & { predictions?: () => { confirmed: number; contradicted: number; keyToModelMs: number[] } }).predictions = () => ({
+      confirmed: shown.predictor.confirmedCount,
+      contradicted: shown.predictor.contradictedCount,
+      keyToModelMs: [...shown.keyToModelMs],
+    });
     const l = new BrowserLink(label, view, {
-      output: (data) => term.write(data, parsed),
-      screen: (data) => {
-        term.reset();
-        term.write(data, parsed);
+      output: (data) => shown.output(data),
+      screen: (data) => shown.screen(data),
+      rtt: (ms) => {
+        shown.predictor.rtt(ms);
+        setRtt(ms);
       },
       state: setState,
       attention: (s) => {
@@ -91,7 +125,10 @@ export function TerminalPage({ label }: { label: string }) {
       },
     });
     link.current = l;
-    const input = term.onData((d) => l.input(d));
+    const input = term.onData((d) => {
+      if (!view) shown.typed(d);
+      l.input(d);
+    });
     const onResize = (): void => {
       fit.fit();
       l.resize(term.cols, term.rows);
@@ -106,6 +143,7 @@ export function TerminalPage({ label }: { label: string }) {
       window.removeEventListener("orientationchange", onResize);
       input.dispose();
       written.dispose();
+      shown.dispose();
       l.close();
       term.dispose();
     };
@@ -155,7 +193,7 @@ export function TerminalPage({ label }: { label: string }) {
       <div class={`statusbar ${state.kind}`}>
         <a href="/">← Sessions</a>
         <span class="name">{label}</span>
-        <span role="status" class="state">{text}</span>
+        <span role="status" class="state" title={roundTripText(rtt, predicted.current)}>{text}</span>
         {state.kind !== "connected" && "reason" in state && state.reason && <span class="reason">{state.reason}</span>}
         {state.kind === "disconnected" && <button type="button" onClick={() => link.current?.reconnect()}>Retry</button>}
         <label class="toggle"><input type="checkbox" checked={view} onChange={(e) => setView(e.currentTarget.checked)} /> View only</label>
@@ -165,6 +203,17 @@ export function TerminalPage({ label }: { label: string }) {
         <button type="button" disabled={view || state.kind !== "connected"} onClick={() => picker.current?.click()}>Upload</button>
         <input ref={picker} type="file" multiple hidden aria-label="Files to upload" accept={FILE_TYPES.map((t) => `.${t}`).join(",")}
           onChange={(e) => { const l = e.currentTarget.files; if (l?.length) void hand([...l]); e.currentTarget.value = ""; }} />
+        <label class="toggle" title="Predictive echo: what you type shows at once, underlined until the program echoes it">
+          Echo{" "}
+          <select aria-label="Predictive echo" value={predictMode} onChange={(e) => {
+            const mode = storedModeOf(e.currentTarget.value);
+            localStorage.setItem(PREDICT_KEY, mode);
+            setPredictMode(mode);
+            if (predicted.current) predicted.current.predictor.mode = mode;
+          }}>
+            {PREDICT_MODES.map((m) => <option value={m}>{m}</option>)}
+          </select>
+        </label>
         <button type="button" aria-pressed={keysShown} onClick={() => setKeysShown(!keysShown)}>Keyboard</button>
         <button type="button" aria-pressed={chat} onClick={() => setChat(!chat)}>{chat ? "Terminal" : "Chat"}</button>
       </div>
@@ -187,4 +236,15 @@ export function TerminalPage({ label }: { label: string }) {
       )}
     </div>
   );
+}
+
+function storedModeOf(v: string): PredictMode {
+  return PREDICT_MODES.find((m) => m === v) ?? "auto";
+}
+
+/** The status bar's hover: the round trip and whether prediction draws. */
+function roundTripText(rtt: number | null, shown: PredictedTerminal | null): string {
+  const p = shown?.predictor;
+  const state = !p || p.mode === "never" ? "off" : p.active ? "on" : `off below ${p.thresholdMs} ms`;
+  return `round trip ${rtt === null ? "not measured yet" : `${Math.round(rtt)} ms`} · predictive echo ${state}`;
 }

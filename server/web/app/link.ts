@@ -25,6 +25,8 @@ export interface LinkEvents {
   screen(data: string): void;
   state(s: LinkState): void;
   attention?(state: string): void;
+  /** A round trip measured by the heartbeat (ping to pong), in ms. */
+  rtt?(ms: number): void;
 }
 
 type AttachSocket = Socket<ServerToClient, ClientToServer>;
@@ -39,6 +41,8 @@ export class BrowserLink {
   /** Same on every reconnect, so the server can tell a comeback from a new client. */
   private readonly instance = crypto.randomUUID();
   private everAttached = false;
+  /** When each heartbeat ping went, by id, until its pong. */
+  private readonly pings = new Map<number, number>();
   private size = { cols: 80, rows: 24 };
 
   constructor(
@@ -78,7 +82,11 @@ export class BrowserLink {
         url: () => this.attachUrl(),
         schema: ServerToClient,
         log: console,
-        ping: (id) => ({ type: "ping", id }),
+        ping: (id) => {
+          if (this.pings.size > 8) this.pings.clear();
+          this.pings.set(id, performance.now());
+          return { type: "ping", id };
+        },
         // A link that was up is dialled again at once.
         retry: ({ previousMs, wasOpen }) => (wasOpen ? 0 : retryMs(previousMs)),
         stopOn: [CLOSE.ended, CLOSE.takeover, CLOSE.protocol, CLOSE.malformed],
@@ -133,6 +141,7 @@ export class BrowserLink {
       case "attached":
         this.everAttached = true;
         socket.markReady();
+        socket.ping(); // the round trip, measured at once (the heartbeat goes on measuring it)
         this.ev.state({ kind: "connected" });
         return;
       case "status":
@@ -158,9 +167,15 @@ export class BrowserLink {
         return;
       case "error":
         return this.finish(socket, msg.message);
+      case "pong": {
+        const sent = this.pings.get(msg.id);
+        if (sent === undefined) return;
+        this.pings.delete(msg.id);
+        this.ev.rtt?.(performance.now() - sent);
+        return;
+      }
       case "view_only":
       case "sync":
-      case "pong":
         return;
       default: {
         const never: never = msg;

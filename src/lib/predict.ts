@@ -2,8 +2,7 @@
  * Predictive local echo, one engine for the CLI (over `src/client/local-screen.ts`'s headless
  * terminal) and the dashboard (over xterm.js's buffer). Pure: what the user typed, the screen as
  * the program last drew it (`ScreenView`) and the time go in; what to draw comes out. The shell
- * only feeds it and writes what it returns. It imports nothing but types; it sits with the CLI
- * until the dashboard draws with it too (then in `src/lib`: docs/architecture.md §1).
+ * only feeds it and writes what it returns.
  *
  * As mosh does it (its `terminaloverlay.cc`), keystrokes a line editor would echo — printable
  * characters (wide ones too), backspace, left and right — are drawn at once where the program

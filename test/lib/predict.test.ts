@@ -8,8 +8,8 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { Terminal } from "@xterm/headless";
-import { PredictedEcho, Predictor, OutputBoundary, keys, type PredictMode } from "../../src/client/predict.ts";
-import { xtermScreen } from "../../src/client/terminal-cells.ts";
+import { PredictedEcho, Predictor, OutputBoundary, keys, type PredictMode } from "../../src/lib/predict.ts";
+import { xtermScreen } from "../../src/lib/terminal-cells.ts";
 
 const enc = new TextEncoder();
 const PROMPT = "$ ";
