@@ -50,14 +50,17 @@ export async function startAcmeManager(opts: AcmeManagerOptions): Promise<AcmeMa
   const loadStored = async (): Promise<void> => {
     const stored = await opts.storage.certificate(opts.domain);
     if (!stored || stored.cert === current?.cert) return;
+    let cert: Certificate;
     try {
-      const cert = parseCertificate(stored.cert, stored.key);
-      await opts.onCertificate(cert);
-      current = cert;
-      log.info(`TLS: serving the certificate for ${opts.domain}, valid until ${cert.notAfter.toISOString()}`);
+      cert = parseCertificate(stored.cert, stored.key);
     } catch (err) {
-      log.error(`TLS: the stored certificate for ${opts.domain} does not serve (${(err as Error).message}); ordering a new one`);
+      log.error(`TLS: the stored certificate for ${opts.domain} does not read (${(err as Error).message}); ordering a new one`);
+      return;
     }
+    // A listener that cannot serve it is the caller's error (at start: the server does not start).
+    await opts.onCertificate(cert);
+    current = cert;
+    log.info(`TLS: serving the certificate for ${opts.domain}, valid until ${cert.notAfter.toISOString()}`);
   };
   const due = (): boolean => current === null || now() >= current.notAfter.getTime() - opts.renewDays * DAY;
 
