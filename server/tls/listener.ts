@@ -49,8 +49,10 @@ export function listenHttps<T>(opts: HttpsOptions<T>): HttpsListener {
       const previous = server;
       server = next;
       old.push(previous);
-      await previous.stop(false);
-      old.splice(old.indexOf(previous), 1);
+      // Not awaited: its connections (WebSockets too) may live on for hours; stop() ends them.
+      void previous.stop(false).then(() => {
+        old.splice(old.indexOf(previous), 1);
+      });
     },
     async stop(closeActive = false) {
       await Promise.all([server, ...old].map((s) => s.stop(closeActive)));
