@@ -37,6 +37,7 @@ import { internalRoutes } from "./routes/internal.ts";
 import type { Store } from "./store/types.ts";
 import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
 import { Inbox } from "./inbox.ts";
+import { Notifier, type NotifyFormat } from "./notify.ts";
 import { hookRoutes, inboxRoutes } from "./routes/inbox.ts";
 import { webAuthRoutes } from "./routes/web-auth.ts";
 import { webRoutes } from "./routes/web.ts";
@@ -81,6 +82,8 @@ export interface AppDeps {
   publicUrl?: string | null;
   /** With replicas: `/v1/internal` is served by `internalFetch` (a listener of its own), not by `fetch`. */
   internalListener?: boolean;
+  /** The inbox's webhook (`CATTY_NOTIFY_URL`, `CATTY_NOTIFY_FORMAT`); null: none. */
+  notify?: { url: string; format: NotifyFormat } | null;
   /** `CATTY_PREVIEW_DOMAIN`: preview links at `LABEL-PORT.<domain>`; null: at `LABEL-PORT.localhost`. */
   previewDomain?: string | null;
 }
@@ -147,6 +150,7 @@ export function createApp(deps: AppDeps): CattyApp {
   });
   const relay = new Relay(lifecycle, log, metrics);
   const inbox = new Inbox();
+  if (deps.notify) inbox.events = new Notifier({ ...deps.notify, publicUrl: () => deps.publicUrl ?? deps.agentUrl(), log });
   const previewDomain = deps.previewDomain ?? null;
   const previews = new Previews({ store: deps.store, tunnels: relay.tunnels, log, domain: previewDomain });
   relay.tunnels.onEnded = (sessionId) => previews.closeSession(sessionId);

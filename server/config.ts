@@ -90,6 +90,15 @@ export const SERVER_SETTINGS = {
     doc: "the server's public URL: session agents dial it, and requests to its host are taken to have come with its scheme (`https://`: cookies are `Secure`, HSTS is sent, device links use it)",
     shown: "`http://127.0.0.1:<port>`",
   }),
+  notifyUrl: setting(optionalString().refine((v) => v === undefined || /^https?:\/\/[^/\s]+/.test(v), { error: "must be an http:// or https:// URL" }), {
+    env: ["CATTY_NOTIFY_URL"],
+    doc: "a webhook that gets each new request of the inbox (and each answer): JSON events, or ntfy messages with Allow/Deny buttons (`CATTY_NOTIFY_FORMAT`)",
+    shown: "none",
+  }),
+  notifyFormat: setting(enumSetting(["json", "ntfy"] as const, "json"), {
+    env: ["CATTY_NOTIFY_FORMAT"],
+    doc: "what `CATTY_NOTIFY_URL` gets: `json` events, or `ntfy` messages (the URL names the topic: `https://ntfy.sh/my-topic`)",
+  }),
   previewDomain: setting(
     optionalString().refine((v) => v === undefined || /^(?=.{1,200}$)([a-z0-9]([a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}$/.test(v), {
       error: "must be a domain name such as preview.example.com (lowercase, no scheme or port)",
@@ -334,6 +343,8 @@ export interface ServerConfig {
   tls: Readonly<TlsConfig> | null;
   /** `CATTY_PREVIEW_DOMAIN`: preview links live under it; null: under `localhost`. */
   previewDomain: string | null;
+  /** `CATTY_NOTIFY_URL` and `CATTY_NOTIFY_FORMAT`: the inbox's webhook; null: none. */
+  notify: { url: string; format: "json" | "ntfy" } | null;
   /** Where the other replicas reach this one; unset: the address it listens on. */
   internalUrl: string | undefined;
   /** `CATTY_INTERNAL_KEY` as given: replicas sign their calls to each other with it; set whenever `databaseUrl` is. */
@@ -406,6 +417,7 @@ export function readServerConfig(
     publicUrl: s.publicUrl?.replace(/\/+$/, "") ?? (tls?.domain ? `https://${tls.domain}${tls.httpsPort === 443 ? "" : `:${tls.httpsPort}`}` : undefined),
     tls,
     previewDomain: s.previewDomain ?? null,
+    notify: s.notifyUrl ? { url: s.notifyUrl, format: s.notifyFormat } : null,
     internalUrl: s.internalUrl?.replace(/\/+$/, ""),
     internalKey: s.internalKey,
     internalPort: s.internalPort > 0 ? s.internalPort : null,

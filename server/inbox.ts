@@ -14,6 +14,7 @@
  * (without its content) for `SETTLED_KEEP_MS`, to tell a late answer what happened.
  */
 import { randomBytes } from "node:crypto";
+import { hashToken, newToken } from "./tokens.ts";
 import { CattyError, REQUEST_TEXT_MAX, type AllowRule, type AnswerResult, type PendingRequest, type PermissionHookInput, type RequestAnswer, type SettledHow, type SettledRequests } from "../src/protocol/index.ts";
 
 /** How long a settled request is remembered, to answer a late answer. */
@@ -35,6 +36,26 @@ interface Pending {
   sessionId: string;
   /** Sends the hook its answer; null: none (the terminal answered). */
   decide(d: HookDecision | null): void;
+}
+
+/** What an action token may do: this one answer to this one request of this user's session. */
+interface ActionScope {
+  userId: string;
+  session: InboxSession;
+  requestId: string;
+  behavior: "allow" | "deny";
+}
+
+/** One-use answers for a notification's buttons (random, kept hashed, gone with their request). */
+export interface ActionTokens {
+  allow: string;
+  deny: string;
+}
+
+/** What the inbox tells the notifiers (server/notify.ts). */
+export interface InboxEvents {
+  asked(request: PendingRequest, userId: string, actions: ActionTokens): void;
+  settled(request: PendingRequest, userId: string, how: SettledHow): void;
 }
 
 export interface InboxSession {
@@ -124,7 +145,10 @@ export class Inbox {
   private readonly settled = new Map<string, Settled>();
   private readonly rules = new Map<string, AllowRule[]>();
   private readonly rate = new Map<string, { start: number; count: number }>();
+  /** Action tokens by their hash. */
+  private readonly actions = new Map<string, ActionScope>();
   private readonly sweep: Timer;
+  events: InboxEvents | null = null;
 
   constructor(private readonly now: () => number = Date.now) {
     this.sweep = setInterval(() => this.forget(), 60_000);
@@ -163,7 +187,10 @@ export class Inbox {
         },
       });
       if (aborted.aborted) onAbort();
-      else aborted.addEventListener("abort", onAbort, { once: true });
+      else {
+        aborted.addEventListener("abort", onAbort, { once: true });
+        if (this.events) this.events.asked(request, session.userId, this.issueActions(session, request.id));
+      }
     });
   }
 
@@ -235,6 +262,32 @@ export class Inbox {
     return { answered: true, id: request.id, behavior: answer.behavior, rule };
   }
 
+  /**
+   * Answers with an action token (a notification's button, no other credential): its scope — one
+   * user, session, request and answer — is the whole of what it can do, once, while the request
+   * waits. This is the one place that scope is checked.
+   */
+  act(token: string): AnswerResult {
+    const hash = hashToken(token);
+    const scope = this.actions.get(hash);
+    if (!scope) throw new CattyError("not_found", "This answer was used already, or its request was answered or has ended.", "Open the dashboard to see what waits.");
+    this.actions.delete(hash);
+    const p = this.pending.get(scope.requestId);
+    if (!p || p.userId !== scope.userId || p.sessionId !== scope.session.id) {
+      throw new CattyError("not_found", "This answer was used already, or its request was answered or has ended.", "Open the dashboard to see what waits.");
+    }
+    return this.answer(scope.userId, scope.session, scope.requestId, { behavior: scope.behavior });
+  }
+
+  private issueActions(session: InboxSession, requestId: string): ActionTokens {
+    const make = (behavior: "allow" | "deny"): string => {
+      const token = newToken("act");
+      this.actions.set(hashToken(token), { userId: session.userId, session, requestId, behavior });
+      return token;
+    };
+    return { allow: make("allow"), deny: make("deny") };
+  }
+
   /** A session's "always allow" rules. */
   listRules(sessionId: string): AllowRule[] {
     return [...(this.rules.get(sessionId) ?? [])];
@@ -268,6 +321,9 @@ export class Inbox {
     if (!p) return;
     this.pending.delete(id);
     this.settled.set(id, { userId: p.userId, sessionId: p.sessionId, how, at: this.now() });
+    // Its action tokens expire with it.
+    for (const [hash, scope] of this.actions) if (scope.requestId === id) this.actions.delete(hash);
+    this.events?.settled(p.request, p.userId, how);
   }
 
   private limit(userId: string): void {

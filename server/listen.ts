@@ -253,6 +253,7 @@ export async function startServer(config: ServerConfig, log: Log, opts: StartOpt
     trustedProxies: config.trustedProxies ? parseTrustedProxies(config.trustedProxies) : null,
     publicUrl: config.publicUrl ?? null,
     previewDomain: config.previewDomain,
+    notify: config.notify,
     timeouts: config.timeouts,
     agentUrl: () => agentUrl,
     agentLostMs: config.agentLostMs,

@@ -1,8 +1,8 @@
 /** Bearer tokens: 256 bits of randomness, stored only as a SHA-256 hash. */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 
-/** `shr`: a preview share link; `pvw`: a preview host's sign-in ticket or cookie. */
-export function newToken(prefix: "cat" | "agt" | "apx" | "tkt" | "dev" | "shr" | "pvw"): string {
+/** `shr`: a preview share link; `pvw`: a preview host's sign-in ticket or cookie; `act`: a notification's one-use answer. */
+export function newToken(prefix: "cat" | "agt" | "apx" | "tkt" | "dev" | "shr" | "pvw" | "act"): string {
   return `${prefix}_${randomBytes(32).toString("base64url")}`;
 }
 

@@ -9,6 +9,7 @@
  * - `POST /v1/sessions/<label>/requests[/<id>]/answer`: allow / deny (with a message) / always.
  * - `POST /v1/sessions/<label>/send`: the next message typed into the program and submitted,
  *   refused while a request waits or the program works.
+ * - `POST /v1/act/<token>`: a notification's Allow or Deny, with its one-use action token only.
  * - `GET /v1/sessions/<label>/rules`, `DELETE /v1/sessions/<label>/rules/<id>`: "always allow".
  *
  * Answers need a user (token, or cookie with CSRF) and find only the user's own sessions and
@@ -56,6 +57,12 @@ export function inboxRoutes(deps: Pick<RouteDeps, "store" | "relay">, inbox: Inb
   const session = (c: { var: AppEnv["Variables"] }, label: string) => sessionOf(deps.store, c.var.user, label);
 
   app.get("/inbox", user, (c) => c.json(inbox.list(c.var.user.id)));
+  // A notification's button: the one-use action token is the whole credential (server/inbox.ts: act).
+  app.post("/act/:token", (c) => {
+    const token = c.req.param("token");
+    if (!/^act_[A-Za-z0-9_-]{43}$/.test(token)) throw new CattyError("not_found", "This answer was used already, or its request was answered or has ended.");
+    return c.json(inbox.act(token));
+  });
   app.get("/inbox/settled", user, (c) => c.json(inbox.settledOf(c.var.user.id)));
 
   const answer = async (c: Context<AppEnv>, label: string, id: string | null, body: RequestAnswer): Promise<Response> => {

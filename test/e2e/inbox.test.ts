@@ -18,21 +18,31 @@ import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthrop
 import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { claudeCodeBinDir, typePrompt } from "../helpers/claude-code.ts";
 import type { Tmux } from "../helpers/tmux.ts";
+import { ntfyActions, startNtfyStandIn, type NtfyStandIn } from "../helpers/ntfy.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
 
 let api: AnthropicStandIn;
+let ntfy: NtfyStandIn;
 let fx: WorkspaceFixture;
 
 beforeAll(async () => {
   const bin = await claudeCodeBinDir();
   api = startAnthropicStandIn();
-  fx = await startWorkspaceServer({ CATTY_ANTHROPIC_API_KEY: "sk-ant-operator-inbox", CATTY_ANTHROPIC_UPSTREAM: api.url, PATH: `${bin}:${process.env.PATH}` });
+  ntfy = startNtfyStandIn();
+  fx = await startWorkspaceServer({
+    CATTY_ANTHROPIC_API_KEY: "sk-ant-operator-inbox",
+    CATTY_ANTHROPIC_UPSTREAM: api.url,
+    CATTY_NOTIFY_URL: `${ntfy.url}/catty-inbox`,
+    CATTY_NOTIFY_FORMAT: "ntfy",
+    PATH: `${bin}:${process.env.PATH}`,
+  });
 }, 300_000);
 
 afterAll(async () => {
   await fx?.close();
   api?.stop();
+  ntfy?.stop();
 });
 
 async function inbox(): Promise<PendingRequest[]> {
@@ -140,6 +150,28 @@ describe("the approval inbox", () => {
     expect(await inbox()).toEqual([]);
     const rules = (await (await fx.user.api("GET", `/v1/sessions/${label}/rules`)).json()) as Array<{ tool: string; prefix: string }>;
     expect(rules).toMatchObject([{ tool: "Bash", prefix: "echo again >> always.txt" }]);
+
+    // 5. An ntfy message (retried after the stand-in's 503) with Allow and Deny buttons: one-use
+    // action links that need no other credential, and die with their request.
+    ntfy.failNext = 1;
+    await run("echo ntfy > ntfy.txt", "Answer from the phone");
+    const fifth = await asked(tmux, label, "echo ntfy > ntfy.txt");
+    const message = await waitFor(() => ntfy.received.find((m) => m.status === 200 && m.body === "echo ntfy > ntfy.txt") ?? null, { timeoutMs: 15_000, what: "the ntfy message" });
+    expect(ntfy.received.filter((m) => m.body === "echo ntfy > ntfy.txt").map((m) => m.status)).toEqual([503, 200]);
+    expect(message).toMatchObject({ topic: "catty-inbox" });
+    expect(message.headers.title).toBe(`${label} asks to run a command`);
+    expect(message.headers.click).toBe(`${fx.server.url}/s/${label}`);
+    const [allow, deny] = ntfyActions(message.headers.actions ?? "");
+    expect([allow?.label, deny?.label]).toEqual(["Allow", "Deny"]);
+    expect((await fetch(allow!.url)).status).toBe(404);
+    const acted = await fetch(allow!.url, { method: allow!.method });
+    expect(acted.status).toBe(200);
+    expect(await acted.json()).toMatchObject({ answered: true, id: fifth.id, behavior: "allow" });
+    await waitFor(() => existsSync(join(workspace, "ntfy.txt")), { timeoutMs: 30_000, what: "ntfy.txt, allowed from the notification" });
+    // Replayed, or the other button after the answer: refused.
+    expect((await fetch(allow!.url, { method: "POST" })).status).toBe(404);
+    expect((await fetch(deny!.url, { method: "POST" })).status).toBe(404);
+    await waitFor(() => ntfy.received.find((m) => m.headers.title === `${label}: allowed`) ?? null, { timeoutMs: 15_000, what: "the ntfy message saying it was allowed" });
 
     // The session's own credential (its Claude API token) asks, and only asks.
     await run("echo never > never.txt", "One more");

@@ -4,7 +4,7 @@
  * lets shell syntax through a prefix.
  */
 import { describe, expect, test } from "bun:test";
-import { describeToolUse, Inbox, ruleAllows, ruleFor, type HookDecision } from "../../server/inbox.ts";
+import { describeToolUse, Inbox, ruleAllows, ruleFor, type ActionTokens, type HookDecision } from "../../server/inbox.ts";
 import { REQUEST_TEXT_MAX, type PermissionHookInput } from "../../src/protocol/index.ts";
 
 const bash = (command: string): PermissionHookInput => ({ hook_event_name: "PermissionRequest", tool_name: "Bash", tool_input: { command, description: "d" } });
@@ -84,6 +84,30 @@ describe("the inbox", () => {
     const edit = describeToolUse({ hook_event_name: "PermissionRequest", tool_name: "Edit", tool_input: { file_path: "src/a.ts", old_string: "let a = 1;", new_string: "const a = 1;" } });
     expect(edit.diff).toBe("--- a/src/a.ts\n+++ b/src/a.ts\n@@ -1,1 +1,1 @@\n-let a = 1;\n+const a = 1;");
     expect(edit.path).toBe("src/a.ts");
+  });
+
+  test("action tokens: one answer to one request, once, while it waits; random and not kept in the clear", async () => {
+    const inbox = new Inbox();
+    const issued: ActionTokens[] = [];
+    inbox.events = { asked: (_r, _u, a) => issued.push(a), settled: () => {} };
+    const one = ask(inbox, alice, bash("make one"));
+    const two = ask(inbox, alice, bash("make two"));
+    const [a1, a2] = issued;
+    expect(a1!.allow).toMatch(/^act_[A-Za-z0-9_-]{43}$/);
+    expect(new Set([a1!.allow, a1!.deny, a2!.allow, a2!.deny]).size).toBe(4);
+    expect(JSON.stringify([...(inbox as unknown as { actions: Map<string, unknown> }).actions.keys()])).not.toContain(a1!.allow);
+    expect(inbox.act(a2!.deny)).toMatchObject({ behavior: "deny" });
+    expect(await two.decision).toMatchObject({ behavior: "deny" });
+    // Used, or its request settled: every token of that request is gone; the other request's still works.
+    expect(() => inbox.act(a2!.deny)).toThrow(/used already/);
+    expect(() => inbox.act(a2!.allow)).toThrow(/used already/);
+    expect(() => inbox.act("act_" + "x".repeat(43))).toThrow(/used already/);
+    expect(inbox.act(a1!.allow)).toMatchObject({ behavior: "allow" });
+    expect(await one.decision).toEqual({ behavior: "allow" });
+    const three = ask(inbox, alice, bash("make three"));
+    three.abort.abort();
+    expect(() => inbox.act(issued[2]!.allow)).toThrow(/used already/);
+    inbox.close();
   });
 
   test("answers are rate-limited per user", () => {
