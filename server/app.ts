@@ -38,6 +38,8 @@ import type { Store } from "./store/types.ts";
 import { anthropicRoutes, type ApiAccess } from "./anthropic.ts";
 import { Inbox } from "./inbox.ts";
 import { Notifier, type NotifyFormat } from "./notify.ts";
+import { WebPush } from "./push.ts";
+import { pushRoutes } from "./routes/push.ts";
 import { hookRoutes, inboxRoutes } from "./routes/inbox.ts";
 import { webAuthRoutes } from "./routes/web-auth.ts";
 import { webRoutes } from "./routes/web.ts";
@@ -150,7 +152,16 @@ export function createApp(deps: AppDeps): CattyApp {
   });
   const relay = new Relay(lifecycle, log, metrics);
   const inbox = new Inbox();
-  if (deps.notify) inbox.events = new Notifier({ ...deps.notify, publicUrl: () => deps.publicUrl ?? deps.agentUrl(), log });
+  const publicUrl = (): string => deps.publicUrl ?? deps.agentUrl();
+  const push = new WebPush({ store: deps.store, holder: crypto.randomUUID(), publicUrl, log });
+  const notifier = deps.notify ? new Notifier({ ...deps.notify, publicUrl, log }) : null;
+  inbox.events = {
+    asked: (...a) => {
+      push.asked(...a);
+      notifier?.asked(...a);
+    },
+    settled: (...a) => notifier?.settled(...a),
+  };
   const previewDomain = deps.previewDomain ?? null;
   const previews = new Previews({ store: deps.store, tunnels: relay.tunnels, log, domain: previewDomain });
   relay.tunnels.onEnded = (sessionId) => previews.closeSession(sessionId);
@@ -223,6 +234,7 @@ export function createApp(deps: AppDeps): CattyApp {
   app.route("/v1/uploads", uploadRoutes(routeDeps));
   app.route("/v1/vault", vaultRoutes(routeDeps));
   app.route("/v1", inboxRoutes(routeDeps, inbox));
+  app.route("/v1/push", pushRoutes(routeDeps, push));
   app.route("/v1/agent", agentRoutes(routeDeps));
   // Replicas' calls to each other: nowhere on a server of its own (there is no other to call it).
   const internal = replicas.solo ? null : internalRoutes(routeDeps);

@@ -18,18 +18,21 @@ import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthrop
 import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { claudeCodeBinDir, typePrompt } from "../helpers/claude-code.ts";
 import type { Tmux } from "../helpers/tmux.ts";
+import { startPushServiceStandIn, type PushServiceStandIn } from "../helpers/push-service.ts";
 import { ntfyActions, startNtfyStandIn, type NtfyStandIn } from "../helpers/ntfy.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
 
 let api: AnthropicStandIn;
 let ntfy: NtfyStandIn;
+let pushService: PushServiceStandIn;
 let fx: WorkspaceFixture;
 
 beforeAll(async () => {
   const bin = await claudeCodeBinDir();
   api = startAnthropicStandIn();
   ntfy = startNtfyStandIn();
+  pushService = startPushServiceStandIn();
   fx = await startWorkspaceServer({
     CATTY_ANTHROPIC_API_KEY: "sk-ant-operator-inbox",
     CATTY_ANTHROPIC_UPSTREAM: api.url,
@@ -43,6 +46,7 @@ afterAll(async () => {
   await fx?.close();
   api?.stop();
   ntfy?.stop();
+  pushService?.stop();
 });
 
 async function inbox(): Promise<PendingRequest[]> {
@@ -151,23 +155,35 @@ describe("the approval inbox", () => {
     const rules = (await (await fx.user.api("GET", `/v1/sessions/${label}/rules`)).json()) as Array<{ tool: string; prefix: string }>;
     expect(rules).toMatchObject([{ tool: "Bash", prefix: "echo again >> always.txt" }]);
 
-    // 5. An ntfy message (retried after the stand-in's 503) with Allow and Deny buttons: one-use
-    // action links that need no other credential, and die with their request.
+    // 5. Web Push to two devices (one the push service says is gone: dropped), the payload
+    // encrypted for the device and the VAPID JWT good; and an ntfy message (retried after the
+    // stand-in's 503). Both carry the same one-use action links, which need no other credential.
+    const phone = pushService.device();
+    const old = pushService.device();
+    pushService.gone.add(old.id);
+    for (const d of [phone, old]) expect((await fx.user.api("POST", "/v1/push/subscriptions", d.subscription)).status).toBe(201);
+    expect((await fx.user.api("POST", "/v1/push/subscriptions", { endpoint: "ftp://x/y", keys: phone.subscription.keys })).status).toBe(400);
     ntfy.failNext = 1;
-    await run("echo ntfy > ntfy.txt", "Answer from the phone");
-    const fifth = await asked(tmux, label, "echo ntfy > ntfy.txt");
-    const message = await waitFor(() => ntfy.received.find((m) => m.status === 200 && m.body === "echo ntfy > ntfy.txt") ?? null, { timeoutMs: 15_000, what: "the ntfy message" });
-    expect(ntfy.received.filter((m) => m.body === "echo ntfy > ntfy.txt").map((m) => m.status)).toEqual([503, 200]);
+    await run("echo phone > phone.txt", "Answer from the phone");
+    const fifth = await asked(tmux, label, "echo phone > phone.txt");
+    const pushed = await waitFor(() => pushService.messages.find((m) => m.id === phone.id) ?? null, { timeoutMs: 15_000, what: "the push at the push service" });
+    expect(pushed.problem).toBeNull();
+    expect(pushed.vapid?.k).toBe(((await (await fx.user.api("GET", "/v1/push/key")).json()) as { publicKey: string }).publicKey);
+    const payload = JSON.parse(pushed.payload ?? "") as { title: string; body: string; url: string; actions: { allow: string; deny: string } };
+    expect(payload).toMatchObject({ title: `${label} asks to run a command`, body: "echo phone > phone.txt", url: `/s/${label}` });
+    await waitFor(async () => ((await (await fx.user.api("GET", "/v1/push/subscriptions")).json()) as unknown[]).length === 1, { timeoutMs: 15_000, what: "the gone subscription dropped" });
+    const message = await waitFor(() => ntfy.received.find((m) => m.status === 200 && m.body === "echo phone > phone.txt") ?? null, { timeoutMs: 15_000, what: "the ntfy message" });
+    expect(ntfy.received.filter((m) => m.body === "echo phone > phone.txt").map((m) => m.status)).toEqual([503, 200]);
     expect(message).toMatchObject({ topic: "catty-inbox" });
     expect(message.headers.title).toBe(`${label} asks to run a command`);
     expect(message.headers.click).toBe(`${fx.server.url}/s/${label}`);
     const [allow, deny] = ntfyActions(message.headers.actions ?? "");
-    expect([allow?.label, deny?.label]).toEqual(["Allow", "Deny"]);
+    expect([allow?.label, deny?.label, allow?.url]).toEqual(["Allow", "Deny", `${fx.server.url}${payload.actions.allow}`]);
     expect((await fetch(allow!.url)).status).toBe(404);
-    const acted = await fetch(allow!.url, { method: allow!.method });
+    const acted = await fetch(`${fx.server.url}${payload.actions.allow}`, { method: "POST" });
     expect(acted.status).toBe(200);
     expect(await acted.json()).toMatchObject({ answered: true, id: fifth.id, behavior: "allow" });
-    await waitFor(() => existsSync(join(workspace, "ntfy.txt")), { timeoutMs: 30_000, what: "ntfy.txt, allowed from the notification" });
+    await waitFor(() => existsSync(join(workspace, "phone.txt")), { timeoutMs: 30_000, what: "phone.txt, allowed from the notification" });
     // Replayed, or the other button after the answer: refused.
     expect((await fetch(allow!.url, { method: "POST" })).status).toBe(404);
     expect((await fetch(deny!.url, { method: "POST" })).status).toBe(404);
