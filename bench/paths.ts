@@ -90,6 +90,10 @@ export interface CattyPathOptions {
   name?: string;
   /** Added to the server's environment (e.g. CATTY_AGENT_BIN, or agent settings it passes on). */
   serverEnv?: Record<string, string>;
+  /** Added to the CLI's environment (e.g. CATTY_PREDICT). */
+  clientEnv?: Record<string, string>;
+  /** The URL the CLI dials for a server on `port` (e.g. a delaying proxy's); default the server's own. */
+  via?: (port: number) => string;
 }
 
 /**
@@ -129,7 +133,13 @@ export async function startCattyPath(tmp: string, program: string, opts: CattyPa
   let feed: (d: Uint8Array, at: number) => void = () => {};
   const cli = spawnInPty([bins.catty, "connect", session.label], {
     cwd,
-    env: { ...process.env, CATTY_API_ADDR: server.url, CATTY_TOKEN: server.token, CATTY_HOME: home },
+    env: {
+      ...process.env,
+      CATTY_API_ADDR: opts.via ? opts.via(Number(new URL(server.url).port)) : server.url,
+      CATTY_TOKEN: server.token,
+      CATTY_HOME: home,
+      ...opts.clientEnv,
+    },
     cols: COLS,
     rows: ROWS,
     onOutput: (data, at) => feed(data, at),
@@ -225,6 +235,10 @@ export interface SshPathOptions {
    * hosts): a relay in the middle, as Catty's server is. The path is then named "ssh -J".
    */
   jump?: boolean;
+  /** The port ssh dials for the sshd on `port` (e.g. a delaying proxy's); default the sshd's own. */
+  via?: (port: number) => number;
+  /** The path's name (default "ssh", or "ssh -J"). */
+  name?: string;
 }
 
 /** Starts a loopback sshd and `ssh -tt` to it under a PTY, running `program`. */
@@ -233,7 +247,7 @@ export async function startSshPath(tmp: string, program: string, opts: SshPathOp
   // os.userInfo() can answer "unknown" under Bun; `id -un` reads the account database.
   const user = (await run(["id", "-un"], { timeoutMs: 10_000 })).out.trim();
   const common = [
-    "-F", "/dev/null", "-p", String(sshd.port), "-i", sshd.clientKey,
+    "-F", "/dev/null", "-p", String(opts.via ? opts.via(sshd.port) : sshd.port), "-i", sshd.clientKey,
     "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
     "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
   ];
@@ -243,7 +257,7 @@ export async function startSshPath(tmp: string, program: string, opts: SshPathOp
     ["ssh", "-tt", "-e", "none", ...common, ...jump, `${user}@127.0.0.1`, `exec sh -c ${shellQuote(program)}`],
     { cols: COLS, rows: ROWS, onOutput: (data, at) => feed(data, at) },
   );
-  const t = tapped(opts.jump ? "ssh -J" : "ssh", (data) => cli.write(data), () => {
+  const t = tapped(opts.name ?? (opts.jump ? "ssh -J" : "ssh"), (data) => cli.write(data), () => {
     // sshd forks a privileged and a user process per connection; the program runs under the latter.
     const tree = descendants(sshd.pid).map((pid) => procStat(pid)).filter((s) => s !== null);
     return {
