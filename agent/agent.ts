@@ -22,7 +22,8 @@ import type { Link, LinkHandlers } from "./link.ts";
 import { OrphanWatch } from "./orphan.ts";
 import { Forwards } from "./forwards.ts";
 import { connectSessionPort, PortWatch } from "./ports.ts";
-import { startNetnsBridge, type NetnsBridge } from "./netns.ts";
+import { SESSION_API_PORT, startApiRelay, startNetnsBridge, type NetnsBridge } from "./netns.ts";
+import { applyEgress } from "./egress.ts";
 import { Output } from "./output.ts";
 import { Program } from "./program.ts";
 import type { PtyRunner } from "./pty.ts";
@@ -159,6 +160,7 @@ export function createAgent(deps: AgentDeps): Agent {
   const done = new Promise<AgentEnd>((resolve) => (resolveDone = resolve));
   const finish = (end: AgentEnd): void => {
     bridge?.close();
+    relay?.stop();
     ports.stop();
     forwards.close();
     attention.close();
@@ -317,6 +319,8 @@ export function createAgent(deps: AgentDeps): Agent {
   });
   /** The way into the session's own network namespace, when it has one (agent/netns.ts). */
   let bridge: NetnsBridge | null = null;
+  /** Catty's API on the loopback the agent shares with the program (a container with an egress policy). */
+  let relay: { stop(): void } | null = null;
 
   /** The server stayed away: stop the program and go (a final save has nowhere to go). */
   const watch = new OrphanWatch({
@@ -446,6 +450,21 @@ export function createAgent(deps: AgentDeps): Agent {
       seedClaudeConfig(dir, config.workspace);
       sessionEnv = { ...sessionEnv, CLAUDE_CONFIG_DIR: dir };
     }
+    if (config.egress && !relay) {
+      // The program must not run open: rules first, or no program.
+      try {
+        await applyEgress(config.egress);
+        relay = startApiRelay({ hostname: "127.0.0.1", port: SESSION_API_PORT }, config.serverUrl, log);
+        log.info("egress policy set", { policy: config.egress.policy });
+      } catch (err) {
+        const error = `the session's egress policy could not be set up: ${(err as Error).message}`;
+        log.error(error);
+        phase = "failed";
+        program.abandon();
+        sendJson({ type: "restore_failed", error });
+        return;
+      }
+    }
     if (config.netns) {
       try {
         bridge ??= await startNetnsBridge({ netns: config.netns, dir: join(config.stateDir, "bridge"), serverUrl: config.serverUrl, log });
@@ -455,7 +474,8 @@ export function createAgent(deps: AgentDeps): Agent {
       }
     }
     // The program reaches the Claude API proxy through the bridge (the server is outside its network).
-    if (bridge && sessionEnv.ANTHROPIC_BASE_URL) sessionEnv = { ...sessionEnv, ANTHROPIC_BASE_URL: `${bridge.apiUrl}/v1/anthropic` };
+    const apiUrl = bridge?.apiUrl ?? (relay ? `http://127.0.0.1:${SESSION_API_PORT}` : null);
+    if (apiUrl && sessionEnv.ANTHROPIC_BASE_URL) sessionEnv = { ...sessionEnv, ANTHROPIC_BASE_URL: `${apiUrl}/v1/anthropic` };
     // A restored tree was given to the owner as it was written.
     if (owner && !restore) await handOver(tree, owner);
     // Started from what the restore wrote, the journal records whatever the program changes while

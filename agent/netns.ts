@@ -49,9 +49,38 @@ export async function startNetnsBridge(opts: { netns: string; dir: string; serve
   chmodSync(dir, 0o700);
   const apiSocket = join(dir, "api.sock");
   rmSync(apiSocket, { force: true });
-  const server = opts.serverUrl.replace(/\/+$/, "");
+  const relay = startApiRelay({ unix: apiSocket }, opts.serverUrl, log);
+  chmodSync(apiSocket, 0o600);
+  const nsenter = Bun.which("nsenter", { PATH: `${process.env.PATH ?? ""}:/usr/bin:/usr/sbin:/bin:/sbin` }) ?? "nsenter";
+  const child = Bun.spawn([nsenter, `--net=${opts.netns}`, "--", ...selfCommand(), "--netns-bridge", dir, String(SESSION_API_PORT), opts.netns], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const close = (): void => {
+    relay.stop();
+    // Its stdin closing is what ends it (as when the agent dies).
+    void Promise.resolve(child.stdin.end()).catch(() => {});
+  };
+  const ready = await readLine(child.stdout, opts.readyTimeoutMs ?? 15_000);
+  if (ready !== "ready") {
+    close();
+    throw new Error(`the network bridge into the session did not start (${ready ?? "no answer"}); see the agent's log`);
+  }
+  void child.exited.then((code) => log.warn("the network bridge into the session exited", { code }));
+  log.info("network bridge ready", { netns: opts.netns, port: SESSION_API_PORT });
+  return { apiUrl: `http://127.0.0.1:${SESSION_API_PORT}`, portsSocket: join(dir, "ports.sock"), close };
+}
+
+/**
+ * Catty's API as the program reaches it: the Claude API proxy's paths (`/v1/anthropic/…`) relayed
+ * to the server, nothing else. On a Unix socket (the bridge passes the namespace's connections to
+ * it) or, where the agent shares the program's network (a container), on its loopback.
+ */
+export function startApiRelay(listen: { unix: string } | { hostname: string; port: number }, serverUrl: string, log: Log): { stop(): void } {
+  const server = serverUrl.replace(/\/+$/, "");
   const relay = Bun.serve({
-    unix: apiSocket,
+    ...listen,
     // A streamed answer may be quiet for a long while (a model thinking); Bun's types leave the
     // option out for a Unix socket, which it honours all the same.
     ...({ idleTimeout: 0 } as object),
@@ -81,26 +110,7 @@ export async function startNetnsBridge(opts: { netns: string; dir: string; serve
       }
     },
   });
-  chmodSync(apiSocket, 0o600);
-  const nsenter = Bun.which("nsenter", { PATH: `${process.env.PATH ?? ""}:/usr/bin:/usr/sbin:/bin:/sbin` }) ?? "nsenter";
-  const child = Bun.spawn([nsenter, `--net=${opts.netns}`, "--", ...selfCommand(), "--netns-bridge", dir, String(SESSION_API_PORT), opts.netns], {
-    stdin: "pipe",
-    stdout: "pipe",
-    stderr: "inherit",
-  });
-  const close = (): void => {
-    relay.stop(true);
-    // Its stdin closing is what ends it (as when the agent dies).
-    void Promise.resolve(child.stdin.end()).catch(() => {});
-  };
-  const ready = await readLine(child.stdout, opts.readyTimeoutMs ?? 15_000);
-  if (ready !== "ready") {
-    close();
-    throw new Error(`the network bridge into the session did not start (${ready ?? "no answer"}); see the agent's log`);
-  }
-  void child.exited.then((code) => log.warn("the network bridge into the session exited", { code }));
-  log.info("network bridge ready", { netns: opts.netns, port: SESSION_API_PORT });
-  return { apiUrl: `http://127.0.0.1:${SESSION_API_PORT}`, portsSocket: join(dir, "ports.sock"), close };
+  return { stop: () => void relay.stop(true) };
 }
 
 async function readLine(stream: ReadableStream<Uint8Array>, timeoutMs: number): Promise<string | null> {

@@ -6,7 +6,7 @@
  * throws a `SettingsError` naming the flag or variable; `catty-server` prints it and exits 1.
  */
 import type { SandboxMode, SessionLimits } from "./providers/sandbox.ts";
-import { parseEgressAllow, type AllowEntry, type EgressPolicy } from "./providers/network.ts";
+import { parseEgressAllow, type AllowEntry, type EgressPolicy } from "../src/lib/egress.ts";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Level } from "../src/lib/log.ts";

@@ -143,7 +143,13 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
     if (isLoopback(agentHost) && config.docker.network !== "host") {
       throw new Error(
         `session containers on the ${config.docker.network} network cannot reach this server on ${agentHost}: set CATTY_PUBLIC_URL to an address they reach ` +
-          "(e.g. the host's bridge address, with --host bound there) or use --docker-network host",
+          "(e.g. the host's bridge address, with --host bound there) or use --docker-network host with CATTY_SESSION_EGRESS=all",
+      );
+    }
+    if (config.docker.network === "host" && (config.egress.policy !== "all" || config.egress.allow.length > 0)) {
+      throw new Error(
+        `--docker-network host shares the host's network with sessions, where the egress policy (${config.egress.policy}) cannot hold: ` +
+          "use a bridge network (the default, `bridge`, or one of yours, with CATTY_PUBLIC_URL at an address its containers reach) or set CATTY_SESSION_EGRESS=all",
       );
     }
     const docker = createDockerClient(config.docker.host);
@@ -168,6 +174,7 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
       // Replicas sharing a database share the id (so any of them reconciles all their containers); a
       // server of its own keeps the id its containers were labelled with.
       serverId: serverIdFrom(config.databaseUrl && config.masterKey ? config.masterKey : serverKey),
+      egress: { policy: config.egress.policy, allow: [...config.egress.allow] },
       log,
     });
   }

@@ -15,7 +15,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Log } from "../../src/lib/log.ts";
-import { encodeAgentEnv, type AgentTuning } from "../../src/protocol/agent-env.ts";
+import { encodeAgentEnv, type AgentEgress, type AgentTuning } from "../../src/protocol/agent-env.ts";
 import type { DockerMachine, MachineHandle } from "../../src/protocol/index.ts";
 import type { DockerClient } from "./docker-api.ts";
 import type { SessionLimits } from "./sandbox.ts";
@@ -44,7 +44,7 @@ const AGENT_PIDS = 64;
  * limit), `CATTY_PROGRAM_UID`, a uid of the session's own that the program is started as; without,
  * the program runs as the agent's own (unprivileged) user.
  */
-export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, ownUser: { pids: number } | null): Record<string, string> {
+export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, ownUser: { pids: number } | null, egress?: AgentEgress): Record<string, string> {
   const uid = ownUser ? PROGRAM_UIDS.first + Math.floor(Math.random() * PROGRAM_UIDS.count) : null;
   const env = encodeAgentEnv({
     ...tuning,
@@ -59,6 +59,7 @@ export function imageAgentEnv(spec: MachineSpec, tuning: AgentTuning, ownUser: {
     wrap: ownUser && uid !== null ? programWrap(uid, ownUser.pids) : [],
     owner: uid !== null ? `${uid}:${uid}` : undefined,
     netns: undefined,
+    egress,
   });
   if (uid !== null) env.CATTY_PROGRAM_UID = String(uid);
   return env;
@@ -81,8 +82,11 @@ function programWrap(uid: number, pids: number): string[] {
 /** Labels on every session container. */
 export const LABELS = { session: "dev.catty.session", server: "dev.catty.server" } as const;
 
-/** What the agent (container root) keeps; everything else a container's root gets is dropped. */
-const AGENT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID", "SETPCAP"];
+/**
+ * What the agent (container root) keeps; everything else a container's root gets is dropped.
+ * NET_ADMIN sets the egress rules in the container's own network namespace (agent/egress.ts).
+ */
+const AGENT_CAPABILITIES = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETUID", "SETGID", "SETPCAP", "NET_ADMIN"];
 
 export interface DockerProviderOptions {
   docker: DockerClient;
@@ -96,6 +100,8 @@ export interface DockerProviderOptions {
   tuning: AgentTuning;
   /** Names this server on its containers' labels (a stable id from its data dir). */
   serverId: string;
+  /** What sessions reach on the network (the agent sets it up in the container). */
+  egress: AgentEgress;
   log: Log;
 }
 
@@ -113,7 +119,15 @@ export function createDockerProvider(opts: DockerProviderOptions): Provider {
     regions: opts.regions,
     isolated: true,
     async start(spec: MachineSpec) {
-      const env = imageAgentEnv(spec, opts.tuning, { pids: opts.limits.pids });
+      // On the host's network the rules would be the host's: only "all" holds there.
+      const shared = opts.network === "host";
+      if (shared && (opts.egress.policy !== "all" || opts.egress.allow.length > 0)) {
+        throw new Error(
+          `--docker-network host shares the host's network with sessions, where the egress policy (${opts.egress.policy}) cannot hold: ` +
+            "use a bridge network (the default, `bridge`, or one of yours) or set CATTY_SESSION_EGRESS=all",
+        );
+      }
+      const env = imageAgentEnv(spec, opts.tuning, { pids: opts.limits.pids }, shared ? undefined : opts.egress);
       const name = `catty-${spec.label}-${crypto.randomUUID().slice(0, 8)}`;
       const memory = opts.limits.memoryBytes;
       const id = await engine.run(name, {

@@ -147,6 +147,8 @@ export function createLocalProvider(opts: LocalProviderOptions): Provider {
               wrap: sandbox.wrap,
               owner: sandbox.owner ?? undefined,
               netns: network?.netns,
+              // Its network is set up outside, by the server (server/providers/network.ts).
+              egress: undefined,
             }),
           },
         });

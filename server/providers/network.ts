@@ -25,99 +25,12 @@
  * forwards.
  */
 import { createHash } from "node:crypto";
-import { lookup } from "node:dns/promises";
 import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
-import { isIP } from "node:net";
 import { join } from "node:path";
-
-export type EgressPolicy = "public" | "all" | "none";
-
-/** Ranges `public` keeps a session away from: private, loopback, link-local, shared, unique-local. */
-export const NON_PUBLIC_V4 = ["0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16"];
-/** The same for IPv6, with IPv4-mapped addresses (which would lead to the IPv4 ones). */
-export const NON_PUBLIC_V6 = ["::1/128", "::ffff:0:0/96", "fc00::/7", "fe80::/10"];
+import { egressRules, resolveAllow, type AllowEntry, type EgressPolicy } from "../../src/lib/egress.ts";
 
 /** The session's DNS server: an address of its namespace pasta answers with the host's resolver. */
 export const SESSION_DNS = "169.254.1.53";
-
-/** One entry of `CATTY_SESSION_EGRESS_ALLOW`: an address or range, any port or one. */
-export interface AllowEntry {
-  /** A host name (resolved when a session starts), an IP address or a CIDR range. */
-  host: string;
-  port: number | null;
-}
-
-/** Parses `host:port,cidr,[v6]:port,…`; throws a message naming the entry at fault. */
-export function parseEgressAllow(text: string | undefined): AllowEntry[] {
-  if (!text?.trim()) return [];
-  return text.split(",").map((raw) => {
-    const entry = raw.trim();
-    const v6 = /^\[([0-9a-fA-F:.]+)\](?::(\d+))?$/.exec(entry);
-    const m = v6 ?? /^([^\s:/]+(?:\/\d+)?|[0-9a-fA-F:]+(?:\/\d+)?)(?::(\d+))?$/.exec(entry);
-    const host = m?.[1];
-    const port = m?.[2] === undefined ? null : Number(m[2]);
-    const cidr = host?.includes("/") ? host.split("/") : null;
-    const okHost =
-      host !== undefined &&
-      (cidr
-        ? isIP(cidr[0] as string) !== 0 && Number(cidr[1]) <= (isIP(cidr[0] as string) === 4 ? 32 : 128)
-        : isIP(host) !== 0 || /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(host));
-    if (!okHost || (port !== null && (port < 1 || port > 65535))) {
-      throw new Error(`"${entry}" is not host:port, an IP address or a CIDR range (e.g. mirror.internal:443,10.1.0.0/16)`);
-    }
-    return { host, port };
-  });
-}
-
-/** An allow entry with its addresses. */
-interface ResolvedAllow {
-  addresses: string[];
-  port: number | null;
-}
-
-async function resolveAllow(entries: AllowEntry[]): Promise<ResolvedAllow[]> {
-  return Promise.all(
-    entries.map(async ({ host, port }) => {
-      if (host.includes("/") || isIP(host)) return { addresses: [host], port };
-      const found = await lookup(host, { all: true }).catch((err: Error) => {
-        throw new Error(`the egress allow-list names ${host}, which does not resolve (${err.message}); fix CATTY_SESSION_EGRESS_ALLOW`);
-      });
-      return { addresses: found.map((a) => a.address), port };
-    }),
-  );
-}
-
-/** The nftables rules of a session's namespace (only what leaves it is filtered). */
-export function egressRules(policy: EgressPolicy, allow: ResolvedAllow[]): string {
-  const accept: string[] = ['oif "lo" accept'];
-  if (policy !== "none") accept.push(`ip daddr ${SESSION_DNS} udp dport 53 accept`, `ip daddr ${SESSION_DNS} tcp dport 53 accept`);
-  for (const { addresses, port } of allow) {
-    for (const address of addresses) {
-      const family = address.includes(":") ? "ip6" : "ip";
-      if (port === null) accept.push(`${family} daddr ${address} accept`);
-      else accept.push(`${family} daddr ${address} tcp dport ${port} accept`, `${family} daddr ${address} udp dport ${port} accept`);
-    }
-  }
-  const refuse =
-    policy === "none"
-      ? ["goto refuse"]
-      : policy === "public"
-        ? [`ip daddr { ${NON_PUBLIC_V4.join(", ")} } goto refuse`, `ip6 daddr { ${NON_PUBLIC_V6.join(", ")} } goto refuse`]
-        : [];
-  return [
-    "table inet catty {",
-    "  chain refuse {",
-    "    meta l4proto tcp reject with tcp reset",
-    "    reject with icmpx admin-prohibited",
-    "  }",
-    "  chain output {",
-    "    type filter hook output priority 0; policy accept;",
-    ...[...accept, ...refuse].map((r) => `    ${r}`),
-    "  }",
-    "}",
-    "",
-  ].join("\n");
-}
 
 export interface SessionNetworkOptions {
   policy: EgressPolicy;
@@ -186,7 +99,7 @@ export function createSessionNetworks(opts: SessionNetworkOptions): SessionNetwo
       run([tool("ip"), "netns", "add", ns]);
       try {
         run([tool("ip"), "-n", ns, "link", "set", "lo", "up"]);
-        run([tool("nsenter"), `--net=${netns}`, "--", tool("nft"), "-f", "-"], egressRules(opts.policy, allow));
+        run([tool("nsenter"), `--net=${netns}`, "--", tool("nft"), "-f", "-"], egressRules(opts.policy, allow, { dns: [SESSION_DNS] }));
         if (nat) {
           // Forks into the background once the namespace is configured; quits when it is deleted.
           run([

@@ -30,6 +30,28 @@ const commandSetting: z.ZodType<string[], string | undefined> = z
     return z.NEVER;
   });
 
+/** The egress policy an agent sets up for the program it shares a network with (a container). */
+export const AgentEgress = z.object({
+  policy: z.enum(["public", "all", "none"]),
+  allow: z.array(z.object({ host: z.string().min(1).max(255), port: z.number().int().min(1).max(65535).nullable() })).max(256),
+});
+export type AgentEgress = z.infer<typeof AgentEgress>;
+
+const egressSetting: z.ZodType<AgentEgress | undefined, string | undefined> = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    if (v === undefined || v === "") return undefined;
+    try {
+      const parsed = AgentEgress.safeParse(JSON.parse(v));
+      if (parsed.success) return parsed.data;
+    } catch {
+      // reported below
+    }
+    ctx.addIssue({ code: "custom", message: "is not an egress policy ({policy, allow})" });
+    return z.NEVER;
+  });
+
 /** The largest file sync-back carries, on the agent's side and (by default) on the CLI's. */
 export const DEFAULT_SYNC_MAX_BYTES = 50 * 1024 * 1024;
 
@@ -65,6 +87,10 @@ export const AGENT_ENV = {
     env: ["CATTY_AGENT_NETNS"],
     doc: "the session's network namespace (a path nsenter takes), when it has one of its own: the agent bridges Catty's API and the session's ports through it",
   }),
+  egress: setting(egressSetting, {
+    env: ["CATTY_AGENT_EGRESS"],
+    doc: "the egress policy the agent sets up (nftables, its own uid exempt) before the program starts, when they share a network (a container); JSON",
+  }),
   cols: setting(intSetting(80, 1), { env: ["CATTY_COLS"], doc: "initial terminal width" }),
   rows: setting(intSetting(24, 1), { env: ["CATTY_ROWS"], doc: "initial terminal height" }),
   idleTimeoutMs: setting(intSetting(2 * 3_600_000, 1), {
@@ -94,7 +120,7 @@ export function encodeAgentEnv(values: AgentEnv): Record<string, string> {
     const value = values[key as keyof AgentEnv];
     const name = info.env?.[0];
     if (value === undefined || !name) continue;
-    out[name] = Array.isArray(value) ? JSON.stringify(value) : String(value);
+    out[name] = Array.isArray(value) || typeof value === "object" ? JSON.stringify(value) : String(value);
   }
   return out;
 }

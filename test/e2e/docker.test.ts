@@ -19,7 +19,9 @@ import { LABELS, serverIdFrom } from "../../server/providers/docker.ts";
 import { removeCopy, testEngine, type TestEngine } from "../helpers/docker.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 import { sessionFlow, shellExitCode } from "../helpers/session-flow.ts";
-import { hostTargets, LIMITS_SCRIPT, limitsFound, readAttempts, runSwapAttack } from "../helpers/isolation.ts";
+import { hostTargets, LIMITS_SCRIPT, limitsFound, networkProbes, readAttempts, runSwapAttack } from "../helpers/isolation.ts";
+import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
+import { startStandInHosts, type StandInHosts } from "../helpers/stand-in-hosts.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { workspaceRoundTrip } from "../helpers/workspace-round-trip.ts";
 import { startWorkspaceServer, writeTree, type WorkspaceFixture } from "../helpers/workspace.ts";
@@ -37,6 +39,8 @@ const dockerEnv = (): Record<string, string> => ({
   DOCKER_HOST: engine.host,
   CATTY_DOCKER_IMAGE: engine.image,
   CATTY_DOCKER_NETWORK: "host",
+  // The host's network: only "all" holds there (the network tests below use a bridge of their own).
+  CATTY_SESSION_EGRESS: "all",
   CATTY_SESSION_PIDS: "128",
   CATTY_SESSION_MEMORY_BYTES: String(512 * MiB),
 });
@@ -271,4 +275,116 @@ describe("Docker sessions end to end", () => {
     tmux.type("exit 3");
     expect(await shellExitCode(tmux, "CONNECT_EXIT")).toBe(3);
   }, 180_000);
+});
+
+/**
+ * Docker sessions on a bridge network (the default is `bridge`; here one of the test's own on the
+ * test engine, which sets no iptables rules: the host routes it), with the egress policy the agent
+ * sets in each container. The server listens on the bridge's host address, where the agents dial
+ * it (CATTY_PUBLIC_URL's role); the programs must not reach it. Stand-in hosts as for local sessions.
+ */
+describe("a Docker session's network", () => {
+  let hosts: StandInHosts;
+  let anthropic: AnthropicStandIn;
+  let hostOnly: ReturnType<typeof Bun.serve>;
+  let open: TestServer;
+  let closed: TestServer;
+  let network = "";
+  let gateway = "";
+
+  /** The Engine API, for what the provider's client does not do (networks, addresses). */
+  const engineApi = async (method: string, path: string, body?: unknown): Promise<Response> =>
+    fetch(`http://docker/v1.41${path}`, {
+      method,
+      unix: engine.host.slice("unix://".length),
+      ...(body ? { body: JSON.stringify(body), headers: { "content-type": "application/json" } } : {}),
+    } as RequestInit);
+
+  beforeAll(async () => {
+    hosts = await startStandInHosts();
+    anthropic = startAnthropicStandIn();
+    const n = Math.floor(Math.random() * 200) + 20;
+    gateway = `172.29.${n}.1`;
+    network = `catty-test-${crypto.randomUUID().slice(0, 6)}`;
+    const created = await engineApi("POST", "/networks/create", {
+      Name: network,
+      Driver: "bridge",
+      IPAM: { Config: [{ Subnet: `172.29.${n}.0/24`, Gateway: gateway }] },
+      Options: { "com.docker.network.bridge.name": `ctb${network.slice(-6)}` },
+    });
+    expect(created.status).toBe(201);
+    hostOnly = Bun.serve({ hostname: gateway, port: 0, fetch: () => new Response("host only\n") });
+    const env = {
+      ...dockerEnv(),
+      CATTY_DOCKER_NETWORK: network,
+      CATTY_HOST: gateway,
+      CATTY_ANTHROPIC_API_KEY: "sk-ant-test",
+      CATTY_ANTHROPIC_UPSTREAM: anthropic.url,
+    };
+    delete (env as Record<string, string>).CATTY_SESSION_EGRESS;
+    open = await startTestServer({ env: { ...env, CATTY_SESSION_EGRESS_ALLOW: `${hosts.private}:${hosts.ports[0]}` } });
+    closed = await startTestServer({ env: { ...env, CATTY_SESSION_EGRESS: "none" } });
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const s of [open, closed]) {
+      if (!s) continue;
+      for (const row of await s.owner.list().catch(() => [])) await s.owner.stop(row.label).catch(() => {});
+      await s.stop();
+    }
+    void hostOnly?.stop(true);
+    anthropic?.stop();
+    if (network) await engineApi("DELETE", `/networks/${network}`).catch(() => {});
+    hosts?.dispose();
+  });
+
+  const sessionOn = async (s: TestServer, command: string[]): Promise<{ label: string; container: string }> => {
+    const row = await s.owner.create({ command, cols: 80, rows: 24 });
+    const container = await waitFor(() => engine.containerOf(row.label), { what: `the container of ${row.label}` });
+    return { label: row.label, container };
+  };
+
+  test("under public: the internet and the allow-list, not the server, the host, another session, private ranges or the metadata service; the proxy works", async () => {
+    const [allowed, blocked] = hosts.ports;
+    const other = await sessionOn(open, ["bash", "-c", "hostname -I > /workspace/ip; exec python3 -m http.server 8765 --bind 0.0.0.0"]);
+    const otherIp = (await waitFor(() => engine.readFile(other.container, "/workspace/ip"), { what: "the other session's address" })).trim().split(/\s+/)[0];
+    expect(otherIp).toMatch(/^172\.29\./);
+    // It serves (the host, outside the policy, reaches it on the bridge).
+    await waitFor(async () => (await fetch(`http://${otherIp}:8765/`, { signal: AbortSignal.timeout(2_000) }).catch(() => null))?.ok, { timeoutMs: 30_000, what: "the other session's server" });
+    const before = anthropic.requests.length;
+    const me = await sessionOn(
+      open,
+      ["bash", "-c", networkProbes([
+        ["server", `${open.url}/healthz`],
+        ["server-loopback", `http://127.0.0.1:${new URL(open.url).port}/healthz`],
+        ["host-only", `http://${gateway}:${hostOnly.port}/`],
+        ["other-session", `http://${otherIp}:8765/`],
+        ["metadata", `http://${hosts.metadata}/`],
+        ["internet", `http://${hosts.internet}/`],
+        ["allowed", `http://${hosts.private}:${allowed}/`],
+        ["private", `http://${hosts.private}:${blocked}/`],
+      ])],
+    );
+    const lines = await results(me.container);
+    for (const name of ["server", "server-loopback", "host-only", "other-session", "metadata", "private"]) expect(lines).toContain(`${name} unreachable`);
+    expect(lines).toContain(`internet reached hello from ${hosts.internet}:80`);
+    expect(lines).toContain(`allowed reached hello from ${hosts.private}:${allowed}`);
+    expect(lines).toContain("base=http://127.0.0.1:4815/v1/anthropic");
+    expect(lines).toContain("proxy=200");
+    expect(anthropic.requests.length).toBe(before + 1);
+    // The agent, exempt, still reaches the server: the session keeps working.
+    expect((await open.owner.get(me.label)).status).toBe("running");
+  }, 120_000);
+
+  test("under none: nothing at all, the proxy still", async () => {
+    const me = await sessionOn(closed, [
+      "bash",
+      "-c",
+      networkProbes([["server", `${closed.url}/healthz`], ["internet", `http://${hosts.internet}/`], ["metadata", `http://${hosts.metadata}/`], ["private", `http://${hosts.private}/`]]),
+    ]);
+    const lines = await results(me.container);
+    for (const name of ["server", "internet", "metadata", "private"]) expect(lines).toContain(`${name} unreachable`);
+    expect(lines).toContain("proxy=200");
+    expect((await closed.owner.get(me.label)).status).toBe("running");
+  }, 120_000);
 });

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { sessionDir } from "../../server/providers/local.ts";
 import type { LocalMachine } from "../../src/protocol/index.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
-import { hostTargets, LIMITS_SCRIPT, limitsFound, readAttempts, runSwapAttack, saveText } from "../helpers/isolation.ts";
+import { hostTargets, LIMITS_SCRIPT, limitsFound, networkProbes, readAttempts, runSwapAttack, saveText } from "../helpers/isolation.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { networkInterfaces } from "node:os";
 import { SESSION_DNS } from "../../server/providers/network.ts";
@@ -249,20 +249,6 @@ describe("a sandboxed session's network", () => {
     hosts?.dispose();
   });
 
-  /** A script that writes `NAME reached BODY` or `NAME unreachable` for each target, the proxy's answer, then `done`. */
-  const probes = (targets: Array<[string, string]>): string =>
-    [
-      "r=/workspace/result.txt",
-      'probe() { if body=$(curl -sS -m 5 "$2" 2>&1); then echo "$1 reached $body" >> $r; else echo "$1 unreachable" >> $r; fi; }',
-      ...targets.map(([name, url]) => `probe ${name} '${url}'`),
-      'echo "base=$ANTHROPIC_BASE_URL" >> $r',
-      `echo "proxy=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST "$ANTHROPIC_BASE_URL/v1/messages" -H "Authorization: Bearer $ANTHROPIC_AUTH_TOKEN" ` +
-        `-H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -d '{"model":"claude-test","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}')" >> $r`,
-      'echo "dns=$(grep -m1 ^nameserver /etc/resolv.conf)" >> $r',
-      "echo done >> $r",
-      "sleep 300",
-    ].join("\n");
-
   const hostAddress = (): string | undefined =>
     Object.values(networkInterfaces())
       .flat()
@@ -285,7 +271,7 @@ describe("a sandboxed session's network", () => {
       ["private", `http://${hosts.private}:${blocked}/`],
     ];
     const before = anthropic.requests.length;
-    const s = await open.owner.create({ command: ["bash", "-c", probes(targets)], cols: 80, rows: 24 });
+    const s = await open.owner.create({ command: ["bash", "-c", networkProbes(targets)], cols: 80, rows: 24 });
     const lines = await results(join(sessionDir(open.dataDir, s.label), "workspace"));
     for (const name of ["server", "host-only", "other-session", "other-session-by-host", "metadata", "private"]) {
       if (name === "other-session-by-host" && !host) continue;
@@ -304,7 +290,7 @@ describe("a sandboxed session's network", () => {
   test("under none: nothing at all, the proxy still", async () => {
     const s = await closed.owner.create(
       {
-        command: ["bash", "-c", probes([["server", `${closed.url}/healthz`], ["internet", `http://${hosts.internet}/`], ["metadata", `http://${hosts.metadata}/`], ["private", `http://${hosts.private}/`]])],
+        command: ["bash", "-c", networkProbes([["server", `${closed.url}/healthz`], ["internet", `http://${hosts.internet}/`], ["metadata", `http://${hosts.metadata}/`], ["private", `http://${hosts.private}/`]])],
         cols: 80,
         rows: 24,
       },

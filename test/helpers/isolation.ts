@@ -102,6 +102,25 @@ export async function saveText(url: string, token: string): Promise<string> {
   return new TextDecoder("latin1").decode(bytes);
 }
 
+/**
+ * A script that probes the network from inside a session: `NAME reached BODY` or `NAME unreachable`
+ * for each target (curl, 5 s each), the proxy's base URL and its answer to a Claude API call
+ * (`proxy=200`), the first nameserver, then `done`; it stays.
+ */
+export function networkProbes(targets: Array<[string, string]>): string {
+  return [
+    "r=/workspace/result.txt",
+    'probe() { if body=$(curl -sS -m 5 "$2" 2>&1); then echo "$1 reached $body" >> $r; else echo "$1 unreachable" >> $r; fi; }',
+    ...targets.map(([name, url]) => `probe ${name} '${url}'`),
+    'echo "base=$ANTHROPIC_BASE_URL" >> $r',
+    `echo "proxy=$(curl -s -m 10 -o /dev/null -w '%{http_code}' -X POST "$ANTHROPIC_BASE_URL/v1/messages" -H "Authorization: Bearer $ANTHROPIC_AUTH_TOKEN" ` +
+      `-H 'content-type: application/json' -H 'anthropic-version: 2023-06-01' -d '{"model":"claude-test","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}')" >> $r`,
+    'echo "dns=$(grep -m1 ^nameserver /etc/resolv.conf)" >> $r',
+    "echo done >> $r",
+    "sleep 300",
+  ].join("\n");
+}
+
 /** Where `runSwapAttack` runs: the server's API as its owner, and how a session starts and reports. */
 export interface AttackRig<S extends { label: string }> {
   api: ApiClient;

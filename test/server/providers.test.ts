@@ -88,6 +88,7 @@ describe("local provider", () => {
       wrap: [],
       owner: undefined,
       netns: undefined,
+      egress: undefined,
       ringBytes: 4096,
       saveFirstMs: 10_000,
       saveIntervalMs: 700,
@@ -164,12 +165,13 @@ describe("Docker provider", () => {
     const provider = createDockerProvider({
       docker: client,
       image: "catty-session:test",
-      network: "host",
+      network: "bridge",
       regions: [{ id: "eu-west", name: "EU West", place: null }],
       limits,
       diskBytes: 10 * 1024 ** 3,
       tuning: config.agentTuning,
       serverId: "0123456789abcdef",
+      egress: { policy: "public", allow: [{ host: "10.1.2.3", port: 443 }] },
       log: silentLog,
     });
     expect(provider.regions).toEqual([{ id: "eu-west", name: "EU West", place: null }]);
@@ -190,7 +192,7 @@ describe("Docker provider", () => {
     expect(spec.Image).toBe("catty-session:test");
     expect(spec.Labels).toEqual({ [LABELS.session]: "brave-tiger-1234", [LABELS.server]: "0123456789abcdef" });
     expect(spec.HostConfig).toMatchObject({
-      NetworkMode: "host",
+      NetworkMode: "bridge",
       Memory: 1024 ** 3,
       MemorySwap: 1024 ** 3,
       NanoCpus: 1.5e9,
@@ -210,16 +212,37 @@ describe("Docker provider", () => {
     expect(agent.wrap).toContain(`--reuid=${uid}`);
     expect(agent.wrap).toContain("--no-new-privs");
     expect(agent.wrap).toContain("--bounding-set=-all");
+    // The agent sets the egress policy up in the container (with the capability for it).
+    expect(agent.egress).toEqual({ policy: "public", allow: [{ host: "10.1.2.3", port: 443 }] });
+    expect(spec.HostConfig.CapAdd).toContain("NET_ADMIN");
     // Two sessions, two program users.
     await provider.start({ label: "calm-otter-5678", agentToken: "agt_2", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 1000, region: LOCAL });
     const env2 = (created[1] as { spec: ContainerSpec }).spec.Env.find((e) => e.startsWith("CATTY_PROGRAM_UID="));
     expect(env2).not.toBe(`CATTY_PROGRAM_UID=${uid}`);
   });
 
+  test("on the host's network only the egress policy `all` holds: any other is refused, saying what to do", async () => {
+    const start = (policy: "public" | "all") => {
+      const { client, created } = recordingDocker();
+      const provider = createDockerProvider({
+        docker: client, image: "i", network: "host", regions: [LOCAL], limits, tuning: readServerConfig({}, {}).agentTuning, serverId: "x", log: silentLog,
+        egress: { policy, allow: [] },
+      });
+      const spec = { label: "calm-otter-5678", agentToken: "agt_2", serverUrl: "http://127.0.0.1:9", command: [], cols: 80, rows: 24, idleTimeoutMs: 1000, region: LOCAL };
+      return { started: provider.start(spec), created };
+    };
+    await expect(start("public").started).rejects.toThrow(/CATTY_SESSION_EGRESS=all/);
+    const all = start("all");
+    await all.started;
+    const env = (all.created[0] as { spec: ContainerSpec }).spec.Env;
+    expect(env.some((e) => e.startsWith("CATTY_AGENT_EGRESS="))).toBe(false);
+  });
+
   test("a restarted server removes its containers that no live session owns", async () => {
     const { client, removed } = recordingDocker();
     const provider = createDockerProvider({
       docker: client, image: "i", network: "bridge", regions: [LOCAL], limits, tuning: readServerConfig({}, {}).agentTuning, serverId: "x", log: silentLog,
+      egress: { policy: "public", allow: [] },
     });
     await provider.reconcile?.([{ provider: "docker", id: "a".repeat(64), name: "catty-a" }], new Set());
     expect(removed).toEqual(["b".repeat(64)]);
@@ -244,8 +267,14 @@ describe("a server with --provider docker", () => {
     );
   });
 
-  test("refuses to start without an engine, saying where it looked", async () => {
+  test("refuses the host's network unless sessions may reach everything (CATTY_SESSION_EGRESS=all)", async () => {
     await expect(start({ DOCKER_HOST: "unix:///nonexistent/docker.sock", CATTY_DOCKER_NETWORK: "host" })).rejects.toThrow(
+      /--docker-network host .* cannot hold: use a bridge network .* or set CATTY_SESSION_EGRESS=all/,
+    );
+  });
+
+  test("refuses to start without an engine, saying where it looked", async () => {
+    await expect(start({ DOCKER_HOST: "unix:///nonexistent/docker.sock", CATTY_DOCKER_NETWORK: "host", CATTY_SESSION_EGRESS: "all" })).rejects.toThrow(
       /cannot reach the Docker engine at unix:\/\/\/nonexistent\/docker\.sock.*Is dockerd running/,
     );
   });
