@@ -385,7 +385,7 @@ export interface ServerConfig {
   /** A session's disk: local sessions' file system, Docker's writable layer (when the engine's storage can limit it). */
   sessionDiskBytes: number | undefined;
   /** What sessions reach on the network, and what beside it (server/providers/network.ts). */
-  egress: Readonly<{ policy: EgressPolicy; allow: readonly AllowEntry[] }>;
+  egress: Readonly<{ policy: EgressPolicy; allow: readonly AllowEntry[]; /** Set by the operator (not the default). */ asked: boolean }>;
 }
 
 /** Reads the configuration once. Throws `SettingsError` naming the flag or variable at fault. */
@@ -451,7 +451,11 @@ export function readServerConfig(
     sandbox: s.sandbox,
     sessionLimits: Object.freeze({ memoryBytes: s.sessionMemoryBytes, cpus: s.sessionCpus, pids: s.sessionPids }),
     sessionDiskBytes: s.sessionDiskBytes > 0 ? s.sessionDiskBytes : undefined,
-    egress: Object.freeze({ policy: s.sessionEgress, allow: Object.freeze(parseEgressAllow(s.sessionEgressAllow)) }),
+    egress: Object.freeze({
+      policy: s.sessionEgress,
+      allow: Object.freeze(parseEgressAllow(s.sessionEgressAllow)),
+      asked: !!(env.CATTY_SESSION_EGRESS || env.CATTY_SESSION_EGRESS_ALLOW),
+    }),
   });
 }
 

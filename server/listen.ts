@@ -186,6 +186,13 @@ async function openProvider(config: ServerConfig, store: Store, serverKey: strin
   log.info(`local sessions: sandbox ${sandbox.kind}, limits ${sandbox.limits}, network ${network ? network.summary : "the host's"}`);
   const disks = config.sessionDiskBytes ? createSessionDisks({ dataDir: config.dataDir, bytes: config.sessionDiskBytes }) : null;
   log.info(`local sessions' disks: ${disks ? disks.summary : "the data dir's, not limited"}`);
+  if (!network && config.egress.asked) {
+    throw new Error(
+      `CATTY_SESSION_EGRESS${config.egress.allow.length ? "_ALLOW" : ""} is set, but this server cannot give local sessions a network of their own ` +
+        `(that needs bubblewrap and a server running as root; it has ${sandbox.kind === "bwrap" ? "bubblewrap but runs as an ordinary user" : "no sandbox"}): ` +
+        "run catty-server as root with bubblewrap (apt-get install bubblewrap), or unset it",
+    );
+  }
   if (!network && sandbox.kind === "bwrap") {
     log.warn("sandboxed sessions share the host's network (and reach its loopback): run catty-server as root for a network of their own with the egress policy");
   }

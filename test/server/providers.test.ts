@@ -255,6 +255,14 @@ describe("Docker provider", () => {
   });
 });
 
+describe("a local server asked for an egress policy it cannot hold", () => {
+  test("refuses to start, saying what to do (sessions would otherwise run open)", async () => {
+    const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-provider-local-")));
+    const config = readServerConfig({ port: "0", "data-dir": dataDir }, { ...process.env, CATTY_SANDBOX: "none", CATTY_SESSION_EGRESS: "public" });
+    await expect(startServer(config, silentLog)).rejects.toThrow(/CATTY_SESSION_EGRESS is set, but this server cannot give local sessions a network of their own .*or unset it/);
+  });
+});
+
 describe("a server with --provider docker", () => {
   const start = (env: Record<string, string>) => {
     const dataDir = removeAfterRun(mkdtempSync(join(tmpdir(), "catty-provider-docker-")));
