@@ -226,6 +226,46 @@ describe("the approval inbox", () => {
   }, 420_000);
 });
 
+describe("the dashboard as an app", () => {
+  test("manifest, icon and service worker; a push delivered to the worker (DevTools protocol) shows the notification with Allow and Deny", async () => {
+    const manifest = await fetch(`${fx.server.url}/manifest.webmanifest`);
+    expect(manifest.headers.get("content-type")).toBe("application/manifest+json");
+    expect(await manifest.json()).toMatchObject({ name: "Catty", start_url: "/", display: "standalone", icons: [{ src: "/icon.svg" }] });
+    expect((await fetch(`${fx.server.url}/icon.svg`)).status).toBe(200);
+    const browser = await launchBrowser();
+    try {
+      const context = await browser.newContext();
+      await context.grantPermissions(["notifications"], { origin: fx.server.url });
+      const page = await context.newPage();
+      const cdp = await context.newCDPSession(page);
+      const registrations: Array<{ registrationId: string; scopeURL: string }> = [];
+      cdp.on("ServiceWorker.workerRegistrationUpdated", (e: { registrations: Array<{ registrationId: string; scopeURL: string }> }) => registrations.push(...e.registrations));
+      await cdp.send("ServiceWorker.enable");
+      await page.goto(fx.server.url);
+      await page.getByLabel("API token").fill(fx.server.ownerToken);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Notify me" }).waitFor();
+      // (Evaluated in the page, written as text: these tests have no DOM types.)
+      expect(await page.evaluate("navigator.serviceWorker.ready.then((r) => r.active && r.active.scriptURL)")).toBe(`${fx.server.url}/sw.js`);
+      const reg = await waitFor(() => registrations.find((r) => r.scopeURL === `${fx.server.url}/`) ?? null, { what: "the worker's registration" });
+      const payload = { title: "brave-tiger-1234 asks to run a command", body: "npm test", url: "/s/brave-tiger-1234", request: { id: "0123456789ab", label: "brave-tiger-1234", tool: "Bash" }, actions: { allow: "/v1/act/act_a", deny: "/v1/act/act_d" } };
+      await cdp.send("ServiceWorker.deliverPushMessage", { origin: fx.server.url, registrationId: reg.registrationId, data: JSON.stringify(payload) });
+      const shown = await waitFor(
+        async () => {
+          const list = (await page.evaluate(
+            "navigator.serviceWorker.ready.then((r) => r.getNotifications()).then((ns) => ns.map((n) => ({ title: n.title, body: n.body, tag: n.tag, actions: (n.actions || []).map((a) => a.title) })))",
+          )) as Array<{ title: string; body: string; tag: string; actions: string[] }>;
+          return list[0] ?? null;
+        },
+        { timeoutMs: 15_000, what: "the notification the worker shows" },
+      );
+      expect(shown).toEqual({ title: payload.title, body: "npm test", tag: "catty-0123456789ab", actions: ["Allow", "Deny"] });
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
+});
+
 describe("catty send", () => {
   test("into a shell waiting at its prompt: the command runs; an unknown session is not found", async () => {
     const res = await fx.user.api("POST", "/v1/sessions", { command: ["bash", "--norc", "--noprofile", "-i"], cols: 80, rows: 24 });

@@ -10,6 +10,8 @@ import { api } from "./api.ts";
 import { notifyWaiting } from "./notify.ts";
 import { SessionRow } from "./SessionRow.tsx";
 import { Inbox } from "./Inbox.tsx";
+import { Devices } from "./Devices.tsx";
+import { registerWorker } from "./push.ts";
 
 export function Dashboard({ user }: { user: string }) {
   const [sessions, setSessions] = useState<Session[] | null>(null);
@@ -35,6 +37,7 @@ export function Dashboard({ user }: { user: string }) {
     }
   };
   useEffect(() => {
+    void registerWorker();
     void refresh();
     void api.config().then((c) => {
       setRegions(c.regions);
@@ -56,9 +59,6 @@ export function Dashboard({ user }: { user: string }) {
         <span class="user">{user}</span>
         <a href="#inbox" class="inbox-link">Inbox{asking > 0 && <span class="badge" aria-label={`${asking} waiting for an answer`}>{asking}</span>}</a>
         <button type="button" onClick={() => void refresh()}>Refresh</button>
-        {typeof Notification !== "undefined" && Notification.permission === "default" && (
-          <button type="button" onClick={() => void Notification.requestPermission()}>Notify me</button>
-        )}
         <button type="button" onClick={async () => { await api.signOut(); location.href = "/"; }}>Sign out</button>
       </header>
       <section class="new">
@@ -85,6 +85,7 @@ export function Dashboard({ user }: { user: string }) {
         </button>
       </section>
       {error && <p role="alert" class="error">{error}</p>}
+      <Devices />
       <Inbox onCount={setAsking} />
       {sessions === null ? <p>Loading…</p> : sessions.length === 0 ? <p>No sessions yet. Start one here, or with <code>catty new</code>.</p> : null}
       <ul class="sessions" aria-label="Running sessions">{live.map((s) => <SessionRow s={s} onStop={async (l) => { await api.stop(l); await refresh(); }} />)}</ul>

@@ -99,5 +99,9 @@ export const api = {
   inbox: () => call(PendingRequests, "GET", "/v1/inbox"),
   /** How the user's requests settled in the last minutes went (a card that left the inbox says so). */
   settled: () => call(SettledRequests, "GET", "/v1/inbox/settled"),
+  pushKey: () => call(z.object({ publicKey: z.string() }), "GET", "/v1/push/key"),
+  pushSubscribe: (sub: PushSubscriptionJSON) => call(Any, "POST", "/v1/push/subscriptions", sub),
+  pushDevices: () => call(z.array(z.object({ id: z.string(), push: z.string(), createdAt: z.string() })), "GET", "/v1/push/subscriptions"),
+  pushRemove: (id: string) => call(Any, "DELETE", `/v1/push/subscriptions/${encodeURIComponent(id)}`),
   answer: (label: string, id: string, answer: RequestAnswer) => call(AnswerResult, "POST", `/v1/sessions/${encodeURIComponent(label)}/requests/${encodeURIComponent(id)}/answer`, answer),
 };
