@@ -95,6 +95,7 @@ const PATH_FS_ALLOWED: Record<string, string> = {
   "agent/attention.ts": "reads /proc/<pid>/stat and wchan of the program's processes",
   "agent/ports.ts": "reads /proc: the program's processes' stat, comm, fd links and net/tcp{,6} tables",
   "agent/netns.ts": "the network bridge's Unix sockets in the agent's own state dir, outside the workspace",
+  "agent/egress.ts": "reads the container's /etc/resolv.conf for the egress rules' DNS servers",
   "agent/restore.ts": "the downloaded archive in the agent's state dir; extraction runs before the program exists, into the new, empty workspace",
   "src/lib/archive.ts": "extraction (the restore, before the program exists) and the CLI's packing of the user's own files",
   "src/lib/safe-fs.ts": "the path rules and atomic writes for the CLI's trees (sync, sync-back, downloads); the agent uses only its path checks",
