@@ -45,6 +45,9 @@ export type AttachResult =
   | { kind: "signal"; signal: NodeJS.Signals }
   | Outcome;
 
+/** The status line's word on what is typed while the link is down. */
+const HELD = "(what you type is held, and sent once it is back)";
+
 /** How long to wait for the terminal to report its cursor position (it takes milliseconds). */
 const CURSOR_REPORT_MS = 1_500;
 /** How long the rest of an escape sequence cut by a read may take (the terminal wrote it at once). */
@@ -83,6 +86,9 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
 
   if (opts.syncBack) opts.syncBack.onNotice = (m) => display.notice(m);
   let toldViewOnly = false;
+  /** The link is down: input is held (up to 64 KB) and sent once it is back. */
+  let down = false;
+  let toldHeld = false;
   const link = new SessionLink(
     {
       url: opts.client.attachUrl(opts.label),
@@ -97,9 +103,16 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     {
       output: (data) => display.output(data),
       screen: (data) => display.paint(data),
-      status: (message) => display.status(message),
+      status: (message) => display.status(message && down && toldHeld ? `${message} ${HELD}` : message),
       attached() {
+        down = false;
+        toldHeld = false;
+        display.offline(false);
         display.status(""); // back: the reconnect notice goes
+      },
+      lost() {
+        down = true;
+        display.offline(true);
       },
       rtt: (ms) => display.rtt(ms),
       attention(a) {
@@ -150,6 +163,10 @@ export async function attachTerminal(opts: AttachOptions): Promise<AttachResult>
     if (forward.length > 0) {
       display.typed(forward);
       link.send(forward);
+      if (down && !toldHeld) {
+        toldHeld = true;
+        display.status(`Connection lost; reconnecting… ${HELD}`);
+      }
     }
     if (detach) resolveLocal({ kind: "detached" });
   };

@@ -62,6 +62,13 @@ export class Display {
     this.echo?.predictor.rtt(ms);
   }
 
+  /** The link is down (true) or back (false): what is typed meanwhile shows as predicted, held for the program. */
+  offline(down: boolean): void {
+    if (!this.echo) return;
+    this.echo.predictor.setOffline(down, performance.now());
+    if (!down) this.scheduleJudging();
+  }
+
   /** What the prediction does now, for `~?` ("off" when never). */
   get predicting(): string {
     const p = this.echo?.predictor;
@@ -220,6 +227,7 @@ export class Display {
     const drawn = shown.map((text, i) => `\x1b[${top + i + 1};1H\x1b[0m\x1b[2K\x1b[7m${text}\x1b[0m`).join("");
     this.hidePredictions();
     this.opts.out.write(`\x1b7${drawn}\x1b8`);
+    this.showPredictions();
     const covered = shown.map((_, i) => top + i);
     // Rows a longer notice covered before and this one does not: put back.
     const uncovered = this.noticeRows.filter((y) => !covered.includes(y));
@@ -271,6 +279,7 @@ export class Display {
       }
     }
     if (lost) this.opts.repaint();
+    this.showPredictions();
     if (dropped) this.release([]);
     else if (!this.question) this.release(held);
     else for (const data of held) this.output(data);
@@ -289,14 +298,18 @@ export class Display {
   }
 
   /**
-   * Predictions go from the terminal (before catty draws there itself: both use ESC 7 and ESC 8)
-   * and are forgotten; typing brings new ones.
+   * Predictions go from the terminal before catty draws there itself (both use ESC 7 and ESC 8;
+   * `showPredictions` once it has).
    */
   private hidePredictions(): void {
     if (!this.echo) return;
     const erase = this.echo.output(new Uint8Array(0));
     if (erase) this.opts.out.write(erase);
-    this.echo.reset();
+  }
+
+  /** Draws the predictions again, after catty drew there itself (which may answer at once: call it last). */
+  private showPredictions(): void {
+    if (this.echo?.predictor.pending) this.judge((echo, view, now) => echo.tick(view, now));
   }
 
   /** Judges the predictions against the screen as drawn now, and draws what is left of them. */

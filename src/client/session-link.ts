@@ -42,6 +42,8 @@ export interface LinkEvents {
   attached?(): void;
   /** A round trip measured by the heartbeat (ping to pong), in ms. */
   rtt?(ms: number): void;
+  /** The link is down and being dialled again (input is held meanwhile). */
+  lost?(): void;
   viewOnly?(): void;
   /** Sync-back: an event, and file bytes of a transfer. */
   sync?(event: SyncEvent): void;
@@ -202,6 +204,7 @@ export class SessionLink {
         ),
       });
     }
+    this.ev.lost?.();
     const wait = info.retryInMs;
     this.ev.status(wait >= 1000 ? `Connection lost; reconnecting in ${Math.round(wait / 1000)}s…` : "Connection lost; reconnecting…");
   }

@@ -105,6 +105,7 @@ export class Predictor {
   /** Unknown input ended the epoch: predict again once the output has settled. */
   private settling = false;
   private rttMs = 0;
+  private offline = false;
   /**
    * Where typing began on the cursor's row: the end of the prompt, which a line editor does not
    * let the cursor pass (kept across epochs while typing stays on the row).
@@ -134,7 +135,23 @@ export class Predictor {
   /** Whether predictions would be drawn now (mode and round trip; contexts aside). */
   get active(): boolean {
     if (this.mode === "never") return false;
-    return this.mode === "always" || this.rttMs > this.thresholdMs;
+    return this.mode === "always" || this.offline || this.rttMs > this.thresholdMs;
+  }
+
+  /**
+   * The link is down (true) or back (false). While it is down what is typed is held for the
+   * program, so it is shown as predicted in any context and waits for no deadline; once back,
+   * each prediction has a round trip again.
+   */
+  setOffline(down: boolean, now: number): void {
+    if (this.offline === down) return;
+    this.offline = down;
+    if (down) {
+      if (this.mode !== "never") this.shown = true;
+      return;
+    }
+    const deadline = now + this.rttMs * 1.5 + DEADLINE_SLACK_MS;
+    for (const e of this.entries) e.deadline = Math.max(e.deadline, deadline);
   }
 
   /** Predictions are waiting to be judged. */
@@ -149,6 +166,7 @@ export class Predictor {
 
   /** When the oldest prediction is judged without output (for the shell's timer); null: none. */
   get nextDeadline(): number | null {
+    if (this.offline) return null;
     return this.entries[0]?.deadline ?? null;
   }
 
@@ -217,7 +235,7 @@ export class Predictor {
       let prefix = "";
       for (let x = 0; x < start; x++) prefix += screen.cell(x, y).chars || " ";
       this.context = `${screen.alternate ? "alt" : "main"}|${prefix}`;
-      this.shown = this.active && (this.mode === "always" || this.trusted.has(this.context));
+      this.shown = this.active && (this.mode === "always" || this.offline || this.trusted.has(this.context));
     }
     const at = this.cursor(screen);
     const row = this.row(screen, at.y);
@@ -283,7 +301,7 @@ export class Predictor {
       this.entries = this.entries.slice(confirmedUpTo + 1);
       if (this.entries.length === 0) this.explained.clear();
     }
-    if (this.entries.length > 0 && now >= (this.entries[0] as Entry).deadline) this.contradicted();
+    if (!this.offline && this.entries.length > 0 && now >= (this.entries[0] as Entry).deadline) this.contradicted();
   }
 
   private contradicted(): void {

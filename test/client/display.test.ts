@@ -226,6 +226,26 @@ describe("Display: predicted echo", () => {
     expect(typedCell(s, "A")).toEqual({ chars: "A", underlined: false });
   });
 
+  test("typing while the link is down: shown at once though the link is slow to come back, then the echo ends it as without prediction", async () => {
+    const s = await setup({ predict: "auto" });
+    s.output("bash-5.2$ ");
+    s.display.rtt(2);
+    s.display.offline(true);
+    s.display.status("Connection lost; reconnecting…");
+    for (const c of "echo hi") s.display.typed(enc(c));
+    await waitFor(async () => (await s.real.text()).some((l) => l.startsWith("bash-5.2$ echo hi")), { what: "the typing shown" });
+    await waitFor(async () => (await s.real.text()).at(-1)?.includes("catty: Connection lost"), { what: "the status" });
+    s.display.typed(enc("\r"));
+    s.display.offline(false);
+    s.display.status("");
+    s.output("echo hi\r\nhi\r\nbash-5.2$ ");
+    await s.display.settled();
+    await waitFor(async () => (await s.real.state()) === (await s.reference.state()), { what: "the screen without prediction", timeoutMs: 3_000 }).catch(async (e) => {
+      console.log(JSON.stringify(await s.real.text()), JSON.stringify(await s.reference.text()), await s.real.state());
+      throw e;
+    });
+  });
+
   test("auto on a fast link draws nothing", async () => {
     const s = await setup({ predict: "auto" });
     s.output("bash-5.2$ ");

@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import { buildBinaries, type Binaries } from "../helpers/binaries.ts";
 import { DelayProxy } from "../helpers/delay-proxy.ts";
+import { TcpProxy } from "../helpers/proxy.ts";
 import { ServerProcess } from "../helpers/server-process.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -123,5 +124,27 @@ describe("predictive local echo at 150 ms round trip", () => {
     // Within one round trip of the echo (150 ms), with room for a loaded machine; never left there.
     expect(correctedMs).toBeLessThan(RTT_MS + 150);
     expect(rowOf(always.captureAttributes(), "UP>")).not.toContain("\x1b[4m");
+  }, 120_000);
+
+  test("typing while the link is down shows at once, is held, and reaches the program once when it is back", async () => {
+    await using proxy = TcpProxy.start({ port: server.port });
+    const tmux = terminal(proxy.url, { CATTY_PREDICT: "auto" });
+    tmux.type("catty new --no-upload --no-sync-back -- bash --norc --noprofile; echo NEW_EXIT=$?");
+    const label = LABEL_RE.exec(await tmux.waitFor(LABEL_RE, 30_000))?.[1] as string;
+    cleanups.push(() => api.stop(label).catch(() => {}));
+    tmux.type("PS1='%% '");
+    await tmux.waitFor(/^%%\s*$/m);
+    proxy.cut();
+    await tmux.waitFor("Connection lost");
+    tmux.type("echo held-while-down", false);
+    // Shown as typed though nothing can reach the session, and the status line says it is held.
+    await tmux.waitFor(/^%% echo held-while-down/m);
+    await tmux.waitFor("what you type is held");
+    tmux.keys("Enter");
+    proxy.restore();
+    const screen = await tmux.waitFor(/^held-while-down$/m, 30_000);
+    // Sent once, in order: one command line, one output line.
+    expect(screen.split("\n").filter((l) => l.startsWith("%% echo held-while-down"))).toHaveLength(1);
+    expect(screen.split("\n").filter((l) => l === "held-while-down")).toHaveLength(1);
   }, 120_000);
 });

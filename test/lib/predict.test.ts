@@ -291,6 +291,25 @@ describe("prediction engine", () => {
     expect(dump(run.seen)).toEqual(dump(run.plain));
   });
 
+  test("while the link is down, keys show in any context and wait for no deadline; once back, the echo judges them", () => {
+    const run = setUp(20, 3, "auto", 5);
+    const program = new LineEditor("insert", xtermScreen(run.plain).width, 15);
+    put(run.plain, PROMPT);
+    put(run.seen, PROMPT);
+    run.predictor.setOffline(true, run.now);
+    type(run, "a", program, []);
+    type(run, "b", program, []);
+    expect(dump(run.seen, { attributes: false })[0]).toStartWith("$·ab");
+    run.now += 60_000;
+    put(run.seen, run.echo.tick(xtermScreen(run.plain), run.now));
+    expect(dump(run.seen, { attributes: false })[0]).toStartWith("$·ab");
+    run.predictor.setOffline(false, run.now);
+    while (run.queue.length > 0) deliver(run);
+    expect(run.predictor.pending).toBe(false);
+    expect(run.predictor.contradictedCount).toBe(0);
+    expect(dump(run.seen)).toEqual(dump(run.plain));
+  });
+
   test("never: nothing predicted", () => {
     const run = setUp(20, 3, "never");
     type(run, "a", new Echo(), []);
