@@ -25,7 +25,7 @@
  * forwards.
  */
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { egressRules, resolveAllow, type AllowEntry, type EgressPolicy } from "../../src/lib/egress.ts";
 
@@ -56,6 +56,9 @@ export interface SessionNetworks {
   remove(label: string): void;
 }
 
+/** Which server's data dir each session namespace on this host belongs to (for the sweep). */
+const REGISTRY = "/run/catty-netns";
+
 /** The programs a network per session needs, as `apt-get install` names them. */
 const TOOLS: Record<string, string> = { ip: "iproute2", nsenter: "util-linux", nft: "nftables", pasta: "passt" };
 
@@ -78,16 +81,26 @@ export function createSessionNetworks(opts: SessionNetworkOptions): SessionNetwo
     const r = Bun.spawnSync(args, { stdin: input === undefined ? "ignore" : new TextEncoder().encode(input), stdout: "pipe", stderr: "pipe" });
     if (r.exitCode !== 0) throw new Error(`${args.slice(0, 4).join(" ")} failed: ${r.stderr.toString().trim() || `exit ${r.exitCode}`}`);
   };
-  const remove = (label: string): void => {
-    if (existsSync(`/run/netns/${name(label)}`)) Bun.spawnSync([tool("ip"), "netns", "delete", name(label)], { stdout: "ignore", stderr: "ignore" });
+  const removeNamed = (ns: string): void => {
+    if (existsSync(`/run/netns/${ns}`)) Bun.spawnSync([tool("ip"), "netns", "delete", ns], { stdout: "ignore", stderr: "ignore" });
+    rmSync(join(REGISTRY, ns), { force: true });
   };
+  const remove = (label: string): void => removeNamed(name(label));
   const nat = opts.policy !== "none" || opts.allow.length > 0;
   // A session's agent removes its namespace as it goes (agent/netns.ts); one whose agent never
-  // started its bridge, or a server that died meanwhile, may leave some: gone once no agent runs.
-  for (const entry of safeReaddir("/run/netns")) {
-    if (!entry.startsWith(prefix)) continue;
-    const label = entry.slice(prefix.length);
-    if (!agentAlive(join(opts.dataDir, "sessions", label, "agent.pid"))) remove(label);
+  // started its bridge, or was killed with it, may leave some. Each is recorded with its server's
+  // data dir: gone once its agent is, or its data dir (a server's, anywhere on this host).
+  for (const ns of safeReaddir(REGISTRY)) {
+    let dataDir = "";
+    try {
+      dataDir = readFileSync(join(REGISTRY, ns), "utf8");
+    } catch {
+      continue;
+    }
+    const label = ns.slice(`catty-xxxxxx-`.length);
+    const pidFile = join(dataDir, "sessions", label, "agent.pid");
+    const gone = !existsSync(dataDir) || (ns.startsWith(prefix) ? !agentAlive(pidFile) : existsSync(pidFile) && !agentAlive(pidFile));
+    if (gone) removeNamed(ns);
   }
   return {
     summary: `a network namespace each, egress ${opts.policy}${opts.allow.length ? ` plus ${opts.allow.map((a) => (a.port ? `${a.host}:${a.port}` : a.host)).join(", ")}` : ""}${nat ? " (NAT: pasta)" : ""}`,
@@ -96,6 +109,8 @@ export function createSessionNetworks(opts: SessionNetworkOptions): SessionNetwo
       const netns = `/run/netns/${ns}`;
       const allow = await resolveAllow(opts.allow);
       remove(label); // left from a session of that label this server lost track of
+      mkdirSync(REGISTRY, { recursive: true, mode: 0o700 });
+      writeFileSync(join(REGISTRY, ns), opts.dataDir, { mode: 0o600 });
       run([tool("ip"), "netns", "add", ns]);
       try {
         run([tool("ip"), "-n", ns, "link", "set", "lo", "up"]);

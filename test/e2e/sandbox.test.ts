@@ -362,11 +362,11 @@ describe("a local session's disk", () => {
         const save = await limited.owner.latestSave(me.label).catch(() => null);
         return save !== null && (await saveText(limited.owner.resolveUrl(save.url), limited.ownerToken)).includes(token);
       },
-      { timeoutMs: 30_000, what: "a save holding the file written after the disk was full" },
+      { timeoutMs: 60_000, what: "a save holding the file written after the disk was full" },
     );
     expect((await limited.owner.get(me.label)).status).toBe("running");
     // The session's end takes its disk away.
     await limited.owner.stop(me.label);
-    await waitFor(() => !existsSync(image), { timeoutMs: 30_000, what: "the session's disk to go" });
-  }, 90_000);
+    await waitFor(() => !existsSync(image), { timeoutMs: 60_000, what: "the session's disk to go" });
+  }, 180_000);
 });
