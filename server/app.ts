@@ -258,7 +258,11 @@ export function createApp(deps: AppDeps): CattyApp {
     request: app.request,
     internalFetch: internalApp ? (req, server) => (internalApp as Hono<AppEnv>).fetch(req, server) : null,
     websocket: relay.websocket,
-    start: () => lifecycle.start(),
+    start: () => {
+      // The VAPID key pair, made now on a first start (server/push.ts).
+      void push.publicKey().catch((err: unknown) => log.warn("no VAPID keys yet", { err: (err as Error).message }));
+      return lifecycle.start();
+    },
     drain: () => {
       draining = true;
     },

@@ -9,6 +9,8 @@ import { createDecipheriv, createECDH, createHmac, createPublicKey, randomBytes,
 
 export interface PushMessage {
   id: string;
+  /** When it arrived (Date.now()). */
+  at: number;
   status: number;
   /** Why the VAPID header or the body was refused; null when both were good. */
   problem: string | null;
@@ -98,10 +100,11 @@ export function startPushServiceStandIn(): PushServiceStandIn {
     async fetch(req) {
       const id = /^\/push\/(\w+)$/.exec(new URL(req.url).pathname)?.[1] ?? "";
       const device = devices.get(id);
+      const at = Date.now();
       const body = Buffer.from(await req.arrayBuffer());
       if (!device || req.method !== "POST") return new Response("no such subscription", { status: 404 });
       if (state.gone.has(id)) {
-        state.messages.push({ id, status: 410, problem: null, payload: null, vapid: null });
+        state.messages.push({ id, at, status: 410, problem: null, payload: null, vapid: null });
         return new Response("gone", { status: 410 });
       }
       const { vapid, problem } = checkVapid(req.headers.get("authorization"), state.url);
@@ -113,7 +116,7 @@ export function startPushServiceStandIn(): PushServiceStandIn {
         why ??= `does not decrypt: ${(err as Error).message}`;
       }
       const status = why ? 400 : 201;
-      state.messages.push({ id, status, problem: why, payload, vapid });
+      state.messages.push({ id, at, status, problem: why, payload, vapid });
       return new Response(null, { status });
     },
   });
