@@ -239,7 +239,7 @@ export const SERVER_SETTINGS = {
   dockerNetwork: setting(stringSetting("bridge"), {
     flag: "docker-network",
     env: ["CATTY_DOCKER_NETWORK"],
-    doc: "the network session containers join (`host`: the host's; then agents reach a loopback server)",
+    doc: "the network session containers join, a bridge network (agents dial `CATTY_PUBLIC_URL` there); `host`: the host's, with `CATTY_SESSION_EGRESS=all` only (then agents reach a loopback server)",
   }),
   anthropicApiKey: setting(optionalString(), {
     env: ["CATTY_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"],
