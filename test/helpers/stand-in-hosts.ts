@@ -10,7 +10,7 @@
  * `dispose()` removes the namespace, the pair and the routes; it also runs when the process
  * exits, so a failed test leaves nothing behind.
  */
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -55,12 +55,14 @@ export async function startStandInHosts(): Promise<StandInHosts> {
   const priv = `10.250.${n}.2`;
   const metadata = "169.254.169.254";
   let child: ReturnType<typeof Bun.spawn> | null = null;
+  const script = join(tmpdir(), `stand-in-${id}.cjs`);
   const routes: string[] = [];
   let disposed = false;
   const dispose = (): void => {
     if (disposed) return;
     disposed = true;
     child?.kill();
+    rmSync(script, { force: true });
     for (const r of routes) ip("route", "del", r, "via", internet);
     ip("link", "del", outside);
     ip("netns", "delete", ns);
@@ -82,7 +84,6 @@ export async function startStandInHosts(): Promise<StandInHosts> {
       must("route", "replace", `${a}/32`, "via", internet);
       routes.push(`${a}/32`);
     }
-    const script = join(tmpdir(), `stand-in-${id}.cjs`);
     writeFileSync(script, SERVER);
     child = Bun.spawn(["ip", "netns", "exec", ns, process.execPath, script], { stdout: "pipe", stderr: "inherit" });
     const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
