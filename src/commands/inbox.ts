@@ -1,12 +1,15 @@
 /**
  * `catty inbox`: every request Claude Code waits on across the user's sessions — session, ID,
- * tool, what it would do, age. A table (or `--json`); `catty approve` / `catty deny` answer.
+ * tool, what it would do, age. On a terminal an Ink list with keys to answer (src/tui/inbox);
+ * otherwise a table (or `--json`); `catty approve` / `catty deny` answer.
  */
 import { defineCommand } from "citty";
 import { resolveContext } from "../client/context.ts";
 import { ago } from "../lib/format.ts";
 import type { PendingRequest } from "../protocol/index.ts";
 import { apiArg } from "./_args.ts";
+import { attachAndReport } from "./_attach.ts";
+import { canPick } from "./_pick.ts";
 
 /** What a request would do, on one line. */
 export function requestSummary(r: PendingRequest): string {
@@ -34,10 +37,27 @@ export default defineCommand({
   args: {
     ...apiArg,
     json: { type: "boolean", default: false, description: "Print JSON and nothing else" },
+    plain: { type: "boolean", default: false, description: "Print the table, never the interactive list" },
   },
   async run({ args }) {
     const ctx = await resolveContext(args);
     const requests = await ctx.client.inbox();
+    if (!args.json && !args.plain && canPick()) {
+      const { runInboxList } = await import("../tui/inbox/InboxList.tsx");
+      const chosen = await runInboxList(
+        {
+          load: () => ctx.client.inbox(),
+          answer: async (r, a) => {
+            const done = await ctx.client.answer(r.label, r.id, a);
+            return `${done.behavior === "allow" ? "Allowed" : "Denied"} ${r.label}'s ${r.tool}${done.rule ? ` (from now on: ${done.rule.prefix ?? `every ${done.rule.tool}`})` : ""}.`;
+          },
+        },
+        requests,
+      );
+      if (chosen.interrupted) process.exitCode = 130;
+      if (chosen.open) process.exitCode = await attachAndReport(ctx, chosen.open, { mode: "interactive", offset: null, autoReconnect: true, syncBack: false });
+      return;
+    }
     process.stdout.write(args.json ? `${JSON.stringify(requests, null, 2)}\n` : `${formatInbox(requests)}\n`);
   },
 });

@@ -17,7 +17,7 @@ import type { PendingRequest } from "../../src/protocol/index.ts";
 import { startAnthropicStandIn, type AnthropicStandIn } from "../helpers/anthropic.ts";
 import { launchBrowser, SCREENSHOTS } from "../helpers/browser.ts";
 import { claudeCodeBinDir, typePrompt } from "../helpers/claude-code.ts";
-import type { Tmux } from "../helpers/tmux.ts";
+import { Tmux } from "../helpers/tmux.ts";
 import { startPushServiceStandIn, type PushServiceStandIn } from "../helpers/push-service.ts";
 import { ntfyActions, startNtfyStandIn, type NtfyStandIn } from "../helpers/ntfy.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -154,6 +154,24 @@ describe("the approval inbox", () => {
     expect(await inbox()).toEqual([]);
     const rules = (await (await fx.user.api("GET", `/v1/sessions/${label}/rules`)).json()) as Array<{ tool: string; prefix: string }>;
     expect(rules).toMatchObject([{ tool: "Bash", prefix: "echo again >> always.txt" }]);
+
+    // catty inbox on a terminal: the list with the command; "a" allows the selected request.
+    await run("echo ink > ink.txt", "From the list");
+    await asked(tmux, label, "echo ink > ink.txt");
+    const list = new Tmux({ HOME: fx.user.home, CATTY_HOME: fx.user.home, PATH: `${fx.bins.dir}:${process.env.PATH}`, PS1: "$ " });
+    list.start({ cols: 120, rows: 30, cwd: project });
+    try {
+      list.type("catty inbox; echo INBOX_EXIT=$?");
+      await list.waitFor(new RegExp(`${label} Bash[\\s\\S]*echo ink > ink\\.txt`), 15_000);
+      expect(list.capture()).toContain("a allow · d deny · A always allow");
+      list.keys("a");
+      await list.waitFor(`Allowed ${label}'s Bash.`, 15_000);
+      await waitFor(() => existsSync(join(workspace, "ink.txt")), { timeoutMs: 30_000, what: "ink.txt, allowed from catty inbox" });
+      list.keys("q");
+      await list.waitFor("INBOX_EXIT=0", 15_000);
+    } finally {
+      list.kill();
+    }
 
     // 5. Web Push to two devices (one the push service says is gone: dropped), the payload
     // encrypted for the device and the VAPID JWT good; and an ntfy message (retried after the
