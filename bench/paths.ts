@@ -270,6 +270,45 @@ export async function startSshPath(tmp: string, program: string, opts: SshPathOp
   return t.path;
 }
 
+// ── mosh ──────────────────────────────────────────────────────────────────────────────────────
+
+export interface MoshPathOptions {
+  /** The UDP port mosh-client sends to for the mosh-server on `port` (e.g. a delaying proxy's). */
+  via?: (port: number) => number | Promise<number>;
+}
+
+/**
+ * `mosh-server new` on loopback running `program` (no ssh: started directly, its key handed to
+ * the client in MOSH_KEY), and `mosh-client` to it under a PTY. Needs Debian's `mosh`.
+ */
+export async function startMoshPath(program: string, opts: MoshPathOptions = {}): Promise<Path> {
+  if (!Bun.which("mosh-server") || !Bun.which("mosh-client")) throw new Error("mosh not found: apt-get install mosh");
+  const env = { ...process.env, LANG: "C.UTF-8", LC_ALL: "C.UTF-8" };
+  const started = await run(["mosh-server", "new", "-s", "-i", "127.0.0.1", "-c", "256", "--", "sh", "-c", program], { timeoutMs: 20_000, env });
+  const m = /MOSH CONNECT (\d+) (\S+)/.exec(started.out);
+  if (!m) throw new Error(`mosh-server did not start:\n${started.out.slice(-2000)}`);
+  const serverPort = Number(m[1]);
+  const port = opts.via ? await opts.via(serverPort) : serverPort;
+  // It detaches and says as which process: "[mosh-server detached, pid = 1234]".
+  const detached = /detached, pid = (\d+)/.exec(started.out);
+  const serverPids = detached ? [Number(detached[1])] : [];
+  cleanups.push({ what: "mosh-server", run: () => { for (const pid of serverPids) try { process.kill(pid, "SIGTERM"); } catch {} } });
+  let feed: (d: Uint8Array, at: number) => void = () => {};
+  const cli = spawnInPty(["mosh-client", "127.0.0.1", String(port)], {
+    env: { ...env, MOSH_KEY: m[2] as string },
+    cols: COLS,
+    rows: ROWS,
+    onOutput: (data, at) => feed(data, at),
+  });
+  const t = tapped("mosh", (data) => cli.write(data), () => ({
+    "mosh-client": [cli.pid],
+    "mosh-server": serverPids,
+    program: serverPids.flatMap((pid) => descendants(pid)),
+  }));
+  feed = t.feed;
+  return t.path;
+}
+
 // ── getting ready ─────────────────────────────────────────────────────────────────────────────
 
 /**

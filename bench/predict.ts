@@ -10,12 +10,14 @@
  *   ./node_modules/.bin/bun bench/predict.ts [--rtts 0,50,150,300] [--predict auto] [--rounds 1]
  *
  * Prints, per round trip and path, the share of keystrokes shown in under 5 ms, p50 and p99, and
- * catty's p50 against ssh's in the same run. mosh is not measured yet (see bench/README.md).
+ * catty's p50 against ssh's in the same run; and Debian's mosh (`mosh-server new` on loopback,
+ * `mosh-client` with MOSH_KEY under a PTY, its UDP through a delaying proxy too; `--no-mosh` leaves it out).
  */
 import { parseArgs } from "node:util";
 import { DelayProxy } from "../test/helpers/delay-proxy.ts";
+import { UdpDelayProxy } from "../test/helpers/udp-delay-proxy.ts";
 import { benchTempDir, cleanups, percentile, runBench, wholeNumbers, withDeadline } from "./harness.ts";
-import { settle, startCattyPath, startSshPath, type Path } from "./paths.ts";
+import { settle, startCattyPath, startMoshPath, startSshPath, type Path } from "./paths.ts";
 
 const OVERALL_TIMEOUT_MS = 20 * 60_000;
 const SHOWN_AT_ONCE_MS = 5;
@@ -74,6 +76,7 @@ async function main(): Promise<void> {
       rtts: { type: "string", default: "0,50,150,300" },
       predict: { type: "string", default: "auto" },
       rounds: { type: "string", default: "1" },
+      mosh: { type: "boolean", default: true },
     },
   });
   const { rounds } = wholeNumbers(values, { rounds: 1 });
@@ -91,27 +94,41 @@ async function main(): Promise<void> {
     via: (port) => proxy(port).url,
   });
   const ssh = await startSshPath(tmp, PROGRAM, { via: (port) => Number(new URL(proxy(port).url).port) });
-  for (const p of [catty, ssh]) await settle(p, { expect: "$ " });
+  const udp: UdpDelayProxy[] = [];
+  const mosh = values.mosh
+    ? await startMoshPath(PROGRAM, {
+        via: async (port) => {
+          const p = await UdpDelayProxy.start({ port, rttMs: 0 });
+          udp.push(p);
+          cleanups.push({ what: "udp delay proxy", run: () => p.stop() });
+          return p.port;
+        },
+      })
+    : null;
+  const paths = mosh ? [catty, mosh, ssh] : [catty, ssh];
+  for (const p of paths) await settle(p, { expect: "$ " });
 
   console.log(`${"keystroke to screen".padEnd(28)}${"n".padStart(6)}${`< ${SHOWN_AT_ONCE_MS} ms`.padStart(10)}${"p50".padStart(11)}${"p99".padStart(11)}`);
   for (const rtt of rtts) {
     for (const p of proxies) p.rttMs = rtt;
+    for (const p of udp) p.rttMs = rtt;
     // The client measures the round trip on its heartbeat (every 5 s): let it see the new one.
     await Bun.sleep(6_000);
-    const times = new Map<string, number[]>([["catty", []], ["ssh", []]]);
+    const times = new Map<string, number[]>(paths.map((p) => [p.name, []]));
     for (let r = 0; r < rounds; r++) {
-      // Taking turns, the first alternating, so drift in the machine's load hits both alike.
-      const order = r % 2 === 0 ? [catty, ssh] : [ssh, catty];
+      // Taking turns, the first alternating, so drift in the machine's load hits all alike.
+      const order = r % 2 === 0 ? paths : [...paths].reverse();
       for (const p of order) (times.get(p.name) as number[]).push(...(await typeSession(p, rtt)));
     }
     console.log(`— ${rtt} ms round trip added`);
     const c = row(`catty connect (predict ${values.predict})`, times.get("catty") as number[]);
     const s = row("ssh -tt", times.get("ssh") as number[]);
     console.log(c.text);
+    if (mosh) console.log(row("mosh (mosh-client)", times.get("mosh") as number[]).text);
     console.log(s.text);
     console.log(`${"ratio catty/ssh p50".padEnd(28)}${(c.p50 / s.p50).toFixed(3).padStart(37)}`);
   }
-  console.log("(measured at the clients' PTY masters; mosh: not measured, see bench/README.md)");
+  console.log("(measured at the clients' PTY masters; mosh over UDP through a delaying proxy, its prediction adaptive)");
 }
 
 await runBench("predict", OVERALL_TIMEOUT_MS, main);
