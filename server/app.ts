@@ -164,7 +164,11 @@ export function createApp(deps: AppDeps): CattyApp {
   };
   const previewDomain = deps.previewDomain ?? null;
   const previews = new Previews({ store: deps.store, tunnels: relay.tunnels, log, domain: previewDomain });
-  relay.tunnels.onEnded = (sessionId) => previews.closeSession(sessionId);
+  relay.tunnels.onEnded = (sessionId) => {
+    previews.closeSession(sessionId);
+    // Its requests and "always allow" rules end with it.
+    inbox.sessionEnded(sessionId);
+  };
   metrics.sources({ store: deps.store, relay: () => relay.counts(), replicas: async () => (replicas.solo ? 1 : (await replicas.live()).length) });
   let draining = false;
   lifecycle.connect(relay);

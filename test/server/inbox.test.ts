@@ -72,7 +72,12 @@ describe("the inbox", () => {
     expect(inbox.revokeRule(alice.id, done.rule!.id)).toBe(true);
     void ask(inbox, alice, bash("npm run lint"));
     expect(inbox.list("alice")).toHaveLength(1);
+    const id = inbox.list("alice")[0]!.id;
     inbox.sessionEnded(alice.id);
+    // Ended with its session: the request is gone (a late answer is told so) and so are its rules.
+    expect(inbox.list("alice")).toEqual([]);
+    expect(() => inbox.answer("alice", alice, id, { behavior: "allow" })).toThrow("The session ended before an answer.");
+    expect(inbox.listRules(alice.id)).toEqual([]);
     inbox.sessionEnded(bob.id);
     inbox.close();
   });
