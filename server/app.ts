@@ -153,7 +153,7 @@ export function createApp(deps: AppDeps): CattyApp {
   const relay = new Relay(lifecycle, log, metrics);
   const inbox = new Inbox();
   const publicUrl = (): string => deps.publicUrl ?? deps.agentUrl();
-  const push = new WebPush({ store: deps.store, holder: crypto.randomUUID(), publicUrl, log });
+  const push = new WebPush({ store: deps.store, holder: crypto.randomUUID(), masterKey: deps.masterKey, publicUrl, log });
   const notifier = deps.notify ? new Notifier({ ...deps.notify, publicUrl, log }) : null;
   inbox.events = {
     asked: (...a) => {

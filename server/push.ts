@@ -5,13 +5,14 @@
  * service never reads the command. The payload carries the request and its one-use action tokens
  * (`POST /v1/act/<token>`) for the notification's Allow and Deny buttons.
  *
- * The VAPID key pair is made on the first start and kept in the database's server state, so every
- * replica pushes with the same key; made under a lease, so two replicas starting together agree.
+ * The VAPID key pair is made on the first start and kept in the database's server state (the
+ * private key sealed with a key derived from the master key), so every replica pushes with the
+ * same key; made under a lease, so two replicas starting together agree.
  * Subscriptions are kept per user in the server state too (`push:<user id>`); one the push service
  * answers 404 or 410 is dropped. Deliveries never block a session; failures are logged without
  * the request's content.
  */
-import { createECDH, createHmac, createCipheriv, createPrivateKey, randomBytes, sign } from "node:crypto";
+import { createCipheriv, createDecipheriv, createECDH, createHmac, createPrivateKey, hkdfSync, randomBytes, sign } from "node:crypto";
 import { z } from "zod";
 import type { Log } from "../src/lib/log.ts";
 import { CattyError, type PendingRequest, type SettledHow } from "../src/protocol/index.ts";
@@ -45,12 +46,32 @@ export interface VapidKeys {
   privateKey: string;
 }
 
-/** The server's VAPID keys: read from the server state, else made once (under a lease) and kept there. */
-export async function vapidKeys(store: Store, holder: string): Promise<VapidKeys> {
-  const Keys = z.object({ publicKey: z.string(), privateKey: z.string() });
+/** The private key as kept in the database: AES-256-GCM under a key derived from the master key (bound to its name). */
+function vapidSealer(masterKey: Buffer): { seal(keys: VapidKeys): string; open(text: string): VapidKeys } {
+  const key = Buffer.from(hkdfSync("sha256", masterKey, Buffer.alloc(0), "catty vapid keys v1", 32));
+  const Sealed = z.object({ publicKey: z.string(), iv: z.string(), tag: z.string(), privateKey: z.string() });
+  return {
+    seal: (keys) => {
+      const iv = randomBytes(12);
+      const c = createCipheriv("aes-256-gcm", key, iv).setAAD(Buffer.from(keys.publicKey));
+      const privateKey = Buffer.concat([c.update(keys.privateKey, "utf8"), c.final()]);
+      return JSON.stringify({ publicKey: keys.publicKey, iv: b64u(iv), tag: b64u(c.getAuthTag()), privateKey: b64u(privateKey) });
+    },
+    open: (text) => {
+      const s = Sealed.parse(JSON.parse(text));
+      const d = createDecipheriv("aes-256-gcm", key, unb64u(s.iv)).setAAD(Buffer.from(s.publicKey));
+      d.setAuthTag(unb64u(s.tag));
+      return { publicKey: s.publicKey, privateKey: Buffer.concat([d.update(unb64u(s.privateKey)), d.final()]).toString("utf8") };
+    },
+  };
+}
+
+/** The server's VAPID keys: read from the server state, else made once (under a lease) and kept there, the private key sealed. */
+export async function vapidKeys(store: Store, holder: string, masterKey: Buffer): Promise<VapidKeys> {
+  const sealer = vapidSealer(masterKey);
   const read = async (): Promise<VapidKeys | null> => {
     const raw = await store.serverState("vapid-keys");
-    return raw ? Keys.parse(JSON.parse(raw)) : null;
+    return raw ? sealer.open(raw) : null;
   };
   for (let tries = 0; tries < 50; tries++) {
     const have = await read();
@@ -63,7 +84,7 @@ export async function vapidKeys(store: Store, holder: string): Promise<VapidKeys
         const ecdh = createECDH("prime256v1");
         ecdh.generateKeys();
         const keys = { publicKey: b64u(ecdh.getPublicKey()), privateKey: b64u(ecdh.getPrivateKey()) };
-        await store.setServerState("vapid-keys", JSON.stringify(keys), new Date().toISOString());
+        await store.setServerState("vapid-keys", sealer.seal(keys), new Date().toISOString());
         return keys;
       } finally {
         await store.releaseLease("vapid-keys", holder);
@@ -116,6 +137,8 @@ export interface PushOptions {
   store: Store;
   /** This replica's id (the VAPID key's lease). */
   holder: string;
+  /** Seals the VAPID private key in the database. */
+  masterKey: Buffer;
   /** The server's public URL: the notification opens the session there; the JWT's subject. */
   publicUrl(): string;
   log: Log;
@@ -145,7 +168,7 @@ export class WebPush implements InboxEvents {
   }
 
   private vapid(): Promise<VapidKeys> {
-    this.keys ??= vapidKeys(this.opts.store, this.opts.holder).catch((err: unknown) => {
+    this.keys ??= vapidKeys(this.opts.store, this.opts.holder, this.opts.masterKey).catch((err: unknown) => {
       this.keys = null;
       throw err;
     });
