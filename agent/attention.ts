@@ -47,12 +47,27 @@ export class AttentionTracker {
   /** The program wrote `data` to its terminal. */
   output(data: Uint8Array): void {
     let bell = false;
-    for (const b of data) {
+    const n = data.length;
+    /** The next BEL at or after the scan in plain text (-1: none left), found natively. */
+    let nextBel = -2;
+    let i = 0;
+    while (i < n) {
+      if (this.scan === "text") {
+        // Plain text costs two native searches, not a step per byte: bulk output passes at the
+        // speed of a copy.
+        const esc = data.indexOf(ESC, i);
+        const end = esc < 0 ? n : esc;
+        if (!bell && nextBel !== -1) {
+          if (nextBel < i) nextBel = data.indexOf(BEL, i);
+          if (nextBel >= 0 && nextBel < end) bell = true;
+        }
+        if (esc < 0) break;
+        this.scan = "esc";
+        i = esc + 1;
+        continue;
+      }
+      const b = data[i++] as number;
       switch (this.scan) {
-        case "text":
-          if (b === ESC) this.scan = "esc";
-          else if (b === BEL) bell = true;
-          break;
         case "esc":
           if (b === 0x5d /* ] */) {
             this.scan = "osc";

@@ -5,6 +5,7 @@
  * process reads its terminal.
  */
 import { describe, expect, test } from "bun:test";
+import fc from "fast-check";
 import { ATTENTION_OSC, AttentionTracker, claudeHookSettings } from "../../agent/attention.ts";
 import type { Attention } from "../../src/protocol/index.ts";
 import { waitFor } from "../helpers/wait.ts";
@@ -32,6 +33,42 @@ describe("attention", () => {
       expect(t.current.state).toBe("working");
       t.close();
     }
+  });
+
+  test("the scanner (native searches through plain text) hears a bell exactly where one byte at a time would, cut anywhere", () => {
+    const BEL = 0x07;
+    const ESC = 0x1b;
+    /** The reference, one byte at a time: whether a chunk holds a bell in plain text (not the BEL ending an OSC). */
+    const reference = (): ((chunk: Uint8Array) => boolean) => {
+      let scan: "text" | "esc" | "osc" | "osc-esc" = "text";
+      return (chunk) => {
+        let bell = false;
+        for (const b of chunk) {
+          if (scan === "text") {
+            if (b === ESC) scan = "esc";
+            else if (b === BEL) bell = true;
+          } else if (scan === "esc") scan = b === 0x5d ? "osc" : b === ESC ? "esc" : "text";
+          else if (scan === "osc") scan = b === BEL ? "text" : b === ESC ? "osc-esc" : "osc";
+          else scan = b === 0x5c ? "text" : "osc";
+        }
+        return bell;
+      };
+    };
+    const part = fc.constantFrom("text ", "\x07", "\x1b]0;title\x07", "\x1b]2;t\x1b\\", "\x1b[31m", "\x1b", "]", "\x1b\x1b", "x".repeat(300));
+    fc.assert(
+      fc.property(fc.array(part, { maxLength: 12 }), fc.integer({ min: 1, max: 40 }), (parts, step) => {
+        const bytes = enc(parts.join(""));
+        const { t } = tracker();
+        const bells = reference();
+        for (let i = 0; i < bytes.length; i += step) {
+          const chunk = bytes.subarray(i, i + step);
+          t.output(chunk);
+          // Waiting after a chunk that held a bell, working after one that did not.
+          expect(t.current.state).toBe(bells(chunk) ? "waiting" : "working");
+        }
+        t.close();
+      }),
+    );
   });
 
   test("a bell means waiting; the BEL ending an OSC title does not; output means working", () => {
