@@ -265,6 +265,7 @@ export function createApp(deps: AppDeps): CattyApp {
     start: () => {
       // The VAPID key pair, made now on a first start (server/push.ts).
       void push.publicKey().catch((err: unknown) => log.warn("no VAPID keys yet", { err: (err as Error).message }));
+      inbox.start();
       return lifecycle.start();
     },
     drain: () => {

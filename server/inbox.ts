@@ -147,16 +147,21 @@ export class Inbox {
   private readonly rate = new Map<string, { start: number; count: number }>();
   /** Action tokens by their hash. */
   private readonly actions = new Map<string, ActionScope>();
-  private readonly sweep: Timer;
+  private sweep: Timer | undefined;
   events: InboxEvents | null = null;
 
-  constructor(private readonly now: () => number = Date.now) {
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Starts forgetting what has expired, every minute (built, the inbox starts no timer). */
+  start(): void {
+    if (this.sweep) return;
     this.sweep = setInterval(() => this.forget(), 60_000);
     this.sweep.unref?.();
   }
 
   close(): void {
     clearInterval(this.sweep);
+    this.sweep = undefined;
   }
 
   /**

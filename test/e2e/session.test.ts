@@ -11,6 +11,7 @@ import { ServerProcess } from "../helpers/server-process.ts";
 import { sessionFlow, shellExitCode as exitCodeAfter } from "../helpers/session-flow.ts";
 import { Tmux } from "../helpers/tmux.ts";
 import { waitFor } from "../helpers/wait.ts";
+import { pathWithout } from "../helpers/env-path.ts";
 
 let bins: Binaries;
 let server: ServerProcess;
@@ -189,7 +190,8 @@ describe("a session end to end", () => {
   });
 
   test("a server started without $SHELL or $USER (a service manager, env -i) still opens a login shell", async () => {
-    const bare = new ServerProcess(bins.server, { SHELL: undefined, USER: undefined, LOGNAME: undefined });
+    // Whatever the machine has installed: no claude on the PATH, so the session opens a shell.
+    const bare = new ServerProcess(bins.server, { SHELL: undefined, USER: undefined, LOGNAME: undefined, PATH: pathWithout("claude") });
     await bare.start();
     try {
       tmux.type(`CATTY_API_ADDR=${bare.url} CATTY_TOKEN=${bare.ownerToken} catty new --no-upload --no-sync-back; echo BARE_EXIT=$?`);
