@@ -32,7 +32,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { WorkspaceSaver, type ChangeLog, type SaveTransport } from "../agent/saver.ts";
 import { createDiskBlobStore, handleBlobRequest } from "../server/blobs/disk.ts";
-import { createUserToken, openStore } from "../server/listen.ts";
+import { createUserToken, openStore } from "../server/startup.ts";
 import { createSaves } from "../server/saves.ts";
 import type { SessionRow } from "../server/store/types.ts";
 import { ticketKey } from "../server/tickets.ts";

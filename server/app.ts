@@ -3,7 +3,7 @@
  * endpoints (agents on `/v1/agent/connect`, clients on `/v1/sessions/<label>/attach`), and the
  * sessions' lifecycle. `createApp` builds it from its dependencies and starts nothing: no timer,
  * no socket; tests call `app.request()` on it. `start()` takes over running sessions and starts
- * the periodic checks; listen.ts binds it with `Bun.serve`.
+ * the periodic checks; startup.ts binds it with `Bun.serve`.
  *
  * WebSockets use Bun's own upgrade (`server.upgrade` with per-socket data) behind Hono's routing,
  * not `hono/bun`'s `upgradeWebSocket`: the relay needs the result of each `send` (0 = dropped,

@@ -10,7 +10,7 @@ import { tokenIdOfHash } from "../src/lib/token-id.ts";
 import { VERSION } from "../src/lib/version.ts";
 import { SettingsError } from "../src/protocol/settings.ts";
 import { readServerConfig, serverFlags, type ServerConfig } from "./config.ts";
-import { createUserToken, openStore, startServer } from "./listen.ts";
+import { createUserToken, openStore, startServer } from "./startup.ts";
 import { runCheck, runRecover } from "./storage-commands.ts";
 import { TopologyError } from "./topology.ts";
 import { unknownVariableWarnings } from "./environment-check.ts";

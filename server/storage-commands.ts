@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Log } from "../src/lib/log.ts";
 import type { BlobStore } from "./blobs/types.ts";
 import type { ServerConfig } from "./config.ts";
-import { openBlobs, openStore } from "./listen.ts";
+import { openBlobs, openStore } from "./startup.ts";
 import type { Store } from "./store/types.ts";
 import { checkVault } from "./vault/check.ts";
 import { parseMasterKey } from "./vault/crypto.ts";

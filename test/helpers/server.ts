@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { readServerConfig } from "../../server/config.ts";
-import { startServer, type RunningServer, type StartOptions } from "../../server/listen.ts";
+import { startServer, type RunningServer, type StartOptions } from "../../server/startup.ts";
 import { createApiClient, type ApiClient } from "../../src/client/api.ts";
 import { createLog, type Log } from "../../src/lib/log.ts";
 import { openSqliteStore } from "../../server/store/sqlite.ts";

@@ -1,6 +1,6 @@
 /** Every route needs the right token: none or a wrong one gets 401, an agent token is not a user's, another user's session is 404. */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { openStore, createUserToken } from "../../server/listen.ts";
+import { openStore, createUserToken } from "../../server/startup.ts";
 import { readServerConfig } from "../../server/config.ts";
 import type { MachineSpec } from "../../server/providers/types.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";

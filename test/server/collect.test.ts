@@ -7,7 +7,7 @@ import { expect, test } from "bun:test";
 import { join } from "node:path";
 import fc from "fast-check";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
-import { createUserToken, openStore } from "../../server/listen.ts";
+import { createUserToken, openStore } from "../../server/startup.ts";
 import { extractArchive } from "../../src/lib/archive.ts";
 import type { ServerToAgent } from "../../src/protocol/index.ts";
 import { tempDirs } from "../helpers/fs.ts";

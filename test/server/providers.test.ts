@@ -14,7 +14,7 @@ import { createDockerProvider, LABELS } from "../../server/providers/docker.ts";
 import { resolveSandbox } from "../../server/providers/sandbox.ts";
 import { createLocalProvider, sessionDir } from "../../server/providers/local.ts";
 import { readServerConfig } from "../../server/config.ts";
-import { startServer } from "../../server/listen.ts";
+import { startServer } from "../../server/startup.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { readAgentEnv } from "../../src/protocol/agent-env.ts";
 import type { MachineHandle } from "../../src/protocol/index.ts";

@@ -12,7 +12,7 @@ import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createApp, type CattyApp } from "../../server/app.ts";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
-import { openStore } from "../../server/listen.ts";
+import { openStore } from "../../server/startup.ts";
 import { INTERNAL_HEADER, Replicas } from "../../server/replicas.ts";
 import { readServerConfig } from "../../server/config.ts";
 import { aboutThisReplica, topologyProblem } from "../../server/topology.ts";

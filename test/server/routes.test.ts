@@ -11,7 +11,7 @@ import { join } from "node:path";
 import type { Server } from "bun";
 import { createApp, type AppDeps, type CattyApp } from "../../server/app.ts";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
-import { createUserToken, openStore } from "../../server/listen.ts";
+import { createUserToken, openStore } from "../../server/startup.ts";
 import type { MachineSpec, Provider } from "../../server/providers/types.ts";
 import type { SocketData } from "../../server/relay.ts";
 import type { Store } from "../../server/store/types.ts";

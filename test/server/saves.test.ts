@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, utimesSy
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createS3BlobStore } from "../../server/blobs/s3.ts";
-import { createUserToken, openStore } from "../../server/listen.ts";
+import { createUserToken, openStore } from "../../server/startup.ts";
 import { extractArchive } from "../../src/lib/archive.ts";
 import { encodePack, MAX_PACK_BYTES, sha256 } from "../../src/lib/snapshot/format.ts";
 import type { ServerToAgent } from "../../src/protocol/index.ts";

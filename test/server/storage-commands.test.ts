@@ -8,7 +8,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createDiskBlobStore, loadOrCreateSecret } from "../../server/blobs/disk.ts";
 import { readServerConfig } from "../../server/config.ts";
-import { createUserToken, openStore } from "../../server/listen.ts";
+import { createUserToken, openStore } from "../../server/startup.ts";
 import { runCheck } from "../../server/storage-commands.ts";
 import { silentLog } from "../../src/lib/log.ts";
 import { tempDirs } from "../helpers/fs.ts";

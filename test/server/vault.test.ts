@@ -12,7 +12,7 @@ import fc from "fast-check";
 import { createDiskBlobStore } from "../../server/blobs/disk.ts";
 import { createS3BlobStore } from "../../server/blobs/s3.ts";
 import type { BlobStore } from "../../server/blobs/types.ts";
-import { createUserToken, openStore } from "../../server/listen.ts";
+import { createUserToken, openStore } from "../../server/startup.ts";
 import type { Store } from "../../server/store/types.ts";
 import { blobId, sealBlobs } from "../../server/vault/crypto.ts";
 import { savesToKeep } from "../../server/vault/retention.ts";

@@ -5,7 +5,7 @@
  * user's session out of sight, and the device flow's pending / slow_down / approve / deny / used.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createUserToken } from "../../server/listen.ts";
+import { createUserToken } from "../../server/startup.ts";
 import { RateLimit } from "../../server/routes/web-auth.ts";
 import { startTestServer, type TestServer } from "../helpers/server.ts";
 

@@ -11,7 +11,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Browser, BrowserContext, Page } from "playwright-core";
-import { createUserToken, openStore } from "../../server/listen.ts";
+import { createUserToken, openStore } from "../../server/startup.ts";
 import { readServerConfig } from "../../server/config.ts";
 import { launchBrowser } from "../helpers/browser.ts";
 import { removeAfterRun } from "../helpers/fs.ts";

@@ -6,7 +6,7 @@
 import { expect, test } from "bun:test";
 import { join } from "node:path";
 import { createDiskBlobStore } from "../../../server/blobs/disk.ts";
-import { createUserToken, openStore } from "../../../server/listen.ts";
+import { createUserToken, openStore } from "../../../server/startup.ts";
 import { createReading } from "../../../server/saves/reading.ts";
 import { createStaging } from "../../../server/saves/staging.ts";
 import { createCollections } from "../../../server/saves/sweep.ts";

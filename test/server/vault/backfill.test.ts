@@ -4,7 +4,7 @@
  * they recover from storage alone, byte for byte.
  */
 import { expect, test } from "bun:test";
-import { createUserToken, openStore } from "../../../server/listen.ts";
+import { createUserToken, openStore } from "../../../server/startup.ts";
 import { unitsOf } from "../../../server/vault/backfill.ts";
 import { checkVault } from "../../../server/vault/check.ts";
 import { blobId } from "../../../server/vault/crypto.ts";

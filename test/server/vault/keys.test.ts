@@ -1,6 +1,6 @@
 /** The vault's keys layer: one key per user, made once, kept wrapped in the database, opened only by its master key. */
 import { expect, test } from "bun:test";
-import { openStore, createUserToken } from "../../../server/listen.ts";
+import { openStore, createUserToken } from "../../../server/startup.ts";
 import { blobId } from "../../../server/vault/crypto.ts";
 import { createKeyring } from "../../../server/vault/keys.ts";
 import { tempDirs } from "../../helpers/fs.ts";

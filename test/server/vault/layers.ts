@@ -3,7 +3,7 @@ import { expect } from "bun:test";
 import { join } from "node:path";
 import { createDiskBlobStore } from "../../../server/blobs/disk.ts";
 import type { BlobStore } from "../../../server/blobs/types.ts";
-import { createUserToken, openStore } from "../../../server/listen.ts";
+import { createUserToken, openStore } from "../../../server/startup.ts";
 import { createSaves } from "../../../server/saves.ts";
 import type { SessionRow, Store } from "../../../server/store/types.ts";
 import { ticketKey } from "../../../server/tickets.ts";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { createDiskBlobStore } from "../../../server/blobs/disk.ts";
 import { createS3BlobStore } from "../../../server/blobs/s3.ts";
 import type { BlobStore } from "../../../server/blobs/types.ts";
-import { createUserToken, openStore } from "../../../server/listen.ts";
+import { createUserToken, openStore } from "../../../server/startup.ts";
 import type { Store } from "../../../server/store/types.ts";
 import { checkVault } from "../../../server/vault/check.ts";
 import { blobId, sealBlobs } from "../../../server/vault/crypto.ts";
