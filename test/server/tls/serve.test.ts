@@ -199,6 +199,13 @@ describe.skipIf(!havePebble())("--domain, against pebble", () => {
       const answer = await page.goto(`https://catty.localhost:${httpsPort}/`);
       expect(answer?.ok()).toBe(true);
       expect(await page.evaluate(() => (globalThis as { isSecureContext?: boolean }).isSecureContext)).toBe(true);
+      // So the dashboard's service worker (its push notifications, the installable app) installs.
+      const active = await page.evaluate(async () => {
+        const sw = (globalThis as unknown as { navigator: { serviceWorker: { register(url: string, o: object): Promise<unknown>; ready: Promise<{ active: { scriptURL: string } | null }> } } }).navigator.serviceWorker;
+        await sw.register("/sw.js", { scope: "/" });
+        return (await sw.ready).active?.scriptURL ?? null;
+      });
+      expect(active).toBe(`https://catty.localhost:${httpsPort}/sw.js`);
     } finally {
       await browser.close();
     }
