@@ -48,7 +48,8 @@ for i in $(seq ${ROUNDS}); do
   ln '${hard}' hard-$i 2>/dev/null || true
   touch d/x p/q/x 2>/dev/null
   sleep 0.02
-  rm -f d p .git
+  # The last round's swaps stay, so the journal is sure to see them whatever the machine's load.
+  [ "$i" -lt ${ROUNDS} ] && rm -f d p .git
 done
 echo finished > finished
 `;
@@ -143,8 +144,6 @@ test("swaps raced against the journal, sync-back and saves: the secret never lea
   expect(events.join("\n")).not.toContain(SECRET);
   expect(stored).not.toContain(SECRET);
   expect(log.lines.join("\n")).not.toContain(SECRET);
-  // The race happened: the journal saw the swapped paths as symlinks (and as what they were before).
-  const swapped = ["d", "p", "f", ".catty-uploads"].filter((path) => seen.get(path)?.has("symlink"));
-  expect(swapped.length).toBeGreaterThan(0);
-  expect(seen.get("d")?.has("dir")).toBe(true);
+  // The race happened: the journal saw the swapped paths as directories and as symlinks.
+  for (const path of ["d", "p"]) expect([...(seen.get(path) ?? [])].sort()).toEqual(expect.arrayContaining(["dir", "symlink"]));
 }, 60_000);

@@ -123,5 +123,5 @@ describe("data dir modes", () => {
     expect(Object.keys(files).some((k) => k.startsWith("blobs/uploads/"))).toBe(true);
     expect(Object.keys(files).some((k) => /^sessions\/[^/]+\/agent\.log$/.test(k))).toBe(true);
     expectPrivate(files);
-  });
+  }, 30_000); // three sessions start, each a sandbox with a network and a uid of its own
 });
