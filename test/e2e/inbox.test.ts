@@ -161,7 +161,8 @@ describe("the approval inbox", () => {
     const list = new Tmux({ HOME: fx.user.home, CATTY_HOME: fx.user.home, PATH: `${fx.bins.dir}:${process.env.PATH}`, PS1: "$ " });
     list.start({ cols: 120, rows: 30, cwd: project });
     try {
-      list.type("catty inbox; echo INBOX_EXIT=$?");
+      // A user's terminal: CI runs set CI, where catty prints the table instead.
+      list.type("env -u CI catty inbox; echo INBOX_EXIT=$?");
       await list.waitFor(new RegExp(`${label} Bash[\\s\\S]*echo ink > ink\\.txt`), 15_000);
       expect(list.capture()).toContain("a allow · d deny · A always allow");
       list.keys("a");
